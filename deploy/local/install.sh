@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs and is missing; quiet when all is there.
+#   Temporal CLI  -> .tools/bin/temporal         (Go module proxy, pinned)
+#   ONNX Runtime  -> .tools/onnxruntime/*.so      (npm registry, checksum verified)
+#   ClickHouse    -> clickhouse-server/-client    (Debian packages)
+#   Chromium      -> only with --browser          (Debian packages, for the Web UI test)
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+want_browser=0
+for a in "$@"; do
+  case $a in
+    --browser) want_browser=1 ;;
+    *) die "install.sh: unknown flag $a (known: --browser)" ;;
+  esac
+done
+
+apt_updated=0
+apt_install() {
+  if [ $apt_updated = 0 ]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    apt_updated=1
+  fi
+  log "installing Debian packages: $*"
+  # policy-rc.d keeps the packages' own init scripts from starting a system
+  # ClickHouse on the default ports: we run our own server with our config.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy; chmod +x $policy; created=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || { [ $created = 1 ] && rm -f $policy; die "apt-get install $* failed"; }
+  [ $created = 1 ] && rm -f $policy
+  return 0
+}
+
+install_temporal() {
+  if [ -x "$TEMPORAL_BIN" ] && "$TEMPORAL_BIN" --version 2>/dev/null | grep -q "${TEMPORAL_CLI_VERSION#v}"; then
+    return
+  fi
+  log "building the Temporal CLI $TEMPORAL_CLI_VERSION from the Go module proxy (about 5 minutes the first time)"
+  mkdir -p "$TOOLS/bin"
+  GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" \
+    || die "go install of the Temporal CLI failed"
+}
+
+install_onnxruntime() {
+  [ -f "$ORT_LIB" ] && return
+  command -v npm >/dev/null || die "npm is needed to fetch the ONNX Runtime library"
+  log "fetching onnxruntime-node@$ORT_VERSION from the npm registry (86 MB)"
+  local tmp; tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null) || die "npm pack onnxruntime-node@$ORT_VERSION failed"
+  local tgz="$tmp/onnxruntime-node-$ORT_VERSION.tgz"
+  local sum; sum=$(sha1sum "$tgz" | cut -d' ' -f1)
+  [ "$sum" = "$ORT_NPM_SHASUM" ] || die "checksum mismatch for onnxruntime-node@$ORT_VERSION: got $sum, want $ORT_NPM_SHASUM"
+  tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1 || die "the npm package has no linux x64 libonnxruntime.so.1"
+  mkdir -p "$(dirname "$ORT_LIB")"
+  mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_LIB.part"
+  mv "$ORT_LIB.part" "$ORT_LIB"
+}
+
+install_clickhouse() {
+  command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null && return
+  apt_install clickhouse-server clickhouse-client
+}
+
+install_browser() {
+  command -v chromium >/dev/null && return
+  apt_install chromium
+}
+
+install_clickhouse
+install_onnxruntime
+install_temporal
+[ $want_browser = 1 ] && install_browser
+exit 0
