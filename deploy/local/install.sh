@@ -3,15 +3,18 @@
 #   Temporal CLI  -> .tools/bin/temporal         (Go module proxy, pinned)
 #   ONNX Runtime  -> .tools/onnxruntime/*.so      (npm registry, checksum verified)
 #   ClickHouse    -> clickhouse-server/-client    (Debian packages)
-#   Chromium      -> only with --browser          (Debian packages, for the Web UI test)
+#   Chromium      -> component "browser"         (Debian packages, for the Web UI test)
+# Usage: install.sh [COMPONENT...]   (default: clickhouse onnxruntime temporal)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-want_browser=0
-for a in "$@"; do
-  case $a in
-    --browser) want_browser=1 ;;
-    *) die "install.sh: unknown flag $a (known: --browser)" ;;
+# Components to install: the arguments, or all but the browser.
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(clickhouse onnxruntime temporal)
+for c in "${components[@]}"; do
+  case $c in
+    clickhouse|onnxruntime|temporal|browser) ;;
+    *) die "install.sh: unknown component $c (known: clickhouse onnxruntime temporal browser)" ;;
   esac
 done
 
@@ -34,13 +37,16 @@ apt_install() {
 }
 
 install_temporal() {
-  if [ -x "$TEMPORAL_BIN" ] && "$TEMPORAL_BIN" --version 2>/dev/null | grep -q "${TEMPORAL_CLI_VERSION#v}"; then
+  # The binary reports 0.0.0-DEV, so a stamp file records what was built.
+  local stamp=$TEMPORAL_BIN.version
+  if [ -x "$TEMPORAL_BIN" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$TEMPORAL_CLI_VERSION" ]; then
     return
   fi
   log "building the Temporal CLI $TEMPORAL_CLI_VERSION from the Go module proxy (about 5 minutes the first time)"
   mkdir -p "$TOOLS/bin"
   GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" \
     || die "go install of the Temporal CLI failed"
+  echo "$TEMPORAL_CLI_VERSION" >"$stamp"
 }
 
 install_onnxruntime() {
@@ -69,8 +75,4 @@ install_browser() {
   apt_install chromium
 }
 
-install_clickhouse
-install_onnxruntime
-install_temporal
-[ $want_browser = 1 ] && install_browser
-exit 0
+for c in "${components[@]}"; do "install_$c"; done

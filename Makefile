@@ -1,0 +1,37 @@
+# Forewarm's entry points. `make demo` and `make test` each do their own
+# set-up on a fresh machine (tools into .tools/, state into .state/).
+SHELL := /bin/bash
+LOCAL := deploy/local
+
+# Demo knobs (see README): minutes of live replay, number of apps, trace.
+DEMO_MINUTES ?= 3
+DEMO_APPS ?= 36
+DEMO_TRACE ?= testdata/azure2019-sample
+
+.PHONY: up down test demo bench build vet fmt status
+
+up:
+	@$(LOCAL)/up.sh
+
+down:
+	@$(LOCAL)/down.sh
+
+# The whole suite, integration tests included; KEEP=1 leaves the stack up.
+TEST_ARGS ?= ./...
+test:
+	@$(LOCAL)/with-stack.sh go test -count=1 -timeout 30m $(TEST_ARGS)
+
+demo:
+	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh
+
+# Every benchmark, once, against the real stack; figures go to the issue notes.
+BENCH_ARGS ?= ./...
+bench:
+	@$(LOCAL)/with-stack.sh go test -run '^$$' -bench . -benchmem $(BENCH_ARGS)
+
+build:
+	@mkdir -p bin && go build -o bin/ ./worker ./starter ./hostagent
+
+vet:
+	@gofmt -l . | grep . && exit 1 || true
+	@go vet ./...
