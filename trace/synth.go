@@ -1,0 +1,228 @@
+package trace
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// SynthOptions tunes Synth. Zero values take the defaults noted.
+type SynthOptions struct {
+	Apps  int           // number of applications; 0 = 100
+	Days  int           // length of the trace; 0 = 1
+	Bin   time.Duration // bin width; 0 = 1 minute
+	Seed  int64         // same seed and options, same trace
+	Start time.Time     // start of bin 0; zero = SynthStart
+}
+
+// SynthStart is the default start of a synthetic trace: a Monday, so the
+// weekly shape lines up with bin 0.
+var SynthStart = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Synthetic application kinds, the shapes real serverless fleets show
+// (Shahrad et al., ATC 2020): the kind is the suffix of each app ID.
+const (
+	KindTimer   = "timer"   // fixed-period triggers (cron-like), with phase and rare misses
+	KindDiurnal = "diurnal" // business-hours traffic in the app's own time zone, quiet weekends
+	KindBursty  = "bursty"  // idle, then sessions of intense activity
+	KindRare    = "rare"    // a handful of requests a day at random times
+	KindHeavy   = "heavy"   // heavy hitters: many requests every minute
+)
+
+// Synth generates a deterministic synthetic workload. App i's series
+// depends only on the seed, i and the time options, not on the number of
+// apps, so a larger fleet extends a smaller one.
+func Synth(opt SynthOptions) *Trace {
+	if opt.Apps <= 0 {
+		opt.Apps = 100
+	}
+	if opt.Days <= 0 {
+		opt.Days = 1
+	}
+	if opt.Bin <= 0 {
+		opt.Bin = time.Minute
+	}
+	if opt.Start.IsZero() {
+		opt.Start = SynthStart
+	}
+	opt.Start = opt.Start.UTC()
+	span := time.Duration(opt.Days) * 24 * time.Hour
+	bins := int((span + opt.Bin - 1) / opt.Bin)
+	width := max(5, len(fmt.Sprint(opt.Apps-1)))
+	t := &Trace{Start: opt.Start, Bin: opt.Bin, Bins: bins, Apps: make([]App, opt.Apps)}
+	for i := range t.Apps {
+		rng := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)))
+		g := synthApp{rng: rng, start: opt.Start, bin: opt.Bin, counts: make([]uint32, bins)}
+		kind := g.kind(i)
+		a := &t.Apps[i]
+		a.ID = fmt.Sprintf("app-%0*d-%s", width, i, kind)
+		a.MemoryMB, a.ReadRatio, a.DurationMS = g.profile(kind)
+		switch kind {
+		case KindTimer:
+			g.timer()
+		case KindDiurnal:
+			g.diurnal()
+		case KindBursty:
+			g.bursty()
+		case KindRare:
+			g.rare()
+		case KindHeavy:
+			g.heavy()
+		}
+		a.Counts = g.counts
+	}
+	return t
+}
+
+type synthApp struct {
+	rng    *rand.Rand
+	start  time.Time
+	bin    time.Duration
+	counts []uint32
+}
+
+// kind picks the shape: 3% heavy hitters (at least one in any fleet of 10
+// or more), then timers, business-hours, bursty and rare apps.
+func (g *synthApp) kind(i int) string {
+	u := g.rng.Float64()
+	switch {
+	case i == 7 || u < 0.03:
+		return KindHeavy
+	case u < 0.30:
+		return KindTimer
+	case u < 0.55:
+		return KindDiurnal
+	case u < 0.80:
+		return KindBursty
+	default:
+		return KindRare
+	}
+}
+
+// profile draws memory (log-normal around the Azure median), read ratio
+// and work per request, each kind with its own typical values.
+func (g *synthApp) profile(kind string) (memMB, readRatio, durMS float64) {
+	base := map[string]struct{ read, durMS float64 }{
+		KindTimer:   {0.3, 2000}, // batch jobs: write-heavy, long
+		KindDiurnal: {0.8, 300},  // web back ends: read-heavy, short
+		KindBursty:  {0.6, 500},
+		KindRare:    {0.5, 5000},
+		KindHeavy:   {0.9, 100},
+	}[kind]
+	memMB = math.Round(min(4096, max(32, DefaultMemoryMB*math.Exp(0.6*g.rng.NormFloat64()))))
+	readRatio = math.Round(min(0.98, max(0.02, base.read+0.12*g.rng.NormFloat64()))*100) / 100
+	durMS = math.Round(base.durMS * math.Exp(0.8*g.rng.NormFloat64()))
+	return memMB, readRatio, max(1, durMS)
+}
+
+func (g *synthApp) add(b int, n uint64) {
+	if b >= 0 && b < len(g.counts) {
+		g.counts[b] = uint32(min(uint64(g.counts[b])+n, math.MaxUint32))
+	}
+}
+
+// perBin turns a rate per minute into an expected count per bin.
+func (g *synthApp) perBin(perMinute float64) float64 { return perMinute * g.bin.Minutes() }
+
+func (g *synthApp) at(b int) time.Time { return g.start.Add(time.Duration(b) * g.bin) }
+
+// timer fires every period from a random phase; 1% of firings are missed.
+func (g *synthApp) timer() {
+	periods := []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour}
+	period := periods[g.rng.IntN(len(periods))]
+	burst := uint64(1 + g.rng.IntN(3))
+	span := time.Duration(len(g.counts)) * g.bin
+	for at := time.Duration(g.rng.Int64N(int64(period))); at < span; at += period {
+		if g.rng.Float64() < 0.01 {
+			continue
+		}
+		g.add(int(at/g.bin), burst)
+	}
+}
+
+// businessHours is the share of peak traffic at a local hour of the day
+// and weekday: full 9–17, ramps either side, a trickle at night and on
+// weekends.
+func businessHours(local time.Time) float64 {
+	h := float64(local.Hour()) + float64(local.Minute())/60
+	var f float64
+	switch {
+	case h >= 9 && h < 17:
+		f = 1
+	case h >= 7 && h < 9:
+		f = 0.05 + 0.95*(h-7)/2
+	case h >= 17 && h < 20:
+		f = 1 - 0.95*(h-17)/3
+	default:
+		f = 0.05
+	}
+	if wd := local.Weekday(); wd == time.Saturday || wd == time.Sunday {
+		f *= 0.15
+	}
+	return f
+}
+
+func (g *synthApp) diurnal() {
+	zones := []int{-8, -5, 0, 1, 8} // hours from UTC: the app's users' time zone
+	zone := time.FixedZone("", zones[g.rng.IntN(len(zones))]*3600)
+	peak := math.Exp(math.Log(0.2) + g.rng.Float64()*math.Log(100)) // 0.2..20 per minute
+	for b := range g.counts {
+		g.add(b, g.poisson(g.perBin(peak*businessHours(g.at(b).In(zone)))))
+	}
+}
+
+// bursty alternates idle stretches with sessions: sessions start at 0.1–3
+// per hour, last 10 minutes on average and carry 1–20 requests a minute.
+func (g *synthApp) bursty() {
+	startsPerHour := 0.1 + g.rng.Float64()*2.9
+	meanSession := time.Duration((5 + g.rng.Float64()*15) * float64(time.Minute))
+	inSession := 1 + g.rng.Float64()*19
+	pStart := 1 - math.Exp(-startsPerHour*g.bin.Hours())
+	var until time.Time
+	for b := range g.counts {
+		t := g.at(b)
+		if !t.Before(until) && g.rng.Float64() < pStart {
+			until = t.Add(time.Duration(g.rng.ExpFloat64() * float64(meanSession)))
+		}
+		if t.Before(until) {
+			g.add(b, g.poisson(g.perBin(inSession)))
+		}
+	}
+}
+
+// rare places a few requests (0.3–5 a day, at least one) uniformly.
+func (g *synthApp) rare() {
+	days := float64(len(g.counts)) * g.bin.Hours() / 24
+	n := max(1, g.poisson((0.3+g.rng.Float64()*4.7)*days))
+	for range n {
+		g.add(g.rng.IntN(len(g.counts)), 1)
+	}
+}
+
+// heavy carries 20–200 requests a minute with a mild daily swing.
+func (g *synthApp) heavy() {
+	rate := 20 + g.rng.Float64()*180
+	phase := g.rng.Float64() * 2 * math.Pi
+	for b := range g.counts {
+		day := 2 * math.Pi * float64(g.at(b).Sub(g.start)) / float64(24*time.Hour)
+		g.add(b, g.poisson(g.perBin(rate*(0.8+0.2*math.Sin(day+phase)))))
+	}
+}
+
+// poisson draws a Poisson count: exact by inversion for small means, a
+// rounded normal approximation above 30 (indistinguishable there).
+func (g *synthApp) poisson(mean float64) uint64 {
+	if mean <= 0 {
+		return 0
+	}
+	if mean > 30 {
+		return uint64(max(0, math.Round(mean+math.Sqrt(mean)*g.rng.NormFloat64())))
+	}
+	limit, p, n := math.Exp(-mean), g.rng.Float64(), uint64(0)
+	for p > limit {
+		p *= g.rng.Float64()
+		n++
+	}
+	return n
+}
