@@ -1,0 +1,186 @@
+// Package activities holds every side effect of Forewarm's workflows:
+// model inference, host leases, shadow requests, serving, ClickHouse writes
+// and training. Activities are methods on structs built once by the worker
+// with their dependencies; each dependency is a small interface declared
+// here, so the workflow tests mock activities and the activity tests mock
+// the systems behind them. The worker adapts the real store, models and
+// host-agent client to these interfaces (worker/deps.go).
+package activities
+
+import (
+	"context"
+	"time"
+)
+
+// AppProfile is what the loop and the hosts need to know about an application.
+type AppProfile struct {
+	App        string
+	MemoryMB   float64
+	DiskMB     float64
+	CPUMilli   int64
+	ReadRatio  float64
+	DurationMS float64
+	VolumeType string
+}
+
+// HostInfo is a live host with its latest metrics.
+type HostInfo struct {
+	ID          string
+	URL         string
+	MemoryMB    float64
+	DiskMB      float64
+	CPUMilli    int64
+	Speed       float64
+	CPUUtil     float64
+	MemPressure float64
+	IOLatencyMS float64
+	FreeMemMB   float64
+}
+
+// DemandQuery is one application's recent activity to predict from.
+type DemandQuery struct {
+	Counts    []float64 // oldest first
+	Next      time.Time // start of the bin being predicted from
+	Bin       time.Duration
+	MemoryMB  float64
+	ReadRatio float64
+}
+
+// DemandModel is a loaded demand model.
+type DemandModel interface {
+	Predict(in []DemandQuery) ([]float64, error)
+	Version() string
+}
+
+// ModelRegistry loads champion models.
+type ModelRegistry interface {
+	// ChampionVersion is the current demand champion's version (ErrNoModel when none).
+	ChampionVersion(ctx context.Context) (string, error)
+	// LoadDemand loads one demand model version.
+	LoadDemand(ctx context.Context, version string) (DemandModel, error)
+}
+
+// AffinityScorer scores hosts for an application (0..1, higher is better).
+type AffinityScorer interface {
+	Score(ctx context.Context, app AppProfile, hosts []HostInfo) (scores []float64, version string, err error)
+}
+
+// HostDirectory lists the live hosts (registered recently) with metrics.
+type HostDirectory interface {
+	LiveHosts(ctx context.Context) ([]HostInfo, error)
+}
+
+// HostReservation asks a host to reserve resources under a lease ID.
+type HostReservation struct {
+	LeaseID  string
+	App      string
+	MemoryMB float64
+	DiskMB   float64
+	CPUMilli int64
+	TTL      time.Duration
+}
+
+// HostServing asks a host to serve one request.
+type HostServing struct {
+	RequestID string
+	App       string
+	LeaseID   string // empty: cold
+	MemoryMB  float64
+	DiskMB    float64
+	ReadRatio float64
+	WorkMS    float64
+}
+
+// HostServed is what a host reports after serving.
+type HostServed struct {
+	Warm    bool
+	SetupMS float64
+	WorkMS  float64
+	TotalMS float64
+}
+
+// HostClient talks to one host agent.
+type HostClient interface {
+	Reserve(ctx context.Context, r HostReservation) (expires time.Time, err error)
+	Shadow(ctx context.Context, leaseID string, readRatio, sampleMB float64) (shadowMS float64, err error)
+	Serve(ctx context.Context, s HostServing) (HostServed, error)
+	Release(ctx context.Context, leaseID string) error
+}
+
+// HostClients builds (and caches) clients and classifies their errors.
+type HostClients interface {
+	For(url string) HostClient
+	// Permanent says a host refused for good (bad request, over capacity,
+	// wrong app): retrying the same call cannot help.
+	Permanent(err error) bool
+	// NotFound says the lease is unknown to the host (already released or expired).
+	NotFound(err error) bool
+}
+
+// Records mirror the ClickHouse rows the activities write.
+type (
+	PredictionRecord struct {
+		Time         time.Time
+		App          string
+		Bin          time.Time
+		Probability  float64
+		Threshold    float64
+		ModelVersion string
+		Decision     string
+	}
+	PreparationEvent struct {
+		Time          time.Time
+		PreparationID string
+		App, Host     string
+		Event         string // reserved|validated|claimed|expired|released|failed
+		MemoryMB      float64
+		DiskMB        float64
+		CPUMilli      int64
+		ShadowMS      float64
+		Reason        string
+		HeldSeconds   float64
+	}
+	RequestRecord struct {
+		Time          time.Time
+		RequestID     string
+		App           string
+		VolumeType    string
+		SizeMB        float64
+		ReadRatio     float64
+		Host          string
+		Warm          bool
+		ExpectedScore float64
+		SetupMS       float64
+		WorkMS        float64
+		LatencyMS     float64
+		Outcome       string
+	}
+	AdjustmentRecord struct {
+		Time                                    time.Time
+		App, Host                               string
+		Expected, Actual, Delta, NewAdjustment float64
+		Reason                                  string
+	}
+)
+
+// Recorder writes rows to the metric store.
+type Recorder interface {
+	RecordPredictions(ctx context.Context, rows []PredictionRecord) error
+	RecordPreparationEvents(ctx context.Context, rows []PreparationEvent) error
+	RecordRequests(ctx context.Context, rows []RequestRecord) error
+	RecordAdjustments(ctx context.Context, rows []AdjustmentRecord) error
+}
+
+// HistoryReader reads what a loop needs when it starts.
+type HistoryReader interface {
+	RecentActivity(ctx context.Context, apps []string, end time.Time, bins int, bin time.Duration) (map[string][]float64, error)
+	AppProfile(ctx context.Context, app string) (AppProfile, bool, error)
+	Adjustments(ctx context.Context, app string) (map[string]float64, error)
+}
+
+// LeaseClaimer asks an application's prediction loop for a live lease.
+// Found is false when the loop holds none; LoopRunning is false when no
+// loop runs for the application (the request goes cold either way).
+type LeaseClaimer interface {
+	Claim(ctx context.Context, app, requestID string) (ClaimResult, error)
+}

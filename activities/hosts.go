@@ -1,0 +1,197 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+)
+
+// Hosts reserves, validates, serves on and releases host resources, and
+// records every step as a preparation event.
+type Hosts struct {
+	Directory HostDirectory
+	Affinity  AffinityScorer
+	Clients   HostClients
+	Recorder  Recorder
+	Log       *slog.Logger
+}
+
+// RankHosts scores every live host for the application: the affinity
+// model's score plus the adjustment observed for this (app, host) pair,
+// clamped to [0, 1]; best first, ties by free memory then host ID.
+func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error) {
+	hosts, err := h.Directory.LiveHosts(ctx)
+	if err != nil {
+		return RankResult{}, fmt.Errorf("list live hosts: %w", err)
+	}
+	hosts = slices.DeleteFunc(hosts, func(x HostInfo) bool { return slices.Contains(in.Exclude, x.ID) })
+	if len(hosts) == 0 {
+		return RankResult{}, nonRetryable(ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
+	}
+	scores, version, err := h.Affinity.Score(ctx, in.Profile, hosts)
+	if err != nil {
+		return RankResult{}, fmt.Errorf("affinity scores for %s: %w", in.Profile.App, err)
+	}
+	out := make([]HostCandidate, len(hosts))
+	for i, x := range hosts {
+		adj := in.Adjustments[x.ID]
+		out[i] = HostCandidate{Host: x.ID, URL: x.URL, ModelScore: scores[i], Adjustment: adj,
+			Score: clamp01(scores[i] + adj), FreeMemMB: x.FreeMemMB}
+	}
+	slices.SortFunc(out, func(a, b HostCandidate) int {
+		switch {
+		case a.Score != b.Score:
+			return cmpDesc(a.Score, b.Score)
+		case a.FreeMemMB != b.FreeMemMB:
+			return cmpDesc(a.FreeMemMB, b.FreeMemMB)
+		}
+		return strings.Compare(a.Host, b.Host)
+	})
+	return RankResult{Candidates: out, ModelVersion: version}, nil
+}
+
+func cmpDesc(a, b float64) int {
+	if a > b {
+		return -1
+	}
+	return 1
+}
+
+func clamp01(x float64) float64 { return min(1, max(0, x)) }
+
+// Reserve asks the host for the resources. Idempotent per lease ID on the
+// host side, so a retry after a lost reply does not reserve twice.
+func (h *Hosts) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, error) {
+	if in.LeaseID == "" || in.Candidate.URL == "" || in.TTL <= 0 {
+		return ReserveResult{}, nonRetryable(ErrBadInput, fmt.Errorf("reserve: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.Candidate.URL, in.TTL))
+	}
+	c := h.Clients.For(in.Candidate.URL)
+	expires, err := c.Reserve(ctx, HostReservation{LeaseID: in.LeaseID, App: in.App, MemoryMB: in.MemoryMB,
+		DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, TTL: in.TTL})
+	if err != nil {
+		if h.Clients.Permanent(err) {
+			return ReserveResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused lease %s: %w", in.Candidate.Host, in.LeaseID, err))
+		}
+		return ReserveResult{}, fmt.Errorf("reserve lease %s on %s: %w", in.LeaseID, in.Candidate.Host, err)
+	}
+	now := time.Now().UTC()
+	h.record(ctx, PreparationEvent{Time: now, PreparationID: in.LeaseID, App: in.App, Host: in.Candidate.Host, Event: "reserved",
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli,
+		Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", in.Candidate.Score, in.Candidate.ModelScore, in.Candidate.Adjustment)})
+	return ReserveResult{Reserved: now, Expires: expires}, nil
+}
+
+// Shadow runs a small slice of the expected work on the reservation and
+// heartbeats while it waits. A refused or too slow shadow is a result (the
+// workflow releases and moves on), not an error to retry.
+func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error) {
+	stop := heartbeatEvery(ctx, time.Second, in.LeaseID)
+	defer stop()
+	ms, err := h.Clients.For(in.HostURL).Shadow(ctx, in.LeaseID, in.ReadRatio, in.SampleMB)
+	var res ShadowResult
+	switch {
+	case err != nil && h.Clients.Permanent(err):
+		res = ShadowResult{Reason: "host refused the shadow request: " + err.Error()}
+	case err != nil:
+		return ShadowResult{}, fmt.Errorf("shadow request for %s on %s: %w", in.LeaseID, in.Host, err)
+	case in.MaxMS > 0 && ms > in.MaxMS:
+		res = ShadowResult{ShadowMS: ms, Reason: fmt.Sprintf("shadow took %.1f ms, more than the %.1f ms allowed", ms, in.MaxMS)}
+	default:
+		res = ShadowResult{OK: true, ShadowMS: ms}
+	}
+	ev := PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "validated", ShadowMS: res.ShadowMS}
+	if !res.OK {
+		ev.Event, ev.Reason = "failed", res.Reason
+	}
+	h.record(ctx, ev)
+	return res, nil
+}
+
+// Release gives the reservation back (a lease the host no longer knows is
+// already released) and records the event with how long it was held: an
+// "expired" event is wasted resource-time.
+func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
+	err := h.Clients.For(in.HostURL).Release(ctx, in.LeaseID)
+	held := true
+	switch {
+	case err != nil && h.Clients.NotFound(err):
+		held = false
+	case err != nil && h.Clients.Permanent(err):
+		return ReleaseResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err))
+	case err != nil:
+		return ReleaseResult{}, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err)
+	}
+	event := in.Event
+	if event == "" {
+		event = "released"
+	}
+	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds})
+	return ReleaseResult{WasHeld: held}, nil
+}
+
+// Serve runs the request on the host, warm on the lease when one is given.
+func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
+	if in.HostURL == "" {
+		return ServeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
+	}
+	r, err := h.Clients.For(in.HostURL).Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS})
+	if err != nil {
+		if h.Clients.Permanent(err) {
+			return ServeResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
+		}
+		return ServeResult{}, fmt.Errorf("serve %s on %s: %w", in.RequestID, in.Host, err)
+	}
+	return ServeResult(r), nil
+}
+
+// record writes a preparation event; the event log must not fail the
+// reservation itself, so a store error is logged, not returned.
+func (h *Hosts) record(ctx context.Context, ev PreparationEvent) {
+	if h.Recorder == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := h.Recorder.RecordPreparationEvents(ctx, []PreparationEvent{ev}); err != nil {
+		h.logger().Warn("record preparation event", "lease", ev.PreparationID, "event", ev.Event, "err", err)
+	}
+}
+
+func (h *Hosts) logger() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
+
+// heartbeatEvery heartbeats until stop is called, so a long host call is
+// noticed dead within the heartbeat timeout and cancellation reaches it.
+func heartbeatEvery(ctx context.Context, every time.Duration, details any) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, details)
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,136 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Predictor serves the prediction loops: a local activity per tick that runs
+// the champion demand model (cached here, reloaded when the registry's
+// champion changes) and queues the prediction for a bulk insert.
+type Predictor struct {
+	Models      ModelRegistry
+	History     HistoryReader
+	Predictions *Batcher[PredictionRecord]
+	// CheckEvery bounds how often the registry is asked for the champion's
+	// version (default 10 s): not a ClickHouse round trip per tick.
+	CheckEvery time.Duration
+	Log        *slog.Logger
+
+	mu      sync.Mutex
+	model   DemandModel
+	checked time.Time
+	loadErr error
+}
+
+// Predict returns P(at least one request within the model's horizon).
+// Run it as a local activity: it takes microseconds once the model is loaded.
+func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult, error) {
+	if in.App == "" || in.Bin <= 0 {
+		return PredictResult{}, nonRetryable(ErrBadInput, fmt.Errorf("predict: app %q, bin %v: both are required", in.App, in.Bin))
+	}
+	m, err := p.champion(ctx)
+	if err != nil {
+		return PredictResult{}, err
+	}
+	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin, MemoryMB: in.MemoryMB, ReadRatio: in.ReadRatio}})
+	if err != nil {
+		return PredictResult{}, fmt.Errorf("predict %s with model %s: %w", in.App, m.Version(), err)
+	}
+	if len(probs) != 1 {
+		return PredictResult{}, fmt.Errorf("predict %s with model %s: %d outputs for 1 input", in.App, m.Version(), len(probs))
+	}
+	res := PredictResult{Probability: probs[0], ModelVersion: m.Version()}
+	res.Decision = Decide(res.Probability, in.Threshold, in.Covered, in.DryRun)
+	if p.Predictions != nil {
+		p.Predictions.Add(PredictionRecord{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
+			Probability: res.Probability, Threshold: in.Threshold, ModelVersion: res.ModelVersion, Decision: res.Decision})
+	}
+	return res, nil
+}
+
+// champion returns the cached model, checking the registry at most every
+// CheckEvery. When the registry is unreachable the loaded model keeps
+// serving (a ClickHouse restart must not stop the loops).
+func (p *Predictor) champion(ctx context.Context) (DemandModel, error) {
+	every := p.CheckEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.checked) < every {
+		if p.model != nil {
+			return p.model, nil
+		}
+		if p.loadErr != nil {
+			return nil, p.loadErr
+		}
+	}
+	p.checked = time.Now()
+	version, err := p.Models.ChampionVersion(ctx)
+	switch {
+	case errors.Is(err, ErrNoChampion):
+		p.model, p.loadErr = nil, nonRetryable(ErrNoModel, errors.New("no demand model published yet: run `starter model train --wait`"))
+		return nil, p.loadErr
+	case err != nil:
+		if p.model != nil {
+			p.logger().Warn("model registry unreachable; keeping the loaded model", "version", p.model.Version(), "err", err)
+			return p.model, nil
+		}
+		return nil, fmt.Errorf("ask the model registry for the champion: %w", err)
+	}
+	if p.model != nil && p.model.Version() == version {
+		return p.model, nil
+	}
+	m, err := p.Models.LoadDemand(ctx, version)
+	if err != nil {
+		if p.model != nil {
+			p.logger().Error("new champion fails to load; keeping the previous model", "version", version, "kept", p.model.Version(), "err", err)
+			return p.model, nil
+		}
+		p.loadErr = nonRetryable(ErrNoModel, fmt.Errorf("load demand model %s: %w", version, err))
+		return nil, p.loadErr
+	}
+	p.logger().Info("demand model loaded", "version", version)
+	p.model, p.loadErr = m, nil
+	return m, nil
+}
+
+func (p *Predictor) logger() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.Default()
+}
+
+// Seed reads, once per loop, the recent activity, the profile and the
+// observed host adjustments of an application. `starter loop start --all`
+// seeds every loop from one bulk query instead; this is the single-app path.
+func (p *Predictor) Seed(ctx context.Context, in SeedInput) (SeedResult, error) {
+	if in.App == "" || in.Bins <= 0 || in.Bin <= 0 {
+		return SeedResult{}, nonRetryable(ErrBadInput, fmt.Errorf("seed: app %q, bins %d, bin %v: all are required", in.App, in.Bins, in.Bin))
+	}
+	counts, err := p.History.RecentActivity(ctx, []string{in.App}, in.End, in.Bins, in.Bin)
+	if err != nil {
+		return SeedResult{}, fmt.Errorf("recent activity of %s: %w", in.App, err)
+	}
+	prof, known, err := p.History.AppProfile(ctx, in.App)
+	if err != nil {
+		return SeedResult{}, fmt.Errorf("profile of %s: %w", in.App, err)
+	}
+	adj, err := p.History.Adjustments(ctx, in.App)
+	if err != nil {
+		return SeedResult{}, fmt.Errorf("affinity adjustments of %s: %w", in.App, err)
+	}
+	c := counts[in.App]
+	if len(c) == 0 {
+		c = make([]float64, in.Bins)
+	}
+	prof.App = in.App
+	return SeedResult{Counts: c, Profile: prof, ProfileKnown: known, Adjustments: adj}, nil
+}

@@ -1,0 +1,46 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+)
+
+// Requests claims leases from the prediction loops and records served
+// requests (with their affinity adjustments) in the metric store.
+type Requests struct {
+	Claimer  LeaseClaimer
+	Recorder Recorder
+}
+
+// ClaimLease asks the application's loop for a live lease (an Update, so two
+// requests can never claim the same lease). No loop or no lease: cold.
+func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, error) {
+	if in.App == "" || in.RequestID == "" {
+		return ClaimResult{}, nonRetryable(ErrBadInput, fmt.Errorf("claim: app %q and request ID %q are required", in.App, in.RequestID))
+	}
+	res, err := r.Claimer.Claim(ctx, in.App, in.RequestID)
+	if err != nil {
+		return ClaimResult{}, fmt.Errorf("claim a lease from the loop of %s: %w", in.App, err)
+	}
+	return res, nil
+}
+
+// RecordRequest writes the request outcome, the claimed-lease event and the
+// affinity adjustment. Retried as a whole, so a retry after a partial
+// failure can write the request row twice; the request ID tells them apart.
+func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (RecordRequestResult, error) {
+	if err := r.Recorder.RecordRequests(ctx, []RequestRecord{in.Request}); err != nil {
+		return RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
+	}
+	if in.Claimed != nil {
+		if err := r.Recorder.RecordPreparationEvents(ctx, []PreparationEvent{*in.Claimed}); err != nil {
+			return RecordRequestResult{}, fmt.Errorf("record claim of %s: %w", in.Claimed.PreparationID, err)
+		}
+	}
+	if in.Adjustment != nil {
+		if err := r.Recorder.RecordAdjustments(ctx, []AdjustmentRecord{*in.Adjustment}); err != nil {
+			return RecordRequestResult{}, fmt.Errorf("record adjustment %s/%s: %w", in.Adjustment.App, in.Adjustment.Host, err)
+		}
+	}
+	return RecordRequestResult{}, nil
+}

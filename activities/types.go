@@ -1,0 +1,227 @@
+package activities
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Non-retryable application error types. Workflows match on these names,
+// so they are constants and part of the contract.
+const (
+	ErrNoModel      = "NoModel"      // no champion model, or it fails to load
+	ErrBadInput     = "BadInput"     // an input a retry cannot fix
+	ErrHostRejected = "HostRejected" // a host refused for good (capacity, bad request)
+	ErrNoHosts      = "NoHosts"      // no live host to prepare or serve on
+	ErrNotEnough    = "NotEnoughData"
+)
+
+// ErrNoChampion is returned by ModelRegistry.ChampionVersion when no
+// champion exists yet.
+var ErrNoChampion = errors.New("no champion model published")
+
+func nonRetryable(kind string, err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), kind, err)
+}
+
+// Lease is a validated reservation on a host, held by a prediction loop.
+type Lease struct {
+	LeaseID   string // preparation workflow ID + "/" + host: what the host knows
+	App       string
+	Host      string
+	HostURL   string
+	MemoryMB  float64
+	DiskMB    float64
+	CPUMilli  int64
+	Reserved  time.Time
+	Expires   time.Time
+	ShadowMS  float64
+	Score     float64 // expected affinity (model score + adjustment) when prepared
+	Adjusted  float64 // the adjustment part of Score
+	ModelVers string  // affinity model version that scored the host
+}
+
+// Decisions recorded with every prediction.
+const (
+	DecisionPrepare = "prepare"
+	DecisionBelow   = "below-threshold"
+	DecisionCovered = "covered"
+	DecisionDryRun  = "dry-run"
+	DecisionNoModel = "no-model"
+)
+
+// Decide is the loop's rule, shared by the workflow (which acts on it) and
+// the prediction activity (which records it): prepare when the probability
+// reaches the threshold and nothing live covers the horizon.
+func Decide(p, threshold float64, covered, dryRun bool) string {
+	switch {
+	case p < threshold:
+		return DecisionBelow
+	case dryRun:
+		return DecisionDryRun
+	case covered:
+		return DecisionCovered
+	default:
+		return DecisionPrepare
+	}
+}
+
+// PredictInput asks for one prediction; it also carries what is needed to
+// record the decision, so a tick is one local activity.
+type PredictInput struct {
+	App       string
+	Counts    []float64
+	Next      time.Time
+	Bin       time.Duration
+	MemoryMB  float64
+	ReadRatio float64
+	Threshold float64
+	Covered   bool
+	DryRun    bool
+}
+
+// PredictResult is the probability of at least one request in the horizon.
+type PredictResult struct {
+	Probability  float64
+	ModelVersion string
+	Decision     string
+}
+
+// SeedInput asks for what a loop needs once, when it first starts.
+type SeedInput struct {
+	App  string
+	End  time.Time
+	Bins int
+	Bin  time.Duration
+}
+
+// SeedResult is the recent activity, profile and adjustments of one app.
+type SeedResult struct {
+	Counts       []float64
+	Profile      AppProfile
+	ProfileKnown bool
+	Adjustments  map[string]float64
+}
+
+// RankInput asks for the hosts best suited to an application.
+type RankInput struct {
+	Profile     AppProfile
+	Adjustments map[string]float64 // host -> observed adjustment
+	Exclude     []string
+}
+
+// HostCandidate is one ranked host, with the parts of its score.
+type HostCandidate struct {
+	Host       string
+	URL        string
+	ModelScore float64
+	Adjustment float64
+	Score      float64 // clamp(ModelScore + Adjustment, 0, 1)
+	FreeMemMB  float64
+}
+
+// RankResult is every live host, best first.
+type RankResult struct {
+	Candidates   []HostCandidate
+	ModelVersion string
+}
+
+// ReserveInput reserves resources on one host.
+type ReserveInput struct {
+	LeaseID   string
+	App       string
+	Candidate HostCandidate
+	MemoryMB  float64
+	DiskMB    float64
+	CPUMilli  int64
+	TTL       time.Duration
+}
+
+// ReserveResult is the reservation as the host granted it.
+type ReserveResult struct {
+	Reserved time.Time
+	Expires  time.Time
+}
+
+// ShadowInput runs a small slice of the expected work on a reservation.
+type ShadowInput struct {
+	LeaseID   string
+	App       string
+	Host      string
+	HostURL   string
+	ReadRatio float64
+	SampleMB  float64
+	MaxMS     float64 // slower than this counts as a failed validation
+}
+
+// ShadowResult says whether the reservation proved ready.
+type ShadowResult struct {
+	OK       bool
+	ShadowMS float64
+	Reason   string
+}
+
+// ReleaseInput gives a reservation back and records why.
+type ReleaseInput struct {
+	LeaseID     string
+	App         string
+	Host        string
+	HostURL     string
+	Event       string // released | expired | failed
+	Reason      string
+	MemoryMB    float64
+	DiskMB      float64
+	CPUMilli    int64
+	HeldSeconds float64
+}
+
+// ReleaseResult says whether the host still held the reservation.
+type ReleaseResult struct {
+	WasHeld bool
+}
+
+// ServeInput runs one request on one host.
+type ServeInput struct {
+	RequestID string
+	App       string
+	Host      string
+	HostURL   string
+	LeaseID   string
+	MemoryMB  float64
+	DiskMB    float64
+	ReadRatio float64
+	WorkMS    float64
+}
+
+// ServeResult is what the host measured.
+type ServeResult struct {
+	Warm    bool
+	SetupMS float64
+	WorkMS  float64
+	TotalMS float64
+}
+
+// ClaimInput asks the application's loop for a lease.
+type ClaimInput struct {
+	App       string
+	RequestID string
+}
+
+// ClaimResult is the lease claimed, if any.
+type ClaimResult struct {
+	Found       bool
+	LoopRunning bool
+	Lease       Lease
+	Adjustments map[string]float64 // the loop's host adjustments, for a cold ranking
+}
+
+// RecordRequestInput is one served request and its adjustment, if any.
+type RecordRequestInput struct {
+	Request    RequestRecord
+	Claimed    *PreparationEvent
+	Adjustment *AdjustmentRecord
+}
+
+// RecordRequestResult is empty; fields may be added.
+type RecordRequestResult struct{}

@@ -1,0 +1,106 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Every Temporal name Forewarm uses lives in this file: the worker, the
+// starter CLI, the tests and deploy/local/env.sh (search attributes) must
+// agree on them, and a rename here is a breaking change for running loops.
+
+// Task queues. Training is CPU-heavy and runs apart so it can never starve
+// the prediction loops of worker slots.
+const (
+	PredictionTaskQueue = "forewarm-prediction"
+	TrainingTaskQueue   = "forewarm-training"
+)
+
+// Workflow type names (registered explicitly so a Go rename cannot change them).
+const (
+	LoopWorkflowName        = "PredictionLoop"
+	PreparationWorkflowName = "Preparation"
+	RequestWorkflowName     = "ServeRequest"
+	TrainingWorkflowName    = "Training"
+)
+
+// Signals, queries and updates of the prediction loop.
+const (
+	SignalThreshold   = "threshold"   // ThresholdSignal
+	SignalPolicy      = "policy"      // PolicySignal
+	SignalObservation = "observation" // ObservationSignal
+	SignalStop        = "stop"        // StopSignal
+
+	QueryState = "state" // StateQuery -> LoopStatus
+
+	UpdatePolicy = "set-policy"  // PolicyUpdate -> PolicyUpdateResult
+	UpdateClaim  = "claim-lease" // ClaimUpdate -> ClaimResult
+)
+
+// Query of the training workflow.
+const QueryTrainingProgress = "progress" // TrainingProgressQuery -> TrainingProgress
+
+// TrainingScheduleID is the fixed ID of the periodic training schedule, so
+// creating it twice is refused and the CLI can address it.
+const TrainingScheduleID = "forewarm-training"
+
+// Typed search attributes. Keep in step with SEARCH_ATTRIBUTES in
+// deploy/local/env.sh (the dev server must know them before a workflow
+// upserts them).
+var (
+	AttrApp          = temporal.NewSearchAttributeKeyKeyword("ForewarmApp")
+	AttrLoopState    = temporal.NewSearchAttributeKeyKeyword("ForewarmLoopState")
+	AttrThreshold    = temporal.NewSearchAttributeKeyFloat64("ForewarmThreshold")
+	AttrHost         = temporal.NewSearchAttributeKeyKeyword("ForewarmHost")
+	AttrModelVersion = temporal.NewSearchAttributeKeyKeyword("ForewarmModelVersion")
+)
+
+// Values of AttrLoopState.
+const (
+	LoopStateRunning = "running"
+	LoopStatePaused  = "paused"
+	LoopStateDryRun  = "dry-run"
+	LoopStateStopped = "stopped"
+)
+
+// LoopWorkflowID is the prediction loop of one application: predict/<app>.
+func LoopWorkflowID(app string) string { return "predict/" + app }
+
+// AppFromLoopWorkflowID inverts LoopWorkflowID ("" when id is not a loop's).
+func AppFromLoopWorkflowID(id string) string {
+	app, ok := strings.CutPrefix(id, "predict/")
+	if !ok {
+		return ""
+	}
+	return app
+}
+
+// PreparationWorkflowID names the preparation a loop starts for the bin that
+// begins at binStart: prepare/<app>/<unix seconds>. Deterministic, so a
+// retried or replayed start is the same preparation, and the lease IDs the
+// hosts see (PreparationID/host) are stable across worker crashes.
+func PreparationWorkflowID(app string, binStart time.Time) string {
+	return fmt.Sprintf("prepare/%s/%d", app, binStart.Unix())
+}
+
+// LeaseID is the preparation ID a host is given for one reservation.
+func LeaseID(preparationWorkflowID, host string) string {
+	return preparationWorkflowID + "/" + host
+}
+
+// RequestWorkflowID is the serve-request workflow of one request.
+func RequestWorkflowID(app, requestID string) string {
+	return "request/" + app + "/" + requestID
+}
+
+// TrainingWorkflowID names an on-demand training run started at t.
+func TrainingWorkflowID(t time.Time) string {
+	return "train/" + t.UTC().Format("20060102T150405Z")
+}
+
+// ScheduledTrainingWorkflowID is the ID prefix the schedule gives its runs
+// (the server appends the scheduled time).
+const ScheduledTrainingWorkflowID = "train/scheduled"

@@ -1,0 +1,201 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/forewarm/forewarm/activities"
+)
+
+// PrepareInput asks for leases on the best TopN hosts for an application.
+type PrepareInput struct {
+	App         string
+	Profile     activities.AppProfile
+	TopN        int
+	TTL         time.Duration
+	MaxShadowMS float64
+	SampleMB    float64
+	Adjustments map[string]float64
+	// MaxHosts bounds how many hosts are tried (default TopN + 2).
+	MaxHosts int
+}
+
+// PrepareAttempt is what happened on one host.
+type PrepareAttempt struct {
+	Host     string
+	Score    float64
+	Outcome  string // prepared | reserve-failed | shadow-failed | cancelled
+	ShadowMS float64
+	Reason   string
+}
+
+// PrepareResult is the validated leases and every attempt, in order.
+type PrepareResult struct {
+	Leases   []activities.Lease
+	Attempts []PrepareAttempt
+}
+
+// Summary is a one-line account of the attempts.
+func (r PrepareResult) Summary() string {
+	if len(r.Attempts) == 0 {
+		return "no host tried"
+	}
+	parts := make([]string, len(r.Attempts))
+	for i, a := range r.Attempts {
+		parts[i] = a.Host + ": " + a.Outcome
+		if a.Reason != "" {
+			parts[i] += " (" + a.Reason + ")"
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Preparation reserves on the best host, proves it ready with a shadow
+// request, and on a failed or too slow shadow releases and tries the next
+// host, until TopN leases are validated or the candidates run out. Whatever
+// it reserved and does not hand back is released on every path, including
+// cancellation (through a disconnected context).
+func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err error) {
+	logger := workflow.GetLogger(ctx)
+	if in.TopN <= 0 || in.TTL <= 0 || in.App == "" {
+		return res, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("preparation: app %q, top-N %d, TTL %v: all are required", in.App, in.TopN, in.TTL), activities.ErrBadInput, nil)
+	}
+	maxHosts := in.MaxHosts
+	if maxHosts <= 0 {
+		maxHosts = in.TopN + 2
+	}
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	in.Profile.App = in.App
+
+	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
+			NonRetryableErrorTypes: []string{activities.ErrHostRejected, activities.ErrBadInput, activities.ErrNoHosts}},
+	})
+	var ranked activities.RankResult
+	if err := workflow.ExecuteActivity(quick, hosts.RankHosts, activities.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
+		return res, fmt.Errorf("rank hosts for %s: %w", in.App, err)
+	}
+
+	// held are reservations not (yet) handed back to the loop.
+	var held []activities.Lease
+	defer func() {
+		if len(held) == 0 {
+			return
+		}
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		reason := "preparation failed"
+		if ctx.Err() != nil {
+			reason = "preparation cancelled"
+		}
+		for _, ls := range held {
+			releaseNow(dctx, ls, "released", reason)
+		}
+	}()
+
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%d candidate host(s) for %s, preparing %d", len(ranked.Candidates), in.App, in.TopN))
+	for _, c := range ranked.Candidates {
+		if len(res.Leases) >= in.TopN || len(res.Attempts) >= maxHosts || ctx.Err() != nil {
+			break
+		}
+		leaseID := LeaseID(id, c.Host)
+		attempt := PrepareAttempt{Host: c.Host, Score: c.Score}
+		ls := activities.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+			MemoryMB: in.Profile.MemoryMB, DiskMB: in.Profile.DiskMB, CPUMilli: in.Profile.CPUMilli,
+			Score: c.Score, Adjusted: c.Adjustment, ModelVers: ranked.ModelVersion}
+
+		rctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
+			StartToCloseTimeout: 10 * time.Second,
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
+				NonRetryableErrorTypes: []string{activities.ErrHostRejected, activities.ErrBadInput}},
+			Summary: "reserve on " + c.Host,
+		})
+		var rr activities.ReserveResult
+		// Held before the call: a reply lost after the host reserved must
+		// still be released.
+		held = append(held, ls)
+		err := workflow.ExecuteActivity(rctx, hosts.Reserve, activities.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
+			MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, TTL: in.TTL}).Get(ctx, &rr)
+		if err != nil {
+			attempt.Outcome, attempt.Reason = "reserve-failed", rootMessage(err)
+			res.Attempts = append(res.Attempts, attempt)
+			logger.Warn("reserve failed; trying the next host", "host", c.Host, "error", err)
+			if ctx.Err() == nil {
+				releaseNow(ctx, ls, "failed", "reserve failed: "+attempt.Reason)
+				held = held[:len(held)-1]
+			}
+			continue
+		}
+		ls.Reserved, ls.Expires = rr.Reserved, rr.Expires
+
+		sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			HeartbeatTimeout:    5 * time.Second,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+			Summary:             "shadow request on " + c.Host,
+		})
+		var sr activities.ShadowResult
+		err = workflow.ExecuteActivity(sctx, hosts.Shadow, activities.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+			ReadRatio: in.Profile.ReadRatio, SampleMB: in.SampleMB, MaxMS: in.MaxShadowMS}).Get(ctx, &sr)
+		if err == nil && sr.OK {
+			ls.ShadowMS = sr.ShadowMS
+			attempt.Outcome, attempt.ShadowMS = "prepared", sr.ShadowMS
+			res.Attempts = append(res.Attempts, attempt)
+			res.Leases = append(res.Leases, ls)
+			continue
+		}
+		attempt.Outcome, attempt.ShadowMS, attempt.Reason = "shadow-failed", sr.ShadowMS, sr.Reason
+		if err != nil {
+			attempt.Reason = rootMessage(err)
+		}
+		res.Attempts = append(res.Attempts, attempt)
+		logger.Warn("shadow validation failed; releasing and trying the next host", "host", c.Host, "reason", attempt.Reason)
+		if ctx.Err() == nil {
+			releaseNow(ctx, ls, "failed", "shadow failed: "+attempt.Reason)
+			held = held[:len(held)-1]
+		}
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	// Validated leases now belong to the loop.
+	held = nil
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("prepared %d of %d: %s", len(res.Leases), in.TopN, res.Summary()))
+	return res, nil
+}
+
+// releaseNow releases a reservation and waits; errors are logged (the
+// host's own TTL frees the resources in the end).
+func releaseNow(ctx workflow.Context, ls activities.Lease, event, reason string) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
+		Summary:             "release " + ls.LeaseID,
+	})
+	held := 0.0
+	if !ls.Reserved.IsZero() {
+		held = workflow.Now(ctx).Sub(ls.Reserved).Seconds()
+	}
+	err := workflow.ExecuteActivity(actx, hosts.Release, activities.ReleaseInput{LeaseID: ls.LeaseID, App: ls.App, Host: ls.Host, HostURL: ls.HostURL,
+		Event: event, Reason: reason, MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, HeldSeconds: held}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("release failed; the host's TTL will free it", "lease", ls.LeaseID, "error", err)
+	}
+}
+
+// rootMessage is the innermost error message (an activity error wraps the
+// application error that says what went wrong).
+func rootMessage(err error) string {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			return err.Error()
+		}
+		err = u.Unwrap()
+	}
+}

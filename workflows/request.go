@@ -1,0 +1,197 @@
+package workflows
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/forewarm/forewarm/activities"
+)
+
+// RequestInput is one resource request of an application.
+type RequestInput struct {
+	RequestID  string
+	App        string
+	MemoryMB   float64
+	DiskMB     float64
+	ReadRatio  float64
+	WorkMS     float64 // the work's nominal duration on a perfect host
+	VolumeType string
+	// Tolerance is how far actual performance may differ from the expected
+	// affinity before the pair's adjustment moves (default 0.15).
+	Tolerance float64
+	// Rate is the share of the gap the adjustment moves by (default 0.5).
+	Rate float64
+}
+
+// RequestResult is how the request was served and what was learned.
+type RequestResult struct {
+	Warm          bool
+	Host          string
+	LeaseID       string
+	SetupMS       float64
+	WorkMS        float64
+	LatencyMS     float64
+	Expected      float64 // affinity score the host was chosen with
+	Actual        float64 // observed performance, same 0..1 scale
+	Adjusted      bool
+	NewAdjustment float64
+	Outcome       string // warm | cold | cold-after-warm-failure
+}
+
+// Adjustment bounds: an observed adjustment can move a model score by at
+// most this much either way.
+const maxAdjustment = 0.5
+
+// PerformanceScore is observed performance on the affinity scale: the
+// nominal work time over the host's measured work time, in [0, 1]. Setup
+// time is left out on purpose: it measures warmth, not the host's fit.
+func PerformanceScore(nominalMS, measuredMS float64) float64 {
+	if nominalMS <= 0 || measuredMS <= 0 {
+		return 1
+	}
+	return min(1, max(0, nominalMS/measuredMS))
+}
+
+// NextAdjustment moves an (app, host) adjustment by rate × the gap between
+// actual and expected when the gap exceeds the tolerance; ok is false when
+// the gap is within tolerance (nothing to record).
+func NextAdjustment(old, expected, actual, tolerance, rate float64) (next float64, ok bool) {
+	gap := actual - expected
+	if math.Abs(gap) <= tolerance {
+		return old, false
+	}
+	return min(maxAdjustment, max(-maxAdjustment, old+rate*gap)), true
+}
+
+// ServeRequest claims a prepared lease from the application's loop (or goes
+// cold), serves the request on the host, records the outcome, tells the
+// loop, and adjusts the (app, host) affinity when performance differs from
+// what was expected.
+func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) {
+	var res RequestResult
+	if in.RequestID == "" || in.App == "" {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("request: app %q and request ID %q are required", in.App, in.RequestID), activities.ErrBadInput, nil)
+	}
+	if in.Tolerance <= 0 {
+		in.Tolerance = 0.15
+	}
+	if in.Rate <= 0 {
+		in.Rate = 0.5
+	}
+	logger := workflow.GetLogger(ctx)
+	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
+			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected, activities.ErrNoHosts}},
+	})
+
+	var claim activities.ClaimResult
+	if err := workflow.ExecuteActivity(withSummary(quick, "claim a lease"), requests.ClaimLease,
+		activities.ClaimInput{App: in.App, RequestID: in.RequestID}).Get(ctx, &claim); err != nil {
+		logger.Warn("claim failed; serving cold", "error", err)
+	}
+
+	serve := func(host, url, leaseID string) (activities.ServeResult, error) {
+		var sr activities.ServeResult
+		sctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
+			StartToCloseTimeout: time.Duration(in.WorkMS)*time.Millisecond*4 + 30*time.Second,
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2,
+				NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
+			Summary: "serve on " + host,
+		})
+		err := workflow.ExecuteActivity(sctx, hosts.Serve, activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
+			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}).Get(ctx, &sr)
+		return sr, err
+	}
+
+	var sr activities.ServeResult
+	var claimed *activities.PreparationEvent
+	served := false
+	adjustment := 0.0
+	if claim.Found {
+		ls := claim.Lease
+		var err error
+		sr, err = serve(ls.Host, ls.HostURL, ls.LeaseID)
+		if err == nil {
+			served = true
+			res.Host, res.LeaseID, res.Expected, adjustment, res.Outcome = ls.Host, ls.LeaseID, ls.Score, ls.Adjusted, "warm"
+			claimed = &activities.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
+				Event: "claimed", MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
+				HeldSeconds: workflow.Now(ctx).Sub(ls.Reserved).Seconds(), Reason: "request " + in.RequestID}
+		} else {
+			logger.Warn("warm serve failed; releasing the lease and serving cold", "lease", ls.LeaseID, "error", err)
+			releaseNow(ctx, ls, "released", "warm serve failed: "+rootMessage(err))
+			res.Outcome = "cold-after-warm-failure"
+		}
+	}
+	if !served {
+		var ranked activities.RankResult
+		profile := activities.AppProfile{App: in.App, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, DurationMS: in.WorkMS, VolumeType: in.VolumeType}
+		if err := workflow.ExecuteActivity(withSummary(quick, "rank hosts"), hosts.RankHosts,
+			activities.RankInput{Profile: profile, Adjustments: claim.Adjustments}).Get(ctx, &ranked); err != nil {
+			return res, fmt.Errorf("no host to serve %s cold: %w", in.RequestID, err)
+		}
+		var err error
+		for _, c := range ranked.Candidates[:min(3, len(ranked.Candidates))] {
+			if sr, err = serve(c.Host, c.URL, ""); err == nil {
+				res.Host, res.Expected, adjustment = c.Host, c.Score, c.Adjustment
+				break
+			}
+			logger.Warn("cold serve failed; trying the next host", "host", c.Host, "error", err)
+		}
+		if err != nil {
+			return res, fmt.Errorf("serve %s cold: every candidate host failed, last: %w", in.RequestID, err)
+		}
+		if res.Outcome == "" {
+			res.Outcome = "cold"
+		}
+	}
+	res.Warm, res.SetupMS, res.WorkMS, res.LatencyMS = sr.Warm, sr.SetupMS, sr.WorkMS, sr.TotalMS
+	res.Actual = PerformanceScore(in.WorkMS, sr.WorkMS)
+
+	rec := activities.RecordRequestInput{
+		Request: activities.RequestRecord{Time: workflow.Now(ctx), RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
+			SizeMB: in.MemoryMB, ReadRatio: in.ReadRatio, Host: res.Host, Warm: res.Warm, ExpectedScore: res.Expected,
+			SetupMS: res.SetupMS, WorkMS: res.WorkMS, LatencyMS: res.LatencyMS, Outcome: res.Outcome},
+		Claimed: claimed,
+	}
+	if next, ok := NextAdjustment(adjustment, res.Expected, res.Actual, in.Tolerance, in.Rate); ok {
+		res.Adjusted, res.NewAdjustment = true, next
+		rec.Adjustment = &activities.AdjustmentRecord{Time: workflow.Now(ctx), App: in.App, Host: res.Host,
+			Expected: res.Expected, Actual: res.Actual, Delta: res.Actual - res.Expected, NewAdjustment: next,
+			Reason: fmt.Sprintf("actual %.3f vs expected %.3f beyond tolerance %.2f", res.Actual, res.Expected, in.Tolerance)}
+	}
+	// The outcome must reach the store even across a ClickHouse restart.
+	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+		ScheduleToCloseTimeout: 30 * time.Minute,
+		Summary:                "record outcome",
+	})
+	recorded := workflow.ExecuteActivity(rctx, requests.RecordRequest, rec)
+
+	obs := ObservationSignal{RequestID: in.RequestID, Count: 1, Host: res.Host, Warm: res.Warm, LatencyMS: res.LatencyMS}
+	if res.Adjusted {
+		obs.Adjustment = &res.NewAdjustment
+	}
+	if err := workflow.SignalExternalWorkflow(ctx, LoopWorkflowID(in.App), "", SignalObservation, obs).Get(ctx, nil); err != nil {
+		// No loop for this application: the outcome is still recorded.
+		logger.Info("no prediction loop to tell", "app", in.App, "error", err)
+	}
+	if err := recorded.Get(ctx, nil); err != nil {
+		return res, fmt.Errorf("record outcome of %s: %w", in.RequestID, err)
+	}
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s on %s: %.1f ms (setup %.1f, work %.1f); expected %.2f, actual %.2f",
+		res.Outcome, res.Host, res.LatencyMS, res.SetupMS, res.WorkMS, res.Expected, res.Actual))
+	return res, nil
+}
+
+func withSummary(ctx workflow.Context, s string) workflow.Context {
+	o := workflow.GetActivityOptions(ctx)
+	o.Summary = s
+	return workflow.WithActivityOptions(ctx, o)
+}
