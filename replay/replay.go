@@ -204,7 +204,7 @@ func binRequests(t *trace.Trace, apps []*trace.App, b, maxPerBin int) ([]Request
 			added = true
 			reqs = append(reqs, Request{
 				App: a.ID, TraceTime: t.BinStart(b), Bin: b, Seq: round,
-				MemoryMB: a.MemoryMB, ReadRatio: a.ReadRatio, DurationMS: a.DurationMS,
+				MemoryMB: a.MemoryOrDefault(), ReadRatio: a.ReadRatio, DurationMS: a.DurationMS,
 			})
 		}
 		if !added {

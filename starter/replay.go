@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"golang.org/x/term"
+
+	"github.com/forewarm/forewarm/replay"
+	"github.com/forewarm/forewarm/trace"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+func init() { addCommand(replayCmd) }
+
+type replayFlags struct {
+	format, file, memory, durations string
+	from                            string
+	duration                        time.Duration
+	speed                           float64
+	apps                            int
+	appList                         []string
+	maxPerBin                       int
+	memScale, diskRatio             float64
+	maxWork                         time.Duration
+	inFlight                        int
+	json                            bool
+}
+
+func replayCmd(g *globals) *cobra.Command {
+	var f replayFlags
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Drive live requests from a trace through the serve-request workflow",
+		Long: `Replay walks a trace bin by bin at --speed times real speed and starts one
+serve-request workflow per request (a prepared lease is claimed when the
+application's loop holds one, otherwise the request is served cold). A
+progress line shows the time in the trace, requests sent and the warm share
+so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
+
+--from is a trace bin index (minute for azure2019) or an RFC 3339 time.`,
+		Example: `  starter replay --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
+      --memory testdata/azure2019-sample/1350_mem.csv --from 960 --duration 3m --speed 60 --apps 36`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runReplay(cmd.Context(), g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.format, "format", "azure2019", "trace format: azure2019 or events")
+	fl.StringVar(&f.file, "file", "", "trace file (required)")
+	fl.StringVar(&f.memory, "memory", "", "azure2019 memory file (per-app MB)")
+	fl.StringVar(&f.durations, "durations", "", "azure2019 durations file (per-function ms)")
+	fl.StringVar(&f.from, "from", "0", "first bin: an index or an RFC 3339 time")
+	fl.DurationVar(&f.duration, "duration", 0, "wall-clock length of the replay (0: to the end of the trace)")
+	fl.Float64Var(&f.speed, "speed", 60, "trace time per wall time (60: a one-minute bin per second)")
+	fl.IntVar(&f.apps, "apps", 0, "replay this many applications of varied shapes (0: all, or --app)")
+	fl.StringSliceVar(&f.appList, "app", nil, "replay exactly these applications (repeatable)")
+	fl.IntVar(&f.maxPerBin, "max-per-bin", 3, "cap on one application's requests per bin (0: none)")
+	fl.Float64Var(&f.memScale, "memory-scale", 0.25, "scale the trace's memory sizes (keeps hosts within capacity)")
+	fl.Float64Var(&f.diskRatio, "disk-ratio", 0.5, "storage per request as a share of its memory")
+	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work")
+	fl.IntVar(&f.inFlight, "in-flight", 64, "requests served at once")
+	fl.BoolVar(&f.json, "json", false, "print the summary as JSON")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+// replaySummary is what replay prints at the end.
+type replaySummary struct {
+	TraceFrom   time.Time `json:"trace_from"`
+	TraceTo     time.Time `json:"trace_to"`
+	Apps        []string  `json:"apps"`
+	Sent        int64     `json:"sent"`
+	Failed      int64     `json:"failed"`
+	Skipped     int64     `json:"skipped_by_cap"`
+	Warm        int64     `json:"warm"`
+	WarmShare   float64   `json:"warm_share"`
+	Interrupted bool      `json:"interrupted"`
+	WallSeconds float64   `json:"wall_seconds"`
+	FirstError  string    `json:"first_error,omitempty"`
+}
+
+func runReplay(ctx context.Context, g *globals, f replayFlags) error {
+	if f.speed <= 0 {
+		return usageErr("--speed must be positive, got %g", f.speed)
+	}
+	if f.apps < 0 || f.maxPerBin < 0 || f.inFlight < 1 || f.memScale <= 0 || f.diskRatio < 0 {
+		return usageErr("--apps and --max-per-bin must not be negative, --in-flight and --memory-scale must be positive")
+	}
+	if f.apps > 0 && len(f.appList) > 0 {
+		return usageErr("give --apps or --app, not both")
+	}
+	tr, err := trace.Read(f.format, f.file, trace.ReadOptions{MemoryPath: f.memory, DurationsPath: f.durations})
+	if err != nil {
+		return err
+	}
+	from, err := parseBin(tr, f.from)
+	if err != nil {
+		return usageErr("--from: %v", err)
+	}
+	bins := 0
+	if f.duration > 0 {
+		bins = max(1, int(float64(f.duration)*f.speed/float64(tr.Bin)))
+	}
+	apps := f.appList
+	if f.apps > 0 {
+		to := tr.Bins
+		if bins > 0 {
+			to = min(tr.Bins, from+bins)
+		}
+		apps = replay.SelectVaried(tr, f.apps, from, from, to, 30)
+		if len(apps) == 0 {
+			return fmt.Errorf("no application has requests in the chosen range; try another --from or --duration")
+		}
+	}
+
+	c, err := g.Temporal.Dial(nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var (
+		mu       sync.Mutex
+		warm     int64
+		firstErr string
+	)
+	send := func(ctx context.Context, r replay.Request) error {
+		in := workflows.RequestInput{
+			RequestID: uuid.NewString(),
+			App:       r.App,
+			MemoryMB:  max(1, r.MemoryMB*f.memScale),
+			ReadRatio: r.ReadRatio,
+			WorkMS:    min(r.DurationMS, float64(f.maxWork.Milliseconds())),
+		}
+		in.DiskMB = in.MemoryMB * f.diskRatio
+		// Requests already started finish even after Ctrl-C.
+		run, err := c.ExecuteWorkflow(context.WithoutCancel(ctx), client.StartWorkflowOptions{
+			ID:        workflows.RequestWorkflowID(r.App, in.RequestID),
+			TaskQueue: workflows.PredictionTaskQueue,
+		}, workflows.RequestWorkflowName, in)
+		var res workflows.RequestResult
+		if err == nil {
+			err = run.Get(context.WithoutCancel(ctx), &res)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if firstErr == "" {
+				firstErr = err.Error()
+			}
+			return err
+		}
+		if res.Warm {
+			warm++
+		}
+		return nil
+	}
+
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	lastLine := time.Time{}
+	progress := func(p replay.Progress) {
+		mu.Lock()
+		w := warm
+		mu.Unlock()
+		done := p.Sent + p.Failed
+		line := fmt.Sprintf("trace %s  bin %d/%d  sent %d  failed %d  warm %s",
+			p.TraceTime.Format("2006-01-02 15:04"), p.BinsDone, p.BinsTotal, done, p.Failed, share(w, done))
+		switch {
+		case tty:
+			fmt.Fprintf(os.Stderr, "\r%-90s", line)
+		case time.Since(lastLine) >= 10*time.Second || p.BinsDone == p.BinsTotal:
+			fmt.Fprintln(os.Stderr, line)
+			lastLine = time.Now()
+		}
+	}
+	sum, err := replay.Run(ctx, tr, replay.Options{
+		From: from, Bins: bins, Speed: f.speed, Apps: apps, MaxPerBin: f.maxPerBin,
+		InFlight: f.inFlight, OnProgress: progress,
+	}, send)
+	if tty {
+		fmt.Fprintln(os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	out := replaySummary{
+		TraceFrom: tr.BinStart(from), TraceTo: sum.TraceTime, Apps: apps,
+		Sent: sum.Sent, Failed: sum.Failed, Skipped: sum.Skipped, Warm: warm,
+		Interrupted: sum.Interrupted, WallSeconds: sum.Wall.Seconds(), FirstError: firstErr,
+	}
+	if sum.Sent > 0 {
+		out.WarmShare = float64(warm) / float64(sum.Sent)
+	}
+	if f.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	state := "finished"
+	if sum.Interrupted {
+		state = "interrupted"
+	}
+	fmt.Printf("replay %s: %d requests from %d applications in %.0fs, %s warm, %d failed, %d dropped by --max-per-bin\n",
+		state, sum.Sent, len(apps), sum.Wall.Seconds(), share(warm, sum.Sent), sum.Failed, sum.Skipped)
+	if firstErr != "" {
+		fmt.Printf("first failure: %s\n", firstErr)
+	}
+	if sum.Sent == 0 && sum.Failed > 0 {
+		return fmt.Errorf("every request failed; is the worker running? (make demo starts one, or run bin/worker)")
+	}
+	return nil
+}
+
+func share(part, whole int64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
+}
+
+// parseBin reads a bin index or an RFC 3339 time inside the trace.
+func parseBin(tr *trace.Trace, s string) (int, error) {
+	if strings.ContainsAny(s, "T:-") && len(s) > 8 {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is neither a bin index nor an RFC 3339 time", s)
+		}
+		b := int(t.Sub(tr.Start) / tr.Bin)
+		if t.Before(tr.Start) || b >= tr.Bins {
+			return 0, fmt.Errorf("%s is outside the trace (%s to %s)", s, tr.Start.Format(time.RFC3339), tr.BinStart(tr.Bins).Format(time.RFC3339))
+		}
+		return b, nil
+	}
+	var b int
+	if _, err := fmt.Sscanf(s, "%d", &b); err != nil || fmt.Sprint(b) != s {
+		return 0, fmt.Errorf("%q is neither a bin index nor an RFC 3339 time", s)
+	}
+	if b < 0 || b >= tr.Bins {
+		return 0, fmt.Errorf("bin %d is outside the trace's %d bins", b, tr.Bins)
+	}
+	return b, nil
+}
