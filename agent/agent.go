@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/forewarm/forewarm/agent/api"
+)
+
+// Config says what one agent offers and how it behaves.
+type Config struct {
+	// HostID names the host in leases, metrics and the host registry.
+	HostID string
+	// URL is the address the engine should use for this agent (registered
+	// with the Reporter); informational otherwise.
+	URL string
+	// DataDir holds the lease files. Created if missing.
+	DataDir string
+	// Capacity the agent may hand out.
+	MemoryMB, DiskMB, CPUMilli int64
+	// Speed in (0, 1] stretches every preparation, shadow and work phase
+	// to 1/Speed of its real duration: 0.5 makes a host half as fast. It
+	// lets one machine play hosts of different speeds in a demo.
+	Speed float64
+	// SetupPerMB is an artificial delay added per MB allocated (memory
+	// plus disk) when preparing a lease or serving cold.
+	SetupPerMB time.Duration
+	// DefaultTTL applies when a reserve names none.
+	DefaultTTL time.Duration
+	// ReapEvery is how often expired leases are looked for (default 1s).
+	ReapEvery time.Duration
+	// SampleEvery is how often host metrics and the I/O probe are taken
+	// (default 2s).
+	SampleEvery time.Duration
+	// SleepWork makes a request's WorkMS a sleep instead of CPU work, for
+	// demos on machines whose cores are shared.
+	SleepWork bool
+	// Labels is free text registered with the host (e.g. "zone=a,ssd").
+	Labels  string
+	Version string
+	Logger  *slog.Logger
+}
+
+func (c *Config) check() error {
+	var errs []error
+	if err := api.CheckID("host ID", c.HostID); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data folder is required"))
+	}
+	if c.MemoryMB < 0 || c.MemoryMB > api.MaxSizeMB {
+		errs = append(errs, fmt.Errorf("memory capacity %d MB is outside 0..%d", c.MemoryMB, api.MaxSizeMB))
+	}
+	if c.DiskMB < 0 || c.DiskMB > api.MaxSizeMB {
+		errs = append(errs, fmt.Errorf("disk capacity %d MB is outside 0..%d", c.DiskMB, api.MaxSizeMB))
+	}
+	if c.CPUMilli < 0 || c.CPUMilli > api.MaxCPUMilli {
+		errs = append(errs, fmt.Errorf("CPU capacity %d millicores is outside 0..%d", c.CPUMilli, api.MaxCPUMilli))
+	}
+	if math.IsNaN(c.Speed) || c.Speed <= 0 || c.Speed > 1 {
+		errs = append(errs, fmt.Errorf("speed %g is outside (0, 1]: 1 is this machine's real speed, 0.5 half of it", c.Speed))
+	}
+	if c.SetupPerMB < 0 {
+		errs = append(errs, fmt.Errorf("set-up latency per MB %s is negative", c.SetupPerMB))
+	}
+	if c.DefaultTTL < api.MinTTL || c.DefaultTTL > api.MaxTTL {
+		errs = append(errs, fmt.Errorf("default TTL %s is outside %s..%s", c.DefaultTTL, api.MinTTL, api.MaxTTL))
+	}
+	return errors.Join(errs...)
+}
+
+// Agent owns the leases of one host. Its methods are what the HTTP layer
+// calls; tests may call them directly too.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+	prom    *promMetrics
+	sampler *sampler
+
+	mu       sync.Mutex
+	leases   map[string]*lease    // live: preparing, ready, claimed
+	ended    map[string]endedInfo // recently ended, so late retries are told so
+	reserved usage                // leases plus cold requests in flight
+	cold     int                  // cold requests being served
+	closing  bool
+	ops      sync.WaitGroup // reserve, shadow and serve calls in flight
+	bg       sync.WaitGroup // background frees and loops
+
+	counters counters
+	stop     context.CancelFunc
+}
+
+// usage is an amount of the three resources, memory and disk in bytes.
+type usage struct {
+	mem, disk, cpu int64
+}
+
+func (u usage) add(v usage) usage { return usage{u.mem + v.mem, u.disk + v.disk, u.cpu + v.cpu} }
+func (u usage) sub(v usage) usage { return usage{u.mem - v.mem, u.disk - v.disk, u.cpu - v.cpu} }
+
+type endedInfo struct {
+	app   string
+	state string
+	at    time.Time
+}
+
+// New checks cfg, prepares the data folder (removing a previous run's
+// leftovers) and starts the reaper and the metrics sampler. Close stops
+// them and releases every lease.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Speed == 0 {
+		cfg.Speed = 1
+	}
+	if cfg.DefaultTTL == 0 {
+		cfg.DefaultTTL = 5 * time.Minute
+	}
+	if cfg.ReapEvery <= 0 {
+		cfg.ReapEvery = time.Second
+	}
+	if cfg.SampleEvery <= 0 {
+		cfg.SampleEvery = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("host agent configuration: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	log := cfg.Logger.With("host", cfg.HostID)
+	if _, err := removeLeftovers(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:     cfg,
+		log:     log,
+		started: time.Now(),
+		leases:  map[string]*lease{},
+		ended:   map[string]endedInfo{},
+		sampler: newSampler(cfg.DataDir),
+	}
+	a.prom = newPromMetrics(a)
+	a.sampler.sample() // a first snapshot so metrics are never empty
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	a.bg.Add(2)
+	go a.reapLoop(ctx)
+	go a.sampleLoop(ctx)
+	return a, nil
+}
+
+// Info describes the agent.
+func (a *Agent) Info() api.Info {
+	return api.Info{
+		HostID:      a.cfg.HostID,
+		URL:         a.cfg.URL,
+		Version:     a.cfg.Version,
+		Started:     a.started,
+		MemoryMB:    a.cfg.MemoryMB,
+		DiskMB:      a.cfg.DiskMB,
+		CPUMilli:    a.cfg.CPUMilli,
+		Speed:       a.cfg.Speed,
+		SetupPerMB:  msOf(a.cfg.SetupPerMB),
+		DefaultTTLS: a.cfg.DefaultTTL.Seconds(),
+		Labels:      a.cfg.Labels,
+		DataDir:     a.cfg.DataDir,
+	}
+}
+
+// Ready reports whether the agent accepts work.
+func (a *Agent) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.closing
+}
+
+// begin registers an operation, refusing once Close has started.
+func (a *Agent) begin() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return errorf(api.CodeShuttingDown, "host agent %s is shutting down", a.cfg.HostID)
+	}
+	a.ops.Add(1)
+	return nil
+}
+
+// Close refuses new work, waits for calls in flight, then releases every
+// lease and removes its file. It returns when all resources are freed or
+// ctx ends.
+func (a *Agent) Close(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closing = true
+	a.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { a.ops.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for calls in flight: %w", ctx.Err())
+	}
+
+	a.mu.Lock()
+	var all []*lease
+	for id, l := range a.leases {
+		if l.state == api.StateClaimed {
+			continue // its request's goroutine frees it; bg.Wait below waits for that
+		}
+		all = append(all, l)
+		delete(a.leases, id)
+		a.ended[id] = endedInfo{app: l.app, state: api.StateReleased, at: time.Now()}
+	}
+	a.mu.Unlock()
+	var errs []error
+	for _, l := range all {
+		if err := a.freeLease(l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.stop()
+	a.bg.Wait()
+	if len(all) > 0 {
+		a.log.Info("released every lease on shutdown", "leases", len(all))
+	}
+	return errors.Join(errs...)
+}
+
+// stretch sleeps so that a phase that really took since-start takes
+// 1/Speed as long, plus extra.
+func (a *Agent) stretch(start time.Time, extra time.Duration) {
+	d := extra
+	if a.cfg.Speed < 1 {
+		d += time.Duration(float64(time.Since(start)) * (1/a.cfg.Speed - 1))
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func (a *Agent) reapLoop(ctx context.Context) {
+	defer a.bg.Done()
+	t := time.NewTicker(a.cfg.ReapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.reap(time.Now())
+		}
+	}
+}
+
+func (a *Agent) sampleLoop(ctx context.Context) {
+	defer a.bg.Done()
+	t := time.NewTicker(a.cfg.SampleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.sampler.sample(); err != nil {
+				a.log.Warn("host metrics sample incomplete", "err", err)
+			}
+		}
+	}
+}
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func mbOf(bytes int64) float64 { return float64(bytes) / (1 << 20) }

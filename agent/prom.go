@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/forewarm/forewarm/agent/api"
+)
+
+// counters are the agent's running totals (JSON and Prometheus both read
+// them).
+type counters struct {
+	reserved, released, expired atomic.Int64
+	servedWarm, servedCold      atomic.Int64
+}
+
+// promMetrics is the agent's own Prometheus registry: latency histograms
+// observed as calls happen, and a collector that turns the current
+// Metrics() snapshot into gauges and counters at scrape time.
+type promMetrics struct {
+	reg     *prometheus.Registry
+	prepare prometheus.Histogram
+	shadow  prometheus.Histogram
+	serve   *prometheus.HistogramVec
+	refused prometheus.Counter
+}
+
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+func newPromMetrics(a *Agent) *promMetrics {
+	host := prometheus.Labels{"host": a.cfg.HostID}
+	p := &promMetrics{
+		reg: prometheus.NewRegistry(),
+		prepare: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "forewarm_agent_prepare_seconds", Help: "Time to allocate a lease's memory and storage.",
+			ConstLabels: host, Buckets: latencyBuckets,
+		}),
+		shadow: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "forewarm_agent_shadow_seconds", Help: "Duration of shadow requests.",
+			ConstLabels: host, Buckets: latencyBuckets,
+		}),
+		serve: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "forewarm_agent_serve_seconds", Help: "Duration of served requests (set-up plus work), by warm or cold.",
+			ConstLabels: host, Buckets: latencyBuckets,
+		}, []string{"mode"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "forewarm_agent_refused_total", Help: "Reserves and cold requests refused for lack of capacity.",
+			ConstLabels: host,
+		}),
+	}
+	p.reg.MustRegister(p.prepare, p.shadow, p.serve, p.refused, snapshotCollector{a: a, host: host},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return p
+}
+
+func (p *promMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
+}
+
+// snapshotCollector exports Metrics() at scrape time.
+type snapshotCollector struct {
+	a    *Agent
+	host prometheus.Labels
+}
+
+type snapshotMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(m api.HostMetrics, c *counters) float64
+}
+
+func (s snapshotCollector) metrics() []snapshotMetric {
+	g := func(name, help string, f func(m api.HostMetrics, c *counters) float64) snapshotMetric {
+		return snapshotMetric{prometheus.NewDesc(name, help, nil, s.host), prometheus.GaugeValue, f}
+	}
+	c := func(name, help string, f func(m api.HostMetrics, c *counters) float64) snapshotMetric {
+		return snapshotMetric{prometheus.NewDesc(name, help, nil, s.host), prometheus.CounterValue, f}
+	}
+	const mb = 1 << 20
+	return []snapshotMetric{
+		g("forewarm_host_cpu_utilization_ratio", "Busy share of all CPUs between the last two samples of /proc/stat.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.CPUUtil }),
+		g("forewarm_host_memory_used_bytes", "MemTotal minus MemAvailable from /proc/meminfo.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.MemUsedMB * mb }),
+		g("forewarm_host_memory_available_bytes", "MemAvailable from /proc/meminfo.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.MemAvailMB * mb }),
+		g("forewarm_host_memory_pressure_ratio", "PSI memory 'some' avg10 as a fraction (0 without PSI).",
+			func(m api.HostMetrics, _ *counters) float64 { return m.MemPressure }),
+		g("forewarm_host_io_probe_latency_seconds", "Last 64 KiB write+fsync+read probe in the data folder.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.IOLatencyMS / 1000 }),
+		g("forewarm_agent_reserved_memory_bytes", "Memory held by leases and cold requests.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.ReservedMemMB * mb }),
+		g("forewarm_agent_reserved_disk_bytes", "Storage held by leases and cold requests.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.ReservedDiskMB * mb }),
+		g("forewarm_agent_reserved_cpu_millicores", "CPU reserved by leases and cold requests.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.ReservedCPUMilli) }),
+		g("forewarm_agent_capacity_memory_bytes", "Memory the agent may hand out.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.CapacityMemMB * mb }),
+		g("forewarm_agent_capacity_disk_bytes", "Storage the agent may hand out.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.CapacityDiskMB * mb }),
+		g("forewarm_agent_capacity_cpu_millicores", "CPU the agent may hand out.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.CapacityCPUMilli) }),
+		g("forewarm_agent_leases", "Live leases (preparing, ready or claimed).",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Leases) }),
+		g("forewarm_agent_leases_ready", "Leases ready to be claimed.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.LeasesReady) }),
+		c("forewarm_agent_leases_reserved_total", "Leases prepared.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.reserved.Load()) }),
+		c("forewarm_agent_leases_released_total", "Leases released explicitly.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.released.Load()) }),
+		c("forewarm_agent_leases_expired_total", "Leases reaped after their TTL.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.expired.Load()) }),
+		c("forewarm_agent_served_warm_total", "Requests served on a prepared lease.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.servedWarm.Load()) }),
+		c("forewarm_agent_served_cold_total", "Requests served with resources allocated on the spot.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.servedCold.Load()) }),
+	}
+}
+
+func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range s.metrics() {
+		ch <- m.desc
+	}
+}
+
+func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := s.a.Metrics()
+	for _, m := range s.metrics() {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(snap, &s.a.counters))
+	}
+}

@@ -1,0 +1,380 @@
+// Command hostagent is the Forewarm host agent: the daemon on every
+// resource host that really prepares leases (resident memory, pre-allocated
+// files, reserved CPU), runs shadow requests, serves requests warm or cold,
+// and reports host metrics. See package agent for the design and the HTTP
+// API, and `hostagent --help` for the flags.
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/forewarm/forewarm/agent"
+	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/internal/config"
+)
+
+var version = "dev"
+
+// settings are the command line, with environment defaults.
+type settings struct {
+	Listen       string
+	HostID       string
+	MemoryMB     int64
+	DiskMB       int64
+	CPUMilli     int64
+	DataDir      string
+	TokenFile    string
+	TLSCert      string
+	TLSKey       string
+	Speed        float64
+	SetupMSPerMB float64
+	SleepWork    bool
+	DefaultTTL   time.Duration
+	AdvertiseURL string
+	Labels       string
+	ReportEvery  time.Duration
+	SampleEvery  time.Duration
+	ShutdownWait time.Duration
+	LogLevel     string
+	LogFormat    string
+	ClickHouse   config.ClickHouse
+}
+
+// usageError is a bad flag or environment variable: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.Is(err, pflag.ErrHelp):
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "hostagent: %v\nRun `hostagent --help` for the flags.\n", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "hostagent: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// envDefaults reads typed defaults from the environment, remembering the
+// first variable that does not parse so the error can name it.
+type envDefaults struct{ err error }
+
+func (e *envDefaults) int64(key string, def int64) int64 {
+	s := os.Getenv(key)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil && e.err == nil {
+		e.err = usagef("$%s=%q is not a whole number", key, s)
+	}
+	return v
+}
+
+func (e *envDefaults) float(key string, def float64) float64 {
+	s := os.Getenv(key)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil && e.err == nil {
+		e.err = usagef("$%s=%q is not a number", key, s)
+	}
+	return v
+}
+
+func (e *envDefaults) duration(key string, def time.Duration) time.Duration {
+	s := os.Getenv(key)
+	if s == "" {
+		return def
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil && e.err == nil {
+		e.err = usagef("$%s=%q is not a duration (e.g. 30s, 5m)", key, s)
+	}
+	return v
+}
+
+func (e *envDefaults) bool(key string, def bool) bool {
+	s := os.Getenv(key)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil && e.err == nil {
+		e.err = usagef("$%s=%q is not true or false", key, s)
+	}
+	return v
+}
+
+var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+func defaultHostID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "host"
+	}
+	return unsafeIDChars.ReplaceAllString(h, "-")
+}
+
+func parse(args []string, stdout, stderr *os.File) (settings, error) {
+	var s settings
+	var env envDefaults
+	fs := pflag.NewFlagSet("hostagent", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned and printed once by main
+	fs.Usage = func() {}
+	printUsage := func() {
+		fmt.Fprintf(stdout, `hostagent: the Forewarm host agent.
+
+Prepares leases on this host (resident memory, pre-allocated storage files,
+reserved CPU), runs shadow requests, serves requests warm or cold and reports
+host metrics, over HTTP+JSON with a bearer token (TLS with --tls-cert/--tls-key).
+With --advertise-url it registers itself in ClickHouse and pushes its metrics
+every --report-every so the worker discovers it without a restart.
+
+Example, three hosts of different sizes and speeds on one machine:
+  echo "$(head -c 24 /dev/urandom | base64)" > .state/agent.token
+  hostagent --host-id fast   --listen 127.0.0.1:7071 --memory-mb 4096 --speed 1    --token-file .state/agent.token --advertise-url http://127.0.0.1:7071 &
+  hostagent --host-id medium --listen 127.0.0.1:7072 --memory-mb 2048 --speed 0.5  --setup-ms-per-mb 0.2 --token-file .state/agent.token --advertise-url http://127.0.0.1:7072 &
+  hostagent --host-id slow   --listen 127.0.0.1:7073 --memory-mb 1024 --speed 0.25 --setup-ms-per-mb 1   --token-file .state/agent.token --advertise-url http://127.0.0.1:7073 &
+
+Flags (environment variable in brackets):
+%s`, fs.FlagUsages())
+	}
+	fs.StringVar(&s.Listen, "listen", config.Env("HOSTAGENT_LISTEN", "127.0.0.1:7071"), "address to listen on ($HOSTAGENT_LISTEN)")
+	fs.StringVar(&s.HostID, "host-id", config.Env("HOSTAGENT_HOST_ID", defaultHostID()), "this host's ID, "+api.IDPattern+" ($HOSTAGENT_HOST_ID)")
+	fs.Int64Var(&s.MemoryMB, "memory-mb", env.int64("HOSTAGENT_MEMORY_MB", 2048), "memory capacity to hand out, MB ($HOSTAGENT_MEMORY_MB)")
+	fs.Int64Var(&s.DiskMB, "disk-mb", env.int64("HOSTAGENT_DISK_MB", 4096), "storage capacity to hand out, MB ($HOSTAGENT_DISK_MB)")
+	fs.Int64Var(&s.CPUMilli, "cpu-milli", env.int64("HOSTAGENT_CPU_MILLI", int64(runtime.NumCPU())*1000), "CPU capacity to hand out, millicores ($HOSTAGENT_CPU_MILLI)")
+	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files; leftovers of a previous run are removed at start (default <tmp>/forewarm-hostagent-<host-id>) ($HOSTAGENT_DATA_DIR)")
+	fs.StringVar(&s.TokenFile, "token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding the bearer token (or put the token itself in $HOSTAGENT_TOKEN) ($HOSTAGENT_TOKEN_FILE)")
+	fs.StringVar(&s.TLSCert, "tls-cert", os.Getenv("HOSTAGENT_TLS_CERT"), "TLS certificate (PEM); serve HTTPS with --tls-key ($HOSTAGENT_TLS_CERT)")
+	fs.StringVar(&s.TLSKey, "tls-key", os.Getenv("HOSTAGENT_TLS_KEY"), "TLS private key (PEM) ($HOSTAGENT_TLS_KEY)")
+	fs.Float64Var(&s.Speed, "speed", env.float("HOSTAGENT_SPEED", 1), "speed in (0,1]: every prepare, shadow and work phase takes 1/speed of its real time ($HOSTAGENT_SPEED)")
+	fs.Float64Var(&s.SetupMSPerMB, "setup-ms-per-mb", env.float("HOSTAGENT_SETUP_MS_PER_MB", 0), "artificial latency per MB allocated when preparing or serving cold, ms ($HOSTAGENT_SETUP_MS_PER_MB)")
+	fs.BoolVar(&s.SleepWork, "sleep-work", env.bool("HOSTAGENT_SLEEP_WORK", false), "run a request's work_ms as a sleep instead of CPU work (for shared demo machines) ($HOSTAGENT_SLEEP_WORK)")
+	fs.DurationVar(&s.DefaultTTL, "default-ttl", env.duration("HOSTAGENT_DEFAULT_TTL", 5*time.Minute), "lease TTL when a reserve names none ($HOSTAGENT_DEFAULT_TTL)")
+	fs.StringVar(&s.AdvertiseURL, "advertise-url", os.Getenv("HOSTAGENT_ADVERTISE_URL"), "URL the engine should use for this agent; when set, the agent registers in ClickHouse ($HOSTAGENT_ADVERTISE_URL)")
+	fs.StringVar(&s.Labels, "labels", os.Getenv("HOSTAGENT_LABELS"), "free-text labels registered with the host, e.g. zone=a,ssd ($HOSTAGENT_LABELS)")
+	fs.DurationVar(&s.ReportEvery, "report-every", env.duration("HOSTAGENT_REPORT_EVERY", 5*time.Second), "how often to register and push metrics ($HOSTAGENT_REPORT_EVERY)")
+	fs.DurationVar(&s.SampleEvery, "sample-every", env.duration("HOSTAGENT_SAMPLE_EVERY", 2*time.Second), "how often to sample /proc and run the I/O probe ($HOSTAGENT_SAMPLE_EVERY)")
+	fs.DurationVar(&s.ShutdownWait, "shutdown-timeout", env.duration("HOSTAGENT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long SIGTERM waits for calls in flight before releasing leases ($HOSTAGENT_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&s.LogLevel, "log-level", config.Env("HOSTAGENT_LOG_LEVEL", "info"), "debug, info, warn or error ($HOSTAGENT_LOG_LEVEL)")
+	fs.StringVar(&s.LogFormat, "log-format", config.Env("HOSTAGENT_LOG_FORMAT", "text"), "text or json ($HOSTAGENT_LOG_FORMAT)")
+	s.ClickHouse.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			printUsage()
+			return s, err
+		}
+		return s, usageError{err.Error()}
+	}
+	if env.err != nil {
+		return s, env.err
+	}
+	if fs.NArg() > 0 {
+		return s, usagef("unexpected argument %q: hostagent takes only flags", fs.Arg(0))
+	}
+	return s, s.check()
+}
+
+func (s *settings) check() error {
+	if err := api.CheckID("--host-id", s.HostID); err != nil {
+		return usageError{err.Error()}
+	}
+	if s.DataDir == "" {
+		s.DataDir = filepath.Join(os.TempDir(), "forewarm-hostagent-"+s.HostID)
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return usagef("--tls-cert and --tls-key must be given together")
+	}
+	if s.AdvertiseURL != "" && !strings.HasPrefix(s.AdvertiseURL, "http://") && !strings.HasPrefix(s.AdvertiseURL, "https://") {
+		return usagef("--advertise-url %q must start with http:// or https://", s.AdvertiseURL)
+	}
+	if s.ReportEvery < time.Second {
+		return usagef("--report-every %s is below 1s", s.ReportEvery)
+	}
+	if s.SampleEvery < 100*time.Millisecond {
+		return usagef("--sample-every %s is below 100ms", s.SampleEvery)
+	}
+	if s.SetupMSPerMB < 0 || s.SetupMSPerMB > 1000 {
+		return usagef("--setup-ms-per-mb %g is outside 0..1000", s.SetupMSPerMB)
+	}
+	return nil
+}
+
+// token reads the bearer token from --token-file, else $HOSTAGENT_TOKEN.
+func (s *settings) token() (string, error) {
+	if s.TokenFile != "" {
+		b, err := os.ReadFile(s.TokenFile)
+		if err != nil {
+			return "", usagef("--token-file: %v", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < agent.MinTokenLen {
+			return "", usagef("--token-file %s: the token must be at least %d characters", s.TokenFile, agent.MinTokenLen)
+		}
+		return tok, nil
+	}
+	tok := strings.TrimSpace(os.Getenv("HOSTAGENT_TOKEN"))
+	if tok == "" {
+		return "", usagef("no bearer token: give --token-file (or $HOSTAGENT_TOKEN_FILE), or put the token in $HOSTAGENT_TOKEN; e.g. head -c 24 /dev/urandom | base64 > agent.token")
+	}
+	if len(tok) < agent.MinTokenLen {
+		return "", usagef("$HOSTAGENT_TOKEN: the token must be at least %d characters", agent.MinTokenLen)
+	}
+	return tok, nil
+}
+
+func newLogger(s settings, w *os.File) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", s.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch s.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: use text or json", s.LogFormat)
+}
+
+func run(args []string, stdout, stderr *os.File) error {
+	s, err := parse(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	tok, err := s.token()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(s, stderr)
+	if err != nil {
+		return err
+	}
+	var tlsConf *tls.Config
+	if s.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+		if err != nil {
+			return usagef("--tls-cert/--tls-key: %v", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", s.Listen, err)
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	url := cmp.Or(s.AdvertiseURL, scheme+"://"+ln.Addr().String())
+
+	a, err := agent.New(agent.Config{
+		HostID: s.HostID, URL: url, DataDir: s.DataDir,
+		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, CPUMilli: s.CPUMilli,
+		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)),
+		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork,
+		Labels: s.Labels, Version: version, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return usageError{err.Error()}
+	}
+	h, err := a.Handler(tok)
+	if err != nil {
+		ln.Close()
+		_ = a.Close(context.Background())
+		return usageError{err.Error()}
+	}
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      api.MaxWorkMS*time.Millisecond + time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	reportCtx, stopReport := context.WithCancel(ctx)
+	defer stopReport()
+	reportDone := make(chan struct{})
+	if s.AdvertiseURL != "" {
+		rep := newStoreReporter(s.ClickHouse, log)
+		go func() {
+			defer close(reportDone)
+			a.Report(reportCtx, rep, s.ReportEvery)
+			rep.Close()
+		}()
+		log.Info("registering in the host registry", "clickhouse", s.ClickHouse.Addr, "database", s.ClickHouse.Database, "url", url, "every", s.ReportEvery)
+	} else {
+		close(reportDone)
+		log.Info("no --advertise-url: not registering; the engine must be told this agent's URL")
+	}
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if tlsConf != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	log.Info("host agent listening", "addr", ln.Addr().String(), "tls", tlsConf != nil, "data_dir", s.DataDir,
+		"memory_mb", s.MemoryMB, "disk_mb", s.DiskMB, "cpu_milli", s.CPUMilli, "speed", s.Speed, "setup_ms_per_mb", s.SetupMSPerMB)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing calls in flight, then releasing every lease")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("HTTP server: %w", err)
+	}
+	stopReport()
+	<-reportDone
+	sctx, cancel := context.WithTimeout(context.Background(), s.ShutdownWait)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("HTTP shutdown", "err", err)
+	}
+	// A fresh deadline: leases must be released even if Shutdown timed out.
+	cctx, cancelClose := context.WithTimeout(context.Background(), s.ShutdownWait)
+	defer cancelClose()
+	if err := a.Close(cctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("releasing leases: %w", err))
+	}
+	log.Info("host agent stopped")
+	return runErr
+}
