@@ -32,7 +32,7 @@ type replayFlags struct {
 	memScale, diskRatio             float64
 	maxWork                         time.Duration
 	inFlight                        int
-	json                            bool
+	json, listApps                  bool
 }
 
 func replayCmd(g *globals) *cobra.Command {
@@ -68,6 +68,7 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work")
 	fl.IntVar(&f.inFlight, "in-flight", 64, "requests served at once")
 	fl.BoolVar(&f.json, "json", false, "print the summary as JSON")
+	fl.BoolVar(&f.listApps, "list-apps", false, "print the applications that would be replayed, one a line, and exit")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -119,6 +120,17 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		if len(apps) == 0 {
 			return fmt.Errorf("no application has requests in the chosen range; try another --from or --duration")
 		}
+	}
+	if f.listApps {
+		if apps == nil {
+			for _, a := range tr.Apps {
+				apps = append(apps, a.ID)
+			}
+		}
+		for _, a := range apps {
+			fmt.Println(a)
+		}
+		return nil
 	}
 
 	c, err := g.Temporal.Dial(nil)

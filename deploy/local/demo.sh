@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# `make demo`: the whole product on a real workload, on this machine.
+#  1. the stack (ClickHouse, Temporal + Web UI), three host agents of
+#     different sizes and speeds, and the worker;
+#  2. the Azure Functions 2019 sample loaded as history, models trained
+#     through the training workflow;
+#  3. prediction loops for a few dozen applications of varied shapes, and a
+#     later part of the trace replayed live at one trace-minute per second;
+#  4. a report read from ClickHouse, and how to look and steer;
+#  5. everything left running until `make down`.
+set -euo pipefail
+here=$(dirname "$0")
+source "$here/env.sh"
+
+DEMO_MINUTES=${DEMO_MINUTES:-3}
+DEMO_APPS=${DEMO_APPS:-36}
+DEMO_TRACE=${DEMO_TRACE:-$ROOT/testdata/azure2019-sample}
+DEMO_FROM=${DEMO_FROM:-960}   # trace minute the live replay starts at (16:00)
+DEMO_SPEED=${DEMO_SPEED:-60}  # trace minutes per wall minute: 1-second bins
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+began=$SECONDS
+
+step "1/5 stack: ClickHouse, Temporal and its Web UI"
+"$here/up.sh"
+export CLICKHOUSE_ADDR=${CLICKHOUSE_ADDR:-127.0.0.1:$CLICKHOUSE_TCP_PORT}
+export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}
+export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$ORT_LIB}
+export PATH=$TOOLS/bin:$PATH
+log "building worker, starter and hostagent"
+(cd "$ROOT" && go build -o bin/ ./worker ./starter ./hostagent)
+starter=$ROOT/bin/starter
+mkdir -p "$STATE/run" "$STATE/logs" "$STATE/agents"
+
+# start_bg NAME CMD...: runs CMD in the background with a pid file that
+# down.sh knows; an already running NAME is left alone.
+start_bg() {
+  local name=$1; shift
+  local pidfile=$STATE/run/$name.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  nohup "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+}
+
+token=$STATE/agent-token
+[ -s "$token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token")
+# name port memory-MB disk-MB cpu-milli speed setup-ms-per-MB
+agents=(
+  "host-small 7301 3072 4096 2000 0.5 0.20"
+  "host-medium 7302 6144 8192 4000 0.8 0.12"
+  "host-large 7303 12288 16384 8000 1.0 0.08"
+)
+for a in "${agents[@]}"; do
+  read -r name port mem disk cpu speed setup <<<"$a"
+  start_bg "$name" "$ROOT/bin/hostagent" --listen "127.0.0.1:$port" --host-id "$name" \
+    --memory-mb "$mem" --disk-mb "$disk" --cpu-milli "$cpu" --speed "$speed" --setup-ms-per-mb "$setup" \
+    --sleep-work --data-dir "$STATE/agents/$name" --token-file "$token" \
+    --advertise-url "http://127.0.0.1:$port" --log-level warn
+done
+start_bg worker "$ROOT/bin/worker" --host-token-file "$token"
+log "host agents: ${#agents[@]}; worker logs in $STATE/logs/"
+
+step "2/5 history: the Azure Functions 2019 sample, then training through the workflow"
+"$starter" history load --format azure2019 --file "$DEMO_TRACE/1350_inv.csv" \
+  --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv"
+"$starter" history stats
+"$starter" model train --wait --train-until-bin "$DEMO_FROM"
+
+step "3/5 prediction loops for $DEMO_APPS applications, live replay for $DEMO_MINUTES minutes"
+mapfile -t apps < <("$starter" replay --format azure2019 --file "$DEMO_TRACE/1350_inv.csv" \
+  --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED" --apps "$DEMO_APPS" --list-apps)
+app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
+"$starter" loop start "${app_flags[@]}" --bin 1s --seed-end-bin "$DEMO_FROM" --threshold 0.5
+replay_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+"$starter" replay --format azure2019 --file "$DEMO_TRACE/1350_inv.csv" \
+  --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv" \
+  --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED" "${app_flags[@]}"
+
+step "4/5 report (from ClickHouse)"
+"$starter" report --since "$replay_start"
+
+step "5/5 look and steer"
+first=${apps[0]}
+cat <<MSG
+The stack stays up for inspection; \`make down\` stops everything.
+
+  Web UI, all loops:   http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows?query=ForewarmApp%20IS%20NOT%20NULL
+  one loop:            http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows/predict%2F$first
+  overview:            bin/starter status
+  a loop's state:      bin/starter loop status --app $first
+  change a threshold:  bin/starter loop threshold --app $first 0.7
+    or with Temporal:  .tools/bin/temporal workflow signal --workflow-id predict/$first --name threshold --input '{"Threshold":0.7}'
+
+demo finished in $((SECONDS - began))s
+MSG
