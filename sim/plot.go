@@ -1,0 +1,96 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// WritePlot draws the Pareto plot of the report: p75 cold-start rate
+// against wasted memory-time (% of the 10-minute keep-alive), one curve
+// per policy family (its sweep, each point labelled with its parameter),
+// single points for the others. format is "png" or "svg".
+func WritePlot(w io.Writer, rep *Report, title, format string) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "wasted memory-time (% of fixed 10-minute keep-alive)"
+	p.Y.Label.Text = "cold-start rate, 75th percentile of apps (%)"
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	// Pad the axes so points on the edges (the oracle at 0, 0) stay visible.
+	maxX := 100.0
+	for _, r := range rep.Rows {
+		if !math.IsNaN(r.WastePct) {
+			maxX = max(maxX, r.WastePct)
+		}
+	}
+	p.X.Min, p.X.Max = -0.03*maxX, 1.08*maxX
+	p.Y.Min, p.Y.Max = -3, 103
+
+	for i, fam := range Families {
+		var pts plotter.XYs
+		var labels []string
+		for _, r := range rep.Rows {
+			if r.Family != fam || math.IsNaN(r.WastePct) {
+				continue
+			}
+			pts = append(pts, plotter.XY{X: r.WastePct, Y: 100 * r.ColdP75})
+			labels = append(labels, paramLabel(r))
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		color := plotutil.Color(i)
+		sc, err := plotter.NewScatter(pts)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", fam, err)
+		}
+		sc.GlyphStyle.Color = color
+		sc.GlyphStyle.Shape = plotutil.Shape(i)
+		sc.GlyphStyle.Radius = vg.Points(3)
+		p.Add(sc)
+		if len(pts) > 1 {
+			ln, err := plotter.NewLine(pts)
+			if err != nil {
+				return fmt.Errorf("plot %s: %w", fam, err)
+			}
+			ln.Color = color
+			p.Add(ln)
+			p.Legend.Add(fam, ln, sc)
+			lb, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
+			if err != nil {
+				return fmt.Errorf("plot %s labels: %w", fam, err)
+			}
+			for j := range lb.TextStyle {
+				lb.TextStyle[j].Color = color
+				lb.TextStyle[j].Font.Size = vg.Points(7)
+			}
+			lb.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(2)}
+			p.Add(lb)
+		} else {
+			p.Legend.Add(fam, sc)
+		}
+	}
+	wt, err := p.WriterTo(7*vg.Inch, 5*vg.Inch, format)
+	if err != nil {
+		return fmt.Errorf("plot format %q: %w", format, err)
+	}
+	_, err = wt.WriteTo(w)
+	return err
+}
+
+func paramLabel(r Summary) string {
+	switch r.Family {
+	case FamilyKeepAlive:
+		return strconv.FormatFloat(r.Param, 'g', -1, 64) + "m"
+	case FamilyOurs:
+		return strconv.FormatFloat(r.Param, 'g', -1, 64)
+	}
+	return ""
+}
