@@ -131,7 +131,13 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 			}
 			continue
 		}
-		ls.Reserved, ls.Expires = rr.Reserved, rr.Expires
+		// The loop expires leases on workflow time; the host's own expiry
+		// (its clock) bounds it when earlier.
+		ls.Reserved = workflow.Now(ctx)
+		ls.Expires = ls.Reserved.Add(in.TTL)
+		if !rr.Expires.IsZero() && rr.Expires.Before(ls.Expires) {
+			ls.Expires = rr.Expires
+		}
 
 		sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 30 * time.Second,
