@@ -156,10 +156,10 @@ type (
 		Outcome       string
 	}
 	AdjustmentRecord struct {
-		Time                                    time.Time
-		App, Host                               string
+		Time                                   time.Time
+		App, Host                              string
 		Expected, Actual, Delta, NewAdjustment float64
-		Reason                                  string
+		Reason                                 string
 	}
 )
 

@@ -171,7 +171,7 @@ func TestLoopPreparesClaimsAndStops(t *testing.T) {
 	require.Equal(t, []float64{0, 1, 0, 0, 0, 2, 0}, mid.Recent)
 	require.Len(t, mid.Leases, 1, "state at 4.5 s: %+v", mid)
 	require.Equal(t, "h1", mid.Leases[0].Host)
-	require.Equal(t, "prepare/app-a/"+itoa(t0.Add(3*time.Second).Unix())+"/h1", mid.Leases[0].LeaseID)
+	require.Equal(t, "app-a."+itoa(t0.Add(3*time.Second).Unix())+".h1", mid.Leases[0].LeaseID)
 	require.Equal(t, "demand-1", mid.ModelVersion)
 	require.Equal(t, 256.0, mid.Profile.MemoryMB)
 	require.Equal(t, 0.05, mid.Adjustments["h2"])

@@ -86,9 +86,12 @@ func PreparationWorkflowID(app string, binStart time.Time) string {
 	return fmt.Sprintf("prepare/%s/%d", app, binStart.Unix())
 }
 
-// LeaseID is the preparation ID a host is given for one reservation.
+// LeaseID is the preparation ID a host is given for one reservation:
+// <app>.<unix seconds>.<host>, derived from the preparation's workflow ID
+// (host agents accept [A-Za-z0-9._-] only, so no slashes).
 func LeaseID(preparationWorkflowID, host string) string {
-	return preparationWorkflowID + "/" + host
+	id := strings.TrimPrefix(preparationWorkflowID, "prepare/")
+	return strings.ReplaceAll(id, "/", ".") + "." + host
 }
 
 // RequestWorkflowID is the serve-request workflow of one request.

@@ -39,7 +39,7 @@ type RequestResult struct {
 	Actual        float64 // observed performance, same 0..1 scale
 	Adjusted      bool
 	NewAdjustment float64
-	Outcome       string // warm | cold | cold-after-warm-failure
+	Outcome       string // warm | cold | cold-lease-lost | cold-after-warm-failure
 }
 
 // Adjustment bounds: an observed adjustment can move a model score by at
@@ -119,6 +119,10 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		if err == nil {
 			served = true
 			res.Host, res.LeaseID, res.Expected, adjustment, res.Outcome = ls.Host, ls.LeaseID, ls.Score, ls.Adjusted, "warm"
+			if !sr.Warm {
+				// The host no longer held the lease and served cold.
+				res.Outcome = "cold-lease-lost"
+			}
 			claimed = &activities.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
 				Event: "claimed", MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
 				HeldSeconds: workflow.Now(ctx).Sub(ls.Reserved).Seconds(), Reason: "request " + in.RequestID}
