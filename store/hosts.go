@@ -1,0 +1,193 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Host is a resource host as it registered itself.
+type Host struct {
+	ID       string    `json:"id"`
+	URL      string    `json:"url"` // the host agent's base URL
+	MemoryMB int64     `json:"memory_mb"`
+	DiskMB   int64     `json:"disk_mb"`
+	CPUMilli int64     `json:"cpu_milli"`
+	Speed    float64   `json:"speed"` // relative speed, 1 = reference
+	Labels   string    `json:"labels"`
+	LastSeen time.Time `json:"last_seen"` // registration or latest metrics, whichever is later
+}
+
+// RegisterHost records (or refreshes) a host; a zero LastSeen is now.
+func (s *Store) RegisterHost(ctx context.Context, h Host) error {
+	if h.ID == "" {
+		return fmt.Errorf("register host: empty ID")
+	}
+	h.LastSeen = orNow(h.LastSeen)
+	return s.insert(ctx, "hosts", "id, url, memory_mb, disk_mb, cpu_milli, speed, labels, seen_ns", 1, func(int) []any {
+		return []any{h.ID, h.URL, h.MemoryMB, h.DiskMB, h.CPUMilli, h.Speed, h.Labels, nanos(h.LastSeen)}
+	})
+}
+
+// Hosts returns the latest registration of every host seen (registered or
+// reporting metrics) since seenSince, sorted by ID.
+func (s *Store) Hosts(ctx context.Context, seenSince time.Time) ([]Host, error) {
+	var out []Host
+	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.Query(ctx, `SELECT id, argMax(url, seen_ns), argMax(memory_mb, seen_ns), argMax(disk_mb, seen_ns),
+				argMax(cpu_milli, seen_ns), argMax(speed, seen_ns), argMax(labels, seen_ns), max(seen_ns)
+			FROM hosts GROUP BY id ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var all []Host
+		for rows.Next() {
+			var h Host
+			var ns uint64
+			if err := rows.Scan(&h.ID, &h.URL, &h.MemoryMB, &h.DiskMB, &h.CPUMilli, &h.Speed, &h.Labels, &ns); err != nil {
+				return err
+			}
+			h.LastSeen = time.Unix(0, int64(ns)).UTC()
+			all = append(all, h)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// A host that registered once and keeps pushing metrics is alive.
+		seen := map[string]time.Time{}
+		mrows, err := s.conn.Query(ctx, `SELECT host_id, max(at_ns) FROM host_metrics WHERE time >= toDateTime(?) GROUP BY host_id`, unix(seenSince))
+		if err != nil {
+			return err
+		}
+		defer mrows.Close()
+		for mrows.Next() {
+			var id string
+			var ns uint64
+			if err := mrows.Scan(&id, &ns); err != nil {
+				return err
+			}
+			seen[id] = time.Unix(0, int64(ns)).UTC()
+		}
+		if err := mrows.Err(); err != nil {
+			return err
+		}
+		for _, h := range all {
+			if t, ok := seen[h.ID]; ok && t.After(h.LastSeen) {
+				h.LastSeen = t
+			}
+			if !h.LastSeen.Before(seenSince) {
+				out = append(out, h)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read hosts: %w", err)
+	}
+	return out, nil
+}
+
+// HostMetrics is one sample of a host's state.
+type HostMetrics struct {
+	Time             time.Time `json:"time"`
+	HostID           string    `json:"host_id"`
+	CPUUtil          float64   `json:"cpu_util"` // 0..1
+	MemUsedMB        float64   `json:"mem_used_mb"`
+	MemAvailMB       float64   `json:"mem_avail_mb"`
+	MemPressure      float64   `json:"mem_pressure"` // 0..1 (PSI some avg10 / 100 on Linux)
+	IOLatencyMS      float64   `json:"io_latency_ms"`
+	ReservedMemMB    float64   `json:"reserved_mem_mb"`
+	ReservedDiskMB   float64   `json:"reserved_disk_mb"`
+	ReservedCPUMilli int64     `json:"reserved_cpu_milli"`
+	Leases           int       `json:"leases"`
+}
+
+const hostMetricCols = "time, at_ns, host_id, cpu_util, mem_used_mb, mem_avail_mb, mem_pressure, io_latency_ms, reserved_mem_mb, reserved_disk_mb, reserved_cpu_milli, leases"
+
+// RecordHostMetrics stores samples; a zero Time is now.
+func (s *Store) RecordHostMetrics(ctx context.Context, ms []HostMetrics) error {
+	for i := range ms {
+		if ms[i].HostID == "" {
+			return fmt.Errorf("host metrics %d: empty host ID", i)
+		}
+	}
+	return s.insert(ctx, "host_metrics", hostMetricCols, len(ms), func(i int) []any {
+		m := ms[i]
+		m.Time = orNow(m.Time)
+		return []any{m.Time, nanos(m.Time), m.HostID, m.CPUUtil, m.MemUsedMB, m.MemAvailMB, m.MemPressure, m.IOLatencyMS,
+			m.ReservedMemMB, m.ReservedDiskMB, m.ReservedCPUMilli, uint32(max(0, m.Leases))}
+	})
+}
+
+// LatestHostMetricsWindow bounds how old a host's latest sample may be for
+// LatestHostMetrics to return it (a host silent longer is gone).
+const LatestHostMetricsWindow = 24 * time.Hour
+
+// LatestHostMetrics returns each host's most recent sample of the last
+// LatestHostMetricsWindow.
+func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, error) {
+	out := map[string]HostMetrics{}
+	cols := strings.Split(hostMetricCols, ", ")
+	sel := []string{"host_id", "max(at_ns)"}
+	for _, c := range cols {
+		if c != "host_id" && c != "at_ns" {
+			sel = append(sel, "argMax("+c+", at_ns)")
+		}
+	}
+	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.Query(ctx, `SELECT `+strings.Join(sel, ", ")+` FROM host_metrics
+			WHERE time >= toDateTime(?) GROUP BY host_id`, unix(time.Now().Add(-LatestHostMetricsWindow)))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m HostMetrics
+			var ns uint64
+			var leases uint32
+			if err := rows.Scan(&m.HostID, &ns, &m.Time, &m.CPUUtil, &m.MemUsedMB, &m.MemAvailMB, &m.MemPressure, &m.IOLatencyMS,
+				&m.ReservedMemMB, &m.ReservedDiskMB, &m.ReservedCPUMilli, &leases); err != nil {
+				return err
+			}
+			m.Time, m.Leases = time.Unix(0, int64(ns)).UTC(), int(leases)
+			out[m.HostID] = m
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read latest host metrics: %w", err)
+	}
+	return out, nil
+}
+
+// HostMetricsRange returns the samples of [from, to), by host then time.
+func (s *Store) HostMetricsRange(ctx context.Context, from, to time.Time) ([]HostMetrics, error) {
+	var out []HostMetrics
+	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.Query(ctx, `SELECT `+hostMetricCols+` FROM host_metrics
+			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY host_id, at_ns`,
+			unix(from), unix(to), nanos(from), nanos(to))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m HostMetrics
+			var ns uint64
+			var leases uint32
+			if err := rows.Scan(&m.Time, &ns, &m.HostID, &m.CPUUtil, &m.MemUsedMB, &m.MemAvailMB, &m.MemPressure, &m.IOLatencyMS,
+				&m.ReservedMemMB, &m.ReservedDiskMB, &m.ReservedCPUMilli, &leases); err != nil {
+				return err
+			}
+			m.Time, m.Leases = time.Unix(0, int64(ns)).UTC(), int(leases)
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read host metrics: %w", err)
+	}
+	return out, nil
+}
