@@ -50,6 +50,10 @@ type DemandQuery struct {
 type DemandModel interface {
 	Predict(in []DemandQuery) ([]float64, error)
 	Version() string
+	// HistoryBins is how many trailing bins the model can use.
+	HistoryBins() int
+	// HorizonBins is the horizon the probability is about.
+	HorizonBins() int
 }
 
 // ModelRegistry loads champion models.

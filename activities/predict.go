@@ -44,7 +44,7 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	if len(probs) != 1 {
 		return PredictResult{}, fmt.Errorf("predict %s with model %s: %d outputs for 1 input", in.App, m.Version(), len(probs))
 	}
-	res := PredictResult{Probability: probs[0], ModelVersion: m.Version()}
+	res := PredictResult{Probability: probs[0], ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), HorizonBins: m.HorizonBins()}
 	res.Decision = Decide(res.Probability, in.Threshold, in.Covered, in.DryRun)
 	if p.Predictions != nil {
 		p.Predictions.Add(PredictionRecord{Time: time.Now().UTC(), App: in.App, Bin: in.Next,

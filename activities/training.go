@@ -107,7 +107,17 @@ func (t *Training) TrainDemand(ctx context.Context, in TrainInput) (TrainResult,
 			resume = last.Checkpoint
 		}
 	}
-	m, err := t.Trainer.TrainDemand(ctx, in.Spec, resume, func(p TrainProgress) { activity.RecordHeartbeat(ctx, p) })
+	last := resume
+	m, err := t.Trainer.TrainDemand(ctx, in.Spec, resume, func(p TrainProgress) {
+		// Checkpoints come at epoch ends; every heartbeat carries the
+		// latest so the next attempt resumes from it.
+		if p.Checkpoint == nil {
+			p.Checkpoint = last
+		} else {
+			last = p.Checkpoint
+		}
+		activity.RecordHeartbeat(ctx, p)
+	})
 	if err != nil {
 		return TrainResult{}, classifyTrainErr("demand", err)
 	}

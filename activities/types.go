@@ -86,6 +86,8 @@ type PredictResult struct {
 	Probability  float64
 	ModelVersion string
 	Decision     string
+	HistoryBins  int // bins of history the model can use: the loop keeps as many
+	HorizonBins  int // the model's horizon
 }
 
 // SeedInput asks for what a loop needs once, when it first starts.

@@ -260,6 +260,10 @@ func (l *loop) tick(ctx workflow.Context) {
 	} else {
 		l.Stats.Predictions++
 		l.LastProbability, l.LastDecision, l.ModelVersion = res.Probability, res.Decision, res.ModelVersion
+		if res.HistoryBins > l.Window {
+			// Keep as much history as the model can use (zeros count as idle).
+			l.Window = min(res.HistoryBins, 1440)
+		}
 		if strings.HasPrefix(l.LastError, "prediction failed") {
 			l.LastError = ""
 		}

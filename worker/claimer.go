@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+// claimer claims leases through the loop's Update. The request ID is the
+// update ID, so a retried claim activity gets the same answer back instead
+// of claiming a second lease.
+type claimer struct{ c client.Client }
+
+func (cl claimer) Claim(ctx context.Context, app, requestID string) (activities.ClaimResult, error) {
+	h, err := cl.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.LoopWorkflowID(app),
+		UpdateID:     "claim-" + requestID,
+		UpdateName:   workflows.UpdateClaim,
+		Args:         []any{workflows.ClaimUpdate{RequestID: requestID}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return activities.ClaimResult{}, nil // no loop: cold
+	}
+	if err != nil {
+		return activities.ClaimResult{}, err
+	}
+	var res workflows.ClaimUpdateResult
+	if err := h.Get(ctx, &res); err != nil {
+		if errors.As(err, &nf) {
+			return activities.ClaimResult{}, nil
+		}
+		return activities.ClaimResult{}, err
+	}
+	return activities.ClaimResult{Found: res.Found, LoopRunning: true, Lease: res.Lease, Adjustments: res.Adjustments}, nil
+}

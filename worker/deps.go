@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/forewarm/forewarm/activities"
+	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store"
+)
+
+// The adapters below fit the real store, models and host-agent client to
+// the small interfaces package activities declares.
+
+// storeDeps adapts *store.Store to activities.HistoryReader, Recorder and
+// HostDirectory.
+type storeDeps struct {
+	st *store.Store
+	// hosts are cached briefly: a preparation burst across many loops
+	// must not become a ClickHouse query per preparation.
+	hostTTL time.Duration
+	mu      sync.Mutex
+	hosts   []activities.HostInfo
+	hostsAt time.Time
+}
+
+func (d *storeDeps) RecentActivity(ctx context.Context, apps []string, end time.Time, bins int, bin time.Duration) (map[string][]float64, error) {
+	return d.st.RecentActivity(ctx, apps, end, bins, bin)
+}
+
+func (d *storeDeps) AppProfile(ctx context.Context, app string) (activities.AppProfile, bool, error) {
+	ps, err := d.st.AppProfiles(ctx)
+	if err != nil {
+		return activities.AppProfile{}, false, err
+	}
+	for _, p := range ps {
+		if p.ID == app {
+			return profileFromStore(p), true, nil
+		}
+	}
+	return activities.AppProfile{App: app}, false, nil
+}
+
+func profileFromStore(p store.AppProfile) activities.AppProfile {
+	mem := p.MemoryMB
+	if mem <= 0 {
+		mem = 170 // trace.DefaultMemoryMB when unknown
+	}
+	return activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}
+}
+
+func (d *storeDeps) Adjustments(ctx context.Context, app string) (map[string]float64, error) {
+	all, err := d.st.Adjustments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for k, v := range all {
+		if k[0] == app {
+			out[k[1]] = v
+		}
+	}
+	return out, nil
+}
+
+func (d *storeDeps) RecordPredictions(ctx context.Context, rows []activities.PredictionRecord) error {
+	ps := make([]store.Prediction, len(rows))
+	for i, r := range rows {
+		ps[i] = store.Prediction(r)
+	}
+	return d.st.RecordPredictions(ctx, ps)
+}
+
+func (d *storeDeps) RecordPreparationEvents(ctx context.Context, rows []activities.PreparationEvent) error {
+	es := make([]store.PreparationEvent, len(rows))
+	for i, r := range rows {
+		es[i] = store.PreparationEvent(r)
+	}
+	return d.st.RecordPreparationEvents(ctx, es)
+}
+
+func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.RequestRecord) error {
+	rs := make([]store.Request, len(rows))
+	for i, r := range rows {
+		id, err := uuid.Parse(r.RequestID)
+		if err != nil {
+			// Request IDs need not be UUIDs; derive a stable one.
+			id = uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:"+r.RequestID))
+		}
+		rs[i] = store.Request{Time: r.Time, RequestID: id, App: r.App, VolumeType: r.VolumeType, SizeMB: r.SizeMB,
+			ReadRatio: r.ReadRatio, Host: r.Host, Warm: r.Warm, ExpectedScore: r.ExpectedScore,
+			SetupMS: r.SetupMS, WorkMS: r.WorkMS, LatencyMS: r.LatencyMS, Outcome: r.Outcome}
+	}
+	return d.st.RecordRequests(ctx, rs)
+}
+
+func (d *storeDeps) RecordAdjustments(ctx context.Context, rows []activities.AdjustmentRecord) error {
+	as := make([]store.Adjustment, len(rows))
+	for i, r := range rows {
+		as[i] = store.Adjustment(r)
+	}
+	return d.st.RecordAdjustments(ctx, as)
+}
+
+// LiveHosts lists hosts seen in the last 30 s with their latest metrics.
+func (d *storeDeps) LiveHosts(ctx context.Context) ([]activities.HostInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hosts != nil && time.Since(d.hostsAt) < d.hostTTL {
+		return d.hosts, nil
+	}
+	hs, err := d.st.Hosts(ctx, time.Now().Add(-30*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	ms, err := d.st.LatestHostMetrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]activities.HostInfo, 0, len(hs))
+	for _, h := range hs {
+		m := ms[h.ID]
+		free := m.MemAvailMB
+		if free <= 0 {
+			free = float64(h.MemoryMB) - m.ReservedMemMB
+		}
+		out = append(out, activities.HostInfo{ID: h.ID, URL: h.URL, MemoryMB: float64(h.MemoryMB), DiskMB: float64(h.DiskMB),
+			CPUMilli: h.CPUMilli, Speed: h.Speed, CPUUtil: m.CPUUtil, MemPressure: m.MemPressure, IOLatencyMS: m.IOLatencyMS, FreeMemMB: free})
+	}
+	d.hosts, d.hostsAt = out, time.Now()
+	return out, nil
+}
+
+// registry adapts the store's model registry and the models package to
+// activities.ModelRegistry.
+type registry struct {
+	st     *store.Store
+	useORT bool
+}
+
+func (r *registry) ChampionVersion(ctx context.Context) (string, error) {
+	m, err := r.st.Champion(ctx, "demand")
+	if errors.Is(err, store.ErrNoModel) {
+		return "", activities.ErrNoChampion
+	}
+	if err != nil {
+		return "", err
+	}
+	return m.Version, nil
+}
+
+func (r *registry) LoadDemand(ctx context.Context, version string) (activities.DemandModel, error) {
+	rec, err := r.st.Model(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	m, err := models.LoadDemand(rec.ONNX, rec.Meta, r.useORT)
+	if err != nil {
+		return nil, err
+	}
+	return demandModel{m}, nil
+}
+
+type demandModel struct{ m models.Demand }
+
+func (d demandModel) Version() string  { return d.m.Version() }
+func (d demandModel) HistoryBins() int { return d.m.Spec().HistoryBins() }
+func (d demandModel) HorizonBins() int { return d.m.Spec().Horizon }
+func (d demandModel) Predict(in []activities.DemandQuery) ([]float64, error) {
+	xs := make([]models.DemandInput, len(in))
+	for i, q := range in {
+		xs[i] = models.DemandInput(q)
+	}
+	return d.m.Predict(xs)
+}
+
+// heuristicAffinity scores hosts until a trained affinity model exists: the
+// share of nominal speed a request can expect (the same scale as the
+// observed PerformanceScore), lowered by CPU load, memory pressure and I/O
+// latency, and zero when the app's memory does not fit.
+type heuristicAffinity struct{}
+
+func (heuristicAffinity) Score(_ context.Context, app activities.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {
+	out := make([]float64, len(hosts))
+	for i, h := range hosts {
+		speed := h.Speed
+		if speed <= 0 {
+			speed = 1
+		}
+		s := math.Min(1, speed) * (1 - 0.5*clamp01(h.CPUUtil)) * (1 - 0.5*clamp01(h.MemPressure))
+		s /= 1 + h.IOLatencyMS/100
+		if h.FreeMemMB > 0 && app.MemoryMB > h.FreeMemMB {
+			s = 0
+		}
+		out[i] = clamp01(s)
+	}
+	return out, "heuristic-v1", nil
+}
+
+func clamp01(x float64) float64 { return math.Min(1, math.Max(0, x)) }
+
+// hostClients builds one agent client per URL and keeps it.
+type hostClients struct {
+	token string
+	mu    sync.Mutex
+	byURL map[string]*agentclient.Client
+}
+
+func (h *hostClients) For(url string) activities.HostClient {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, ok := h.byURL[url]
+	if !ok {
+		c = agentclient.New(url, h.token)
+		h.byURL[url] = c
+	}
+	return hostClient{c}
+}
+
+func (h *hostClients) Permanent(err error) bool { return agentclient.IsPermanent(err) }
+func (h *hostClients) NotFound(err error) bool {
+	return errors.Is(err, agentclient.ErrNotFound) || errors.Is(err, agentclient.ErrGone)
+}
+
+type hostClient struct{ c *agentclient.Client }
+
+func (h hostClient) Reserve(ctx context.Context, r activities.HostReservation) (time.Time, error) {
+	l, err := h.c.Reserve(ctx, agentclient.ReserveRequest{PreparationID: r.LeaseID, App: r.App, MemoryMB: r.MemoryMB,
+		DiskMB: r.DiskMB, CPUMilli: r.CPUMilli, TTL: r.TTL})
+	return l.Expires, err
+}
+
+func (h hostClient) Shadow(ctx context.Context, leaseID string, readRatio, sampleMB float64) (float64, error) {
+	r, err := h.c.Shadow(ctx, agentclient.ShadowRequest{PreparationID: leaseID, ReadRatio: readRatio, SampleMB: sampleMB})
+	return r.TotalMS, err
+}
+
+func (h hostClient) Serve(ctx context.Context, s activities.HostServing) (activities.HostServed, error) {
+	r, err := h.c.Serve(ctx, agentclient.ServeRequest{RequestID: s.RequestID, App: s.App, PreparationID: s.LeaseID,
+		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, ReadRatio: s.ReadRatio, WorkMS: s.WorkMS, FallbackCold: s.LeaseID != ""})
+	if err != nil {
+		return activities.HostServed{}, err
+	}
+	return activities.HostServed{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS}, nil
+}
+
+func (h hostClient) Release(ctx context.Context, leaseID string) error {
+	return h.c.Release(ctx, leaseID)
+}

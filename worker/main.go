@@ -1,0 +1,202 @@
+// Command worker runs Forewarm's Temporal workers: the prediction task
+// queue (prediction loops, preparations, serve-request workflows and their
+// activities) and the training task queue (the CPU-heavy training
+// workflow), apart so training can never starve the loops. The activity
+// structs are built once here with their dependencies: the ClickHouse
+// store, the model runtime, the host-agent clients, the Temporal client.
+//
+//	worker                       # both queues, settings from the environment
+//	worker --queues prediction   # loops only (scale out the loops)
+//	worker --queues training     # training only (a bigger machine)
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/forewarm/forewarm/activities"
+	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+// settings is the worker's whole configuration (flags with env defaults).
+type settings struct {
+	Temporal        config.Temporal
+	ClickHouse      config.ClickHouse
+	ONNX            config.ONNX
+	Queues          []string
+	PredictionQueue string
+	TrainingQueue   string
+	AgentTokenFile  string
+	AgentToken      string
+	UseORT          bool
+	WorkflowTasks   int
+	ModelCheck      time.Duration
+	HoldoutFraction float64
+	TrainSamples    int
+	LogLevel        string
+}
+
+func parseFlags(args []string) (settings, error) {
+	var s settings
+	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
+	s.Temporal.Flags(fs)
+	s.ClickHouse.Flags(fs)
+	s.ONNX.Flags(fs)
+	fs.StringSliceVar(&s.Queues, "queues", strings.Split(config.Env("FOREWARM_QUEUES", "prediction,training"), ","), "task queues to serve: prediction, training or both ($FOREWARM_QUEUES)")
+	fs.StringVar(&s.PredictionQueue, "prediction-task-queue", config.Env("FOREWARM_PREDICTION_QUEUE", workflows.PredictionTaskQueue), "prediction task queue name ($FOREWARM_PREDICTION_QUEUE)")
+	fs.StringVar(&s.TrainingQueue, "training-task-queue", config.Env("FOREWARM_TRAINING_QUEUE", workflows.TrainingTaskQueue), "training task queue name ($FOREWARM_TRAINING_QUEUE)")
+	fs.StringVar(&s.AgentTokenFile, "agent-token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding the host agents' bearer token, or set $HOSTAGENT_TOKEN ($HOSTAGENT_TOKEN_FILE)")
+	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
+	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
+	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
+	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
+	fs.IntVar(&s.TrainSamples, "train-samples", 0, "training sequences per run (0: the trainer's default)")
+	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected argument %q: worker takes only flags", fs.Arg(0))
+	}
+	for _, q := range s.Queues {
+		if q != "prediction" && q != "training" {
+			return s, fmt.Errorf("--queues: %q is neither prediction nor training", q)
+		}
+	}
+	if s.HoldoutFraction <= 0 || s.HoldoutFraction >= 1 {
+		return s, fmt.Errorf("--holdout %v: must be in (0, 1)", s.HoldoutFraction)
+	}
+	if s.AgentTokenFile != "" {
+		b, err := os.ReadFile(s.AgentTokenFile)
+		if err != nil {
+			return s, fmt.Errorf("--agent-token-file: %w", err)
+		}
+		s.AgentToken = strings.TrimSpace(string(b))
+	} else {
+		s.AgentToken = os.Getenv("HOSTAGENT_TOKEN")
+	}
+	return s, nil
+}
+
+func main() {
+	s, err := parseFlags(os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\nRun `worker --help` for the flags.\n", err)
+		os.Exit(2)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s.LogLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "worker: --log-level %q: %v\n", s.LogLevel, err)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, s, logger); err != nil {
+		logger.Error("worker stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, s settings, logger *slog.Logger) error {
+	c, err := s.Temporal.Dial(logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := store.Open(ctx, s.ClickHouse)
+	if err != nil {
+		return fmt.Errorf("open the store at %s (database %s): %w; is ClickHouse up? try `make up`", s.ClickHouse.Addr, s.ClickHouse.Database, err)
+	}
+	defer st.Close()
+	if s.UseORT {
+		if err := models.InitORT(s.ONNX.Lib); err != nil {
+			return fmt.Errorf("--onnxruntime-lib %q: %w (or run with --ort=false for the pure-Go model)", s.ONNX.Lib, err)
+		}
+	}
+	w, err := start(s, c, st, logger)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	logger.Info("worker running", "queues", s.Queues, "prediction_queue", s.PredictionQueue, "training_queue", s.TrainingQueue, "ort", s.UseORT)
+	<-ctx.Done()
+	return nil
+}
+
+// running is the started workers and what must be flushed when they stop.
+type running struct {
+	workers     []worker.Worker
+	predictions *activities.Batcher[activities.PredictionRecord]
+}
+
+// Stop stops polling, lets running tasks finish, then flushes predictions.
+func (r *running) Stop() {
+	for _, w := range r.workers {
+		w.Stop()
+	}
+	if r.predictions != nil {
+		r.predictions.Close()
+	}
+}
+
+// start builds the activity structs once and starts the workers.
+func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*running, error) {
+	deps := &storeDeps{st: st, hostTTL: 2 * time.Second}
+	r := &running{}
+	if slices.Contains(s.Queues, "prediction") {
+		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
+		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT}, History: deps,
+			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
+		hosts := &activities.Hosts{Directory: deps, Affinity: heuristicAffinity{}, Recorder: deps, Log: logger,
+			Clients: &hostClients{token: s.AgentToken, byURL: map[string]*agentclient.Client{}}}
+		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
+		w := worker.New(c, s.PredictionQueue, worker.Options{
+			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
+			MaxConcurrentActivityExecutionSize:     200,
+		})
+		workflows.RegisterPrediction(w)
+		w.RegisterActivity(predictor)
+		w.RegisterActivity(hosts)
+		w.RegisterActivity(requests)
+		r.workers = append(r.workers, w)
+	}
+	if slices.Contains(s.Queues, "training") {
+		tr := &activities.Training{Trainer: &trainer{st: st, holdoutFraction: s.HoldoutFraction, samples: s.TrainSamples, log: logger}}
+		w := worker.New(c, s.TrainingQueue, worker.Options{
+			// One training at a time: it uses the cores it gets.
+			MaxConcurrentActivityExecutionSize: 1,
+		})
+		workflows.RegisterTraining(w)
+		w.RegisterActivity(tr)
+		r.workers = append(r.workers, w)
+	}
+	for i, w := range r.workers {
+		if err := w.Start(); err != nil {
+			for _, started := range r.workers[:i] {
+				started.Stop()
+			}
+			return nil, fmt.Errorf("start worker: %w", err)
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store"
+)
+
+// trainer implements activities.Trainer with the models package and the
+// store's registry: data from ClickHouse, candidates stored as
+// "candidate", evaluation on the last HoldoutFraction of the range.
+type trainer struct {
+	st              *store.Store
+	holdoutFraction float64
+	samples         int
+	log             *slog.Logger
+}
+
+func (t *trainer) Describe(ctx context.Context, from, to time.Time, bin time.Duration) (activities.DatasetSummary, error) {
+	if from.IsZero() && to.IsZero() {
+		s, err := t.st.Stats(ctx)
+		if err != nil {
+			return activities.DatasetSummary{}, err
+		}
+		if s.Bins == 0 {
+			return activities.DatasetSummary{}, fmt.Errorf("%w: the store holds no activity; load a trace with `starter history load`", activities.ErrNotEnoughData)
+		}
+		from, to = s.First.Truncate(bin), s.Last.Truncate(bin).Add(bin)
+	}
+	tr, err := t.st.Trace(ctx, from, to, bin)
+	if err != nil {
+		return activities.DatasetSummary{}, err
+	}
+	reqs, err := t.st.Requests(ctx, time.Now().Add(-30*24*time.Hour), time.Now())
+	if err != nil {
+		return activities.DatasetSummary{}, err
+	}
+	return activities.DatasetSummary{From: from, To: to, Bin: bin, Apps: len(tr.Apps), Bins: tr.Bins,
+		Requests: float64(tr.Total()), RequestOutcomes: len(reqs)}, nil
+}
+
+func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, resume []byte, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
+	tr, err := t.st.Trace(ctx, spec.From, spec.To, spec.Bin)
+	if err != nil {
+		return activities.TrainedModel{}, fmt.Errorf("read history: %w", err)
+	}
+	if len(tr.Apps) == 0 || tr.Bins < 32 {
+		return activities.TrainedModel{}, fmt.Errorf("%w: %d apps × %d bins in %v..%v", activities.ErrNotEnoughData, len(tr.Apps), tr.Bins, spec.From, spec.To)
+	}
+	holdout := tr.BinStart(int(float64(tr.Bins) * (1 - t.holdoutFraction)))
+	opt := models.TrainOptions{TrainUntil: holdout, Epochs: spec.Epochs, Seed: uint64(spec.Seed), Checkpoint: resume, Samples: t.samples, Logger: t.log}
+	res, err := models.TrainDemand(ctx, tr, opt, func(p models.Progress) {
+		progress(activities.TrainProgress{Epoch: p.Epoch, Epochs: p.Epochs, Loss: p.TrainLoss, Checkpoint: p.Checkpoint})
+	})
+	if err != nil {
+		return activities.TrainedModel{}, err
+	}
+	cand := res.Model()
+	eval, err := models.EvaluateDemand(ctx, tr, cand, models.EvalOptions{From: holdout})
+	if err != nil {
+		return activities.TrainedModel{}, fmt.Errorf("evaluate candidate %s: %w", res.Version, err)
+	}
+	out := activities.TrainedModel{Version: res.Version, Kind: "demand", Samples: res.TrainSeqs,
+		Metrics: metricMap(*eval.Model), Baselines: map[string]map[string]float64{}}
+	for name, m := range eval.Baselines {
+		out.Baselines[name] = metricMap(m)
+	}
+	// The champion, on the same held-out range.
+	champ, err := t.st.Champion(ctx, "demand")
+	switch {
+	case errors.Is(err, store.ErrNoModel):
+	case err != nil:
+		return activities.TrainedModel{}, fmt.Errorf("read the champion: %w", err)
+	default:
+		out.Champion = champ.Version
+		cm, lerr := models.LoadDemand(champ.ONNX, champ.Meta, false)
+		if lerr == nil {
+			ce, eerr := models.EvaluateDemand(ctx, tr, cm, models.EvalOptions{From: holdout})
+			if eerr == nil {
+				out.ChampionMetrics = metricMap(*ce.Model)
+			} else {
+				t.log.Warn("champion cannot be evaluated on this data; comparing with baselines only", "champion", champ.Version, "err", eerr)
+			}
+		} else {
+			t.log.Warn("champion fails to load; comparing with baselines only", "champion", champ.Version, "err", lerr)
+		}
+	}
+	onnx, err := res.ONNX()
+	if err != nil {
+		return activities.TrainedModel{}, fmt.Errorf("export %s: %w", res.Version, err)
+	}
+	if err := t.st.PublishModel(ctx, store.ModelRecord{Version: res.Version, Kind: "demand", Created: time.Now().UTC(),
+		Metrics: eval.Flat(), Status: store.StatusCandidate, Meta: res.Meta(), ONNX: onnx}); err != nil {
+		return activities.TrainedModel{}, fmt.Errorf("store candidate %s: %w", res.Version, err)
+	}
+	_ = t.st.RecordTrainingRun(ctx, store.TrainingRun{RunID: res.Version, Kind: "demand", Version: res.Version, Status: "candidate",
+		Samples: int64(res.TrainSeqs), Metrics: eval.Flat(), Message: fmt.Sprintf("%d epochs, best %d, resumed %v", res.Epochs, res.BestEpoch, res.Resumed)})
+	return out, nil
+}
+
+func metricMap(m models.Metrics) map[string]float64 {
+	return map[string]float64{"log_loss": m.LogLoss, "brier": m.Brier, "roc_auc": m.AUC, "ece": m.ECE}
+}
+
+func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
+	// The models package has no affinity trainer yet; hosts are ranked by
+	// the heuristic plus observed adjustments until it has.
+	return activities.TrainedModel{}, fmt.Errorf("%w: no affinity trainer in package models yet", activities.ErrNotEnoughData)
+}
+
+func (t *trainer) Promote(ctx context.Context, version string) error {
+	return t.st.SetModelStatus(ctx, version, store.StatusChampion)
+}
