@@ -57,7 +57,7 @@ func BenchmarkServeWarmVsCold(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		held := 512.0 // the lease, until the warm request has used it
+		held := 512.0                                     // the lease, until the warm request has used it
 		for _, warm := range []bool{i%2 == 0, i%2 != 0} { // alternate the order
 			req := client.ServeRequest{RequestID: fmt.Sprintf("r-%d-%v", i, warm), App: "app-a", MemoryMB: 512, DiskMB: 256, ReadRatio: 0.7}
 			if warm {
