@@ -41,6 +41,7 @@ type LoadResult struct {
 	LoadID     string // this attempt's ID, or the earlier load's when Duplicate
 	ContentKey string // hash of the trace's content: the load's identity
 	Duplicate  bool   // the same content was loaded before: nothing written
+	InProgress bool   // Duplicate because another attempt (LoadID) is loading it now
 	Apps       int
 	Bins       int
 	Rows       int64  // activity rows (bins with at least one request)
@@ -86,10 +87,17 @@ func (s *Store) LoadTrace(ctx context.Context, tr *trace.Trace, opt LoadOptions)
 	}
 	res.LoadID = newLoadID()
 	log := s.log.With("load", res.LoadID, "source", opt.Source)
+	if holder, committed, err := s.claim(ctx, res.ContentKey, res.LoadID); err != nil {
+		return res, err
+	} else if holder != res.LoadID {
+		log.Info("the same content is loaded by another attempt", "holder", holder, "committed", committed)
+		res.LoadID, res.Duplicate, res.InProgress, res.Elapsed = holder, true, !committed, time.Since(started)
+		return res, nil
+	}
 	log.Info("loading trace", "apps", res.Apps, "bins", res.Bins, "rows", res.Rows, "requests", res.Requests)
 
 	if err := s.writeLoad(ctx, tr, opt, &res, started); err != nil {
-		s.discardLoad(res.LoadID)
+		s.discardLoad(res.ContentKey, res.LoadID)
 		return res, err
 	}
 	// Commit: the load record makes the rows visible.
@@ -98,7 +106,7 @@ func (s *Store) LoadTrace(ctx context.Context, tr *trace.Trace, opt LoadOptions)
 			uint32(tr.Bin / time.Second), uint64(res.Rows), res.Requests, res.First, res.Last, time.Now()}
 	})
 	if err != nil {
-		s.discardLoad(res.LoadID)
+		s.discardLoad(res.ContentKey, res.LoadID)
 		return res, fmt.Errorf("commit load %s: %w", res.LoadID, err)
 	}
 	// A concurrent load of the same content may have committed too; the
@@ -109,8 +117,10 @@ func (s *Store) LoadTrace(ctx context.Context, tr *trace.Trace, opt LoadOptions)
 	}
 	if winner != res.LoadID {
 		log.Info("a concurrent load of the same content won", "winner", winner)
-		s.discardLoad(res.LoadID)
+		s.discardLoad(res.ContentKey, res.LoadID)
 		res.LoadID, res.Duplicate = winner, true
+	} else {
+		s.releaseClaim(ctx, res.ContentKey, res.LoadID)
 	}
 	res.Elapsed = time.Since(started)
 	return res, nil
@@ -160,6 +170,9 @@ func (s *Store) writeLoad(ctx context.Context, tr *trace.Trace, opt LoadOptions,
 		})
 		if err != nil {
 			return fmt.Errorf("insert activity of load %s: %w", res.LoadID, err)
+		}
+		if err := s.refreshClaim(ctx, res.ContentKey, res.LoadID); err != nil {
+			return err
 		}
 		done.Rows += int64(len(bins))
 		for _, r := range requests {
@@ -227,9 +240,10 @@ func (s *Store) committedLoad(ctx context.Context, key string) (string, error) {
 
 // discardLoad deletes an uncommitted or losing attempt's rows. They are
 // invisible anyway, so failure here only costs disk space.
-func (s *Store) discardLoad(loadID string) {
+func (s *Store) discardLoad(key, loadID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	s.releaseClaim(ctx, key, loadID)
 	for _, table := range []string{"activity", "app_profiles"} {
 		if err := s.conn.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE load_id = ?", loadID); err != nil {
 			s.log.Warn("cannot delete the rows of a discarded load (they stay invisible)", "load", loadID, "table", table, "err", err)

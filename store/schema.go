@@ -220,6 +220,21 @@ var migrations = []migration{{
 		PARTITION BY toYYYYMM(time)
 		ORDER BY (kind, time)`,
 	},
+}, {
+	version: 2,
+	name:    "load claims",
+	stmts: []string{
+		// A load claims its content key before writing, so concurrent loads
+		// of the same content do the work once; a claim is refreshed while
+		// the load runs and released when it fails.
+		`CREATE TABLE IF NOT EXISTS load_claims (
+			content_key String,
+			load_id String,
+			state String,
+			at_ns UInt64
+		) ENGINE = MergeTree()
+		ORDER BY (content_key, load_id, at_ns)`,
+	},
 }}
 
 // render expands a migration statement for the server's features.
