@@ -18,19 +18,23 @@ type Reporter interface {
 	Report(ctx context.Context, m api.HostMetrics) error
 }
 
-// Report runs until ctx ends: every interval it registers the host again
-// (keeping it "seen" for discovery) and sends a metrics snapshot. Failures
-// are logged and retried at the next tick; they never stop the agent,
-// which keeps serving the leases it has.
+// Report runs until ctx ends: it registers the host, then every interval
+// sends a metrics snapshot (which keeps the host "seen" for discovery) and
+// registers again at least once a minute (so a changed URL or capacity, or
+// a registry that lost its rows, is corrected). Failures are logged and
+// retried at the next tick; they never stop the agent, which keeps serving
+// the leases it has.
 func (a *Agent) Report(ctx context.Context, r Reporter, every time.Duration) {
 	if every <= 0 {
 		every = 5 * time.Second
 	}
+	reregister := max(time.Minute, every)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var registered time.Time
 	failing := false
 	for {
-		err := a.reportOnce(ctx, r, every)
+		err := a.reportOnce(ctx, r, every, &registered, reregister)
 		switch {
 		case err != nil && !failing:
 			a.log.Warn("cannot report to the host registry; retrying every interval", "err", err, "every", every)
@@ -47,11 +51,19 @@ func (a *Agent) Report(ctx context.Context, r Reporter, every time.Duration) {
 	}
 }
 
-func (a *Agent) reportOnce(ctx context.Context, r Reporter, timeout time.Duration) error {
+func (a *Agent) reportOnce(ctx context.Context, r Reporter, timeout time.Duration, registered *time.Time, reregister time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := r.Register(ctx, a.Info(), time.Now().UTC()); err != nil {
+	if now := time.Now(); now.Sub(*registered) >= reregister {
+		if err := r.Register(ctx, a.Info(), now.UTC()); err != nil {
+			return err
+		}
+		*registered = now
+		a.log.Info("registered in the host registry", "url", a.cfg.URL)
+	}
+	if err := r.Report(ctx, a.Metrics()); err != nil {
+		*registered = time.Time{} // the registry may have been reset: register again
 		return err
 	}
-	return r.Report(ctx, a.Metrics())
+	return nil
 }

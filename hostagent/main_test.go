@@ -1,0 +1,313 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/storetest"
+)
+
+const token = "hostagent-test-token-0123456789"
+
+var binary string
+
+// TestMain builds the real binary once; the tests run it as a process.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hostagent-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "hostagent")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+// start runs the agent with args and waits until it answers /healthz.
+func start(t *testing.T, scheme, addr string, c *client.Client, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"--listen", addr, "--log-level", "debug"}, args...)...)
+	cmd.Env = append(os.Environ(), "HOSTAGENT_TOKEN="+token)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: out, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("agent output:\n%s", out)
+		}
+	})
+	if c == nil {
+		c = client.New(scheme+"://"+addr, token)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Health(ctx)
+		cancel()
+		if err == nil {
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("agent exited before answering: %v\n%s", err, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not healthy after 15 s: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func TestHelpAndBadFlags(t *testing.T) {
+	out, err := exec.Command(binary, "--help").Output()
+	if err != nil || !strings.Contains(string(out), "--memory-mb") || !strings.Contains(string(out), "$HOSTAGENT_SPEED") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, nil, "unknown flag: --bogus"},
+		{"no token", nil, []string{"HOSTAGENT_TOKEN="}, "no bearer token"},
+		{"short token", nil, []string{"HOSTAGENT_TOKEN=short"}, "at least 16 characters"},
+		{"missing token file", []string{"--token-file", "/nonexistent/token"}, nil, "--token-file"},
+		{"bad env number", nil, []string{"HOSTAGENT_MEMORY_MB=lots"}, "$HOSTAGENT_MEMORY_MB"},
+		{"bad speed", []string{"--speed", "3"}, nil, "speed 3 is outside (0, 1]"},
+		{"negative memory", []string{"--memory-mb", "-5"}, nil, "memory capacity -5 MB"},
+		{"unsafe host ID", []string{"--host-id", "../x"}, nil, "--host-id"},
+		{"cert without key", []string{"--tls-cert", "c.pem"}, nil, "--tls-cert and --tls-key"},
+		{"bad advertise URL", []string{"--advertise-url", "127.0.0.1:1"}, nil, "--advertise-url"},
+		{"stray argument", []string{"serve"}, nil, "unexpected argument"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(binary, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, c.args...)...)
+		cmd.Env = append(append(os.Environ(), "HOSTAGENT_TOKEN="+token), c.env...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: %v, output %q; want exit 2 mentioning %q", c.name, err, out, c.want)
+		}
+	}
+}
+
+func TestRestartAfterCrashRemovesStaleFiles(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	c := client.New("http://"+addr, token)
+	ctx := ctxT(t)
+	p := start(t, "http", addr, nil, "--data-dir", dir, "--host-id", "crashy")
+	for _, id := range []string{"p1", "p2"} {
+		if _, err := c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: "app-a", MemoryMB: 8, DiskMB: 8}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := filepath.Join(dir, "not-ours.dat")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A crash: no chance to clean up.
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p.done <- nil // let the cleanup's wait return
+	if !exists(filepath.Join(dir, "fw-lease-p1.dat")) {
+		t.Fatal("the crashed agent's lease file is not there; the test proves nothing")
+	}
+	start(t, "http", addr, nil, "--data-dir", dir, "--host-id", "crashy")
+	for _, id := range []string{"p1", "p2"} {
+		if exists(filepath.Join(dir, "fw-lease-"+id+".dat")) {
+			t.Errorf("stale lease file %s survived the restart", id)
+		}
+	}
+	if !exists(keep) {
+		t.Error("a file that is not the agent's was removed")
+	}
+	if ls, err := c.Leases(ctx); err != nil || len(ls) != 0 {
+		t.Errorf("leases after restart: %v, %v", ls, err)
+	}
+}
+
+func TestSIGTERMReleasesEveryLease(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	c := client.New("http://"+addr, token)
+	ctx := ctxT(t)
+	p := start(t, "http", addr, nil, "--data-dir", dir)
+	for _, id := range []string{"p1", "p2", "p3"} {
+		if _, err := c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: "app-a", MemoryMB: 8, DiskMB: 8}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("agent exited with %v after SIGTERM\n%s", err, p.out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent did not stop within 20 s of SIGTERM")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Errorf("files left after SIGTERM: %v", entries)
+	}
+	if !strings.Contains(p.out.String(), "released every lease on shutdown") {
+		t.Errorf("shutdown log lacks the release:\n%s", p.out)
+	}
+}
+
+func TestServesTLSWithTheGivenCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	addr := freeAddr(t)
+	tc, err := client.TLSConfigFromCA(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New("https://"+addr, token, client.WithTLSConfig(tc))
+	start(t, "https", addr, c, "--data-dir", filepath.Join(dir, "data"), "--tls-cert", certFile, "--tls-key", keyFile)
+	ctx := ctxT(t)
+	if info, err := c.Info(ctx); err != nil || info.URL != "https://"+addr {
+		t.Fatalf("info over TLS = %+v, %v", info, err)
+	}
+	if err := client.New("http://"+addr, token).Health(ctx); err == nil {
+		t.Error("plain HTTP was answered by a TLS agent")
+	}
+	if err := client.New("https://"+addr, token).Health(ctx); err == nil {
+		t.Error("a client that does not trust the certificate got through")
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hostagent-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestRegistersAndReportsToClickHouse is the discovery path: an agent
+// started with --advertise-url appears in store.Hosts with its capacity
+// and speed, and its metrics in LatestHostMetrics, without anyone telling
+// the engine about it.
+func TestRegistersAndReportsToClickHouse(t *testing.T) {
+	ch := storetest.Config(t)
+	addr := freeAddr(t)
+	url := "http://" + addr
+	start(t, "http", addr, nil, "--data-dir", t.TempDir(), "--host-id", "reg-host",
+		"--memory-mb", "300", "--disk-mb", "200", "--cpu-milli", "1500", "--speed", "0.5", "--labels", "zone=a",
+		"--advertise-url", url, "--report-every", "1s",
+		"--clickhouse-addr", ch.Addr, "--clickhouse-database", ch.Database, "--clickhouse-user", ch.User, "--clickhouse-password", ch.Password)
+	ctx := ctxT(t)
+	st, err := store.Open(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		hosts, herr := st.Hosts(ctx, time.Now().Add(-30*time.Second))
+		metrics, merr := st.LatestHostMetrics(ctx)
+		m, reported := metrics["reg-host"]
+		if herr == nil && merr == nil && len(hosts) == 1 && reported {
+			h := hosts[0]
+			if h.ID != "reg-host" || h.URL != url || h.MemoryMB != 300 || h.DiskMB != 200 || h.CPUMilli != 1500 || h.Speed != 0.5 || h.Labels != "zone=a" {
+				t.Errorf("registered host = %+v", h)
+			}
+			if m.MemAvailMB <= 0 || m.CPUUtil < 0 || m.CPUUtil > 1 {
+				t.Errorf("reported metrics = %+v", m)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not in the registry after 30 s: hosts %v (%v), metrics %v (%v)", hosts, herr, metrics, merr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
