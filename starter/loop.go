@@ -1,0 +1,560 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+func init() { addCommand(newLoopCmd) }
+
+func newLoopCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "loop",
+		Short: "Start, inspect and steer the per-application prediction loops",
+		Long: `Each application has one long-running prediction loop, workflow ID
+predict/<app>, on the prediction task queue. It ticks every bin, predicts
+demand with the champion model and prepares hosts when the probability
+reaches the threshold.
+
+  starter loop start --app A --bin 1s --threshold 0.4
+  starter loop start --all --bin 1m
+  starter loop status --app A
+  starter loop threshold --app A 0.3
+  starter loop pause --app A; starter loop resume --app A
+  starter loop stop --app A
+
+The same threshold signal from the Temporal CLI:
+  temporal workflow signal --workflow-id predict/A --name threshold --input '{"Threshold":0.3}'`,
+	}
+	cmd.AddCommand(newLoopStartCmd(g), newLoopStatusCmd(g), newLoopThresholdCmd(g), newLoopPolicyCmd(g),
+		newLoopPauseCmd(g, true), newLoopPauseCmd(g, false), newLoopStopCmd(g))
+	return cmd
+}
+
+// policyFlags are the policy flags shared by start and policy.
+type policyFlags struct {
+	threshold, maxShadowMS, sampleMB float64
+	horizon, topN                    int
+	leaseTTL                         time.Duration
+	dryRun, paused                   bool
+}
+
+func (p *policyFlags) register(fs *pflag.FlagSet) {
+	d := workflows.DefaultPolicy()
+	fs.Float64Var(&p.threshold, "threshold", d.Threshold, "prepare when P(request within the horizon) >= this, in [0, 1]")
+	fs.IntVar(&p.horizon, "horizon", d.HorizonBins, "bins a lease must cover")
+	fs.IntVar(&p.topN, "top-n", d.TopN, "hosts to prepare per preparation")
+	fs.DurationVar(&p.leaseTTL, "lease-ttl", 0, "lease lifetime (0: horizon × bin)")
+	fs.BoolVar(&p.dryRun, "dry-run", false, "predict and record, prepare nothing")
+	fs.BoolVar(&p.paused, "paused", false, "start paused (activity counted, no predictions)")
+	fs.Float64Var(&p.maxShadowMS, "max-shadow-ms", d.MaxShadowMS, "a slower shadow request fails the host")
+	fs.Float64Var(&p.sampleMB, "shadow-sample-mb", d.SampleMB, "work of the shadow request, MB")
+}
+
+// change is the PolicyChange of the flags the user set.
+func (p *policyFlags) change(fs *pflag.FlagSet) workflows.PolicyChange {
+	var c workflows.PolicyChange
+	if fs.Changed("threshold") {
+		c.Threshold = &p.threshold
+	}
+	if fs.Changed("horizon") {
+		c.HorizonBins = &p.horizon
+	}
+	if fs.Changed("top-n") {
+		c.TopN = &p.topN
+	}
+	if fs.Changed("lease-ttl") {
+		c.LeaseTTL = &p.leaseTTL
+	}
+	if fs.Changed("dry-run") {
+		c.DryRun = &p.dryRun
+	}
+	if fs.Changed("paused") {
+		c.Paused = &p.paused
+	}
+	if fs.Changed("max-shadow-ms") {
+		c.MaxShadowMS = &p.maxShadowMS
+	}
+	if fs.Changed("shadow-sample-mb") {
+		c.SampleMB = &p.sampleMB
+	}
+	return c
+}
+
+func (p *policyFlags) policy() workflows.Policy {
+	return workflows.Policy{Threshold: p.threshold, HorizonBins: p.horizon, TopN: p.topN, LeaseTTL: p.leaseTTL,
+		Paused: p.paused, DryRun: p.dryRun, MaxShadowMS: p.maxShadowMS, SampleMB: p.sampleMB}
+}
+
+// checkThresholdFlag refuses a NaN or out-of-range threshold before sending.
+func checkThresholdFlag(flag string, v float64) error {
+	if err := workflows.ValidateThreshold(v); err != nil {
+		return usageErr("%s: %v; give a probability between 0 and 1", flag, err)
+	}
+	return nil
+}
+
+func newLoopStartCmd(g *globals) *cobra.Command {
+	var (
+		pf        policyFlags
+		apps      []string
+		all       bool
+		bin       time.Duration
+		window    int
+		taskQueue string
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "start (--app A [--app B ...] | --all) [policy flags]",
+		Short: "Start prediction loops (one workflow per application, predict/<app>)",
+		Long: `Start one prediction loop per application. With --all every application
+the store knows is started, seeded with its recent activity from ONE bulk
+ClickHouse query. A loop already running is left as it is and reported.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if all == (len(apps) > 0) {
+				return usageErr("give either --app (repeatable) or --all")
+			}
+			if bin <= 0 || bin%time.Second != 0 {
+				return usageErr("--bin %v: must be a positive whole number of seconds (1s in demos, 1m in production)", bin)
+			}
+			if window < 1 || window > 1440 {
+				return usageErr("--window %d: must be in [1, 1440]", window)
+			}
+			if err := checkThresholdFlag("--threshold", pf.threshold); err != nil {
+				return err
+			}
+			pol := pf.policy()
+			if err := pol.Validate(); err != nil {
+				return usageErr("policy flags: %v", err)
+			}
+			for _, a := range apps {
+				if a == "" || strings.ContainsAny(a, "/ ") {
+					return usageErr("--app %q: an application ID must be non-empty without '/' or spaces", a)
+				}
+			}
+			ctx := cmd.Context()
+			inputs, err := loopInputs(ctx, g, apps, all, bin, window, pol)
+			if err != nil {
+				return err
+			}
+			c, err := g.Temporal.Dial(nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			type started struct {
+				App        string `json:"app"`
+				WorkflowID string `json:"workflow_id"`
+				RunID      string `json:"run_id,omitempty"`
+				Status     string `json:"status"`
+			}
+			var out []started
+			for _, in := range inputs {
+				id := workflows.LoopWorkflowID(in.App)
+				run, err := startLoop(ctx, c, taskQueue, in)
+				var already *serviceerror.WorkflowExecutionAlreadyStarted
+				switch {
+				case errors.As(err, &already):
+					out = append(out, started{App: in.App, WorkflowID: id, Status: "already running"})
+				case err != nil:
+					return fmt.Errorf("start loop %s: %w", id, err)
+				default:
+					out = append(out, started{App: in.App, WorkflowID: id, RunID: run.GetRunID(), Status: "started"})
+				}
+			}
+			if asJSON {
+				return emitJSON(os.Stdout, out)
+			}
+			for _, s := range out {
+				fmt.Printf("%s\t%s\n", s.WorkflowID, s.Status)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	pf.register(fs)
+	fs.StringSliceVar(&apps, "app", nil, "application ID (repeatable, or comma-separated)")
+	fs.BoolVar(&all, "all", false, "every application in the store")
+	fs.DurationVar(&bin, "bin", time.Minute, "bin width: the loop ticks every bin")
+	fs.IntVar(&window, "window", 64, "bins of recent activity the loop keeps (grows to what the model uses)")
+	fs.StringVar(&taskQueue, "task-queue", workflows.PredictionTaskQueue, "prediction task queue")
+	fs.BoolVar(&asJSON, "json", false, "print the started loops as JSON")
+	return cmd
+}
+
+// loopInputs builds the loop inputs; --all reads the profiles and seeds the
+// recent activity of every application in bulk (two queries in total).
+func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin time.Duration, window int, pol workflows.Policy) ([]workflows.LoopInput, error) {
+	if !all {
+		out := make([]workflows.LoopInput, len(apps))
+		for i, a := range apps {
+			out[i] = workflows.LoopInput{App: a, Bin: bin, Window: window, Policy: pol}
+		}
+		return out, nil
+	}
+	st, err := store.Open(ctx, g.ClickHouse)
+	if err != nil {
+		return nil, fmt.Errorf("--all reads the applications from ClickHouse at %s: %w; is the stack up? try `make up`", g.ClickHouse.Addr, err)
+	}
+	defer st.Close()
+	profiles, err := st.AppProfiles(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list applications: %w", err)
+	}
+	if len(profiles) == 0 {
+		return nil, errors.New("--all: the store knows no application; load history first (`starter history load ...`)")
+	}
+	ids := make([]string, len(profiles))
+	for i, p := range profiles {
+		ids[i] = p.ID
+	}
+	end := time.Now().UTC().Truncate(bin)
+	recent, err := st.RecentActivity(ctx, ids, end, window, bin)
+	if err != nil {
+		return nil, fmt.Errorf("seed recent activity: %w", err)
+	}
+	adjustments, err := st.Adjustments(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read affinity adjustments: %w", err)
+	}
+	out := make([]workflows.LoopInput, len(profiles))
+	for i, p := range profiles {
+		mem := p.MemoryMB
+		if mem <= 0 {
+			mem = 170
+		}
+		adj := map[string]float64{}
+		for k, v := range adjustments {
+			if k[0] == p.ID {
+				adj[k[1]] = v
+			}
+		}
+		out[i] = workflows.LoopInput{App: p.ID, Bin: bin, Window: window, Policy: pol, Seeded: true, Recent: recent[p.ID], Adjustments: adj,
+			Profile: activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}}
+	}
+	return out, nil
+}
+
+// startLoop starts one loop with its search attributes and UI summary.
+func startLoop(ctx context.Context, c client.Client, taskQueue string, in workflows.LoopInput) (client.WorkflowRun, error) {
+	state := workflows.LoopStateRunning
+	switch {
+	case in.Policy.Paused:
+		state = workflows.LoopStatePaused
+	case in.Policy.DryRun:
+		state = workflows.LoopStateDryRun
+	}
+	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflows.LoopWorkflowID(in.App),
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrApp.ValueSet(in.App),
+			workflows.AttrLoopState.ValueSet(state),
+			workflows.AttrThreshold.ValueSet(in.Policy.Threshold)),
+		StaticSummary: fmt.Sprintf("prediction loop of %s", in.App),
+		StaticDetails: fmt.Sprintf("Ticks every %v; prepares the top %d host(s) when P(request within %d bins) ≥ the threshold (start: %.2f). "+
+			"Query `state` for everything; signal `threshold` to change it.", in.Bin, in.Policy.TopN, in.Policy.HorizonBins, in.Policy.Threshold),
+	}, workflows.LoopWorkflowName, in)
+}
+
+func appFlag(fs *pflag.FlagSet, app *string) {
+	fs.StringVar(app, "app", "", "application ID (required)")
+}
+
+func requireApp(app string) error {
+	if app == "" {
+		return usageErr("--app is required")
+	}
+	return nil
+}
+
+// loopCallErr turns "no such workflow" into what to do next.
+func loopCallErr(app string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("no prediction loop runs for %s (workflow %s): start it with `starter loop start --app %s`", app, workflows.LoopWorkflowID(app), app)
+	}
+	return fmt.Errorf("loop %s: %w", workflows.LoopWorkflowID(app), err)
+}
+
+func queryLoop(ctx context.Context, c client.Client, app string) (workflows.LoopStatus, error) {
+	var st workflows.LoopStatus
+	v, err := c.QueryWorkflow(ctx, workflows.LoopWorkflowID(app), "", workflows.QueryState, workflows.StateQuery{})
+	if err != nil {
+		return st, loopCallErr(app, err)
+	}
+	return st, v.Get(&st)
+}
+
+func newLoopStatusCmd(g *globals) *cobra.Command {
+	var app string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status --app A [--json]",
+		Short: "Show a loop's whole state (the `state` query)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireApp(app); err != nil {
+				return err
+			}
+			c, err := g.Temporal.Dial(nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := queryLoop(cmd.Context(), c, app)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return emitJSON(os.Stdout, st)
+			}
+			printStatus(os.Stdout, st)
+			return nil
+		},
+	}
+	appFlag(cmd.Flags(), &app)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON")
+	return cmd
+}
+
+func printStatus(w io.Writer, st workflows.LoopStatus) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := st.Policy
+	fmt.Fprintf(tw, "loop\t%s (%s)\n", workflows.LoopWorkflowID(st.App), st.State)
+	fmt.Fprintf(tw, "policy\tthreshold %.3f, horizon %d × %v, top-%d, TTL %v, dry-run %v\n", p.Threshold, p.HorizonBins, st.Bin, p.TopN, p.TTL(st.Bin), p.DryRun)
+	fmt.Fprintf(tw, "last prediction\tP = %.4f → %s (model %s)\n", st.LastProbability, st.LastDecision, orNone(st.ModelVersion))
+	fmt.Fprintf(tw, "recent activity\t%s (open bin: %g)\n", tail(st.Recent, 12), st.Pending)
+	fmt.Fprintf(tw, "leases\t%d live", len(st.Leases))
+	if st.Preparing != "" {
+		fmt.Fprintf(tw, ", preparing %s", st.Preparing)
+	}
+	fmt.Fprintln(tw)
+	for _, l := range st.Leases {
+		fmt.Fprintf(tw, "  %s\ton %s until %s, score %.3f, shadow %.1f ms\n", l.LeaseID, l.Host, l.Expires.UTC().Format(time.TimeOnly), l.Score, l.ShadowMS)
+	}
+	if len(st.Adjustments) > 0 {
+		fmt.Fprintf(tw, "adjustments\t%v\n", st.Adjustments)
+	}
+	s := st.Stats
+	fmt.Fprintf(tw, "counters\t%d ticks, %d predictions (%d failed), %d preparations (%d failed), %d claims, %d cold, %d expired, %.0f MB·s wasted\n",
+		s.Ticks, s.Predictions, s.PredictErrors, s.Preparations, s.PreparationsFailed, s.Claims, s.Misses, s.Expired, s.WastedMBSeconds)
+	fmt.Fprintf(tw, "requests\t%g observed, %d warm\n", s.Requests, s.WarmRequests)
+	if st.LastError != "" {
+		fmt.Fprintf(tw, "last error\t%s\n", st.LastError)
+	}
+	tw.Flush()
+}
+
+func tail(xs []float64, n int) string {
+	if len(xs) > n {
+		xs = xs[len(xs)-n:]
+	}
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func newLoopThresholdCmd(g *globals) *cobra.Command {
+	var app string
+	cmd := &cobra.Command{
+		Use:   "threshold --app A VALUE",
+		Short: "Set a loop's threshold (the `threshold` signal)",
+		Long: `Send the threshold signal. VALUE must be a probability in [0, 1]; the CLI
+refuses anything else before sending (the loop would ignore it and log why).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireApp(app); err != nil {
+				return err
+			}
+			v, err := strconv.ParseFloat(args[0], 64)
+			if err != nil {
+				return usageErr("VALUE %q is not a number; give a probability between 0 and 1", args[0])
+			}
+			if err := checkThresholdFlag("VALUE", v); err != nil {
+				return err
+			}
+			c, err := g.Temporal.Dial(nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.SignalWorkflow(cmd.Context(), workflows.LoopWorkflowID(app), "", workflows.SignalThreshold, workflows.ThresholdSignal{Threshold: v}); err != nil {
+				return loopCallErr(app, err)
+			}
+			fmt.Printf("%s: threshold signal %g sent\n", workflows.LoopWorkflowID(app), v)
+			return nil
+		},
+	}
+	appFlag(cmd.Flags(), &app)
+	return cmd
+}
+
+// updatePolicy sends the set-policy Update and returns its answer (a
+// validator refusal comes back as an error with the reason).
+func updatePolicy(ctx context.Context, g *globals, app string, change workflows.PolicyChange) (workflows.PolicyUpdateResult, error) {
+	var res workflows.PolicyUpdateResult
+	c, err := g.Temporal.Dial(nil)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.LoopWorkflowID(app),
+		UpdateName:   workflows.UpdatePolicy,
+		Args:         []any{workflows.PolicyUpdate{Change: change}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	if err != nil {
+		return res, loopCallErr(app, err)
+	}
+	return res, nil
+}
+
+func newLoopPolicyCmd(g *globals) *cobra.Command {
+	var app string
+	var pf policyFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "policy --app A [policy flags]",
+		Short: "Change a loop's policy (the `set-policy` Update: validated, answered)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireApp(app); err != nil {
+				return err
+			}
+			ch := pf.change(cmd.Flags())
+			if ch == (workflows.PolicyChange{}) {
+				return usageErr("no policy flag given; see `starter loop policy --help`")
+			}
+			if ch.Threshold != nil {
+				if err := checkThresholdFlag("--threshold", *ch.Threshold); err != nil {
+					return err
+				}
+			}
+			res, err := updatePolicy(cmd.Context(), g, app, ch)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return emitJSON(os.Stdout, res)
+			}
+			fmt.Printf("%s: policy %+v\n", workflows.LoopWorkflowID(app), res.Current)
+			return nil
+		},
+	}
+	pf.register(cmd.Flags())
+	appFlag(cmd.Flags(), &app)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the previous and current policy as JSON")
+	return cmd
+}
+
+func newLoopPauseCmd(g *globals, pause bool) *cobra.Command {
+	var app string
+	use, short := "resume", "Resume a paused loop"
+	if pause {
+		use, short = "pause", "Pause a loop: it keeps counting activity, predicts and prepares nothing"
+	}
+	cmd := &cobra.Command{
+		Use:   use + " --app A",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireApp(app); err != nil {
+				return err
+			}
+			if _, err := updatePolicy(cmd.Context(), g, app, workflows.PolicyChange{Paused: &pause}); err != nil {
+				return err
+			}
+			fmt.Printf("%s: %sd\n", workflows.LoopWorkflowID(app), use)
+			return nil
+		},
+	}
+	appFlag(cmd.Flags(), &app)
+	return cmd
+}
+
+func newLoopStopCmd(g *globals) *cobra.Command {
+	var app, reason string
+	var wait, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stop --app A [--wait]",
+		Short: "Stop a loop: cancel its preparation, release its leases, complete",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireApp(app); err != nil {
+				return err
+			}
+			c, err := g.Temporal.Dial(nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id := workflows.LoopWorkflowID(app)
+			if err := c.SignalWorkflow(cmd.Context(), id, "", workflows.SignalStop, workflows.StopSignal{Reason: reason}); err != nil {
+				return loopCallErr(app, err)
+			}
+			if !wait {
+				fmt.Printf("%s: stop signal sent\n", id)
+				return nil
+			}
+			var res workflows.LoopResult
+			if err := c.GetWorkflow(cmd.Context(), id, "").Get(cmd.Context(), &res); err != nil {
+				return fmt.Errorf("wait for %s: %w", id, err)
+			}
+			if asJSON {
+				return emitJSON(os.Stdout, res)
+			}
+			fmt.Printf("%s: %s after %d ticks, %d preparations, %d claims, %d expired\n", id, res.Reason, res.Stats.Ticks, res.Stats.Preparations, res.Stats.Claims, res.Stats.Expired)
+			return nil
+		},
+	}
+	appFlag(cmd.Flags(), &app)
+	cmd.Flags().StringVar(&reason, "reason", "operator request", "why (recorded in the result)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the loop has released its leases and completed")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "with --wait, print the result as JSON")
+	return cmd
+}
+
+// emitJSON prints v as indented JSON.
+func emitJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
