@@ -400,8 +400,10 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 	lo := from.Unix()
 	hi := lo + int64(bins)*binSec
 	lo, hi = max(lo, 0), min(hi, math.MaxUint32)
-	query := `SELECT app, groupArray(i), groupArray(n) FROM (
-		SELECT app, toUInt32(intDiv(toInt64(toUInt32(bin_start)) - ?, ?)) AS i, sum(requests) AS n
+	// One row per app with its (bin index, count) pairs; pairs repeating an
+	// index (unmerged parts, several loads, live rows, coarser bins) are
+	// added up here, which is cheaper than a second GROUP BY on the server.
+	query := `SELECT app, groupArray(toUInt32(intDiv(toInt64(toUInt32(bin_start)) - ?, ?))), groupArray(requests)
 		FROM activity
 		WHERE bin_start >= toDateTime(?) AND bin_start < toDateTime(?) AND ` + visible
 	args := []any{from.Unix(), binSec, lo, hi}
@@ -415,7 +417,7 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 			wanted[id] = true
 		}
 	}
-	query += ` GROUP BY app, i) GROUP BY app`
+	query += ` GROUP BY app`
 	out := map[string][]uint32{}
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
 		rows, err := s.conn.Query(ctx, query, args...)
@@ -435,13 +437,16 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 			if wanted != nil && !wanted[app] {
 				continue
 			}
-			c := make([]uint32, bins)
+			c := out[app]
+			if c == nil {
+				c = make([]uint32, bins)
+				out[app] = c
+			}
 			for k, i := range idx {
 				if int(i) < bins {
-					c[i] = uint32(min(cnt[k], math.MaxUint32))
+					c[i] = uint32(min(uint64(c[i])+cnt[k], math.MaxUint32))
 				}
 			}
-			out[app] = c
 		}
 		return rows.Err()
 	})

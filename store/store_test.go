@@ -45,7 +45,7 @@ func rawActivityRows(t *testing.T, s *store.Store) uint64 {
 	return n
 }
 
-func sampleDir(t *testing.T) string {
+func sampleDir(t testing.TB) string {
 	dir := os.Getenv("FOREWARM_AZURE_SAMPLE")
 	if dir == "" {
 		dir = "/work/shared/traces/azure2019-sample"
