@@ -96,4 +96,3 @@ func BenchmarkRecentActivity10kApps(b *testing.B) {
 		})
 	}
 }
-
