@@ -554,3 +554,17 @@ func TestConfigIsChecked(t *testing.T) {
 	}
 	_ = a.Close(context.Background())
 }
+
+func TestReserveBeyondTheHostsAvailableMemoryIsRefused(t *testing.T) {
+	// The configured capacity (1 TiB) is a lie; the kernel's MemAvailable
+	// is not, and the agent must not touch memory the host does not have.
+	ta := startAgent(t, func(c *agent.Config) { c.MemoryMB = api.MaxSizeMB })
+	ctx := ctxT(t)
+	_, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "p1", App: "app-a", MemoryMB: api.MaxSizeMB - 1})
+	if !errors.Is(err, client.ErrOverCapacity) || !strings.Contains(err.Error(), "MB available") {
+		t.Fatalf("reserve beyond MemAvailable: %v, want over_capacity naming the available memory", err)
+	}
+	if m, _ := ta.c.Metrics(ctx); m.ReservedMemMB != 0 || m.Leases != 0 {
+		t.Errorf("metrics after the refusal: %+v", m)
+	}
+}

@@ -125,8 +125,17 @@ func (a *Agent) admit(need usage) error {
 		return errorf(api.CodeOverCapacity, "CPU: need %d millicores, %d free of %d on host %s",
 			need.cpu, free.cpu, a.cfg.CPUMilli, a.cfg.HostID)
 	}
+	// A safety net under the configured capacity: never touch memory the
+	// kernel says it does not have (that ends in the OOM killer).
+	if h := a.sampler.latest(); h.memAvailMB > 0 && need.mem > 0 && mbOf(need.mem) > h.memAvailMB-memHeadroomMB {
+		return errorf(api.CodeOverCapacity, "memory: need %.1f MB, but the host has only %.1f MB available (keeping %d MB headroom) on host %s",
+			mbOf(need.mem), h.memAvailMB, memHeadroomMB, a.cfg.HostID)
+	}
 	return nil
 }
+
+// memHeadroomMB is memory the agent leaves to the rest of the host.
+const memHeadroomMB = 256
 
 // Reserve allocates a lease, or returns the existing one when the same
 // preparation ID is reserved again with the same application and sizes.
