@@ -30,7 +30,7 @@ const ReferenceKeepAlive = 10 * time.Minute
 var DefaultKeepAlives = []time.Duration{1 * time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, 60 * time.Minute}
 
 // DefaultThresholds is our policy's threshold sweep.
-var DefaultThresholds = []float64{0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
+var DefaultThresholds = []float64{0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9}
 
 // ParseFamilies reads a comma-separated list of policy families; empty
 // means all of them. Unknown names are an error naming the known ones.
