@@ -1,0 +1,5 @@
+package models
+
+import "os"
+
+func azureDirOverride() string { return os.Getenv("FOREWARM_AZURE_SAMPLE") }

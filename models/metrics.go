@@ -1,0 +1,144 @@
+package models
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Metrics scores probabilistic predictions of binary outcomes.
+type Metrics struct {
+	N        int     `json:"n"`
+	Positive float64 `json:"positive_rate"`
+	LogLoss  float64 `json:"log_loss"`
+	Brier    float64 `json:"brier"`
+	AUC      float64 `json:"roc_auc"`
+	ECE      float64 `json:"ece"` // expected calibration error, 10 equal-width bins
+}
+
+// probability clamp for log loss: a confident wrong 0/1 prediction costs
+// -log(1e-7) ~ 16 rather than infinity.
+const logLossEps = 1e-7
+
+// LogLoss is the mean binary cross-entropy.
+func LogLoss(p []float64, y []bool) float64 {
+	if len(p) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for i, v := range p {
+		v = min(max(v, logLossEps), 1-logLossEps)
+		if y[i] {
+			s -= math.Log(v)
+		} else {
+			s -= math.Log(1 - v)
+		}
+	}
+	return s / float64(len(p))
+}
+
+// Brier is the mean squared error of the probabilities.
+func Brier(p []float64, y []bool) float64 {
+	if len(p) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for i, v := range p {
+		d := v - b2f64(y[i])
+		s += d * d
+	}
+	return s / float64(len(p))
+}
+
+func b2f64(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ROCAUC is the area under the ROC curve of scores (any monotone scale):
+// the probability that a random positive outscores a random negative, ties
+// counting one half. NaN when one class is absent.
+func ROCAUC(score []float64, y []bool) float64 {
+	idx := make([]int, len(score))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return score[idx[a]] < score[idx[b]] })
+	// Mann-Whitney U with mid-ranks for ties.
+	var pos, neg, rankSum float64
+	for i := 0; i < len(idx); {
+		j := i
+		for j < len(idx) && score[idx[j]] == score[idx[i]] {
+			j++
+		}
+		mid := float64(i+j+1) / 2 // ranks i+1..j
+		for k := i; k < j; k++ {
+			if y[idx[k]] {
+				rankSum += mid
+				pos++
+			}
+		}
+		i = j
+	}
+	neg = float64(len(idx)) - pos
+	if pos == 0 || neg == 0 {
+		return math.NaN()
+	}
+	return (rankSum - pos*(pos+1)/2) / (pos * neg)
+}
+
+// ECE is the expected calibration error over bins equal-width bins of
+// predicted probability: sum over bins of |mean p - positive rate| weighted
+// by the bin's share of samples.
+func ECE(p []float64, y []bool, bins int) float64 {
+	if len(p) == 0 {
+		return math.NaN()
+	}
+	sumP := make([]float64, bins)
+	sumY := make([]float64, bins)
+	cnt := make([]float64, bins)
+	for i, v := range p {
+		b := min(int(v*float64(bins)), bins-1)
+		b = max(b, 0)
+		sumP[b] += v
+		sumY[b] += b2f64(y[i])
+		cnt[b]++
+	}
+	var e float64
+	for b := range bins {
+		if cnt[b] > 0 {
+			e += math.Abs(sumP[b]-sumY[b]) / float64(len(p))
+		}
+	}
+	return e
+}
+
+// Score computes all metrics. auc may rank by a different score than the
+// probabilities (a baseline's raw score); pass nil to rank by p.
+func Score(p, rank []float64, y []bool) (Metrics, error) {
+	if len(p) != len(y) || (rank != nil && len(rank) != len(y)) {
+		return Metrics{}, fmt.Errorf("metrics: %d predictions, %d ranks, %d labels", len(p), len(rank), len(y))
+	}
+	for i, v := range p {
+		if !(v >= 0 && v <= 1) {
+			return Metrics{}, fmt.Errorf("metrics: prediction %d is %v, not a probability", i, v)
+		}
+	}
+	if rank == nil {
+		rank = p
+	}
+	var pos float64
+	for _, v := range y {
+		pos += b2f64(v)
+	}
+	return Metrics{
+		N:        len(y),
+		Positive: pos / float64(max(len(y), 1)),
+		LogLoss:  LogLoss(p, y),
+		Brier:    Brier(p, y),
+		AUC:      ROCAUC(rank, y),
+		ECE:      ECE(p, y, 10),
+	}, nil
+}
