@@ -38,17 +38,17 @@ type LoadProgress struct {
 
 // LoadResult says what a load stored.
 type LoadResult struct {
-	LoadID     string // this attempt's ID, or the earlier load's when Duplicate
-	ContentKey string // hash of the trace's content: the load's identity
-	Duplicate  bool   // the same content was loaded before: nothing written
-	InProgress bool   // Duplicate because another attempt (LoadID) is loading it now
-	Apps       int
-	Bins       int
-	Rows       int64  // activity rows (bins with at least one request)
-	Requests   uint64 // total requests
-	First      time.Time
-	Last       time.Time // start of the last bin
-	Elapsed    time.Duration
+	LoadID     string        `json:"load_id"`     // this attempt's ID, or the earlier load's when Duplicate
+	ContentKey string        `json:"content_key"` // hash of the trace's content: the load's identity
+	Duplicate  bool          `json:"duplicate"`   // the same content was loaded before: nothing written
+	InProgress bool          `json:"in_progress"` // Duplicate because another attempt (LoadID) is loading it now
+	Apps       int           `json:"apps"`
+	Bins       int           `json:"bins"`
+	Rows       int64         `json:"rows"`     // activity rows (bins with at least one request)
+	Requests   uint64        `json:"requests"` // total requests
+	First      time.Time     `json:"first"`
+	Last       time.Time     `json:"last"` // start of the last bin
+	Elapsed    time.Duration `json:"-"`
 }
 
 // LoadTrace stores a trace's activity and application profiles. The load
@@ -287,12 +287,19 @@ func contentKey(tr *trace.Trace) string {
 
 // Load is a committed trace load.
 type Load struct {
-	ID, ContentKey, Format, Source string
-	Apps, Bins                     int
-	Bin                            time.Duration
-	Rows                           int64
-	Requests                       uint64
-	First, Last, LoadedAt          time.Time
+	ID         string        `json:"id"`
+	ContentKey string        `json:"content_key"`
+	Format     string        `json:"format"`
+	Source     string        `json:"source"`
+	Apps       int           `json:"apps"`
+	Bins       int           `json:"bins"`
+	Bin        time.Duration `json:"-"`
+	BinSeconds int           `json:"bin_seconds"`
+	Rows       int64         `json:"rows"`
+	Requests   uint64        `json:"requests"`
+	First      time.Time     `json:"first"`
+	Last       time.Time     `json:"last"` // start of the last bin
+	LoadedAt   time.Time     `json:"loaded_at"`
 }
 
 // Loads lists the visible loads, oldest first.
@@ -312,7 +319,7 @@ func (s *Store) Loads(ctx context.Context) ([]Load, error) {
 			if err := rows.Scan(&l.ID, &l.ContentKey, &l.Format, &l.Source, &apps, &bins, &binSec, &nrows, &l.Requests, &l.First, &l.Last, &l.LoadedAt); err != nil {
 				return err
 			}
-			l.Apps, l.Bins, l.Bin, l.Rows = int(apps), int(bins), time.Duration(binSec)*time.Second, int64(nrows)
+			l.Apps, l.Bins, l.Bin, l.BinSeconds, l.Rows = int(apps), int(bins), time.Duration(binSec)*time.Second, int(binSec), int64(nrows)
 			l.First, l.Last, l.LoadedAt = l.First.UTC(), l.Last.UTC(), l.LoadedAt.UTC()
 			out = append(out, l)
 		}
