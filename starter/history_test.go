@@ -113,4 +113,3 @@ func TestHistorySynthRecent(t *testing.T) {
 		t.Error(err)
 	}
 }
-
