@@ -1,0 +1,32 @@
+package models
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// randomDemand is an untrained model with spread-out weights, so that
+// agreement is tested away from the saturated regions.
+func randomDemand(t testing.TB, hidden int, seed uint64) (*DemandResult, []DemandInput) {
+	t.Helper()
+	spec := DefaultDemandSpec(time.Minute)
+	spec.Hidden = hidden
+	rng := rand.New(rand.NewPCG(seed, 3))
+	m := newLSTM(spec.NumFeatures(), hidden, rng)
+	m.Bout[0] = -0.5
+	res := &DemandResult{Spec: spec, Version: "test-random", model: m}
+	in := make([]DemandInput, 64)
+	start := time.Date(2024, 3, 4, 5, 6, 0, 0, time.UTC)
+	for i := range in {
+		c := make([]float64, 30+rng.IntN(200))
+		for j := range c {
+			if rng.Float64() < 0.3 {
+				c[j] = float64(rng.IntN(50))
+			}
+		}
+		in[i] = DemandInput{Counts: c, Next: start.Add(time.Duration(i) * 7 * time.Minute), Bin: time.Minute,
+			MemoryMB: 100 + 20*float64(i), ReadRatio: float64(i) / 64}
+	}
+	return res, in
+}

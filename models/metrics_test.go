@@ -1,0 +1,64 @@
+package models
+
+import (
+	"math"
+	"testing"
+)
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+func TestMetricsHandComputed(t *testing.T) {
+	p := []float64{0.9, 0.2, 0.6, 0.4}
+	y := []bool{true, false, false, true}
+	// log loss = -(ln .9 + ln .8 + ln .4 + ln .4)/4
+	if got, want := LogLoss(p, y), -(math.Log(0.9)+math.Log(0.8)+math.Log(0.4)+math.Log(0.4))/4; !near(got, want) {
+		t.Errorf("LogLoss = %v, want %v", got, want)
+	}
+	// Brier = (.01 + .04 + .36 + .36)/4
+	if got := Brier(p, y); !near(got, 0.1925) {
+		t.Errorf("Brier = %v, want 0.1925", got)
+	}
+	// Pairs (pos, neg): (.9,.2) (.9,.6) (.4,.2) win, (.4,.6) loses: 3/4.
+	if got := ROCAUC(p, y); !near(got, 0.75) {
+		t.Errorf("AUC = %v, want 0.75", got)
+	}
+	// Ties count one half: pos {1,1}, neg {1,0}: (1 vs 1)=.5 twice, (1 vs 0)=1 twice -> 3/4.
+	if got := ROCAUC([]float64{1, 1, 1, 0}, []bool{true, true, false, false}); !near(got, 0.75) {
+		t.Errorf("AUC with ties = %v, want 0.75", got)
+	}
+	if got := ROCAUC([]float64{1, 2}, []bool{true, true}); !math.IsNaN(got) {
+		t.Errorf("AUC with one class = %v, want NaN", got)
+	}
+	// ECE, 10 bins: bin 9 {.9 y}: |.9-1|=.1; bin 2 {.2 n}: .2; bin 6 {.6 n}: .6; bin 4 {.4 y}: .6 -> (.1+.2+.6+.6)/4
+	if got := ECE(p, y, 10); !near(got, 0.375) {
+		t.Errorf("ECE = %v, want 0.375", got)
+	}
+	// Perfectly calibrated in one bin: mean p .5, rate .5.
+	if got := ECE([]float64{0.5, 0.5}, []bool{true, false}, 10); !near(got, 0) {
+		t.Errorf("ECE calibrated = %v, want 0", got)
+	}
+	// A confident mistake is clamped, not infinite.
+	if got := LogLoss([]float64{0}, []bool{true}); math.IsInf(got, 0) || got < 16 {
+		t.Errorf("LogLoss of a certain miss = %v, want finite ~16", got)
+	}
+	if _, err := Score([]float64{math.NaN()}, nil, []bool{true}); err == nil {
+		t.Error("Score accepted a NaN probability")
+	}
+}
+
+func TestPlattFit(t *testing.T) {
+	// Labels drawn as sigmoid(2z - 1): the fit should recover a~2, c~-1.
+	var z []float64
+	var y []bool
+	for i := range 4000 {
+		zi := float64(i%200)/50 - 2
+		p := 1 / (1 + math.Exp(-(2*zi - 1)))
+		// deterministic "sampling": positive for the first p share of each repeat
+		z = append(z, zi)
+		y = append(y, float64(i/200)/20 < p)
+	}
+	a, c := fitPlatt(z, y)
+	if math.Abs(a-2) > 0.3 || math.Abs(c+1) > 0.3 {
+		t.Errorf("Platt fit a=%.3f c=%.3f, want ~2, ~-1", a, c)
+	}
+}

@@ -1,0 +1,118 @@
+package models
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/forewarm/forewarm/trace"
+)
+
+// periodicTrace: every application fires every period bins (its own period
+// and phase), with an occasional missed beat.
+func periodicTrace(apps, bins int, seed uint64) *trace.Trace {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	tr := &trace.Trace{Start: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Bin: time.Minute, Bins: bins}
+	periods := []int{9, 14, 20, 27}
+	for a := range apps {
+		p := periods[a%len(periods)]
+		phase := rng.IntN(p)
+		c := make([]uint32, bins)
+		for b := phase; b < bins; b += p {
+			if rng.Float64() < 0.95 {
+				c[b] = uint32(1 + rng.IntN(3))
+			}
+		}
+		tr.Apps = append(tr.Apps, trace.App{ID: string(rune('A'+a%26)) + string(rune('a'+a/26)), MemoryMB: 128, ReadRatio: 0.5, Counts: c})
+	}
+	return tr
+}
+
+func smallOptions(tr *trace.Trace, until int) TrainOptions {
+	return TrainOptions{
+		Spec:       DemandSpec{SeqLen: 40, Hidden: 16, Horizon: 3},
+		TrainUntil: tr.BinStart(until), Samples: 4000, Epochs: 5, Patience: 5, BatchSize: 64, LR: 1e-2, Seed: 42,
+		Version: "test-periodic",
+	}
+}
+
+// The model must learn the period: recency alone cannot tell when the next
+// beat comes, the sequence can.
+func TestDemandLearnsPeriod(t *testing.T) {
+	tr := periodicTrace(48, 700, 1)
+	res, err := TrainDemand(context.Background(), tr, smallOptions(tr, 500), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := EvaluateDemand(context.Background(), tr, res.Model(), EvalOptions{From: tr.BinStart(500)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("model %+v (epochs %d, %.0f seq/s)", *ev.Model, res.Epochs, res.SeqPerSec)
+	t.Logf("recency baseline %+v", ev.Baselines[BaselineRecency])
+	if ev.Model.AUC < 0.95 {
+		t.Errorf("ROC AUC %.3f on periodic data, want >= 0.95", ev.Model.AUC)
+	}
+}
+
+// A run interrupted after an epoch and resumed from its checkpoint ends
+// with exactly the model of an uninterrupted run with the same seed.
+func TestDemandResumeFromCheckpoint(t *testing.T) {
+	tr := periodicTrace(16, 300, 2)
+	opt := smallOptions(tr, 300)
+	opt.Samples, opt.Epochs = 600, 3
+	full, err := TrainDemand(context.Background(), tr, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp []byte
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = TrainDemand(ctx, tr, opt, func(p Progress) {
+		if p.Epoch == 1 && p.Checkpoint != nil {
+			cp = p.Checkpoint
+			cancel() // the activity dies here
+		}
+	})
+	if err == nil || cp == nil {
+		t.Fatalf("interrupted run: err %v, checkpoint %d bytes", err, len(cp))
+	}
+	opt.Checkpoint = cp
+	resumed, err := TrainDemand(context.Background(), tr, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resumed.Resumed || resumed.Epochs != full.Epochs {
+		t.Fatalf("resumed run: resumed=%v epochs %d, want %d", resumed.Resumed, resumed.Epochs, full.Epochs)
+	}
+	a, _ := full.ONNX()
+	b, _ := resumed.ONNX()
+	if !bytes.Equal(a, b) {
+		t.Error("resumed model differs from the uninterrupted run's")
+	}
+	// A checkpoint is refused for other options.
+	opt.Seed++
+	if _, err := TrainDemand(context.Background(), tr, opt, nil); err == nil {
+		t.Error("checkpoint of another run accepted")
+	}
+}
+
+func TestTrainIsReproducible(t *testing.T) {
+	tr := periodicTrace(12, 260, 3)
+	opt := smallOptions(tr, 260)
+	opt.Samples, opt.Epochs = 500, 2
+	a, err := TrainDemand(context.Background(), tr, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := TrainDemand(context.Background(), tr, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := a.ONNX()
+	y, _ := b.ONNX()
+	if !bytes.Equal(x, y) {
+		t.Error("same seed and data gave different models")
+	}
+}
