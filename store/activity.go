@@ -154,22 +154,10 @@ func (s *Store) writeLoad(ctx context.Context, tr *trace.Trace, opt LoadOptions,
 		if len(bins) == 0 {
 			return nil
 		}
-		err := s.withTimeout(ctx, func(ctx context.Context) error {
-			b, err := s.conn.PrepareBatch(ctx, "INSERT INTO activity (bin_start, app, load_id, requests, size_mb_sum, read_ratio_sum, work_ms_sum)")
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			for i, col := range []any{bins, apps, loadIDs, requests, sizes, reads, works} {
-				if err := b.Column(i).Append(col); err != nil {
-					b.Abort()
-					return fmt.Errorf("column %d: %w", i, err)
-				}
-			}
-			return b.Send()
-		})
+		err := s.insertColumns(ctx, "activity", "bin_start, app, load_id, requests, size_mb_sum, read_ratio_sum, work_ms_sum",
+			bins, apps, loadIDs, requests, sizes, reads, works)
 		if err != nil {
-			return fmt.Errorf("insert activity of load %s: %w", res.LoadID, err)
+			return fmt.Errorf("load %s: %w", res.LoadID, err)
 		}
 		if err := s.refreshClaim(ctx, res.ContentKey, res.LoadID); err != nil {
 			return err
@@ -446,6 +434,9 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 			}
 			c := out[app]
 			if c == nil {
+				if int64(len(out)+1)*int64(bins) > trace.MaxCells {
+					return fmt.Errorf("more than %d apps × %d bins: too large for one read; narrow the time range or widen the bin", len(out), bins)
+				}
 				c = make([]uint32, bins)
 				out[app] = c
 			}

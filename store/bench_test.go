@@ -34,14 +34,14 @@ func BenchmarkIngestActivity(b *testing.B) {
 }
 
 // BenchmarkRecordRequests inserts live requests (the materialized view
-// updating activity included) in batches of 10,000.
+// updating activity included) in batches of 100,000.
 func BenchmarkRecordRequests(b *testing.B) {
 	s := storetest.New(b)
 	ctx := context.Background()
 	base := time.Now().Add(-time.Hour)
-	reqs := make([]store.Request, 10_000)
+	reqs := make([]store.Request, 100_000)
 	for i := range reqs {
-		reqs[i] = store.Request{Time: base.Add(time.Duration(i) * time.Millisecond * 300), RequestID: uuid.New(),
+		reqs[i] = store.Request{Time: base.Add(time.Duration(i) * time.Millisecond * 30), RequestID: uuid.New(),
 			App: "app-" + string(rune('a'+i%26)), VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.7, Host: "h1", Outcome: "ok"}
 	}
 	b.ResetTimer()

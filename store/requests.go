@@ -36,19 +36,43 @@ func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 			return fmt.Errorf("request %d: empty app", i)
 		}
 	}
-	return s.insert(ctx, "requests", requestCols, len(reqs), func(i int) []any {
-		r := reqs[i]
-		r.Time = orNow(r.Time)
+	if len(reqs) == 0 {
+		return nil
+	}
+	n := len(reqs)
+	var (
+		times    = make([]time.Time, n)
+		ns       = make([]uint64, n)
+		ids      = make([]uuid.UUID, n)
+		apps     = make([]string, n)
+		volumes  = make([]string, n)
+		sizes    = make([]float64, n)
+		reads    = make([]float64, n)
+		hosts    = make([]string, n)
+		warm     = make([]uint8, n)
+		expected = make([]float64, n)
+		setup    = make([]float64, n)
+		work     = make([]float64, n)
+		latency  = make([]float64, n)
+		outcome  = make([]string, n)
+		now      = time.Now()
+	)
+	for i, r := range reqs {
+		t := r.Time
+		if t.IsZero() {
+			t = now
+		}
 		if r.RequestID == uuid.Nil {
 			r.RequestID = uuid.New()
 		}
-		var warm uint8
+		times[i], ns[i], ids[i], apps[i], volumes[i] = t, nanos(t), r.RequestID, r.App, r.VolumeType
+		sizes[i], reads[i], hosts[i], expected[i] = r.SizeMB, r.ReadRatio, r.Host, r.ExpectedScore
+		setup[i], work[i], latency[i], outcome[i] = r.SetupMS, r.WorkMS, r.LatencyMS, r.Outcome
 		if r.Warm {
-			warm = 1
+			warm[i] = 1
 		}
-		return []any{r.Time, nanos(r.Time), r.RequestID, r.App, r.VolumeType, r.SizeMB, r.ReadRatio, r.Host, warm,
-			r.ExpectedScore, r.SetupMS, r.WorkMS, r.LatencyMS, r.Outcome}
-	})
+	}
+	return s.insertColumns(ctx, "requests", requestCols, times, ns, ids, apps, volumes, sizes, reads, hosts, warm, expected, setup, work, latency, outcome)
 }
 
 // Requests returns the requests of [from, to), in time order.

@@ -201,6 +201,30 @@ func (s *Store) insert(ctx context.Context, table, cols string, n int, row func(
 	return nil
 }
 
+// insertColumns writes one batch column by column: each of columns is a
+// slice of the column's Go type, all of the same length. Much cheaper than
+// row-wise appends for large batches.
+func (s *Store) insertColumns(ctx context.Context, table, cols string, columns ...any) error {
+	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+cols+")")
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		for i, col := range columns {
+			if err := b.Column(i).Append(col); err != nil {
+				b.Abort()
+				return fmt.Errorf("column %d: %w", i, err)
+			}
+		}
+		return b.Send()
+	})
+	if err != nil {
+		return fmt.Errorf("insert into %s: %w", table, err)
+	}
+	return nil
+}
+
 // unix is a time bound into SQL as toDateTime(?): portable across server
 // versions and time zones.
 func unix(t time.Time) int64 {
