@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"image/color"
 	"io"
 	"math"
 	"strconv"
@@ -33,6 +34,17 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 	p.X.Min, p.X.Max = -0.03*maxX, 1.08*maxX
 	p.Y.Min, p.Y.Max = -3, 103
 
+	// The budget line: anything left of it wastes no more than the
+	// 10-minute keep-alive.
+	budget, err := plotter.NewLine(plotter.XYs{{X: 100, Y: p.Y.Min}, {X: 100, Y: p.Y.Max}})
+	if err != nil {
+		return err
+	}
+	budget.Color = color.Gray{Y: 150}
+	budget.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(budget)
+	p.Legend.Add("waste of keep-alive 10 min", budget)
+
 	for i, fam := range Families {
 		var pts plotter.XYs
 		var labels []string
@@ -46,12 +58,12 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 		if len(pts) == 0 {
 			continue
 		}
-		color := plotutil.Color(i)
+		col := plotutil.Color(i)
 		sc, err := plotter.NewScatter(pts)
 		if err != nil {
 			return fmt.Errorf("plot %s: %w", fam, err)
 		}
-		sc.GlyphStyle.Color = color
+		sc.GlyphStyle.Color = col
 		sc.GlyphStyle.Shape = plotutil.Shape(i)
 		sc.GlyphStyle.Radius = vg.Points(3)
 		p.Add(sc)
@@ -60,7 +72,7 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 			if err != nil {
 				return fmt.Errorf("plot %s: %w", fam, err)
 			}
-			ln.Color = color
+			ln.Color = col
 			p.Add(ln)
 			p.Legend.Add(fam, ln, sc)
 			lb, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
@@ -68,7 +80,7 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 				return fmt.Errorf("plot %s labels: %w", fam, err)
 			}
 			for j := range lb.TextStyle {
-				lb.TextStyle[j].Color = color
+				lb.TextStyle[j].Color = col
 				lb.TextStyle[j].Font.Size = vg.Points(7)
 			}
 			lb.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(2)}
