@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// runStarter runs the CLI in-process and returns stdout and the error.
+func runStarter(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func exitCode(err error) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// writeEvents writes an events CSV with one request of app "a" (256 MB)
+// at each of the given Unix seconds.
+func writeEvents(t *testing.T, secs ...int) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("timestamp,app_id,memory_mb\n")
+	for _, s := range secs {
+		b.WriteString(strconv.Itoa(s) + ",a,256\n")
+	}
+	path := filepath.Join(t.TempDir(), "events.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// periodic is Unix seconds from a fixed start, every step, for span.
+func periodic(step, span int) []int {
+	var out []int
+	for s := 0; s < span; s += step {
+		out = append(out, 1_700_000_000+s)
+	}
+	return out
+}
+
+func TestEvalEventsTableJSONAndFiles(t *testing.T) {
+	// A request every 10 minutes for 4 hours.
+	path := writeEvents(t, periodic(600, 4*3600)...)
+	dir := t.TempDir()
+	out, err := runStarter(t, "eval", "--format", "events", "--file", path,
+		"--policies", "reactive,keepalive,histogram,oracle", "--keepalive-minutes", "10,11", "--out", dir)
+	if err != nil {
+		t.Fatalf("eval: %v\n%s", err, out)
+	}
+	for _, want := range []string{"keepalive-10m", "keepalive-11m", "histogram", "oracle", "100.0%"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"results.csv", "results.json", "pareto.svg", "pareto.png"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	out, err = runStarter(t, "eval", "--format", "events", "--file", path, "--policies", "keepalive", "--keepalive-minutes", "10,11", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Results struct {
+			Rows []struct {
+				Policy   string   `json:"policy"`
+				ColdP75  float64  `json:"cold_rate_p75"`
+				WastePct *float64 `json:"waste_pct_of_keepalive10"`
+			} `json:"rows"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	// Every 10 minutes: the 10- and 11-minute keep-alives are always warm
+	// in the evaluation range (the gap is exactly 10 bins).
+	rows := got.Results.Rows
+	if len(rows) != 2 || rows[0].Policy != "keepalive-10m" || rows[0].WastePct == nil || *rows[0].WastePct != 100 || rows[0].ColdP75 != 0 {
+		t.Errorf("rows %+v", rows)
+	}
+}
+
+func TestEvalBadInput(t *testing.T) {
+	path := writeEvents(t, periodic(600, 3600)...)
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown policy", []string{"--format", "events", "--file", path, "--policies", "reactive,lru"}, 2, `unknown policy "lru"`},
+		{"fraction 1", []string{"--format", "events", "--file", path, "--train-fraction", "1"}, 2, "strictly between 0 and 1"},
+		{"fraction 0", []string{"--format", "events", "--file", path, "--train-fraction", "0"}, 2, "strictly between 0 and 1"},
+		{"no format", []string{"--file", path}, 2, "--format is required"},
+		{"missing file", []string{"--format", "events", "--file", path + ".nope"}, 1, "events.csv.nope"},
+		{"memory with events", []string{"--format", "events", "--file", path, "--memory", path}, 1, "azure2019 only"},
+		{"bad keep-alive", []string{"--format", "events", "--file", path, "--keepalive-minutes", "-1"}, 2, "must be positive"},
+		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "[0, 1]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := runStarter(t, append([]string{"eval"}, c.args...)...)
+			if exitCode(err) != c.code || err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err %v (exit %d), want exit %d mentioning %q", err, exitCode(err), c.code, c.want)
+			}
+		})
+	}
+}
+
+func TestEvalEmptyEvaluationRange(t *testing.T) {
+	// Four minutes, requests in the first two only: evaluating the last two
+	// measures nothing.
+	inv := filepath.Join(t.TempDir(), "inv.csv")
+	if err := os.WriteFile(inv, []byte("HashFunction,HashOwner,HashApp,minute_1,minute_2,minute_3,minute_4\nf,o,a,1,2,0,0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runStarter(t, "eval", "--format", "azure2019", "--file", inv, "--train-fraction", "0.5", "--policies", "reactive")
+	if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), "no request") {
+		t.Errorf("empty evaluation range: %v", err)
+	}
+	_, err = runStarter(t, "eval", "--format", "azure2019", "--file", inv, "--train-fraction", "0.1", "--policies", "reactive")
+	if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), "at least one") {
+		t.Errorf("no training bin: %v", err)
+	}
+}
+
+func TestEvalMemoryFileOfAnotherTrace(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inv.csv")
+	mem := filepath.Join(dir, "mem.csv")
+	os.WriteFile(inv, []byte("HashFunction,HashOwner,HashApp,minute_1,minute_2,minute_3\nf,o,a,1,0,1\n"), 0o644)
+	os.WriteFile(mem, []byte("HashOwner,HashApp,SampleCount,AverageAllocatedMb\no,zzz,1,300\n"), 0o644)
+	_, err := runStarter(t, "eval", "--format", "azure2019", "--file", inv, "--memory", mem, "--policies", "reactive")
+	if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), "none of the 1 apps") {
+		t.Errorf("mismatched memory file: %v", err)
+	}
+}
+
+func TestTuneKeepAlive(t *testing.T) {
+	// A request every 15 minutes for 6 hours: the 15-minute keep-alive is
+	// the least wasteful one that is never cold; 10 minutes is always cold.
+	path := writeEvents(t, periodic(900, 6*3600)...)
+	out, err := runStarter(t, "tune", "--format", "events", "--file", path, "--policy", "keepalive", "--cold-target", "1", "--json")
+	if err != nil {
+		t.Fatalf("tune: %v\n%s", err, out)
+	}
+	var got struct {
+		Policy string  `json:"policy"`
+		Param  float64 `json:"param"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if got.Param != 15 || got.Policy != "keepalive-15m" {
+		t.Errorf("recommended %+v, want keepalive-15m", got)
+	}
+	// Keep-alive 15 holds 14 idle bins per period, 140% of keep-alive 10's
+	// 10: a budget of 150% buys no cold start, one of 130% buys nothing
+	// better than always cold, at the least waste (1 minute).
+	for budget, want := range map[string]string{"150": "15 (keepalive-15m)", "130": "1 (keepalive-1m)"} {
+		out, err = runStarter(t, "tune", "--format", "events", "--file", path, "--policy", "keepalive", "--waste-budget", budget)
+		if err != nil || !strings.Contains(out, "recommended keep-alive (minutes): "+want) {
+			t.Errorf("budget %s%%: %v\n%s", budget, err, out)
+		}
+	}
+	for _, args := range [][]string{
+		{"--policy", "keepalive"},
+		{"--policy", "keepalive", "--waste-budget", "10", "--cold-target", "5"},
+		{"--policy", "histogram", "--waste-budget", "100"},
+		{"--policy", "keepalive", "--cold-target", "150"},
+	} {
+		if _, err := runStarter(t, append([]string{"tune", "--format", "events", "--file", path}, args...)...); exitCode(err) != 2 {
+			t.Errorf("tune %v: %v, want a usage error", args, err)
+		}
+	}
+}
