@@ -80,3 +80,33 @@ func TestORTRefusesBadInput(t *testing.T) {
 		t.Fatal("wrong sequence length accepted")
 	}
 }
+
+func TestORTAffinityMatchesGo(t *testing.T) {
+	initORT(t)
+	res, samples := trainSynthAffinity(t)
+	b, err := res.ONNX()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := LoadAffinity(b, res.Meta(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.(interface{ Close() error }).Close()
+	in := make([]AffinityInput, 64)
+	for i := range in {
+		in[i] = samples[i].Input
+	}
+	for _, n := range []int{1, 64} {
+		got, err := o.Score(in[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := res.Model().Score(in[:n])
+		for i := range got {
+			if math.Abs(got[i]-want[i]) > 1e-5 {
+				t.Errorf("batch %d item %d: ORT %.7f, Go %.7f", n, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -1,0 +1,650 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/advancedclimatesystems/gonnx/onnx"
+)
+
+// AffinityInput is one (application, host) pair to score.
+type AffinityInput struct {
+	// Application profile.
+	VolumeType string  // "ssd", "hdd", "memory", "network"; anything else is "other"
+	SizeMB     float64 // memory the application needs
+	ReadRatio  float64 // 0..1
+	Rate       float64 // requests per minute, recent
+	// Host characteristics and current metrics.
+	MemoryMB, DiskMB, CPUMilli float64
+	Speed                      float64 // nominal relative speed, 1 = reference
+	CPUUtil, MemPressure       float64 // 0..1
+	IOLatencyMS                float64
+	FreeMemMB                  float64
+}
+
+// Affinity scores how well each host will serve its application, 0..1:
+// the expected min(1, usual latency / latency there), the same scale as an
+// observed performance score. Safe for concurrent use.
+type Affinity interface {
+	Score(in []AffinityInput) ([]float64, error)
+	Version() string
+}
+
+// AffinityFormat names the affinity feature encoding of this build.
+const AffinityFormat = "forewarm.affinity/v1"
+
+var affinityVolumeTypes = []string{"ssd", "hdd", "memory", "network"}
+
+var affinityFeatures = []string{
+	"vol_ssd", "vol_hdd", "vol_memory", "vol_network", "vol_other",
+	"log_size", "read_ratio", "log_rate",
+	"log_host_memory", "log_host_disk", "host_cpu", "host_speed",
+	"cpu_util", "mem_pressure", "log_io_latency", "fit",
+}
+
+// AffinitySpec is the encoding and network shape, stored with the model.
+type AffinitySpec struct {
+	Format   string   `json:"format"`
+	Features []string `json:"features"`
+	Hidden   []int    `json:"hidden"`
+}
+
+func defaultAffinitySpec() AffinitySpec {
+	return AffinitySpec{Format: AffinityFormat, Features: slices.Clone(affinityFeatures), Hidden: []int{32, 16}}
+}
+
+func (s AffinitySpec) validate() error {
+	if s.Format != AffinityFormat {
+		return fmt.Errorf("affinity spec format %q is not supported (this build speaks %q)", s.Format, AffinityFormat)
+	}
+	if !slices.Equal(s.Features, affinityFeatures) {
+		return fmt.Errorf("affinity spec features %v do not match this build's %v", s.Features, affinityFeatures)
+	}
+	if len(s.Hidden) == 0 || slices.ContainsFunc(s.Hidden, func(h int) bool { return h < 1 || h > 4096 }) {
+		return fmt.Errorf("affinity spec hidden layers %v invalid", s.Hidden)
+	}
+	return nil
+}
+
+// encode validates one input and writes its features.
+func encodeAffinity(dst []float32, in AffinityInput, index int) error {
+	nums := []struct {
+		name string
+		v    float64
+		lo   float64
+		hi   float64
+	}{
+		{"SizeMB", in.SizeMB, 0, math.Inf(1)}, {"ReadRatio", in.ReadRatio, 0, 1}, {"Rate", in.Rate, 0, math.Inf(1)},
+		{"MemoryMB", in.MemoryMB, 0, math.Inf(1)}, {"DiskMB", in.DiskMB, 0, math.Inf(1)}, {"CPUMilli", in.CPUMilli, 0, math.Inf(1)},
+		{"Speed", in.Speed, 0, math.Inf(1)}, {"CPUUtil", in.CPUUtil, 0, 1}, {"MemPressure", in.MemPressure, 0, 1},
+		{"IOLatencyMS", in.IOLatencyMS, 0, math.Inf(1)}, {"FreeMemMB", in.FreeMemMB, 0, math.Inf(1)},
+	}
+	for _, n := range nums {
+		if !finite(n.v) || n.v < n.lo || n.v > n.hi {
+			return &InputError{Index: index, Field: n.name, Msg: fmt.Sprintf("%v is not a finite number in [%v, %v]", n.v, n.lo, n.hi)}
+		}
+	}
+	clear(dst)
+	vt := slices.Index(affinityVolumeTypes, strings.ToLower(in.VolumeType))
+	if vt < 0 {
+		vt = len(affinityVolumeTypes)
+	}
+	dst[vt] = 1
+	dst[5] = float32(math.Log1p(in.SizeMB) / 10)
+	dst[6] = float32(in.ReadRatio)
+	dst[7] = float32(math.Log1p(in.Rate) / 5)
+	dst[8] = float32(math.Log1p(in.MemoryMB) / 12)
+	dst[9] = float32(math.Log1p(in.DiskMB) / 14)
+	dst[10] = float32(in.CPUMilli / 16000)
+	dst[11] = float32(in.Speed)
+	dst[12] = float32(in.CPUUtil)
+	dst[13] = float32(in.MemPressure)
+	dst[14] = float32(math.Log1p(in.IOLatencyMS) / 6)
+	// Headroom after placing the app, relative to the host's memory; -1 = does not fit at all.
+	dst[15] = float32(math.Max(-1, math.Min(1, (in.FreeMemMB-in.SizeMB)/math.Max(in.MemoryMB, 1))))
+	return nil
+}
+
+// DefaultAffinity scores by a fixed rule until a trained model exists: the
+// host's speed (capped at 1) reduced by CPU load, memory pressure and I/O
+// latency, and 0 where the application's memory does not fit.
+func DefaultAffinity() Affinity { return defaultAffinity{} }
+
+type defaultAffinity struct{}
+
+func (defaultAffinity) Version() string { return "heuristic-v1" }
+
+func (defaultAffinity) Score(in []AffinityInput) ([]float64, error) {
+	out := make([]float64, len(in))
+	x := make([]float32, len(affinityFeatures))
+	for i, a := range in {
+		if err := encodeAffinity(x, a, i); err != nil {
+			return nil, err
+		}
+		speed := a.Speed
+		if speed <= 0 {
+			speed = 1
+		}
+		s := math.Min(1, speed) * (1 - 0.5*a.CPUUtil) * (1 - 0.5*a.MemPressure) / (1 + a.IOLatencyMS/100)
+		if a.SizeMB > a.FreeMemMB {
+			s = 0
+		}
+		out[i] = math.Max(0, math.Min(1, s))
+	}
+	return out, nil
+}
+
+// AffinitySample is an observed outcome: Target is the performance score
+// min(1, usual latency / observed latency) of a request served on the host.
+type AffinitySample struct {
+	Input  AffinityInput
+	Target float64
+}
+
+// AffinityObservation is one served request, for AffinitySamples.
+type AffinityObservation struct {
+	App       string
+	Input     AffinityInput
+	LatencyMS float64
+}
+
+// AffinityTarget is the performance score of one request: 1 when it was as
+// fast as usual or faster, usual/observed when slower.
+func AffinityTarget(usualMS, observedMS float64) float64 {
+	if usualMS <= 0 || observedMS <= 0 {
+		return 1
+	}
+	return math.Min(1, usualMS/observedMS)
+}
+
+// AffinitySamples turns served requests into training samples, taking each
+// application's median latency as its usual. Observations with a
+// non-positive or non-finite latency are dropped.
+func AffinitySamples(obs []AffinityObservation) []AffinitySample {
+	byApp := map[string][]float64{}
+	for _, o := range obs {
+		if finite(o.LatencyMS) && o.LatencyMS > 0 {
+			byApp[o.App] = append(byApp[o.App], o.LatencyMS)
+		}
+	}
+	usual := map[string]float64{}
+	for app, ls := range byApp {
+		sort.Float64s(ls)
+		usual[app] = ls[len(ls)/2]
+	}
+	var out []AffinitySample
+	for _, o := range obs {
+		if u, ok := usual[o.App]; ok && finite(o.LatencyMS) && o.LatencyMS > 0 {
+			out = append(out, AffinitySample{Input: o.Input, Target: AffinityTarget(u, o.LatencyMS)})
+		}
+	}
+	return out
+}
+
+// SynthAffinitySamples makes n samples from a hidden rule that the default
+// heuristic only approximates: write-heavy applications on disk volumes
+// suffer from I/O latency far more than readers, large applications suffer
+// from memory pressure, and speed matters for CPU-bound (high-rate) ones.
+// For tests and demos.
+func SynthAffinitySamples(n int, seed uint64) []AffinitySample {
+	rng := rand.New(rand.NewPCG(seed, 77))
+	out := make([]AffinitySample, n)
+	for i := range out {
+		in := AffinityInput{
+			VolumeType:  affinityVolumeTypes[rng.IntN(len(affinityVolumeTypes))],
+			SizeMB:      math.Exp(3 + 4*rng.Float64()),
+			ReadRatio:   rng.Float64(),
+			Rate:        math.Exp(4*rng.Float64()) - 1,
+			MemoryMB:    []float64{4096, 8192, 16384}[rng.IntN(3)],
+			DiskMB:      []float64{20000, 100000}[rng.IntN(2)],
+			CPUMilli:    []float64{2000, 4000, 8000}[rng.IntN(3)],
+			Speed:       0.5 + rng.Float64(),
+			CPUUtil:     rng.Float64(),
+			MemPressure: rng.Float64(),
+			IOLatencyMS: math.Exp(5 * rng.Float64()),
+		}
+		in.FreeMemMB = in.MemoryMB * rng.Float64()
+		slow := 1.0
+		if in.VolumeType == "hdd" || in.VolumeType == "network" {
+			slow += (1 - in.ReadRatio) * in.IOLatencyMS / 40
+		} else {
+			slow += (1 - in.ReadRatio) * in.IOLatencyMS / 400
+		}
+		slow *= 1 + 2*in.MemPressure*math.Min(1, in.SizeMB/1000)
+		cpuBound := math.Min(1, in.Rate/10)
+		slow *= 1 + cpuBound*(1/in.Speed-1+in.CPUUtil)
+		if in.SizeMB > in.FreeMemMB {
+			slow *= 3 // swapping or evicting
+		}
+		slow *= math.Exp(0.1 * rng.NormFloat64())
+		out[i] = AffinitySample{Input: in, Target: AffinityTarget(1, math.Max(slow, 1e-3))}
+	}
+	return out
+}
+
+// mlp is a Gemm/Relu stack ending in one sigmoid output.
+type mlp struct {
+	sizes []int       // input, hidden..., 1
+	W     [][]float32 // layer l: [sizes[l+1]][sizes[l]] (ONNX Gemm transB=1 layout)
+	B     [][]float32
+}
+
+func newMLP(sizes []int, rng *rand.Rand) *mlp {
+	m := &mlp{sizes: sizes}
+	for l := 0; l+1 < len(sizes); l++ {
+		in, out := sizes[l], sizes[l+1]
+		w := make([]float32, in*out)
+		lim := float32(math.Sqrt(6 / float64(in)))
+		for i := range w {
+			w[i] = (2*rng.Float32() - 1) * lim
+		}
+		m.W = append(m.W, w)
+		m.B = append(m.B, make([]float32, out))
+	}
+	return m
+}
+
+func (m *mlp) params() [][]float32 {
+	var ps [][]float32
+	for l := range m.W {
+		ps = append(ps, m.W[l], m.B[l])
+	}
+	return ps
+}
+
+// forward returns all layer activations (acts[0] = x) and the output logit.
+func (m *mlp) forward(x []float32, acts [][]float32) float32 {
+	acts[0] = x
+	for l := range m.W {
+		in, out := m.sizes[l], m.sizes[l+1]
+		a := acts[l+1][:out]
+		for o := range out {
+			s := m.B[l][o]
+			w := m.W[l][o*in : (o+1)*in]
+			for i, v := range acts[l][:in] {
+				s += w[i] * v
+			}
+			if l+1 < len(m.W) && s < 0 {
+				s = 0
+			}
+			a[o] = s
+		}
+	}
+	return acts[len(m.W)][0]
+}
+
+func (m *mlp) newActs() [][]float32 {
+	acts := make([][]float32, len(m.sizes))
+	for l := 1; l < len(m.sizes); l++ {
+		acts[l] = make([]float32, m.sizes[l])
+	}
+	return acts
+}
+
+// backward adds d(loss)/d(params) for dlogit into grad.
+func (m *mlp) backward(acts [][]float32, dlogit float32, grad *mlp, delta [][]float32) {
+	L := len(m.W)
+	delta[L] = delta[L][:1]
+	delta[L][0] = dlogit
+	for l := L - 1; l >= 0; l-- {
+		in, out := m.sizes[l], m.sizes[l+1]
+		d := delta[l+1][:out]
+		for o := range out {
+			grad.B[l][o] += d[o]
+			g := grad.W[l][o*in : (o+1)*in]
+			for i, v := range acts[l][:in] {
+				g[i] += d[o] * v
+			}
+		}
+		if l == 0 {
+			break
+		}
+		dp := delta[l][:in]
+		clear(dp)
+		for o := range out {
+			w := m.W[l][o*in : (o+1)*in]
+			for i := range in {
+				dp[i] += d[o] * w[i]
+			}
+		}
+		for i := range in {
+			if acts[l][i] <= 0 { // Relu
+				dp[i] = 0
+			}
+		}
+	}
+}
+
+// AffinityTrainOptions configures TrainAffinity.
+type AffinityTrainOptions struct {
+	Epochs      int     // default 60
+	BatchSize   int     // default 64
+	LR          float64 // default 3e-3
+	ValFraction float64 // latest share of the samples held out, default 0.2
+	Seed        uint64
+	Version     string // default "affinity-<UTC timestamp>"
+}
+
+// AffinityResult is a trained affinity model with its held-out metrics.
+type AffinityResult struct {
+	Version    string
+	Spec       AffinitySpec
+	TrainN     int
+	ValN       int
+	ValMSE     float64 // mean squared error of the score on held-out samples
+	DefaultMSE float64 // the DefaultAffinity heuristic on the same samples
+	MeanMSE    float64 // predicting the training mean
+	model      *mlp
+}
+
+// Metrics are the registry metrics.
+func (r *AffinityResult) Metrics() map[string]float64 {
+	return map[string]float64{"mse": r.ValMSE, "default.mse": r.DefaultMSE, "mean.mse": r.MeanMSE,
+		"train.samples": float64(r.TrainN), "val.samples": float64(r.ValN)}
+}
+
+// Model returns the pure-Go scorer.
+func (r *AffinityResult) Model() Affinity { return &goAffinity{m: r.model, version: r.Version} }
+
+type affinityMeta struct {
+	Kind    string       `json:"kind"`
+	Version string       `json:"version"`
+	Spec    AffinitySpec `json:"spec"`
+}
+
+// Meta is the registry description (JSON).
+func (r *AffinityResult) Meta() string {
+	b, _ := json.Marshal(affinityMeta{Kind: KindAffinity, Version: r.Version, Spec: r.Spec})
+	return string(b)
+}
+
+// ONNX exports Gemm -> Relu -> ... -> Gemm -> Sigmoid.
+func (r *AffinityResult) ONNX() ([]byte, error) {
+	m := r.model
+	g := &onnx.GraphProto{Name: "forewarm_affinity",
+		Input:  []*onnx.ValueInfoProto{valueInfo(affinityInput, "batch", m.sizes[0])},
+		Output: []*onnx.ValueInfoProto{valueInfo(affinityOutput, "batch", 1)}}
+	cur := affinityInput
+	for l := range m.W {
+		w, b := fmt.Sprintf("W%d", l), fmt.Sprintf("B%d", l)
+		g.Initializer = append(g.Initializer,
+			floatTensor(w, []int64{int64(m.sizes[l+1]), int64(m.sizes[l])}, m.W[l]),
+			floatTensor(b, []int64{int64(m.sizes[l+1])}, m.B[l]))
+		z := fmt.Sprintf("z%d", l)
+		g.Node = append(g.Node, &onnx.NodeProto{Name: "gemm" + fmt.Sprint(l), OpType: "Gemm", Input: []string{cur, w, b}, Output: []string{z},
+			Attribute: []*onnx.AttributeProto{intAttr("transB", 1)}})
+		if l+1 < len(m.W) {
+			a := fmt.Sprintf("a%d", l)
+			g.Node = append(g.Node, &onnx.NodeProto{Name: "relu" + fmt.Sprint(l), OpType: "Relu", Input: []string{z}, Output: []string{a}})
+			cur = a
+		} else {
+			g.Node = append(g.Node, &onnx.NodeProto{Name: "sigmoid", OpType: "Sigmoid", Input: []string{z}, Output: []string{affinityOutput}})
+		}
+	}
+	return newModelProto(g, affinityMeta{Kind: KindAffinity, Version: r.Version, Spec: r.Spec})
+}
+
+const (
+	affinityInput  = "x"     // [batch, F]
+	affinityOutput = "score" // [batch, 1]
+)
+
+// TrainAffinity fits the MLP to samples (in time order: the latest
+// ValFraction is held out) by Adam on cross-entropy against the soft
+// targets, keeping the epoch with the lowest held-out MSE.
+func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTrainOptions) (*AffinityResult, error) {
+	if opt.Epochs <= 0 {
+		opt.Epochs = 60
+	}
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = 64
+	}
+	if opt.LR <= 0 {
+		opt.LR = 3e-3
+	}
+	if opt.ValFraction <= 0 || opt.ValFraction >= 1 {
+		opt.ValFraction = 0.2
+	}
+	if opt.Version == "" {
+		opt.Version = "affinity-" + time.Now().UTC().Format("20060102T150405Z")
+	}
+	F := len(affinityFeatures)
+	xs := make([]float32, len(samples)*F)
+	ys := make([]float32, len(samples))
+	for i, s := range samples {
+		if err := encodeAffinity(xs[i*F:(i+1)*F], s.Input, i); err != nil {
+			return nil, fmt.Errorf("affinity sample: %w", err)
+		}
+		if !finite(s.Target) || s.Target < 0 || s.Target > 1 {
+			return nil, fmt.Errorf("affinity sample %d: target %v is not in 0..1", i, s.Target)
+		}
+		ys[i] = float32(s.Target)
+	}
+	nVal := int(float64(len(samples)) * opt.ValFraction)
+	nTrain := len(samples) - nVal
+	if nTrain < 20 || nVal < 5 {
+		return nil, fmt.Errorf("affinity: %d samples are too few to train and validate (need 25 or more)", len(samples))
+	}
+	spec := defaultAffinitySpec()
+	rng := rand.New(rand.NewPCG(opt.Seed, 5))
+	m := newMLP(append(append([]int{F}, spec.Hidden...), 1), rng)
+	grad := newMLP(m.sizes, rng)
+	ad := &adamMLP{lr: opt.LR}
+	ad.init(m)
+	acts, delta := m.newActs(), m.newActs()
+	mse := func(mm *mlp, from, to int) float64 {
+		a := mm.newActs()
+		var s float64
+		for i := from; i < to; i++ {
+			p := float64(sigmoid32(mm.forward(xs[i*F:(i+1)*F], a)))
+			s += (p - float64(ys[i])) * (p - float64(ys[i]))
+		}
+		return s / float64(to-from)
+	}
+	best, bestMSE := m, math.Inf(1)
+	order := make([]int, nTrain)
+	for i := range order {
+		order[i] = i
+	}
+	for epoch := range opt.Epochs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for b := 0; b < nTrain; b += opt.BatchSize {
+			batch := order[b:min(b+opt.BatchSize, nTrain)]
+			for _, p := range grad.params() {
+				clear(p)
+			}
+			for _, i := range batch {
+				z := m.forward(xs[i*F:(i+1)*F], acts)
+				d := (sigmoid32(z) - ys[i]) / float32(len(batch))
+				m.backward(acts, d, grad, delta)
+			}
+			ad.update(m, grad)
+		}
+		if v := mse(m, nTrain, len(samples)); v < bestMSE {
+			bestMSE = v
+			best = m.clone()
+		}
+		_ = epoch
+	}
+	res := &AffinityResult{Version: opt.Version, Spec: spec, TrainN: nTrain, ValN: nVal, ValMSE: bestMSE, model: best}
+	// Baselines on the same held-out samples.
+	var mean float64
+	for _, y := range ys[:nTrain] {
+		mean += float64(y)
+	}
+	mean /= float64(nTrain)
+	held := samples[nTrain:]
+	in := make([]AffinityInput, len(held))
+	for i, s := range held {
+		in[i] = s.Input
+	}
+	def, _ := DefaultAffinity().Score(in)
+	for i, s := range held {
+		res.DefaultMSE += (def[i] - s.Target) * (def[i] - s.Target) / float64(nVal)
+		res.MeanMSE += (mean - s.Target) * (mean - s.Target) / float64(nVal)
+	}
+	return res, nil
+}
+
+func (m *mlp) clone() *mlp {
+	c := &mlp{sizes: slices.Clone(m.sizes)}
+	for l := range m.W {
+		c.W = append(c.W, slices.Clone(m.W[l]))
+		c.B = append(c.B, slices.Clone(m.B[l]))
+	}
+	return c
+}
+
+// adamMLP is Adam over an mlp's parameters.
+type adamMLP struct {
+	lr   float64
+	step int
+	m, v [][]float32
+}
+
+func (a *adamMLP) init(m *mlp) {
+	for _, p := range m.params() {
+		a.m = append(a.m, make([]float32, len(p)))
+		a.v = append(a.v, make([]float32, len(p)))
+	}
+}
+
+func (a *adamMLP) update(m, g *mlp) {
+	a.step++
+	bc1 := 1 - math.Pow(0.9, float64(a.step))
+	bc2 := 1 - math.Pow(0.999, float64(a.step))
+	lr := float32(a.lr * math.Sqrt(bc2) / bc1)
+	gs := g.params()
+	for k, p := range m.params() {
+		mm, vv, gg := a.m[k], a.v[k], gs[k]
+		for j := range p {
+			mm[j] = 0.9*mm[j] + 0.1*gg[j]
+			vv[j] = 0.999*vv[j] + 0.001*gg[j]*gg[j]
+			p[j] -= lr * mm[j] / (float32(math.Sqrt(float64(vv[j]))) + 1e-8)
+		}
+	}
+}
+
+// goAffinity scores with the pure-Go forward pass.
+type goAffinity struct {
+	m       *mlp
+	version string
+}
+
+func (g *goAffinity) Version() string { return g.version }
+
+func (g *goAffinity) Score(in []AffinityInput) ([]float64, error) {
+	F := len(affinityFeatures)
+	x := make([]float32, F)
+	acts := g.m.newActs()
+	out := make([]float64, len(in))
+	for i, a := range in {
+		if err := encodeAffinity(x, a, i); err != nil {
+			return nil, err
+		}
+		out[i] = float64(sigmoid32(g.m.forward(x, acts)))
+	}
+	return out, nil
+}
+
+// LoadAffinity builds a scorer from registry bytes (see LoadDemand).
+func LoadAffinity(onnxBytes []byte, meta string, useORT bool) (Affinity, error) {
+	p, err := parseONNX(onnxBytes)
+	if err != nil {
+		return nil, incompatible("%v", err)
+	}
+	fm, err := parseAffinityMeta(p.meta)
+	if err != nil {
+		return nil, err
+	}
+	if meta != "" {
+		rm, err := parseAffinityMeta(meta)
+		if err != nil {
+			return nil, err
+		}
+		if rm.Version != fm.Version || !slices.Equal(rm.Spec.Hidden, fm.Spec.Hidden) {
+			return nil, incompatible("registry metadata (%s) does not describe the ONNX file (%s)", rm.Version, fm.Version)
+		}
+	}
+	sizes := append(append([]int{len(affinityFeatures)}, fm.Spec.Hidden...), 1)
+	m := &mlp{sizes: sizes}
+	for l := 0; l+1 < len(sizes); l++ {
+		w, err := p.floats(fmt.Sprintf("W%d", l), int64(sizes[l+1]), int64(sizes[l]))
+		if err != nil {
+			return nil, incompatible("affinity model %s: %v", fm.Version, err)
+		}
+		b, err := p.floats(fmt.Sprintf("B%d", l), int64(sizes[l+1]))
+		if err != nil {
+			return nil, incompatible("affinity model %s: %v", fm.Version, err)
+		}
+		m.W = append(m.W, slices.Clone(w))
+		m.B = append(m.B, slices.Clone(b))
+	}
+	ga := &goAffinity{m: m, version: fm.Version}
+	if !useORT {
+		return ga, nil
+	}
+	s, err := newORTSession(onnxBytes, affinityInput, affinityOutput)
+	if err != nil {
+		return nil, fmt.Errorf("affinity model %s: %w", fm.Version, err)
+	}
+	return &ortAffinity{goAffinity: ga, s: s}, nil
+}
+
+func parseAffinityMeta(s string) (affinityMeta, error) {
+	var m affinityMeta
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return m, incompatible("affinity metadata is not valid JSON: %v", err)
+	}
+	if m.Kind != KindAffinity {
+		return m, incompatible("model kind %q, want %q", m.Kind, KindAffinity)
+	}
+	if m.Version == "" {
+		return m, incompatible("affinity metadata has no version")
+	}
+	if err := m.Spec.validate(); err != nil {
+		return m, incompatible("model %s: %v", m.Version, err)
+	}
+	return m, nil
+}
+
+// ortAffinity scores in ONNX Runtime.
+type ortAffinity struct {
+	*goAffinity
+	s *ortSession
+}
+
+func (o *ortAffinity) Score(in []AffinityInput) ([]float64, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	F := len(affinityFeatures)
+	x := make([]float32, len(in)*F)
+	for i, a := range in {
+		if err := encodeAffinity(x[i*F:(i+1)*F], a, i); err != nil {
+			return nil, err
+		}
+	}
+	p, err := o.s.run(x, []int64{int64(len(in)), int64(F)}, []int64{int64(len(in)), 1})
+	if err != nil {
+		return nil, fmt.Errorf("affinity model %s: %w", o.version, err)
+	}
+	out := make([]float64, len(in))
+	for i, v := range p {
+		out[i] = float64(v)
+	}
+	return out, nil
+}
+
+// Close releases the ONNX Runtime session.
+func (o *ortAffinity) Close() error { return o.s.Close() }

@@ -1,0 +1,122 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/advancedclimatesystems/gonnx"
+	"gorgonia.org/tensor"
+)
+
+func trainSynthAffinity(t *testing.T) (*AffinityResult, []AffinitySample) {
+	t.Helper()
+	samples := SynthAffinitySamples(2000, 1)
+	res, err := TrainAffinity(context.Background(), samples, AffinityTrainOptions{Epochs: 25, Seed: 1, Version: "aff-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, samples
+}
+
+// The trained model must beat both the fixed heuristic and the mean on
+// held-out outcomes drawn from a rule the heuristic only approximates.
+func TestAffinityLearnsBeyondHeuristic(t *testing.T) {
+	res, _ := trainSynthAffinity(t)
+	t.Logf("held-out MSE: model %.4f, heuristic %.4f, mean %.4f", res.ValMSE, res.DefaultMSE, res.MeanMSE)
+	if !(res.ValMSE < 0.7*res.DefaultMSE && res.ValMSE < 0.7*res.MeanMSE) {
+		t.Errorf("model MSE %.4f is not clearly below heuristic %.4f and mean %.4f", res.ValMSE, res.DefaultMSE, res.MeanMSE)
+	}
+}
+
+func TestAffinityExportAgreesWithGonnx(t *testing.T) {
+	res, samples := trainSynthAffinity(t)
+	b, err := res.ONNX()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadAffinity(b, res.Meta(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	in := make([]AffinityInput, n)
+	for i := range in {
+		in[i] = samples[i].Input
+	}
+	want, err := res.Model().Score(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := loaded.Score(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, err := gonnx.NewModelFromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	F := len(affinityFeatures)
+	x := make([]float32, n*F)
+	for i := range in {
+		if err := encodeAffinity(x[i*F:(i+1)*F], in[i], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := gm.Run(gonnx.Tensors{affinityInput: tensor.New(tensor.WithShape(n, F), tensor.WithBacking(x))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gv := out[affinityOutput].Data().([]float32)
+	for i := range n {
+		if math.Abs(got[i]-want[i]) > 1e-7 || math.Abs(float64(gv[i])-want[i]) > 1e-5 {
+			t.Errorf("sample %d: trained %.6f, reloaded %.6f, gonnx %.6f", i, want[i], got[i], gv[i])
+		}
+	}
+}
+
+func TestAffinityRefusesBadInput(t *testing.T) {
+	good := SynthAffinitySamples(1, 2)[0].Input
+	bad := good
+	bad.CPUUtil = math.NaN()
+	for name, a := range map[string]Affinity{"default": DefaultAffinity()} {
+		_, err := a.Score([]AffinityInput{good, bad})
+		var ie *InputError
+		if !errors.As(err, &ie) || ie.Index != 1 || ie.Field != "CPUUtil" {
+			t.Errorf("%s: %v, want an InputError for input 1 CPUUtil", name, err)
+		}
+	}
+	if _, err := TrainAffinity(context.Background(), SynthAffinitySamples(10, 1), AffinityTrainOptions{}); err == nil {
+		t.Error("10 samples accepted for training")
+	}
+	res, _ := trainSynthAffinity(t)
+	b, _ := res.ONNX()
+	if _, err := LoadDemand(b, "", false); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("affinity file loaded as a demand model: %v", err)
+	}
+	if _, err := LoadAffinity(b[:len(b)-7], "", false); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("truncated affinity file: %v", err)
+	}
+}
+
+func TestDefaultAffinityRanksSensibly(t *testing.T) {
+	base := AffinityInput{VolumeType: "ssd", SizeMB: 256, ReadRatio: 0.5, MemoryMB: 8192, Speed: 1, FreeMemMB: 4096}
+	busy := base
+	busy.CPUUtil, busy.MemPressure, busy.IOLatencyMS = 0.9, 0.8, 50
+	full := base
+	full.FreeMemMB = 100
+	s, err := DefaultAffinity().Score([]AffinityInput{base, busy, full})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(s[0] > s[1] && s[1] > s[2] && s[2] == 0 && s[0] <= 1) {
+		t.Errorf("scores idle %.3f busy %.3f full %.3f: want idle > busy > full = 0", s[0], s[1], s[2])
+	}
+	samples := AffinitySamples([]AffinityObservation{
+		{App: "a", LatencyMS: 100}, {App: "a", LatencyMS: 200}, {App: "a", LatencyMS: 50}, {App: "b", LatencyMS: -1},
+	})
+	if len(samples) != 3 || samples[0].Target != 1 || samples[1].Target != 0.5 || samples[2].Target != 1 {
+		t.Errorf("AffinitySamples = %+v, want targets 1, 0.5, 1 (usual = median 100)", samples)
+	}
+}
