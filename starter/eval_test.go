@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/forewarm/forewarm/internal/testenv"
 )
 
 // runStarter runs the CLI in-process and returns stdout and the error.
@@ -193,5 +195,45 @@ func TestTuneKeepAlive(t *testing.T) {
 		if _, err := runStarter(t, append([]string{"tune", "--format", "events", "--file", path}, args...)...); exitCode(err) != 2 {
 			t.Errorf("tune %v: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestEvalOurs trains a small demand model on the training part of a
+// synthetic workload and runs our policy on ONNX Runtime, as production
+// does, next to the oracle.
+func TestEvalOurs(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	out, err := runStarter(t, "eval", "--onnxruntime-lib", lib, "--format", "synth", "--apps", "12", "--days", "1",
+		"--policies", "keepalive,ours,oracle", "--keepalive-minutes", "10", "--thresholds", "0.1,0.5",
+		"--samples", "600", "--epochs", "1", "--json")
+	if err != nil {
+		t.Fatalf("eval: %v\n%s", err, out)
+	}
+	var got struct {
+		Model   string `json:"model"`
+		Results struct {
+			Rows []struct {
+				Policy       string  `json:"policy"`
+				ColdP75      float64 `json:"cold_rate_p75"`
+				WastedMBSec  float64 `json:"wasted_mb_s"`
+				Preparations int     `json:"preparations"`
+			} `json:"rows"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	rows := got.Results.Rows
+	if got.Model == "" || len(rows) != 4 || rows[1].Policy != "ours-0.1" || rows[2].Policy != "ours-0.5" {
+		t.Fatalf("model %q rows %+v", got.Model, rows)
+	}
+	// A lower threshold prepares at least as often: never more cold, never
+	// less waste.
+	lo, hi := rows[1], rows[2]
+	if lo.ColdP75 > hi.ColdP75 || lo.WastedMBSec < hi.WastedMBSec {
+		t.Errorf("threshold 0.1 %+v vs 0.5 %+v: not monotone", lo, hi)
+	}
+	if rows[3].ColdP75 != 0 || rows[3].WastedMBSec != 0 {
+		t.Errorf("oracle %+v", rows[3])
 	}
 }
