@@ -29,6 +29,10 @@ const ReferenceKeepAlive = 10 * time.Minute
 // DefaultKeepAlives is the fixed keep-alive sweep.
 var DefaultKeepAlives = []time.Duration{1 * time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, 60 * time.Minute}
 
+// DefaultHistogramRanges is the hybrid histogram policy's sweep over its
+// histogram range, as in the paper's Pareto figure (4 hours is its default).
+var DefaultHistogramRanges = []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+
 // DefaultThresholds is our policy's threshold sweep.
 var DefaultThresholds = []float64{0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9}
 
@@ -57,6 +61,7 @@ type EvalConfig struct {
 	Families   []string        // nil = all
 	KeepAlives []time.Duration // nil = DefaultKeepAlives
 	Thresholds []float64       // nil = DefaultThresholds
+	HistRanges []time.Duration // nil = DefaultHistogramRanges
 	Forecaster Forecaster      // needed for "ours"
 	OracleLead int             // bins
 }
@@ -89,7 +94,10 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 	if fams == nil {
 		fams = Families
 	}
-	kas, ths := cfg.KeepAlives, cfg.Thresholds
+	kas, ths, hrs := cfg.KeepAlives, cfg.Thresholds, cfg.HistRanges
+	if hrs == nil {
+		hrs = DefaultHistogramRanges
+	}
 	if kas == nil {
 		kas = DefaultKeepAlives
 	}
@@ -112,7 +120,11 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 				runs = append(runs, run{f, k.Minutes(), NewKeepAlive(k)})
 			}
 		case FamilyHistogram:
-			runs = append(runs, run{f, 0, NewHistogram()})
+			for _, r := range hrs {
+				h := NewHistogram()
+				h.Range = r
+				runs = append(runs, run{f, r.Hours(), h})
+			}
 		case FamilyOurs:
 			if cfg.Forecaster == nil {
 				return nil, fmt.Errorf("policy %q needs the demand model, and none was given", FamilyOurs)

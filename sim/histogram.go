@@ -62,7 +62,7 @@ func NewHistogram() *Histogram {
 	return &Histogram{Range: 4 * time.Hour, HistBin: time.Minute, CVMin: 2, OOBMax: 0.5, Margin: 0.1, ARIMA: 0.15}
 }
 
-func (p *Histogram) Name() string { return "histogram" }
+func (p *Histogram) Name() string { return "histogram-" + shortDuration(p.Range) }
 
 func (p *Histogram) Start(env Env) error {
 	if p.Range <= 0 || p.HistBin <= 0 || p.Range < p.HistBin {

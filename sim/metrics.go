@@ -10,7 +10,7 @@ import (
 type Summary struct {
 	Policy string  `json:"policy"`
 	Family string  `json:"family"` // reactive, keepalive, histogram, ours, oracle
-	Param  float64 `json:"param"`  // keep-alive minutes or threshold; 0 when none
+	Param  float64 `json:"param"`  // keep-alive minutes, histogram range hours or threshold; 0 when none
 
 	Apps         int     `json:"apps"` // applications with >= 1 request in the range
 	Requests     uint64  `json:"requests"`

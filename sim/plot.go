@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -101,6 +102,8 @@ func paramLabel(r Summary) string {
 	switch r.Family {
 	case FamilyKeepAlive:
 		return strconv.FormatFloat(r.Param, 'g', -1, 64) + "m"
+	case FamilyHistogram:
+		return shortDuration(time.Duration(r.Param * float64(time.Hour)))
 	case FamilyOurs:
 		return strconv.FormatFloat(r.Param, 'g', -1, 64)
 	}

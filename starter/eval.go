@@ -183,12 +183,17 @@ func trainingPart(tr *trace.Trace, evalStart int) *trace.Trace {
 }
 
 func minutesToDurations(ms []float64, flag string) ([]time.Duration, error) {
-	out := make([]time.Duration, len(ms))
-	for i, m := range ms {
-		if !(m > 0) || math.IsInf(m, 0) {
-			return nil, usageErr("--%s %v: minutes must be positive", flag, m)
+	return toDurations(ms, time.Minute, flag)
+}
+
+// toDurations converts flag values in unit to durations; each must be positive.
+func toDurations(xs []float64, unit time.Duration, flag string) ([]time.Duration, error) {
+	out := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		if !(x > 0) || math.IsInf(x, 0) {
+			return nil, usageErr("--%s %v: must be positive", flag, x)
 		}
-		out[i] = time.Duration(m * float64(time.Minute))
+		out[i] = time.Duration(x * float64(unit))
 	}
 	return out, nil
 }
@@ -219,6 +224,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 		pols    string
 		kaMin   []float64
 		ths     []float64
+		hrHours []float64
 		lead    int
 		outDir  string
 		asJSON  bool
@@ -235,7 +241,8 @@ percentage of the fixed 10-minute keep-alive's on the same range, and the
 preparations (= shadow requests) it made.
 
 Policies: reactive (prepare nothing), keepalive (fixed keep-alive, swept
-over --keepalive-minutes), histogram (Shahrad et al., ATC 2020), ours (the
+over --keepalive-minutes), histogram (the hybrid histogram policy of Shahrad
+et al., ATC 2020, swept over its range --histogram-hours), ours (the
 demand model trained on the training part, run on ONNX Runtime, swept over
 --thresholds, lease TTL = the model's horizon) and oracle (knows the future:
 the floor). The accounting is documented in the sim package.
@@ -258,6 +265,10 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 			if err := checkThresholds(ths); err != nil {
 				return err
 			}
+			hrs, err := toDurations(hrHours, time.Hour, "histogram-hours")
+			if err != nil {
+				return err
+			}
 			if lead < 0 {
 				return usageErr("--oracle-lead %d: must be >= 0", lead)
 			}
@@ -270,7 +281,7 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 			}
 			rep, err := sim.Evaluate(setup.tr, sim.EvalConfig{
 				EvalStart: setup.evalStart, Families: fams, KeepAlives: kas, Thresholds: ths,
-				Forecaster: fc, OracleLead: lead,
+				HistRanges: hrs, Forecaster: fc, OracleLead: lead,
 			})
 			if err != nil {
 				return err
@@ -306,6 +317,7 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 	fs.StringVar(&pols, "policies", strings.Join(sim.Families, ","), "comma-separated policies: "+strings.Join(sim.Families, ", "))
 	fs.Float64SliceVar(&kaMin, "keepalive-minutes", minutes(sim.DefaultKeepAlives), "keepalive: the keep-alive sweep, minutes")
 	fs.Float64SliceVar(&ths, "thresholds", sim.DefaultThresholds, "ours: the threshold sweep")
+	fs.Float64SliceVar(&hrHours, "histogram-hours", scale(minutes(sim.DefaultHistogramRanges), 1.0/60), "histogram: the sweep of the histogram range, hours (the paper's default is 4)")
 	fs.IntVar(&lead, "oracle-lead", 0, "oracle: bins prepared ahead of each request (0 = the floor)")
 	fs.StringVar(&outDir, "out", "", "directory for results.csv, results.json, pareto.svg and pareto.png")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of a table")
@@ -318,6 +330,14 @@ func minutes(ds []time.Duration) []float64 {
 	out := make([]float64, len(ds))
 	for i, d := range ds {
 		out[i] = d.Minutes()
+	}
+	return out
+}
+
+func scale(xs []float64, f float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x * f
 	}
 	return out
 }
