@@ -188,7 +188,13 @@ func TestRestartAfterCrashRemovesStaleFiles(t *testing.T) {
 	}
 }
 
-func TestSIGTERMReleasesEveryLease(t *testing.T) {
+func TestSIGTERMAndSIGINTReleaseEveryLease(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { testSignalReleases(t, sig) })
+	}
+}
+
+func testSignalReleases(t *testing.T, sig syscall.Signal) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	c := client.New("http://"+addr, token)
@@ -199,21 +205,21 @@ func TestSIGTERMReleasesEveryLease(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case err := <-p.done:
 		p.done <- err
 		if err != nil {
-			t.Fatalf("agent exited with %v after SIGTERM\n%s", err, p.out)
+			t.Fatalf("agent exited with %v after %v\n%s", err, sig, p.out)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("agent did not stop within 20 s of SIGTERM")
+		t.Fatalf("agent did not stop within 20 s of %v", sig)
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
-		t.Errorf("files left after SIGTERM: %v", entries)
+		t.Errorf("files left after %v: %v", sig, entries)
 	}
 	if !strings.Contains(p.out.String(), "released every lease on shutdown") {
 		t.Errorf("shutdown log lacks the release:\n%s", p.out)
