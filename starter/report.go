@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/forewarm/forewarm/report"
+	"github.com/forewarm/forewarm/store"
+)
+
+func init() { addCommand(reportCmd) }
+
+func reportCmd(g *globals) *cobra.Command {
+	var (
+		since, until string
+		asJSON       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Figures of a live run, read from ClickHouse: warm share, cold starts, waste, latency",
+		Long: `Report reads the requests and preparation events ClickHouse recorded in a time
+range and prints what an operator judges preparation by: the warm share, the
+75th-percentile application cold-start rate, reserved and wasted memory-time
+(leases no request claimed), latency warm against cold, the champion demand
+model and its metrics, and what the same requests would have cost with no
+preparation (every request cold, at the cold latencies measured in the run).`,
+		Example: `  starter report --since 2026-11-27T10:00:00Z
+  starter report --since 15m --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			now := time.Now().UTC()
+			from, err := parseSince(since, now)
+			if err != nil {
+				return usageErr("--since: %v", err)
+			}
+			to := now
+			if until != "" {
+				if to, err = parseSince(until, now); err != nil {
+					return usageErr("--until: %v", err)
+				}
+			}
+			if !from.Before(to) {
+				return usageErr("--since %s is not before --until %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+			}
+			return runReport(cmd.Context(), g, from, to, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "1h", "start of the range: an RFC 3339 time or a duration back from now")
+	cmd.Flags().StringVar(&until, "until", "", "end of the range (default now)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
+	return cmd
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("duration %s is negative", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration like 15m", s)
+	}
+	return t, nil
+}
+
+type reportOutput struct {
+	From    time.Time          `json:"from"`
+	To      time.Time          `json:"to"`
+	Figures report.Figures     `json:"figures"`
+	Model   *store.ModelRecord `json:"model,omitempty"`
+}
+
+func runReport(ctx context.Context, g *globals, from, to time.Time, asJSON bool) error {
+	st, err := store.Open(ctx, g.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reqs, err := st.Requests(ctx, from, to)
+	if err != nil {
+		return err
+	}
+	// A lease reserved inside the range may end after it: read events a
+	// little past the end so its outcome is known.
+	events, err := st.PreparationEvents(ctx, from, to.Add(time.Hour))
+	if err != nil {
+		return err
+	}
+	out := reportOutput{From: from, To: to, Figures: report.Compute(reportRequests(reqs), preparations(events, to))}
+	if m, err := st.Champion(ctx, store.KindDemand); err == nil {
+		out.Model = &m
+	} else if !errors.Is(err, store.ErrNoModel) {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Printf("Forewarm live run, %s to %s\n\n", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	out.Figures.Print(os.Stdout, to.Sub(from))
+	if out.Model != nil {
+		fmt.Printf("\ndemand model %s (published %s)\n", out.Model.Version, out.Model.Created.Format(time.RFC3339))
+		for _, k := range slices.Sorted(maps.Keys(out.Model.Metrics)) {
+			fmt.Printf("  %-28s %.4f\n", k, out.Model.Metrics[k])
+		}
+	} else {
+		fmt.Println("\nno demand model published yet: loops record predictions only once one is (starter model train --wait)")
+	}
+	if out.Figures.Requests == 0 {
+		fmt.Println("\nno requests were recorded in this range: was a replay running? (starter replay --help)")
+	}
+	return nil
+}
+
+func reportRequests(rs []store.Request) []report.Request {
+	out := make([]report.Request, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, report.Request{App: r.App, Warm: r.Warm, LatencyMS: r.LatencyMS, SetupMS: r.SetupMS, MemoryMB: r.SizeMB})
+	}
+	return out
+}
+
+// preparations folds each lease's events into its life: memory from the
+// reservation, held time to its end (or to `until` while still live), and
+// whether a request claimed it. Leases first seen after reservation (the
+// range cut their start) count from their first event.
+func preparations(events []store.PreparationEvent, until time.Time) []report.Preparation {
+	type life struct {
+		p            report.Preparation
+		start, end   time.Time
+		ended        bool
+		heldRecorded float64
+	}
+	byID := map[string]*life{}
+	var order []string
+	for _, e := range events {
+		l := byID[e.PreparationID]
+		if l == nil {
+			l = &life{p: report.Preparation{ID: e.PreparationID, App: e.App}, start: e.Time}
+			byID[e.PreparationID] = l
+			order = append(order, e.PreparationID)
+		}
+		if e.MemoryMB > 0 {
+			l.p.MemoryMB = e.MemoryMB
+		}
+		switch e.Event {
+		case store.PrepClaimed:
+			l.p.Claimed = true
+			l.end, l.ended = e.Time, true
+		case store.PrepExpired, store.PrepReleased, store.PrepFailed:
+			if !l.ended || e.Time.Before(l.end) {
+				l.end, l.ended = e.Time, true
+			}
+			l.heldRecorded = max(l.heldRecorded, e.HeldSeconds)
+		}
+	}
+	out := make([]report.Preparation, 0, len(order))
+	for _, id := range order {
+		l := byID[id]
+		end := until
+		if l.ended {
+			end = l.end
+		}
+		l.p.HeldSeconds = max(end.Sub(l.start).Seconds(), 0)
+		if !l.p.Claimed && l.heldRecorded > 0 {
+			l.p.HeldSeconds = l.heldRecorded
+		}
+		out = append(out, l.p)
+	}
+	return out
+}
