@@ -44,8 +44,8 @@ type Figures struct {
 	OverallColdRate     float64
 	Preparations        int
 	PreparationsClaimed int
-	ReservedMBSeconds   float64 // every lease's memory × time held
-	WastedMBSeconds     float64 // leases never claimed
+	ReservedMBSeconds   float64            // every lease's memory × time held
+	WastedMBSeconds     float64            // leases never claimed
 	Latency             map[string]Latency // "warm", "cold", "all"
 
 	// NoPreparation is the same requests with nothing prepared: every
