@@ -59,7 +59,9 @@ func TestDemandForecasterFeedsTheModelThePastOnly(t *testing.T) {
 		t.Errorf("app 0 counts at bin 9 = %v, want [0 0 1 0]", last)
 	}
 	// App 0 is prepared at every bin (P 0.9): 6 wasted, 7 warm, 8-9 wasted.
-	if a := r.Apps[0]; a.Cold != 0 || a.WastedBins != 3 || a.LiveBins != 4 {
+	// Leases: 6 (to 7), renewed in its last bin 7, again at 8 after the
+	// claim, renewed at 9: four preparations.
+	if a := r.Apps[0]; a.Cold != 0 || a.WastedBins != 3 || a.LiveBins != 4 || a.Preparations != 4 {
 		t.Errorf("app 0 %+v", a)
 	}
 }

@@ -40,7 +40,10 @@
 // requests): a fresh reservation, validated by one shadow request. Holding
 // on after an instance served bin b-1 (a keep-alive) is not a new
 // preparation. For the first evaluation bin, "held" means served requests
-// in the last training bin.
+// in the last training bin. Our policy counts its leases itself, as
+// production makes them: a lease renewed within a continuous hold, or
+// prepared right after a request claimed the previous one, is a new
+// preparation with its own shadow request.
 //
 // Applications' memory is trace.App.MemoryMB, or trace.DefaultMemoryMB
 // (170 MB, about the Azure 2019 median) when the trace does not know it.

@@ -81,18 +81,22 @@ func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	return p, nil
 }
 
-// Ours is Forewarm's policy as the prediction loop runs it: at every bin,
-// when an application's probability of a request within the horizon
-// reaches Threshold, it holds (or renews) a lease until the horizon ends
-// (lease TTL = horizon). A request claims the lease, which is released
-// after that bin; the next bin's forecast decides whether to hold again.
+// Ours is Forewarm's policy as the prediction loop (workflows/loop.go)
+// runs it: at every bin, when an application's probability of a request
+// within the horizon reaches Threshold and no lease covers the bin after
+// this one, it prepares a lease for the horizon (lease TTL = horizon), so
+// a lease is renewed during its last bin while the probability stays high.
+// A request claims the lease, which is released after that bin; the next
+// bin's forecast decides whether to prepare again. Every lease is a
+// preparation with its shadow request, as in production.
 type Ours struct {
 	Threshold float64
 	Cache     *ForecastCache
 
-	hist  *History
-	h     int
-	until []int // lease live for bins < until
+	hist   *History
+	h      int
+	until  []int // lease live for bins < until
+	leases []int // leases prepared per app in the evaluation range
 }
 
 // NewOurs is our policy at threshold th over a shared forecast cache.
@@ -113,6 +117,7 @@ func (p *Ours) Start(env Env) error {
 	}
 	p.hist = newHistory(env)
 	p.until = make([]int, len(env.Apps))
+	p.leases = make([]int, len(env.Apps))
 	return nil
 }
 
@@ -122,8 +127,9 @@ func (p *Ours) Plan(b int, live []bool) error {
 		return err
 	}
 	for i, pr := range probs {
-		if pr >= p.Threshold {
-			p.until[i] = max(p.until[i], b+p.h)
+		if pr >= p.Threshold && p.until[i] <= b+1 {
+			p.until[i] = b + p.h
+			p.leases[i]++
 		}
 		live[i] = b < p.until[i]
 	}
@@ -138,3 +144,6 @@ func (p *Ours) Observe(b int, counts []uint32) {
 		}
 	}
 }
+
+// Preparations reports the leases prepared per application.
+func (p *Ours) Preparations() []int { return p.leases }

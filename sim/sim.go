@@ -30,6 +30,13 @@ type Clairvoyant interface {
 	Foresee(tr *trace.Trace)
 }
 
+// PreparationCounter is implemented by policies that count their own
+// preparations (our policy renews a lease inside a continuous hold, which
+// the generic rule would not see). Run takes its figures over the rule's.
+type PreparationCounter interface {
+	Preparations() []int // per application, evaluation range only
+}
+
 // Env is what a policy knows about a run: the applications' profiles and
 // the bin grid, not their counts.
 type Env struct {
@@ -170,6 +177,11 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 			}
 		}
 		p.Observe(b, counts)
+	}
+	if pc, ok := p.(PreparationCounter); ok {
+		for i, n := range pc.Preparations() {
+			res.Apps[i].Preparations = n
+		}
 	}
 	for i := range res.Apps {
 		r := &res.Apps[i]

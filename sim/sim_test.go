@@ -194,6 +194,19 @@ func TestOursLeases(t *testing.T) {
 	}
 }
 
+func TestOursRenewsInTheLastBinOfALease(t *testing.T) {
+	// Horizon 3, P = 0.8 in bins 2..7, no request. Leases at 2 (2-4),
+	// renewed at 4 (to 6) and at 6 (to 8): live 2..8, all wasted, three
+	// preparations although the hold is continuous.
+	probs := map[int][]float64{}
+	for b := 2; b <= 7; b++ {
+		probs[b] = []float64{0.8}
+	}
+	tr := mk(12, appSpec{mem: 10, at: []int{11}})
+	got := run(t, tr, NewOurs(NewForecastCache(&fakeForecaster{h: 3, probs: probs}), 0.5), 1)
+	check(t, got, 1, 1, 7, 7, 3)
+}
+
 func TestPercentile(t *testing.T) {
 	for _, c := range []struct {
 		xs   []float64
