@@ -555,3 +555,52 @@ func (s *Store) LoadFile(ctx context.Context, format, path string, ropt trace.Re
 	opt.Source = cmp.Or(opt.Source, path)
 	return s.LoadTrace(ctx, tr, opt)
 }
+
+// BinActivity is one bin of an application's activity.
+type BinActivity struct {
+	Start      time.Time `json:"start"`
+	Requests   uint64    `json:"requests"`
+	MeanSizeMB float64   `json:"mean_size_mb"` // 0 when the sizes are unknown
+	ReadRatio  float64   `json:"read_ratio"`
+	MeanWorkMS float64   `json:"mean_work_ms"`
+}
+
+// AppActivity returns one application's bins with requests in [from, to)
+// on a grid of bin from from, with the mean size, read ratio and work.
+func (s *Store) AppActivity(ctx context.Context, app string, from, to time.Time, bin time.Duration) ([]BinActivity, error) {
+	if bin < time.Second || bin%time.Second != 0 {
+		return nil, fmt.Errorf("bin width %v: use whole seconds", bin)
+	}
+	binSec := int64(bin / time.Second)
+	var out []BinActivity
+	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.Query(ctx, `SELECT intDiv(toInt64(toUInt32(bin_start)) - ?, ?) AS i, sum(requests), sum(size_mb_sum), sum(read_ratio_sum), sum(work_ms_sum)
+			FROM activity
+			WHERE app = ? AND bin_start >= toDateTime(?) AND bin_start < toDateTime(?) AND `+visible+`
+			GROUP BY i ORDER BY i`, from.Unix(), binSec, app, max(from.Unix(), 0), min(to.Unix(), math.MaxUint32))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				i                  int64
+				n                  uint64
+				size, read, workMS float64
+			)
+			if err := rows.Scan(&i, &n, &size, &read, &workMS); err != nil {
+				return err
+			}
+			b := BinActivity{Start: from.Add(time.Duration(i) * bin).UTC(), Requests: n}
+			if n > 0 {
+				b.MeanSizeMB, b.ReadRatio, b.MeanWorkMS = size/float64(n), read/float64(n), workMS/float64(n)
+			}
+			out = append(out, b)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read activity of %s: %w", app, err)
+	}
+	return out, nil
+}

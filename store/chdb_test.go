@@ -412,6 +412,9 @@ func TestModernClickHouse(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(act, map[string][]float64{"live": {1, 1}, "none": {0, 0}}) {
 		t.Errorf("recent activity %v (%v)", act, err)
 	}
+	if d, err := s.AppActivity(ctx, "live", now.Add(-2*time.Minute), now, time.Minute); err != nil || len(d) != 2 || d[1].MeanSizeMB != 128 {
+		t.Errorf("app activity %+v (%v)", d, err)
+	}
 	if got, err := s.Requests(ctx, now.Add(-time.Hour), now); err != nil || len(got) != 2 || !reflect.DeepEqual(got[1], reqs[1]) {
 		t.Errorf("requests %+v (%v)", got, err)
 	}

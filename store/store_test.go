@@ -324,6 +324,10 @@ func TestRequestsKeepActivityUpToDate(t *testing.T) {
 	if err != nil || len(profiles) != 1 || profiles[0].MemoryMB != 103 || profiles[0].VolumeType != "ssd" || profiles[0].DurationMS != 40 {
 		t.Errorf("live profile %+v (%v)", profiles, err)
 	}
+	detail, err := s.AppActivity(ctx, "api", base, base.Add(3*time.Minute), time.Minute)
+	if err != nil || len(detail) != 3 || detail[0].Requests != 13 || detail[1].MeanSizeMB != 104 || detail[1].ReadRatio != 0.5 || detail[2].MeanWorkMS != 40 {
+		t.Errorf("app activity %+v (%v)", detail, err)
+	}
 	// Second-wide bins see the individual requests.
 	sec, err := s.RecentActivity(ctx, []string{"api"}, base.Add(41*time.Second), 41, time.Second)
 	if err != nil || sec["api"][0]+sec["api"][20] != 2+10 {
