@@ -57,7 +57,7 @@ for a in "${agents[@]}"; do
     --sleep-work --data-dir "$STATE/agents/$name" --token-file "$token" \
     --advertise-url "http://127.0.0.1:$port" --log-level warn
 done
-start_bg worker "$ROOT/bin/worker" --host-token-file "$token"
+start_bg worker "$ROOT/bin/worker" --agent-token-file "$token"
 log "host agents: ${#agents[@]}; worker logs in $STATE/logs/"
 
 step "2/5 history: the Azure Functions 2019 sample, then training through the workflow"
