@@ -99,3 +99,24 @@ func pct(v float64) string {
 	}
 	return fmt.Sprintf("%.1f%%", v)
 }
+
+// WriteMarkdown writes the table as Markdown, for the results page.
+func WriteMarkdown(w io.Writer, rep *Report) error {
+	fmt.Fprintf(w, "%d apps; evaluation %s – %s UTC (%d bins of %gs) after %d training bins; 100%% waste = %.1f GB·h (fixed 10-minute keep-alive).\n\n",
+		rep.Apps, rep.EvalFrom.Format("2006-01-02 15:04"), rep.EvalTo.Format("2006-01-02 15:04"),
+		rep.Bins-rep.EvalStart, rep.BinSeconds, rep.EvalStart, rep.ReferenceWastedMBSec/1024/3600)
+	fmt.Fprintln(w, "| policy | cold p75 | cold overall | waste (% of keep-alive 10 min) | wasted GB·h | preparations (= shadow requests) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(w, "| %s | %.1f%% | %.2f%% | %s | %.1f | %d |\n", r.Policy, 100*r.ColdP75, 100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
+	}
+	if len(rep.Best) > 0 {
+		fmt.Fprintln(w, "\nBest p75 cold-start rate per policy at no more waste than the 10-minute keep-alive:")
+		fmt.Fprintln(w)
+		for _, r := range rep.Best {
+			fmt.Fprintf(w, "- %s: **%s**, cold p75 %.1f%%, waste %s\n", r.Family, r.Policy, 100*r.ColdP75, pct(r.WastePct))
+		}
+	}
+	_, err := fmt.Fprintln(w)
+	return err
+}

@@ -228,6 +228,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 		lead    int
 		outDir  string
 		asJSON  bool
+		asMD    bool
 		title   string
 		verbose bool
 	)
@@ -299,6 +300,13 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 			if asJSON {
 				return writeEvalJSON(w, &out)
 			}
+			if asMD {
+				if err := sim.WriteMarkdown(w, rep); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(w, "Time: %.0f s in all, of which training %.0f s and simulation %.1f s.\n", out.TotalSeconds, out.TrainSeconds, float64(rep.SimMillis)/1000)
+				return err
+			}
 			fmt.Fprintf(w, "%s\n", setup.desc)
 			if err := sim.WriteTable(w, rep); err != nil {
 				return err
@@ -321,6 +329,7 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 	fs.IntVar(&lead, "oracle-lead", 0, "oracle: bins prepared ahead of each request (0 = the floor)")
 	fs.StringVar(&outDir, "out", "", "directory for results.csv, results.json, pareto.svg and pareto.png")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of a table")
+	fs.BoolVar(&asMD, "markdown", false, "print the table as Markdown (for docs/results.md)")
 	fs.StringVar(&title, "title", "", "plot title")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "log training progress")
 	return cmd
