@@ -100,8 +100,9 @@ Formats:
              ID: HashFunction. Each trace minute becomes one --bin.
   events     CSV timestamp,app_id[,memory_mb,read_ratio,duration_ms] with a
              header; timestamps RFC 3339 or Unix seconds, any order.`,
-		Example: `  starter history load --format azure2019 --file 1350_inv.csv --memory 1350_mem.csv --durations 1350_run.csv
-  starter history load --format azure2019 --file 1350_inv.csv --bin 1s --start recent
+		Example: `  starter history load --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
+      --memory testdata/azure2019-sample/1350_mem.csv --durations testdata/azure2019-sample/1350_run.csv
+  starter history load --format azure2019 --file testdata/azure2019-sample/1350_inv.csv --bin 1s --start recent
   starter history load --format events --file requests.csv --bin 1m --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

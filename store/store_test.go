@@ -48,7 +48,7 @@ func rawActivityRows(t *testing.T, s *store.Store) uint64 {
 func sampleDir(t testing.TB) string {
 	dir := os.Getenv("FOREWARM_AZURE_SAMPLE")
 	if dir == "" {
-		dir = "/work/shared/traces/azure2019-sample"
+		dir = filepath.Join("..", "testdata", "azure2019-sample") // the copy in the repository
 	}
 	if _, err := os.Stat(filepath.Join(dir, "1350_inv.csv")); err != nil {
 		t.Fatalf("the shared Azure sample is missing (set FOREWARM_AZURE_SAMPLE to its folder): %v", err)

@@ -310,7 +310,7 @@ func TestSynth(t *testing.T) {
 func TestSharedAzureSample(t *testing.T) {
 	dir := os.Getenv("FOREWARM_AZURE_SAMPLE")
 	if dir == "" {
-		dir = "/work/shared/traces/azure2019-sample"
+		dir = filepath.Join("..", "testdata", "azure2019-sample") // the copy in the repository
 	}
 	inv := filepath.Join(dir, "1350_inv.csv")
 	if _, err := os.Stat(inv); err != nil {
