@@ -82,6 +82,8 @@ type Report struct {
 	// those wasting no more than the 10-minute keep-alive.
 	Best      []Summary `json:"best_within_keepalive10_waste"`
 	SimMillis int64     `json:"simulation_ms"`
+
+	Runs []Result `json:"-"` // per-application accounting, same order as Rows
 }
 
 // Evaluate runs every requested policy (with its sweep) over tr and
@@ -160,6 +162,7 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 		s.Family, s.Param = r.family, r.param
 		s.Normalize(refWaste)
 		rep.Rows = append(rep.Rows, s)
+		rep.Runs = append(rep.Runs, res)
 	}
 	rep.SimMillis = time.Since(began).Milliseconds()
 	rep.Best = bestWithin(rep.Rows, fams, 100)

@@ -35,6 +35,26 @@ func WriteCSV(w io.Writer, rep *Report) error {
 	return cw.Error()
 }
 
+// WritePerAppCSV writes every run's per-application accounting, one row per
+// (policy, application), for finding where a policy wins or loses.
+func WritePerAppCSV(w io.Writer, rep *Report) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"policy", "app", "memory_mb", "requests", "cold_requests", "live_bins", "wasted_bins", "wasted_mb_s", "preparations"}); err != nil {
+		return err
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 8, 64) }
+	for _, r := range rep.Runs {
+		for _, a := range r.Apps {
+			if err := cw.Write([]string{r.Policy, a.ID, f(a.MemoryMB), strconv.FormatUint(a.Requests, 10), strconv.FormatUint(a.Cold, 10),
+				strconv.Itoa(a.LiveBins), strconv.Itoa(a.WastedBins), f(a.WastedMBSec), strconv.Itoa(a.Preparations)}); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
 // WriteJSON writes the whole report, indented. NaN waste percentages (no
 // reference waste) become null.
 func WriteJSON(w io.Writer, rep *Report) error {

@@ -229,6 +229,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 		outDir  string
 		asJSON  bool
 		asMD    bool
+		perApp  bool
 		title   string
 		verbose bool
 	)
@@ -258,6 +259,9 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 			fams, err := sim.ParseFamilies(pols)
 			if err != nil {
 				return usageErr("--policies: %v", err)
+			}
+			if perApp && outDir == "" {
+				return usageErr("--per-app writes apps.csv into --out: give --out")
 			}
 			kas, err := minutesToDurations(kaMin, "keepalive-minutes")
 			if err != nil {
@@ -292,7 +296,7 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 				title = "Cold starts vs. wasted memory: " + setup.desc
 			}
 			if outDir != "" {
-				if err := writeResults(outDir, &out, title); err != nil {
+				if err := writeResults(outDir, &out, title, perApp); err != nil {
 					return err
 				}
 			}
@@ -329,6 +333,7 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 	fs.IntVar(&lead, "oracle-lead", 0, "oracle: bins prepared ahead of each request (0 = the floor)")
 	fs.StringVar(&outDir, "out", "", "directory for results.csv, results.json, pareto.svg and pareto.png")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of a table")
+	fs.BoolVar(&perApp, "per-app", false, "also write apps.csv into --out: every policy's accounting per application")
 	fs.BoolVar(&asMD, "markdown", false, "print the table as Markdown (for docs/results.md)")
 	fs.StringVar(&title, "title", "", "plot title")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "log training progress")
@@ -359,7 +364,7 @@ func resultFiles(dir string) []string {
 	return out
 }
 
-func writeResults(dir string, out *evalOutput, title string) error {
+func writeResults(dir string, out *evalOutput, title string, perApp bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
@@ -380,6 +385,11 @@ func writeResults(dir string, out *evalOutput, title string) error {
 	}
 	if err := write("results.json", func(w io.Writer) error { return writeEvalJSON(w, out) }); err != nil {
 		return err
+	}
+	if perApp {
+		if err := write("apps.csv", func(w io.Writer) error { return sim.WritePerAppCSV(w, out.Report) }); err != nil {
+			return err
+		}
 	}
 	for _, ext := range []string{"svg", "png"} {
 		if err := write("pareto."+ext, func(w io.Writer) error { return sim.WritePlot(w, out.Report, title, ext) }); err != nil {

@@ -66,7 +66,7 @@ func TestEvalEventsTableJSONAndFiles(t *testing.T) {
 	path := writeEvents(t, periodic(600, 4*3600)...)
 	dir := t.TempDir()
 	out, err := runStarter(t, "eval", "--format", "events", "--file", path,
-		"--policies", "reactive,keepalive,histogram,oracle", "--keepalive-minutes", "10,11", "--out", dir)
+		"--policies", "reactive,keepalive,histogram,oracle", "--keepalive-minutes", "10,11", "--out", dir, "--per-app")
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, out)
 	}
@@ -75,7 +75,7 @@ func TestEvalEventsTableJSONAndFiles(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	for _, f := range []string{"results.csv", "results.json", "pareto.svg", "pareto.png"} {
+	for _, f := range []string{"results.csv", "results.json", "pareto.svg", "pareto.png", "apps.csv"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -119,6 +119,7 @@ func TestEvalBadInput(t *testing.T) {
 		{"missing file", []string{"--format", "events", "--file", path + ".nope"}, 1, "events.csv.nope"},
 		{"memory with events", []string{"--format", "events", "--file", path, "--memory", path}, 1, "azure2019 only"},
 		{"bad keep-alive", []string{"--format", "events", "--file", path, "--keepalive-minutes", "-1"}, 2, "must be positive"},
+		{"per-app without out", []string{"--format", "events", "--file", path, "--per-app"}, 2, "give --out"},
 		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "[0, 1]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
