@@ -89,7 +89,7 @@ func Open(ctx context.Context, cfg config.ClickHouse) (*Store, error) {
 		return boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+cfg.Database+"`")
 	})
 	boot.Close()
-	if err != nil {
+	if err != nil && !alreadyExists(err) { // another process may win the race
 		return nil, fmt.Errorf("clickhouse %s: create database %s: %w", cfg.Addr, cfg.Database, err)
 	}
 	conn, err := dial(ctx, cfg, cfg.Database)

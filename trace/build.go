@@ -36,7 +36,7 @@ func (t *Trace) Validate() error {
 			return fmt.Errorf("trace: app IDs not sorted and unique at %q after %q", a.ID, t.Apps[i-1].ID)
 		case len(a.Counts) != t.Bins:
 			return fmt.Errorf("trace: app %q has %d counts, want %d", a.ID, len(a.Counts), t.Bins)
-		case a.MemoryMB < 0 || a.DurationMS < 0 || a.ReadRatio < 0 || a.ReadRatio > 1:
+		case !(a.MemoryMB >= 0) || !(a.DurationMS >= 0) || !(a.ReadRatio >= 0 && a.ReadRatio <= 1): // NaN fails too
 			return fmt.Errorf("trace: app %q has an out-of-range profile (memory %v MB, read ratio %v, duration %v ms)", a.ID, a.MemoryMB, a.ReadRatio, a.DurationMS)
 		}
 	}

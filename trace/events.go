@@ -15,9 +15,10 @@ type EventsOptions struct {
 	Bin   time.Duration // bin width; zero = 1 minute
 }
 
-// MaxCells bounds apps × bins of a trace read from events, so a stray
-// timestamp years away fails clearly instead of exhausting memory.
-const MaxCells = 1 << 30
+// MaxCells bounds apps × bins of a trace held in memory (1 GiB of counts),
+// so a stray timestamp years away fails clearly instead of exhausting
+// memory.
+const MaxCells = 1 << 28
 
 // ReadEvents reads a CSV of single requests with a header naming the
 // columns: timestamp and app_id are required; memory_mb, read_ratio and
