@@ -81,10 +81,10 @@ func newHistoryLoadCmd(g *globals) *cobra.Command {
 		format, file, memory, durations string
 		start                           startFlag
 		bin                             time.Duration
-		asJSON                          bool
+		asJSON, dryRun                  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "load --format azure2019|events --file PATH [--memory PATH] [--durations PATH] [--start TIME] [--bin DUR]",
+		Use:   "load --format azure2019|events --file PATH [--memory PATH] [--durations PATH] [--start TIME] [--bin DUR] [--dry-run]",
 		Short: "Load a trace file into the history",
 		Long: `Read a trace file, validate all of it, and store its activity and
 application profiles. A bad file is refused with its file, line and column,
@@ -137,6 +137,9 @@ Formats:
 			if start.recent {
 				shiftRecent(tr, time.Now())
 			}
+			if dryRun {
+				return describeTrace(cmd.OutOrStdout(), tr, file, asJSON)
+			}
 			return storeTrace(cmd.Context(), cmd.OutOrStdout(), g, tr, store.LoadOptions{Format: format, Source: file}, asJSON)
 		},
 	}
@@ -148,7 +151,28 @@ Formats:
 	fs.StringVar(&start.raw, "start", "", `start of the first bin: RFC 3339, Unix seconds, or "recent" to end the trace now (default: azure2019 2019-07-15T00:00:00Z, events the first event)`)
 	fs.DurationVar(&bin, "bin", time.Minute, "bin width (azure2019: the width each trace minute maps onto)")
 	fs.BoolVar(&asJSON, "json", false, "print the load result as JSON")
+	fs.BoolVar(&dryRun, "dry-run", false, "validate the file and print what it holds, without storing anything")
 	return cmd
+}
+
+// describeTrace reports what a validated file holds (--dry-run).
+func describeTrace(w io.Writer, tr *trace.Trace, source string, asJSON bool) error {
+	last := tr.BinStart(max(0, tr.Bins-1))
+	if asJSON {
+		return emitJSON(w, struct {
+			Source     string    `json:"source"`
+			Apps       int       `json:"apps"`
+			Bins       int       `json:"bins"`
+			BinSeconds float64   `json:"bin_seconds"`
+			Requests   uint64    `json:"requests"`
+			First      time.Time `json:"first"`
+			Last       time.Time `json:"last"`
+		}{source, len(tr.Apps), tr.Bins, tr.Bin.Seconds(), tr.Total(), tr.Start, last})
+	}
+	fmt.Fprintf(w, "%s: valid; %s requests of %s apps over %s bins of %v, %s – %s (nothing stored: --dry-run)\n",
+		source, thousands(tr.Total()), thousands(uint64(len(tr.Apps))), thousands(uint64(tr.Bins)), tr.Bin,
+		tr.Start.Format(time.RFC3339), last.Format(time.RFC3339))
+	return nil
 }
 
 func newHistorySynthCmd(g *globals) *cobra.Command {

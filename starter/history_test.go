@@ -44,7 +44,14 @@ func TestHistoryLoadStatsAndBadInput(t *testing.T) {
 	events := filepath.Join(dir, "events.csv")
 	os.WriteFile(events, []byte("timestamp,app_id,memory_mb\n2026-03-01T10:00:05Z,web,256\n2026-03-01T10:02:00Z,web,\n1772359200,cron,64\n"), 0o644)
 
-	out, err := history(t, db, "load", "--format", "events", "--file", events)
+	out, err := history(t, db, "load", "--format", "events", "--file", events, "--dry-run")
+	if err != nil || !strings.Contains(out, "valid; 3 requests of 2 apps over 3 bins") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if st := historyStats(t, db); st["requests"] != 0.0 {
+		t.Fatalf("a dry run stored something: %v", st)
+	}
+	out, err = history(t, db, "load", "--format", "events", "--file", events)
 	if err != nil || !strings.Contains(out, "loaded 3 requests of 2 apps over 3 bins") {
 		t.Fatalf("load: %v\n%s", err, out)
 	}
