@@ -193,6 +193,17 @@ func TestReadEvents(t *testing.T) {
 	}
 }
 
+func TestReadEventsBOMAndCRLF(t *testing.T) {
+	p := write(t, "events.csv", "\ufeffTimestamp,App_ID\r\n1772359200,a\r\n\r\n1772359261,a\r\n")
+	tr, err := ReadEvents(p, EventsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := counts(t, tr)["a"]; !reflect.DeepEqual(got, []uint32{1, 1}) {
+		t.Errorf("counts %v", got)
+	}
+}
+
 func TestReadEventsBadInput(t *testing.T) {
 	head := "timestamp,app_id\n"
 	cases := []struct {
