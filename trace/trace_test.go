@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -315,6 +316,47 @@ func TestSynth(t *testing.T) {
 	sec := Synth(SynthOptions{Apps: 3, Days: 1, Bin: time.Second, Seed: 1})
 	if sec.Bins != 86400 || sec.Validate() != nil {
 		t.Errorf("second bins: %d", sec.Bins)
+	}
+}
+
+// TestSynthShapes checks each kind looks like what it claims to be.
+func TestSynthShapes(t *testing.T) {
+	tr := Synth(SynthOptions{Apps: 80, Days: 2, Seed: 11})
+	for _, a := range tr.Apps {
+		kind := a.ID[strings.LastIndex(a.ID, "-")+1:]
+		var total uint64
+		active, longestIdle, idle := 0, 0, 0
+		hours := make([]uint64, 24)
+		for b, c := range a.Counts {
+			total += uint64(c)
+			hours[tr.BinStart(b).Hour()] += uint64(c)
+			if c > 0 {
+				active++
+				idle = 0
+			} else {
+				idle++
+				longestIdle = max(longestIdle, idle)
+			}
+		}
+		switch kind {
+		case KindHeavy:
+			if active < tr.Bins*99/100 || total < uint64(tr.Bins)*15 {
+				t.Errorf("%s: heavy hitter active in %d of %d bins, %d requests", a.ID, active, tr.Bins, total)
+			}
+		case KindRare:
+			if total == 0 || total > 25 { // 0.3–5 a day, Poisson
+				t.Errorf("%s: rare app with %d requests in 2 days", a.ID, total)
+			}
+		case KindBursty:
+			if longestIdle < 30 {
+				t.Errorf("%s: bursty app never idle for 30 minutes (longest %d)", a.ID, longestIdle)
+			}
+		case KindDiurnal:
+			busiest, quietest := slices.Max(hours), slices.Min(hours)
+			if total > 500 && busiest < 5*quietest {
+				t.Errorf("%s: business-hours app has no daily swing: %v", a.ID, hours)
+			}
+		}
 	}
 }
 
