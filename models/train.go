@@ -37,7 +37,9 @@ type TrainOptions struct {
 	LR          float64 // Adam learning rate, default 3e-3
 	Workers     int     // goroutines per mini-batch, default min(2, GOMAXPROCS)
 	Seed        uint64  // same seed + same data = same model
-	Version     string  // default "demand-<UTC timestamp>"
+	// Version names the model; default "demand-<UTC timestamp>", or the
+	// checkpoint's version when resuming.
+	Version string
 	// Checkpoint resumes a run from bytes a Progress carried. It is refused
 	// when it belongs to other options or other data.
 	Checkpoint []byte
@@ -47,8 +49,10 @@ type TrainOptions struct {
 	Logger        *slog.Logger
 }
 
-// Progress is reported during training. Checkpoint is set at epoch ends:
-// pass it back as TrainOptions.Checkpoint to resume after that epoch.
+// Progress is reported during training. Checkpoint is the latest resumable
+// state (nil until the first epoch ends; renewed at every epoch end and
+// repeated in the reports between, so the last heartbeat always carries
+// it): pass it back as TrainOptions.Checkpoint to resume after that epoch.
 type Progress struct {
 	Epoch, Epochs  int
 	Batch, Batches int
@@ -183,6 +187,7 @@ func (d *dataset) draw(rng *rand.Rand, from, to, n int) []sample {
 // checkpoint is the resumable state after a completed epoch.
 type checkpoint struct {
 	Format      string
+	Version     string
 	OptionsHash uint64
 	DataHash    uint64
 	Epoch       int
@@ -203,7 +208,7 @@ const checkpointFormat = "forewarm.demand.checkpoint/v1"
 func optionsHash(spec DemandSpec, o TrainOptions) uint64 {
 	h := fnv.New64a()
 	sj, _ := json.Marshal(spec)
-	fmt.Fprint(h, string(sj), o.TrainUntil.UTC().Format(time.RFC3339Nano), o.Samples, o.ValFraction, o.BatchSize, o.LR, o.Seed, o.Version)
+	fmt.Fprint(h, string(sj), o.TrainUntil.UTC().Format(time.RFC3339Nano), o.Samples, o.ValFraction, o.BatchSize, o.LR, o.Seed)
 	return h.Sum64()
 }
 
@@ -274,9 +279,6 @@ func (o *TrainOptions) defaults(tr *trace.Trace) DemandSpec {
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 2 * time.Second
 	}
-	if o.Version == "" {
-		o.Version = "demand-" + time.Now().UTC().Format("20060102T150405Z")
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -297,6 +299,19 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	var resume *checkpoint
+	if len(opt.Checkpoint) > 0 {
+		resume = &checkpoint{}
+		if err := gob.NewDecoder(bytes.NewReader(opt.Checkpoint)).Decode(resume); err != nil {
+			return nil, fmt.Errorf("train: checkpoint is unreadable: %w", err)
+		}
+		if opt.Version == "" {
+			opt.Version = resume.Version
+		}
+	}
+	if opt.Version == "" {
+		opt.Version = "demand-" + time.Now().UTC().Format("20060102T150405Z")
+	}
 	ds, err := buildDataset(tr, spec, opt)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -304,19 +319,18 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 	rng := rand.New(rand.NewPCG(opt.Seed, 1))
 	model := newLSTM(spec.NumFeatures(), spec.Hidden, rng)
 	adam := newAdam(model, opt.LR)
-	st := checkpoint{Format: checkpointFormat, OptionsHash: optionsHash(spec, opt), DataHash: ds.fingerprint(),
+	st := checkpoint{Format: checkpointFormat, Version: opt.Version, OptionsHash: optionsHash(spec, opt), DataHash: ds.fingerprint(),
 		BestVal: math.Inf(1)}
 	res := &DemandResult{Spec: spec, Version: opt.Version, TrainSeqs: len(ds.train), ValSeqs: len(ds.val)}
-	if len(opt.Checkpoint) > 0 {
-		var cp checkpoint
-		if err := gob.NewDecoder(bytes.NewReader(opt.Checkpoint)).Decode(&cp); err != nil {
-			return nil, fmt.Errorf("train: checkpoint is unreadable: %w", err)
-		}
+	if resume != nil {
+		cp := *resume
 		switch {
+		case cp.Version != opt.Version:
+			return nil, fmt.Errorf("train: checkpoint is of model %q, not %q", cp.Version, opt.Version)
 		case cp.Format != checkpointFormat:
 			return nil, fmt.Errorf("train: checkpoint format %q, want %q", cp.Format, checkpointFormat)
 		case cp.OptionsHash != st.OptionsHash:
-			return nil, fmt.Errorf("train: checkpoint belongs to a run with other options (spec, range, seed or version)")
+			return nil, fmt.Errorf("train: checkpoint belongs to a run with other options (spec, range, samples, seed)")
 		case cp.DataHash != st.DataHash:
 			return nil, fmt.Errorf("train: checkpoint belongs to other training data")
 		}
@@ -338,6 +352,11 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 	}
 
 	tr32 := newTrainer(model, ds, opt.Workers, opt.BatchSize)
+	var lastCP []byte // latest epoch-end state, repeated in every report
+	lastVal := math.NaN()
+	if resume != nil {
+		lastCP = opt.Checkpoint
+	}
 	T, F := spec.SeqLen, spec.NumFeatures()
 	order := make([]int, len(ds.train))
 	batches := (len(order) + opt.BatchSize - 1) / opt.BatchSize
@@ -368,14 +387,15 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 			if progress != nil && time.Since(lastReport) >= opt.ProgressEvery {
 				lastReport = time.Now()
 				progress(Progress{Epoch: epoch, Epochs: opt.Epochs, Batch: b + 1, Batches: batches,
-					TrainLoss: lossSum / float64(seen), ValLoss: nanIfInf(st.BestVal), BestValLoss: nanIfInf(st.BestVal),
-					SeqPerSec: float64(seen) / time.Since(start).Seconds()})
+					TrainLoss: lossSum / float64(seen), ValLoss: lastVal, BestValLoss: nanIfInf(st.BestVal),
+					SeqPerSec: float64(seen) / time.Since(start).Seconds(), Checkpoint: lastCP})
 			}
 		}
 		secs := time.Since(start).Seconds()
 		st.TrainSecs += secs
 		st.TrainSeqs += seen
 		val := tr32.loss(ds.val, T, F)
+		lastVal = val
 		st.Epoch = epoch
 		st.Step = adam.step
 		if val < st.BestVal-1e-5 {
@@ -394,9 +414,10 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 			if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
 				return nil, fmt.Errorf("train: encode checkpoint: %w", err)
 			}
+			lastCP = buf.Bytes()
 			progress(Progress{Epoch: epoch, Epochs: opt.Epochs, Batch: batches, Batches: batches,
 				TrainLoss: res.TrainLoss, ValLoss: val, BestValLoss: st.BestVal,
-				SeqPerSec: float64(seen) / secs, Checkpoint: buf.Bytes()})
+				SeqPerSec: float64(seen) / secs, Checkpoint: lastCP})
 		}
 	}
 	res.Epochs, res.BestEpoch = st.Epoch, st.BestEpoch
