@@ -2,8 +2,8 @@ package models
 
 import (
 	"context"
+	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -20,9 +20,8 @@ var azure struct {
 func azureSample(t testing.TB) *trace.Trace {
 	t.Helper()
 	azure.once.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		dir := filepath.Join(filepath.Dir(file), "..", "..", "shared", "traces", "azure2019-sample")
-		if d := azureDirOverride(); d != "" {
+		dir := filepath.Join("..", "testdata", "azure2019-sample") // the copy in the repository
+		if d := os.Getenv("FOREWARM_AZURE_SAMPLE"); d != "" {
 			dir = d
 		}
 		azure.tr, azure.err = trace.ReadAzure2019(filepath.Join(dir, "1350_inv.csv"), trace.AzureOptions{

@@ -1,5 +1,0 @@
-package models
-
-import "os"
-
-func azureDirOverride() string { return os.Getenv("FOREWARM_AZURE_SAMPLE") }

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/trace"
+)
+
+func init() { addCommand(newModelCmd) }
+
+func newModelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "model",
+		Short: "Train, evaluate, publish and list the learned models",
+		Long: `The demand model (an LSTM over an application's recent activity that gives
+P(at least one request in the next horizon)) and the affinity model (a host
+score) are trained in Go, exported to ONNX and run by ONNX Runtime. Trained
+versions live in the ClickHouse model registry; the workers load the
+champion of each kind.`,
+	}
+	cmd.AddCommand(newModelTrainCmd(g), newModelListCmd(g))
+	return cmd
+}
+
+// modelTrainOutput is what `model train --json` prints.
+type modelTrainOutput struct {
+	Version      string                    `json:"version"`
+	Source       string                    `json:"source"`
+	TrainUntil   time.Time                 `json:"train_until"`
+	EvalFrom     time.Time                 `json:"eval_from"`
+	EvalTo       time.Time                 `json:"eval_to"`
+	Spec         models.DemandSpec         `json:"spec"`
+	Epochs       int                       `json:"epochs"`
+	BestEpoch    int                       `json:"best_epoch"`
+	TrainSeqs    int                       `json:"train_sequences"`
+	SeqPerSec    float64                   `json:"train_sequences_per_second"`
+	TrainSeconds float64                   `json:"train_seconds"`
+	Runtime      string                    `json:"runtime"` // onnxruntime or go
+	Model        models.Metrics            `json:"model"`
+	Baselines    map[string]models.Metrics `json:"baselines"`
+	BeatsAll     bool                      `json:"beats_all_baselines"`
+	Champion     string                    `json:"previous_champion,omitempty"`
+	ChampionEval *models.Metrics           `json:"previous_champion_metrics,omitempty"`
+	Published    bool                      `json:"published"`
+	Status       string                    `json:"status,omitempty"`
+	Reason       string                    `json:"reason"`
+	ONNXFile     string                    `json:"onnx_file,omitempty"`
+	ONNXBytes    int                       `json:"onnx_bytes"`
+}
+
+func newModelTrainCmd(g *globals) *cobra.Command {
+	var (
+		tf                  traceFlags
+		mf                  modelFlags
+		fromStore           bool
+		from, to, until     string
+		status, out, vers   string
+		noPublish, asJSON   bool
+		hidden, seq, horizn int
+	)
+	cmd := &cobra.Command{
+		Use:   "train (--format F --file PATH [--memory M] | --from-store [--from T --to T]) [--train-until T]",
+		Short: "Train the demand model offline, evaluate it against the baselines and publish it",
+		Long: `Train the demand LSTM on a trace file or on the history stored in ClickHouse,
+up to --train-until (default: the first two thirds of the range). The model
+is exported to ONNX, loaded back the way workers load it (ONNX Runtime unless
+--no-ort) and evaluated on every application at every bin after
+--train-until, beside three baselines on the same points: active in the last
+bin, historical active fraction, and recency (bins since the last request,
+ties broken by the request count of the last hour).
+
+Then it is published to the model registry: with --status auto (default) as
+champion when it beats all three baselines on ROC AUC, log loss and Brier
+score and the current champion's log loss on the same range, else as a
+candidate. --no-publish only trains and reports.`,
+		Example: `  starter model train --format azure2019 --file 1350_inv.csv --memory 1350_mem.csv --train-until 2019-07-15T16:00:00Z
+  starter model train --from-store --json
+  starter model train --format synth --apps 100 --days 3 --no-publish --out demand.onnx`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if !slices.Contains([]string{"auto", store.StatusChampion, store.StatusCandidate}, status) {
+				return usageErr("--status %q: expected auto, champion or candidate", status)
+			}
+			if mf.Epochs < 0 || mf.Samples < 0 || hidden < 0 || seq < 0 || horizn < 0 {
+				return usageErr("--epochs, --samples, --hidden, --seq-len and --horizon must not be negative")
+			}
+			tUntil, err := parseTimeFlag("--train-until", until)
+			if err != nil {
+				return err
+			}
+			var st *store.Store
+			openStore := func() (*store.Store, error) {
+				if st != nil {
+					return st, nil
+				}
+				var err error
+				if st, err = store.Open(ctx, g.ClickHouse); err != nil {
+					return nil, fmt.Errorf("open the model registry: %w (is the stack up? `make up`; or pass --no-publish)", err)
+				}
+				return st, nil
+			}
+			defer func() {
+				if st != nil {
+					st.Close()
+				}
+			}()
+
+			var tr *trace.Trace
+			var source string
+			if fromStore {
+				if tf.Format != "" || tf.File != "" || tf.Memory != "" {
+					return usageErr("--from-store reads ClickHouse: drop --format, --file and --memory")
+				}
+				tr, source, err = storedTrace(ctx, openStore, from, to, tf.Bin)
+			} else {
+				if from != "" || to != "" {
+					return usageErr("--from and --to select stored history: use them with --from-store")
+				}
+				tr, source, err = tf.load()
+			}
+			if err != nil {
+				return err
+			}
+			if tUntil.IsZero() {
+				tUntil = tr.BinStart(tr.Bins * 2 / 3)
+			}
+			if !tUntil.After(tr.Start) || !tUntil.Before(tr.End()) {
+				return usageErr("--train-until %s: must fall inside the data, %s – %s", tUntil.Format(time.RFC3339), tr.Start.Format(time.RFC3339), tr.End().Format(time.RFC3339))
+			}
+
+			began := time.Now()
+			stderr := cmd.ErrOrStderr()
+			res, err := models.TrainDemand(ctx, tr, models.TrainOptions{
+				Spec:       models.DemandSpec{SeqLen: seq, Hidden: hidden, Horizon: horizn},
+				TrainUntil: tUntil, Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Version: vers,
+			}, func(p models.Progress) {
+				fmt.Fprintf(stderr, "epoch %d/%d batch %d/%d  train loss %.4f  val loss %.4f  %.0f seq/s\n",
+					p.Epoch, p.Epochs, p.Batch, p.Batches, p.TrainLoss, p.ValLoss, p.SeqPerSec)
+			})
+			if err != nil {
+				return fmt.Errorf("train on %s: %w", source, err)
+			}
+			trainSecs := time.Since(began).Seconds()
+			onnx, err := res.ONNX()
+			if err != nil {
+				return fmt.Errorf("export %s: %w", res.Version, err)
+			}
+			runtime := "onnxruntime"
+			if mf.NoORT {
+				runtime = "go"
+			} else if err := models.InitORT(g.ONNX.Lib); err != nil {
+				return fmt.Errorf("%w (or pass --no-ort to evaluate with the pure-Go forward pass)", err)
+			}
+			// Load the exported bytes as a worker would: proves the file, not the in-memory weights.
+			d, err := models.LoadDemand(onnx, res.Meta(), !mf.NoORT)
+			if err != nil {
+				return fmt.Errorf("load the exported model back: %w", err)
+			}
+			fmt.Fprintf(stderr, "evaluating %s on %s – %s ...\n", res.Version, tUntil.Format(time.RFC3339), tr.End().Format(time.RFC3339))
+			ev, err := models.EvaluateDemand(ctx, tr, d, models.EvalOptions{From: tUntil})
+			if err != nil {
+				return err
+			}
+			o := modelTrainOutput{Version: res.Version, Source: source, TrainUntil: tUntil, EvalFrom: ev.From, EvalTo: ev.To,
+				Spec: res.Spec, Epochs: res.Epochs, BestEpoch: res.BestEpoch, TrainSeqs: res.TrainSeqs, SeqPerSec: res.SeqPerSec,
+				TrainSeconds: trainSecs, Runtime: runtime, Model: *ev.Model, Baselines: ev.Baselines, ONNXBytes: len(onnx)}
+			o.BeatsAll = beatsBaselines(*ev.Model, ev.Baselines)
+
+			if out != "" {
+				if err := os.WriteFile(out, onnx, 0o644); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				o.ONNXFile = out
+			}
+			if noPublish {
+				o.Reason = "not published (--no-publish)"
+			} else {
+				s, err := openStore()
+				if err != nil {
+					return err
+				}
+				o.Status, o.Reason, err = decideStatus(ctx, s, status, tr, tUntil, useORT(mf), &o)
+				if err != nil {
+					return err
+				}
+				metrics := ev.Flat()
+				metrics["train.sequences_per_second"] = res.SeqPerSec
+				metrics["train.epochs"] = float64(res.Epochs)
+				if err := s.PublishModel(ctx, store.ModelRecord{Version: res.Version, Kind: store.KindDemand, Created: time.Now().UTC(),
+					Metrics: metrics, Status: o.Status, Meta: res.Meta(), ONNX: onnx}); err != nil {
+					return fmt.Errorf("publish %s: %w", res.Version, err)
+				}
+				o.Published = true
+				_ = s.RecordTrainingRun(ctx, store.TrainingRun{RunID: "cli-" + res.Version, Kind: store.KindDemand, Version: res.Version,
+					Status: o.Status, Duration: time.Since(began), Samples: int64(res.TrainSeqs), Metrics: metrics, Message: o.Reason})
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(o)
+			}
+			return printTrainReport(w, o)
+		},
+	}
+	fs := cmd.Flags()
+	tf.register(fs)
+	mf.register(fs)
+	fs.BoolVar(&fromStore, "from-store", false, "train on the activity stored in ClickHouse instead of a trace file")
+	fs.StringVar(&from, "from", "", "--from-store: start of the history (RFC 3339; default the first stored bin)")
+	fs.StringVar(&to, "to", "", "--from-store: end of the history (RFC 3339; default after the last stored bin)")
+	fs.StringVar(&until, "train-until", "", "end of the training data, RFC 3339; evaluation runs from here to the end (default: two thirds in)")
+	fs.StringVar(&status, "status", "auto", "registry status: auto, champion or candidate")
+	fs.StringVar(&vers, "version", "", "model version name (default demand-<UTC time>)")
+	fs.StringVar(&out, "out", "", "also write the ONNX file here")
+	fs.BoolVar(&noPublish, "no-publish", false, "train and report only; do not touch the registry")
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.IntVar(&hidden, "hidden", 0, "LSTM hidden size (0 = default 32)")
+	fs.IntVar(&seq, "seq-len", 0, "bins per input sequence (0 = default 64)")
+	fs.IntVar(&horizn, "horizon", 0, "predict a request within this many bins (0 = default 5)")
+	return cmd
+}
+
+func useORT(mf modelFlags) bool { return !mf.NoORT }
+
+// storedTrace reads history from ClickHouse.
+func storedTrace(ctx context.Context, open func() (*store.Store, error), fromS, toS string, bin time.Duration) (*trace.Trace, string, error) {
+	from, err := parseTimeFlag("--from", fromS)
+	if err != nil {
+		return nil, "", err
+	}
+	to, err := parseTimeFlag("--to", toS)
+	if err != nil {
+		return nil, "", err
+	}
+	if bin <= 0 {
+		return nil, "", usageErr("--bin %v: must be positive", bin)
+	}
+	s, err := open()
+	if err != nil {
+		return nil, "", err
+	}
+	if from.IsZero() || to.IsZero() {
+		stats, err := s.Stats(ctx)
+		if err != nil {
+			return nil, "", fmt.Errorf("read stored history: %w", err)
+		}
+		if stats.Bins == 0 {
+			return nil, "", errors.New("the store holds no activity: load some with `starter history load`")
+		}
+		if from.IsZero() {
+			from = stats.First.Truncate(bin)
+		}
+		if to.IsZero() {
+			to = stats.Last.Truncate(bin).Add(bin)
+		}
+	}
+	if !to.After(from) {
+		return nil, "", usageErr("--to %s must be after --from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))
+	}
+	tr, err := s.Trace(ctx, from, to, bin)
+	if err != nil {
+		return nil, "", fmt.Errorf("read stored history: %w", err)
+	}
+	if len(tr.Apps) == 0 {
+		return nil, "", fmt.Errorf("no stored activity between %s and %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	return tr, fmt.Sprintf("stored history %s – %s (%d apps)", from.Format(time.RFC3339), to.Format(time.RFC3339), len(tr.Apps)), nil
+}
+
+// beatsBaselines: better ROC AUC, log loss and Brier score than every baseline.
+func beatsBaselines(m models.Metrics, bs map[string]models.Metrics) bool {
+	for _, b := range bs {
+		if !(m.AUC > b.AUC && m.LogLoss < b.LogLoss && m.Brier < b.Brier) {
+			return false
+		}
+	}
+	return true
+}
+
+// decideStatus picks the registry status; auto compares with the baselines
+// and with the current champion evaluated on the same range.
+func decideStatus(ctx context.Context, s *store.Store, want string, tr *trace.Trace, from time.Time, ort bool, o *modelTrainOutput) (string, string, error) {
+	if want != "auto" {
+		return want, "status " + want + " requested", nil
+	}
+	if !o.BeatsAll {
+		return store.StatusCandidate, "does not beat every baseline on ROC AUC, log loss and Brier", nil
+	}
+	champ, err := s.Champion(ctx, store.KindDemand)
+	if errors.Is(err, store.ErrNoModel) {
+		return store.StatusChampion, "beats every baseline; no champion yet", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("read the current champion: %w", err)
+	}
+	o.Champion = champ.Version
+	cm, err := models.LoadDemand(champ.ONNX, champ.Meta, ort)
+	if err != nil {
+		return store.StatusChampion, fmt.Sprintf("beats every baseline; champion %s cannot be loaded (%v)", champ.Version, err), nil
+	}
+	ce, err := models.EvaluateDemand(ctx, tr, cm, models.EvalOptions{From: from})
+	if err != nil {
+		return store.StatusChampion, fmt.Sprintf("beats every baseline; champion %s cannot be evaluated here (%v)", champ.Version, err), nil
+	}
+	o.ChampionEval = ce.Model
+	if o.Model.LogLoss < ce.Model.LogLoss {
+		return store.StatusChampion, fmt.Sprintf("beats every baseline and champion %s (log loss %.4f < %.4f)", champ.Version, o.Model.LogLoss, ce.Model.LogLoss), nil
+	}
+	return store.StatusCandidate, fmt.Sprintf("champion %s is as good or better (log loss %.4f <= %.4f)", champ.Version, ce.Model.LogLoss, o.Model.LogLoss), nil
+}
+
+func printTrainReport(w io.Writer, o modelTrainOutput) error {
+	fmt.Fprintf(w, "model %s trained on %s up to %s\n", o.Version, o.Source, o.TrainUntil.Format(time.RFC3339))
+	fmt.Fprintf(w, "  %d epochs (best %d), %d sequences, %.0f seq/s, %.0f s; T=%d hidden=%d horizon=%d bins\n",
+		o.Epochs, o.BestEpoch, o.TrainSeqs, o.SeqPerSec, o.TrainSeconds, o.Spec.SeqLen, o.Spec.Hidden, o.Spec.Horizon)
+	fmt.Fprintf(w, "held out: %s – %s, %d points, %.1f%% positive, run by %s\n\n",
+		o.EvalFrom.Format(time.RFC3339), o.EvalTo.Format(time.RFC3339), o.Model.N, 100*o.Model.Positive, o.Runtime)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	cols := []string{models.BaselineLastBin, models.BaselineFraction, models.BaselineRecency}
+	fmt.Fprintf(tw, "metric\tmodel\t%s\t\n", strings.Join(cols, "\t"))
+	row := func(name string, f func(models.Metrics) float64) {
+		fmt.Fprintf(tw, "%s\t%.4f", name, f(o.Model))
+		for _, c := range cols {
+			fmt.Fprintf(tw, "\t%.4f", f(o.Baselines[c]))
+		}
+		fmt.Fprintln(tw, "\t")
+	}
+	row("ROC AUC", func(m models.Metrics) float64 { return m.AUC })
+	row("log loss", func(m models.Metrics) float64 { return m.LogLoss })
+	row("Brier", func(m models.Metrics) float64 { return m.Brier })
+	row("ECE", func(m models.Metrics) float64 { return m.ECE })
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if o.BeatsAll {
+		fmt.Fprintln(w, "beats all three baselines on ROC AUC, log loss and Brier")
+	} else {
+		fmt.Fprintln(w, "does NOT beat all three baselines")
+	}
+	if o.ChampionEval != nil {
+		fmt.Fprintf(w, "previous champion %s on the same points: ROC AUC %.4f, log loss %.4f, Brier %.4f\n", o.Champion, o.ChampionEval.AUC, o.ChampionEval.LogLoss, o.ChampionEval.Brier)
+	}
+	if o.Published {
+		fmt.Fprintf(w, "published as %s: %s\n", o.Status, o.Reason)
+	} else {
+		fmt.Fprintln(w, o.Reason)
+	}
+	if o.ONNXFile != "" {
+		fmt.Fprintf(w, "wrote %s (%d bytes)\n", o.ONNXFile, o.ONNXBytes)
+	}
+	return nil
+}
+
+func newModelListCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		kind   string
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--kind demand|affinity] [--json]",
+		Short: "List the model versions in the registry with their status and key metrics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kind != "" && kind != store.KindDemand && kind != store.KindAffinity {
+				return usageErr("--kind %q: expected demand or affinity", kind)
+			}
+			s, err := store.Open(cmd.Context(), g.ClickHouse)
+			if err != nil {
+				return fmt.Errorf("open the model registry: %w (is the stack up? `make up`)", err)
+			}
+			defer s.Close()
+			ms, err := s.ListModels(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ms = slices.DeleteFunc(ms, func(m store.ModelRecord) bool { return kind != "" && m.Kind != kind })
+			w := cmd.OutOrStdout()
+			if asJSON {
+				if ms == nil {
+					ms = []store.ModelRecord{}
+				}
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			if len(ms) == 0 {
+				fmt.Fprintln(w, "no models in the registry yet: `starter model train` publishes one")
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tKIND\tSTATUS\tCREATED\tKEY METRICS")
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Version, m.Kind, m.Status, m.Created.Format(time.RFC3339), keyMetrics(m))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&kind, "kind", "", "only this kind: demand or affinity")
+	return cmd
+}
+
+// keyMetrics summarises a record's metrics for the table.
+func keyMetrics(m store.ModelRecord) string {
+	var parts []string
+	for _, k := range []struct{ key, label string }{
+		{"model.roc_auc", "auc"}, {"model.log_loss", "logloss"}, {"model.brier", "brier"},
+		{models.BaselineRecency + ".roc_auc", "recency-auc"}, {"mse", "mse"}, {"default.mse", "heuristic-mse"},
+	} {
+		if v, ok := m.Metrics[k.key]; ok && !math.IsNaN(v) {
+			parts = append(parts, fmt.Sprintf("%s=%.4f", k.label, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
