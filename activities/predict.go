@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,10 +22,12 @@ type Predictor struct {
 	CheckEvery time.Duration
 	Log        *slog.Logger
 
-	mu      sync.Mutex
-	model   DemandModel
-	checked time.Time
-	loadErr error
+	mu         sync.RWMutex
+	model      DemandModel
+	checked    time.Time
+	loadErr    error
+	loadMu     sync.Mutex  // one inline first load at a time
+	refreshing atomic.Bool // a background refresh is running
 }
 
 // Predict returns P(at least one request within the model's horizon).
@@ -53,52 +56,82 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	return res, nil
 }
 
-// champion returns the cached model, checking the registry at most every
-// CheckEvery. When the registry is unreachable the loaded model keeps
+// champion returns the cached model. Only the very first load happens
+// inline; afterwards the registry is asked in the background at most every
+// CheckEvery, so no tick ever waits on ClickHouse. When the registry is
+// unreachable or a new champion fails to load, the loaded model keeps
 // serving (a ClickHouse restart must not stop the loops).
 func (p *Predictor) champion(ctx context.Context) (DemandModel, error) {
-	every := p.CheckEvery
-	if every <= 0 {
-		every = 10 * time.Second
+	m, err, checked := p.current()
+	if m == nil && (err == nil || time.Since(checked) >= p.every()) {
+		p.loadMu.Lock()
+		defer p.loadMu.Unlock()
+		if m, err, checked = p.current(); m == nil && (err == nil || time.Since(checked) >= p.every()) {
+			p.refresh(ctx)
+			m, err, _ = p.current()
+		}
+	} else if time.Since(checked) >= p.every() && p.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer p.refreshing.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p.refresh(ctx)
+		}()
 	}
+	if m == nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (p *Predictor) every() time.Duration {
+	if p.CheckEvery <= 0 {
+		return 10 * time.Second
+	}
+	return p.CheckEvery
+}
+
+func (p *Predictor) current() (DemandModel, error, time.Time) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.model, p.loadErr, p.checked
+}
+
+// refresh asks the registry for the champion and loads it if it changed.
+func (p *Predictor) refresh(ctx context.Context) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(p.checked) < every {
-		if p.model != nil {
-			return p.model, nil
-		}
-		if p.loadErr != nil {
-			return nil, p.loadErr
-		}
-	}
 	p.checked = time.Now()
+	loaded := p.model
+	p.mu.Unlock()
+	set := func(m DemandModel, err error) {
+		p.mu.Lock()
+		p.model, p.loadErr = m, err
+		p.mu.Unlock()
+	}
 	version, err := p.Models.ChampionVersion(ctx)
 	switch {
 	case errors.Is(err, ErrNoChampion):
-		p.model, p.loadErr = nil, nonRetryable(ErrNoModel, errors.New("no demand model published yet: run `starter model train --wait`"))
-		return nil, p.loadErr
+		set(nil, nonRetryable(ErrNoModel, errors.New("no demand model published yet: run `starter train --wait`")))
+		return
+	case err != nil && loaded != nil:
+		p.logger().Warn("model registry unreachable; keeping the loaded model", "version", loaded.Version(), "err", err)
+		return
 	case err != nil:
-		if p.model != nil {
-			p.logger().Warn("model registry unreachable; keeping the loaded model", "version", p.model.Version(), "err", err)
-			return p.model, nil
-		}
-		return nil, fmt.Errorf("ask the model registry for the champion: %w", err)
-	}
-	if p.model != nil && p.model.Version() == version {
-		return p.model, nil
+		set(nil, fmt.Errorf("ask the model registry for the champion: %w", err))
+		return
+	case loaded != nil && loaded.Version() == version:
+		return
 	}
 	m, err := p.Models.LoadDemand(ctx, version)
-	if err != nil {
-		if p.model != nil {
-			p.logger().Error("new champion fails to load; keeping the previous model", "version", version, "kept", p.model.Version(), "err", err)
-			return p.model, nil
-		}
-		p.loadErr = nonRetryable(ErrNoModel, fmt.Errorf("load demand model %s: %w", version, err))
-		return nil, p.loadErr
+	switch {
+	case err != nil && loaded != nil:
+		p.logger().Error("new champion fails to load; keeping the previous model", "version", version, "kept", loaded.Version(), "err", err)
+	case err != nil:
+		set(nil, nonRetryable(ErrNoModel, fmt.Errorf("load demand model %s: %w", version, err)))
+	default:
+		p.logger().Info("demand model loaded", "version", version)
+		set(m, nil)
 	}
-	p.logger().Info("demand model loaded", "version", version)
-	p.model, p.loadErr = m, nil
-	return m, nil
 }
 
 func (p *Predictor) logger() *slog.Logger {

@@ -145,14 +145,21 @@ type registry struct {
 }
 
 func (r *registry) ChampionVersion(ctx context.Context) (string, error) {
-	m, err := r.st.Champion(ctx, "demand")
-	if errors.Is(err, store.ErrNoModel) {
-		return "", activities.ErrNoChampion
-	}
+	// ListModels reads the registry without the ONNX bytes.
+	ms, err := r.st.ListModels(ctx)
 	if err != nil {
 		return "", err
 	}
-	return m.Version, nil
+	var best store.ModelRecord
+	for _, m := range ms {
+		if m.Kind == "demand" && m.Status == store.StatusChampion && (best.Version == "" || m.Created.After(best.Created)) {
+			best = m
+		}
+	}
+	if best.Version == "" {
+		return "", activities.ErrNoChampion
+	}
+	return best.Version, nil
 }
 
 func (r *registry) LoadDemand(ctx context.Context, version string) (activities.DemandModel, error) {

@@ -34,7 +34,7 @@ const e2eToken = "e2e-token-0123456789abcdef"
 // stack is a whole Forewarm on the real services: a fresh ClickHouse
 // database, in-process host agents, a worker on task queues of its own.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	c       client.Client
 	st      *store.Store
 	s       settings
@@ -56,7 +56,7 @@ func randSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	tc := testenv.Temporal(t)
 	lib := testenv.ORTLib(t)
@@ -71,7 +71,7 @@ func newStack(t *testing.T) *stack {
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
 		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentToken: e2eToken,
-		UseORT: true, WorkflowTasks: 50, ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
+		UseORT: true, WorkflowTasks: 50, WorkflowPollers: 4, ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }
 

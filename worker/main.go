@@ -46,6 +46,7 @@ type settings struct {
 	AgentToken      string
 	UseORT          bool
 	WorkflowTasks   int
+	WorkflowPollers int
 	ModelCheck      time.Duration
 	HoldoutFraction float64
 	TrainSamples    int
@@ -64,6 +65,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentTokenFile, "agent-token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding the host agents' bearer token, or set $HOSTAGENT_TOKEN ($HOSTAGENT_TOKEN_FILE)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
+	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", 4, "workflow task pollers on the prediction queue (each loop tick is one workflow task)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", 0, "training sequences per run (0: the trainer's default)")
@@ -172,6 +174,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
 		w := worker.New(c, s.PredictionQueue, worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
+			MaxConcurrentWorkflowTaskPollers:       max(2, s.WorkflowPollers),
 			MaxConcurrentActivityExecutionSize:     200,
 		})
 		workflows.RegisterPrediction(w)

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkLoopTicks runs FOREWARM_BENCH_LOOPS prediction loops (default
+// 300) at 1-second bins on one worker against the local dev server, with
+// the real demand model in ONNX Runtime, for FOREWARM_BENCH_SECONDS
+// (default 30), and reports the sustained ticks per second and the p99 lag
+// of a tick behind the end of its bin (from the loops' own lag histograms,
+// bucket upper bounds). Loops run dry (predict and record, prepare nothing)
+// so the figure is the loop machinery, not the host agents.
+//
+//	go test ./worker -run '^$' -bench LoopTicks -benchtime 1x
+func BenchmarkLoopTicks(b *testing.B) {
+	n := envInt("FOREWARM_BENCH_LOOPS", 300)
+	secs := envInt("FOREWARM_BENCH_SECONDS", 30)
+	k := newStack(b)
+	apps := make([]string, n)
+	periods := make([]int, n)
+	for i := range apps {
+		apps[i] = fmt.Sprintf("%s-%04d", k.prefix, i)
+		periods[i] = 2 + i%9
+	}
+	k.loadHistory(apps[:min(n, 20)], periods[:min(n, 20)], 600)
+	k.s.WorkflowTasks = 400
+	k.s.WorkflowPollers = envInt("FOREWARM_BENCH_POLLERS", 8)
+	k.startWorker()
+	tr := k.train(1)
+	if !tr.Demand.Published {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		require.NoError(b, k.st.SetModelStatus(ctx, tr.Demand.Candidate, store.StatusChampion))
+		cancel()
+	}
+	pol := workflows.Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, DryRun: true, MaxShadowMS: 500}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, a := range apps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := k.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.LoopWorkflowID(a), TaskQueue: k.s.PredictionQueue},
+				workflows.LoopWorkflowName, workflows.LoopInput{App: a, Bin: time.Second, Policy: pol, Seeded: true, Recent: make([]float64, 64)})
+			if err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	b.Cleanup(func() {
+		for _, a := range apps {
+			_ = k.c.TerminateWorkflow(context.Background(), workflows.LoopWorkflowID(a), "", "benchmark over")
+		}
+	})
+	time.Sleep(5 * time.Second) // warm up: every loop started and ticking
+	b.ResetTimer()
+	before := k.snapshot(apps)
+	start := time.Now()
+	time.Sleep(time.Duration(secs) * time.Second)
+	after := k.snapshot(apps)
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	ticks := after.ticks - before.ticks
+	var lag [len(workflows.LagBucketBoundsMS) + 1]int
+	for i := range lag {
+		lag[i] = after.lag[i] - before.lag[i]
+	}
+	p50, p99 := quantileMS(lag, 0.5), quantileMS(lag, 0.99)
+	b.ReportMetric(float64(ticks)/elapsed.Seconds(), "ticks/s")
+	b.ReportMetric(p50, "p50-lag-ms")
+	b.ReportMetric(p99, "p99-lag-ms")
+	b.ReportMetric(float64(n), "loops")
+	b.Logf("%d loops, %d ticks in %v (ideal %d), lag histogram %v (bounds ms %v), max lag %.0f ms, predict errors %d",
+		n, ticks, elapsed.Round(time.Millisecond), n*secs, lag, workflows.LagBucketBoundsMS, after.maxLag, after.errors-before.errors)
+}
+
+type loopSnapshot struct {
+	ticks, errors int
+	lag           [len(workflows.LagBucketBoundsMS) + 1]int
+	maxLag        float64
+}
+
+// snapshot sums the loops' counters (queried concurrently).
+func (k *stack) snapshot(apps []string) loopSnapshot {
+	var mu sync.Mutex
+	var s loopSnapshot
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, a := range apps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			st := k.status(a)
+			mu.Lock()
+			defer mu.Unlock()
+			s.ticks += st.Stats.Ticks
+			s.errors += st.Stats.PredictErrors
+			for i, c := range st.Stats.LagBuckets {
+				s.lag[i] += c
+			}
+			s.maxLag = max(s.maxLag, st.Stats.MaxLagMS)
+		}()
+	}
+	wg.Wait()
+	return s
+}
+
+// quantileMS is the upper bound of the bucket holding quantile q.
+func quantileMS(h [len(workflows.LagBucketBoundsMS) + 1]int, q float64) float64 {
+	total := 0
+	for _, c := range h {
+		total += c
+	}
+	seen := 0
+	for i, c := range h {
+		seen += c
+		if float64(seen) >= q*float64(total) {
+			if i < len(workflows.LagBucketBoundsMS) {
+				return workflows.LagBucketBoundsMS[i]
+			}
+			return slices.Max(workflows.LagBucketBoundsMS[:]) * 2
+		}
+	}
+	return 0
+}
