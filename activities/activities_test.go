@@ -1,0 +1,323 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+type fakeModel struct{ v string }
+
+func (m fakeModel) Predict(in []DemandQuery) ([]float64, error) {
+	out := make([]float64, len(in))
+	for i, q := range in {
+		out[i] = float64(len(q.Counts)) / 100
+	}
+	return out, nil
+}
+func (m fakeModel) Version() string  { return m.v }
+func (m fakeModel) HistoryBins() int { return 64 }
+func (m fakeModel) HorizonBins() int { return 5 }
+
+type fakeRegistry struct {
+	mu       sync.Mutex
+	champion string
+	down     bool
+	loads    int
+	checks   int
+}
+
+func (r *fakeRegistry) ChampionVersion(context.Context) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks++
+	switch {
+	case r.down:
+		return "", errors.New("connection refused")
+	case r.champion == "":
+		return "", ErrNoChampion
+	}
+	return r.champion, nil
+}
+
+func (r *fakeRegistry) LoadDemand(_ context.Context, v string) (DemandModel, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.loads++
+	if v == "corrupt" {
+		return nil, errors.New("not an ONNX file")
+	}
+	return fakeModel{v}, nil
+}
+
+func (r *fakeRegistry) set(f func(*fakeRegistry)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+func predictOnce(t *testing.T, p *Predictor) (PredictResult, error) {
+	t.Helper()
+	return p.Predict(context.Background(), PredictInput{App: "a", Counts: make([]float64, 10), Bin: time.Second, Threshold: 0.05})
+}
+
+func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
+	reg := &fakeRegistry{}
+	sink := &memRecorder{}
+	b := NewBatcher(sink.RecordPredictions, time.Hour, 100, slog.Default())
+	p := &Predictor{Models: reg, Predictions: b, CheckEvery: 20 * time.Millisecond}
+
+	_, err := predictOnce(t, p)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrNoModel, ae.Type())
+	require.True(t, ae.NonRetryable())
+
+	reg.set(func(r *fakeRegistry) { r.champion = "v1" })
+	time.Sleep(25 * time.Millisecond)
+	res, err := predictOnce(t, p)
+	require.NoError(t, err)
+	require.Equal(t, "v1", res.ModelVersion)
+	require.Equal(t, 0.1, res.Probability)
+	require.Equal(t, DecisionPrepare, res.Decision)
+	require.Equal(t, 64, res.HistoryBins)
+	for range 100 {
+		_, err = predictOnce(t, p)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1, reg.loads, "loaded once, not per prediction")
+
+	// The registry goes down: the loaded model keeps serving.
+	reg.set(func(r *fakeRegistry) { r.down = true })
+	time.Sleep(25 * time.Millisecond)
+	for range 3 {
+		res, err = predictOnce(t, p)
+		require.NoError(t, err)
+		require.Equal(t, "v1", res.ModelVersion)
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A corrupt new champion is refused; v1 stays.
+	reg.set(func(r *fakeRegistry) { r.down, r.champion = false, "corrupt" })
+	time.Sleep(25 * time.Millisecond)
+	_, _ = predictOnce(t, p) // triggers the background refresh
+	time.Sleep(25 * time.Millisecond)
+	res, err = predictOnce(t, p)
+	require.NoError(t, err)
+	require.Equal(t, "v1", res.ModelVersion)
+	// A good new champion replaces it (in the background: no tick waits).
+	reg.set(func(r *fakeRegistry) { r.champion = "v2" })
+	require.Eventually(t, func() bool {
+		res, err := predictOnce(t, p)
+		return err == nil && res.ModelVersion == "v2"
+	}, 2*time.Second, 5*time.Millisecond)
+
+	b.Close()
+	require.NotEmpty(t, sink.predictions)
+	require.Equal(t, "a", sink.predictions[0].App)
+}
+
+type memRecorder struct {
+	mu          sync.Mutex
+	fail        bool
+	predictions []PredictionRecord
+	events      []PreparationEvent
+	requests    []RequestRecord
+	adjustments []AdjustmentRecord
+}
+
+func (m *memRecorder) RecordPredictions(_ context.Context, rows []PredictionRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("clickhouse down")
+	}
+	m.predictions = append(m.predictions, rows...)
+	return nil
+}
+func (m *memRecorder) RecordPreparationEvents(_ context.Context, rows []PreparationEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, rows...)
+	return nil
+}
+func (m *memRecorder) RecordRequests(_ context.Context, rows []RequestRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requests = append(m.requests, rows...)
+	return nil
+}
+func (m *memRecorder) RecordAdjustments(_ context.Context, rows []AdjustmentRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.adjustments = append(m.adjustments, rows...)
+	return nil
+}
+
+func TestBatcherKeepsRowsWhileTheStoreIsDown(t *testing.T) {
+	rec := &memRecorder{fail: true}
+	b := NewBatcher(rec.RecordPredictions, 10*time.Millisecond, 5, slog.Default())
+	for i := range 8 {
+		b.Add(PredictionRecord{App: string(rune('a' + i))})
+	}
+	time.Sleep(50 * time.Millisecond)
+	rec.mu.Lock()
+	rec.fail = false
+	rec.mu.Unlock()
+	b.Close()
+	require.Len(t, rec.predictions, 5, "bounded: the oldest rows are dropped")
+	require.Equal(t, "d", rec.predictions[0].App)
+	require.Equal(t, "h", rec.predictions[4].App)
+}
+
+type fakeDirectory struct{ hosts []HostInfo }
+
+func (d fakeDirectory) LiveHosts(context.Context) ([]HostInfo, error) { return d.hosts, nil }
+
+type speedAffinity struct{}
+
+func (speedAffinity) Score(_ context.Context, _ AppProfile, hs []HostInfo) ([]float64, string, error) {
+	out := make([]float64, len(hs))
+	for i, h := range hs {
+		out[i] = h.Speed
+	}
+	return out, "speed", nil
+}
+
+func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
+	h := &Hosts{Directory: fakeDirectory{[]HostInfo{
+		{ID: "a", URL: "u-a", Speed: 0.9, FreeMemMB: 100},
+		{ID: "b", URL: "u-b", Speed: 0.8, FreeMemMB: 100},
+		{ID: "c", URL: "u-c", Speed: 0.8, FreeMemMB: 500},
+		{ID: "d", URL: "u-d", Speed: 0.95},
+	}}, Affinity: speedAffinity{}}
+	res, err := h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x"}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
+	require.NoError(t, err)
+	var order []string
+	for _, c := range res.Candidates {
+		order = append(order, c.Host)
+	}
+	require.Equal(t, []string{"b", "c", "a"}, order, "b raised (clamped to 1), c before a by free memory after a's penalty")
+	require.Equal(t, 1.0, res.Candidates[0].Score)
+	require.Equal(t, 0.8, res.Candidates[0].ModelScore)
+	require.Equal(t, 0.5, res.Candidates[0].Adjustment)
+
+	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), RankInput{})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrNoHosts, ae.Type())
+}
+
+type scriptedClient struct {
+	shadowMS  float64
+	shadowErr error
+	relErr    error
+}
+
+func (c scriptedClient) Reserve(context.Context, HostReservation) (time.Time, error) {
+	return time.Time{}, nil
+}
+func (c scriptedClient) Shadow(context.Context, string, float64, float64) (float64, error) {
+	return c.shadowMS, c.shadowErr
+}
+func (c scriptedClient) Serve(context.Context, HostServing) (HostServed, error) {
+	return HostServed{}, nil
+}
+func (c scriptedClient) Release(context.Context, string) error { return c.relErr }
+
+var (
+	errRefused  = errors.New("over capacity")
+	errNotFound = errors.New("not found")
+)
+
+type scriptedClients struct{ c scriptedClient }
+
+func (s scriptedClients) For(string) HostClient { return s.c }
+func (s scriptedClients) Permanent(err error) bool {
+	return errors.Is(err, errRefused) || errors.Is(err, errNotFound)
+}
+func (s scriptedClients) NotFound(err error) bool { return errors.Is(err, errNotFound) }
+
+func TestShadowOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		c      scriptedClient
+		ok     bool
+		err    bool
+		event  string
+		reason string
+	}{
+		{"fast enough", scriptedClient{shadowMS: 10}, true, false, "validated", ""},
+		{"too slow", scriptedClient{shadowMS: 900}, false, false, "failed", "more than the 100.0 ms allowed"},
+		{"refused", scriptedClient{shadowErr: errRefused}, false, false, "failed", "host refused"},
+		{"transient", scriptedClient{shadowErr: errors.New("connection reset")}, false, true, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &memRecorder{}
+			h := &Hosts{Clients: scriptedClients{tc.c}, Recorder: rec}
+			res, err := h.Shadow(context.Background(), ShadowInput{LeaseID: "l", App: "x", Host: "h", MaxMS: 100})
+			if tc.err {
+				require.Error(t, err)
+				require.Empty(t, rec.events)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.ok, res.OK)
+			require.Contains(t, res.Reason, tc.reason)
+			require.Len(t, rec.events, 1)
+			require.Equal(t, tc.event, rec.events[0].Event)
+		})
+	}
+}
+
+func TestReleaseOfAnAlreadyGoneLease(t *testing.T) {
+	rec := &memRecorder{}
+	h := &Hosts{Clients: scriptedClients{scriptedClient{relErr: errNotFound}}, Recorder: rec}
+	res, err := h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: "expired", MemoryMB: 64, HeldSeconds: 10})
+	require.NoError(t, err)
+	require.False(t, res.WasHeld)
+	require.Equal(t, "expired", rec.events[0].Event)
+	require.Equal(t, 10.0, rec.events[0].HeldSeconds)
+}
+
+type checkpointTrainer struct{ gotResume []byte }
+
+func (c *checkpointTrainer) Describe(context.Context, time.Time, time.Time, time.Duration) (DatasetSummary, error) {
+	return DatasetSummary{}, nil
+}
+func (c *checkpointTrainer) TrainDemand(_ context.Context, _ TrainSpec, resume []byte, progress func(TrainProgress)) (TrainedModel, error) {
+	c.gotResume = resume
+	progress(TrainProgress{Epoch: 1, Checkpoint: []byte("epoch-1")})
+	progress(TrainProgress{Epoch: 2}) // within an epoch: no new checkpoint
+	return TrainedModel{Version: "d"}, nil
+}
+func (c *checkpointTrainer) TrainAffinity(context.Context, TrainSpec, func(TrainProgress)) (TrainedModel, error) {
+	return TrainedModel{}, ErrNotEnoughData
+}
+func (c *checkpointTrainer) Promote(context.Context, string) error { return nil }
+
+func TestTrainDemandResumesFromHeartbeat(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	tr := &checkpointTrainer{}
+	env.RegisterActivity(&Training{Trainer: tr})
+	env.SetHeartbeatDetails(TrainProgress{Epoch: 3, Checkpoint: []byte("epoch-3")})
+	v, err := env.ExecuteActivity((&Training{}).TrainDemand, TrainInput{})
+	require.NoError(t, err)
+	var res TrainResult
+	require.NoError(t, v.Get(&res))
+	require.True(t, res.Resumed)
+	require.Equal(t, []byte("epoch-3"), tr.gotResume)
+
+	_, err = env.ExecuteActivity((&Training{}).TrainAffinity, TrainInput{})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrNotEnough, ae.Type())
+	require.True(t, ae.NonRetryable())
+}
