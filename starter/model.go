@@ -143,6 +143,18 @@ candidate. --no-publish only trains and reports.`,
 				return usageErr("--train-until %s: must fall inside the data, %s – %s", tUntil.Format(time.RFC3339), tr.Start.Format(time.RFC3339), tr.End().Format(time.RFC3339))
 			}
 
+			// Before minutes of training: fail now if the runtime is missing.
+			runtime := "onnxruntime"
+			if mf.NoORT {
+				runtime = "go"
+			} else if err := models.InitORT(g.ONNX.Lib); err != nil {
+				return fmt.Errorf("%w (or pass --no-ort to evaluate with the pure-Go forward pass)", err)
+			}
+			if !noPublish {
+				if _, err := openStore(); err != nil {
+					return err
+				}
+			}
 			began := time.Now()
 			stderr := cmd.ErrOrStderr()
 			res, err := models.TrainDemand(ctx, tr, models.TrainOptions{
@@ -159,12 +171,6 @@ candidate. --no-publish only trains and reports.`,
 			onnx, err := res.ONNX()
 			if err != nil {
 				return fmt.Errorf("export %s: %w", res.Version, err)
-			}
-			runtime := "onnxruntime"
-			if mf.NoORT {
-				runtime = "go"
-			} else if err := models.InitORT(g.ONNX.Lib); err != nil {
-				return fmt.Errorf("%w (or pass --no-ort to evaluate with the pure-Go forward pass)", err)
 			}
 			// Load the exported bytes as a worker would: proves the file, not the in-memory weights.
 			d, err := models.LoadDemand(onnx, res.Meta(), !mf.NoORT)
