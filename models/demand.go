@@ -123,10 +123,15 @@ func (d *goDemand) PredictEncoded(x []float32, n int) ([]float64, error) {
 	}
 	tp := d.tapes.Get().(*lstmTape)
 	defer d.tapes.Put(tp)
-	p := d.m.predict(x, n, d.spec.SeqLen, tp)
-	out := make([]float64, n)
-	for i, v := range p {
-		out[i] = float64(v)
+	// Chunks keep the activation tape in cache (a 256-sequence tape is ~10 MB).
+	const chunk = 32
+	step := d.spec.SeqLen * d.spec.NumFeatures()
+	out := make([]float64, 0, n)
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		for _, v := range d.m.predict(x[lo*step:hi*step], hi-lo, d.spec.SeqLen, tp) {
+			out = append(out, float64(v))
+		}
 	}
 	return out, nil
 }

@@ -33,7 +33,7 @@ func periodicTrace(apps, bins int, seed uint64) *trace.Trace {
 func smallOptions(tr *trace.Trace, until int) TrainOptions {
 	return TrainOptions{
 		Spec:       DemandSpec{SeqLen: 40, Hidden: 16, Horizon: 3},
-		TrainUntil: tr.BinStart(until), Samples: 4000, Epochs: 5, Patience: 5, BatchSize: 64, LR: 1e-2, Seed: 42,
+		TrainUntil: tr.BinStart(until), Samples: 6000, Epochs: 8, Patience: 3, BatchSize: 64, LR: 1e-2, Seed: 42,
 		Version: "test-periodic",
 	}
 }
