@@ -25,14 +25,25 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 	p.Y.Label.Text = "cold-start rate, 75th percentile of apps (%)"
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
-	// Pad the axes so points on the edges (the oracle at 0, 0) stay visible.
-	maxX := 100.0
+	// Pad the axes so points on the edges (the oracle at 0, 0) stay visible;
+	// beyond PlotMaxWastePct the interesting region would be squashed, so
+	// such points stay in the table only.
+	maxX, omitted := 100.0, 0
 	for _, r := range rep.Rows {
-		if !math.IsNaN(r.WastePct) {
+		switch {
+		case math.IsNaN(r.WastePct):
+		case r.WastePct > PlotMaxWastePct:
+			omitted++
+		default:
 			maxX = max(maxX, r.WastePct)
 		}
 	}
+	if omitted > 0 {
+		p.X.Label.Text += fmt.Sprintf("; %d point(s) beyond %g%% omitted", omitted, PlotMaxWastePct)
+	}
 	p.X.Min, p.X.Max = -0.03*maxX, 1.08*maxX
+	p.X.Tick.Marker = integerTicks{}
+	p.Y.Tick.Marker = integerTicks{}
 	p.Y.Min, p.Y.Max = -3, 103
 
 	// The budget line: anything left of it wastes no more than the
@@ -50,7 +61,7 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 		var pts plotter.XYs
 		var labels []string
 		for _, r := range rep.Rows {
-			if r.Family != fam || math.IsNaN(r.WastePct) {
+			if r.Family != fam || math.IsNaN(r.WastePct) || r.WastePct > PlotMaxWastePct {
 				continue
 			}
 			pts = append(pts, plotter.XY{X: r.WastePct, Y: 100 * r.ColdP75})
@@ -96,6 +107,22 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 	}
 	_, err = wt.WriteTo(w)
 	return err
+}
+
+// PlotMaxWastePct is the widest waste axis the plot draws.
+const PlotMaxWastePct = 300.0
+
+// integerTicks are gonum's default ticks labelled without decimals.
+type integerTicks struct{}
+
+func (integerTicks) Ticks(lo, hi float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', 0, 64)
+		}
+	}
+	return ts
 }
 
 func paramLabel(r Summary) string {
