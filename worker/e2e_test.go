@@ -34,13 +34,16 @@ const e2eToken = "e2e-token-0123456789abcdef"
 // stack is a whole Forewarm on the real services: a fresh ClickHouse
 // database, in-process host agents, a worker on task queues of its own.
 type stack struct {
-	t       testing.TB
-	c       client.Client
-	st      *store.Store
-	s       settings
-	prefix  string
-	agents  map[string]*testAgent
-	running *running
+	t  testing.TB
+	c  client.Client
+	st *store.Store
+	// workerStore, when set, is the worker's own store (e.g. through a
+	// proxy the test can cut); st is the test's direct view.
+	workerStore *store.Store
+	s           settings
+	prefix      string
+	agents      map[string]*testAgent
+	running     *running
 }
 
 type testAgent struct {
@@ -76,14 +79,14 @@ func newStack(t testing.TB) *stack {
 }
 
 func (k *stack) startWorker() {
-	r, err := start(k.s, k.c, k.st, slog.Default())
+	ws := k.st
+	if k.workerStore != nil {
+		ws = k.workerStore
+	}
+	r, err := start(k.s, k.c, ws, slog.Default())
 	require.NoError(k.t, err)
 	k.running = r
-	k.t.Cleanup(func() {
-		if k.running != nil {
-			k.running.Stop()
-		}
-	})
+	k.t.Cleanup(r.Stop)
 }
 
 func (k *stack) stopWorker() {
@@ -118,12 +121,16 @@ func (r *lyingReporter) Report(ctx context.Context, m api.HostMetrics) error {
 
 // startAgent runs a host agent in-process on a loopback port.
 func (k *stack) startAgent(id string, memMB int64, speed, claimedSpeed float64) *testAgent {
+	return k.startAgentWith(id, memMB, speed, claimedSpeed, 0)
+}
+
+func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float64, setupPerMB time.Duration) *testAgent {
 	t := k.t
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	url := "http://" + ln.Addr().String()
 	a, err := agent.New(agent.Config{HostID: id, URL: url, DataDir: filepath.Join(t.TempDir(), id), MemoryMB: memMB, DiskMB: 4096,
-		CPUMilli: 4000, Speed: speed, SleepWork: true, SampleEvery: time.Second})
+		CPUMilli: 4000, Speed: speed, SleepWork: true, SampleEvery: time.Second, SetupPerMB: setupPerMB})
 	require.NoError(t, err)
 	h, err := a.Handler(e2eToken)
 	require.NoError(t, err)

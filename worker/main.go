@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -149,16 +150,20 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 type running struct {
 	workers     []worker.Worker
 	predictions *activities.Batcher[activities.PredictionRecord]
+	stop        sync.Once
 }
 
 // Stop stops polling, lets running tasks finish, then flushes predictions.
+// Calling it again does nothing.
 func (r *running) Stop() {
-	for _, w := range r.workers {
-		w.Stop()
-	}
-	if r.predictions != nil {
-		r.predictions.Close()
-	}
+	r.stop.Do(func() {
+		for _, w := range r.workers {
+			w.Stop()
+		}
+		if r.predictions != nil {
+			r.predictions.Close()
+		}
+	})
 }
 
 // start builds the activity structs once and starts the workers.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
@@ -56,7 +57,11 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 	holdout := tr.BinStart(int(float64(tr.Bins) * (1 - t.holdoutFraction)))
 	opt := models.TrainOptions{TrainUntil: holdout, Epochs: spec.Epochs, Seed: uint64(spec.Seed), Checkpoint: resume, Samples: t.samples, Logger: t.log}
 	res, err := models.TrainDemand(ctx, tr, opt, func(p models.Progress) {
-		progress(activities.TrainProgress{Epoch: p.Epoch, Epochs: p.Epochs, Loss: p.TrainLoss, Checkpoint: p.Checkpoint})
+		loss := p.TrainLoss
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			loss = 0
+		}
+		progress(activities.TrainProgress{Epoch: p.Epoch, Epochs: p.Epochs, Loss: loss, Checkpoint: p.Checkpoint})
 	})
 	if err != nil {
 		return activities.TrainedModel{}, err
@@ -104,8 +109,16 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 	return out, nil
 }
 
+// metricMap keeps the finite metrics: an AUC over a range with one class
+// only is NaN, which neither JSON nor a comparison can use.
 func metricMap(m models.Metrics) map[string]float64 {
-	return map[string]float64{"log_loss": m.LogLoss, "brier": m.Brier, "roc_auc": m.AUC, "ece": m.ECE}
+	out := map[string]float64{}
+	for k, v := range map[string]float64{"log_loss": m.LogLoss, "brier": m.Brier, "roc_auc": m.AUC, "ece": m.ECE} {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
