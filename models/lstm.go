@@ -69,12 +69,17 @@ func (m *lstm) params() [][]float32 {
 // exp32 is e^x for |x| <= 87 with ~2 ulp relative error.
 func exp32(x float32) float32 {
 	x = min(max(x, -87), 87)
-	fx := float32(math.Floor(float64(x*1.44269504088896341 + 0.5)))
+	t := x*1.44269504088896341 + 0.5
+	n := int32(t) // floor, without math.Floor's float64 round trip
+	if float32(n) > t {
+		n--
+	}
+	fx := float32(n)
 	x -= fx * 0.693359375
 	x -= fx * -2.12194440e-4
 	z := x * x
 	y := ((((((1.9875691500e-4*x+1.3981999507e-3)*x+8.3334519073e-3)*x+4.1665795894e-2)*x+1.6666665459e-1)*x+5.0000001201e-1)*z + x + 1)
-	return y * math.Float32frombits(uint32(int32(fx)+127)<<23)
+	return y * math.Float32frombits(uint32(n+127)<<23)
 }
 
 func sigmoid32(x float32) float32 { return 1 / (1 + exp32(-x)) }
