@@ -114,7 +114,8 @@ func encodeAffinity(dst []float32, in AffinityInput, index int) error {
 
 // DefaultAffinity scores by a fixed rule until a trained model exists: the
 // host's speed (capped at 1) reduced by CPU load, memory pressure and I/O
-// latency, and 0 where the application's memory does not fit.
+// latency, and 0 where the application's memory does not fit (FreeMemMB 0
+// means unknown).
 func DefaultAffinity() Affinity { return defaultAffinity{} }
 
 type defaultAffinity struct{}
@@ -133,7 +134,7 @@ func (defaultAffinity) Score(in []AffinityInput) ([]float64, error) {
 			speed = 1
 		}
 		s := math.Min(1, speed) * (1 - 0.5*a.CPUUtil) * (1 - 0.5*a.MemPressure) / (1 + a.IOLatencyMS/100)
-		if a.SizeMB > a.FreeMemMB {
+		if a.FreeMemMB > 0 && a.SizeMB > a.FreeMemMB { // 0 = unknown
 			s = 0
 		}
 		out[i] = math.Max(0, math.Min(1, s))
@@ -152,7 +153,8 @@ type AffinitySample struct {
 type AffinityObservation struct {
 	App       string
 	Input     AffinityInput
-	LatencyMS float64
+	LatencyMS float64 // the work's duration on the host (not cold-start setup)
+	Failed    bool    // the host failed the request: target 0
 }
 
 // AffinityTarget is the performance score of one request: 1 when it was as
@@ -165,12 +167,13 @@ func AffinityTarget(usualMS, observedMS float64) float64 {
 }
 
 // AffinitySamples turns served requests into training samples, taking each
-// application's median latency as its usual. Observations with a
-// non-positive or non-finite latency are dropped.
+// application's median latency (of successful requests) as its usual.
+// Failed requests score 0; successful ones with a non-positive or
+// non-finite latency are dropped.
 func AffinitySamples(obs []AffinityObservation) []AffinitySample {
 	byApp := map[string][]float64{}
 	for _, o := range obs {
-		if finite(o.LatencyMS) && o.LatencyMS > 0 {
+		if !o.Failed && finite(o.LatencyMS) && o.LatencyMS > 0 {
 			byApp[o.App] = append(byApp[o.App], o.LatencyMS)
 		}
 	}
@@ -181,6 +184,10 @@ func AffinitySamples(obs []AffinityObservation) []AffinitySample {
 	}
 	var out []AffinitySample
 	for _, o := range obs {
+		if o.Failed {
+			out = append(out, AffinitySample{Input: o.Input, Target: 0})
+			continue
+		}
 		if u, ok := usual[o.App]; ok && finite(o.LatencyMS) && o.LatencyMS > 0 {
 			out = append(out, AffinitySample{Input: o.Input, Target: AffinityTarget(u, o.LatencyMS)})
 		}

@@ -1,0 +1,70 @@
+package affinitydata
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store"
+)
+
+var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func TestJoin(t *testing.T) {
+	hosts := []store.Host{{ID: "h1", MemoryMB: 8192, DiskMB: 1000, CPUMilli: 4000, Speed: 1.2}}
+	metrics := []store.HostMetrics{
+		{Time: t0.Add(-time.Minute), HostID: "h1", CPUUtil: 0.3, MemPressure: 0.1, IOLatencyMS: 4, MemAvailMB: 5000},
+		{Time: t0.Add(30 * time.Second), HostID: "h1", CPUUtil: 0.9, MemAvailMB: 100},
+	}
+	reqs := []store.Request{
+		{Time: t0.Add(40 * time.Second), App: "a", Host: "h1", WorkMS: 200, LatencyMS: 900, Outcome: "cold"},
+		{Time: t0, App: "a", Host: "h1", SizeMB: 128, ReadRatio: 0.7, VolumeType: "ssd", WorkMS: 100, LatencyMS: 120, Outcome: "warm"},
+		{Time: t0.Add(time.Hour), App: "a", Host: "h1", WorkMS: 100, Outcome: "warm"},         // metrics too old
+		{Time: t0.Add(2 * time.Minute), App: "a", Host: "gone", WorkMS: 100, Outcome: "warm"}, // unknown host
+		{Time: t0.Add(3 * time.Minute), App: "a", Host: "h1", Outcome: "failed"},
+	}
+	obs := Join(reqs, hosts, metrics)
+	if len(obs) != 4 {
+		t.Fatalf("%d observations, want 4 (unknown host skipped): %+v", len(obs), obs)
+	}
+	first := obs[0]
+	if first.Input.CPUUtil != 0.3 || first.Input.FreeMemMB != 5000 || first.Input.Speed != 1.2 || first.Input.SizeMB != 128 || first.LatencyMS != 100 {
+		t.Errorf("first request joined to the wrong metrics or fields: %+v", first)
+	}
+	if obs[1].Input.CPUUtil != 0.9 || obs[1].LatencyMS != 200 {
+		t.Errorf("second request: %+v", obs[1])
+	}
+	if obs[3].Input.CPUUtil != 0 || !obs[2].Failed || obs[3].Failed {
+		t.Errorf("stale metrics must stay zero, failure flagged: %+v / %+v", obs[2], obs[3])
+	}
+	samples := models.AffinitySamples(obs)
+	want := []float64{1, 0.5, 0, 1} // usual = median(100, 200, 100) = 100; time order: t0, +40s, +3m failed, +1h
+	if len(samples) != 4 {
+		t.Fatalf("samples %+v", samples)
+	}
+	for i, w := range want {
+		if samples[i].Target != w {
+			t.Errorf("sample %d target %v, want %v", i, samples[i].Target, w)
+		}
+	}
+}
+
+type fakeSource struct{}
+
+func (fakeSource) Requests(context.Context, time.Time, time.Time) ([]store.Request, error) {
+	return []store.Request{{Time: t0, App: "a", Host: "h", WorkMS: 10}}, nil
+}
+func (fakeSource) Hosts(context.Context, time.Time) ([]store.Host, error) {
+	return []store.Host{{ID: "h", Speed: 1}}, nil
+}
+func (fakeSource) HostMetricsRange(context.Context, time.Time, time.Time) ([]store.HostMetrics, error) {
+	return nil, nil
+}
+
+func TestSamplesReadsSource(t *testing.T) {
+	s, err := Samples(context.Background(), fakeSource{}, t0, t0.Add(time.Hour))
+	if err != nil || len(s) != 1 || s[0].Target != 1 {
+		t.Fatalf("Samples = %+v, %v", s, err)
+	}
+}
