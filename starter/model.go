@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinitydata"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -32,7 +33,7 @@ score) are trained in Go, exported to ONNX and run by ONNX Runtime. Trained
 versions live in the ClickHouse model registry; the workers load the
 champion of each kind.`,
 	}
-	cmd.AddCommand(newModelTrainCmd(g), newModelListCmd(g))
+	cmd.AddCommand(newModelTrainCmd(g), newModelTrainAffinityCmd(g), newModelListCmd(g))
 	return cmd
 }
 
@@ -438,4 +439,188 @@ func keyMetrics(m store.ModelRecord) string {
 		return "-"
 	}
 	return strings.Join(parts, " ")
+}
+
+// affinityTrainOutput is what `model train-affinity --json` prints.
+type affinityTrainOutput struct {
+	Version     string             `json:"version"`
+	Source      string             `json:"source"`
+	Samples     int                `json:"samples"`
+	Metrics     map[string]float64 `json:"metrics"`
+	Champion    string             `json:"previous_champion,omitempty"`
+	ChampionMSE *float64           `json:"previous_champion_mse,omitempty"`
+	Published   bool               `json:"published"`
+	Status      string             `json:"status,omitempty"`
+	Reason      string             `json:"reason"`
+	ONNXFile    string             `json:"onnx_file,omitempty"`
+}
+
+func newModelTrainAffinityCmd(g *globals) *cobra.Command {
+	var (
+		from, to, status, out, vers string
+		synthetic, epochs           int
+		seed                        uint64
+		noPublish, asJSON           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "train-affinity (--from-store [--from T --to T] | --synthetic N)",
+		Short: "Train the host affinity model on served requests and publish it",
+		Long: `Train the affinity MLP on the requests recorded in ClickHouse (each joined
+with its host and the host's metrics at that moment; the target is
+min(1, the app's usual work time / this request's work time)), or on N
+synthetic samples for a demo. The latest 20% of the samples are held out;
+the model is compared there with the DefaultAffinity heuristic and with
+predicting the mean. --status auto publishes it as champion when it beats
+the heuristic and the current champion on held-out mean squared error.`,
+		Example: `  starter model train-affinity --from-store
+  starter model train-affinity --synthetic 3000 --no-publish --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if !slices.Contains([]string{"auto", store.StatusChampion, store.StatusCandidate}, status) {
+				return usageErr("--status %q: expected auto, champion or candidate", status)
+			}
+			fromT, err := parseTimeFlag("--from", from)
+			if err != nil {
+				return err
+			}
+			toT, err := parseTimeFlag("--to", to)
+			if err != nil {
+				return err
+			}
+			if synthetic < 0 || epochs < 0 {
+				return usageErr("--synthetic and --epochs must not be negative")
+			}
+			fromStore := synthetic == 0
+			if !fromStore && cmd.Flags().Changed("from-store") {
+				return usageErr("--from-store and --synthetic exclude each other")
+			}
+			if !fromStore && (from != "" || to != "") {
+				return usageErr("--from and --to select stored requests: drop them with --synthetic")
+			}
+			var st *store.Store
+			if fromStore || !noPublish {
+				if st, err = store.Open(ctx, g.ClickHouse); err != nil {
+					return fmt.Errorf("open the store: %w (is the stack up? `make up`)", err)
+				}
+				defer st.Close()
+			}
+			var samples []models.AffinitySample
+			var source string
+			if fromStore {
+				if toT.IsZero() {
+					toT = time.Now().UTC()
+				}
+				if fromT.IsZero() {
+					fromT = toT.Add(-30 * 24 * time.Hour)
+				}
+				if samples, err = affinitydata.Samples(ctx, st, fromT, toT); err != nil {
+					return err
+				}
+				source = fmt.Sprintf("stored requests %s – %s", fromT.Format(time.RFC3339), toT.Format(time.RFC3339))
+				if len(samples) < 25 {
+					return fmt.Errorf("%s: %d usable request outcomes, need 25 or more (serve requests with `starter replay` or `starter request`, or use --synthetic)", source, len(samples))
+				}
+			} else {
+				samples = models.SynthAffinitySamples(synthetic, seed)
+				source = fmt.Sprintf("%d synthetic samples (seed %d)", synthetic, seed)
+			}
+			res, err := models.TrainAffinity(ctx, samples, models.AffinityTrainOptions{Epochs: epochs, Seed: seed, Version: vers})
+			if err != nil {
+				return fmt.Errorf("train on %s: %w", source, err)
+			}
+			onnx, err := res.ONNX()
+			if err != nil {
+				return fmt.Errorf("export %s: %w", res.Version, err)
+			}
+			o := affinityTrainOutput{Version: res.Version, Source: source, Samples: len(samples), Metrics: res.Metrics()}
+			if out != "" {
+				if err := os.WriteFile(out, onnx, 0o644); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				o.ONNXFile = out
+			}
+			if noPublish {
+				o.Reason = "not published (--no-publish)"
+			} else {
+				o.Status, o.Reason = status, "status "+status+" requested"
+				if status == "auto" {
+					o.Status, o.Reason = decideAffinityStatus(ctx, st, res, samples[res.TrainN:], &o)
+				}
+				if err := st.PublishModel(ctx, store.ModelRecord{Version: res.Version, Kind: store.KindAffinity, Created: time.Now().UTC(),
+					Metrics: o.Metrics, Status: o.Status, Meta: res.Meta(), ONNX: onnx}); err != nil {
+					return fmt.Errorf("publish %s: %w", res.Version, err)
+				}
+				o.Published = true
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(o)
+			}
+			fmt.Fprintf(w, "affinity model %s trained on %s\n", o.Version, o.Source)
+			fmt.Fprintf(w, "held-out MSE: model %.4f, heuristic %.4f, mean %.4f (%d held out)\n",
+				res.ValMSE, res.DefaultMSE, res.MeanMSE, res.ValN)
+			if o.ChampionMSE != nil {
+				fmt.Fprintf(w, "previous champion %s: %.4f\n", o.Champion, *o.ChampionMSE)
+			}
+			if o.Published {
+				fmt.Fprintf(w, "published as %s: %s\n", o.Status, o.Reason)
+			} else {
+				fmt.Fprintln(w, o.Reason)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.Bool("from-store", true, "train on stored request outcomes (the default unless --synthetic)")
+	fs.StringVar(&from, "from", "", "start of the stored requests (RFC 3339; default 30 days before --to)")
+	fs.StringVar(&to, "to", "", "end of the stored requests (RFC 3339; default now)")
+	fs.IntVar(&synthetic, "synthetic", 0, "train on this many synthetic samples instead (demo and tests)")
+	fs.IntVar(&epochs, "epochs", 0, "training epochs (0 = default 60)")
+	fs.Uint64Var(&seed, "train-seed", 1, "training seed")
+	fs.StringVar(&status, "status", "auto", "registry status: auto, champion or candidate")
+	fs.StringVar(&vers, "version", "", "model version name (default affinity-<UTC time>)")
+	fs.StringVar(&out, "out", "", "also write the ONNX file here")
+	fs.BoolVar(&noPublish, "no-publish", false, "train and report only")
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+// decideAffinityStatus: champion when the model beats the heuristic and the
+// current champion on the held-out samples.
+func decideAffinityStatus(ctx context.Context, s *store.Store, res *models.AffinityResult, held []models.AffinitySample, o *affinityTrainOutput) (string, string) {
+	if res.ValMSE >= res.DefaultMSE {
+		return store.StatusCandidate, fmt.Sprintf("held-out MSE %.4f does not beat the heuristic's %.4f", res.ValMSE, res.DefaultMSE)
+	}
+	champ, err := s.Champion(ctx, store.KindAffinity)
+	if errors.Is(err, store.ErrNoModel) {
+		return store.StatusChampion, "beats the heuristic; no champion yet"
+	}
+	if err != nil {
+		return store.StatusCandidate, fmt.Sprintf("beats the heuristic, but the champion cannot be read (%v)", err)
+	}
+	o.Champion = champ.Version
+	cm, err := models.LoadAffinity(champ.ONNX, champ.Meta, false)
+	if err != nil {
+		return store.StatusChampion, fmt.Sprintf("beats the heuristic; champion %s cannot be loaded (%v)", champ.Version, err)
+	}
+	in := make([]models.AffinityInput, len(held))
+	for i, h := range held {
+		in[i] = h.Input
+	}
+	p, err := cm.Score(in)
+	if err != nil {
+		return store.StatusChampion, fmt.Sprintf("beats the heuristic; champion %s cannot score these samples (%v)", champ.Version, err)
+	}
+	var mse float64
+	for i, h := range held {
+		mse += (p[i] - h.Target) * (p[i] - h.Target) / float64(len(held))
+	}
+	o.ChampionMSE = &mse
+	if res.ValMSE < mse {
+		return store.StatusChampion, fmt.Sprintf("beats the heuristic and champion %s (MSE %.4f < %.4f)", champ.Version, res.ValMSE, mse)
+	}
+	return store.StatusCandidate, fmt.Sprintf("champion %s is as good or better (MSE %.4f <= %.4f)", champ.Version, mse, res.ValMSE)
 }

@@ -85,3 +85,35 @@ func TestModelTrainPublishesAndLists(t *testing.T) {
 		t.Errorf("model list table: %v\n%s", err, table)
 	}
 }
+
+func TestModelTrainAffinity(t *testing.T) {
+	db := storetest.Config(t).Database
+	run := func(args ...string) affinityTrainOutput {
+		t.Helper()
+		out, err := runStarter(t, append([]string{"model", "train-affinity", "--clickhouse-database", db, "--json", "--epochs", "8"}, args...)...)
+		if err != nil {
+			t.Fatalf("train-affinity: %v\n%s", err, out)
+		}
+		var o affinityTrainOutput
+		if err := json.Unmarshal([]byte(out), &o); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return o
+	}
+	first := run("--synthetic", "800", "--version", "aff-1")
+	if first.Status != store.StatusChampion || first.Metrics["mse"] >= first.Metrics["default.mse"] {
+		t.Fatalf("first affinity model: %+v", first)
+	}
+	second := run("--synthetic", "800", "--version", "aff-2", "--train-seed", "2")
+	if second.Champion != "aff-1" || second.ChampionMSE == nil || !second.Published {
+		t.Errorf("second model not compared with the champion: %+v", second)
+	}
+	// Too few stored outcomes: a clear error, nothing published.
+	out, err := runStarter(t, "model", "train-affinity", "--clickhouse-database", db)
+	if err == nil || !strings.Contains(err.Error(), "need 25") {
+		t.Errorf("empty store: %v\n%s", err, out)
+	}
+	if _, err := runStarter(t, "model", "train-affinity", "--from-store", "--synthetic", "10"); exitCode(err) != 2 {
+		t.Errorf("--from-store with --synthetic: %v", err)
+	}
+}
