@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,7 +232,6 @@ func newEvalCmd(g *globals) *cobra.Command {
 		asMD    bool
 		perApp  bool
 		title   string
-		verbose bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
@@ -249,7 +249,9 @@ demand model trained on the training part, run on ONNX Runtime, swept over
 --thresholds, lease TTL = the model's horizon) and oracle (knows the future:
 the floor). The accounting is documented in the sim package.
 
-With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
+With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png
+(and apps.csv, per application, with --per-app). --log-level info shows the
+training progress.`,
 		Example: `  starter eval --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
       --memory testdata/azure2019-sample/1350_mem.csv --out docs/results/azure
   starter eval --format synth --apps 200 --days 2 --policies keepalive,histogram,oracle --json`,
@@ -276,9 +278,6 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 			}
 			if lead < 0 {
 				return usageErr("--oracle-lead %d: must be >= 0", lead)
-			}
-			if verbose {
-				slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 			}
 			setup, fc, err := prepare(cmd.Context(), g, &tf, &mf, frac, slices.Contains(fams, sim.FamilyOurs))
 			if err != nil {
@@ -327,17 +326,48 @@ With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png.`,
 	mf.register(fs)
 	fs.Float64Var(&frac, "train-fraction", 2.0/3, "share of the trace, from its start, to train and warm policies on; the rest is evaluated")
 	fs.StringVar(&pols, "policies", strings.Join(sim.Families, ","), "comma-separated policies: "+strings.Join(sim.Families, ", "))
-	fs.Float64SliceVar(&kaMin, "keepalive-minutes", minutes(sim.DefaultKeepAlives), "keepalive: the keep-alive sweep, minutes")
-	fs.Float64SliceVar(&ths, "thresholds", sim.DefaultThresholds, "ours: the threshold sweep")
-	fs.Float64SliceVar(&hrHours, "histogram-hours", scale(minutes(sim.DefaultHistogramRanges), 1.0/60), "histogram: the sweep of the histogram range, hours (the paper's default is 4)")
+	floatListVar(fs, &kaMin, "keepalive-minutes", minutes(sim.DefaultKeepAlives), "keepalive: the keep-alive sweep, minutes")
+	floatListVar(fs, &ths, "thresholds", sim.DefaultThresholds, "ours: the threshold sweep")
+	floatListVar(fs, &hrHours, "histogram-hours", scale(minutes(sim.DefaultHistogramRanges), 1.0/60), "histogram: the sweep of the histogram range, hours (the paper's default is 4)")
 	fs.IntVar(&lead, "oracle-lead", 0, "oracle: bins prepared ahead of each request (0 = the floor)")
 	fs.StringVar(&outDir, "out", "", "directory for results.csv, results.json, pareto.svg and pareto.png")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&perApp, "per-app", false, "also write apps.csv into --out: every policy's accounting per application")
 	fs.BoolVar(&asMD, "markdown", false, "print the table as Markdown (for docs/results.md)")
 	fs.StringVar(&title, "title", "", "plot title")
-	fs.BoolVarP(&verbose, "verbose", "v", false, "log training progress")
 	return cmd
+}
+
+// floatList is a comma-separated list of numbers that prints its default
+// the way it is typed (pflag's float64Slice prints 0.500000).
+type floatList []float64
+
+func (l *floatList) String() string {
+	parts := make([]string, len(*l))
+	for i, v := range *l {
+		parts[i] = strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *floatList) Set(s string) error {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", f)
+		}
+		out = append(out, v)
+	}
+	*l = out
+	return nil
+}
+
+func (l *floatList) Type() string { return "numbers" }
+
+func floatListVar(fs *pflag.FlagSet, p *[]float64, name string, def []float64, usage string) {
+	*p = slices.Clone(def)
+	fs.Var((*floatList)(p), name, usage)
 }
 
 func minutes(ds []time.Duration) []float64 {
@@ -515,8 +545,8 @@ setting that meets the goal:
 	fs.StringVar(&policy, "policy", sim.FamilyOurs, "policy to tune: ours (threshold) or keepalive (minutes)")
 	fs.Float64Var(&budget, "waste-budget", 0, "wasted memory-time budget, % of the fixed 10-minute keep-alive's")
 	fs.Float64Var(&target, "cold-target", 0, "p75 cold-start rate target, %")
-	fs.Float64SliceVar(&ths, "thresholds", fineThresholds(), "ours: thresholds to try")
-	fs.Float64SliceVar(&kaMin, "keepalive-minutes", []float64{1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90, 120}, "keepalive: keep-alives to try, minutes")
+	floatListVar(fs, &ths, "thresholds", fineThresholds(), "ours: thresholds to try")
+	floatListVar(fs, &kaMin, "keepalive-minutes", []float64{1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90, 120}, "keepalive: keep-alives to try, minutes")
 	fs.BoolVar(&asJSON, "json", false, "print the recommendation as JSON")
 	return cmd
 }
