@@ -56,4 +56,15 @@
 // interpolation between order statistics) and the overall rate (all cold
 // requests / all requests), the paper's two figures. Preparations made and
 // the shadow requests they imply (one each) complete the cost side.
+//
+// # Use
+//
+// Run replays one trace through one Policy. Evaluate runs every policy
+// family with its sweep (keep-alive minutes, histogram range, threshold)
+// and normalises the waste; Tune picks the setting that meets a waste
+// budget or a cold-start target; WriteTable, WriteMarkdown, WriteCSV,
+// WriteJSON, WritePerAppCSV and WritePlot render a Report. Our policy reads
+// the demand model through DemandForecaster, behind a ForecastCache so a
+// threshold sweep asks the model once per bin. `starter eval` and
+// `starter tune` are the command-line front ends.
 package sim
