@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
+	"github.com/forewarm/forewarm/trace"
 )
 
 // small keeps test training to a second or two.
@@ -115,5 +117,27 @@ func TestModelTrainAffinity(t *testing.T) {
 	}
 	if _, err := runStarter(t, "model", "train-affinity", "--from-store", "--synthetic", "10"); exitCode(err) != 2 {
 		t.Errorf("--from-store with --synthetic: %v", err)
+	}
+}
+
+// Training from stored history reads the activity back from ClickHouse.
+func TestModelTrainFromStore(t *testing.T) {
+	testenv.ORTLib(t)
+	st := storetest.New(t)
+	tr := trace.Synth(trace.SynthOptions{Apps: 10, Days: 1, Seed: 3})
+	if _, err := st.LoadTrace(context.Background(), tr, store.LoadOptions{Format: "synth", Source: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runStarter(t, "model", "train", "--from-store", "--clickhouse-database", st.Database(), "--json", "--no-publish",
+		"--samples", "800", "--epochs", "1", "--hidden", "8", "--seq-len", "24")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var o modelTrainOutput
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &o); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.HasPrefix(o.Source, "stored history") || o.Model.N == 0 || o.Published {
+		t.Errorf("from-store run: %+v", o)
 	}
 }
