@@ -8,7 +8,9 @@ import (
 )
 
 // Demand predicts, for each input, P(at least one request in the next
-// Spec().Horizon bins). Implementations are safe for concurrent use.
+// Spec().Horizon bins). Implementations are safe for concurrent use. One
+// loaded with ONNX Runtime holds a session: it implements io.Closer, and
+// a caller replacing it should Close the old one.
 type Demand interface {
 	Predict(in []DemandInput) ([]float64, error)
 	Version() string

@@ -111,7 +111,7 @@ func (s DemandSpec) HistoryBins() int { return max(s.SeqLen, s.RateWindow, s.Gap
 type DemandInput struct {
 	Counts    []float64     // requests per bin, oldest first, ending with the last complete bin
 	Next      time.Time     // start of the first bin being predicted
-	Bin       time.Duration // bin width; must match the model's
+	Bin       time.Duration // bin width; must match the model's (zero = assume it does)
 	MemoryMB  float64
 	ReadRatio float64
 }
