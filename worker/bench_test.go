@@ -95,6 +95,9 @@ func BenchmarkLoopTicks(b *testing.B) {
 	b.ReportMetric(p50, "p50-lag-ms")
 	b.ReportMetric(p99, "p99-lag-ms")
 	b.ReportMetric(float64(n), "loops")
+	if f := os.Getenv("FOREWARM_BENCH_HISTORY"); f != "" {
+		k.recordHistories(f, map[string]string{"bench-loop.json": workflows.LoopWorkflowID(apps[0])})
+	}
 	b.Logf("%d loops, %d ticks in %v (ideal %d), lag histogram %v (bounds ms %v), max lag %.0f ms, predict errors %d",
 		n, ticks, elapsed.Round(time.Millisecond), n*secs, lag, workflows.LagBucketBoundsMS, after.maxLag, after.errors-before.errors)
 }

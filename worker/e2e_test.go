@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +17,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/agent"
 	"github.com/forewarm/forewarm/agent/api"
@@ -189,10 +192,16 @@ func (k *stack) train(epochs int) workflows.TrainingResult {
 }
 
 func (k *stack) startLoop(app string, pol workflows.Policy) {
+	k.startLoopInput(workflows.LoopInput{App: app, Bin: time.Second, Policy: pol})
+}
+
+func (k *stack) startLoopInput(in workflows.LoopInput) {
+	app := in.App
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := k.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.LoopWorkflowID(app), TaskQueue: k.s.PredictionQueue},
-		workflows.LoopWorkflowName, workflows.LoopInput{App: app, Bin: time.Second, Policy: pol})
+	_, err := k.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.LoopWorkflowID(app), TaskQueue: k.s.PredictionQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(app))},
+		workflows.LoopWorkflowName, in)
 	require.NoError(k.t, err)
 	k.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -283,9 +292,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	pol := workflows.Policy{Threshold: 0.01, HorizonBins: 5, TopN: 1, LeaseTTL: 20 * time.Second, MaxShadowMS: 5000, SampleMB: 1}
-	for _, a := range apps {
+	for _, a := range apps[:2] {
 		k.startLoop(a, pol)
 	}
+	// The third loop continues as new every 8 ticks: its state must survive.
+	k.startLoopInput(workflows.LoopInput{App: apps[2], Bin: time.Second, Policy: pol, MaxTicksPerRun: 8})
 	k.waitFor("a lease on every loop", 90*time.Second, func() bool {
 		for _, a := range apps {
 			if len(k.status(a).Leases) == 0 {
@@ -329,6 +340,17 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, k.c.SignalWorkflow(ctx, workflows.LoopWorkflowID(apps[1]), "", workflows.SignalThreshold, workflows.ThresholdSignal{Threshold: 0.9}))
 	cancel()
 	k.waitFor("the threshold in the query", 10*time.Second, func() bool { return k.status(apps[1]).Policy.Threshold == 0.9 })
+	// ... and in the search attributes the Web UI filters on.
+	k.waitFor("the threshold in visibility", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, err := k.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("ForewarmApp = '%s' AND ForewarmThreshold = 0.9 AND ForewarmLoopState = 'running'", apps[1])})
+		return err == nil && len(res.Executions) == 1
+	})
+	c := k.status(apps[2])
+	require.GreaterOrEqual(t, c.Runs, 1, "the third loop continued as new")
+	require.Greater(t, c.Stats.Ticks, 8, "its counters were carried")
 
 	for _, a := range apps {
 		res := k.stopLoop(a)

@@ -30,8 +30,9 @@ var (
 )
 
 const (
-	defaultWindow         = 60
+	defaultWindow         = 64
 	defaultMaxTicksPerRun = 1000
+	defaultMemoryMB       = 170 // trace.DefaultMemoryMB: Azure's typical function
 )
 
 // PredictionLoop is the long-running workflow of one application: it ticks
@@ -220,6 +221,14 @@ func (l *loop) seed(ctx workflow.Context) {
 		}
 	}
 	l.Seeded = true
+	if l.Profile.MemoryMB <= 0 {
+		// Unknown application: size leases like a typical one.
+		l.Profile.MemoryMB = defaultMemoryMB
+		l.log.Warn("no stored profile; sizing leases with defaults", "memory_mb", defaultMemoryMB)
+	}
+	if l.Profile.DiskMB <= 0 {
+		l.Profile.DiskMB = l.Profile.MemoryMB / 4
+	}
 	if len(l.Recent) > l.Window {
 		l.Recent = l.Recent[len(l.Recent)-l.Window:]
 	}
