@@ -94,7 +94,7 @@ func BenchmarkDemandTrain(b *testing.B) {
 			idx[k] = (seqs + k) % len(ds.train)
 		}
 		tn.step(idx)
-		ad.update(m, tn.grad, len(idx))
+		ad.update(m, tn.grad)
 		seqs += len(idx)
 	}
 	b.ReportMetric(float64(seqs)/b.Elapsed().Seconds(), "seq/s")

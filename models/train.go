@@ -36,7 +36,7 @@ type TrainOptions struct {
 	BatchSize   int     // default 128
 	LR          float64 // Adam learning rate, default 3e-3
 	Workers     int     // goroutines per mini-batch, default min(2, GOMAXPROCS)
-	Seed        uint64  // same seed + same data = same model
+	Seed        uint64  // same seed, data and Workers = the same model, bit for bit
 	// Version names the model; default "demand-<UTC timestamp>", or the
 	// checkpoint's version when resuming.
 	Version string
@@ -381,7 +381,7 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 			if math.IsNaN(loss) {
 				return nil, fmt.Errorf("train: loss became NaN at epoch %d batch %d (lower the learning rate)", epoch, b)
 			}
-			adam.update(model, tr32.grad, len(idx))
+			adam.update(model, tr32.grad)
 			lossSum += loss * float64(len(idx))
 			seen += len(idx)
 			if progress != nil && time.Since(lastReport) >= opt.ProgressEvery {
@@ -660,7 +660,7 @@ func (a *adam) restore(m, v [][]float32, step int) error {
 }
 
 // update applies grad (gradient of the mean loss) to model.
-func (a *adam) update(model *lstm, grad *lstm, _ int) {
+func (a *adam) update(model *lstm, grad *lstm) {
 	a.step++
 	gs := grad.params()
 	var norm float64
