@@ -31,7 +31,7 @@ var DefaultKeepAlives = []time.Duration{1 * time.Minute, 2 * time.Minute, 5 * ti
 
 // DefaultHistogramRanges is the hybrid histogram policy's sweep over its
 // histogram range, as in the paper's Pareto figure (4 hours is its default).
-var DefaultHistogramRanges = []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+var DefaultHistogramRanges = []time.Duration{15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
 
 // DefaultThresholds is our policy's threshold sweep.
 var DefaultThresholds = []float64{0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9}

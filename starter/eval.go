@@ -194,7 +194,7 @@ func toDurations(xs []float64, unit time.Duration, flag string) ([]time.Duration
 		if !(x > 0) || math.IsInf(x, 0) {
 			return nil, usageErr("--%s %v: must be positive", flag, x)
 		}
-		out[i] = time.Duration(x * float64(unit))
+		out[i] = time.Duration(x * float64(unit)).Round(time.Second) // 1/6 h reads as 10m
 	}
 	return out, nil
 }
