@@ -21,6 +21,7 @@ type AppProfile struct {
 	ReadRatio  float64
 	DurationMS float64
 	VolumeType string
+	RatePerMin float64 // recent requests per minute (0 when unknown)
 }
 
 // HostInfo is a live host with its latest metrics.

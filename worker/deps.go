@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"math"
+	"fmt"
 	"sync"
 	"time"
 
@@ -187,30 +187,70 @@ func (d demandModel) Predict(in []activities.DemandQuery) ([]float64, error) {
 	return d.m.Predict(xs)
 }
 
-// heuristicAffinity scores hosts until a trained affinity model exists: the
-// share of nominal speed a request can expect (the same scale as the
-// observed PerformanceScore), lowered by CPU load, memory pressure and I/O
-// latency, and zero when the app's memory does not fit.
-type heuristicAffinity struct{}
+// affinityScorer scores hosts with the affinity champion from the registry
+// (checked at most every checkEvery), or with models.DefaultAffinity (the
+// heuristic) until one is published or when it cannot be loaded.
+type affinityScorer struct {
+	st         *store.Store
+	useORT     bool
+	checkEvery time.Duration
+	log        interface{ Warn(string, ...any) }
 
-func (heuristicAffinity) Score(_ context.Context, app activities.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {
-	out := make([]float64, len(hosts))
-	for i, h := range hosts {
-		speed := h.Speed
-		if speed <= 0 {
-			speed = 1
-		}
-		s := math.Min(1, speed) * (1 - 0.5*clamp01(h.CPUUtil)) * (1 - 0.5*clamp01(h.MemPressure))
-		s /= 1 + h.IOLatencyMS/100
-		if h.FreeMemMB > 0 && app.MemoryMB > h.FreeMemMB {
-			s = 0
-		}
-		out[i] = clamp01(s)
-	}
-	return out, "heuristic-v1", nil
+	mu      sync.Mutex
+	model   models.Affinity
+	checked time.Time
 }
 
-func clamp01(x float64) float64 { return math.Min(1, math.Max(0, x)) }
+func (a *affinityScorer) current(ctx context.Context) models.Affinity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.model != nil && time.Since(a.checked) < a.checkEvery {
+		return a.model
+	}
+	a.checked = time.Now()
+	if a.model == nil {
+		a.model = models.DefaultAffinity()
+	}
+	ms, err := a.st.ListModels(ctx)
+	if err != nil {
+		a.log.Warn("model registry unreachable; keeping the affinity model", "version", a.model.Version(), "err", err)
+		return a.model
+	}
+	var best store.ModelRecord
+	for _, m := range ms {
+		if m.Kind == store.KindAffinity && m.Status == store.StatusChampion && (best.Version == "" || m.Created.After(best.Created)) {
+			best = m
+		}
+	}
+	if best.Version == "" || best.Version == a.model.Version() {
+		return a.model
+	}
+	rec, err := a.st.Model(ctx, best.Version)
+	if err == nil {
+		var m models.Affinity
+		if m, err = models.LoadAffinity(rec.ONNX, rec.Meta, a.useORT); err == nil {
+			a.model = m
+			return m
+		}
+	}
+	a.log.Warn("affinity champion fails to load; keeping the previous scorer", "version", best.Version, "kept", a.model.Version(), "err", err)
+	return a.model
+}
+
+func (a *affinityScorer) Score(ctx context.Context, app activities.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {
+	m := a.current(ctx)
+	in := make([]models.AffinityInput, len(hosts))
+	for i, h := range hosts {
+		in[i] = models.AffinityInput{VolumeType: app.VolumeType, SizeMB: app.MemoryMB, ReadRatio: app.ReadRatio, Rate: app.RatePerMin,
+			MemoryMB: h.MemoryMB, DiskMB: h.DiskMB, CPUMilli: float64(h.CPUMilli), Speed: h.Speed,
+			CPUUtil: h.CPUUtil, MemPressure: h.MemPressure, IOLatencyMS: h.IOLatencyMS, FreeMemMB: h.FreeMemMB}
+	}
+	scores, err := m.Score(in)
+	if err != nil {
+		return nil, "", fmt.Errorf("affinity model %s: %w", m.Version(), err)
+	}
+	return scores, m.Version(), nil
+}
 
 // hostClients builds one agent client per URL and keeps it.
 type hostClients struct {

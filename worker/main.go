@@ -174,7 +174,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
-		hosts := &activities.Hosts{Directory: deps, Affinity: heuristicAffinity{}, Recorder: deps, Log: logger,
+		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger}, Recorder: deps, Log: logger,
 			Clients: &hostClients{token: s.AgentToken, byURL: map[string]*agentclient.Client{}}}
 		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
 		w := worker.New(c, s.PredictionQueue, worker.Options{

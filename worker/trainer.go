@@ -10,6 +10,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinitydata"
 	"github.com/forewarm/forewarm/store"
 )
 
@@ -121,10 +122,68 @@ func metricMap(m models.Metrics) map[string]float64 {
 	return out
 }
 
+// TrainAffinity trains the affinity MLP on the served requests of the last
+// 30 days (joined with their hosts' metrics at the time), held out: the
+// latest 20 %, compared with the heuristic, the mean and the champion.
 func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
-	// The models package has no affinity trainer yet; hosts are ranked by
-	// the heuristic plus observed adjustments until it has.
-	return activities.TrainedModel{}, fmt.Errorf("%w: no affinity trainer in package models yet", activities.ErrNotEnoughData)
+	now := time.Now()
+	samples, err := affinitydata.Samples(ctx, t.st, now.Add(-30*24*time.Hour), now)
+	if err != nil {
+		return activities.TrainedModel{}, err
+	}
+	if len(samples) < 50 {
+		return activities.TrainedModel{}, fmt.Errorf("%w: %d affinity samples (served requests on known hosts), 50 needed", activities.ErrNotEnoughData, len(samples))
+	}
+	res, err := models.TrainAffinity(ctx, samples, models.AffinityTrainOptions{Seed: uint64(spec.Seed)})
+	if err != nil {
+		return activities.TrainedModel{}, err
+	}
+	out := activities.TrainedModel{Version: res.Version, Kind: store.KindAffinity, Samples: res.TrainN,
+		Metrics:   map[string]float64{"mse": res.ValMSE},
+		Baselines: map[string]map[string]float64{"heuristic": {"mse": res.DefaultMSE}, "mean": {"mse": res.MeanMSE}}}
+	held := samples[len(samples)-res.ValN:]
+	champ, err := t.st.Champion(ctx, store.KindAffinity)
+	switch {
+	case errors.Is(err, store.ErrNoModel):
+	case err != nil:
+		return activities.TrainedModel{}, fmt.Errorf("read the affinity champion: %w", err)
+	default:
+		out.Champion = champ.Version
+		if mse, err := heldOutMSE(champ, held); err == nil {
+			out.ChampionMetrics = map[string]float64{"mse": mse}
+		} else {
+			t.log.Warn("affinity champion cannot be scored on these samples; comparing with baselines only", "champion", champ.Version, "err", err)
+		}
+	}
+	onnx, err := res.ONNX()
+	if err != nil {
+		return activities.TrainedModel{}, fmt.Errorf("export %s: %w", res.Version, err)
+	}
+	if err := t.st.PublishModel(ctx, store.ModelRecord{Version: res.Version, Kind: store.KindAffinity, Created: time.Now().UTC(),
+		Metrics: res.Metrics(), Status: store.StatusCandidate, Meta: res.Meta(), ONNX: onnx}); err != nil {
+		return activities.TrainedModel{}, fmt.Errorf("store candidate %s: %w", res.Version, err)
+	}
+	return out, nil
+}
+
+func heldOutMSE(champ store.ModelRecord, held []models.AffinitySample) (float64, error) {
+	m, err := models.LoadAffinity(champ.ONNX, champ.Meta, false)
+	if err != nil {
+		return 0, err
+	}
+	in := make([]models.AffinityInput, len(held))
+	for i, h := range held {
+		in[i] = h.Input
+	}
+	p, err := m.Score(in)
+	if err != nil {
+		return 0, err
+	}
+	var mse float64
+	for i, h := range held {
+		mse += (p[i] - h.Target) * (p[i] - h.Target) / float64(len(held))
+	}
+	return mse, nil
 }
 
 func (t *trainer) Promote(ctx context.Context, version string) error {

@@ -299,6 +299,18 @@ func (l *loop) closeBins(now time.Time) time.Time {
 	return l.NextTick.Add(-l.Bin)
 }
 
+// ratePerMin is the recent request rate the affinity model takes.
+func (l *loop) ratePerMin() float64 {
+	if len(l.Recent) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, c := range l.Recent {
+		sum += c
+	}
+	return sum / (float64(len(l.Recent)) * l.Bin.Minutes())
+}
+
 func (l *loop) push(v float64) {
 	l.Recent = append(l.Recent, v)
 	if over := len(l.Recent) - l.Window; over > 0 {
@@ -343,8 +355,10 @@ func (l *loop) prepare(ctx workflow.Context, binStart time.Time) {
 	})
 	l.preparing, l.cancelPre = id, cancel
 	l.Stats.Preparations++
+	profile := l.Profile
+	profile.RatePerMin = l.ratePerMin()
 	in := PrepareInput{
-		App: l.App, Profile: l.Profile, TopN: l.Policy.TopN, TTL: l.Policy.TTL(l.Bin),
+		App: l.App, Profile: profile, TopN: l.Policy.TopN, TTL: l.Policy.TTL(l.Bin),
 		MaxShadowMS: l.Policy.MaxShadowMS, SampleMB: l.Policy.SampleMB, Adjustments: maps.Clone(l.Adjustments),
 	}
 	fut := workflow.ExecuteChildWorkflow(pctx, PreparationWorkflowName, in)
