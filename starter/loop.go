@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -183,10 +182,10 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 				}
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, out)
+				return emitJSON(cmd.OutOrStdout(), out)
 			}
 			for _, s := range out {
-				fmt.Printf("%s\t%s\n", s.WorkflowID, s.Status)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", s.WorkflowID, s.Status)
 			}
 			return nil
 		},
@@ -268,10 +267,13 @@ func startLoop(ctx context.Context, c client.Client, taskQueue string, in workfl
 		ID:                       workflows.LoopWorkflowID(in.App),
 		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Without this the SDK hands back the running loop silently.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.AttrApp.ValueSet(in.App),
 			workflows.AttrLoopState.ValueSet(state),
 			workflows.AttrThreshold.ValueSet(in.Policy.Threshold)),
+		Memo:          map[string]any{workflows.MemoBin: in.Bin.String(), workflows.MemoProfile: in.Profile},
 		StaticSummary: fmt.Sprintf("prediction loop of %s", in.App),
 		StaticDetails: fmt.Sprintf("Ticks every %v; prepares the top %d host(s) when P(request within %d bins) ≥ the threshold (start: %.2f). "+
 			"Query `state` for everything; signal `threshold` to change it.", in.Bin, in.Policy.TopN, in.Policy.HorizonBins, in.Policy.Threshold),
@@ -328,9 +330,9 @@ func newLoopStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, st)
+				return emitJSON(cmd.OutOrStdout(), st)
 			}
-			printStatus(os.Stdout, st)
+			printStatus(cmd.OutOrStdout(), st)
 			return nil
 		},
 	}
@@ -412,7 +414,7 @@ refuses anything else before sending (the loop would ignore it and log why).`,
 			if err := c.SignalWorkflow(cmd.Context(), workflows.LoopWorkflowID(app), "", workflows.SignalThreshold, workflows.ThresholdSignal{Threshold: v}); err != nil {
 				return loopCallErr(app, err)
 			}
-			fmt.Printf("%s: threshold signal %g sent\n", workflows.LoopWorkflowID(app), v)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: threshold signal %g sent\n", workflows.LoopWorkflowID(app), v)
 			return nil
 		},
 	}
@@ -470,9 +472,9 @@ func newLoopPolicyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, res)
+				return emitJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Printf("%s: policy %+v\n", workflows.LoopWorkflowID(app), res.Current)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: policy %+v\n", workflows.LoopWorkflowID(app), res.Current)
 			return nil
 		},
 	}
@@ -499,7 +501,7 @@ func newLoopPauseCmd(g *globals, pause bool) *cobra.Command {
 			if _, err := updatePolicy(cmd.Context(), g, app, workflows.PolicyChange{Paused: &pause}); err != nil {
 				return err
 			}
-			fmt.Printf("%s: %sd\n", workflows.LoopWorkflowID(app), use)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %sd\n", workflows.LoopWorkflowID(app), use)
 			return nil
 		},
 	}
@@ -528,7 +530,7 @@ func newLoopStopCmd(g *globals) *cobra.Command {
 				return loopCallErr(app, err)
 			}
 			if !wait {
-				fmt.Printf("%s: stop signal sent\n", id)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: stop signal sent\n", id)
 				return nil
 			}
 			var res workflows.LoopResult
@@ -536,9 +538,9 @@ func newLoopStopCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("wait for %s: %w", id, err)
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, res)
+				return emitJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Printf("%s: %s after %d ticks, %d preparations, %d claims, %d expired\n", id, res.Reason, res.Stats.Ticks, res.Stats.Preparations, res.Stats.Claims, res.Stats.Expired)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s after %d ticks, %d preparations, %d claims, %d expired\n", id, res.Reason, res.Stats.Ticks, res.Stats.Preparations, res.Stats.Claims, res.Stats.Expired)
 			return nil
 		},
 	}

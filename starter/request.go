@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -69,17 +68,17 @@ application-host affinity when the host did better or worse than expected.`,
 				return fmt.Errorf("request %s (workflow %s): %w", in.RequestID, run.GetID(), err)
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, struct {
+				return emitJSON(cmd.OutOrStdout(), struct {
 					WorkflowID string `json:"workflow_id"`
 					workflows.RequestResult
 				}{run.GetID(), res})
 			}
-			fmt.Printf("%s: %s on %s in %.1f ms (setup %.1f, work %.1f); expected %.2f, actual %.2f",
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s on %s in %.1f ms (setup %.1f, work %.1f); expected %.2f, actual %.2f",
 				run.GetID(), res.Outcome, res.Host, res.LatencyMS, res.SetupMS, res.WorkMS, res.Expected, res.Actual)
 			if res.Adjusted {
-				fmt.Printf("; adjustment now %+.3f", res.NewAdjustment)
+				fmt.Fprintf(cmd.OutOrStdout(), "; adjustment now %+.3f", res.NewAdjustment)
 			}
-			fmt.Println()
+			fmt.Fprintln(cmd.OutOrStdout())
 			return nil
 		},
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +30,7 @@ func newScheduleTrainingCmd(g *globals) *cobra.Command {
 		in        workflows.TrainingInput
 		taskQueue string
 		remove    bool
+		id        string
 		trigger   bool
 		asJSON    bool
 	)
@@ -55,12 +55,12 @@ the next one skip (no overlap). Running it again updates the interval.
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			h := c.ScheduleClient().GetHandle(ctx, workflows.TrainingScheduleID)
+			h := c.ScheduleClient().GetHandle(ctx, id)
 			if remove {
 				if err := h.Delete(ctx); err != nil {
-					return fmt.Errorf("delete schedule %s: %w", workflows.TrainingScheduleID, err)
+					return fmt.Errorf("delete schedule %s: %w", id, err)
 				}
-				fmt.Printf("schedule %s deleted\n", workflows.TrainingScheduleID)
+				fmt.Fprintf(cmd.OutOrStdout(), "schedule %s deleted\n", id)
 				return nil
 			}
 			action := &client.ScheduleWorkflowAction{
@@ -73,7 +73,7 @@ the next one skip (no overlap). Running it again updates the interval.
 			spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}}
 			status := "created"
 			_, err = c.ScheduleClient().Create(ctx, client.ScheduleOptions{
-				ID:                 workflows.TrainingScheduleID,
+				ID:                 id,
 				Spec:               spec,
 				Action:             action,
 				Overlap:            enums.SCHEDULE_OVERLAP_POLICY_SKIP,
@@ -95,12 +95,12 @@ the next one skip (no overlap). Running it again updates the interval.
 				}
 			}
 			if err != nil {
-				return fmt.Errorf("schedule %s: %w", workflows.TrainingScheduleID, err)
+				return fmt.Errorf("schedule %s: %w", id, err)
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, map[string]any{"schedule_id": workflows.TrainingScheduleID, "every": every.String(), "status": status})
+				return emitJSON(cmd.OutOrStdout(), map[string]any{"schedule_id": id, "every": every.String(), "status": status})
 			}
-			fmt.Printf("schedule %s %s: training every %v (overlap: skip)\n", workflows.TrainingScheduleID, status, every)
+			fmt.Fprintf(cmd.OutOrStdout(), "schedule %s %s: training every %v (overlap: skip)\n", id, status, every)
 			return nil
 		},
 	}
@@ -112,5 +112,7 @@ the next one skip (no overlap). Running it again updates the interval.
 	fs.BoolVar(&remove, "delete", false, "delete the schedule")
 	fs.BoolVar(&trigger, "trigger", false, "also start one run now")
 	fs.BoolVar(&asJSON, "json", false, "print the outcome as JSON")
+	fs.StringVar(&id, "schedule-id", workflows.TrainingScheduleID, "schedule ID (tests use their own)")
+	_ = fs.MarkHidden("schedule-id")
 	return cmd
 }

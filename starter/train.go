@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,18 +80,18 @@ decision and why.`,
 				return err
 			}
 			if res == nil {
-				fmt.Printf("training %s started; follow it in the Web UI or with `temporal workflow show --workflow-id %s`\n", id, id)
+				fmt.Fprintf(cmd.OutOrStdout(), "training %s started; follow it in the Web UI or with `temporal workflow show --workflow-id %s`\n", id, id)
 				return nil
 			}
 			if asJSON {
-				return emitJSON(os.Stdout, struct {
+				return emitJSON(cmd.OutOrStdout(), struct {
 					WorkflowID string `json:"workflow_id"`
 					*workflows.TrainingResult
 				}{id, res})
 			}
-			fmt.Printf("training %s on %d apps × %d bins (%v .. %v)\n", id, res.Dataset.Apps, res.Dataset.Bins, res.Dataset.From.Format(time.RFC3339), res.Dataset.To.Format(time.RFC3339))
-			fmt.Printf("demand:   %s\n", res.Demand.Reason)
-			fmt.Printf("affinity: %s\n", res.Affinity.Reason)
+			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %d apps × %d bins (%v .. %v)\n", id, res.Dataset.Apps, res.Dataset.Bins, res.Dataset.From.Format(time.RFC3339), res.Dataset.To.Format(time.RFC3339))
+			fmt.Fprintf(cmd.OutOrStdout(), "demand:   %s\n", res.Demand.Reason)
+			fmt.Fprintf(cmd.OutOrStdout(), "affinity: %s\n", res.Affinity.Reason)
 			return nil
 		},
 	}

@@ -58,6 +58,13 @@ var (
 	AttrModelVersion = temporal.NewSearchAttributeKeyKeyword("ForewarmModelVersion")
 )
 
+// Memo fields set when a loop starts (shown by the Web UI and
+// `temporal workflow describe`; not searchable).
+const (
+	MemoBin     = "bin"     // bin width, e.g. "1m0s"
+	MemoProfile = "profile" // activities.AppProfile the loop started with
+)
+
 // Values of AttrLoopState.
 const (
 	LoopStateRunning = "running"

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/testenv"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+func TestLoopCommandsRefuseBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"loop", "threshold", "--app", "a", "1.5"},
+		{"loop", "threshold", "--app", "a", "NaN"},
+		{"loop", "threshold", "--app", "a", "--", "-0.1"},
+		{"loop", "threshold", "--app", "a", "high"},
+		{"loop", "threshold", "0.5"},
+		{"loop", "start", "--app", "a", "--all"},
+		{"loop", "start"},
+		{"loop", "start", "--app", "a", "--threshold", "2"},
+		{"loop", "start", "--app", "a", "--bin", "1500ms"},
+		{"loop", "start", "--app", "a/b"},
+		{"loop", "start", "--app", "a", "--top-n", "0"},
+		{"loop", "policy", "--app", "a"},
+		{"loop", "policy", "--app", "a", "--threshold", "NaN"},
+		{"loop", "status"},
+		{"request", "--app", "a", "--read-ratio", "2"},
+		{"request"},
+		{"schedule", "training", "--every", "10s"},
+		{"train", "--from", "yesterday", "--to", "2026-01-01T00:00:00Z"},
+	} {
+		_, err := runStarter(t, args...)
+		require.Error(t, err, "%v", args)
+		require.Equal(t, 2, exitCode(err), "%v: %v", args, err)
+	}
+}
+
+// fakeDemand predicts from the last bin, so the loop is testable without
+// ClickHouse or ONNX Runtime.
+type fakeDemand struct{}
+
+func (fakeDemand) Predict(in []activities.DemandQuery) ([]float64, error) {
+	return make([]float64, len(in)), nil
+}
+func (fakeDemand) Version() string  { return "fake-1" }
+func (fakeDemand) HistoryBins() int { return 8 }
+func (fakeDemand) HorizonBins() int { return 5 }
+
+type fakeRegistry struct{}
+
+func (fakeRegistry) ChampionVersion(context.Context) (string, error) { return "fake-1", nil }
+func (fakeRegistry) LoadDemand(context.Context, string) (activities.DemandModel, error) {
+	return fakeDemand{}, nil
+}
+
+type fakeHistory struct{}
+
+func (fakeHistory) RecentActivity(_ context.Context, apps []string, _ time.Time, bins int, _ time.Duration) (map[string][]float64, error) {
+	return map[string][]float64{apps[0]: make([]float64, bins)}, nil
+}
+func (fakeHistory) AppProfile(_ context.Context, app string) (activities.AppProfile, bool, error) {
+	return activities.AppProfile{App: app, MemoryMB: 64}, true, nil
+}
+func (fakeHistory) Adjustments(context.Context, string) (map[string]float64, error) { return nil, nil }
+
+// TestLoopCommandsAgainstTheDevServer drives a loop through the CLI on the
+// real Temporal server (the worker's activities use fakes: no ClickHouse).
+func TestLoopCommandsAgainstTheDevServer(t *testing.T) {
+	tc := testenv.Temporal(t)
+	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
+	c, err := tc.Dial(nil)
+	require.NoError(t, err)
+	defer c.Close()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	suffix := hex.EncodeToString(r[:])
+	queue, app := "cli-"+suffix, "cli-"+suffix
+	w := worker.New(c, queue, worker.Options{})
+	workflows.RegisterPrediction(w)
+	w.RegisterActivity(&activities.Predictor{Models: fakeRegistry{}, History: fakeHistory{}})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	defer func() { _ = c.TerminateWorkflow(context.Background(), workflows.LoopWorkflowID(app), "", "test over") }()
+
+	out, err := runStarter(t, "loop", "start", "--app", app, "--bin", "1s", "--threshold", "0.4", "--dry-run", "--task-queue", queue, "--json")
+	require.NoError(t, err, out)
+	require.Contains(t, out, `"status": "started"`)
+	out, err = runStarter(t, "loop", "start", "--app", app, "--bin", "1s", "--task-queue", queue)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "already running")
+
+	status := func() workflows.LoopStatus {
+		out, err := runStarter(t, "loop", "status", "--app", app, "--json")
+		require.NoError(t, err, out)
+		var st workflows.LoopStatus
+		require.NoError(t, json.Unmarshal([]byte(out), &st))
+		return st
+	}
+	require.Eventually(t, func() bool { return status().Stats.Predictions > 0 }, 30*time.Second, 250*time.Millisecond)
+	st := status()
+	require.Equal(t, 0.4, st.Policy.Threshold)
+	require.Equal(t, workflows.LoopStateDryRun, st.State)
+	require.Equal(t, "fake-1", st.ModelVersion)
+
+	out, err = runStarter(t, "loop", "threshold", "--app", app, "0.25")
+	require.NoError(t, err, out)
+	require.Eventually(t, func() bool { return status().Policy.Threshold == 0.25 }, 10*time.Second, 100*time.Millisecond)
+
+	out, err = runStarter(t, "loop", "pause", "--app", app)
+	require.NoError(t, err, out)
+	require.Equal(t, workflows.LoopStatePaused, status().State)
+	out, err = runStarter(t, "loop", "resume", "--app", app)
+	require.NoError(t, err, out)
+	require.Equal(t, workflows.LoopStateDryRun, status().State)
+
+	// The Update's validator answers a bad policy with the reason.
+	_, err = runStarter(t, "loop", "policy", "--app", app, "--horizon", "0")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "horizon 0 bins is outside [1, 1440]")
+	out, err = runStarter(t, "loop", "policy", "--app", app, "--top-n", "3", "--json")
+	require.NoError(t, err, out)
+	require.Equal(t, 3, status().Policy.TopN)
+
+	out, err = runStarter(t, "loop", "status", "--app", app)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "threshold 0.250")
+
+	out, err = runStarter(t, "loop", "stop", "--app", app, "--wait", "--reason", "cli test")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "stopped: cli test")
+
+	_, err = runStarter(t, "loop", "status", "--app", "no-such-app-"+suffix)
+	require.Error(t, err)
+	require.True(t, strings.Contains(err.Error(), "starter loop start --app no-such-app-"+suffix), err.Error())
+}
+
+func TestScheduleTrainingCreatesUpdatesDeletes(t *testing.T) {
+	tc := testenv.Temporal(t)
+	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
+	c, err := tc.Dial(nil)
+	require.NoError(t, err)
+	defer c.Close()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	id := "test-training-" + hex.EncodeToString(r[:])
+	defer func() { _ = c.ScheduleClient().GetHandle(context.Background(), id).Delete(context.Background()) }()
+
+	out, err := runStarter(t, "schedule", "training", "--every", "6h", "--schedule-id", id)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "created")
+	out, err = runStarter(t, "schedule", "training", "--every", "2h", "--schedule-id", id, "--json")
+	require.NoError(t, err, out)
+	require.Contains(t, out, `"status": "updated"`)
+
+	d, err := c.ScheduleClient().GetHandle(context.Background(), id).Describe(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Hour, d.Schedule.Spec.Intervals[0].Every)
+	require.Equal(t, enums.SCHEDULE_OVERLAP_POLICY_SKIP, d.Schedule.Policy.Overlap)
+	act := d.Schedule.Action.(*client.ScheduleWorkflowAction)
+	require.Equal(t, workflows.TrainingTaskQueue, act.TaskQueue)
+
+	out, err = runStarter(t, "schedule", "training", "--delete", "--schedule-id", id)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "deleted")
+}
