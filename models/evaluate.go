@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"sort"
@@ -59,6 +60,9 @@ func (e *Evaluation) Flat() map[string]float64 {
 	for k, m := range e.Baselines {
 		put(k, m)
 	}
+	// An undefined metric (ROC AUC with one class) is left out, not NaN:
+	// NaN does not survive JSON.
+	maps.DeleteFunc(out, func(_ string, v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -14,6 +15,24 @@ type Metrics struct {
 	Brier    float64 `json:"brier"`
 	AUC      float64 `json:"roc_auc"`
 	ECE      float64 `json:"ece"` // expected calibration error, 10 equal-width bins
+}
+
+// MarshalJSON writes undefined metrics (NaN) as null.
+func (m Metrics) MarshalJSON() ([]byte, error) {
+	num := func(v float64) *float64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return &v
+	}
+	return json.Marshal(struct {
+		N        int      `json:"n"`
+		Positive *float64 `json:"positive_rate"`
+		LogLoss  *float64 `json:"log_loss"`
+		Brier    *float64 `json:"brier"`
+		AUC      *float64 `json:"roc_auc"`
+		ECE      *float64 `json:"ece"`
+	}{m.N, num(m.Positive), num(m.LogLoss), num(m.Brier), num(m.AUC), num(m.ECE)})
 }
 
 // probability clamp for log loss: a confident wrong 0/1 prediction costs

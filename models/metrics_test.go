@@ -1,7 +1,9 @@
 package models
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +62,24 @@ func TestPlattFit(t *testing.T) {
 	a, c := fitPlatt(z, y)
 	if math.Abs(a-2) > 0.3 || math.Abs(c+1) > 0.3 {
 		t.Errorf("Platt fit a=%.3f c=%.3f, want ~2, ~-1", a, c)
+	}
+}
+
+func TestMetricsJSONWithUndefinedAUC(t *testing.T) {
+	m, err := Score([]float64{0.2, 0.3}, nil, []bool{false, false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil || !strings.Contains(string(b), `"roc_auc":null`) {
+		t.Errorf("JSON %s, %v", b, err)
+	}
+	var back Metrics
+	if err := json.Unmarshal(b, &back); err != nil || back.N != 2 || back.Brier != m.Brier {
+		t.Errorf("round trip %+v, %v", back, err)
+	}
+	ev := &Evaluation{Model: &m, Baselines: map[string]Metrics{}}
+	if _, ok := ev.Flat()["model.roc_auc"]; ok {
+		t.Error("Flat kept a NaN AUC")
 	}
 }
