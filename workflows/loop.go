@@ -494,7 +494,8 @@ func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, e
 }
 
 // shutdown cancels the preparation in flight (it releases what it holds),
-// releases the live leases and waits for the releases.
+// waits for it, releases the live leases (including any the preparation
+// handed back just before the cancel) and waits for the releases.
 func (l *loop) shutdown(ctx workflow.Context) (LoopResult, error) {
 	reason := "cancelled"
 	if l.stop != nil {
@@ -504,11 +505,14 @@ func (l *loop) shutdown(ctx workflow.Context) (LoopResult, error) {
 	if l.cancelPre != nil {
 		l.cancelPre()
 	}
+	if err := workflow.Await(dctx, func() bool { return l.preparing == "" }); err != nil {
+		l.log.Warn("waiting for the preparation", "error", err)
+	}
 	for _, ls := range l.Leases {
 		l.release(dctx, ls, "released", "loop "+reason, workflow.Now(dctx).Sub(ls.Reserved).Seconds())
 	}
 	l.Leases = nil
-	if err := workflow.Await(dctx, func() bool { return l.jobs == 0 && l.preparing == "" && workflow.AllHandlersFinished(dctx) }); err != nil {
+	if err := workflow.Await(dctx, func() bool { return l.jobs == 0 && workflow.AllHandlersFinished(dctx) }); err != nil {
 		l.log.Warn("waiting for releases", "error", err)
 	}
 	l.LastDecision = LoopStateStopped

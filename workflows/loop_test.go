@@ -296,3 +296,24 @@ func TestLoopPolicyUpdateValidates(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestLoopStopDuringPreparationLeaksNothing(t *testing.T) {
+	env := newLoopEnv(t)
+	fh := newFakeHosts("h1")
+	// The shadow request takes 3 s; the stop arrives in the middle of it.
+	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(activities.ShadowResult{OK: true, ShadowMS: 5}, nil).After(3 * time.Second)
+	fh.mock(env)
+	env.OnActivity(predictor.Predict, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PredictInput) (activities.PredictResult, error) {
+			return activities.PredictResult{Probability: 0.9, ModelVersion: "d", Decision: activities.Decide(0.9, in.Threshold, in.Covered, in.DryRun)}, nil
+		})
+	var st LoopStatus
+	env.RegisterDelayedCallback(func() {
+		st = queryState(t, env)
+		env.SignalWorkflow(SignalStop, StopSignal{Reason: "mid-preparation"})
+	}, 2500*time.Millisecond)
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-s", Bin: time.Second})
+	require.NoError(t, env.GetWorkflowError())
+	require.NotEmpty(t, st.Preparing, "the stop arrived while preparing")
+	require.Empty(t, fh.held(), "the cancelled preparation released its reservation")
+}
