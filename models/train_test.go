@@ -117,3 +117,38 @@ func TestTrainIsReproducible(t *testing.T) {
 		t.Error("same seed and data gave different models")
 	}
 }
+
+// Degenerate data must give errors or a usable model, never a panic.
+func TestTrainDegenerateData(t *testing.T) {
+	quiet := periodicTrace(4, 200, 5)
+	for i := range quiet.Apps {
+		clear(quiet.Apps[i].Counts)
+	}
+	opt := smallOptions(quiet, 200)
+	opt.Samples, opt.Epochs = 300, 1
+	res, err := TrainDemand(context.Background(), quiet, opt, nil)
+	if err != nil {
+		t.Fatalf("all-idle trace: %v", err)
+	}
+	p, err := res.Model().Predict([]DemandInput{{Counts: []float64{0, 0}, Next: quiet.BinStart(199), Bin: time.Minute}})
+	if err != nil || !(p[0] >= 0 && p[0] < 0.5) {
+		t.Errorf("all-idle model predicts %v, %v", p, err)
+	}
+	short := periodicTrace(2, 6, 6)
+	if _, err := TrainDemand(context.Background(), short, smallOptions(short, 6), nil); err == nil {
+		t.Error("6-bin trace accepted for training")
+	}
+	if _, err := TrainDemand(context.Background(), &trace.Trace{}, TrainOptions{}, nil); err == nil {
+		t.Error("empty trace accepted")
+	}
+	o := smallOptions(quiet, 200)
+	o.TrainUntil = quiet.BinStart(500)
+	if _, err := TrainDemand(context.Background(), quiet, o, nil); err == nil {
+		t.Error("TrainUntil beyond the trace accepted")
+	}
+	o = smallOptions(quiet, 200)
+	o.Checkpoint = []byte("not a checkpoint")
+	if _, err := TrainDemand(context.Background(), quiet, o, nil); err == nil {
+		t.Error("garbage checkpoint accepted")
+	}
+}
