@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/forewarm/forewarm/trace"
@@ -31,6 +32,9 @@ type EvalOptions struct {
 	Workers   int       // concurrent Predict calls; zero = min(2, GOMAXPROCS)
 	// RecentBins is the window of the recency heuristic's tie-break count; zero = 60.
 	RecentBins int
+	// Progress, when set, is called now and then with the points the model
+	// has scored (for activity heartbeats); calls come from one goroutine.
+	Progress func(done, total int)
 }
 
 // Evaluation is a model's metrics beside the baselines', on the same samples.
@@ -290,6 +294,8 @@ func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, fro
 	hb := model.Spec().HistoryBins()
 	batches := (n + opt.BatchSize - 1) / opt.BatchSize
 	errs := make([]error, opt.Workers)
+	var done atomic.Int64
+	last := time.Now()
 	var wg sync.WaitGroup
 	for w := range opt.Workers {
 		wg.Go(func() {
@@ -313,9 +319,17 @@ func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, fro
 					return
 				}
 				copy(p[lo:hi], out)
+				d := done.Add(int64(hi - lo))
+				if w == 0 && opt.Progress != nil && time.Since(last) >= 2*time.Second {
+					last = time.Now()
+					opt.Progress(int(d), n)
+				}
 			}
 		})
 	}
 	wg.Wait()
+	if opt.Progress != nil {
+		opt.Progress(int(done.Load()), n)
+	}
 	return p, errors.Join(errs...)
 }

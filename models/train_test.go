@@ -46,9 +46,14 @@ func TestDemandLearnsPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := EvaluateDemand(context.Background(), tr, res.Model(), EvalOptions{From: tr.BinStart(500)})
+	var done, total int
+	ev, err := EvaluateDemand(context.Background(), tr, res.Model(), EvalOptions{From: tr.BinStart(500),
+		Progress: func(d, n int) { done, total = d, n }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if done != ev.Points || total != ev.Points {
+		t.Errorf("evaluation progress ended at %d/%d, want %d/%d", done, total, ev.Points, ev.Points)
 	}
 	t.Logf("model %+v (epochs %d, %.0f seq/s)", *ev.Model, res.Epochs, res.SeqPerSec)
 	t.Logf("recency baseline %+v", ev.Baselines[BaselineRecency])
