@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -14,14 +15,15 @@ import (
 
 // recordHistories writes the histories of finished workflows as JSON (the
 // format of `temporal workflow show --output json`) for the replay tests in
-// workflows/testdata. Run the end-to-end test with
+// workflows/testdata ("id@run" names one run of a chain). Run the end-to-end test with
 // FOREWARM_RECORD_HISTORIES=$PWD/workflows/testdata to refresh them.
 func (k *stack) recordHistories(dir string, files map[string]string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(k.t, os.MkdirAll(dir, 0o755))
 	for name, id := range files {
-		it := k.c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		id, run, _ := strings.Cut(id, "@") // id@run names one run
+		it := k.c.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		var h historypb.History
 		for it.HasNext() {
 			ev, err := it.Next()

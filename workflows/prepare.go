@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -194,9 +195,13 @@ func releaseNow(ctx workflow.Context, ls activities.Lease, event, reason string)
 	}
 }
 
-// rootMessage is the innermost error message (an activity error wraps the
-// application error that says what went wrong).
+// rootMessage is what went wrong, without the wrapping: the message of the
+// application error an activity returned, else the innermost error.
 func rootMessage(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Message() != "" {
+		return ae.Message()
+	}
 	for {
 		u, ok := err.(interface{ Unwrap() error })
 		if !ok || u.Unwrap() == nil {
