@@ -154,7 +154,11 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
 		fired := false
 		s := workflow.NewSelector(ctx)
-		s.AddFuture(workflow.NewTimer(timerCtx, l.NextTick.Sub(workflow.Now(ctx))), func(f workflow.Future) {
+		// Behind schedule (a worker was down): tick at once. The server
+		// fires any timer after at least ~1 s, so at 1-second bins a tick
+		// lags its bin's end by up to one bin (LoopStats.LagBuckets).
+		wait := max(0, l.NextTick.Sub(workflow.Now(ctx)))
+		s.AddFuture(workflow.NewTimer(timerCtx, wait), func(f workflow.Future) {
 			fired = true
 			if err := f.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
 				l.log.Warn("bin timer failed", "error", err)
