@@ -101,6 +101,7 @@ func (f *traceFlags) load() (*trace.Trace, string, error) {
 // modelFlags train "ours" on the training part.
 type modelFlags struct {
 	Epochs, Samples int
+	Horizon         int
 	Seed            uint64
 	NoORT           bool
 }
@@ -108,6 +109,7 @@ type modelFlags struct {
 func (m *modelFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&m.Epochs, "epochs", 0, "ours: maximum training epochs (0 = the models package default)")
 	fs.IntVar(&m.Samples, "samples", 0, "ours: training sequences (0 = the models package default)")
+	fs.IntVar(&m.Horizon, "horizon", 0, "ours: bins the model looks ahead, which is also the lease TTL (0 = the models package default)")
 	fs.Uint64Var(&m.Seed, "train-seed", 1, "ours: training seed (same seed, same model)")
 	fs.BoolVar(&m.NoORT, "no-ort", false, "ours: run the model with the pure-Go forward pass instead of ONNX Runtime")
 }
@@ -144,7 +146,11 @@ func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, fr
 		return s, nil, nil
 	}
 	began := time.Now()
+	if mf.Horizon < 0 {
+		return nil, nil, usageErr("--horizon %d: must be >= 0", mf.Horizon)
+	}
 	res, err := models.TrainDemand(ctx, trainingPart(tr, evalStart), models.TrainOptions{
+		Spec:   models.DemandSpec{Horizon: mf.Horizon},
 		Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Logger: slog.Default(),
 	}, func(p models.Progress) {
 		slog.Info("training demand model", "epoch", p.Epoch, "epochs", p.Epochs, "batch", p.Batch, "batches", p.Batches, "train_loss", p.TrainLoss, "val_loss", p.ValLoss)

@@ -119,6 +119,7 @@ func TestEvalBadInput(t *testing.T) {
 		{"missing file", []string{"--format", "events", "--file", path + ".nope"}, 1, "events.csv.nope"},
 		{"memory with events", []string{"--format", "events", "--file", path, "--memory", path}, 1, "azure2019 only"},
 		{"bad keep-alive", []string{"--format", "events", "--file", path, "--keepalive-minutes", "-1"}, 2, "must be positive"},
+		{"negative horizon", []string{"--format", "events", "--file", path, "--policies", "ours", "--horizon", "-1"}, 2, "--horizon"},
 		{"per-app without out", []string{"--format", "events", "--file", path, "--per-app"}, 2, "give --out"},
 		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "[0, 1]"},
 	} {
