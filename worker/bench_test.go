@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -16,13 +15,6 @@ import (
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
 )
-
-func envInt(key string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // BenchmarkLoopTicks runs FOREWARM_BENCH_LOOPS prediction loops (default
 // 300) at 1-second bins on one worker against the local dev server, with

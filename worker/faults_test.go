@@ -4,7 +4,10 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,4 +187,62 @@ func (p *proxy) restore() {
 	p.ln = ln
 	p.mu.Unlock()
 	go p.serve(ln)
+}
+
+// TestMain lets a test run this very binary as a worker process
+// (FOREWARM_WORKER_CHILD=1), so a fault test can kill -9 a real worker.
+func TestMain(m *testing.M) {
+	if os.Getenv("FOREWARM_WORKER_CHILD") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startWorkerProcess runs the worker as a child process on the stack's
+// queues and database.
+func (k *stack) startWorkerProcess() *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "--log-level", "warn")
+	cmd.Env = append(os.Environ(),
+		"FOREWARM_WORKER_CHILD=1",
+		"TEMPORAL_ADDRESS="+k.s.Temporal.Address,
+		"CLICKHOUSE_DATABASE="+k.st.Database(),
+		"FOREWARM_PREDICTION_QUEUE="+k.s.PredictionQueue,
+		"FOREWARM_TRAINING_QUEUE="+k.s.TrainingQueue,
+		"HOSTAGENT_TOKEN="+e2eToken,
+		"FOREWARM_TRAIN_SAMPLES=2000",
+	)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	require.NoError(k.t, cmd.Start())
+	k.t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	return cmd
+}
+
+// A worker process killed with SIGKILL in the middle of a preparation: the
+// activity times out and is retried under the same lease ID by the next
+// worker, the host ends up holding exactly the loop's leases, and nothing
+// is left once the loop stops.
+func TestFaultWorkerKilledMidPreparation(t *testing.T) {
+	k := newStack(t)
+	app := k.prefix + "-k"
+	k.loadHistory([]string{app}, []int{2}, 600)
+	k.startAgentWith("only", 2048, 1, 0, 100*time.Millisecond) // a reservation takes ~2 s
+	first := k.startWorkerProcess()
+	k.trainedModel()
+	k.startLoop(app, workflows.Policy{Threshold: 0.0, HorizonBins: 5, TopN: 1, LeaseTTL: 60 * time.Second, MaxShadowMS: 10000, SampleMB: 1})
+
+	var inflight string
+	k.waitFor("a preparation in flight", 60*time.Second, func() bool { inflight = k.status(app).Preparing; return inflight != "" })
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_, _ = first.Process.Wait()
+	time.Sleep(2 * time.Second)
+	k.startWorkerProcess()
+
+	k.waitFor("a lease after the restart", 90*time.Second, func() bool { return len(k.status(app).Leases) > 0 })
+	st := k.status(app)
+	require.Equal(t, workflows.LeaseID(inflight, "only"), st.Leases[0].LeaseID, "the interrupted preparation finished under its own ID")
+	require.Len(t, k.leasesOn("only"), len(st.Leases), "the host holds exactly the loop's leases")
+	k.stopLoop(app)
+	require.Eventually(t, func() bool { return len(k.leasesOn("only")) == 0 }, 20*time.Second, 200*time.Millisecond, "no lease leaked")
 }

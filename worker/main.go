@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,7 +70,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", 4, "workflow task pollers on the prediction queue (each loop tick is one workflow task)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
-	fs.IntVar(&s.TrainSamples, "train-samples", 0, "training sequences per run (0: the trainer's default)")
+	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -95,6 +96,13 @@ func parseFlags(args []string) (settings, error) {
 		s.AgentToken = os.Getenv("HOSTAGENT_TOKEN")
 	}
 	return s, nil
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 func main() {
