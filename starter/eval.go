@@ -109,9 +109,14 @@ type modelFlags struct {
 func (m *modelFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&m.Epochs, "epochs", 0, "ours: maximum training epochs (0 = the models package default)")
 	fs.IntVar(&m.Samples, "samples", 0, "ours: training sequences (0 = the models package default)")
-	fs.IntVar(&m.Horizon, "horizon", 0, "ours: bins the model looks ahead, which is also the lease TTL (0 = the models package default)")
 	fs.Uint64Var(&m.Seed, "train-seed", 1, "ours: training seed (same seed, same model)")
 	fs.BoolVar(&m.NoORT, "no-ort", false, "ours: run the model with the pure-Go forward pass instead of ONNX Runtime")
+}
+
+// registerHorizon adds --horizon for eval and tune (`starter model train`
+// shares modelFlags and has its own --horizon).
+func (m *modelFlags) registerHorizon(fs *pflag.FlagSet) {
+	fs.IntVar(&m.Horizon, "horizon", 0, "ours: bins the model looks ahead, which is also the lease TTL (0 = the models package default)")
 }
 
 // evalSetup is everything both commands share.
@@ -330,6 +335,7 @@ training progress.`,
 	fs := cmd.Flags()
 	tf.register(fs)
 	mf.register(fs)
+	mf.registerHorizon(fs)
 	fs.Float64Var(&frac, "train-fraction", 2.0/3, "share of the trace, from its start, to train and warm policies on; the rest is evaluated")
 	fs.StringVar(&pols, "policies", strings.Join(sim.Families, ","), "comma-separated policies: "+strings.Join(sim.Families, ", "))
 	floatListVar(fs, &kaMin, "keepalive-minutes", minutes(sim.DefaultKeepAlives), "keepalive: the keep-alive sweep, minutes")
@@ -547,6 +553,7 @@ setting that meets the goal:
 	fs := cmd.Flags()
 	tf.register(fs)
 	mf.register(fs)
+	mf.registerHorizon(fs)
 	fs.Float64Var(&frac, "train-fraction", 2.0/3, "share of the trace, from its start, to train on; the rest is evaluated")
 	fs.StringVar(&policy, "policy", sim.FamilyOurs, "policy to tune: ours (threshold) or keepalive (minutes)")
 	fs.Float64Var(&budget, "waste-budget", 0, "wasted memory-time budget, % of the fixed 10-minute keep-alive's")
