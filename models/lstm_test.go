@@ -88,21 +88,3 @@ func TestDemandONNXRoundTrip(t *testing.T) {
 		}
 	}
 }
-
-func TestFastActivations(t *testing.T) {
-	var worstS, worstT float64
-	for i := -200000; i <= 200000; i++ {
-		x := float32(i) / 2000
-		worstS = math.Max(worstS, math.Abs(float64(sigmoid32(x))-1/(1+math.Exp(-float64(x)))))
-		worstT = math.Max(worstT, math.Abs(float64(tanh32(x))-math.Tanh(float64(x))))
-	}
-	if worstS > 2e-7 || worstT > 4e-7 {
-		t.Errorf("max abs error: sigmoid %.3g, tanh %.3g", worstS, worstT)
-	}
-	if s := sigmoid32(-1000); s != 0 && s > 1e-30 {
-		t.Errorf("sigmoid(-1000) = %v", s)
-	}
-	if s := sigmoid32(1000); s != 1 {
-		t.Errorf("sigmoid(1000) = %v", s)
-	}
-}
