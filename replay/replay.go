@@ -32,12 +32,13 @@ type Sender func(ctx context.Context, r Request) error
 
 // Options choose what to replay and how fast.
 type Options struct {
-	From       int      // first trace bin
-	Bins       int      // number of bins (0 = to the end of the trace)
-	Speed      float64  // trace time / wall time; 60 plays a 1-minute bin in 1 s
-	Apps       []string // apps to replay (nil = all)
-	MaxPerBin  int      // cap on one app's requests in one bin (0 = no cap)
-	InFlight   int      // concurrent sends (default 32)
+	From       int       // first trace bin
+	Bins       int       // number of bins (0 = to the end of the trace)
+	Speed      float64   // trace time / wall time; 60 plays a 1-minute bin in 1 s
+	Apps       []string  // apps to replay (nil = all)
+	MaxPerBin  int       // cap on one app's requests in one bin (0 = no cap)
+	InFlight   int       // concurrent sends (default 32)
+	StartAt    time.Time // wall time the first bin begins (zero: at once)
 	Now        func() time.Time
 	Sleep      func(ctx context.Context, d time.Duration) error
 	OnProgress func(Progress) // called after every bin
@@ -110,6 +111,12 @@ func Run(ctx context.Context, t *trace.Trace, opt Options, send Sender) (Summary
 		sum          = Summary{Progress: Progress{BinsTotal: end - opt.From}}
 	)
 	began := opt.Now()
+	if !opt.StartAt.IsZero() {
+		if err := opt.Sleep(ctx, opt.StartAt.Sub(began)); err != nil {
+			return Summary{Interrupted: true}, nil
+		}
+		began = opt.StartAt
+	}
 
 	for b := opt.From; b < end; b++ {
 		reqs, skipped := binRequests(t, apps, b, opt.MaxPerBin)

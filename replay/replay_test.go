@@ -131,3 +131,26 @@ func TestClassifyAndSelect(t *testing.T) {
 		}
 	}
 }
+
+func TestRunWaitsForStartAt(t *testing.T) {
+	tr := tinyTrace()
+	clk := &fakeClock{now: time.Unix(0, 0)}
+	start := time.Unix(30, 0)
+	var first time.Time
+	var mu sync.Mutex
+	_, err := Run(context.Background(), tr, Options{Speed: 60, InFlight: 1, StartAt: start, Now: clk.Now, Sleep: clk.Sleep},
+		func(context.Context, Request) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if first.IsZero() {
+				first = clk.Now()
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Before(start) {
+		t.Fatalf("first request at %v, before the start %v", first, start)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -114,13 +115,17 @@ func checkThresholdFlag(flag string, v float64) error {
 
 func newLoopStartCmd(g *globals) *cobra.Command {
 	var (
-		pf        policyFlags
-		apps      []string
-		all       bool
-		bin       time.Duration
-		window    int
-		taskQueue string
-		asJSON    bool
+		pf         policyFlags
+		apps       []string
+		all        bool
+		bin        time.Duration
+		window     int
+		taskQueue  string
+		asJSON     bool
+		seedEnd    string
+		seedBin    time.Duration
+		memScale   float64
+		clockStart string
 	)
 	cmd := &cobra.Command{
 		Use:   "start (--app A [--app B ...] | --all) [policy flags]",
@@ -152,7 +157,30 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 				}
 			}
 			ctx := cmd.Context()
-			inputs, err := loopInputs(ctx, g, apps, all, bin, window, pol)
+			if memScale <= 0 || memScale > 1 {
+				return usageErr("--memory-scale %v: must be in (0, 1]", memScale)
+			}
+			seed := seedFlags{memScale: memScale}
+			if seedEnd != "" {
+				t, err := time.Parse(time.RFC3339, seedEnd)
+				if err != nil {
+					return usageErr("--seed-end %q: want an RFC 3339 time such as 2019-07-15T16:00:00Z", seedEnd)
+				}
+				seed = seedFlags{end: t, bin: seedBin, memScale: memScale}
+				seed.start = time.Now().UTC().Truncate(bin).Add(bin)
+				if clockStart != "" {
+					if seed.start, err = time.Parse(time.RFC3339, clockStart); err != nil {
+						return usageErr("--clock-start %q: want an RFC 3339 time", clockStart)
+					}
+				}
+				if seed.bin == 0 {
+					seed.bin = bin
+				}
+				if seed.bin < 0 || seed.bin%time.Second != 0 {
+					return usageErr("--seed-bin %v: must be a positive whole number of seconds", seedBin)
+				}
+			}
+			inputs, err := loopInputs(ctx, g, apps, all, bin, window, pol, seed)
 			if err != nil {
 				return err
 			}
@@ -197,14 +225,18 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 	fs.DurationVar(&bin, "bin", time.Minute, "bin width: the loop ticks every bin")
 	fs.IntVar(&window, "window", 64, "bins of recent activity the loop keeps (grows to what the model uses)")
 	fs.StringVar(&taskQueue, "task-queue", workflows.PredictionTaskQueue, "prediction task queue")
+	fs.StringVar(&seedEnd, "seed-end", "", "seed the loops' recent activity from stored history ending at this RFC 3339 time (default: --all seeds up to now; --app loops seed themselves)")
+	fs.Float64Var(&memScale, "memory-scale", 1, "scale the stored memory sizes the loops prepare, in (0, 1], with --all or --seed-end (keep in step with `starter replay --memory-scale`)")
+	fs.StringVar(&clockStart, "clock-start", "", "with --seed-end at another --seed-bin: the RFC 3339 time the first live bin begins (default: the next bin); start a replay at the same time")
+	fs.DurationVar(&seedBin, "seed-bin", 0, "bin width of the stored history read by --seed-end (default: --bin), e.g. 1m for a trace replayed at 1s bins")
 	fs.BoolVar(&asJSON, "json", false, "print the started loops as JSON")
 	return cmd
 }
 
 // loopInputs builds the loop inputs; --all reads the profiles and seeds the
 // recent activity of every application in bulk (two queries in total).
-func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin time.Duration, window int, pol workflows.Policy) ([]workflows.LoopInput, error) {
-	if !all {
+func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin time.Duration, window int, pol workflows.Policy, seed seedFlags) ([]workflows.LoopInput, error) {
+	if !all && seed.end.IsZero() {
 		out := make([]workflows.LoopInput, len(apps))
 		for i, a := range apps {
 			out[i] = workflows.LoopInput{App: a, Bin: bin, Window: window, Policy: pol}
@@ -220,6 +252,11 @@ func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin ti
 	if err != nil {
 		return nil, fmt.Errorf("list applications: %w", err)
 	}
+	if !all {
+		if profiles, err = pickProfiles(profiles, apps); err != nil {
+			return nil, err
+		}
+	}
 	if len(profiles) == 0 {
 		return nil, errors.New("--all: the store knows no application; load history first (`starter history load ...`)")
 	}
@@ -227,8 +264,11 @@ func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin ti
 	for i, p := range profiles {
 		ids[i] = p.ID
 	}
-	end := time.Now().UTC().Truncate(bin)
-	recent, err := st.RecentActivity(ctx, ids, end, window, bin)
+	end, seedBin := time.Now().UTC().Truncate(bin), bin
+	if !seed.end.IsZero() {
+		end, seedBin = seed.end, seed.bin
+	}
+	recent, err := st.RecentActivity(ctx, ids, end, window, seedBin)
 	if err != nil {
 		return nil, fmt.Errorf("seed recent activity: %w", err)
 	}
@@ -240,7 +280,10 @@ func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin ti
 	for i, p := range profiles {
 		mem := p.MemoryMB
 		if mem <= 0 {
-			mem = 170
+			mem = trace.DefaultMemoryMB
+		}
+		if seed.memScale > 0 {
+			mem = max(1, mem*seed.memScale)
 		}
 		adj := map[string]float64{}
 		for k, v := range adjustments {
@@ -249,7 +292,48 @@ func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin ti
 			}
 		}
 		out[i] = workflows.LoopInput{App: p.ID, Bin: bin, Window: window, Policy: pol, Seeded: true, Recent: recent[p.ID], Adjustments: adj,
-			Profile: activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}}
+			Profile: activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType},
+			Clock:   seed.clock(bin)}
+		if out[i].Clock != nil {
+			// The loop waits for the clock's first bin before it ticks.
+			out[i].NextTick = seed.start.Add(bin)
+		}
+	}
+	return out, nil
+}
+
+// seedFlags seed loops from stored history that ends elsewhere than now:
+// a trace loaded at its own dates, continued live at a compressed bin width.
+type seedFlags struct {
+	end      time.Time
+	bin      time.Duration
+	memScale float64   // scales the stored memory sizes (a demo on one machine)
+	start    time.Time // when the first live bin begins (with a trace clock)
+}
+
+// clock is the trace clock of loops seeded from history at another bin
+// width: the live bin starting at `start` continues the history at `end`.
+func (s seedFlags) clock(bin time.Duration) *workflows.TraceClock {
+	if s.end.IsZero() || s.bin == bin {
+		return nil
+	}
+	return &workflows.TraceClock{RealStart: s.start, TraceStart: s.end, TraceBin: s.bin}
+}
+
+// pickProfiles keeps the profiles of apps, in their order; an app the store
+// does not know is an error naming it.
+func pickProfiles(all []store.AppProfile, apps []string) ([]store.AppProfile, error) {
+	byID := make(map[string]store.AppProfile, len(all))
+	for _, p := range all {
+		byID[p.ID] = p
+	}
+	out := make([]store.AppProfile, 0, len(apps))
+	for _, a := range apps {
+		p, ok := byID[a]
+		if !ok {
+			return nil, fmt.Errorf("--seed-end: application %q has no stored history; load it first (`starter history load ...`)", a)
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

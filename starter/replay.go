@@ -33,6 +33,7 @@ type replayFlags struct {
 	maxWork                         time.Duration
 	inFlight                        int
 	json, listApps                  bool
+	startAt                         string
 }
 
 func replayCmd(g *globals) *cobra.Command {
@@ -64,10 +65,11 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.StringSliceVar(&f.appList, "app", nil, "replay exactly these applications (repeatable)")
 	fl.IntVar(&f.maxPerBin, "max-per-bin", 3, "cap on one application's requests per bin (0: none)")
 	fl.Float64Var(&f.memScale, "memory-scale", 0.25, "scale the trace's memory sizes (keeps hosts within capacity)")
-	fl.Float64Var(&f.diskRatio, "disk-ratio", 0.5, "storage per request as a share of its memory")
+	fl.Float64Var(&f.diskRatio, "disk-ratio", 0.25, "storage per request as a share of its memory (loops prepare a quarter)")
 	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work")
 	fl.IntVar(&f.inFlight, "in-flight", 64, "requests served at once")
 	fl.BoolVar(&f.json, "json", false, "print the summary as JSON")
+	fl.StringVar(&f.startAt, "start-at", "", "RFC 3339 wall time to begin at (e.g. the loops' --clock-start)")
 	fl.BoolVar(&f.listApps, "list-apps", false, "print the applications that would be replayed, one a line, and exit")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
@@ -105,6 +107,12 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 	from, err := parseBin(tr, f.from)
 	if err != nil {
 		return usageErr("--from: %v", err)
+	}
+	var startAt time.Time
+	if f.startAt != "" {
+		if startAt, err = time.Parse(time.RFC3339, f.startAt); err != nil {
+			return usageErr("--start-at %q: want an RFC 3339 time", f.startAt)
+		}
 	}
 	bins := 0
 	if f.duration > 0 {
@@ -195,7 +203,7 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 	}
 	sum, err := replay.Run(ctx, tr, replay.Options{
 		From: from, Bins: bins, Speed: f.speed, Apps: apps, MaxPerBin: f.maxPerBin,
-		InFlight: f.inFlight, OnProgress: progress,
+		InFlight: f.inFlight, OnProgress: progress, StartAt: startAt,
 	}, send)
 	if tty {
 		fmt.Fprintln(os.Stderr)

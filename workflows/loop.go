@@ -258,8 +258,9 @@ func (l *loop) tick(ctx workflow.Context) {
 		Summary:             "predict",
 	})
 	var res activities.PredictResult
+	next, featureBin := l.Clock.Map(binStart, l.Bin)
 	err := workflow.ExecuteLocalActivity(lactx, predictor.Predict, activities.PredictInput{
-		App: l.App, Counts: l.Recent, Next: binStart, Bin: l.Bin,
+		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin,
 		MemoryMB: l.Profile.MemoryMB, ReadRatio: l.Profile.ReadRatio,
 		Threshold: l.Policy.Threshold, Covered: l.covered(now), DryRun: l.Policy.DryRun,
 	}).Get(ctx, &res)

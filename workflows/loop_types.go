@@ -109,6 +109,11 @@ type LoopInput struct {
 	// server has not suggested it yet (default 1000).
 	MaxTicksPerRun int
 
+	// Clock, when set, maps the loop's bins onto another timeline for the
+	// model's features: a trace replayed live at a compressed bin width
+	// (nil: real time, the production case).
+	Clock *TraceClock
+
 	// Carried state (zero on the first start).
 	Seeded          bool      // Recent, Profile and Adjustments hold stored history
 	Recent          []float64 // requests per bin, oldest first, len <= Window
@@ -213,4 +218,24 @@ type ClaimUpdateResult struct {
 	Found       bool
 	Lease       activities.Lease
 	Adjustments map[string]float64
+}
+
+// TraceClock maps live bins onto a trace's bins: the live bin that starts at
+// RealStart stands for the trace bin that starts at TraceStart, and every
+// live bin after it advances the trace by TraceBin. A demo replays a day of
+// one-minute bins at one-second bins, and the model, trained on one-minute
+// bins, sees the trace's time of day and bin width.
+type TraceClock struct {
+	RealStart  time.Time
+	TraceStart time.Time
+	TraceBin   time.Duration
+}
+
+// Map gives the trace time and bin width of the live bin starting at binStart.
+func (c *TraceClock) Map(binStart time.Time, bin time.Duration) (time.Time, time.Duration) {
+	if c == nil || bin <= 0 || c.TraceBin <= 0 {
+		return binStart, bin
+	}
+	bins := binStart.Sub(c.RealStart) / bin
+	return c.TraceStart.Add(bins * c.TraceBin), c.TraceBin
 }
