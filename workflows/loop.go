@@ -313,7 +313,8 @@ func (l *loop) ratePerMin() float64 {
 	for _, c := range l.Recent {
 		sum += c
 	}
-	return sum / (float64(len(l.Recent)) * l.Bin.Minutes())
+	_, bin := l.Clock.Map(time.Time{}, l.Bin) // the model's bin under a trace clock
+	return sum / (float64(len(l.Recent)) * bin.Minutes())
 }
 
 func (l *loop) push(v float64) {
