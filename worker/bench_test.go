@@ -164,3 +164,74 @@ func quantileMS(h [len(workflows.LagBucketBoundsMS) + 1]int, q float64) float64 
 	}
 	return 0
 }
+
+// BenchmarkServeRequests sends FOREWARM_BENCH_REQUESTS requests (default
+// 200), FOREWARM_BENCH_INFLIGHT at a time (default 10), through the
+// serve-request workflow for 10 applications whose loops keep leases ready
+// (threshold 0), against one in-process host agent, and reports requests
+// per second, the warm share and the p50/p99 end-to-end latency of a
+// request (start of the workflow to its result).
+//
+//	go test ./worker -run '^$' -bench ServeRequests -benchtime 1x
+func BenchmarkServeRequests(b *testing.B) {
+	total := envInt("FOREWARM_BENCH_REQUESTS", 200)
+	inflight := envInt("FOREWARM_BENCH_INFLIGHT", 10)
+	k := newStack(b)
+	apps := make([]string, 10)
+	periods := make([]int, len(apps))
+	for i := range apps {
+		apps[i] = fmt.Sprintf("%s-r%02d", k.prefix, i)
+		periods[i] = 2
+	}
+	k.loadHistory(apps, periods, 600)
+	k.startAgent("bench-host", 16384, 1, 0)
+	k.startWorker()
+	tr := k.train(1)
+	if !tr.Demand.Published {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		require.NoError(b, k.st.SetModelStatus(ctx, tr.Demand.Candidate, store.StatusChampion))
+		cancel()
+	}
+	for _, a := range apps {
+		k.startLoop(a, workflows.Policy{Threshold: 0, HorizonBins: 5, TopN: 1, LeaseTTL: 10 * time.Second, MaxShadowMS: 10000, SampleMB: 1})
+	}
+	time.Sleep(5 * time.Second)
+
+	var mu sync.Mutex
+	var lat []time.Duration
+	warm := 0
+	sem := make(chan struct{}, inflight)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i := range total {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t0 := time.Now()
+			res := k.request(apps[i%len(apps)])
+			d := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			lat = append(lat, d)
+			if res.Warm {
+				warm++
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "requests/s")
+	b.ReportMetric(float64(warm)/float64(total), "warm-share")
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.Logf("%d requests, %d in flight, in %v: %d warm; latency p50 %.0f ms, p99 %.0f ms, max %.0f ms",
+		total, inflight, elapsed.Round(time.Millisecond), warm, q(0.5), q(0.99), q(1))
+}
