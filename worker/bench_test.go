@@ -37,7 +37,6 @@ func BenchmarkLoopTicks(b *testing.B) {
 	}
 	k.loadHistory(apps[:min(n, 20)], periods[:min(n, 20)], 600)
 	k.s.WorkflowTasks = 400
-	k.s.WorkflowPollers = envInt("FOREWARM_BENCH_POLLERS", 8)
 	k.startWorker()
 	tr := k.train(1)
 	if !tr.Demand.Published {

@@ -77,7 +77,7 @@ func newStack(t testing.TB) *stack {
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
 		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentToken: e2eToken,
-		UseORT: true, WorkflowTasks: 50, WorkflowPollers: 4, ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
+		UseORT: true, WorkflowTasks: 50, WorkflowPollers: envInt("FOREWARM_WORKFLOW_POLLERS", 4), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }
 

@@ -67,7 +67,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentTokenFile, "agent-token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding the host agents' bearer token, or set $HOSTAGENT_TOKEN ($HOSTAGENT_TOKEN_FILE)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
-	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", 4, "workflow task pollers on the prediction queue (each loop tick is one workflow task)")
+	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", envInt("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
@@ -185,11 +185,21 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger}, Recorder: deps, Log: logger,
 			Clients: &hostClients{token: s.AgentToken, byURL: map[string]*agentclient.Client{}}}
 		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
-		w := worker.New(c, s.PredictionQueue, worker.Options{
+		opts := worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
-			MaxConcurrentWorkflowTaskPollers:       max(2, s.WorkflowPollers),
 			MaxConcurrentActivityExecutionSize:     200,
-		})
+		}
+		if s.WorkflowPollers > 0 {
+			opts.MaxConcurrentWorkflowTaskPollers = max(2, s.WorkflowPollers)
+			opts.MaxConcurrentActivityTaskPollers = max(2, s.WorkflowPollers)
+		} else {
+			// Let the server's backlog decide (measured: no better than 4
+			// fixed pollers on the local dev server, whose SQLite writes are
+			// the limit).
+			opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+			opts.ActivityTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+		}
+		w := worker.New(c, s.PredictionQueue, opts)
 		workflows.RegisterPrediction(w)
 		w.RegisterActivity(predictor)
 		w.RegisterActivity(hosts)
