@@ -353,6 +353,13 @@ func TestEndToEnd(t *testing.T) {
 			Query: fmt.Sprintf("ForewarmApp = '%s' AND ForewarmThreshold = 0.9 AND ForewarmLoopState = 'running'", apps[1])})
 		return err == nil && len(res.Executions) == 1
 	})
+	k.waitFor("the host on the request workflows in visibility", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, err := k.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowType = '%s' AND ForewarmHost = 'a-slow' AND WorkflowId = '%s'", workflows.RequestWorkflowName, firstID)})
+		return err == nil && len(res.Executions) == 1
+	})
 	c := k.status(apps[2])
 	require.GreaterOrEqual(t, c.Runs, 1, "the third loop continued as new")
 	require.Greater(t, c.Stats.Ticks, 8, "its counters were carried")

@@ -155,6 +155,9 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		}
 	}
 	res.Warm, res.SetupMS, res.WorkMS, res.LatencyMS = sr.Warm, sr.SetupMS, sr.WorkMS, sr.TotalMS
+	if workflow.GetVersion(ctx, versionHostAttr, workflow.DefaultVersion, 1) == 1 {
+		upsertHost(ctx, res.Host)
+	}
 	res.Actual = PerformanceScore(in.WorkMS, sr.WorkMS)
 
 	rec := activities.RecordRequestInput{
