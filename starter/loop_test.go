@@ -174,3 +174,85 @@ func TestScheduleTrainingCreatesUpdatesDeletes(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "deleted")
 }
+
+type oneHost struct{}
+
+func (oneHost) LiveHosts(context.Context) ([]activities.HostInfo, error) {
+	return []activities.HostInfo{{ID: "h1", URL: "http://h1", Speed: 1}}, nil
+}
+
+type flatAffinity struct{}
+
+func (flatAffinity) Score(_ context.Context, _ activities.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
+	out := make([]float64, len(hs))
+	for i := range out {
+		out[i] = 0.9
+	}
+	return out, "flat", nil
+}
+
+type instantHost struct{}
+
+func (instantHost) Reserve(context.Context, activities.HostReservation) (time.Time, error) {
+	return time.Time{}, nil
+}
+func (instantHost) Shadow(context.Context, string, float64, float64) (float64, error) { return 1, nil }
+func (instantHost) Serve(_ context.Context, s activities.HostServing) (activities.HostServed, error) {
+	return activities.HostServed{Warm: s.LeaseID != "", SetupMS: 2, WorkMS: 2 * s.WorkMS, TotalMS: 2 + 2*s.WorkMS}, nil
+}
+func (instantHost) Release(context.Context, string) error { return nil }
+
+type instantHosts struct{}
+
+func (instantHosts) For(string) activities.HostClient { return instantHost{} }
+func (instantHosts) Permanent(error) bool             { return false }
+func (instantHosts) NotFound(error) bool              { return false }
+
+type noLoop struct{}
+
+func (noLoop) Claim(context.Context, string, string) (activities.ClaimResult, error) {
+	return activities.ClaimResult{}, nil
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) RecordPredictions(context.Context, []activities.PredictionRecord) error {
+	return nil
+}
+func (nopRecorder) RecordPreparationEvents(context.Context, []activities.PreparationEvent) error {
+	return nil
+}
+func (nopRecorder) RecordRequests(context.Context, []activities.RequestRecord) error { return nil }
+func (nopRecorder) RecordAdjustments(context.Context, []activities.AdjustmentRecord) error {
+	return nil
+}
+
+// TestRequestCommand serves one request through the serve-request workflow
+// on the dev server (hosts and store faked): no loop, so cold, and a host
+// twice as slow as expected moves the adjustment down.
+func TestRequestCommand(t *testing.T) {
+	tc := testenv.Temporal(t)
+	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
+	c, err := tc.Dial(nil)
+	require.NoError(t, err)
+	defer c.Close()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	queue := "cli-req-" + hex.EncodeToString(r[:])
+	w := worker.New(c, queue, worker.Options{})
+	workflows.RegisterPrediction(w)
+	w.RegisterActivity(&activities.Hosts{Directory: oneHost{}, Affinity: flatAffinity{}, Clients: instantHosts{}, Recorder: nopRecorder{}})
+	w.RegisterActivity(&activities.Requests{Claimer: noLoop{}, Recorder: nopRecorder{}})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	out, err := runStarter(t, "request", "--app", "cli-app-"+hex.EncodeToString(r[:]), "--work-ms", "40", "--task-queue", queue, "--json")
+	require.NoError(t, err, out)
+	var res workflows.RequestResult
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, "cold", res.Outcome)
+	require.Equal(t, "h1", res.Host)
+	require.Equal(t, 0.5, res.Actual)
+	require.True(t, res.Adjusted)
+	require.InDelta(t, -0.2, res.NewAdjustment, 1e-9)
+}
