@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,11 @@ func (p *Predictor) refresh(ctx context.Context) {
 	default:
 		p.logger().Info("demand model loaded", "version", version)
 		set(m, nil)
+		if c, ok := loaded.(io.Closer); ok {
+			// Predictions already holding the old model finish within
+			// the local activity timeout; then its session is freed.
+			time.AfterFunc(time.Minute, func() { _ = c.Close() })
+		}
 	}
 }
 

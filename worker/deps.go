@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -175,6 +176,14 @@ func (r *registry) LoadDemand(ctx context.Context, version string) (activities.D
 }
 
 type demandModel struct{ m models.Demand }
+
+// Close frees an ONNX Runtime session (the pure-Go model holds none).
+func (d demandModel) Close() error {
+	if c, ok := d.m.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
 
 func (d demandModel) Version() string  { return d.m.Version() }
 func (d demandModel) HistoryBins() int { return d.m.Spec().HistoryBins() }
