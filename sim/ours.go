@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+
+	"github.com/forewarm/forewarm/trace"
 )
 
 // Forecaster gives, at the start of bin b, every application's probability
@@ -14,19 +16,13 @@ type Forecaster interface {
 	Forecast(b int, h *History) ([]float64, error)
 }
 
-// History is the counts a policy has observed so far: bins [0, Now()).
+// History is what has been observed of a run so far: bins [0, Now()).
+// It is a window onto the trace that Run advances after each Observe, so
+// the past costs no copy and the future cannot be read.
 type History struct {
-	env    Env
-	counts [][]uint32 // per app, grown as bins are observed
-	now    int
-}
-
-func newHistory(env Env) *History {
-	h := &History{env: env, counts: make([][]uint32, len(env.Apps))}
-	for i := range h.counts {
-		h.counts[i] = make([]uint32, 0, env.Bins)
-	}
-	return h
+	env Env
+	tr  *trace.Trace
+	now int
 }
 
 // Env is the run's description.
@@ -36,14 +32,7 @@ func (h *History) Env() Env { return h.env }
 func (h *History) Now() int { return h.now }
 
 // Counts is app i's observed counts, bins [0, Now()). Do not modify.
-func (h *History) Counts(i int) []uint32 { return h.counts[i][:h.now:h.now] }
-
-func (h *History) observe(b int, counts []uint32) {
-	for i, c := range counts {
-		h.counts[i] = append(h.counts[i], c)
-	}
-	h.now = b + 1
-}
+func (h *History) Counts(i int) []uint32 { return h.tr.Apps[i].Counts[:h.now:h.now] }
 
 // ForecastCache memoises a Forecaster's answers per bin, so a threshold
 // sweep asks the model once per bin. The probabilities do not depend on the
@@ -65,8 +54,8 @@ func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.probs[b]; ok {
-		if len(p) != len(h.counts) {
-			return nil, fmt.Errorf("forecast cache holds %d apps for bin %d, the run has %d: one cache per trace", len(p), b, len(h.counts))
+		if len(p) != len(h.env.Apps) {
+			return nil, fmt.Errorf("forecast cache holds %d apps for bin %d, the run has %d: one cache per trace", len(p), b, len(h.env.Apps))
 		}
 		return p, nil
 	}
@@ -74,8 +63,8 @@ func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(p) != len(h.counts) {
-		return nil, fmt.Errorf("forecaster returned %d probabilities for %d apps", len(p), len(h.counts))
+	if len(p) != len(h.env.Apps) {
+		return nil, fmt.Errorf("forecaster returned %d probabilities for %d apps", len(p), len(h.env.Apps))
 	}
 	c.probs[b] = p
 	return p, nil
@@ -115,13 +104,19 @@ func (p *Ours) Start(env Env) error {
 	if p.h < 1 {
 		return fmt.Errorf("forecaster horizon %d bins: must be >= 1", p.h)
 	}
-	p.hist = newHistory(env)
+	p.hist = nil
 	p.until = make([]int, len(env.Apps))
 	p.leases = make([]int, len(env.Apps))
 	return nil
 }
 
+// UseHistory receives the observed counts from Run.
+func (p *Ours) UseHistory(h *History) { p.hist = h }
+
 func (p *Ours) Plan(b int, live []bool) error {
+	if p.hist == nil {
+		return fmt.Errorf("no history: run the policy with sim.Run")
+	}
 	probs, err := p.Cache.get(b, p.hist)
 	if err != nil {
 		return err
@@ -137,7 +132,6 @@ func (p *Ours) Plan(b int, live []bool) error {
 }
 
 func (p *Ours) Observe(b int, counts []uint32) {
-	p.hist.observe(b, counts)
 	for i, c := range counts {
 		if c > 0 && b < p.until[i] {
 			p.until[i] = b + 1 // claimed: released after this bin

@@ -30,6 +30,13 @@ type Clairvoyant interface {
 	Foresee(tr *trace.Trace)
 }
 
+// HistoryUser is implemented by policies that read the observed counts
+// (our policy hands them to the model). Run gives it a History after Start
+// and advances it after every Observe.
+type HistoryUser interface {
+	UseHistory(h *History)
+}
+
 // PreparationCounter is implemented by policies that count their own
 // preparations (our policy renews a lease inside a continuous hold, which
 // the generic rule would not see). Run takes its figures over the rule's.
@@ -136,6 +143,10 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 	if c, ok := p.(Clairvoyant); ok {
 		c.Foresee(tr)
 	}
+	hist := &History{env: env, tr: tr}
+	if hu, ok := p.(HistoryUser); ok {
+		hu.UseHistory(hist)
+	}
 	n := len(tr.Apps)
 	binSec := tr.Bin.Seconds()
 	res := Result{Policy: p.Name(), EvalStart: opt.EvalStart, EvalBins: tr.Bins - opt.EvalStart, BinSec: binSec, Apps: make([]AppResult, n)}
@@ -177,6 +188,7 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 			}
 		}
 		p.Observe(b, counts)
+		hist.now = b + 1
 	}
 	if pc, ok := p.(PreparationCounter); ok {
 		for i, n := range pc.Preparations() {

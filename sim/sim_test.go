@@ -163,6 +163,9 @@ func (f *fakeForecaster) Horizon() int { return f.h }
 func (f *fakeForecaster) Forecast(b int, h *History) ([]float64, error) {
 	f.calls++
 	f.seen = append(f.seen, h.Now())
+	if c := h.Counts(0); len(c) != b || cap(c) != b {
+		return nil, fmt.Errorf("history at bin %d shows %d bins (capacity %d)", b, len(c), cap(c))
+	}
 	if p, ok := f.probs[b]; ok {
 		return p, nil
 	}
