@@ -56,6 +56,10 @@ func newRoot() *cobra.Command {
 	for _, f := range commands {
 		root.AddCommand(f(g))
 	}
+	// A malformed flag value is a usage error (exit 2), like a bad flag.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageErr("%s: %v (see `%s --help`)", cmd.CommandPath(), err, cmd.CommandPath())
+	})
 	return root
 }
 
