@@ -187,5 +187,5 @@ type HistoryReader interface {
 // Found is false when the loop holds none; LoopRunning is false when no
 // loop runs for the application (the request goes cold either way).
 type LeaseClaimer interface {
-	Claim(ctx context.Context, app, requestID string) (ClaimResult, error)
+	Claim(ctx context.Context, in ClaimInput) (ClaimResult, error)
 }

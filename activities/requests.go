@@ -18,7 +18,7 @@ func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, 
 	if in.App == "" || in.RequestID == "" {
 		return ClaimResult{}, nonRetryable(ErrBadInput, fmt.Errorf("claim: app %q and request ID %q are required", in.App, in.RequestID))
 	}
-	res, err := r.Claimer.Claim(ctx, in.App, in.RequestID)
+	res, err := r.Claimer.Claim(ctx, in)
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim a lease from the loop of %s: %w", in.App, err)
 	}

@@ -208,6 +208,9 @@ type ServeResult struct {
 type ClaimInput struct {
 	App       string
 	RequestID string
+	// CountArrival lets the loop count the request as arrived when it
+	// claims (then the observation signal is needed only to adjust).
+	CountArrival bool
 }
 
 // ClaimResult is the lease claimed, if any.

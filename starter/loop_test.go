@@ -210,7 +210,7 @@ func (instantHosts) NotFound(error) bool              { return false }
 
 type noLoop struct{}
 
-func (noLoop) Claim(context.Context, string, string) (activities.ClaimResult, error) {
+func (noLoop) Claim(context.Context, activities.ClaimInput) (activities.ClaimResult, error) {
 	return activities.ClaimResult{}, nil
 }
 

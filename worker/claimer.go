@@ -16,12 +16,12 @@ import (
 // of claiming a second lease.
 type claimer struct{ c client.Client }
 
-func (cl claimer) Claim(ctx context.Context, app, requestID string) (activities.ClaimResult, error) {
+func (cl claimer) Claim(ctx context.Context, in activities.ClaimInput) (activities.ClaimResult, error) {
 	h, err := cl.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.LoopWorkflowID(app),
-		UpdateID:     "claim-" + requestID,
+		WorkflowID:   workflows.LoopWorkflowID(in.App),
+		UpdateID:     "claim-" + in.RequestID,
 		UpdateName:   workflows.UpdateClaim,
-		Args:         []any{workflows.ClaimUpdate{RequestID: requestID}},
+		Args:         []any{workflows.ClaimUpdate{RequestID: in.RequestID, CountArrival: in.CountArrival}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	var nf *serviceerror.NotFound

@@ -328,6 +328,7 @@ func TestEndToEnd(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond)
 	}
 	t.Logf("%d of 11 requests warm", warm)
+	k.waitFor("each request counted once by its loop", 10*time.Second, func() bool { return k.status(apps[1]).Stats.Requests == 5 })
 	require.Greater(t, warm, 1)
 
 	// The adjustment reached the loop: its next preparation prefers b-fast.

@@ -455,10 +455,12 @@ func (l *loop) onObservation(sig ObservationSignal) {
 	if n <= 0 {
 		n = 1
 	}
-	l.Pending += n
-	l.Stats.Requests += n
-	if sig.Warm {
-		l.Stats.WarmRequests++
+	if !sig.Claimed {
+		l.Pending += n
+		l.Stats.Requests += n
+		if sig.Warm {
+			l.Stats.WarmRequests++
+		}
 	}
 	if sig.Adjustment != nil && sig.Host != "" {
 		l.Adjustments[sig.Host] = *sig.Adjustment
@@ -481,6 +483,10 @@ func (l *loop) updatePolicy(ctx workflow.Context, in PolicyUpdate) (PolicyUpdate
 // handlers run one at a time on the workflow's single thread.
 func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, error) {
 	now := workflow.Now(ctx)
+	if in.CountArrival {
+		l.Pending++
+		l.Stats.Requests++
+	}
 	best := -1
 	for i, ls := range l.Leases {
 		if ls.Expires.After(now) && (best < 0 || ls.Score > l.Leases[best].Score) {
@@ -494,6 +500,9 @@ func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, e
 	ls := l.Leases[best]
 	l.Leases = slices.Delete(l.Leases, best, best+1)
 	l.Stats.Claims++
+	if in.CountArrival {
+		l.Stats.WarmRequests++ // handed a lease: warm unless the host lost it
+	}
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
 	return ClaimUpdateResult{Found: true, Lease: ls, Adjustments: maps.Clone(l.Adjustments)}, nil

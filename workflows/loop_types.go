@@ -174,6 +174,8 @@ type ObservationSignal struct {
 	LatencyMS float64
 	// Adjustment, when set, is the host's new affinity adjustment.
 	Adjustment *float64
+	// Claimed: the request was already counted by its claim.
+	Claimed bool
 }
 
 // StopSignal stops the loop: in-flight preparation cancelled, leases released.
@@ -210,7 +212,12 @@ type PolicyUpdate struct{ Change PolicyChange }
 type PolicyUpdateResult struct{ Previous, Current Policy }
 
 // ClaimUpdate claims the best live lease for one request.
-type ClaimUpdate struct{ RequestID string }
+type ClaimUpdate struct {
+	RequestID string
+	// CountArrival counts the request in the open bin (lean serve-request
+	// workflows; older ones count through their observation signal).
+	CountArrival bool
+}
 
 // ClaimUpdateResult holds the lease, or Found=false (serve cold). It carries
 // the loop's adjustments so a cold request ranks hosts the same way.

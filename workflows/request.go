@@ -42,6 +42,9 @@ type RequestResult struct {
 	Outcome       string // warm | cold | cold-lease-lost | cold-after-warm-failure
 }
 
+// versionLeanRequest gates local-activity claim and serve (see ServeRequest).
+const versionLeanRequest = "lean-request"
+
 // Adjustment bounds: an observed adjustment can move a model score by at
 // most this much either way.
 const maxAdjustment = 0.5
@@ -89,21 +92,35 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected, activities.ErrNoHosts}},
 	})
 
+	// Lean requests claim and serve through local activities (two fewer
+	// activity round trips through the server per request) and let the
+	// claim count the arrival; histories from before keep their path.
+	lean := workflow.GetVersion(ctx, versionLeanRequest, workflow.DefaultVersion, 1) == 1
+	call := func(opts workflow.ActivityOptions, fn any, arg any) workflow.Future {
+		if lean {
+			return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+				StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary}), fn, arg)
+		}
+		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, arg)
+	}
+	quickOpts := workflow.GetActivityOptions(quick)
+
 	var claim activities.ClaimResult
-	if err := workflow.ExecuteActivity(withSummary(quick, "claim a lease"), requests.ClaimLease,
-		activities.ClaimInput{App: in.App, RequestID: in.RequestID}).Get(ctx, &claim); err != nil {
+	claimOpts := quickOpts
+	claimOpts.Summary = "claim a lease"
+	if err := call(claimOpts, requests.ClaimLease,
+		activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: lean}).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
 	}
 
 	serve := func(host, url, leaseID string) (activities.ServeResult, error) {
 		var sr activities.ServeResult
-		sctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
+		err := call(workflow.ActivityOptions{
 			StartToCloseTimeout: time.Duration(in.WorkMS)*time.Millisecond*4 + 30*time.Second,
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2,
 				NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
 			Summary: "serve on " + host,
-		})
-		err := workflow.ExecuteActivity(sctx, hosts.Serve, activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
+		}, hosts.Serve, activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
 			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}).Get(ctx, &sr)
 		return sr, err
 	}
@@ -181,13 +198,17 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	})
 	recorded := workflow.ExecuteActivity(rctx, requests.RecordRequest, rec)
 
-	obs := ObservationSignal{RequestID: in.RequestID, Count: 1, Host: res.Host, Warm: res.Warm, LatencyMS: res.LatencyMS}
+	obs := ObservationSignal{RequestID: in.RequestID, Count: 1, Host: res.Host, Warm: res.Warm, LatencyMS: res.LatencyMS,
+		Claimed: lean && claim.LoopRunning}
 	if res.Adjusted {
 		obs.Adjustment = &res.NewAdjustment
 	}
-	if err := workflow.SignalExternalWorkflow(ctx, LoopWorkflowID(in.App), "", SignalObservation, obs).Get(ctx, nil); err != nil {
-		// No loop for this application: the outcome is still recorded.
-		logger.Info("no prediction loop to tell", "app", in.App, "error", err)
+	// A lean request the loop already counted signals only an adjustment.
+	if !obs.Claimed || res.Adjusted {
+		if err := workflow.SignalExternalWorkflow(ctx, LoopWorkflowID(in.App), "", SignalObservation, obs).Get(ctx, nil); err != nil {
+			// No loop for this application: the outcome is still recorded.
+			logger.Info("no prediction loop to tell", "app", in.App, "error", err)
+		}
 	}
 	if err := recorded.Get(ctx, nil); err != nil {
 		return res, fmt.Errorf("record outcome of %s: %w", in.RequestID, err)

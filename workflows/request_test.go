@@ -39,7 +39,7 @@ var reqIn = RequestInput{RequestID: "r-1", App: "app-r", MemoryMB: 128, DiskMB: 
 func TestServeRequestWarmSlowHostLowersAffinity(t *testing.T) {
 	env := newRequestEnv()
 	lease := activities.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", MemoryMB: 128, Score: 0.9, Adjusted: 0.1, Reserved: t0.Add(-5 * time.Second)}
-	env.OnActivity(requests.ClaimLease, mock.Anything, activities.ClaimInput{App: "app-r", RequestID: "r-1"}).
+	env.OnActivity(requests.ClaimLease, mock.Anything, activities.ClaimInput{App: "app-r", RequestID: "r-1", CountArrival: true}).
 		Return(activities.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
 	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in activities.ServeInput) bool { return in.LeaseID == lease.LeaseID && in.HostURL == "http://h1" })).
 		Return(activities.ServeResult{Warm: true, SetupMS: 1, WorkMS: 250, TotalMS: 251}, nil)
@@ -72,6 +72,7 @@ func TestServeRequestWarmSlowHostLowersAffinity(t *testing.T) {
 	require.Equal(t, res.NewAdjustment, recorded.Adjustment.NewAdjustment)
 
 	require.True(t, obs.Warm)
+	require.True(t, obs.Claimed, "the claim already counted the arrival")
 	require.Equal(t, "h1", obs.Host)
 	require.NotNil(t, obs.Adjustment)
 	require.Equal(t, res.NewAdjustment, *obs.Adjustment)
@@ -104,3 +105,18 @@ var errTransient = errorString("connection refused")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+func TestServeRequestCountedByClaimSendsNoSignalWithoutAdjustment(t *testing.T) {
+	env := newRequestEnv()
+	lease := activities.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", Score: 0.9}
+	env.OnActivity(requests.ClaimLease, mock.Anything, mock.Anything).Return(activities.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
+	env.OnActivity(hosts.Serve, mock.Anything, mock.Anything).Return(activities.ServeResult{Warm: true, WorkMS: 105, TotalMS: 106}, nil)
+	env.OnActivity(requests.RecordRequest, mock.Anything, mock.Anything).Return(activities.RecordRequestResult{}, nil)
+	// No OnSignalExternalWorkflow: a signal would fail the test.
+	env.ExecuteWorkflow(RequestWorkflowName, reqIn)
+	require.NoError(t, env.GetWorkflowError())
+	var res RequestResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.True(t, res.Warm)
+	require.False(t, res.Adjusted)
+}
