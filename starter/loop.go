@@ -226,7 +226,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 	fs.IntVar(&window, "window", 64, "bins of recent activity the loop keeps (grows to what the model uses)")
 	fs.StringVar(&taskQueue, "task-queue", workflows.PredictionTaskQueue, "prediction task queue")
 	fs.StringVar(&seedEnd, "seed-end", "", "seed the loops' recent activity from stored history ending at this RFC 3339 time (default: --all seeds up to now; --app loops seed themselves)")
-	fs.Float64Var(&memScale, "memory-scale", 1, "scale the stored memory sizes the loops prepare, in (0, 1], with --all or --seed-end (keep in step with `starter replay --memory-scale`)")
+	fs.Float64Var(&memScale, "memory-scale", 1, "scale the stored memory sizes the loops prepare, in (0, 1], with --all or --seed-end (keep in step with the memory scale of starter replay)")
 	fs.StringVar(&clockStart, "clock-start", "", "with --seed-end at another --seed-bin: the RFC 3339 time the first live bin begins (default: the next bin); start a replay at the same time")
 	fs.DurationVar(&seedBin, "seed-bin", 0, "bin width of the stored history read by --seed-end (default: --bin), e.g. 1m for a trace replayed at 1s bins")
 	fs.BoolVar(&asJSON, "json", false, "print the started loops as JSON")
