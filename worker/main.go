@@ -207,7 +207,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		r.workers = append(r.workers, w)
 	}
 	if slices.Contains(s.Queues, "training") {
-		tr := &activities.Training{Trainer: &trainer{st: st, holdoutFraction: s.HoldoutFraction, samples: s.TrainSamples, log: logger}}
+		tr := &activities.Training{Trainer: &trainer{st: st, holdoutFraction: s.HoldoutFraction, samples: s.TrainSamples, useORT: s.UseORT, log: logger}}
 		w := worker.New(c, s.TrainingQueue, worker.Options{
 			// One training at a time: it uses the cores it gets.
 			MaxConcurrentActivityExecutionSize: 1,
