@@ -17,6 +17,10 @@ DEMO_APPS=${DEMO_APPS:-36}
 DEMO_TRACE=${DEMO_TRACE:-$ROOT/testdata/azure2019-sample}
 DEMO_FROM=${DEMO_FROM:-960}   # trace minute the live replay starts at (16:00)
 DEMO_SPEED=${DEMO_SPEED:-60}  # trace minutes per wall minute: 1-second bins
+DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.3}
+DEMO_HORIZON=${DEMO_HORIZON:-5}        # bins a lease covers (the model's horizon)
+DEMO_MAX_PER_BIN=${DEMO_MAX_PER_BIN:-1}  # one request per app per bin: a lease serves one request
+DEMO_MEMORY_SCALE=${DEMO_MEMORY_SCALE:-0.25}  # keeps three hosts' real allocations small on one machine
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 began=$SECONDS
@@ -61,23 +65,33 @@ start_bg worker "$ROOT/bin/worker" --agent-token-file "$token"
 log "host agents: ${#agents[@]}; worker logs in $STATE/logs/"
 
 step "2/5 history: the Azure Functions 2019 sample, then training through the workflow"
-"$starter" history load --format azure2019 --file "$DEMO_TRACE/1350_inv.csv" \
-  --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv"
-"$starter" history stats
-"$starter" model train --wait --train-until-bin "$DEMO_FROM"
+trace_args=(--format azure2019 --file "$DEMO_TRACE/1350_inv.csv" --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv")
+"$starter" history load "${trace_args[@]}"
+# The trace's day starts 2019-07-15T00:00Z; train on what precedes the replay.
+day=2019-07-15T00:00:00Z
+split=$(date -u -d "$day + $DEMO_FROM minutes" +%Y-%m-%dT%H:%M:%SZ)
+if [ "${DEMO_RETRAIN:-0}" = 1 ] || ! "$starter" model list --kind demand --json | grep -q '"champion"'; then
+  "$starter" train --wait --from "$day" --to "$split" --bin 1m
+else
+  log "a champion demand model exists: reusing it (DEMO_RETRAIN=1 trains again through the workflow)"
+fi
+"$starter" model list --kind demand
 
 step "3/5 prediction loops for $DEMO_APPS applications, live replay for $DEMO_MINUTES minutes"
-mapfile -t apps < <("$starter" replay --format azure2019 --file "$DEMO_TRACE/1350_inv.csv" \
-  --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED" --apps "$DEMO_APPS" --list-apps)
+replay_args=("${trace_args[@]}" --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED"
+  --max-per-bin "$DEMO_MAX_PER_BIN" --memory-scale "$DEMO_MEMORY_SCALE")
+mapfile -t apps < <("$starter" replay "${replay_args[@]}" --apps "$DEMO_APPS" --list-apps)
 app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
-"$starter" loop start "${app_flags[@]}" --bin 1s --seed-end-bin "$DEMO_FROM" --threshold 0.5
-replay_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-"$starter" replay --format azure2019 --file "$DEMO_TRACE/1350_inv.csv" \
-  --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv" \
-  --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED" "${app_flags[@]}"
+# The loops continue the stored history at $split, one trace minute per
+# live second, from a shared start time that the replay waits for too.
+clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
+"$starter" loop start "${app_flags[@]}" --bin 1s --seed-end "$split" --seed-bin 1m \
+  --clock-start "$clock_start" --memory-scale "$DEMO_MEMORY_SCALE" --threshold "$DEMO_THRESHOLD" --horizon "$DEMO_HORIZON" >/dev/null
+log "${#apps[@]} loops started; replay begins at $clock_start"
+"$starter" replay "${replay_args[@]}" "${app_flags[@]}" --start-at "$clock_start"
 
 step "4/5 report (from ClickHouse)"
-"$starter" report --since "$replay_start"
+"$starter" report --since "$clock_start"
 
 step "5/5 look and steer"
 first=${apps[0]}
