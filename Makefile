@@ -19,6 +19,7 @@ down:
 # The whole suite, integration tests included; KEEP=1 leaves the stack up.
 TEST_ARGS ?= ./...
 test:
+	@$(LOCAL)/install.sh browser
 	@$(LOCAL)/with-stack.sh go test -count=1 -timeout 30m $(TEST_ARGS)
 
 demo:

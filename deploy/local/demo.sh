@@ -48,11 +48,13 @@ start_bg() {
 
 token=$STATE/agent-token
 [ -s "$token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token")
-# name port memory-MB disk-MB cpu-milli speed setup-ms-per-MB
+# name port memory-MB disk-MB cpu-milli speed setup-ms-per-MB (the extra
+# set-up per MB stands for what a cold start costs beyond allocation: an
+# image pull, a runtime start; a prepared lease has paid it already)
 agents=(
-  "host-small 7301 3072 4096 2000 0.5 0.20"
-  "host-medium 7302 6144 8192 4000 0.8 0.12"
-  "host-large 7303 12288 16384 8000 1.0 0.08"
+  "host-small 7301 3072 4096 2000 0.5 3.0"
+  "host-medium 7302 6144 8192 4000 0.8 2.0"
+  "host-large 7303 12288 16384 8000 1.0 1.5"
 )
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"

@@ -1,6 +1,7 @@
-// Package browser drives Debian's headless Chromium to look at pages the
-// way an operator would: the rendered DOM and a screenshot. It is used by
-// the Web UI tests; the flags keep Chromium off the (closed) network.
+// Package browser drives Debian's headless Chromium (through the DevTools
+// protocol, with chromedp) to look at pages the way an operator would: wait
+// until a text appears, read the page's text, take a screenshot. It is used
+// by the Web UI tests; the flags keep Chromium off the (closed) network.
 package browser
 
 import (
@@ -8,9 +9,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
+	"strings"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // Path is the Chromium binary the scripts install (deploy/local/install.sh browser).
@@ -26,33 +28,14 @@ func Path() (string, error) {
 	return "", fmt.Errorf("chromium not found on PATH (install it with deploy/local/install.sh browser)")
 }
 
-// Page loads url and lets its scripts run for budget of virtual time.
-type Page struct {
-	URL    string
-	Budget time.Duration // virtual time for the page's scripts (default 15 s)
-	Width  int           // window size for screenshots (default 1400x900)
-	Height int
+// Browser is one headless Chromium with a fresh profile.
+type Browser struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-func (p Page) args(profile string) []string {
-	budget := p.Budget
-	if budget == 0 {
-		budget = 15 * time.Second
-	}
-	w, h := p.Width, p.Height
-	if w == 0 {
-		w, h = 1400, 900
-	}
-	return []string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + profile,
-		"--virtual-time-budget=" + strconv.FormatInt(budget.Milliseconds(), 10),
-		fmt.Sprintf("--window-size=%d,%d", w, h),
-	}
-}
-
-func (p Page) run(ctx context.Context, extra ...string) ([]byte, error) {
+// Start launches Chromium; Close ends it.
+func Start(ctx context.Context, width, height int) (*Browser, error) {
 	bin, err := Path()
 	if err != nil {
 		return nil, err
@@ -61,49 +44,95 @@ func (p Page) run(ctx context.Context, extra ...string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(profile)
-	args := append(p.args(profile), extra...)
-	args = append(args, p.URL)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stderr limitedBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("chromium on %s: %w; stderr tail: %s", p.URL, err, stderr.tail())
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(width, height),
 	}
-	return out, nil
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	if err := chromedp.Do(bctx); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		os.RemoveAll(profile)
+		return nil, fmt.Errorf("start chromium: %w", err)
+	}
+	return &Browser{ctx: bctx, cancel: func() { cancelBrowser(); cancelAlloc(); os.RemoveAll(profile) }}, nil
 }
 
-// DOM returns the page's rendered DOM.
-func (p Page) DOM(ctx context.Context) (string, error) {
-	out, err := p.run(ctx, "--dump-dom")
-	return string(out), err
+// Close ends the browser and removes its profile.
+func (b *Browser) Close() { b.cancel() }
+
+// WaitForText opens url (or stays on the current page when url is "") and waits until the page's visible text contains
+// every one of want (the page keeps running its scripts meanwhile), then
+// returns that text. On timeout the error quotes the start of the text.
+func (b *Browser) WaitForText(url string, within time.Duration, want ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, within)
+	defer cancel()
+	if url != "" {
+		if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+			return "", fmt.Errorf("open %s: %w", url, err)
+		}
+	}
+	var text string
+	for {
+		t, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		if err == nil {
+			text = t
+		}
+		if err == nil && containsAll(text, want) {
+			return text, nil
+		}
+		select {
+		case <-ctx.Done():
+			return text, fmt.Errorf("page %q did not show %q within %v; it shows: %.300q", url, want, within, text)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
-// Screenshot saves a PNG of the page to file.
-func (p Page) Screenshot(ctx context.Context, file string) error {
-	abs, err := filepath.Abs(file)
+// Click clicks the first button, link or tab whose text is label, as an
+// operator would to open a tab of the page.
+func (b *Browser) Click(label string) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	js := fmt.Sprintf(`(() => {
+		const el = Array.from(document.querySelectorAll('button, a, [role=tab]')).find(e => e.innerText.trim() === %q);
+		if (!el) return false;
+		el.click();
+		return true;
+	})()`, label)
+	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
 	if err != nil {
-		return err
+		return fmt.Errorf("click %q: %w", label, err)
 	}
-	if _, err := p.run(ctx, "--screenshot="+abs); err != nil {
-		return err
-	}
-	if st, err := os.Stat(abs); err != nil || st.Size() == 0 {
-		return fmt.Errorf("chromium wrote no screenshot to %s", abs)
+	if !ok {
+		return fmt.Errorf("no button, link or tab labelled %q on the page", label)
 	}
 	return nil
 }
 
-// limitedBuffer keeps the last few KB of a stream (Chromium is chatty).
-type limitedBuffer struct{ b []byte }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	l.b = append(l.b, p...)
-	if len(l.b) > 4096 {
-		l.b = l.b[len(l.b)-4096:]
+// Screenshot saves a PNG of the current page to file.
+func (b *Browser) Screenshot(file string) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 gives a PNG, lower a JPEG
+	if err != nil {
+		return fmt.Errorf("screenshot: %w", err)
 	}
-	return len(p), nil
+	return os.WriteFile(file, png, 0o644)
 }
 
-func (l *limitedBuffer) tail() string { return string(l.b) }
+func containsAll(s string, want []string) bool {
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			return false
+		}
+	}
+	return true
+}
