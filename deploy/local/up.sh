@@ -57,8 +57,10 @@ start_clickhouse() {
   cp "$ROOT/deploy/clickhouse/users.xml" "$dir/users.xml"
   : >"$logf"
   log "starting ClickHouse on 127.0.0.1:$CLICKHOUSE_TCP_PORT"
-  (cd "$dir" && nohup clickhouse-server --config-file="$dir/config.xml" --pidfile="$pidfile.server" \
-      >>"$STATE/logs/clickhouse.stdout.log" 2>>"$logf" </dev/null & echo $! >"$pidfile")
+  # Started directly (no subshell) so the pid file holds the server itself.
+  nohup clickhouse-server --config-file="$dir/config.xml" --pidfile="$pidfile.server" \
+      >>"$STATE/logs/clickhouse.stdout.log" 2>>"$logf" </dev/null &
+  echo $! >"$pidfile"
   started clickhouse
   wait_until ClickHouse "$pidfile" "$logf" 60 "${ping[@]}"
 }

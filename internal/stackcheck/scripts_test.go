@@ -91,3 +91,39 @@ func TestUpFailsClearlyWhenPortTaken(t *testing.T) {
 		t.Fatalf("a pid file was left behind in %s", state)
 	}
 }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// up.sh starts a ClickHouse of its own in a fresh state folder, and down.sh
+// really stops it: the port is free again afterwards (the pid file names the
+// server itself, not a wrapper shell).
+func TestUpDownStopsWhatItStarted(t *testing.T) {
+	testenv.ClickHouse(t) // the binary and the scripts' tools are installed
+	root := repoRoot(t)
+	state := t.TempDir()
+	tcp, http := freePort(t), freePort(t)
+	env := append(os.Environ(), "FOREWARM_STATE="+state, "CLICKHOUSE_TCP_PORT="+tcp, "CLICKHOUSE_HTTP_PORT="+http)
+	run := func(script string) {
+		cmd := exec.Command("bash", filepath.Join(root, "deploy/local", script), "clickhouse")
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s clickhouse: %v\n%s", script, err, out)
+		}
+	}
+	run("up.sh")
+	if err := testenv.Dialable("127.0.0.1:" + tcp); err != nil {
+		t.Fatalf("ClickHouse started by up.sh does not answer on %s: %v", tcp, err)
+	}
+	run("down.sh")
+	if err := testenv.Dialable("127.0.0.1:" + tcp); err == nil {
+		t.Fatalf("port %s still answers after down.sh: the server was not stopped", tcp)
+	}
+}
