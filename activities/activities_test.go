@@ -16,6 +16,9 @@ import (
 type fakeModel struct{ v string }
 
 func (m fakeModel) Predict(in []DemandQuery) ([]float64, error) {
+	if m.v == "refuses-input" {
+		return nil, BadInput(errors.New("demand input 0: Bin: bin 1s does not match the model's 1m0s"))
+	}
 	out := make([]float64, len(in))
 	for i, q := range in {
 		out[i] = float64(len(q.Counts)) / 100
@@ -320,4 +323,17 @@ func TestTrainDemandResumesFromHeartbeat(t *testing.T) {
 	require.True(t, errors.As(err, &ae))
 	require.Equal(t, ErrNotEnough, ae.Type())
 	require.True(t, ae.NonRetryable())
+}
+
+// A bad input the model refuses fails the prediction for good: retrying the
+// same tick cannot fix a bin width the model was not trained for, so the
+// top-level error (the one retry policies look at) is non-retryable.
+func TestPredictBadInputIsNotRetried(t *testing.T) {
+	p := &Predictor{Models: &fakeRegistry{champion: "refuses-input"}}
+	_, err := predictOnce(t, p)
+	ae, ok := err.(*temporal.ApplicationError)
+	require.True(t, ok, "top-level error %T %v is not an application error", err, err)
+	require.Equal(t, ErrBadInput, ae.Type())
+	require.True(t, ae.NonRetryable())
+	require.Contains(t, ae.Error(), "does not match the model's")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.temporal.io/sdk/temporal"
 	"io"
 	"log/slog"
 	"sync"
@@ -43,7 +44,13 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	}
 	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin, MemoryMB: in.MemoryMB, ReadRatio: in.ReadRatio}})
 	if err != nil {
-		return PredictResult{}, fmt.Errorf("predict %s with model %s: %w", in.App, m.Version(), err)
+		err = fmt.Errorf("predict %s with model %s: %w", in.App, m.Version(), err)
+		// Keep a permanent failure permanent at the top, where retries look.
+		var app *temporal.ApplicationError
+		if errors.As(err, &app) && app.NonRetryable() {
+			return PredictResult{}, nonRetryable(app.Type(), err)
+		}
+		return PredictResult{}, err
 	}
 	if len(probs) != 1 {
 		return PredictResult{}, fmt.Errorf("predict %s with model %s: %d outputs for 1 input", in.App, m.Version(), len(probs))

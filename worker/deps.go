@@ -193,7 +193,14 @@ func (d demandModel) Predict(in []activities.DemandQuery) ([]float64, error) {
 	for i, q := range in {
 		xs[i] = models.DemandInput(q)
 	}
-	return d.m.Predict(xs)
+	ps, err := d.m.Predict(xs)
+	// A bad input (a bin width or spec the model was not trained for) fails
+	// the same way on every retry: say so, so the tick does not retry it.
+	var bad *models.InputError
+	if errors.As(err, &bad) {
+		return nil, activities.BadInput(err)
+	}
+	return ps, err
 }
 
 // affinityScorer scores hosts with the affinity champion from the registry
