@@ -41,6 +41,11 @@ type Config struct {
 	// SleepWork makes a request's WorkMS a sleep instead of CPU work, for
 	// demos on machines whose cores are shared.
 	SleepWork bool
+	// AllocScale in (0, 1] is the share of each requested MB really
+	// allocated (0 means 1). Sizes, capacity and accounting stay in the
+	// requested MB; a demo playing several hosts on one machine uses it to
+	// keep real memory use small without changing any figure.
+	AllocScale float64
 	// Labels is free text registered with the host (e.g. "zone=a,ssd").
 	Labels  string
 	Version string
@@ -66,6 +71,9 @@ func (c *Config) check() error {
 	}
 	if math.IsNaN(c.Speed) || c.Speed <= 0 || c.Speed > 1 {
 		errs = append(errs, fmt.Errorf("speed %g is outside (0, 1]: 1 is this machine's real speed, 0.5 half of it", c.Speed))
+	}
+	if c.AllocScale < 0 || c.AllocScale > 1 || math.IsNaN(c.AllocScale) {
+		errs = append(errs, fmt.Errorf("allocation scale %v is outside (0, 1]", c.AllocScale))
 	}
 	if c.SetupPerMB < 0 {
 		errs = append(errs, fmt.Errorf("set-up latency per MB %s is negative", c.SetupPerMB))

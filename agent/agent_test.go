@@ -568,3 +568,39 @@ func TestReserveBeyondTheHostsAvailableMemoryIsRefused(t *testing.T) {
 		t.Errorf("metrics after the refusal: %+v", m)
 	}
 }
+
+// With an allocation scale a lease keeps its requested size in every figure
+// (lease, metrics, capacity) while only that share is really allocated: a
+// demo plays several hosts on one machine without changing what it reports.
+func TestAllocScaleAllocatesAShareAndKeepsTheFigures(t *testing.T) {
+	ta := startAgent(t, func(c *agent.Config) { c.AllocScale = 0.25 })
+	ctx := ctxT(t)
+	before := rssMB(t)
+	l, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "prep-s", App: "app-a", MemoryMB: 128, DiskMB: 64, TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	if grown := rssMB(t) - before; grown < 28 || grown > 60 {
+		t.Errorf("RSS grew by %.1f MB for 128 MB at scale 0.25, want about 32", grown)
+	}
+	if l.MemoryMB != 128 || l.DiskMB != 64 {
+		t.Errorf("lease sizes %v MB / %v MB, want the requested 128 / 64", l.MemoryMB, l.DiskMB)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(leaseFile(ta.dir, "prep-s"), &st); err != nil {
+		t.Fatalf("lease file: %v", err)
+	}
+	if st.Size != 16<<20 {
+		t.Errorf("lease file %d bytes, want 16 MiB (a quarter of 64)", st.Size)
+	}
+	m, err := ta.c.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ReservedMemMB != 128 || m.ReservedDiskMB != 64 {
+		t.Errorf("metrics reserve %v / %v MB, want 128 / 64", m.ReservedMemMB, m.ReservedDiskMB)
+	}
+	if _, err := agent.New(agent.Config{HostID: "h", DataDir: t.TempDir(), AllocScale: 1.5}); err == nil {
+		t.Error("an allocation scale of 1.5 was accepted")
+	}
+}

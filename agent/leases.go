@@ -238,13 +238,13 @@ func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease,
 // artificial slowness.
 func (a *Agent) allocate(need usage, path string) (*region, *storage, error) {
 	start := time.Now()
-	mem, err := allocRegion(need.mem)
+	mem, err := allocRegion(a.scaled(need.mem))
 	if err != nil {
 		return nil, nil, err
 	}
 	var disk *storage
 	if need.disk > 0 {
-		disk, err = allocStorage(path, need.disk)
+		disk, err = allocStorage(path, a.scaled(need.disk))
 		if err != nil {
 			_ = mem.free()
 			return nil, nil, err
@@ -252,6 +252,14 @@ func (a *Agent) allocate(need usage, path string) (*region, *storage, error) {
 	}
 	a.stretch(start, time.Duration(mbOf(need.mem+need.disk)*float64(a.cfg.SetupPerMB)))
 	return mem, disk, nil
+}
+
+// scaled is the number of bytes really allocated for a requested size.
+func (a *Agent) scaled(bytes int64) int64 {
+	if a.cfg.AllocScale <= 0 || a.cfg.AllocScale >= 1 || bytes == 0 {
+		return bytes
+	}
+	return max(1, int64(float64(bytes)*a.cfg.AllocScale))
 }
 
 func (a *Agent) unreserve(u usage) {

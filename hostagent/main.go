@@ -48,6 +48,7 @@ type settings struct {
 	Speed        float64
 	SetupMSPerMB float64
 	SleepWork    bool
+	AllocScale   float64
 	DefaultTTL   time.Duration
 	AdvertiseURL string
 	Labels       string
@@ -178,6 +179,7 @@ Flags (environment variable in brackets):
 	fs.StringVar(&s.TLSKey, "tls-key", os.Getenv("HOSTAGENT_TLS_KEY"), "TLS private key (PEM) ($HOSTAGENT_TLS_KEY)")
 	fs.Float64Var(&s.Speed, "speed", env.float("HOSTAGENT_SPEED", 1), "speed in (0,1]: every prepare, shadow and work phase takes 1/speed of its real time ($HOSTAGENT_SPEED)")
 	fs.Float64Var(&s.SetupMSPerMB, "setup-ms-per-mb", env.float("HOSTAGENT_SETUP_MS_PER_MB", 0), "artificial latency per MB allocated when preparing or serving cold, ms ($HOSTAGENT_SETUP_MS_PER_MB)")
+	fs.Float64Var(&s.AllocScale, "alloc-scale", env.float("HOSTAGENT_ALLOC_SCALE", 1), "share of each requested MB really allocated, in (0,1]; sizes and accounting stay as requested (several demo hosts on one machine) ($HOSTAGENT_ALLOC_SCALE)")
 	fs.BoolVar(&s.SleepWork, "sleep-work", env.bool("HOSTAGENT_SLEEP_WORK", false), "run a request's work_ms as a sleep instead of CPU work (for shared demo machines) ($HOSTAGENT_SLEEP_WORK)")
 	fs.DurationVar(&s.DefaultTTL, "default-ttl", env.duration("HOSTAGENT_DEFAULT_TTL", 5*time.Minute), "lease TTL when a reserve names none ($HOSTAGENT_DEFAULT_TTL)")
 	fs.StringVar(&s.AdvertiseURL, "advertise-url", os.Getenv("HOSTAGENT_ADVERTISE_URL"), "URL the engine should use for this agent; when set, the agent registers in ClickHouse ($HOSTAGENT_ADVERTISE_URL)")
@@ -303,7 +305,7 @@ func run(args []string, stdout, stderr *os.File) error {
 		HostID: s.HostID, URL: url, DataDir: s.DataDir,
 		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, CPUMilli: s.CPUMilli,
 		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)),
-		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork,
+		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork, AllocScale: s.AllocScale,
 		Labels: s.Labels, Version: version, Logger: log,
 	})
 	if err != nil {

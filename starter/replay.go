@@ -64,7 +64,7 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.IntVar(&f.apps, "apps", 0, "replay this many applications of varied shapes (0: all, or --app)")
 	fl.StringSliceVar(&f.appList, "app", nil, "replay exactly these applications (repeatable)")
 	fl.IntVar(&f.maxPerBin, "max-per-bin", 3, "cap on one application's requests per bin (0: none)")
-	fl.Float64Var(&f.memScale, "memory-scale", 0.25, "scale the trace's memory sizes (keeps hosts within capacity)")
+	fl.Float64Var(&f.memScale, "memory-scale", 1, "scale the trace's memory sizes (to fit small hosts; a demo scales the hosts' real allocation instead: hostagent --alloc-scale)")
 	fl.Float64Var(&f.diskRatio, "disk-ratio", 0.25, "storage per request as a share of its memory (loops prepare a quarter)")
 	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work")
 	fl.IntVar(&f.inFlight, "in-flight", 64, "requests served at once")

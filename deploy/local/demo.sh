@@ -20,7 +20,7 @@ DEMO_SPEED=${DEMO_SPEED:-60}  # trace minutes per wall minute: 1-second bins
 DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.3}
 DEMO_HORIZON=${DEMO_HORIZON:-5}        # bins a lease covers (the model's horizon)
 DEMO_MAX_PER_BIN=${DEMO_MAX_PER_BIN:-1}  # one request per app per bin: a lease serves one request
-DEMO_MEMORY_SCALE=${DEMO_MEMORY_SCALE:-0.25}  # keeps three hosts' real allocations small on one machine
+DEMO_ALLOC_SCALE=${DEMO_ALLOC_SCALE:-0.25}  # hosts really allocate this share of each MB: three hosts on one machine
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 began=$SECONDS
@@ -52,15 +52,15 @@ token=$STATE/agent-token
 # set-up per MB stands for what a cold start costs beyond allocation: an
 # image pull, a runtime start; a prepared lease has paid it already)
 agents=(
-  "host-small 7301 3072 4096 2000 0.5 3.0"
-  "host-medium 7302 6144 8192 4000 0.8 2.0"
-  "host-large 7303 12288 16384 8000 1.0 1.5"
+  "host-small 7301 16384 16384 4000 0.5 0.5"
+  "host-medium 7302 24576 24576 6000 0.8 0.3"
+  "host-large 7303 32768 32768 8000 1.0 0.2"
 )
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"
   start_bg "$name" "$ROOT/bin/hostagent" --listen "127.0.0.1:$port" --host-id "$name" \
     --memory-mb "$mem" --disk-mb "$disk" --cpu-milli "$cpu" --speed "$speed" --setup-ms-per-mb "$setup" \
-    --sleep-work --data-dir "$STATE/agents/$name" --token-file "$token" \
+    --sleep-work --alloc-scale "$DEMO_ALLOC_SCALE" --data-dir "$STATE/agents/$name" --token-file "$token" \
     --advertise-url "http://127.0.0.1:$port" --log-level warn
 done
 start_bg worker "$ROOT/bin/worker" --agent-token-file "$token"
@@ -81,14 +81,18 @@ fi
 
 step "3/5 prediction loops for $DEMO_APPS applications, live replay for $DEMO_MINUTES minutes"
 replay_args=("${trace_args[@]}" --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED"
-  --max-per-bin "$DEMO_MAX_PER_BIN" --memory-scale "$DEMO_MEMORY_SCALE")
+  --max-per-bin "$DEMO_MAX_PER_BIN" --max-work 100ms)
 mapfile -t apps < <("$starter" replay "${replay_args[@]}" --apps "$DEMO_APPS" --list-apps)
 app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
+# Loops left by an earlier demo run carry that run's clock: stop them first
+# (they release their leases); "no such loop" is fine.
+for a in "${apps[@]}"; do "$starter" loop stop --app "$a" --wait --reason "demo restart" >/dev/null 2>&1 & done
+wait
 # The loops continue the stored history at $split, one trace minute per
 # live second, from a shared start time that the replay waits for too.
 clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
 "$starter" loop start "${app_flags[@]}" --bin 1s --seed-end "$split" --seed-bin 1m \
-  --clock-start "$clock_start" --memory-scale "$DEMO_MEMORY_SCALE" --threshold "$DEMO_THRESHOLD" --horizon "$DEMO_HORIZON" >/dev/null
+  --clock-start "$clock_start" --threshold "$DEMO_THRESHOLD" --horizon "$DEMO_HORIZON" >/dev/null
 log "${#apps[@]} loops started; replay begins at $clock_start"
 "$starter" replay "${replay_args[@]}" "${app_flags[@]}" --start-at "$clock_start"
 
