@@ -604,3 +604,23 @@ func TestAllocScaleAllocatesAShareAndKeepsTheFigures(t *testing.T) {
 		t.Error("an allocation scale of 1.5 was accepted")
 	}
 }
+
+// A request whose size equals the lease's up to float noise (sizes arrive
+// through averages) is served warm; a really larger one still falls back.
+func TestClaimToleratesFloatNoiseInSizes(t *testing.T) {
+	ta := startAgent(t, nil)
+	ctx := ctxT(t)
+	for _, id := range []string{"noise", "bigger"} {
+		if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: "app-a", MemoryMB: 110.99999999999999, DiskMB: 8, TTL: time.Minute}); err != nil {
+			t.Fatalf("Reserve %s: %v", id, err)
+		}
+	}
+	res, err := ta.c.Serve(ctx, client.ServeRequest{RequestID: "r1", App: "app-a", PreparationID: "noise", MemoryMB: 111, DiskMB: 8, FallbackCold: true})
+	if err != nil || !res.Warm {
+		t.Fatalf("serve of 111 MB on a 110.99999999999999 MB lease: warm=%v err=%v, want warm", res.Warm, err)
+	}
+	res, err = ta.c.Serve(ctx, client.ServeRequest{RequestID: "r2", App: "app-a", PreparationID: "bigger", MemoryMB: 112, DiskMB: 8, FallbackCold: true})
+	if err != nil || res.Warm {
+		t.Fatalf("serve of 112 MB on a 111 MB lease: warm=%v err=%v, want a cold fallback", res.Warm, err)
+	}
+}

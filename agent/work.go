@@ -217,13 +217,21 @@ func (a *Agent) claim(ctx context.Context, r api.ServeRequest) (*lease, error) {
 		return nil, err
 	}
 	defer a.mu.Unlock()
-	if r.MemoryMB > l.memMB || r.DiskMB > l.diskMB || r.CPUMilli > l.cpuMilli {
+	if exceeds(r.MemoryMB, l.memMB) || exceeds(r.DiskMB, l.diskMB) || r.CPUMilli > l.cpuMilli {
 		return nil, errorf(api.CodeLeaseTooSmall,
 			"lease %s holds %g MB memory, %g MB disk, %d millicores; the request needs %g MB, %g MB, %d",
 			l.id, l.memMB, l.diskMB, l.cpuMilli, r.MemoryMB, r.DiskMB, r.CPUMilli)
 	}
 	l.state = api.StateClaimed
 	return l, nil
+}
+
+// exceeds says a request's size is larger than a lease's, ignoring float
+// noise: sizes reach the agent through averages (an app's profile is a sum
+// over requests divided by their count), and 111 MB must fit a lease of
+// 110.99999999999999 MB.
+func exceeds(need, have float64) bool {
+	return need > have+1e-6*max(1, have)
 }
 
 // finishClaim frees a lease whose request has been served.
