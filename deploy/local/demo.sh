@@ -86,8 +86,14 @@ mapfile -t apps < <("$starter" replay "${replay_args[@]}" --apps "$DEMO_APPS" --
 app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
 # Loops left by an earlier demo run carry that run's clock: stop them first
 # (they release their leases); "no such loop" is fine.
-for a in "${apps[@]}"; do "$starter" loop stop --app "$a" --wait --reason "demo restart" >/dev/null 2>&1 & done
-wait
+# (Wait for these jobs only: a bare `wait` would also wait for the agents
+# and the worker this shell started.)
+stops=()
+for a in "${apps[@]}"; do
+  "$starter" loop stop --app "$a" --wait --reason "demo restart" >/dev/null 2>&1 &
+  stops+=($!)
+done
+wait "${stops[@]}" || true
 # The loops continue the stored history at $split, one trace minute per
 # live second, from a shared start time that the replay waits for too.
 clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
