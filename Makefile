@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test demo bench build vet fmt status
+.PHONY: up down test demo bench build vet results
 
 up:
 	@$(LOCAL)/up.sh
@@ -29,6 +29,11 @@ demo:
 BENCH_ARGS ?= ./...
 bench:
 	@$(LOCAL)/with-stack.sh go test -run '^$$' -bench . -benchmem $(BENCH_ARGS)
+
+# The policy comparison of docs/results.md, regenerated (~10 min on 2 cores).
+results:
+	@$(LOCAL)/install.sh onnxruntime
+	@docs/results/regenerate.sh
 
 build:
 	@mkdir -p bin && go build -o bin/ ./worker ./starter ./hostagent
