@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"strings"
 	"time"
 )
@@ -106,6 +107,20 @@ type HostMetrics struct {
 
 const hostMetricCols = "time, at_ns, host_id, cpu_util, mem_used_mb, mem_avail_mb, mem_pressure, io_latency_ms, reserved_mem_mb, reserved_disk_mb, reserved_cpu_milli, leases"
 
+// scanHostMetrics reads one row of hostMetricCols; the time is taken from
+// at_ns, which keeps nanoseconds.
+func scanHostMetrics(rows driver.Rows) (HostMetrics, error) {
+	var m HostMetrics
+	var ns uint64
+	var leases uint32
+	if err := rows.Scan(&m.Time, &ns, &m.HostID, &m.CPUUtil, &m.MemUsedMB, &m.MemAvailMB, &m.MemPressure, &m.IOLatencyMS,
+		&m.ReservedMemMB, &m.ReservedDiskMB, &m.ReservedCPUMilli, &leases); err != nil {
+		return HostMetrics{}, err
+	}
+	m.Time, m.Leases = time.Unix(0, int64(ns)).UTC(), int(leases)
+	return m, nil
+}
+
 // RecordHostMetrics stores samples; a zero Time is now.
 func (s *Store) RecordHostMetrics(ctx context.Context, ms []HostMetrics) error {
 	for i := range ms {
@@ -129,10 +144,16 @@ const LatestHostMetricsWindow = 24 * time.Hour
 // LatestHostMetricsWindow.
 func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, error) {
 	out := map[string]HostMetrics{}
-	cols := strings.Split(hostMetricCols, ", ")
-	sel := []string{"host_id", "max(at_ns)"}
-	for _, c := range cols {
-		if c != "host_id" && c != "at_ns" {
+	// The latest value of every column, in hostMetricCols' order so one
+	// scanner reads both queries.
+	var sel []string
+	for _, c := range strings.Split(hostMetricCols, ", ") {
+		switch c {
+		case "host_id":
+			sel = append(sel, c)
+		case "at_ns":
+			sel = append(sel, "max(at_ns)")
+		default:
 			sel = append(sel, "argMax("+c+", at_ns)")
 		}
 	}
@@ -144,14 +165,10 @@ func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, 
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var m HostMetrics
-			var ns uint64
-			var leases uint32
-			if err := rows.Scan(&m.HostID, &ns, &m.Time, &m.CPUUtil, &m.MemUsedMB, &m.MemAvailMB, &m.MemPressure, &m.IOLatencyMS,
-				&m.ReservedMemMB, &m.ReservedDiskMB, &m.ReservedCPUMilli, &leases); err != nil {
+			m, err := scanHostMetrics(rows)
+			if err != nil {
 				return err
 			}
-			m.Time, m.Leases = time.Unix(0, int64(ns)).UTC(), int(leases)
 			out[m.HostID] = m
 		}
 		return rows.Err()
@@ -174,14 +191,10 @@ func (s *Store) HostMetricsRange(ctx context.Context, from, to time.Time) ([]Hos
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var m HostMetrics
-			var ns uint64
-			var leases uint32
-			if err := rows.Scan(&m.Time, &ns, &m.HostID, &m.CPUUtil, &m.MemUsedMB, &m.MemAvailMB, &m.MemPressure, &m.IOLatencyMS,
-				&m.ReservedMemMB, &m.ReservedDiskMB, &m.ReservedCPUMilli, &leases); err != nil {
+			m, err := scanHostMetrics(rows)
+			if err != nil {
 				return err
 			}
-			m.Time, m.Leases = time.Unix(0, int64(ns)).UTC(), int(leases)
 			out = append(out, m)
 		}
 		return rows.Err()

@@ -423,6 +423,13 @@ func TestHosts(t *testing.T) {
 	if len(latest) != 2 || latest["h1"].CPUUtil != 0.9 {
 		t.Errorf("latest %+v", latest)
 	}
+	rng, err := s.HostMetricsRange(ctx, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rng) != len(ms) || rng[0].HostID != "h1" || rng[len(rng)-1].HostID != "h2" || rng[len(rng)-1].Leases != 2 {
+		t.Errorf("range %+v, want the %d samples by host then time", rng, len(ms))
+	}
 }
 
 func TestEvents(t *testing.T) {
