@@ -264,31 +264,29 @@ func (a *Agent) stretch(start time.Time, extra time.Duration) {
 }
 
 func (a *Agent) reapLoop(ctx context.Context) {
-	defer a.bg.Done()
-	t := time.NewTicker(a.cfg.ReapEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.reap(time.Now())
-		}
-	}
+	a.every(ctx, a.cfg.ReapEvery, func() { a.reap(time.Now()) })
 }
 
 func (a *Agent) sampleLoop(ctx context.Context) {
+	a.every(ctx, a.cfg.SampleEvery, func() {
+		if err := a.sampler.sample(); err != nil {
+			a.log.Warn("host metrics sample incomplete", "err", err)
+		}
+	})
+}
+
+// every runs f every d until ctx ends; it is one of the agent's background
+// goroutines (a.bg).
+func (a *Agent) every(ctx context.Context, d time.Duration, f func()) {
 	defer a.bg.Done()
-	t := time.NewTicker(a.cfg.SampleEvery)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.sampler.sample(); err != nil {
-				a.log.Warn("host metrics sample incomplete", "err", err)
-			}
+			f()
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -20,8 +19,6 @@ type Request struct {
 	App       string
 	Warm      bool
 	LatencyMS float64 // set-up + work
-	SetupMS   float64
-	MemoryMB  float64
 }
 
 // Preparation is one lease's life as recorded: reserved, then claimed,
@@ -183,10 +180,4 @@ func safeDiv(a, b float64) float64 {
 		return 0
 	}
 	return a / b
-}
-
-// Bar draws a proportion as a fixed-width text bar, for terminals.
-func Bar(x float64, width int) string {
-	n := int(math.Round(math.Max(0, math.Min(1, x)) * float64(width)))
-	return strings.Repeat("█", n) + strings.Repeat("·", width-n)
 }

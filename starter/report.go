@@ -127,7 +127,7 @@ func runReport(ctx context.Context, g *globals, from, to time.Time, asJSON bool)
 func reportRequests(rs []store.Request) []report.Request {
 	out := make([]report.Request, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, report.Request{App: r.App, Warm: r.Warm, LatencyMS: r.LatencyMS, SetupMS: r.SetupMS, MemoryMB: r.SizeMB})
+		out = append(out, report.Request{App: r.App, Warm: r.Warm, LatencyMS: r.LatencyMS})
 	}
 	return out
 }

@@ -114,7 +114,7 @@ func (c *ClickHouse) Flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Password, "clickhouse-password", Env("CLICKHOUSE_PASSWORD", ""), "ClickHouse password ($CLICKHOUSE_PASSWORD)")
 }
 
-// FromEnv returns the ClickHouse settings the environment gives.
+// ClickHouseFromEnv returns the ClickHouse settings the environment gives.
 func ClickHouseFromEnv() ClickHouse {
 	var c ClickHouse
 	fs := pflag.NewFlagSet("", pflag.ContinueOnError)
