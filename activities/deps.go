@@ -40,11 +40,9 @@ type HostInfo struct {
 
 // DemandQuery is one application's recent activity to predict from.
 type DemandQuery struct {
-	Counts    []float64 // oldest first
-	Next      time.Time // start of the bin being predicted from
-	Bin       time.Duration
-	MemoryMB  float64
-	ReadRatio float64
+	Counts []float64 // oldest first
+	Next   time.Time // start of the bin being predicted
+	Bin    time.Duration
 }
 
 // DemandModel is a loaded demand model.

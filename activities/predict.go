@@ -42,7 +42,7 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	if err != nil {
 		return PredictResult{}, err
 	}
-	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin, MemoryMB: in.MemoryMB, ReadRatio: in.ReadRatio}})
+	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin}})
 	if err != nil {
 		err = fmt.Errorf("predict %s with model %s: %w", in.App, m.Version(), err)
 		// Keep a permanent failure permanent at the top, where retries look.
