@@ -232,7 +232,12 @@ func (c scriptedClient) Shadow(context.Context, string, float64, float64) (float
 func (c scriptedClient) Serve(context.Context, HostServing) (HostServed, error) {
 	return HostServed{}, nil
 }
-func (c scriptedClient) Release(context.Context, string) error { return c.relErr }
+func (c scriptedClient) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
+	return time.Time{}, c.relErr
+}
+func (c scriptedClient) Release(context.Context, string) (HostReleased, error) {
+	return HostReleased{Released: c.relErr == nil}, c.relErr
+}
 
 var (
 	errRefused  = errors.New("over capacity")
@@ -241,7 +246,7 @@ var (
 
 type scriptedClients struct{ c scriptedClient }
 
-func (s scriptedClients) For(string) HostClient { return s.c }
+func (s scriptedClients) For(string, string) HostClient { return s.c }
 func (s scriptedClients) Permanent(err error) bool {
 	return errors.Is(err, errRefused) || errors.Is(err, errNotFound)
 }
