@@ -342,3 +342,38 @@ func TestPredictBadInputIsNotRetried(t *testing.T) {
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, ae.Error(), "does not match the model's")
 }
+
+func TestExtendOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		extended bool
+		gone     bool
+		fails    bool
+	}{
+		{"extended", nil, true, false, false},
+		{"gone", errNotFound, false, true, false},
+		{"refused", errRefused, false, false, false},
+		{"transient", errors.New("connection reset"), false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Hosts{Clients: scriptedClients{scriptedClient{relErr: tc.err}}}
+			res, err := h.Extend(context.Background(), ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
+			if tc.fails {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.extended, res.Extended)
+			require.Equal(t, tc.gone, res.Gone)
+			if !tc.extended {
+				require.NotEmpty(t, res.Reason)
+			}
+		})
+	}
+	_, err := (&Hosts{}).Extend(context.Background(), ExtendInput{LeaseID: "l", HostURL: "http://h"})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrBadInput, ae.Type())
+	require.Contains(t, ae.Error(), "TTL 0s")
+}
