@@ -16,11 +16,14 @@ up:
 down:
 	@$(LOCAL)/down.sh
 
-# The whole suite, integration tests included; KEEP=1 leaves the stack up.
+# The whole suite, integration tests included, then the race detector over
+# the concurrent packages (RACE_ARGS; empty skips it); KEEP=1 leaves the
+# stack up.
 TEST_ARGS ?= ./...
+RACE_ARGS ?= ./agent/... ./hostagent ./activities
 test:
 	@$(LOCAL)/install.sh browser
-	@$(LOCAL)/with-stack.sh go test -count=1 -timeout 30m $(TEST_ARGS)
+	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS); fi'
 
 demo:
 	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh

@@ -164,7 +164,8 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 	if in.HostURL == "" {
 		return ServeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
 	}
-	r, err := h.Clients.For(in.Host, in.HostURL).Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
+	c := h.Clients.For(in.Host, in.HostURL)
+	r, err := c.Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
 		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS,
 		KeepID: in.KeepID, KeepTTL: in.KeepTTL, KeepMemoryMB: in.KeepMemoryMB, KeepDiskMB: in.KeepDiskMB, KeepCPUMilli: in.KeepCPUMilli})
 	if err != nil {
@@ -172,6 +173,14 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 			return ServeResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
 		}
 		return ServeResult{}, fmt.Errorf("serve %s on %s: %w", in.RequestID, in.Host, err)
+	}
+	if in.LeaseID != "" && !in.LeaseStays {
+		// The caller handed the lease to this request for good: end it,
+		// also when the request ran cold beside it (busy or too small), so
+		// nothing is left for the TTL to reclaim.
+		if _, err := c.Release(ctx, in.LeaseID); err != nil && !h.Clients.NotFound(err) {
+			h.logger().Warn("release of a one-request lease failed; its TTL ends it", "lease", in.LeaseID, "host", in.Host, "err", err)
+		}
 	}
 	return ServeResult{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS, FallbackCode: r.FallbackCode,
 		Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil

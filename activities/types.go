@@ -213,16 +213,20 @@ type ReleaseResult struct {
 }
 
 // ServeInput runs one request on one host. With LeaseID the request runs
-// warm on that lease, which keeps serving afterwards; when the lease is
-// busy, too small or gone the host serves cold. KeepID and KeepTTL (both
-// or neither) ask the host to keep a cold instance as a new lease of the
-// application (sized Keep* where larger than the request).
+// warm on that lease; when the lease is busy, too small or gone the host
+// serves cold. LeaseStays says the caller treats the lease as a warm
+// instance that goes on serving (it releases it later); without it the
+// activity releases the lease after the request, as loops written before
+// warm instances expect of a claim. KeepID and KeepTTL (both or neither)
+// ask the host to keep a cold instance as a new lease of the application
+// (sized Keep* where larger than the request).
 type ServeInput struct {
 	RequestID    string
 	App          string
 	Host         string
 	HostURL      string
 	LeaseID      string
+	LeaseStays   bool
 	MemoryMB     float64
 	DiskMB       float64
 	ReadRatio    float64

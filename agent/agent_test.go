@@ -496,30 +496,36 @@ func TestSlowHostTakesLonger(t *testing.T) {
 
 func TestConfigIsChecked(t *testing.T) {
 	base := agent.Config{HostID: "h", DataDir: t.TempDir(), MemoryMB: 1, DefaultTTL: time.Minute}
-	cases := map[string]func(*agent.Config){
-		"host ID":  func(c *agent.Config) { c.HostID = "../evil" },
-		"memory":   func(c *agent.Config) { c.MemoryMB = -1 },
-		"speed":    func(c *agent.Config) { c.Speed = 2 },
-		"data":     func(c *agent.Config) { c.DataDir = "" },
-		"TTL":      func(c *agent.Config) { c.DefaultTTL = time.Millisecond },
-		"set-up":   func(c *agent.Config) { c.SetupPerMB = -time.Millisecond },
-		"CPU":      func(c *agent.Config) { c.CPUMilli = -5 },
-		"disk big": func(c *agent.Config) { c.DiskMB = 1 << 40 },
+	cases := map[string]struct {
+		edit func(*agent.Config)
+		says string
+	}{
+		"host ID":  {func(c *agent.Config) { c.HostID = "../evil" }, `host ID "../evil" does not match`},
+		"memory":   {func(c *agent.Config) { c.MemoryMB = -1 }, "memory capacity -1 MB is outside"},
+		"speed":    {func(c *agent.Config) { c.Speed = 2 }, "speed 2 is outside (0, 1]"},
+		"data":     {func(c *agent.Config) { c.DataDir = "" }, "data folder is required"},
+		"TTL":      {func(c *agent.Config) { c.DefaultTTL = time.Millisecond }, "default TTL 1ms is outside"},
+		"set-up":   {func(c *agent.Config) { c.SetupPerMB = -time.Millisecond }, "set-up latency per MB -1ms is negative"},
+		"CPU":      {func(c *agent.Config) { c.CPUMilli = -5 }, "CPU capacity -5 millicores is outside"},
+		"disk big": {func(c *agent.Config) { c.DiskMB = 1 << 40 }, "disk capacity 1099511627776 MB is outside"},
 	}
-	for name, edit := range cases {
+	for name, tc := range cases {
 		cfg := base
-		edit(&cfg)
-		if a, err := agent.New(cfg); err == nil {
+		tc.edit(&cfg)
+		a, err := agent.New(cfg)
+		if err == nil {
 			_ = a.Close(context.Background())
-			t.Errorf("%s: bad config accepted", name)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want refused saying %q", name, err, tc.says)
 		}
 	}
 	a, err := agent.New(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Handler("short"); err == nil {
-		t.Error("a 5-character token was accepted")
+	if _, err := a.Handler("short"); err == nil || !strings.Contains(err.Error(), "at least 16 characters (got 5)") {
+		t.Errorf("a 5-character token: %v", err)
 	}
 	_ = a.Close(context.Background())
 }
