@@ -150,6 +150,26 @@ type ReserveResult struct {
 	Expires  time.Time
 }
 
+// ExtendInput sets a live lease's expiry to now + TTL on its host, in
+// place.
+type ExtendInput struct {
+	LeaseID string
+	App     string
+	Host    string
+	HostURL string
+	TTL     time.Duration
+}
+
+// ExtendResult is the new expiry, or why the host refused: Gone when it no
+// longer holds the lease (the loop forgets it), otherwise Reason (e.g.
+// still preparing).
+type ExtendResult struct {
+	Extended bool
+	Expires  time.Time
+	Gone     bool
+	Reason   string
+}
+
 // ShadowInput runs a small slice of the expected work on a reservation.
 type ShadowInput struct {
 	LeaseID   string
@@ -182,30 +202,55 @@ type ReleaseInput struct {
 	HeldSeconds float64
 }
 
-// ReleaseResult says whether the host still held the reservation.
+// ReleaseResult says whether the host still held the reservation and, from
+// the host, what the lease did as a warm instance.
 type ReleaseResult struct {
-	WasHeld bool
+	WasHeld        bool
+	RequestsServed int64
+	BusyMBs        float64 // memory-time with a request running on it
+	IdleMBs        float64 // memory-time ready with none
+	Fallbacks      int64   // requests naming it served cold (busy or too small)
 }
 
-// ServeInput runs one request on one host.
+// ServeInput runs one request on one host. With LeaseID the request runs
+// warm on that lease; when the lease is busy, too small or gone the host
+// serves cold. LeaseStays says the caller treats the lease as a warm
+// instance that goes on serving (it releases it later); without it the
+// activity releases the lease after the request, as loops written before
+// warm instances expect of a claim. KeepID and KeepTTL (both or neither)
+// ask the host to keep a cold instance as a new lease of the application
+// (sized Keep* where larger than the request).
 type ServeInput struct {
-	RequestID string
-	App       string
-	Host      string
-	HostURL   string
-	LeaseID   string
-	MemoryMB  float64
-	DiskMB    float64
-	ReadRatio float64
-	WorkMS    float64
+	RequestID    string
+	App          string
+	Host         string
+	HostURL      string
+	LeaseID      string
+	LeaseStays   bool
+	MemoryMB     float64
+	DiskMB       float64
+	ReadRatio    float64
+	WorkMS       float64
+	KeepID       string
+	KeepTTL      time.Duration
+	KeepMemoryMB float64
+	KeepDiskMB   float64
+	KeepCPUMilli int64
 }
 
-// ServeResult is what the host measured.
+// ServeResult is what the host measured. FallbackCode says why a request
+// naming a lease ran cold; Kept, KeptExpires and KeepRefused answer a
+// keep; Replayed marks the first result of a retried request.
 type ServeResult struct {
-	Warm    bool
-	SetupMS float64
-	WorkMS  float64
-	TotalMS float64
+	Warm         bool
+	SetupMS      float64
+	WorkMS       float64
+	TotalMS      float64
+	FallbackCode string
+	Kept         bool
+	KeptExpires  time.Time
+	KeepRefused  string
+	Replayed     bool
 }
 
 // ClaimInput asks the application's loop for a lease.

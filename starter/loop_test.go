@@ -200,13 +200,18 @@ func (instantHost) Shadow(context.Context, string, float64, float64) (float64, e
 func (instantHost) Serve(_ context.Context, s activities.HostServing) (activities.HostServed, error) {
 	return activities.HostServed{Warm: s.LeaseID != "", SetupMS: 2, WorkMS: 2 * s.WorkMS, TotalMS: 2 + 2*s.WorkMS}, nil
 }
-func (instantHost) Release(context.Context, string) error { return nil }
+func (instantHost) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
+	return time.Time{}, nil
+}
+func (instantHost) Release(context.Context, string) (activities.HostReleased, error) {
+	return activities.HostReleased{Released: true}, nil
+}
 
 type instantHosts struct{}
 
-func (instantHosts) For(string) activities.HostClient { return instantHost{} }
-func (instantHosts) Permanent(error) bool             { return false }
-func (instantHosts) NotFound(error) bool              { return false }
+func (instantHosts) For(string, string) activities.HostClient { return instantHost{} }
+func (instantHosts) Permanent(error) bool                     { return false }
+func (instantHosts) NotFound(error) bool                      { return false }
 
 type noLoop struct{}
 

@@ -32,7 +32,11 @@ import (
 	"github.com/forewarm/forewarm/workflows"
 )
 
-const e2eToken = "e2e-token-0123456789abcdef"
+// e2eRoot is the fleet's root secret: the worker derives each host's
+// token from it, and each in-process agent holds only its own.
+const e2eRoot = "e2e-root-secret-0123456789abcdef"
+
+func hostToken(id string) string { return api.DeriveToken([]byte(e2eRoot), id) }
 
 // stack is a whole Forewarm on the real services: a fresh ClickHouse
 // database, in-process host agents, a worker on task queues of its own.
@@ -76,7 +80,7 @@ func newStack(t testing.TB) *stack {
 	t.Cleanup(c.Close)
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
-		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentToken: e2eToken,
+		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentRootSecret: e2eRoot,
 		UseORT: true, WorkflowTasks: 50, WorkflowPollers: envInt("FOREWARM_WORKFLOW_POLLERS", 4), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }
@@ -135,7 +139,7 @@ func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float
 	a, err := agent.New(agent.Config{HostID: id, URL: url, DataDir: filepath.Join(t.TempDir(), id), MemoryMB: memMB, DiskMB: 4096,
 		CPUMilli: 4000, Speed: speed, SleepWork: true, SampleEvery: time.Second, SetupPerMB: setupPerMB})
 	require.NoError(t, err)
-	h, err := a.Handler(e2eToken)
+	h, err := a.Handler(hostToken(id))
 	require.NoError(t, err)
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
@@ -265,7 +269,7 @@ func (k *stack) stopLoop(app string) workflows.LoopResult {
 func (k *stack) leasesOn(id string) []api.Lease {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ls, err := agentclient.New(k.agents[id].url, e2eToken).Leases(ctx)
+	ls, err := agentclient.New(k.agents[id].url, hostToken(id)).Leases(ctx)
 	require.NoError(k.t, err)
 	return ls
 }

@@ -209,7 +209,7 @@ func (k *stack) startWorkerProcess() *exec.Cmd {
 		"CLICKHOUSE_DATABASE="+k.st.Database(),
 		"FOREWARM_PREDICTION_QUEUE="+k.s.PredictionQueue,
 		"FOREWARM_TRAINING_QUEUE="+k.s.TrainingQueue,
-		"HOSTAGENT_TOKEN="+e2eToken,
+		"FOREWARM_AGENT_ROOT_SECRET="+e2eRoot,
 		"FOREWARM_TRAIN_SAMPLES=2000",
 	)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

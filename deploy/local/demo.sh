@@ -46,8 +46,10 @@ start_bg() {
   echo $! >"$pidfile"
 }
 
-token=$STATE/agent-token
-[ -s "$token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token")
+# The worker holds the fleet's root secret; each agent only its own token,
+# derived from it (hostagent --print-token), so one host cannot call another.
+root_secret=$STATE/agent-root-secret
+[ -s "$root_secret" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$root_secret")
 # name port memory-MB disk-MB cpu-milli speed setup-ms-per-MB (the extra
 # set-up per MB stands for what a cold start costs beyond allocation: an
 # image pull, a runtime start; a prepared lease has paid it already)
@@ -58,12 +60,14 @@ agents=(
 )
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"
+  token=$STATE/agents/$name.token
+  (umask 077; "$ROOT/bin/hostagent" --print-token --host-id "$name" --root-secret-file "$root_secret" >"$token")
   start_bg "$name" "$ROOT/bin/hostagent" --listen "127.0.0.1:$port" --host-id "$name" \
     --memory-mb "$mem" --disk-mb "$disk" --cpu-milli "$cpu" --speed "$speed" --setup-ms-per-mb "$setup" \
     --sleep-work --alloc-scale "$DEMO_ALLOC_SCALE" --data-dir "$STATE/agents/$name" --token-file "$token" \
     --advertise-url "http://127.0.0.1:$port" --log-level warn
 done
-start_bg worker "$ROOT/bin/worker" --agent-token-file "$token"
+start_bg worker "$ROOT/bin/worker" --agent-root-secret-file "$root_secret"
 log "host agents: ${#agents[@]}; worker logs in $STATE/logs/"
 
 step "2/5 history: the Azure Functions 2019 sample, then training through the workflow"
