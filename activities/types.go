@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/forewarm/forewarm/policy"
 )
 
 // Non-retryable application error types. Workflows match on these names,
@@ -92,6 +94,36 @@ type PredictResult struct {
 	Decision     string
 	HistoryBins  int // bins of history the model can use: the loop keeps as many
 	HorizonBins  int // the model's horizon
+}
+
+// ForecastInput asks the champion demand model for the chance of a
+// request in each of the next Bins bins along the path where none arrives,
+// and the policy's decisions along it. One local activity per wake.
+type ForecastInput struct {
+	App    string
+	Counts []float64     // closed bins, oldest first
+	Next   time.Time     // start of the bin decided now, on the model's timeline
+	Bin    time.Duration // the model's bin width
+	Bins   int           // bins to forecast (>= 1; 1 decides this bin only)
+	// Held says the application holds an instance as the bin begins.
+	Held       bool
+	Thresholds policy.Thresholds
+	Lookahead  int  // policy.Config.LookaheadBins: the longest hold planned
+	DryRun     bool // recorded as such
+}
+
+// ForecastResult is the path and what the policy makes of it.
+type ForecastResult struct {
+	Path   []float64 // P(request in bin j from now | none before), j < Bins
+	Action policy.Action
+	// HoldBins is how many bins from now the application stays held if no
+	// request arrives (0 when the action does not hold).
+	HoldBins int
+	// NextChange is how many bins from now the loop must decide again if no
+	// request arrives (1..Bins): the decisions before it are known.
+	NextChange   int
+	ModelVersion string
+	HistoryBins  int // bins of history the model can use: the loop keeps as many
 }
 
 // SeedInput asks for what a loop needs once, when it first starts.
@@ -260,6 +292,7 @@ type ClaimInput struct {
 	// CountArrival lets the loop count the request as arrived when it
 	// claims (then the observation signal is needed only to adjust).
 	CountArrival bool
+	SizeMB       float64 // the request's size: the loop sizes its leases from them
 }
 
 // ClaimResult is the lease claimed, if any.
@@ -268,6 +301,21 @@ type ClaimResult struct {
 	LoopRunning bool
 	Lease       Lease
 	Adjustments map[string]float64 // the loop's host adjustments, for a cold ranking
+	// Stays: the lease goes on serving after this request (warm instance).
+	Stays bool
+	// Keep asks a cold request's host to keep its instance as a lease.
+	Keep *KeepPlan
+}
+
+// KeepPlan is how a cold request's instance is kept as a lease: its ID on
+// the host, its TTL and size (a lease sized for the application, not for
+// the one request).
+type KeepPlan struct {
+	LeaseID  string
+	TTL      time.Duration
+	MemoryMB float64
+	DiskMB   float64
+	CPUMilli int64
 }
 
 // RecordRequestInput is one served request and its adjustment, if any.

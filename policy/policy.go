@@ -63,7 +63,8 @@ func (a Action) Holds() bool { return a == Prepare || a == Keep }
 type Config struct {
 	// Threshold is the chance of a request in a bin at which an application
 	// of ReferenceMB is held through it; it sets what a cold start is worth
-	// (ColdCostMBSec). Within (0, 1].
+	// (ColdCostMBSec). Within [0, 1]; 0 holds every application always (a
+	// cold start is worth any memory).
 	Threshold float64 `json:"threshold"`
 	// ReferenceMB is the memory of the application Threshold speaks for.
 	ReferenceMB float64 `json:"reference_mb"`
@@ -94,7 +95,7 @@ var Limits = struct {
 	MaxPrepareSeconds              float64
 	MinLookahead, MaxLookahead     int
 	MinPercentile, MaxPercentile   float64
-}{1e-4, 1, 1, 1 << 20, 3600, 1, 1440, 0.5, 1}
+}{0, 1, 1, 1 << 20, 3600, 1, 1440, 0.5, 1}
 
 // Validate says what is wrong with c, every problem at once.
 func (c Config) Validate() error {
@@ -127,7 +128,8 @@ type App struct {
 }
 
 // ColdCostMBSec is the memory-time one avoided cold start is worth, for a
-// bin of the given width: the reference application's bin at Threshold.
+// bin of the given width: the reference application's bin at Threshold
+// (+Inf at threshold 0).
 func (c Config) ColdCostMBSec(bin time.Duration) float64 {
 	return c.ReferenceMB * bin.Seconds() / c.Threshold
 }
@@ -205,9 +207,14 @@ func NextChange(t Thresholds, held bool, path []float64) int {
 	return len(path)
 }
 
+// MinSizes is how many request sizes a percentile needs; with fewer the
+// lease takes the largest of them and the profile's size.
+const MinSizes = 8
+
 // LeaseSizeMB is the lease size for an application whose recent request
-// sizes (MB) are sizes: their SizePercentile (nearest rank), or fallback
-// (the profile's size) when no size is known.
+// sizes (MB) are sizes: their SizePercentile (nearest rank) once there are
+// MinSizes of them; before, the largest of them and fallback (the
+// profile's size).
 func (c Config) LeaseSizeMB(sizes []float64, fallback float64) float64 {
 	var ok []float64
 	for _, s := range sizes {
@@ -215,8 +222,8 @@ func (c Config) LeaseSizeMB(sizes []float64, fallback float64) float64 {
 			ok = append(ok, s)
 		}
 	}
-	if len(ok) == 0 {
-		return fallback
+	if len(ok) < MinSizes {
+		return max(fallback, slices.Max(append(ok, 0)))
 	}
 	slices.Sort(ok)
 	k := int(math.Ceil(c.SizePercentile*float64(len(ok)))) - 1

@@ -50,6 +50,15 @@ func TestEffectiveThresholds(t *testing.T) {
 	}
 }
 
+func TestThresholdZeroHoldsAlways(t *testing.T) {
+	c := Default()
+	c.Threshold = 0
+	th := c.For(App{MemoryMB: 4096}, time.Minute)
+	if th.Keep != 0 || th.Prepare != 0 || th.Decide(false, 0) != Prepare || th.Decide(true, 0) != Keep {
+		t.Errorf("threshold 0: %+v decides %v and %v, want hold always", th, th.Decide(false, 0), th.Decide(true, 0))
+	}
+}
+
 func TestDecide(t *testing.T) {
 	th := Thresholds{Keep: 0.2, Prepare: 0.3}
 	for _, c := range []struct {
@@ -117,6 +126,9 @@ func TestLeaseSize(t *testing.T) {
 	}
 	if got := c.LeaseSizeMB(nil, 170); got != 170 {
 		t.Errorf("no sizes: %v, want the fallback 170", got)
+	}
+	if got := c.LeaseSizeMB([]float64{100, 200}, 170); got != 200 {
+		t.Errorf("two sizes: %v, want the largest of them and the fallback (200)", got)
 	}
 	if got := c.LeaseSizeMB([]float64{math.NaN(), -1, math.Inf(1)}, 64); got != 64 {
 		t.Errorf("no usable sizes: %v, want the fallback", got)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -164,7 +165,10 @@ type Report struct {
 	Selection []Summary `json:"selection"`
 	Chosen    []Summary `json:"chosen"`
 	Matched   []Matched `json:"matched_waste"`
-	SimMillis int64     `json:"simulation_ms"`
+	// Calibration is the test model's forecasts on the test range against
+	// what happened, overall and per application group.
+	Calibration []GroupCalibration `json:"calibration,omitempty"`
+	SimMillis   int64              `json:"simulation_ms"`
 
 	Runs []Result `json:"-"` // per-application accounting, same order as Rows
 }
@@ -296,6 +300,11 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 	}
 	rep.selectSettings(cfg.Families)
 	rep.Matched = matchedWaste(rep.TestRows(), cfg.Families, cfg.MatchedWaste)
+	if c := caches[RangeTest]; c != nil {
+		if rep.Calibration, err = Calibration(tr, c, cfg.Test); err != nil {
+			return nil, err
+		}
+	}
 	rep.SimMillis = time.Since(began).Milliseconds()
 	return rep, nil
 }
@@ -457,4 +466,66 @@ func Tune(rows []Summary, family string, g Goal) (Summary, error) {
 		}
 		return *best, nil
 	}
+}
+
+// GroupCalibration is the calibration of the forecasts for one group of
+// applications ("all" for every one).
+type GroupCalibration struct {
+	Group string `json:"group"`
+	Apps  int    `json:"apps"`
+	models.Calibration
+}
+
+// Calibration scores the forecasts cached for range r against whether each
+// application had a request in each bin, overall and per application group
+// (models.GroupOf on the history before r). Bins without a cached forecast
+// are left out.
+func Calibration(tr *trace.Trace, cache *ForecastCache, r Range) ([]GroupCalibration, error) {
+	groups := make([]string, len(tr.Apps))
+	buf := make([]float64, r.From)
+	for i, a := range tr.Apps {
+		for b := range r.From {
+			buf[b] = float64(a.Counts[b])
+		}
+		groups[i] = models.GroupOf(buf)
+	}
+	type acc struct {
+		p    []float64
+		y    []bool
+		apps int
+	}
+	by := map[string]*acc{"all": {}}
+	for _, g := range models.Groups {
+		by[g] = &acc{}
+	}
+	for i := range tr.Apps {
+		by["all"].apps++
+		by[groups[i]].apps++
+	}
+	for b := r.From; b < r.To; b++ {
+		probs, ok := cache.Cached(b)
+		if !ok {
+			continue
+		}
+		for i, p := range probs {
+			y := tr.Apps[i].Counts[b] > 0
+			for _, g := range []string{"all", groups[i]} {
+				by[g].p = append(by[g].p, p)
+				by[g].y = append(by[g].y, y)
+			}
+		}
+	}
+	var out []GroupCalibration
+	for _, g := range append([]string{"all"}, models.Groups...) {
+		a := by[g]
+		if len(a.p) == 0 {
+			continue
+		}
+		c, err := models.Calibrate(a.p, a.y)
+		if err != nil {
+			return nil, fmt.Errorf("calibration of %s apps: %w", g, err)
+		}
+		out = append(out, GroupCalibration{Group: g, Apps: a.apps, Calibration: c})
+	}
+	return out, nil
 }

@@ -50,6 +50,14 @@ func NewForecastCache(f Forecaster) *ForecastCache {
 	return &ForecastCache{F: f, probs: map[int][]float64{}}
 }
 
+// Cached is the forecast for bin b if it was made.
+func (c *ForecastCache) Cached(b int) ([]float64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.probs[b]
+	return p, ok
+}
+
 func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -160,7 +161,19 @@ func WriteTable(w io.Writer, rep *Report) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Calibration) > 0 {
+		fmt.Fprintln(w, "\ncalibration of the test model on the test range, per application group:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "group\tapps\tapp-bins\tobserved\tmean P\tlog loss\tBrier\tROC AUC\t")
+		for _, g := range rep.Calibration {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%.4f\t%.4f\t%.4f\t%.3f\t\n", g.Group, g.Apps, g.Metrics.N, g.Metrics.Positive, g.MeanP, g.Metrics.LogLoss, g.Metrics.Brier, g.Metrics.AUC)
+		}
+		return tw.Flush()
+	}
+	return nil
 }
 
 func pct(v float64) string {
@@ -208,6 +221,21 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 				fmt.Fprintf(w, " %s |", pctOf(m.ColdP75[k]))
 			}
 			fmt.Fprintln(w)
+		}
+	}
+	if len(rep.Calibration) > 0 {
+		fmt.Fprintln(w, "\nCalibration of the test model on the test range, per application group (groups from each application's history before the range):")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| group | apps | app-bins | observed rate | mean P | log loss | Brier | ROC AUC | reliability: mean P → observed (n) per P bin |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+		for _, g := range rep.Calibration {
+			var rel []string
+			for _, r := range g.Reliability {
+				if r.N > 0 {
+					rel = append(rel, fmt.Sprintf("%.3g→%.3g (%d)", r.MeanP, r.Observed, r.N))
+				}
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %.4f | %.4f | %.4f | %.4f | %.3f | %s |\n", g.Group, g.Apps, g.Metrics.N, g.Metrics.Positive, g.MeanP, g.Metrics.LogLoss, g.Metrics.Brier, g.Metrics.AUC, strings.Join(rel, "; "))
 		}
 	}
 	fmt.Fprintln(w, "\n<details><summary>Every setting on the test range</summary>")

@@ -129,7 +129,7 @@ func TestEvalBadInput(t *testing.T) {
 		{"bad prepare seconds", []string{"--format", "events", "--file", path, "--prepare-seconds", "-1"}, 2, "--prepare-seconds -1"},
 		{"bad mix", []string{"--format", "synth", "--mix", "timer=x"}, 2, "--mix: mix \"timer=x\""},
 		{"per-app without out", []string{"--format", "events", "--file", path, "--per-app"}, 2, "give --out"},
-		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "--thresholds 1.5: each must be in [0.0001, 1]"},
+		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "--thresholds 1.5: each must be in [0, 1]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runStarter(t, append([]string{"eval"}, c.args...)...)
