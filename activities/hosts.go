@@ -153,6 +153,8 @@ func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error
 	case err != nil:
 		return ExtendResult{}, fmt.Errorf("extend %s on %s: %w", in.LeaseID, in.Host, err)
 	}
+	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "extended",
+		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))})
 	return ExtendResult{Extended: true, Expires: expires}, nil
 }
 
@@ -181,6 +183,11 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 		if _, err := c.Release(ctx, in.LeaseID); err != nil && !h.Clients.NotFound(err) {
 			h.logger().Warn("release of a one-request lease failed; its TTL ends it", "lease", in.LeaseID, "host", in.Host, "err", err)
 		}
+	}
+	if r.Kept && !r.Replayed {
+		h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: "kept",
+			MemoryMB: max(in.KeepMemoryMB, in.MemoryMB), DiskMB: max(in.KeepDiskMB, in.DiskMB), CPUMilli: in.KeepCPUMilli,
+			Reason: "instance of cold request " + in.RequestID})
 	}
 	return ServeResult{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS, FallbackCode: r.FallbackCode,
 		Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil

@@ -79,6 +79,10 @@ type loop struct {
 	// kick wakes the sleeping loop from an update handler (nil before run).
 	kick    func()
 	decided time.Time // bin of the last decision made by a wake
+	// prepWanted: the preparation in flight is still what the policy wants
+	// (a release or an idle decision since says otherwise).
+	prepWanted bool
+	ahead      bool // preparations the plan makes start ahead of their bin
 }
 
 // attrState is what was last upserted, so search attributes are written

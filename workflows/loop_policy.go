@@ -31,6 +31,7 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		l.wakeEarly = true
 		kick.SendAsync(true)
 	}
+	l.ahead = workflow.GetVersion(ctx, versionPrepareAhead, workflow.DefaultVersion, 1) == 1
 	if !l.Seeded {
 		l.seed(ctx)
 	}
@@ -59,13 +60,17 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 					l.NextWake, l.WakeReason = l.NextTick, "a request, signal or update arrived"
 				}
 			}
-			if timer == nil || !timerAt.Equal(l.NextWake) {
+			target := l.NextWake
+			if !l.AheadAt.IsZero() && l.AheadAt.Before(target) {
+				target = l.AheadAt
+			}
+			if timer == nil || !timerAt.Equal(target) {
 				if cancelTimer != nil {
 					cancelTimer()
 				}
 				var tctx workflow.Context
 				tctx, cancelTimer = workflow.WithCancel(ctx)
-				timer, timerAt = workflow.NewTimer(tctx, max(0, l.NextWake.Sub(workflow.Now(ctx)))), l.NextWake
+				timer, timerAt = workflow.NewTimer(tctx, max(0, target.Sub(workflow.Now(ctx)))), target
 			}
 			fired := false
 			s := workflow.NewSelector(ctx)
@@ -86,6 +91,10 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 			}
 			if fired {
 				timer, cancelTimer = nil, nil
+				if !l.AheadAt.IsZero() && !workflow.Now(ctx).Before(l.AheadAt) && workflow.Now(ctx).Before(l.NextWake) {
+					l.prepareAhead(ctx)
+					continue
+				}
 				break
 			}
 		}
@@ -115,6 +124,7 @@ func (l *loop) wake(ctx workflow.Context) {
 		l.Stats.SkippedBins += int(now.Sub(l.NextWake) / l.Bin)
 	}
 	l.advance(now)
+	l.AheadAt = time.Time{}
 	binStart := l.NextTick.Add(-l.Bin)
 	held := l.Holding || (len(l.Recent) > 0 && l.Recent[len(l.Recent)-1] > 0)
 	l.expire(ctx, now)
@@ -164,16 +174,63 @@ func (l *loop) wake(ctx workflow.Context) {
 		l.apply(ctx, binStart, res)
 	}
 	l.Holding = res.Action.Holds()
+	if !l.Holding {
+		l.prepWanted = false
+	}
 	next := res.NextChange
 	reason := "the policy acts next then"
 	if next >= len(res.Path) {
 		reason = "end of the forecast"
+	} else if l.ahead {
+		reason = l.planAhead(binStart, next, res.Path)
 	}
 	if l.Policy.Ticking {
 		next, reason = 1, "ticking every bin"
+		l.AheadAt = time.Time{}
 	}
 	l.plan(binStart, next, reason)
 	l.upsertAttrs(ctx)
+	l.setDetails(ctx)
+}
+
+// versionPrepareAhead gates preparations started ahead of the bin the plan
+// prepares for (v5 histories prepare at the bin's start).
+const versionPrepareAhead = "prepare-ahead"
+
+// planAhead looks at the decision the plan makes n bins after binStart:
+// when it prepares, the preparation is started ahead of that bin (by the
+// lead time), so the instance is ready as the bin begins. It returns the
+// reason for the next wake.
+func (l *loop) planAhead(binStart time.Time, n int, path []float64) string {
+	th := l.thresholds()
+	if th.Decide(l.Holding, path[n]) != policy.Prepare || l.Policy.DryRun {
+		return fmt.Sprintf("the policy lets go at P=%.3g", path[n])
+	}
+	hold := l.Policy.Config().Hold(th, false, path[n:])
+	l.AheadBin = binStart.Add(time.Duration(n) * l.Bin)
+	l.AheadAt = l.AheadBin.Add(-l.lead())
+	l.AheadUntil = l.AheadBin.Add(time.Duration(max(1, hold)+1) * l.Bin)
+	return fmt.Sprintf("the policy prepares at P=%.3g (started %v ahead)", path[n], l.lead())
+}
+
+// lead is how long before a bin a planned preparation starts: the policy's
+// PrepareSeconds on the live clock, at least half a second (a reservation
+// and a shadow request take that long), at most half a bin.
+func (l *loop) lead() time.Duration {
+	_, modelBin := l.Clock.Map(time.Time{}, l.Bin)
+	live := time.Duration(l.Policy.PrepareSeconds * float64(time.Second) * float64(l.Bin) / float64(modelBin))
+	return min(l.Bin/2, max(live, 500*time.Millisecond))
+}
+
+// prepareAhead starts the preparation the plan made for AheadBin.
+func (l *loop) prepareAhead(ctx workflow.Context) {
+	bin, until := l.AheadBin, l.AheadUntil
+	l.AheadAt = time.Time{}
+	if len(l.Leases) > 0 || l.preparing != "" {
+		return
+	}
+	l.prepare(ctx, bin, until)
+	l.WakeReason = "prepared ahead of " + bin.UTC().Format("15:04:05")
 	l.setDetails(ctx)
 }
 
@@ -229,10 +286,12 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool) (ac
 // hosts free them soon after.
 func (l *loop) apply(ctx workflow.Context, binStart time.Time, res activities.ForecastResult) {
 	until := binStart.Add(time.Duration(max(1, res.HoldBins)+1) * l.Bin)
-	switch res.Action {
-	case policy.Prepare:
+	if res.Action == policy.Prepare && !l.ahead {
 		l.prepare(ctx, binStart, until)
-	case policy.Keep:
+		return
+	}
+	switch res.Action {
+	case policy.Prepare, policy.Keep:
 		if len(l.Leases) == 0 {
 			// Held by an instance that is gone (a request's instance the
 			// host could not keep, a failed preparation): prepare one.
@@ -254,6 +313,7 @@ func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
 	if l.preparing != "" || l.draining {
 		return
 	}
+	l.prepWanted = true
 	profile := l.Profile
 	profile.RatePerMin = l.ratePerMin()
 	profile.MemoryMB = l.leaseSizeMB()
@@ -268,7 +328,7 @@ func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
 	summary := fmt.Sprintf("prepare %d host(s) for %s: P=%.3f ≥ %.3f (a %.0f MB instance until %s)",
 		l.Policy.TopN, l.App, l.LastProbability, th.Prepare, profile.MemoryMB, until.UTC().Format("15:04:05"))
 	l.startPreparation(ctx, binStart, in, summary, func(gctx workflow.Context, res PrepareResult) {
-		if !l.Holding || l.draining && l.stop != nil {
+		if (l.ahead && (!l.prepWanted || l.stop != nil)) || (!l.ahead && (!l.Holding || l.draining && l.stop != nil)) {
 			// The policy let go while the preparation ran.
 			for _, ls := range res.Leases {
 				l.release(gctx, ls, "released", "the policy let go during the preparation", workflow.Now(gctx).Sub(ls.Reserved).Seconds())
@@ -375,6 +435,8 @@ func (l *loop) extend(ctx workflow.Context, ls activities.Lease, until time.Time
 // releaseAll lets every lease go and cancels a preparation in flight (it
 // releases what it reserved).
 func (l *loop) releaseAll(ctx workflow.Context, reason string) {
+	l.prepWanted = false
+	l.AheadAt = time.Time{}
 	if l.cancelPre != nil {
 		l.cancelPre()
 	}

@@ -234,3 +234,46 @@ func TestKeptLeaseIDIsHostSafe(t *testing.T) {
 	require.Equal(t, "my-app-1.kept.req-7", id)
 	require.False(t, strings.ContainsAny(id, " /:"))
 }
+
+// timerModel expects a request 4 bins after the last one: P 0.9 then, 0.001
+// otherwise.
+type timerModel struct{ recentModel }
+
+func (timerModel) Predict(in []activities.DemandQuery) ([]float64, error) {
+	out := make([]float64, len(in))
+	for i, q := range in {
+		gap := len(q.Counts)
+		for j := len(q.Counts) - 1; j >= 0; j-- {
+			if q.Counts[j] > 0 {
+				gap = len(q.Counts) - 1 - j
+				break
+			}
+		}
+		out[i] = 0.001
+		if gap == 3 {
+			out[i] = 0.9
+		}
+	}
+	return out, nil
+}
+
+// The plan knows a timer's next request: the loop prepares ahead of that
+// bin, so the instance is ready when it begins, and lets it go after.
+func TestLoopPreparesAheadOfThePlannedBin(t *testing.T) {
+	env, fh, _ := newPolicyLoopEnv(t, timerModel{})
+	fh.mock(env)
+	// Seeded [0, 1, 0]: the last request two bins before the open bin; the
+	// open bin (0-1 s) closes idle, so the request is due in the bin at 2 s.
+	var st LoopStatus
+	env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2100*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "done"}) }, 2500*time.Millisecond)
+	bin := time.Minute
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: bin}})
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, st.Leases, 1, "%+v", st)
+	ls := st.Leases[0]
+	require.Equal(t, "app-t."+itoa(t0.Add(2*time.Second).Unix())+".h1", ls.LeaseID, "prepared for the bin at 2 s")
+	require.True(t, ls.Reserved.Before(t0.Add(2*time.Second)), "reserved at %v, before the bin begins", ls.Reserved)
+	require.False(t, ls.Reserved.Before(t0.Add(1500*time.Millisecond)), "reserved at %v, half a bin ahead at most", ls.Reserved)
+	require.Equal(t, "prepare", st.LastDecision)
+}

@@ -205,6 +205,10 @@ type LoopInput struct {
 	// policy knows every decision before it, unless a request arrives.
 	NextWake   time.Time
 	WakeReason string
+	// AheadAt, when set, is when the loop starts the preparation its plan
+	// makes for AheadBin, so the instance is ready as that bin begins;
+	// the lease lives until AheadUntil.
+	AheadAt, AheadBin, AheadUntil time.Time
 	// Sizes are the latest request sizes (MB), newest last; leases are sized
 	// from them (Policy.SizePercentile).
 	Sizes           []float64

@@ -25,6 +25,9 @@ type RequestInput struct {
 	Tolerance float64
 	// Rate is the share of the gap the adjustment moves by (default 0.5).
 	Rate float64
+	// ArrivedAt is when the request reached the platform (a replay or a
+	// router sets it); it dates the recorded request. Zero: when served.
+	ArrivedAt time.Time
 }
 
 // RequestResult is how the request was served and what was learned.
@@ -214,8 +217,12 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	}
 	res.Actual = PerformanceScore(in.WorkMS, sr.WorkMS)
 
+	at := workflow.Now(ctx)
+	if !in.ArrivedAt.IsZero() {
+		at = in.ArrivedAt
+	}
 	rec := activities.RecordRequestInput{
-		Request: activities.RequestRecord{Time: workflow.Now(ctx), RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
+		Request: activities.RequestRecord{Time: at, RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
 			SizeMB: in.MemoryMB, ReadRatio: in.ReadRatio, Host: res.Host, Warm: res.Warm, ExpectedScore: res.Expected,
 			SetupMS: res.SetupMS, WorkMS: res.WorkMS, LatencyMS: res.LatencyMS, Outcome: res.Outcome},
 		Claimed: claimed,
