@@ -292,7 +292,8 @@ type ClaimInput struct {
 	// CountArrival lets the loop count the request as arrived when it
 	// claims (then the observation signal is needed only to adjust).
 	CountArrival bool
-	SizeMB       float64 // the request's size: the loop sizes its leases from them
+	SizeMB       float64   // the request's size: the loop sizes its leases from them
+	ArrivedAt    time.Time // when the request arrived: the loop counts it in that bin
 }
 
 // ClaimResult is the lease claimed, if any.
@@ -305,6 +306,8 @@ type ClaimResult struct {
 	Stays bool
 	// Keep asks a cold request's host to keep its instance as a lease.
 	Keep *KeepPlan
+	// WaitedMS is how long the claim waited for the instance being prepared.
+	WaitedMS float64
 }
 
 // KeepPlan is how a cold request's instance is kept as a lease: its ID on

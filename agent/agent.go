@@ -37,6 +37,11 @@ type Config struct {
 	// SampleEvery is how often host metrics and the I/O probe are taken
 	// (default 2s).
 	SampleEvery time.Duration
+	// QueueWait is how long a request that finds its lease at its limit of
+	// parallel requests waits for one of them to finish before it is
+	// served cold: an instance queues briefly rather than cold-start
+	// another. 0: no wait.
+	QueueWait time.Duration
 	// SleepWork makes a request's WorkMS a sleep instead of CPU work, for
 	// demos on machines whose cores are shared.
 	SleepWork bool

@@ -425,3 +425,57 @@ func TestReleaseWithRequestsInFlight(t *testing.T) {
 
 // sameMS compares two latencies reported in JSON.
 func sameMS(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// With a queue, a request that finds its lease busy waits for a slot and
+// is served warm; one that waits longer than the queue allows is served
+// cold and counted once.
+func TestBusyLeaseQueuesBeforeFallingBackCold(t *testing.T) {
+	ctx := ctxT(t)
+	ta := startAgent(t, func(c *agent.Config) { c.QueueWait, c.SleepWork = 2*time.Second, true })
+	if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "q", App: "app-q", MemoryMB: 8, DiskMB: 4, CPUMilli: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	req := func(id string, workMS float64) client.ServeRequest {
+		return client.ServeRequest{RequestID: id, App: "app-q", PreparationID: "q", MemoryMB: 8, DiskMB: 4, WorkMS: workMS, FallbackCold: true}
+	}
+	first := make(chan client.ServeResult, 1)
+	go func() {
+		res, err := ta.c.Serve(ctx, req("first", 300))
+		if err != nil {
+			t.Error(err)
+		}
+		first <- res
+	}()
+	eventually(t, "the first request on the lease", func() bool {
+		l, err := ta.c.Lease(ctx, "q")
+		return err == nil && l.InFlight == 1
+	})
+	res, err := ta.c.Serve(ctx, req("queued", 0))
+	if err != nil || !res.Warm {
+		t.Errorf("a request queued behind a 300 ms one = %+v, %v; want warm after waiting", res, err)
+	}
+	if r := <-first; !r.Warm {
+		t.Errorf("first = %+v", r)
+	}
+	l, err := ta.c.Lease(ctx, "q")
+	if err != nil || l.RequestsServed != 2 || l.FallbackConcurrency != 0 {
+		t.Errorf("lease %+v, %v: want 2 served warm and no fallback", l, err)
+	}
+
+	short := startAgent(t, func(c *agent.Config) { c.QueueWait, c.SleepWork = 20*time.Millisecond, true })
+	if _, err := short.c.Reserve(ctx, client.ReserveRequest{PreparationID: "q", App: "app-q", MemoryMB: 8, DiskMB: 4, CPUMilli: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = short.c.Serve(ctx, req("long", 2000)) }()
+	eventually(t, "the long request on the lease", func() bool {
+		l, err := short.c.Lease(ctx, "q")
+		return err == nil && l.InFlight == 1
+	})
+	res, err = short.c.Serve(ctx, req("impatient", 0))
+	if err != nil || res.Warm || res.FallbackCode != api.CodeLeaseBusy {
+		t.Errorf("a request that waited 20 ms for a 2 s one = %+v, %v; want cold with lease_busy", res, err)
+	}
+	if l, err := short.c.Lease(ctx, "q"); err != nil || l.FallbackConcurrency != 1 {
+		t.Errorf("lease %+v, %v: want the fallback counted once", l, err)
+	}
+}

@@ -177,7 +177,18 @@ func (a *Agent) serve(ctx context.Context, r api.ServeRequest) (api.ServeResult,
 	res := api.ServeResult{RequestID: r.RequestID, HostID: a.cfg.HostID}
 	start := time.Now()
 	if r.PreparationID != "" {
-		l, err := a.take(ctx, r)
+		// With a queue, a busy lease is waited for a little and the miss is
+		// counted only when the request falls back cold after all.
+		q := r
+		q.FallbackCold = r.FallbackCold && a.cfg.QueueWait <= 0
+		l, err := a.take(ctx, q)
+		for err != nil && CodeOf(err) == api.CodeLeaseBusy && time.Since(start) < a.cfg.QueueWait && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+			l, err = a.take(ctx, q)
+		}
+		if err != nil && CodeOf(err) == api.CodeLeaseBusy && q.FallbackCold != r.FallbackCold {
+			a.countBusyFallback(r.PreparationID)
+		}
 		switch {
 		case err == nil:
 			return a.serveWarm(l, r, res, start)
@@ -188,6 +199,17 @@ func (a *Agent) serve(ctx context.Context, r api.ServeRequest) (api.ServeResult,
 		}
 	}
 	return a.serveCold(r, res, start)
+}
+
+// countBusyFallback counts a request that waited for a busy lease in vain
+// and is served cold.
+func (a *Agent) countBusyFallback(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l, ok := a.leases[id]; ok {
+		l.fbConc++
+	}
+	a.counters.fbConc.Add(1)
 }
 
 // take puts a request on a ready lease: same application, fits the lease,

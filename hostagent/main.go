@@ -46,6 +46,7 @@ type settings struct {
 	TLSKey       string
 	Speed        float64
 	SetupMSPerMB float64
+	QueueWait    time.Duration
 	SleepWork    bool
 	AllocScale   float64
 	DefaultTTL   time.Duration
@@ -215,6 +216,7 @@ Flags (environment variable in brackets):
 	fs.StringVar(&s.TLSCert, "tls-cert", os.Getenv("HOSTAGENT_TLS_CERT"), "TLS certificate (PEM); serve HTTPS with --tls-key ($HOSTAGENT_TLS_CERT)")
 	fs.StringVar(&s.TLSKey, "tls-key", os.Getenv("HOSTAGENT_TLS_KEY"), "TLS private key (PEM) ($HOSTAGENT_TLS_KEY)")
 	fs.Float64Var(&s.Speed, "speed", env.float("HOSTAGENT_SPEED", 1), "speed in (0,1]: every prepare, shadow and work phase takes 1/speed of its real time ($HOSTAGENT_SPEED)")
+	fs.DurationVar(&s.QueueWait, "queue-wait", env.duration("HOSTAGENT_QUEUE_WAIT", 50*time.Millisecond), "how long a request that finds its warm instance at its limit of parallel requests waits for a slot before it is served cold (0: not at all) ($HOSTAGENT_QUEUE_WAIT)")
 	fs.Float64Var(&s.SetupMSPerMB, "setup-ms-per-mb", env.float("HOSTAGENT_SETUP_MS_PER_MB", 0), "artificial latency per MB allocated when preparing or serving cold, ms ($HOSTAGENT_SETUP_MS_PER_MB)")
 	fs.Float64Var(&s.AllocScale, "alloc-scale", env.float("HOSTAGENT_ALLOC_SCALE", 1), "share of each requested MB really allocated, in (0,1]; sizes and accounting stay as requested (several demo hosts on one machine) ($HOSTAGENT_ALLOC_SCALE)")
 	fs.BoolVar(&s.SleepWork, "sleep-work", env.bool("HOSTAGENT_SLEEP_WORK", false), "run a request's work_ms as a sleep instead of CPU work (for shared demo machines) ($HOSTAGENT_SLEEP_WORK)")
@@ -264,6 +266,9 @@ func (s *settings) check() error {
 	}
 	if s.SampleEvery < 100*time.Millisecond {
 		return usagef("--sample-every %s is below 100ms", s.SampleEvery)
+	}
+	if s.QueueWait < 0 || s.QueueWait > 10*time.Second {
+		return usagef("--queue-wait %v is outside 0..10s", s.QueueWait)
 	}
 	if s.SetupMSPerMB < 0 || s.SetupMSPerMB > 1000 {
 		return usagef("--setup-ms-per-mb %g is outside 0..1000", s.SetupMSPerMB)
@@ -361,7 +366,7 @@ func run(args []string, stdout, stderr *os.File) error {
 	a, err := agent.New(agent.Config{
 		HostID: s.HostID, URL: url, DataDir: s.DataDir,
 		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, CPUMilli: s.CPUMilli,
-		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)),
+		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)), QueueWait: s.QueueWait,
 		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork, AllocScale: s.AllocScale,
 		Labels: s.Labels, Version: version, Logger: log,
 	})

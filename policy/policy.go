@@ -229,3 +229,28 @@ func (c Config) LeaseSizeMB(sizes []float64, fallback float64) float64 {
 	k := int(math.Ceil(c.SizePercentile*float64(len(ok)))) - 1
 	return ok[max(0, min(k, len(ok)-1))]
 }
+
+// MaxLeaseCores bounds the CPU a lease reserves for concurrency.
+const MaxLeaseCores = 8
+
+// LeaseCores is how many requests an instance must be able to serve at
+// once: the offered load of the busiest recent bin (its requests times how
+// long one takes, over the bin's length) plus 1.5 times its square root,
+// rounded up; at least 1, at most MaxLeaseCores. Arrivals within a bin are
+// random, so sizing for the mean load alone queues them: the square-root
+// margin (the Halfin–Whitt staffing rule) keeps the chance a request waits
+// small.
+// A host serves a lease's requests one per reserved core in parallel, so
+// this sizes the lease's CPU.
+func LeaseCores(counts []float64, requestSeconds, binSeconds float64) int {
+	if !(requestSeconds > 0) || !(binSeconds > 0) {
+		return 1
+	}
+	peak := 0.0
+	for _, c := range counts {
+		peak = max(peak, c)
+	}
+	load := peak * min(requestSeconds, binSeconds) / binSeconds
+	n := math.Ceil(load + 1.5*math.Sqrt(load))
+	return int(min(MaxLeaseCores, max(1, n)))
+}

@@ -134,3 +134,23 @@ func TestLeaseSize(t *testing.T) {
 		t.Errorf("no usable sizes: %v, want the fallback", got)
 	}
 }
+
+func TestLeaseCores(t *testing.T) {
+	for _, c := range []struct {
+		counts   []float64
+		req, bin float64
+		want     int
+	}{
+		{nil, 0.2, 60, 1},
+		{[]float64{0, 3, 1}, 0.2, 1, 2},  // load 0.6 + 1.5·√0.6 = 1.76
+		{[]float64{0, 12, 1}, 0.2, 1, 5}, // 2.4 + 2.3
+		{[]float64{1}, 0.2, 1, 1},        // 0.2 + 0.67
+		{[]float64{2, 25}, 0.0245, 1, 2}, // a burst of 25 quick requests: 0.61 + 1.17
+		{[]float64{500}, 5, 1, MaxLeaseCores},
+		{[]float64{4}, 0, 1, 1},
+	} {
+		if got := LeaseCores(c.counts, c.req, c.bin); got != c.want {
+			t.Errorf("LeaseCores(%v, %v, %v) = %d, want %d", c.counts, c.req, c.bin, got, c.want)
+		}
+	}
+}

@@ -58,11 +58,20 @@ type Comparable struct {
 	WastePct *float64 `json:"waste_pct_of_keepalive10,omitempty"`
 }
 
+// AppFigures are one application's figures in a window.
+type AppFigures struct {
+	App       string  `json:"app"`
+	Requests  int     `json:"requests"`
+	Cold      int     `json:"cold"`
+	WastedMBs float64 `json:"wasted_mb_s"`
+}
+
 // Series are a window's per-bin figures, for the plot.
 type Series struct {
-	Warm, Cold   []float64 // requests per bin
-	UsedMB       []float64 // memory held by applications with a request in the bin
-	IdleMB       []float64 // memory held by applications without one
+	Apps         []AppFigures // per application, in the order given
+	Warm, Cold   []float64    // requests per bin
+	UsedMB       []float64    // memory held by applications with a request in the bin
+	IdleMB       []float64    // memory held by applications without one
 	HeldMBByBin  map[string][]float64
 	RequestByBin map[string][]float64
 }
@@ -83,6 +92,7 @@ func Live(g Grid, apps []string, served []Served, held []Held, dropped int) (Com
 		s.RequestByBin[a] = make([]float64, g.Bins)
 	}
 	perApp := map[string][2]int{} // cold, total
+	wasted := map[string]float64{}
 	c := Comparable{Dropped: dropped}
 	for _, r := range served {
 		k := g.BinOf(r.At)
@@ -119,6 +129,7 @@ func Live(g Grid, apps []string, served []Served, held []Held, dropped int) (Com
 			} else {
 				s.IdleMB[k] += mbSec / g.TraceBin.Seconds()
 				c.WastedMBs += mbSec
+				wasted[h.App] += mbSec
 			}
 		}
 	}
@@ -133,6 +144,9 @@ func Live(g Grid, apps []string, served []Served, held []Held, dropped int) (Com
 		c.WarmShare = 1 - c.ColdOverall
 	}
 	c.ColdP75 = Percentile(rates, 0.75)
+	for _, a := range apps {
+		s.Apps = append(s.Apps, AppFigures{App: a, Requests: perApp[a][1], Cold: perApp[a][0], WastedMBs: wasted[a]})
+	}
 	return c, s
 }
 

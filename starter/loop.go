@@ -229,7 +229,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 	fs.StringSliceVar(&apps, "app", nil, "application ID (repeatable, or comma-separated)")
 	fs.BoolVar(&all, "all", false, "every application in the store")
 	fs.DurationVar(&bin, "bin", time.Minute, "bin width: the loop ticks every bin")
-	fs.IntVar(&window, "window", 64, "bins of recent activity the loop keeps (grows to what the model uses)")
+	fs.IntVar(&window, "window", 1440, "bins of recent activity the loop keeps: the demand model reads an application's idle times over a day of one-minute bins")
 	fs.StringVar(&taskQueue, "task-queue", workflows.PredictionTaskQueue, "prediction task queue")
 	fs.StringVar(&seedEnd, "seed-end", "", "seed the loops' recent activity from stored history ending at this RFC 3339 time (default: --all seeds up to now; --app loops seed themselves)")
 	fs.Float64Var(&memScale, "memory-scale", 1, "scale the stored memory sizes the loops prepare, in (0, 1], with --all or --seed-end (keep in step with the memory scale of starter replay)")
@@ -301,8 +301,13 @@ func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin ti
 			Profile: activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType},
 			Clock:   seed.clock(bin)}
 		if out[i].Clock != nil {
-			// The loop waits for the clock's first bin before it ticks.
-			out[i].NextTick = seed.start.Add(bin)
+			// The loop decides the clock's first bin as it begins: the last
+			// stored bin stands for the bin open until then.
+			out[i].NextTick = seed.start
+			if n := len(out[i].Recent); n > 0 {
+				out[i].Pending = out[i].Recent[n-1]
+				out[i].Recent = out[i].Recent[:n-1]
+			}
 		}
 	}
 	return out, nil

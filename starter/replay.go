@@ -69,7 +69,7 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.IntVar(&f.maxPerBin, "max-per-bin", 0, "cap on one application's requests per bin (0: none); what it drops is counted in the summary and the report")
 	fl.Float64Var(&f.memScale, "memory-scale", 1, "scale the trace's memory sizes (to fit small hosts; a demo scales the hosts' real allocation instead: hostagent --alloc-scale)")
 	fl.Float64Var(&f.diskRatio, "disk-ratio", 0.25, "storage per request as a share of its memory (loops prepare a quarter)")
-	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work")
+	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work (its trace duration, divided by --speed like the trace's time)")
 	fl.IntVar(&f.inFlight, "in-flight", 64, "requests served at once")
 	fl.BoolVar(&f.json, "json", false, "print the summary as JSON")
 	fl.StringVar(&f.startAt, "start-at", "", "RFC 3339 wall time to begin at (e.g. the loops' --clock-start)")
@@ -179,7 +179,9 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 			App:       r.App,
 			MemoryMB:  max(1, r.MemoryMB*f.memScale),
 			ReadRatio: r.ReadRatio,
-			WorkMS:    min(r.DurationMS, float64(f.maxWork.Milliseconds())),
+			// The trace's time runs --speed times faster here: so do its
+			// requests, or a minute's requests would pile up on each other.
+			WorkMS: min(r.DurationMS/f.speed, float64(f.maxWork.Milliseconds())),
 		}
 		in.DiskMB = in.MemoryMB * f.diskRatio
 		// Requests already started finish even after Ctrl-C.

@@ -34,10 +34,12 @@ type replayReport struct {
 	// SimulatedAllCold is the simulation under the strict rule (every
 	// request of a bin with no instance cold): the live rate falls between.
 	SimulatedAllCold report.Comparable `json:"simulated_all_in_bin_cold"`
-	Policy           policy.Config     `json:"policy"`
-	PolicyFrom       string            `json:"policy_from"`
-	Model            string            `json:"model"`
-	Plot             string            `json:"plot,omitempty"`
+	// Apps are each application's figures, live and simulated.
+	Apps       []appComparison `json:"apps"`
+	Policy     policy.Config   `json:"policy"`
+	PolicyFrom string          `json:"policy_from"`
+	Model      string          `json:"model"`
+	Plot       string          `json:"plot,omitempty"`
 }
 
 func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp string, asJSON bool) error {
@@ -75,7 +77,15 @@ func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp st
 	for _, r := range reqs {
 		served = append(served, report.Served{App: r.App, At: r.Time, Warm: r.Warm})
 	}
-	held := heldLeases(events, time.Now().UTC())
+	// Leases of this run: begun from a bin before the window on (a
+	// preparation made ahead of the first bin); older ones belong to
+	// earlier runs.
+	var held []report.Held
+	for _, h := range heldLeases(events, time.Now().UTC()) {
+		if !h.From.Before(grid.LiveTime(-1)) {
+			held = append(held, h)
+		}
+	}
 	var out replayReport
 	out.Window.TraceFrom, out.Window.TraceTo = grid.TraceStart, grid.TraceStart.Add(time.Duration(grid.Bins)*grid.TraceBin)
 	out.Window.LiveFrom, out.Window.LiveTo, out.Window.Bins, out.Window.Apps = grid.LiveStart, liveTo, grid.Bins, len(sum.Apps)
@@ -98,9 +108,12 @@ func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp st
 		}
 	}
 
-	simulated, allCold, model, err := simulateWindow(ctx, g, st, grid, sum, out.Policy)
+	simulated, allCold, model, simApps, err := simulateWindow(ctx, g, st, grid, sum, out.Policy)
 	if err != nil {
 		return fmt.Errorf("simulate the replayed window: %w", err)
+	}
+	for _, a := range series.Apps {
+		out.Apps = append(out.Apps, appComparison{App: a.App, Live: a, Simulated: simApps[a.App]})
 	}
 	out.Simulated, out.SimulatedAllCold, out.Model = simulated, allCold, model
 	if ref := simulated.WastePct; ref != nil && simulated.WastedMBs > 0 {
@@ -117,7 +130,7 @@ func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp st
 			return err
 		}
 		if app == "" {
-			app = busiest(sum.Apps, preds)
+			app = mostLeases(sum.Apps, held)
 		}
 		view := report.AppView{App: app}
 		for _, p := range preds {
@@ -172,10 +185,21 @@ func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp st
 	fmt.Fprintf(tw, "wasted memory-time (trace clock)\t%.0f MB·s (%s)\t%.0f MB·s (%s)\t\n", live.WastedMBs, wp(out.Live.WastePct), simulated.WastedMBs, wp(simulated.WastePct))
 	tw.Flush()
 	fmt.Println("\n(waste in % of the simulated 10-minute keep-alive on the same apps and window)")
+	fmt.Println("\nper application: requests, cold live / simulated, wasted MB·s live / simulated")
+	for _, a := range out.Apps {
+		fmt.Printf("  %-20.20s %5d  %4d / %-4d  %12.0f / %-12.0f\n", a.App, a.Live.Requests, a.Live.Cold, a.Simulated.Cold, a.Live.WastedMBs, a.Simulated.WastedMBs)
+	}
 	if out.Plot != "" {
 		fmt.Printf("plot: %s\n", out.Plot)
 	}
 	return nil
+}
+
+// appComparison is one application live and in the simulator.
+type appComparison struct {
+	App       string            `json:"app"`
+	Live      report.AppFigures `json:"live"`
+	Simulated report.AppFigures `json:"simulated"`
 }
 
 // heldLeases folds preparation events into the intervals each lease was
@@ -229,30 +253,30 @@ func heldLeases(events []store.PreparationEvent, now time.Time) []report.Held {
 // simulateWindow runs the simulator on the stored history of the replayed
 // applications over the replayed window, with the champion demand model and
 // the given policy: the figures the live run should have come close to.
-func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid report.Grid, sum replaySummary, cfg policy.Config) (simFirst, simAll report.Comparable, model string, err error) {
+func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid report.Grid, sum replaySummary, cfg policy.Config) (simFirst, simAll report.Comparable, model string, apps map[string]report.AppFigures, err error) {
 	champ, err := st.Champion(ctx, store.KindDemand)
 	if errors.Is(err, store.ErrNoModel) {
-		return simFirst, simAll, "", errors.New("no champion demand model to simulate with (starter train --wait)")
+		return simFirst, simAll, "", nil, errors.New("no champion demand model to simulate with (starter train --wait)")
 	}
 	if err != nil {
-		return simFirst, simAll, "", err
+		return simFirst, simAll, "", nil, err
 	}
 	if err := models.InitORT(g.ONNX.Lib); err != nil {
-		return simFirst, simAll, "", err
+		return simFirst, simAll, "", nil, err
 	}
 	d, err := models.LoadDemand(champ.ONNX, champ.Meta, true)
 	if err != nil {
-		return simFirst, simAll, "", err
+		return simFirst, simAll, "", nil, err
 	}
 	if d.Spec().Bin() != grid.TraceBin {
-		return simFirst, simAll, "", fmt.Errorf("the champion %s works on %v bins, the replayed trace on %v", d.Version(), d.Spec().Bin(), grid.TraceBin)
+		return simFirst, simAll, "", nil, fmt.Errorf("the champion %s works on %v bins, the replayed trace on %v", d.Version(), d.Spec().Bin(), grid.TraceBin)
 	}
 	history := d.Spec().HistoryBins()
 	from := grid.TraceStart.Add(-time.Duration(history) * grid.TraceBin)
 	to := grid.TraceStart.Add(time.Duration(grid.Bins) * grid.TraceBin)
 	full, err := st.Trace(ctx, from, to, grid.TraceBin)
 	if err != nil {
-		return simFirst, simAll, "", fmt.Errorf("read the stored history: %w", err)
+		return simFirst, simAll, "", nil, fmt.Errorf("read the stored history: %w", err)
 	}
 	tr := &trace.Trace{Start: full.Start, Bin: full.Bin, Bins: full.Bins}
 	for _, a := range full.Apps {
@@ -266,17 +290,17 @@ func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid repor
 		}
 	}
 	if len(tr.Apps) == 0 {
-		return simFirst, simAll, "", fmt.Errorf("none of the %d replayed applications has stored history in %s – %s", len(sum.Apps), from.Format(time.RFC3339), to.Format(time.RFC3339))
+		return simFirst, simAll, "", nil, fmt.Errorf("none of the %d replayed applications has stored history in %s – %s", len(sum.Apps), from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
 	r := sim.Range{From: history, To: history + grid.Bins}
 	opt := sim.Options{Range: r, PrepareSeconds: cfg.PrepareSeconds}
 	ref, err := sim.Run(tr, sim.NewKeepAlive(sim.ReferenceKeepAlive), opt)
 	if err != nil {
-		return simFirst, simAll, "", err
+		return simFirst, simAll, "", nil, err
 	}
 	res, err := sim.Run(tr, sim.NewOurs(sim.NewForecastCache(&sim.DemandForecaster{Model: d, Workers: 2}), cfg), opt)
 	if err != nil {
-		return simFirst, simAll, "", err
+		return simFirst, simAll, "", nil, err
 	}
 	refWaste := sim.Summarize(ref, sim.ColdFirst).WastedMBSec
 	comparable := func(rule sim.ColdRule) report.Comparable {
@@ -289,14 +313,19 @@ func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid repor
 		}
 		return c
 	}
-	return comparable(sim.ColdFirst), comparable(sim.ColdAll), d.Version(), nil
+	apps = map[string]report.AppFigures{}
+	for _, a := range res.Apps {
+		apps[a.ID] = report.AppFigures{App: a.ID, Requests: int(a.Requests), Cold: int(a.ColdFirst), WastedMBs: a.WastedMBSec}
+	}
+	return comparable(sim.ColdFirst), comparable(sim.ColdAll), d.Version(), apps, nil
 }
 
-// busiest is the application with the most recorded decisions.
-func busiest(apps []string, preds []store.Prediction) string {
+// mostLeases is the application that held the most leases in turn: the
+// one whose picture shows the policy at work.
+func mostLeases(apps []string, held []report.Held) string {
 	n := map[string]int{}
-	for _, p := range preds {
-		n[p.App]++
+	for _, h := range held {
+		n[h.App]++
 	}
 	best := apps[0]
 	for _, a := range apps {

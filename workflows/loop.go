@@ -30,7 +30,7 @@ var (
 )
 
 const (
-	defaultWindow         = 64
+	defaultWindow         = 1440 // a day of one-minute bins: the demand model's idle-time history
 	defaultMaxTicksPerRun = 1000
 	defaultMemoryMB       = 170 // trace.DefaultMemoryMB: Azure's typical function
 	// maxSizes is how many recent request sizes a loop keeps for sizing.
@@ -82,7 +82,8 @@ type loop struct {
 	// prepWanted: the preparation in flight is still what the policy wants
 	// (a release or an idle decision since says otherwise).
 	prepWanted bool
-	ahead      bool // preparations the plan makes start ahead of their bin
+	ahead      bool      // preparations the plan makes start ahead of their bin
+	keptIn     time.Time // end of the bin in which a cold request's instance was last offered to keep
 }
 
 // attrState is what was last upserted, so search attributes are written
@@ -121,6 +122,9 @@ func (l *loop) setup(ctx workflow.Context) error {
 	}
 	if l.Window <= 0 {
 		l.Window = defaultWindow
+		if !l.current {
+			l.Window = 64 // what loops from before the policy package kept
+		}
 	}
 	if l.MaxTicksPerRun <= 0 {
 		l.MaxTicksPerRun = defaultMaxTicksPerRun

@@ -40,7 +40,7 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		l.NextTick = now.Truncate(l.Bin).Add(l.Bin)
 	}
 	if l.NextWake.Before(l.NextTick) {
-		l.NextWake, l.WakeReason = l.NextTick, "first decision"
+		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()), "first decision"
 	}
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
@@ -49,6 +49,14 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 	var timer workflow.Future
 	var timerAt time.Time
 	var cancelTimer workflow.CancelFunc
+	// A loop on a trace clock starts with its history complete up to its
+	// first bin: it decides that bin ahead of it, like a planned preparation,
+	// by a whole bin (the loops of a replay start together, so their first
+	// preparations contend for the hosts).
+	var early time.Time
+	if first := max(l.lead(), l.Bin); l.ahead && l.Clock != nil && l.Stats.Wakes == 0 && l.NextTick.Sub(workflow.Now(ctx)) > first {
+		early = l.NextTick.Add(-first)
+	}
 	wakes := 0
 	for {
 		// Sleep until the next decision, moving it earlier when something
@@ -56,13 +64,16 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		for {
 			if l.wakeEarly {
 				l.wakeEarly = false
-				if l.NextTick.Before(l.NextWake) {
-					l.NextWake, l.WakeReason = l.NextTick, "a request, signal or update arrived"
+				if next := l.NextTick.Add(l.grace()); next.Before(l.NextWake) {
+					l.NextWake, l.WakeReason = next, "a request, signal or update arrived"
 				}
 			}
 			target := l.NextWake
 			if !l.AheadAt.IsZero() && l.AheadAt.Before(target) {
 				target = l.AheadAt
+			}
+			if !early.IsZero() && early.Before(target) {
+				target = early
 			}
 			if timer == nil || !timerAt.Equal(target) {
 				if cancelTimer != nil {
@@ -91,6 +102,9 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 			}
 			if fired {
 				timer, cancelTimer = nil, nil
+				if !early.IsZero() && workflow.Now(ctx).Before(l.NextWake) {
+					break
+				}
 				if !l.AheadAt.IsZero() && !workflow.Now(ctx).Before(l.AheadAt) && workflow.Now(ctx).Before(l.NextWake) {
 					l.prepareAhead(ctx)
 					continue
@@ -98,7 +112,11 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 				break
 			}
 		}
-		l.wake(ctx)
+		at := workflow.Now(ctx)
+		if !early.IsZero() {
+			at, early = l.NextTick, time.Time{}
+		}
+		l.wake(ctx, at)
 		wakes++
 		if wakes >= l.MaxTicksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			return l.continueAsNew(ctx, receive, kick)
@@ -106,11 +124,12 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 	}
 }
 
-// wake closes the bins that ended, decides for the bin that begins, carries
+// wake closes the bins that ended by `at` (now, or the start of a loop's
+// first bin decided ahead of it), decides for the bin that begins, carries
 // the decision out and plans the next wake.
-func (l *loop) wake(ctx workflow.Context) {
-	now := workflow.Now(ctx)
-	l.recordLag(now.Sub(l.NextWake))
+func (l *loop) wake(ctx workflow.Context, at time.Time) {
+	now := at
+	l.recordLag(workflow.Now(ctx).Sub(l.NextWake))
 	l.Stats.Ticks++
 	l.Stats.Wakes++
 	// Bins the loop slept through followed the plan made at the last wake.
@@ -214,12 +233,14 @@ func (l *loop) planAhead(binStart time.Time, n int, path []float64) string {
 }
 
 // lead is how long before a bin a planned preparation starts: the policy's
-// PrepareSeconds on the live clock, at least half a second (a reservation
-// and a shadow request take that long), at most half a bin.
+// PrepareSeconds on the live clock, or a quarter more than this loop's
+// preparations have taken, at least 300 ms (a reservation and a shadow
+// request take that long), at most half a bin.
 func (l *loop) lead() time.Duration {
 	_, modelBin := l.Clock.Map(time.Time{}, l.Bin)
 	live := time.Duration(l.Policy.PrepareSeconds * float64(time.Second) * float64(l.Bin) / float64(modelBin))
-	return min(l.Bin/2, max(live, 500*time.Millisecond))
+	measured := time.Duration(1.25 * l.Stats.PreparationMS * float64(time.Millisecond))
+	return min(l.Bin/2, max(live, measured, 300*time.Millisecond))
 }
 
 // prepareAhead starts the preparation the plan made for AheadBin.
@@ -234,9 +255,19 @@ func (l *loop) prepareAhead(ctx workflow.Context) {
 	l.setDetails(ctx)
 }
 
-// plan sets the next wake n bins after binStart.
+// plan sets the next wake n bins after binStart (and the grace after).
 func (l *loop) plan(binStart time.Time, n int, reason string) {
-	l.NextWake, l.WakeReason = binStart.Add(time.Duration(max(1, n))*l.Bin), reason
+	l.NextWake, l.WakeReason = binStart.Add(time.Duration(max(1, n))*l.Bin+l.grace()), reason
+}
+
+// grace is how long after a bin ends the loop decides the next: requests
+// of the bin reported a little late are still counted in it. A fifth of a
+// bin, at most 2 s (0 for loops from before it).
+func (l *loop) grace() time.Duration {
+	if !l.ahead {
+		return 0
+	}
+	return min(l.Bin/5, 2*time.Second)
 }
 
 // advance closes every bin that has ended by now: the requests observed in
@@ -320,6 +351,7 @@ func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
 	if l.Profile.MemoryMB > 0 && l.Profile.DiskMB > 0 {
 		profile.DiskMB = l.Profile.DiskMB * profile.MemoryMB / l.Profile.MemoryMB
 	}
+	profile.CPUMilli = l.leaseCPUMilli()
 	in := PrepareInput{
 		App: l.App, Profile: profile, TopN: l.Policy.TopN, TTL: until.Sub(workflow.Now(ctx)),
 		MaxShadowMS: l.Policy.MaxShadowMS, SampleMB: l.Policy.SampleMB, Adjustments: maps.Clone(l.Adjustments),
@@ -355,11 +387,20 @@ func (l *loop) startPreparation(ctx workflow.Context, binStart time.Time, in Pre
 	})
 	l.preparing, l.cancelPre = id, cancel
 	l.Stats.Preparations++
+	started := workflow.Now(ctx)
 	fut := workflow.ExecuteChildWorkflow(pctx, PreparationWorkflowName, in)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		var res PrepareResult
 		err := fut.Get(gctx, &res)
 		l.preparing, l.cancelPre = "", nil
+		if err == nil && len(res.Leases) > 0 {
+			took := float64(workflow.Now(gctx).Sub(started)) / float64(time.Millisecond)
+			if l.Stats.PreparationMS == 0 {
+				l.Stats.PreparationMS = took
+			} else {
+				l.Stats.PreparationMS += 0.2 * (took - l.Stats.PreparationMS)
+			}
+		}
 		if err != nil {
 			l.Stats.PreparationsFailed++
 			l.LastError = fmt.Sprintf("preparation %s failed: %v", id, err)
@@ -464,10 +505,17 @@ func (l *loop) expire(ctx workflow.Context, now time.Time) {
 	})
 }
 
-// count records n requests arriving now and their size.
-func (l *loop) count(ctx workflow.Context, n, sizeMB float64) {
+// count records n requests that arrived at `at` (zero: now) and their
+// size: in the open bin, or in the closed bin they arrived in when their
+// report came late.
+func (l *loop) count(ctx workflow.Context, n, sizeMB float64, at time.Time) {
 	l.advance(workflow.Now(ctx))
-	l.Pending += n
+	open := l.NextTick.Add(-l.Bin)
+	if back := int((open.Sub(at) + l.Bin - 1) / l.Bin); l.ahead && !at.IsZero() && at.Before(open) && back <= len(l.Recent) {
+		l.Recent[len(l.Recent)-back] += n
+	} else {
+		l.Pending += n
+	}
 	l.Stats.Requests += n
 	if sizeMB > 0 {
 		l.Sizes = append(l.Sizes, sizeMB)
@@ -485,14 +533,24 @@ func (l *loop) count(ctx workflow.Context, n, sizeMB float64) {
 func (l *loop) claimWarm(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, error) {
 	now := workflow.Now(ctx)
 	if in.CountArrival {
-		l.count(ctx, 1, in.SizeMB)
+		l.count(ctx, 1, in.SizeMB, in.ArrivedAt)
 		l.kick()
 	}
 	res := ClaimUpdateResult{Adjustments: maps.Clone(l.Adjustments), Stays: true}
-	best := -1
-	for i, ls := range l.Leases {
-		if ls.Expires.After(now) && (in.SizeMB <= ls.MemoryMB || in.SizeMB == 0) && (best < 0 || ls.Score > l.Leases[best].Score) {
-			best = i
+	best := l.bestLease(now, in.SizeMB)
+	if best < 0 && l.preparing != "" && !l.draining && workflow.GetVersion(ctx, versionClaimWaits, workflow.DefaultVersion, 1) == 1 {
+		// Its instance is being prepared: a cold start of its own would
+		// take about as long as the rest of the preparation, so the request
+		// joins it, waiting at most a typical preparation.
+		l.Stats.ClaimsWaited++
+		if _, err := workflow.AwaitWithTimeout(ctx, l.claimWait(), func() bool { return l.preparing == "" }); err != nil {
+			return res, err
+		}
+		now2 := workflow.Now(ctx)
+		res.WaitedMS = float64(now2.Sub(now)) / float64(time.Millisecond)
+		now = now2
+		if best = l.bestLease(now, in.SizeMB); best >= 0 {
+			l.Stats.ClaimsWaitedWarm++
 		}
 	}
 	if best >= 0 {
@@ -504,7 +562,10 @@ func (l *loop) claimWarm(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResul
 		return res, nil
 	}
 	l.Stats.Misses++
-	if !l.draining {
+	// One instance per application: keep this request's only when nothing
+	// is held, prepared or already kept in this bin.
+	if !l.draining && len(l.Leases) == 0 && l.preparing == "" && !l.keptIn.Equal(l.NextTick) {
+		l.keptIn = l.NextTick
 		size := max(l.leaseSizeMB(), in.SizeMB)
 		disk := 0.0
 		if l.Profile.MemoryMB > 0 {
@@ -513,10 +574,48 @@ func (l *loop) claimWarm(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResul
 		res.Keep = &activities.KeepPlan{
 			LeaseID:  keptLeaseID(l.App, in.RequestID),
 			TTL:      l.NextTick.Sub(now) + l.Bin,
-			MemoryMB: size, DiskMB: disk, CPUMilli: l.Profile.CPUMilli,
+			MemoryMB: size, DiskMB: disk, CPUMilli: l.leaseCPUMilli(),
 		}
 	}
 	return res, nil
+}
+
+// versionClaimWaits gates claims waiting for the preparation in flight
+// (v5 histories answered a claim at once).
+const versionClaimWaits = "claim-waits"
+
+// bestLease is the live lease with the best score that holds a request of
+// sizeMB (0: unknown), or -1.
+func (l *loop) bestLease(now time.Time, sizeMB float64) int {
+	best := -1
+	for i, ls := range l.Leases {
+		if ls.Expires.After(now) && (sizeMB <= ls.MemoryMB || sizeMB == 0) && (best < 0 || ls.Score > l.Leases[best].Score) {
+			best = i
+		}
+	}
+	return best
+}
+
+// claimWait bounds how long a claim waits for the preparation in flight:
+// a typical preparation's time (the lead time before one was measured),
+// at most half a bin.
+func (l *loop) claimWait() time.Duration {
+	d := l.lead()
+	if l.Stats.PreparationMS > 0 {
+		d = time.Duration(l.Stats.PreparationMS * float64(time.Millisecond))
+	}
+	return min(d, l.Bin/2)
+}
+
+// leaseCPUMilli reserves a core for each request an instance must serve
+// at once (policy.LeaseCores over the last hour of bins), or the profile's
+// CPU when more.
+func (l *loop) leaseCPUMilli() int64 {
+	recent := l.Recent[max(0, len(l.Recent)-60):]
+	// On a trace clock requests last their trace time scaled like the bins.
+	_, modelBin := l.Clock.Map(time.Time{}, l.Bin)
+	cores := policy.LeaseCores(append(slices.Clone(recent), l.Pending), l.Profile.DurationMS/1000, modelBin.Seconds())
+	return max(l.Profile.CPUMilli, int64(cores)*1000)
 }
 
 // keptLeaseID names the lease a cold request's instance becomes:
@@ -533,6 +632,10 @@ func keptLeaseID(app, requestID string) string {
 	return clean(app) + ".kept." + clean(requestID)
 }
 
+// versionOneInstance gates releasing a second kept instance of an
+// application (v5 histories kept every instance a cold request left).
+const versionOneInstance = "one-instance"
+
 // maxAdjustedHosts bounds the adjustments a loop keeps: one per host it
 // has served on, not one per name a signal can carry.
 const maxAdjustedHosts = 256
@@ -544,7 +647,7 @@ func (l *loop) observe(ctx workflow.Context, sig ObservationSignal) {
 		n = 1
 	}
 	if !sig.Claimed {
-		l.count(ctx, n, sig.SizeMB)
+		l.count(ctx, n, sig.SizeMB, sig.At)
 		if sig.Warm {
 			l.Stats.WarmRequests++
 		}
@@ -559,7 +662,12 @@ func (l *loop) observe(ctx workflow.Context, sig ObservationSignal) {
 	}
 	if k := sig.Kept; k != nil && k.LeaseID != "" && !slices.ContainsFunc(l.Leases, func(ls activities.Lease) bool { return ls.LeaseID == k.LeaseID }) {
 		l.Stats.Kept++
-		l.Leases = append(l.Leases, *k)
+		if len(l.Leases) > 0 && workflow.GetVersion(ctx, versionOneInstance, workflow.DefaultVersion, 1) == 1 {
+			// The application already holds an instance: one is enough.
+			l.release(ctx, *k, "released", "a second instance of the application", workflow.Now(ctx).Sub(k.Reserved).Seconds())
+		} else {
+			l.Leases = append(l.Leases, *k)
+		}
 	}
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)

@@ -265,7 +265,7 @@ func TestLoopPreparesAheadOfThePlannedBin(t *testing.T) {
 	// Seeded [0, 1, 0]: the last request two bins before the open bin; the
 	// open bin (0-1 s) closes idle, so the request is due in the bin at 2 s.
 	var st LoopStatus
-	env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2100*time.Millisecond)
+	env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2300*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "done"}) }, 2500*time.Millisecond)
 	bin := time.Minute
 	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: bin}})
@@ -276,4 +276,63 @@ func TestLoopPreparesAheadOfThePlannedBin(t *testing.T) {
 	require.True(t, ls.Reserved.Before(t0.Add(2*time.Second)), "reserved at %v, before the bin begins", ls.Reserved)
 	require.False(t, ls.Reserved.Before(t0.Add(1500*time.Millisecond)), "reserved at %v, half a bin ahead at most", ls.Reserved)
 	require.Equal(t, "prepare", st.LastDecision)
+}
+
+// A request reported after its bin closed is counted in the bin it arrived
+// in, not the one open when the report came.
+func TestLoopCountsLateReportsInTheirBin(t *testing.T) {
+	env, fh, _ := newPolicyLoopEnv(t, recentModel{})
+	fh.mock(env)
+	var st LoopStatus
+	// Arrived at 1.9 s (bin 1-2 s), reported at 2.1 s (bin 2-3 s open).
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalObservation, ObservationSignal{RequestID: "late", Count: 2, At: t0.Add(1900 * time.Millisecond)})
+	}, 2100*time.Millisecond)
+	env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2150*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{}) }, 2500*time.Millisecond)
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-l", Bin: time.Second})
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 2.0, st.Recent[len(st.Recent)-1], "counted in the closed bin it arrived in: %v", st.Recent[len(st.Recent)-4:])
+	require.Equal(t, 0.0, st.Pending)
+}
+
+// A request that arrives while its instance is being prepared joins that
+// preparation instead of starting a cold instance of its own, waiting at
+// most a typical preparation's time; past that bound it is served cold.
+func TestClaimWaitsForThePreparationInFlight(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		shadow   time.Duration
+		found    bool
+		waitedMS float64
+	}{
+		{"ready in time", 350 * time.Millisecond, true, 50},
+		{"too slow", 2 * time.Second, false, 300},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env, fh, _ := newPolicyLoopEnv(t, timerModel{})
+			env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).After(c.shadow).Return(activities.ShadowResult{OK: true, ShadowMS: 12}, nil)
+			fh.mock(env)
+			// The timer's request is due in the bin at 2 s; the preparation
+			// starts 300 ms ahead of it and the request arrives at 2 s.
+			var got ClaimUpdateResult
+			var st LoopStatus
+			env.RegisterDelayedCallback(func() { claimNow(t, env, "r1", 100, &got) }, 2*time.Second)
+			env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2900*time.Millisecond)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "done"}) }, 2950*time.Millisecond)
+			env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: time.Minute}})
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, c.found, got.Found, "%+v", got)
+			require.InDelta(t, c.waitedMS, got.WaitedMS, 1)
+			require.Equal(t, 1, st.Stats.ClaimsWaited)
+			if c.found {
+				require.Equal(t, 1, st.Stats.ClaimsWaitedWarm)
+				require.Equal(t, "app-t."+itoa(t0.Add(2*time.Second).Unix())+".h1", got.Lease.LeaseID)
+				require.InDelta(t, 350, st.Stats.PreparationMS, 1, "the preparation's time is measured")
+			} else {
+				require.Zero(t, st.Stats.ClaimsWaitedWarm)
+				require.Nil(t, got.Keep, "its instance is still coming: none kept")
+			}
+		})
+	}
 }

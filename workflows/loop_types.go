@@ -248,6 +248,13 @@ type LoopStats struct {
 	Kept          int
 	// Refusals are signals and updates refused for their payload.
 	Refusals int
+	// ClaimsWaited are claims that waited for the preparation in flight
+	// (ClaimsWaitedWarm of them got its instance); PreparationMS is the
+	// typical time from starting a preparation to its leases in hand
+	// (exponentially weighted, 0 before the first).
+	ClaimsWaited     int
+	ClaimsWaitedWarm int
+	PreparationMS    float64
 	// LagBuckets counts tick lag (behind the bin's end) per LagBucketBounds.
 	LagBuckets [len(LagBucketBoundsMS) + 1]int
 	MaxLagMS   float64
@@ -283,6 +290,9 @@ type ObservationSignal struct {
 	Warm      bool
 	LatencyMS float64
 	SizeMB    float64 // the request's size, for sizing leases (0: unknown)
+	// At is when the request arrived; it is counted in that bin even when
+	// the signal comes after the bin closed (zero: when received).
+	At time.Time
 	// Adjustment, when set, is the host's new affinity adjustment.
 	Adjustment *float64
 	// Claimed: the request was already counted by its claim.
@@ -353,7 +363,8 @@ type ClaimUpdate struct {
 	// CountArrival counts the request in the open bin (lean serve-request
 	// workflows; older ones count through their observation signal).
 	CountArrival bool
-	SizeMB       float64 // the request's size (0: unknown)
+	SizeMB       float64   // the request's size (0: unknown)
+	ArrivedAt    time.Time // when the request arrived (zero: when the claim is handled)
 }
 
 // ClaimUpdateResult holds the lease, or Found=false (serve cold). It carries
@@ -368,6 +379,8 @@ type ClaimUpdateResult struct {
 	// Keep, for a cold request, asks the host to keep the instance that
 	// serves it as a lease of the application.
 	Keep *activities.KeepPlan
+	// WaitedMS is how long the claim waited for a preparation in flight.
+	WaitedMS float64
 }
 
 // TraceClock maps live bins onto a trace's bins: the live bin that starts at

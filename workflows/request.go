@@ -119,7 +119,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	claimOpts.Summary = "claim a lease"
 	claimIn := activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: lean}
 	if warmInstances {
-		claimIn.SizeMB = in.MemoryMB
+		claimIn.SizeMB, claimIn.ArrivedAt = in.MemoryMB, in.ArrivedAt
 	}
 	if err := call(claimOpts, requests.ClaimLease, claimIn).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
@@ -211,7 +211,9 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			res.Outcome = "cold"
 		}
 	}
-	res.Warm, res.SetupMS, res.WorkMS, res.LatencyMS = sr.Warm, sr.SetupMS, sr.WorkMS, sr.TotalMS
+	// The time the claim waited for an instance being prepared is the
+	// request's too.
+	res.Warm, res.SetupMS, res.WorkMS, res.LatencyMS = sr.Warm, sr.SetupMS, sr.WorkMS, sr.TotalMS+claim.WaitedMS
 	if workflow.GetVersion(ctx, versionHostAttr, workflow.DefaultVersion, 1) == 1 {
 		upsertHost(ctx, res.Host)
 	}
@@ -248,7 +250,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		obs.Adjustment = &res.NewAdjustment
 	}
 	if warmInstances {
-		obs.SizeMB, obs.Kept, obs.Gone = in.MemoryMB, kept, gone
+		obs.SizeMB, obs.Kept, obs.Gone, obs.At = in.MemoryMB, kept, gone, in.ArrivedAt
 	}
 	// A lean request the loop already counted signals only what it must
 	// learn: an adjustment, a kept instance, a lease that is gone.

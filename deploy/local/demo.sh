@@ -59,9 +59,9 @@ root_secret=$STATE/agent-root-secret
 # set-up per MB stands for what a cold start costs beyond allocation: an
 # image pull, a runtime start; a prepared lease has paid it already)
 agents=(
-  "host-small 7301 16384 16384 4000 0.5 0.5"
-  "host-medium 7302 24576 24576 6000 0.8 0.3"
-  "host-large 7303 32768 32768 8000 1.0 0.2"
+  "host-small 7301 16384 16384 32000 0.5 0.5"
+  "host-medium 7302 24576 24576 48000 0.8 0.3"
+  "host-large 7303 32768 32768 64000 1.0 0.2"
 )
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"
@@ -99,10 +99,14 @@ app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
 # and the worker this shell started.)
 stops=()
 for a in "${apps[@]}"; do
-  "$starter" loop stop --app "$a" --wait --reason "demo restart" >/dev/null 2>&1 &
+  timeout 60 "$starter" loop stop --app "$a" --wait --reason "demo restart" >/dev/null 2>&1 &
   stops+=($!)
 done
 wait "${stops[@]}" || true
+# A loop that did not stop within the minute (say, one a newer worker can
+# no longer replay) is terminated; the hosts' TTL frees what it held.
+"$TEMPORAL_BIN" workflow terminate --address "127.0.0.1:$TEMPORAL_PORT" --yes --reason "demo restart" \
+  --query "WorkflowType='PredictionLoop' AND ExecutionStatus='Running'" >/dev/null 2>&1 || true
 # The loops continue the stored history at $split, one trace minute per
 # live second, from a shared start time that the replay waits for too.
 clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
