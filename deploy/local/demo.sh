@@ -42,13 +42,24 @@ starter=$ROOT/bin/starter
 mkdir -p "$STATE/run" "$STATE/logs" "$STATE/agents"
 
 # start_bg NAME CMD...: runs CMD in the background with a pid file that
-# down.sh knows; an already running NAME is left alone.
+# down.sh knows. An already running NAME is left alone when its binary and
+# arguments are the same; otherwise (a rebuilt worker, say) it is stopped
+# and started again, so the demo always runs the code just built.
 start_bg() {
   local name=$1; shift
-  local pidfile=$STATE/run/$name.pid
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  local pidfile=$STATE/run/$name.pid sigfile=$STATE/run/$name.sig sig
+  sig=$( { sha256sum "$1" | cut -d' ' -f1; printf '%s\n' "$@"; } | sha256sum | cut -d' ' -f1)
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if [ "$(cat "$sigfile" 2>/dev/null)" = "$sig" ]; then return; fi
+    local pid; pid=$(cat "$pidfile")
+    log "restarting $name (its binary or arguments changed)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
   nohup "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
+  echo "$sig" >"$sigfile"
 }
 
 # The worker holds the fleet's root secret; each agent only its own token,
