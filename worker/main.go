@@ -33,6 +33,7 @@ import (
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/chconn"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -135,6 +136,10 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 	}
 	defer c.Close()
 	st, err := store.Open(ctx, s.ClickHouse)
+	var schemaErr *chconn.SchemaError
+	if errors.As(err, &schemaErr) {
+		return err // names the versions and `starter migrate`; the worker never migrates
+	}
 	if err != nil {
 		return fmt.Errorf("open the store at %s (database %s): %w; is ClickHouse up? try `make up`", s.ClickHouse.Addr, s.ClickHouse.Database, err)
 	}

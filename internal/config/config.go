@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
@@ -97,10 +98,24 @@ func (t Temporal) Dial(logger *slog.Logger) (client.Client, error) {
 
 // ClickHouse says how to reach the metric store (native protocol).
 type ClickHouse struct {
-	Addr     string
+	Addr     string // host:port, or several separated by commas (replicas, tried in order)
 	Database string
 	User     string
 	Password string
+	// Cluster names the ClickHouse cluster (remote_servers) the schema is
+	// replicated across; empty: one server, plain MergeTree tables.
+	Cluster string
+}
+
+// Addrs splits Addr into its host:port entries.
+func (c ClickHouse) Addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // DefaultClickHouseAddr matches deploy/local/env.sh.
@@ -108,10 +123,11 @@ const DefaultClickHouseAddr = "127.0.0.1:19000"
 
 // Flags registers the ClickHouse flags with CLICKHOUSE_* defaults.
 func (c *ClickHouse) Flags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Addr, "clickhouse-addr", Env("CLICKHOUSE_ADDR", DefaultClickHouseAddr), "ClickHouse native-protocol host:port ($CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.Addr, "clickhouse-addr", Env("CLICKHOUSE_ADDR", DefaultClickHouseAddr), "ClickHouse native-protocol host:port; replicas as a comma-separated list, tried in order ($CLICKHOUSE_ADDR)")
 	fs.StringVar(&c.Database, "clickhouse-database", Env("CLICKHOUSE_DATABASE", "forewarm"), "ClickHouse database ($CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.User, "clickhouse-user", Env("CLICKHOUSE_USER", "default"), "ClickHouse user ($CLICKHOUSE_USER)")
 	fs.StringVar(&c.Password, "clickhouse-password", Env("CLICKHOUSE_PASSWORD", ""), "ClickHouse password ($CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", Env("CLICKHOUSE_CLUSTER", ""), "ClickHouse cluster name: replicated tables behind Distributed ones, migrations ON CLUSTER; empty for one server ($CLICKHOUSE_CLUSTER)")
 }
 
 // ClickHouseFromEnv returns the ClickHouse settings the environment gives.
