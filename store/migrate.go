@@ -25,9 +25,9 @@ const ddlTimeout = 50
 
 // MigrateResult says what Migrate did.
 type MigrateResult struct {
-	From    int   `json:"from"`    // schema version before (0: none)
-	To      int   `json:"to"`      // schema version after
-	Applied []int `json:"applied"` // versions applied by this call
+	From    int    `json:"from"`    // schema version before (0: none)
+	To      int    `json:"to"`      // schema version after
+	Applied []int  `json:"applied"` // versions applied by this call
 	Cluster string `json:"cluster,omitempty"`
 }
 
