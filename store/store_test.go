@@ -139,7 +139,7 @@ func TestSchemaVersionMismatchRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec(t, s, "ALTER TABLE "+local(old, "schema_migrations")+onCluster(old)+" DELETE WHERE version > 1")
+	execSQL(t, s, "ALTER TABLE "+local(old, "schema_migrations")+onCluster(old)+" DELETE WHERE version > 1")
 	s.Close()
 	// A mutation is asynchronous (18.16 cannot wait for it): poll.
 	deadline := time.Now().Add(30 * time.Second)
@@ -196,7 +196,7 @@ func TestSchemaVersionConstant(t *testing.T) {
 	}
 }
 
-func exec(t *testing.T, s *store.Store, stmt string) {
+func execSQL(t *testing.T, s *store.Store, stmt string) {
 	t.Helper()
 	if err := s.Conn().Exec(ctxT(t), stmt); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
