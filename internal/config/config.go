@@ -83,11 +83,15 @@ func (t Temporal) ClientOptions(logger *slog.Logger) (client.Options, error) {
 	return opts, nil
 }
 
-// Dial connects to Temporal and checks the frontend answers.
-func (t Temporal) Dial(logger *slog.Logger) (client.Client, error) {
+// Dial connects to Temporal and checks the frontend answers; each of more
+// may adjust the client options first (e.g. set a metrics handler).
+func (t Temporal) Dial(logger *slog.Logger, more ...func(*client.Options)) (client.Client, error) {
 	opts, err := t.ClientOptions(logger)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range more {
+		f(&opts)
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
