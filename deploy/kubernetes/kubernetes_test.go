@@ -552,7 +552,9 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 		t.Errorf("ClickHouse credentials: worker %s, migration %s, agents %s; want three different Secrets", a, b, c)
 	}
 	for _, p := range r.pdbs {
-		if !slices.ContainsFunc(r.workloads(), func(w workload) bool { return w.kind == "Deployment" && selects(p.Spec.Selector.MatchLabels, w.pod.Labels) }) {
+		if !slices.ContainsFunc(r.workloads(), func(w workload) bool {
+			return w.kind == "Deployment" && selects(p.Spec.Selector.MatchLabels, w.pod.Labels)
+		}) {
 			t.Errorf("PodDisruptionBudget %s selects no Deployment's pods", p.Name)
 		}
 	}
@@ -662,7 +664,9 @@ func checkServices(t reporter, r *rendered) {
 // collector records what the checks report.
 type collector struct{ msgs []string }
 
-func (c *collector) Errorf(format string, args ...any) { c.msgs = append(c.msgs, fmt.Sprintf(format, args...)) }
+func (c *collector) Errorf(format string, args ...any) {
+	c.msgs = append(c.msgs, fmt.Sprintf(format, args...))
+}
 
 // The checks are not vacuous: broken references in a rendered overlay are
 // reported, each by name.
