@@ -43,7 +43,7 @@ func Migrate(ctx context.Context, cfg config.ClickHouse) (MigrateResult, error) 
 	l := layout{db: cfg.Database, cluster: cfg.Cluster}
 	// The database may not exist yet, and a connection naming a missing
 	// database is refused: create it through a connection without one.
-	boot, err := chconn.Dial(ctx, cfg, "default")
+	boot, err := chconn.Dial(ctx, cfg, "") // the server's default database
 	if err != nil {
 		return MigrateResult{}, err
 	}
