@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test demo bench build vet results
+.PHONY: up down test test-cluster demo bench build vet results
 
 up:
 	@$(LOCAL)/up.sh
@@ -19,8 +19,16 @@ down:
 # The whole suite, integration tests included; KEEP=1 leaves the stack up.
 TEST_ARGS ?= ./...
 test:
-	@$(LOCAL)/install.sh browser
+	@$(LOCAL)/install.sh browser compose
 	@$(LOCAL)/with-stack.sh go test -count=1 -timeout 30m $(TEST_ARGS)
+
+# Beyond one machine (deploy/README.md): the store on two ClickHouse
+# replicas (one killed and caught up), the worker's end-to-end and
+# worker-loss tests on a Temporal server on PostgreSQL, the store's SQL on
+# ClickHouse 26.x (chDB). Installs and starts what it needs; KEEP=1 leaves
+# the services up.
+test-cluster:
+	@$(LOCAL)/test-cluster.sh
 
 demo:
 	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh
