@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,6 +112,12 @@ func BenchmarkLoopTicks(b *testing.B) {
 	}
 	if dbPID > 0 {
 		b.ReportMetric((db2-db1).Seconds()/inWindow*1000, "db-cpu-ms/tick")
+	}
+	if st, err := os.ReadFile("/proc/self/status"); err == nil {
+		if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(st); m != nil {
+			kb, _ := strconv.Atoi(string(m[1]))
+			b.ReportMetric(float64(kb)/1024, "worker-peak-MB")
+		}
 	}
 	if f := os.Getenv("FOREWARM_BENCH_HISTORY"); f != "" {
 		k.recordHistories(f, map[string]string{"bench-loop.json": workflows.LoopWorkflowID(apps[0])})
