@@ -73,11 +73,13 @@ clickhouse_server() {
   local name=$1 tcp=$2 http=$3 replica=${4:-} interserver=${5:-}
   local dir=$STATE/$name pidfile=$STATE/$name.pid logf=$STATE/logs/$name.err.log
   local ping=(clickhouse-client --host 127.0.0.1 --port "$tcp" --query 'SELECT 1')
+  local label=ClickHouse
+  [ "$name" = clickhouse ] || label="ClickHouse $name"
   if running "$pidfile" && "${ping[@]}" >/dev/null 2>&1; then return; fi
   local ports=("$tcp" "$http")
   [ -z "$replica" ] || ports+=("$interserver")
   for p in "${ports[@]}"; do
-    port_free "$p" || fail "ClickHouse $name" "$logf" "port $p on 127.0.0.1 is already taken by another process (set the ports in deploy/local/env.sh's variables)"
+    port_free "$p" || fail "$label" "$logf" "port $p on 127.0.0.1 is already taken by another process (set CLICKHOUSE_TCP_PORT / CLICKHOUSE_HTTP_PORT, or the replicas' ports in deploy/local/env.sh)"
   done
   mkdir -p "$dir/data/" "$dir/tmp/" "$dir/user_files/" "$dir/format_schemas/" "$dir/config.d"
   sed -e "s|@DIR@|$dir|g" -e "s|@LOGS@|$STATE/logs|g" -e "s|@NAME@|$name|g" \
@@ -98,7 +100,7 @@ clickhouse_server() {
       >>"$STATE/logs/$name.stdout.log" 2>>"$logf" </dev/null &
   echo $! >"$pidfile"
   started "$name"
-  wait_until "ClickHouse $name" "$pidfile" "$logf" 60 "${ping[@]}"
+  wait_until "$label" "$pidfile" "$logf" 60 "${ping[@]}"
 }
 
 start_clickhouse() { clickhouse_server clickhouse "$CLICKHOUSE_TCP_PORT" "$CLICKHOUSE_HTTP_PORT"; }
