@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster demo bench build vet results
+.PHONY: up down test test-cluster demo bench build vet results fuzz
 
 up:
 	@$(LOCAL)/up.sh
@@ -16,11 +16,14 @@ up:
 down:
 	@$(LOCAL)/down.sh
 
-# The whole suite, integration tests included; KEEP=1 leaves the stack up.
+# The whole suite, integration tests included, then the race detector over
+# the concurrent packages (RACE_ARGS; empty skips it); KEEP=1 leaves the
+# stack up.
 TEST_ARGS ?= ./...
+RACE_ARGS ?= ./agent/... ./hostagent ./activities
 test:
 	@$(LOCAL)/install.sh browser compose
-	@$(LOCAL)/with-stack.sh go test -count=1 -timeout 30m $(TEST_ARGS)
+	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS); fi'
 
 # Beyond one machine (deploy/README.md): the store on two ClickHouse
 # replicas (one killed and caught up), the worker's end-to-end and
@@ -42,6 +45,18 @@ bench:
 results:
 	@$(LOCAL)/install.sh onnxruntime
 	@docs/results/regenerate.sh
+
+# Every fuzz target in the repository (func Fuzz* in a test file), each for
+# FUZZTIME, starting from its committed corpus in testdata/fuzz/; an input
+# that fails is written there and fails the run.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for f in $$(git ls-files --cached --others --exclude-standard '*_test.go'); do \
+	  for n in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
+	    echo "== $$(dirname $$f) $$n for $(FUZZTIME)"; \
+	    go test -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+	  done; \
+	done
 
 build:
 	@mkdir -p bin && go build -o bin/ ./worker ./starter ./hostagent

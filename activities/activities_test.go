@@ -221,6 +221,8 @@ type scriptedClient struct {
 	shadowMS  float64
 	shadowErr error
 	relErr    error
+	served    HostServed
+	released  *[]string // lease IDs released, when set
 }
 
 func (c scriptedClient) Reserve(context.Context, HostReservation) (time.Time, error) {
@@ -230,9 +232,17 @@ func (c scriptedClient) Shadow(context.Context, string, float64, float64) (float
 	return c.shadowMS, c.shadowErr
 }
 func (c scriptedClient) Serve(context.Context, HostServing) (HostServed, error) {
-	return HostServed{}, nil
+	return c.served, nil
 }
-func (c scriptedClient) Release(context.Context, string) error { return c.relErr }
+func (c scriptedClient) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
+	return time.Time{}, c.relErr
+}
+func (c scriptedClient) Release(_ context.Context, id string) (HostReleased, error) {
+	if c.released != nil {
+		*c.released = append(*c.released, id)
+	}
+	return HostReleased{Released: c.relErr == nil}, c.relErr
+}
 
 var (
 	errRefused  = errors.New("over capacity")
@@ -241,7 +251,7 @@ var (
 
 type scriptedClients struct{ c scriptedClient }
 
-func (s scriptedClients) For(string) HostClient { return s.c }
+func (s scriptedClients) For(string, string) HostClient { return s.c }
 func (s scriptedClients) Permanent(err error) bool {
 	return errors.Is(err, errRefused) || errors.Is(err, errNotFound)
 }
@@ -336,4 +346,68 @@ func TestPredictBadInputIsNotRetried(t *testing.T) {
 	require.Equal(t, ErrBadInput, ae.Type())
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, ae.Error(), "does not match the model's")
+}
+
+func TestExtendOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		extended bool
+		gone     bool
+		fails    bool
+	}{
+		{"extended", nil, true, false, false},
+		{"gone", errNotFound, false, true, false},
+		{"refused", errRefused, false, false, false},
+		{"transient", errors.New("connection reset"), false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Hosts{Clients: scriptedClients{scriptedClient{relErr: tc.err}}}
+			res, err := h.Extend(context.Background(), ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
+			if tc.fails {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.extended, res.Extended)
+			require.Equal(t, tc.gone, res.Gone)
+			if !tc.extended {
+				require.NotEmpty(t, res.Reason)
+			}
+		})
+	}
+	_, err := (&Hosts{}).Extend(context.Background(), ExtendInput{LeaseID: "l", HostURL: "http://h"})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrBadInput, ae.Type())
+	require.Contains(t, ae.Error(), "TTL 0s")
+}
+
+// A lease handed to one request by a loop that does not keep warm
+// instances is released after the request, warm or cold beside it; a loop
+// that keeps it (LeaseStays) releases it itself later.
+func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		in     ServeInput
+		served HostServed
+		want   []string
+	}{
+		{"warm, one request", ServeInput{LeaseID: "l1"}, HostServed{Warm: true}, []string{"l1"}},
+		{"cold beside a too small lease", ServeInput{LeaseID: "l1"}, HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
+		{"warm instance stays", ServeInput{LeaseID: "l1", LeaseStays: true}, HostServed{Warm: true}, nil},
+		{"cold, no lease", ServeInput{}, HostServed{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var released []string
+			h := &Hosts{Clients: scriptedClients{scriptedClient{served: tc.served, released: &released}}}
+			in := tc.in
+			in.RequestID, in.App, in.Host, in.HostURL = "r1", "a", "h", "http://h"
+			res, err := h.Serve(context.Background(), in)
+			require.NoError(t, err)
+			require.Equal(t, tc.served.Warm, res.Warm)
+			require.Equal(t, tc.served.FallbackCode, res.FallbackCode)
+			require.Equal(t, tc.want, released)
+		})
+	}
 }

@@ -40,11 +40,9 @@ type HostInfo struct {
 
 // DemandQuery is one application's recent activity to predict from.
 type DemandQuery struct {
-	Counts    []float64 // oldest first
-	Next      time.Time // start of the bin being predicted from
-	Bin       time.Duration
-	MemoryMB  float64
-	ReadRatio float64
+	Counts []float64 // oldest first
+	Next   time.Time // start of the bin being predicted
+	Bin    time.Duration
 }
 
 // DemandModel is a loaded demand model.
@@ -94,6 +92,13 @@ type HostServing struct {
 	DiskMB    float64
 	ReadRatio float64
 	WorkMS    float64
+	// KeepID and KeepTTL (both or neither) keep a cold instance as a new
+	// lease; Keep*MB and KeepCPUMilli size it when larger than the request.
+	KeepID       string
+	KeepTTL      time.Duration
+	KeepMemoryMB float64
+	KeepDiskMB   float64
+	KeepCPUMilli int64
 }
 
 // HostServed is what a host reports after serving.
@@ -102,19 +107,40 @@ type HostServed struct {
 	SetupMS float64
 	WorkMS  float64
 	TotalMS float64
+	// FallbackCode says why a request naming a lease was served cold
+	// (lease_busy, lease_too_small, gone, not_found).
+	FallbackCode string
+	Kept         bool
+	KeptExpires  time.Time
+	KeepRefused  string
+	Replayed     bool
+}
+
+// HostReleased is what a host reports when releasing: whether this call
+// ended the lease, and what the lease did as a warm instance.
+type HostReleased struct {
+	Released       bool
+	State          string
+	RequestsServed int64
+	BusyMBs        float64
+	IdleMBs        float64
+	Fallbacks      int64 // busy or too small: served cold instead
 }
 
 // HostClient talks to one host agent.
 type HostClient interface {
 	Reserve(ctx context.Context, r HostReservation) (expires time.Time, err error)
 	Shadow(ctx context.Context, leaseID string, readRatio, sampleMB float64) (shadowMS float64, err error)
+	Extend(ctx context.Context, leaseID, app string, ttl time.Duration) (expires time.Time, err error)
 	Serve(ctx context.Context, s HostServing) (HostServed, error)
-	Release(ctx context.Context, leaseID string) error
+	Release(ctx context.Context, leaseID string) (HostReleased, error)
 }
 
 // HostClients builds (and caches) clients and classifies their errors.
 type HostClients interface {
-	For(url string) HostClient
+	// For is the client of host's agent at url. A URL the worker must not
+	// call gives a client whose every call fails permanently.
+	For(host, url string) HostClient
 	// Permanent says a host refused for good (bad request, over capacity,
 	// wrong app): retrying the same call cannot help.
 	Permanent(err error) bool

@@ -71,7 +71,7 @@ func (h *Hosts) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, er
 	if in.LeaseID == "" || in.Candidate.URL == "" || in.TTL <= 0 {
 		return ReserveResult{}, nonRetryable(ErrBadInput, fmt.Errorf("reserve: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.Candidate.URL, in.TTL))
 	}
-	c := h.Clients.For(in.Candidate.URL)
+	c := h.Clients.For(in.Candidate.Host, in.Candidate.URL)
 	expires, err := c.Reserve(ctx, HostReservation{LeaseID: in.LeaseID, App: in.App, MemoryMB: in.MemoryMB,
 		DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, TTL: in.TTL})
 	if err != nil {
@@ -93,7 +93,7 @@ func (h *Hosts) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, er
 func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error) {
 	stop := heartbeatEvery(ctx, time.Second, in.LeaseID)
 	defer stop()
-	ms, err := h.Clients.For(in.HostURL).Shadow(ctx, in.LeaseID, in.ReadRatio, in.SampleMB)
+	ms, err := h.Clients.For(in.Host, in.HostURL).Shadow(ctx, in.LeaseID, in.ReadRatio, in.SampleMB)
 	var res ShadowResult
 	switch {
 	case err != nil && h.Clients.Permanent(err):
@@ -117,8 +117,8 @@ func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error
 // already released) and records the event with how long it was held: an
 // "expired" event is wasted resource-time.
 func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
-	err := h.Clients.For(in.HostURL).Release(ctx, in.LeaseID)
-	held := true
+	rel, err := h.Clients.For(in.Host, in.HostURL).Release(ctx, in.LeaseID)
+	held := rel.Released
 	switch {
 	case err != nil && h.Clients.NotFound(err):
 		held = false
@@ -133,23 +133,64 @@ func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, er
 	}
 	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
 		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds})
-	return ReleaseResult{WasHeld: held}, nil
+	return ReleaseResult{WasHeld: held, RequestsServed: rel.RequestsServed, BusyMBs: rel.BusyMBs, IdleMBs: rel.IdleMBs,
+		Fallbacks: rel.Fallbacks}, nil
 }
 
-// Serve runs the request on the host, warm on the lease when one is given.
+// Extend sets a live lease's expiry in place on its host: no new
+// reservation, no shadow. A refusal is a result, not an error to retry:
+// Gone when the host no longer holds the lease.
+func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error) {
+	if in.LeaseID == "" || in.HostURL == "" || in.TTL <= 0 {
+		return ExtendResult{}, nonRetryable(ErrBadInput, fmt.Errorf("extend: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.HostURL, in.TTL))
+	}
+	expires, err := h.Clients.For(in.Host, in.HostURL).Extend(ctx, in.LeaseID, in.App, in.TTL)
+	switch {
+	case err != nil && h.Clients.NotFound(err):
+		return ExtendResult{Gone: true, Reason: err.Error()}, nil
+	case err != nil && h.Clients.Permanent(err):
+		return ExtendResult{Reason: "host refused the extension: " + err.Error()}, nil
+	case err != nil:
+		return ExtendResult{}, fmt.Errorf("extend %s on %s: %w", in.LeaseID, in.Host, err)
+	}
+	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "extended",
+		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))})
+	return ExtendResult{Extended: true, Expires: expires}, nil
+}
+
+// Serve runs the request on the host: warm on the lease when one is given
+// (the lease keeps serving afterwards), cold otherwise, keeping the cold
+// instance as a new lease when KeepID asks. The host runs a request ID
+// once, so a retried activity does not serve twice.
 func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 	if in.HostURL == "" {
 		return ServeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
 	}
-	r, err := h.Clients.For(in.HostURL).Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
-		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS})
+	c := h.Clients.For(in.Host, in.HostURL)
+	r, err := c.Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS,
+		KeepID: in.KeepID, KeepTTL: in.KeepTTL, KeepMemoryMB: in.KeepMemoryMB, KeepDiskMB: in.KeepDiskMB, KeepCPUMilli: in.KeepCPUMilli})
 	if err != nil {
 		if h.Clients.Permanent(err) {
 			return ServeResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
 		}
 		return ServeResult{}, fmt.Errorf("serve %s on %s: %w", in.RequestID, in.Host, err)
 	}
-	return ServeResult(r), nil
+	if in.LeaseID != "" && !in.LeaseStays {
+		// The caller handed the lease to this request for good: end it,
+		// also when the request ran cold beside it (busy or too small), so
+		// nothing is left for the TTL to reclaim.
+		if _, err := c.Release(ctx, in.LeaseID); err != nil && !h.Clients.NotFound(err) {
+			h.logger().Warn("release of a one-request lease failed; its TTL ends it", "lease", in.LeaseID, "host", in.Host, "err", err)
+		}
+	}
+	if r.Kept && !r.Replayed {
+		h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: "kept",
+			MemoryMB: max(in.KeepMemoryMB, in.MemoryMB), DiskMB: max(in.KeepDiskMB, in.DiskMB), CPUMilli: in.KeepCPUMilli,
+			Reason: "instance of cold request " + in.RequestID})
+	}
+	return ServeResult{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS, FallbackCode: r.FallbackCode,
+		Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil
 }
 
 // record writes a preparation event; the event log must not fail the

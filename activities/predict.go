@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go.temporal.io/sdk/temporal"
 	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/forewarm/forewarm/policy"
 )
 
 // Predictor serves the prediction loops: a local activity per tick that runs
@@ -42,7 +45,7 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	if err != nil {
 		return PredictResult{}, err
 	}
-	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin, MemoryMB: in.MemoryMB, ReadRatio: in.ReadRatio}})
+	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin}})
 	if err != nil {
 		err = fmt.Errorf("predict %s with model %s: %w", in.App, m.Version(), err)
 		// Keep a permanent failure permanent at the top, where retries look.
@@ -60,6 +63,60 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	if p.Predictions != nil {
 		p.Predictions.Add(PredictionRecord{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
 			Probability: res.Probability, Threshold: in.Threshold, ModelVersion: res.ModelVersion, Decision: res.Decision})
+	}
+	return res, nil
+}
+
+// Forecast asks the champion model, in one batch, for the chance of a
+// request in each of the next in.Bins bins given that none arrives before
+// it (the loop's history followed by idle bins), and lets package policy
+// decide along that path: what to do now, how long a hold lasts, and when
+// the next decision falls. Run it as a local activity at every wake.
+func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastResult, error) {
+	if in.App == "" || in.Bin <= 0 || in.Bins < 1 || in.Bins > 1440 || in.Next.IsZero() {
+		return ForecastResult{}, nonRetryable(ErrBadInput, fmt.Errorf("forecast: app %q, bin %v, bins %d (1..1440), next %v: all are required", in.App, in.Bin, in.Bins, in.Next))
+	}
+	m, err := p.champion(ctx)
+	if err != nil {
+		return ForecastResult{}, err
+	}
+	// One input per bin ahead: the history, then j idle bins.
+	ext := make([]float64, len(in.Counts)+in.Bins-1)
+	copy(ext, in.Counts)
+	qs := make([]DemandQuery, in.Bins)
+	for j := range qs {
+		qs[j] = DemandQuery{Counts: ext[:len(in.Counts)+j], Next: in.Next.Add(time.Duration(j) * in.Bin), Bin: in.Bin}
+	}
+	path, err := m.Predict(qs)
+	if err != nil {
+		err = fmt.Errorf("forecast %s with model %s: %w", in.App, m.Version(), err)
+		var app *temporal.ApplicationError
+		if errors.As(err, &app) && app.NonRetryable() {
+			return ForecastResult{}, nonRetryable(app.Type(), err)
+		}
+		return ForecastResult{}, err
+	}
+	if len(path) != in.Bins {
+		return ForecastResult{}, fmt.Errorf("forecast %s with model %s: %d outputs for %d inputs", in.App, m.Version(), len(path), in.Bins)
+	}
+	res := ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins()}
+	res.Action = in.Thresholds.Decide(in.Held, path[0])
+	if res.Action.Holds() {
+		res.HoldBins = policy.Config{LookaheadBins: max(1, in.Lookahead)}.Hold(in.Thresholds, in.Held, path)
+	}
+	res.NextChange = 1 + policy.NextChange(in.Thresholds, res.Action.Holds(), path[1:])
+	if p.Predictions != nil {
+		decision := res.Action.String()
+		if in.DryRun {
+			decision = DecisionDryRun + ":" + decision
+		}
+		// The effective threshold the probability was held against.
+		th := in.Thresholds.Prepare
+		if in.Held {
+			th = in.Thresholds.Keep
+		}
+		p.Predictions.Add(PredictionRecord{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
+			Probability: path[0], Threshold: th, ModelVersion: res.ModelVersion, Decision: decision})
 	}
 	return res, nil
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/forewarm/forewarm/policy"
 )
 
 // Non-retryable application error types. Workflows match on these names,
@@ -94,6 +96,36 @@ type PredictResult struct {
 	HorizonBins  int // the model's horizon
 }
 
+// ForecastInput asks the champion demand model for the chance of a
+// request in each of the next Bins bins along the path where none arrives,
+// and the policy's decisions along it. One local activity per wake.
+type ForecastInput struct {
+	App    string
+	Counts []float64     // closed bins, oldest first
+	Next   time.Time     // start of the bin decided now, on the model's timeline
+	Bin    time.Duration // the model's bin width
+	Bins   int           // bins to forecast (>= 1; 1 decides this bin only)
+	// Held says the application holds an instance as the bin begins.
+	Held       bool
+	Thresholds policy.Thresholds
+	Lookahead  int  // policy.Config.LookaheadBins: the longest hold planned
+	DryRun     bool // recorded as such
+}
+
+// ForecastResult is the path and what the policy makes of it.
+type ForecastResult struct {
+	Path   []float64 // P(request in bin j from now | none before), j < Bins
+	Action policy.Action
+	// HoldBins is how many bins from now the application stays held if no
+	// request arrives (0 when the action does not hold).
+	HoldBins int
+	// NextChange is how many bins from now the loop must decide again if no
+	// request arrives (1..Bins): the decisions before it are known.
+	NextChange   int
+	ModelVersion string
+	HistoryBins  int // bins of history the model can use: the loop keeps as many
+}
+
 // SeedInput asks for what a loop needs once, when it first starts.
 type SeedInput struct {
 	App  string
@@ -150,6 +182,26 @@ type ReserveResult struct {
 	Expires  time.Time
 }
 
+// ExtendInput sets a live lease's expiry to now + TTL on its host, in
+// place.
+type ExtendInput struct {
+	LeaseID string
+	App     string
+	Host    string
+	HostURL string
+	TTL     time.Duration
+}
+
+// ExtendResult is the new expiry, or why the host refused: Gone when it no
+// longer holds the lease (the loop forgets it), otherwise Reason (e.g.
+// still preparing).
+type ExtendResult struct {
+	Extended bool
+	Expires  time.Time
+	Gone     bool
+	Reason   string
+}
+
 // ShadowInput runs a small slice of the expected work on a reservation.
 type ShadowInput struct {
 	LeaseID   string
@@ -182,30 +234,55 @@ type ReleaseInput struct {
 	HeldSeconds float64
 }
 
-// ReleaseResult says whether the host still held the reservation.
+// ReleaseResult says whether the host still held the reservation and, from
+// the host, what the lease did as a warm instance.
 type ReleaseResult struct {
-	WasHeld bool
+	WasHeld        bool
+	RequestsServed int64
+	BusyMBs        float64 // memory-time with a request running on it
+	IdleMBs        float64 // memory-time ready with none
+	Fallbacks      int64   // requests naming it served cold (busy or too small)
 }
 
-// ServeInput runs one request on one host.
+// ServeInput runs one request on one host. With LeaseID the request runs
+// warm on that lease; when the lease is busy, too small or gone the host
+// serves cold. LeaseStays says the caller treats the lease as a warm
+// instance that goes on serving (it releases it later); without it the
+// activity releases the lease after the request, as loops written before
+// warm instances expect of a claim. KeepID and KeepTTL (both or neither)
+// ask the host to keep a cold instance as a new lease of the application
+// (sized Keep* where larger than the request).
 type ServeInput struct {
-	RequestID string
-	App       string
-	Host      string
-	HostURL   string
-	LeaseID   string
-	MemoryMB  float64
-	DiskMB    float64
-	ReadRatio float64
-	WorkMS    float64
+	RequestID    string
+	App          string
+	Host         string
+	HostURL      string
+	LeaseID      string
+	LeaseStays   bool
+	MemoryMB     float64
+	DiskMB       float64
+	ReadRatio    float64
+	WorkMS       float64
+	KeepID       string
+	KeepTTL      time.Duration
+	KeepMemoryMB float64
+	KeepDiskMB   float64
+	KeepCPUMilli int64
 }
 
-// ServeResult is what the host measured.
+// ServeResult is what the host measured. FallbackCode says why a request
+// naming a lease ran cold; Kept, KeptExpires and KeepRefused answer a
+// keep; Replayed marks the first result of a retried request.
 type ServeResult struct {
-	Warm    bool
-	SetupMS float64
-	WorkMS  float64
-	TotalMS float64
+	Warm         bool
+	SetupMS      float64
+	WorkMS       float64
+	TotalMS      float64
+	FallbackCode string
+	Kept         bool
+	KeptExpires  time.Time
+	KeepRefused  string
+	Replayed     bool
 }
 
 // ClaimInput asks the application's loop for a lease.
@@ -215,6 +292,7 @@ type ClaimInput struct {
 	// CountArrival lets the loop count the request as arrived when it
 	// claims (then the observation signal is needed only to adjust).
 	CountArrival bool
+	SizeMB       float64 // the request's size: the loop sizes its leases from them
 }
 
 // ClaimResult is the lease claimed, if any.
@@ -223,6 +301,21 @@ type ClaimResult struct {
 	LoopRunning bool
 	Lease       Lease
 	Adjustments map[string]float64 // the loop's host adjustments, for a cold ranking
+	// Stays: the lease goes on serving after this request (warm instance).
+	Stays bool
+	// Keep asks a cold request's host to keep its instance as a lease.
+	Keep *KeepPlan
+}
+
+// KeepPlan is how a cold request's instance is kept as a lease: its ID on
+// the host, its TTL and size (a lease sized for the application, not for
+// the one request).
+type KeepPlan struct {
+	LeaseID  string
+	TTL      time.Duration
+	MemoryMB float64
+	DiskMB   float64
+	CPUMilli int64
 }
 
 // RecordRequestInput is one served request and its adjustment, if any.

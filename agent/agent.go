@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"sync"
 	"time"
 
@@ -50,6 +49,20 @@ type Config struct {
 	Labels  string
 	Version string
 	Logger  *slog.Logger
+
+	// TombstoneTTL is how long an ended lease ID is remembered (default
+	// api.MaxTTL), MaxTombstones how many at most (default 100,000).
+	TombstoneTTL  time.Duration
+	MaxTombstones int
+	// ServeMemory is how long a served request's result is remembered for
+	// retries (default 1 hour), MaxServeMemory how many at most (default
+	// 10,000).
+	ServeMemory    time.Duration
+	MaxServeMemory int
+	// UnauthorizedLogEvery is the least time between two log lines about
+	// calls with a wrong token (default 10 s); the ones in between are
+	// counted in the next line.
+	UnauthorizedLogEvery time.Duration
 }
 
 func (c *Config) check() error {
@@ -94,14 +107,18 @@ type Agent struct {
 	sampler *sampler
 
 	mu       sync.Mutex
-	leases   map[string]*lease    // live: preparing, ready, claimed
-	ended    map[string]endedInfo // recently ended, so late retries are told so
-	reserved usage                // leases plus cold requests in flight
-	cold     int                  // cold requests being served
-	closing  bool
-	ops      sync.WaitGroup // reserve, shadow and serve calls in flight
-	bg       sync.WaitGroup // background frees and loops
+	leases   map[string]*lease // live: preparing or ready
+	ended    *tombstones       // recently ended, so late retries are told so
+	reserved usage             // leases plus cold requests in flight
+	cold     int               // cold requests being served
+	// endedBusy and endedIdle add up the memory-time of ended leases.
+	endedBusy, endedIdle float64
+	closing              bool
+	ops                  sync.WaitGroup // reserve, shadow, serve and extend calls in flight
+	bg                   sync.WaitGroup // background frees and loops
 
+	served   *serveCache // results by request ID, for retried serves
+	unauth   logLimiter
 	counters counters
 	stop     context.CancelFunc
 }
@@ -113,12 +130,6 @@ type usage struct {
 
 func (u usage) add(v usage) usage { return usage{u.mem + v.mem, u.disk + v.disk, u.cpu + v.cpu} }
 func (u usage) sub(v usage) usage { return usage{u.mem - v.mem, u.disk - v.disk, u.cpu - v.cpu} }
-
-type endedInfo struct {
-	app   string
-	state string
-	at    time.Time
-}
 
 // New checks cfg, prepares the data folder (removing a previous run's
 // leftovers) and starts the reaper and the metrics sampler. Close stops
@@ -142,11 +153,26 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
+	if cfg.TombstoneTTL <= 0 {
+		cfg.TombstoneTTL = api.MaxTTL
+	}
+	if cfg.MaxTombstones <= 0 {
+		cfg.MaxTombstones = 100_000
+	}
+	if cfg.ServeMemory <= 0 {
+		cfg.ServeMemory = time.Hour
+	}
+	if cfg.MaxServeMemory <= 0 {
+		cfg.MaxServeMemory = 10_000
+	}
+	if cfg.UnauthorizedLogEvery <= 0 {
+		cfg.UnauthorizedLogEvery = 10 * time.Second
+	}
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("host agent configuration: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data folder: %w", err)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	log := cfg.Logger.With("host", cfg.HostID)
 	if _, err := removeLeftovers(cfg.DataDir, log); err != nil {
@@ -157,7 +183,9 @@ func New(cfg Config) (*Agent, error) {
 		log:     log,
 		started: time.Now(),
 		leases:  map[string]*lease{},
-		ended:   map[string]endedInfo{},
+		ended:   newTombstones(cfg.TombstoneTTL, cfg.MaxTombstones),
+		served:  newServeCache(cfg.ServeMemory, cfg.MaxServeMemory),
+		unauth:  logLimiter{every: cfg.UnauthorizedLogEvery},
 		sampler: newSampler(cfg.DataDir),
 	}
 	a.prom = newPromMetrics(a)
@@ -226,15 +254,15 @@ func (a *Agent) Close(ctx context.Context) error {
 		return fmt.Errorf("waiting for calls in flight: %w", ctx.Err())
 	}
 
+	// No call is in flight now, so no lease is being prepared or served.
 	a.mu.Lock()
 	var all []*lease
-	for id, l := range a.leases {
-		if l.state == api.StateClaimed {
-			continue // its request's goroutine frees it; bg.Wait below waits for that
-		}
+	now := time.Now()
+	for _, l := range a.leases {
 		all = append(all, l)
-		delete(a.leases, id)
-		a.ended[id] = endedInfo{app: l.app, state: api.StateReleased, at: time.Now()}
+	}
+	for _, l := range all {
+		a.retireLocked(l, api.StateReleased, "agent shut down", now)
 	}
 	a.mu.Unlock()
 	var errs []error

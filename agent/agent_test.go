@@ -117,10 +117,14 @@ func TestReserveIsIdempotentPerPreparationID(t *testing.T) {
 	}
 }
 
+// Eight concurrent reserves of one preparation ID allocate one lease: the
+// agent's accounting says so, and so do the kernel (the lease's resident
+// memory from mincore) and this process's resident set.
 func TestConcurrentRepeatReservesAllocateOnce(t *testing.T) {
 	ta := startAgent(t, nil)
 	ctx := ctxT(t)
-	req := client.ReserveRequest{PreparationID: "prep-1", App: "app-a", MemoryMB: 32, DiskMB: 8}
+	req := client.ReserveRequest{PreparationID: "prep-1", App: "app-a", MemoryMB: 96, DiskMB: 8}
+	before := rssMB(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
@@ -132,8 +136,20 @@ func TestConcurrentRepeatReservesAllocateOnce(t *testing.T) {
 			t.Errorf("reserve %d: %v", i, err)
 		}
 	}
-	if m, _ := ta.c.Metrics(ctx); m.ReservedMemMB != 32 || m.Leases != 1 {
-		t.Errorf("reserved %.1f MB in %d leases, want 32 MB in 1", m.ReservedMemMB, m.Leases)
+	grown := rssMB(t) - before
+	if m, _ := ta.c.Metrics(ctx); m.ReservedMemMB != 96 || m.Leases != 1 {
+		t.Errorf("reserved %.1f MB in %d leases, want 96 MB in 1", m.ReservedMemMB, m.Leases)
+	}
+	// Really allocated once: 96 MB resident, not 2 × 96 or more.
+	if grown < 90 || grown >= 2*96 {
+		t.Errorf("RSS grew by %.1f MB for eight reserves of one 96 MB lease, want about 96", grown)
+	}
+	l, err := ta.c.Lease(ctx, "prep-1")
+	if err != nil || l.ResidentMB < 95.9 || l.ResidentMB > 96.1 {
+		t.Errorf("lease = %+v, %v; want 96 MB resident", l, err)
+	}
+	if files := dataFiles(t, ta.dir); !slices.Equal(files, []string{"fw-lease-prep-1.dat"}) {
+		t.Errorf("files = %v, want the one lease file", files)
 	}
 }
 
@@ -202,61 +218,6 @@ func TestCapacityIsEnforcedWithAReason(t *testing.T) {
 	}
 }
 
-func TestConcurrentClaimsOfOneLeaseExactlyOneWins(t *testing.T) {
-	ta := startAgent(t, nil)
-	ctx := ctxT(t)
-	for _, fallback := range []bool{false, true} {
-		id := "contested"
-		if fallback {
-			id = "contested-fallback"
-		}
-		if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: "app-a", MemoryMB: 8, DiskMB: 4}); err != nil {
-			t.Fatal(err)
-		}
-		const n = 16
-		results := make([]client.ServeResult, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				results[i], errs[i] = ta.c.Serve(ctx, client.ServeRequest{
-					RequestID: "req-" + string(rune('a'+i)), App: "app-a", PreparationID: id,
-					MemoryMB: 8, DiskMB: 4, ReadRatio: 0.5, FallbackCold: fallback,
-				})
-			})
-		}
-		close(start)
-		wg.Wait()
-		warm, cold := 0, 0
-		for i := range n {
-			switch {
-			case errs[i] == nil && results[i].Warm:
-				warm++
-			case errs[i] == nil:
-				cold++
-				if !fallback || results[i].FallbackReason == "" {
-					t.Errorf("fallback=%v: request %d served cold (%+v)", fallback, i, results[i])
-				}
-			case !fallback && (errors.Is(errs[i], client.ErrClaimed) || errors.Is(errs[i], client.ErrGone)):
-			default:
-				t.Errorf("fallback=%v: request %d: %v", fallback, i, errs[i])
-			}
-		}
-		if warm != 1 {
-			t.Errorf("fallback=%v: %d claims won, want exactly 1", fallback, warm)
-		}
-		if fallback && cold != n-1 {
-			t.Errorf("fallback=%v: %d served cold, want %d", fallback, cold, n-1)
-		}
-	}
-	eventually(t, "every request's resources to be freed", func() bool {
-		m, err := ta.c.Metrics(ctx)
-		return err == nil && m.ReservedMemMB == 0 && m.Leases == 0 && len(dataFiles(t, ta.dir)) == 0
-	})
-}
-
 func TestClaimOfAnotherApplicationsLeaseIsRejected(t *testing.T) {
 	ta := startAgent(t, nil)
 	ctx := ctxT(t)
@@ -284,7 +245,9 @@ func TestClaimOfAnotherApplicationsLeaseIsRejected(t *testing.T) {
 	}
 }
 
-func TestServeWarmHandsOverTheLeaseAndColdAllocates(t *testing.T) {
+// A warm request runs on the lease's memory and file, which stay the
+// lease's afterwards; a cold one allocates its own and frees them.
+func TestServeWarmKeepsTheLeaseAndColdAllocates(t *testing.T) {
 	ta := startAgent(t, nil)
 	ctx := ctxT(t)
 	if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "p1", App: "app-a", MemoryMB: 32, DiskMB: 16}); err != nil {
@@ -304,17 +267,23 @@ func TestServeWarmHandsOverTheLeaseAndColdAllocates(t *testing.T) {
 	if cold.Warm || cold.SetupMS <= warm.SetupMS {
 		t.Errorf("cold result = %+v (warm %+v): want cold with a longer set-up", cold, warm)
 	}
-	eventually(t, "served requests' resources to be freed", func() bool {
+	eventually(t, "the cold request's resources to be freed", func() bool {
 		m, err := ta.c.Metrics(ctx)
-		return err == nil && m.ReservedMemMB == 0 && m.ServingCold == 0 && m.Leases == 0 && len(dataFiles(t, ta.dir)) == 0
+		return err == nil && m.ReservedMemMB == 32 && m.ServingCold == 0 && m.Leases == 1 &&
+			slices.Equal(dataFiles(t, ta.dir), []string{"fw-lease-p1.dat"})
 	})
 	m, _ := ta.c.Metrics(ctx)
 	if m.ServedWarm != 1 || m.ServedCold != 1 {
 		t.Errorf("served warm %d cold %d, want 1 and 1", m.ServedWarm, m.ServedCold)
 	}
-	// The lease was used up: it cannot be claimed twice.
-	if _, err := ta.c.Serve(ctx, client.ServeRequest{RequestID: "r3", App: "app-a", PreparationID: "p1"}); !errors.Is(err, client.ErrGone) {
-		t.Errorf("second claim of a used lease: %v, want gone", err)
+	// The lease was not used up: the next request is warm on it too.
+	again, err := ta.c.Serve(ctx, client.ServeRequest{RequestID: "r3", App: "app-a", PreparationID: "p1", MemoryMB: 32, DiskMB: 16})
+	if err != nil || !again.Warm {
+		t.Errorf("second request on the lease = %+v, %v; want warm", again, err)
+	}
+	l, err := ta.c.Lease(ctx, "p1")
+	if err != nil || l.State != api.StateReady || l.RequestsServed != 2 || l.ResidentMB < 31.9 {
+		t.Errorf("lease after two requests = %+v, %v; want ready, 2 served, 32 MB resident", l, err)
 	}
 }
 
@@ -527,30 +496,36 @@ func TestSlowHostTakesLonger(t *testing.T) {
 
 func TestConfigIsChecked(t *testing.T) {
 	base := agent.Config{HostID: "h", DataDir: t.TempDir(), MemoryMB: 1, DefaultTTL: time.Minute}
-	cases := map[string]func(*agent.Config){
-		"host ID":  func(c *agent.Config) { c.HostID = "../evil" },
-		"memory":   func(c *agent.Config) { c.MemoryMB = -1 },
-		"speed":    func(c *agent.Config) { c.Speed = 2 },
-		"data":     func(c *agent.Config) { c.DataDir = "" },
-		"TTL":      func(c *agent.Config) { c.DefaultTTL = time.Millisecond },
-		"set-up":   func(c *agent.Config) { c.SetupPerMB = -time.Millisecond },
-		"CPU":      func(c *agent.Config) { c.CPUMilli = -5 },
-		"disk big": func(c *agent.Config) { c.DiskMB = 1 << 40 },
+	cases := map[string]struct {
+		edit func(*agent.Config)
+		says string
+	}{
+		"host ID":  {func(c *agent.Config) { c.HostID = "../evil" }, `host ID "../evil" does not match`},
+		"memory":   {func(c *agent.Config) { c.MemoryMB = -1 }, "memory capacity -1 MB is outside"},
+		"speed":    {func(c *agent.Config) { c.Speed = 2 }, "speed 2 is outside (0, 1]"},
+		"data":     {func(c *agent.Config) { c.DataDir = "" }, "data folder is required"},
+		"TTL":      {func(c *agent.Config) { c.DefaultTTL = time.Millisecond }, "default TTL 1ms is outside"},
+		"set-up":   {func(c *agent.Config) { c.SetupPerMB = -time.Millisecond }, "set-up latency per MB -1ms is negative"},
+		"CPU":      {func(c *agent.Config) { c.CPUMilli = -5 }, "CPU capacity -5 millicores is outside"},
+		"disk big": {func(c *agent.Config) { c.DiskMB = 1 << 40 }, "disk capacity 1099511627776 MB is outside"},
 	}
-	for name, edit := range cases {
+	for name, tc := range cases {
 		cfg := base
-		edit(&cfg)
-		if a, err := agent.New(cfg); err == nil {
+		tc.edit(&cfg)
+		a, err := agent.New(cfg)
+		if err == nil {
 			_ = a.Close(context.Background())
-			t.Errorf("%s: bad config accepted", name)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want refused saying %q", name, err, tc.says)
 		}
 	}
 	a, err := agent.New(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Handler("short"); err == nil {
-		t.Error("a 5-character token was accepted")
+	if _, err := a.Handler("short"); err == nil || !strings.Contains(err.Error(), "at least 16 characters (got 5)") {
+		t.Errorf("a 5-character token: %v", err)
 	}
 	_ = a.Close(context.Background())
 }

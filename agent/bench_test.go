@@ -42,26 +42,23 @@ func waitIdle(b *testing.B, ta *testAgent, held float64) {
 	})
 }
 
-// BenchmarkServeWarmVsCold serves a 512 MB memory + 256 MB storage request
-// cold and warm (on a lease prepared outside the timer) in each iteration.
+// BenchmarkServeWarmVsCold serves a 512 MB memory + 256 MB storage
+// request cold and warm in each iteration, the warm ones all on one lease
+// (a warm instance serving request after request).
 func BenchmarkServeWarmVsCold(b *testing.B) {
 	ta := bigAgent(b)
 	ctx := ctxT(b)
+	if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "bench", App: "app-a", MemoryMB: 512, DiskMB: 256, TTL: time.Hour}); err != nil {
+		b.Fatal(err)
+	}
 	var warmTotal, coldTotal, warmSetup, coldSetup, warmRTT, coldRTT []float64
 	i := 0
 	for b.Loop() {
-		b.StopTimer()
 		i++
-		prep := fmt.Sprintf("bench-%d", i)
-		if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: prep, App: "app-a", MemoryMB: 512, DiskMB: 256}); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		held := 512.0                                     // the lease, until the warm request has used it
 		for _, warm := range []bool{i%2 == 0, i%2 != 0} { // alternate the order
 			req := client.ServeRequest{RequestID: fmt.Sprintf("r-%d-%v", i, warm), App: "app-a", MemoryMB: 512, DiskMB: 256, ReadRatio: 0.7}
 			if warm {
-				req.PreparationID = prep
+				req.PreparationID = "bench"
 			}
 			start := time.Now()
 			res, err := ta.c.Serve(ctx, req)
@@ -77,13 +74,14 @@ func BenchmarkServeWarmVsCold(b *testing.B) {
 			} else {
 				coldTotal, coldSetup, coldRTT = append(coldTotal, res.TotalMS), append(coldSetup, res.SetupMS), append(coldRTT, rtt)
 			}
-			if warm {
-				held = 0
-			}
 			b.StopTimer()
-			waitIdle(b, ta, held) // the previous request's memory is unmapped in the background
+			waitIdle(b, ta, 512) // a cold request's memory is unmapped in the background
 			b.StartTimer()
 		}
+	}
+	l, err := ta.c.Lease(ctx, "bench")
+	if err != nil || l.RequestsServed != int64(len(warmTotal)) {
+		b.Fatalf("lease = %+v, %v; want %d requests served on it", l, err, len(warmTotal))
 	}
 	b.ReportMetric(median(coldTotal), "cold-median-ms")
 	b.ReportMetric(median(warmTotal), "warm-median-ms")
@@ -116,51 +114,75 @@ func BenchmarkShadow512(b *testing.B) {
 }
 
 // BenchmarkServeSmallWarmConcurrent serves many small warm requests (1 MB
-// memory + 1 MB storage, each on its own lease) from 16 concurrent callers.
-// Leases are prepared in batches outside the timer.
+// memory + 1 MB storage) from 16 concurrent callers on 8 leases of two
+// cores each, so every request finds room on its lease.
 func BenchmarkServeSmallWarmConcurrent(b *testing.B) {
+	ta := startAgent(b, func(c *agent.Config) { c.MemoryMB, c.DiskMB, c.CPUMilli = 4096, 4096, 16000 })
+	ctx := ctxT(b)
+	const leases, workers = 8, 16
+	for k := range leases {
+		if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: fmt.Sprintf("small-%d", k), App: "app-a",
+			MemoryMB: 1, DiskMB: 1, CPUMilli: 2000, TTL: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next, served atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		lease := fmt.Sprintf("small-%d", w%leases)
+		wg.Go(func() {
+			for int(next.Add(1)) <= b.N {
+				n := served.Add(1)
+				res, err := ta.c.Serve(ctx, client.ServeRequest{RequestID: fmt.Sprintf("r-%d", n), App: "app-a", PreparationID: lease,
+					MemoryMB: 1, DiskMB: 1, ReadRatio: 0.7})
+				if err != nil || !res.Warm {
+					b.Errorf("serve on %s: %+v %v", lease, res, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(served.Load())/time.Since(start).Seconds(), "requests/s")
+}
+
+// BenchmarkExtendVsPrepare compares keeping a 512 MB + 256 MB lease by
+// extending it in place with preparing a new one (reserve and shadow, then
+// release), which is what a loop without extension does every horizon.
+func BenchmarkExtendVsPrepare(b *testing.B) {
 	ta := bigAgent(b)
 	ctx := ctxT(b)
-	const batch, workers = 256, 16
-	var served atomic.Int64
-	var timed time.Duration
-	n := 0
-	b.StopTimer()
-	for done := 0; done < b.N; {
-		size := min(batch, b.N-done)
-		ids := make(chan string, size)
-		var wg sync.WaitGroup
-		for k := range size {
-			id := fmt.Sprintf("small-%d", n+k)
-			ids <- id
-			wg.Go(func() {
-				if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: "app-a", MemoryMB: 1, DiskMB: 1}); err != nil {
-					b.Error(err)
-				}
-			})
-		}
-		close(ids)
-		wg.Wait()
-		n += size
-		start := time.Now()
-		b.StartTimer()
-		for range workers {
-			wg.Go(func() {
-				for id := range ids {
-					res, err := ta.c.Serve(ctx, client.ServeRequest{RequestID: "r-" + id, App: "app-a", PreparationID: id, MemoryMB: 1, DiskMB: 1, ReadRatio: 0.7})
-					if err != nil || !res.Warm {
-						b.Errorf("serve %s: %+v %v", id, res, err)
-						return
-					}
-					served.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		b.StopTimer()
-		timed += time.Since(start)
-		done += size
-		waitIdle(b, ta, 0)
+	if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "kept", App: "app-a", MemoryMB: 512, DiskMB: 256, TTL: time.Hour}); err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(float64(served.Load())/timed.Seconds(), "requests/s")
+	var extend, prepare []float64
+	i := 0
+	for b.Loop() {
+		i++
+		start := time.Now()
+		if _, err := ta.c.Extend(ctx, "kept", time.Hour, "app-a"); err != nil {
+			b.Fatal(err)
+		}
+		extend = append(extend, float64(time.Since(start))/1e6)
+		id := fmt.Sprintf("fresh-%d", i)
+		start = time.Now()
+		if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: "app-a", MemoryMB: 512, DiskMB: 256}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ta.c.Shadow(ctx, client.ShadowRequest{PreparationID: id, ReadRatio: 0.7}); err != nil {
+			b.Fatal(err)
+		}
+		prepare = append(prepare, float64(time.Since(start))/1e6)
+		b.StopTimer()
+		if err := ta.c.Release(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	if l, err := ta.c.Lease(ctx, "kept"); err != nil || l.Shadows != 0 || l.Extensions != len(extend) {
+		b.Fatalf("kept lease = %+v, %v", l, err)
+	}
+	b.ReportMetric(median(extend), "extend-median-ms")
+	b.ReportMetric(median(prepare), "prepare-median-ms")
 }

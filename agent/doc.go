@@ -9,9 +9,15 @@
 // A lease is keyed by a preparation ID the caller chooses. Reserving the
 // same ID again with the same application and sizes returns the same lease
 // (waiting for it if it is still being prepared); the same ID with other
-// sizes is a conflict; an ID whose lease already ended (released, expired,
-// used) is refused as gone for an hour, so a late retry never allocates a
-// ghost lease. A lease really holds its resources:
+// sizes is a conflict; an ID whose lease already ended (released or
+// expired) is refused as gone, so a late retry never allocates a ghost
+// lease. Releasing an ID the agent never knew also leaves such a
+// tombstone: when a preparation is cancelled while its reserve is still in
+// flight, the release may arrive first, and the reserve that follows is
+// then refused instead of creating a lease nobody would release.
+// Tombstones are kept for Config.TombstoneTTL (default api.MaxTTL, longer
+// than any lease lives) and at most Config.MaxTombstones (oldest first).
+// A lease really holds its resources:
 //
 //   - memory: an anonymous mmap outside the Go heap with every page
 //     written once, so the kernel backs all of it (the lease reports what
@@ -29,10 +35,15 @@
 // smaller, whatever the configured capacity says. Allocation happens
 // outside the agent's lock, so slow preparations do not block other calls.
 //
-// Lifecycle: preparing → ready → (claimed → used) | released | expired.
-// The TTL runs from the moment the lease is ready; a reaper (every second)
-// releases expired leases, and a claim or shadow that finds a lease past
-// its TTL reaps it on the spot. Release is explicit too and idempotent.
+// Lifecycle: preparing → ready → released | expired. The TTL runs from the
+// moment the lease is ready; Extend sets a new expiry (now + TTL) in place,
+// without a new reservation or shadow. A reaper (every second) releases
+// expired leases that no request runs on, and a request or shadow that
+// finds a lease past its TTL reaps it on the spot. Release is explicit too
+// and idempotent; requests running on a released lease finish first and
+// its resources return after them. The TTL is the last resort against a
+// caller that lost track of a lease: whatever happens to the engine, every
+// lease ends by its TTL.
 //
 // # Shadow requests
 //
@@ -43,20 +54,44 @@
 // ratio). It returns the timings. Shadows hold the lease's read lock, so a
 // release waits for them instead of unmapping memory under them.
 //
-// # Serving
+// # Serving: a lease is a warm instance
 //
-// A request naming a ready lease of the same application claims it: the
-// state changes under the agent's lock, so of concurrent claims exactly
-// one wins (the others get already_claimed or gone). The prepared memory
-// and file are handed over as they are (warm: set-up is the claim, a few
-// microseconds). Without a lease the agent allocates on the spot (cold:
-// mmap, touch, fallocate). Then the request's work runs on those resources:
-// write every page, read and write a file sample with the read ratio, and
-// WorkMS of CPU work (or a sleep with Config.SleepWork). The answer splits
-// set-up from work and says whether it was warm; the resources are freed
-// right after answering. A claim of another application's lease is always
-// refused (wrong_app); with FallbackCold a lease that is gone, claimed or
-// too small is served cold instead, with the reason in the answer.
+// A request naming a ready lease of the same application runs warm on the
+// lease's memory and file (set-up is a few microseconds), and the lease
+// stays ready for the next one: it serves every request of its application
+// until it is released or expires. Concurrency rule: at most
+// api.MaxConcurrent(cpu_milli) requests run on one lease at a time, one per
+// whole core it reserves and at least one. A request that would exceed
+// that, or that is larger than the lease (memory, disk or CPU, ignoring
+// float noise), is refused with lease_busy or lease_too_small, or, with
+// FallbackCold, served cold while the lease stays ready; each such
+// fallback is counted on the lease and in the host metrics. Without a
+// lease the agent allocates on the spot (cold: mmap, touch, fallocate),
+// runs the request and frees the resources after answering, unless the
+// request asks to keep them: with KeepID and KeepTTLSeconds the cold
+// instance, sized the larger of the request and Keep*, becomes a ready
+// lease of the application once the request ends. Keeping is admitted
+// like a reserve (capacity, a new ID); a keep that does not fit is not
+// kept and ServeResult.KeepRefused says why, but the request is served.
+//
+// The request's work, warm or cold: write every page, read and write a
+// file sample with the read ratio, and WorkMS of CPU work (or a sleep with
+// Config.SleepWork). The answer splits set-up from work and says whether it
+// was warm. A lease of another application is always refused (wrong_app).
+//
+// Serving is idempotent by request ID: a retry of a request that was
+// served (or is still running) waits for and returns the first result,
+// marked Replayed, and does not run again; a failed serve is forgotten so
+// it can be retried. Results are remembered for Config.ServeMemory
+// (default an hour) and at most Config.MaxServeMemory of them.
+//
+// Per lease the agent reports its use (api.LeaseUse): requests served,
+// requests in flight and the limit, busy and idle memory-time in MB·s
+// since it became ready (busy while at least one request runs on it), and
+// the cold fallbacks it caused. It is in every lease view, in the release
+// answer (the final figures), per live lease in /v1/metrics (lease_use)
+// and in Prometheus (forewarm_agent_lease_*{lease,app}), and summed over
+// all leases in the host metrics.
 //
 // # Speed of a host
 //
@@ -72,7 +107,8 @@
 // from /proc/pressure/memory (PSI "some" avg10 as a fraction; marked
 // unavailable where the kernel has no PSI), and I/O latency from its own
 // probe (64 KiB write, fsync and read back in the data folder). Metrics()
-// adds the reservations and lease counts. They are served as JSON
+// adds the reservations, lease counts, serving counters and each live
+// lease's use. They are served as JSON
 // (/v1/metrics) and in the Prometheus text format (/metrics, through
 // client_golang: gauges from the snapshot at scrape time, histograms of
 // prepare, shadow and serve latencies, Go and process collectors).
@@ -94,12 +130,24 @@
 // Every call but /healthz and /readyz needs "Authorization: Bearer
 // <token>"; the token is compared in constant time (SHA-256 of both, then
 // crypto/subtle), and a call without it is answered 401 before its body is
-// read. TLS is served when hostagent is given a certificate and key.
-// Bodies are limited to 64 KiB, must be one JSON object with no unknown
-// fields, sizes must be finite, ≥ 0 and at most 1 TiB, ratios within 0..1,
-// and every ID must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ so an ID used
-// in a file name can never leave the data folder. A rejected call changes
-// nothing.
+// read; such calls are logged at most once per
+// Config.UnauthorizedLogEvery, the next line counting those skipped. Each
+// host has its own token, api.DeriveToken(root secret, host ID), which only
+// the worker can compute (see agent/client's Trust: CA verification, an
+// allow-list of agent URLs, no plain HTTP off loopback). TLS is served when
+// hostagent is given a certificate and key. Bodies are limited to 64 KiB,
+// must be one JSON object with no unknown fields, sizes must be finite,
+// ≥ 0 and at most 1 TiB, ratios within 0..1, and every ID must match
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ so an ID used in a file name can never
+// leave the data folder. A rejected call changes nothing.
+//
+// The data folder (DefaultDataDir when hostagent is given none: under
+// $XDG_STATE_HOME or ~/.local/state, never the shared temporary folder) is
+// created 0700 and refused if it, or the folder a link at its path leads
+// to, belongs to another user, or if group or others can write into it.
+// Lease, cold and probe files are created exclusively (O_EXCL) and never
+// through a symbolic link (O_NOFOLLOW); the I/O probe uses a fresh random
+// name each time and removes its file.
 //
 // # Shutdown and restart
 //
@@ -110,21 +158,6 @@
 //
 // # HTTP API
 //
-//	method  path                     body            answer
-//	GET     /healthz                 -               200 {"status":"ok"} (no token)
-//	GET     /readyz                  -               200, or 503 while shutting down (no token)
-//	GET     /v1/info                 -               api.Info: ID, URL, capacity, speed, version
-//	POST    /v1/leases               ReserveRequest  201 api.Lease (new) or 200 (existing)
-//	GET     /v1/leases               -               []api.Lease, live leases
-//	GET     /v1/leases/{id}          -               api.Lease with resident and allocated MB
-//	DELETE  /v1/leases/{id}          -               api.ReleaseResult (200 also if it had ended)
-//	POST    /v1/leases/{id}/shadow   ShadowRequest   api.ShadowResult
-//	POST    /v1/serve                ServeRequest    api.ServeResult
-//	GET     /v1/metrics              -               api.HostMetrics (JSON)
-//	GET     /metrics                 -               Prometheus text format
-//
-// Errors are {"code","message"} with the status of the code: 400
-// bad_request, 401 unauthorized, 403 wrong_app, 404 not_found, 409
-// conflict / already_claimed / lease_too_small / over_capacity, 410 gone,
-// 413 too_large, 500 internal, 503 shutting_down.
+// The endpoints, bodies and error codes are package api's (see its
+// documentation); hostagent --help lists them too.
 package agent

@@ -41,7 +41,7 @@ func statusOf(code string) int {
 		return http.StatusForbidden
 	case api.CodeNotFound:
 		return http.StatusNotFound
-	case api.CodeConflict, api.CodeClaimed, api.CodeLeaseTooSmall, api.CodeOverCapacity:
+	case api.CodeConflict, api.CodeClaimed, api.CodeLeaseTooSmall, api.CodeLeaseBusy, api.CodeNotReady, api.CodeOverCapacity:
 		return http.StatusConflict
 	case api.CodeGone:
 		return http.StatusGone

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 
 	"github.com/forewarm/forewarm/agent/api"
 )
@@ -28,7 +29,7 @@ type hostSample struct {
 // memory from /proc/meminfo, pressure from /proc/pressure/memory (PSI), and
 // I/O latency from its own probe in the data folder.
 type sampler struct {
-	probePath string
+	dataDir string
 
 	mu      sync.Mutex
 	prevCPU *procfs.CPUStat
@@ -36,7 +37,7 @@ type sampler struct {
 }
 
 func newSampler(dataDir string) *sampler {
-	return &sampler{probePath: filepath.Join(dataDir, probeFileName)}
+	return &sampler{dataDir: dataDir}
 }
 
 func (s *sampler) latest() hostSample {
@@ -84,7 +85,7 @@ func (s *sampler) sample() error {
 	} else {
 		next.memPressure, next.psiAvailable = 0, false
 	}
-	if ms, err := ioProbe(s.probePath); err != nil {
+	if ms, err := ioProbe(s.dataDir); err != nil {
 		errs = append(errs, err)
 	} else {
 		next.ioLatencyMS = ms
@@ -102,14 +103,18 @@ func cpuBusy(c procfs.CPUStat) float64 {
 }
 
 // ioProbe times a 64 KiB write, fsync and read back of a file in the data
-// folder: a small, honest view of what storage on this host costs now.
-func ioProbe(path string) (float64, error) {
+// folder: a small, honest view of what storage on this host costs now. The
+// file has a fresh random name and is created exclusively without
+// following symbolic links, so nothing planted in the folder is written
+// through; it is removed afterwards.
+func ioProbe(dir string) (float64, error) {
 	buf := make([]byte, 64<<10)
 	for i := range buf {
 		buf[i] = byte(i)
 	}
+	path := probeFile(dir)
 	start := time.Now()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("I/O probe: %w", err)
 	}
@@ -146,18 +151,32 @@ func (a *Agent) Metrics() api.HostMetrics {
 		ServedWarm:       a.counters.servedWarm.Load(),
 		ServedCold:       a.counters.servedCold.Load(),
 		LeasesExpired:    a.counters.expired.Load(),
+		ServedReplayed:   a.counters.replayed.Load(),
+
+		FallbackConcurrency: a.counters.fbConc.Load(),
+		FallbackOversize:    a.counters.fbOversize.Load(),
+		LeasesExtended:      a.counters.extended.Load(),
+		LeasesKept:          a.counters.kept.Load(),
 	}
+	now := time.Now()
 	a.mu.Lock()
 	m.ReservedMemMB = mbOf(a.reserved.mem)
 	m.ReservedDiskMB = mbOf(a.reserved.disk)
 	m.ReservedCPUMilli = a.reserved.cpu
 	m.Leases = len(a.leases)
+	m.LeaseBusyMBs, m.LeaseIdleMBs = a.endedBusy, a.endedIdle
 	for _, l := range a.leases {
 		if l.state == api.StateReady {
 			m.LeasesReady++
 		}
+		u := l.useAt(now)
+		m.LeaseBusyMBs += u.BusyMBs
+		m.LeaseIdleMBs += u.IdleMBs
+		m.LeaseUse = append(m.LeaseUse, api.LeaseUseEntry{PreparationID: l.id, App: l.app, MemoryMB: l.memMB, LeaseUse: u})
 	}
 	m.ServingCold = a.cold
+	m.Tombstones = a.ended.len()
 	a.mu.Unlock()
+	sort.Slice(m.LeaseUse, func(i, j int) bool { return m.LeaseUse[i].PreparationID < m.LeaseUse[j].PreparationID })
 	return m
 }

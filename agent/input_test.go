@@ -60,6 +60,7 @@ func TestTokenIsRequiredOnEveryCallButHealth(t *testing.T) {
 		{"GET", api.LeasePath("p1"), ""},
 		{"DELETE", api.LeasePath("p1"), ""},
 		{"POST", api.ShadowPath("p1"), `{"read_ratio":0.5}`},
+		{"POST", api.ExtendPath("p1"), `{"ttl_seconds":60}`},
 		{"POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8}`},
 		{"GET", api.PathMetrics, ""},
 		{"GET", api.PathPrometheus, ""},
@@ -109,64 +110,77 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		t.Fatalf("setup reserve: %d", status)
 	}
 	huge := `{"preparation_id":"p1","app":"app-a","memory_mb":8,"pad":"` + strings.Repeat("x", api.MaxBodyBytes) + `"}`
+	const bad = api.CodeBadRequest
+	// Each refusal names what was wrong: the code, and the field (or the
+	// body's fault) in the message.
 	cases := []struct {
 		name, method, path, body string
 		status                   int
+		code, says               string
 	}{
-		{"unknown field", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":8,"memroy_mb":8}`, 400},
-		{"body too large", "POST", api.PathLeases, huge, 413},
-		{"empty body", "POST", api.PathLeases, ``, 400},
-		{"not JSON", "POST", api.PathLeases, `memory=8`, 400},
-		{"two objects", "POST", api.PathLeases, goodReserve + goodReserve, 400},
-		{"wrong type", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":"8"}`, 400},
-		{"negative memory", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":-8}`, 400},
-		{"negative disk", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","disk_mb":-1}`, 400},
-		{"negative cpu", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","cpu_milli":-1}`, 400},
-		{"absurd memory", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":1e300}`, 400},
-		{"absurd disk", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","disk_mb":2000000}`, 400},
-		{"nothing to reserve", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a"}`, 400},
-		{"TTL too long", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":8,"ttl_seconds":1e9}`, 400},
-		{"TTL negative", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":8,"ttl_seconds":-1}`, 400},
-		{"traversal ID", "POST", api.PathLeases, `{"preparation_id":"../../etc/passwd","app":"app-a","memory_mb":8}`, 400},
-		{"slash ID", "POST", api.PathLeases, `{"preparation_id":"a/b","app":"app-a","memory_mb":8}`, 400},
-		{"dot ID", "POST", api.PathLeases, `{"preparation_id":"..","app":"app-a","memory_mb":8}`, 400},
-		{"long ID", "POST", api.PathLeases, `{"preparation_id":"` + strings.Repeat("a", 129) + `","app":"app-a","memory_mb":8}`, 400},
-		{"empty ID", "POST", api.PathLeases, `{"preparation_id":"","app":"app-a","memory_mb":8}`, 400},
-		{"bad app", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app a","memory_mb":8}`, 400},
-		{"NUL in ID", "POST", api.PathLeases, `{"preparation_id":"p1\u0000","app":"app-a","memory_mb":8}`, 400},
-		{"shadow ratio", "POST", api.ShadowPath("keep"), `{"read_ratio":1.5}`, 400},
-		{"shadow sample", "POST", api.ShadowPath("keep"), `{"read_ratio":0.5,"sample_mb":100000}`, 400},
-		{"shadow unknown field", "POST", api.ShadowPath("keep"), `{"read_ratio":0.5,"x":1}`, 400},
-		{"shadow bad ID", "POST", api.PathLeases + "/ke%2Fep/shadow", `{"read_ratio":0.5}`, 400},
-		{"release traversal", "DELETE", api.PathLeases + "/..%2F..%2Fetc", ``, 400},
-		{"release encoded dot", "DELETE", api.PathLeases + "/%2E%2E", ``, 400},
-		{"serve no request ID", "POST", api.PathServe, `{"app":"app-a","memory_mb":8}`, 400},
-		{"serve work", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"work_ms":1e12}`, 400},
-		{"serve ratio", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"read_ratio":-0.1}`, 400},
-		{"serve bad lease ID", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","preparation_id":"../keep","memory_mb":8}`, 400},
-		{"serve request traversal", "POST", api.PathServe, `{"request_id":"../../x","app":"app-a","disk_mb":8}`, 400},
-		{"wrong method", "PUT", api.PathLeases, goodReserve, 405},
+		{"unknown field", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":8,"memroy_mb":8}`, 400, bad, `unknown field "memroy_mb"`},
+		{"body too large", "POST", api.PathLeases, huge, 413, api.CodeTooLarge, "request body over 65536 bytes"},
+		{"empty body", "POST", api.PathLeases, ``, 400, bad, "empty body"},
+		{"not JSON", "POST", api.PathLeases, `memory=8`, 400, bad, "invalid character"},
+		{"two objects", "POST", api.PathLeases, goodReserve + goodReserve, 400, bad, "unexpected data after the JSON object"},
+		{"wrong type", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":"8"}`, 400, bad, "memory_mb"},
+		{"negative memory", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":-8}`, 400, bad, "memory_mb must be a number ≥ 0"},
+		{"negative disk", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","disk_mb":-1}`, 400, bad, "disk_mb must be a number ≥ 0"},
+		{"negative cpu", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","cpu_milli":-1}`, 400, bad, "cpu_milli -1 is outside"},
+		{"absurd memory", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":1e300}`, 400, bad, "memory_mb 1e+300 is absurd"},
+		{"absurd disk", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","disk_mb":2000000}`, 400, bad, "disk_mb 2e+06 is absurd"},
+		{"nothing to reserve", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a"}`, 400, bad, "a lease must reserve something"},
+		{"TTL too long", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":8,"ttl_seconds":1e9}`, 400, bad, "ttl_seconds 1e+09 is outside"},
+		{"TTL negative", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app-a","memory_mb":8,"ttl_seconds":-1}`, 400, bad, "ttl_seconds -1 is outside"},
+		{"traversal ID", "POST", api.PathLeases, `{"preparation_id":"../../etc/passwd","app":"app-a","memory_mb":8}`, 400, bad, "preparation_id"},
+		{"slash ID", "POST", api.PathLeases, `{"preparation_id":"a/b","app":"app-a","memory_mb":8}`, 400, bad, "preparation_id"},
+		{"dot ID", "POST", api.PathLeases, `{"preparation_id":"..","app":"app-a","memory_mb":8}`, 400, bad, "preparation_id"},
+		{"long ID", "POST", api.PathLeases, `{"preparation_id":"` + strings.Repeat("a", 129) + `","app":"app-a","memory_mb":8}`, 400, bad, "preparation_id"},
+		{"empty ID", "POST", api.PathLeases, `{"preparation_id":"","app":"app-a","memory_mb":8}`, 400, bad, "preparation_id is required"},
+		{"bad app", "POST", api.PathLeases, `{"preparation_id":"p1","app":"app a","memory_mb":8}`, 400, bad, `app "app a" does not match`},
+		{"NUL in ID", "POST", api.PathLeases, `{"preparation_id":"p1\u0000","app":"app-a","memory_mb":8}`, 400, bad, "preparation_id"},
+		{"shadow ratio", "POST", api.ShadowPath("keep"), `{"read_ratio":1.5}`, 400, bad, "read_ratio must be within 0..1"},
+		{"shadow sample", "POST", api.ShadowPath("keep"), `{"read_ratio":0.5,"sample_mb":100000}`, 400, bad, "sample_mb 100000 is outside"},
+		{"shadow unknown field", "POST", api.ShadowPath("keep"), `{"read_ratio":0.5,"x":1}`, 400, bad, `unknown field "x"`},
+		{"shadow bad ID", "POST", api.PathLeases + "/ke%2Fep/shadow", `{"read_ratio":0.5}`, 400, bad, "preparation ID"},
+		{"release traversal", "DELETE", api.PathLeases + "/..%2F..%2Fetc", ``, 400, bad, "preparation ID"},
+		{"release encoded dot", "DELETE", api.PathLeases + "/%2E%2E", ``, 400, bad, "preparation ID"},
+		{"extend no TTL", "POST", api.ExtendPath("keep"), `{}`, 400, bad, "ttl_seconds 0 is outside"},
+		{"extend TTL too long", "POST", api.ExtendPath("keep"), `{"ttl_seconds":1e9}`, 400, bad, "ttl_seconds 1e+09 is outside"},
+		{"extend bad app", "POST", api.ExtendPath("keep"), `{"ttl_seconds":60,"app":"../x"}`, 400, bad, "app"},
+		{"extend unknown field", "POST", api.ExtendPath("keep"), `{"ttl":60}`, 400, bad, `unknown field "ttl"`},
+		{"extend bad ID", "POST", api.PathLeases + "/%2E%2E/extend", `{"ttl_seconds":60}`, 400, bad, "preparation ID"},
+		{"serve no request ID", "POST", api.PathServe, `{"app":"app-a","memory_mb":8}`, 400, bad, "request_id is required"},
+		{"serve work", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"work_ms":1e12}`, 400, bad, "work_ms 1e+12 is outside"},
+		{"serve ratio", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"read_ratio":-0.1}`, 400, bad, "read_ratio must be within 0..1"},
+		{"serve bad lease ID", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","preparation_id":"../keep","memory_mb":8}`, 400, bad, "preparation_id"},
+		{"serve request traversal", "POST", api.PathServe, `{"request_id":"../../x","app":"app-a","disk_mb":8}`, 400, bad, "request_id"},
+		{"keep without TTL", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"keep_id":"k1"}`, 400, bad, "keep_ttl_seconds is required"},
+		{"keep TTL without ID", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"keep_ttl_seconds":60}`, 400, bad, "keep_id is required"},
+		{"keep size without ID", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"keep_memory_mb":64}`, 400, bad, "keep_id is required"},
+		{"keep bad ID", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"keep_id":"../k","keep_ttl_seconds":60}`, 400, bad, "keep_id"},
+		{"keep the served lease", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","preparation_id":"keep","memory_mb":8,"keep_id":"keep","keep_ttl_seconds":60}`, 400, bad, "keep_id keep names the lease"},
+		{"keep TTL too long", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"keep_id":"k1","keep_ttl_seconds":1e9}`, 400, bad, "keep_ttl_seconds 1e+09 is outside"},
+		{"keep negative size", "POST", api.PathServe, `{"request_id":"r1","app":"app-a","memory_mb":8,"keep_id":"k1","keep_ttl_seconds":60,"keep_memory_mb":-1}`, 400, bad, "keep_memory_mb must be a number ≥ 0"},
+		{"wrong method", "PUT", api.PathLeases, goodReserve, 405, "", ""},
 	}
 	for _, c := range cases {
 		status, eb := call(t, c.method, ta.url+c.path, testToken, c.body)
-		if status != c.status {
-			t.Errorf("%s: status %d (%+v), want %d", c.name, status, eb, c.status)
-			continue
-		}
-		if status != 405 && (eb.Code == "" || eb.Message == "") {
-			t.Errorf("%s: error body %+v lacks a code or message", c.name, eb)
+		if status != c.status || eb.Code != c.code || !strings.Contains(eb.Message, c.says) {
+			t.Errorf("%s: %d %+v, want %d %s saying %q", c.name, status, eb, c.status, c.code, c.says)
 		}
 	}
 	// State unchanged: the one lease, untouched, and only its file.
 	leases := ta.Leases()
-	if len(leases) != 1 || leases[0].PreparationID != "keep" || leases[0].State != api.StateReady || leases[0].Shadows != 0 {
+	if len(leases) != 1 || leases[0].PreparationID != "keep" || leases[0].State != api.StateReady || leases[0].Shadows != 0 ||
+		leases[0].Extensions != 0 || leases[0].RequestsServed != 0 {
 		t.Errorf("leases after bad input: %+v", leases)
 	}
 	files := dataFiles(t, ta.dir)
 	if len(files) != 1 || files[0] != "fw-lease-keep.dat" {
 		t.Errorf("files after bad input: %v", files)
 	}
-	if m := ta.Metrics(); m.ReservedMemMB != 8 || m.ReservedDiskMB != 4 || m.ServedCold != 0 {
+	if m := ta.Metrics(); m.ReservedMemMB != 8 || m.ReservedDiskMB != 4 || m.ServedCold != 0 || m.LeasesKept != 0 || m.LeasesExtended != 0 {
 		t.Errorf("metrics after bad input: %+v", m)
 	}
 	// Nothing was written outside the data folder either.

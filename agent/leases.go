@@ -12,8 +12,8 @@ import (
 	"github.com/forewarm/forewarm/agent/api"
 )
 
-// lease is one reservation. Fields other than use and the resources are
-// guarded by Agent.mu.
+// lease is one reservation: a warm instance of its application. Fields
+// other than use and the resources are guarded by Agent.mu.
 type lease struct {
 	id, app  string
 	memMB    float64
@@ -22,6 +22,7 @@ type lease struct {
 	need     usage
 	ttl      time.Duration
 	created  time.Time
+	readyAt  time.Time // zero while preparing
 	expires  time.Time // zero while preparing
 	state    string
 	// ready is closed when preparation ends; prepErr says how.
@@ -32,18 +33,54 @@ type lease struct {
 	releaseWanted bool
 	prepareMS     float64
 	shadows       int
+	keptFrom      string // the cold request whose instance became this lease
 
-	// use is read-held by shadow requests and write-held while freeing,
-	// so memory is never unmapped under a running shadow.
+	// Its use as a warm instance.
+	maxConc    int
+	inflight   int
+	served     int64
+	busy       time.Duration // time with at least one request in flight, before busySince
+	busySince  time.Time
+	lastServed time.Time
+	fbConc     int64
+	fbOversize int64
+	extensions int
+
+	// use is read-held by shadows and served requests and write-held while
+	// freeing, so memory is never unmapped under them.
 	use   sync.RWMutex
 	mem   *region
 	disk  *storage
 	freed bool // guarded by use
 }
 
-// keepEnded is how long ended lease IDs are remembered: a late retry of a
-// reserve is told the lease ended instead of silently getting a new one.
-const keepEnded = time.Hour
+func newLease(id, app string, memMB, diskMB float64, cpuMilli int64, need usage, ttl time.Duration) *lease {
+	return &lease{
+		id: id, app: app, memMB: memMB, diskMB: diskMB, cpuMilli: cpuMilli,
+		need: need, ttl: ttl, created: time.Now(), maxConc: api.MaxConcurrent(cpuMilli),
+		state: api.StatePreparing, ready: make(chan struct{}),
+	}
+}
+
+// useAt is the lease's use until now; a.mu must be held.
+func (l *lease) useAt(now time.Time) api.LeaseUse {
+	u := api.LeaseUse{
+		RequestsServed: l.served, InFlight: l.inflight, MaxConcurrent: l.maxConc,
+		FallbackConcurrency: l.fbConc, FallbackOversize: l.fbOversize,
+		LastServed: l.lastServed, Extensions: l.extensions,
+	}
+	if l.readyAt.IsZero() {
+		return u
+	}
+	busy := l.busy
+	if l.inflight > 0 {
+		busy += now.Sub(l.busySince)
+	}
+	life := now.Sub(l.readyAt)
+	u.BusyMBs = l.memMB * busy.Seconds()
+	u.IdleMBs = l.memMB * max(0, life-busy).Seconds()
+	return u
+}
 
 func checkSize(field string, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
@@ -69,6 +106,15 @@ func checkRatio(field string, v float64) error {
 	return nil
 }
 
+// checkTTL turns a TTL in seconds into a duration, refusing one outside
+// api.MinTTL..api.MaxTTL.
+func checkTTL(field string, secs float64) (time.Duration, error) {
+	if math.IsNaN(secs) || secs < api.MinTTL.Seconds() || secs > api.MaxTTL.Seconds() {
+		return 0, errorf(api.CodeBadRequest, "%s %g is outside %g..%g", field, secs, api.MinTTL.Seconds(), api.MaxTTL.Seconds())
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
 func badID(field, id string) error {
 	if err := api.CheckID(field, id); err != nil {
 		return &Error{Code: api.CodeBadRequest, Msg: err.Error()}
@@ -89,14 +135,10 @@ func (a *Agent) checkReserve(r api.ReserveRequest) (time.Duration, error) {
 	if r.MemoryMB == 0 && r.DiskMB == 0 && r.CPUMilli == 0 {
 		return 0, errorf(api.CodeBadRequest, "a lease must reserve something: memory_mb, disk_mb and cpu_milli are all 0")
 	}
-	ttl := a.cfg.DefaultTTL
-	if r.TTLSeconds != 0 {
-		if math.IsNaN(r.TTLSeconds) || r.TTLSeconds < api.MinTTL.Seconds() || r.TTLSeconds > api.MaxTTL.Seconds() {
-			return 0, errorf(api.CodeBadRequest, "ttl_seconds %g is outside %g..%g", r.TTLSeconds, api.MinTTL.Seconds(), api.MaxTTL.Seconds())
-		}
-		ttl = time.Duration(r.TTLSeconds * float64(time.Second))
+	if r.TTLSeconds == 0 {
+		return a.cfg.DefaultTTL, nil
 	}
-	return ttl, nil
+	return checkTTL("ttl_seconds", r.TTLSeconds)
 }
 
 // firstError unwraps a join to its first *Error so one clear code is sent.
@@ -171,22 +213,17 @@ func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease,
 		v.Existing = true
 		return v, false, err
 	}
-	if e, ok := a.ended[r.PreparationID]; ok {
+	if ts, ok := a.ended.get(r.PreparationID); ok {
 		a.mu.Unlock()
-		return api.Lease{}, false, errorf(api.CodeGone, "preparation %s already ended (%s at %s); use a new preparation ID",
-			r.PreparationID, e.state, e.at.UTC().Format(time.RFC3339))
+		return api.Lease{}, false, errorf(api.CodeGone, "preparation %s already ended (%s at %s%s); use a new preparation ID",
+			r.PreparationID, ts.state, ts.at.UTC().Format(time.RFC3339), noteOf(ts))
 	}
 	if err := a.admit(need); err != nil {
 		a.mu.Unlock()
 		a.prom.refused.Inc()
 		return api.Lease{}, false, err
 	}
-	nl := &lease{
-		id: r.PreparationID, app: r.App,
-		memMB: r.MemoryMB, diskMB: r.DiskMB, cpuMilli: r.CPUMilli,
-		need: need, ttl: ttl, created: time.Now(),
-		state: api.StatePreparing, ready: make(chan struct{}),
-	}
+	nl := newLease(r.PreparationID, r.App, r.MemoryMB, r.DiskMB, r.CPUMilli, need, ttl)
 	a.leases[nl.id] = nl
 	a.reserved = a.reserved.add(need)
 	a.mu.Unlock()
@@ -195,36 +232,8 @@ func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease,
 	start := time.Now()
 	mem, disk, perr := a.allocate(need, leaseFile(a.cfg.DataDir, nl.id))
 	prepare := time.Since(start)
-
-	a.mu.Lock()
-	nl.prepErr = perr
-	nl.prepareMS = msOf(prepare)
-	if perr == nil {
-		nl.mem, nl.disk = mem, disk
-		nl.state = api.StateReady
-		nl.expires = time.Now().Add(ttl)
-	}
-	abandon := perr != nil || nl.releaseWanted
-	if abandon {
-		// Failed, or released while preparing: nobody else will find it.
-		if a.leases[nl.id] == nl {
-			delete(a.leases, nl.id)
-		}
-		if perr == nil {
-			a.ended[nl.id] = endedInfo{app: nl.app, state: api.StateReleased, at: time.Now()}
-		}
-	}
-	close(nl.ready)
-	a.mu.Unlock()
-
-	if perr != nil {
-		a.unreserve(need)
-		a.log.Error("lease preparation failed", "preparation", nl.id, "app", nl.app, "err", perr)
-		return api.Lease{}, false, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("preparing lease %s: %v", nl.id, perr)}
-	}
-	if abandon {
-		_ = a.freeLease(nl)
-		return api.Lease{}, false, errorf(api.CodeGone, "preparation %s was released while it was being prepared", nl.id)
+	if err := a.finishPreparing(nl, mem, disk, perr, prepare); err != nil {
+		return api.Lease{}, false, err
 	}
 	a.prom.prepare.Observe(prepare.Seconds())
 	a.counters.reserved.Add(1)
@@ -232,6 +241,41 @@ func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease,
 		"cpu_milli", nl.cpuMilli, "prepare_ms", nl.prepareMS, "ttl", ttl)
 	v, err := a.Lease(nl.id)
 	return v, true, err
+}
+
+// finishPreparing makes a preparing lease ready with the resources
+// allocated for it, or, when allocation failed or the lease was released
+// meanwhile, frees what there is and says why it is not ready.
+func (a *Agent) finishPreparing(l *lease, mem *region, disk *storage, perr error, took time.Duration) error {
+	a.mu.Lock()
+	l.prepareMS = msOf(took)
+	l.mem, l.disk = mem, disk
+	switch {
+	case perr != nil:
+		l.prepErr = &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("preparing lease %s: %v", l.id, perr)}
+	case l.releaseWanted:
+		l.prepErr = errorf(api.CodeGone, "preparation %s was released while it was being prepared", l.id)
+	default:
+		now := time.Now()
+		l.state = api.StateReady
+		l.readyAt = now
+		l.expires = now.Add(l.ttl)
+	}
+	if l.prepErr != nil && a.leases[l.id] == l {
+		// Failed: nobody else will find it. (A released one is gone already.)
+		delete(a.leases, l.id)
+	}
+	err := l.prepErr
+	close(l.ready) // readers of prepErr wait for this
+	a.mu.Unlock()
+
+	if err != nil {
+		if perr != nil {
+			a.log.Error("lease preparation failed", "preparation", l.id, "app", l.app, "err", perr)
+		}
+		_ = a.freeLease(l) // frees what was allocated and returns the capacity
+	}
+	return err
 }
 
 // allocate really reserves memory and storage, then applies the host's
@@ -268,9 +312,9 @@ func (a *Agent) unreserve(u usage) {
 	a.mu.Unlock()
 }
 
-// freeLease unmaps the memory and removes the file, waiting for shadow
-// requests still using them, then returns the capacity. The lease must
-// already be out of a.leases.
+// freeLease unmaps the memory and removes the file, waiting for shadows
+// and requests still using them, then returns the capacity. The lease must
+// already be out of a.leases. Freeing twice does nothing.
 func (a *Agent) freeLease(l *lease) error {
 	l.use.Lock()
 	if l.freed {
@@ -287,6 +331,37 @@ func (a *Agent) freeLease(l *lease) error {
 	return err
 }
 
+// freeLater frees l in the background (requests still run on it).
+func (a *Agent) freeLater(l *lease) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		_ = a.freeLease(l)
+	}()
+}
+
+// retireLocked takes a ready lease out of the live ones and remembers how
+// it ended; the caller frees it. a.mu must be held.
+func (a *Agent) retireLocked(l *lease, state, note string, now time.Time) tombstone {
+	use := l.useAt(now)
+	delete(a.leases, l.id)
+	if l.state == api.StatePreparing {
+		l.releaseWanted = true
+	}
+	ts := tombstone{app: l.app, state: state, note: note, at: now, held: now.Sub(l.created).Seconds(), use: use}
+	a.ended.add(l.id, ts)
+	a.endedBusy += use.BusyMBs
+	a.endedIdle += use.IdleMBs
+	return ts
+}
+
+func noteOf(ts tombstone) string {
+	if ts.note == "" {
+		return ""
+	}
+	return ": " + ts.note
+}
+
 // Lease describes one live lease.
 func (a *Agent) Lease(id string) (api.Lease, error) {
 	if err := badID("preparation ID", id); err != nil {
@@ -299,9 +374,9 @@ func (a *Agent) Lease(id string) (api.Lease, error) {
 		a.mu.Unlock()
 		return api.Lease{}, err
 	}
-	v := a.viewLocked(l)
+	v := a.viewLocked(l, time.Now())
 	a.mu.Unlock()
-	if l.state == api.StateReady {
+	if v.State == api.StateReady {
 		a.measure(l, &v)
 	}
 	return v, nil
@@ -309,21 +384,23 @@ func (a *Agent) Lease(id string) (api.Lease, error) {
 
 // Leases lists the live leases, oldest first.
 func (a *Agent) Leases() []api.Lease {
+	now := time.Now()
 	a.mu.Lock()
 	out := make([]api.Lease, 0, len(a.leases))
 	for _, l := range a.leases {
-		out = append(out, a.viewLocked(l))
+		out = append(out, a.viewLocked(l, now))
 	}
 	a.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out
 }
 
-func (a *Agent) viewLocked(l *lease) api.Lease {
+func (a *Agent) viewLocked(l *lease, now time.Time) api.Lease {
 	return api.Lease{
 		PreparationID: l.id, App: l.app, HostID: a.cfg.HostID, State: l.state,
 		MemoryMB: l.memMB, DiskMB: l.diskMB, CPUMilli: l.cpuMilli,
 		Created: l.created, Expires: l.expires, PrepareMS: l.prepareMS, Shadows: l.shadows,
+		KeptFrom: l.keptFrom, LeaseUse: l.useAt(now),
 	}
 }
 
@@ -331,6 +408,9 @@ func (a *Agent) viewLocked(l *lease) api.Lease {
 func (a *Agent) measure(l *lease, v *api.Lease) {
 	l.use.RLock()
 	defer l.use.RUnlock()
+	if l.freed {
+		return
+	}
 	if l.mem != nil {
 		if n, err := l.mem.residentBytes(); err == nil {
 			v.ResidentMB = mbOf(n)
@@ -345,71 +425,117 @@ func (a *Agent) measure(l *lease, v *api.Lease) {
 
 // missing explains why id is not live; a.mu must be held.
 func (a *Agent) missing(id string) error {
-	if e, ok := a.ended[id]; ok {
-		return errorf(api.CodeGone, "lease %s already ended (%s at %s)", id, e.state, e.at.UTC().Format(time.RFC3339))
+	if ts, ok := a.ended.get(id); ok {
+		return errorf(api.CodeGone, "lease %s already ended (%s at %s%s)", id, ts.state, ts.at.UTC().Format(time.RFC3339), noteOf(ts))
 	}
 	return errorf(api.CodeNotFound, "no lease %s on host %s", id, a.cfg.HostID)
 }
 
 // Release frees a lease. Releasing a lease that already ended is not an
-// error (Released is false); releasing one being served is refused.
+// error (Released is false). Releasing an ID the agent never knew is
+// not_found, and leaves a tombstone: a reserve for it that arrives late is
+// then refused instead of creating a lease nobody will release. Requests
+// still running on the lease finish first; its resources return after.
 func (a *Agent) Release(id string) (api.ReleaseResult, error) {
 	if err := badID("preparation ID", id); err != nil {
 		return api.ReleaseResult{}, err
 	}
+	now := time.Now()
 	a.mu.Lock()
 	l, ok := a.leases[id]
 	if !ok {
-		e, was := a.ended[id]
+		ts, was := a.ended.get(id)
+		if !was {
+			a.ended.add(id, tombstone{state: api.StateReleased, note: "released before it was reserved", at: now})
+		}
 		a.mu.Unlock()
 		if was {
-			return api.ReleaseResult{PreparationID: id, State: e.state}, nil
+			return api.ReleaseResult{PreparationID: id, State: ts.state, HeldSeconds: ts.held, LeaseUse: ts.use}, nil
 		}
-		return api.ReleaseResult{}, errorf(api.CodeNotFound, "no lease %s on host %s", id, a.cfg.HostID)
+		return api.ReleaseResult{}, errorf(api.CodeNotFound, "no lease %s on host %s (remembered as released, so a late reserve of it is refused)", id, a.cfg.HostID)
 	}
-	switch l.state {
-	case api.StateClaimed:
-		a.mu.Unlock()
-		return api.ReleaseResult{PreparationID: id, State: l.state},
-			errorf(api.CodeClaimed, "lease %s is claimed by a request being served; it is freed when that request ends", id)
-	case api.StatePreparing:
-		l.releaseWanted = true
-		delete(a.leases, id)
-		a.ended[id] = endedInfo{app: l.app, state: api.StateReleased, at: time.Now()}
-		a.mu.Unlock()
-		a.counters.released.Add(1)
-		return api.ReleaseResult{PreparationID: id, Released: true, State: api.StateReleased}, nil
-	}
-	delete(a.leases, id)
-	a.ended[id] = endedInfo{app: l.app, state: api.StateReleased, at: time.Now()}
+	preparing := l.state == api.StatePreparing
+	inflight := l.inflight
+	ts := a.retireLocked(l, api.StateReleased, "", now)
 	a.mu.Unlock()
-	held := time.Since(l.created).Seconds()
-	err := a.freeLease(l)
 	a.counters.released.Add(1)
-	a.log.Info("lease released", "preparation", id, "app", l.app, "held_s", held)
+	res := api.ReleaseResult{PreparationID: id, Released: true, State: api.StateReleased, HeldSeconds: ts.held, LeaseUse: ts.use}
+	switch {
+	case preparing:
+		return res, nil // its preparer frees it
+	case inflight > 0:
+		a.freeLater(l)
+		a.log.Info("lease released; freed when its requests end", "preparation", id, "app", l.app, "in_flight", inflight)
+		return res, nil
+	}
+	err := a.freeLease(l)
+	a.log.Info("lease released", "preparation", id, "app", l.app, "held_s", ts.held, "served", ts.use.RequestsServed)
 	if err != nil {
 		return api.ReleaseResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("releasing lease %s: %v", id, err)}
 	}
-	return api.ReleaseResult{PreparationID: id, Released: true, State: api.StateReleased, HeldSeconds: held}, nil
+	return res, nil
 }
 
-// reap releases every ready lease whose TTL has passed and forgets ended
-// IDs older than keepEnded.
+func checkExtend(r api.ExtendRequest) (time.Duration, error) {
+	if r.App != "" {
+		if err := badID("app", r.App); err != nil {
+			return 0, err
+		}
+	}
+	return checkTTL("ttl_seconds", r.TTLSeconds)
+}
+
+// Extend sets a ready lease's expiry to now + the TTL asked for, in place.
+func (a *Agent) Extend(id string, r api.ExtendRequest) (api.Lease, error) {
+	if err := badID("preparation ID", id); err != nil {
+		return api.Lease{}, err
+	}
+	ttl, err := checkExtend(r)
+	if err != nil {
+		return api.Lease{}, err
+	}
+	if err := a.begin(); err != nil {
+		return api.Lease{}, err
+	}
+	defer a.ops.Done()
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.leases[id]
+	switch {
+	case !ok:
+		return api.Lease{}, a.missing(id)
+	case r.App != "" && l.app != r.App:
+		return api.Lease{}, errorf(api.CodeWrongApp, "lease %s belongs to application %s, not %s", id, l.app, r.App)
+	case l.state != api.StateReady:
+		return api.Lease{}, errorf(api.CodeNotReady, "lease %s is %s; only a ready lease can be extended", id, l.state)
+	case now.After(l.expires) && l.inflight == 0:
+		a.retireLocked(l, api.StateExpired, "", now)
+		a.freeLater(l)
+		a.counters.expired.Add(1)
+		return api.Lease{}, errorf(api.CodeGone, "lease %s expired at %s", id, l.expires.UTC().Format(time.RFC3339Nano))
+	}
+	l.expires = now.Add(ttl)
+	l.extensions++
+	a.counters.extended.Add(1)
+	return a.viewLocked(l, now), nil
+}
+
+// reap releases every ready lease whose TTL has passed and that no request
+// runs on (a request is never cut short: its lease expires when it ends),
+// and forgets old tombstones.
 func (a *Agent) reap(now time.Time) int {
 	a.mu.Lock()
 	var expired []*lease
-	for id, l := range a.leases {
-		if l.state == api.StateReady && now.After(l.expires) {
+	for _, l := range a.leases {
+		if l.state == api.StateReady && l.inflight == 0 && now.After(l.expires) {
 			expired = append(expired, l)
-			delete(a.leases, id)
-			a.ended[id] = endedInfo{app: l.app, state: api.StateExpired, at: now}
 		}
 	}
-	for id, e := range a.ended {
-		if now.Sub(e.at) > keepEnded {
-			delete(a.ended, id)
-		}
+	for _, l := range expired {
+		a.retireLocked(l, api.StateExpired, "", now)
 	}
+	a.ended.trim(now)
 	a.mu.Unlock()
 	for _, l := range expired {
 		_ = a.freeLease(l)
@@ -419,8 +545,8 @@ func (a *Agent) reap(now time.Time) int {
 	return len(expired)
 }
 
-// acquire finds a ready lease for a shadow or a claim, waiting while it is
-// being prepared and reaping it if its TTL has passed. a.mu is held on
+// acquire finds a ready lease for a shadow or a request, waiting while it
+// is being prepared and reaping it if its TTL has passed. a.mu is held on
 // return when err is nil.
 func (a *Agent) acquire(ctx context.Context, id, app string) (*lease, error) {
 	for {
@@ -435,8 +561,7 @@ func (a *Agent) acquire(ctx context.Context, id, app string) (*lease, error) {
 			a.mu.Unlock()
 			return nil, errorf(api.CodeWrongApp, "lease %s belongs to application %s, not %s", id, l.app, app)
 		}
-		switch l.state {
-		case api.StatePreparing:
+		if l.state == api.StatePreparing {
 			a.mu.Unlock()
 			select {
 			case <-l.ready:
@@ -444,17 +569,19 @@ func (a *Agent) acquire(ctx context.Context, id, app string) (*lease, error) {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("waiting for lease %s to be ready: %w", id, ctx.Err())
 			}
-		case api.StateClaimed:
-			a.mu.Unlock()
-			return nil, errorf(api.CodeClaimed, "lease %s is already claimed by another request", id)
 		}
 		if now := time.Now(); now.After(l.expires) {
-			delete(a.leases, id)
-			a.ended[id] = endedInfo{app: l.app, state: api.StateExpired, at: now}
+			err := errorf(api.CodeGone, "lease %s expired at %s", id, l.expires.UTC().Format(time.RFC3339Nano))
+			if l.inflight > 0 {
+				// Requests still run on it; the reaper ends it after them.
+				a.mu.Unlock()
+				return nil, err
+			}
+			a.retireLocked(l, api.StateExpired, "", now)
 			a.mu.Unlock()
 			_ = a.freeLease(l)
 			a.counters.expired.Add(1)
-			return nil, errorf(api.CodeGone, "lease %s expired at %s", id, l.expires.UTC().Format(time.RFC3339Nano))
+			return nil, err
 		}
 		return l, nil
 	}

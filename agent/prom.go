@@ -16,6 +16,9 @@ import (
 type counters struct {
 	reserved, released, expired atomic.Int64
 	servedWarm, servedCold      atomic.Int64
+	replayed                    atomic.Int64
+	fbConc, fbOversize          atomic.Int64
+	extended, kept              atomic.Int64
 }
 
 // promMetrics is the agent's own Prometheus registry: latency histograms
@@ -118,11 +121,59 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.servedWarm.Load()) }),
 		c("forewarm_agent_served_cold_total", "Requests served with resources allocated on the spot.",
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.servedCold.Load()) }),
+		c("forewarm_agent_served_replayed_total", "Retried serves answered with the first result (idempotent by request ID).",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.replayed.Load()) }),
+		c("forewarm_agent_fallback_concurrency_total", "Requests naming a lease served cold because the lease already served its maximum in parallel.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.fbConc.Load()) }),
+		c("forewarm_agent_fallback_oversize_total", "Requests naming a lease served cold because they were larger than the lease.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.fbOversize.Load()) }),
+		c("forewarm_agent_leases_extended_total", "Lease extensions in place.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.extended.Load()) }),
+		c("forewarm_agent_leases_kept_total", "Cold instances kept as new leases after serving.",
+			func(_ api.HostMetrics, c *counters) float64 { return float64(c.kept.Load()) }),
+		c("forewarm_agent_lease_busy_mb_seconds_total", "Memory-time of leases with at least one request running on them.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseBusyMBs }),
+		c("forewarm_agent_lease_idle_mb_seconds_total", "Memory-time of ready leases with no request running on them.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseIdleMBs }),
+		g("forewarm_agent_tombstones", "Ended lease IDs remembered so late reserves are refused.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Tombstones) }),
+	}
+}
+
+// leaseMetric is one per-lease series; only live leases have them, so
+// their number is bounded by the leases the host holds.
+type leaseMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(u api.LeaseUseEntry) float64
+}
+
+func (s snapshotCollector) leaseMetrics() []leaseMetric {
+	labels := []string{"lease", "app"}
+	m := func(name, help string, kind prometheus.ValueType, f func(u api.LeaseUseEntry) float64) leaseMetric {
+		return leaseMetric{prometheus.NewDesc(name, help, labels, s.host), kind, f}
+	}
+	return []leaseMetric{
+		m("forewarm_agent_lease_requests_served_total", "Requests served warm on this live lease.", prometheus.CounterValue,
+			func(u api.LeaseUseEntry) float64 { return float64(u.RequestsServed) }),
+		m("forewarm_agent_lease_in_flight", "Requests running on this live lease now.", prometheus.GaugeValue,
+			func(u api.LeaseUseEntry) float64 { return float64(u.InFlight) }),
+		m("forewarm_agent_lease_busy_mb_seconds", "Busy memory-time of this live lease.", prometheus.CounterValue,
+			func(u api.LeaseUseEntry) float64 { return u.BusyMBs }),
+		m("forewarm_agent_lease_idle_mb_seconds", "Idle memory-time of this live lease.", prometheus.CounterValue,
+			func(u api.LeaseUseEntry) float64 { return u.IdleMBs }),
+		m("forewarm_agent_lease_fallback_concurrency_total", "Requests naming this lease served cold because it was busy.", prometheus.CounterValue,
+			func(u api.LeaseUseEntry) float64 { return float64(u.FallbackConcurrency) }),
+		m("forewarm_agent_lease_fallback_oversize_total", "Requests naming this lease served cold because they were larger.", prometheus.CounterValue,
+			func(u api.LeaseUseEntry) float64 { return float64(u.FallbackOversize) }),
 	}
 }
 
 func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range s.metrics() {
+		ch <- m.desc
+	}
+	for _, m := range s.leaseMetrics() {
 		ch <- m.desc
 	}
 }
@@ -131,5 +182,11 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	snap := s.a.Metrics()
 	for _, m := range s.metrics() {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(snap, &s.a.counters))
+	}
+	lms := s.leaseMetrics()
+	for _, u := range snap.LeaseUse {
+		for _, m := range lms {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(u), u.PreparationID, u.App)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/forewarm/forewarm/agent/api"
@@ -17,9 +18,10 @@ import (
 // MinTokenLen is the shortest bearer token the agent accepts to run with.
 const MinTokenLen = 16
 
-// Handler serves the agent's HTTP API. Every path but /healthz and
-// /readyz needs "Authorization: Bearer <token>"; a call without it is
-// answered 401 before anything else is looked at.
+// Handler serves the agent's HTTP API (see package api for the endpoints).
+// Every path but /healthz and /readyz needs "Authorization: Bearer
+// <token>"; a call without it is answered 401 before anything else is
+// looked at, and logged at most once per Config.UnauthorizedLogEvery.
 func (a *Agent) Handler(token string) (http.Handler, error) {
 	if len(token) < MinTokenLen {
 		return nil, fmt.Errorf("bearer token must be at least %d characters (got %d)", MinTokenLen, len(token))
@@ -47,6 +49,14 @@ func (a *Agent) Handler(token string) (http.Handler, error) {
 		res, err := a.Shadow(r.Context(), r.PathValue("id"), req)
 		reply(w, http.StatusOK, res, err)
 	})
+	mux.HandleFunc("POST "+api.PathLeases+"/{id}/extend", func(w http.ResponseWriter, r *http.Request) {
+		var req api.ExtendRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		l, err := a.Extend(r.PathValue("id"), req)
+		reply(w, http.StatusOK, l, err)
+	})
 	mux.HandleFunc("POST "+api.PathServe, func(w http.ResponseWriter, r *http.Request) {
 		var req api.ServeRequest
 		if !decode(w, r, &req) {
@@ -73,12 +83,37 @@ func (a *Agent) Handler(token string) (http.Handler, error) {
 		if !authorized(r, want) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="forewarm-hostagent"`)
 			writeError(w, errorf(api.CodeUnauthorized, "missing or wrong bearer token"))
-			a.log.Warn("unauthorized call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			if ok, skipped := a.unauth.allow(time.Now()); ok {
+				a.log.Warn("unauthorized call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+					"not_logged_since_last", skipped)
+			}
 			return
 		}
 		mux.ServeHTTP(w, r)
 		a.log.Debug("call", "method", r.Method, "path", r.URL.Path, "ms", msOf(time.Since(start)))
 	}), nil
+}
+
+// logLimiter lets one log line through per interval and counts the rest,
+// so a flood of bad calls cannot flood the log.
+type logLimiter struct {
+	every   time.Duration
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+// allow says whether to log now and how many lines were skipped before.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.skipped++
+		return false, 0
+	}
+	skipped := l.skipped
+	l.last, l.skipped = now, 0
+	return true, skipped
 }
 
 // authorized compares the presented token with the wanted one in constant

@@ -19,7 +19,7 @@ import (
 const (
 	leaseFilePrefix = "fw-lease-"
 	coldFilePrefix  = "fw-cold-"
-	probeFileName   = "fw-probe-io.dat"
+	probeFilePrefix = "fw-probe-"
 	fileSuffix      = ".dat"
 )
 
@@ -36,7 +36,7 @@ type storage struct {
 // gives real blocks without writing them; where the file system does not
 // support it, zeros are written instead.
 func allocStorage(path string, size int64) (*storage, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create storage file: %w", err)
 	}
@@ -139,9 +139,18 @@ func leaseFile(dir, prepID string) string {
 // coldFile names a cold request's file; the random part keeps two
 // requests with the same ID apart.
 func coldFile(dir, requestID string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return filepath.Join(dir, coldFilePrefix+requestID+"-"+hex.EncodeToString(b[:])+fileSuffix)
+	return filepath.Join(dir, coldFilePrefix+requestID+"-"+randomHex(4)+fileSuffix)
+}
+
+// probeFile names a fresh I/O probe file.
+func probeFile(dir string) string {
+	return filepath.Join(dir, probeFilePrefix+randomHex(8)+fileSuffix)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // removeLeftovers deletes the agent's own files from a previous run. Only

@@ -28,6 +28,10 @@ func sampleBytes(mb float64) int64 {
 	return mbToBytes(mb)
 }
 
+func checkShadow(r api.ShadowRequest) error {
+	return firstError(errors.Join(checkRatio("read_ratio", r.ReadRatio), checkSample(r.SampleMB)))
+}
+
 // Shadow runs a small slice of the expected work on a ready lease: it
 // writes every page of the prepared memory, asks the kernel how much of
 // it is resident, and reads and writes a sample of the prepared file with
@@ -36,7 +40,7 @@ func (a *Agent) Shadow(ctx context.Context, id string, r api.ShadowRequest) (api
 	if err := badID("preparation ID", id); err != nil {
 		return api.ShadowResult{}, err
 	}
-	if err := firstError(errors.Join(checkRatio("read_ratio", r.ReadRatio), checkSample(r.SampleMB))); err != nil {
+	if err := checkShadow(r); err != nil {
 		return api.ShadowResult{}, err
 	}
 	if err := a.begin(); err != nil {
@@ -49,8 +53,9 @@ func (a *Agent) Shadow(ctx context.Context, id string, r api.ShadowRequest) (api
 	}
 	// Taken under a.mu while the lease is live, so no free can be running.
 	l.use.RLock()
+	mark := byte(l.shadows + 2)
 	a.mu.Unlock()
-	res, err := a.shadowWork(l, r)
+	res, err := a.shadowWork(l, r, mark)
 	l.use.RUnlock()
 	if err != nil {
 		return api.ShadowResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("shadow on lease %s: %v", id, err)}
@@ -62,10 +67,10 @@ func (a *Agent) Shadow(ctx context.Context, id string, r api.ShadowRequest) (api
 	return res, nil
 }
 
-func (a *Agent) shadowWork(l *lease, r api.ShadowRequest) (api.ShadowResult, error) {
+func (a *Agent) shadowWork(l *lease, r api.ShadowRequest, mark byte) (api.ShadowResult, error) {
 	res := api.ShadowResult{PreparationID: l.id}
 	start := time.Now()
-	l.mem.touch(byte(l.shadows + 2))
+	l.mem.touch(mark)
 	resident, err := l.mem.residentBytes()
 	if err != nil {
 		return res, err
@@ -97,16 +102,46 @@ func (a *Agent) checkServe(r api.ServeRequest) error {
 	if math.IsNaN(r.WorkMS) || r.WorkMS < 0 || r.WorkMS > api.MaxWorkMS {
 		errs = append(errs, errorf(api.CodeBadRequest, "work_ms %g is outside 0..%d", r.WorkMS, api.MaxWorkMS))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return firstError(err)
+	if err := firstError(errors.Join(errs...)); err != nil {
+		return err
 	}
-	return nil
+	return checkKeep(r)
 }
 
-// Serve runs one request. Naming a ready lease of the same application
-// claims it (warm: its memory and file are handed over as they are);
-// otherwise the resources are allocated on the spot (cold). Either way the
-// request's work then runs and the resources are freed afterwards.
+// checkKeep checks the keep fields: keep_id and keep_ttl_seconds come
+// together, and the keep sizes are sizes.
+func checkKeep(r api.ServeRequest) error {
+	asked := r.KeepID != "" || r.KeepTTLSeconds != 0 || r.KeepMemoryMB != 0 || r.KeepDiskMB != 0 || r.KeepCPUMilli != 0
+	if !asked {
+		return nil
+	}
+	if r.KeepID == "" {
+		return errorf(api.CodeBadRequest, "keep_id is required to keep the instance (keep_ttl_seconds or a keep size was given)")
+	}
+	if err := badID("keep_id", r.KeepID); err != nil {
+		return err
+	}
+	if r.KeepID == r.PreparationID {
+		return errorf(api.CodeBadRequest, "keep_id %s names the lease the request is served on; a kept instance needs a new ID", r.KeepID)
+	}
+	if r.KeepTTLSeconds == 0 {
+		return errorf(api.CodeBadRequest, "keep_ttl_seconds is required with keep_id")
+	}
+	if _, err := checkTTL("keep_ttl_seconds", r.KeepTTLSeconds); err != nil {
+		return err
+	}
+	return firstError(errors.Join(checkSize("keep_memory_mb", r.KeepMemoryMB), checkSize("keep_disk_mb", r.KeepDiskMB),
+		checkCPU("keep_cpu_milli", r.KeepCPUMilli)))
+}
+
+// Serve runs one request, once per request ID: a retry of a request served
+// before (or still running) gets the first result, marked Replayed.
+//
+// Naming a ready lease of the same application serves it warm on the
+// lease's memory and file, which stay the lease's afterwards; a lease that
+// is busy, too small, gone or unknown refuses, or with FallbackCold serves
+// cold. Cold, the resources are allocated on the spot and freed after the
+// request, unless KeepID asks to keep them as a new lease.
 func (a *Agent) Serve(ctx context.Context, r api.ServeRequest) (api.ServeResult, error) {
 	if err := a.checkServe(r); err != nil {
 		return api.ServeResult{}, err
@@ -115,115 +150,224 @@ func (a *Agent) Serve(ctx context.Context, r api.ServeRequest) (api.ServeResult,
 		return api.ServeResult{}, err
 	}
 	defer a.ops.Done()
+	e, first, err := a.served.begin(r.RequestID, r.App)
+	if err != nil {
+		return api.ServeResult{}, err
+	}
+	if !first {
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return api.ServeResult{}, fmt.Errorf("waiting for the first serve of request %s: %w", r.RequestID, ctx.Err())
+		}
+		if e.err != nil {
+			return api.ServeResult{}, e.err
+		}
+		a.counters.replayed.Add(1)
+		res := e.res
+		res.Replayed = true
+		return res, nil
+	}
+	res, err := a.serve(ctx, r)
+	a.served.end(e, res, err)
+	return res, err
+}
 
+func (a *Agent) serve(ctx context.Context, r api.ServeRequest) (api.ServeResult, error) {
 	res := api.ServeResult{RequestID: r.RequestID, HostID: a.cfg.HostID}
 	start := time.Now()
-	var (
-		l    *lease
-		mem  *region
-		disk *storage
-	)
 	if r.PreparationID != "" {
-		var err error
-		l, err = a.claim(ctx, r)
+		l, err := a.take(ctx, r)
 		switch {
 		case err == nil:
-			res.Warm, res.PreparationID = true, r.PreparationID
-			mem, disk = l.mem, l.disk
+			return a.serveWarm(l, r, res, start)
 		case r.FallbackCold && fallbackable(err):
-			res.FallbackReason = err.Error()
+			res.FallbackReason, res.FallbackCode = err.Error(), CodeOf(err)
 		default:
 			return api.ServeResult{}, err
 		}
 	}
-	var need usage
-	if !res.Warm {
-		need = usage{mbToBytes(r.MemoryMB), mbToBytes(r.DiskMB), r.CPUMilli}
-		a.mu.Lock()
-		if err := a.admit(need); err != nil {
-			a.mu.Unlock()
-			a.prom.refused.Inc()
-			return api.ServeResult{}, err
-		}
-		a.reserved = a.reserved.add(need)
-		a.cold++
-		a.mu.Unlock()
-		var err error
-		mem, disk, err = a.allocate(need, coldFile(a.cfg.DataDir, r.RequestID))
-		if err != nil {
-			a.endCold(need)
-			return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("cold set-up for request %s: %v", r.RequestID, err)}
-		}
-	}
-	setup := time.Since(start)
-
-	workStart := time.Now()
-	if res.Warm {
-		l.use.RLock() // a shadow may still be finishing on it; fine, both only read and write bytes
-	}
-	werr := a.work(mem, disk, r)
-	if res.Warm {
-		l.use.RUnlock()
-	}
-	work := time.Since(workStart)
-
-	// Free after answering; the capacity returns when the memory is gone.
-	a.bg.Add(1)
-	go func() {
-		defer a.bg.Done()
-		if res.Warm {
-			a.finishClaim(l)
-		} else {
-			_ = errors.Join(mem.free(), disk.free())
-			a.endCold(need)
-		}
-	}()
-	if werr != nil {
-		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("request %s: %v", r.RequestID, werr)}
-	}
-	res.SetupMS, res.WorkMS = msOf(setup), msOf(work)
-	res.TotalMS = msOf(time.Since(start))
-	if res.Warm {
-		a.counters.servedWarm.Add(1)
-	} else {
-		a.counters.servedCold.Add(1)
-	}
-	a.prom.serve.WithLabelValues(warmLabel(res.Warm)).Observe(res.TotalMS / 1000)
-	return res, nil
+	return a.serveCold(r, res, start)
 }
 
-func warmLabel(warm bool) string {
-	if warm {
-		return "warm"
-	}
-	return "cold"
-}
-
-// fallbackable says whether a failed claim may be served cold instead.
-// A lease of another application never is: that is a caller's bug.
-func fallbackable(err error) bool {
-	switch CodeOf(err) {
-	case api.CodeNotFound, api.CodeGone, api.CodeClaimed, api.CodeLeaseTooSmall:
-		return true
-	}
-	return false
-}
-
-// claim hands a ready lease to one request; of concurrent claims exactly
-// one wins because the state changes under a.mu.
-func (a *Agent) claim(ctx context.Context, r api.ServeRequest) (*lease, error) {
+// take puts a request on a ready lease: same application, fits the lease,
+// and fewer than MaxConcurrent requests already on it. Misses that will be
+// served cold are counted on the lease. The lease's use lock is read-held
+// on success.
+func (a *Agent) take(ctx context.Context, r api.ServeRequest) (*lease, error) {
 	l, err := a.acquire(ctx, r.PreparationID, r.App)
 	if err != nil {
 		return nil, err
 	}
 	defer a.mu.Unlock()
 	if exceeds(r.MemoryMB, l.memMB) || exceeds(r.DiskMB, l.diskMB) || r.CPUMilli > l.cpuMilli {
+		if r.FallbackCold {
+			l.fbOversize++
+			a.counters.fbOversize.Add(1)
+		}
 		return nil, errorf(api.CodeLeaseTooSmall,
 			"lease %s holds %g MB memory, %g MB disk, %d millicores; the request needs %g MB, %g MB, %d",
 			l.id, l.memMB, l.diskMB, l.cpuMilli, r.MemoryMB, r.DiskMB, r.CPUMilli)
 	}
-	l.state = api.StateClaimed
+	if l.inflight >= l.maxConc {
+		if r.FallbackCold {
+			l.fbConc++
+			a.counters.fbConc.Add(1)
+		}
+		return nil, errorf(api.CodeLeaseBusy,
+			"lease %s already serves %d requests, its limit (one per whole core of its %d millicores, at least one)",
+			l.id, l.inflight, l.cpuMilli)
+	}
+	now := time.Now()
+	if l.inflight == 0 {
+		l.busySince = now
+	}
+	l.inflight++
+	l.served++
+	l.lastServed = now
+	// Taken under a.mu while the lease is live, so no free can be running.
+	l.use.RLock()
 	return l, nil
+}
+
+// serveWarm runs the request on the lease's resources, which stay the
+// lease's.
+func (a *Agent) serveWarm(l *lease, r api.ServeRequest, res api.ServeResult, start time.Time) (api.ServeResult, error) {
+	setup := time.Since(start)
+	workStart := time.Now()
+	werr := a.work(l.mem, l.disk, r)
+	work := time.Since(workStart)
+	a.mu.Lock()
+	l.inflight--
+	if l.inflight == 0 {
+		l.busy += time.Since(l.busySince)
+	}
+	a.mu.Unlock()
+	l.use.RUnlock()
+	if werr != nil {
+		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("request %s on lease %s: %v", r.RequestID, l.id, werr)}
+	}
+	res.Warm, res.PreparationID = true, l.id
+	res.SetupMS, res.WorkMS = msOf(setup), msOf(work)
+	res.TotalMS = msOf(time.Since(start))
+	a.counters.servedWarm.Add(1)
+	a.prom.serve.WithLabelValues("warm").Observe(res.TotalMS / 1000)
+	return res, nil
+}
+
+// serveCold allocates the request's resources, runs it, and frees them
+// afterwards or keeps them as a new lease.
+func (a *Agent) serveCold(r api.ServeRequest, res api.ServeResult, start time.Time) (api.ServeResult, error) {
+	need := usage{mbToBytes(r.MemoryMB), mbToBytes(r.DiskMB), r.CPUMilli}
+	a.mu.Lock()
+	var kl *lease
+	if r.KeepID != "" {
+		kl, res.KeepRefused = a.keepLocked(r)
+	}
+	if kl == nil {
+		if err := a.admit(need); err != nil {
+			a.mu.Unlock()
+			a.prom.refused.Inc()
+			return api.ServeResult{}, err
+		}
+		a.reserved = a.reserved.add(need)
+	}
+	a.cold++
+	a.mu.Unlock()
+
+	var (
+		mem  *region
+		disk *storage
+		err  error
+	)
+	if kl != nil {
+		mem, disk, err = a.allocate(kl.need, leaseFile(a.cfg.DataDir, kl.id))
+	} else {
+		mem, disk, err = a.allocate(need, coldFile(a.cfg.DataDir, r.RequestID))
+	}
+	setup := time.Since(start)
+	if err != nil {
+		if kl != nil {
+			_ = a.finishPreparing(kl, nil, nil, err, setup)
+			a.endCold(usage{})
+		} else {
+			a.endCold(need)
+		}
+		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("cold set-up for request %s: %v", r.RequestID, err)}
+	}
+	workStart := time.Now()
+	werr := a.work(mem, disk, r)
+	work := time.Since(workStart)
+
+	switch {
+	case kl != nil && werr != nil:
+		_ = a.finishPreparing(kl, mem, disk, werr, setup)
+		a.endCold(usage{})
+	case kl != nil:
+		if perr := a.finishPreparing(kl, mem, disk, nil, setup); perr != nil {
+			res.KeepRefused = perr.Error()
+		} else {
+			a.mu.Lock()
+			res.Kept, res.KeptID, res.KeptExpires = true, kl.id, kl.expires
+			a.mu.Unlock()
+			a.counters.kept.Add(1)
+			a.log.Info("cold instance kept as a lease", "preparation", kl.id, "app", kl.app, "request", r.RequestID,
+				"memory_mb", kl.memMB, "ttl", kl.ttl)
+		}
+		a.endCold(usage{})
+	default:
+		// Free after answering; the capacity returns when the memory is gone.
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			_ = errors.Join(mem.free(), disk.free())
+			a.endCold(need)
+		}()
+	}
+	if werr != nil {
+		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("request %s: %v", r.RequestID, werr)}
+	}
+	res.SetupMS, res.WorkMS = msOf(setup), msOf(work)
+	res.TotalMS = msOf(time.Since(start))
+	a.counters.servedCold.Add(1)
+	a.prom.serve.WithLabelValues("cold").Observe(res.TotalMS / 1000)
+	return res, nil
+}
+
+// keepLocked admits the lease a cold request asks to keep, like a reserve:
+// a new ID, and room for the larger of the request's and the keep sizes.
+// It returns the lease (preparing until the request ends) or why nothing
+// will be kept. a.mu must be held.
+func (a *Agent) keepLocked(r api.ServeRequest) (*lease, string) {
+	if _, live := a.leases[r.KeepID]; live {
+		return nil, fmt.Sprintf("%s: lease %s already exists", api.CodeConflict, r.KeepID)
+	}
+	if ts, ok := a.ended.get(r.KeepID); ok {
+		return nil, fmt.Sprintf("%s: preparation %s already ended (%s at %s%s)", api.CodeGone, r.KeepID,
+			ts.state, ts.at.UTC().Format(time.RFC3339), noteOf(ts))
+	}
+	memMB, diskMB, cpu := max(r.MemoryMB, r.KeepMemoryMB), max(r.DiskMB, r.KeepDiskMB), max(r.CPUMilli, r.KeepCPUMilli)
+	need := usage{mbToBytes(memMB), mbToBytes(diskMB), cpu}
+	if err := a.admit(need); err != nil {
+		return nil, err.Error()
+	}
+	ttl, _ := checkTTL("keep_ttl_seconds", r.KeepTTLSeconds) // checked in checkKeep
+	kl := newLease(r.KeepID, r.App, memMB, diskMB, cpu, need, ttl)
+	kl.keptFrom = r.RequestID
+	a.leases[kl.id] = kl
+	a.reserved = a.reserved.add(need)
+	return kl, ""
+}
+
+// fallbackable says whether a lease that cannot take a request may be
+// replaced by a cold serve. A lease of another application never is: that
+// is a caller's bug.
+func fallbackable(err error) bool {
+	switch CodeOf(err) {
+	case api.CodeNotFound, api.CodeGone, api.CodeLeaseBusy, api.CodeLeaseTooSmall:
+		return true
+	}
+	return false
 }
 
 // exceeds says a request's size is larger than a lease's, ignoring float
@@ -232,15 +376,6 @@ func (a *Agent) claim(ctx context.Context, r api.ServeRequest) (*lease, error) {
 // 110.99999999999999 MB.
 func exceeds(need, have float64) bool {
 	return need > have+1e-6*max(1, have)
-}
-
-// finishClaim frees a lease whose request has been served.
-func (a *Agent) finishClaim(l *lease) {
-	a.mu.Lock()
-	delete(a.leases, l.id)
-	a.ended[l.id] = endedInfo{app: l.app, state: api.StateUsed, at: time.Now()}
-	a.mu.Unlock()
-	_ = a.freeLease(l)
 }
 
 func (a *Agent) endCold(need usage) {

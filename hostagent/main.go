@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -59,6 +58,10 @@ type settings struct {
 	LogLevel     string
 	LogFormat    string
 	ClickHouse   config.ClickHouse
+	// PrintToken, with RootSecretFile, prints the host's derived token and
+	// exits (run where the root secret lives, not on the host).
+	PrintToken     bool
+	RootSecretFile string
 }
 
 // usageError is a bad flag or environment variable: exit status 2.
@@ -160,11 +163,43 @@ host metrics, over HTTP+JSON with a bearer token (TLS with --tls-cert/--tls-key)
 With --advertise-url it registers itself in ClickHouse and pushes its metrics
 every --report-every so the worker discovers it without a restart.
 
+A lease is a warm instance of its application: once ready it serves every
+request of that application naming it until it is released or its TTL ends,
+up to one request per whole core it reserves at a time (at least one). A
+request beyond that, or larger than the lease, is served cold (when the
+caller allows it) and counted, and the lease stays ready. Leases are extended
+in place (POST /v1/leases/{id}/extend), and a cold request may keep its
+instance as a new lease (keep_id, keep_ttl_seconds). Serving is idempotent by
+request ID; releasing an unknown ID leaves a tombstone so a late reserve of it
+is refused.
+
+API (JSON; every path but /healthz and /readyz needs "Authorization: Bearer"):
+  GET    /healthz, /readyz               liveness, readiness (503 when stopping)
+  GET    /v1/info                        host ID, capacity, speed, version
+  POST   /v1/leases                      reserve {preparation_id, app, memory_mb, disk_mb, cpu_milli, ttl_seconds}
+  GET    /v1/leases[/{id}]               live leases with their use (requests_served, busy_mb_s, idle_mb_s, fallbacks)
+  DELETE /v1/leases/{id}                 release (final use in the answer)
+  POST   /v1/leases/{id}/shadow          shadow request {read_ratio, sample_mb}
+  POST   /v1/leases/{id}/extend          new expiry {ttl_seconds, app}
+  POST   /v1/serve                       {request_id, app, preparation_id, memory_mb, disk_mb, read_ratio, work_ms,
+                                          fallback_cold, keep_id, keep_ttl_seconds, keep_memory_mb, ...}
+  GET    /v1/metrics, /metrics           host metrics as JSON, and for Prometheus
+Refusals are {"code","message"}: bad_request 400, unauthorized 401, wrong_app 403,
+not_found 404, conflict / lease_busy / lease_too_small / not_ready / over_capacity 409,
+gone 410, too_large 413, internal 500, shutting_down 503.
+
+Credentials: each agent has its own token, derived from a root secret that
+only the worker holds: hex(HMAC-SHA256(root secret, host ID)). Compute it where
+the secret lives and give the host only the result:
+  hostagent --print-token --host-id fast --root-secret-file .state/agent-root-secret > fast.token
+
 Example, three hosts of different sizes and speeds on one machine:
-  echo "$(head -c 24 /dev/urandom | base64)" > .state/agent.token
-  hostagent --host-id fast   --listen 127.0.0.1:7071 --memory-mb 4096 --speed 1    --token-file .state/agent.token --advertise-url http://127.0.0.1:7071 &
-  hostagent --host-id medium --listen 127.0.0.1:7072 --memory-mb 2048 --speed 0.5  --setup-ms-per-mb 0.2 --token-file .state/agent.token --advertise-url http://127.0.0.1:7072 &
-  hostagent --host-id slow   --listen 127.0.0.1:7073 --memory-mb 1024 --speed 0.25 --setup-ms-per-mb 1   --token-file .state/agent.token --advertise-url http://127.0.0.1:7073 &
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > .state/agent-root-secret
+  for h in fast medium slow; do hostagent --print-token --host-id $h --root-secret-file .state/agent-root-secret > .state/$h.token; done
+  hostagent --host-id fast   --listen 127.0.0.1:7071 --memory-mb 4096 --speed 1    --token-file .state/fast.token   --advertise-url http://127.0.0.1:7071 &
+  hostagent --host-id medium --listen 127.0.0.1:7072 --memory-mb 2048 --speed 0.5  --setup-ms-per-mb 0.2 --token-file .state/medium.token --advertise-url http://127.0.0.1:7072 &
+  hostagent --host-id slow   --listen 127.0.0.1:7073 --memory-mb 1024 --speed 0.25 --setup-ms-per-mb 1   --token-file .state/slow.token   --advertise-url http://127.0.0.1:7073 &
+  worker --agent-root-secret-file .state/agent-root-secret
 
 Flags (environment variable in brackets):
 %s`, fs.FlagUsages())
@@ -174,8 +209,10 @@ Flags (environment variable in brackets):
 	fs.Int64Var(&s.MemoryMB, "memory-mb", env.int64("HOSTAGENT_MEMORY_MB", 2048), "memory capacity to hand out, MB ($HOSTAGENT_MEMORY_MB)")
 	fs.Int64Var(&s.DiskMB, "disk-mb", env.int64("HOSTAGENT_DISK_MB", 4096), "storage capacity to hand out, MB ($HOSTAGENT_DISK_MB)")
 	fs.Int64Var(&s.CPUMilli, "cpu-milli", env.int64("HOSTAGENT_CPU_MILLI", int64(runtime.NumCPU())*1000), "CPU capacity to hand out, millicores ($HOSTAGENT_CPU_MILLI)")
-	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files; leftovers of a previous run are removed at start (default <tmp>/forewarm-hostagent-<host-id>) ($HOSTAGENT_DATA_DIR)")
-	fs.StringVar(&s.TokenFile, "token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding the bearer token (or put the token itself in $HOSTAGENT_TOKEN) ($HOSTAGENT_TOKEN_FILE)")
+	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files, created 0700 and refused if another user owns it or can write into it; leftovers of a previous run are removed at start (default $XDG_STATE_HOME/forewarm-agent/<host-id>, else ~/.local/state/forewarm-agent/<host-id>) ($HOSTAGENT_DATA_DIR)")
+	fs.StringVar(&s.TokenFile, "token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding this host's bearer token (or put the token itself in $HOSTAGENT_TOKEN) ($HOSTAGENT_TOKEN_FILE)")
+	fs.BoolVar(&s.PrintToken, "print-token", false, "print the token of --host-id derived from --root-secret-file, and exit")
+	fs.StringVar(&s.RootSecretFile, "root-secret-file", "", "the fleet's root secret, only with --print-token (never give it to a host)")
 	fs.StringVar(&s.TLSCert, "tls-cert", os.Getenv("HOSTAGENT_TLS_CERT"), "TLS certificate (PEM); serve HTTPS with --tls-key ($HOSTAGENT_TLS_CERT)")
 	fs.StringVar(&s.TLSKey, "tls-key", os.Getenv("HOSTAGENT_TLS_KEY"), "TLS private key (PEM) ($HOSTAGENT_TLS_KEY)")
 	fs.Float64Var(&s.Speed, "speed", env.float("HOSTAGENT_SPEED", 1), "speed in (0,1]: every prepare, shadow and work phase takes 1/speed of its real time ($HOSTAGENT_SPEED)")
@@ -211,8 +248,11 @@ func (s *settings) check() error {
 	if err := api.CheckID("--host-id", s.HostID); err != nil {
 		return usageError{err.Error()}
 	}
+	if s.PrintToken != (s.RootSecretFile != "") {
+		return usagef("--print-token and --root-secret-file go together: the agent itself is given only its token (--token-file)")
+	}
 	if s.DataDir == "" {
-		s.DataDir = filepath.Join(os.TempDir(), "forewarm-hostagent-"+s.HostID)
+		s.DataDir = agent.DefaultDataDir(s.HostID)
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return usagef("--tls-cert and --tls-key must be given together")
@@ -270,10 +310,27 @@ func newLogger(s settings, w *os.File) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: use text or json", s.LogFormat)
 }
 
+// printToken writes the host's token derived from the root secret file.
+func printToken(s settings, stdout *os.File) error {
+	b, err := os.ReadFile(s.RootSecretFile)
+	if err != nil {
+		return usagef("--root-secret-file: %v", err)
+	}
+	root := strings.TrimSpace(string(b))
+	if len(root) < agent.MinTokenLen {
+		return usagef("--root-secret-file %s: the root secret must be at least %d characters", s.RootSecretFile, agent.MinTokenLen)
+	}
+	_, err = fmt.Fprintln(stdout, api.DeriveToken([]byte(root), s.HostID))
+	return err
+}
+
 func run(args []string, stdout, stderr *os.File) error {
 	s, err := parse(args, stdout, stderr)
 	if err != nil {
 		return err
+	}
+	if s.PrintToken {
+		return printToken(s, stdout)
 	}
 	tok, err := s.token()
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
@@ -118,8 +119,11 @@ func exists(path string) bool {
 
 func TestHelpAndBadFlags(t *testing.T) {
 	out, err := exec.Command(binary, "--help").Output()
-	if err != nil || !strings.Contains(string(out), "--memory-mb") || !strings.Contains(string(out), "$HOSTAGENT_SPEED") {
-		t.Errorf("--help: %v\n%s", err, out)
+	for _, want := range []string{"--memory-mb", "$HOSTAGENT_SPEED", "POST   /v1/leases/{id}/extend", "keep_ttl_seconds",
+		"hex(HMAC-SHA256(root secret, host ID))", "lease_busy", "one request per whole core"} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("--help lacks %q: %v\n%s", want, err, out)
+		}
 	}
 	cases := []struct {
 		name string
@@ -138,6 +142,9 @@ func TestHelpAndBadFlags(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", "c.pem"}, nil, "--tls-cert and --tls-key"},
 		{"bad advertise URL", []string{"--advertise-url", "127.0.0.1:1"}, nil, "--advertise-url"},
 		{"stray argument", []string{"serve"}, nil, "unexpected argument"},
+		{"print token without secret", []string{"--print-token"}, nil, "--print-token and --root-secret-file go together"},
+		{"root secret on a host", []string{"--root-secret-file", "/etc/hostname"}, nil, "--print-token and --root-secret-file go together"},
+		{"world-writable data folder", []string{"--data-dir", openDir(t)}, nil, "writable by group or others"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(binary, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, c.args...)...)
@@ -147,6 +154,95 @@ func TestHelpAndBadFlags(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
 			t.Errorf("%s: %v, output %q; want exit 2 mentioning %q", c.name, err, out, c.want)
 		}
+	}
+}
+
+// openDir is a folder anyone may write into: no place for lease files.
+func openDir(t *testing.T) string {
+	d := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// The provisioning step prints a host's token from the root secret; the
+// agent given that token lets in the worker deriving the same, and refuses
+// the token of another host.
+func TestPrintTokenAndPerHostCredentials(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "root-secret")
+	root := "fleet-root-secret-for-the-test-0123"
+	if err := os.WriteFile(secret, []byte(root+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "--print-token", "--host-id", "h1", "--root-secret-file", secret).Output()
+	if err != nil || strings.TrimSpace(string(out)) != api.DeriveToken([]byte(root), "h1") {
+		t.Fatalf("--print-token = %q, %v; want the derived token", out, err)
+	}
+	tokFile := filepath.Join(dir, "h1.token")
+	if err := os.WriteFile(tokFile, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	url := "http://" + addr
+	trust, err := client.NewTrust(client.TrustConfig{RootSecret: []byte(root)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker, err := trust.Client("h1", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "http", addr, worker, "--host-id", "h1", "--data-dir", filepath.Join(dir, "data"), "--token-file", tokFile)
+	ctx := ctxT(t)
+	if _, err := worker.Reserve(ctx, client.ReserveRequest{PreparationID: "p1", App: "app", MemoryMB: 4}); err != nil {
+		t.Errorf("the worker with h1's derived token: %v", err)
+	}
+	other, err := trust.Client("h2", url) // a registry row naming h2 at h1's address
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Leases(ctx); !errors.Is(err, client.ErrUnauthorized) {
+		t.Errorf("h2's token at h1: %v, want unauthorized", err)
+	}
+}
+
+// Without --data-dir the agent keeps its files under $XDG_STATE_HOME, in a
+// folder of its own (0700), not in the shared temporary folder.
+func TestDefaultDataFolder(t *testing.T) {
+	state := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "--listen", addr, "--host-id", "dflt")
+	cmd.Env = append(os.Environ(), "HOSTAGENT_TOKEN="+token, "XDG_STATE_HOME="+state)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
+	c := client.New("http://"+addr, token)
+	ctx := ctxT(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for c.Health(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not healthy:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := c.Reserve(ctx, client.ReserveRequest{PreparationID: "p1", App: "app", MemoryMB: 1, DiskMB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(state, "forewarm-agent", "dflt")
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 || !exists(filepath.Join(dir, "fw-lease-p1.dat")) {
+		t.Errorf("data folder %s: %v, %v; want 0700 holding the lease file", dir, fi, err)
+	}
+	if info, err := c.Info(ctx); err != nil || info.DataDir != dir {
+		t.Errorf("info = %+v, %v; want data folder %s", info, err, dir)
 	}
 }
 
@@ -245,6 +341,30 @@ func TestServesTLSWithTheGivenCertificate(t *testing.T) {
 	}
 	if err := client.New("https://"+addr, token).Health(ctx); err == nil {
 		t.Error("a client that does not trust the certificate got through")
+	}
+	// The worker's trust: with --agent-ca the agent's certificate is
+	// verified; with the system's roots it is not trusted.
+	withCA, err := client.NewTrust(client.TrustConfig{Token: token, CAFile: certFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := withCA.Client("tls-host", "https://"+addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wc.Info(ctx); err != nil {
+		t.Errorf("worker trusting the agent's CA: %v", err)
+	}
+	noCA, err := client.NewTrust(client.TrustConfig{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := noCA.Client("tls-host", "https://"+addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Info(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("worker without the agent's CA: %v, want a certificate error", err)
 	}
 }
 

@@ -7,8 +7,7 @@ import (
 	"sync"
 )
 
-// Demand predicts, for each input, P(at least one request in the next
-// Spec().Horizon bins). Implementations are safe for concurrent use. One
+// Demand predicts, for each input, P(at least one request in the next bin). Implementations are safe for concurrent use. One
 // loaded with ONNX Runtime holds a session: it implements io.Closer, and
 // a caller replacing it should Close the old one.
 type Demand interface {
@@ -142,8 +141,9 @@ func (d *goDemand) PredictEncoded(x []float32, n int) ([]float64, error) {
 func encodeBatch(spec DemandSpec, in []DemandInput) ([]float32, error) {
 	step := spec.SeqLen * spec.NumFeatures()
 	x := make([]float32, len(in)*step)
+	idle := NewIdleTimes(nil, spec.GapCap, spec.Hazard)
 	for i := range in {
-		if err := spec.Encode(x[i*step:(i+1)*step], in[i], i); err != nil {
+		if err := spec.encodeInput(x[i*step:(i+1)*step], in[i], i, idle); err != nil {
 			return nil, err
 		}
 	}

@@ -15,7 +15,7 @@ func TestLoadDemandRefusesIncompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := *res
-	other.Spec.Horizon = 9
+	other.Spec.DensityBins = 9
 	otherMeta := other.Meta()
 	renamed := *res
 	renamed.Version = "someone-else"
@@ -72,11 +72,9 @@ func TestPredictRefusesBadInput(t *testing.T) {
 		return []DemandInput{in[1], x}
 	}
 	cases := map[string][]DemandInput{
-		"Counts":    mk(func(x *DemandInput) { x.Counts[0] = math.Inf(1) }),
-		"MemoryMB":  mk(func(x *DemandInput) { x.MemoryMB = math.NaN() }),
-		"ReadRatio": mk(func(x *DemandInput) { x.ReadRatio = 2 }),
-		"Bin":       mk(func(x *DemandInput) { x.Bin = time.Second }),
-		"Next":      mk(func(x *DemandInput) { x.Next = time.Time{} }),
+		"Counts": mk(func(x *DemandInput) { x.Counts[0] = math.Inf(1) }),
+		"Bin":    mk(func(x *DemandInput) { x.Bin = time.Second }),
+		"Next":   mk(func(x *DemandInput) { x.Next = time.Time{} }),
 	}
 	for field, batch := range cases {
 		_, err := d.Predict(batch)
@@ -89,7 +87,7 @@ func TestPredictRefusesBadInput(t *testing.T) {
 		PredictEncoded([]float32, int) ([]float64, error)
 	})
 	T, F := res.Spec.SeqLen, res.Spec.NumFeatures()
-	if _, err := enc.PredictEncoded(make([]float32, (T-1)*F), 1); err == nil || !strings.Contains(err.Error(), "64 bins") {
+	if _, err := enc.PredictEncoded(make([]float32, (T-1)*F), 1); err == nil || !strings.Contains(err.Error(), "32 bins") {
 		t.Errorf("short sequence: %v", err)
 	}
 	x := make([]float32, T*F)
@@ -112,17 +110,22 @@ func TestEncodeLastStep(t *testing.T) {
 	counts := make([]float64, 100)
 	counts[90] = 4 // last request 9 bins before next
 	next := time.Date(2024, 1, 1, 6, 0, 0, 0, time.UTC)
-	if err := spec.Encode(x, DemandInput{Counts: counts, Next: next, Bin: time.Minute, MemoryMB: 256, ReadRatio: 0.25}, 0); err != nil {
+	spec.TimeOfDay = true
+	if err := spec.Encode(x, DemandInput{Counts: counts, Next: next, Bin: time.Minute}, 0); err != nil {
 		t.Fatal(err)
 	}
 	last := x[(T-1)*F:]
 	want := map[string]float64{
 		"log_count": 0, "active": 0,
-		"tod_sin":     math.Sin(2 * math.Pi * (5*60 + 59) / 1440.0),
-		"recency":     math.Log1p(9) / math.Log1p(1440),
-		"active_rate": 1.0 / 100,
-		"log_memory":  math.Log1p(256) / 10,
-		"read_ratio":  0.25, "recent_density": 0,
+		"tod_sin":        math.Sin(2 * math.Pi * (5*60 + 59) / 1440.0),
+		"dow_sin":        0, // off: DayOfWeek is false
+		"recency":        math.Log1p(9) / math.Log1p(1440),
+		"active_rate":    1.0 / 100,
+		"recent_density": 0,
+		// No idle time observed (one request): the hazard is the prior, the
+		// share of active bins.
+		"hazard":          1.0 / 100,
+		"hazard_evidence": 0,
 	}
 	for i, name := range spec.Features {
 		if w, ok := want[name]; ok && math.Abs(float64(last[i])-w) > 1e-6 {
@@ -132,5 +135,80 @@ func TestEncodeLastStep(t *testing.T) {
 	step90 := x[(T-10)*F:]
 	if got := float64(step90[0]); math.Abs(got-math.Log1p(4)/8) > 1e-6 || step90[1] != 1 || step90[6] != 0 {
 		t.Errorf("active step: log_count %v active %v recency %v", step90[0], step90[1], step90[6])
+	}
+}
+
+// The hazard reads an application's idle times: a timer every 10 bins is
+// due after 9 idle bins, not before.
+func TestHazardOfATimer(t *testing.T) {
+	spec := DefaultDemandSpec(time.Minute)
+	counts := make([]float64, 200)
+	for b := 0; b < 200; b += 10 {
+		counts[b] = 1
+	}
+	it := NewIdleTimes(counts, spec.GapCap, spec.Hazard)
+	if it.Count() != 19 {
+		t.Fatalf("%v idle times, want 19", it.Count())
+	}
+	rate := 20.0 / 200
+	// 9 idle bins: every idle time matches (kernel 1: 8..10), all survive.
+	if got, want := it.Hazard(9), (19+0.5*rate)/(19+0.5); math.Abs(got-want) > 1e-12 {
+		t.Errorf("hazard(9) = %v, want %v", got, want)
+	}
+	// 8 idle bins: the kernel reaches 9 (timers drift by a bin).
+	if got := it.Hazard(8); got < 0.9 {
+		t.Errorf("hazard(8) = %v, want the kernel to reach the period", got)
+	}
+	// 3 idle bins: nothing ends there.
+	if got, want := it.Hazard(3), 0.5*rate/(19+0.5); math.Abs(got-want) > 1e-12 {
+		t.Errorf("hazard(3) = %v, want %v", got, want)
+	}
+	// Beyond every idle time: no survivor, the prior alone.
+	if got := it.Hazard(50); math.Abs(got-rate) > 1e-12 {
+		t.Errorf("hazard(50) = %v, want the active share %v", got, rate)
+	}
+	// In the encoding, the last step of a sequence ending 9 idle bins after
+	// a request carries hazard(9).
+	x := make([]float32, spec.SeqLen*spec.NumFeatures())
+	if err := spec.Encode(x, DemandInput{Counts: counts, Next: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	last := x[(spec.SeqLen-1)*spec.NumFeatures():]
+	h := NewIdleTimes(counts, spec.GapCap, spec.Hazard).Hazard(9)
+	if math.Abs(float64(last[9])-h) > 1e-6 || h < 0.9 {
+		t.Errorf("hazard feature %v, want %v (high)", last[9], h)
+	}
+}
+
+func TestGroupsAndCalibration(t *testing.T) {
+	busy := make([]float64, 100)
+	timer := make([]float64, 200)
+	rare := make([]float64, 200)
+	for i := range busy {
+		busy[i] = float64(i % 2)
+	}
+	for i := 0; i < 200; i += 15 {
+		timer[i] = 1
+	}
+	rare[10], rare[150] = 1, 1
+	for name, c := range map[string][]float64{GroupBusy: busy, GroupPeriodic: timer, GroupSparse: rare} {
+		if got := GroupOf(c); got != name {
+			t.Errorf("GroupOf(%s) = %s", name, got)
+		}
+	}
+	p := []float64{0.0005, 0.0005, 0.02, 0.02, 0.5, 0.5, 1}
+	y := []bool{false, false, false, true, true, false, true}
+	c, err := Calibrate(p, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Reliability{{0.001, 2, 0.0005, 0}, {0.01, 0, 0, 0}, {0.03, 2, 0.02, 0.5}, {0.1, 0, 0, 0}, {0.3, 0, 0, 0}, {1, 3, 2.0 / 3, 2.0 / 3}}
+	for i, r := range c.Reliability {
+		if r.UpTo != want[i].UpTo || r.N != want[i].N || math.Abs(r.MeanP-want[i].MeanP) > 1e-12 || math.Abs(r.Observed-want[i].Observed) > 1e-12 {
+			t.Errorf("bin %d: %+v, want %+v", i, r, want[i])
+		}
+	}
+	if c.Metrics.N != 7 || math.Abs(c.MeanP-(0.001+0.04+1+1)/7) > 1e-12 {
+		t.Errorf("calibration %+v", c)
 	}
 }

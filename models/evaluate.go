@@ -309,9 +309,7 @@ func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, fro
 				lo, hi := b*opt.BatchSize, min((b+1)*opt.BatchSize, n)
 				for k := lo; k < hi; k++ {
 					i, t := k/per, from+k%per
-					a := &tr.Apps[i]
-					in = append(in, DemandInput{Counts: hist[i].counts[max(0, t-hb):t], Next: tr.BinStart(t), Bin: tr.Bin,
-						MemoryMB: a.MemoryOrDefault(), ReadRatio: a.ReadRatio})
+					in = append(in, DemandInput{Counts: hist[i].counts[max(0, t-hb):t], Next: tr.BinStart(t), Bin: tr.Bin})
 				}
 				out, err := model.Predict(in)
 				if err != nil {

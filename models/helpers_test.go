@@ -25,8 +25,7 @@ func randomDemand(t testing.TB, hidden int, seed uint64) (*DemandResult, []Deman
 				c[j] = float64(rng.IntN(50))
 			}
 		}
-		in[i] = DemandInput{Counts: c, Next: start.Add(time.Duration(i) * 7 * time.Minute), Bin: time.Minute,
-			MemoryMB: 100 + 20*float64(i), ReadRatio: float64(i) / 64}
+		in[i] = DemandInput{Counts: c, Next: start.Add(time.Duration(i) * 7 * time.Minute), Bin: time.Minute}
 	}
 	return res, in
 }

@@ -161,3 +161,103 @@ func Score(p, rank []float64, y []bool) (Metrics, error) {
 		ECE:      ECE(p, y, 10),
 	}, nil
 }
+
+// ReliabilityBins are the upper edges of the predicted-probability bins of
+// a reliability table: log-spaced, since a demand forecast is mostly small
+// probabilities and equal-width bins would put nearly all of them in one.
+var ReliabilityBins = []float64{0.001, 0.01, 0.03, 0.1, 0.3, 1}
+
+// Reliability is one bin of a reliability table: the predictions that
+// fell in it, their mean, and how often the event happened.
+type Reliability struct {
+	UpTo     float64 `json:"up_to"`
+	N        int     `json:"n"`
+	MeanP    float64 `json:"mean_p"`
+	Observed float64 `json:"observed_rate"`
+}
+
+// Calibration is how well predicted probabilities match outcomes: the
+// scores, calibration in the large (mean predicted against observed) and a
+// reliability table.
+type Calibration struct {
+	Metrics     Metrics       `json:"metrics"`
+	MeanP       float64       `json:"mean_p"`
+	Reliability []Reliability `json:"reliability"`
+}
+
+// Calibrate scores p against y with a reliability table over
+// ReliabilityBins.
+func Calibrate(p []float64, y []bool) (Calibration, error) {
+	m, err := Score(p, nil, y)
+	if err != nil {
+		return Calibration{}, err
+	}
+	c := Calibration{Metrics: m, Reliability: make([]Reliability, len(ReliabilityBins))}
+	sumP := make([]float64, len(ReliabilityBins))
+	sumY := make([]float64, len(ReliabilityBins))
+	for i, v := range p {
+		b := sort.SearchFloat64s(ReliabilityBins, v)
+		if b < len(ReliabilityBins) && ReliabilityBins[b] == v && b < len(ReliabilityBins)-1 {
+			b++ // a bin holds p < its edge; the last one holds 1 too
+		}
+		b = min(b, len(ReliabilityBins)-1)
+		c.Reliability[b].N++
+		sumP[b] += v
+		sumY[b] += b2f64(y[i])
+		c.MeanP += v
+	}
+	if len(p) > 0 {
+		c.MeanP /= float64(len(p))
+	}
+	for b := range c.Reliability {
+		r := &c.Reliability[b]
+		r.UpTo = ReliabilityBins[b]
+		if r.N > 0 {
+			r.MeanP, r.Observed = sumP[b]/float64(r.N), sumY[b]/float64(r.N)
+		}
+	}
+	return c, nil
+}
+
+// Application groups for calibration and results, read from an
+// application's own history.
+const (
+	GroupBusy     = "busy"     // active in at least half of its bins
+	GroupPeriodic = "periodic" // at least 10 idle times, half of them within a bin of the commonest
+	GroupSparse   = "sparse"   // the rest: irregular, rare or new
+)
+
+// Groups lists the application groups in report order.
+var Groups = []string{GroupBusy, GroupPeriodic, GroupSparse}
+
+// GroupOf classifies an application by its counts (oldest first).
+func GroupOf(counts []float64) string {
+	active := 0
+	last := -1
+	its := map[int]int{}
+	n := 0
+	for i, c := range counts {
+		if c <= 0 {
+			continue
+		}
+		active++
+		if last >= 0 {
+			its[i-last-1]++
+			n++
+		}
+		last = i
+	}
+	if len(counts) > 0 && 2*active >= len(counts) {
+		return GroupBusy
+	}
+	if n >= 10 {
+		best := 0
+		for it := range its {
+			best = max(best, its[it-1]+its[it]+its[it+1])
+		}
+		if 2*best >= n {
+			return GroupPeriodic
+		}
+	}
+	return GroupSparse
+}

@@ -19,9 +19,9 @@ import (
 
 // TrainOptions configures TrainDemand. Zero values pick the defaults.
 type TrainOptions struct {
-	// Spec zero = DefaultDemandSpec(trace bin), with the time features only
-	// when the training range spans two days or more; SeqLen, Horizon and
-	// Hidden may be set alone (Format left empty) to keep that logic.
+	// Spec zero = DefaultDemandSpec(trace bin), with the calendar features
+	// the training range allows (CalendarFeatures); SeqLen and Hidden may be
+	// set alone (Format left empty) to keep that logic.
 	Spec DemandSpec
 	// TrainUntil ends the training data: every label window lies before it.
 	// Zero = the trace end. Evaluate on later times only.
@@ -116,13 +116,18 @@ func (d *dataset) fingerprint() uint64 {
 	return h.Sum64()
 }
 
-// encode writes sample s's input tensor into dst.
-func (d *dataset) encode(dst []float32, s sample) {
-	a := &d.tr.Apps[s.app]
+// encode writes sample s's input tensor into dst; idle is the caller's
+// scratch histogram (one per goroutine).
+func (d *dataset) encode(dst []float32, s sample, idle *IdleTimes) {
 	c := d.counts[s.app]
 	t := int(s.t)
-	d.spec.encode(dst, c[max(0, t-d.spec.HistoryBins()):t], d.tr.BinStart(t), a.MemoryOrDefault(), a.ReadRatio)
+	hist := c[max(0, t-d.spec.HistoryBins()):t]
+	idle.reset(tail(hist, d.spec.GapCap))
+	d.spec.encodeWith(dst, hist, d.tr.BinStart(t), idle)
 }
+
+// newIdle is a scratch idle-time histogram for the dataset's spec.
+func (d *dataset) newIdle() *IdleTimes { return NewIdleTimes(nil, d.spec.GapCap, d.spec.Hazard) }
 
 func buildDataset(tr *trace.Trace, spec DemandSpec, opt TrainOptions) (*dataset, error) {
 	end, err := binIndex(tr, opt.TrainUntil, tr.Bins)
@@ -242,9 +247,6 @@ func (o *TrainOptions) defaults(tr *trace.Trace) DemandSpec {
 		if spec.SeqLen > 0 {
 			s.SeqLen = spec.SeqLen
 		}
-		if spec.Horizon > 0 {
-			s.Horizon = spec.Horizon
-		}
 		if spec.Hidden > 0 {
 			s.Hidden = spec.Hidden
 		}
@@ -252,7 +254,7 @@ func (o *TrainOptions) defaults(tr *trace.Trace) DemandSpec {
 		if !o.TrainUntil.IsZero() {
 			span = o.TrainUntil.Sub(tr.Start)
 		}
-		s.TimeFeatures = span >= 48*time.Hour
+		s.TimeOfDay, s.DayOfWeek = CalendarFeatures(span)
 		spec = s
 	}
 	if o.Samples <= 0 {
@@ -283,6 +285,13 @@ func (o *TrainOptions) defaults(tr *trace.Trace) DemandSpec {
 		o.Logger = slog.Default()
 	}
 	return spec
+}
+
+// CalendarFeatures says which calendar features a training range of span
+// can teach: the time of day once every hour has been seen (a day), the day
+// of week once every weekday has (a week).
+func CalendarFeatures(span time.Duration) (timeOfDay, dayOfWeek bool) {
+	return span >= 24*time.Hour, span >= 7*24*time.Hour
 }
 
 // TrainDemand fits the demand LSTM on tr with BPTT and Adam, stopping early
@@ -491,11 +500,19 @@ type trainer struct {
 }
 
 type worker struct {
+	idle   *IdleTimes
 	tape   lstmTape
 	grad   *lstm
 	x      []float32
 	dlogit []float32
 	loss   float64
+}
+
+func (w *worker) idleFor(ds *dataset) *IdleTimes {
+	if w.idle == nil {
+		w.idle = ds.newIdle()
+	}
+	return w.idle
 }
 
 func newTrainer(m *lstm, ds *dataset, workers, bs int) *trainer {
@@ -547,7 +564,7 @@ func (t *trainer) step(idx []int) float64 {
 			ys := make([]bool, n)
 			for k, i := range idx[p[0]:p[1]] {
 				s := t.ds.train[i]
-				t.ds.encode(w.x[k*T*F:(k+1)*T*F], s)
+				t.ds.encode(w.x[k*T*F:(k+1)*T*F], s, w.idleFor(t.ds))
 				ys[k] = s.y
 			}
 			t.m.forward(&w.tape, w.x, n, T)
@@ -589,7 +606,7 @@ func (t *trainer) logits(samples []sample, T, F int) ([]float64, []bool) {
 				n := e - s
 				w.x = growF(w.x, n*T*F)
 				for k := range n {
-					t.ds.encode(w.x[k*T*F:(k+1)*T*F], samples[s+k])
+					t.ds.encode(w.x[k*T*F:(k+1)*T*F], samples[s+k], w.idleFor(t.ds))
 					ys[s+k] = samples[s+k].y
 				}
 				t.m.forward(&w.tape, w.x, n, T)

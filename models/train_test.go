@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,9 +140,9 @@ func TestTrainDegenerateData(t *testing.T) {
 	if err != nil || !(p[0] >= 0 && p[0] < 0.5) {
 		t.Errorf("all-idle model predicts %v, %v", p, err)
 	}
-	short := periodicTrace(2, 6, 6)
-	if _, err := TrainDemand(context.Background(), short, smallOptions(short, 6), nil); err == nil {
-		t.Error("6-bin trace accepted for training")
+	short := periodicTrace(2, 4, 4)
+	if _, err := TrainDemand(context.Background(), short, smallOptions(short, 4), nil); err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Errorf("4-bin trace: %v, want refused as too short", err)
 	}
 	if _, err := TrainDemand(context.Background(), &trace.Trace{}, TrainOptions{}, nil); err == nil {
 		t.Error("empty trace accepted")

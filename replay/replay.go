@@ -58,6 +58,8 @@ type Progress struct {
 type Summary struct {
 	Progress
 	Interrupted bool
+	Began       time.Time     // wall time the first bin began
+	BinWall     time.Duration // wall time of one bin
 	Wall        time.Duration
 }
 
@@ -163,6 +165,7 @@ func Run(ctx context.Context, t *trace.Trace, opt Options, send Sender) (Summary
 	}
 	wg.Wait()
 	sum.Sent, sum.Failed = sent.Load(), failed.Load()
+	sum.Began, sum.BinWall = began, binWall
 	sum.Wall = opt.Now().Sub(began)
 	return sum, nil
 }

@@ -54,7 +54,16 @@ func Classify(counts []uint32, upto int) Shape {
 // heavy hitter). The choice is deterministic: shapes take turns, and within
 // a shape apps are ordered by a hash of their ID.
 func SelectVaried(t *trace.Trace, n, upto, from, to int, maxRate float64) []string {
+	return SelectVariedWithin(t, n, upto, from, to, maxRate, math.Inf(1))
+}
+
+// SelectVariedWithin is SelectVaried that also keeps the chosen
+// applications' requests in [from, to) within budget in all, skipping an
+// application that would exceed it: a replay whose request path serves a
+// few requests a second can then serve every request of what it plays.
+func SelectVariedWithin(t *trace.Trace, n, upto, from, to int, maxRate, budget float64) []string {
 	byShape := map[Shape][]string{}
+	window := map[string]float64{}
 	for _, a := range t.Apps {
 		var inWindow, total, activeBins float64
 		for b := from; b < to && b < len(a.Counts); b++ {
@@ -71,19 +80,27 @@ func SelectVaried(t *trace.Trace, n, upto, from, to int, maxRate float64) []stri
 		}
 		s := Classify(a.Counts, upto)
 		byShape[s] = append(byShape[s], a.ID)
+		window[a.ID] = inWindow
 	}
 	order := []Shape{ShapePeriodic, ShapeBursty, ShapeSteady, ShapeRare}
 	for _, s := range order {
 		slices.SortFunc(byShape[s], func(x, y string) int { return int64Cmp(hash(x), hash(y)) })
 	}
 	var out []string
+	used := 0.0
 	for len(out) < n {
 		took := false
 		for _, s := range order {
-			if len(out) < n && len(byShape[s]) > 0 {
-				out = append(out, byShape[s][0])
+			for len(out) < n && len(byShape[s]) > 0 {
+				id := byShape[s][0]
 				byShape[s] = byShape[s][1:]
+				if used+window[id] > budget {
+					continue // too many requests: the next of this shape
+				}
+				out = append(out, id)
+				used += window[id]
 				took = true
+				break
 			}
 		}
 		if !took {

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -11,7 +12,6 @@ import (
 // simulator around the model, not of the model.
 type constForecaster struct{}
 
-func (constForecaster) Horizon() int { return 5 }
 func (constForecaster) Forecast(_ int, h *History) ([]float64, error) {
 	p := make([]float64, len(h.Env().Apps))
 	for i := range p {
@@ -32,12 +32,12 @@ func BenchmarkRun(b *testing.B) {
 		{"reactive", func() Policy { return Reactive{} }},
 		{"keepalive", func() Policy { return NewKeepAlive(10 * time.Minute) }},
 		{"histogram", func() Policy { return NewHistogram() }},
-		{"ours", func() Policy { return NewOurs(NewForecastCache(constForecaster{}), 0.3) }},
+		{"ours", func() Policy { return NewOurs(NewForecastCache(constForecaster{}), policy.Default()) }},
 		{"oracle", func() Policy { return &Oracle{} }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := Run(tr, c.p(), Options{EvalStart: evalStart}); err != nil {
+				if _, err := Run(tr, c.p(), Options{Range: Range{evalStart, tr.Bins}}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,49 +1,64 @@
 // Package sim replays a trace bin by bin through a preparation policy and
 // accounts, exactly and deterministically, for cold requests and wasted
 // memory-time. It is how Forewarm's policy is compared with what operators
-// already run: no preparation (reactive), a fixed keep-alive, the hybrid
-// histogram policy of Shahrad et al. (USENIX ATC 2020), our demand model,
-// and a clairvoyant oracle.
+// already run: no preparation (reactive), a fixed keep-alive, each
+// application's own best keep-alive, the hybrid histogram policy of Shahrad
+// et al. (USENIX ATC 2020), our demand model deciding through package
+// policy, and a clairvoyant oracle.
 //
-// # Time
+// # Time and ranges
 //
-// The trace's bins are the only clock. Bins [0, EvalStart) are the
-// training part: policies observe them (to warm up state or, for our
-// model, to train on a copy cut at EvalStart) but nothing is counted there.
-// Bins [EvalStart, Bins) are the evaluation range. A policy decides at the
-// start of bin b, knowing the counts of bins < b only, which applications
-// hold a preparation during bin b (Policy.Plan), and then sees bin b's
-// counts (Policy.Observe). Only the oracle sees the future, on purpose.
+// The trace's bins are the only clock. An evaluation cuts the trace in
+// time order into three ranges: train, select and test (Ranges). Policies
+// are played from bin 0 so that every one warms up on what precedes a range
+// (histograms fill, keep-alives see the last requests, our model is trained
+// on the bins before the range only), and are counted on one range at a
+// time. A policy decides at the start of bin b, knowing the counts of bins
+// < b only, which applications hold an instance during bin b (Policy.Plan),
+// and then sees bin b's counts (Policy.Observe). Only the oracle sees the
+// future, on purpose.
+//
+// # Choosing settings without looking at the result
+//
+// Every family is swept (keep-alive 1-240 minutes, histogram range 10
+// minutes-8 hours, our threshold and the per-application keep-alive's
+// price of a cold start over 21 values each). Each setting is run on the
+// select range and on the test range. Per family, the setting with the
+// lowest p75 cold-start rate among those that waste at most the budget
+// (by default the 10-minute keep-alive's waste on the select range) is
+// chosen on the select range alone (ties: the lower overall cold rate,
+// then the lower waste); that setting's test-range row is the family's
+// reported result (Summary.Selected). Whole curves on the test range are
+// kept for reading, and each family's Pareto front is read off at fixed
+// wastes (25% to 200%, linear interpolation between its points), so
+// curves can be compared at matched waste. Our model is trained twice: on
+// the bins before the select range (to choose) and on those before the
+// test range (to report), with the same settings.
 //
 // # Accounting (the same for every policy)
 //
-// For application a with memory m MB and bin b of w seconds in the
-// evaluation range, with c requests and live = "a holds a preparation
-// during b" as the policy planned it:
+// For application a with memory m MB and bin b of w seconds in the counted
+// range, with c requests and live = "a holds an instance during b":
 //
 //   - live and c > 0: the c requests are warm; the bin's memory-time is
 //     used, not wasted.
-//   - not live and c > 0: the c requests are all cold (a request is warm
-//     iff its application has a live preparation in its bin). The instance
-//     that serves them is not charged to any policy: every policy pays it
-//     alike, and the reactive policy's waste is therefore exactly zero.
-//   - live and c = 0: m × w MB·s wasted.
+//   - not live and c > 0: cold. By default (ColdFirst, the paper's rule) one
+//     request is cold — the first — and the instance its cold start brings
+//     up serves the rest of the bin; ColdAll counts all c. Both are
+//     reported. The instance is not charged to any policy.
+//   - live and c = 0: m × w MB·s of idle memory.
 //   - not live and c = 0: nothing.
 //
-// So the bin in which a request arrives never counts as waste, whichever
-// way it was served; keep-alive and prepared time in bins without requests
-// always does. Wasted memory-time is reported in MB·s and as a percentage
-// of the fixed 10-minute keep-alive's waste on the same range (= 100%).
-//
-// A preparation is "made" when an application is live in bin b but held
-// nothing in bin b-1 (neither a live preparation nor an instance serving
-// requests): a fresh reservation, validated by one shadow request. Holding
-// on after an instance served bin b-1 (a keep-alive) is not a new
-// preparation. For the first evaluation bin, "held" means served requests
-// in the last training bin. Our policy counts its leases itself, as
-// production makes them: a lease renewed within a continuous hold, or
-// prepared right after a request claimed the previous one, is a new
-// preparation with its own shadow request.
+// An application holds an instance after a bin in which it was live or
+// served requests. A bin that is live while nothing was held in the bin
+// before is a fresh preparation: a reservation validated by a shadow
+// request, charged m × PrepareSeconds MB·s of waste on top of the idle
+// memory (Options.PrepareSeconds; the same charge for every policy, so a
+// policy that prepares constantly pays for it). Keeping the instance that
+// served, or extending a lease in place, is not a preparation. For the
+// first counted bin, "held" means served requests in the bin before.
+// Wasted memory-time is reported in MB·s and as a percentage of the fixed
+// 10-minute keep-alive's on the same range (= 100%).
 //
 // Applications' memory is trace.App.MemoryMB, or trace.DefaultMemoryMB
 // (170 MB, about the Azure 2019 median) when the trace does not know it.
@@ -51,20 +66,25 @@
 // # Metrics
 //
 // Per application, cold-start rate = cold requests / requests over the
-// evaluation range; the report gives its 75th percentile across the
-// applications with at least one request in the range (linear
-// interpolation between order statistics) and the overall rate (all cold
-// requests / all requests), the paper's two figures. Preparations made and
-// the shadow requests they imply (one each) complete the cost side.
+// range; the report gives its 75th percentile across the applications with
+// at least one request in the range (linear interpolation between order
+// statistics) with a 90% bootstrap interval over applications (1,000
+// resamples, fixed seed), and the overall rate (all cold requests / all
+// requests), the paper's two figures. Preparations (= shadow requests) and
+// preparations per request complete the cost side. The test model's
+// forecasts are scored against what happened, overall and per application
+// group (busy, periodic, sparse; models.GroupOf on each application's
+// history before the range), with a reliability table.
 //
 // # Use
 //
-// Run replays one trace through one Policy. Evaluate runs every policy
-// family with its sweep (keep-alive minutes, histogram range, threshold)
-// and normalises the waste; Tune picks the setting that meets a waste
-// budget or a cold-start target; WriteTable, WriteMarkdown, WriteCSV,
-// WriteJSON, WritePerAppCSV and WritePlot render a Report. Our policy reads
-// the demand model through DemandForecaster, behind a ForecastCache so a
-// threshold sweep asks the model once per bin. `starter eval` and
-// `starter tune` are the command-line front ends.
+// Run replays one trace through one Policy over one range. Evaluate runs
+// every family with its sweep over both ranges, chooses, and reads the
+// curves off; Tune picks a setting for a goal from rows; WriteTable,
+// WriteMarkdown, WriteCSV, WriteJSON, WritePerAppCSV and WritePlot render a
+// Report. Our policy (Ours) reads the demand model through
+// DemandForecaster, behind a ForecastCache so a sweep asks the model once
+// per bin, and decides through package policy exactly as the prediction
+// loop does (the workflows package tests that they decide alike, bin by
+// bin). `starter eval` and `starter tune` are the command-line front ends.
 package sim

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -15,26 +17,43 @@ import (
 const (
 	FamilyReactive  = "reactive"
 	FamilyKeepAlive = "keepalive"
+	FamilyPerApp    = "perapp-keepalive"
 	FamilyHistogram = "histogram"
 	FamilyOurs      = "ours"
 	FamilyOracle    = "oracle"
 )
 
 // Families lists every policy family in report order.
-var Families = []string{FamilyReactive, FamilyKeepAlive, FamilyHistogram, FamilyOurs, FamilyOracle}
+var Families = []string{FamilyReactive, FamilyKeepAlive, FamilyPerApp, FamilyHistogram, FamilyOurs, FamilyOracle}
 
 // ReferenceKeepAlive is the keep-alive every waste is normalised to.
 const ReferenceKeepAlive = 10 * time.Minute
 
-// DefaultKeepAlives is the fixed keep-alive sweep.
-var DefaultKeepAlives = []time.Duration{1 * time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, 60 * time.Minute}
+func minutesList(ms ...float64) []time.Duration {
+	out := make([]time.Duration, len(ms))
+	for i, m := range ms {
+		out[i] = time.Duration(m * float64(time.Minute))
+	}
+	return out
+}
+
+// DefaultKeepAlives is the fixed keep-alive sweep, 1 to 240 minutes; the
+// per-application keep-alive chooses among these too.
+var DefaultKeepAlives = minutesList(1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 90, 120, 150, 180, 240)
 
 // DefaultHistogramRanges is the hybrid histogram policy's sweep over its
-// histogram range, as in the paper's Pareto figure (4 hours is its default).
-var DefaultHistogramRanges = []time.Duration{15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+// histogram range, 10 minutes to 8 hours (4 hours is the paper's default).
+var DefaultHistogramRanges = minutesList(10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 360, 480)
 
-// DefaultThresholds is our policy's threshold sweep.
-var DefaultThresholds = []float64{0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9}
+// DefaultThresholds is the sweep of the exchange rate between cold starts
+// and idle memory, for ours and the per-application keep-alive: the
+// threshold of a reference-size application (policy.Config.Threshold).
+var DefaultThresholds = []float64{0.002, 0.0027, 0.0036, 0.0049, 0.0066, 0.0089, 0.012, 0.016, 0.022, 0.03,
+	0.04, 0.054, 0.073, 0.099, 0.13, 0.18, 0.24, 0.33, 0.44, 0.6, 0.81}
+
+// DefaultMatchedWaste are the waste levels (% of the 10-minute keep-alive)
+// at which every curve's p75 is read off.
+var DefaultMatchedWaste = []float64{25, 50, 75, 100, 125, 150, 175, 200}
 
 // ParseFamilies reads a comma-separated list of policy families; empty
 // means all of them. Unknown names are an error naming the known ones.
@@ -55,15 +74,75 @@ func ParseFamilies(list string) ([]string, error) {
 	return out, nil
 }
 
-// EvalConfig is one evaluation: which policies, which sweeps.
+// EvalConfig is one evaluation: the ranges, which policies, which sweeps.
+// Zero fields take the defaults.
 type EvalConfig struct {
-	EvalStart  int
-	Families   []string        // nil = all
-	KeepAlives []time.Duration // nil = DefaultKeepAlives
-	Thresholds []float64       // nil = DefaultThresholds
-	HistRanges []time.Duration // nil = DefaultHistogramRanges
-	Forecaster Forecaster      // needed for "ours"
-	OracleLead int             // bins
+	// Select and Test are counted ranges, Select before Test. Every swept
+	// setting is chosen on Select; Test reports.
+	Select, Test Range
+	Families     []string
+	KeepAlives   []time.Duration
+	HistRanges   []time.Duration
+	Thresholds   []float64 // ours and the per-application keep-alive
+	// Policy is ours' configuration; its Threshold is swept.
+	Policy policy.Config
+	// SelectForecaster and TestForecaster are the demand model for each
+	// range (a model trained before Select, and one trained before Test).
+	SelectForecaster, TestForecaster Forecaster
+	OracleLead                       int
+	ColdRule                         ColdRule // default ColdFirst
+	BudgetPct                        float64  // default 100 (the 10-minute keep-alive's waste)
+	Bootstrap                        int      // resamples for the p75 intervals; default 1000, < 0 none
+	MatchedWaste                     []float64
+}
+
+func (c *EvalConfig) defaults() {
+	if c.Families == nil {
+		c.Families = Families
+	}
+	if c.KeepAlives == nil {
+		c.KeepAlives = DefaultKeepAlives
+	}
+	if c.HistRanges == nil {
+		c.HistRanges = DefaultHistogramRanges
+	}
+	if c.Thresholds == nil {
+		c.Thresholds = DefaultThresholds
+	}
+	if c.Policy == (policy.Config{}) {
+		c.Policy = policy.Default()
+	}
+	if c.ColdRule == "" {
+		c.ColdRule = ColdFirst
+	}
+	if c.BudgetPct == 0 {
+		c.BudgetPct = 100
+	}
+	if c.Bootstrap == 0 {
+		c.Bootstrap = 1000
+	}
+	if c.MatchedWaste == nil {
+		c.MatchedWaste = DefaultMatchedWaste
+	}
+}
+
+// RangeInfo describes a counted range.
+type RangeInfo struct {
+	FromBin int       `json:"from_bin"`
+	ToBin   int       `json:"to_bin"`
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	// ReferenceWastedMBSec is the 10-minute keep-alive's waste on the range.
+	ReferenceWastedMBSec float64 `json:"reference_wasted_mb_s"`
+}
+
+// Matched is one family's test-range curve read off at fixed wastes: the
+// lowest p75 reachable at that waste, interpolated linearly between the
+// family's Pareto points; NaN where the curve does not reach.
+type Matched struct {
+	Family   string    `json:"family"`
+	WastePct []float64 `json:"waste_pct"`
+	ColdP75  []float64 `json:"cold_rate_p75"`
 }
 
 // Report is an evaluation's outcome.
@@ -72,121 +151,269 @@ type Report struct {
 	Bins       int       `json:"bins"`
 	BinSeconds float64   `json:"bin_seconds"`
 	TrainFrom  time.Time `json:"train_from"`
-	EvalFrom   time.Time `json:"eval_from"`
-	EvalTo     time.Time `json:"eval_to"`
-	EvalStart  int       `json:"eval_start_bin"`
+	Select     RangeInfo `json:"select"`
+	Test       RangeInfo `json:"test"`
+	ColdRule   ColdRule  `json:"cold_rule"`
+	BudgetPct  float64   `json:"budget_pct"`
+	// PrepareSeconds is what each fresh preparation is charged.
+	PrepareSeconds float64 `json:"prepare_seconds"`
 
-	ReferenceWastedMBSec float64   `json:"reference_wasted_mb_s"` // keep-alive 10 min
-	Rows                 []Summary `json:"rows"`
-	// Best is, per family, the row with the lowest p75 cold-start rate among
-	// those wasting no more than the 10-minute keep-alive.
-	Best      []Summary `json:"best_within_keepalive10_waste"`
-	SimMillis int64     `json:"simulation_ms"`
+	// Rows are every setting on both ranges, select rows first.
+	Rows []Summary `json:"rows"`
+	// Selection is, per family, the select-range row chosen at the budget;
+	// Chosen the same settings on the test range (Selected is true there).
+	Selection []Summary `json:"selection"`
+	Chosen    []Summary `json:"chosen"`
+	Matched   []Matched `json:"matched_waste"`
+	// Calibration is the test model's forecasts on the test range against
+	// what happened, overall and per application group.
+	Calibration []GroupCalibration `json:"calibration,omitempty"`
+	SimMillis   int64              `json:"simulation_ms"`
 
 	Runs []Result `json:"-"` // per-application accounting, same order as Rows
 }
 
-// Evaluate runs every requested policy (with its sweep) over tr and
-// normalises the waste to the 10-minute keep-alive on the same range.
-func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
-	if err := CheckRange(tr, cfg.EvalStart); err != nil {
-		return nil, err
+// TestRows are the test-range rows.
+func (r *Report) TestRows() []Summary {
+	var out []Summary
+	for _, s := range r.Rows {
+		if s.Range == RangeTest {
+			out = append(out, s)
+		}
 	}
-	fams := cfg.Families
-	if fams == nil {
-		fams = Families
-	}
-	kas, ths, hrs := cfg.KeepAlives, cfg.Thresholds, cfg.HistRanges
-	if hrs == nil {
-		hrs = DefaultHistogramRanges
-	}
-	if kas == nil {
-		kas = DefaultKeepAlives
-	}
-	if ths == nil {
-		ths = DefaultThresholds
-	}
+	return out
+}
 
-	type run struct {
-		family string
-		param  float64
-		p      Policy
-	}
-	var runs []run
-	for _, f := range fams {
+type setting struct {
+	family string
+	param  float64
+	mk     func(fc *ForecastCache) Policy // a fresh policy for one run
+}
+
+func (c *EvalConfig) settings() ([]setting, error) {
+	var out []setting
+	for _, f := range c.Families {
 		switch f {
 		case FamilyReactive:
-			runs = append(runs, run{f, 0, Reactive{}})
+			out = append(out, setting{f, 0, func(*ForecastCache) Policy { return Reactive{} }})
 		case FamilyKeepAlive:
-			for _, k := range kas {
-				runs = append(runs, run{f, k.Minutes(), NewKeepAlive(k)})
+			for _, k := range c.KeepAlives {
+				out = append(out, setting{f, k.Minutes(), func(*ForecastCache) Policy { return NewKeepAlive(k) }})
+			}
+		case FamilyPerApp:
+			for _, th := range c.Thresholds {
+				out = append(out, setting{f, th, func(*ForecastCache) Policy {
+					return NewPerAppKeepAlive(th, c.Policy.ReferenceMB, c.KeepAlives)
+				}})
 			}
 		case FamilyHistogram:
-			for _, r := range hrs {
-				h := NewHistogram()
-				h.Range = r
-				runs = append(runs, run{f, r.Hours(), h})
+			for _, r := range c.HistRanges {
+				out = append(out, setting{f, r.Hours(), func(*ForecastCache) Policy {
+					h := NewHistogram()
+					h.Range = r
+					return h
+				}})
 			}
 		case FamilyOurs:
-			if cfg.Forecaster == nil {
+			if c.SelectForecaster == nil || c.TestForecaster == nil {
 				return nil, fmt.Errorf("policy %q needs the demand model, and none was given", FamilyOurs)
 			}
-			cache := NewForecastCache(cfg.Forecaster)
-			for _, th := range ths {
-				runs = append(runs, run{f, th, NewOurs(cache, th)})
+			for _, th := range c.Thresholds {
+				cfg := c.Policy
+				cfg.Threshold = th
+				if err := cfg.Validate(); err != nil {
+					return nil, fmt.Errorf("ours at threshold %v: %w", th, err)
+				}
+				out = append(out, setting{f, th, func(fc *ForecastCache) Policy {
+					return NewOurs(fc, cfg)
+				}})
 			}
 		case FamilyOracle:
-			runs = append(runs, run{f, 0, &Oracle{Lead: cfg.OracleLead}})
+			out = append(out, setting{f, 0, func(*ForecastCache) Policy { return &Oracle{Lead: c.OracleLead} }})
 		default:
 			return nil, fmt.Errorf("unknown policy %q: choose from %s", f, strings.Join(Families, ", "))
 		}
 	}
+	return out, nil
+}
 
-	began := time.Now()
-	ref, err := Run(tr, NewKeepAlive(ReferenceKeepAlive), Options{EvalStart: cfg.EvalStart})
+// Evaluate runs every requested policy with its sweep over the select and
+// the test range, chooses each family's setting on the select range at the
+// waste budget, and reads the test-range curves off at matched wastes.
+func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
+	cfg.defaults()
+	if cfg.Select.To > cfg.Test.From {
+		return nil, fmt.Errorf("select range [%d, %d) must end before the test range [%d, %d) begins", cfg.Select.From, cfg.Select.To, cfg.Test.From, cfg.Test.To)
+	}
+	for _, r := range []Range{cfg.Select, cfg.Test} {
+		if err := CheckRange(tr, r); err != nil {
+			return nil, err
+		}
+	}
+	sets, err := cfg.settings()
 	if err != nil {
 		return nil, err
 	}
-	refWaste := Summarize(ref).WastedMBSec
+	began := time.Now()
 	rep := &Report{
-		Apps: len(tr.Apps), Bins: tr.Bins, BinSeconds: tr.Bin.Seconds(),
-		TrainFrom: tr.Start, EvalFrom: tr.BinStart(cfg.EvalStart), EvalTo: tr.BinStart(tr.Bins),
-		EvalStart: cfg.EvalStart, ReferenceWastedMBSec: refWaste,
+		Apps: len(tr.Apps), Bins: tr.Bins, BinSeconds: tr.Bin.Seconds(), TrainFrom: tr.Start,
+		ColdRule: cfg.ColdRule, BudgetPct: cfg.BudgetPct, PrepareSeconds: cfg.Policy.PrepareSeconds,
 	}
-	for _, r := range runs {
-		res, err := Run(tr, r.p, Options{EvalStart: cfg.EvalStart})
+	opts := func(r Range) Options { return Options{Range: r, PrepareSeconds: cfg.Policy.PrepareSeconds} }
+	caches := map[string]*ForecastCache{}
+	if cfg.SelectForecaster != nil {
+		caches[RangeSelect] = NewForecastCache(cfg.SelectForecaster)
+	}
+	if cfg.TestForecaster != nil {
+		caches[RangeTest] = NewForecastCache(cfg.TestForecaster)
+	}
+	for k, rg := range map[string]Range{RangeSelect: cfg.Select, RangeTest: cfg.Test} {
+		ref, err := Run(tr, NewKeepAlive(ReferenceKeepAlive), opts(rg))
 		if err != nil {
 			return nil, err
 		}
-		s := Summarize(res)
-		s.Family, s.Param = r.family, r.param
-		s.Normalize(refWaste)
-		rep.Rows = append(rep.Rows, s)
-		rep.Runs = append(rep.Runs, res)
+		info := RangeInfo{FromBin: rg.From, ToBin: rg.To, From: tr.BinStart(rg.From), To: tr.BinStart(rg.To),
+			ReferenceWastedMBSec: Summarize(ref, cfg.ColdRule).WastedMBSec}
+		if k == RangeSelect {
+			rep.Select = info
+		} else {
+			rep.Test = info
+		}
+	}
+	for _, rng := range []struct {
+		name string
+		r    Range
+		ref  float64
+	}{{RangeSelect, cfg.Select, rep.Select.ReferenceWastedMBSec}, {RangeTest, cfg.Test, rep.Test.ReferenceWastedMBSec}} {
+		for i, st := range sets {
+			res, err := Run(tr, st.mk(caches[rng.name]), opts(rng.r))
+			if err != nil {
+				return nil, err
+			}
+			s := Summarize(res, cfg.ColdRule)
+			s.Family, s.Param, s.Range = st.family, st.param, rng.name
+			s.Normalize(rng.ref)
+			s.ColdP75CI = Bootstrap(AppColdRates(res, cfg.ColdRule), cfg.Bootstrap, uint64(i+1))
+			rep.Rows = append(rep.Rows, s)
+			rep.Runs = append(rep.Runs, res)
+		}
+	}
+	rep.selectSettings(cfg.Families)
+	rep.Matched = matchedWaste(rep.TestRows(), cfg.Families, cfg.MatchedWaste)
+	if c := caches[RangeTest]; c != nil {
+		if rep.Calibration, err = Calibration(tr, c, cfg.Test); err != nil {
+			return nil, err
+		}
 	}
 	rep.SimMillis = time.Since(began).Milliseconds()
-	rep.Best = bestWithin(rep.Rows, fams, 100)
 	return rep, nil
 }
 
-// bestWithin picks, per family, the lowest p75 cold-start rate (then the
-// lowest waste) among rows wasting at most maxPct of the reference.
-func bestWithin(rows []Summary, fams []string, maxPct float64) []Summary {
-	var out []Summary
+// withinBudget: no more waste than the budget (a policy that wastes
+// nothing is within any budget, even when the reference wastes nothing).
+func withinBudget(s Summary, budget float64) bool {
+	return s.WastePct <= budget+1e-9 || (math.IsNaN(s.WastePct) && s.WastedMBSec == 0)
+}
+
+// better orders rows for selection: lower p75, then lower overall rate,
+// then less waste.
+func better(a, b Summary) bool {
+	if a.ColdP75 != b.ColdP75 {
+		return a.ColdP75 < b.ColdP75
+	}
+	if a.ColdOverall != b.ColdOverall {
+		return a.ColdOverall < b.ColdOverall
+	}
+	return a.WastedMBSec < b.WastedMBSec
+}
+
+// selectSettings picks, per family, the select-range row within the budget
+// that is best (lowest p75, then overall cold rate, then waste); a family
+// with no row within the budget gets its least wasteful one. The test row
+// of the same setting is marked Selected.
+func (r *Report) selectSettings(fams []string) {
 	for _, f := range fams {
 		var best *Summary
-		for i := range rows {
-			r := &rows[i]
-			if r.Family != f || !(r.WastePct <= maxPct+1e-9 || (math.IsNaN(r.WastePct) && r.WastedMBSec == 0)) {
+		inBudget := false
+		for i := range r.Rows {
+			s := &r.Rows[i]
+			if s.Family != f || s.Range != RangeSelect {
 				continue
 			}
-			if best == nil || r.ColdP75 < best.ColdP75 || (r.ColdP75 == best.ColdP75 && r.WastedMBSec < best.WastedMBSec) {
-				best = r
+			ok := withinBudget(*s, r.BudgetPct)
+			switch {
+			case best == nil,
+				ok && !inBudget,
+				ok && better(*s, *best),
+				!ok && !inBudget && s.WastedMBSec < best.WastedMBSec:
+				best, inBudget = s, ok || inBudget
 			}
 		}
-		if best != nil {
-			out = append(out, *best)
+		if best == nil {
+			continue
 		}
+		r.Selection = append(r.Selection, *best)
+		for i := range r.Rows {
+			s := &r.Rows[i]
+			if s.Family == f && s.Range == RangeTest && s.Param == best.Param {
+				s.Selected = true
+				r.Chosen = append(r.Chosen, *s)
+			}
+		}
+	}
+}
+
+// Frontier is the Pareto frontier of rows: sorted by waste, each point
+// strictly better in p75 than every less wasteful one.
+func Frontier(rows []Summary) []Summary {
+	pts := slices.Clone(rows)
+	pts = slices.DeleteFunc(pts, func(s Summary) bool { return math.IsNaN(s.WastePct) })
+	slices.SortFunc(pts, func(a, b Summary) int {
+		return cmp.Or(cmp.Compare(a.WastePct, b.WastePct), cmp.Compare(a.ColdP75, b.ColdP75))
+	})
+	var out []Summary
+	for _, p := range pts {
+		if len(out) == 0 || p.ColdP75 < out[len(out)-1].ColdP75 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ReadOff is the p75 a frontier reaches at waste w: interpolated between
+// its neighbouring points, the last point's beyond it, NaN before its first.
+func ReadOff(front []Summary, w float64) float64 {
+	if len(front) == 0 || w < front[0].WastePct {
+		return math.NaN()
+	}
+	for i := 1; i < len(front); i++ {
+		a, b := front[i-1], front[i]
+		if w < b.WastePct {
+			f := (w - a.WastePct) / (b.WastePct - a.WastePct)
+			return a.ColdP75 + f*(b.ColdP75-a.ColdP75)
+		}
+	}
+	return front[len(front)-1].ColdP75
+}
+
+func matchedWaste(rows []Summary, fams []string, levels []float64) []Matched {
+	var out []Matched
+	for _, f := range fams {
+		var fr []Summary
+		for _, s := range rows {
+			if s.Family == f {
+				fr = append(fr, s)
+			}
+		}
+		front := Frontier(fr)
+		if len(front) == 0 {
+			continue
+		}
+		m := Matched{Family: f, WastePct: slices.Clone(levels)}
+		for _, w := range levels {
+			m.ColdP75 = append(m.ColdP75, ReadOff(front, w))
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -216,7 +443,7 @@ func Tune(rows []Summary, family string, g Goal) (Summary, error) {
 		var best *Summary
 		for i := range cands {
 			c := &cands[i]
-			if c.WastePct <= g.WasteBudgetPct && (best == nil || c.ColdP75 < best.ColdP75 || (c.ColdP75 == best.ColdP75 && c.WastePct < best.WastePct)) {
+			if withinBudget(*c, g.WasteBudgetPct) && (best == nil || better(*c, *best)) {
 				best = c
 			}
 		}
@@ -239,4 +466,66 @@ func Tune(rows []Summary, family string, g Goal) (Summary, error) {
 		}
 		return *best, nil
 	}
+}
+
+// GroupCalibration is the calibration of the forecasts for one group of
+// applications ("all" for every one).
+type GroupCalibration struct {
+	Group string `json:"group"`
+	Apps  int    `json:"apps"`
+	models.Calibration
+}
+
+// Calibration scores the forecasts cached for range r against whether each
+// application had a request in each bin, overall and per application group
+// (models.GroupOf on the history before r). Bins without a cached forecast
+// are left out.
+func Calibration(tr *trace.Trace, cache *ForecastCache, r Range) ([]GroupCalibration, error) {
+	groups := make([]string, len(tr.Apps))
+	buf := make([]float64, r.From)
+	for i, a := range tr.Apps {
+		for b := range r.From {
+			buf[b] = float64(a.Counts[b])
+		}
+		groups[i] = models.GroupOf(buf)
+	}
+	type acc struct {
+		p    []float64
+		y    []bool
+		apps int
+	}
+	by := map[string]*acc{"all": {}}
+	for _, g := range models.Groups {
+		by[g] = &acc{}
+	}
+	for i := range tr.Apps {
+		by["all"].apps++
+		by[groups[i]].apps++
+	}
+	for b := r.From; b < r.To; b++ {
+		probs, ok := cache.Cached(b)
+		if !ok {
+			continue
+		}
+		for i, p := range probs {
+			y := tr.Apps[i].Counts[b] > 0
+			for _, g := range []string{"all", groups[i]} {
+				by[g].p = append(by[g].p, p)
+				by[g].y = append(by[g].y, y)
+			}
+		}
+	}
+	var out []GroupCalibration
+	for _, g := range append([]string{"all"}, models.Groups...) {
+		a := by[g]
+		if len(a.p) == 0 {
+			continue
+		}
+		c, err := models.Calibrate(a.p, a.y)
+		if err != nil {
+			return nil, fmt.Errorf("calibration of %s apps: %w", g, err)
+		}
+		out = append(out, GroupCalibration{Group: g, Apps: a.apps, Calibration: c})
+	}
+	return out, nil
 }

@@ -20,9 +20,11 @@ import (
 //     10%: from = floor(0.9 × head), to = ceil(1.1 × (tail + 1)) minutes,
 //     head and tail being the histogram bins holding those percentiles (a
 //     bin i covers IT in [i, i+1) minutes);
-//   - not representative (CV < 2, including no IT yet): the paper's
-//     standard keep-alive fallback, no pre-warm and keep-alive for the
-//     whole histogram range (Fallback, 4 hours by default);
+//   - not representative (fewer than MinIdleTimes ITs observed, or CV < 2):
+//     the paper's standard keep-alive fallback, no pre-warm and keep-alive
+//     for the whole histogram range (Fallback, 4 hours by default). The
+//     paper trusts a histogram only once it has seen enough idle times; 10
+//     is our reading of that (one idle time always has a high CV);
 //   - too many ITs beyond the range (at least half of them, "OOB"): the
 //     paper forecasts the next IT with ARIMA. Simplification: we forecast
 //     it as the mean of the application's last 10 ITs (an ARIMA(0,0,0)
@@ -37,6 +39,7 @@ type Histogram struct {
 	Fallback time.Duration // keep-alive when not representative; Range when 0
 	HistBin  time.Duration // histogram bin width; 1m
 	CVMin    float64       // representative when CV >= CVMin; 2
+	MinITs   int           // idle times needed before the histogram (or the forecast) is trusted; 10
 	OOBMax   float64       // use the IT forecast when the OOB share >= OOBMax; 0.5
 	Margin   float64       // histogram margin; 0.1
 	ARIMA    float64       // forecast margin; 0.15
@@ -59,7 +62,7 @@ type histApp struct {
 
 // NewHistogram is the policy with the paper's parameters.
 func NewHistogram() *Histogram {
-	return &Histogram{Range: 4 * time.Hour, HistBin: time.Minute, CVMin: 2, OOBMax: 0.5, Margin: 0.1, ARIMA: 0.15}
+	return &Histogram{Range: 4 * time.Hour, HistBin: time.Minute, CVMin: 2, MinITs: 10, OOBMax: 0.5, Margin: 0.1, ARIMA: 0.15}
 }
 
 func (p *Histogram) Name() string { return "histogram-" + shortDuration(p.Range) }
@@ -147,6 +150,8 @@ func (a *histApp) percentile(q float64) int {
 func (p *Histogram) window(a *histApp) (from, to int) {
 	total := a.n + a.oob
 	switch {
+	case int(total) < p.MinITs:
+		return 0, binsCeil(p.Fallback, p.bin)
 	case total > 0 && float64(a.oob) >= p.OOBMax*float64(total):
 		k := min(a.nRecent, len(a.recent))
 		sum := 0.0

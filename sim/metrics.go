@@ -2,36 +2,61 @@ package sim
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 )
 
-// Summary is one policy's figures over the evaluation range, the row of
-// the results table.
+// Summary is one policy's figures over one counted range, the row of the
+// results table. Cold-start figures follow the report's cold rule; both
+// rules' figures are kept too.
 type Summary struct {
-	Policy string  `json:"policy"`
-	Family string  `json:"family"` // reactive, keepalive, histogram, ours, oracle
-	Param  float64 `json:"param"`  // keep-alive minutes, histogram range hours or threshold; 0 when none
+	Policy   string  `json:"policy"`
+	Family   string  `json:"family"`
+	Param    float64 `json:"param"`    // keep-alive minutes, histogram range hours or threshold; 0 when none
+	Range    string  `json:"range"`    // RangeSelect or RangeTest
+	Selected bool    `json:"selected"` // the family's setting chosen on the select range (test rows only)
 
-	Apps         int     `json:"apps"` // applications with >= 1 request in the range
-	Requests     uint64  `json:"requests"`
-	ColdRequests uint64  `json:"cold_requests"`
-	ColdP75      float64 `json:"cold_rate_p75"`     // 75th percentile of per-app cold-start rates, 0..1
-	ColdOverall  float64 `json:"cold_rate_overall"` // cold requests / requests, 0..1
+	Apps         int      `json:"apps"` // applications with >= 1 request in the range
+	Requests     uint64   `json:"requests"`
+	ColdRule     ColdRule `json:"cold_rule"`
+	ColdRequests uint64   `json:"cold_requests"`
+	ColdP75      float64  `json:"cold_rate_p75"`     // 75th percentile of per-app cold-start rates, 0..1
+	ColdOverall  float64  `json:"cold_rate_overall"` // cold requests / requests, 0..1
+	// ColdP75CI is a 90% bootstrap interval of ColdP75 over applications.
+	ColdP75CI [2]float64 `json:"cold_rate_p75_ci90"`
+	// Both rules' figures, whichever the report follows.
+	ColdP75First     float64 `json:"cold_rate_p75_first"`
+	ColdOverallFirst float64 `json:"cold_rate_overall_first"`
+	ColdP75All       float64 `json:"cold_rate_p75_all"`
+	ColdOverallAll   float64 `json:"cold_rate_overall_all"`
 
-	WastedMBSec  float64 `json:"wasted_mb_s"`
+	WastedMBSec  float64 `json:"wasted_mb_s"`              // idle + preparation memory-time
+	IdleMBSec    float64 `json:"idle_mb_s"`                // held in bins without a request
+	PrepareMBSec float64 `json:"preparation_mb_s"`         // charged for fresh preparations
 	WastePct     float64 `json:"waste_pct_of_keepalive10"` // 100 × wasted / keep-alive-10's wasted; NaN when that is 0
 	Preparations int     `json:"preparations"`
+	PrepsPerReq  float64 `json:"preparations_per_request"`
 	Shadow       int     `json:"shadow_requests"` // one per preparation
-	LiveMBSec    float64 `json:"live_mb_s"`       // memory-time held by preparations, used or not
+	LiveMBSec    float64 `json:"live_mb_s"`       // memory-time held by live instances, used or not
 }
 
-// Summarize reduces a run to its figures. WastePct is left NaN; Normalize
-// fills it.
-func Summarize(r Result) Summary {
-	s := Summary{Policy: r.Policy, WastePct: math.NaN()}
-	rates := make([]float64, 0, len(r.Apps))
+// Range names.
+const (
+	RangeSelect = "select"
+	RangeTest   = "test"
+)
+
+// Summarize reduces a run to its figures under rule. WastePct is left NaN
+// (Normalize fills it) and the interval empty (Bootstrap fills it).
+func Summarize(r Result, rule ColdRule) Summary {
+	s := Summary{Policy: r.Policy, ColdRule: rule, WastePct: math.NaN()}
+	first := make([]float64, 0, len(r.Apps))
+	all := make([]float64, 0, len(r.Apps))
+	var coldFirst, coldAll uint64
 	for _, a := range r.Apps {
 		s.WastedMBSec += a.WastedMBSec
+		s.IdleMBSec += a.IdleMBSec
+		s.PrepareMBSec += a.PrepareMBSec
 		s.LiveMBSec += float64(a.LiveBins) * a.MemoryMB * r.BinSec
 		s.Preparations += a.Preparations
 		if a.Requests == 0 {
@@ -39,15 +64,36 @@ func Summarize(r Result) Summary {
 		}
 		s.Apps++
 		s.Requests += a.Requests
-		s.ColdRequests += a.Cold
-		rates = append(rates, float64(a.Cold)/float64(a.Requests))
+		coldFirst += a.ColdFirst
+		coldAll += a.ColdAll
+		first = append(first, float64(a.ColdFirst)/float64(a.Requests))
+		all = append(all, float64(a.ColdAll)/float64(a.Requests))
 	}
 	s.Shadow = s.Preparations
 	if s.Requests > 0 {
-		s.ColdOverall = float64(s.ColdRequests) / float64(s.Requests)
+		s.ColdOverallFirst = float64(coldFirst) / float64(s.Requests)
+		s.ColdOverallAll = float64(coldAll) / float64(s.Requests)
+		s.PrepsPerReq = float64(s.Preparations) / float64(s.Requests)
 	}
-	s.ColdP75 = Percentile(rates, 0.75)
+	s.ColdP75First = Percentile(first, 0.75)
+	s.ColdP75All = Percentile(all, 0.75)
+	s.ColdP75, s.ColdOverall, s.ColdRequests = s.ColdP75First, s.ColdOverallFirst, coldFirst
+	if rule == ColdAll {
+		s.ColdP75, s.ColdOverall, s.ColdRequests = s.ColdP75All, s.ColdOverallAll, coldAll
+	}
 	return s
+}
+
+// AppColdRates is every application's cold-start rate under rule, for the
+// applications with requests in the range.
+func AppColdRates(r Result, rule ColdRule) []float64 {
+	out := make([]float64, 0, len(r.Apps))
+	for _, a := range r.Apps {
+		if a.Requests > 0 {
+			out = append(out, float64(a.Cold(rule))/float64(a.Requests))
+		}
+	}
+	return out
 }
 
 // Normalize sets WastePct against the reference waste (the fixed 10-minute
@@ -60,17 +106,40 @@ func (s *Summary) Normalize(refWastedMBSec float64) {
 	}
 }
 
+// Bootstrap is a 90% percentile interval of the p75 of rates, resampling
+// the applications with replacement n times from a fixed seed (the same
+// rates give the same interval).
+func Bootstrap(rates []float64, n int, seed uint64) [2]float64 {
+	if len(rates) == 0 || n <= 0 {
+		return [2]float64{}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xb007))
+	est := make([]float64, n)
+	buf := make([]float64, len(rates))
+	for i := range est {
+		for j := range buf {
+			buf[j] = rates[rng.IntN(len(rates))]
+		}
+		est[i] = percentileInPlace(buf, 0.75)
+	}
+	return [2]float64{percentileInPlace(est, 0.05), percentileInPlace(est, 0.95)}
+}
+
 // Percentile is the q-quantile (0..1) of xs with linear interpolation
 // between order statistics (x[k] + f·(x[k+1]-x[k]), position q·(n-1)); 0
 // for no data. xs is not modified.
 func Percentile(xs []float64, q float64) float64 {
-	switch len(xs) {
+	return percentileInPlace(slices.Clone(xs), q)
+}
+
+// percentileInPlace is Percentile reordering xs.
+func percentileInPlace(s []float64, q float64) float64 {
+	switch len(s) {
 	case 0:
 		return 0
 	case 1:
-		return xs[0]
+		return s[0]
 	}
-	s := slices.Clone(xs)
 	slices.Sort(s)
 	// numpy's default definition, so figures can be checked with it (gonum's
 	// stat.Quantile interpolates on a different position).

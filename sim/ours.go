@@ -5,14 +5,14 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
 
 // Forecaster gives, at the start of bin b, every application's probability
-// of at least one request in bins [b, b+Horizon()), from the counts of bins
-// < b only. The production demand model sits behind it (see DemandForecaster).
+// of at least one request in bin b, from the counts of bins < b only. The
+// production demand model sits behind it (see DemandForecaster).
 type Forecaster interface {
-	Horizon() int
 	Forecast(b int, h *History) ([]float64, error)
 }
 
@@ -50,6 +50,14 @@ func NewForecastCache(f Forecaster) *ForecastCache {
 	return &ForecastCache{F: f, probs: map[int][]float64{}}
 }
 
+// Cached is the forecast for bin b if it was made.
+func (c *ForecastCache) Cached(b int) ([]float64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.probs[b]
+	return p, ok
+}
+
 func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -70,43 +78,49 @@ func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	return p, nil
 }
 
-// Ours is Forewarm's policy as the prediction loop (workflows/loop.go)
-// runs it: at every bin, when an application's probability of a request
-// within the horizon reaches Threshold and no lease covers the bin after
-// this one, it prepares a lease for the horizon (lease TTL = horizon), so
-// a lease is renewed during its last bin while the probability stays high.
-// A request claims the lease, which is released after that bin; the next
-// bin's forecast decides whether to prepare again. Every lease is a
-// preparation with its shadow request, as in production.
+// Ours is Forewarm's policy: the demand model's chance of a request in each
+// bin, decided by package policy exactly as the prediction loop decides it
+// (policy.Thresholds.Decide with the application's memory and whether it
+// holds an instance as the bin begins). An instance is held after a bin in
+// which it was live or served requests, so keeping the instance that just
+// served is a Keep, not a new preparation.
 type Ours struct {
-	Threshold float64
-	Cache     *ForecastCache
+	Config policy.Config
+	Cache  *ForecastCache
+	// Record, when set, is called with every decision (tests compare them
+	// with the prediction loop's).
+	Record func(b, app int, p float64, a policy.Action)
 
-	hist   *History
-	h      int
-	until  []int // lease live for bins < until
-	leases []int // leases prepared per app in the evaluation range
+	hist    *History
+	th      []policy.Thresholds
+	held    []bool // holds an instance as the next bin begins
+	live    []bool // the last planned bin's decision
+	planned int    // last planned bin, -1 before the first
 }
 
-// NewOurs is our policy at threshold th over a shared forecast cache.
-func NewOurs(cache *ForecastCache, th float64) *Ours { return &Ours{Threshold: th, Cache: cache} }
+// NewOurs is our policy with cfg (its threshold is the swept parameter)
+// over a shared forecast cache.
+func NewOurs(cache *ForecastCache, cfg policy.Config) *Ours { return &Ours{Config: cfg, Cache: cache} }
 
-func (p *Ours) Name() string { return "ours-" + strconv.FormatFloat(p.Threshold, 'g', -1, 64) }
+func (p *Ours) Name() string {
+	return "ours-" + strconv.FormatFloat(p.Config.Threshold, 'g', -1, 64)
+}
 
 func (p *Ours) Start(env Env) error {
-	if !(p.Threshold >= 0 && p.Threshold <= 1) {
-		return fmt.Errorf("threshold %v: must be in [0, 1]", p.Threshold)
+	if err := p.Config.Validate(); err != nil {
+		return err
 	}
 	if p.Cache == nil {
 		return fmt.Errorf("no forecaster")
 	}
-	p.h = p.Cache.F.Horizon()
-	if p.h < 1 {
-		return fmt.Errorf("forecaster horizon %d bins: must be >= 1", p.h)
-	}
 	p.hist = nil
-	p.until = make([]int, len(env.Apps))
-	p.leases = make([]int, len(env.Apps))
+	p.th = make([]policy.Thresholds, len(env.Apps))
+	for i, a := range env.Apps {
+		p.th[i] = p.Config.For(policy.App{MemoryMB: a.MemoryMB}, env.Bin)
+	}
+	p.held = make([]bool, len(env.Apps))
+	p.live = make([]bool, len(env.Apps))
+	p.planned = -1
 	return nil
 }
 
@@ -122,22 +136,20 @@ func (p *Ours) Plan(b int, live []bool) error {
 		return err
 	}
 	for i, pr := range probs {
-		if pr >= p.Threshold && p.until[i] <= b+1 {
-			p.until[i] = b + p.h
-			p.leases[i]++
+		a := p.th[i].Decide(p.held[i], pr)
+		live[i] = a.Holds()
+		if p.Record != nil {
+			p.Record(b, i, pr, a)
 		}
-		live[i] = b < p.until[i]
 	}
+	copy(p.live, live)
+	p.planned = b
 	return nil
 }
 
 func (p *Ours) Observe(b int, counts []uint32) {
+	planned := p.planned == b
 	for i, c := range counts {
-		if c > 0 && b < p.until[i] {
-			p.until[i] = b + 1 // claimed: released after this bin
-		}
+		p.held[i] = c > 0 || (planned && p.live[i])
 	}
 }
-
-// Preparations reports the leases prepared per application.
-func (p *Ours) Preparations() []int { return p.leases }

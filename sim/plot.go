@@ -12,12 +12,14 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
-// WritePlot draws the Pareto plot of the report: p75 cold-start rate
-// against wasted memory-time (% of the 10-minute keep-alive), one curve
-// per policy family (its sweep, each point labelled with its parameter),
-// single points for the others. format is "png" or "svg".
+// WritePlot draws the Pareto plot of the report's test range: p75
+// cold-start rate against wasted memory-time (% of the 10-minute
+// keep-alive), one curve per policy family (its sweep, each point labelled
+// with its parameter), single points for the others, and a ring around
+// each family's setting chosen on the select range. format is "png" or "svg".
 func WritePlot(w io.Writer, rep *Report, title, format string) error {
 	p := plot.New()
 	p.Title.Text = title
@@ -28,8 +30,9 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 	// Pad the axes so points on the edges (the oracle at 0, 0) stay visible;
 	// beyond PlotMaxWastePct the interesting region would be squashed, so
 	// such points stay in the table only.
+	rows := rep.TestRows()
 	maxX, omitted := 100.0, 0
-	for _, r := range rep.Rows {
+	for _, r := range rows {
 		switch {
 		case math.IsNaN(r.WastePct):
 		case r.WastePct > PlotMaxWastePct:
@@ -60,7 +63,7 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 	for i, fam := range Families {
 		var pts plotter.XYs
 		var labels []string
-		for _, r := range rep.Rows {
+		for _, r := range rows {
 			if r.Family != fam || math.IsNaN(r.WastePct) || r.WastePct > PlotMaxWastePct {
 				continue
 			}
@@ -100,6 +103,18 @@ func WritePlot(w io.Writer, rep *Report, title, format string) error {
 		} else {
 			p.Legend.Add(fam, sc)
 		}
+		for _, r := range rows {
+			if r.Family == fam && r.Selected && !math.IsNaN(r.WastePct) && r.WastePct <= PlotMaxWastePct {
+				ring, err := plotter.NewScatter(plotter.XYs{{X: r.WastePct, Y: 100 * r.ColdP75}})
+				if err != nil {
+					return err
+				}
+				ring.GlyphStyle.Color = col
+				ring.GlyphStyle.Shape = draw.RingGlyph{}
+				ring.GlyphStyle.Radius = vg.Points(7)
+				p.Add(ring)
+			}
+		}
 	}
 	wt, err := p.WriterTo(7*vg.Inch, 5*vg.Inch, format)
 	if err != nil {
@@ -131,7 +146,7 @@ func paramLabel(r Summary) string {
 		return strconv.FormatFloat(r.Param, 'g', -1, 64) + "m"
 	case FamilyHistogram:
 		return shortDuration(time.Duration(r.Param * float64(time.Hour)))
-	case FamilyOurs:
+	case FamilyOurs, FamilyPerApp:
 		return strconv.FormatFloat(r.Param, 'g', -1, 64)
 	}
 	return ""

@@ -13,7 +13,7 @@ func TestReportsWhenTheReferenceWastesNothing(t *testing.T) {
 	// A request in every bin: the 10-minute keep-alive wastes nothing, so
 	// percentages are undefined: null in JSON, "n/a" in tables, no point.
 	all := every(0, 20, 1)
-	rep, err := Evaluate(mk(20, appSpec{100, all}), EvalConfig{EvalStart: 10, Families: []string{FamilyReactive, FamilyKeepAlive}, KeepAlives: []time.Duration{10 * time.Minute}})
+	rep, err := Evaluate(mk(20, appSpec{100, all}), EvalConfig{Select: Range{5, 10}, Test: Range{10, 20}, Families: []string{FamilyReactive, FamilyKeepAlive}, KeepAlives: []time.Duration{10 * time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,21 +27,21 @@ func TestReportsWhenTheReferenceWastesNothing(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
 		t.Fatalf("%v\n%s", err, js.String())
 	}
-	if len(got.Rows) != 2 || got.Rows[1]["waste_pct_of_keepalive10"] != nil || got.Rows[1]["policy"] != "keepalive-10m" {
+	if len(got.Rows) != 4 || got.Rows[3]["waste_pct_of_keepalive10"] != nil || got.Rows[3]["policy"] != "keepalive-10m" || got.Rows[3]["range"] != "test" {
 		t.Errorf("rows %v", got.Rows)
 	}
 	var tb, md, cs, png bytes.Buffer
 	if err := WriteTable(&tb, rep); err != nil || !strings.Contains(tb.String(), "n/a") {
 		t.Errorf("table: %v\n%s", err, tb.String())
 	}
-	if err := WriteMarkdown(&md, rep); err != nil || !strings.Contains(md.String(), "| keepalive-10m | 0.0% | 0.00% | n/a |") {
+	if err := WriteMarkdown(&md, rep); err != nil || !strings.Contains(md.String(), "| 0.00% | n/a |") {
 		t.Errorf("markdown: %v\n%s", err, md.String())
 	}
 	if err := WriteCSV(&cs, rep); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := csv.NewReader(&cs).ReadAll()
-	if err != nil || len(recs) != 3 || recs[0][9] != "waste_pct_of_keepalive10" || recs[2][9] != "NaN" {
+	if err != nil || len(recs) != 5 || recs[0][20] != "waste_pct_of_keepalive10" || recs[4][20] != "NaN" || recs[4][0] != "test" {
 		t.Errorf("csv %v %v", recs, err)
 	}
 	if err := WritePlot(&png, rep, "t", "png"); err != nil || !bytes.HasPrefix(png.Bytes(), []byte("\x89PNG")) {

@@ -37,21 +37,14 @@ type HistoryUser interface {
 	UseHistory(h *History)
 }
 
-// PreparationCounter is implemented by policies that count their own
-// preparations (our policy renews a lease inside a continuous hold, which
-// the generic rule would not see). Run takes its figures over the rule's.
-type PreparationCounter interface {
-	Preparations() []int // per application, evaluation range only
-}
-
 // Env is what a policy knows about a run: the applications' profiles and
 // the bin grid, not their counts.
 type Env struct {
 	Apps      []AppInfo
 	Start     time.Time     // start of bin 0
 	Bin       time.Duration // bin width
-	Bins      int           // total bins
-	EvalStart int           // first evaluation bin
+	Bins      int           // bins played: [0, Bins)
+	EvalStart int           // first counted bin
 }
 
 // AppInfo is an application's static profile.
@@ -61,12 +54,45 @@ type AppInfo struct {
 	ReadRatio float64
 }
 
-// Options choose the evaluation range.
-type Options struct {
-	EvalStart int // first bin counted; bins before it only warm policies up
+// ColdRule says which requests of a bin without a live instance are cold.
+type ColdRule string
+
+const (
+	// ColdFirst counts the first request of such a bin cold: the instance
+	// its cold start brings up serves the rest of the bin (Shahrad et al.).
+	ColdFirst ColdRule = "first"
+	// ColdAll counts every request of such a bin cold (the stricter rule of
+	// earlier Forewarm versions).
+	ColdAll ColdRule = "all"
+)
+
+// ParseColdRule reads a --cold-rule value.
+func ParseColdRule(s string) (ColdRule, error) {
+	switch r := ColdRule(s); r {
+	case ColdFirst, ColdAll:
+		return r, nil
+	}
+	return "", fmt.Errorf("cold rule %q: choose %q (the paper's: the first request of a bin with no live instance) or %q (all of them)", s, ColdFirst, ColdAll)
 }
 
-// Result is the exact accounting of one run over the evaluation range.
+// Range is a span of bins [From, To).
+type Range struct{ From, To int }
+
+// Bins is the range's length.
+func (r Range) Bins() int { return r.To - r.From }
+
+// Options choose the counted range and the accounting.
+type Options struct {
+	// Range is counted; bins before it only warm policies up, bins after it
+	// are not played.
+	Range Range
+	// PrepareSeconds is the memory-time, in seconds of the application's
+	// memory, charged to waste for each fresh preparation (its reservation
+	// before the bin and its shadow request). 0 charges nothing.
+	PrepareSeconds float64
+}
+
+// Result is the exact accounting of one run over the counted range.
 type Result struct {
 	Policy    string
 	EvalStart int
@@ -80,11 +106,22 @@ type AppResult struct {
 	ID           string
 	MemoryMB     float64
 	Requests     uint64
-	Cold         uint64  // cold requests
-	LiveBins     int     // bins with a live preparation
+	ColdFirst    uint64  // bins with requests and no live instance (the paper's cold starts)
+	ColdAll      uint64  // requests in those bins
+	LiveBins     int     // bins with a live instance
 	WastedBins   int     // live bins without a request
-	WastedMBSec  float64 // WastedBins × MemoryMB × bin seconds
 	Preparations int     // fresh preparations made (= shadow requests)
+	IdleMBSec    float64 // WastedBins × MemoryMB × bin seconds
+	PrepareMBSec float64 // Preparations × MemoryMB × PrepareSeconds
+	WastedMBSec  float64 // IdleMBSec + PrepareMBSec
+}
+
+// Cold is the application's cold requests under rule.
+func (a AppResult) Cold(rule ColdRule) uint64 {
+	if rule == ColdAll {
+		return a.ColdAll
+	}
+	return a.ColdFirst
 }
 
 // Split validates a train fraction and returns the first evaluation bin:
@@ -100,43 +137,58 @@ func Split(bins int, fraction float64) (int, error) {
 	return s, nil
 }
 
+// Ranges splits bins into train, select and test ranges in time order:
+// train is the first trainFrac of the bins, select the next selectFrac, test
+// the rest. Each must hold at least one bin.
+func Ranges(bins int, trainFrac, selectFrac float64) (train, sel, test Range, err error) {
+	if !(trainFrac > 0 && selectFrac > 0 && trainFrac+selectFrac < 1) {
+		return train, sel, test, fmt.Errorf("train fraction %v and select fraction %v: both must be positive and leave a test range (sum < 1)", trainFrac, selectFrac)
+	}
+	a := int(trainFrac * float64(bins))
+	b := int((trainFrac + selectFrac) * float64(bins))
+	if a < 1 || b <= a || b >= bins {
+		return train, sel, test, fmt.Errorf("fractions %v and %v of %d bins leave %d training, %d select and %d test bins: each needs at least one", trainFrac, selectFrac, bins, a, b-a, bins-b)
+	}
+	return Range{0, a}, Range{a, b}, Range{b, bins}, nil
+}
+
 // ErrNoRequests means the evaluation range holds no request, so there is
 // nothing to measure.
 var ErrNoRequests = errors.New("the evaluation range holds no request")
 
-// CheckRange fails when the evaluation range of tr starting at evalStart
-// is empty or holds no request.
-func CheckRange(tr *trace.Trace, evalStart int) error {
-	if evalStart < 0 || evalStart >= tr.Bins {
-		return fmt.Errorf("evaluation range [%d, %d) of the trace's bins is empty", evalStart, tr.Bins)
+// CheckRange fails when r is empty, outside tr, or holds no request.
+func CheckRange(tr *trace.Trace, r Range) error {
+	if r.From < 0 || r.From >= r.To || r.To > tr.Bins {
+		return fmt.Errorf("evaluation range [%d, %d) of the trace's %d bins is empty or outside it", r.From, r.To, tr.Bins)
 	}
 	for i := range tr.Apps {
-		for _, c := range tr.Apps[i].Counts[evalStart:] {
+		for _, c := range tr.Apps[i].Counts[r.From:r.To] {
 			if c > 0 {
 				return nil
 			}
 		}
 	}
-	return fmt.Errorf("bins [%d, %d) (%s to %s): %w", evalStart, tr.Bins,
-		tr.BinStart(evalStart).Format(time.RFC3339), tr.BinStart(tr.Bins).Format(time.RFC3339), ErrNoRequests)
+	return fmt.Errorf("bins [%d, %d) (%s to %s): %w", r.From, r.To,
+		tr.BinStart(r.From).Format(time.RFC3339), tr.BinStart(r.To).Format(time.RFC3339), ErrNoRequests)
 }
 
-// NewEnv describes tr to a policy.
-func NewEnv(tr *trace.Trace, evalStart int) Env {
+// NewEnv describes tr to a policy counted over r.
+func NewEnv(tr *trace.Trace, r Range) Env {
 	apps := make([]AppInfo, len(tr.Apps))
 	for i := range tr.Apps {
 		a := &tr.Apps[i]
 		apps[i] = AppInfo{ID: a.ID, MemoryMB: a.MemoryOrDefault(), ReadRatio: a.ReadRatio}
 	}
-	return Env{Apps: apps, Start: tr.Start, Bin: tr.Bin, Bins: tr.Bins, EvalStart: evalStart}
+	return Env{Apps: apps, Start: tr.Start, Bin: tr.Bin, Bins: r.To, EvalStart: r.From}
 }
 
-// Run replays tr through p and accounts for the evaluation range.
+// Run replays tr through p and accounts for the counted range.
 func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
-	if err := CheckRange(tr, opt.EvalStart); err != nil {
+	rg := opt.Range
+	if err := CheckRange(tr, rg); err != nil {
 		return Result{}, err
 	}
-	env := NewEnv(tr, opt.EvalStart)
+	env := NewEnv(tr, rg)
 	if err := p.Start(env); err != nil {
 		return Result{}, fmt.Errorf("policy %s: start: %w", p.Name(), err)
 	}
@@ -149,7 +201,7 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 	}
 	n := len(tr.Apps)
 	binSec := tr.Bin.Seconds()
-	res := Result{Policy: p.Name(), EvalStart: opt.EvalStart, EvalBins: tr.Bins - opt.EvalStart, BinSec: binSec, Apps: make([]AppResult, n)}
+	res := Result{Policy: p.Name(), EvalStart: rg.From, EvalBins: rg.Bins(), BinSec: binSec, Apps: make([]AppResult, n)}
 	for i := range res.Apps {
 		res.Apps[i].ID = env.Apps[i].ID
 		res.Apps[i].MemoryMB = env.Apps[i].MemoryMB
@@ -157,11 +209,11 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 	counts := make([]uint32, n)
 	live := make([]bool, n)
 	held := make([]bool, n) // app held an instance (prepared or serving) in the previous bin
-	for b := 0; b < tr.Bins; b++ {
+	for b := 0; b < rg.To; b++ {
 		for i := range tr.Apps {
 			counts[i] = tr.Apps[i].Counts[b]
 		}
-		if b >= opt.EvalStart {
+		if b >= rg.From {
 			clear(live)
 			if err := p.Plan(b, live); err != nil {
 				return Result{}, fmt.Errorf("policy %s: bin %d: %w", p.Name(), b, err)
@@ -177,12 +229,13 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 					if c == 0 {
 						r.WastedBins++
 					}
-				} else {
-					r.Cold += uint64(c)
+				} else if c > 0 {
+					r.ColdFirst++
+					r.ColdAll += uint64(c)
 				}
 				held[i] = live[i] || c > 0
 			}
-		} else if b == opt.EvalStart-1 {
+		} else {
 			for i, c := range counts {
 				held[i] = c > 0
 			}
@@ -190,14 +243,11 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 		p.Observe(b, counts)
 		hist.now = b + 1
 	}
-	if pc, ok := p.(PreparationCounter); ok {
-		for i, n := range pc.Preparations() {
-			res.Apps[i].Preparations = n
-		}
-	}
 	for i := range res.Apps {
 		r := &res.Apps[i]
-		r.WastedMBSec = float64(r.WastedBins) * r.MemoryMB * binSec
+		r.IdleMBSec = float64(r.WastedBins) * r.MemoryMB * binSec
+		r.PrepareMBSec = float64(r.Preparations) * r.MemoryMB * opt.PrepareSeconds
+		r.WastedMBSec = r.IdleMBSec + r.PrepareMBSec
 	}
 	return res, nil
 }

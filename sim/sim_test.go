@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -37,23 +38,25 @@ func every(from, to, step int) []int {
 	return out
 }
 
-func run(t *testing.T, tr *trace.Trace, p Policy, evalStart int) AppResult {
+func run(t *testing.T, tr *trace.Trace, p Policy, from int) AppResult {
 	t.Helper()
-	r, err := Run(tr, p, Options{EvalStart: evalStart})
+	r, err := Run(tr, p, Options{Range: Range{from, tr.Bins}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r.Apps[0]
 }
 
-func check(t *testing.T, got AppResult, requests, cold uint64, live, wasted, preps int) {
+// check compares an application's accounting: requests, cold starts under
+// both rules, live and wasted bins, preparations.
+func check(t *testing.T, got AppResult, requests, coldFirst, coldAll uint64, live, wasted, preps int) {
 	t.Helper()
-	if got.Requests != requests || got.Cold != cold || got.LiveBins != live || got.WastedBins != wasted || got.Preparations != preps {
-		t.Errorf("got requests %d cold %d live %d wasted %d preparations %d; want %d %d %d %d %d",
-			got.Requests, got.Cold, got.LiveBins, got.WastedBins, got.Preparations, requests, cold, live, wasted, preps)
+	if got.Requests != requests || got.ColdFirst != coldFirst || got.ColdAll != coldAll || got.LiveBins != live || got.WastedBins != wasted || got.Preparations != preps {
+		t.Errorf("got requests %d cold %d/%d live %d wasted %d preparations %d; want %d %d/%d %d %d %d",
+			got.Requests, got.ColdFirst, got.ColdAll, got.LiveBins, got.WastedBins, got.Preparations, requests, coldFirst, coldAll, live, wasted, preps)
 	}
-	if want := float64(got.WastedBins) * got.MemoryMB * 60; got.WastedMBSec != want {
-		t.Errorf("wasted %v MB·s, want %v", got.WastedMBSec, want)
+	if want := float64(got.WastedBins) * got.MemoryMB * 60; got.IdleMBSec != want || got.WastedMBSec != got.IdleMBSec+got.PrepareMBSec {
+		t.Errorf("idle %v MB·s (want %v), wasted %v = idle + preparations %v", got.IdleMBSec, want, got.WastedMBSec, got.PrepareMBSec)
 	}
 }
 
@@ -61,26 +64,39 @@ func check(t *testing.T, got AppResult, requests, cold uint64, live, wasted, pre
 var small = appSpec{mem: 100, at: []int{0, 4, 4, 6}}
 
 func TestReactive(t *testing.T) {
+	// Bins 4 and 6 have requests and no instance: two cold starts (the
+	// paper's rule: the instance bin 4's first request starts serves the
+	// second), three cold requests under the strict rule.
 	got := run(t, mk(12, small), Reactive{}, 2)
-	check(t, got, 3, 3, 0, 0, 0)
+	check(t, got, 3, 2, 3, 0, 0, 0)
 }
 
 func TestKeepAlive(t *testing.T) {
 	// K = 2 bins. Bin 2 is held from the request in bin 0 (waste, and a
 	// preparation: bin 1, the last training bin, served nothing); bin 3 is
-	// not; bin 4 is cold (both requests); bin 5 held (waste), 6 warm, 7-8
-	// held (waste), 9-11 free.
+	// not; bin 4 is cold (one cold start, two requests); bin 5 held
+	// (waste), 6 warm, 7-8 held (waste), 9-11 free.
 	got := run(t, mk(12, small), NewKeepAlive(2*time.Minute), 2)
-	check(t, got, 3, 2, 5, 4, 1)
+	check(t, got, 3, 1, 2, 5, 4, 1)
 	if got.WastedMBSec != 4*100*60 {
 		t.Errorf("wasted %v MB·s, want 24000", got.WastedMBSec)
+	}
+}
+
+func TestPreparationsAreCharged(t *testing.T) {
+	r, err := Run(mk(12, small), NewKeepAlive(2*time.Minute), Options{Range: Range{2, 12}, PrepareSeconds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := r.Apps[0]; a.Preparations != 1 || a.PrepareMBSec != 300 || a.WastedMBSec != 4*100*60+300 {
+		t.Errorf("%+v: want one preparation charged 3 s × 100 MB on top of the idle memory", a)
 	}
 }
 
 func TestKeepAliveRoundsUpToBins(t *testing.T) {
 	tr := mk(12, small)
 	tr.Bin = 2 * time.Minute // 3 minutes = 2 bins
-	r, err := Run(tr, NewKeepAlive(3*time.Minute), Options{EvalStart: 2})
+	r, err := Run(tr, NewKeepAlive(3*time.Minute), Options{Range: Range{2, 12}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,12 +105,23 @@ func TestKeepAliveRoundsUpToBins(t *testing.T) {
 	}
 }
 
+func TestRangeEndsThePlay(t *testing.T) {
+	// Counting bins [2, 5) only: the requests at 6 are not played.
+	r, err := Run(mk(12, small), Reactive{}, Options{Range: Range{2, 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := r.Apps[0]; a.Requests != 2 || r.EvalBins != 3 {
+		t.Errorf("%+v over %d bins, want the 2 requests of bin 4 over 3 bins", a, r.EvalBins)
+	}
+}
+
 func TestOracle(t *testing.T) {
 	got := run(t, mk(12, small), &Oracle{}, 2)
-	check(t, got, 3, 0, 2, 0, 2)
+	check(t, got, 3, 0, 0, 2, 0, 2)
 	// One bin of lead: live 3-6, bins 3 and 5 wasted, one preparation.
 	got = run(t, mk(12, small), &Oracle{Lead: 1}, 2)
-	check(t, got, 3, 0, 4, 2, 1)
+	check(t, got, 3, 0, 0, 4, 2, 1)
 }
 
 func TestHistogramPrewarmsBeforePeriodicRequests(t *testing.T) {
@@ -102,36 +129,67 @@ func TestHistogramPrewarmsBeforePeriodicRequests(t *testing.T) {
 	// each request the app is held k in [floor(0.9·9), ceil(1.1·10)) =
 	// [8, 11) bins later: bins t+9, t+10, t+11. The request at t+10 is
 	// warm and restarts the window, so one bin (t+9) is wasted per period.
+	// 14 idle times are seen before bin 150: enough to trust the histogram.
+	tr := mk(200, appSpec{mem: 200, at: every(0, 200, 10)})
+	got := run(t, tr, NewHistogram(), 150)
+	// Bins 150..199: requests at 150..190 all warm; waste at 159, 169, 179,
+	// 189, 199; live 150 (from the request at 140) and those five plus 160..190.
+	check(t, got, 5, 0, 0, 10, 5, 6)
+
+	ka := run(t, tr, NewKeepAlive(10*time.Minute), 150)
+	check(t, ka, 5, 0, 0, 50, 45, 1)
+}
+
+func TestHistogramNeedsTenIdleTimes(t *testing.T) {
+	// The same timer with only 4 idle times seen: not trusted yet, so the
+	// standard keep-alive of the range holds the app throughout (bin 49
+	// served nothing, so bin 50 counts as a fresh preparation).
 	tr := mk(100, appSpec{mem: 200, at: every(0, 100, 10)})
 	got := run(t, tr, NewHistogram(), 50)
-	// Bins 50..99: requests at 50..90 all warm; waste at 59, 69, 79, 89, 99;
-	// live 50 (from the request at 40) and those five plus 60..90.
-	check(t, got, 5, 0, 10, 5, 6)
-
-	ka := run(t, tr, NewKeepAlive(10*time.Minute), 50)
-	check(t, ka, 5, 0, 50, 45, 1)
+	check(t, got, 5, 0, 0, 50, 45, 1)
 }
 
 func TestHistogramFallsBackToRangeKeepAlive(t *testing.T) {
-	// One request before the evaluation: no idle time yet, CV 0, so the
-	// standard keep-alive of the 4-hour range holds the app (240 bins).
+	// One request before the evaluation: no idle time yet, so the standard
+	// keep-alive of the 4-hour range holds the app (240 bins).
 	tr := mk(400, appSpec{mem: 100, at: []int{9, 300}})
 	got := run(t, tr, NewHistogram(), 10)
-	// Held bins 10..249, cold at 300 (290 idle bins > 240). No preparation:
-	// the hold continues the instance that served bin 9.
-	check(t, got, 1, 1, 240, 240, 0)
+	// Held bins 10..249, cold at 300 (290 idle bins > 240); one idle time
+	// is still too few, so 301..399 are held again. No preparation: each
+	// hold continues the instance that served the request before it.
+	check(t, got, 1, 1, 1, 240+99, 240+99, 0)
 }
 
 func TestHistogramForecastsOutOfRangeIdleTimes(t *testing.T) {
 	// A request every 300 bins (5 h > the 4 h range): every IT (299) is
 	// out of range, so the forecast (mean IT 299) holds k in
 	// [floor(0.85·299), ceil(1.15·299)) = [254, 344): bins t+255 … t+300
-	// until the request at t+300 claims it.
-	tr := mk(2000, appSpec{mem: 100, at: every(0, 2000, 300)})
-	got := run(t, tr, NewHistogram(), 1000)
-	// Requests at 1200, 1500, 1800: warm; each preceded by 45 held bins
-	// (t+255 … t+299) of waste; after 1800 bins 2055.. are past the end.
-	check(t, got, 3, 0, 3*46, 3*45, 3)
+	// until the request at t+300 claims it. 11 idle times precede bin 3400.
+	tr := mk(5000, appSpec{mem: 100, at: every(0, 5000, 300)})
+	got := run(t, tr, NewHistogram(), 3400)
+	// Requests at 3600 … 4800: warm; each preceded by 45 held bins
+	// (t+255 … t+299) of waste; after 4800 bins 5055.. are past the end.
+	check(t, got, 5, 0, 0, 5*46, 5*45, 5)
+}
+
+func TestPerAppKeepAlive(t *testing.T) {
+	// History: a request every 5 bins (4 idle bins between). With cold
+	// starts dear (threshold 0.01) the 5-bin keep-alive bridges every gap;
+	// with them cheap (threshold 1) no keep-alive at all is best.
+	kas := []time.Duration{time.Minute, 3 * time.Minute, 5 * time.Minute, 8 * time.Minute}
+	tr := mk(100, appSpec{mem: 100, at: every(0, 100, 5)})
+	dear := NewPerAppKeepAlive(0.01, 100, kas)
+	got := run(t, tr, dear, 50)
+	if dear.k[0] != 5 {
+		t.Errorf("dear cold starts: keep-alive %d bins, want 5", dear.k[0])
+	}
+	check(t, got, 10, 0, 0, 50, 40, 1) // bin 49 served nothing: bin 50 is a fresh hold
+	cheap := NewPerAppKeepAlive(1, 100, kas)
+	got = run(t, tr, cheap, 50)
+	if cheap.k[0] != 0 {
+		t.Errorf("cheap cold starts: keep-alive %d bins, want none", cheap.k[0])
+	}
+	check(t, got, 10, 10, 10, 0, 0, 0)
 }
 
 func TestHistogramCV(t *testing.T) {
@@ -153,13 +211,11 @@ func TestHistogramCV(t *testing.T) {
 
 // fakeForecaster serves fixed probabilities: probs[b][app].
 type fakeForecaster struct {
-	h     int
 	probs map[int][]float64
 	calls int
 	seen  []int // History.Now() at each call
 }
 
-func (f *fakeForecaster) Horizon() int { return f.h }
 func (f *fakeForecaster) Forecast(b int, h *History) ([]float64, error) {
 	f.calls++
 	f.seen = append(f.seen, h.Now())
@@ -172,42 +228,60 @@ func (f *fakeForecaster) Forecast(b int, h *History) ([]float64, error) {
 	return make([]float64, len(h.Env().Apps)), nil
 }
 
-func TestOursLeases(t *testing.T) {
-	// Horizon 3. P >= 0.5 at bins 2 and 8. The lease from bin 2 covers 2-4
-	// and is claimed by the request at 3 (released after it). The lease
-	// from 8 covers 8-10, unused: 3 bins wasted. Request at 6: cold.
+// testConfig keeps an app of 50 MB at P >= th and prepares one at P >=
+// 1.1·th (a fresh preparation costs 6 s of a 60 s bin).
+func testConfig(th float64) policy.Config {
+	c := policy.Default()
+	c.Threshold, c.ReferenceMB, c.PrepareSeconds = th, 50, 6
+	return c
+}
+
+func TestOursDecidesThroughThePolicy(t *testing.T) {
 	tr := mk(12, appSpec{mem: 50, at: []int{3, 6}})
-	f := &fakeForecaster{h: 3, probs: map[int][]float64{2: {0.9}, 5: {0.4}, 8: {0.5}}}
+	f := &fakeForecaster{probs: map[int][]float64{2: {0.9}, 3: {0.6}, 4: {0.52}, 5: {0.3}, 8: {0.53}, 9: {0.56}}}
 	cache := NewForecastCache(f)
-	got := run(t, tr, NewOurs(cache, 0.5), 1)
-	check(t, got, 2, 1, 2+3, 1+3, 2)
+	var got []string
+	ours := NewOurs(cache, testConfig(0.5))
+	ours.Record = func(b, app int, p float64, a policy.Action) { got = append(got, fmt.Sprintf("%d:%s", b, a)) }
+	r := run(t, tr, ours, 1)
+	// 2 prepare (0.9), 3 keep and serve, 4 keep (0.52 >= 0.5), 5 release,
+	// 6 cold start, 7 let the instance that served go, 8 not prepared
+	// (0.53 < 0.55), 9 prepared (0.56), 10 released.
+	want := "1:idle 2:prepare 3:keep 4:keep 5:release 6:idle 7:release 8:idle 9:prepare 10:release 11:idle"
+	if strings.Join(got, " ") != want {
+		t.Errorf("decisions\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	check(t, r, 2, 1, 1, 4, 3, 2)
 	// The history handed to the model at bin b holds bins < b only.
 	for i, now := range f.seen {
 		if now != i+1 {
 			t.Fatalf("forecast for bin %d saw %d bins of history", i+1, now)
 		}
 	}
-	// A lower threshold reuses the cache: no new model calls. At 0.4 the
-	// bin-5 forecast also prepares (5-7): 5 wasted, 6 warm and claims it.
+	// A lower threshold reuses the cache: no new model calls. At 0.4 bin 8
+	// is prepared too and kept through 9.
 	calls := f.calls
-	got = run(t, tr, NewOurs(cache, 0.4), 1)
-	check(t, got, 2, 0, 2+2+3, 1+1+3, 3)
+	r = run(t, tr, NewOurs(cache, testConfig(0.4)), 1)
+	check(t, r, 2, 1, 1, 5, 4, 2)
 	if f.calls != calls {
 		t.Errorf("second threshold called the model %d more times", f.calls-calls)
 	}
 }
 
-func TestOursRenewsInTheLastBinOfALease(t *testing.T) {
-	// Horizon 3, P = 0.8 in bins 2..7, no request. Leases at 2 (2-4),
-	// renewed at 4 (to 6) and at 6 (to 8): live 2..8, all wasted, three
-	// preparations although the hold is continuous.
+func TestOursScalesTheThresholdWithMemory(t *testing.T) {
+	// Twice the reference memory: P 0.9 is below the 1.0 it needs to keep.
 	probs := map[int][]float64{}
-	for b := 2; b <= 7; b++ {
-		probs[b] = []float64{0.8}
+	for b := 1; b < 12; b++ {
+		probs[b] = []float64{0.9, 0.9}
 	}
-	tr := mk(12, appSpec{mem: 10, at: []int{11}})
-	got := run(t, tr, NewOurs(NewForecastCache(&fakeForecaster{h: 3, probs: probs}), 0.5), 1)
-	check(t, got, 1, 1, 7, 7, 3)
+	tr := mk(12, appSpec{mem: 50, at: []int{11}}, appSpec{mem: 100, at: []int{11}})
+	r, err := Run(tr, NewOurs(NewForecastCache(&fakeForecaster{probs: probs}), testConfig(0.5)), Options{Range: Range{1, 12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small, big := r.Apps[0], r.Apps[1]; small.LiveBins != 11 || small.ColdFirst != 0 || big.LiveBins != 0 || big.ColdFirst != 1 {
+		t.Errorf("50 MB app %+v, 100 MB app %+v: want the small one held throughout, the big one never", small, big)
+	}
 }
 
 func TestPercentile(t *testing.T) {
@@ -228,46 +302,112 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-func TestSummarizeAndNormalize(t *testing.T) {
-	// Three apps, all cold under reactive: rates 1, 1, 1 and one idle app
-	// that must not count in the percentile.
-	tr := mk(10, appSpec{100, []int{5}}, appSpec{100, []int{6, 7}}, appSpec{100, nil}, appSpec{0, []int{8}})
-	rep, err := Evaluate(tr, EvalConfig{EvalStart: 4, Families: []string{FamilyReactive, FamilyKeepAlive, FamilyOracle}, KeepAlives: []time.Duration{10 * time.Minute, time.Minute}})
+func TestEvaluateSelectsOnTheSelectRange(t *testing.T) {
+	// Three apps and an idle one. Select range [4, 10), test [10, 16).
+	tr := mk(16,
+		appSpec{100, []int{1, 5, 12}},
+		appSpec{100, []int{2, 6, 6, 13, 13, 14}},
+		appSpec{100, nil},
+		appSpec{0, []int{8, 15}})
+	cfg := EvalConfig{Select: Range{4, 10}, Test: Range{10, 16}, Families: []string{FamilyReactive, FamilyKeepAlive, FamilyOracle},
+		KeepAlives: []time.Duration{10 * time.Minute, time.Minute}, Bootstrap: 50}
+	rep, err := Evaluate(tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]Summary{}
-	for _, r := range rep.Rows {
-		byName[r.Policy] = r
+	if len(rep.Rows) != 8 || rep.Rows[0].Range != RangeSelect || rep.Rows[4].Range != RangeTest {
+		t.Fatalf("rows %+v", rep.Rows)
 	}
-	re := byName["reactive"]
-	if re.Apps != 3 || re.Requests != 4 || re.ColdRequests != 4 || re.ColdP75 != 1 || re.ColdOverall != 1 || re.WastePct != 0 {
+	by := map[string]Summary{}
+	for _, r := range rep.Rows {
+		by[r.Range+"/"+r.Policy] = r
+	}
+	// Select range, reactive: apps 0, 1, 3 cold at 5; 6 (its second request
+	// served by the first's instance); 8: rates 1, 1/2, 1 -> p75 1; overall
+	// 3 cold of 4 (4 of 4 under the strict rule).
+	re := by["select/reactive"]
+	if re.Apps != 3 || re.Requests != 4 || re.ColdRequests != 3 || re.ColdP75 != 1 || re.ColdOverall != 0.75 || re.ColdP75All != 1 || re.ColdOverallAll != 1 || re.WastePct != 0 {
 		t.Errorf("reactive %+v", re)
 	}
-	ka := byName["keepalive-10m"]
-	if ka.WastePct != 100 {
-		t.Errorf("keepalive-10m waste %v%%, want 100", ka.WastePct)
+	// Keep-alive 10 on the select range: app 0 held 4 (from 1), warm at 5,
+	// held 6-9: waste 4+... its own figures are the reference, 100%.
+	if ka := by["select/keepalive-10m"]; ka.WastePct != 100 || rep.Select.ReferenceWastedMBSec != ka.WastedMBSec {
+		t.Errorf("keepalive-10m %+v, reference %v", ka, rep.Select.ReferenceWastedMBSec)
 	}
-	// Keep-alive 10: app0 held 6-9 (4 bins waste), app1 cold at 6, warm at
-	// 7, held 8-9 (2 waste); app3 (unknown memory: 170 MB) cold at 8, 9 waste.
-	if want := (4*100 + 2*100 + 1*170) * 60.0; rep.ReferenceWastedMBSec != want {
-		t.Errorf("reference waste %v, want %v", rep.ReferenceWastedMBSec, want)
+	// Selection is made on the select range and reported on the test range.
+	if len(rep.Selection) != 3 || len(rep.Chosen) != 3 {
+		t.Fatalf("selection %+v chosen %+v", rep.Selection, rep.Chosen)
 	}
-	// Per-app cold rates under keep-alive 10: 1, 0.5, 1 -> p75 = 1; overall 3/4.
-	if ka.ColdP75 != 1 || ka.ColdOverall != 0.75 {
-		t.Errorf("keepalive-10m cold p75 %v overall %v", ka.ColdP75, ka.ColdOverall)
+	for i, s := range rep.Selection {
+		c := rep.Chosen[i]
+		if s.Range != RangeSelect || c.Range != RangeTest || s.Policy != c.Policy || !c.Selected || s.Selected {
+			t.Errorf("selection %d: %s/%s -> %s/%s selected %v", i, s.Range, s.Policy, c.Range, c.Policy, c.Selected)
+		}
 	}
-	k1 := byName["keepalive-1m"]
-	if want := 100 * (1*100 + 1*100 + 1*170) / (4*100 + 2*100 + 1*170.0); math.Abs(k1.WastePct-want) > 1e-9 {
-		t.Errorf("keepalive-1m waste %v%%, want %v", k1.WastePct, want)
+	// Within 100% waste the 10-minute keep-alive's p75 beats the 1-minute's.
+	if got := rep.Selection[1].Policy; got != "keepalive-10m" {
+		t.Errorf("keepalive chose %s", got)
 	}
-	or := byName["oracle"]
-	if or.ColdRequests != 0 || or.WastedMBSec != 0 || or.Preparations != 3 || or.Shadow != 3 {
-		t.Errorf("oracle %+v", or)
+	selected := 0
+	for _, r := range rep.Rows {
+		if r.Selected {
+			selected++
+		}
+		if r.ColdP75CI[0] > r.ColdP75+1e-12 || r.ColdP75CI[1] < r.ColdP75-1e-12 && r.Apps > 0 {
+			t.Errorf("%s/%s: p75 %v outside its interval %v", r.Range, r.Policy, r.ColdP75, r.ColdP75CI)
+		}
 	}
-	// Both keep-alives have p75 1: the cheaper one is best.
-	if len(rep.Best) != 3 || rep.Best[1].Policy != "keepalive-1m" {
-		t.Errorf("best %+v", rep.Best)
+	if selected != 3 {
+		t.Errorf("%d rows selected, want one per family", selected)
+	}
+	if len(rep.Matched) != 3 || len(rep.Matched[1].ColdP75) != len(DefaultMatchedWaste) {
+		t.Errorf("matched %+v", rep.Matched)
+	}
+	if _, err := Evaluate(tr, EvalConfig{Select: Range{10, 16}, Test: Range{4, 10}}); err == nil || !strings.Contains(err.Error(), "before the test range") {
+		t.Errorf("test before select: %v", err)
+	}
+}
+
+func TestFrontierAndReadOff(t *testing.T) {
+	rows := []Summary{
+		{Policy: "a", WastePct: 50, ColdP75: 0.6},
+		{Policy: "b", WastePct: 100, ColdP75: 0.4},
+		{Policy: "c", WastePct: 120, ColdP75: 0.5}, // dominated
+		{Policy: "d", WastePct: 200, ColdP75: 0.0},
+		{Policy: "e", WastePct: math.NaN(), ColdP75: 0.1},
+	}
+	front := Frontier(rows)
+	var names []string
+	for _, f := range front {
+		names = append(names, f.Policy)
+	}
+	if strings.Join(names, ",") != "a,b,d" {
+		t.Errorf("frontier %v, want a,b,d", names)
+	}
+	for _, c := range []struct{ w, want float64 }{{75, 0.5}, {150, 0.2}, {300, 0}, {50, 0.6}} {
+		if got := ReadOff(front, c.w); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("ReadOff(%v) = %v, want %v", c.w, got, c.want)
+		}
+	}
+	if got := ReadOff(front, 25); !math.IsNaN(got) {
+		t.Errorf("before the curve: %v, want NaN", got)
+	}
+}
+
+func TestBootstrap(t *testing.T) {
+	rates := make([]float64, 200)
+	for i := range rates {
+		rates[i] = float64(i) / 199
+	}
+	ci := Bootstrap(rates, 500, 1)
+	if p := Percentile(rates, 0.75); !(ci[0] < p && p < ci[1]) || ci[1]-ci[0] > 0.15 {
+		t.Errorf("interval %v around p75 %v", ci, p)
+	}
+	if again := Bootstrap(rates, 500, 1); again != ci {
+		t.Errorf("same seed gave %v then %v", ci, again)
+	}
+	if same := Bootstrap([]float64{0.5, 0.5, 0.5}, 100, 1); same != [2]float64{0.5, 0.5} {
+		t.Errorf("constant rates: %v", same)
 	}
 }
 
@@ -276,19 +416,19 @@ func TestBadInput(t *testing.T) {
 	if _, err := Split(10, 1); err == nil || !strings.Contains(err.Error(), "between 0 and 1") {
 		t.Errorf("Split(10, 1): %v", err)
 	}
-	if _, err := Split(10, 0); err == nil {
-		t.Error("Split(10, 0): no error")
+	if _, _, _, err := Ranges(10, 0.5, 0.5); err == nil || !strings.Contains(err.Error(), "leave a test range") {
+		t.Errorf("Ranges without a test range: %v", err)
 	}
-	if _, err := Split(10, 0.01); err == nil || !strings.Contains(err.Error(), "at least one") {
-		t.Errorf("Split(10, 0.01): %v", err)
+	if _, _, _, err := Ranges(10, 0.05, 0.05); err == nil || !strings.Contains(err.Error(), "at least one") {
+		t.Errorf("Ranges with an empty train range: %v", err)
 	}
-	if s, err := Split(1440, 2.0/3); err != nil || s != 960 {
-		t.Errorf("Split(1440, 2/3) = %d, %v; want 960", s, err)
+	if tr, sel, te, err := Ranges(1440, 1.0/3, 1.0/3); err != nil || tr != (Range{0, 480}) || sel != (Range{480, 960}) || te != (Range{960, 1440}) {
+		t.Errorf("Ranges(1440, 1/3, 1/3) = %v %v %v, %v", tr, sel, te, err)
 	}
-	if _, err := Run(tr, Reactive{}, Options{EvalStart: 5}); !errors.Is(err, ErrNoRequests) {
+	if _, err := Run(tr, Reactive{}, Options{Range: Range{5, 10}}); !errors.Is(err, ErrNoRequests) {
 		t.Errorf("range without requests: %v", err)
 	}
-	if _, err := Run(tr, Reactive{}, Options{EvalStart: 10}); err == nil || !strings.Contains(err.Error(), "empty") {
+	if _, err := Run(tr, Reactive{}, Options{Range: Range{10, 10}}); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty range: %v", err)
 	}
 	if _, err := ParseFamilies("reactive,lru"); err == nil || !strings.Contains(err.Error(), `unknown policy "lru"`) {
@@ -297,7 +437,11 @@ func TestBadInput(t *testing.T) {
 	if f, err := ParseFamilies(" Oracle , reactive,oracle"); err != nil || strings.Join(f, ",") != "oracle,reactive" {
 		t.Errorf("ParseFamilies = %v, %v", f, err)
 	}
-	if _, err := Evaluate(mk(10, appSpec{100, []int{8}}), EvalConfig{EvalStart: 5, Families: []string{FamilyOurs}}); err == nil || !strings.Contains(err.Error(), "demand model") {
+	if _, err := ParseColdRule("some"); err == nil || !strings.Contains(err.Error(), `"first"`) {
+		t.Errorf("unknown cold rule: %v", err)
+	}
+	two := mk(10, appSpec{100, []int{3, 8}})
+	if _, err := Evaluate(two, EvalConfig{Select: Range{2, 5}, Test: Range{5, 10}, Families: []string{FamilyOurs}}); err == nil || !strings.Contains(err.Error(), "demand model") {
 		t.Errorf("ours without a model: %v", err)
 	}
 }

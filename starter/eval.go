@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -36,6 +37,8 @@ type traceFlags struct {
 	Bin                  time.Duration
 	Apps, Days           int
 	Seed                 int64
+	Mix                  string
+	Jitter               float64
 }
 
 func (f *traceFlags) register(fs *pflag.FlagSet) {
@@ -46,6 +49,8 @@ func (f *traceFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Apps, "apps", 200, "synth: number of applications")
 	fs.IntVar(&f.Days, "days", 2, "synth: days of workload")
 	fs.Int64Var(&f.Seed, "seed", 1, "synth: workload seed")
+	fs.StringVar(&f.Mix, "mix", "", "synth: shares of the application kinds, e.g. timer=0.5,bursty=0.3,rare=0.2 (kinds: heavy, timer, diurnal, bursty, rare; default the built-in mix)")
+	fs.Float64Var(&f.Jitter, "timer-jitter", 0, "synth: chance that a timer fires one bin early or late")
 }
 
 // load reads or generates the trace and describes it in one line.
@@ -60,8 +65,26 @@ func (f *traceFlags) load() (*trace.Trace, string, error) {
 		if f.Apps < 1 || f.Days < 1 {
 			return nil, "", usageErr("--apps %d and --days %d must be >= 1", f.Apps, f.Days)
 		}
-		tr := trace.Synth(trace.SynthOptions{Apps: f.Apps, Days: f.Days, Bin: f.Bin, Seed: f.Seed})
-		return tr, fmt.Sprintf("synthetic workload (%d apps, %d days, seed %d)", f.Apps, f.Days, f.Seed), nil
+		var mix trace.Mix
+		if f.Mix != "" {
+			m, err := trace.ParseMix(f.Mix)
+			if err != nil {
+				return nil, "", usageErr("--mix: %v", err)
+			}
+			mix = m
+		}
+		if !(f.Jitter >= 0 && f.Jitter <= 1) {
+			return nil, "", usageErr("--timer-jitter %v: must be in [0, 1]", f.Jitter)
+		}
+		tr := trace.Synth(trace.SynthOptions{Apps: f.Apps, Days: f.Days, Bin: f.Bin, Seed: f.Seed, Mix: mix, TimerJitter: f.Jitter})
+		desc := fmt.Sprintf("synthetic workload (%d apps, %d days, seed %d", f.Apps, f.Days, f.Seed)
+		if f.Mix != "" {
+			desc += ", mix " + f.Mix
+		}
+		if f.Jitter > 0 {
+			desc += fmt.Sprintf(", timer jitter %g", f.Jitter)
+		}
+		return tr, desc + ")", nil
 	case trace.FormatAzure2019, trace.FormatEvents:
 		if f.File == "" {
 			return nil, "", usageErr("--file is required with --format %s", f.Format)
@@ -98,10 +121,9 @@ func (f *traceFlags) load() (*trace.Trace, string, error) {
 	return tr, fmt.Sprintf("%s (%s)", filepath.Base(f.File), f.Format), nil
 }
 
-// modelFlags train "ours" on the training part.
+// modelFlags train "ours".
 type modelFlags struct {
 	Epochs, Samples int
-	Horizon         int
 	Seed            uint64
 	NoORT           bool
 }
@@ -113,72 +135,91 @@ func (m *modelFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&m.NoORT, "no-ort", false, "ours: run the model with the pure-Go forward pass instead of ONNX Runtime")
 }
 
-// registerHorizon adds --horizon for eval and tune (`starter model train`
-// shares modelFlags and has its own --horizon).
-func (m *modelFlags) registerHorizon(fs *pflag.FlagSet) {
-	fs.IntVar(&m.Horizon, "horizon", 0, "ours: bins the model looks ahead, which is also the lease TTL (0 = the models package default)")
+// rangeFlags split the trace into train, select and test ranges.
+type rangeFlags struct {
+	Train, Select float64
+	Retrain       bool
+}
+
+func (r *rangeFlags) register(fs *pflag.FlagSet) {
+	fs.Float64Var(&r.Train, "train-fraction", 1.0/3, "share of the trace, from its start, that only trains the model and warms the policies up")
+	fs.Float64Var(&r.Select, "select-fraction", 1.0/3, "share after it on which every policy's setting is chosen; the rest is the test range that is reported")
+	fs.BoolVar(&r.Retrain, "retrain", true, "ours: train the model again on everything before the test range (same settings) for the test; false reuses the select range's model")
 }
 
 // evalSetup is everything both commands share.
 type evalSetup struct {
-	tr        *trace.Trace
-	desc      string
-	evalStart int
-	trainSec  float64
-	model     string
+	tr                 *trace.Trace
+	desc               string
+	train, sel, test   sim.Range
+	trainSec           float64
+	selModel, tstModel string
 }
 
-// prepare loads the trace, splits it and, when ours is wanted, trains the
-// demand model on the training part only and loads it the way production
-// does (ONNX bytes through models.LoadDemand on ONNX Runtime).
-func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, frac float64, wantOurs bool) (*evalSetup, sim.Forecaster, error) {
-	if !(frac > 0 && frac < 1) {
-		return nil, nil, usageErr("--train-fraction %v: must be strictly between 0 and 1", frac)
-	}
+// prepare loads the trace, splits it into train, select and test ranges
+// and, when ours is wanted, trains the demand model on the bins before the
+// select range (and again on those before the test range) and loads it the
+// way production does (ONNX bytes through models.LoadDemand on ONNX Runtime).
+func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, rf *rangeFlags, wantOurs bool) (*evalSetup, sim.Forecaster, sim.Forecaster, error) {
 	tr, desc, err := tf.load()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	evalStart, err := sim.Split(tr.Bins, frac)
+	train, sel, test, err := sim.Ranges(tr.Bins, rf.Train, rf.Select)
 	if err != nil {
-		return nil, nil, usageErr("--train-fraction: %v", err)
+		return nil, nil, nil, usageErr("--train-fraction/--select-fraction: %v", err)
 	}
-	if err := sim.CheckRange(tr, evalStart); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", desc, err)
+	for _, r := range []sim.Range{sel, test} {
+		if err := sim.CheckRange(tr, r); err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w", desc, err)
+		}
 	}
-	s := &evalSetup{tr: tr, desc: desc, evalStart: evalStart}
+	s := &evalSetup{tr: tr, desc: desc, train: train, sel: sel, test: test}
 	if !wantOurs {
-		return s, nil, nil
-	}
-	began := time.Now()
-	if mf.Horizon < 0 {
-		return nil, nil, usageErr("--horizon %d: must be >= 0", mf.Horizon)
-	}
-	res, err := models.TrainDemand(ctx, trainingPart(tr, evalStart), models.TrainOptions{
-		Spec:   models.DemandSpec{Horizon: mf.Horizon},
-		Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Logger: slog.Default(),
-	}, func(p models.Progress) {
-		slog.Info("training demand model", "epoch", p.Epoch, "epochs", p.Epochs, "batch", p.Batch, "batches", p.Batches, "train_loss", p.TrainLoss, "val_loss", p.ValLoss)
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("train the demand model on bins [0, %d): %w", evalStart, err)
-	}
-	onnx, err := res.ONNX()
-	if err != nil {
-		return nil, nil, fmt.Errorf("export the demand model: %w", err)
+		return s, nil, nil, nil
 	}
 	if !mf.NoORT {
 		if err := models.InitORT(g.ONNX.Lib); err != nil {
-			return nil, nil, fmt.Errorf("%w (or pass --no-ort to use the pure-Go forward pass)", err)
+			return nil, nil, nil, fmt.Errorf("%w (or pass --no-ort to use the pure-Go forward pass)", err)
 		}
+	}
+	began := time.Now()
+	selFc, selVersion, err := trainForecaster(ctx, tr, sel.From, mf)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tstFc, tstVersion := selFc, selVersion
+	if rf.Retrain {
+		if tstFc, tstVersion, err = trainForecaster(ctx, tr, test.From, mf); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	s.trainSec = time.Since(began).Seconds()
+	s.selModel, s.tstModel = selVersion, tstVersion
+	return s, selFc, tstFc, nil
+}
+
+// trainForecaster trains the demand model on bins [0, end) of tr only and
+// loads it back from its ONNX bytes, as the worker does.
+func trainForecaster(ctx context.Context, tr *trace.Trace, end int, mf *modelFlags) (sim.Forecaster, string, error) {
+	res, err := models.TrainDemand(ctx, trainingPart(tr, end), models.TrainOptions{
+		Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Logger: slog.Default(),
+		Version: fmt.Sprintf("demand-eval-before-bin-%d", end),
+	}, func(p models.Progress) {
+		slog.Info("training demand model", "before_bin", end, "epoch", p.Epoch, "epochs", p.Epochs, "batch", p.Batch, "batches", p.Batches, "train_loss", p.TrainLoss, "val_loss", p.ValLoss)
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("train the demand model on bins [0, %d): %w", end, err)
+	}
+	onnx, err := res.ONNX()
+	if err != nil {
+		return nil, "", fmt.Errorf("export the demand model: %w", err)
 	}
 	d, err := models.LoadDemand(onnx, res.Meta(), !mf.NoORT)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load the trained demand model: %w", err)
+		return nil, "", fmt.Errorf("load the trained demand model: %w", err)
 	}
-	s.trainSec = time.Since(began).Seconds()
-	s.model = d.Version()
-	return s, &sim.DemandForecaster{Model: d}, nil
+	return &sim.DemandForecaster{Model: d, Workers: 2}, d.Version(), nil
 }
 
 // trainingPart is tr cut before evalStart: the model cannot see what it
@@ -212,98 +253,174 @@ func toDurations(xs []float64, unit time.Duration, flag string) ([]time.Duration
 
 func checkThresholds(ths []float64) error {
 	for _, t := range ths {
-		if !(t >= 0 && t <= 1) {
-			return usageErr("--thresholds %v: each must be in [0, 1]", t)
+		if !(t >= policy.Limits.MinThreshold && t <= policy.Limits.MaxThreshold) {
+			return usageErr("--thresholds %v: each must be in [%g, %g]", t, policy.Limits.MinThreshold, policy.Limits.MaxThreshold)
 		}
 	}
 	return nil
 }
 
 type evalOutput struct {
-	Trace         string  `json:"trace"`
-	TrainFraction float64 `json:"train_fraction"`
-	Model         string  `json:"model,omitempty"`
-	TrainSeconds  float64 `json:"train_seconds"`
-	TotalSeconds  float64 `json:"total_seconds"`
+	Trace          string  `json:"trace"`
+	TrainFraction  float64 `json:"train_fraction"`
+	SelectFraction float64 `json:"select_fraction"`
+	SelectModel    string  `json:"select_model,omitempty"`
+	TestModel      string  `json:"test_model,omitempty"`
+	TrainSeconds   float64 `json:"train_seconds"`
+	TotalSeconds   float64 `json:"total_seconds"`
 	*sim.Report
+}
+
+// sweepFlags are the settings every family is swept over, and how the
+// choice among them is made.
+type sweepFlags struct {
+	pols    string
+	kaMin   []float64
+	ths     []float64
+	hrHours []float64
+	lead    int
+	rule    string
+	prepSec float64
+	budget  float64
+	boot    int
+	matched []float64
+}
+
+func (f *sweepFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.pols, "policies", strings.Join(sim.Families, ","), "comma-separated policies: "+strings.Join(sim.Families, ", "))
+	floatListVar(fs, &f.kaMin, "keepalive-minutes", minutes(sim.DefaultKeepAlives), "keepalive and perapp-keepalive: the keep-alives, minutes")
+	floatListVar(fs, &f.ths, "thresholds", sim.DefaultThresholds, "ours and perapp-keepalive: the sweep of the reference application's threshold (the price of a cold start in idle memory)")
+	floatListVar(fs, &f.hrHours, "histogram-hours", scale(minutes(sim.DefaultHistogramRanges), 1.0/60), "histogram: the sweep of the histogram range, hours (the paper's default is 4)")
+	fs.IntVar(&f.lead, "oracle-lead", 0, "oracle: bins prepared ahead of each request (0 = the floor)")
+	fs.StringVar(&f.rule, "cold-rule", string(sim.ColdFirst), "which requests of a bin with no live instance are cold: first (the paper's; the instance it starts serves the rest) or all")
+	fs.Float64Var(&f.prepSec, "prepare-seconds", policy.Default().PrepareSeconds, "memory-time each fresh preparation (reservation and shadow request) is charged, in seconds of the app's memory")
+	fs.Float64Var(&f.budget, "budget", 100, "waste budget for choosing each family's setting on the select range, % of the 10-minute keep-alive's waste")
+	fs.IntVar(&f.boot, "bootstrap", 1000, "bootstrap resamples of the applications for the p75's 90% intervals (0: none)")
+	floatListVar(fs, &f.matched, "matched-waste", sim.DefaultMatchedWaste, "waste levels (% of the 10-minute keep-alive) at which each curve's p75 is read off")
+}
+
+// config checks the flags and builds the evaluation's configuration.
+func (f *sweepFlags) config() (sim.EvalConfig, error) {
+	var cfg sim.EvalConfig
+	fams, err := sim.ParseFamilies(f.pols)
+	if err != nil {
+		return cfg, usageErr("--policies: %v", err)
+	}
+	kas, err := minutesToDurations(f.kaMin, "keepalive-minutes")
+	if err != nil {
+		return cfg, err
+	}
+	if err := checkThresholds(f.ths); err != nil {
+		return cfg, err
+	}
+	hrs, err := toDurations(f.hrHours, time.Hour, "histogram-hours")
+	if err != nil {
+		return cfg, err
+	}
+	if f.lead < 0 {
+		return cfg, usageErr("--oracle-lead %d: must be >= 0", f.lead)
+	}
+	rule, err := sim.ParseColdRule(f.rule)
+	if err != nil {
+		return cfg, usageErr("--cold-rule: %v", err)
+	}
+	pc := policy.Default()
+	pc.PrepareSeconds = f.prepSec
+	if err := pc.Validate(); err != nil {
+		return cfg, usageErr("--prepare-seconds %v: %v", f.prepSec, err)
+	}
+	if !(f.budget > 0) {
+		return cfg, usageErr("--budget %v: must be a positive percentage", f.budget)
+	}
+	if f.boot < 0 {
+		return cfg, usageErr("--bootstrap %d: must be >= 0", f.boot)
+	}
+	boot := f.boot
+	if boot == 0 {
+		boot = -1 // none
+	}
+	for _, m := range f.matched {
+		if !(m > 0) {
+			return cfg, usageErr("--matched-waste %v: each must be a positive percentage", m)
+		}
+	}
+	return sim.EvalConfig{Families: fams, KeepAlives: kas, Thresholds: f.ths, HistRanges: hrs, OracleLead: f.lead,
+		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched}, nil
+}
+
+// evaluate prepares the trace and the models and runs the evaluation.
+func evaluate(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, rf *rangeFlags, cfg sim.EvalConfig) (*evalSetup, *sim.Report, error) {
+	setup, selFc, tstFc, err := prepare(ctx, g, tf, mf, rf, slices.Contains(cfg.Families, sim.FamilyOurs))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Select, cfg.Test = setup.sel, setup.test
+	cfg.SelectForecaster, cfg.TestForecaster = selFc, tstFc
+	rep, err := sim.Evaluate(setup.tr, cfg)
+	return setup, rep, err
 }
 
 func newEvalCmd(g *globals) *cobra.Command {
 	var (
-		tf      traceFlags
-		mf      modelFlags
-		frac    float64
-		pols    string
-		kaMin   []float64
-		ths     []float64
-		hrHours []float64
-		lead    int
-		outDir  string
-		asJSON  bool
-		asMD    bool
-		perApp  bool
-		title   string
+		tf     traceFlags
+		mf     modelFlags
+		rf     rangeFlags
+		sf     sweepFlags
+		outDir string
+		asJSON bool
+		asMD   bool
+		perApp bool
+		title  string
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Replay a trace through every preparation policy and compare cold starts with wasted memory",
-		Long: `eval replays a trace bin by bin through the preparation policies and reports,
-over the evaluation range (the part after --train-fraction), each policy's
-75th-percentile and overall cold-start rate, its wasted memory-time as a
-percentage of the fixed 10-minute keep-alive's on the same range, and the
+		Long: `eval replays a trace bin by bin through the preparation policies and
+reports each policy's 75th-percentile and overall cold-start rate, its
+wasted memory-time (idle reserved memory plus what its preparations cost) as
+a percentage of the fixed 10-minute keep-alive's on the same range, and the
 preparations (= shadow requests) it made.
 
+The trace is cut in time order into three ranges: train (the model learns,
+policies warm up), select (every swept setting of every policy is run and
+each family's setting is chosen: the lowest p75 within --budget), and test
+(the chosen settings are reported, with 90% bootstrap intervals; the whole
+curves are printed and plotted for reading). Nothing is chosen on the test
+range.
+
 Policies: reactive (prepare nothing), keepalive (fixed keep-alive, swept
-over --keepalive-minutes), histogram (the hybrid histogram policy of Shahrad
-et al., ATC 2020, swept over its range --histogram-hours), ours (the
-demand model trained on the training part, run on ONNX Runtime, swept over
---thresholds, lease TTL = the model's horizon) and oracle (knows the future:
-the floor). The accounting is documented in the sim package.
+over --keepalive-minutes), perapp-keepalive (each application's best fixed
+keep-alive on its history before the range, at the price of a cold start
+swept over --thresholds), histogram (the hybrid histogram policy of Shahrad
+et al., ATC 2020, swept over its range --histogram-hours), ours (the demand
+model, trained before each range, run on ONNX Runtime, deciding through the
+production policy package, swept over --thresholds) and oracle (knows the
+future: the floor). The accounting is documented in the sim package.
 
 With --out DIR it writes results.csv, results.json, pareto.svg and pareto.png
 (and apps.csv, per application, with --per-app). --log-level info shows the
 training progress.`,
 		Example: `  starter eval --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
       --memory testdata/azure2019-sample/1350_mem.csv --out docs/results/azure
-  starter eval --format synth --apps 200 --days 2 --policies keepalive,histogram,oracle --json`,
+  starter eval --format synth --apps 200 --days 3 --policies keepalive,histogram,oracle --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			began := time.Now()
-			fams, err := sim.ParseFamilies(pols)
+			cfg, err := sf.config()
 			if err != nil {
-				return usageErr("--policies: %v", err)
+				return err
 			}
 			if perApp && outDir == "" {
 				return usageErr("--per-app writes apps.csv into --out: give --out")
 			}
-			kas, err := minutesToDurations(kaMin, "keepalive-minutes")
+			setup, rep, err := evaluate(cmd.Context(), g, &tf, &mf, &rf, cfg)
 			if err != nil {
 				return err
 			}
-			if err := checkThresholds(ths); err != nil {
-				return err
-			}
-			hrs, err := toDurations(hrHours, time.Hour, "histogram-hours")
-			if err != nil {
-				return err
-			}
-			if lead < 0 {
-				return usageErr("--oracle-lead %d: must be >= 0", lead)
-			}
-			setup, fc, err := prepare(cmd.Context(), g, &tf, &mf, frac, slices.Contains(fams, sim.FamilyOurs))
-			if err != nil {
-				return err
-			}
-			rep, err := sim.Evaluate(setup.tr, sim.EvalConfig{
-				EvalStart: setup.evalStart, Families: fams, KeepAlives: kas, Thresholds: ths,
-				HistRanges: hrs, Forecaster: fc, OracleLead: lead,
-			})
-			if err != nil {
-				return err
-			}
-			out := evalOutput{Trace: setup.desc, TrainFraction: frac, Model: setup.model, TrainSeconds: setup.trainSec, TotalSeconds: time.Since(began).Seconds(), Report: rep}
+			out := evalOutput{Trace: setup.desc, TrainFraction: rf.Train, SelectFraction: rf.Select, SelectModel: setup.selModel, TestModel: setup.tstModel,
+				TrainSeconds: setup.trainSec, TotalSeconds: time.Since(began).Seconds(), Report: rep}
 			if title == "" {
-				title = "Cold starts vs. wasted memory: " + setup.desc
+				title = "Cold starts vs. wasted memory, test range: " + setup.desc
 			}
 			if outDir != "" {
 				if err := writeResults(outDir, &out, title, perApp); err != nil {
@@ -318,7 +435,7 @@ training progress.`,
 				if err := sim.WriteMarkdown(w, rep); err != nil {
 					return err
 				}
-				_, err := fmt.Fprintf(w, "Time: %.0f s in all, of which training %.0f s and simulation %.1f s.\n", out.TotalSeconds, out.TrainSeconds, float64(rep.SimMillis)/1000)
+				_, err := fmt.Fprintf(w, "\nTime: %.0f s in all, of which training %.0f s and simulation %.1f s.\n", out.TotalSeconds, out.TrainSeconds, float64(rep.SimMillis)/1000)
 				return err
 			}
 			fmt.Fprintf(w, "%s\n", setup.desc)
@@ -335,17 +452,12 @@ training progress.`,
 	fs := cmd.Flags()
 	tf.register(fs)
 	mf.register(fs)
-	mf.registerHorizon(fs)
-	fs.Float64Var(&frac, "train-fraction", 2.0/3, "share of the trace, from its start, to train and warm policies on; the rest is evaluated")
-	fs.StringVar(&pols, "policies", strings.Join(sim.Families, ","), "comma-separated policies: "+strings.Join(sim.Families, ", "))
-	floatListVar(fs, &kaMin, "keepalive-minutes", minutes(sim.DefaultKeepAlives), "keepalive: the keep-alive sweep, minutes")
-	floatListVar(fs, &ths, "thresholds", sim.DefaultThresholds, "ours: the threshold sweep")
-	floatListVar(fs, &hrHours, "histogram-hours", scale(minutes(sim.DefaultHistogramRanges), 1.0/60), "histogram: the sweep of the histogram range, hours (the paper's default is 4)")
-	fs.IntVar(&lead, "oracle-lead", 0, "oracle: bins prepared ahead of each request (0 = the floor)")
+	rf.register(fs)
+	sf.register(fs)
 	fs.StringVar(&outDir, "out", "", "directory for results.csv, results.json, pareto.svg and pareto.png")
 	fs.BoolVar(&asJSON, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&perApp, "per-app", false, "also write apps.csv into --out: every policy's accounting per application")
-	fs.BoolVar(&asMD, "markdown", false, "print the table as Markdown (for docs/results.md)")
+	fs.BoolVar(&asMD, "markdown", false, "print the tables as Markdown (for docs/results.md)")
 	fs.StringVar(&title, "title", "", "plot title")
 	return cmd
 }
@@ -443,135 +555,120 @@ func writeResults(dir string, out *evalOutput, title string, perApp bool) error 
 
 // writeEvalJSON writes the run's context with the report (NaN-safe).
 func writeEvalJSON(w io.Writer, out *evalOutput) error {
-	var rep json.RawMessage
 	var b strings.Builder
 	if err := sim.WriteJSON(&b, out.Report); err != nil {
 		return err
 	}
-	rep = json.RawMessage(b.String())
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(struct {
-		Trace         string          `json:"trace"`
-		TrainFraction float64         `json:"train_fraction"`
-		Model         string          `json:"model,omitempty"`
-		TrainSeconds  float64         `json:"train_seconds"`
-		TotalSeconds  float64         `json:"total_seconds"`
-		Results       json.RawMessage `json:"results"`
-	}{out.Trace, out.TrainFraction, out.Model, out.TrainSeconds, out.TotalSeconds, rep})
+		Trace          string          `json:"trace"`
+		TrainFraction  float64         `json:"train_fraction"`
+		SelectFraction float64         `json:"select_fraction"`
+		SelectModel    string          `json:"select_model,omitempty"`
+		TestModel      string          `json:"test_model,omitempty"`
+		TrainSeconds   float64         `json:"train_seconds"`
+		TotalSeconds   float64         `json:"total_seconds"`
+		Results        json.RawMessage `json:"results"`
+	}{out.Trace, out.TrainFraction, out.SelectFraction, out.SelectModel, out.TestModel, out.TrainSeconds, out.TotalSeconds, json.RawMessage(b.String())})
 }
 
 func newTuneCmd(g *globals) *cobra.Command {
 	var (
 		tf     traceFlags
 		mf     modelFlags
-		frac   float64
-		policy string
-		budget float64
+		rf     rangeFlags
+		sf     sweepFlags
+		fam    string
 		target float64
-		ths    []float64
-		kaMin  []float64
 		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "tune",
-		Short: "Recommend the threshold that meets a waste budget or a cold-start target",
-		Long: `tune runs the same simulation as eval over a fine sweep of our policy's
-threshold (or, with --policy keepalive, of the keep-alive) and recommends the
-setting that meets the goal:
+		Short: "Recommend the setting that meets a waste budget or a cold-start target, chosen on the select range",
+		Long: `tune runs the same simulation as eval for one policy family and recommends
+the setting chosen on the select range (never the test range) that meets
+the goal, then shows what it gave on the test range:
 
-  --waste-budget X   the lowest p75 cold-start rate wasting at most X% of the
-                     fixed 10-minute keep-alive's memory-time;
-  --cold-target Y    the least waste with a p75 cold-start rate at most Y%.`,
+  --budget X        the lowest p75 cold-start rate wasting at most X% of the
+                    fixed 10-minute keep-alive's memory-time (default 100);
+  --cold-target Y   the least waste with a p75 cold-start rate at most Y%.
+
+For ours the setting is the threshold to give the loops
+(starter loop threshold), for keepalive the keep-alive in minutes.`,
 		Example: `  starter tune --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
-      --memory testdata/azure2019-sample/1350_mem.csv --waste-budget 100`,
+      --memory testdata/azure2019-sample/1350_mem.csv --budget 100`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
-			if fs.Changed("waste-budget") == fs.Changed("cold-target") {
-				return usageErr("give exactly one of --waste-budget and --cold-target")
+			if fs.Changed("budget") && fs.Changed("cold-target") {
+				return usageErr("give one of --budget and --cold-target, not both")
 			}
-			goal := sim.Goal{WasteBudgetPct: budget, ColdTarget: target / 100}
-			if fs.Changed("waste-budget") && !(budget > 0) {
-				return usageErr("--waste-budget %v: must be a positive percentage", budget)
+			sf.pols = fam
+			cfg, err := sf.config()
+			if err != nil {
+				return err
 			}
-			if fs.Changed("cold-target") && !(target > 0 && target <= 100) {
-				return usageErr("--cold-target %v: must be a percentage in (0, 100]", target)
+			if len(cfg.Families) != 1 || (fam != sim.FamilyOurs && fam != sim.FamilyKeepAlive && fam != sim.FamilyPerApp && fam != sim.FamilyHistogram) {
+				return usageErr("--policy %q: tune sets one of ours, perapp-keepalive, keepalive or histogram", fam)
 			}
-			cfg := sim.EvalConfig{Families: []string{policy}}
-			switch policy {
-			case sim.FamilyOurs:
-				if err := checkThresholds(ths); err != nil {
-					return err
+			goal := sim.Goal{WasteBudgetPct: cfg.BudgetPct}
+			if fs.Changed("cold-target") {
+				if !(target > 0 && target <= 100) {
+					return usageErr("--cold-target %v: must be a percentage in (0, 100]", target)
 				}
-				cfg.Thresholds = ths
-			case sim.FamilyKeepAlive:
-				kas, err := minutesToDurations(kaMin, "keepalive-minutes")
-				if err != nil {
-					return err
+				goal = sim.Goal{ColdTarget: target / 100}
+			}
+			setup, rep, err := evaluate(cmd.Context(), g, &tf, &mf, &rf, cfg)
+			if err != nil {
+				return err
+			}
+			var selRows []sim.Summary
+			for _, r := range rep.Rows {
+				if r.Range == sim.RangeSelect {
+					selRows = append(selRows, r)
 				}
-				cfg.KeepAlives = kas
-			default:
-				return usageErr("--policy %q: tune sets the threshold of ours or the keep-alive of keepalive", policy)
 			}
-			setup, fc, err := prepare(cmd.Context(), g, &tf, &mf, frac, policy == sim.FamilyOurs)
+			best, err := sim.Tune(selRows, fam, goal)
 			if err != nil {
 				return err
 			}
-			cfg.EvalStart, cfg.Forecaster = setup.evalStart, fc
-			rep, err := sim.Evaluate(setup.tr, cfg)
-			if err != nil {
-				return err
-			}
-			best, err := sim.Tune(rep.Rows, policy, goal)
-			if err != nil {
-				return err
+			var test sim.Summary
+			for _, r := range rep.TestRows() {
+				if r.Param == best.Param {
+					test = r
+				}
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				return enc.Encode(struct {
-					Trace       string  `json:"trace"`
-					Policy      string  `json:"policy"`
-					Param       float64 `json:"param"`
-					ColdP75     float64 `json:"cold_rate_p75"`
-					ColdOverall float64 `json:"cold_rate_overall"`
-					WastePct    float64 `json:"waste_pct_of_keepalive10"`
-					Preps       int     `json:"preparations"`
-				}{setup.desc, best.Policy, best.Param, best.ColdP75, best.ColdOverall, best.WastePct, best.Preparations})
+					Trace     string  `json:"trace"`
+					Policy    string  `json:"policy"`
+					Param     float64 `json:"param"`
+					SelectP75 float64 `json:"select_cold_rate_p75"`
+					SelectPct float64 `json:"select_waste_pct_of_keepalive10"`
+					TestP75   float64 `json:"test_cold_rate_p75"`
+					TestOver  float64 `json:"test_cold_rate_overall"`
+					TestPct   float64 `json:"test_waste_pct_of_keepalive10"`
+					TestPreps int     `json:"test_preparations"`
+				}{setup.desc, best.Policy, best.Param, best.ColdP75, best.WastePct, test.ColdP75, test.ColdOverall, test.WastePct, test.Preparations})
 			}
-			what := "threshold"
-			if policy == sim.FamilyKeepAlive {
-				what = "keep-alive (minutes)"
-			}
-			fmt.Fprintf(w, "%s\nrecommended %s: %g (%s)\n  cold-start rate p75 %.1f%%, overall %.2f%%\n  wasted memory-time %.1f%% of the 10-minute keep-alive, %d preparations\n",
-				setup.desc, what, best.Param, best.Policy, 100*best.ColdP75, 100*best.ColdOverall, best.WastePct, best.Preparations)
+			fmt.Fprintf(w, "%s\nrecommended: %s (setting %g), chosen on the select range: cold p75 %.1f%%, waste %.1f%% of the 10-minute keep-alive\n",
+				setup.desc, best.Policy, best.Param, 100*best.ColdP75, best.WastePct)
+			fmt.Fprintf(w, "on the test range it gave: cold p75 %.1f%%, overall %.2f%%, waste %.1f%%, %d preparations\n",
+				100*test.ColdP75, 100*test.ColdOverall, test.WastePct, test.Preparations)
 			return nil
 		},
 	}
 	fs := cmd.Flags()
 	tf.register(fs)
 	mf.register(fs)
-	mf.registerHorizon(fs)
-	fs.Float64Var(&frac, "train-fraction", 2.0/3, "share of the trace, from its start, to train on; the rest is evaluated")
-	fs.StringVar(&policy, "policy", sim.FamilyOurs, "policy to tune: ours (threshold) or keepalive (minutes)")
-	fs.Float64Var(&budget, "waste-budget", 0, "wasted memory-time budget, % of the fixed 10-minute keep-alive's")
-	fs.Float64Var(&target, "cold-target", 0, "p75 cold-start rate target, %")
-	floatListVar(fs, &ths, "thresholds", fineThresholds(), "ours: thresholds to try")
-	floatListVar(fs, &kaMin, "keepalive-minutes", []float64{1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90, 120}, "keepalive: keep-alives to try, minutes")
+	rf.register(fs)
+	sf.register(fs)
+	fs.StringVar(&fam, "policy", sim.FamilyOurs, "policy family to tune: ours, perapp-keepalive, keepalive or histogram")
+	fs.Float64Var(&target, "cold-target", 0, "p75 cold-start rate target, %, instead of the waste budget")
 	fs.BoolVar(&asJSON, "json", false, "print the recommendation as JSON")
 	return cmd
-}
-
-// fineThresholds is 0.01, 0.02, …, 0.10, 0.125, …, 0.95.
-func fineThresholds() []float64 {
-	var out []float64
-	for i := 1; i <= 10; i++ {
-		out = append(out, float64(i)/100)
-	}
-	for t := 0.125; t < 0.951; t += 0.025 {
-		out = append(out, math.Round(t*1000)/1000)
-	}
-	return out
 }

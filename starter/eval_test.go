@@ -87,7 +87,9 @@ func TestEvalEventsTableJSONAndFiles(t *testing.T) {
 	var got struct {
 		Results struct {
 			Rows []struct {
+				Range    string   `json:"range"`
 				Policy   string   `json:"policy"`
+				Selected bool     `json:"selected"`
 				ColdP75  float64  `json:"cold_rate_p75"`
 				WastePct *float64 `json:"waste_pct_of_keepalive10"`
 			} `json:"rows"`
@@ -97,9 +99,11 @@ func TestEvalEventsTableJSONAndFiles(t *testing.T) {
 		t.Fatalf("json: %v\n%s", err, out)
 	}
 	// Every 10 minutes: the 10- and 11-minute keep-alives are always warm
-	// in the evaluation range (the gap is exactly 10 bins).
+	// (the gap is exactly 10 bins); the 10-minute one wastes less and is
+	// chosen on the select range, reported on the test range.
 	rows := got.Results.Rows
-	if len(rows) != 2 || rows[0].Policy != "keepalive-10m" || rows[0].WastePct == nil || *rows[0].WastePct != 100 || rows[0].ColdP75 != 0 {
+	if len(rows) != 4 || rows[0].Range != "select" || rows[2].Range != "test" || rows[2].Policy != "keepalive-10m" ||
+		rows[2].WastePct == nil || *rows[2].WastePct != 100 || rows[2].ColdP75 != 0 || !rows[2].Selected || rows[3].Selected || rows[0].Selected {
 		t.Errorf("rows %+v", rows)
 	}
 }
@@ -113,15 +117,19 @@ func TestEvalBadInput(t *testing.T) {
 		want string
 	}{
 		{"unknown policy", []string{"--format", "events", "--file", path, "--policies", "reactive,lru"}, 2, `unknown policy "lru"`},
-		{"fraction 1", []string{"--format", "events", "--file", path, "--train-fraction", "1"}, 2, "strictly between 0 and 1"},
-		{"fraction 0", []string{"--format", "events", "--file", path, "--train-fraction", "0"}, 2, "strictly between 0 and 1"},
+		{"fraction 1", []string{"--format", "events", "--file", path, "--train-fraction", "1"}, 2, "--train-fraction/--select-fraction: train fraction 1 and select fraction 0.333"},
+		{"fraction 0", []string{"--format", "events", "--file", path, "--train-fraction", "0"}, 2, "both must be positive"},
+		{"no test range", []string{"--format", "events", "--file", path, "--train-fraction", "0.5", "--select-fraction", "0.5"}, 2, "leave a test range"},
 		{"no format", []string{"--file", path}, 2, "--format is required"},
 		{"missing file", []string{"--format", "events", "--file", path + ".nope"}, 1, "events.csv.nope"},
 		{"memory with events", []string{"--format", "events", "--file", path, "--memory", path}, 1, "azure2019 only"},
 		{"bad keep-alive", []string{"--format", "events", "--file", path, "--keepalive-minutes", "-1"}, 2, "must be positive"},
-		{"negative horizon", []string{"--format", "events", "--file", path, "--policies", "ours", "--horizon", "-1"}, 2, "--horizon"},
+		{"bad cold rule", []string{"--format", "events", "--file", path, "--cold-rule", "some"}, 2, "--cold-rule: cold rule \"some\""},
+		{"bad budget", []string{"--format", "events", "--file", path, "--budget", "-5"}, 2, "--budget -5"},
+		{"bad prepare seconds", []string{"--format", "events", "--file", path, "--prepare-seconds", "-1"}, 2, "--prepare-seconds -1"},
+		{"bad mix", []string{"--format", "synth", "--mix", "timer=x"}, 2, "--mix: mix \"timer=x\""},
 		{"per-app without out", []string{"--format", "events", "--file", path, "--per-app"}, 2, "give --out"},
-		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "[0, 1]"},
+		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "--thresholds 1.5: each must be in [0, 1]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runStarter(t, append([]string{"eval"}, c.args...)...)
@@ -139,12 +147,12 @@ func TestEvalEmptyEvaluationRange(t *testing.T) {
 	if err := os.WriteFile(inv, []byte("HashFunction,HashOwner,HashApp,minute_1,minute_2,minute_3,minute_4\nf,o,a,1,2,0,0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := runStarter(t, "eval", "--format", "azure2019", "--file", inv, "--train-fraction", "0.5", "--policies", "reactive")
+	_, err := runStarter(t, "eval", "--format", "azure2019", "--file", inv, "--train-fraction", "0.25", "--select-fraction", "0.25", "--policies", "reactive")
 	if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), "no request") {
-		t.Errorf("empty evaluation range: %v", err)
+		t.Errorf("empty test range: %v", err)
 	}
 	_, err = runStarter(t, "eval", "--format", "azure2019", "--file", inv, "--train-fraction", "0.1", "--policies", "reactive")
-	if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), "at least one") {
+	if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), "0 training") {
 		t.Errorf("no training bin: %v", err)
 	}
 }
@@ -163,61 +171,68 @@ func TestEvalMemoryFileOfAnotherTrace(t *testing.T) {
 
 func TestTuneKeepAlive(t *testing.T) {
 	// A request every 15 minutes for 6 hours: the 15-minute keep-alive is
-	// the least wasteful one that is never cold; 10 minutes is always cold.
+	// the least wasteful one that is never cold; 12 minutes is always cold.
 	path := writeEvents(t, periodic(900, 6*3600)...)
 	out, err := runStarter(t, "tune", "--format", "events", "--file", path, "--policy", "keepalive", "--cold-target", "1", "--json")
 	if err != nil {
 		t.Fatalf("tune: %v\n%s", err, out)
 	}
 	var got struct {
-		Policy string  `json:"policy"`
-		Param  float64 `json:"param"`
+		Policy  string  `json:"policy"`
+		Param   float64 `json:"param"`
+		TestP75 float64 `json:"test_cold_rate_p75"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("json: %v\n%s", err, out)
 	}
-	if got.Param != 15 || got.Policy != "keepalive-15m" {
-		t.Errorf("recommended %+v, want keepalive-15m", got)
+	if got.Param != 15 || got.Policy != "keepalive-15m" || got.TestP75 != 0 {
+		t.Errorf("recommended %+v, want keepalive-15m, never cold on the test range", got)
 	}
 	// Keep-alive 15 holds 14 idle bins per period, 140% of keep-alive 10's
 	// 10: a budget of 150% buys no cold start, one of 130% buys nothing
 	// better than always cold, at the least waste (1 minute).
-	for budget, want := range map[string]string{"150": "15 (keepalive-15m)", "130": "1 (keepalive-1m)"} {
-		out, err = runStarter(t, "tune", "--format", "events", "--file", path, "--policy", "keepalive", "--waste-budget", budget)
-		if err != nil || !strings.Contains(out, "recommended keep-alive (minutes): "+want) {
+	for budget, want := range map[string]string{"150": "keepalive-15m (setting 15)", "130": "keepalive-1m (setting 1)"} {
+		out, err = runStarter(t, "tune", "--format", "events", "--file", path, "--policy", "keepalive", "--budget", budget)
+		if err != nil || !strings.Contains(out, "recommended: "+want) {
 			t.Errorf("budget %s%%: %v\n%s", budget, err, out)
 		}
 	}
-	for _, args := range [][]string{
-		{"--policy", "keepalive"},
-		{"--policy", "keepalive", "--waste-budget", "10", "--cold-target", "5"},
-		{"--policy", "histogram", "--waste-budget", "100"},
-		{"--policy", "keepalive", "--cold-target", "150"},
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--policy", "keepalive", "--budget", "10", "--cold-target", "5"}, "not both"},
+		{[]string{"--policy", "reactive"}, `--policy "reactive"`},
+		{[]string{"--policy", "keepalive", "--cold-target", "150"}, "--cold-target 150"},
 	} {
-		if _, err := runStarter(t, append([]string{"tune", "--format", "events", "--file", path}, args...)...); exitCode(err) != 2 {
-			t.Errorf("tune %v: %v, want a usage error", args, err)
+		_, err := runStarter(t, append([]string{"tune", "--format", "events", "--file", path}, c.args...)...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("tune %v: %v, want a usage error mentioning %q", c.args, err, c.want)
 		}
 	}
 }
 
-// TestEvalOurs trains a small demand model on the training part of a
+// TestEvalOurs trains a small demand model before each range of a
 // synthetic workload and runs our policy on ONNX Runtime, as production
 // does, next to the oracle.
 func TestEvalOurs(t *testing.T) {
 	lib := testenv.ORTLib(t)
 	out, err := runStarter(t, "eval", "--onnxruntime-lib", lib, "--format", "synth", "--apps", "12", "--days", "1",
 		"--policies", "keepalive,ours,oracle", "--keepalive-minutes", "10", "--thresholds", "0.1,0.5",
-		"--samples", "600", "--epochs", "1", "--json")
+		"--samples", "600", "--epochs", "1", "--bootstrap", "20", "--json")
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, out)
 	}
 	var got struct {
-		Model   string `json:"model"`
-		Results struct {
+		SelectModel string `json:"select_model"`
+		TestModel   string `json:"test_model"`
+		Results     struct {
 			Rows []struct {
+				Range        string  `json:"range"`
 				Policy       string  `json:"policy"`
 				ColdP75      float64 `json:"cold_rate_p75"`
 				WastedMBSec  float64 `json:"wasted_mb_s"`
+				IdleMBSec    float64 `json:"idle_mb_s"`
 				Preparations int     `json:"preparations"`
 			} `json:"rows"`
 		} `json:"results"`
@@ -226,16 +241,21 @@ func TestEvalOurs(t *testing.T) {
 		t.Fatalf("json: %v\n%s", err, out)
 	}
 	rows := got.Results.Rows
-	if got.Model == "" || len(rows) != 4 || rows[1].Policy != "ours-0.1" || rows[2].Policy != "ours-0.5" {
-		t.Fatalf("model %q rows %+v", got.Model, rows)
+	if got.SelectModel == "" || got.TestModel == "" || got.SelectModel == got.TestModel || len(rows) != 8 {
+		t.Fatalf("models %q/%q rows %+v: want two models (one per range) and 4 rows per range", got.SelectModel, got.TestModel, rows)
 	}
-	// A lower threshold prepares at least as often: never more cold, never
-	// less waste.
-	lo, hi := rows[1], rows[2]
-	if lo.ColdP75 > hi.ColdP75 || lo.WastedMBSec < hi.WastedMBSec {
-		t.Errorf("threshold 0.1 %+v vs 0.5 %+v: not monotone", lo, hi)
-	}
-	if rows[3].ColdP75 != 0 || rows[3].WastedMBSec != 0 {
-		t.Errorf("oracle %+v", rows[3])
+	for _, r := range [][]int{{1, 2, 3}, {5, 6, 7}} {
+		lo, hi, or := rows[r[0]], rows[r[1]], rows[r[2]]
+		if lo.Policy != "ours-0.1" || hi.Policy != "ours-0.5" || or.Policy != "oracle" {
+			t.Fatalf("rows %+v", rows)
+		}
+		// A lower threshold holds at least as much: never more cold, never
+		// less idle memory.
+		if lo.ColdP75 > hi.ColdP75 || lo.IdleMBSec < hi.IdleMBSec {
+			t.Errorf("%s: threshold 0.1 %+v vs 0.5 %+v: not monotone", lo.Range, lo, hi)
+		}
+		if or.ColdP75 != 0 || or.IdleMBSec != 0 || or.WastedMBSec <= 0 {
+			t.Errorf("%s: oracle %+v: no cold start, no idle memory, its preparations charged", or.Range, or)
+		}
 	}
 }

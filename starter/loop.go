@@ -31,9 +31,11 @@ func newLoopCmd(g *globals) *cobra.Command {
 		Use:   "loop",
 		Short: "Start, inspect and steer the per-application prediction loops",
 		Long: `Each application has one long-running prediction loop, workflow ID
-predict/<app>, on the prediction task queue. It ticks every bin, predicts
-demand with the champion model and prepares hosts when the probability
-reaches the threshold.
+predict/<app>, on the prediction task queue. It asks the champion demand
+model for the chance of a request in the coming bins and lets the policy
+decide, bin by bin, whether to prepare a warm instance on the best hosts,
+keep (extend) it, or release it; between decisions it sleeps until the
+policy could act, or until a request arrives.
 
   starter loop start --app A --bin 1s --threshold 0.4
   starter loop start --all --bin 1m
@@ -52,20 +54,23 @@ The same threshold signal from the Temporal CLI:
 
 // policyFlags are the policy flags shared by start and policy.
 type policyFlags struct {
-	threshold, maxShadowMS, sampleMB float64
-	horizon, topN                    int
-	leaseTTL                         time.Duration
-	dryRun, paused                   bool
+	threshold, referenceMB, prepareSeconds, sizePercentile float64
+	maxShadowMS, sampleMB                                  float64
+	lookahead, topN                                        int
+	dryRun, paused, ticking                                bool
 }
 
 func (p *policyFlags) register(fs *pflag.FlagSet) {
 	d := workflows.DefaultPolicy()
-	fs.Float64Var(&p.threshold, "threshold", d.Threshold, "prepare when P(request within the horizon) >= this, in [0, 1]")
-	fs.IntVar(&p.horizon, "horizon", d.HorizonBins, "bins a lease must cover")
+	fs.Float64Var(&p.threshold, "threshold", d.Threshold, "hold an application of --reference-mb through a bin when P(request in it) >= this; larger ones need proportionally more")
+	fs.Float64Var(&p.referenceMB, "reference-mb", d.ReferenceMB, "memory of the application --threshold speaks for, MB")
+	fs.Float64Var(&p.prepareSeconds, "prepare-seconds", d.PrepareSeconds, "memory-time a fresh preparation costs, seconds of the app's memory (raises the bar to prepare over the bar to keep)")
+	fs.IntVar(&p.lookahead, "lookahead", d.LookaheadBins, "bins the loop forecasts ahead: the longest it sleeps and a lease is planned")
+	fs.Float64Var(&p.sizePercentile, "size-percentile", d.SizePercentile, "leases are this percentile of the app's request sizes")
 	fs.IntVar(&p.topN, "top-n", d.TopN, "hosts to prepare per preparation")
-	fs.DurationVar(&p.leaseTTL, "lease-ttl", 0, "lease lifetime (0: horizon × bin)")
 	fs.BoolVar(&p.dryRun, "dry-run", false, "predict and record, prepare nothing")
 	fs.BoolVar(&p.paused, "paused", false, "start paused (activity counted, no predictions)")
+	fs.BoolVar(&p.ticking, "ticking", false, "decide at every bin instead of sleeping until the policy could act (same decisions, more work)")
 	fs.Float64Var(&p.maxShadowMS, "max-shadow-ms", d.MaxShadowMS, "a slower shadow request fails the host")
 	fs.Float64Var(&p.sampleMB, "shadow-sample-mb", d.SampleMB, "work of the shadow request, MB")
 }
@@ -73,42 +78,43 @@ func (p *policyFlags) register(fs *pflag.FlagSet) {
 // change is the PolicyChange of the flags the user set.
 func (p *policyFlags) change(fs *pflag.FlagSet) workflows.PolicyChange {
 	var c workflows.PolicyChange
-	if fs.Changed("threshold") {
-		c.Threshold = &p.threshold
+	set := func(flag string, dst any, v any) {
+		if !fs.Changed(flag) {
+			return
+		}
+		switch d := dst.(type) {
+		case **float64:
+			*d = v.(*float64)
+		case **int:
+			*d = v.(*int)
+		case **bool:
+			*d = v.(*bool)
+		}
 	}
-	if fs.Changed("horizon") {
-		c.HorizonBins = &p.horizon
-	}
-	if fs.Changed("top-n") {
-		c.TopN = &p.topN
-	}
-	if fs.Changed("lease-ttl") {
-		c.LeaseTTL = &p.leaseTTL
-	}
-	if fs.Changed("dry-run") {
-		c.DryRun = &p.dryRun
-	}
-	if fs.Changed("paused") {
-		c.Paused = &p.paused
-	}
-	if fs.Changed("max-shadow-ms") {
-		c.MaxShadowMS = &p.maxShadowMS
-	}
-	if fs.Changed("shadow-sample-mb") {
-		c.SampleMB = &p.sampleMB
-	}
+	set("threshold", &c.Threshold, &p.threshold)
+	set("reference-mb", &c.ReferenceMB, &p.referenceMB)
+	set("prepare-seconds", &c.PrepareSeconds, &p.prepareSeconds)
+	set("lookahead", &c.LookaheadBins, &p.lookahead)
+	set("size-percentile", &c.SizePercentile, &p.sizePercentile)
+	set("top-n", &c.TopN, &p.topN)
+	set("dry-run", &c.DryRun, &p.dryRun)
+	set("paused", &c.Paused, &p.paused)
+	set("ticking", &c.Ticking, &p.ticking)
+	set("max-shadow-ms", &c.MaxShadowMS, &p.maxShadowMS)
+	set("shadow-sample-mb", &c.SampleMB, &p.sampleMB)
 	return c
 }
 
 func (p *policyFlags) policy() workflows.Policy {
-	return workflows.Policy{Threshold: p.threshold, HorizonBins: p.horizon, TopN: p.topN, LeaseTTL: p.leaseTTL,
-		Paused: p.paused, DryRun: p.dryRun, MaxShadowMS: p.maxShadowMS, SampleMB: p.sampleMB}
+	return workflows.Policy{Threshold: p.threshold, ReferenceMB: p.referenceMB, PrepareSeconds: p.prepareSeconds,
+		LookaheadBins: p.lookahead, SizePercentile: p.sizePercentile, TopN: p.topN,
+		Paused: p.paused, DryRun: p.dryRun, Ticking: p.ticking, MaxShadowMS: p.maxShadowMS, SampleMB: p.sampleMB}
 }
 
 // checkThresholdFlag refuses a NaN or out-of-range threshold before sending.
 func checkThresholdFlag(flag string, v float64) error {
 	if err := workflows.ValidateThreshold(v); err != nil {
-		return usageErr("%s: %v; give a probability between 0 and 1", flag, err)
+		return usageErr("%s: %v; give a probability in (0, 1]", flag, err)
 	}
 	return nil
 }
@@ -359,8 +365,9 @@ func startLoop(ctx context.Context, c client.Client, taskQueue string, in workfl
 			workflows.AttrThreshold.ValueSet(in.Policy.Threshold)),
 		Memo:          map[string]any{workflows.MemoBin: in.Bin.String(), workflows.MemoProfile: in.Profile},
 		StaticSummary: fmt.Sprintf("prediction loop of %s", in.App),
-		StaticDetails: fmt.Sprintf("Ticks every %v; prepares the top %d host(s) when P(request within %d bins) ≥ the threshold (start: %.2f). "+
-			"Query `state` for everything; signal `threshold` to change it.", in.Bin, in.Policy.TopN, in.Policy.HorizonBins, in.Policy.Threshold),
+		StaticDetails: fmt.Sprintf("Bins of %v. Holds a warm instance of the app on its best host(s) (top %d) through a bin when P(request in it) "+
+			"is worth the idle memory: threshold %.3g for a %.0f MB app, scaled by the app's size; sleeps until the policy could act. "+
+			"Query `state` for everything; signal `threshold` to change it.", in.Bin, in.Policy.TopN, in.Policy.Threshold, in.Policy.ReferenceMB),
 	}, workflows.LoopWorkflowName, in)
 }
 
@@ -429,8 +436,16 @@ func printStatus(w io.Writer, st workflows.LoopStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := st.Policy
 	fmt.Fprintf(tw, "loop\t%s (%s)\n", workflows.LoopWorkflowID(st.App), st.State)
-	fmt.Fprintf(tw, "policy\tthreshold %.3f, horizon %d × %v, top-%d, TTL %v, dry-run %v\n", p.Threshold, p.HorizonBins, st.Bin, p.TopN, p.TTL(st.Bin), p.DryRun)
+	if p.HorizonBins > 0 {
+		fmt.Fprintf(tw, "policy\tthreshold %.3f, horizon %d × %v, top-%d, TTL %v, dry-run %v (a loop from before warm instances)\n", p.Threshold, p.HorizonBins, st.Bin, p.TopN, p.TTL(st.Bin), p.DryRun)
+	} else {
+		fmt.Fprintf(tw, "policy\tthreshold %.3g for %.0f MB (this app: keep at P ≥ %.3g, prepare at P ≥ %.3g; leases of %.0f MB), top-%d, lookahead %d × %v, dry-run %v, ticking %v\n",
+			p.Threshold, p.ReferenceMB, st.Thresholds.Keep, st.Thresholds.Prepare, st.LeaseSizeMB, p.TopN, p.LookaheadBins, st.Bin, p.DryRun, p.Ticking)
+	}
 	fmt.Fprintf(tw, "last prediction\tP = %.4f → %s (model %s)\n", st.LastProbability, st.LastDecision, orNone(st.ModelVersion))
+	if !st.NextWake.IsZero() {
+		fmt.Fprintf(tw, "next decision\t%s: %s (holding: %v)\n", st.NextWake.UTC().Format(time.TimeOnly), st.WakeReason, st.Holding)
+	}
 	fmt.Fprintf(tw, "recent activity\t%s (open bin: %g)\n", tail(st.Recent, 12), st.Pending)
 	fmt.Fprintf(tw, "leases\t%d live", len(st.Leases))
 	if st.Preparing != "" {
@@ -444,8 +459,12 @@ func printStatus(w io.Writer, st workflows.LoopStatus) {
 		fmt.Fprintf(tw, "adjustments\t%v\n", st.Adjustments)
 	}
 	s := st.Stats
-	fmt.Fprintf(tw, "counters\t%d ticks, %d predictions (%d failed), %d preparations (%d failed), %d claims, %d cold, %d expired, %.0f MB·s wasted\n",
-		s.Ticks, s.Predictions, s.PredictErrors, s.Preparations, s.PreparationsFailed, s.Claims, s.Misses, s.Expired, s.WastedMBSeconds)
+	fmt.Fprintf(tw, "counters\t%d wakes, %d predictions (%d failed), %d preparations (%d failed), %d extensions, %d releases, %d kept after a cold request, %d claims, %d cold, %d expired, %.0f MB·s wasted\n",
+		s.Ticks, s.Predictions, s.PredictErrors, s.Preparations, s.PreparationsFailed, s.Extends, s.Released, s.Kept, s.Claims, s.Misses, s.Expired, s.WastedMBSeconds)
+	fmt.Fprintf(tw, "decisions\tidle %d, prepare %d, keep %d, release %d (bins)\n", s.Decisions[0], s.Decisions[1], s.Decisions[2], s.Decisions[3])
+	if s.Refusals > 0 {
+		fmt.Fprintf(tw, "refused\t%d malformed signals or updates\n", s.Refusals)
+	}
 	fmt.Fprintf(tw, "requests\t%g observed, %d warm\n", s.Requests, s.WarmRequests)
 	if st.LastError != "" {
 		fmt.Fprintf(tw, "last error\t%s\n", st.LastError)
@@ -485,7 +504,7 @@ refuses anything else before sending (the loop would ignore it and log why).`,
 			}
 			v, err := strconv.ParseFloat(args[0], 64)
 			if err != nil {
-				return usageErr("VALUE %q is not a number; give a probability between 0 and 1", args[0])
+				return usageErr("VALUE %q is not a number; give a probability in (0, 1]", args[0])
 			}
 			if err := checkThresholdFlag("VALUE", v); err != nil {
 				return err

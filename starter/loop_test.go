@@ -125,16 +125,16 @@ func TestLoopCommandsAgainstTheDevServer(t *testing.T) {
 	require.Equal(t, workflows.LoopStateDryRun, status().State)
 
 	// The Update's validator answers a bad policy with the reason.
-	_, err = runStarter(t, "loop", "policy", "--app", app, "--horizon", "0")
+	_, err = runStarter(t, "loop", "policy", "--app", app, "--lookahead", "0")
 	require.Error(t, err)
-	require.Contains(t, err.Error(), "horizon 0 bins is outside [1, 1440]")
+	require.Contains(t, err.Error(), "lookahead_bins 0 is outside [1, 1440]")
 	out, err = runStarter(t, "loop", "policy", "--app", app, "--top-n", "3", "--json")
 	require.NoError(t, err, out)
 	require.Equal(t, 3, status().Policy.TopN)
 
 	out, err = runStarter(t, "loop", "status", "--app", app)
 	require.NoError(t, err, out)
-	require.Contains(t, out, "threshold 0.250")
+	require.Contains(t, out, "threshold 0.25 for 170 MB")
 
 	out, err = runStarter(t, "loop", "stop", "--app", app, "--wait", "--reason", "cli test")
 	require.NoError(t, err, out)
@@ -200,13 +200,18 @@ func (instantHost) Shadow(context.Context, string, float64, float64) (float64, e
 func (instantHost) Serve(_ context.Context, s activities.HostServing) (activities.HostServed, error) {
 	return activities.HostServed{Warm: s.LeaseID != "", SetupMS: 2, WorkMS: 2 * s.WorkMS, TotalMS: 2 + 2*s.WorkMS}, nil
 }
-func (instantHost) Release(context.Context, string) error { return nil }
+func (instantHost) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
+	return time.Time{}, nil
+}
+func (instantHost) Release(context.Context, string) (activities.HostReleased, error) {
+	return activities.HostReleased{Released: true}, nil
+}
 
 type instantHosts struct{}
 
-func (instantHosts) For(string) activities.HostClient { return instantHost{} }
-func (instantHosts) Permanent(error) bool             { return false }
-func (instantHosts) NotFound(error) bool              { return false }
+func (instantHosts) For(string, string) activities.HostClient { return instantHost{} }
+func (instantHosts) Permanent(error) bool                     { return false }
+func (instantHosts) NotFound(error) bool                      { return false }
 
 type noLoop struct{}
 

@@ -28,7 +28,7 @@ func newModelCmd(g *globals) *cobra.Command {
 		Use:   "model",
 		Short: "Train, evaluate, publish and list the learned models",
 		Long: `The demand model (an LSTM over an application's recent activity that gives
-P(at least one request in the next horizon)) and the affinity model (a host
+P(at least one request in the next bin)) and the affinity model (a host
 score) are trained in Go, exported to ONNX and run by ONNX Runtime. Trained
 versions live in the ClickHouse model registry; the workers load the
 champion of each kind.`,
@@ -65,13 +65,13 @@ type modelTrainOutput struct {
 
 func newModelTrainCmd(g *globals) *cobra.Command {
 	var (
-		tf                  traceFlags
-		mf                  modelFlags
-		fromStore           bool
-		from, to, until     string
-		status, out, vers   string
-		noPublish, asJSON   bool
-		hidden, seq, horizn int
+		tf                traceFlags
+		mf                modelFlags
+		fromStore         bool
+		from, to, until   string
+		status, out, vers string
+		noPublish, asJSON bool
+		hidden, seq       int
 	)
 	cmd := &cobra.Command{
 		Use:   "train (--format F --file PATH [--memory M] | --from-store [--from T --to T]) [--train-until T]",
@@ -97,8 +97,8 @@ candidate. --no-publish only trains and reports.`,
 			if !slices.Contains([]string{"auto", store.StatusChampion, store.StatusCandidate}, status) {
 				return usageErr("--status %q: expected auto, champion or candidate", status)
 			}
-			if mf.Epochs < 0 || mf.Samples < 0 || hidden < 0 || seq < 0 || horizn < 0 {
-				return usageErr("--epochs, --samples, --hidden, --seq-len and --horizon must not be negative")
+			if mf.Epochs < 0 || mf.Samples < 0 || hidden < 0 || seq < 0 {
+				return usageErr("--epochs, --samples, --hidden and --seq-len must not be negative")
 			}
 			tUntil, err := parseTimeFlag("--train-until", until)
 			if err != nil {
@@ -159,7 +159,7 @@ candidate. --no-publish only trains and reports.`,
 			began := time.Now()
 			stderr := cmd.ErrOrStderr()
 			res, err := models.TrainDemand(ctx, tr, models.TrainOptions{
-				Spec:       models.DemandSpec{SeqLen: seq, Hidden: hidden, Horizon: horizn},
+				Spec:       models.DemandSpec{SeqLen: seq, Hidden: hidden},
 				TrainUntil: tUntil, Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Version: vers,
 			}, func(p models.Progress) {
 				fmt.Fprintf(stderr, "epoch %d/%d batch %d/%d  train loss %.4f  val loss %.4f  %.0f seq/s\n",
@@ -239,7 +239,6 @@ candidate. --no-publish only trains and reports.`,
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.IntVar(&hidden, "hidden", 0, "LSTM hidden size (0 = default 32)")
 	fs.IntVar(&seq, "seq-len", 0, "bins per input sequence (0 = default 64)")
-	fs.IntVar(&horizn, "horizon", 0, "predict a request within this many bins (0 = default 5)")
 	return cmd
 }
 
@@ -334,8 +333,8 @@ func decideStatus(ctx context.Context, s *store.Store, want string, tr *trace.Tr
 
 func printTrainReport(w io.Writer, o modelTrainOutput) error {
 	fmt.Fprintf(w, "model %s trained on %s up to %s\n", o.Version, o.Source, o.TrainUntil.Format(time.RFC3339))
-	fmt.Fprintf(w, "  %d epochs (best %d), %d sequences, %.0f seq/s, %.0f s; T=%d hidden=%d horizon=%d bins\n",
-		o.Epochs, o.BestEpoch, o.TrainSeqs, o.SeqPerSec, o.TrainSeconds, o.Spec.SeqLen, o.Spec.Hidden, o.Spec.Horizon)
+	fmt.Fprintf(w, "  %d epochs (best %d), %d sequences, %.0f seq/s, %.0f s; T=%d hidden=%d; predicts the next bin\n",
+		o.Epochs, o.BestEpoch, o.TrainSeqs, o.SeqPerSec, o.TrainSeconds, o.Spec.SeqLen, o.Spec.Hidden)
 	fmt.Fprintf(w, "held out: %s – %s, %d points, %.1f%% positive, run by %s\n\n",
 		o.EvalFrom.Format(time.RFC3339), o.EvalTo.Format(time.RFC3339), o.Model.N, 100*o.Model.Positive, o.Runtime)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

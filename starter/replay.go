@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -34,6 +35,8 @@ type replayFlags struct {
 	inFlight                        int
 	json, listApps                  bool
 	startAt                         string
+	summary                         string
+	maxRate                         float64
 }
 
 func replayCmd(g *globals) *cobra.Command {
@@ -63,7 +66,7 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.Float64Var(&f.speed, "speed", 60, "trace time per wall time (60: a one-minute bin per second)")
 	fl.IntVar(&f.apps, "apps", 0, "replay this many applications of varied shapes (0: all, or --app)")
 	fl.StringSliceVar(&f.appList, "app", nil, "replay exactly these applications (repeatable)")
-	fl.IntVar(&f.maxPerBin, "max-per-bin", 3, "cap on one application's requests per bin (0: none)")
+	fl.IntVar(&f.maxPerBin, "max-per-bin", 0, "cap on one application's requests per bin (0: none); what it drops is counted in the summary and the report")
 	fl.Float64Var(&f.memScale, "memory-scale", 1, "scale the trace's memory sizes (to fit small hosts; a demo scales the hosts' real allocation instead: hostagent --alloc-scale)")
 	fl.Float64Var(&f.diskRatio, "disk-ratio", 0.25, "storage per request as a share of its memory (loops prepare a quarter)")
 	fl.DurationVar(&f.maxWork, "max-work", 200*time.Millisecond, "cap on one request's work")
@@ -71,23 +74,36 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.BoolVar(&f.json, "json", false, "print the summary as JSON")
 	fl.StringVar(&f.startAt, "start-at", "", "RFC 3339 wall time to begin at (e.g. the loops' --clock-start)")
 	fl.BoolVar(&f.listApps, "list-apps", false, "print the applications that would be replayed, one a line, and exit")
+	fl.StringVar(&f.summary, "summary", "", "also write the summary as JSON to this file (starter report --replay reads it to compare the run with the simulator)")
+	fl.Float64Var(&f.maxRate, "max-rate", 0, "with --apps: choose applications whose requests in the window average at most this many per second of wall time in all (0: no limit)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 
-// replaySummary is what replay prints at the end.
+// replaySummary is what replay prints at the end, and writes with
+// --summary for `starter report --replay`.
 type replaySummary struct {
 	TraceFrom   time.Time `json:"trace_from"`
 	TraceTo     time.Time `json:"trace_to"`
 	Apps        []string  `json:"apps"`
 	Sent        int64     `json:"sent"`
 	Failed      int64     `json:"failed"`
-	Skipped     int64     `json:"skipped_by_cap"`
+	Dropped     int64     `json:"dropped"` // by --max-per-bin
 	Warm        int64     `json:"warm"`
 	WarmShare   float64   `json:"warm_share"`
 	Interrupted bool      `json:"interrupted"`
 	WallSeconds float64   `json:"wall_seconds"`
 	FirstError  string    `json:"first_error,omitempty"`
+	// The window on both clocks: trace bin FromBin (of TraceBinSeconds)
+	// began at StartedAt, and each live bin lasted LiveBinSeconds.
+	Format          string    `json:"format"`
+	File            string    `json:"file"`
+	FromBin         int       `json:"from_bin"`
+	Bins            int       `json:"bins"`
+	TraceBinSeconds float64   `json:"trace_bin_seconds"`
+	StartedAt       time.Time `json:"started_at"`
+	LiveBinSeconds  float64   `json:"live_bin_seconds"`
+	MaxPerBin       int       `json:"max_per_bin"`
 }
 
 func runReplay(ctx context.Context, g *globals, f replayFlags) error {
@@ -124,7 +140,11 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		if bins > 0 {
 			to = min(tr.Bins, from+bins)
 		}
-		apps = replay.SelectVaried(tr, f.apps, from, from, to, 30)
+		budget := math.Inf(1)
+		if f.maxRate > 0 {
+			budget = f.maxRate * float64(to-from) * tr.Bin.Seconds() / f.speed
+		}
+		apps = replay.SelectVariedWithin(tr, f.apps, from, from, to, 30, budget)
 		if len(apps) == 0 {
 			return fmt.Errorf("no application has requests in the chosen range; try another --from or --duration")
 		}
@@ -155,6 +175,7 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 	send := func(ctx context.Context, r replay.Request) error {
 		in := workflows.RequestInput{
 			RequestID: uuid.NewString(),
+			ArrivedAt: time.Now().UTC(),
 			App:       r.App,
 			MemoryMB:  max(1, r.MemoryMB*f.memScale),
 			ReadRatio: r.ReadRatio,
@@ -213,11 +234,27 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 	}
 	out := replaySummary{
 		TraceFrom: tr.BinStart(from), TraceTo: sum.TraceTime, Apps: apps,
-		Sent: sum.Sent, Failed: sum.Failed, Skipped: sum.Skipped, Warm: warm,
+		Sent: sum.Sent, Failed: sum.Failed, Dropped: sum.Skipped, Warm: warm,
 		Interrupted: sum.Interrupted, WallSeconds: sum.Wall.Seconds(), FirstError: firstErr,
+		Format: f.format, File: f.file, FromBin: from, Bins: sum.BinsDone, TraceBinSeconds: tr.Bin.Seconds(),
+		StartedAt: sum.Began.UTC(), LiveBinSeconds: sum.BinWall.Seconds(), MaxPerBin: f.maxPerBin,
 	}
 	if sum.Sent > 0 {
 		out.WarmShare = float64(warm) / float64(sum.Sent)
+	}
+	if out.Apps == nil {
+		for _, a := range tr.Apps {
+			out.Apps = append(out.Apps, a.ID)
+		}
+	}
+	if f.summary != "" {
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err == nil {
+			err = os.WriteFile(f.summary, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("--summary %s: %w", f.summary, err)
+		}
 	}
 	if f.json {
 		enc := json.NewEncoder(os.Stdout)
@@ -229,7 +266,7 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		state = "interrupted"
 	}
 	fmt.Printf("replay %s: %d requests from %d applications in %.0fs, %s warm, %d failed, %d dropped by --max-per-bin\n",
-		state, sum.Sent, len(apps), sum.Wall.Seconds(), share(warm, sum.Sent), sum.Failed, sum.Skipped)
+		state, sum.Sent, len(out.Apps), sum.Wall.Seconds(), share(warm, sum.Sent), sum.Failed, sum.Skipped)
 	if firstErr != "" {
 		fmt.Printf("first failure: %s\n", firstErr)
 	}

@@ -22,6 +22,9 @@ func reportCmd(g *globals) *cobra.Command {
 	var (
 		since, until string
 		asJSON       bool
+		replayFile   string
+		plotFile     string
+		plotApp      string
 	)
 	cmd := &cobra.Command{
 		Use:   "report",
@@ -31,9 +34,18 @@ range and prints what an operator judges preparation by: the warm share, the
 75th-percentile application cold-start rate, reserved and wasted memory-time
 (leases no request claimed), latency warm against cold, the champion demand
 model and its metrics, and what the same requests would have cost with no
-preparation (every request cold, at the cold latencies measured in the run).`,
+preparation (every request cold, at the cold latencies measured in the run).
+
+With --replay (the summary a replay wrote with --summary) the report judges
+exactly the replayed window, bin by bin on the trace's grid, and runs the
+simulator on the stored history of the same applications and window with the
+champion model and the loops' policy: live and simulated figures side by
+side (in JSON "live" and "simulated", same keys). --plot draws the window:
+requests warm and cold, memory held used and idle, and one application's
+probability against its threshold with its leases.`,
 		Example: `  starter report --since 2026-11-27T10:00:00Z
-  starter report --since 15m --json`,
+  starter report --since 15m --json
+  starter report --replay .state/replay.json --plot .state/replay.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now().UTC()
@@ -50,12 +62,21 @@ preparation (every request cold, at the cold latencies measured in the run).`,
 			if !from.Before(to) {
 				return usageErr("--since %s is not before --until %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
 			}
+			if replayFile != "" {
+				return runReplayReport(cmd.Context(), g, replayFile, plotFile, plotApp, asJSON)
+			}
+			if plotFile != "" {
+				return usageErr("--plot draws a replayed window: give --replay")
+			}
 			return runReport(cmd.Context(), g, from, to, asJSON)
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "1h", "start of the range: an RFC 3339 time or a duration back from now")
 	cmd.Flags().StringVar(&until, "until", "", "end of the range (default now)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
+	cmd.Flags().StringVar(&replayFile, "replay", "", "judge the window of this replay summary (starter replay --summary) against the simulator")
+	cmd.Flags().StringVar(&plotFile, "plot", "", "with --replay: draw the window into this PNG file")
+	cmd.Flags().StringVar(&plotApp, "plot-app", "", "with --plot: the application whose probability and leases are drawn (default: the one with most decisions)")
 	return cmd
 }
 

@@ -68,9 +68,11 @@ const (
 	PrepExpired   = "expired"
 	PrepReleased  = "released"
 	PrepFailed    = "failed"
+	PrepKept      = "kept"     // a cold request's instance kept as a lease
+	PrepExtended  = "extended" // a lease's expiry moved in place
 )
 
-var prepEvents = []string{PrepReserved, PrepValidated, PrepClaimed, PrepExpired, PrepReleased, PrepFailed}
+var prepEvents = []string{PrepReserved, PrepValidated, PrepClaimed, PrepExpired, PrepReleased, PrepFailed, PrepKept, PrepExtended}
 
 // PreparationEvent is one step in a preparation's life.
 type PreparationEvent struct {

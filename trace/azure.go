@@ -109,6 +109,10 @@ func ReadAzure2019(invPath string, opt AzureOptions) (*Trace, error) {
 			if err != nil {
 				return nil, err
 			}
+			// Rows of one function add up; a sum that wraps is refused.
+			if sum := uint64(a.Counts[b]) + uint64(n); sum > uint64(^uint32(0)) {
+				return nil, c.fieldErr(line, i, "function %s's count adds up to %d over its rows, more than %d", id, sum, ^uint32(0))
+			}
 			a.Counts[b] += n
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -14,6 +16,40 @@ type SynthOptions struct {
 	Bin   time.Duration // bin width; 0 = 1 minute
 	Seed  int64         // same seed and options, same trace
 	Start time.Time     // start of bin 0; zero = SynthStart
+	Mix   Mix           // shares of the application kinds; zero = DefaultMix
+	// TimerJitter is the chance that a timer's firing slips one bin early
+	// or late, as real cron-like triggers do; 0 = exact.
+	TimerJitter float64
+}
+
+// Mix weighs the synthetic application kinds (normalised to sum 1).
+type Mix struct {
+	Heavy, Timer, Diurnal, Bursty, Rare float64
+}
+
+// DefaultMix is the fleet of Shahrad et al.'s shapes Synth draws by default.
+var DefaultMix = Mix{Heavy: 0.03, Timer: 0.27, Diurnal: 0.25, Bursty: 0.25, Rare: 0.20}
+
+// ParseMix reads "timer=0.5,rare=0.3,…" (kinds left out weigh 0).
+func ParseMix(s string) (Mix, error) {
+	var m Mix
+	fields := map[string]*float64{KindHeavy: &m.Heavy, KindTimer: &m.Timer, KindDiurnal: &m.Diurnal, KindBursty: &m.Bursty, KindRare: &m.Rare}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		p := fields[strings.TrimSpace(k)]
+		if !ok || p == nil {
+			return Mix{}, fmt.Errorf("mix %q: each part is kind=weight with kind one of heavy, timer, diurnal, bursty, rare", part)
+		}
+		w, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(w >= 0) || math.IsInf(w, 0) {
+			return Mix{}, fmt.Errorf("mix %q: weight %q must be a number >= 0", part, v)
+		}
+		*p = w
+	}
+	if m.Heavy+m.Timer+m.Diurnal+m.Bursty+m.Rare <= 0 {
+		return Mix{}, fmt.Errorf("mix %q: the weights sum to 0", s)
+	}
+	return m, nil
 }
 
 // SynthStart is the default start of a synthetic trace: a Monday, so the
@@ -46,6 +82,9 @@ func Synth(opt SynthOptions) *Trace {
 	if opt.Start.IsZero() {
 		opt.Start = SynthStart
 	}
+	if opt.Mix == (Mix{}) {
+		opt.Mix = DefaultMix
+	}
 	opt.Start = opt.Start.UTC()
 	span := time.Duration(opt.Days) * 24 * time.Hour
 	bins := int((span + opt.Bin - 1) / opt.Bin)
@@ -53,8 +92,8 @@ func Synth(opt SynthOptions) *Trace {
 	t := &Trace{Start: opt.Start, Bin: opt.Bin, Bins: bins, Apps: make([]App, opt.Apps)}
 	for i := range t.Apps {
 		rng := rand.New(rand.NewPCG(uint64(opt.Seed), uint64(i)))
-		g := synthApp{rng: rng, start: opt.Start, bin: opt.Bin, counts: make([]uint32, bins)}
-		kind := g.kind(i)
+		g := synthApp{rng: rng, start: opt.Start, bin: opt.Bin, counts: make([]uint32, bins), jitter: opt.TimerJitter}
+		kind := g.kind(i, opt.Mix)
 		a := &t.Apps[i]
 		a.ID = fmt.Sprintf("app-%0*d-%s", width, i, kind)
 		a.MemoryMB, a.ReadRatio, a.DurationMS = g.profile(kind)
@@ -80,20 +119,21 @@ type synthApp struct {
 	start  time.Time
 	bin    time.Duration
 	counts []uint32
+	jitter float64
 }
 
-// kind picks the shape: 3% heavy hitters (at least one in any fleet of 10
-// or more), then timers, business-hours, bursty and rare apps.
-func (g *synthApp) kind(i int) string {
-	u := g.rng.Float64()
+// kind picks the shape by the mix's weights; with any heavy hitters in the
+// mix, app 7 is one (at least one in any fleet of 10 or more).
+func (g *synthApp) kind(i int, m Mix) string {
+	u := g.rng.Float64() * (m.Heavy + m.Timer + m.Diurnal + m.Bursty + m.Rare)
 	switch {
-	case i == 7 || u < 0.03:
+	case (i == 7 && m.Heavy > 0) || u < m.Heavy:
 		return KindHeavy
-	case u < 0.30:
+	case u < m.Heavy+m.Timer:
 		return KindTimer
-	case u < 0.55:
+	case u < m.Heavy+m.Timer+m.Diurnal:
 		return KindDiurnal
-	case u < 0.80:
+	case u < m.Heavy+m.Timer+m.Diurnal+m.Bursty:
 		return KindBursty
 	default:
 		return KindRare
@@ -137,7 +177,11 @@ func (g *synthApp) timer() {
 		if g.rng.Float64() < 0.01 {
 			continue
 		}
-		g.add(int(at/g.bin), burst)
+		b := int(at / g.bin)
+		if g.jitter > 0 && g.rng.Float64() < g.jitter {
+			b += 2*g.rng.IntN(2) - 1
+		}
+		g.add(b, burst)
 	}
 }
 

@@ -128,6 +128,7 @@ func TestReadAzure2019BadInput(t *testing.T) {
 		{"short row", head + "f,o,a,1\n", 2, 5, "row has 4 fields"},
 		{"empty id", head + ",o,a,1,1\n", 2, 1, "empty function ID"},
 		{"bad quoting", head + "f,o,a,1\"2,3\n", 2, 0, "malformed CSV"},
+		{"sum overflows", head + "f,o,a,4294967295,0\nf,o,a,1,0\n", 3, 4, "adds up to 4294967296 over its rows"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

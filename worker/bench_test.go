@@ -50,7 +50,10 @@ func BenchmarkLoopTicks(b *testing.B) {
 		require.NoError(b, k.st.SetModelStatus(ctx, tr.Demand.Candidate, store.StatusChampion))
 		cancel()
 	}
-	pol := workflows.Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, DryRun: true, MaxShadowMS: 500}
+	// Dry run, deciding every bin: the cost of a tick, the loop's cost
+	// before it slept between decisions.
+	pol := workflows.DefaultPolicy()
+	pol.DryRun, pol.Ticking = true, true
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -271,7 +274,7 @@ func BenchmarkServeRequests(b *testing.B) {
 		cancel()
 	}
 	for _, a := range apps {
-		k.startLoop(a, workflows.Policy{Threshold: 0, HorizonBins: 5, TopN: 1, LeaseTTL: 10 * time.Second, MaxShadowMS: 10000, SampleMB: 1})
+		k.startLoop(a, holdAlways())
 	}
 	time.Sleep(5 * time.Second)
 

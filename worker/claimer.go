@@ -21,7 +21,7 @@ func (cl claimer) Claim(ctx context.Context, in activities.ClaimInput) (activiti
 		WorkflowID:   workflows.LoopWorkflowID(in.App),
 		UpdateID:     "claim-" + in.RequestID,
 		UpdateName:   workflows.UpdateClaim,
-		Args:         []any{workflows.ClaimUpdate{RequestID: in.RequestID, CountArrival: in.CountArrival}},
+		Args:         []any{workflows.ClaimUpdate{RequestID: in.RequestID, CountArrival: in.CountArrival, SizeMB: in.SizeMB}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	var nf *serviceerror.NotFound
@@ -38,5 +38,5 @@ func (cl claimer) Claim(ctx context.Context, in activities.ClaimInput) (activiti
 		}
 		return activities.ClaimResult{}, err
 	}
-	return activities.ClaimResult{Found: res.Found, LoopRunning: true, Lease: res.Lease, Adjustments: res.Adjustments}, nil
+	return activities.ClaimResult{Found: res.Found, LoopRunning: true, Lease: res.Lease, Adjustments: res.Adjustments, Stays: res.Stays, Keep: res.Keep}, nil
 }

@@ -190,7 +190,7 @@ func TestWorkerLossOnCluster(t *testing.T) {
 
 	// The survivors are real worker programs: the dashboard's metrics are there.
 	checkDashboard(t, scrape(t, "http://"+addrs[1]+"/metrics", ""), scrape(t, "http://"+addrs[2]+"/metrics", ""),
-		scrape(t, k.agents["host-a"].url+api.PathPrometheus, e2eToken))
+		scrape(t, k.agents["host-a"].url+api.PathPrometheus, hostToken("host-a")))
 
 	for _, a := range apps {
 		k.stopLoop(a)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -295,22 +296,39 @@ func (a *affinityScorer) Score(ctx context.Context, app activities.AppProfile, h
 	return scores, m.Version(), nil
 }
 
-// hostClients builds one agent client per URL and keeps it.
+// hostClients builds one agent client per host and URL through the trust
+// policy (allow-listed URLs only, each host's own token) and keeps it.
 type hostClients struct {
-	token string
+	trust *agentclient.Trust
+	log   *slog.Logger
 	mu    sync.Mutex
-	byURL map[string]*agentclient.Client
+	byKey map[[2]string]activities.HostClient
 }
 
-func (h *hostClients) For(url string) activities.HostClient {
+func newHostClients(trust *agentclient.Trust, log *slog.Logger) *hostClients {
+	return &hostClients{trust: trust, log: log, byKey: map[[2]string]activities.HostClient{}}
+}
+
+func (h *hostClients) For(host, url string) activities.HostClient {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c, ok := h.byURL[url]
-	if !ok {
-		c = agentclient.New(url, h.token)
-		h.byURL[url] = c
+	key := [2]string{host, url}
+	if c, ok := h.byKey[key]; ok {
+		return c
 	}
-	return hostClient{c}
+	var hc activities.HostClient
+	c, err := h.trust.Client(host, url)
+	if err != nil {
+		h.log.Warn("refusing to call a host agent", "host", host, "url", url, "err", err)
+		hc = refusedClient{err}
+	} else {
+		hc = hostClient{c}
+	}
+	if len(h.byKey) > 10_000 {
+		clear(h.byKey) // hosts come and go; a rebuilt client costs little
+	}
+	h.byKey[key] = hc
+	return hc
 }
 
 func (h *hostClients) Permanent(err error) bool { return agentclient.IsPermanent(err) }
@@ -331,15 +349,48 @@ func (h hostClient) Shadow(ctx context.Context, leaseID string, readRatio, sampl
 	return r.TotalMS, err
 }
 
+func (h hostClient) Extend(ctx context.Context, leaseID, app string, ttl time.Duration) (time.Time, error) {
+	l, err := h.c.Extend(ctx, leaseID, ttl, app)
+	return l.Expires, err
+}
+
 func (h hostClient) Serve(ctx context.Context, s activities.HostServing) (activities.HostServed, error) {
 	r, err := h.c.Serve(ctx, agentclient.ServeRequest{RequestID: s.RequestID, App: s.App, PreparationID: s.LeaseID,
-		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, ReadRatio: s.ReadRatio, WorkMS: s.WorkMS, FallbackCold: s.LeaseID != ""})
+		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, ReadRatio: s.ReadRatio, WorkMS: s.WorkMS, FallbackCold: s.LeaseID != "",
+		KeepID: s.KeepID, KeepTTLSeconds: s.KeepTTL.Seconds(), KeepMemoryMB: s.KeepMemoryMB, KeepDiskMB: s.KeepDiskMB,
+		KeepCPUMilli: s.KeepCPUMilli})
 	if err != nil {
 		return activities.HostServed{}, err
 	}
-	return activities.HostServed{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS}, nil
+	return activities.HostServed{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS,
+		FallbackCode: r.FallbackCode, Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil
 }
 
-func (h hostClient) Release(ctx context.Context, leaseID string) error {
-	return h.c.Release(ctx, leaseID)
+func (h hostClient) Release(ctx context.Context, leaseID string) (activities.HostReleased, error) {
+	r, err := h.c.ReleaseLease(ctx, leaseID)
+	if err != nil {
+		return activities.HostReleased{}, err
+	}
+	return activities.HostReleased{Released: r.Released, State: r.State, RequestsServed: r.RequestsServed,
+		BusyMBs: r.BusyMBs, IdleMBs: r.IdleMBs, Fallbacks: r.FallbackConcurrency + r.FallbackOversize}, nil
+}
+
+// refusedClient stands for an agent the trust policy will not call: every
+// call fails with the (permanent) refusal.
+type refusedClient struct{ err error }
+
+func (r refusedClient) Reserve(context.Context, activities.HostReservation) (time.Time, error) {
+	return time.Time{}, r.err
+}
+func (r refusedClient) Shadow(context.Context, string, float64, float64) (float64, error) {
+	return 0, r.err
+}
+func (r refusedClient) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
+	return time.Time{}, r.err
+}
+func (r refusedClient) Serve(context.Context, activities.HostServing) (activities.HostServed, error) {
+	return activities.HostServed{}, r.err
+}
+func (r refusedClient) Release(context.Context, string) (activities.HostReleased, error) {
+	return activities.HostReleased{}, r.err
 }

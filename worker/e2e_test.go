@@ -32,7 +32,11 @@ import (
 	"github.com/forewarm/forewarm/workflows"
 )
 
-const e2eToken = "e2e-token-0123456789abcdef"
+// e2eRoot is the fleet's root secret: the worker derives each host's
+// token from it, and each in-process agent holds only its own.
+const e2eRoot = "e2e-root-secret-0123456789abcdef"
+
+func hostToken(id string) string { return api.DeriveToken([]byte(e2eRoot), id) }
 
 // stack is a whole Forewarm on the real services: a fresh ClickHouse
 // database, in-process host agents, a worker on task queues of its own.
@@ -76,7 +80,7 @@ func newStack(t testing.TB) *stack {
 	t.Cleanup(c.Close)
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
-		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentToken: e2eToken,
+		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentRootSecret: e2eRoot,
 		UseORT: true, WorkflowTasks: 50, WorkflowPollers: envInt("FOREWARM_WORKFLOW_POLLERS", 4), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }
@@ -135,7 +139,7 @@ func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float
 	a, err := agent.New(agent.Config{HostID: id, URL: url, DataDir: filepath.Join(t.TempDir(), id), MemoryMB: memMB, DiskMB: 4096,
 		CPUMilli: 4000, Speed: speed, SleepWork: true, SampleEvery: time.Second, SetupPerMB: setupPerMB})
 	require.NoError(t, err)
-	h, err := a.Handler(e2eToken)
+	h, err := a.Handler(hostToken(id))
 	require.NoError(t, err)
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
@@ -262,10 +266,20 @@ func (k *stack) stopLoop(app string) workflows.LoopResult {
 	return res
 }
 
+// setPaused pauses or resumes a loop through its policy Update.
+func (k *stack) setPaused(app string, paused bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := k.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.LoopWorkflowID(app), UpdateName: workflows.UpdatePolicy,
+		Args: []any{workflows.PolicyUpdate{Change: workflows.PolicyChange{Paused: &paused}}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	require.NoError(k.t, err)
+	require.NoError(k.t, h.Get(ctx, nil))
+}
+
 func (k *stack) leasesOn(id string) []api.Lease {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ls, err := agentclient.New(k.agents[id].url, e2eToken).Leases(ctx)
+	ls, err := agentclient.New(k.agents[id].url, hostToken(id)).Leases(ctx)
 	require.NoError(k.t, err)
 	return ls
 }
@@ -296,12 +310,18 @@ func TestEndToEnd(t *testing.T) {
 		cancel()
 	}
 
-	pol := workflows.Policy{Threshold: 0.01, HorizonBins: 5, TopN: 1, LeaseTTL: 20 * time.Second, MaxShadowMS: 5000, SampleMB: 1}
+	// Threshold 0: every application is held, so every request finds a
+	// warm instance.
+	pol := workflows.DefaultPolicy()
+	pol.Threshold, pol.MaxShadowMS, pol.SampleMB = 0, 5000, 1
 	for _, a := range apps[:2] {
 		k.startLoop(a, pol)
 	}
-	// The third loop continues as new every 8 ticks: its state must survive.
-	firstRun := k.startLoopInput(workflows.LoopInput{App: apps[2], Bin: time.Second, Policy: pol, MaxTicksPerRun: 8})
+	// The third loop decides every bin and continues as new every 8 wakes:
+	// its state must survive.
+	ticking := pol
+	ticking.Ticking = true
+	firstRun := k.startLoopInput(workflows.LoopInput{App: apps[2], Bin: time.Second, Policy: ticking, MaxTicksPerRun: 8})
 	k.waitFor("a lease on every loop", 90*time.Second, func() bool {
 		for _, a := range apps {
 			if len(k.status(a).Leases) == 0 {
@@ -317,22 +337,46 @@ func TestEndToEnd(t *testing.T) {
 	require.True(t, first.Adjusted, "a-slow did 4× worse than expected: %+v", first)
 	require.Less(t, first.NewAdjustment, 0.0)
 
+	// A warm instance serves every request of its application: one lease
+	// per loop, however many requests.
+	leasesBefore := map[string]string{}
+	for _, a := range apps[1:] {
+		leasesBefore[a] = k.status(a).Leases[0].LeaseID
+	}
 	warm := 1
-	for i := range 5 {
+	served := map[string]map[string]bool{} // app -> lease IDs that served
+	for range 5 {
 		for _, a := range apps[1:] {
-			if k.request(a).Warm {
+			r := k.request(a)
+			if r.Warm {
 				warm++
 			}
+			if served[a] == nil {
+				served[a] = map[string]bool{}
+			}
+			served[a][r.LeaseID] = true
 		}
-		_ = i
 		time.Sleep(1500 * time.Millisecond)
 	}
 	t.Logf("%d of 11 requests warm", warm)
-	k.waitFor("each request counted once by its loop", 10*time.Second, func() bool { return k.status(apps[1]).Stats.Requests == 5 })
-	require.Greater(t, warm, 1)
+	require.Equal(t, 11, warm, "every request found its application's warm instance")
+	for _, a := range apps[1:] {
+		require.Equal(t, map[string]bool{leasesBefore[a]: true}, served[a], "%s: one lease served all its requests", a)
+	}
+	for _, a := range apps {
+		want := 5.0
+		if a == apps[0] {
+			want = 1
+		}
+		k.waitFor("each request counted once by its loop", 10*time.Second, func() bool { return k.status(a).Stats.Requests == want })
+	}
 
-	// The adjustment reached the loop: its next preparation prefers b-fast.
+	// The adjustment reached the loop; the instance it holds stays where it
+	// is, and the next preparation (after a pause lets it go) prefers b-fast.
 	k.waitFor("the adjustment in the loop's state", 30*time.Second, func() bool { return k.status(apps[0]).Adjustments["a-slow"] < 0 })
+	k.setPaused(apps[0], true)
+	k.waitFor("the paused loop to let its instance go", 30*time.Second, func() bool { return len(k.status(apps[0]).Leases) == 0 })
+	k.setPaused(apps[0], false)
 	k.waitFor("a new lease for "+apps[0]+" on b-fast", 60*time.Second, func() bool {
 		for _, l := range k.status(apps[0]).Leases {
 			if l.Host == "b-fast" {
@@ -364,10 +408,13 @@ func TestEndToEnd(t *testing.T) {
 	c := k.status(apps[2])
 	require.GreaterOrEqual(t, c.Runs, 1, "the third loop continued as new")
 	require.Greater(t, c.Stats.Ticks, 8, "its counters were carried")
+	require.Equal(t, 5.0, c.Stats.Requests, "and its requests counted once across runs")
 
+	predictions := map[string]int{}
 	for _, a := range apps {
 		res := k.stopLoop(a)
 		require.Greater(t, res.Stats.Predictions, 0)
+		predictions[a] = res.Stats.Predictions
 	}
 	require.Empty(t, k.leasesOn("a-slow"), "no lease left after the loops stopped")
 	require.Empty(t, k.leasesOn("b-fast"), "no lease left after the loops stopped")
@@ -376,15 +423,18 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	adj, err := k.st.Adjustments(ctx)
 	require.NoError(t, err)
-	require.Less(t, adj[[2]string{apps[0], "a-slow"}], 0.0, "adjustment recorded in ClickHouse")
+	require.InDelta(t, first.NewAdjustment, adj[[2]string{apps[0], "a-slow"}], 1e-9, "the adjustment recorded in ClickHouse is the one the request computed")
 	reqs, err := k.st.Requests(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
-	nWarm := 0
+	nWarm, ids := 0, map[uuid.UUID]bool{}
 	for _, r := range reqs {
 		if r.Warm {
 			nWarm++
 		}
+		require.False(t, ids[r.RequestID], "request %s recorded twice", r.RequestID)
+		ids[r.RequestID] = true
 	}
+	require.Len(t, reqs, 11, "every request recorded, once")
 	require.Equal(t, warm, nWarm, "every warm request recorded")
 	events, err := k.st.PreparationEvents(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
@@ -395,7 +445,8 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("preparation events: %v", kinds)
 	require.Positive(t, kinds["reserved"])
 	require.Positive(t, kinds["validated"])
-	require.Positive(t, kinds["claimed"])
+	require.Positive(t, kinds["released"], "the stopped loops released their instances")
+	require.Zero(t, kinds["claimed"], "warm instances are not consumed by a request")
 	// A second training run now has a champion to beat, and tries the
 	// affinity model (too few outcomes yet: said so, the run succeeds).
 	tr2 := k.trainWith("train/"+k.prefix+"-2", workflows.TrainingInput{Bin: time.Second, Epochs: 1, Seed: 8, MinAffinitySamples: 5})
@@ -406,7 +457,11 @@ func TestEndToEnd(t *testing.T) {
 	k.stopWorker() // flushes the batched predictions
 	preds, err := k.st.Predictions(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
-	require.NotEmpty(t, preds)
+	stored := map[string]int{}
+	for _, p := range preds {
+		stored[p.App]++
+	}
+	require.Equal(t, predictions, stored, "every prediction a loop made is stored, once")
 
 	if dir := os.Getenv("FOREWARM_RECORD_HISTORIES"); dir != "" {
 		k.recordHistories(dir, map[string]string{

@@ -20,6 +20,14 @@ import (
 
 // The fault tests run the real stack and break one thing at a time.
 
+// holdAlways is a policy that keeps every test application held:
+// threshold 0.
+func holdAlways() workflows.Policy {
+	p := workflows.DefaultPolicy()
+	p.Threshold, p.MaxShadowMS, p.SampleMB = 0, 10000, 1
+	return p
+}
+
 func (k *stack) trainedModel() {
 	tr := k.train(1)
 	if !tr.Demand.Published {
@@ -41,7 +49,7 @@ func TestFaultWorkerStopsMidPreparation(t *testing.T) {
 	k.startAgentWith("only", 2048, 1, 0, 100*time.Millisecond)
 	k.startWorker()
 	k.trainedModel()
-	k.startLoop(app, workflows.Policy{Threshold: 0.0, HorizonBins: 5, TopN: 1, LeaseTTL: 30 * time.Second, MaxShadowMS: 10000, SampleMB: 1})
+	k.startLoop(app, holdAlways())
 
 	var inflight string
 	k.waitFor("a preparation in flight", 60*time.Second, func() bool { inflight = k.status(app).Preparing; return inflight != "" })
@@ -69,7 +77,7 @@ func TestFaultHostAgentStops(t *testing.T) {
 	k.startAgent("b-second", 2048, 1, 0)
 	k.startWorker()
 	k.trainedModel()
-	k.startLoop(app, workflows.Policy{Threshold: 0.0, HorizonBins: 3, TopN: 1, LeaseTTL: 4 * time.Second, MaxShadowMS: 10000, SampleMB: 1})
+	k.startLoop(app, holdAlways())
 	hasLeaseOn := func(host string) bool {
 		for _, l := range k.status(app).Leases {
 			if l.Host == host {
@@ -105,7 +113,9 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	k.s.ModelCheck = 500 * time.Millisecond
 	k.startWorker()
 	k.trainedModel()
-	k.startLoop(app, workflows.Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, DryRun: true, MaxShadowMS: 500})
+	dry := workflows.DefaultPolicy()
+	dry.DryRun, dry.Ticking = true, true
+	k.startLoop(app, dry)
 	k.waitFor("predictions", 60*time.Second, func() bool { return k.status(app).Stats.Predictions >= 3 })
 
 	before := k.status(app)
@@ -211,7 +221,7 @@ func (k *stack) startWorkerProcess(env ...string) *exec.Cmd {
 		"CLICKHOUSE_DATABASE="+k.st.Database(),
 		"FOREWARM_PREDICTION_QUEUE="+k.s.PredictionQueue,
 		"FOREWARM_TRAINING_QUEUE="+k.s.TrainingQueue,
-		"HOSTAGENT_TOKEN="+e2eToken,
+		"FOREWARM_AGENT_ROOT_SECRET="+e2eRoot,
 		"FOREWARM_TRAIN_SAMPLES=2000",
 	)
 	cmd.Env = append(cmd.Env, env...)
@@ -232,7 +242,7 @@ func TestFaultWorkerKilledMidPreparation(t *testing.T) {
 	k.startAgentWith("only", 2048, 1, 0, 100*time.Millisecond) // a reservation takes ~2 s
 	first := k.startWorkerProcess()
 	k.trainedModel()
-	k.startLoop(app, workflows.Policy{Threshold: 0.0, HorizonBins: 5, TopN: 1, LeaseTTL: 60 * time.Second, MaxShadowMS: 10000, SampleMB: 1})
+	k.startLoop(app, holdAlways())
 
 	var inflight string
 	k.waitFor("a preparation in flight", 60*time.Second, func() bool { inflight = k.status(app).Preparing; return inflight != "" })

@@ -255,7 +255,7 @@ func TestDashboardMetricsAreExported(t *testing.T) {
 	})
 	k.stopLoop(app)
 	worker := scrape(t, "http://"+addr+"/metrics", "")
-	host := scrape(t, agent.url+api.PathPrometheus, e2eToken)
+	host := scrape(t, agent.url+api.PathPrometheus, hostToken("ops-host"))
 	checkDashboard(t, worker, host)
 
 	// SIGTERM: the worker stops polling, lets activities finish, exits 0.

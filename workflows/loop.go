@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/policy"
 )
 
 // Activity receivers: workflows name activities through nil pointers of the
@@ -33,30 +33,56 @@ const (
 	defaultWindow         = 64
 	defaultMaxTicksPerRun = 1000
 	defaultMemoryMB       = 170 // trace.DefaultMemoryMB: Azure's typical function
+	// maxSizes is how many recent request sizes a loop keeps for sizing.
+	maxSizes = 64
 )
 
-// PredictionLoop is the long-running workflow of one application: it ticks
-// every bin, predicts demand with the champion model, prepares hosts when
-// the probability reaches the threshold, hands leases to arriving requests
-// and expires the unused ones. It continues as new carrying its LoopInput.
+// versionPolicyLoop gates the loop that decides through package policy
+// (warm instances kept, extended and released; sleeping until the policy
+// could act). Loops started before it run runLegacy until they continue as
+// new.
+const versionPolicyLoop = "policy-loop"
+
+// PredictionLoop is the long-running workflow of one application: it asks
+// the champion demand model for the chance of a request in the coming bins,
+// lets package policy decide whether to prepare, keep or release a warm
+// instance, sleeps until the policy could act again (or a request, signal
+// or update arrives), hands its warm instances to requests, and continues
+// as new carrying its LoopInput.
 func PredictionLoop(ctx workflow.Context, in LoopInput) (LoopResult, error) {
 	l := &loop{LoopInput: in}
+	l.current = workflow.GetVersion(ctx, versionPolicyLoop, workflow.DefaultVersion, 1) >= 1
 	if err := l.setup(ctx); err != nil {
 		return LoopResult{App: in.App}, err
 	}
-	return l.run(ctx)
+	if l.current {
+		return l.run(ctx)
+	}
+	return l.runLegacy(ctx)
 }
 
 // loop is the workflow's state: the carried LoopInput plus what lives only
 // within one run.
 type loop struct {
 	LoopInput
+	current   bool // decides through package policy (not runLegacy)
 	log       log.Logger
 	preparing string // workflow ID of the preparation in flight ("" when none)
 	cancelPre workflow.CancelFunc
-	jobs      int // releases in flight
+	jobs      int // releases and extensions in flight
 	stop      *StopSignal
 	attrs     attrState
+	draining  bool // continuing as new: start nothing new
+	// wakeEarly is set when something arrived that can change the next
+	// decision: the loop decides again at the next bin.
+	wakeEarly bool
+	// kick wakes the sleeping loop from an update handler (nil before run).
+	kick    func()
+	decided time.Time // bin of the last decision made by a wake
+	// prepWanted: the preparation in flight is still what the policy wants
+	// (a release or an idle decision since says otherwise).
+	prepWanted bool
+	ahead      bool // preparations the plan makes start ahead of their bin
 }
 
 // attrState is what was last upserted, so search attributes are written
@@ -74,11 +100,24 @@ func (l *loop) setup(ctx workflow.Context) error {
 	if l.Bin <= 0 {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: bin width %v must be positive", l.App, l.Bin), activities.ErrBadInput, nil)
 	}
-	if l.Policy == (Policy{}) {
-		l.Policy = DefaultPolicy()
-	}
-	if err := l.Policy.Validate(); err != nil {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
+	if l.current {
+		switch {
+		case l.Policy == (Policy{}):
+			l.Policy = DefaultPolicy()
+		case l.Policy.legacy():
+			// A loop from before the policy package continuing as new.
+			l.Policy = l.Policy.upgraded()
+		}
+		if err := l.Policy.Validate(); err != nil {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
+		}
+	} else {
+		if l.Policy == (Policy{}) {
+			l.Policy = Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
+		}
+		if err := l.Policy.legacyValidate(); err != nil {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
+		}
 	}
 	if l.Window <= 0 {
 		l.Window = defaultWindow
@@ -106,95 +145,58 @@ func (l *loop) setup(ctx workflow.Context) error {
 			if in.RequestID == "" {
 				return errors.New("claim needs a RequestID")
 			}
+			if !(in.SizeMB >= 0 && in.SizeMB <= maxRequestMB) {
+				return fmt.Errorf("claim: size %v MB is outside [0, %d]", in.SizeMB, maxRequestMB)
+			}
 			return nil
 		}})
 }
 
-func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
-	if !l.Seeded {
-		l.seed(ctx)
-	}
-	now := workflow.Now(ctx)
-	if l.NextTick.IsZero() {
-		l.NextTick = now.Truncate(l.Bin).Add(l.Bin)
-	}
-	l.upsertAttrs(ctx)
-	l.setDetails(ctx)
-
+// signals returns the function that adds every signal channel of the loop
+// to a selector. Each payload is decoded strictly (see decodeSignal): a
+// malformed one is refused and recorded, never left to block the loop.
+func (l *loop) signals(ctx workflow.Context) func(workflow.Selector) {
 	thresholdCh := workflow.GetSignalChannel(ctx, SignalThreshold)
 	policyCh := workflow.GetSignalChannel(ctx, SignalPolicy)
 	observationCh := workflow.GetSignalChannel(ctx, SignalObservation)
 	stopCh := workflow.GetSignalChannel(ctx, SignalStop)
-	receive := func(s workflow.Selector) {
+	return func(s workflow.Selector) {
 		s.AddReceive(thresholdCh, func(c workflow.ReceiveChannel, _ bool) {
-			var sig ThresholdSignal
-			c.Receive(ctx, &sig)
-			l.onThreshold(ctx, sig)
+			if sig, err := receiveSignal[ThresholdSignal](ctx, c); err != nil {
+				l.refuse(SignalThreshold, err)
+			} else {
+				l.onThreshold(ctx, sig)
+			}
 		})
 		s.AddReceive(policyCh, func(c workflow.ReceiveChannel, _ bool) {
-			var sig PolicySignal
-			c.Receive(ctx, &sig)
-			l.onPolicy(ctx, sig)
+			if sig, err := receiveSignal[PolicySignal](ctx, c); err != nil {
+				l.refuse(SignalPolicy, err)
+			} else {
+				l.onPolicy(ctx, sig)
+			}
 		})
 		s.AddReceive(observationCh, func(c workflow.ReceiveChannel, _ bool) {
-			var sig ObservationSignal
-			c.Receive(ctx, &sig)
-			l.onObservation(sig)
+			if sig, err := receiveSignal[ObservationSignal](ctx, c); err != nil {
+				l.refuse(SignalObservation, err)
+			} else {
+				l.onObservation(ctx, sig)
+			}
 		})
 		s.AddReceive(stopCh, func(c workflow.ReceiveChannel, _ bool) {
-			var sig StopSignal
-			c.Receive(ctx, &sig)
-			l.stop = &sig
-		})
-	}
-
-	ticks := 0
-	for {
-		// Wait for the end of the open bin, handling signals meanwhile.
-		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		fired := false
-		s := workflow.NewSelector(ctx)
-		// Behind schedule (a worker was down): tick at once. The server
-		// fires any timer after at least ~1 s, so at 1-second bins a tick
-		// lags its bin's end by up to one bin (LoopStats.LagBuckets).
-		wait := max(0, l.NextTick.Sub(workflow.Now(ctx)))
-		s.AddFuture(workflow.NewTimer(timerCtx, wait), func(f workflow.Future) {
-			fired = true
-			if err := f.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
-				l.log.Warn("bin timer failed", "error", err)
+			if sig, err := receiveSignal[StopSignal](ctx, c); err != nil {
+				l.refuse(SignalStop, err)
+			} else {
+				l.stop = &sig
 			}
 		})
-		receive(s)
-		for !fired && l.stop == nil && ctx.Err() == nil {
-			s.Select(ctx)
-		}
-		cancelTimer()
-		if l.stop != nil || ctx.Err() != nil {
-			return l.shutdown(ctx)
-		}
-		l.tick(ctx)
-		ticks++
-
-		if ticks >= l.MaxTicksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			if l.preparing == "" && l.jobs == 0 && workflow.AllHandlersFinished(ctx) {
-				// Signals already delivered to this run must not be lost.
-				for {
-					s := workflow.NewSelector(ctx)
-					receive(s)
-					if !s.HasPending() {
-						break
-					}
-					s.Select(ctx)
-				}
-				if l.stop != nil {
-					return l.shutdown(ctx)
-				}
-				l.Runs++
-				l.log.Info("continuing as new", "ticks", ticks, "run", l.Runs)
-				return LoopResult{}, workflow.NewContinueAsNewError(ctx, LoopWorkflowName, l.LoopInput)
-			}
-		}
 	}
+}
+
+// refuse records a signal or update refused for its payload.
+func (l *loop) refuse(name string, err error) {
+	l.Stats.Refusals++
+	l.LastError = fmt.Sprintf("%s signal refused: %v", name, err)
+	l.log.Warn("signal refused", "signal", name, "error", err)
 }
 
 // seed loads the recent activity, the profile and the adjustments once. A
@@ -238,72 +240,6 @@ func (l *loop) seed(ctx workflow.Context) {
 	}
 }
 
-// tick closes the open bin, expires leases, predicts and maybe prepares.
-func (l *loop) tick(ctx workflow.Context) {
-	now := workflow.Now(ctx)
-	l.recordLag(now.Sub(l.NextTick))
-	binStart := l.closeBins(now)
-	l.Stats.Ticks++
-	l.expire(ctx, now)
-	if l.Policy.Paused {
-		l.LastDecision = "paused"
-		l.upsertAttrs(ctx)
-		l.setDetails(ctx)
-		return
-	}
-
-	lactx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 5 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
-		Summary:             "predict",
-	})
-	var res activities.PredictResult
-	next, featureBin := l.Clock.Map(binStart, l.Bin)
-	err := workflow.ExecuteLocalActivity(lactx, predictor.Predict, activities.PredictInput{
-		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin,
-		MemoryMB: l.Profile.MemoryMB, ReadRatio: l.Profile.ReadRatio,
-		Threshold: l.Policy.Threshold, Covered: l.covered(now), DryRun: l.Policy.DryRun,
-	}).Get(ctx, &res)
-	if err != nil {
-		l.Stats.PredictErrors++
-		msg := "prediction failed: " + err.Error()
-		if msg != l.LastError {
-			l.log.Warn("prediction failed; the loop keeps running", "error", err)
-		}
-		l.LastError, l.LastDecision = msg, activities.DecisionNoModel
-	} else {
-		l.Stats.Predictions++
-		l.LastProbability, l.LastDecision, l.ModelVersion = res.Probability, res.Decision, res.ModelVersion
-		if res.HistoryBins > l.Window {
-			// Keep as much history as the model can use (zeros count as idle).
-			l.Window = min(res.HistoryBins, 1440)
-		}
-		if strings.HasPrefix(l.LastError, "prediction failed") {
-			l.LastError = ""
-		}
-		if res.Decision == activities.DecisionPrepare && l.preparing == "" {
-			l.prepare(ctx, binStart)
-		}
-	}
-	l.upsertAttrs(ctx)
-	l.setDetails(ctx)
-}
-
-// closeBins moves the open bin's observations into Recent (and zeros for
-// bins the loop missed while no worker ran it) and returns the start of the
-// bin now opening: the bin the prediction is made from.
-func (l *loop) closeBins(now time.Time) time.Time {
-	l.push(l.Pending)
-	l.Pending = 0
-	l.NextTick = l.NextTick.Add(l.Bin)
-	for !l.NextTick.After(now) {
-		l.push(0)
-		l.Stats.SkippedBins++
-		l.NextTick = l.NextTick.Add(l.Bin)
-	}
-	return l.NextTick.Add(-l.Bin)
-}
-
 // ratePerMin is the recent request rate the affinity model takes.
 func (l *loop) ratePerMin() float64 {
 	if len(l.Recent) == 0 {
@@ -331,81 +267,6 @@ func (l *loop) recordLag(lag time.Duration) {
 	l.Stats.LagBuckets[i]++
 }
 
-// covered: a preparation is in flight, or a live lease lasts beyond the
-// next bin (a new one is prepared during the last bin of the old one).
-func (l *loop) covered(now time.Time) bool {
-	if l.preparing != "" {
-		return true
-	}
-	for _, ls := range l.Leases {
-		if ls.Expires.After(now.Add(l.Bin)) {
-			return true
-		}
-	}
-	return false
-}
-
-// prepare starts the preparation child workflow; its result is folded in
-// when it completes, without blocking the ticks.
-func (l *loop) prepare(ctx workflow.Context, binStart time.Time) {
-	id := PreparationWorkflowID(l.App, binStart)
-	pctx, cancel := workflow.WithCancel(ctx)
-	pctx = workflow.WithChildOptions(pctx, workflow.ChildWorkflowOptions{
-		WorkflowID:               id,
-		WorkflowExecutionTimeout: 10 * time.Minute,
-		// On stop or termination of the loop the preparation still runs its
-		// cleanup and releases what it reserved.
-		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-		TypedSearchAttributes: temporal.NewSearchAttributes(AttrApp.ValueSet(l.App)),
-		StaticSummary:         fmt.Sprintf("prepare %d host(s) for %s: P=%.3f ≥ %.3f", l.Policy.TopN, l.App, l.LastProbability, l.Policy.Threshold),
-	})
-	l.preparing, l.cancelPre = id, cancel
-	l.Stats.Preparations++
-	profile := l.Profile
-	profile.RatePerMin = l.ratePerMin()
-	in := PrepareInput{
-		App: l.App, Profile: profile, TopN: l.Policy.TopN, TTL: l.Policy.TTL(l.Bin),
-		MaxShadowMS: l.Policy.MaxShadowMS, SampleMB: l.Policy.SampleMB, Adjustments: maps.Clone(l.Adjustments),
-	}
-	fut := workflow.ExecuteChildWorkflow(pctx, PreparationWorkflowName, in)
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		var res PrepareResult
-		err := fut.Get(gctx, &res)
-		l.preparing, l.cancelPre = "", nil
-		if err != nil {
-			l.Stats.PreparationsFailed++
-			l.LastError = fmt.Sprintf("preparation %s failed: %v", id, err)
-			l.log.Warn("preparation failed", "preparation", id, "error", err)
-			return
-		}
-		if len(res.Leases) == 0 {
-			l.Stats.PreparationsFailed++
-			l.LastError = fmt.Sprintf("preparation %s prepared no host: %s", id, res.Summary())
-		}
-		l.Leases = append(l.Leases, res.Leases...)
-		l.Stats.LeasesPrepared += len(res.Leases)
-		l.upsertAttrs(gctx)
-		l.setDetails(gctx)
-	})
-}
-
-// expire drops leases past their expiry and releases them on their hosts,
-// recording the held memory-time as waste.
-func (l *loop) expire(ctx workflow.Context, now time.Time) {
-	var keep []activities.Lease
-	for _, ls := range l.Leases {
-		if ls.Expires.After(now) {
-			keep = append(keep, ls)
-			continue
-		}
-		held := ls.Expires.Sub(ls.Reserved).Seconds()
-		l.Stats.Expired++
-		l.Stats.WastedMBSeconds += ls.MemoryMB * held
-		l.release(ctx, ls, "expired", "lease TTL passed unclaimed", held)
-	}
-	l.Leases = keep
-}
-
 // release gives a lease back in the background; the loop does not wait.
 func (l *loop) release(ctx workflow.Context, ls activities.Lease, event, reason string, held float64) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -427,85 +288,86 @@ func (l *loop) release(ctx workflow.Context, ls activities.Lease, event, reason 
 	})
 }
 
+func (l *loop) validThreshold(v float64) error {
+	if !l.current {
+		if v != v || v < 0 || v > 1 {
+			return fmt.Errorf("threshold %v is outside [0, 1]", v)
+		}
+		return nil
+	}
+	return ValidateThreshold(v)
+}
+
 func (l *loop) onThreshold(ctx workflow.Context, sig ThresholdSignal) {
-	if err := ValidateThreshold(sig.Threshold); err != nil {
-		l.LastError = "threshold signal ignored: " + err.Error()
-		l.log.Warn("threshold signal ignored", "threshold", sig.Threshold, "error", err)
+	if err := l.validThreshold(sig.Threshold); err != nil {
+		l.refuse(SignalThreshold, err)
 		return
 	}
 	l.Policy.Threshold = sig.Threshold
+	l.wakeEarly = true
+	if l.kick != nil {
+		l.kick()
+	}
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
+}
+
+func (l *loop) validate(p Policy) error {
+	if l.current {
+		return p.Validate()
+	}
+	return p.legacyValidate()
 }
 
 func (l *loop) onPolicy(ctx workflow.Context, sig PolicySignal) {
+	if sig.Change == (PolicyChange{}) {
+		l.refuse(SignalPolicy, errors.New("the change names no field"))
+		return
+	}
 	p := sig.Change.Apply(l.Policy)
-	if err := p.Validate(); err != nil {
-		l.LastError = "policy signal ignored: " + err.Error()
-		l.log.Warn("policy signal ignored", "error", err)
+	if err := l.validate(p); err != nil {
+		l.refuse(SignalPolicy, err)
 		return
 	}
 	l.Policy = p
+	l.wakeEarly = true
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
 }
 
-func (l *loop) onObservation(sig ObservationSignal) {
-	n := sig.Count
-	if n <= 0 {
-		n = 1
+func (l *loop) onObservation(ctx workflow.Context, sig ObservationSignal) {
+	if !l.current {
+		l.onObservationLegacy(sig)
+		return
 	}
-	if !sig.Claimed {
-		l.Pending += n
-		l.Stats.Requests += n
-		if sig.Warm {
-			l.Stats.WarmRequests++
-		}
-	}
-	if sig.Adjustment != nil && sig.Host != "" {
-		l.Adjustments[sig.Host] = *sig.Adjustment
-	}
+	l.observe(ctx, sig)
 }
 
 func (l *loop) validatePolicy(_ workflow.Context, in PolicyUpdate) error {
-	return in.Change.Apply(l.Policy).Validate()
+	if in.Change == (PolicyChange{}) {
+		return errors.New("the change names no field")
+	}
+	return l.validate(in.Change.Apply(l.Policy))
 }
 
 func (l *loop) updatePolicy(ctx workflow.Context, in PolicyUpdate) (PolicyUpdateResult, error) {
 	prev := l.Policy
 	l.Policy = in.Change.Apply(l.Policy)
+	if l.kick != nil {
+		l.kick()
+	}
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
 	return PolicyUpdateResult{Previous: prev, Current: l.Policy}, nil
 }
 
-// claim hands the best live lease to one request, atomically: update
-// handlers run one at a time on the workflow's single thread.
+// claim answers a request's claim; update handlers run one at a time on the
+// workflow's single thread, so claims are atomic.
 func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, error) {
-	now := workflow.Now(ctx)
-	if in.CountArrival {
-		l.Pending++
-		l.Stats.Requests++
+	if !l.current {
+		return l.claimLegacy(ctx, in)
 	}
-	best := -1
-	for i, ls := range l.Leases {
-		if ls.Expires.After(now) && (best < 0 || ls.Score > l.Leases[best].Score) {
-			best = i
-		}
-	}
-	if best < 0 {
-		l.Stats.Misses++
-		return ClaimUpdateResult{Adjustments: maps.Clone(l.Adjustments)}, nil
-	}
-	ls := l.Leases[best]
-	l.Leases = slices.Delete(l.Leases, best, best+1)
-	l.Stats.Claims++
-	if in.CountArrival {
-		l.Stats.WarmRequests++ // handed a lease: warm unless the host lost it
-	}
-	l.upsertAttrs(ctx)
-	l.setDetails(ctx)
-	return ClaimUpdateResult{Found: true, Lease: ls, Adjustments: maps.Clone(l.Adjustments)}, nil
+	return l.claimWarm(ctx, in)
 }
 
 // shutdown cancels the preparation in flight (it releases what it holds),
@@ -593,8 +455,18 @@ func (l *loop) upsertAttrs(ctx workflow.Context) {
 // setDetails is the Web UI's one-glance view of the loop.
 func (l *loop) setDetails(ctx workflow.Context) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s** — %s, threshold %.2f, horizon %d × %v, top-%d\n\n", l.App, l.state(), l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN)
-	fmt.Fprintf(&b, "last P = %.3f (%s), model %s\n\n", l.LastProbability, l.LastDecision, orDash(l.ModelVersion))
+	if l.current {
+		th := l.thresholds()
+		fmt.Fprintf(&b, "**%s** — %s, threshold %.3g (keep at P ≥ %.3g, prepare at P ≥ %.3g for a %.0f MB instance)\n\n",
+			l.App, l.state(), l.Policy.Threshold, th.Keep, th.Prepare, l.leaseSizeMB())
+		fmt.Fprintf(&b, "last P = %.3f → %s, model %s\n\n", l.LastProbability, orDash(l.LastDecision), orDash(l.ModelVersion))
+		if !l.NextWake.IsZero() {
+			fmt.Fprintf(&b, "next decision %s: %s\n\n", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
+		}
+	} else {
+		fmt.Fprintf(&b, "**%s** — %s, threshold %.2f, horizon %d × %v, top-%d\n\n", l.App, l.state(), l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN)
+		fmt.Fprintf(&b, "last P = %.3f (%s), model %s\n\n", l.LastProbability, l.LastDecision, orDash(l.ModelVersion))
+	}
 	fmt.Fprintf(&b, "leases: %d live", len(l.Leases))
 	for _, ls := range l.Leases {
 		fmt.Fprintf(&b, "; %s until %s (score %.2f)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Score)
@@ -618,11 +490,28 @@ func orDash(s string) string {
 }
 
 func (l *loop) status() LoopStatus {
-	return LoopStatus{
+	st := LoopStatus{
 		App: l.App, State: l.state(), Bin: l.Bin, Policy: l.Policy, Profile: l.Profile,
 		Recent: slices.Clone(l.Recent), Pending: l.Pending, NextTick: l.NextTick,
 		LastProbability: l.LastProbability, LastDecision: l.LastDecision, ModelVersion: l.ModelVersion,
 		LastError: l.LastError, Leases: slices.Clone(l.Leases), Preparing: l.preparing,
 		Adjustments: maps.Clone(l.Adjustments), Stats: l.Stats, Runs: l.Runs,
+		Holding: l.Holding, NextWake: l.NextWake, WakeReason: l.WakeReason,
 	}
+	if l.current {
+		st.LeaseSizeMB, st.Thresholds = l.leaseSizeMB(), l.thresholds()
+	}
+	return st
+}
+
+// thresholds are the application's effective thresholds under the policy,
+// for an instance of the lease size, on the model's bin width.
+func (l *loop) thresholds() policy.Thresholds {
+	_, bin := l.Clock.Map(time.Time{}, l.Bin)
+	return l.Policy.Config().For(policy.App{MemoryMB: l.leaseSizeMB()}, bin)
+}
+
+// leaseSizeMB sizes the application's instance from its recent requests.
+func (l *loop) leaseSizeMB() float64 {
+	return l.Policy.Config().LeaseSizeMB(l.Sizes, l.Profile.MemoryMB)
 }

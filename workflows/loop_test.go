@@ -107,6 +107,14 @@ func newLoopEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
+// newLegacyLoopEnv runs loops as they ran before the policy package (the
+// path old histories replay through).
+func newLegacyLoopEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	env := newLoopEnv(t)
+	env.OnGetVersion(versionPolicyLoop, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	return env
+}
+
 // predictHigh answers P=0.9 once the app has seen a request in the last bin.
 func predictHigh(_ context.Context, in activities.PredictInput) (activities.PredictResult, error) {
 	p := 0.1
@@ -126,8 +134,8 @@ func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) LoopStatus
 	return st
 }
 
-func TestLoopPreparesClaimsAndStops(t *testing.T) {
-	env := newLoopEnv(t)
+func TestLegacyLoopPreparesClaimsAndStops(t *testing.T) {
+	env := newLegacyLoopEnv(t)
 	fh := newFakeHosts("h1", "h2")
 	fh.mock(env)
 	env.OnActivity(predictor.Predict, mock.Anything, mock.Anything).Return(predictHigh)
@@ -194,8 +202,8 @@ func TestLoopPreparesClaimsAndStops(t *testing.T) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-func TestLoopExpiresUnclaimedLeases(t *testing.T) {
-	env := newLoopEnv(t)
+func TestLegacyLoopExpiresUnclaimedLeases(t *testing.T) {
+	env := newLegacyLoopEnv(t)
 	fh := newFakeHosts("h1")
 	fh.mock(env)
 	env.OnActivity(predictor.Predict, mock.Anything, mock.Anything).Return(
@@ -221,8 +229,8 @@ func TestLoopExpiresUnclaimedLeases(t *testing.T) {
 	require.Empty(t, fh.held())
 }
 
-func TestLoopContinuesAsNewCarryingState(t *testing.T) {
-	env := newLoopEnv(t)
+func TestLegacyLoopContinuesAsNewCarryingState(t *testing.T) {
+	env := newLegacyLoopEnv(t)
 	newFakeHosts("h1").mock(env)
 	env.OnActivity(predictor.Predict, mock.Anything, mock.Anything).Return(predictHigh)
 	env.RegisterDelayedCallback(func() {
@@ -248,8 +256,8 @@ func TestLoopContinuesAsNewCarryingState(t *testing.T) {
 	require.Equal(t, t0.Add(5*time.Second), next.NextTick)
 }
 
-func TestLoopKeepsRunningWithoutModel(t *testing.T) {
-	env := newLoopEnv(t)
+func TestLegacyLoopKeepsRunningWithoutModel(t *testing.T) {
+	env := newLegacyLoopEnv(t)
 	env.OnActivity(predictor.Predict, mock.Anything, mock.Anything).Return(activities.PredictResult{},
 		temporal.NewNonRetryableApplicationError("no demand model published yet", activities.ErrNoModel, nil))
 	var st LoopStatus
@@ -264,8 +272,8 @@ func TestLoopKeepsRunningWithoutModel(t *testing.T) {
 	require.Equal(t, LoopStateRunning, st.State)
 }
 
-func TestLoopPolicyUpdateValidates(t *testing.T) {
-	env := newLoopEnv(t)
+func TestLegacyLoopPolicyUpdateValidates(t *testing.T) {
+	env := newLegacyLoopEnv(t)
 	env.OnActivity(predictor.Predict, mock.Anything, mock.Anything).Return(predictHigh)
 	var rejected error
 	var accepted PolicyUpdateResult
@@ -297,8 +305,8 @@ func TestLoopPolicyUpdateValidates(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func TestLoopStopDuringPreparationLeaksNothing(t *testing.T) {
-	env := newLoopEnv(t)
+func TestLegacyLoopStopDuringPreparationLeaksNothing(t *testing.T) {
+	env := newLegacyLoopEnv(t)
 	fh := newFakeHosts("h1")
 	// The shadow request takes 3 s; the stop arrives in the middle of it.
 	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(activities.ShadowResult{OK: true, ShadowMS: 5}, nil).After(3 * time.Second)

@@ -7,38 +7,104 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/policy"
 )
 
-// Policy is how one application's loop decides and prepares.
+// Policy is how one application's loop decides and prepares. The decision
+// itself is package policy's (Config); the rest says how a decision is
+// carried out.
 type Policy struct {
-	Threshold   float64       // prepare when P >= Threshold
-	HorizonBins int           // bins a prediction looks ahead; a lease must cover them
-	TopN        int           // hosts to prepare per preparation
+	// Threshold is the chance of a request in a bin at which an application
+	// of ReferenceMB is held through it (policy.Config.Threshold); larger
+	// applications need more, smaller ones less.
+	Threshold      float64
+	ReferenceMB    float64 // see policy.Config
+	PrepareSeconds float64 // see policy.Config
+	LookaheadBins  int     // see policy.Config: the longest the loop sleeps and a lease is planned
+	SizePercentile float64 // see policy.Config
+	TopN           int     // hosts to prepare per preparation
+	Paused         bool    // no predictions, no preparations; activity still counted
+	DryRun         bool    // predict and record, prepare nothing
+	MaxShadowMS    float64 // a slower shadow request fails the host
+	SampleMB       float64 // size of the shadow request's work
+	// Ticking decides at every bin instead of sleeping until the policy
+	// could act; the decisions are the same, the cost is not.
+	Ticking bool
+
+	// Loops started before the policy package (testdata/v1..v4 histories)
+	// read these; a current loop ignores them.
+	HorizonBins int           // bins a prediction looked ahead
 	LeaseTTL    time.Duration // 0: HorizonBins bins
-	Paused      bool          // no predictions, no preparations; activity still counted
-	DryRun      bool          // predict and record, prepare nothing
-	MaxShadowMS float64       // a slower shadow request fails the host
-	SampleMB    float64       // size of the shadow request's work
 }
 
 // DefaultPolicy is what `starter loop start` uses without flags.
 func DefaultPolicy() Policy {
-	return Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
+	c := policy.Default()
+	return Policy{Threshold: c.Threshold, ReferenceMB: c.ReferenceMB, PrepareSeconds: c.PrepareSeconds,
+		LookaheadBins: c.LookaheadBins, SizePercentile: c.SizePercentile, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
+}
+
+// Config is the decision part of the policy.
+func (p Policy) Config() policy.Config {
+	return policy.Config{Threshold: p.Threshold, ReferenceMB: p.ReferenceMB, PrepareSeconds: p.PrepareSeconds,
+		LookaheadBins: p.LookaheadBins, SizePercentile: p.SizePercentile}
+}
+
+// legacy says p was written for a loop from before the policy package:
+// none of the policy package's fields are set.
+func (p Policy) legacy() bool {
+	return p.ReferenceMB == 0 && p.LookaheadBins == 0 && p.SizePercentile == 0
+}
+
+// upgraded is a legacy policy with the policy package's defaults; the
+// threshold meant something else (P of a request within the horizon) and
+// takes the default too.
+func (p Policy) upgraded() Policy {
+	d := DefaultPolicy()
+	p.Threshold, p.ReferenceMB, p.PrepareSeconds, p.LookaheadBins, p.SizePercentile = d.Threshold, d.ReferenceMB, d.PrepareSeconds, d.LookaheadBins, d.SizePercentile
+	p.HorizonBins, p.LeaseTTL = 0, 0
+	return p
 }
 
 // ValidateThreshold refuses what no probability can be compared with.
 func ValidateThreshold(v float64) error {
-	if math.IsNaN(v) || v < 0 || v > 1 {
-		return fmt.Errorf("threshold %v is outside [0, 1]", v)
+	l := policy.Limits
+	if !(v >= l.MinThreshold && v <= l.MaxThreshold) {
+		return fmt.Errorf("threshold %v is outside [%g, %g]", v, l.MinThreshold, l.MaxThreshold)
 	}
 	return nil
 }
 
+// Limits of the fields Validate checks beyond the policy package's, in
+// step with what a host agent accepts.
+const (
+	MaxTopN = 16
+	// MaxShadowMSLimit bounds MaxShadowMS: a shadow slower than a minute
+	// proves nothing about readiness.
+	MaxShadowMSLimit = 60_000
+)
+
 // Validate says what is wrong with a policy, all problems at once.
 func (p Policy) Validate() error {
+	errs := []error{p.Config().Validate()}
+	if p.TopN < 1 || p.TopN > MaxTopN {
+		errs = append(errs, fmt.Errorf("top-N %d is outside [1, %d]", p.TopN, MaxTopN))
+	}
+	if !(p.MaxShadowMS > 0 && p.MaxShadowMS <= MaxShadowMSLimit) {
+		errs = append(errs, fmt.Errorf("max shadow %v ms is outside (0, %d]", p.MaxShadowMS, MaxShadowMSLimit))
+	}
+	if !(p.SampleMB >= 0 && p.SampleMB <= api.MaxSampleMB) {
+		errs = append(errs, fmt.Errorf("shadow sample %v MB is outside [0, %d]", p.SampleMB, api.MaxSampleMB))
+	}
+	return errors.Join(errs...)
+}
+
+// legacyValidate is the check of loops from before the policy package.
+func (p Policy) legacyValidate() error {
 	var errs []error
-	if err := ValidateThreshold(p.Threshold); err != nil {
-		errs = append(errs, err)
+	if math.IsNaN(p.Threshold) || p.Threshold < 0 || p.Threshold > 1 {
+		errs = append(errs, fmt.Errorf("threshold %v is outside [0, 1]", p.Threshold))
 	}
 	if p.HorizonBins < 1 || p.HorizonBins > 1440 {
 		errs = append(errs, fmt.Errorf("horizon %d bins is outside [1, 1440]", p.HorizonBins))
@@ -58,7 +124,7 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TTL is the lease lifetime for a bin width.
+// TTL is the lease lifetime of a legacy loop for a bin width.
 func (p Policy) TTL(bin time.Duration) time.Duration {
 	if p.LeaseTTL > 0 {
 		return p.LeaseTTL
@@ -68,26 +134,37 @@ func (p Policy) TTL(bin time.Duration) time.Duration {
 
 // PolicyChange changes some fields of a policy (nil: unchanged).
 type PolicyChange struct {
-	Threshold   *float64
+	Threshold      *float64
+	ReferenceMB    *float64
+	PrepareSeconds *float64
+	LookaheadBins  *int
+	SizePercentile *float64
+	TopN           *int
+	Paused         *bool
+	DryRun         *bool
+	MaxShadowMS    *float64
+	SampleMB       *float64
+	Ticking        *bool
+	// Legacy loops only.
 	HorizonBins *int
-	TopN        *int
 	LeaseTTL    *time.Duration
-	Paused      *bool
-	DryRun      *bool
-	MaxShadowMS *float64
-	SampleMB    *float64
 }
 
 // Apply returns p with the change applied (not validated).
 func (c PolicyChange) Apply(p Policy) Policy {
 	set(&p.Threshold, c.Threshold)
-	set(&p.HorizonBins, c.HorizonBins)
+	set(&p.ReferenceMB, c.ReferenceMB)
+	set(&p.PrepareSeconds, c.PrepareSeconds)
+	set(&p.LookaheadBins, c.LookaheadBins)
+	set(&p.SizePercentile, c.SizePercentile)
 	set(&p.TopN, c.TopN)
-	set(&p.LeaseTTL, c.LeaseTTL)
 	set(&p.Paused, c.Paused)
 	set(&p.DryRun, c.DryRun)
 	set(&p.MaxShadowMS, c.MaxShadowMS)
 	set(&p.SampleMB, c.SampleMB)
+	set(&p.Ticking, c.Ticking)
+	set(&p.HorizonBins, c.HorizonBins)
+	set(&p.LeaseTTL, c.LeaseTTL)
 	return p
 }
 
@@ -115,10 +192,26 @@ type LoopInput struct {
 	Clock *TraceClock
 
 	// Carried state (zero on the first start).
-	Seeded          bool      // Recent, Profile and Adjustments hold stored history
-	Recent          []float64 // requests per bin, oldest first, len <= Window
-	Pending         float64   // requests observed in the bin now open
-	NextTick        time.Time // end of the bin now open
+	Seeded   bool      // Recent, Profile and Adjustments hold stored history
+	Recent   []float64 // requests per bin, oldest first, len <= Window
+	Pending  float64   // requests observed in the bin now open
+	NextTick time.Time // end of the bin now open
+	// Holding says the policy holds the application's instance through the
+	// open bin (its last decision was prepare or keep). With the requests of
+	// the bin it gives whether the application holds an instance as the next
+	// bin begins. It is the policy's view; Leases is the hosts'.
+	Holding bool
+	// NextWake is when the loop decides next (the start of a bin); the
+	// policy knows every decision before it, unless a request arrives.
+	NextWake   time.Time
+	WakeReason string
+	// AheadAt, when set, is when the loop starts the preparation its plan
+	// makes for AheadBin, so the instance is ready as that bin begins;
+	// the lease lives until AheadUntil.
+	AheadAt, AheadBin, AheadUntil time.Time
+	// Sizes are the latest request sizes (MB), newest last; leases are sized
+	// from them (Policy.SizePercentile).
+	Sizes           []float64
 	Leases          []activities.Lease
 	Adjustments     map[string]float64 // host -> observed affinity adjustment
 	LastProbability float64
@@ -144,6 +237,17 @@ type LoopStats struct {
 	Requests           float64
 	WarmRequests       int
 	SkippedBins        int // bins the loop could not tick (worker down)
+	// Policy loops: decisions by outcome (one per bin, known ahead while the
+	// loop sleeps), wakes, in-place extensions and instances kept after a
+	// cold request.
+	Decisions     [4]int // by policy.Action: idle, prepare, keep, release
+	Wakes         int
+	Extends       int
+	ExtendsFailed int
+	Released      int
+	Kept          int
+	// Refusals are signals and updates refused for their payload.
+	Refusals int
 	// LagBuckets counts tick lag (behind the bin's end) per LagBucketBounds.
 	LagBuckets [len(LagBucketBoundsMS) + 1]int
 	MaxLagMS   float64
@@ -159,11 +263,17 @@ type LoopResult struct {
 	Reason string
 }
 
-// ThresholdSignal sets the threshold (invalid values are logged and ignored).
-type ThresholdSignal struct{ Threshold float64 }
+// ThresholdSignal sets the threshold. A payload without it, or with one
+// out of range, is refused (LastError says why) and the loop goes on.
+type ThresholdSignal struct {
+	Threshold float64 `signal:"required"`
+}
 
-// PolicySignal changes the policy (an invalid result is logged and ignored).
-type PolicySignal struct{ Change PolicyChange }
+// PolicySignal changes the policy; a change that names no field or leaves
+// the policy invalid is refused as a whole.
+type PolicySignal struct {
+	Change PolicyChange `signal:"required"`
+}
 
 // ObservationSignal tells the loop a request arrived and how it went.
 type ObservationSignal struct {
@@ -172,10 +282,31 @@ type ObservationSignal struct {
 	Host      string
 	Warm      bool
 	LatencyMS float64
+	SizeMB    float64 // the request's size, for sizing leases (0: unknown)
 	// Adjustment, when set, is the host's new affinity adjustment.
 	Adjustment *float64
 	// Claimed: the request was already counted by its claim.
 	Claimed bool
+	// Kept is the instance a cold request left behind as a lease of the
+	// application (the loop decides at the next bin whether to keep it).
+	Kept *activities.Lease
+	// Gone names leases that failed to serve: the loop stops using them.
+	Gone []string
+}
+
+// check refuses observations no request can produce.
+func (o *ObservationSignal) check() error {
+	switch {
+	case !(o.Count >= 0 && o.Count <= 1e9):
+		return fmt.Errorf("field Count: %v is outside [0, 1e9]", o.Count)
+	case !(o.SizeMB >= 0 && o.SizeMB <= maxRequestMB):
+		return fmt.Errorf("field SizeMB: %v is outside [0, %d]", o.SizeMB, maxRequestMB)
+	case !(o.LatencyMS >= 0):
+		return fmt.Errorf("field LatencyMS: %v is negative", o.LatencyMS)
+	case o.Adjustment != nil && !(*o.Adjustment >= -1 && *o.Adjustment <= 1):
+		return fmt.Errorf("field Adjustment: %v is outside [-1, 1]", *o.Adjustment)
+	}
+	return nil
 }
 
 // StopSignal stops the loop: in-flight preparation cancelled, leases released.
@@ -194,6 +325,11 @@ type LoopStatus struct {
 	Recent          []float64
 	Pending         float64
 	NextTick        time.Time
+	Holding         bool
+	NextWake        time.Time
+	WakeReason      string
+	LeaseSizeMB     float64
+	Thresholds      policy.Thresholds
 	LastProbability float64
 	LastDecision    string
 	ModelVersion    string
@@ -211,12 +347,13 @@ type PolicyUpdate struct{ Change PolicyChange }
 // PolicyUpdateResult is the policy before and after.
 type PolicyUpdateResult struct{ Previous, Current Policy }
 
-// ClaimUpdate claims the best live lease for one request.
+// ClaimUpdate asks for the best live lease for one request.
 type ClaimUpdate struct {
 	RequestID string
 	// CountArrival counts the request in the open bin (lean serve-request
 	// workflows; older ones count through their observation signal).
 	CountArrival bool
+	SizeMB       float64 // the request's size (0: unknown)
 }
 
 // ClaimUpdateResult holds the lease, or Found=false (serve cold). It carries
@@ -225,6 +362,12 @@ type ClaimUpdateResult struct {
 	Found       bool
 	Lease       activities.Lease
 	Adjustments map[string]float64
+	// Stays: the lease is a warm instance that goes on serving (the loop
+	// releases it); false from loops that hand a lease to one request.
+	Stays bool
+	// Keep, for a cold request, asks the host to keep the instance that
+	// serves it as a lease of the application.
+	Keep *activities.KeepPlan
 }
 
 // TraceClock maps live bins onto a trace's bins: the live bin that starts at

@@ -25,6 +25,9 @@ type RequestInput struct {
 	Tolerance float64
 	// Rate is the share of the gap the adjustment moves by (default 0.5).
 	Rate float64
+	// ArrivedAt is when the request reached the platform (a replay or a
+	// router sets it); it dates the recorded request. Zero: when served.
+	ArrivedAt time.Time
 }
 
 // RequestResult is how the request was served and what was learned.
@@ -44,6 +47,11 @@ type RequestResult struct {
 
 // versionLeanRequest gates local-activity claim and serve (see ServeRequest).
 const versionLeanRequest = "lean-request"
+
+// versionWarmInstance gates warm instances: a claimed lease goes on serving
+// (the loop says so), a cold request's instance is kept as a lease when the
+// loop asks, and the loop hears of both.
+const versionWarmInstance = "warm-instance"
 
 // Adjustment bounds: an observed adjustment can move a model score by at
 // most this much either way.
@@ -104,49 +112,70 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, arg)
 	}
 	quickOpts := workflow.GetActivityOptions(quick)
+	warmInstances := workflow.GetVersion(ctx, versionWarmInstance, workflow.DefaultVersion, 1) == 1
 
 	var claim activities.ClaimResult
 	claimOpts := quickOpts
 	claimOpts.Summary = "claim a lease"
-	if err := call(claimOpts, requests.ClaimLease,
-		activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: lean}).Get(ctx, &claim); err != nil {
+	claimIn := activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: lean}
+	if warmInstances {
+		claimIn.SizeMB = in.MemoryMB
+	}
+	if err := call(claimOpts, requests.ClaimLease, claimIn).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
 	}
 
-	serve := func(host, url, leaseID string) (activities.ServeResult, error) {
+	serve := func(host, url, leaseID string, keep *activities.KeepPlan) (activities.ServeResult, error) {
 		var sr activities.ServeResult
+		si := activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
+			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}
+		if warmInstances {
+			si.LeaseStays = claim.Stays
+			if keep != nil {
+				si.KeepID, si.KeepTTL = keep.LeaseID, keep.TTL
+				si.KeepMemoryMB, si.KeepDiskMB, si.KeepCPUMilli = keep.MemoryMB, keep.DiskMB, keep.CPUMilli
+			}
+		}
 		err := call(workflow.ActivityOptions{
 			StartToCloseTimeout: time.Duration(in.WorkMS)*time.Millisecond*4 + 30*time.Second,
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2,
 				NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
 			Summary: "serve on " + host,
-		}, hosts.Serve, activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
-			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}).Get(ctx, &sr)
+		}, hosts.Serve, si).Get(ctx, &sr)
 		return sr, err
 	}
 
 	var sr activities.ServeResult
 	var claimed *activities.PreparationEvent
+	var gone []string
+	var kept *activities.Lease
 	served := false
 	adjustment := 0.0
 	if claim.Found {
 		ls := claim.Lease
 		var err error
-		sr, err = serve(ls.Host, ls.HostURL, ls.LeaseID)
+		sr, err = serve(ls.Host, ls.HostURL, ls.LeaseID, nil)
 		if err == nil {
 			served = true
 			res.Host, res.LeaseID, res.Expected, adjustment, res.Outcome = ls.Host, ls.LeaseID, ls.Score, ls.Adjusted, "warm"
 			if !sr.Warm {
-				// The host no longer held the lease and served cold.
-				res.Outcome = "cold-lease-lost"
+				res.Outcome = coldOutcome(sr.FallbackCode)
+				if warmInstances && (sr.FallbackCode == "gone" || sr.FallbackCode == "not_found") {
+					gone = append(gone, ls.LeaseID)
+				}
 			}
-			claimed = &activities.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
-				Event: "claimed", MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
-				HeldSeconds: workflow.Now(ctx).Sub(ls.Reserved).Seconds(), Reason: "request " + in.RequestID}
+			if !warmInstances || !claim.Stays {
+				claimed = &activities.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
+					Event: "claimed", MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
+					HeldSeconds: workflow.Now(ctx).Sub(ls.Reserved).Seconds(), Reason: "request " + in.RequestID}
+			}
 		} else {
 			logger.Warn("warm serve failed; releasing the lease and serving cold", "lease", ls.LeaseID, "error", err)
 			releaseNow(ctx, ls, "released", "warm serve failed: "+rootMessage(err))
 			res.Outcome = "cold-after-warm-failure"
+			if warmInstances {
+				gone = append(gone, ls.LeaseID)
+			}
 		}
 	}
 	if !served {
@@ -158,8 +187,19 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		}
 		var err error
 		for _, c := range ranked.Candidates[:min(3, len(ranked.Candidates))] {
-			if sr, err = serve(c.Host, c.URL, ""); err == nil {
+			if sr, err = serve(c.Host, c.URL, "", claim.Keep); err == nil {
 				res.Host, res.Expected, adjustment = c.Host, c.Score, c.Adjustment
+				if warmInstances && sr.Kept && claim.Keep != nil {
+					now := workflow.Now(ctx)
+					k := claim.Keep
+					ls := activities.Lease{LeaseID: k.LeaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+						MemoryMB: k.MemoryMB, DiskMB: k.DiskMB, CPUMilli: k.CPUMilli, Reserved: now, Expires: now.Add(k.TTL),
+						Score: c.Score, Adjusted: c.Adjustment, ModelVers: ranked.ModelVersion}
+					if !sr.KeptExpires.IsZero() && sr.KeptExpires.Before(ls.Expires) {
+						ls.Expires = sr.KeptExpires
+					}
+					kept = &ls
+				}
 				break
 			}
 			logger.Warn("cold serve failed; trying the next host", "host", c.Host, "error", err)
@@ -177,8 +217,12 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	}
 	res.Actual = PerformanceScore(in.WorkMS, sr.WorkMS)
 
+	at := workflow.Now(ctx)
+	if !in.ArrivedAt.IsZero() {
+		at = in.ArrivedAt
+	}
 	rec := activities.RecordRequestInput{
-		Request: activities.RequestRecord{Time: workflow.Now(ctx), RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
+		Request: activities.RequestRecord{Time: at, RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
 			SizeMB: in.MemoryMB, ReadRatio: in.ReadRatio, Host: res.Host, Warm: res.Warm, ExpectedScore: res.Expected,
 			SetupMS: res.SetupMS, WorkMS: res.WorkMS, LatencyMS: res.LatencyMS, Outcome: res.Outcome},
 		Claimed: claimed,
@@ -203,8 +247,12 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	if res.Adjusted {
 		obs.Adjustment = &res.NewAdjustment
 	}
-	// A lean request the loop already counted signals only an adjustment.
-	if !obs.Claimed || res.Adjusted {
+	if warmInstances {
+		obs.SizeMB, obs.Kept, obs.Gone = in.MemoryMB, kept, gone
+	}
+	// A lean request the loop already counted signals only what it must
+	// learn: an adjustment, a kept instance, a lease that is gone.
+	if !obs.Claimed || res.Adjusted || kept != nil || len(gone) > 0 {
 		if err := workflow.SignalExternalWorkflow(ctx, LoopWorkflowID(in.App), "", SignalObservation, obs).Get(ctx, nil); err != nil {
 			// No loop for this application: the outcome is still recorded.
 			logger.Info("no prediction loop to tell", "app", in.App, "error", err)
@@ -216,6 +264,18 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s on %s: %.1f ms (setup %.1f, work %.1f); expected %.2f, actual %.2f",
 		res.Outcome, res.Host, res.LatencyMS, res.SetupMS, res.WorkMS, res.Expected, res.Actual))
 	return res, nil
+}
+
+// coldOutcome names why a request that claimed a lease ran cold.
+func coldOutcome(fallbackCode string) string {
+	switch fallbackCode {
+	case "lease_busy":
+		return "cold-lease-busy"
+	case "lease_too_small":
+		return "cold-lease-too-small"
+	}
+	// The host no longer held the lease.
+	return "cold-lease-lost"
 }
 
 func withSummary(ctx workflow.Context, s string) workflow.Context {

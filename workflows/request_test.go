@@ -39,7 +39,7 @@ var reqIn = RequestInput{RequestID: "r-1", App: "app-r", MemoryMB: 128, DiskMB: 
 func TestServeRequestWarmSlowHostLowersAffinity(t *testing.T) {
 	env := newRequestEnv()
 	lease := activities.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", MemoryMB: 128, Score: 0.9, Adjusted: 0.1, Reserved: t0.Add(-5 * time.Second)}
-	env.OnActivity(requests.ClaimLease, mock.Anything, activities.ClaimInput{App: "app-r", RequestID: "r-1", CountArrival: true}).
+	env.OnActivity(requests.ClaimLease, mock.Anything, activities.ClaimInput{App: "app-r", RequestID: "r-1", CountArrival: true, SizeMB: 128}).
 		Return(activities.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
 	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in activities.ServeInput) bool { return in.LeaseID == lease.LeaseID && in.HostURL == "http://h1" })).
 		Return(activities.ServeResult{Warm: true, SetupMS: 1, WorkMS: 250, TotalMS: 251}, nil)

@@ -1,10 +1,71 @@
 // Package api holds the host agent's wire format: the JSON bodies of every
-// endpoint, the error codes, and the limits both sides check. The server
-// (package agent) and the client (package agent/client) share it so the two
-// cannot drift apart; it has no dependencies beyond the standard library.
+// endpoint, the error codes, the limits both sides check and the per-host
+// token derivation. The server (package agent) and the client (package
+// agent/client) share it so the two cannot drift apart; it has no
+// dependencies beyond the standard library.
+//
+// # Endpoints
+//
+//	method  path                     body            answer
+//	GET     /healthz                 -               200 {"status":"ok"} (no token)
+//	GET     /readyz                  -               200, or 503 while shutting down (no token)
+//	GET     /v1/info                 -               Info
+//	POST    /v1/leases               ReserveRequest  201 Lease (new) or 200 (existing)
+//	GET     /v1/leases               -               []Lease, live leases with their use
+//	GET     /v1/leases/{id}          -               Lease with resident and allocated MB
+//	DELETE  /v1/leases/{id}          -               ReleaseResult (200 also if it had ended)
+//	POST    /v1/leases/{id}/shadow   ShadowRequest   ShadowResult
+//	POST    /v1/leases/{id}/extend   ExtendRequest   Lease with the new expiry
+//	POST    /v1/serve                ServeRequest    ServeResult
+//	GET     /v1/metrics              -               HostMetrics (JSON)
+//	GET     /metrics                 -               Prometheus text format
+//
+// Every answer but 2xx is an ErrorBody whose Code says exactly what went
+// wrong (the Code* constants below, with their HTTP status).
+//
+// # A lease is a warm instance
+//
+// A ready lease serves every request of its application that names it,
+// until it is released or its TTL ends; a served request no longer uses
+// it up. Up to MaxConcurrent(cpu_milli) requests run on one lease at a
+// time: one per whole core reserved, at least one. A request beyond that,
+// or one larger than the lease (memory, disk or CPU), is refused with
+// lease_busy or lease_too_small, or, with fallback_cold, served cold on
+// resources allocated for it alone while the lease stays ready; either way
+// the miss is counted on the lease and in the host metrics. Extend sets a
+// new expiry in place (no new reservation, no shadow). A cold serve may keep
+// its instance as a new ready lease (keep_id, keep_ttl_seconds), admitted
+// like a reserve: when it does not fit, the request is still served and
+// ServeResult.KeepRefused says why nothing was kept.
+//
+// Serving is idempotent by request ID: a retried serve returns the first
+// result (Replayed set) instead of running again, for as long as the agent
+// remembers it (an hour, and at most a bounded number of requests).
+// Releasing an ID the agent does not know leaves a tombstone, so a reserve
+// arriving after its own release is refused as gone; tombstones are kept
+// for MaxTTL.
+//
+// # Compatibility
+//
+// Every field added since the first version is optional and omitted when
+// zero, so a newer worker that does not use a feature talks to an older
+// agent, and an older worker talks to a newer agent unchanged (its serve
+// simply no longer ends the lease, which its release or the TTL then ends).
+// An older agent answers /extend with 404 and no code.
+//
+// # Credentials
+//
+// Each agent accepts one bearer token. A fleet derives them per host from
+// one root secret that only the worker holds: DeriveToken(root, hostID) is
+// the lowercase hex of HMAC-SHA256(key = root, message = host ID). An
+// agent is given only its own token, so a compromised host cannot call
+// another.
 package api
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"time"
@@ -21,9 +82,30 @@ const (
 	PathPrometheus = "/metrics"
 )
 
-// LeasePath is the path of one lease; ShadowPath runs a shadow request on it.
+// LeasePath is the path of one lease; ShadowPath runs a shadow request on
+// it and ExtendPath sets its new expiry.
 func LeasePath(id string) string  { return PathLeases + "/" + id }
 func ShadowPath(id string) string { return PathLeases + "/" + id + "/shadow" }
+func ExtendPath(id string) string { return PathLeases + "/" + id + "/extend" }
+
+// MaxConcurrent is how many requests one lease serves at the same time:
+// one per whole core it reserves (rounded up), at least one.
+func MaxConcurrent(cpuMilli int64) int {
+	if cpuMilli <= 1000 {
+		return 1
+	}
+	return int((cpuMilli + 999) / 1000)
+}
+
+// DeriveToken is the bearer token of host hostID in a fleet whose root
+// secret is root: the lowercase hex of HMAC-SHA256(root, hostID). The
+// worker derives it for every host it calls; each agent is given only its
+// own (hostagent --print-token computes it).
+func DeriveToken(root []byte, hostID string) string {
+	m := hmac.New(sha256.New, root)
+	m.Write([]byte(hostID))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // Limits checked by the agent (and early by the client).
 const (
@@ -77,8 +159,10 @@ const (
 	CodeNotFound      = "not_found"       // 404: no such lease (never existed)
 	CodeWrongApp      = "wrong_app"       // 403: lease belongs to another application
 	CodeConflict      = "conflict"        // 409: same preparation ID, different request
-	CodeClaimed       = "already_claimed" // 409: lease already claimed by another request
+	CodeClaimed       = "already_claimed" // 409: no longer produced (a lease serves many requests); kept for older clients
 	CodeLeaseTooSmall = "lease_too_small" // 409: request needs more than the lease holds
+	CodeLeaseBusy     = "lease_busy"      // 409: the lease already serves MaxConcurrent requests
+	CodeNotReady      = "not_ready"       // 409: the lease is still being prepared (extend)
 	CodeGone          = "gone"            // 410: lease expired or was released
 	CodeTooLarge      = "too_large"       // 413: body over MaxBodyBytes
 	CodeOverCapacity  = "over_capacity"   // 409: does not fit the free capacity
@@ -105,15 +189,39 @@ type ReserveRequest struct {
 	TTLSeconds float64 `json:"ttl_seconds,omitempty"`
 }
 
-// Lease states.
+// Lease states: preparing → ready → released | expired.
 const (
-	StatePreparing = "preparing" // resources being allocated
-	StateReady     = "ready"     // allocated, claimable
-	StateClaimed   = "claimed"   // handed to a request being served
-	StateReleased  = "released"  // explicitly released
+	StatePreparing = "preparing" // resources being allocated (or a cold request whose instance is kept)
+	StateReady     = "ready"     // allocated, serving its application's requests
+	StateReleased  = "released"  // explicitly released (or released before it was reserved)
 	StateExpired   = "expired"   // TTL passed, reaped
-	StateUsed      = "used"      // claimed and the request has finished
+	// StateClaimed and StateUsed are no longer produced: a lease is not
+	// used up by a request. Kept so older callers still compile.
+	StateClaimed = "claimed"
+	StateUsed    = "used"
 )
+
+// LeaseUse is what a lease has done as a warm instance. Memory-time counts
+// from the moment the lease was ready: busy while at least one request
+// runs on it, idle otherwise, in MB·s of the lease's memory.
+type LeaseUse struct {
+	// RequestsServed counts requests served warm on the lease (counted
+	// when they start).
+	RequestsServed int64 `json:"requests_served"`
+	// InFlight is how many run on it now; MaxConcurrent is the limit.
+	InFlight      int     `json:"in_flight"`
+	MaxConcurrent int     `json:"max_concurrent"`
+	BusyMBs       float64 `json:"busy_mb_s"`
+	IdleMBs       float64 `json:"idle_mb_s"`
+	// FallbackConcurrency counts requests naming the lease that were served
+	// cold because MaxConcurrent were already running on it;
+	// FallbackOversize those larger than the lease.
+	FallbackConcurrency int64     `json:"fallback_concurrency"`
+	FallbackOversize    int64     `json:"fallback_oversize"`
+	LastServed          time.Time `json:"last_served,omitzero"`
+	// Extensions counts extends.
+	Extensions int `json:"extensions,omitempty"`
+}
 
 // Lease describes one lease.
 type Lease struct {
@@ -137,15 +245,30 @@ type Lease struct {
 	Shadows   int     `json:"shadows"`
 	// Existing is true when a repeated reserve returned this lease.
 	Existing bool `json:"existing,omitempty"`
+	// KeptFrom names the cold request whose instance became this lease.
+	KeptFrom string `json:"kept_from,omitempty"`
+	LeaseUse
+}
+
+// ExtendRequest sets a ready lease's expiry to now + TTLSeconds (in
+// place: no new reservation, no shadow request). App, when given, must be
+// the lease's application.
+type ExtendRequest struct {
+	TTLSeconds float64 `json:"ttl_seconds"`
+	App        string  `json:"app,omitempty"`
 }
 
 // ReleaseResult answers a release. Released is false when the lease had
-// already ended (State says how); releasing twice is not an error.
+// already ended (State says how); releasing twice is not an error. The
+// lease's use is its figures when it ended (also when it had ended before
+// this call); requests still running on a released lease finish, and its
+// resources return when they have.
 type ReleaseResult struct {
 	PreparationID string  `json:"preparation_id"`
 	Released      bool    `json:"released"`
 	State         string  `json:"state"`
 	HeldSeconds   float64 `json:"held_seconds"`
+	LeaseUse
 }
 
 // ShadowRequest runs a small slice of the expected work on a lease.
@@ -185,8 +308,17 @@ type ServeRequest struct {
 	// means the agent's default.
 	SampleMB float64 `json:"sample_mb,omitempty"`
 	// FallbackCold serves cold instead of failing when the lease is gone,
-	// already claimed or too small (never when it belongs to another app).
+	// busy or too small (never when it belongs to another app).
 	FallbackCold bool `json:"fallback_cold,omitempty"`
+	// KeepID and KeepTTLSeconds (both or neither) keep the instance of a
+	// request served cold as a new ready lease with that preparation ID
+	// and TTL. Its size is the request's, or Keep* where larger (a lease
+	// sized for the application rather than for this one request).
+	KeepID         string  `json:"keep_id,omitempty"`
+	KeepTTLSeconds float64 `json:"keep_ttl_seconds,omitempty"`
+	KeepMemoryMB   float64 `json:"keep_memory_mb,omitempty"`
+	KeepDiskMB     float64 `json:"keep_disk_mb,omitempty"`
+	KeepCPUMilli   int64   `json:"keep_cpu_milli,omitempty"`
 }
 
 // ServeResult holds a served request's timings.
@@ -195,11 +327,23 @@ type ServeResult struct {
 	HostID        string `json:"host_id"`
 	Warm          bool   `json:"warm"`
 	PreparationID string `json:"preparation_id,omitempty"`
-	// FallbackReason says why a request naming a lease was served cold.
+	// FallbackReason says why a request naming a lease was served cold;
+	// FallbackCode is its code (lease_busy, lease_too_small, gone,
+	// not_found).
 	FallbackReason string  `json:"fallback_reason,omitempty"`
+	FallbackCode   string  `json:"fallback_code,omitempty"`
 	SetupMS        float64 `json:"setup_ms"`
 	WorkMS         float64 `json:"work_ms"`
 	TotalMS        float64 `json:"total_ms"`
+	// Kept says the cold instance stays as lease KeptID until KeptExpires;
+	// KeepRefused says why a keep that was asked for did not happen.
+	Kept        bool      `json:"kept,omitempty"`
+	KeptID      string    `json:"kept_id,omitempty"`
+	KeptExpires time.Time `json:"kept_expires,omitzero"`
+	KeepRefused string    `json:"keep_refused,omitempty"`
+	// Replayed marks the remembered result of an earlier serve with the
+	// same request ID: the request did not run again.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Info describes the agent.
@@ -241,11 +385,35 @@ type HostMetrics struct {
 	CapacityMemMB    float64 `json:"capacity_mem_mb"`
 	CapacityDiskMB   float64 `json:"capacity_disk_mb"`
 	CapacityCPUMilli int64   `json:"capacity_cpu_milli"`
-	// Leases counts live leases (preparing, ready or claimed).
+	// Leases counts live leases (preparing or ready).
 	Leases        int   `json:"leases"`
 	LeasesReady   int   `json:"leases_ready"`
 	ServingCold   int   `json:"serving_cold"`
 	ServedWarm    int64 `json:"served_warm"`
 	ServedCold    int64 `json:"served_cold"`
 	LeasesExpired int64 `json:"leases_expired"`
+	// ServedReplayed counts retried serves answered from memory.
+	ServedReplayed int64 `json:"served_replayed"`
+	// FallbackConcurrency and FallbackOversize count requests naming a
+	// lease that were served cold because it was busy or too small.
+	FallbackConcurrency int64 `json:"fallback_concurrency"`
+	FallbackOversize    int64 `json:"fallback_oversize"`
+	LeasesExtended      int64 `json:"leases_extended"`
+	LeasesKept          int64 `json:"leases_kept"`
+	// LeaseBusyMBs and LeaseIdleMBs add up every lease's memory-time since
+	// the agent started (ended leases and live ones so far).
+	LeaseBusyMBs float64 `json:"lease_busy_mb_s"`
+	LeaseIdleMBs float64 `json:"lease_idle_mb_s"`
+	// Tombstones counts remembered ended lease IDs.
+	Tombstones int `json:"tombstones"`
+	// LeaseUse is each live lease's use.
+	LeaseUse []LeaseUseEntry `json:"lease_use,omitempty"`
+}
+
+// LeaseUseEntry is one live lease's use in HostMetrics.
+type LeaseUseEntry struct {
+	PreparationID string  `json:"preparation_id"`
+	App           string  `json:"app"`
+	MemoryMB      float64 `json:"memory_mb"`
+	LeaseUse
 }

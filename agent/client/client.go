@@ -1,19 +1,19 @@
 // Package client is the Go client of the Forewarm host agent: what the
 // preparation and serving activities use to reserve leases, run shadow
-// requests, serve requests, release leases and read host metrics.
+// requests, extend leases in place, serve requests, release leases and
+// read host metrics. The wire format and its semantics are package api's.
 //
 // Errors are classified where they happen. A refusal by the agent is an
 // *Error carrying the HTTP status and the agent's code (api.Code*);
 // IsPermanent tells a caller not to retry the same call on the same host:
 // bad request, unauthorized, over capacity, not found, gone, wrong
-// application, already claimed, lease too small. Network failures, 5xx
-// answers and a shutting-down agent are transient.
+// application, lease busy, lease too small, not ready. Network failures,
+// 5xx answers and a shutting-down agent are transient. A URL the worker's
+// Trust refuses to call is a *TrustError, permanent too.
 //
-// Deviations from the contract in notes/API.md, all additive: Serve takes
-// optional CPUMilli, SampleMB and FallbackCold; Release returns only an
-// error as agreed, ReleaseLease also returns what happened; Lease, Leases
-// and Ready exist too. Every call needs a context; give it a deadline (the
-// client's own safety timeout is 10 minutes).
+// Every call needs a context; give it a deadline (the client's own safety
+// timeout is 10 minutes). The client never follows redirects: an agent
+// that answers with one is not given the token anywhere else.
 package client
 
 import (
@@ -42,6 +42,7 @@ type (
 	ReleaseResult = api.ReleaseResult
 	HostMetrics   = api.HostMetrics
 	Info          = api.Info
+	LeaseUse      = api.LeaseUse
 )
 
 // ReserveRequest asks for a lease; TTL 0 means the agent's default.
@@ -81,9 +82,13 @@ func WithTLSConfig(tc *tls.Config) Option {
 	return func(c *Client) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = tc
-		c.http = &http.Client{Transport: t, Timeout: c.http.Timeout}
+		c.http = &http.Client{Transport: t, Timeout: c.http.Timeout, CheckRedirect: noRedirects}
 	}
 }
+
+// noRedirects answers a redirect with itself (the caller sees a 3xx
+// refusal): the token goes only to the URL the caller was allowed to call.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // TLSConfigFromCA trusts the PEM certificates in caFile (an agent's
 // self-signed certificate, or the CA that signed it).
@@ -107,7 +112,7 @@ func New(baseURL, token string, opts ...Option) *Client {
 	c := &Client{
 		base:  strings.TrimRight(baseURL, "/"),
 		token: token,
-		http:  &http.Client{Transport: t, Timeout: 10 * time.Minute},
+		http:  &http.Client{Transport: t, Timeout: 10 * time.Minute, CheckRedirect: noRedirects},
 	}
 	for _, o := range opts {
 		o(c)
@@ -142,8 +147,24 @@ func (c *Client) Shadow(ctx context.Context, r ShadowRequest) (ShadowResult, err
 	return res, err
 }
 
+// Extend sets a ready lease's expiry to now + ttl, in place (no new
+// reservation, no shadow). app, when not empty, must be the lease's
+// application. Refusals: not_ready (still preparing), gone (ended),
+// not_found, wrong_app, bad_request (ttl outside api.MinTTL..api.MaxTTL).
+func (c *Client) Extend(ctx context.Context, preparationID string, ttl time.Duration, app string) (Lease, error) {
+	var l Lease
+	if err := api.CheckID("preparation ID", preparationID); err != nil {
+		return l, &Error{Op: "extend", Host: c.base, Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: err.Error()}
+	}
+	err := c.do(ctx, "extend", http.MethodPost, api.ExtendPath(preparationID), api.ExtendRequest{TTLSeconds: ttl.Seconds(), App: app}, &l)
+	return l, err
+}
+
 // Serve runs a request: warm when PreparationID names a ready lease of the
-// same application, cold otherwise.
+// same application that has room for it, cold otherwise (with
+// FallbackCold) and, with KeepID and KeepTTLSeconds, keeping a cold
+// instance as a new lease. A retry with the same request ID returns the
+// first result (Replayed set) instead of serving twice.
 func (c *Client) Serve(ctx context.Context, r ServeRequest) (ServeResult, error) {
 	var res ServeResult
 	err := c.do(ctx, "serve", http.MethodPost, api.PathServe, r, &res)
@@ -285,23 +306,32 @@ var (
 	ErrConflict      = &Error{Code: api.CodeConflict}
 	ErrClaimed       = &Error{Code: api.CodeClaimed}
 	ErrLeaseTooSmall = &Error{Code: api.CodeLeaseTooSmall}
+	ErrLeaseBusy     = &Error{Code: api.CodeLeaseBusy}
+	ErrNotReady      = &Error{Code: api.CodeNotReady}
 	ErrGone          = &Error{Code: api.CodeGone}
 	ErrOverCapacity  = &Error{Code: api.CodeOverCapacity}
 	ErrShuttingDown  = &Error{Code: api.CodeShuttingDown}
 )
 
 // IsPermanent reports whether err is a refusal that retrying on the same
-// host cannot fix. Network errors and 5xx answers are not permanent.
+// host cannot fix: the agent's 4xx answers and the Trust's refusals.
+// Network errors and 5xx answers are not permanent.
 func IsPermanent(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Permanent()
+	var te *TrustError
+	return errors.As(err, &e) && e.Permanent() || errors.As(err, &te)
 }
 
-// Code returns the agent's error code, or "" when err is not a refusal.
+// Code returns the agent's error code or the Trust's refusal code, or ""
+// when err is neither.
 func Code(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	var te *TrustError
+	if errors.As(err, &te) {
+		return te.Code
 	}
 	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,66 @@ func TestUnsafeIDIsRefusedWithoutACall(t *testing.T) {
 	}
 	if called {
 		t.Error("the client sent a request with an unsafe ID in the path")
+	}
+}
+
+// An agent answering with a redirect does not get the client to send its
+// token anywhere else.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	elsewhere := false
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere = true }))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	_, err := client.New(srv.URL, "tok").Info(context.Background())
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != http.StatusTemporaryRedirect || elsewhere {
+		t.Errorf("redirect: %v (followed: %v), want a 307 refusal and no call elsewhere", err, elsewhere)
+	}
+}
+
+func TestExtendSendsTheWireBody(t *testing.T) {
+	var got api.ExtendRequest
+	var path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path = r.URL.Path
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&got); err != nil {
+			t.Errorf("decode: %v", err)
+		}
+		_ = json.NewEncoder(w).Encode(api.Lease{PreparationID: "p1", State: api.StateReady})
+	}))
+	defer srv.Close()
+	l, err := client.New(srv.URL, "tok").Extend(context.Background(), "p1", 90*time.Second, "app-a")
+	if err != nil || l.PreparationID != "p1" {
+		t.Fatalf("Extend = %+v, %v", l, err)
+	}
+	if path != "/v1/leases/p1/extend" || got != (api.ExtendRequest{TTLSeconds: 90, App: "app-a"}) {
+		t.Errorf("sent %+v to %s", got, path)
+	}
+	if _, err := client.New(srv.URL, "tok").Extend(context.Background(), "../p", time.Minute, ""); !errors.Is(err, client.ErrBadRequest) {
+		t.Errorf("extend of an unsafe ID: %v", err)
+	}
+}
+
+// A newer client that uses no new feature sends exactly what an older
+// agent (which refuses unknown fields) accepts.
+func TestServeWithoutNewFeaturesSendsNoNewFields(t *testing.T) {
+	var raw map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewDecoder(r.Body).Decode(&raw)
+		_ = json.NewEncoder(w).Encode(api.ServeResult{})
+	}))
+	defer srv.Close()
+	if _, err := client.New(srv.URL, "tok").Serve(context.Background(), client.ServeRequest{RequestID: "r", App: "a", PreparationID: "p", MemoryMB: 1, FallbackCold: true}); err != nil {
+		t.Fatal(err)
+	}
+	for k := range raw {
+		if strings.HasPrefix(k, "keep_") {
+			t.Errorf("field %s sent without a keep", k)
+		}
 	}
 }

@@ -9,14 +9,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/testenv"
 )
+
+const root = "compose-test-root-secret-0123456789"
 
 // secrets are the values .env must give (env.example lists them).
 var secrets = map[string]string{
@@ -25,7 +27,9 @@ var secrets = map[string]string{
 	"FOREWARM_CH_MIGRATE_PASSWORD": "migrate-secret",
 	"FOREWARM_CH_PASSWORD":         "worker-secret",
 	"FOREWARM_CH_AGENT_PASSWORD":   "agent-secret",
-	"FOREWARM_AGENT_TOKEN":         "0123456789abcdef0123456789",
+	"FOREWARM_AGENT_ROOT_SECRET":   root,
+	"FOREWARM_AGENT_1_TOKEN":       api.DeriveToken([]byte(root), "agent-1"),
+	"FOREWARM_AGENT_2_TOKEN":       api.DeriveToken([]byte(root), "agent-2"),
 }
 
 func compose(t *testing.T, env map[string]string, args ...string) ([]byte, error) {
@@ -128,11 +132,21 @@ func TestComposeFileIsValid(t *testing.T) {
 			}
 		}
 	}
-	if e := cfg.Services["agent-2"].Environment; e["HOSTAGENT_HOST_ID"] != "agent-2" || e["CLICKHOUSE_USER"] != "forewarm_agent" || e["HOSTAGENT_TOKEN"] != secrets["FOREWARM_AGENT_TOKEN"] {
-		t.Errorf("agent-2's environment: %v", e)
+	// Each agent holds the token the worker derives for its ID, and its
+	// advertised URL passes the worker's allow pattern.
+	w := cfg.Services["worker"].Environment
+	for _, id := range []string{"agent-1", "agent-2"} {
+		e := cfg.Services[id].Environment
+		if e["HOSTAGENT_HOST_ID"] != id || e["CLICKHOUSE_USER"] != "forewarm_agent" || e["HOSTAGENT_TOKEN"] != api.DeriveToken([]byte(w["FOREWARM_AGENT_ROOT_SECRET"]), id) {
+			t.Errorf("%s: its ID, ClickHouse user or token does not fit the worker's root secret: %v", id, e)
+		}
+		allow := regexp.MustCompile("^(?:" + strings.ReplaceAll(w["FOREWARM_AGENT_URL_ALLOW"], "{host}", regexp.QuoteMeta(id)) + ")$")
+		if !allow.MatchString(e["HOSTAGENT_ADVERTISE_URL"]) {
+			t.Errorf("%s advertises %s, which the worker's FOREWARM_AGENT_URL_ALLOW %q refuses", id, e["HOSTAGENT_ADVERTISE_URL"], w["FOREWARM_AGENT_URL_ALLOW"])
+		}
 	}
-	if !slices.Contains([]string{cfg.Services["worker"].Environment["HOSTAGENT_TOKEN"]}, secrets["FOREWARM_AGENT_TOKEN"]) {
-		t.Errorf("the worker and the agents do not share the token")
+	if w["HOSTAGENT_TOKEN"] != "" {
+		t.Errorf("the worker holds a shared agent token")
 	}
 }
 

@@ -526,8 +526,8 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 					t.Errorf("%s container %s reads $%s, which no ConfigMap, Secret or env entry gives it", where, c.Name, k)
 				}
 			}
-			for _, k := range []string{"CLICKHOUSE_PASSWORD", "HOSTAGENT_TOKEN", "TEMPORAL_API_KEY"} {
-				if e, ok := env[k]; ok && !strings.HasPrefix(e.source, "secret/") {
+			for _, k := range []string{"CLICKHOUSE_PASSWORD", "HOSTAGENT_TOKEN", "TEMPORAL_API_KEY", "FOREWARM_AGENT_ROOT_SECRET"} {
+				if e, ok := env[k]; ok && !strings.HasPrefix(e.source, "secret/") && !(e.source != "literal" && e.value == "") {
 					t.Errorf("%s container %s: $%s comes from %s, not from a Secret", where, c.Name, k, e.source)
 				}
 			}
@@ -535,6 +535,10 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 			switch w.name {
 			case "forewarm-worker", "forewarm-trainer":
 				checkStop(t, r, w, &c, env)
+				// Per-host agent tokens: the root secret, never a shared token.
+				if !strings.HasPrefix(env["FOREWARM_AGENT_ROOT_SECRET"].source, "secret/") || env["HOSTAGENT_TOKEN"].value != "" || env["HOSTAGENT_TOKEN_FILE"].value != "" {
+					t.Errorf("%s: the workers must hold the agents' root secret (from a Secret) and no shared token", where)
+				}
 			case "forewarm-hostagent":
 				checkAgent(t, w, &c, env)
 			case "forewarm-migrate":
@@ -592,17 +596,22 @@ func checkAgent(t reporter, w workload, c *corev1.Container, env map[string]envV
 	if c.Resources.Limits.Memory().Cmp(*c.Resources.Requests.Memory()) <= 0 {
 		t.Errorf("%s: the memory limit must leave room above the request the agent hands out", w.name)
 	}
-	dir := env["HOSTAGENT_DATA_DIR"].value
-	ok := false
-	for _, m := range c.VolumeMounts {
-		for _, v := range w.pod.Spec.Volumes {
-			if v.Name == m.Name && m.MountPath == dir && v.HostPath != nil {
-				ok = true
+	hostMount := func(path string, typ corev1.HostPathType) bool {
+		for _, m := range c.VolumeMounts {
+			for _, v := range w.pod.Spec.Volumes {
+				if v.Name == m.Name && m.MountPath == path && v.HostPath != nil && v.HostPath.Type != nil && *v.HostPath.Type == typ {
+					return true
+				}
 			}
 		}
+		return false
 	}
-	if !ok {
-		t.Errorf("%s: HOSTAGENT_DATA_DIR %q is not a hostPath volume's mount", w.name, dir)
+	if dir := env["HOSTAGENT_DATA_DIR"].value; !hostMount(dir, corev1.HostPathDirectoryOrCreate) {
+		t.Errorf("%s: HOSTAGENT_DATA_DIR %q is not a folder on the node (hostPath DirectoryOrCreate)", w.name, dir)
+	}
+	// Its own token, from a file on its node; no shared one.
+	if f := env["HOSTAGENT_TOKEN_FILE"].value; !hostMount(f, corev1.HostPathFile) || env["HOSTAGENT_TOKEN"].value != "" {
+		t.Errorf("%s: HOSTAGENT_TOKEN_FILE %q must be a file on the node (hostPath File), HOSTAGENT_TOKEN empty", w.name, f)
 	}
 	if !strings.Contains(env["HOSTAGENT_ADVERTISE_URL"].value, "$(POD_IP)") || env["POD_IP"].source != "field" {
 		t.Errorf("%s: the agent must advertise its pod IP (HOSTAGENT_ADVERTISE_URL %q)", w.name, env["HOSTAGENT_ADVERTISE_URL"].value)
@@ -656,8 +665,8 @@ func checkServices(t reporter, r *rendered) {
 			}
 		}
 	}
-	if m := r.serviceMonitors["forewarm-hostagent"]; m == nil || m.Spec.Endpoints[0].BearerTokenSecret == nil {
-		t.Errorf("the agents' /metrics needs a ServiceMonitor with their bearer token")
+	if r.serviceMonitors["forewarm-worker"] == nil {
+		t.Errorf("no ServiceMonitor for the workers")
 	}
 }
 
@@ -675,18 +684,21 @@ func TestChecksCatchBrokenReferences(t *testing.T) {
 	w := r.deployments["forewarm-worker"].Spec.Template.Spec.Containers
 	w[0].EnvFrom[0].ConfigMapRef.Name = "no-such-config"
 	w[0].LivenessProbe.HTTPGet.Port.StrVal = "nope"
-	r.daemonSets["forewarm-hostagent"].Spec.Template.Spec.Containers[0].Env[0].ValueFrom.SecretKeyRef.Key = "WRONG_KEY"
+	w[0].Env = append(w[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "forewarm-clickhouse"}, Key: "WRONG_KEY"}}})
+	r.daemonSets["forewarm-hostagent"].Spec.Template.Spec.Containers[0].VolumeMounts[2].MountPath = "/elsewhere"
 	r.services["forewarm-worker-metrics"].Spec.Ports[0].TargetPort.StrVal = "other"
-	r.serviceMonitors["forewarm-hostagent"].Spec.Endpoints[0].Port = "web"
+	r.serviceMonitors["forewarm-worker"].Spec.Endpoints[0].Port = "web"
 	var c collector
 	checkWorkloads(&c, r, map[string]bool{"CLICKHOUSE_ADDR": true}, map[string]bool{"HOSTAGENT_LISTEN": true})
 	checkServices(&c, r)
 	for _, want := range []string{
 		"envFrom ConfigMap no-such-config does not exist",
 		"a probe uses port nope, which the container does not expose",
-		"HOSTAGENT_TOKEN from Secret forewarm-agent-token key WRONG_KEY, which does not exist",
+		"X from Secret forewarm-clickhouse key WRONG_KEY, which does not exist",
+		`HOSTAGENT_TOKEN_FILE "/etc/forewarm-agent/token" must be a file on the node`,
 		"Service forewarm-worker-metrics port metrics: target other is no port of Deployment forewarm-trainer",
-		`ServiceMonitor forewarm-hostagent: port "web" is not a port of Service forewarm-hostagent`,
+		`ServiceMonitor forewarm-worker: port "web" is not a port of Service forewarm-worker-metrics`,
 	} {
 		if !slices.ContainsFunc(c.msgs, func(m string) bool { return strings.Contains(m, want) }) {
 			t.Errorf("not reported: %q\nreported: %s", want, strings.Join(c.msgs, "\n"))

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forewarm/forewarm/activities"
+	agentclient "github.com/forewarm/forewarm/agent/client"
+)
+
+// Each agent flag is checked at start, and a bad one is named.
+func TestAgentTrustFlagsAreChecked(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "root")
+	if err := os.WriteFile(secret, []byte(e2eRoot+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("tiny\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOSTAGENT_TOKEN", "")
+	t.Setenv("FOREWARM_AGENT_ROOT_SECRET", "")
+	cases := []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"no credentials", nil, "no host agent credentials: give --agent-root-secret-file"},
+		{"both", []string{"--agent-root-secret-file", secret, "--agent-token-file", secret}, "--agent-root-secret-file and --agent-token-file: give one"},
+		{"missing secret file", []string{"--agent-root-secret-file", filepath.Join(dir, "none")}, "--agent-root-secret-file: open"},
+		{"short secret", []string{"--agent-root-secret-file", short}, "--agent-root-secret-file: agent root secret: 4 bytes, at least 16"},
+		{"bad pattern", []string{"--agent-root-secret-file", secret, "--agent-url-allow", "http://(127"}, "--agent-url-allow: agent URL allow pattern"},
+		{"missing CA", []string{"--agent-root-secret-file", secret, "--agent-ca", filepath.Join(dir, "ca.pem")}, "--agent-ca: agent CA"},
+	}
+	for _, tc := range cases {
+		_, err := parseFlags(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.says)
+		}
+	}
+	s, err := parseFlags([]string{"--agent-root-secret-file", secret})
+	if err != nil || s.AgentRootSecret != e2eRoot || s.AgentToken != "" || s.AgentURLAllow != agentclient.DefaultAllowURL {
+		t.Errorf("good flags = %+v, %v", s, err)
+	}
+	// A training-only worker calls no agent and needs no credentials.
+	if _, err := parseFlags([]string{"--queues", "training"}); err != nil {
+		t.Errorf("training-only worker: %v", err)
+	}
+}
+
+// The worker's host clients refuse, before any connection, an agent URL
+// off the allow list or plain HTTP off loopback: every call fails with a
+// permanent refusal the activities do not retry.
+func TestHostClientsRefuseURLsOffTheAllowList(t *testing.T) {
+	trust, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := newHostClients(trust, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for url, code := range map[string]string{
+		"http://203.0.113.7:7071":        agentclient.CodeURLNotAllowed,
+		"http://127.0.0.1:7071/../admin": agentclient.CodeBadURL,
+	} {
+		c := hc.For("h1", url)
+		_, err := c.Reserve(ctx, activities.HostReservation{LeaseID: "l", App: "a", MemoryMB: 1, TTL: time.Minute})
+		if agentclient.Code(err) != code || !hc.Permanent(err) {
+			t.Errorf("%s: %v, want a permanent %s", url, err, code)
+		}
+		if _, err := c.Release(ctx, "l"); agentclient.Code(err) != code {
+			t.Errorf("%s release: %v", url, err)
+		}
+	}
+	open, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot), AllowURL: `https?://[^/]+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = newHostClients(open, slog.Default()).For("h1", "http://203.0.113.7:7071").Serve(ctx, activities.HostServing{RequestID: "r", App: "a"})
+	var te *agentclient.TrustError
+	if !errors.As(err, &te) || te.Code != agentclient.CodeInsecureURL {
+		t.Errorf("plain HTTP off loopback: %v, want insecure_url", err)
+	}
+}

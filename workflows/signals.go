@@ -1,0 +1,93 @@
+package workflows
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/forewarm/forewarm/agent/api"
+)
+
+// maxRequestMB bounds a request's size in claims and observations: what a
+// host agent accepts at most.
+const maxRequestMB = api.MaxSizeMB
+
+// receiveSignal takes one signal off c without letting its payload block
+// the loop: the SDK drops a payload it cannot decode into the target type
+// and keeps waiting, so the raw payload is received and decoded here, and a
+// malformed one becomes an error the caller records.
+func receiveSignal[T any](ctx workflow.Context, c workflow.ReceiveChannel) (T, error) {
+	var raw converter.RawValue
+	var zero T
+	c.Receive(ctx, &raw)
+	p := raw.Payload()
+	if p == nil {
+		return zero, errors.New("no payload")
+	}
+	if enc := string(p.GetMetadata()[converter.MetadataEncoding]); enc != converter.MetadataEncodingJSON {
+		return zero, fmt.Errorf("payload encoding %q: send JSON", enc)
+	}
+	return decodeStrict[T](p.GetData())
+}
+
+// decodeStrict decodes a JSON object into T: unknown fields, a field of the
+// wrong type, and a missing field that T requires (see required) are
+// refused, each naming the field.
+func decodeStrict[T any](data []byte) (T, error) {
+	var v T
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return v, fmt.Errorf("payload %s is not a JSON object", truncate(data))
+	}
+	for _, name := range required(v) {
+		if raw, ok := fields[name]; !ok || string(raw) == "null" {
+			return v, fmt.Errorf("field %s is missing", name)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return v, fmt.Errorf("field %s: %s is not a %s", te.Field, te.Value, te.Type)
+		}
+		return v, fmt.Errorf("payload %s: %v", truncate(data), err)
+	}
+	if c, ok := any(&v).(interface{ check() error }); ok {
+		if err := c.check(); err != nil {
+			return v, err
+		}
+	}
+	return v, nil
+}
+
+// required lists the fields a payload must name: those of T tagged
+// `signal:"required"`.
+func required(v any) []string {
+	t := reflect.TypeOf(v)
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Tag.Get("signal") == "required" {
+			name := f.Name
+			if tag := strings.Split(f.Tag.Get("json"), ",")[0]; tag != "" {
+				name = tag
+			}
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func truncate(b []byte) string {
+	if len(b) > 80 {
+		return string(b[:80]) + "…"
+	}
+	return string(b)
+}
