@@ -67,10 +67,11 @@ func (k *stack) tryRequest(app string) (workflows.RequestResult, error) {
 }
 
 // TestWorkerLossOnCluster: three worker processes, loops on 10-s bins
-// preparing leases on two agents, a request every second; SIGKILL one
-// worker. Every loop keeps deciding: no tick lags its bin's end by more
-// than two bins and none is skipped; every request is served; no lease is
-// left on the agents when the loops stop. Logs the recovery figures.
+// deciding at every bin and holding leases on two agents, a request every
+// second; SIGKILL one worker. Every loop keeps deciding: no decision lags
+// its bin's start by more than two bins and no bin goes undecided; every
+// request is served; no lease is left on the agents when the loops stop.
+// Logs the recovery figures.
 func TestWorkerLossOnCluster(t *testing.T) {
 	k := newStack(t)
 	apps := make([]string, 6)
@@ -102,7 +103,11 @@ func TestWorkerLossOnCluster(t *testing.T) {
 		require.NoError(t, k.st.SetModelStatus(ctx, tr.Demand.Candidate, store.StatusChampion))
 		cancel()
 	}
-	pol := workflows.Policy{Threshold: 0.01, HorizonBins: 3, TopN: 1, LeaseTTL: 3 * clusterBin, MaxShadowMS: 5000, SampleMB: 1}
+	// Threshold 0 holds every application; Ticking decides at every bin
+	// (rather than sleeping until the policy could act), so each bin's
+	// decision shows in the lag.
+	pol := workflows.DefaultPolicy()
+	pol.Threshold, pol.MaxShadowMS, pol.SampleMB, pol.Ticking = 0, 5000, 1, true
 	for _, a := range apps {
 		k.startLoopInput(workflows.LoopInput{App: a, Bin: clusterBin, Policy: pol})
 	}

@@ -25,11 +25,12 @@ STACK_SERVICES="replicas temporal-server" "$here/with-stack.sh" bash -c '
   set -e
   log() { printf "forewarm: %s\n" "$*" >&2; }
   log "the store suite on cluster $CLICKHOUSE_CLUSTER ($CLICKHOUSE_ADDR), replica loss and catch-up"
-  go test -count=1 -timeout 20m -tags cluster -v ./store/ | grep -E "^(--- FAIL|PASS|FAIL|ok)|cluster_test.go:[0-9]+:|_test.go:[0-9]+: .*(Error|want)"
+  go test -count=1 -timeout 20m -tags cluster -v ./store/ \
+    | grep -E "^(--- FAIL|PASS|FAIL|ok)|_test.go:[0-9]+:|^[[:space:]]+(Error|Messages|expected|actual)"
   [ "${PIPESTATUS[0]}" = 0 ]
   log "the worker end to end and worker loss on Temporal on PostgreSQL ($TEMPORAL_ADDRESS)"
   go test -count=1 -timeout 20m -tags cluster -run "^(TestEndToEnd|TestWorkerLossOnCluster)$" -v ./worker/ \
-    | grep -E "^(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+:"
+    | grep -E "^(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+:|^[[:space:]]+(Error|Messages|expected|actual)"
   exit "${PIPESTATUS[0]}"
 '
 rc=$?
