@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test demo bench build vet results fuzz
+.PHONY: up down test test-cluster demo bench build vet results fuzz
 
 up:
 	@$(LOCAL)/up.sh
@@ -22,8 +22,16 @@ down:
 TEST_ARGS ?= ./...
 RACE_ARGS ?= ./agent/... ./hostagent ./activities
 test:
-	@$(LOCAL)/install.sh browser
+	@$(LOCAL)/install.sh browser compose
 	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS); fi'
+
+# Beyond one machine (deploy/README.md): the store on two ClickHouse
+# replicas (one killed and caught up), the worker's end-to-end and
+# worker-loss tests on a Temporal server on PostgreSQL, the store's SQL on
+# ClickHouse 26.x (chDB). Installs and starts what it needs; KEEP=1 leaves
+# the services up.
+test-cluster:
+	@$(LOCAL)/test-cluster.sh
 
 demo:
 	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh

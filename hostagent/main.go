@@ -29,6 +29,7 @@ import (
 	"github.com/forewarm/forewarm/agent"
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/store/chconn"
 )
 
 var version = "dev"
@@ -344,6 +345,23 @@ func run(args []string, stdout, stderr *os.File) error {
 	if err != nil {
 		return err
 	}
+	// The registry's schema must be the one this build writes: refuse to
+	// start on a mismatch (the agent never migrates). An unreachable
+	// ClickHouse is not a mismatch: the reporter keeps retrying.
+	var rep *storeReporter
+	if s.AdvertiseURL != "" {
+		rep = newStoreReporter(s.ClickHouse, log)
+		cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		_, err := rep.connect(cctx)
+		cancel()
+		var se *chconn.SchemaError
+		if errors.As(err, &se) {
+			return err
+		}
+		if err != nil {
+			log.Warn("host registry not reachable yet; the agent serves and keeps retrying", "err", err)
+		}
+	}
 	var tlsConf *tls.Config
 	if s.TLSCert != "" {
 		pair, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
@@ -396,7 +414,6 @@ func run(args []string, stdout, stderr *os.File) error {
 	defer stopReport()
 	reportDone := make(chan struct{})
 	if s.AdvertiseURL != "" {
-		rep := newStoreReporter(s.ClickHouse, log)
 		go func() {
 			defer close(reportDone)
 			a.Report(reportCtx, rep, s.ReportEvery)

@@ -12,8 +12,9 @@ import (
 )
 
 // visible restricts activity rows to live ones and to the winning attempt
-// of every committed load.
-const visible = `(load_id = '' OR load_id IN (SELECT min(load_id) FROM loads GROUP BY content_key))`
+// of every committed load. GLOBAL: in a cluster the subquery runs once over
+// every shard's loads (on one server it is a plain IN).
+const visible = `(load_id = '' OR load_id GLOBAL IN (SELECT min(load_id) FROM loads GROUP BY content_key))`
 
 // Stats are the figures a user checks after a load.
 type Stats struct {
@@ -196,7 +197,7 @@ func (s *Store) AppProfiles(ctx context.Context) ([]AppProfile, error) {
 	byID := map[string]*AppProfile{}
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
 		rows, err := s.conn.Query(ctx, `SELECT app, argMax(memory_mb, updated_ns), argMax(read_ratio, updated_ns), argMax(duration_ms, updated_ns)
-			FROM app_profiles WHERE load_id IN (SELECT min(load_id) FROM loads GROUP BY content_key) GROUP BY app`)
+			FROM app_profiles WHERE load_id GLOBAL IN (SELECT min(load_id) FROM loads GROUP BY content_key) GROUP BY app`)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,8 @@
 // arguments into the SQL text and decodes JSONCompactEachRow results.
 //
 // Run with the library from the npm package @chdb/lib-linux-x64-gnu
-// (never committed; see /work/shared/FACTS.md):
+// (never committed; `deploy/local/install.sh chdb` puts it in .tools/, and
+// `make test-cluster` runs this suite):
 //
 //	CHDB_LIB_PATH=$PWD/.tools/chdb/libchdb.so go test -tags chdb -run Modern ./store/
 package store
@@ -345,12 +346,12 @@ func newModernStore(t *testing.T) *Store {
 	if _, err := c.run("SET session_timezone = 'UTC'"); err != nil {
 		t.Fatal(err)
 	}
-	s := &Store{conn: c, db: "default", addr: "chdb", timeout: time.Minute, log: slog.Default()}
+	s := &Store{conn: c, db: "default", addr: "chdb", timeout: time.Minute, log: slog.Default(), layout: layout{db: "default"}}
 	ctx := context.Background()
 	if err := s.detectServer(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if _, err := s.migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -371,7 +372,7 @@ func TestModernClickHouse(t *testing.T) {
 	if !strings.Contains(ddl, "LowCardinality(String)") || !strings.Contains(ddl, "TTL time + toIntervalDay(90)") {
 		t.Errorf("requests DDL lacks LowCardinality or TTL: %s", ddl)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if _, err := s.migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := s.AppliedVersions(ctx); err != nil || len(v) != SchemaVersion() {

@@ -3,32 +3,24 @@ package store
 import (
 	"context"
 	"fmt"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/forewarm/forewarm/store/hostreg"
 )
 
-// Host is a resource host as it registered itself.
-type Host struct {
-	ID       string    `json:"id"`
-	URL      string    `json:"url"` // the host agent's base URL
-	MemoryMB int64     `json:"memory_mb"`
-	DiskMB   int64     `json:"disk_mb"`
-	CPUMilli int64     `json:"cpu_milli"`
-	Speed    float64   `json:"speed"` // relative speed, 1 = reference
-	Labels   string    `json:"labels"`
-	LastSeen time.Time `json:"last_seen"` // registration or latest metrics, whichever is later
-}
+// Host and HostMetrics are the registry's rows; package hostreg owns them
+// (and their inserts) so host agents can write without this package.
+type (
+	Host        = hostreg.Host
+	HostMetrics = hostreg.HostMetrics
+)
 
 // RegisterHost records (or refreshes) a host; a zero LastSeen is now.
 func (s *Store) RegisterHost(ctx context.Context, h Host) error {
-	if h.ID == "" {
-		return fmt.Errorf("register host: empty ID")
-	}
-	h.LastSeen = orNow(h.LastSeen)
-	return s.insert(ctx, "hosts", "id, url, memory_mb, disk_mb, cpu_milli, speed, labels, seen_ns", 1, func(int) []any {
-		return []any{h.ID, h.URL, h.MemoryMB, h.DiskMB, h.CPUMilli, h.Speed, h.Labels, nanos(h.LastSeen)}
-	})
+	return hostreg.Register(ctx, s.conn, h)
 }
 
 // Hosts returns the latest registration of every host seen (registered or
@@ -90,22 +82,7 @@ func (s *Store) Hosts(ctx context.Context, seenSince time.Time) ([]Host, error) 
 	return out, nil
 }
 
-// HostMetrics is one sample of a host's state.
-type HostMetrics struct {
-	Time             time.Time `json:"time"`
-	HostID           string    `json:"host_id"`
-	CPUUtil          float64   `json:"cpu_util"` // 0..1
-	MemUsedMB        float64   `json:"mem_used_mb"`
-	MemAvailMB       float64   `json:"mem_avail_mb"`
-	MemPressure      float64   `json:"mem_pressure"` // 0..1 (PSI some avg10 / 100 on Linux)
-	IOLatencyMS      float64   `json:"io_latency_ms"`
-	ReservedMemMB    float64   `json:"reserved_mem_mb"`
-	ReservedDiskMB   float64   `json:"reserved_disk_mb"`
-	ReservedCPUMilli int64     `json:"reserved_cpu_milli"`
-	Leases           int       `json:"leases"`
-}
-
-const hostMetricCols = "time, at_ns, host_id, cpu_util, mem_used_mb, mem_avail_mb, mem_pressure, io_latency_ms, reserved_mem_mb, reserved_disk_mb, reserved_cpu_milli, leases"
+const hostMetricCols = hostreg.HostMetricCols
 
 // scanHostMetrics reads one row of hostMetricCols; the time is taken from
 // at_ns, which keeps nanoseconds.
@@ -123,17 +100,7 @@ func scanHostMetrics(rows driver.Rows) (HostMetrics, error) {
 
 // RecordHostMetrics stores samples; a zero Time is now.
 func (s *Store) RecordHostMetrics(ctx context.Context, ms []HostMetrics) error {
-	for i := range ms {
-		if ms[i].HostID == "" {
-			return fmt.Errorf("host metrics %d: empty host ID", i)
-		}
-	}
-	return s.insert(ctx, "host_metrics", hostMetricCols, len(ms), func(i int) []any {
-		m := ms[i]
-		m.Time = orNow(m.Time)
-		return []any{m.Time, nanos(m.Time), m.HostID, m.CPUUtil, m.MemUsedMB, m.MemAvailMB, m.MemPressure, m.IOLatencyMS,
-			m.ReservedMemMB, m.ReservedDiskMB, m.ReservedCPUMilli, uint32(max(0, m.Leases))}
-	})
+	return hostreg.Record(ctx, s.conn, ms)
 }
 
 // LatestHostMetricsWindow bounds how old a host's latest sample may be for

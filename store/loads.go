@@ -227,7 +227,9 @@ func (s *Store) discardLoad(key, loadID string) {
 	defer cancel()
 	s.releaseClaim(ctx, key, loadID)
 	for _, table := range []string{"activity", "app_profiles"} {
-		if err := s.conn.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE load_id = ?", loadID); err != nil {
+		// The rows live in the replicas' tables: a mutation there, on every shard.
+		stmt := "ALTER TABLE " + s.layout.ref(s.layout.local(table)) + s.layout.onCluster() + " DELETE WHERE load_id = ?"
+		if err := s.conn.Exec(ddlContext(ctx, s.layout.cluster), stmt, loadID); err != nil {
 			s.log.Warn("cannot delete the rows of a discarded load (they stay invisible)", "load", loadID, "table", table, "err", err)
 		}
 	}
@@ -289,7 +291,7 @@ func (s *Store) Loads(ctx context.Context) ([]Load, error) {
 	var out []Load
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
 		rows, err := s.conn.Query(ctx, `SELECT load_id, content_key, format, source, apps, bins, bin_seconds, rows, requests, first_bin, last_bin, loaded_at
-			FROM loads WHERE load_id IN (SELECT min(load_id) FROM loads GROUP BY content_key) ORDER BY load_id`)
+			FROM loads WHERE load_id GLOBAL IN (SELECT min(load_id) FROM loads GROUP BY content_key) ORDER BY load_id`)
 		if err != nil {
 			return err
 		}

@@ -15,38 +15,58 @@ const (
 	EventRetentionDays       = 90
 )
 
-// migration is one schema version: statements that are each idempotent
-// (IF NOT EXISTS), so a migration interrupted or run twice at once
-// converges. Templates: {{str}} is a compact string type where supported,
-// {{ttl "col" days}} a retention clause where supported.
+// migration is one schema version: tables, then materialized views, each
+// created IF NOT EXISTS, so a migration interrupted or run twice at once
+// converges. The same definitions render for one server and for a cluster
+// (see layout).
 type migration struct {
 	version int
 	name    string
-	stmts   []string
+	tables  []tableDef
+	views   []viewDef
+}
+
+// tableDef is one table. columns and tail are templates: {{str}} is a
+// compact string type where supported, {{ttl "col" days}} a retention
+// clause where supported.
+type tableDef struct {
+	name    string
+	columns string
+	engine  string // MergeTree, SummingMergeTree or ReplacingMergeTree
+	version string // ReplacingMergeTree's version column, if any
+	tail    string // PARTITION BY / ORDER BY / TTL
+}
+
+// viewDef is a materialized view that writes to table `to` what is
+// inserted into table `from`.
+type viewDef struct {
+	name, to, from string
+	selects        string
+	groupBy        string
 }
 
 var migrations = []migration{{
 	version: 1,
 	name:    "initial schema",
-	stmts: []string{
+	tables: []tableDef{{
 		// Per-application activity per bin, sparse: only bins with requests.
 		// Sums, so means are sum/requests. load_id '' = live requests.
-		`CREATE TABLE IF NOT EXISTS activity (
-			bin_start DateTime,
+		name: "activity",
+		columns: `bin_start DateTime,
 			app {{str}},
 			load_id {{str}},
 			requests UInt64,
 			size_mb_sum Float64,
 			read_ratio_sum Float64,
-			work_ms_sum Float64
-		) ENGINE = SummingMergeTree()
-		PARTITION BY toYYYYMM(bin_start)
+			work_ms_sum Float64`,
+		engine: "SummingMergeTree",
+		tail: `PARTITION BY toYYYYMM(bin_start)
 		ORDER BY (bin_start, app, load_id)`,
-
+	}, {
 		// One row per committed load; the earliest attempt (smallest load_id)
 		// of a content key is the visible one.
-		`CREATE TABLE IF NOT EXISTS loads (
-			load_id String,
+		name: "loads",
+		columns: `load_id String,
 			content_key String,
 			format String,
 			source String,
@@ -57,23 +77,24 @@ var migrations = []migration{{
 			requests UInt64,
 			first_bin DateTime,
 			last_bin DateTime,
-			loaded_at DateTime
-		) ENGINE = MergeTree()
-		ORDER BY (content_key, load_id)`,
-
-		`CREATE TABLE IF NOT EXISTS app_profiles (
-			app String,
+			loaded_at DateTime`,
+		engine: "MergeTree",
+		tail:   `ORDER BY (content_key, load_id)`,
+	}, {
+		name: "app_profiles",
+		columns: `app String,
 			load_id String,
 			memory_mb Float64,
 			read_ratio Float64,
 			duration_ms Float64,
 			volume_type String,
-			updated_ns UInt64
-		) ENGINE = ReplacingMergeTree(updated_ns)
-		ORDER BY (app, load_id)`,
-
-		`CREATE TABLE IF NOT EXISTS requests (
-			time DateTime,
+			updated_ns UInt64`,
+		engine:  "ReplacingMergeTree",
+		version: "updated_ns",
+		tail:    `ORDER BY (app, load_id)`,
+	}, {
+		name: "requests",
+		columns: `time DateTime,
 			at_ns UInt64,
 			request_id UUID,
 			app {{str}},
@@ -86,40 +107,27 @@ var migrations = []migration{{
 			setup_ms Float64,
 			work_ms Float64,
 			latency_ms Float64,
-			outcome {{str}}
-		) ENGINE = MergeTree()
-		PARTITION BY toYYYYMM(time)
+			outcome {{str}}`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
 		ORDER BY (app, time)
 		{{ttl "time" 90}}`,
-
-		// Keeps activity up to date from live requests, one row per
-		// (second, app) of each insert block.
-		`CREATE MATERIALIZED VIEW IF NOT EXISTS activity_from_requests TO activity AS
-		SELECT
-			time AS bin_start,
-			app,
-			'' AS load_id,
-			count() AS requests,
-			sum(size_mb) AS size_mb_sum,
-			sum(read_ratio) AS read_ratio_sum,
-			sum(work_ms) AS work_ms_sum
-		FROM requests
-		GROUP BY time, app`,
-
-		`CREATE TABLE IF NOT EXISTS hosts (
-			id String,
+	}, {
+		name: "hosts",
+		columns: `id String,
 			url String,
 			memory_mb Int64,
 			disk_mb Int64,
 			cpu_milli Int64,
 			speed Float64,
 			labels String,
-			seen_ns UInt64
-		) ENGINE = ReplacingMergeTree(seen_ns)
-		ORDER BY id`,
-
-		`CREATE TABLE IF NOT EXISTS host_metrics (
-			time DateTime,
+			seen_ns UInt64`,
+		engine:  "ReplacingMergeTree",
+		version: "seen_ns",
+		tail:    `ORDER BY id`,
+	}, {
+		name: "host_metrics",
+		columns: `time DateTime,
 			at_ns UInt64,
 			host_id {{str}},
 			cpu_util Float64,
@@ -130,28 +138,28 @@ var migrations = []migration{{
 			reserved_mem_mb Float64,
 			reserved_disk_mb Float64,
 			reserved_cpu_milli Int64,
-			leases UInt32
-		) ENGINE = MergeTree()
-		PARTITION BY toYYYYMM(time)
+			leases UInt32`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
 		ORDER BY (host_id, time)
 		{{ttl "time" 30}}`,
-
-		`CREATE TABLE IF NOT EXISTS predictions (
-			time DateTime,
+	}, {
+		name: "predictions",
+		columns: `time DateTime,
 			at_ns UInt64,
 			app {{str}},
 			bin DateTime,
 			probability Float64,
 			threshold Float64,
 			model_version {{str}},
-			decision {{str}}
-		) ENGINE = MergeTree()
-		PARTITION BY toYYYYMM(time)
+			decision {{str}}`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
 		ORDER BY (app, time)
 		{{ttl "time" 90}}`,
-
-		`CREATE TABLE IF NOT EXISTS preparation_events (
-			time DateTime,
+	}, {
+		name: "preparation_events",
+		columns: `time DateTime,
 			at_ns UInt64,
 			preparation_id String,
 			app {{str}},
@@ -162,14 +170,14 @@ var migrations = []migration{{
 			cpu_milli Int64,
 			shadow_ms Float64,
 			reason String,
-			held_seconds Float64
-		) ENGINE = MergeTree()
-		PARTITION BY toYYYYMM(time)
+			held_seconds Float64`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
 		ORDER BY (app, time)
 		{{ttl "time" 90}}`,
-
-		`CREATE TABLE IF NOT EXISTS adjustments (
-			time DateTime,
+	}, {
+		name: "adjustments",
+		columns: `time DateTime,
 			at_ns UInt64,
 			app {{str}},
 			host {{str}},
@@ -177,35 +185,36 @@ var migrations = []migration{{
 			actual Float64,
 			delta Float64,
 			new_adjustment Float64,
-			reason String
-		) ENGINE = MergeTree()
-		PARTITION BY toYYYYMM(time)
+			reason String`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
 		ORDER BY (app, host, time)`,
-
+	}, {
 		// Immutable model versions; status changes are rows of model_status.
-		`CREATE TABLE IF NOT EXISTS models (
-			version String,
+		name: "models",
+		columns: `version String,
 			kind String,
 			created DateTime,
 			created_ns UInt64,
 			metric_names Array(String),
 			metric_values Array(Float64),
 			meta String,
-			onnx String
-		) ENGINE = ReplacingMergeTree(created_ns)
-		ORDER BY version`,
-
-		`CREATE TABLE IF NOT EXISTS model_status (
-			time DateTime,
+			onnx String`,
+		engine:  "ReplacingMergeTree",
+		version: "created_ns",
+		tail:    `ORDER BY version`,
+	}, {
+		name: "model_status",
+		columns: `time DateTime,
 			at_ns UInt64,
 			version String,
 			kind String,
-			status String
-		) ENGINE = MergeTree()
-		ORDER BY (kind, version, at_ns)`,
-
-		`CREATE TABLE IF NOT EXISTS training_runs (
-			time DateTime,
+			status String`,
+		engine: "MergeTree",
+		tail:   `ORDER BY (kind, version, at_ns)`,
+	}, {
+		name: "training_runs",
+		columns: `time DateTime,
 			at_ns UInt64,
 			run_id String,
 			kind String,
@@ -215,29 +224,151 @@ var migrations = []migration{{
 			samples UInt64,
 			metric_names Array(String),
 			metric_values Array(Float64),
-			message String
-		) ENGINE = MergeTree()
-		PARTITION BY toYYYYMM(time)
+			message String`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
 		ORDER BY (kind, time)`,
-	},
+	}},
+	views: []viewDef{{
+		// Keeps activity up to date from live requests, one row per
+		// (second, app) of each insert block. In a cluster it runs on the
+		// replica that takes the insert; the result replicates like any row.
+		name: "activity_from_requests", to: "activity", from: "requests",
+		selects: `time AS bin_start,
+			app,
+			'' AS load_id,
+			count() AS requests,
+			sum(size_mb) AS size_mb_sum,
+			sum(read_ratio) AS read_ratio_sum,
+			sum(work_ms) AS work_ms_sum`,
+		groupBy: "time, app",
+	}},
 }, {
 	version: 2,
 	name:    "load claims",
-	stmts: []string{
+	tables: []tableDef{{
 		// A load claims its content key before writing, so concurrent loads
 		// of the same content do the work once; a claim is refreshed while
 		// the load runs and released when it fails.
-		`CREATE TABLE IF NOT EXISTS load_claims (
-			content_key String,
+		name: "load_claims",
+		columns: `content_key String,
 			load_id String,
 			state String,
-			at_ns UInt64
-		) ENGINE = MergeTree()
-		ORDER BY (content_key, load_id, at_ns)`,
-	},
+			at_ns UInt64`,
+		engine: "MergeTree",
+		tail:   `ORDER BY (content_key, load_id, at_ns)`,
+	}},
 }}
 
-// render expands a migration statement for the server's features.
+// migrationsTable records the applied versions.
+var migrationsTable = tableDef{
+	name: "schema_migrations",
+	columns: `version UInt32,
+		name String,
+		applied_at DateTime,
+		applied_by String`,
+	engine: "ReplacingMergeTree",
+	tail:   "ORDER BY version",
+}
+
+// layout says how the tables are laid out: on one server, plain tables
+// under their own names; in a cluster, every table is a Replicated* table
+// <name>_local on each replica (ZooKeeper path keyed by the {shard} macro,
+// replica name by {replica}) behind a Distributed table <name> that every
+// read and write goes through, and DDL runs ON CLUSTER.
+type layout struct {
+	db       string
+	cluster  string
+	features features
+}
+
+// features are the schema options chosen from the server version.
+type features struct {
+	lowCardinality bool
+	ttl            bool
+}
+
+// local is the name of the table that holds the rows.
+func (l layout) local(name string) string {
+	if l.cluster == "" {
+		return name
+	}
+	return name + "_local"
+}
+
+// ref names a table in DDL: qualified in a cluster, where the statement
+// runs on other servers too.
+func (l layout) ref(name string) string {
+	if l.cluster == "" {
+		return name
+	}
+	return "`" + l.db + "`.`" + name + "`"
+}
+
+func (l layout) onCluster() string {
+	if l.cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER `" + l.cluster + "`"
+}
+
+// createDatabase is run through a connection to the default database.
+func (l layout) createDatabase() string {
+	return "CREATE DATABASE IF NOT EXISTS `" + l.db + "`" + l.onCluster()
+}
+
+// createTable renders a table's statements: one, or in a cluster the
+// replicated table and the Distributed table in front of it.
+func (l layout) createTable(t tableDef) ([]string, error) {
+	cols, err := l.features.render(t.columns)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: %w", t.name, err)
+	}
+	tail, err := l.features.render(t.tail)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: %w", t.name, err)
+	}
+	engine := t.engine + "(" + t.version + ")"
+	if l.cluster != "" {
+		args := []string{fmt.Sprintf("'/clickhouse/tables/{shard}/%s/%s'", l.db, l.local(t.name)), "'{replica}'"}
+		if t.version != "" {
+			args = append(args, t.version)
+		}
+		engine = "Replicated" + t.engine + "(" + strings.Join(args, ", ") + ")"
+	}
+	out := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s (\n\t\t\t%s\n\t\t) ENGINE = %s\n\t\t%s",
+		l.ref(l.local(t.name)), l.onCluster(), cols, engine, tail)}
+	if l.cluster != "" {
+		out = append(out, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s ENGINE = Distributed('%s', '%s', '%s', rand())",
+			l.ref(t.name), l.onCluster(), l.ref(l.local(t.name)), l.cluster, l.db, l.local(t.name)))
+	}
+	return out, nil
+}
+
+// createView renders a materialized view; in a cluster it reads and
+// writes the replicas' own tables.
+func (l layout) createView(v viewDef) string {
+	return fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s%s TO %s AS\n\t\tSELECT\n\t\t\t%s\n\t\tFROM %s\n\t\tGROUP BY %s",
+		l.ref(v.name), l.onCluster(), l.ref(l.local(v.to)), v.selects, l.ref(l.local(v.from)), v.groupBy)
+}
+
+// statements renders a migration for the layout.
+func (l layout) statements(m migration) ([]string, error) {
+	var out []string
+	for _, t := range m.tables {
+		s, err := l.createTable(t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
+	}
+	for _, v := range m.views {
+		out = append(out, l.createView(v))
+	}
+	return out, nil
+}
+
+// render expands a column list or table tail for the server's features.
 func (f features) render(stmt string) (string, error) {
 	t, err := template.New("").Funcs(template.FuncMap{
 		"str": func() string {

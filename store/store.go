@@ -3,6 +3,12 @@
 // their metrics, predictions, preparation events, affinity adjustments and
 // the model registry.
 //
+// The schema is changed by one step only, Migrate (`starter migrate`);
+// Open checks the version and refuses a mismatch. With a cluster name
+// (--clickhouse-cluster) the tables are replicated (Replicated* engines,
+// ZooKeeper) behind Distributed tables that every read and write goes
+// through, and migrations run ON CLUSTER; see layout.
+//
 // It speaks the native protocol through clickhouse-go/v2 and works on
 // ClickHouse 18.16 (Debian's package, used locally) as on modern servers,
 // where it also enables TTL retention and LowCardinality strings (decided
@@ -28,22 +34,22 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/store/chconn"
 )
 
 // Store is a connection pool to one ClickHouse database holding
 // Forewarm's schema. It is safe for concurrent use.
 type Store struct {
-	conn     driver.Conn
-	db       string
-	addr     string
-	server   Server
-	timeout  time.Duration
-	log      *slog.Logger
-	features features
+	conn    driver.Conn
+	db      string
+	addr    string
+	server  Server
+	timeout time.Duration
+	log     *slog.Logger
+	layout  layout
 }
 
 // Server describes the ClickHouse server the store talks to.
@@ -57,79 +63,68 @@ type Server struct {
 // 20.1 and later; both exist earlier, but were experimental or incomplete).
 func (s Server) Modern() bool { return s.Major >= 20 }
 
-// features are the schema options chosen from the server version.
-type features struct {
-	lowCardinality bool
-	ttl            bool
+// DefaultTimeout bounds every call that has no earlier deadline.
+const DefaultTimeout = chconn.DefaultTimeout
+
+var (
+	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+	clusterRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$`)
+)
+
+func checkNames(cfg config.ClickHouse) error {
+	if !identRE.MatchString(cfg.Database) {
+		return fmt.Errorf("--clickhouse-database %q: %w", cfg.Database, errNoName)
+	}
+	if cfg.Cluster != "" && !clusterRE.MatchString(cfg.Cluster) {
+		return fmt.Errorf("--clickhouse-cluster %q: use letters, digits, dots, dashes and underscores", cfg.Cluster)
+	}
+	if len(cfg.Addrs()) == 0 {
+		return errors.New("--clickhouse-addr is empty: give host:port of the native protocol")
+	}
+	return nil
 }
 
-// DefaultTimeout bounds every call that has no earlier deadline.
-const DefaultTimeout = 60 * time.Second
-
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
-// Open connects to ClickHouse, creates the database if it is missing and
-// applies the schema migrations this binary knows (safe to run twice and
-// from several processes at once).
+// Open connects to ClickHouse and checks that the database holds exactly
+// the schema this binary knows, laid out for the configured mode (one
+// server or --clickhouse-cluster). It never changes the schema: a missing,
+// older or newer one is a *chconn.SchemaError naming the command to run
+// (Migrate, `starter migrate`).
 func Open(ctx context.Context, cfg config.ClickHouse) (*Store, error) {
-	if !identRE.MatchString(cfg.Database) {
-		return nil, fmt.Errorf("--clickhouse-database %q: use letters, digits and underscores", cfg.Database)
+	if err := checkNames(cfg); err != nil {
+		return nil, err
 	}
-	if cfg.Addr == "" {
-		return nil, errors.New("--clickhouse-addr is empty: give host:port of the native protocol")
+	s, err := connect(ctx, cfg)
+	if chconn.HasCode(err, chconn.CodeUnknownDatabase) {
+		return nil, &chconn.SchemaError{Addr: cfg.Addr, Database: cfg.Database, Want: chconn.SchemaVersion}
 	}
-	log := slog.Default().With("component", "store", "clickhouse", cfg.Addr, "database", cfg.Database)
-	// The database may not exist yet, and a connection naming a missing
-	// database is refused: create it through a connection without one.
-	boot, err := dial(ctx, cfg, "default")
 	if err != nil {
 		return nil, err
 	}
-	err = withTimeout(ctx, DefaultTimeout, func(ctx context.Context) error {
-		return boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+cfg.Database+"`")
-	})
-	boot.Close()
-	if err != nil && !alreadyExists(err) { // another process may win the race
-		return nil, fmt.Errorf("clickhouse %s: create database %s: %w", cfg.Addr, cfg.Database, err)
-	}
-	conn, err := dial(ctx, cfg, cfg.Database)
-	if err != nil {
+	if err := chconn.CheckSchema(ctx, s.conn, cfg); err != nil {
+		s.Close()
 		return nil, err
 	}
-	s := &Store{conn: conn, db: cfg.Database, addr: cfg.Addr, timeout: DefaultTimeout, log: log}
-	if err := s.detectServer(ctx); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	if err := s.migrate(ctx); err != nil {
-		conn.Close()
+	if err := s.checkLayout(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func dial(ctx context.Context, cfg config.ClickHouse, db string) (driver.Conn, error) {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Protocol:         clickhouse.Native,
-		Addr:             []string{cfg.Addr},
-		Auth:             clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
-		DialTimeout:      5 * time.Second,
-		MaxOpenConns:     8,
-		MaxIdleConns:     4,
-		ConnMaxLifetime:  time.Hour,
-		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
-	})
-	if err == nil {
-		err = withTimeout(ctx, 10*time.Second, conn.Ping)
-		if err != nil {
-			conn.Close()
-		}
-	}
+// connect dials the database and learns the server's version.
+func connect(ctx context.Context, cfg config.ClickHouse) (*Store, error) {
+	conn, err := chconn.Dial(ctx, cfg, cfg.Database)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach ClickHouse at %s (database %s): %w; is the stack up? try `make up`", cfg.Addr, db, err)
+		return nil, err
 	}
-	return conn, nil
+	log := slog.Default().With("component", "store", "clickhouse", cfg.Addr, "database", cfg.Database)
+	s := &Store{conn: conn, db: cfg.Database, addr: cfg.Addr, timeout: DefaultTimeout, log: log,
+		layout: layout{db: cfg.Database, cluster: cfg.Cluster}}
+	if err := s.detectServer(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Store) detectServer(ctx context.Context) error {
@@ -142,7 +137,7 @@ func (s *Store) detectServer(ctx context.Context) error {
 	}
 	s.server = Server{Version: v}
 	fmt.Sscanf(v, "%d.%d", &s.server.Major, &s.server.Minor)
-	s.features = features{lowCardinality: s.server.Modern(), ttl: s.server.Modern()}
+	s.layout.features = features{lowCardinality: s.server.Modern(), ttl: s.server.Modern()}
 	return nil
 }
 
@@ -159,9 +154,7 @@ func (s *Store) Database() string { return s.db }
 func (s *Store) Conn() driver.Conn { return s.conn }
 
 func withTimeout(ctx context.Context, d time.Duration, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return f(ctx)
+	return chconn.WithTimeout(ctx, d, f)
 }
 
 // withTimeout runs f under the store's default deadline (or the caller's,
@@ -178,27 +171,7 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) error {
 // insert writes n rows through one batch; row(i) gives row i's values in
 // the order of cols.
 func (s *Store) insert(ctx context.Context, table, cols string, n int, row func(i int) []any) error {
-	if n == 0 {
-		return nil
-	}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+cols+")")
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		for i := range n {
-			if err := b.Append(row(i)...); err != nil {
-				b.Abort()
-				return fmt.Errorf("row %d: %w", i, err)
-			}
-		}
-		return b.Send()
-	})
-	if err != nil {
-		return fmt.Errorf("insert into %s: %w", table, err)
-	}
-	return nil
+	return chconn.Insert(ctx, s.conn, table, cols, n, row)
 }
 
 // insertColumns writes one batch column by column: each of columns is a

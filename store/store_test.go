@@ -15,7 +15,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/chconn"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -57,26 +59,34 @@ func sampleDir(t testing.TB) string {
 }
 
 func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
-	cfg := storetest.Config(t)
+	cfg := storetest.Unmigrated(t)
 	ctx := ctxT(t)
+	// Nothing there yet: Open refuses and names the command to run.
+	_, err := store.Open(ctx, cfg)
+	var se *chconn.SchemaError
+	if !errors.As(err, &se) || se.Have != 0 || !strings.Contains(err.Error(), "has no Forewarm schema") || !strings.Contains(err.Error(), "run `starter migrate`") {
+		t.Fatalf("open before migrating: %v", err)
+	}
 	var wg sync.WaitGroup
+	results := make([]store.MigrateResult, 4)
 	errs := make([]error, 4)
 	for i := range errs {
-		wg.Go(func() {
-			s, err := store.Open(ctx, cfg)
-			if err == nil {
-				s.Close()
-			}
-			errs[i] = err
-		})
+		wg.Go(func() { results[i], errs[i] = store.Migrate(ctx, cfg) })
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("concurrent Open %d: %v", i, err)
+			t.Fatalf("concurrent Migrate %d: %v", i, err)
+		}
+		if results[i].To != store.SchemaVersion() {
+			t.Errorf("concurrent Migrate %d: %+v", i, results[i])
 		}
 	}
-	s, err := store.Open(ctx, cfg) // and once more, after the fact
+	again, err := store.Migrate(ctx, cfg) // and once more, after the fact: nothing to do
+	if err != nil || again.From != store.SchemaVersion() || len(again.Applied) != 0 {
+		t.Fatalf("migrating a migrated database: %+v (%v)", again, err)
+	}
+	s, err := store.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +106,15 @@ func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	want := []string{"activity", "activity_from_requests", "adjustments", "app_profiles", "host_metrics", "hosts", "load_claims", "loads",
+	want := []string{"activity", "adjustments", "app_profiles", "host_metrics", "hosts", "load_claims", "loads",
 		"model_status", "models", "predictions", "preparation_events", "requests", "schema_migrations", "training_runs"}
+	if cfg.Cluster != "" { // each table is a Distributed one in front of a replicated <name>_local
+		for _, n := range want {
+			want = append(want, n+"_local")
+		}
+	}
+	want = append(want, "activity_from_requests")
+	slices.Sort(want)
 	if !reflect.DeepEqual(tables, want) {
 		t.Errorf("tables %v, want %v", tables, want)
 	}
@@ -106,6 +123,99 @@ func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("server %s (modern features: %v)", s.Server().Version, s.Server().Modern())
+}
+
+// The version check names both versions and what to do, and neither Open
+// nor Migrate touches a database newer than this binary.
+func TestSchemaVersionMismatchRefused(t *testing.T) {
+	ctx := ctxT(t)
+	// An older schema: only version 1 recorded.
+	old := storetest.Unmigrated(t)
+	res, err := store.Migrate(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, s, "ALTER TABLE "+local(old, "schema_migrations")+onCluster(old)+" DELETE WHERE version > 1")
+	s.Close()
+	// A mutation is asynchronous (18.16 cannot wait for it): poll.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err = store.Open(ctx, old); err != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("has schema version 1, this program needs %d: run `starter migrate`", store.SchemaVersion())) ||
+		!strings.Contains(err.Error(), old.Database) {
+		t.Errorf("open an older schema: %v", err)
+	}
+	if res, err = store.Migrate(ctx, old); err != nil || res.From != 1 || !slices.Equal(res.Applied, []int{2}) {
+		t.Errorf("migrate from 1: %+v (%v)", res, err)
+	}
+	if s, err := store.Open(ctx, old); err != nil {
+		t.Errorf("open after migrating: %v", err)
+	} else {
+		s.Close()
+	}
+
+	// A newer schema: a version this binary does not know.
+	cfg := storetest.Config(t)
+	if s, err = store.Open(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	next := uint32(store.SchemaVersion() + 1)
+	b, err := s.Conn().PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at, applied_by)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Append(next, "from the future", time.Now(), "test")
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("has schema version %d, newer than this program's %d", next, store.SchemaVersion())
+	if _, err := store.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("open a newer schema: %v", err)
+	}
+	if _, err := store.Migrate(ctx, cfg); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("migrate a newer schema: %v", err)
+	}
+	if v, err := s.AppliedVersions(ctx); err != nil || len(v) != store.SchemaVersion()+1 {
+		t.Errorf("versions after the refusals: %v (%v)", v, err)
+	}
+}
+
+// The build's schema version is the store's newest migration.
+func TestSchemaVersionConstant(t *testing.T) {
+	if store.SchemaVersion() != chconn.SchemaVersion {
+		t.Fatalf("store's newest migration is %d, chconn.SchemaVersion %d: bump the constant with the migration", store.SchemaVersion(), chconn.SchemaVersion)
+	}
+}
+
+func execSQL(t *testing.T, s *store.Store, stmt string) {
+	t.Helper()
+	if err := s.Conn().Exec(ctxT(t), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// local names a table's rows: <name>_local on a cluster.
+func local(cfg config.ClickHouse, name string) string {
+	if cfg.Cluster != "" {
+		return name + "_local"
+	}
+	return name
+}
+
+func onCluster(cfg config.ClickHouse) string {
+	if cfg.Cluster != "" {
+		return " ON CLUSTER `" + cfg.Cluster + "`"
+	}
+	return ""
 }
 
 func TestLoadAzureSampleExactTotalsOnce(t *testing.T) {

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,7 +83,9 @@ func BenchmarkLoopTicks(b *testing.B) {
 	t0 := time.Now()
 	before := k.snapshot(apps)
 	t1 := time.Now()
+	cpu1, srv1, db1 := processCPU(0), processCPU(serverPID), treeCPU(dbPID)
 	time.Sleep(time.Duration(secs) * time.Second)
+	cpu2, srv2, db2 := processCPU(0), processCPU(serverPID), treeCPU(dbPID)
 	t2 := time.Now()
 	after := k.snapshot(apps)
 	t3 := time.Now()
@@ -94,6 +102,26 @@ func BenchmarkLoopTicks(b *testing.B) {
 	b.ReportMetric(p50, "p50-lag-ms")
 	b.ReportMetric(p99, "p99-lag-ms")
 	b.ReportMetric(float64(n), "loops")
+	// CPU per tick between the snapshots: this process (the worker, and
+	// the benchmark's client, idle then) and, with
+	// FOREWARM_BENCH_SERVER_PID, the Temporal server. A loop at 1-minute
+	// bins ticks once a minute: a core serves 60 s / (CPU s per tick) loops.
+	inWindow := float64(ticks) * t2.Sub(t1).Seconds() / elapsed.Seconds()
+	workerPerTick := (cpu2 - cpu1).Seconds() / inWindow
+	b.ReportMetric(workerPerTick*1000, "worker-cpu-ms/tick")
+	b.ReportMetric(60/workerPerTick, "loops/worker-core@1m")
+	if serverPID > 0 {
+		b.ReportMetric((srv2-srv1).Seconds()/inWindow*1000, "server-cpu-ms/tick")
+	}
+	if dbPID > 0 {
+		b.ReportMetric((db2-db1).Seconds()/inWindow*1000, "db-cpu-ms/tick")
+	}
+	if st, err := os.ReadFile("/proc/self/status"); err == nil {
+		if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(st); m != nil {
+			kb, _ := strconv.Atoi(string(m[1]))
+			b.ReportMetric(float64(kb)/1024, "worker-peak-MB")
+		}
+	}
 	if f := os.Getenv("FOREWARM_BENCH_HISTORY"); f != "" {
 		k.recordHistories(f, map[string]string{"bench-loop.json": workflows.LoopWorkflowID(apps[0])})
 	}
@@ -102,6 +130,57 @@ func BenchmarkLoopTicks(b *testing.B) {
 	}
 	b.Logf("%d loops, %d ticks in %v (ideal %d), lag histogram %v (bounds ms %v), max lag %.0f ms, predict errors %d",
 		n, ticks, elapsed.Round(time.Millisecond), n*secs, lag, workflows.LagBucketBoundsMS, after.maxLag, after.errors-before.errors)
+}
+
+// serverPID is the Temporal server's process, dbPID its database's main
+// process (PostgreSQL: with its backends), to measure their CPU too.
+var (
+	serverPID = envInt("FOREWARM_BENCH_SERVER_PID", 0)
+	dbPID     = envInt("FOREWARM_BENCH_DB_PID", 0)
+)
+
+// treeCPU is processCPU of pid and its children.
+func treeCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	total := processCPU(pid)
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if fs := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:])); len(fs) > 1 && fs[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			total += processCPU(child)
+		}
+	}
+	return total
+}
+
+// processCPU is the user+system CPU time of process pid (0: this one).
+func processCPU(pid int) time.Duration {
+	if pid == 0 {
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces): utime is the 14th
+	// field of the line, stime the 15th, in clock ticks (100 per second).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 type loopSnapshot struct {

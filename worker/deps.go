@@ -13,6 +13,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 )
@@ -24,6 +25,7 @@ import (
 // HostDirectory.
 type storeDeps struct {
 	st *store.Store
+	m  *telemetry.Metrics // counts what is recorded (nil: nothing)
 	// hosts are cached briefly: a preparation burst across many loops
 	// must not become a ClickHouse query per preparation.
 	hostTTL time.Duration
@@ -76,7 +78,14 @@ func (d *storeDeps) RecordPredictions(ctx context.Context, rows []activities.Pre
 	for i, r := range rows {
 		ps[i] = store.Prediction(r)
 	}
-	return d.st.RecordPredictions(ctx, ps)
+	if err := d.st.RecordPredictions(ctx, ps); err != nil {
+		d.m.StoreError("predictions")
+		return err
+	}
+	for _, p := range ps {
+		d.m.Prediction(p.Decision)
+	}
+	return nil
 }
 
 func (d *storeDeps) RecordPreparationEvents(ctx context.Context, rows []activities.PreparationEvent) error {
@@ -84,7 +93,14 @@ func (d *storeDeps) RecordPreparationEvents(ctx context.Context, rows []activiti
 	for i, r := range rows {
 		es[i] = store.PreparationEvent(r)
 	}
-	return d.st.RecordPreparationEvents(ctx, es)
+	if err := d.st.RecordPreparationEvents(ctx, es); err != nil {
+		d.m.StoreError("preparation_events")
+		return err
+	}
+	for _, e := range es {
+		d.m.PreparationEvent(e.Event, e.MemoryMB, e.HeldSeconds)
+	}
+	return nil
 }
 
 func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.RequestRecord) error {
@@ -99,7 +115,14 @@ func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.Reques
 			ReadRatio: r.ReadRatio, Host: r.Host, Warm: r.Warm, ExpectedScore: r.ExpectedScore,
 			SetupMS: r.SetupMS, WorkMS: r.WorkMS, LatencyMS: r.LatencyMS, Outcome: r.Outcome}
 	}
-	return d.st.RecordRequests(ctx, rs)
+	if err := d.st.RecordRequests(ctx, rs); err != nil {
+		d.m.StoreError("requests")
+		return err
+	}
+	for _, r := range rs {
+		d.m.Serve(r.Warm)
+	}
+	return nil
 }
 
 func (d *storeDeps) RecordAdjustments(ctx context.Context, rows []activities.AdjustmentRecord) error {
@@ -144,6 +167,7 @@ func (d *storeDeps) LiveHosts(ctx context.Context) ([]activities.HostInfo, error
 type registry struct {
 	st     *store.Store
 	useORT bool
+	m      *telemetry.Metrics
 }
 
 func (r *registry) ChampionVersion(ctx context.Context) (string, error) {
@@ -161,6 +185,7 @@ func (r *registry) ChampionVersion(ctx context.Context) (string, error) {
 	if best.Version == "" {
 		return "", activities.ErrNoChampion
 	}
+	r.m.Champion(store.KindDemand, best.Version)
 	return best.Version, nil
 }
 
@@ -212,6 +237,7 @@ type affinityScorer struct {
 	useORT     bool
 	checkEvery time.Duration
 	log        interface{ Warn(string, ...any) }
+	m          *telemetry.Metrics
 
 	mu      sync.Mutex
 	model   models.Affinity
@@ -247,6 +273,7 @@ func (a *affinityScorer) current(ctx context.Context) models.Affinity {
 		var m models.Affinity
 		if m, err = models.LoadAffinity(rec.ONNX, rec.Meta, a.useORT); err == nil {
 			a.model = m
+			a.m.Champion(store.KindAffinity, m.Version())
 			return m
 		}
 	}

@@ -210,10 +210,12 @@ func TestMain(m *testing.M) {
 }
 
 // startWorkerProcess runs the worker as a child process on the stack's
-// queues and database.
-func (k *stack) startWorkerProcess() *exec.Cmd {
+// queues and database; env adds or overrides variables (the metrics
+// endpoint is off unless env sets FOREWARM_METRICS_LISTEN).
+func (k *stack) startWorkerProcess(env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "--log-level", "warn")
 	cmd.Env = append(os.Environ(),
+		"FOREWARM_METRICS_LISTEN=off",
 		"FOREWARM_WORKER_CHILD=1",
 		"TEMPORAL_ADDRESS="+k.s.Temporal.Address,
 		"CLICKHOUSE_DATABASE="+k.st.Database(),
@@ -222,6 +224,7 @@ func (k *stack) startWorkerProcess() *exec.Cmd {
 		"FOREWARM_AGENT_ROOT_SECRET="+e2eRoot,
 		"FOREWARM_TRAIN_SAMPLES=2000",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	require.NoError(k.t, cmd.Start())
 	k.t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })

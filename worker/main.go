@@ -15,24 +15,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/chconn"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -53,6 +59,8 @@ type settings struct {
 	HoldoutFraction float64
 	TrainSamples    int
 	LogLevel        string
+	MetricsListen   string        // /metrics, /healthz, /readyz; "off": none
+	StopTimeout     time.Duration // how long a stopping worker lets activities finish
 
 	// Host agent trust: a root secret to derive each host's token (the
 	// shared AgentToken above is for agents not yet given their own), the
@@ -63,6 +71,8 @@ type settings struct {
 	AgentCA             string
 	AgentInsecure       bool
 	AgentURLAllow       string
+
+	metrics *telemetry.Metrics // nil: nothing counted (tests that do not look)
 }
 
 func parseFlags(args []string) (settings, error) {
@@ -86,6 +96,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
+	fs.DurationVar(&s.StopTimeout, "stop-timeout", envDuration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -124,6 +136,13 @@ func parseFlags(args []string) (settings, error) {
 		}
 	}
 	return s, nil
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 // agentTrust checks the agent flags and builds what the host clients need.
@@ -182,12 +201,21 @@ func main() {
 }
 
 func run(ctx context.Context, s settings, logger *slog.Logger) error {
-	c, err := s.Temporal.Dial(logger)
+	m, err := telemetry.New()
+	if err != nil {
+		return err
+	}
+	s.metrics = m
+	c, err := s.Temporal.Dial(logger, func(o *client.Options) { o.MetricsHandler = m.SDK })
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	st, err := store.Open(ctx, s.ClickHouse)
+	var schemaErr *chconn.SchemaError
+	if errors.As(err, &schemaErr) {
+		return err // names the versions and `starter migrate`; the worker never migrates
+	}
 	if err != nil {
 		return fmt.Errorf("open the store at %s (database %s): %w; is ClickHouse up? try `make up`", s.ClickHouse.Addr, s.ClickHouse.Database, err)
 	}
@@ -197,14 +225,63 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 			return fmt.Errorf("--onnxruntime-lib %q: %w (or run with --ort=false for the pure-Go model)", s.ONNX.Lib, err)
 		}
 	}
+	var started atomic.Bool
+	stopHTTP, err := serveOps(s.MetricsListen, m, func(ctx context.Context) error {
+		if !started.Load() {
+			return errors.New("workers not started yet")
+		}
+		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return fmt.Errorf("temporal %s: %w", s.Temporal.Address, err)
+		}
+		if err := st.Conn().Ping(ctx); err != nil {
+			return fmt.Errorf("clickhouse %s: %w", s.ClickHouse.Addr, err)
+		}
+		return nil
+	}, logger)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	w, err := start(s, c, st, logger)
 	if err != nil {
 		return err
 	}
 	defer w.Stop()
-	logger.Info("worker running", "queues", s.Queues, "prediction_queue", s.PredictionQueue, "training_queue", s.TrainingQueue, "ort", s.UseORT)
+	started.Store(true)
+	if slices.Contains(s.Queues, "prediction") {
+		count := func(ctx context.Context, q string) (int64, error) {
+			r, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: s.Temporal.Namespace, Query: q})
+			return r.GetCount(), err
+		}
+		go m.WatchLoops(ctx, count, workflows.LoopWorkflowName, workflows.AttrLoopState.GetName(), workflows.LoopStates, 30*time.Second, logger)
+	}
+	logger.Info("worker running", "queues", s.Queues, "prediction_queue", s.PredictionQueue, "training_queue", s.TrainingQueue, "ort", s.UseORT, "metrics", s.MetricsListen)
 	<-ctx.Done()
 	return nil
+}
+
+// serveOps serves the metrics and probes on addr ("off": nothing); the
+// returned function stops it.
+func serveOps(addr string, m *telemetry.Metrics, ready func(context.Context) error, logger *slog.Logger) (func(), error) {
+	if addr == "off" || addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics endpoint stopped", "err", err)
+		}
+	}()
+	logger.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
 
 // running is the started workers and what must be flushed when they stop.
@@ -229,7 +306,7 @@ func (r *running) Stop() {
 
 // start builds the activity structs once and starts the workers.
 func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*running, error) {
-	deps := &storeDeps{st: st, hostTTL: 2 * time.Second}
+	deps := &storeDeps{st: st, hostTTL: 2 * time.Second, m: s.metrics}
 	r := &running{}
 	if slices.Contains(s.Queues, "prediction") {
 		trust, err := s.agentTrust()
@@ -240,14 +317,15 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			logger.Warn("one bearer token shared by every host agent: a compromised host can call the others; give --agent-root-secret-file")
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
-		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT}, History: deps,
+		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT, m: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
-		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger}, Recorder: deps, Log: logger,
+		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
 			Clients: newHostClients(trust, logger)}
 		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
 		opts := worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
 			MaxConcurrentActivityExecutionSize:     200,
+			WorkerStopTimeout:                      s.StopTimeout,
 		}
 		if s.WorkflowPollers > 0 {
 			opts.MaxConcurrentWorkflowTaskPollers = max(2, s.WorkflowPollers)
@@ -271,6 +349,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		w := worker.New(c, s.TrainingQueue, worker.Options{
 			// One training at a time: it uses the cores it gets.
 			MaxConcurrentActivityExecutionSize: 1,
+			WorkerStopTimeout:                  s.StopTimeout,
 		})
 		workflows.RegisterTraining(w)
 		w.RegisterActivity(tr)

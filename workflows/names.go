@@ -73,6 +73,10 @@ const (
 	LoopStateStopped = "stopped"
 )
 
+// LoopStates are the states a running loop can be in (the worker's
+// forewarm_loops metric counts each).
+var LoopStates = []string{LoopStateRunning, LoopStatePaused, LoopStateDryRun}
+
 // LoopWorkflowID is the prediction loop of one application: predict/<app>.
 func LoopWorkflowID(app string) string { return "predict/" + app }
 

@@ -40,6 +40,8 @@ log "building worker, starter and hostagent"
 (cd "$ROOT" && go build -o bin/ ./worker ./starter ./hostagent)
 starter=$ROOT/bin/starter
 mkdir -p "$STATE/run" "$STATE/logs" "$STATE/agents"
+# The schema is its own step: agents and the worker only check its version.
+"$starter" migrate
 
 # start_bg NAME CMD...: runs CMD in the background with a pid file that
 # down.sh knows. An already running NAME is left alone when its binary and

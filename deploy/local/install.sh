@@ -4,6 +4,12 @@
 #   ONNX Runtime  -> .tools/onnxruntime/*.so      (npm registry, checksum verified)
 #   ClickHouse    -> clickhouse-server/-client    (Debian packages)
 #   Chromium      -> component "browser"         (Debian packages, for the Web UI test)
+# For the cluster tests (`make test-cluster`) and the deployment checks:
+#   zookeeper        -> Debian's zookeeper (two ClickHouse replicas need it)
+#   postgresql       -> Debian's postgresql (the Temporal server's persistence)
+#   temporal-server  -> .tools/bin/temporal-server, temporal-sql-tool (Go module proxy, pinned)
+#   chdb             -> .tools/chdb/libchdb.so     (npm registry, checksum verified; ClickHouse 26.x)
+#   compose          -> Debian's docker-compose  (validates deploy/compose, runs nothing)
 # Usage: install.sh [COMPONENT...]   (default: clickhouse onnxruntime temporal)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -13,8 +19,8 @@ components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(clickhouse onnxruntime temporal)
 for c in "${components[@]}"; do
   case $c in
-    clickhouse|onnxruntime|temporal|browser) ;;
-    *) die "install.sh: unknown component $c (known: clickhouse onnxruntime temporal browser)" ;;
+    clickhouse|onnxruntime|temporal|browser|zookeeper|postgresql|temporal-server|chdb|compose) ;;
+    *) die "install.sh: unknown component $c (known: clickhouse onnxruntime temporal browser zookeeper postgresql temporal-server chdb compose)" ;;
   esac
 done
 
@@ -73,6 +79,64 @@ install_clickhouse() {
 install_browser() {
   command -v chromium >/dev/null && return
   apt_install chromium
+}
+
+install_zookeeper() {
+  [ -x /usr/share/zookeeper/bin/zkServer.sh ] && return
+  apt_install zookeeper
+}
+
+install_postgresql() {
+  [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/initdb" ] && return
+  apt_install postgresql
+}
+
+install_compose() {
+  command -v docker-compose >/dev/null && return
+  apt_install docker-compose
+}
+
+# The Temporal server and its SQL tool, at the version the CLI embeds.
+install_temporal-server() {
+  local stamp=$TEMPORAL_SERVER_BIN.version
+  if [ -x "$TEMPORAL_SERVER_BIN" ] && [ -x "$TEMPORAL_SQL_TOOL" ] && [ -d "$TEMPORAL_SCHEMA_DIR" ] \
+      && [ "$(cat "$stamp" 2>/dev/null)" = "$TEMPORAL_SERVER_VERSION" ]; then
+    return
+  fi
+  log "building the Temporal server $TEMPORAL_SERVER_VERSION and its SQL tool from the Go module proxy (about 3 minutes the first time)"
+  local tmp; tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  GOBIN="$tmp" GOFLAGS=-buildvcs=false go install "go.temporal.io/server/cmd/server@$TEMPORAL_SERVER_VERSION" \
+    "go.temporal.io/server/cmd/tools/sql@$TEMPORAL_SERVER_VERSION" || die "go install of the Temporal server failed"
+  mkdir -p "$(dirname "$TEMPORAL_SERVER_BIN")"
+  mv "$tmp/server" "$TEMPORAL_SERVER_BIN"
+  mv "$tmp/sql" "$TEMPORAL_SQL_TOOL"
+  # The SQL schema ships in the server's module: keep a copy with the tools.
+  local mod; mod=$(go mod download -json "go.temporal.io/server@$TEMPORAL_SERVER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$mod/schema/postgresql/v12" ] || die "the Temporal server module has no schema/postgresql/v12"
+  rm -rf "$TEMPORAL_SCHEMA_DIR"
+  mkdir -p "$(dirname "$TEMPORAL_SCHEMA_DIR")"
+  cp -r "$mod/schema/postgresql/v12" "$TEMPORAL_SCHEMA_DIR"
+  chmod -R u+w "$TEMPORAL_SCHEMA_DIR"
+  echo "$TEMPORAL_SERVER_VERSION" >"$stamp"
+}
+
+install_chdb() {
+  [ -f "$CHDB_LIB" ] && return
+  command -v npm >/dev/null || die "npm is needed to fetch the chDB library"
+  log "fetching @chdb/lib-linux-x64-gnu@$CHDB_VERSION from the npm registry (167 MB, unpacks to 559 MB)"
+  local tmp; tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  (cd "$tmp" && npm pack --silent "@chdb/lib-linux-x64-gnu@$CHDB_VERSION" >/dev/null) || die "npm pack @chdb/lib-linux-x64-gnu@$CHDB_VERSION failed"
+  local tgz="$tmp/chdb-lib-linux-x64-gnu-$CHDB_VERSION.tgz"
+  local sum; sum=$(sha1sum "$tgz" | cut -d' ' -f1)
+  [ "$sum" = "$CHDB_NPM_SHASUM" ] || die "checksum mismatch for @chdb/lib-linux-x64-gnu@$CHDB_VERSION: got $sum, want $CHDB_NPM_SHASUM"
+  tar -xzf "$tgz" -C "$tmp" || die "cannot unpack the chDB package"
+  local lib; lib=$(find "$tmp/package" -name libchdb.so | head -n1)
+  [ -n "$lib" ] || die "the chDB package holds no libchdb.so"
+  mkdir -p "$(dirname "$CHDB_LIB")"
+  mv "$lib" "$CHDB_LIB.part"
+  mv "$CHDB_LIB.part" "$CHDB_LIB"
 }
 
 for c in "${components[@]}"; do "install_$c"; done

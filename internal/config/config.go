@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
@@ -82,11 +83,15 @@ func (t Temporal) ClientOptions(logger *slog.Logger) (client.Options, error) {
 	return opts, nil
 }
 
-// Dial connects to Temporal and checks the frontend answers.
-func (t Temporal) Dial(logger *slog.Logger) (client.Client, error) {
+// Dial connects to Temporal and checks the frontend answers; each of more
+// may adjust the client options first (e.g. set a metrics handler).
+func (t Temporal) Dial(logger *slog.Logger, more ...func(*client.Options)) (client.Client, error) {
 	opts, err := t.ClientOptions(logger)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range more {
+		f(&opts)
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
@@ -97,10 +102,24 @@ func (t Temporal) Dial(logger *slog.Logger) (client.Client, error) {
 
 // ClickHouse says how to reach the metric store (native protocol).
 type ClickHouse struct {
-	Addr     string
+	Addr     string // host:port, or several separated by commas (replicas, tried in order)
 	Database string
 	User     string
 	Password string
+	// Cluster names the ClickHouse cluster (remote_servers) the schema is
+	// replicated across; empty: one server, plain MergeTree tables.
+	Cluster string
+}
+
+// Addrs splits Addr into its host:port entries.
+func (c ClickHouse) Addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // DefaultClickHouseAddr matches deploy/local/env.sh.
@@ -108,10 +127,11 @@ const DefaultClickHouseAddr = "127.0.0.1:19000"
 
 // Flags registers the ClickHouse flags with CLICKHOUSE_* defaults.
 func (c *ClickHouse) Flags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Addr, "clickhouse-addr", Env("CLICKHOUSE_ADDR", DefaultClickHouseAddr), "ClickHouse native-protocol host:port ($CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.Addr, "clickhouse-addr", Env("CLICKHOUSE_ADDR", DefaultClickHouseAddr), "ClickHouse native-protocol host:port; replicas as a comma-separated list, tried in order ($CLICKHOUSE_ADDR)")
 	fs.StringVar(&c.Database, "clickhouse-database", Env("CLICKHOUSE_DATABASE", "forewarm"), "ClickHouse database ($CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.User, "clickhouse-user", Env("CLICKHOUSE_USER", "default"), "ClickHouse user ($CLICKHOUSE_USER)")
 	fs.StringVar(&c.Password, "clickhouse-password", Env("CLICKHOUSE_PASSWORD", ""), "ClickHouse password ($CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", Env("CLICKHOUSE_CLUSTER", ""), "ClickHouse cluster name: replicated tables behind Distributed ones, migrations ON CLUSTER; empty for one server ($CLICKHOUSE_CLUSTER)")
 }
 
 // ClickHouseFromEnv returns the ClickHouse settings the environment gives.

@@ -44,7 +44,7 @@ func TestClickHouseCreateFillRead(t *testing.T) {
 	if err := conn.Exec(ctx, "CREATE TABLE "+table+" (t DateTime, app String, n UInt32) ENGINE = MergeTree() ORDER BY (app, t)"); err != nil {
 		t.Fatalf("create table: %v", err)
 	}
-	// 18.16 needs the column list in a batch insert (see shared/FACTS.md).
+	// 18.16 needs the column list in a batch insert: without one it refuses the insert.
 	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" (t, app, n)")
 	if err != nil {
 		t.Fatalf("prepare batch: %v", err)

@@ -45,11 +45,18 @@ func Temporal(t testing.TB) config.Temporal {
 	return tc
 }
 
-// ClickHouse returns the ClickHouse settings after checking the port.
+// ClickHouse returns the ClickHouse settings after checking that one of
+// its addresses (replicas, in cluster mode) accepts connections.
 func ClickHouse(t testing.TB) config.ClickHouse {
 	t.Helper()
 	c := config.ClickHouseFromEnv()
-	if err := Dialable(c.Addr); err != nil {
+	err := fmt.Errorf("no address in CLICKHOUSE_ADDR")
+	for _, a := range c.Addrs() {
+		if err = Dialable(a); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		Missing(t, "ClickHouse at "+c.Addr, err)
 	}
 	return c

@@ -1,5 +1,6 @@
 // Package storetest gives integration tests a store of their own: a fresh
 // ClickHouse database with the whole schema, dropped when the test ends.
+// With $CLICKHOUSE_CLUSTER set it is a replicated database on that cluster.
 package storetest
 
 import (
@@ -9,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/chconn"
 )
 
-// Config returns ClickHouse settings naming a fresh, unused database
-// (forewarm_test_<random>) that is dropped when the test ends.
-func Config(t testing.TB) config.ClickHouse {
+// Unmigrated returns ClickHouse settings naming a fresh database
+// (forewarm_test_<random>) that does not exist yet; whatever the test
+// creates under that name is dropped when it ends.
+func Unmigrated(t testing.TB) config.ClickHouse {
 	t.Helper()
 	cfg := testenv.ClickHouse(t)
 	var r [6]byte
@@ -28,8 +29,21 @@ func Config(t testing.TB) config.ClickHouse {
 	return cfg
 }
 
-// New opens a store on a fresh database; it is closed and dropped when the
-// test ends.
+// Config returns settings naming a fresh database that holds the whole
+// schema (migrated as `starter migrate` does), dropped when the test ends.
+func Config(t testing.TB) config.ClickHouse {
+	t.Helper()
+	cfg := Unmigrated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := store.Migrate(ctx, cfg); err != nil {
+		testenv.Missing(t, "ClickHouse at "+cfg.Addr, err)
+	}
+	return cfg
+}
+
+// New opens a store on a fresh, migrated database; it is closed and
+// dropped when the test ends.
 func New(t testing.TB) *store.Store {
 	t.Helper()
 	cfg := Config(t)
@@ -37,25 +51,26 @@ func New(t testing.TB) *store.Store {
 	defer cancel()
 	s, err := store.Open(ctx, cfg)
 	if err != nil {
-		testenv.Missing(t, "ClickHouse at "+cfg.Addr, err)
+		t.Fatalf("open the migrated test database: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
 
 func drop(t testing.TB, cfg config.ClickHouse) {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{cfg.Addr},
-		Auth: clickhouse.Auth{Database: "default", Username: cfg.User, Password: cfg.Password},
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	conn, err := chconn.Dial(ctx, cfg, "default")
 	if err != nil {
 		t.Logf("drop test database %s: %v", cfg.Database, err)
 		return
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+cfg.Database+"`"); err != nil {
+	stmt := "DROP DATABASE IF EXISTS `" + cfg.Database + "`"
+	if cfg.Cluster != "" {
+		stmt += " ON CLUSTER `" + cfg.Cluster + "`"
+	}
+	if err := conn.Exec(ctx, stmt); err != nil {
 		t.Logf("drop test database %s: %v", cfg.Database, err)
 	}
 }

@@ -1,0 +1,170 @@
+// Package telemetry is what an operator scrapes and probes on a worker:
+// Prometheus metrics (the Temporal SDK's own, through its metrics handler,
+// and Forewarm's: loops by state, predictions, preparations by outcome,
+// warm and cold serves, wasted reserved memory-time, the champion model)
+// and the /healthz and /readyz endpoints Kubernetes probes.
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.temporal.io/sdk/client"
+	tempotel "go.temporal.io/sdk/contrib/opentelemetry"
+)
+
+// Names of Forewarm's own metrics (the dashboard queries these).
+const (
+	MetricLoops          = "forewarm_loops"
+	MetricPredictions    = "forewarm_predictions_total"
+	MetricPrepEvents     = "forewarm_preparation_events_total"
+	MetricServes         = "forewarm_serves_total"
+	MetricWastedMBSecond = "forewarm_wasted_mb_seconds_total"
+	MetricChampion       = "forewarm_champion_model_info"
+	MetricStoreErrors    = "forewarm_store_write_errors_total"
+)
+
+// secondsBuckets suit the SDK's latencies (its timers are in seconds; the
+// OpenTelemetry default buckets are meant for milliseconds).
+var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// Metrics is one worker's registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+	// SDK is the Temporal client's metrics handler (client.Options.MetricsHandler).
+	SDK client.MetricsHandler
+
+	predictions *prometheus.CounterVec
+	prepEvents  *prometheus.CounterVec
+	serves      *prometheus.CounterVec
+	wasted      prometheus.Counter
+	champion    *prometheus.GaugeVec
+	storeErrors *prometheus.CounterVec
+
+	mu        sync.Mutex
+	champions map[string]string // kind -> version
+}
+
+// New builds the registry: Go and process collectors, the SDK's metrics
+// through OpenTelemetry's Prometheus exporter, and Forewarm's.
+func New() (*Metrics, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	seconds := sdkmetric.NewView(sdkmetric.Instrument{Kind: sdkmetric.InstrumentKindHistogram, Unit: "s"},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: secondsBuckets}})
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithView(seconds))
+	m := &Metrics{
+		Registry: reg,
+		SDK: tempotel.NewMetricsHandler(tempotel.MetricsHandlerOptions{
+			Meter:                provider.Meter("temporal-sdk-go"),
+			UseMonotonicCounters: true,
+			OnError:              func(error) {}, // a metric the exporter refuses is dropped, never a panic
+		}),
+		predictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPredictions,
+			Help: "Predictions recorded, by the loop's decision."}, []string{"decision"}),
+		prepEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPrepEvents,
+			Help: "Preparation events recorded, by event: reserved, validated, failed, claimed, released, expired."}, []string{"event"}),
+		serves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServes,
+			Help: "Requests served, warm (on a prepared lease) or cold."}, []string{"kind"}),
+		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWastedMBSecond,
+			Help: "Reserved memory-time of leases that expired unclaimed, MB·s."}),
+		champion: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricChampion,
+			Help: "1 for the champion model version this worker serves, by kind."}, []string{"kind", "version"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStoreErrors,
+			Help: "Failed writes of history rows to ClickHouse, by table."}, []string{"table"}),
+		champions: map[string]string{},
+	}
+	reg.MustRegister(m.predictions, m.prepEvents, m.serves, m.wasted, m.champion, m.storeErrors)
+	// Label values known in advance appear at zero before the first event.
+	for _, k := range []string{"warm", "cold"} {
+		m.serves.WithLabelValues(k)
+	}
+	for _, t := range []string{"predictions", "preparation_events", "requests"} {
+		m.storeErrors.WithLabelValues(t)
+	}
+	return m, nil
+}
+
+// Prediction counts one recorded prediction. A nil *Metrics counts nothing.
+func (m *Metrics) Prediction(decision string) {
+	if m != nil {
+		m.predictions.WithLabelValues(decision).Inc()
+	}
+}
+
+// PreparationEvent counts one recorded preparation event; an expired
+// lease adds its memory-time to the wasted total.
+func (m *Metrics) PreparationEvent(event string, memoryMB, heldSeconds float64) {
+	if m == nil {
+		return
+	}
+	m.prepEvents.WithLabelValues(event).Inc()
+	if event == "expired" && memoryMB > 0 && heldSeconds > 0 {
+		m.wasted.Add(memoryMB * heldSeconds)
+	}
+}
+
+// Serve counts one served request.
+func (m *Metrics) Serve(warm bool) {
+	if m == nil {
+		return
+	}
+	kind := "cold"
+	if warm {
+		kind = "warm"
+	}
+	m.serves.WithLabelValues(kind).Inc()
+}
+
+// StoreError counts a failed write to a table.
+func (m *Metrics) StoreError(table string) {
+	if m != nil {
+		m.storeErrors.WithLabelValues(table).Inc()
+	}
+}
+
+// Champion records the champion version of a model kind.
+func (m *Metrics) Champion(kind, version string) {
+	if m == nil || version == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.champions[kind]; ok && old != version {
+		m.champion.DeleteLabelValues(kind, old)
+	}
+	m.champions[kind] = version
+	m.champion.WithLabelValues(kind, version).Set(1)
+}
+
+// Handler serves /metrics, /healthz (the process answers) and /readyz
+// (ready(ctx) returns nil: the workers run and their services answer).
+func (m *Metrics) Handler(ready func(context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
