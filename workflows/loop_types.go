@@ -273,18 +273,18 @@ type LoopResult struct {
 // ThresholdSignal sets the threshold. A payload without it, or with one
 // out of range, is refused (LastError says why) and the loop goes on.
 type ThresholdSignal struct {
-	Threshold float64 `signal:"required"`
+	Threshold float64 `payload:"required"`
 }
 
 // PolicySignal changes the policy; a change that names no field or leaves
 // the policy invalid is refused as a whole.
 type PolicySignal struct {
-	Change PolicyChange `signal:"required"`
+	Change PolicyChange `payload:"required"`
 }
 
 // ObservationSignal tells the loop a request arrived and how it went.
 type ObservationSignal struct {
-	RequestID string
+	RequestID string  `payload:"required"`
 	Count     float64 // requests this observation stands for (default 1)
 	Host      string
 	Warm      bool
@@ -315,12 +315,26 @@ func (o *ObservationSignal) check() error {
 		return fmt.Errorf("field LatencyMS: %v is negative", o.LatencyMS)
 	case o.Adjustment != nil && !(*o.Adjustment >= -1 && *o.Adjustment <= 1):
 		return fmt.Errorf("field Adjustment: %v is outside [-1, 1]", *o.Adjustment)
+	case len(o.Gone) > maxGone:
+		return fmt.Errorf("field Gone: %d leases, at most %d", len(o.Gone), maxGone)
+	case o.Kept != nil && (o.Kept.LeaseID == "" || o.Kept.HostURL == ""):
+		return errors.New("field Kept: a kept lease needs its LeaseID and HostURL")
+	case o.Kept != nil && !(o.Kept.MemoryMB > 0 && o.Kept.MemoryMB <= maxRequestMB):
+		return fmt.Errorf("field Kept.MemoryMB: %v is outside (0, %d]", o.Kept.MemoryMB, maxRequestMB)
 	}
 	return nil
 }
 
-// StopSignal stops the loop: in-flight preparation cancelled, leases released.
-type StopSignal struct{ Reason string }
+// maxGone bounds the leases one observation can name as gone: one request
+// claims one lease.
+const maxGone = 16
+
+// StopSignal stops the loop: in-flight preparation cancelled, leases
+// released. The reason is required (it may be empty): a payload that names
+// no field is refused like any other.
+type StopSignal struct {
+	Reason string `payload:"required"`
+}
 
 // StateQuery asks for the whole state (no fields yet).
 type StateQuery struct{}
@@ -352,19 +366,32 @@ type LoopStatus struct {
 }
 
 // PolicyUpdate changes the policy through an Update (validated, answered).
-type PolicyUpdate struct{ Change PolicyChange }
+type PolicyUpdate struct {
+	Change PolicyChange `payload:"required"`
+}
 
 // PolicyUpdateResult is the policy before and after.
 type PolicyUpdateResult struct{ Previous, Current Policy }
 
 // ClaimUpdate asks for the best live lease for one request.
 type ClaimUpdate struct {
-	RequestID string
+	RequestID string `payload:"required"`
 	// CountArrival counts the request in the open bin (lean serve-request
 	// workflows; older ones count through their observation signal).
 	CountArrival bool
 	SizeMB       float64   // the request's size (0: unknown)
 	ArrivedAt    time.Time // when the request arrived (zero: when the claim is handled)
+}
+
+// check refuses claims no request can make.
+func (c *ClaimUpdate) check() error {
+	switch {
+	case c.RequestID == "":
+		return errors.New("field RequestID is empty")
+	case !(c.SizeMB >= 0 && c.SizeMB <= maxRequestMB):
+		return fmt.Errorf("field SizeMB: %v is outside [0, %d]", c.SizeMB, maxRequestMB)
+	}
+	return nil
 }
 
 // ClaimUpdateResult holds the lease, or Found=false (serve cold). It carries
