@@ -53,7 +53,9 @@ func TestMalformedPayloadsThroughTheServer(t *testing.T) {
 	})
 	before := k.status(app)
 
-	null := func(name string) malformed { return malformed{name, nil, name + " signal refused: payload is null: send a JSON object"} }
+	null := func(name string) malformed {
+		return malformed{name, nil, name + " signal refused: payload is null: send a JSON object"}
+	}
 	notJSON := func(name string) malformed {
 		return malformed{name, jsonPayload("Threshold=0.7"), name + " signal refused: payload Threshold=0.7 is not a JSON object"}
 	}
