@@ -99,8 +99,8 @@ func (l *loop) setup(ctx workflow.Context) error {
 	if l.App == "" {
 		return temporal.NewNonRetryableApplicationError("loop input has no App", activities.ErrBadInput, nil)
 	}
-	if l.Bin <= 0 {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: bin width %v must be positive", l.App, l.Bin), activities.ErrBadInput, nil)
+	if err := ValidateBin(l.Bin); err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: %v", l.App, err), activities.ErrBadInput, nil)
 	}
 	if l.current {
 		switch {
@@ -110,14 +110,14 @@ func (l *loop) setup(ctx workflow.Context) error {
 			// A loop from before the policy package continuing as new.
 			l.Policy = l.Policy.upgraded()
 		}
-		if err := l.Policy.Validate(); err != nil {
+		if err := l.Policy.ValidateFor(l.Bin); err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
 		}
 	} else {
 		if l.Policy == (Policy{}) {
 			l.Policy = Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
 		}
-		if err := l.Policy.legacyValidate(); err != nil {
+		if err := l.Policy.legacyValidate(l.Bin); err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
 		}
 	}
@@ -347,9 +347,9 @@ func (l *loop) onThreshold(ctx workflow.Context, sig ThresholdSignal) {
 
 func (l *loop) validate(p Policy) error {
 	if l.current {
-		return p.Validate()
+		return p.ValidateFor(l.Bin)
 	}
-	return p.legacyValidate()
+	return p.legacyValidate(l.Bin)
 }
 
 func (l *loop) onPolicy(ctx workflow.Context, sig PolicySignal) {

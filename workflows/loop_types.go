@@ -76,8 +76,10 @@ func ValidateThreshold(v float64) error {
 	return nil
 }
 
-// Limits of the fields Validate checks beyond the policy package's, in
-// step with what a host agent accepts.
+// Limits of the fields Validate checks beyond the policy package's. What a
+// host agent accepts (sizes, the shadow sample, a lease's life) is not
+// repeated here: Validate reads it from package agent/api, which the agent
+// itself enforces.
 const (
 	MaxTopN = 16
 	// MaxShadowMSLimit bounds MaxShadowMS: a shadow slower than a minute
@@ -85,23 +87,57 @@ const (
 	MaxShadowMSLimit = 60_000
 )
 
-// Validate says what is wrong with a policy, all problems at once.
+// Validate says what is wrong with a policy, all problems at once, each
+// naming its field. ValidateFor adds what depends on the bin width.
 func (p Policy) Validate() error {
 	errs := []error{p.Config().Validate()}
 	if p.TopN < 1 || p.TopN > MaxTopN {
-		errs = append(errs, fmt.Errorf("top-N %d is outside [1, %d]", p.TopN, MaxTopN))
+		errs = append(errs, fmt.Errorf("TopN %d is outside [1, %d]", p.TopN, MaxTopN))
 	}
 	if !(p.MaxShadowMS > 0 && p.MaxShadowMS <= MaxShadowMSLimit) {
-		errs = append(errs, fmt.Errorf("max shadow %v ms is outside (0, %d]", p.MaxShadowMS, MaxShadowMSLimit))
+		errs = append(errs, fmt.Errorf("MaxShadowMS %v is outside (0, %d]", p.MaxShadowMS, MaxShadowMSLimit))
 	}
 	if !(p.SampleMB >= 0 && p.SampleMB <= api.MaxSampleMB) {
-		errs = append(errs, fmt.Errorf("shadow sample %v MB is outside [0, %d]", p.SampleMB, api.MaxSampleMB))
+		errs = append(errs, fmt.Errorf("SampleMB %v is outside [0, %d], what a host agent samples at most", p.SampleMB, api.MaxSampleMB))
+	}
+	if p.HorizonBins != 0 {
+		errs = append(errs, fmt.Errorf("HorizonBins %d: only loops from before the policy package read it; use LookaheadBins", p.HorizonBins))
+	}
+	if p.LeaseTTL != 0 {
+		errs = append(errs, fmt.Errorf("LeaseTTL %v: only loops from before the policy package read it; leases live as long as the policy holds them", p.LeaseTTL))
 	}
 	return errors.Join(errs...)
 }
 
+// ValidateFor is Validate for a loop of the given bin width: every lease
+// the loop asks a host for must live between what a host agent accepts
+// (api.MinTTL, api.MaxTTL). A lease lives from about one bin (an
+// instance kept after a cold request) to LookaheadBins+2 bins (a hold
+// over the whole lookahead, a bin of grace, and a start up to half a bin
+// ahead).
+func (p Policy) ValidateFor(bin time.Duration) error {
+	errs := []error{p.Validate(), ValidateBin(bin)}
+	if bin >= api.MinTTL {
+		if longest := time.Duration(p.LookaheadBins+2) * bin; p.LookaheadBins > 0 && (longest > api.MaxTTL || longest/bin != time.Duration(p.LookaheadBins+2)) {
+			errs = append(errs, fmt.Errorf("LookaheadBins %d at %v bins: a lease may be asked to live %d bins (%v), beyond the %v a host agent accepts",
+				p.LookaheadBins, bin, p.LookaheadBins+2, longest, api.MaxTTL))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateBin refuses a bin width no loop can keep leases at: the shortest
+// lease it asks for lives about one bin, and a host agent refuses a lease
+// shorter than api.MinTTL.
+func ValidateBin(bin time.Duration) error {
+	if bin < api.MinTTL {
+		return fmt.Errorf("bin %v is shorter than %v, the shortest lease a host agent accepts", bin, api.MinTTL)
+	}
+	return nil
+}
+
 // legacyValidate is the check of loops from before the policy package.
-func (p Policy) legacyValidate() error {
+func (p Policy) legacyValidate(bin time.Duration) error {
 	var errs []error
 	if math.IsNaN(p.Threshold) || p.Threshold < 0 || p.Threshold > 1 {
 		errs = append(errs, fmt.Errorf("threshold %v is outside [0, 1]", p.Threshold))
@@ -112,8 +148,11 @@ func (p Policy) legacyValidate() error {
 	if p.TopN < 1 || p.TopN > 16 {
 		errs = append(errs, fmt.Errorf("top-N %d is outside [1, 16]", p.TopN))
 	}
-	if p.LeaseTTL < 0 {
-		errs = append(errs, fmt.Errorf("lease TTL %v is negative", p.LeaseTTL))
+	if p.LeaseTTL != 0 && (p.LeaseTTL < api.MinTTL || p.LeaseTTL > api.MaxTTL) {
+		errs = append(errs, fmt.Errorf("lease TTL %v is outside [%v, %v], what a host agent accepts", p.LeaseTTL, api.MinTTL, api.MaxTTL))
+	}
+	if ttl := p.TTL(bin); p.LeaseTTL == 0 && p.HorizonBins >= 1 && p.HorizonBins <= 1440 && (ttl < api.MinTTL || ttl > api.MaxTTL) {
+		errs = append(errs, fmt.Errorf("horizon %d × %v bins: leases of %v are outside [%v, %v], what a host agent accepts", p.HorizonBins, bin, ttl, api.MinTTL, api.MaxTTL))
 	}
 	if math.IsNaN(p.MaxShadowMS) || p.MaxShadowMS < 0 {
 		errs = append(errs, fmt.Errorf("max shadow %v ms is negative", p.MaxShadowMS))
