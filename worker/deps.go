@@ -22,16 +22,11 @@ import (
 // the small interfaces package activities declares.
 
 // storeDeps adapts *store.Store to activities.HistoryReader, Recorder and
-// HostDirectory.
+// HostDirectory (the worker puts activities.LastKnownHosts in front of
+// its LiveHosts: one query per burst, the last list during an outage).
 type storeDeps struct {
 	st *store.Store
 	m  *telemetry.Metrics // counts what is recorded (nil: nothing)
-	// hosts are cached briefly: a preparation burst across many loops
-	// must not become a ClickHouse query per preparation.
-	hostTTL time.Duration
-	mu      sync.Mutex
-	hosts   []activities.HostInfo
-	hostsAt time.Time
 }
 
 func (d *storeDeps) RecentActivity(ctx context.Context, apps []string, end time.Time, bins int, bin time.Duration) (map[string][]float64, error) {
@@ -135,11 +130,6 @@ func (d *storeDeps) RecordAdjustments(ctx context.Context, rows []activities.Adj
 
 // LiveHosts lists hosts seen in the last 30 s with their latest metrics.
 func (d *storeDeps) LiveHosts(ctx context.Context) ([]activities.HostInfo, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.hosts != nil && time.Since(d.hostsAt) < d.hostTTL {
-		return d.hosts, nil
-	}
 	hs, err := d.st.Hosts(ctx, time.Now().Add(-30*time.Second))
 	if err != nil {
 		return nil, err
@@ -158,7 +148,6 @@ func (d *storeDeps) LiveHosts(ctx context.Context) ([]activities.HostInfo, error
 		out = append(out, activities.HostInfo{ID: h.ID, URL: h.URL, MemoryMB: float64(h.MemoryMB), DiskMB: float64(h.DiskMB),
 			CPUMilli: h.CPUMilli, Speed: h.Speed, CPUUtil: m.CPUUtil, MemPressure: m.MemPressure, IOLatencyMS: m.IOLatencyMS, FreeMemMB: free})
 	}
-	d.hosts, d.hostsAt = out, time.Now()
 	return out, nil
 }
 
@@ -229,56 +218,76 @@ func (d demandModel) Predict(in []activities.DemandQuery) ([]float64, error) {
 	return ps, err
 }
 
+// modelReader is the part of the store's registry the affinity scorer reads.
+type modelReader interface {
+	ListModels(ctx context.Context) ([]store.ModelRecord, error)
+	Model(ctx context.Context, version string) (store.ModelRecord, error)
+}
+
 // affinityScorer scores hosts with the affinity champion from the registry
 // (checked at most every checkEvery), or with models.DefaultAffinity (the
 // heuristic) until one is published or when it cannot be loaded.
 type affinityScorer struct {
-	st         *store.Store
+	st         modelReader
 	useORT     bool
 	checkEvery time.Duration
 	log        interface{ Warn(string, ...any) }
 	m          *telemetry.Metrics
 
-	mu      sync.Mutex
-	model   models.Affinity
-	checked time.Time
+	mu       sync.Mutex // guards the fields below; never held across I/O
+	model    models.Affinity
+	checked  time.Time
+	checking bool // one caller asks the registry; the others score with the model in hand
 }
 
 func (a *affinityScorer) current(ctx context.Context) models.Affinity {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.model != nil && time.Since(a.checked) < a.checkEvery {
-		return a.model
-	}
-	a.checked = time.Now()
 	if a.model == nil {
 		a.model = models.DefaultAffinity()
 	}
+	m := a.model
+	due := !a.checking && time.Since(a.checked) >= a.checkEvery
+	if due {
+		a.checking, a.checked = true, time.Now()
+	}
+	a.mu.Unlock()
+	if !due {
+		return m
+	}
+	next := a.check(ctx, m)
+	a.mu.Lock()
+	a.model, a.checking = next, false
+	a.mu.Unlock()
+	return next
+}
+
+// check asks the registry for the affinity champion and loads it when it
+// is not the model in hand; on any failure it keeps m.
+func (a *affinityScorer) check(ctx context.Context, m models.Affinity) models.Affinity {
 	ms, err := a.st.ListModels(ctx)
 	if err != nil {
-		a.log.Warn("model registry unreachable; keeping the affinity model", "version", a.model.Version(), "err", err)
-		return a.model
+		a.log.Warn("model registry unreachable; keeping the affinity model", "version", m.Version(), "err", err)
+		return m
 	}
 	var best store.ModelRecord
-	for _, m := range ms {
-		if m.Kind == store.KindAffinity && m.Status == store.StatusChampion && (best.Version == "" || m.Created.After(best.Created)) {
-			best = m
+	for _, r := range ms {
+		if r.Kind == store.KindAffinity && r.Status == store.StatusChampion && (best.Version == "" || r.Created.After(best.Created)) {
+			best = r
 		}
 	}
-	if best.Version == "" || best.Version == a.model.Version() {
-		return a.model
+	if best.Version == "" || best.Version == m.Version() {
+		return m
 	}
 	rec, err := a.st.Model(ctx, best.Version)
 	if err == nil {
-		var m models.Affinity
-		if m, err = models.LoadAffinity(rec.ONNX, rec.Meta, a.useORT); err == nil {
-			a.model = m
-			a.m.Champion(store.KindAffinity, m.Version())
-			return m
+		var loaded models.Affinity
+		if loaded, err = models.LoadAffinity(rec.ONNX, rec.Meta, a.useORT); err == nil {
+			a.m.Champion(store.KindAffinity, loaded.Version())
+			return loaded
 		}
 	}
-	a.log.Warn("affinity champion fails to load; keeping the previous scorer", "version", best.Version, "kept", a.model.Version(), "err", err)
-	return a.model
+	a.log.Warn("affinity champion fails to load; keeping the previous scorer", "version", best.Version, "kept", m.Version(), "err", err)
+	return m
 }
 
 func (a *affinityScorer) Score(ctx context.Context, app activities.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {

@@ -56,6 +56,7 @@ type settings struct {
 	WorkflowTasks   int
 	WorkflowPollers int
 	ModelCheck      time.Duration
+	HostMaxStale    time.Duration // how old a host list may be used while ClickHouse is unreachable
 	HoldoutFraction float64
 	TrainSamples    int
 	LogLevel        string
@@ -93,6 +94,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", envInt("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
+	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", envDuration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
@@ -306,7 +308,12 @@ func (r *running) Stop() {
 
 // start builds the activity structs once and starts the workers.
 func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*running, error) {
-	deps := &storeDeps{st: st, hostTTL: 2 * time.Second, m: s.metrics}
+	deps := &storeDeps{st: st, m: s.metrics}
+	// Hosts are read at most every 2 s (a preparation burst across many
+	// loops is one query) and, while ClickHouse is unreachable, the last
+	// list read serves for HostMaxStale.
+	directory := &activities.LastKnownHosts{Source: deps, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
+		Observe: s.metrics.HostList}
 	r := &running{}
 	if slices.Contains(s.Queues, "prediction") {
 		trust, err := s.agentTrust()
@@ -319,7 +326,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT, m: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
-		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
+		hosts := &activities.Hosts{Directory: directory, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
 			Clients: newHostClients(trust, logger)}
 		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
 		opts := worker.Options{

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store"
+)
+
+// The adapter tests are unit tests (no services); `make test` runs them
+// under the race detector too (go test -race -run '^TestAdapter' ./worker).
+
+// blockingRegistry answers ListModels once release is closed.
+type blockingRegistry struct {
+	release chan struct{}
+	err     error
+	lists   atomic.Int32
+}
+
+func (r *blockingRegistry) ListModels(ctx context.Context) ([]store.ModelRecord, error) {
+	r.lists.Add(1)
+	select {
+	case <-r.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return nil, r.err
+}
+
+func (r *blockingRegistry) Model(context.Context, string) (store.ModelRecord, error) {
+	return store.ModelRecord{}, errors.New("no such model")
+}
+
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Warn(msg string, _ ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+}
+
+// While one caller waits on a registry that hangs, every other score is
+// answered at once with the model in hand: no lock is held across the
+// registry call (nor, on the same path, across loading a model).
+func TestAdapterAffinityScorerHoldsNoLockAcrossTheRegistry(t *testing.T) {
+	reg := &blockingRegistry{release: make(chan struct{}), err: errors.New("dial tcp: connection refused")}
+	var warned warnings
+	a := &affinityScorer{st: reg, checkEvery: time.Hour, log: &warned}
+	app := activities.AppProfile{App: "a", MemoryMB: 64}
+	hosts := []activities.HostInfo{{ID: "h1", MemoryMB: 4096, Speed: 1}, {ID: "h2", MemoryMB: 1024, Speed: 0.5}}
+
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := a.Score(context.Background(), app, hosts)
+		first <- err
+	}()
+	require.Eventually(t, func() bool { return reg.lists.Load() == 1 }, 5*time.Second, time.Millisecond)
+	for range 50 {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			scores, version, err := a.Score(context.Background(), app, hosts)
+			if err != nil || len(scores) != 2 || version != models.DefaultAffinity().Version() {
+				t.Errorf("score while the registry hangs: %v %q %v", scores, version, err)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a score waited for the registry call of another")
+		}
+	}
+	require.EqualValues(t, 1, reg.lists.Load(), "one caller asks the registry at a time")
+	close(reg.release)
+	require.NoError(t, <-first, "the registry's failure keeps the model in hand")
+	warned.mu.Lock()
+	require.Equal(t, []string{"model registry unreachable; keeping the affinity model"}, warned.msgs)
+	warned.mu.Unlock()
+}
