@@ -132,6 +132,12 @@ func (k *stack) startAgent(id string, memMB int64, speed, claimedSpeed float64) 
 }
 
 func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float64, setupPerMB time.Duration) *testAgent {
+	return k.startAgentWrapped(id, memMB, speed, claimedSpeed, setupPerMB, nil)
+}
+
+// startAgentWrapped runs an agent whose HTTP handler is wrapped (nil: not),
+// so a test can delay or fail chosen calls as a network or host would.
+func (k *stack) startAgentWrapped(id string, memMB int64, speed, claimedSpeed float64, setupPerMB time.Duration, wrap func(http.Handler) http.Handler) *testAgent {
 	t := k.t
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -141,6 +147,9 @@ func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float
 	require.NoError(t, err)
 	h, err := a.Handler(hostToken(id))
 	require.NoError(t, err)
+	if wrap != nil {
+		h = wrap(h)
+	}
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())
