@@ -167,6 +167,9 @@ func (k *stack) stopAgent(id string) {
 	}
 	delete(k.agents, id)
 	ta.cancel()
+	if ta.srv == nil { // a process (startAgentProcess): killed by cancel
+		return
+	}
 	_ = ta.srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -174,12 +177,17 @@ func (k *stack) stopAgent(id string) {
 }
 
 // loadHistory stores a small 1-second-bin history ending now: app i has a
-// request every period[i] bins.
+// request every period[i] bins; every app takes 16 MB.
 func (k *stack) loadHistory(apps []string, periods []int, bins int) time.Time {
+	return k.loadHistoryMB(apps, periods, bins, 16)
+}
+
+// loadHistoryMB is loadHistory for apps of memMB (their instances' size).
+func (k *stack) loadHistoryMB(apps []string, periods []int, bins int, memMB float64) time.Time {
 	end := time.Now().UTC().Truncate(time.Second)
 	tr := &trace.Trace{Start: end.Add(-time.Duration(bins) * time.Second), Bin: time.Second, Bins: bins}
 	for i, a := range apps {
-		app := trace.App{ID: a, MemoryMB: 16, ReadRatio: 0.7, DurationMS: 20, Counts: make([]uint32, bins)}
+		app := trace.App{ID: a, MemoryMB: memMB, ReadRatio: 0.7, DurationMS: 20, Counts: make([]uint32, bins)}
 		for b := 0; b < bins; b += periods[i] {
 			app.Counts[b] = 1
 		}
@@ -420,10 +428,13 @@ func TestEndToEnd(t *testing.T) {
 	require.Equal(t, 5.0, c.Stats.Requests, "and its requests counted once across runs")
 
 	predictions := map[string]int{}
+	prepared := 0
 	for _, a := range apps {
 		res := k.stopLoop(a)
 		require.Greater(t, res.Stats.Predictions, 0)
+		require.Zero(t, res.Stats.PreparationsFailed, a)
 		predictions[a] = res.Stats.Predictions
+		prepared += res.Stats.LeasesPrepared
 	}
 	require.Empty(t, k.leasesOn("a-slow"), "no lease left after the loops stopped")
 	require.Empty(t, k.leasesOn("b-fast"), "no lease left after the loops stopped")
@@ -452,8 +463,10 @@ func TestEndToEnd(t *testing.T) {
 		kinds[e.Event]++
 	}
 	t.Logf("preparation events: %v", kinds)
-	require.Positive(t, kinds["reserved"])
-	require.Positive(t, kinds["validated"])
+	require.Positive(t, prepared)
+	require.Equal(t, prepared, kinds["reserved"], "one reserved event per lease the loops were handed")
+	require.Equal(t, prepared, kinds["validated"], "each proven ready by its shadow request")
+	require.Equal(t, prepared, kinds["released"]+kinds["expired"], "and each ended once: released, or expired")
 	require.Positive(t, kinds["released"], "the stopped loops released their instances")
 	require.Zero(t, kinds["claimed"], "warm instances are not consumed by a request")
 	// A second training run now has a champion to beat, and tries the
