@@ -161,6 +161,57 @@ func TestFaultHostAgentStops(t *testing.T) {
 	t.Logf("%d preparations, %d failed, %d leases", res.Stats.Preparations, res.Stats.PreparationsFailed, res.Stats.LeasesPrepared)
 	require.Zero(t, res.Stats.PreparationsFailed, "no preparation failed")
 	require.Eventually(t, func() bool { return len(k.leasesOn("b-second")) == 0 }, 20*time.Second, 200*time.Millisecond)
+	if dir := os.Getenv("FOREWARM_RECORD_HISTORIES"); dir != "" {
+		k.recordHistories(dir, map[string]string{"preparation-fallback.json": preparationOf(second, "b-second")})
+	}
+}
+
+// A worker down for longer than its loop's warm instance lives: the host
+// agent's TTL frees the instance (the last resort, for a lost loop), and
+// the loop, back, counts it expired — its memory-time wasted — records the
+// expiry and prepares a new one.
+func TestFaultWorkerDownPastTheLeaseExpiry(t *testing.T) {
+	k := newStack(t)
+	app := k.prefix + "-x"
+	k.loadHistory([]string{app}, []int{2}, 600)
+	k.startAgent("only", 2048, 1, 0)
+	k.startWorker()
+	k.trainedModel()
+	short := holdAlways()
+	short.LookaheadBins = 2 // leases of a few seconds
+	k.startLoop(app, short)
+	k.waitFor("a warm instance", 60*time.Second, func() bool { return len(k.status(app).Leases) > 0 })
+	first := k.status(app).Leases[0]
+
+	k.stopWorker()
+	k.waitFor("the host's TTL to end the instance", 30*time.Second, func() bool { return len(k.leasesOn("only")) == 0 })
+	require.Less(t, time.Until(first.Expires), time.Duration(0), "it ended at its expiry")
+	k.startWorker()
+	k.waitFor("the loop to count the expiry and prepare again", 60*time.Second, func() bool {
+		st := k.status(app)
+		return st.Stats.Expired >= 1 && len(st.Leases) == 1 && st.Leases[0].LeaseID != first.LeaseID
+	})
+	st := k.status(app)
+	require.Equal(t, 1, st.Stats.Expired)
+	require.Positive(t, st.Stats.WastedMBSeconds, "an instance that served nothing is waste")
+	res := k.stopLoop(app)
+	require.Eventually(t, func() bool { return len(k.leasesOn("only")) == 0 }, 20*time.Second, 200*time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	events, err := k.st.PreparationEvents(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	ended := map[string]int{}
+	for _, e := range events {
+		if e.PreparationID == first.LeaseID && (e.Event == "expired" || e.Event == "released") {
+			ended[e.Event]++
+		}
+	}
+	require.Equal(t, map[string]int{"expired": 1}, ended, "the instance ended once, by expiry")
+	t.Logf("loop: %d expired, %.0f MB·s wasted, %d leases prepared", res.Stats.Expired, res.Stats.WastedMBSeconds, res.Stats.LeasesPrepared)
+	if dir := os.Getenv("FOREWARM_RECORD_HISTORIES"); dir != "" {
+		k.recordHistories(dir, map[string]string{"loop-lease-expired.json": workflows.LoopWorkflowID(app)})
+	}
 }
 
 // ClickHouse becoming unreachable (a proxy in front of it is cut for 8 s)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +27,12 @@ import (
 // requestSized serves one request of sizeMB through the serve-request
 // workflow and returns its result.
 func (k *stack) requestSized(app string, sizeMB float64) workflows.RequestResult {
+	_, res := k.requestSizedID(app, sizeMB)
+	return res
+}
+
+// requestSizedID is requestSized that also returns the workflow ID.
+func (k *stack) requestSizedID(app string, sizeMB float64) (string, workflows.RequestResult) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	in := workflows.RequestInput{RequestID: uuid.NewString(), App: app, MemoryMB: sizeMB, DiskMB: 4, ReadRatio: 0.7, WorkMS: 20}
@@ -34,7 +41,7 @@ func (k *stack) requestSized(app string, sizeMB float64) workflows.RequestResult
 	require.NoError(k.t, err)
 	var res workflows.RequestResult
 	require.NoError(k.t, run.Get(ctx, &res))
-	return res
+	return run.GetID(), res
 }
 
 // A request larger than the warm instance is served cold beside it; the
@@ -52,7 +59,7 @@ func TestLeakRequestTooLargeForTheLeaseLeavesItServing(t *testing.T) {
 	lease := k.status(app).Leases[0]
 	require.Equal(t, 16.0, lease.MemoryMB)
 
-	big := k.requestSized(app, 64)
+	bigID, big := k.requestSizedID(app, 64)
 	require.False(t, big.Warm, "a 64 MB request does not fit a 16 MB instance: %+v", big)
 	require.Equal(t, "cold", big.Outcome)
 	require.Empty(t, big.LeaseID)
@@ -70,6 +77,9 @@ func TestLeakRequestTooLargeForTheLeaseLeavesItServing(t *testing.T) {
 
 	k.stopLoop(app)
 	require.Eventually(t, func() bool { return len(k.leasesOn("only")) == 0 }, 20*time.Second, 200*time.Millisecond, "no lease left")
+	if dir := os.Getenv("FOREWARM_RECORD_HISTORIES"); dir != "" {
+		k.recordHistories(dir, map[string]string{"request-cold.json": bigID})
+	}
 }
 
 // A request that claimed a warm instance whose host then fails to serve on
@@ -190,6 +200,12 @@ func TestLeakLateReserveAfterCancelledPreparationIsRefused(t *testing.T) {
 	require.Zero(t, m.ReservedMemMB)
 	require.Positive(t, m.Tombstones)
 	require.Empty(t, k.leasesOn("only"))
+	if dir := os.Getenv("FOREWARM_RECORD_HISTORIES"); dir != "" {
+		k.recordHistories(dir, map[string]string{
+			"loop-stopped-mid-preparation.json": workflows.LoopWorkflowID(app),
+			"preparation-cancelled.json":        st.Preparing,
+		})
+	}
 }
 
 type statusWriter struct {
