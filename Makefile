@@ -17,13 +17,15 @@ down:
 	@$(LOCAL)/down.sh
 
 # The whole suite, integration tests included, then the race detector over
-# the concurrent packages (RACE_ARGS; empty skips it); KEEP=1 leaves the
+# the concurrent packages (RACE_ARGS; empty skips it) and the worker's
+# adapter unit tests (RACE_WORKER_RUN, a -run pattern); KEEP=1 leaves the
 # stack up.
 TEST_ARGS ?= ./...
-RACE_ARGS ?= ./agent/... ./hostagent ./activities
+RACE_ARGS ?= ./agent/... ./hostagent ./activities ./workflows
+RACE_WORKER_RUN ?= ^Test(Adapter|HostClients)
 test:
 	@$(LOCAL)/install.sh browser compose
-	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS); fi'
+	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS) && go test -race -count=1 -timeout 5m -run "$(RACE_WORKER_RUN)" ./worker; fi'
 
 # Beyond one machine (deploy/README.md): the store on two ClickHouse
 # replicas (one killed and caught up), the worker's end-to-end and

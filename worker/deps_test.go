@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 )
@@ -87,4 +91,33 @@ func TestAdapterAffinityScorerHoldsNoLockAcrossTheRegistry(t *testing.T) {
 	warned.mu.Lock()
 	require.Equal(t, []string{"model registry unreachable; keeping the affinity model"}, warned.msgs)
 	warned.mu.Unlock()
+}
+
+// Loops prepare on many hosts at once: the per-host clients are built and
+// shared under concurrent use (run with -race).
+func TestAdapterHostClientsUnderConcurrentUse(t *testing.T) {
+	trust, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot)})
+	require.NoError(t, err)
+	hc := newHostClients(trust, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			for j := range 50 {
+				host := fmt.Sprintf("h%d", (i+j)%8)
+				c := hc.For(host, fmt.Sprintf("http://127.0.0.1:%d", 7000+(i+j)%8))
+				if _, ok := c.(hostClient); !ok {
+					t.Errorf("client for %s is %T, want a trusted hostClient", host, c)
+				}
+				if c := hc.For(host, "http://10.0.0.1:7000"); c == nil {
+					t.Error("no client")
+				} else if _, refused := c.(refusedClient); !refused {
+					t.Errorf("plain HTTP off loopback was trusted for %s", host)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	require.Len(t, hc.byKey, 16, "one client per host and URL, built once")
 }
