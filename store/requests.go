@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,6 +74,42 @@ func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 		}
 	}
 	return s.insertColumns(ctx, "requests", requestCols, times, ns, ids, apps, volumes, sizes, reads, hosts, warm, expected, setup, work, latency, outcome)
+}
+
+// RecordedRequestIDs says which of ids app already has recorded within a
+// minute of at. The requests table keeps every row it is given, so a
+// retried write (whose first attempt may have landed before its answer
+// was lost) asks first.
+func (s *Store) RecordedRequestIDs(ctx context.Context, app string, at time.Time, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
+	out := map[uuid.UUID]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list := make([]string, len(ids))
+	for i, id := range ids {
+		list[i] = "toUUID('" + id.String() + "')" // hex and dashes only
+	}
+	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.Query(ctx, `SELECT DISTINCT request_id FROM requests
+			WHERE app = ? AND time >= toDateTime(?) AND time <= toDateTime(?) AND request_id IN (`+strings.Join(list, ", ")+`)`,
+			app, unix(at.Add(-time.Minute)), unix(at.Add(time.Minute)))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id uuid.UUID
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			out[id] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorded requests of %s: %w", app, err)
+	}
+	return out, nil
 }
 
 // Requests returns the requests of [from, to), in time order.

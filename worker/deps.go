@@ -101,12 +101,7 @@ func (d *storeDeps) RecordPreparationEvents(ctx context.Context, rows []activiti
 func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.RequestRecord) error {
 	rs := make([]store.Request, len(rows))
 	for i, r := range rows {
-		id, err := uuid.Parse(r.RequestID)
-		if err != nil {
-			// Request IDs need not be UUIDs; derive a stable one.
-			id = uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:"+r.RequestID))
-		}
-		rs[i] = store.Request{Time: r.Time, RequestID: id, App: r.App, VolumeType: r.VolumeType, SizeMB: r.SizeMB,
+		rs[i] = store.Request{Time: r.Time, RequestID: requestUUID(r.RequestID), App: r.App, VolumeType: r.VolumeType, SizeMB: r.SizeMB,
 			ReadRatio: r.ReadRatio, Host: r.Host, Warm: r.Warm, ExpectedScore: r.ExpectedScore,
 			SetupMS: r.SetupMS, WorkMS: r.WorkMS, LatencyMS: r.LatencyMS, Outcome: r.Outcome}
 	}
@@ -118,6 +113,33 @@ func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.Reques
 		d.m.Serve(r.Warm)
 	}
 	return nil
+}
+
+// requestUUID is the stored ID of a request: its own when a UUID, else
+// one derived from it (request IDs need not be UUIDs).
+func requestUUID(id string) uuid.UUID {
+	if u, err := uuid.Parse(id); err == nil {
+		return u
+	}
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:"+id))
+}
+
+// RecordedRequests says which rows are already in the requests table.
+func (d *storeDeps) RecordedRequests(ctx context.Context, rows []activities.RequestRecord) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, r := range rows {
+		id := requestUUID(r.RequestID)
+		at := r.Time
+		if at.IsZero() {
+			at = time.Now()
+		}
+		got, err := d.st.RecordedRequestIDs(ctx, r.App, at, []uuid.UUID{id})
+		if err != nil {
+			return nil, err
+		}
+		out[r.RequestID] = got[id]
+	}
+	return out, nil
 }
 
 func (d *storeDeps) RecordAdjustments(ctx context.Context, rows []activities.AdjustmentRecord) error {
