@@ -46,9 +46,11 @@ func (r *lossyRecorder) RecordedRequests(_ context.Context, rows []RequestRecord
 	return out, nil
 }
 
-func (r *lossyRecorder) RecordPredictions(context.Context, []PredictionRecord) error       { return nil }
-func (r *lossyRecorder) RecordPreparationEvents(context.Context, []PreparationEvent) error { return nil }
-func (r *lossyRecorder) RecordAdjustments(context.Context, []AdjustmentRecord) error       { return nil }
+func (r *lossyRecorder) RecordPredictions(context.Context, []PredictionRecord) error { return nil }
+func (r *lossyRecorder) RecordPreparationEvents(context.Context, []PreparationEvent) error {
+	return nil
+}
+func (r *lossyRecorder) RecordAdjustments(context.Context, []AdjustmentRecord) error { return nil }
 
 // A record whose first write landed but whose answer was lost is retried
 // without writing the request a second time.
