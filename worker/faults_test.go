@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/forewarm/forewarm/agent/api"
 	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/faults"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
@@ -227,7 +225,7 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	k.loadHistory([]string{app}, []int{2}, 600)
 	px := newProxy(t, testenv.ClickHouse(t).Addr)
 	cfg := testenv.ClickHouse(t)
-	cfg.Addr, cfg.Database = px.addr(), k.st.Database()
+	cfg.Addr, cfg.Database = px.Addr(), k.st.Database()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	ws, err := store.Open(ctx, cfg)
 	cancel()
@@ -247,7 +245,7 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	})
 
 	before := k.status(app)
-	px.cut()
+	px.Cut()
 	cutAt := time.Now()
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	_, err = ws.Predictions(ctx, cutAt.Add(-time.Hour), cutAt)
@@ -269,7 +267,7 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	})
 	time.Sleep(time.Until(cutAt.Add(8 * time.Second)))
 	during := k.status(app)
-	px.restore()
+	require.NoError(t, px.Restore())
 	require.GreaterOrEqual(t, during.Stats.Predictions-before.Stats.Predictions, 3, "the loop kept predicting while ClickHouse was unreachable")
 	require.Equal(t, before.Stats.PredictErrors, during.Stats.PredictErrors)
 	require.Zero(t, during.Stats.PreparationsFailed)
@@ -309,67 +307,12 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	require.Empty(t, k.leasesOn("only"))
 }
 
-// proxy forwards TCP to a target and can be cut (every connection closed,
-// new ones refused) and restored on the same address.
-type proxy struct {
-	t      testing.TB
-	target string
-	ln     net.Listener
-	a      string
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// newProxy puts a cuttable proxy in front of target for the test.
+func newProxy(t testing.TB, target string) *faults.Proxy {
+	p, err := faults.NewProxy(target)
 	require.NoError(t, err)
-	p := &proxy{t: t, target: target, ln: ln, a: ln.Addr().String()}
-	go p.serve(ln)
-	t.Cleanup(p.cut)
+	t.Cleanup(p.Close)
 	return p
-}
-
-func (p *proxy) addr() string { return p.a }
-
-func (p *proxy) serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(u, c); u.Close() }()
-		go func() { _, _ = io.Copy(c, u); c.Close() }()
-	}
-}
-
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *proxy) restore() {
-	ln, err := net.Listen("tcp", p.a)
-	require.NoError(p.t, err)
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go p.serve(ln)
 }
 
 // TestMain lets a test run this very binary as a worker process

@@ -56,7 +56,7 @@ func TestFaultClickHouseCutHostListLastKnown(t *testing.T) {
 	k.loadHistory(apps, []int{2, 2, 2}, 600)
 	px := newProxy(t, testenv.ClickHouse(t).Addr)
 	cfg := testenv.ClickHouse(t)
-	cfg.Addr, cfg.Database = px.addr(), k.st.Database()
+	cfg.Addr, cfg.Database = px.Addr(), k.st.Database()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	ws, err := store.Open(ctx, cfg)
 	cancel()
@@ -89,7 +89,7 @@ func TestFaultClickHouseCutHostListLastKnown(t *testing.T) {
 	require.False(t, res.Warm)
 	require.Equal(t, "only", res.Host)
 	readAt := time.Now()
-	px.cut()
+	px.Cut()
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	_, err = ws.Hosts(ctx, time.Now().Add(-time.Minute))
 	cancel()
@@ -128,7 +128,7 @@ func TestFaultClickHouseCutHostListLastKnown(t *testing.T) {
 
 	// ClickHouse back: the list is fresh, the loop prepares, and the
 	// request served during the cut is recorded once.
-	px.restore()
+	require.NoError(t, px.Restore())
 	k.waitFor("a lease for "+apps[2]+" once ClickHouse is back", 60*time.Second, func() bool { return len(k.status(apps[2]).Leases) > 0 })
 	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
