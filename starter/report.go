@@ -63,7 +63,7 @@ probability against its threshold with its leases.`,
 				return usageErr("--since %s is not before --until %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
 			}
 			if replayFile != "" {
-				return runReplayReport(cmd.Context(), g, replayFile, plotFile, plotApp, asJSON)
+				return runReplayReport(cmd.Context(), cmd.OutOrStdout(), g, replayFile, plotFile, plotApp, asJSON)
 			}
 			if plotFile != "" {
 				return usageErr("--plot draws a replayed window: give --replay")
