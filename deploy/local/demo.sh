@@ -130,7 +130,7 @@ log "${#apps[@]} loops started; replay begins at $clock_start"
 
 step "4/5 report (from ClickHouse), live against the simulator"
 sleep 3 # the last requests' records and events reach ClickHouse
-"$starter" report --since "$clock_start"
+"$starter" report --since "$clock_start" --bin 1s
 echo
 "$starter" report --replay "$STATE/replay.json" --plot "$STATE/replay.png"
 
