@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster demo bench build vet results fuzz
+.PHONY: up down test test-cluster soak demo bench build vet results fuzz
 
 up:
 	@$(LOCAL)/up.sh
@@ -34,6 +34,15 @@ test:
 # the services up.
 test-cluster:
 	@$(LOCAL)/test-cluster.sh
+
+# The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay
+# during which the worker and a host agent are SIGKILLed and restarted and
+# ClickHouse is cut for 20 s, at seeded random times; fails unless every
+# request is recorded once, no lease is left and no workflow terminated.
+# SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42".
+SOAK_ARGS ?=
+soak:
+	@$(LOCAL)/soak.sh $(SOAK_ARGS)
 
 demo:
 	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh

@@ -46,7 +46,9 @@ func (c *LastKnownHosts) LiveHosts(ctx context.Context) ([]HostInfo, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
-		if c.hosts != nil && now.Sub(c.at) < c.Fresh {
+		// An empty list is not reused: a host that registers next must
+		// not wait for it to age.
+		if len(c.hosts) > 0 && now.Sub(c.at) < c.Fresh {
 			hs, age := slices.Clone(c.hosts), now.Sub(c.at)
 			c.mu.Unlock()
 			c.observe(age, false)

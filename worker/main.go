@@ -314,6 +314,17 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 	// list read serves for HostMaxStale.
 	directory := &activities.LastKnownHosts{Source: deps, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
 		Observe: s.metrics.HostList}
+	if slices.Contains(s.Queues, "prediction") {
+		// Read the host list at once, so a ClickHouse outage soon after a
+		// restart still finds a last known one.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := directory.LiveHosts(ctx); err != nil {
+				logger.Warn("host list not read at start; the first preparation reads it", "err", err)
+			}
+		}()
+	}
 	r := &running{}
 	if slices.Contains(s.Queues, "prediction") {
 		trust, err := s.agentTrust()

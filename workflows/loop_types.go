@@ -111,10 +111,10 @@ func (p Policy) Validate() error {
 
 // ValidateFor is Validate for a loop of the given bin width: every lease
 // the loop asks a host for must live between what a host agent accepts
-// (api.MinTTL, api.MaxTTL). A lease lives from about one bin (an
-// instance kept after a cold request) to LookaheadBins+2 bins (a hold
-// over the whole lookahead, a bin of grace, and a start up to half a bin
-// ahead).
+// (api.MinTTL, api.MaxTTL). A lease lives at most a hold over the whole
+// lookahead, plus its grace (a bin, at least 5 s) and a start up to half a
+// bin ahead: LookaheadBins+2 bins bounds it for any bin of 5 s or more
+// (shorter bins cannot come near a day).
 func (p Policy) ValidateFor(bin time.Duration) error {
 	errs := []error{p.Validate(), ValidateBin(bin)}
 	if bin >= api.MinTTL {
@@ -126,9 +126,9 @@ func (p Policy) ValidateFor(bin time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// ValidateBin refuses a bin width no loop can keep leases at: the shortest
-// lease it asks for lives about one bin, and a host agent refuses a lease
-// shorter than api.MinTTL.
+// ValidateBin refuses a bin width finer than a second: the shortest lease a
+// host agent accepts (api.MinTTL), and about what the server's timers
+// resolve, so a loop cannot decide or keep leases at a finer grain.
 func ValidateBin(bin time.Duration) error {
 	if bin < api.MinTTL {
 		return fmt.Errorf("bin %v is shorter than %v, the shortest lease a host agent accepts", bin, api.MinTTL)
