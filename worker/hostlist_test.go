@@ -63,7 +63,7 @@ func TestFaultClickHouseCutHostListLastKnown(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { ws.Close() })
 	k.workerStore = ws
-	const maxStale = 15 * time.Second
+	const maxStale = 20 * time.Second
 	k.s.HostMaxStale = maxStale
 	m, err := telemetry.New()
 	require.NoError(t, err)
@@ -115,7 +115,7 @@ func TestFaultClickHouseCutHostListLastKnown(t *testing.T) {
 	err = k.startRequest(k.prefix+"-noloop2").Get(ctx, &late)
 	cancel()
 	require.Error(t, err, "a cold request past the bound fails")
-	require.Contains(t, err.Error(), "beyond the 15s it may be used for")
+	require.Contains(t, err.Error(), "beyond the 20s it may be used for")
 	require.Contains(t, err.Error(), "no host to serve")
 	k.setPaused(apps[2], false)
 	k.waitFor("the preparation of "+apps[2]+" to fail on the old list", 30*time.Second, func() bool {
@@ -124,7 +124,7 @@ func TestFaultClickHouseCutHostListLastKnown(t *testing.T) {
 	})
 	st := k.status(apps[2])
 	require.Empty(t, st.Leases)
-	require.Regexp(t, `preparation prepare/.* failed: .*host directory unreachable and the last known host list is \d+s old, beyond the 15s it may be used for`, st.LastError)
+	require.Regexp(t, `preparation prepare/.* failed: .*host directory unreachable and the last known host list is \d+s old, beyond the 20s it may be used for`, st.LastError)
 
 	// ClickHouse back: the list is fresh, the loop prepares, and the
 	// request served during the cut is recorded once.
