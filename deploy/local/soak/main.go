@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -160,9 +161,11 @@ func run(s settings) (*Result, error) {
 		return nil, err
 	}
 
-	// A database of the run's own, migrated like `starter migrate`.
+	// Names of the run's own (a rerun of a seed must not meet the loops of
+	// an earlier one), and a database migrated like `starter migrate`.
+	prefix := fmt.Sprintf("soak%d-%d", s.Seed%1_000_000, began.Unix()%100_000)
 	cfg := s.ClickHouse
-	cfg.Database = fmt.Sprintf("forewarm_soak_%d", s.Seed)
+	cfg.Database = "forewarm_" + strings.ReplaceAll(prefix, "-", "_")
 	mctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	_, err := store.Migrate(mctx, cfg)
 	cancel()
@@ -194,7 +197,6 @@ func run(s settings) (*Result, error) {
 	var rootBytes [32]byte
 	_, _ = rand.Read(rootBytes[:])
 	root := hex.EncodeToString(rootBytes[:])
-	prefix := fmt.Sprintf("soak%d", s.Seed%1_000_000)
 	predictionQ, trainingQ := prefix+"-prediction", prefix+"-training"
 
 	procs := &processes{logs: logs}
@@ -249,6 +251,13 @@ func run(s settings) (*Result, error) {
 		return nil, err
 	}
 	var loops []string
+	defer func() {
+		// A run that failed half-way leaves no loop running (a stopped
+		// loop ignores this).
+		for _, a := range loops {
+			_ = tc.TerminateWorkflow(context.Background(), workflows.LoopWorkflowID(a), "", "soak cleanup")
+		}
+	}()
 	for _, a := range hist.Apps {
 		if err := startLoop(ctx, tc, predictionQ, a.ID); err != nil {
 			return nil, err
@@ -328,7 +337,9 @@ func run(s settings) (*Result, error) {
 			loopErrs = append(loopErrs, err.Error())
 		}
 	}
-	ttl := time.Duration(workflows.DefaultPolicy().LookaheadBins+2)*bin + 5*time.Second
+	// The longest lease: a hold over the lookahead, its grace (at least
+	// 5 s) and a start half a bin ahead; then the agents' reaper.
+	ttl := time.Duration(workflows.DefaultPolicy().LookaheadBins+2)*bin + 10*time.Second
 	stoppedAt := time.Now()
 	res.LeasesLeft = leasesLeft(agents, agentURL, root)
 	for res.LeasesLeft > 0 && time.Since(stoppedAt) < ttl {
