@@ -274,12 +274,19 @@ func (l *loop) grace() time.Duration {
 
 // advance closes every bin that has ended by now: the requests observed in
 // it go into Recent. The bins the loop slept through followed its plan.
+// However many bins ended (a worker down for days), at most a window of
+// them is pushed: the rest would fall out of Recent anyway.
 func (l *loop) advance(now time.Time) {
-	for !l.NextTick.After(now) {
-		l.push(l.Pending)
-		l.Pending = 0
-		l.NextTick = l.NextTick.Add(l.Bin)
+	if l.NextTick.After(now) {
+		return
 	}
+	ended := int64(now.Sub(l.NextTick)/l.Bin) + 1
+	l.push(l.Pending)
+	l.Pending = 0
+	for range min(ended-1, int64(l.Window)) {
+		l.push(0)
+	}
+	l.NextTick = l.NextTick.Add(time.Duration(ended) * l.Bin)
 }
 
 // plannedAction is the decision of every bin the loop sleeps through: it
@@ -525,6 +532,11 @@ func (l *loop) expire(ctx workflow.Context, now time.Time) {
 // size: in the open bin, or in the closed bin they arrived in when their
 // report came late.
 func (l *loop) count(ctx workflow.Context, n, sizeMB float64, at time.Time) {
+	if l.NextTick.IsZero() {
+		// A request before the loop's first bin is open (it is still
+		// reading its history): that bin opens now.
+		l.NextTick = workflow.Now(ctx).Truncate(l.Bin).Add(l.Bin)
+	}
 	l.advance(workflow.Now(ctx))
 	open := l.NextTick.Add(-l.Bin)
 	if back := int((open.Sub(at) + l.Bin - 1) / l.Bin); l.ahead && !at.IsZero() && at.Before(open) && back <= len(l.Recent) {

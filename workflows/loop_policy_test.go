@@ -338,3 +338,32 @@ func TestClaimWaitsForThePreparationInFlight(t *testing.T) {
 		})
 	}
 }
+
+// A request that arrives while its loop is still reading its stored
+// history (no bin open yet) is answered and counted; the loop goes on. (A
+// loop once spun from year 1 to now, bin by bin, and the worker's deadlock
+// detector failed its every task.)
+func TestClaimWhileTheLoopIsStillSeeding(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartTime(t0)
+	RegisterPrediction(env)
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
+	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).After(3*time.Second).Return(activities.SeedResult{
+		Counts: []float64{0, 1, 0}, Profile: activities.AppProfile{MemoryMB: 256, ReadRatio: 0.7}, ProfileKnown: true}, nil)
+	env.RegisterActivity(&activities.Predictor{Models: oneModel{recentModel{}}})
+	fh := newFakeHosts("h1", "h2")
+	fh.mock(env)
+	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(activities.ExtendResult{Extended: true}, nil).Maybe()
+	var res ClaimUpdateResult
+	env.RegisterDelayedCallback(func() { claimNow(t, env, "early", 16, &res) }, 500*time.Millisecond)
+	var after LoopStatus
+	env.RegisterDelayedCallback(func() { after = queryState(t, env) }, 6*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "done"}) }, 6500*time.Millisecond)
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-seeding", Bin: time.Second, Policy: DefaultPolicy()})
+	require.NoError(t, env.GetWorkflowError())
+	require.False(t, res.Found, "nothing prepared yet: cold")
+	require.Equal(t, 1.0, after.Stats.Requests, "counted once")
+	require.Positive(t, after.Stats.Wakes, "the loop decides once seeded")
+	require.Equal(t, []float64{0, 1, 0, 1}, after.Recent[:4], "the early request closed into the bin it arrived in, after the seeded three")
+}

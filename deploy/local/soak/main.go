@@ -264,6 +264,16 @@ func run(s settings) (*Result, error) {
 		}
 		loops = append(loops, a.ID)
 	}
+	if err := waitFor("every loop deciding", 2*time.Minute, func() bool {
+		for _, a := range loops {
+			if st, err := loopState(ctx, tc, a); err != nil || st.Stats.Wakes == 0 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
 	logf("%d loops, 2 agents, worker on %s; logs in %s", len(loops), predictionQ, logs)
 
 	// The faults, planned from the seed over the replay.
@@ -279,7 +289,7 @@ func run(s settings) (*Result, error) {
 	logf("faults: %s", plan)
 
 	// The replay, with the faults at their times.
-	future := shapes.trace(r, now.Add(10*time.Second).Truncate(bin).Add(bin), int(s.Duration/bin))
+	future := shapes.trace(r, time.Now().UTC().Truncate(bin).Add(5*time.Second), int(s.Duration/bin))
 	var (
 		mu      sync.Mutex
 		runs    []client.WorkflowRun
@@ -504,6 +514,17 @@ func startLoop(ctx context.Context, tc client.Client, queue, app string) error {
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(app))},
 		workflows.LoopWorkflowName, workflows.LoopInput{App: app, Bin: bin, Policy: workflows.DefaultPolicy()})
 	return err
+}
+
+func loopState(ctx context.Context, tc client.Client, app string) (workflows.LoopStatus, error) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var st workflows.LoopStatus
+	v, err := tc.QueryWorkflow(qctx, workflows.LoopWorkflowID(app), "", workflows.QueryState, workflows.StateQuery{})
+	if err == nil {
+		err = v.Get(&st)
+	}
+	return st, err
 }
 
 func stopLoop(ctx context.Context, tc client.Client, app string) error {
