@@ -14,4 +14,12 @@ bindir=$STATE/soak/bin
 mkdir -p "$bindir"
 log "building worker, hostagent and soak"
 (cd "$ROOT" && go build -o "$bindir/" ./worker ./hostagent ./deploy/local/soak)
-exec "$here/with-stack.sh" "$bindir/soak" --bin "$bindir" --state "$STATE/soak" "$@"
+# The soak's one JSON line (its only standard output) is printed last,
+# after with-stack.sh has had its say.
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
+"$here/with-stack.sh" "$bindir/soak" --bin "$bindir" --state "$STATE/soak" "$@" >"$out"
+rc=$?
+cat "$out"
+exit $rc
