@@ -4,8 +4,8 @@
 //
 // A worker process, two host agent processes and a ClickHouse proxy (so
 // ClickHouse can be cut off without being stopped) serve prediction loops
-// for a few applications while a synthetic trace is replayed live through
-// the serve-request workflow. At random times — seeded, and printed — the
+// for a few applications (and two without a loop, served cold) while a
+// synthetic trace is replayed live through the serve-request workflow. At random times — seeded, and printed — the
 // worker is SIGKILLed (twice) and restarted, one host agent is SIGKILLed
 // and restarted, and ClickHouse is cut for 20 s. Then every loop is
 // stopped. The last line printed is one JSON object:
@@ -98,7 +98,7 @@ func parseFlags(args []string) (settings, error) {
 	var seed string
 	fs.StringVar(&seed, "seed", config.Env("SOAK_SEED", ""), "seed of the fault times and the trace (default: random, printed) ($SOAK_SEED)")
 	fs.DurationVar(&s.Duration, "duration", 3*time.Minute, "length of the live replay")
-	fs.IntVar(&s.Apps, "apps", 8, "applications replayed, one prediction loop each")
+	fs.IntVar(&s.Apps, "apps", 8, "applications replayed: a prediction loop for each but the last two (served cold)")
 	fs.Float64Var(&s.Rate, "rate", 3, "requests per second, all applications together")
 	fs.StringVar(&s.BinDir, "bin", "bin", "folder holding the worker and hostagent binaries")
 	fs.StringVar(&s.StateDir, "state", ".state/soak", "folder for the processes' logs and the agents' data")
@@ -123,8 +123,8 @@ func parseFlags(args []string) (settings, error) {
 	if s.Duration < 90*time.Second || s.Duration > 8*time.Minute {
 		return s, fmt.Errorf("--duration %v: must be within [1m30s, 8m] (the faults need room; the soak stays under 10 minutes)", s.Duration)
 	}
-	if s.Apps < 2 || s.Apps > 64 {
-		return s, fmt.Errorf("--apps %d: must be within [2, 64]", s.Apps)
+	if s.Apps < 3 || s.Apps > 64 {
+		return s, fmt.Errorf("--apps %d: must be within [3, 64]", s.Apps)
 	}
 	if !(s.Rate > 0 && s.Rate <= 20) {
 		return s, fmt.Errorf("--rate %v: must be within (0, 20] requests per second", s.Rate)
@@ -258,7 +258,10 @@ func run(s settings) (*Result, error) {
 			_ = tc.TerminateWorkflow(context.Background(), workflows.LoopWorkflowID(a), "", "soak cleanup")
 		}
 	}()
-	for _, a := range hist.Apps {
+	// The last two applications have no loop: each of their requests is
+	// served cold on a host ranked from the worker's host list, so every
+	// fault (the ClickHouse cut above all) also meets cold serves.
+	for _, a := range hist.Apps[:len(hist.Apps)-2] {
 		if err := startLoop(ctx, tc, predictionQ, a.ID); err != nil {
 			return nil, err
 		}
@@ -274,7 +277,7 @@ func run(s settings) (*Result, error) {
 	}); err != nil {
 		return nil, err
 	}
-	logf("%d loops, 2 agents, worker on %s; logs in %s", len(loops), predictionQ, logs)
+	logf("%d loops, %d applications without one, 2 agents, worker on %s; logs in %s", len(loops), len(hist.Apps)-len(loops), predictionQ, logs)
 
 	// The faults, planned from the seed over the replay.
 	plan, err := faults.NewPlan(s.Seed, 20*time.Second, s.Duration-15*time.Second, 12*time.Second, []faults.Fault{

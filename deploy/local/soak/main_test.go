@@ -15,7 +15,7 @@ func TestFlagsAreChecked(t *testing.T) {
 	}{
 		{[]string{"--duration", "30s"}, "--duration 30s: must be within [1m30s, 8m] (the faults need room; the soak stays under 10 minutes)"},
 		{[]string{"--seed", "abc"}, `--seed "abc": want a non-negative integer`},
-		{[]string{"--apps", "1"}, "--apps 1: must be within [2, 64]"},
+		{[]string{"--apps", "2"}, "--apps 2: must be within [3, 64]"},
 		{[]string{"--rate", "0"}, "--rate 0: must be within (0, 20] requests per second"},
 		{[]string{"extra"}, `unexpected argument "extra": soak takes only flags`},
 	} {
