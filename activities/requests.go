@@ -39,7 +39,9 @@ func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (Re
 		if err != nil {
 			return RecordRequestResult{}, fmt.Errorf("check whether request %s is recorded: %w", in.Request.RequestID, err)
 		}
-		write = !done[in.Request.RequestID]
+		if write = !done[in.Request.RequestID]; !write {
+			activity.GetLogger(ctx).Warn("request already recorded by an earlier attempt; not written again", "request", in.Request.RequestID)
+		}
 	}
 	if write {
 		if err := r.Recorder.RecordRequests(ctx, []RequestRecord{in.Request}); err != nil {

@@ -156,7 +156,8 @@ func run(s settings) (*Result, error) {
 			return nil, fmt.Errorf("--bin %s: %v (go build -o %s/ ./worker ./hostagent)", s.BinDir, err, s.BinDir)
 		}
 	}
-	logs := filepath.Join(s.StateDir, "logs")
+	logs := filepath.Join(s.StateDir, "logs") // this run's only
+	_ = os.RemoveAll(logs)
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return nil, err
 	}
@@ -413,6 +414,10 @@ func run(s settings) (*Result, error) {
 	}
 	if res.RequestsSent == 0 {
 		problems = append(problems, errors.New("no request was sent"))
+	}
+	if b, err := os.ReadFile(filepath.Join(logs, "worker.log")); err == nil {
+		logf("worker log: %d outage(s) served from the last known host list, %d retried records that found their request already stored",
+			strings.Count(string(b), "using the last known host list"), strings.Count(string(b), "already recorded by an earlier attempt"))
 	}
 	logf("done in %v", time.Since(began).Round(time.Second))
 	return res, errors.Join(problems...)
