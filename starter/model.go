@@ -13,6 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/demand"
+
 	"github.com/spf13/cobra"
 
 	"github.com/forewarm/forewarm/models"
@@ -44,7 +47,7 @@ type modelTrainOutput struct {
 	TrainUntil   time.Time                 `json:"train_until"`
 	EvalFrom     time.Time                 `json:"eval_from"`
 	EvalTo       time.Time                 `json:"eval_to"`
-	Spec         models.DemandSpec         `json:"spec"`
+	Spec         demand.Spec               `json:"spec"`
 	Epochs       int                       `json:"epochs"`
 	BestEpoch    int                       `json:"best_epoch"`
 	TrainSeqs    int                       `json:"train_sequences"`
@@ -158,10 +161,10 @@ candidate. --no-publish only trains and reports.`,
 			}
 			began := time.Now()
 			stderr := cmd.ErrOrStderr()
-			res, err := models.TrainDemand(ctx, tr, models.TrainOptions{
-				Spec:       models.DemandSpec{SeqLen: seq, Hidden: hidden},
+			res, err := demand.Train(ctx, tr, demand.TrainOptions{
+				Spec:       demand.Spec{SeqLen: seq, Hidden: hidden},
 				TrainUntil: tUntil, Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Version: vers,
-			}, func(p models.Progress) {
+			}, func(p demand.Progress) {
 				fmt.Fprintf(stderr, "epoch %d/%d batch %d/%d  train loss %.4f  val loss %.4f  %.0f seq/s\n",
 					p.Epoch, p.Epochs, p.Batch, p.Batches, p.TrainLoss, p.ValLoss, p.SeqPerSec)
 			})
@@ -174,12 +177,12 @@ candidate. --no-publish only trains and reports.`,
 				return fmt.Errorf("export %s: %w", res.Version, err)
 			}
 			// Load the exported bytes as a worker would: proves the file, not the in-memory weights.
-			d, err := models.LoadDemand(onnx, res.Meta(), !mf.NoORT)
+			d, err := demand.Load(onnx, res.Meta(), !mf.NoORT)
 			if err != nil {
 				return fmt.Errorf("load the exported model back: %w", err)
 			}
 			fmt.Fprintf(stderr, "evaluating %s on %s – %s ...\n", res.Version, tUntil.Format(time.RFC3339), tr.End().Format(time.RFC3339))
-			ev, err := models.EvaluateDemand(ctx, tr, d, models.EvalOptions{From: tUntil})
+			ev, err := demand.Evaluate(ctx, tr, d, demand.EvalOptions{From: tUntil})
 			if err != nil {
 				return err
 			}
@@ -316,11 +319,11 @@ func decideStatus(ctx context.Context, s *store.Store, want string, tr *trace.Tr
 		return "", "", fmt.Errorf("read the current champion: %w", err)
 	}
 	o.Champion = champ.Version
-	cm, err := models.LoadDemand(champ.ONNX, champ.Meta, ort)
+	cm, err := demand.Load(champ.ONNX, champ.Meta, ort)
 	if err != nil {
 		return store.StatusChampion, fmt.Sprintf("beats every baseline; champion %s cannot be loaded (%v)", champ.Version, err), nil
 	}
-	ce, err := models.EvaluateDemand(ctx, tr, cm, models.EvalOptions{From: from})
+	ce, err := demand.Evaluate(ctx, tr, cm, demand.EvalOptions{From: from})
 	if err != nil {
 		return store.StatusChampion, fmt.Sprintf("beats every baseline; champion %s cannot be evaluated here (%v)", champ.Version, err), nil
 	}
@@ -338,7 +341,7 @@ func printTrainReport(w io.Writer, o modelTrainOutput) error {
 	fmt.Fprintf(w, "held out: %s – %s, %d points, %.1f%% positive, run by %s\n\n",
 		o.EvalFrom.Format(time.RFC3339), o.EvalTo.Format(time.RFC3339), o.Model.N, 100*o.Model.Positive, o.Runtime)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	cols := []string{models.BaselineLastBin, models.BaselineFraction, models.BaselineRecency}
+	cols := []string{demand.BaselineLastBin, demand.BaselineFraction, demand.BaselineRecency}
 	fmt.Fprintf(tw, "metric\tmodel\t%s\t\n", strings.Join(cols, "\t"))
 	row := func(name string, f func(models.Metrics) float64) {
 		fmt.Fprintf(tw, "%s\t%.4f", name, f(o.Model))
@@ -428,7 +431,7 @@ func keyMetrics(m store.ModelRecord) string {
 	var parts []string
 	for _, k := range []struct{ key, label string }{
 		{"model.roc_auc", "auc"}, {"model.log_loss", "logloss"}, {"model.brier", "brier"},
-		{models.BaselineRecency + ".roc_auc", "recency-auc"}, {"mse", "mse"}, {"default.mse", "heuristic-mse"},
+		{demand.BaselineRecency + ".roc_auc", "recency-auc"}, {"mse", "mse"}, {"default.mse", "heuristic-mse"},
 	} {
 		if v, ok := m.Metrics[k.key]; ok && !math.IsNaN(v) {
 			parts = append(parts, fmt.Sprintf("%s=%.4f", k.label, v))
@@ -504,7 +507,7 @@ the heuristic and the current champion on held-out mean squared error.`,
 				}
 				defer st.Close()
 			}
-			var samples []models.AffinitySample
+			var samples []affinity.Sample
 			var source string
 			if fromStore {
 				if toT.IsZero() {
@@ -521,10 +524,10 @@ the heuristic and the current champion on held-out mean squared error.`,
 					return fmt.Errorf("%s: %d usable request outcomes, need 25 or more (serve requests with `starter replay` or `starter request`, or use --synthetic)", source, len(samples))
 				}
 			} else {
-				samples = models.SynthAffinitySamples(synthetic, seed)
+				samples = affinity.SynthSamples(synthetic, seed)
 				source = fmt.Sprintf("%d synthetic samples (seed %d)", synthetic, seed)
 			}
-			res, err := models.TrainAffinity(ctx, samples, models.AffinityTrainOptions{Epochs: epochs, Seed: seed, Version: vers})
+			res, err := affinity.Train(ctx, samples, affinity.TrainOptions{Epochs: epochs, Seed: seed, Version: vers})
 			if err != nil {
 				return fmt.Errorf("train on %s: %w", source, err)
 			}
@@ -589,7 +592,7 @@ the heuristic and the current champion on held-out mean squared error.`,
 
 // decideAffinityStatus: champion when the model beats the heuristic and the
 // current champion on the held-out samples.
-func decideAffinityStatus(ctx context.Context, s *store.Store, res *models.AffinityResult, held []models.AffinitySample, o *affinityTrainOutput) (string, string) {
+func decideAffinityStatus(ctx context.Context, s *store.Store, res *affinity.Result, held []affinity.Sample, o *affinityTrainOutput) (string, string) {
 	if res.ValMSE >= res.DefaultMSE {
 		return store.StatusCandidate, fmt.Sprintf("held-out MSE %.4f does not beat the heuristic's %.4f", res.ValMSE, res.DefaultMSE)
 	}
@@ -601,11 +604,11 @@ func decideAffinityStatus(ctx context.Context, s *store.Store, res *models.Affin
 		return store.StatusCandidate, fmt.Sprintf("beats the heuristic, but the champion cannot be read (%v)", err)
 	}
 	o.Champion = champ.Version
-	cm, err := models.LoadAffinity(champ.ONNX, champ.Meta, false)
+	cm, err := affinity.Load(champ.ONNX, champ.Meta, false)
 	if err != nil {
 		return store.StatusChampion, fmt.Sprintf("beats the heuristic; champion %s cannot be loaded (%v)", champ.Version, err)
 	}
-	in := make([]models.AffinityInput, len(held))
+	in := make([]affinity.Input, len(held))
 	for i, h := range held {
 		in[i] = h.Input
 	}

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/forewarm/forewarm/models/demand"
+
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/report"
@@ -264,7 +266,7 @@ func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid repor
 	if err := models.InitORT(g.ONNX.Lib); err != nil {
 		return simFirst, simAll, "", nil, err
 	}
-	d, err := models.LoadDemand(champ.ONNX, champ.Meta, true)
+	d, err := demand.Load(champ.ONNX, champ.Meta, true)
 	if err != nil {
 		return simFirst, simAll, "", nil, err
 	}

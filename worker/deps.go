@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/demand"
+
 	"github.com/google/uuid"
 
 	"github.com/forewarm/forewarm/activities"
@@ -194,14 +197,14 @@ func (r *registry) LoadDemand(ctx context.Context, version string) (activities.D
 	if err != nil {
 		return nil, err
 	}
-	m, err := models.LoadDemand(rec.ONNX, rec.Meta, r.useORT)
+	m, err := demand.Load(rec.ONNX, rec.Meta, r.useORT)
 	if err != nil {
 		return nil, err
 	}
 	return demandModel{m}, nil
 }
 
-type demandModel struct{ m models.Demand }
+type demandModel struct{ m demand.Model }
 
 // Close frees an ONNX Runtime session (the pure-Go model holds none).
 func (d demandModel) Close() error {
@@ -215,9 +218,9 @@ func (d demandModel) Version() string  { return d.m.Version() }
 func (d demandModel) HistoryBins() int { return d.m.Spec().HistoryBins() }
 func (d demandModel) HorizonBins() int { return d.m.Spec().Horizon }
 func (d demandModel) Predict(in []activities.DemandQuery) ([]float64, error) {
-	xs := make([]models.DemandInput, len(in))
+	xs := make([]demand.Input, len(in))
 	for i, q := range in {
-		xs[i] = models.DemandInput(q)
+		xs[i] = demand.Input(q)
 	}
 	ps, err := d.m.Predict(xs)
 	// A bad input (a bin width or spec the model was not trained for) fails
@@ -230,7 +233,7 @@ func (d demandModel) Predict(in []activities.DemandQuery) ([]float64, error) {
 }
 
 // affinityScorer scores hosts with the affinity champion from the registry
-// (checked at most every checkEvery), or with models.DefaultAffinity (the
+// (checked at most every checkEvery), or with affinity.Default (the
 // heuristic) until one is published or when it cannot be loaded.
 type affinityScorer struct {
 	st         *store.Store
@@ -240,11 +243,11 @@ type affinityScorer struct {
 	m          *telemetry.Metrics
 
 	mu      sync.Mutex
-	model   models.Affinity
+	model   affinity.Model
 	checked time.Time
 }
 
-func (a *affinityScorer) current(ctx context.Context) models.Affinity {
+func (a *affinityScorer) current(ctx context.Context) affinity.Model {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.model != nil && time.Since(a.checked) < a.checkEvery {
@@ -252,7 +255,7 @@ func (a *affinityScorer) current(ctx context.Context) models.Affinity {
 	}
 	a.checked = time.Now()
 	if a.model == nil {
-		a.model = models.DefaultAffinity()
+		a.model = affinity.Default()
 	}
 	ms, err := a.st.ListModels(ctx)
 	if err != nil {
@@ -270,8 +273,8 @@ func (a *affinityScorer) current(ctx context.Context) models.Affinity {
 	}
 	rec, err := a.st.Model(ctx, best.Version)
 	if err == nil {
-		var m models.Affinity
-		if m, err = models.LoadAffinity(rec.ONNX, rec.Meta, a.useORT); err == nil {
+		var m affinity.Model
+		if m, err = affinity.Load(rec.ONNX, rec.Meta, a.useORT); err == nil {
 			a.model = m
 			a.m.Champion(store.KindAffinity, m.Version())
 			return m
@@ -283,9 +286,9 @@ func (a *affinityScorer) current(ctx context.Context) models.Affinity {
 
 func (a *affinityScorer) Score(ctx context.Context, app activities.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {
 	m := a.current(ctx)
-	in := make([]models.AffinityInput, len(hosts))
+	in := make([]affinity.Input, len(hosts))
 	for i, h := range hosts {
-		in[i] = models.AffinityInput{VolumeType: app.VolumeType, SizeMB: app.MemoryMB, ReadRatio: app.ReadRatio, Rate: app.RatePerMin,
+		in[i] = affinity.Input{VolumeType: app.VolumeType, SizeMB: app.MemoryMB, ReadRatio: app.ReadRatio, Rate: app.RatePerMin,
 			MemoryMB: h.MemoryMB, DiskMB: h.DiskMB, CPUMilli: float64(h.CPUMilli), Speed: h.Speed,
 			CPUUtil: h.CPUUtil, MemPressure: h.MemPressure, IOLatencyMS: h.IOLatencyMS, FreeMemMB: h.FreeMemMB}
 	}

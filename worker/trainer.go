@@ -8,6 +8,9 @@ import (
 	"math"
 	"time"
 
+	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/demand"
+
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/affinitydata"
@@ -57,8 +60,8 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 		return activities.TrainedModel{}, fmt.Errorf("%w: %d apps × %d bins in %v..%v", activities.ErrNotEnoughData, len(tr.Apps), tr.Bins, spec.From, spec.To)
 	}
 	holdout := tr.BinStart(int(float64(tr.Bins) * (1 - t.holdoutFraction)))
-	opt := models.TrainOptions{TrainUntil: holdout, Epochs: spec.Epochs, Seed: uint64(spec.Seed), Checkpoint: resume, Samples: t.samples, Logger: t.log}
-	res, err := models.TrainDemand(ctx, tr, opt, func(p models.Progress) {
+	opt := demand.TrainOptions{TrainUntil: holdout, Epochs: spec.Epochs, Seed: uint64(spec.Seed), Checkpoint: resume, Samples: t.samples, Logger: t.log}
+	res, err := demand.Train(ctx, tr, opt, func(p demand.Progress) {
 		loss := p.TrainLoss
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			loss = 0
@@ -74,11 +77,11 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 	if err != nil {
 		return activities.TrainedModel{}, fmt.Errorf("export %s: %w", res.Version, err)
 	}
-	cand, err := models.LoadDemand(onnx, res.Meta(), t.useORT)
+	cand, err := demand.Load(onnx, res.Meta(), t.useORT)
 	if err != nil {
 		return activities.TrainedModel{}, fmt.Errorf("load the exported %s: %w", res.Version, err)
 	}
-	eval, err := models.EvaluateDemand(ctx, tr, cand, models.EvalOptions{From: holdout})
+	eval, err := demand.Evaluate(ctx, tr, cand, demand.EvalOptions{From: holdout})
 	if err != nil {
 		return activities.TrainedModel{}, fmt.Errorf("evaluate candidate %s: %w", res.Version, err)
 	}
@@ -95,9 +98,9 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 		return activities.TrainedModel{}, fmt.Errorf("read the champion: %w", err)
 	default:
 		out.Champion = champ.Version
-		cm, lerr := models.LoadDemand(champ.ONNX, champ.Meta, t.useORT)
+		cm, lerr := demand.Load(champ.ONNX, champ.Meta, t.useORT)
 		if lerr == nil {
-			ce, eerr := models.EvaluateDemand(ctx, tr, cm, models.EvalOptions{From: holdout})
+			ce, eerr := demand.Evaluate(ctx, tr, cm, demand.EvalOptions{From: holdout})
 			if eerr == nil {
 				out.ChampionMetrics = metricMap(*ce.Model)
 			} else {
@@ -140,7 +143,7 @@ func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, 
 	if len(samples) < 50 {
 		return activities.TrainedModel{}, fmt.Errorf("%w: %d affinity samples (served requests on known hosts), 50 needed", activities.ErrNotEnoughData, len(samples))
 	}
-	res, err := models.TrainAffinity(ctx, samples, models.AffinityTrainOptions{Seed: uint64(spec.Seed)})
+	res, err := affinity.Train(ctx, samples, affinity.TrainOptions{Seed: uint64(spec.Seed)})
 	if err != nil {
 		return activities.TrainedModel{}, err
 	}
@@ -172,12 +175,12 @@ func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, 
 	return out, nil
 }
 
-func heldOutMSE(champ store.ModelRecord, held []models.AffinitySample) (float64, error) {
-	m, err := models.LoadAffinity(champ.ONNX, champ.Meta, false)
+func heldOutMSE(champ store.ModelRecord, held []affinity.Sample) (float64, error) {
+	m, err := affinity.Load(champ.ONNX, champ.Meta, false)
 	if err != nil {
 		return 0, err
 	}
-	in := make([]models.AffinityInput, len(held))
+	in := make([]affinity.Input, len(held))
 	for i, h := range held {
 		in[i] = h.Input
 	}

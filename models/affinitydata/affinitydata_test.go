@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store"
 )
 
@@ -38,7 +38,7 @@ func TestJoin(t *testing.T) {
 	if obs[3].Input.CPUUtil != 0 || !obs[2].Failed || obs[3].Failed {
 		t.Errorf("stale metrics must stay zero, failure flagged: %+v / %+v", obs[2], obs[3])
 	}
-	samples := models.AffinitySamples(obs)
+	samples := affinity.Samples(obs)
 	want := []float64{1, 0.5, 0, 1} // usual = median(100, 200, 100) = 100; time order: t0, +40s, +3m failed, +1h
 	if len(samples) != 4 {
 		t.Fatalf("samples %+v", samples)

@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/forewarm/forewarm/models"
 )
 
 func TestLoadDemandRefusesIncompatible(t *testing.T) {
@@ -22,14 +24,14 @@ func TestLoadDemandRefusesIncompatible(t *testing.T) {
 
 	futureSpec := *res
 	futureSpec.Spec.Format = "forewarm.demand/v99"
-	future, _ := exportDemandONNX(res.model, demandMeta{Kind: KindDemand, Version: "v99", Spec: futureSpec.Spec})
+	future, _ := exportONNX(res.model, meta{Kind: models.KindDemand, Version: "v99", Spec: futureSpec.Spec})
 	fewer := *res
 	fewer.Spec.Features = fewer.Spec.Features[:5]
-	fewerBytes, _ := exportDemandONNX(res.model, demandMeta{Kind: KindDemand, Version: "v5", Spec: fewer.Spec})
-	wrongKind, _ := exportDemandONNX(res.model, demandMeta{Kind: KindAffinity, Version: "vk", Spec: res.Spec})
+	fewerBytes, _ := exportONNX(res.model, meta{Kind: models.KindDemand, Version: "v5", Spec: fewer.Spec})
+	wrongKind, _ := exportONNX(res.model, meta{Kind: models.KindAffinity, Version: "vk", Spec: res.Spec})
 	bigger := res.Spec
 	bigger.Hidden = 9
-	wrongShape, _ := exportDemandONNX(res.model, demandMeta{Kind: KindDemand, Version: "vs", Spec: bigger})
+	wrongShape, _ := exportONNX(res.model, meta{Kind: models.KindDemand, Version: "vs", Spec: bigger})
 
 	cases := []struct {
 		name  string
@@ -48,16 +50,16 @@ func TestLoadDemandRefusesIncompatible(t *testing.T) {
 		{"meta not JSON", good, "{", "JSON"},
 	}
 	for _, c := range cases {
-		_, err := LoadDemand(c.onnx, c.meta, false)
+		_, err := Load(c.onnx, c.meta, false)
 		if err == nil {
 			t.Errorf("%s: accepted", c.name)
 			continue
 		}
-		if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), c.words) {
-			t.Errorf("%s: error %q, want ErrIncompatible mentioning %q", c.name, err, c.words)
+		if !errors.Is(err, models.ErrIncompatible) || !strings.Contains(err.Error(), c.words) {
+			t.Errorf("%s: error %q, want models.ErrIncompatible mentioning %q", c.name, err, c.words)
 		}
 	}
-	if _, err := LoadDemand(good, res.Meta(), false); err != nil {
+	if _, err := Load(good, res.Meta(), false); err != nil {
 		t.Errorf("good model refused: %v", err)
 	}
 }
@@ -65,20 +67,20 @@ func TestLoadDemandRefusesIncompatible(t *testing.T) {
 func TestPredictRefusesBadInput(t *testing.T) {
 	res, in := randomDemand(t, 8, 6)
 	d := res.Model()
-	mk := func(f func(*DemandInput)) []DemandInput {
+	mk := func(f func(*Input)) []Input {
 		x := in[0]
 		x.Counts = append([]float64(nil), x.Counts...)
 		f(&x)
-		return []DemandInput{in[1], x}
+		return []Input{in[1], x}
 	}
-	cases := map[string][]DemandInput{
-		"Counts": mk(func(x *DemandInput) { x.Counts[0] = math.Inf(1) }),
-		"Bin":    mk(func(x *DemandInput) { x.Bin = time.Second }),
-		"Next":   mk(func(x *DemandInput) { x.Next = time.Time{} }),
+	cases := map[string][]Input{
+		"Counts": mk(func(x *Input) { x.Counts[0] = math.Inf(1) }),
+		"Bin":    mk(func(x *Input) { x.Bin = time.Second }),
+		"Next":   mk(func(x *Input) { x.Next = time.Time{} }),
 	}
 	for field, batch := range cases {
 		_, err := d.Predict(batch)
-		var ie *InputError
+		var ie *models.InputError
 		if !errors.As(err, &ie) || ie.Field != field || ie.Index != 1 {
 			t.Errorf("%s: error %v, want an InputError for input 1 field %s", field, err, field)
 		}
@@ -96,7 +98,7 @@ func TestPredictRefusesBadInput(t *testing.T) {
 		t.Error("NaN feature accepted")
 	}
 	// Short and empty histories are fine: missing bins are idle.
-	p, err := d.Predict([]DemandInput{{Next: in[0].Next, Bin: time.Minute}, {Counts: []float64{3}, Next: in[0].Next}})
+	p, err := d.Predict([]Input{{Next: in[0].Next, Bin: time.Minute}, {Counts: []float64{3}, Next: in[0].Next}})
 	if err != nil || len(p) != 2 || !(p[0] > 0 && p[0] < 1) {
 		t.Errorf("short histories: %v %v", p, err)
 	}
@@ -104,14 +106,14 @@ func TestPredictRefusesBadInput(t *testing.T) {
 
 // Features are what the spec says at the step that matters most: the last one.
 func TestEncodeLastStep(t *testing.T) {
-	spec := DefaultDemandSpec(time.Minute)
+	spec := DefaultSpec(time.Minute)
 	T, F := spec.SeqLen, spec.NumFeatures()
 	x := make([]float32, T*F)
 	counts := make([]float64, 100)
 	counts[90] = 4 // last request 9 bins before next
 	next := time.Date(2024, 1, 1, 6, 0, 0, 0, time.UTC)
 	spec.TimeOfDay = true
-	if err := spec.Encode(x, DemandInput{Counts: counts, Next: next, Bin: time.Minute}, 0); err != nil {
+	if err := spec.Encode(x, Input{Counts: counts, Next: next, Bin: time.Minute}, 0); err != nil {
 		t.Fatal(err)
 	}
 	last := x[(T-1)*F:]
@@ -141,7 +143,7 @@ func TestEncodeLastStep(t *testing.T) {
 // The hazard reads an application's idle times: a timer every 10 bins is
 // due after 9 idle bins, not before.
 func TestHazardOfATimer(t *testing.T) {
-	spec := DefaultDemandSpec(time.Minute)
+	spec := DefaultSpec(time.Minute)
 	counts := make([]float64, 200)
 	for b := 0; b < 200; b += 10 {
 		counts[b] = 1
@@ -170,45 +172,12 @@ func TestHazardOfATimer(t *testing.T) {
 	// In the encoding, the last step of a sequence ending 9 idle bins after
 	// a request carries hazard(9).
 	x := make([]float32, spec.SeqLen*spec.NumFeatures())
-	if err := spec.Encode(x, DemandInput{Counts: counts, Next: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, 0); err != nil {
+	if err := spec.Encode(x, Input{Counts: counts, Next: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	last := x[(spec.SeqLen-1)*spec.NumFeatures():]
 	h := NewIdleTimes(counts, spec.GapCap, spec.Hazard).Hazard(9)
 	if math.Abs(float64(last[9])-h) > 1e-6 || h < 0.9 {
 		t.Errorf("hazard feature %v, want %v (high)", last[9], h)
-	}
-}
-
-func TestGroupsAndCalibration(t *testing.T) {
-	busy := make([]float64, 100)
-	timer := make([]float64, 200)
-	rare := make([]float64, 200)
-	for i := range busy {
-		busy[i] = float64(i % 2)
-	}
-	for i := 0; i < 200; i += 15 {
-		timer[i] = 1
-	}
-	rare[10], rare[150] = 1, 1
-	for name, c := range map[string][]float64{GroupBusy: busy, GroupPeriodic: timer, GroupSparse: rare} {
-		if got := GroupOf(c); got != name {
-			t.Errorf("GroupOf(%s) = %s", name, got)
-		}
-	}
-	p := []float64{0.0005, 0.0005, 0.02, 0.02, 0.5, 0.5, 1}
-	y := []bool{false, false, false, true, true, false, true}
-	c, err := Calibrate(p, y)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []Reliability{{0.001, 2, 0.0005, 0}, {0.01, 0, 0, 0}, {0.03, 2, 0.02, 0.5}, {0.1, 0, 0, 0}, {0.3, 0, 0, 0}, {1, 3, 2.0 / 3, 2.0 / 3}}
-	for i, r := range c.Reliability {
-		if r.UpTo != want[i].UpTo || r.N != want[i].N || math.Abs(r.MeanP-want[i].MeanP) > 1e-12 || math.Abs(r.Observed-want[i].Observed) > 1e-12 {
-			t.Errorf("bin %d: %+v, want %+v", i, r, want[i])
-		}
-	}
-	if c.Metrics.N != 7 || math.Abs(c.MeanP-(0.001+0.04+1+1)/7) > 1e-12 {
-		t.Errorf("calibration %+v", c)
 	}
 }

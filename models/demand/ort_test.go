@@ -1,6 +1,6 @@
 //go:build cgo
 
-package models
+package demand
 
 import (
 	"errors"
@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/forewarm/forewarm/internal/testenv"
+	"github.com/forewarm/forewarm/models"
 )
 
 func initORT(t testing.TB) {
 	t.Helper()
 	lib := testenv.ORTLib(t)
-	if err := InitORT(lib); err != nil {
+	if err := models.InitORT(lib); err != nil {
 		testenv.Missing(t, "ONNX Runtime", err)
 	}
 }
@@ -25,12 +26,12 @@ func TestORTMatchesGoForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ortModel, err := LoadDemand(b, res.Meta(), true)
+	ortModel, err := Load(b, res.Meta(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ortModel.(interface{ Close() error }).Close()
-	goModel, err := LoadDemand(b, res.Meta(), false)
+	goModel, err := Load(b, res.Meta(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,17 +59,17 @@ func TestORTRefusesBadInput(t *testing.T) {
 	initORT(t)
 	res, in := randomDemand(t, 8, 12)
 	b, _ := res.ONNX()
-	d, err := LoadDemand(b, "", true)
+	d, err := Load(b, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bad := in[0]
 	bad.Counts = append([]float64(nil), bad.Counts...)
 	bad.Counts[3] = math.NaN()
-	if _, err := d.Predict([]DemandInput{in[1], bad}); err == nil {
+	if _, err := d.Predict([]Input{in[1], bad}); err == nil {
 		t.Fatal("NaN count accepted")
 	} else {
-		var ie *InputError
+		var ie *models.InputError
 		if !errors.As(err, &ie) || ie.Index != 1 || ie.Field != "Counts" {
 			t.Errorf("error %v does not name input 1's Counts", err)
 		}
@@ -78,35 +79,5 @@ func TestORTRefusesBadInput(t *testing.T) {
 	})
 	if _, err := enc.PredictEncoded(make([]float32, 10), 1); err == nil {
 		t.Fatal("wrong sequence length accepted")
-	}
-}
-
-func TestORTAffinityMatchesGo(t *testing.T) {
-	initORT(t)
-	res, samples := trainSynthAffinity(t)
-	b, err := res.ONNX()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := LoadAffinity(b, res.Meta(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.(interface{ Close() error }).Close()
-	in := make([]AffinityInput, 64)
-	for i := range in {
-		in[i] = samples[i].Input
-	}
-	for _, n := range []int{1, 64} {
-		got, err := o.Score(in[:n])
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := res.Model().Score(in[:n])
-		for i := range got {
-			if math.Abs(got[i]-want[i]) > 1e-5 {
-				t.Errorf("batch %d item %d: ORT %.7f, Go %.7f", n, i, got[i], want[i])
-			}
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package models
+package affinity
 
 import (
 	"context"
@@ -6,14 +6,17 @@ import (
 	"math"
 	"testing"
 
+	"github.com/forewarm/forewarm/models/demand"
+
 	"github.com/advancedclimatesystems/gonnx"
+	"github.com/forewarm/forewarm/models"
 	"gorgonia.org/tensor"
 )
 
-func trainSynthAffinity(t *testing.T) (*AffinityResult, []AffinitySample) {
+func trainSynthAffinity(t *testing.T) (*Result, []Sample) {
 	t.Helper()
-	samples := SynthAffinitySamples(2000, 1)
-	res, err := TrainAffinity(context.Background(), samples, AffinityTrainOptions{Epochs: 25, Seed: 1, Version: "aff-test"})
+	samples := SynthSamples(2000, 1)
+	res, err := Train(context.Background(), samples, TrainOptions{Epochs: 25, Seed: 1, Version: "aff-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,12 +39,12 @@ func TestAffinityExportAgreesWithGonnx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := LoadAffinity(b, res.Meta(), false)
+	loaded, err := Load(b, res.Meta(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 16
-	in := make([]AffinityInput, n)
+	in := make([]Input, n)
 	for i := range in {
 		in[i] = samples[i].Input
 	}
@@ -57,10 +60,10 @@ func TestAffinityExportAgreesWithGonnx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	F := len(affinityFeatures)
+	F := len(features)
 	x := make([]float32, n*F)
 	for i := range in {
-		if err := encodeAffinity(x[i*F:(i+1)*F], in[i], i); err != nil {
+		if err := encode(x[i*F:(i+1)*F], in[i], i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,43 +80,43 @@ func TestAffinityExportAgreesWithGonnx(t *testing.T) {
 }
 
 func TestAffinityRefusesBadInput(t *testing.T) {
-	good := SynthAffinitySamples(1, 2)[0].Input
+	good := SynthSamples(1, 2)[0].Input
 	bad := good
 	bad.CPUUtil = math.NaN()
-	for name, a := range map[string]Affinity{"default": DefaultAffinity()} {
-		_, err := a.Score([]AffinityInput{good, bad})
-		var ie *InputError
+	for name, a := range map[string]Model{"default": Default()} {
+		_, err := a.Score([]Input{good, bad})
+		var ie *models.InputError
 		if !errors.As(err, &ie) || ie.Index != 1 || ie.Field != "CPUUtil" {
 			t.Errorf("%s: %v, want an InputError for input 1 CPUUtil", name, err)
 		}
 	}
-	if _, err := TrainAffinity(context.Background(), SynthAffinitySamples(10, 1), AffinityTrainOptions{}); err == nil {
+	if _, err := Train(context.Background(), SynthSamples(10, 1), TrainOptions{}); err == nil {
 		t.Error("10 samples accepted for training")
 	}
 	res, _ := trainSynthAffinity(t)
 	b, _ := res.ONNX()
-	if _, err := LoadDemand(b, "", false); !errors.Is(err, ErrIncompatible) {
+	if _, err := demand.Load(b, "", false); !errors.Is(err, models.ErrIncompatible) {
 		t.Errorf("affinity file loaded as a demand model: %v", err)
 	}
-	if _, err := LoadAffinity(b[:len(b)-7], "", false); !errors.Is(err, ErrIncompatible) {
+	if _, err := Load(b[:len(b)-7], "", false); !errors.Is(err, models.ErrIncompatible) {
 		t.Errorf("truncated affinity file: %v", err)
 	}
 }
 
 func TestDefaultAffinityRanksSensibly(t *testing.T) {
-	base := AffinityInput{VolumeType: "ssd", SizeMB: 256, ReadRatio: 0.5, MemoryMB: 8192, Speed: 1, FreeMemMB: 4096}
+	base := Input{VolumeType: "ssd", SizeMB: 256, ReadRatio: 0.5, MemoryMB: 8192, Speed: 1, FreeMemMB: 4096}
 	busy := base
 	busy.CPUUtil, busy.MemPressure, busy.IOLatencyMS = 0.9, 0.8, 50
 	full := base
 	full.FreeMemMB = 100
-	s, err := DefaultAffinity().Score([]AffinityInput{base, busy, full})
+	s, err := Default().Score([]Input{base, busy, full})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !(s[0] > s[1] && s[1] > s[2] && s[2] == 0 && s[0] <= 1) {
 		t.Errorf("scores idle %.3f busy %.3f full %.3f: want idle > busy > full = 0", s[0], s[1], s[2])
 	}
-	samples := AffinitySamples([]AffinityObservation{
+	samples := Samples([]Observation{
 		{App: "a", LatencyMS: 100}, {App: "a", LatencyMS: 200}, {App: "a", LatencyMS: 50}, {App: "b", LatencyMS: -1},
 	})
 	if len(samples) != 3 || samples[0].Target != 1 || samples[1].Target != 0.5 || samples[2].Target != 1 {

@@ -1,8 +1,7 @@
-package models
+package affinity
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,10 +11,11 @@ import (
 	"time"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/forewarm/forewarm/models"
 )
 
-// AffinityInput is one (application, host) pair to score.
-type AffinityInput struct {
+// Input is one (application, host) pair to score.
+type Input struct {
 	// Application profile.
 	VolumeType string  // "ssd", "hdd", "memory", "network"; anything else is "other"
 	SizeMB     float64 // memory the application needs
@@ -29,43 +29,43 @@ type AffinityInput struct {
 	FreeMemMB                  float64
 }
 
-// Affinity scores how well each host will serve its application, 0..1:
+// Model scores how well each host will serve its application, 0..1:
 // the expected min(1, usual latency / latency there), the same scale as an
 // observed performance score. Safe for concurrent use.
-type Affinity interface {
-	Score(in []AffinityInput) ([]float64, error)
+type Model interface {
+	Score(in []Input) ([]float64, error)
 	Version() string
 }
 
-// AffinityFormat names the affinity feature encoding of this build.
-const AffinityFormat = "forewarm.affinity/v1"
+// Format names the affinity feature encoding of this build.
+const Format = "forewarm.affinity/v1"
 
-var affinityVolumeTypes = []string{"ssd", "hdd", "memory", "network"}
+var volumeTypes = []string{"ssd", "hdd", "memory", "network"}
 
-var affinityFeatures = []string{
+var features = []string{
 	"vol_ssd", "vol_hdd", "vol_memory", "vol_network", "vol_other",
 	"log_size", "read_ratio", "log_rate",
 	"log_host_memory", "log_host_disk", "host_cpu", "host_speed",
 	"cpu_util", "mem_pressure", "log_io_latency", "fit",
 }
 
-// AffinitySpec is the encoding and network shape, stored with the model.
-type AffinitySpec struct {
+// Spec is the encoding and network shape, stored with the model.
+type Spec struct {
 	Format   string   `json:"format"`
 	Features []string `json:"features"`
 	Hidden   []int    `json:"hidden"`
 }
 
-func defaultAffinitySpec() AffinitySpec {
-	return AffinitySpec{Format: AffinityFormat, Features: slices.Clone(affinityFeatures), Hidden: []int{32, 16}}
+func defaultSpec() Spec {
+	return Spec{Format: Format, Features: slices.Clone(features), Hidden: []int{32, 16}}
 }
 
-func (s AffinitySpec) validate() error {
-	if s.Format != AffinityFormat {
-		return fmt.Errorf("affinity spec format %q is not supported (this build speaks %q)", s.Format, AffinityFormat)
+func (s Spec) validate() error {
+	if s.Format != Format {
+		return fmt.Errorf("affinity spec format %q is not supported (this build speaks %q)", s.Format, Format)
 	}
-	if !slices.Equal(s.Features, affinityFeatures) {
-		return fmt.Errorf("affinity spec features %v do not match this build's %v", s.Features, affinityFeatures)
+	if !slices.Equal(s.Features, features) {
+		return fmt.Errorf("affinity spec features %v do not match this build's %v", s.Features, features)
 	}
 	if len(s.Hidden) == 0 || slices.ContainsFunc(s.Hidden, func(h int) bool { return h < 1 || h > 4096 }) {
 		return fmt.Errorf("affinity spec hidden layers %v invalid", s.Hidden)
@@ -74,7 +74,7 @@ func (s AffinitySpec) validate() error {
 }
 
 // encode validates one input and writes its features.
-func encodeAffinity(dst []float32, in AffinityInput, index int) error {
+func encode(dst []float32, in Input, index int) error {
 	nums := []struct {
 		name string
 		v    float64
@@ -87,14 +87,14 @@ func encodeAffinity(dst []float32, in AffinityInput, index int) error {
 		{"IOLatencyMS", in.IOLatencyMS, 0, math.Inf(1)}, {"FreeMemMB", in.FreeMemMB, 0, math.Inf(1)},
 	}
 	for _, n := range nums {
-		if !finite(n.v) || n.v < n.lo || n.v > n.hi {
-			return &InputError{Index: index, Field: n.name, Msg: fmt.Sprintf("%v is not a finite number in [%v, %v]", n.v, n.lo, n.hi)}
+		if !models.Finite(n.v) || n.v < n.lo || n.v > n.hi {
+			return &models.InputError{Kind: models.KindAffinity, Index: index, Field: n.name, Msg: fmt.Sprintf("%v is not a finite number in [%v, %v]", n.v, n.lo, n.hi)}
 		}
 	}
 	clear(dst)
-	vt := slices.Index(affinityVolumeTypes, strings.ToLower(in.VolumeType))
+	vt := slices.Index(volumeTypes, strings.ToLower(in.VolumeType))
 	if vt < 0 {
-		vt = len(affinityVolumeTypes)
+		vt = len(volumeTypes)
 	}
 	dst[vt] = 1
 	dst[5] = float32(math.Log1p(in.SizeMB) / 10)
@@ -112,21 +112,21 @@ func encodeAffinity(dst []float32, in AffinityInput, index int) error {
 	return nil
 }
 
-// DefaultAffinity scores by a fixed rule until a trained model exists: the
+// Default scores by a fixed rule until a trained model exists: the
 // host's speed (capped at 1) reduced by CPU load, memory pressure and I/O
 // latency, and 0 where the application's memory does not fit (FreeMemMB 0
 // means unknown).
-func DefaultAffinity() Affinity { return defaultAffinity{} }
+func Default() Model { return defaultAffinity{} }
 
 type defaultAffinity struct{}
 
 func (defaultAffinity) Version() string { return "heuristic-v1" }
 
-func (defaultAffinity) Score(in []AffinityInput) ([]float64, error) {
+func (defaultAffinity) Score(in []Input) ([]float64, error) {
 	out := make([]float64, len(in))
-	x := make([]float32, len(affinityFeatures))
+	x := make([]float32, len(features))
 	for i, a := range in {
-		if err := encodeAffinity(x, a, i); err != nil {
+		if err := encode(x, a, i); err != nil {
 			return nil, err
 		}
 		speed := a.Speed
@@ -142,24 +142,24 @@ func (defaultAffinity) Score(in []AffinityInput) ([]float64, error) {
 	return out, nil
 }
 
-// AffinitySample is an observed outcome: Target is the performance score
+// Sample is an observed outcome: Target is the performance score
 // min(1, usual latency / observed latency) of a request served on the host.
-type AffinitySample struct {
-	Input  AffinityInput
+type Sample struct {
+	Input  Input
 	Target float64
 }
 
-// AffinityObservation is one served request, for AffinitySamples.
-type AffinityObservation struct {
+// Observation is one served request, for AffinitySamples.
+type Observation struct {
 	App       string
-	Input     AffinityInput
+	Input     Input
 	LatencyMS float64 // the work's duration on the host (not cold-start setup)
 	Failed    bool    // the host failed the request: target 0
 }
 
-// AffinityTarget is the performance score of one request: 1 when it was as
+// Target is the performance score of one request: 1 when it was as
 // fast as usual or faster, usual/observed when slower.
-func AffinityTarget(usualMS, observedMS float64) float64 {
+func Target(usualMS, observedMS float64) float64 {
 	if usualMS <= 0 || observedMS <= 0 {
 		return 1
 	}
@@ -170,10 +170,10 @@ func AffinityTarget(usualMS, observedMS float64) float64 {
 // application's median latency (of successful requests) as its usual.
 // Failed requests score 0; successful ones with a non-positive or
 // non-finite latency are dropped.
-func AffinitySamples(obs []AffinityObservation) []AffinitySample {
+func Samples(obs []Observation) []Sample {
 	byApp := map[string][]float64{}
 	for _, o := range obs {
-		if !o.Failed && finite(o.LatencyMS) && o.LatencyMS > 0 {
+		if !o.Failed && models.Finite(o.LatencyMS) && o.LatencyMS > 0 {
 			byApp[o.App] = append(byApp[o.App], o.LatencyMS)
 		}
 	}
@@ -182,30 +182,30 @@ func AffinitySamples(obs []AffinityObservation) []AffinitySample {
 		sort.Float64s(ls)
 		usual[app] = ls[len(ls)/2]
 	}
-	var out []AffinitySample
+	var out []Sample
 	for _, o := range obs {
 		if o.Failed {
-			out = append(out, AffinitySample{Input: o.Input, Target: 0})
+			out = append(out, Sample{Input: o.Input, Target: 0})
 			continue
 		}
-		if u, ok := usual[o.App]; ok && finite(o.LatencyMS) && o.LatencyMS > 0 {
-			out = append(out, AffinitySample{Input: o.Input, Target: AffinityTarget(u, o.LatencyMS)})
+		if u, ok := usual[o.App]; ok && models.Finite(o.LatencyMS) && o.LatencyMS > 0 {
+			out = append(out, Sample{Input: o.Input, Target: Target(u, o.LatencyMS)})
 		}
 	}
 	return out
 }
 
-// SynthAffinitySamples makes n samples from a hidden rule that the default
+// SynthSamples makes n samples from a hidden rule that the default
 // heuristic only approximates: write-heavy applications on disk volumes
 // suffer from I/O latency far more than readers, large applications suffer
 // from memory pressure, and speed matters for CPU-bound (high-rate) ones.
 // For tests and demos.
-func SynthAffinitySamples(n int, seed uint64) []AffinitySample {
+func SynthSamples(n int, seed uint64) []Sample {
 	rng := rand.New(rand.NewPCG(seed, 77))
-	out := make([]AffinitySample, n)
+	out := make([]Sample, n)
 	for i := range out {
-		in := AffinityInput{
-			VolumeType:  affinityVolumeTypes[rng.IntN(len(affinityVolumeTypes))],
+		in := Input{
+			VolumeType:  volumeTypes[rng.IntN(len(volumeTypes))],
 			SizeMB:      math.Exp(3 + 4*rng.Float64()),
 			ReadRatio:   rng.Float64(),
 			Rate:        math.Exp(4*rng.Float64()) - 1,
@@ -231,7 +231,7 @@ func SynthAffinitySamples(n int, seed uint64) []AffinitySample {
 			slow *= 3 // swapping or evicting
 		}
 		slow *= math.Exp(0.1 * rng.NormFloat64())
-		out[i] = AffinitySample{Input: in, Target: AffinityTarget(1, math.Max(slow, 1e-3))}
+		out[i] = Sample{Input: in, Target: Target(1, math.Max(slow, 1e-3))}
 	}
 	return out
 }
@@ -329,8 +329,8 @@ func (m *mlp) backward(acts [][]float32, dlogit float32, grad *mlp, delta [][]fl
 	}
 }
 
-// AffinityTrainOptions configures TrainAffinity.
-type AffinityTrainOptions struct {
+// TrainOptions configures Train.
+type TrainOptions struct {
 	Epochs      int     // default 60
 	BatchSize   int     // default 64
 	LR          float64 // default 3e-3
@@ -339,54 +339,49 @@ type AffinityTrainOptions struct {
 	Version     string // default "affinity-<UTC timestamp>"
 }
 
-// AffinityResult is a trained affinity model with its held-out metrics.
-type AffinityResult struct {
+// Result is a trained affinity model with its held-out metrics.
+type Result struct {
 	Version    string
-	Spec       AffinitySpec
+	Spec       Spec
 	TrainN     int
 	ValN       int
 	ValMSE     float64 // mean squared error of the score on held-out samples
-	DefaultMSE float64 // the DefaultAffinity heuristic on the same samples
+	DefaultMSE float64 // the Default heuristic on the same samples
 	MeanMSE    float64 // predicting the training mean
 	model      *mlp
 }
 
 // Metrics are the registry metrics.
-func (r *AffinityResult) Metrics() map[string]float64 {
+func (r *Result) Metrics() map[string]float64 {
 	return map[string]float64{"mse": r.ValMSE, "default.mse": r.DefaultMSE, "mean.mse": r.MeanMSE,
 		"train.samples": float64(r.TrainN), "val.samples": float64(r.ValN)}
 }
 
 // Model returns the pure-Go scorer.
-func (r *AffinityResult) Model() Affinity { return &goAffinity{m: r.model, version: r.Version} }
+func (r *Result) Model() Model { return &goAffinity{m: r.model, version: r.Version} }
 
-type affinityMeta struct {
-	Kind    string       `json:"kind"`
-	Version string       `json:"version"`
-	Spec    AffinitySpec `json:"spec"`
-}
+type meta = models.Meta[Spec]
 
 // Meta is the registry description (JSON).
-func (r *AffinityResult) Meta() string {
-	b, _ := json.Marshal(affinityMeta{Kind: KindAffinity, Version: r.Version, Spec: r.Spec})
-	return string(b)
+func (r *Result) Meta() string {
+	return meta{Kind: models.KindAffinity, Version: r.Version, Spec: r.Spec}.String()
 }
 
 // ONNX exports Gemm -> Relu -> ... -> Gemm -> Sigmoid.
-func (r *AffinityResult) ONNX() ([]byte, error) {
+func (r *Result) ONNX() ([]byte, error) {
 	m := r.model
 	g := &onnx.GraphProto{Name: "forewarm_affinity",
-		Input:  []*onnx.ValueInfoProto{valueInfo(affinityInput, "batch", m.sizes[0])},
-		Output: []*onnx.ValueInfoProto{valueInfo(affinityOutput, "batch", 1)}}
+		Input:  []*onnx.ValueInfoProto{models.ValueInfo(affinityInput, "batch", m.sizes[0])},
+		Output: []*onnx.ValueInfoProto{models.ValueInfo(affinityOutput, "batch", 1)}}
 	cur := affinityInput
 	for l := range m.W {
 		w, b := fmt.Sprintf("W%d", l), fmt.Sprintf("B%d", l)
 		g.Initializer = append(g.Initializer,
-			floatTensor(w, []int64{int64(m.sizes[l+1]), int64(m.sizes[l])}, m.W[l]),
-			floatTensor(b, []int64{int64(m.sizes[l+1])}, m.B[l]))
+			models.FloatTensor(w, []int64{int64(m.sizes[l+1]), int64(m.sizes[l])}, m.W[l]),
+			models.FloatTensor(b, []int64{int64(m.sizes[l+1])}, m.B[l]))
 		z := fmt.Sprintf("z%d", l)
 		g.Node = append(g.Node, &onnx.NodeProto{Name: "gemm" + fmt.Sprint(l), OpType: "Gemm", Input: []string{cur, w, b}, Output: []string{z},
-			Attribute: []*onnx.AttributeProto{intAttr("transB", 1)}})
+			Attribute: []*onnx.AttributeProto{models.IntAttr("transB", 1)}})
 		if l+1 < len(m.W) {
 			a := fmt.Sprintf("a%d", l)
 			g.Node = append(g.Node, &onnx.NodeProto{Name: "relu" + fmt.Sprint(l), OpType: "Relu", Input: []string{z}, Output: []string{a}})
@@ -395,7 +390,7 @@ func (r *AffinityResult) ONNX() ([]byte, error) {
 			g.Node = append(g.Node, &onnx.NodeProto{Name: "sigmoid", OpType: "Sigmoid", Input: []string{z}, Output: []string{affinityOutput}})
 		}
 	}
-	return newModelProto(g, affinityMeta{Kind: KindAffinity, Version: r.Version, Spec: r.Spec})
+	return models.MarshalModel(g, meta{Kind: models.KindAffinity, Version: r.Version, Spec: r.Spec})
 }
 
 const (
@@ -403,10 +398,10 @@ const (
 	affinityOutput = "score" // [batch, 1]
 )
 
-// TrainAffinity fits the MLP to samples (in time order: the latest
+// Train fits the MLP to samples (in time order: the latest
 // ValFraction is held out) by Adam on cross-entropy against the soft
 // targets, keeping the epoch with the lowest held-out MSE.
-func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTrainOptions) (*AffinityResult, error) {
+func Train(ctx context.Context, samples []Sample, opt TrainOptions) (*Result, error) {
 	if opt.Epochs <= 0 {
 		opt.Epochs = 60
 	}
@@ -422,14 +417,14 @@ func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTr
 	if opt.Version == "" {
 		opt.Version = "affinity-" + time.Now().UTC().Format("20060102T150405Z")
 	}
-	F := len(affinityFeatures)
+	F := len(features)
 	xs := make([]float32, len(samples)*F)
 	ys := make([]float32, len(samples))
 	for i, s := range samples {
-		if err := encodeAffinity(xs[i*F:(i+1)*F], s.Input, i); err != nil {
+		if err := encode(xs[i*F:(i+1)*F], s.Input, i); err != nil {
 			return nil, fmt.Errorf("affinity sample: %w", err)
 		}
-		if !finite(s.Target) || s.Target < 0 || s.Target > 1 {
+		if !models.Finite(s.Target) || s.Target < 0 || s.Target > 1 {
 			return nil, fmt.Errorf("affinity sample %d: target %v is not in 0..1", i, s.Target)
 		}
 		ys[i] = float32(s.Target)
@@ -439,7 +434,7 @@ func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTr
 	if nTrain < 20 || nVal < 5 {
 		return nil, fmt.Errorf("affinity: %d samples are too few to train and validate (need 25 or more)", len(samples))
 	}
-	spec := defaultAffinitySpec()
+	spec := defaultSpec()
 	rng := rand.New(rand.NewPCG(opt.Seed, 5))
 	m := newMLP(append(append([]int{F}, spec.Hidden...), 1), rng)
 	grad := newMLP(m.sizes, rng)
@@ -450,7 +445,7 @@ func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTr
 		a := mm.newActs()
 		var s float64
 		for i := from; i < to; i++ {
-			p := float64(sigmoid32(mm.forward(xs[i*F:(i+1)*F], a)))
+			p := float64(sigmoid(mm.forward(xs[i*F:(i+1)*F], a)))
 			s += (p - float64(ys[i])) * (p - float64(ys[i]))
 		}
 		return s / float64(to-from)
@@ -472,7 +467,7 @@ func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTr
 			}
 			for _, i := range batch {
 				z := m.forward(xs[i*F:(i+1)*F], acts)
-				d := (sigmoid32(z) - ys[i]) / float32(len(batch))
+				d := (sigmoid(z) - ys[i]) / float32(len(batch))
 				m.backward(acts, d, grad, delta)
 			}
 			ad.update(m, grad)
@@ -483,7 +478,7 @@ func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTr
 		}
 		_ = epoch
 	}
-	res := &AffinityResult{Version: opt.Version, Spec: spec, TrainN: nTrain, ValN: nVal, ValMSE: bestMSE, model: best}
+	res := &Result{Version: opt.Version, Spec: spec, TrainN: nTrain, ValN: nVal, ValMSE: bestMSE, model: best}
 	// Baselines on the same held-out samples.
 	var mean float64
 	for _, y := range ys[:nTrain] {
@@ -491,11 +486,11 @@ func TrainAffinity(ctx context.Context, samples []AffinitySample, opt AffinityTr
 	}
 	mean /= float64(nTrain)
 	held := samples[nTrain:]
-	in := make([]AffinityInput, len(held))
+	in := make([]Input, len(held))
 	for i, s := range held {
 		in[i] = s.Input
 	}
-	def, _ := DefaultAffinity().Score(in)
+	def, _ := Default().Score(in)
 	for i, s := range held {
 		res.DefaultMSE += (def[i] - s.Target) * (def[i] - s.Target) / float64(nVal)
 		res.MeanMSE += (mean - s.Target) * (mean - s.Target) / float64(nVal)
@@ -550,49 +545,36 @@ type goAffinity struct {
 
 func (g *goAffinity) Version() string { return g.version }
 
-func (g *goAffinity) Score(in []AffinityInput) ([]float64, error) {
-	F := len(affinityFeatures)
+func (g *goAffinity) Score(in []Input) ([]float64, error) {
+	F := len(features)
 	x := make([]float32, F)
 	acts := g.m.newActs()
 	out := make([]float64, len(in))
 	for i, a := range in {
-		if err := encodeAffinity(x, a, i); err != nil {
+		if err := encode(x, a, i); err != nil {
 			return nil, err
 		}
-		out[i] = float64(sigmoid32(g.m.forward(x, acts)))
+		out[i] = float64(sigmoid(g.m.forward(x, acts)))
 	}
 	return out, nil
 }
 
-// LoadAffinity builds a scorer from registry bytes (see LoadDemand).
-func LoadAffinity(onnxBytes []byte, meta string, useORT bool) (Affinity, error) {
-	p, err := parseONNX(onnxBytes)
-	if err != nil {
-		return nil, incompatible("%v", err)
-	}
-	fm, err := parseAffinityMeta(p.meta)
+// Load builds a scorer from registry bytes (see LoadDemand).
+func Load(onnxBytes []byte, registryMeta string, useORT bool) (Model, error) {
+	p, fm, err := models.LoadMeta(onnxBytes, registryMeta, models.KindAffinity, Spec.validate, sameSpec)
 	if err != nil {
 		return nil, err
 	}
-	if meta != "" {
-		rm, err := parseAffinityMeta(meta)
-		if err != nil {
-			return nil, err
-		}
-		if rm.Version != fm.Version || !slices.Equal(rm.Spec.Hidden, fm.Spec.Hidden) {
-			return nil, incompatible("registry metadata (%s) does not describe the ONNX file (%s)", rm.Version, fm.Version)
-		}
-	}
-	sizes := append(append([]int{len(affinityFeatures)}, fm.Spec.Hidden...), 1)
+	sizes := append(append([]int{len(features)}, fm.Spec.Hidden...), 1)
 	m := &mlp{sizes: sizes}
 	for l := 0; l+1 < len(sizes); l++ {
-		w, err := p.floats(fmt.Sprintf("W%d", l), int64(sizes[l+1]), int64(sizes[l]))
+		w, err := p.Floats(fmt.Sprintf("W%d", l), int64(sizes[l+1]), int64(sizes[l]))
 		if err != nil {
-			return nil, incompatible("affinity model %s: %v", fm.Version, err)
+			return nil, models.Incompatible("affinity model %s: %v", fm.Version, err)
 		}
-		b, err := p.floats(fmt.Sprintf("B%d", l), int64(sizes[l+1]))
+		b, err := p.Floats(fmt.Sprintf("B%d", l), int64(sizes[l+1]))
 		if err != nil {
-			return nil, incompatible("affinity model %s: %v", fm.Version, err)
+			return nil, models.Incompatible("affinity model %s: %v", fm.Version, err)
 		}
 		m.W = append(m.W, slices.Clone(w))
 		m.B = append(m.B, slices.Clone(b))
@@ -601,48 +583,36 @@ func LoadAffinity(onnxBytes []byte, meta string, useORT bool) (Affinity, error) 
 	if !useORT {
 		return ga, nil
 	}
-	s, err := newORTSession(onnxBytes, affinityInput, affinityOutput)
+	s, err := models.NewSession(onnxBytes, affinityInput, affinityOutput)
 	if err != nil {
 		return nil, fmt.Errorf("affinity model %s: %w", fm.Version, err)
 	}
 	return &ortAffinity{goAffinity: ga, s: s}, nil
 }
 
-func parseAffinityMeta(s string) (affinityMeta, error) {
-	var m affinityMeta
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		return m, incompatible("affinity metadata is not valid JSON: %v", err)
-	}
-	if m.Kind != KindAffinity {
-		return m, incompatible("model kind %q, want %q", m.Kind, KindAffinity)
-	}
-	if m.Version == "" {
-		return m, incompatible("affinity metadata has no version")
-	}
-	if err := m.Spec.validate(); err != nil {
-		return m, incompatible("model %s: %v", m.Version, err)
-	}
-	return m, nil
-}
+func sameSpec(a, b Spec) bool { return slices.Equal(a.Hidden, b.Hidden) }
+
+// sigmoid is the logistic function in float32.
+func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
 
 // ortAffinity scores in ONNX Runtime.
 type ortAffinity struct {
 	*goAffinity
-	s *ortSession
+	s *models.Session
 }
 
-func (o *ortAffinity) Score(in []AffinityInput) ([]float64, error) {
+func (o *ortAffinity) Score(in []Input) ([]float64, error) {
 	if len(in) == 0 {
 		return nil, nil
 	}
-	F := len(affinityFeatures)
+	F := len(features)
 	x := make([]float32, len(in)*F)
 	for i, a := range in {
-		if err := encodeAffinity(x[i*F:(i+1)*F], a, i); err != nil {
+		if err := encode(x[i*F:(i+1)*F], a, i); err != nil {
 			return nil, err
 		}
 	}
-	p, err := o.s.run(x, []int64{int64(len(in)), int64(F)}, []int64{int64(len(in)), 1})
+	p, err := o.s.Run(x, []int64{int64(len(in)), int64(F)}, []int64{int64(len(in)), 1})
 	if err != nil {
 		return nil, fmt.Errorf("affinity model %s: %w", o.version, err)
 	}

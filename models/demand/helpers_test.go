@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"math/rand/v2"
@@ -8,15 +8,15 @@ import (
 
 // randomDemand is an untrained model with spread-out weights, so that
 // agreement is tested away from the saturated regions.
-func randomDemand(t testing.TB, hidden int, seed uint64) (*DemandResult, []DemandInput) {
+func randomDemand(t testing.TB, hidden int, seed uint64) (*Result, []Input) {
 	t.Helper()
-	spec := DefaultDemandSpec(time.Minute)
+	spec := DefaultSpec(time.Minute)
 	spec.Hidden = hidden
 	rng := rand.New(rand.NewPCG(seed, 3))
 	m := newLSTM(spec.NumFeatures(), hidden, rng)
 	m.Bout[0] = -0.5
-	res := &DemandResult{Spec: spec, Version: "test-random", model: m}
-	in := make([]DemandInput, 64)
+	res := &Result{Spec: spec, Version: "test-random", model: m}
+	in := make([]Input, 64)
 	start := time.Date(2024, 3, 4, 5, 6, 0, 0, time.UTC)
 	for i := range in {
 		c := make([]float64, 30+rng.IntN(200))
@@ -25,7 +25,7 @@ func randomDemand(t testing.TB, hidden int, seed uint64) (*DemandResult, []Deman
 				c[j] = float64(rng.IntN(50))
 			}
 		}
-		in[i] = DemandInput{Counts: c, Next: start.Add(time.Duration(i) * 7 * time.Minute), Bin: time.Minute}
+		in[i] = Input{Counts: c, Next: start.Add(time.Duration(i) * 7 * time.Minute), Bin: time.Minute}
 	}
 	return res, in
 }

@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/forewarm/forewarm/models"
 
 	"github.com/forewarm/forewarm/trace"
 )
@@ -42,16 +44,16 @@ type Evaluation struct {
 	From, To     time.Time
 	Horizon      int
 	Apps, Points int
-	ModelVersion string             `json:",omitempty"`
-	Model        *Metrics           `json:",omitempty"`
-	Baselines    map[string]Metrics // keyed by Baseline* names
+	ModelVersion string                    `json:",omitempty"`
+	Model        *models.Metrics           `json:",omitempty"`
+	Baselines    map[string]models.Metrics // keyed by Baseline* names
 }
 
 // Flat returns the metrics as registry-friendly keys such as
 // "model.roc_auc" and "recency_rate.log_loss".
 func (e *Evaluation) Flat() map[string]float64 {
 	out := map[string]float64{"eval.samples": float64(e.Points), "eval.horizon": float64(e.Horizon)}
-	put := func(prefix string, m Metrics) {
+	put := func(prefix string, m models.Metrics) {
 		out[prefix+".log_loss"] = m.LogLoss
 		out[prefix+".brier"] = m.Brier
 		out[prefix+".roc_auc"] = m.AUC
@@ -148,7 +150,7 @@ func fitCalibrator(score []float64, y []bool, bins int) calibrator {
 		}
 		var pos float64
 		for _, k := range idx[i:j] {
-			pos += b2f64(y[k])
+			pos += models.B2F(y[k])
 		}
 		c.edges = append(c.edges, score[idx[j-1]])
 		c.prob = append(c.prob, (pos+0.5)/(float64(j-i)+1))
@@ -165,10 +167,10 @@ func (c calibrator) apply(s float64) float64 {
 	return c.prob[min(i, len(c.prob)-1)]
 }
 
-// EvaluateDemand scores model (nil = baselines only) on every application
+// Evaluate scores model (nil = baselines only) on every application
 // at every point of the range, beside the three baselines. Baseline
 // probabilities are calibrated on the points before opt.From.
-func EvaluateDemand(ctx context.Context, tr *trace.Trace, model Demand, opt EvalOptions) (*Evaluation, error) {
+func Evaluate(ctx context.Context, tr *trace.Trace, model Model, opt EvalOptions) (*Evaluation, error) {
 	if tr == nil || tr.Bins == 0 || len(tr.Apps) == 0 {
 		return nil, fmt.Errorf("evaluate: empty trace")
 	}
@@ -207,7 +209,7 @@ func EvaluateDemand(ctx context.Context, tr *trace.Trace, model Demand, opt Eval
 		return nil, fmt.Errorf("evaluate: no prediction points in bins [%d, %d) with horizon %d over %d bins", from, to, opt.Horizon, tr.Bins)
 	}
 	ev := &Evaluation{From: tr.BinStart(from), To: tr.BinStart(to), Horizon: opt.Horizon,
-		Apps: len(tr.Apps), Baselines: map[string]Metrics{}}
+		Apps: len(tr.Apps), Baselines: map[string]models.Metrics{}}
 
 	hist := make([]*appHistory, len(tr.Apps))
 	for i := range tr.Apps {
@@ -250,7 +252,7 @@ func EvaluateDemand(ctx context.Context, tr *trace.Trace, model Demand, opt Eval
 		}
 	}
 	for k, name := range names {
-		m, err := Score(prob[k], raw[k], y)
+		m, err := models.Score(prob[k], raw[k], y)
 		if err != nil {
 			return nil, fmt.Errorf("evaluate %s: %w", name, err)
 		}
@@ -264,7 +266,7 @@ func EvaluateDemand(ctx context.Context, tr *trace.Trace, model Demand, opt Eval
 	if err != nil {
 		return nil, fmt.Errorf("evaluate model: %w", err)
 	}
-	m, err := Score(p, nil, y)
+	m, err := models.Score(p, nil, y)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate model: %w", err)
 	}
@@ -287,7 +289,7 @@ func binIndex(tr *trace.Trace, t time.Time, def int) (int, error) {
 
 // predictPoints runs the model on every (app, t) point, app-major like the
 // labels, with opt.Workers goroutines over interleaved batches.
-func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, from, to int, model Demand, opt EvalOptions) ([]float64, error) {
+func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, from, to int, model Model, opt EvalOptions) ([]float64, error) {
 	per := to - from
 	n := len(hist) * per
 	p := make([]float64, n)
@@ -299,7 +301,7 @@ func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, fro
 	var wg sync.WaitGroup
 	for w := range opt.Workers {
 		wg.Go(func() {
-			in := make([]DemandInput, 0, opt.BatchSize)
+			in := make([]Input, 0, opt.BatchSize)
 			for b := w; b < batches; b += opt.Workers {
 				if err := ctx.Err(); err != nil {
 					errs[w] = err
@@ -309,7 +311,7 @@ func predictPoints(ctx context.Context, tr *trace.Trace, hist []*appHistory, fro
 				lo, hi := b*opt.BatchSize, min((b+1)*opt.BatchSize, n)
 				for k := lo; k < hi; k++ {
 					i, t := k/per, from+k%per
-					in = append(in, DemandInput{Counts: hist[i].counts[max(0, t-hb):t], Next: tr.BinStart(t), Bin: tr.Bin})
+					in = append(in, Input{Counts: hist[i].counts[max(0, t-hb):t], Next: tr.BinStart(t), Bin: tr.Bin})
 				}
 				out, err := model.Predict(in)
 				if err != nil {

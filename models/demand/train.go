@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"bytes"
@@ -14,15 +14,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/trace"
 )
 
-// TrainOptions configures TrainDemand. Zero values pick the defaults.
+// TrainOptions configures Train. Zero values pick the defaults.
 type TrainOptions struct {
-	// Spec zero = DefaultDemandSpec(trace bin), with the calendar features
+	// Spec zero = DefaultSpec(trace bin), with the calendar features
 	// the training range allows (CalendarFeatures); SeqLen and Hidden may be
 	// set alone (Format left empty) to keep that logic.
-	Spec DemandSpec
+	Spec Spec
 	// TrainUntil ends the training data: every label window lies before it.
 	// Zero = the trace end. Evaluate on later times only.
 	TrainUntil time.Time
@@ -63,9 +64,9 @@ type Progress struct {
 	Checkpoint     []byte
 }
 
-// DemandResult is a trained demand model.
-type DemandResult struct {
-	Spec        DemandSpec
+// Result is a trained demand model.
+type Result struct {
+	Spec        Spec
 	Version     string
 	Epochs      int // epochs run (including any before a resume)
 	BestEpoch   int
@@ -80,17 +81,16 @@ type DemandResult struct {
 }
 
 // Model returns the pure-Go predictor for the trained weights.
-func (r *DemandResult) Model() Demand { return newGoDemand(r.model, r.Version, r.Spec) }
+func (r *Result) Model() Model { return newGoDemand(r.model, r.Version, r.Spec) }
 
 // ONNX exports the model as a standard ONNX graph with its spec in metadata.
-func (r *DemandResult) ONNX() ([]byte, error) {
-	return exportDemandONNX(r.model, demandMeta{Kind: KindDemand, Version: r.Version, Spec: r.Spec})
+func (r *Result) ONNX() ([]byte, error) {
+	return exportONNX(r.model, meta{Kind: models.KindDemand, Version: r.Version, Spec: r.Spec})
 }
 
 // Meta is the registry description (JSON) of the model.
-func (r *DemandResult) Meta() string {
-	b, _ := json.Marshal(demandMeta{Kind: KindDemand, Version: r.Version, Spec: r.Spec})
-	return string(b)
+func (r *Result) Meta() string {
+	return meta{Kind: models.KindDemand, Version: r.Version, Spec: r.Spec}.String()
 }
 
 // sample is one training point: application index and prediction bin.
@@ -100,7 +100,7 @@ type sample struct {
 }
 
 type dataset struct {
-	spec       DemandSpec
+	spec       Spec
 	tr         *trace.Trace
 	counts     [][]float64
 	train, val []sample
@@ -129,7 +129,7 @@ func (d *dataset) encode(dst []float32, s sample, idle *IdleTimes) {
 // newIdle is a scratch idle-time histogram for the dataset's spec.
 func (d *dataset) newIdle() *IdleTimes { return NewIdleTimes(nil, d.spec.GapCap, d.spec.Hazard) }
 
-func buildDataset(tr *trace.Trace, spec DemandSpec, opt TrainOptions) (*dataset, error) {
+func buildDataset(tr *trace.Trace, spec Spec, opt TrainOptions) (*dataset, error) {
 	end, err := binIndex(tr, opt.TrainUntil, tr.Bins)
 	if err != nil {
 		return nil, fmt.Errorf("--train-until: %w", err)
@@ -210,7 +210,7 @@ type checkpoint struct {
 
 const checkpointFormat = "forewarm.demand.checkpoint/v1"
 
-func optionsHash(spec DemandSpec, o TrainOptions) uint64 {
+func optionsHash(spec Spec, o TrainOptions) uint64 {
 	h := fnv.New64a()
 	sj, _ := json.Marshal(spec)
 	fmt.Fprint(h, string(sj), o.TrainUntil.UTC().Format(time.RFC3339Nano), o.Samples, o.ValFraction, o.BatchSize, o.LR, o.Seed)
@@ -239,8 +239,8 @@ func copyParams(m *lstm) [][]float32 {
 	return out
 }
 
-func (o *TrainOptions) defaults(tr *trace.Trace) DemandSpec {
-	def := DefaultDemandSpec(tr.Bin)
+func (o *TrainOptions) defaults(tr *trace.Trace) Spec {
+	def := DefaultSpec(tr.Bin)
 	spec := o.Spec
 	if spec.Format == "" {
 		s := def
@@ -294,10 +294,10 @@ func CalendarFeatures(span time.Duration) (timeOfDay, dayOfWeek bool) {
 	return span >= 24*time.Hour, span >= 7*24*time.Hour
 }
 
-// TrainDemand fits the demand LSTM on tr with BPTT and Adam, stopping early
+// Train fits the demand LSTM on tr with BPTT and Adam, stopping early
 // on the validation loss, then calibrates the output (Platt scaling on the
 // validation points, folded into the read-out). progress may be nil.
-func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progress func(Progress)) (*DemandResult, error) {
+func Train(ctx context.Context, tr *trace.Trace, opt TrainOptions, progress func(Progress)) (*Result, error) {
 	if tr == nil || len(tr.Apps) == 0 || tr.Bins == 0 {
 		return nil, fmt.Errorf("train: the trace is empty")
 	}
@@ -330,7 +330,7 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt TrainOptions, progres
 	adam := newAdam(model, opt.LR)
 	st := checkpoint{Format: checkpointFormat, Version: opt.Version, OptionsHash: optionsHash(spec, opt), DataHash: ds.fingerprint(),
 		BestVal: math.Inf(1)}
-	res := &DemandResult{Spec: spec, Version: opt.Version, TrainSeqs: len(ds.train), ValSeqs: len(ds.val)}
+	res := &Result{Spec: spec, Version: opt.Version, TrainSeqs: len(ds.train), ValSeqs: len(ds.val)}
 	if resume != nil {
 		cp := *resume
 		switch {
@@ -463,7 +463,7 @@ func fitPlatt(z []float64, y []bool) (a, c float64) {
 		var ga, gc, haa, hac, hcc float64
 		for i, zi := range z {
 			p := 1 / (1 + math.Exp(-(a*zi + c)))
-			d := p - b2f64(y[i])
+			d := p - models.B2F(y[i])
 			w := max(p*(1-p), 1e-12)
 			ga += d * zi
 			gc += d
@@ -483,7 +483,7 @@ func fitPlatt(z []float64, y []bool) (a, c float64) {
 			break
 		}
 	}
-	if !finite(a) || !finite(c) || a <= 0 {
+	if !models.Finite(a) || !models.Finite(c) || a <= 0 {
 		return 1, 0
 	}
 	return a, c
@@ -572,7 +572,7 @@ func (t *trainer) step(idx []int) float64 {
 				z := float64(w.tape.logit[k])
 				w.loss += bce(z, ys[k])
 				// Gradient of the batch-mean loss.
-				w.dlogit[k] = float32((1/(1+math.Exp(-z)) - b2f64(ys[k])) / float64(len(idx)))
+				w.dlogit[k] = float32((1/(1+math.Exp(-z)) - models.B2F(ys[k])) / float64(len(idx)))
 			}
 			t.m.backward(&w.tape, w.dlogit[:n], w.grad)
 		})

@@ -1,6 +1,6 @@
 //go:build cgo
 
-package models
+package demand
 
 import (
 	"fmt"
@@ -26,12 +26,12 @@ func BenchmarkDemandInference(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ortModel, err := LoadDemand(onnxBytes, "", true)
+	ortModel, err := Load(onnxBytes, "", true)
 	if err != nil {
 		b.Fatal(err)
 	}
-	goModel, _ := LoadDemand(onnxBytes, "", false)
-	all := make([]DemandInput, 256)
+	goModel, _ := Load(onnxBytes, "", false)
+	all := make([]Input, 256)
 	for i := range all {
 		all[i] = in[i%len(in)]
 	}
@@ -42,7 +42,7 @@ func BenchmarkDemandInference(b *testing.B) {
 		}
 		for _, impl := range []struct {
 			name string
-			m    Demand
+			m    Model
 		}{{"ort", ortModel}, {"go", goModel}} {
 			b.Run(fmt.Sprintf("%s/batch=%d", impl.name, batch), func(b *testing.B) {
 				p := impl.m.(encodedPredictor)
@@ -77,7 +77,7 @@ func BenchmarkDemandInference(b *testing.B) {
 //	go test ./models -run '^$' -bench DemandTrain -benchtime 20x
 func BenchmarkDemandTrain(b *testing.B) {
 	tr := periodicTrace(64, 1500, 4)
-	spec := DefaultDemandSpec(time.Minute)
+	spec := DefaultSpec(time.Minute)
 	opt := TrainOptions{Samples: 4096, Seed: 1}
 	opt.defaults(tr)
 	ds, err := buildDataset(tr, spec, opt)

@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"context"
@@ -20,7 +20,7 @@ var azure struct {
 func azureSample(t testing.TB) *trace.Trace {
 	t.Helper()
 	azure.once.Do(func() {
-		dir := filepath.Join("..", "testdata", "azure2019-sample") // the copy in the repository
+		dir := filepath.Join("..", "..", "testdata", "azure2019-sample") // the copy in the repository
 		if d := os.Getenv("FOREWARM_AZURE_SAMPLE"); d != "" {
 			dir = d
 		}
@@ -35,7 +35,7 @@ func azureSample(t testing.TB) *trace.Trace {
 
 func TestBaselinesReproduceKnownAUC(t *testing.T) {
 	tr := azureSample(t)
-	ev, err := EvaluateDemand(context.Background(), tr, nil, EvalOptions{From: tr.BinStart(960), Horizon: 5})
+	ev, err := Evaluate(context.Background(), tr, nil, EvalOptions{From: tr.BinStart(960), Horizon: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"encoding/json"
@@ -6,14 +6,16 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/forewarm/forewarm/models"
 )
 
-// DemandFormat names the feature encoding this code implements. A model
+// Format names the feature encoding this code implements. A model
 // whose metadata names another format is refused: its inputs would mean
 // something else. v2: the output is P(a request in the next bin), the
 // application's own idle-time hazard is an input, and nothing the trace
 // knows only in hindsight (its whole-day memory average) is.
-const DemandFormat = "forewarm.demand/v2"
+const Format = "forewarm.demand/v2"
 
 // demandFeatures are the per-bin input features, in tensor order. Every one
 // is computed from the counts before the prediction point only.
@@ -31,10 +33,10 @@ var demandFeatures = []string{
 	"hazard_evidence", // log1p(idle times behind the hazard) / log1p(HazardEvidenceCap) (constant)
 }
 
-// DemandSpec is everything needed to turn raw activity into the model's
+// Spec is everything needed to turn raw activity into the model's
 // input tensor and to read its output. It travels inside the ONNX file
 // (metadata_props) and in the registry's Meta, and is checked on load.
-type DemandSpec struct {
+type Spec struct {
 	Format     string   `json:"format"`
 	Features   []string `json:"features"`
 	SeqLen     int      `json:"seq_len"` // T: bins per input sequence
@@ -76,10 +78,10 @@ type HazardSpec struct {
 	EvidenceCap int `json:"evidence_cap"`
 }
 
-// DefaultDemandSpec is the spec used when TrainOptions leave fields zero.
-func DefaultDemandSpec(bin time.Duration) DemandSpec {
-	return DemandSpec{
-		Format:      DemandFormat,
+// DefaultSpec is the spec used when TrainOptions leave fields zero.
+func DefaultSpec(bin time.Duration) Spec {
+	return Spec{
+		Format:      Format,
 		Features:    slices.Clone(demandFeatures),
 		SeqLen:      32,
 		Horizon:     1,
@@ -94,13 +96,13 @@ func DefaultDemandSpec(bin time.Duration) DemandSpec {
 }
 
 // NumFeatures is the width of one time step of the input tensor.
-func (s DemandSpec) NumFeatures() int { return len(s.Features) }
+func (s Spec) NumFeatures() int { return len(s.Features) }
 
 // Validate checks that the spec is one this code can encode.
-func (s DemandSpec) Validate() error {
+func (s Spec) Validate() error {
 	switch {
-	case s.Format != DemandFormat:
-		return fmt.Errorf("demand spec format %q is not supported (this build speaks %q; retrain the model)", s.Format, DemandFormat)
+	case s.Format != Format:
+		return fmt.Errorf("demand spec format %q is not supported (this build speaks %q; retrain the model)", s.Format, Format)
 	case !slices.Equal(s.Features, demandFeatures):
 		return fmt.Errorf("demand spec features %v do not match this build's %v", s.Features, demandFeatures)
 	case s.SeqLen < 1 || s.SeqLen > 10000:
@@ -122,59 +124,46 @@ func (s DemandSpec) Validate() error {
 }
 
 // Equal reports whether two specs describe the same encoding.
-func (s DemandSpec) Equal(o DemandSpec) bool {
+func (s Spec) Equal(o Spec) bool {
 	a, _ := json.Marshal(s)
 	b, _ := json.Marshal(o)
 	return string(a) == string(b)
 }
 
 // Bin is the bin width as a duration.
-func (s DemandSpec) Bin() time.Duration {
+func (s Spec) Bin() time.Duration {
 	return time.Duration(s.BinSeconds * float64(time.Second))
 }
 
 // HistoryBins is how many trailing bins of history the features can use;
 // callers may pass fewer (missing bins count as idle) or more (ignored).
-func (s DemandSpec) HistoryBins() int { return max(s.SeqLen, s.RateWindow, s.GapCap) }
+func (s Spec) HistoryBins() int { return max(s.SeqLen, s.RateWindow, s.GapCap) }
 
-// DemandInput is one application's recent activity at one prediction point.
-type DemandInput struct {
+// Input is one application's recent activity at one prediction point.
+type Input struct {
 	Counts []float64     // requests per bin, oldest first, ending with the last complete bin
 	Next   time.Time     // start of the bin being predicted
 	Bin    time.Duration // bin width; must match the model's (zero = assume it does)
 }
 
-// InputError is a bad prediction input; Index is its position in the batch.
-type InputError struct {
-	Index int
-	Field string
-	Msg   string
-}
-
-func (e *InputError) Error() string {
-	return fmt.Sprintf("demand input %d: %s: %s", e.Index, e.Field, e.Msg)
-}
-
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
 // Encode writes the model input for one prediction into dst, time-major per
 // sequence: dst[j*F+f] for step j (oldest first) and feature f.
 // len(dst) must be SeqLen*NumFeatures.
-func (s DemandSpec) Encode(dst []float32, in DemandInput, index int) error {
+func (s Spec) Encode(dst []float32, in Input, index int) error {
 	return s.encodeInput(dst, in, index, NewIdleTimes(nil, s.GapCap, s.Hazard))
 }
 
 // encodeInput validates and encodes in, reusing idle as scratch.
-func (s DemandSpec) encodeInput(dst []float32, in DemandInput, index int, idle *IdleTimes) error {
+func (s Spec) encodeInput(dst []float32, in Input, index int, idle *IdleTimes) error {
 	if !in.Next.IsZero() && in.Bin > 0 && in.Bin != s.Bin() {
-		return &InputError{index, "Bin", fmt.Sprintf("bin %v does not match the model's %v", in.Bin, s.Bin())}
+		return &models.InputError{Kind: models.KindDemand, Index: index, Field: "Bin", Msg: fmt.Sprintf("bin %v does not match the model's %v", in.Bin, s.Bin())}
 	}
 	if in.Next.IsZero() {
-		return &InputError{index, "Next", "zero time"}
+		return &models.InputError{Kind: models.KindDemand, Index: index, Field: "Next", Msg: "zero time"}
 	}
 	for i, c := range in.Counts {
-		if !finite(c) || c < 0 {
-			return &InputError{index, "Counts", fmt.Sprintf("bin %d of %d is %v, want a finite count >= 0", i, len(in.Counts), c)}
+		if !models.Finite(c) || c < 0 {
+			return &models.InputError{Kind: models.KindDemand, Index: index, Field: "Counts", Msg: fmt.Sprintf("bin %d of %d is %v, want a finite count >= 0", i, len(in.Counts), c)}
 		}
 	}
 	idle.reset(tail(in.Counts, s.GapCap))
@@ -246,7 +235,7 @@ func tail(c []float64, n int) []float64 { return c[max(0, len(c)-n):] }
 // encodeWith encodes validated input whose idle times were read from
 // counts' last GapCap bins into idle. counts ends with the bin just before
 // next.
-func (s DemandSpec) encodeWith(dst []float32, counts []float64, next time.Time, idle *IdleTimes) {
+func (s Spec) encodeWith(dst []float32, counts []float64, next time.Time, idle *IdleTimes) {
 	F := s.NumFeatures()
 	T := s.SeqLen
 	n := len(counts)
@@ -333,12 +322,4 @@ func b2f(b bool) float32 {
 		return 1
 	}
 	return 0
-}
-
-// metaJSON is the registry Meta and the ONNX metadata for a demand model.
-type demandMeta struct {
-	Kind    string             `json:"kind"`
-	Version string             `json:"version"`
-	Spec    DemandSpec         `json:"spec"`
-	Metrics map[string]float64 `json:"metrics,omitempty"`
 }

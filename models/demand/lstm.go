@@ -1,10 +1,11 @@
-package models
+package demand
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
 
+	"github.com/forewarm/forewarm/models"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 )
@@ -247,7 +248,7 @@ func (m *lstm) check() error {
 	}
 	for _, p := range m.params() {
 		for _, v := range p {
-			if !finite(float64(v)) {
+			if !models.Finite(float64(v)) {
 				return fmt.Errorf("lstm parameters contain %v", v)
 			}
 		}

@@ -1,4 +1,4 @@
-package models
+package demand
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func periodicTrace(apps, bins int, seed uint64) *trace.Trace {
 
 func smallOptions(tr *trace.Trace, until int) TrainOptions {
 	return TrainOptions{
-		Spec:       DemandSpec{SeqLen: 40, Hidden: 16, Horizon: 3},
+		Spec:       Spec{SeqLen: 40, Hidden: 16, Horizon: 3},
 		TrainUntil: tr.BinStart(until), Samples: 6000, Epochs: 8, Patience: 3, BatchSize: 64, LR: 1e-2, Seed: 42,
 		Version: "test-periodic",
 	}
@@ -43,12 +43,12 @@ func smallOptions(tr *trace.Trace, until int) TrainOptions {
 // beat comes, the sequence can.
 func TestDemandLearnsPeriod(t *testing.T) {
 	tr := periodicTrace(48, 700, 1)
-	res, err := TrainDemand(context.Background(), tr, smallOptions(tr, 500), nil)
+	res, err := Train(context.Background(), tr, smallOptions(tr, 500), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var done, total int
-	ev, err := EvaluateDemand(context.Background(), tr, res.Model(), EvalOptions{From: tr.BinStart(500),
+	ev, err := Evaluate(context.Background(), tr, res.Model(), EvalOptions{From: tr.BinStart(500),
 		Progress: func(d, n int) { done, total = d, n }})
 	if err != nil {
 		t.Fatal(err)
@@ -69,13 +69,13 @@ func TestDemandResumeFromCheckpoint(t *testing.T) {
 	tr := periodicTrace(16, 300, 2)
 	opt := smallOptions(tr, 300)
 	opt.Samples, opt.Epochs = 600, 3
-	full, err := TrainDemand(context.Background(), tr, opt, nil)
+	full, err := Train(context.Background(), tr, opt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cp []byte
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err = TrainDemand(ctx, tr, opt, func(p Progress) {
+	_, err = Train(ctx, tr, opt, func(p Progress) {
 		if p.Epoch == 1 && p.Checkpoint != nil {
 			cp = p.Checkpoint
 			cancel() // the activity dies here
@@ -86,7 +86,7 @@ func TestDemandResumeFromCheckpoint(t *testing.T) {
 	}
 	opt.Checkpoint = cp
 	opt.Version = "" // a retried activity does not know the version: the checkpoint does
-	resumed, err := TrainDemand(context.Background(), tr, opt, nil)
+	resumed, err := Train(context.Background(), tr, opt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestDemandResumeFromCheckpoint(t *testing.T) {
 	}
 	// A checkpoint is refused for other options.
 	opt.Seed++
-	if _, err := TrainDemand(context.Background(), tr, opt, nil); err == nil {
+	if _, err := Train(context.Background(), tr, opt, nil); err == nil {
 		t.Error("checkpoint of another run accepted")
 	}
 }
@@ -109,11 +109,11 @@ func TestTrainIsReproducible(t *testing.T) {
 	tr := periodicTrace(12, 260, 3)
 	opt := smallOptions(tr, 260)
 	opt.Samples, opt.Epochs = 500, 2
-	a, err := TrainDemand(context.Background(), tr, opt, nil)
+	a, err := Train(context.Background(), tr, opt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := TrainDemand(context.Background(), tr, opt, nil)
+	b, err := Train(context.Background(), tr, opt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,29 +132,29 @@ func TestTrainDegenerateData(t *testing.T) {
 	}
 	opt := smallOptions(quiet, 200)
 	opt.Samples, opt.Epochs = 300, 1
-	res, err := TrainDemand(context.Background(), quiet, opt, nil)
+	res, err := Train(context.Background(), quiet, opt, nil)
 	if err != nil {
 		t.Fatalf("all-idle trace: %v", err)
 	}
-	p, err := res.Model().Predict([]DemandInput{{Counts: []float64{0, 0}, Next: quiet.BinStart(199), Bin: time.Minute}})
+	p, err := res.Model().Predict([]Input{{Counts: []float64{0, 0}, Next: quiet.BinStart(199), Bin: time.Minute}})
 	if err != nil || !(p[0] >= 0 && p[0] < 0.5) {
 		t.Errorf("all-idle model predicts %v, %v", p, err)
 	}
 	short := periodicTrace(2, 4, 4)
-	if _, err := TrainDemand(context.Background(), short, smallOptions(short, 4), nil); err == nil || !strings.Contains(err.Error(), "too short") {
+	if _, err := Train(context.Background(), short, smallOptions(short, 4), nil); err == nil || !strings.Contains(err.Error(), "too short") {
 		t.Errorf("4-bin trace: %v, want refused as too short", err)
 	}
-	if _, err := TrainDemand(context.Background(), &trace.Trace{}, TrainOptions{}, nil); err == nil {
+	if _, err := Train(context.Background(), &trace.Trace{}, TrainOptions{}, nil); err == nil {
 		t.Error("empty trace accepted")
 	}
 	o := smallOptions(quiet, 200)
 	o.TrainUntil = quiet.BinStart(500)
-	if _, err := TrainDemand(context.Background(), quiet, o, nil); err == nil {
+	if _, err := Train(context.Background(), quiet, o, nil); err == nil {
 		t.Error("TrainUntil beyond the trace accepted")
 	}
 	o = smallOptions(quiet, 200)
 	o.Checkpoint = []byte("not a checkpoint")
-	if _, err := TrainDemand(context.Background(), quiet, o, nil); err == nil {
+	if _, err := Train(context.Background(), quiet, o, nil); err == nil {
 		t.Error("garbage checkpoint accepted")
 	}
 }

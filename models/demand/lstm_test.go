@@ -1,9 +1,11 @@
-package models
+package demand
 
 import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/forewarm/forewarm/models"
 )
 
 // TestLSTMGradientCheck compares backpropagation through time with central
@@ -35,7 +37,7 @@ func TestLSTMGradientCheck(t *testing.T) {
 	m.forward(&tp, x, N, T)
 	dlogit := make([]float32, N)
 	for n := range N {
-		dlogit[n] = float32(1/(1+math.Exp(-float64(tp.logit[n]))) - b2f64(y[n]))
+		dlogit[n] = float32(1/(1+math.Exp(-float64(tp.logit[n]))) - models.B2F(y[n]))
 	}
 	grad := zeroLike(m)
 	m.backward(&tp, dlogit, grad)
@@ -65,14 +67,14 @@ func TestLSTMGradientCheck(t *testing.T) {
 
 // The ONNX layout round trip: export, parse, identical weights.
 func TestDemandONNXRoundTrip(t *testing.T) {
-	spec := DefaultDemandSpec(60e9)
+	spec := DefaultSpec(60e9)
 	spec.Hidden = 5
 	m := newLSTM(spec.NumFeatures(), spec.Hidden, rand.New(rand.NewPCG(1, 2)))
-	b, err := exportDemandONNX(m, demandMeta{Kind: KindDemand, Version: "v-test", Spec: spec})
+	b, err := exportONNX(m, meta{Kind: models.KindDemand, Version: "v-test", Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := parseONNX(b)
+	p, err := models.Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
