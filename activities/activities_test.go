@@ -301,7 +301,7 @@ func TestReleaseOfAnAlreadyGoneLease(t *testing.T) {
 
 type checkpointTrainer struct{ gotResume []byte }
 
-func (c *checkpointTrainer) Describe(context.Context, time.Time, time.Time, time.Duration) (DatasetSummary, error) {
+func (c *checkpointTrainer) Describe(context.Context, DescribeInput) (DatasetSummary, error) {
 	return DatasetSummary{}, nil
 }
 func (c *checkpointTrainer) TrainDemand(_ context.Context, _ TrainSpec, resume []byte, progress func(TrainProgress)) (TrainedModel, error) {

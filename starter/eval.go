@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/lifecycle"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -161,7 +162,7 @@ type evalSetup struct {
 // prepare loads the trace, splits it into train, select and test ranges
 // and, when ours is wanted, trains the demand model on the bins before the
 // select range (and again on those before the test range) and loads it the
-// way production does (ONNX bytes through demand.Load on ONNX Runtime).
+// way production does (lifecycle.TrainDemand: ONNX bytes loaded back on ONNX Runtime).
 func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, rf *rangeFlags, wantOurs bool) (*evalSetup, sim.Forecaster, sim.Forecaster, error) {
 	tr, desc, err := tf.load()
 	if err != nil {
@@ -204,23 +205,16 @@ func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, rf
 // trainForecaster trains the demand model on bins [0, end) of tr only and
 // loads it back from its ONNX bytes, as the worker does.
 func trainForecaster(ctx context.Context, tr *trace.Trace, end int, mf *modelFlags) (sim.Forecaster, string, error) {
-	res, err := demand.Train(ctx, trainingPart(tr, end), demand.TrainOptions{
+	cand, err := lifecycle.TrainDemand(ctx, trainingPart(tr, end), demand.TrainOptions{
 		Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Logger: slog.Default(),
 		Version: fmt.Sprintf("demand-eval-before-bin-%d", end),
-	}, func(p demand.Progress) {
+	}, !mf.NoORT, func(p demand.Progress) {
 		slog.Info("training demand model", "before_bin", end, "epoch", p.Epoch, "epochs", p.Epochs, "batch", p.Batch, "batches", p.Batches, "train_loss", p.TrainLoss, "val_loss", p.ValLoss)
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("train the demand model on bins [0, %d): %w", end, err)
 	}
-	onnx, err := res.ONNX()
-	if err != nil {
-		return nil, "", fmt.Errorf("export the demand model: %w", err)
-	}
-	d, err := demand.Load(onnx, res.Meta(), !mf.NoORT)
-	if err != nil {
-		return nil, "", fmt.Errorf("load the trained demand model: %w", err)
-	}
+	d := cand.Model
 	return &sim.DemandForecaster{Model: d, Workers: 2}, d.Version(), nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
+
 	"github.com/spf13/cobra"
 
 	"github.com/forewarm/forewarm/report"
@@ -119,7 +121,7 @@ func runReport(ctx context.Context, g *globals, from, to time.Time, asJSON bool)
 		return err
 	}
 	out := reportOutput{From: from, To: to, Figures: report.Compute(reportRequests(reqs), preparations(events, to))}
-	if m, err := st.Champion(ctx, store.KindDemand); err == nil {
+	if m, err := st.Champion(ctx, models.KindDemand); err == nil {
 		out.Model = &m
 	} else if !errors.Is(err, store.ErrNoModel) {
 		return err

@@ -256,7 +256,7 @@ func heldLeases(events []store.PreparationEvent, now time.Time) []report.Held {
 // applications over the replayed window, with the champion demand model and
 // the given policy: the figures the live run should have come close to.
 func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid report.Grid, sum replaySummary, cfg policy.Config) (simFirst, simAll report.Comparable, model string, apps map[string]report.AppFigures, err error) {
-	champ, err := st.Champion(ctx, store.KindDemand)
+	champ, err := st.Champion(ctx, models.KindDemand)
 	if errors.Is(err, store.ErrNoModel) {
 		return simFirst, simAll, "", nil, errors.New("no champion demand model to simulate with (starter train --wait)")
 	}

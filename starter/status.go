@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
+
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -117,7 +119,7 @@ func collectStatus(ctx context.Context, g *globals) overview {
 		}
 		ov.Hosts = append(ov.Hosts, hs)
 	}
-	if m, err := st.Champion(ctx, store.KindDemand); err == nil {
+	if m, err := st.Champion(ctx, models.KindDemand); err == nil {
 		m.ONNX = nil
 		ov.Champion = &m
 	} else if !errors.Is(err, store.ErrNoModel) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -50,6 +51,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.First, st.Last = st.First.UTC(), st.Last.UTC()
 	return st, nil
 }
+
+// ErrTooLarge is returned when a read would hold more apps × bins than
+// one trace may (trace.MaxCells): retrying cannot help, a narrower range or
+// a wider bin can.
+var ErrTooLarge = errors.New("too large for one read")
 
 // maxAppFilter is the longest app list sent as an IN clause; longer lists
 // read every app and filter here (cheaper than a huge query text).
@@ -132,7 +138,7 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 			c := out[app]
 			if c == nil {
 				if int64(len(out)+1)*int64(bins) > trace.MaxCells {
-					return fmt.Errorf("more than %d apps × %d bins: too large for one read; narrow the time range or widen the bin", len(out), bins)
+					return fmt.Errorf("%w: more than %d apps × %d bins; narrow the time range or widen the bin", ErrTooLarge, len(out), bins)
 				}
 				c = make([]uint32, bins)
 				out[app] = c

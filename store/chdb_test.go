@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
+
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/chdb-io/chdb-go/chdb"
 	"github.com/google/uuid"
@@ -464,14 +466,14 @@ func TestModernClickHouse(t *testing.T) {
 	// Model registry and training runs (JSON results cannot carry bytes
 	// that are not UTF-8, so these bytes are tame; 18.16's test has 0xff).
 	for _, m := range []ModelRecord{
-		{Version: "d1", Kind: KindDemand, Status: StatusChampion, Metrics: map[string]float64{"auc": 0.7}, ONNX: []byte{0, 1, 'x', '\'', '\\'}},
-		{Version: "d2", Kind: KindDemand, Status: StatusChampion, ONNX: []byte("two")},
+		{Version: "d1", Kind: models.KindDemand, Status: StatusChampion, Metrics: map[string]float64{"auc": 0.7}, ONNX: []byte{0, 1, 'x', '\'', '\\'}},
+		{Version: "d2", Kind: models.KindDemand, Status: StatusChampion, ONNX: []byte("two")},
 	} {
 		if err := s.PublishModel(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if c, err := s.Champion(ctx, KindDemand); err != nil || c.Version != "d2" {
+	if c, err := s.Champion(ctx, models.KindDemand); err != nil || c.Version != "d2" {
 		t.Errorf("champion %+v (%v)", c, err)
 	}
 	if m, err := s.Model(ctx, "d1"); err != nil || m.Status != StatusRetired || !bytes.Equal(m.ONNX, []byte{0, 1, 'x', '\'', '\\'}) || m.Metrics["auc"] != 0.7 {
@@ -483,7 +485,7 @@ func TestModernClickHouse(t *testing.T) {
 	if list, err := s.ListModels(ctx); err != nil || len(list) != 2 {
 		t.Errorf("models %+v (%v)", list, err)
 	}
-	if err := s.RecordTrainingRun(ctx, TrainingRun{RunID: "r", Kind: KindDemand, Status: "published", Metrics: map[string]float64{"auc": 0.7}}); err != nil {
+	if err := s.RecordTrainingRun(ctx, TrainingRun{RunID: "r", Kind: models.KindDemand, Status: "published", Metrics: map[string]float64{"auc": 0.7}}); err != nil {
 		t.Fatal(err)
 	}
 	if runs, err := s.TrainingRuns(ctx, 5); err != nil || len(runs) != 1 {

@@ -13,11 +13,8 @@ import (
 // or an unknown version).
 var ErrNoModel = errors.New("no such model")
 
-// Model kinds and statuses.
+// Model statuses (the kinds are models.KindDemand and models.KindAffinity).
 const (
-	KindDemand   = "demand"
-	KindAffinity = "affinity"
-
 	StatusChampion  = "champion"
 	StatusCandidate = "candidate"
 	StatusRetired   = "retired"
@@ -28,7 +25,7 @@ var statuses = []string{StatusChampion, StatusCandidate, StatusRetired}
 // ModelRecord is one published model version.
 type ModelRecord struct {
 	Version string             `json:"version"`
-	Kind    string             `json:"kind"` // demand|affinity
+	Kind    string             `json:"kind"` // models.KindDemand or models.KindAffinity
 	Created time.Time          `json:"created"`
 	Metrics map[string]float64 `json:"metrics"`
 	Status  string             `json:"status"` // champion|candidate|retired
@@ -142,10 +139,11 @@ func (s *Store) currentStatuses(ctx context.Context, kind string) (map[string]st
 	return out, nil
 }
 
-// Champion returns the current champion of a kind with its ONNX bytes, or
-// ErrNoModel. Should two champions exist (concurrent promotions), the most
-// recently promoted wins.
-func (s *Store) Champion(ctx context.Context, kind string) (ModelRecord, error) {
+// ChampionVersion is the current champion of a kind, or ErrNoModel: the
+// one champion lookup (workers poll it; Champion loads its bytes). Should
+// two champions exist (concurrent promotions), the most recently promoted
+// wins.
+func (s *Store) ChampionVersion(ctx context.Context, kind string) (string, error) {
 	var version string
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
 		rows, err := s.conn.Query(ctx, `SELECT version FROM model_status WHERE kind = ?
@@ -162,10 +160,20 @@ func (s *Store) Champion(ctx context.Context, kind string) (ModelRecord, error) 
 		return rows.Err()
 	})
 	if err != nil {
-		return ModelRecord{}, fmt.Errorf("find %s champion: %w", kind, err)
+		return "", fmt.Errorf("find %s champion: %w", kind, err)
 	}
 	if version == "" {
-		return ModelRecord{}, fmt.Errorf("%s champion: %w", kind, ErrNoModel)
+		return "", fmt.Errorf("%s champion: %w", kind, ErrNoModel)
+	}
+	return version, nil
+}
+
+// Champion returns the current champion of a kind (ChampionVersion) with
+// its ONNX bytes, or ErrNoModel.
+func (s *Store) Champion(ctx context.Context, kind string) (ModelRecord, error) {
+	version, err := s.ChampionVersion(ctx, kind)
+	if err != nil {
+		return ModelRecord{}, err
 	}
 	return s.Model(ctx, version)
 }

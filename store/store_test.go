@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/models"
+
 	"github.com/google/uuid"
 
 	"github.com/forewarm/forewarm/internal/config"
@@ -580,29 +582,29 @@ func TestEvents(t *testing.T) {
 func TestModelRegistry(t *testing.T) {
 	s := storetest.New(t)
 	ctx := ctxT(t)
-	if _, err := s.Champion(ctx, store.KindDemand); !errors.Is(err, store.ErrNoModel) {
+	if _, err := s.Champion(ctx, models.KindDemand); !errors.Is(err, store.ErrNoModel) {
 		t.Fatalf("champion of an empty registry: %v", err)
 	}
 	bytes := []byte{0, 1, 2, 0xff, 'o', 'n', 'n', 'x'}
-	v1 := store.ModelRecord{Version: "demand-1", Kind: store.KindDemand, Metrics: map[string]float64{"auc": 0.8, "brier": 0.1}, Status: store.StatusChampion, Meta: `{"t":64}`, ONNX: bytes}
-	v2 := store.ModelRecord{Version: "demand-2", Kind: store.KindDemand, Metrics: map[string]float64{"auc": 0.85}, Status: store.StatusCandidate, ONNX: []byte("two")}
-	aff := store.ModelRecord{Version: "affinity-1", Kind: store.KindAffinity, Status: store.StatusChampion, ONNX: []byte("aff")}
+	v1 := store.ModelRecord{Version: "demand-1", Kind: models.KindDemand, Metrics: map[string]float64{"auc": 0.8, "brier": 0.1}, Status: store.StatusChampion, Meta: `{"t":64}`, ONNX: bytes}
+	v2 := store.ModelRecord{Version: "demand-2", Kind: models.KindDemand, Metrics: map[string]float64{"auc": 0.85}, Status: store.StatusCandidate, ONNX: []byte("two")}
+	aff := store.ModelRecord{Version: "affinity-1", Kind: models.KindAffinity, Status: store.StatusChampion, ONNX: []byte("aff")}
 	for _, m := range []store.ModelRecord{v1, v2, aff} {
 		if err := s.PublishModel(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := s.Champion(ctx, store.KindDemand)
+	c, err := s.Champion(ctx, models.KindDemand)
 	if err != nil || c.Version != "demand-1" || !slices.Equal(c.ONNX, bytes) || c.Metrics["auc"] != 0.8 || c.Meta != `{"t":64}` || c.Status != store.StatusChampion {
 		t.Fatalf("champion %+v (%v)", c, err)
 	}
 	if err := s.SetModelStatus(ctx, "demand-2", store.StatusChampion); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := s.Champion(ctx, store.KindDemand); err != nil || c.Version != "demand-2" || string(c.ONNX) != "two" {
+	if c, err := s.Champion(ctx, models.KindDemand); err != nil || c.Version != "demand-2" || string(c.ONNX) != "two" {
 		t.Errorf("after promotion: %+v (%v)", c, err)
 	}
-	if c, err := s.Champion(ctx, store.KindAffinity); err != nil || c.Version != "affinity-1" {
+	if c, err := s.Champion(ctx, models.KindAffinity); err != nil || c.Version != "affinity-1" {
 		t.Errorf("the other kind's champion changed: %+v (%v)", c, err)
 	}
 	list, err := s.ListModels(ctx)
@@ -625,7 +627,7 @@ func TestModelRegistry(t *testing.T) {
 	if err := s.SetModelStatus(ctx, "demand-1", "best"); err == nil {
 		t.Error("unknown status accepted")
 	}
-	run := store.TrainingRun{RunID: "r1", Kind: store.KindDemand, Version: "demand-2", Status: "published", Duration: 90 * time.Second, Samples: 5000, Metrics: map[string]float64{"auc": 0.85}}
+	run := store.TrainingRun{RunID: "r1", Kind: models.KindDemand, Version: "demand-2", Status: "published", Duration: 90 * time.Second, Samples: 5000, Metrics: map[string]float64{"auc": 0.85}}
 	if err := s.RecordTrainingRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}

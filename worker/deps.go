@@ -174,22 +174,15 @@ type registry struct {
 }
 
 func (r *registry) ChampionVersion(ctx context.Context) (string, error) {
-	// ListModels reads the registry without the ONNX bytes.
-	ms, err := r.st.ListModels(ctx)
+	version, err := r.st.ChampionVersion(ctx, models.KindDemand)
+	if errors.Is(err, store.ErrNoModel) {
+		return "", activities.ErrNoChampion
+	}
 	if err != nil {
 		return "", err
 	}
-	var best store.ModelRecord
-	for _, m := range ms {
-		if m.Kind == "demand" && m.Status == store.StatusChampion && (best.Version == "" || m.Created.After(best.Created)) {
-			best = m
-		}
-	}
-	if best.Version == "" {
-		return "", activities.ErrNoChampion
-	}
-	r.m.Champion(store.KindDemand, best.Version)
-	return best.Version, nil
+	r.m.Champion(models.KindDemand, version)
+	return version, nil
 }
 
 func (r *registry) LoadDemand(ctx context.Context, version string) (activities.DemandModel, error) {
@@ -257,30 +250,27 @@ func (a *affinityScorer) current(ctx context.Context) affinity.Model {
 	if a.model == nil {
 		a.model = affinity.Default()
 	}
-	ms, err := a.st.ListModels(ctx)
+	version, err := a.st.ChampionVersion(ctx, models.KindAffinity)
+	if errors.Is(err, store.ErrNoModel) {
+		return a.model
+	}
 	if err != nil {
 		a.log.Warn("model registry unreachable; keeping the affinity model", "version", a.model.Version(), "err", err)
 		return a.model
 	}
-	var best store.ModelRecord
-	for _, m := range ms {
-		if m.Kind == store.KindAffinity && m.Status == store.StatusChampion && (best.Version == "" || m.Created.After(best.Created)) {
-			best = m
-		}
-	}
-	if best.Version == "" || best.Version == a.model.Version() {
+	if version == a.model.Version() {
 		return a.model
 	}
-	rec, err := a.st.Model(ctx, best.Version)
+	rec, err := a.st.Model(ctx, version)
 	if err == nil {
 		var m affinity.Model
 		if m, err = affinity.Load(rec.ONNX, rec.Meta, a.useORT); err == nil {
 			a.model = m
-			a.m.Champion(store.KindAffinity, m.Version())
+			a.m.Champion(models.KindAffinity, m.Version())
 			return m
 		}
 	}
-	a.log.Warn("affinity champion fails to load; keeping the previous scorer", "version", best.Version, "kept", a.model.Version(), "err", err)
+	a.log.Warn("affinity champion fails to load; keeping the previous scorer", "version", version, "kept", a.model.Version(), "err", err)
 	return a.model
 }
 

@@ -2,28 +2,31 @@ package workflows
 
 import (
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/jsonx"
+	"github.com/forewarm/forewarm/models/lifecycle"
 )
 
-// TrainingInput says what to train on. Zero From/To: everything stored.
+// TrainingInput says what to train on. Zero From and To: the most recent
+// Span of stored history.
 type TrainingInput struct {
 	From, To time.Time
+	Span     time.Duration // with no From and To (0: lifecycle.DefaultSpan)
 	Bin      time.Duration // default 1 min
 	Epochs   int           // 0: the trainer's default
 	Seed     int64
 	// MinAffinitySamples is how many served requests with outcomes are
-	// needed before the affinity model is trained (default 200).
+	// needed before the affinity model is trained (0:
+	// lifecycle.MinAffinityOutcomes).
 	MinAffinitySamples int
 	// MinImprovement is the relative improvement of the primary metric a
-	// candidate needs over the champion to replace it (default 0.01 = 1 %).
+	// candidate needs over the champion to replace it (0:
+	// lifecycle.MinImprovement).
 	MinImprovement float64
 	// TrainTimeout bounds one training activity (default 2 h).
 	TrainTimeout time.Duration
@@ -56,11 +59,29 @@ type TrainingProgressQuery struct{}
 // TrainingProgress is the answer to QueryTrainingProgress.
 type TrainingProgress struct{ Stage string }
 
-// Primary metrics (lower is better) the publish decision compares.
-const (
-	DemandMetric   = "log_loss"
-	AffinityMetric = "mse"
-)
+// MarshalJSON writes the operator JSON style (snake_case, durations as "1m0s").
+func (in TrainingInput) MarshalJSON() ([]byte, error) { return jsonx.Marshal(in) }
+
+// UnmarshalJSON reads it, and the form histories recorded before it.
+func (in *TrainingInput) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, in) }
+
+// MarshalJSON writes the operator JSON style.
+func (d ModelDecision) MarshalJSON() ([]byte, error) { return jsonx.Marshal(d) }
+
+// UnmarshalJSON reads it, and the older form.
+func (d *ModelDecision) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, d) }
+
+// MarshalJSON writes the operator JSON style.
+func (r TrainingResult) MarshalJSON() ([]byte, error) { return jsonx.Marshal(r) }
+
+// UnmarshalJSON reads it, and the older form.
+func (r *TrainingResult) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, r) }
+
+// MarshalJSON writes the operator JSON style.
+func (p TrainingProgress) MarshalJSON() ([]byte, error) { return jsonx.Marshal(p) }
+
+// UnmarshalJSON reads it, and the older form.
+func (p *TrainingProgress) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, p) }
 
 // Training extracts the data set, trains the demand model (and the affinity
 // model once enough outcomes exist), compares each candidate with the
@@ -72,10 +93,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		in.Bin = time.Minute
 	}
 	if in.MinAffinitySamples <= 0 {
-		in.MinAffinitySamples = 200
-	}
-	if in.MinImprovement <= 0 {
-		in.MinImprovement = 0.01
+		in.MinAffinitySamples = lifecycle.MinAffinityOutcomes
 	}
 	if in.TrainTimeout <= 0 {
 		in.TrainTimeout = 2 * time.Hour
@@ -95,7 +113,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 	})
 	var d activities.DescribeResult
-	if err := workflow.ExecuteActivity(quick, training.Describe, activities.DescribeInput{From: in.From, To: in.To, Bin: in.Bin}).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteActivity(quick, training.Describe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
 		return res, fmt.Errorf("extract the data set: %w", err)
 	}
 	res.Dataset = d.Dataset
@@ -108,12 +126,13 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrNotEnough}},
 	})
 
-	stage(fmt.Sprintf("training the demand model on %d apps × %d bins", d.Dataset.Apps, d.Dataset.Bins))
+	stage(fmt.Sprintf("training the demand model on %d apps × %d bins, %s .. %s (%s)", d.Dataset.Apps, d.Dataset.Bins,
+		d.Dataset.From.Format(time.RFC3339), d.Dataset.To.Format(time.RFC3339), d.Dataset.Chosen))
 	var dr activities.TrainResult
 	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), training.TrainDemand, activities.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
 		return res, fmt.Errorf("train the demand model: %w", err)
 	}
-	res.Demand = judge(dr.Model, DemandMetric, in.MinImprovement)
+	res.Demand = judge(dr.Model, in.MinImprovement)
 	res.Demand.Resumed = dr.Resumed
 
 	if d.Dataset.RequestOutcomes >= in.MinAffinitySamples {
@@ -123,7 +142,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 			// The demand decision stands on its own.
 			res.Affinity = ModelDecision{Kind: "affinity", Reason: "training failed: " + rootMessage(err)}
 		} else {
-			res.Affinity = judge(ar.Model, AffinityMetric, in.MinImprovement)
+			res.Affinity = judge(ar.Model, in.MinImprovement)
 		}
 	} else {
 		res.Affinity = ModelDecision{Kind: "affinity", Reason: fmt.Sprintf("not trained: %d request outcomes, %d needed", d.Dataset.RequestOutcomes, in.MinAffinitySamples)}
@@ -142,37 +161,10 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 	return res, nil
 }
 
-// judge decides whether a candidate replaces the champion: it must beat
-// every baseline, and the champion by at least minImprovement (relative),
-// on the primary metric over the same held-out range.
-func judge(m activities.TrainedModel, metric string, minImprovement float64) ModelDecision {
-	d := ModelDecision{Kind: m.Kind, Candidate: m.Version, Champion: m.Champion, Metric: metric,
-		Metrics: m.Metrics, ChampionMetrics: m.ChampionMetrics, Baselines: m.Baselines}
-	cand, ok := m.Metrics[metric]
-	if !ok {
-		d.Reason = fmt.Sprintf("candidate %s has no %s metric; not published", m.Version, metric)
-		return d
-	}
-	var lost []string
-	for _, name := range slices.Sorted(maps.Keys(m.Baselines)) {
-		if b, ok := m.Baselines[name][metric]; ok && cand >= b {
-			lost = append(lost, fmt.Sprintf("%s %.4f", name, b))
-		}
-	}
-	if len(lost) > 0 {
-		d.Reason = fmt.Sprintf("candidate %s %s %.4f does not beat baseline(s) %s; not published", m.Version, metric, cand, strings.Join(lost, ", "))
-		return d
-	}
-	champ, hasChamp := m.ChampionMetrics[metric]
-	switch {
-	case m.Champion == "" || !hasChamp:
-		d.Published = true
-		d.Reason = fmt.Sprintf("no champion yet; candidate %s %s %.4f beats every baseline: published", m.Version, metric, cand)
-	case cand < champ*(1-minImprovement):
-		d.Published = true
-		d.Reason = fmt.Sprintf("candidate %s %s %.4f beats champion %s %.4f by %.1f%%: published", m.Version, metric, cand, m.Champion, champ, 100*(champ-cand)/champ)
-	default:
-		d.Reason = fmt.Sprintf("candidate %s %s %.4f is not %.0f%% better than champion %s %.4f; champion kept", m.Version, metric, cand, 100*minImprovement, m.Champion, champ)
-	}
-	return d
+// judge is the lifecycle's one publish rule, applied in workflow code (it
+// is pure) to what the training activity measured.
+func judge(m activities.TrainedModel, minImprovement float64) ModelDecision {
+	d := lifecycle.Decide(m, minImprovement)
+	return ModelDecision{Kind: m.Kind, Candidate: m.Version, Champion: m.Champion, Metric: lifecycle.PrimaryMetric(m.Kind),
+		Metrics: m.Metrics, ChampionMetrics: m.ChampionMetrics, Baselines: m.Baselines, Published: d.Publish, Reason: d.Reason}
 }
