@@ -49,6 +49,7 @@ func (t *trainer) Describe(ctx context.Context, in activities.DescribeInput) (ac
 		// data does: the idle bins before it would teach nothing.
 		if first := lifecycle.FirstActiveBin(tr); first > 0 {
 			r.From = tr.BinStart(first)
+			r.Chosen += ", from where its activity begins"
 		}
 	}
 	now := time.Now()
