@@ -36,7 +36,7 @@ test-cluster:
 demo:
 	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh
 
-# Every benchmark, once, against the real stack; figures go to the issue notes.
+# Every benchmark, once, against the real stack (deploy/README.md records the sizing figures).
 BENCH_ARGS ?= ./...
 bench:
 	@$(LOCAL)/with-stack.sh go test -run '^$$' -bench . -benchmem $(BENCH_ARGS)

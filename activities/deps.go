@@ -10,6 +10,8 @@ package activities
 import (
 	"context"
 	"time"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // AppProfile is what the loop and the hosts need to know about an application.
@@ -148,58 +150,13 @@ type HostClients interface {
 	NotFound(err error) bool
 }
 
-// Records mirror the ClickHouse rows the activities write.
-type (
-	PredictionRecord struct {
-		Time         time.Time
-		App          string
-		Bin          time.Time
-		Probability  float64
-		Threshold    float64
-		ModelVersion string
-		Decision     string
-	}
-	PreparationEvent struct {
-		Time          time.Time
-		PreparationID string
-		App, Host     string
-		Event         string // reserved|validated|claimed|expired|released|failed
-		MemoryMB      float64
-		DiskMB        float64
-		CPUMilli      int64
-		ShadowMS      float64
-		Reason        string
-		HeldSeconds   float64
-	}
-	RequestRecord struct {
-		Time          time.Time
-		RequestID     string
-		App           string
-		VolumeType    string
-		SizeMB        float64
-		ReadRatio     float64
-		Host          string
-		Warm          bool
-		ExpectedScore float64
-		SetupMS       float64
-		WorkMS        float64
-		LatencyMS     float64
-		Outcome       string
-	}
-	AdjustmentRecord struct {
-		Time                                   time.Time
-		App, Host                              string
-		Expected, Actual, Delta, NewAdjustment float64
-		Reason                                 string
-	}
-)
-
-// Recorder writes rows to the metric store.
+// Recorder writes rows to the metric store (the rows are the store's own,
+// package records).
 type Recorder interface {
-	RecordPredictions(ctx context.Context, rows []PredictionRecord) error
-	RecordPreparationEvents(ctx context.Context, rows []PreparationEvent) error
-	RecordRequests(ctx context.Context, rows []RequestRecord) error
-	RecordAdjustments(ctx context.Context, rows []AdjustmentRecord) error
+	RecordPredictions(ctx context.Context, rows []records.Prediction) error
+	RecordPreparationEvents(ctx context.Context, rows []records.PreparationEvent) error
+	RecordRequests(ctx context.Context, rows []records.Request) error
+	RecordAdjustments(ctx context.Context, rows []records.Adjustment) error
 }
 
 // HistoryReader reads what a loop needs when it starts.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Hosts reserves, validates, serves on and releases host resources, and
@@ -81,9 +83,11 @@ func (h *Hosts) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, er
 		return ReserveResult{}, fmt.Errorf("reserve lease %s on %s: %w", in.LeaseID, in.Candidate.Host, err)
 	}
 	now := time.Now().UTC()
-	h.record(ctx, PreparationEvent{Time: now, PreparationID: in.LeaseID, App: in.App, Host: in.Candidate.Host, Event: "reserved",
+	if err := h.record(ctx, records.PreparationEvent{Time: now, PreparationID: in.LeaseID, App: in.App, Host: in.Candidate.Host, Event: records.EventReserved,
 		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli,
-		Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", in.Candidate.Score, in.Candidate.ModelScore, in.Candidate.Adjustment)})
+		Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", in.Candidate.Score, in.Candidate.ModelScore, in.Candidate.Adjustment)}); err != nil {
+		return ReserveResult{}, err
+	}
 	return ReserveResult{Reserved: now, Expires: expires}, nil
 }
 
@@ -105,11 +109,13 @@ func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error
 	default:
 		res = ShadowResult{OK: true, ShadowMS: ms}
 	}
-	ev := PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "validated", ShadowMS: res.ShadowMS}
+	ev := records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: records.EventValidated, ShadowMS: res.ShadowMS}
 	if !res.OK {
-		ev.Event, ev.Reason = "failed", res.Reason
+		ev.Event, ev.Reason = records.EventFailed, res.Reason
 	}
-	h.record(ctx, ev)
+	if err := h.record(ctx, ev); err != nil {
+		return ShadowResult{}, err
+	}
 	return res, nil
 }
 
@@ -129,10 +135,12 @@ func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, er
 	}
 	event := in.Event
 	if event == "" {
-		event = "released"
+		event = records.EventReleased
 	}
-	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
-		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds})
+	if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds}); err != nil {
+		return ReleaseResult{}, err
+	}
 	return ReleaseResult{WasHeld: held, RequestsServed: rel.RequestsServed, BusyMBs: rel.BusyMBs, IdleMBs: rel.IdleMBs,
 		Fallbacks: rel.Fallbacks}, nil
 }
@@ -153,8 +161,10 @@ func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error
 	case err != nil:
 		return ExtendResult{}, fmt.Errorf("extend %s on %s: %w", in.LeaseID, in.Host, err)
 	}
-	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "extended",
-		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))})
+	if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: records.EventExtended,
+		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))}); err != nil {
+		return ExtendResult{}, err
+	}
 	return ExtendResult{Extended: true, Expires: expires}, nil
 }
 
@@ -184,26 +194,33 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 			h.logger().Warn("release of a one-request lease failed; its TTL ends it", "lease", in.LeaseID, "host", in.Host, "err", err)
 		}
 	}
-	if r.Kept && !r.Replayed {
-		h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: "kept",
+	// Recorded on a replayed result too: the attempt before may have
+	// failed to record it (a lost reply may then record it twice).
+	if r.Kept {
+		if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: records.EventKept,
 			MemoryMB: max(in.KeepMemoryMB, in.MemoryMB), DiskMB: max(in.KeepDiskMB, in.DiskMB), CPUMilli: in.KeepCPUMilli,
-			Reason: "instance of cold request " + in.RequestID})
+			Reason: "instance of cold request " + in.RequestID}); err != nil {
+			return ServeResult{}, err
+		}
 	}
 	return ServeResult{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS, FallbackCode: r.FallbackCode,
 		Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil
 }
 
-// record writes a preparation event; the event log must not fail the
-// reservation itself, so a store error is logged, not returned.
-func (h *Hosts) record(ctx context.Context, ev PreparationEvent) {
+// record writes a preparation event. A failed write fails the activity
+// (its host call is idempotent per lease, so the retry records it): an
+// event must not be lost quietly, since the report's memory-time is read
+// from them.
+func (h *Hosts) record(ctx context.Context, ev records.PreparationEvent) error {
 	if h.Recorder == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := h.Recorder.RecordPreparationEvents(ctx, []PreparationEvent{ev}); err != nil {
-		h.logger().Warn("record preparation event", "lease", ev.PreparationID, "event", ev.Event, "err", err)
+	if err := h.Recorder.RecordPreparationEvents(ctx, []records.PreparationEvent{ev}); err != nil {
+		return fmt.Errorf("record the %s event of %s: %w", ev.Event, ev.PreparationID, err)
 	}
+	return nil
 }
 
 func (h *Hosts) logger() *slog.Logger {

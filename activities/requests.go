@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"fmt"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Requests claims leases from the prediction loops and records served
@@ -29,16 +31,16 @@ func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, 
 // affinity adjustment. Retried as a whole, so a retry after a partial
 // failure can write the request row twice; the request ID tells them apart.
 func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (RecordRequestResult, error) {
-	if err := r.Recorder.RecordRequests(ctx, []RequestRecord{in.Request}); err != nil {
+	if err := r.Recorder.RecordRequests(ctx, []records.Request{in.Request}); err != nil {
 		return RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
 	}
 	if in.Claimed != nil {
-		if err := r.Recorder.RecordPreparationEvents(ctx, []PreparationEvent{*in.Claimed}); err != nil {
+		if err := r.Recorder.RecordPreparationEvents(ctx, []records.PreparationEvent{*in.Claimed}); err != nil {
 			return RecordRequestResult{}, fmt.Errorf("record claim of %s: %w", in.Claimed.PreparationID, err)
 		}
 	}
 	if in.Adjustment != nil {
-		if err := r.Recorder.RecordAdjustments(ctx, []AdjustmentRecord{*in.Adjustment}); err != nil {
+		if err := r.Recorder.RecordAdjustments(ctx, []records.Adjustment{*in.Adjustment}); err != nil {
 			return RecordRequestResult{}, fmt.Errorf("record adjustment %s/%s: %w", in.Adjustment.App, in.Adjustment.Host, err)
 		}
 	}

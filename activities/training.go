@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/models/lifecycle"
-	"go.temporal.io/sdk/activity"
 )
 
 // Trainer is what the training activities need from the models and the

@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Non-retryable application error types. Workflows match on these names,
@@ -33,7 +34,7 @@ func nonRetryable(kind string, err error) error {
 
 // Lease is a validated reservation on a host, held by a prediction loop.
 type Lease struct {
-	LeaseID   string // preparation workflow ID + "/" + host: what the host knows
+	LeaseID   string // what the host knows the reservation by: workflows.LeaseID, <app>.<bin unix seconds>.<host>
 	App       string
 	Host      string
 	HostURL   string
@@ -48,28 +49,19 @@ type Lease struct {
 	ModelVers string  // affinity model version that scored the host
 }
 
-// Decisions recorded with every prediction.
-const (
-	DecisionPrepare = "prepare"
-	DecisionBelow   = "below-threshold"
-	DecisionCovered = "covered"
-	DecisionDryRun  = "dry-run"
-	DecisionNoModel = "no-model"
-)
-
 // Decide is the loop's rule, shared by the workflow (which acts on it) and
 // the prediction activity (which records it): prepare when the probability
 // reaches the threshold and nothing live covers the horizon.
 func Decide(p, threshold float64, covered, dryRun bool) string {
 	switch {
 	case p < threshold:
-		return DecisionBelow
+		return records.DecisionBelow
 	case dryRun:
-		return DecisionDryRun
+		return records.DecisionDryRun
 	case covered:
-		return DecisionCovered
+		return records.DecisionCovered
 	default:
-		return DecisionPrepare
+		return records.DecisionPrepare
 	}
 }
 
@@ -296,10 +288,12 @@ type ClaimInput struct {
 	ArrivedAt    time.Time // when the request arrived: the loop counts it in that bin
 }
 
-// ClaimResult is the lease claimed, if any.
+// ClaimResult is the lease claimed, if any: the answer of the loop's
+// claim-lease update (workflows.ClaimUpdateResult is this type), with
+// LoopRunning set by the claimer.
 type ClaimResult struct {
 	Found       bool
-	LoopRunning bool
+	LoopRunning bool // a loop answered (false: no loop for the application)
 	Lease       Lease
 	Adjustments map[string]float64 // the loop's host adjustments, for a cold ranking
 	// Stays: the lease goes on serving after this request (warm instance).
@@ -323,9 +317,9 @@ type KeepPlan struct {
 
 // RecordRequestInput is one served request and its adjustment, if any.
 type RecordRequestInput struct {
-	Request    RequestRecord
-	Claimed    *PreparationEvent
-	Adjustment *AdjustmentRecord
+	Request    records.Request
+	Claimed    *records.PreparationEvent
+	Adjustment *records.Adjustment
 }
 
 // RecordRequestResult is empty; fields may be added.

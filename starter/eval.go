@@ -14,13 +14,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/forewarm/forewarm/models/demand"
-	"github.com/forewarm/forewarm/models/lifecycle"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/lifecycle"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
 	"github.com/forewarm/forewarm/trace"

@@ -13,14 +13,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/forewarm/forewarm/models/affinity"
-	"github.com/forewarm/forewarm/models/demand"
-	"github.com/forewarm/forewarm/models/lifecycle"
-
 	"github.com/spf13/cobra"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/models/affinitydata"
+	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/lifecycle"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/trace"
 )

@@ -6,9 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/forewarm/forewarm/models"
-
 	"github.com/forewarm/forewarm/internal/testenv"
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"

@@ -10,12 +10,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
-
 	"github.com/spf13/cobra"
 
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/report"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 func init() { addCommand(reportCmd) }
@@ -179,10 +179,10 @@ func preparations(events []store.PreparationEvent, until time.Time) []report.Pre
 			l.p.MemoryMB = e.MemoryMB
 		}
 		switch e.Event {
-		case store.PrepClaimed:
+		case records.EventClaimed:
 			l.p.Claimed = true
 			l.end, l.ended = e.Time, true
-		case store.PrepExpired, store.PrepReleased, store.PrepFailed:
+		case records.EventExpired, records.EventReleased, records.EventFailed:
 			if !l.ended || e.Time.Before(l.end) {
 				l.end, l.ended = e.Time, true
 			}

@@ -10,13 +10,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/forewarm/forewarm/models/demand"
-
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/report"
 	"github.com/forewarm/forewarm/sim"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -225,11 +225,11 @@ func heldLeases(events []store.PreparationEvent, now time.Time) []report.Held {
 			l.h.MemoryMB = e.MemoryMB
 		}
 		switch e.Event {
-		case store.PrepReserved, store.PrepKept:
+		case records.EventReserved, records.EventKept:
 			if !l.begun {
 				l.h.From, l.begun = e.Time, true
 			}
-		case store.PrepReleased, store.PrepExpired, store.PrepFailed, store.PrepClaimed:
+		case records.EventReleased, records.EventExpired, records.EventFailed, records.EventClaimed:
 			if !l.ended {
 				l.h.To, l.ended = e.Time, true
 				if !l.begun && e.HeldSeconds > 0 {

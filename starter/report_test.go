@@ -5,18 +5,19 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 func TestPreparationsFoldLeaseLives(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	events := []store.PreparationEvent{
-		{Time: at(0), PreparationID: "a1", App: "a", Event: store.PrepReserved, MemoryMB: 100},
-		{Time: at(1), PreparationID: "a1", App: "a", Event: store.PrepValidated},
-		{Time: at(4), PreparationID: "a1", App: "a", Event: store.PrepClaimed},
-		{Time: at(2), PreparationID: "b1", App: "b", Event: store.PrepReserved, MemoryMB: 200},
-		{Time: at(7), PreparationID: "b1", App: "b", Event: store.PrepExpired, HeldSeconds: 5},
-		{Time: at(8), PreparationID: "c1", App: "c", Event: store.PrepReserved, MemoryMB: 50},
+		{Time: at(0), PreparationID: "a1", App: "a", Event: records.EventReserved, MemoryMB: 100},
+		{Time: at(1), PreparationID: "a1", App: "a", Event: records.EventValidated},
+		{Time: at(4), PreparationID: "a1", App: "a", Event: records.EventClaimed},
+		{Time: at(2), PreparationID: "b1", App: "b", Event: records.EventReserved, MemoryMB: 200},
+		{Time: at(7), PreparationID: "b1", App: "b", Event: records.EventExpired, HeldSeconds: 5},
+		{Time: at(8), PreparationID: "c1", App: "c", Event: records.EventReserved, MemoryMB: 50},
 	}
 	got := preparations(events, at(10))
 	want := map[string]struct {

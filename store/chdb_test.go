@@ -26,12 +26,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
-
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/chdb-io/chdb-go/chdb"
 	"github.com/google/uuid"
 
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -405,8 +405,8 @@ func TestModernClickHouse(t *testing.T) {
 	// Live requests reach the activity through the materialized view.
 	now := time.Now().UTC().Truncate(time.Second)
 	reqs := []Request{
-		{Time: now.Add(-90 * time.Second), RequestID: uuid.New(), App: "live", VolumeType: "ssd", SizeMB: 64, ReadRatio: 0.25, Host: "h1", Warm: true, WorkMS: 5, Outcome: "ok"},
-		{Time: now.Add(-30 * time.Second), RequestID: uuid.New(), App: "live", VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.75, Host: "h1", WorkMS: 7, Outcome: "ok"},
+		{Time: now.Add(-90 * time.Second), RequestID: uuid.NewString(), App: "live", VolumeType: "ssd", SizeMB: 64, ReadRatio: 0.25, Host: "h1", Warm: true, WorkMS: 5, Outcome: records.OutcomeWarm},
+		{Time: now.Add(-30 * time.Second), RequestID: uuid.NewString(), App: "live", VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.75, Host: "h1", WorkMS: 7, Outcome: records.OutcomeWarm},
 	}
 	if err := s.RecordRequests(ctx, reqs); err != nil {
 		t.Fatal(err)
@@ -450,10 +450,10 @@ func TestModernClickHouse(t *testing.T) {
 	if ps, err := s.Predictions(ctx, now.Add(-time.Second), now.Add(time.Second)); err != nil || len(ps) != 1 {
 		t.Errorf("predictions %+v (%v)", ps, err)
 	}
-	if err := s.RecordPreparationEvents(ctx, []PreparationEvent{{Time: now, PreparationID: "p", App: "live", Host: "h1", Event: PrepClaimed}}); err != nil {
+	if err := s.RecordPreparationEvents(ctx, []PreparationEvent{{Time: now, PreparationID: "p", App: "live", Host: "h1", Event: records.EventClaimed}}); err != nil {
 		t.Fatal(err)
 	}
-	if es, err := s.PreparationEvents(ctx, now.Add(-time.Second), now.Add(time.Second)); err != nil || len(es) != 1 || es[0].Event != PrepClaimed {
+	if es, err := s.PreparationEvents(ctx, now.Add(-time.Second), now.Add(time.Second)); err != nil || len(es) != 1 || es[0].Event != records.EventClaimed {
 		t.Errorf("preparation events %+v (%v)", es, err)
 	}
 	if err := s.RecordAdjustments(ctx, []Adjustment{{Time: now, App: "live", Host: "h1", NewAdjustment: 0.2}, {Time: now.Add(time.Millisecond), App: "live", Host: "h1", NewAdjustment: 0.1}}); err != nil {

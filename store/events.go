@@ -5,18 +5,17 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
-// Prediction is one decision of a prediction loop.
-type Prediction struct {
-	Time         time.Time `json:"time"`
-	App          string    `json:"app"`
-	Bin          time.Time `json:"bin"` // start of the bin predicted from
-	Probability  float64   `json:"probability"`
-	Threshold    float64   `json:"threshold"`
-	ModelVersion string    `json:"model_version"`
-	Decision     string    `json:"decision"` // e.g. prepare, hold, skip
-}
+// The rows this file reads and writes are defined in package records,
+// with their event kinds and decisions.
+type (
+	Prediction       = records.Prediction
+	PreparationEvent = records.PreparationEvent
+	Adjustment       = records.Adjustment
+)
 
 // RecordPredictions stores predictions; a zero Time is now.
 func (s *Store) RecordPredictions(ctx context.Context, ps []Prediction) error {
@@ -60,42 +59,13 @@ func (s *Store) Predictions(ctx context.Context, from, to time.Time) ([]Predicti
 	return out, nil
 }
 
-// Preparation event kinds.
-const (
-	PrepReserved  = "reserved"
-	PrepValidated = "validated"
-	PrepClaimed   = "claimed"
-	PrepExpired   = "expired"
-	PrepReleased  = "released"
-	PrepFailed    = "failed"
-	PrepKept      = "kept"     // a cold request's instance kept as a lease
-	PrepExtended  = "extended" // a lease's expiry moved in place
-)
-
-var prepEvents = []string{PrepReserved, PrepValidated, PrepClaimed, PrepExpired, PrepReleased, PrepFailed, PrepKept, PrepExtended}
-
-// PreparationEvent is one step in a preparation's life.
-type PreparationEvent struct {
-	Time          time.Time `json:"time"`
-	PreparationID string    `json:"preparation_id"`
-	App           string    `json:"app"`
-	Host          string    `json:"host"`
-	Event         string    `json:"event"` // reserved|validated|claimed|expired|released|failed
-	MemoryMB      float64   `json:"memory_mb"`
-	DiskMB        float64   `json:"disk_mb"`
-	CPUMilli      int64     `json:"cpu_milli"`
-	ShadowMS      float64   `json:"shadow_ms"`
-	Reason        string    `json:"reason"`
-	HeldSeconds   float64   `json:"held_seconds"`
-}
-
 const prepCols = "time, at_ns, preparation_id, app, host, event, memory_mb, disk_mb, cpu_milli, shadow_ms, reason, held_seconds"
 
 // RecordPreparationEvents stores preparation events; a zero Time is now.
 func (s *Store) RecordPreparationEvents(ctx context.Context, es []PreparationEvent) error {
 	for i, e := range es {
-		if !slices.Contains(prepEvents, e.Event) {
-			return fmt.Errorf("preparation event %d: unknown event %q (want one of %v)", i, e.Event, prepEvents)
+		if !slices.Contains(records.Events, e.Event) {
+			return fmt.Errorf("preparation event %d: unknown event %q (want one of %v)", i, e.Event, records.Events)
 		}
 	}
 	return s.insert(ctx, "preparation_events", prepCols, len(es), func(i int) []any {
@@ -131,19 +101,6 @@ func (s *Store) PreparationEvents(ctx context.Context, from, to time.Time) ([]Pr
 		return nil, fmt.Errorf("read preparation events: %w", err)
 	}
 	return out, nil
-}
-
-// Adjustment is a change of an (app, host) pair's affinity adjustment after
-// a gap between expected and observed performance.
-type Adjustment struct {
-	Time          time.Time `json:"time"`
-	App           string    `json:"app"`
-	Host          string    `json:"host"`
-	Expected      float64   `json:"expected"`
-	Actual        float64   `json:"actual"`
-	Delta         float64   `json:"delta"`
-	NewAdjustment float64   `json:"new_adjustment"`
-	Reason        string    `json:"reason"`
 }
 
 // RecordAdjustments stores adjustments; a zero Time is now.

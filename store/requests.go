@@ -3,37 +3,30 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
-// Request is one resource request as served: what was asked, where it ran
-// and how it went. Times keep nanoseconds.
-type Request struct {
-	Time          time.Time `json:"time"`
-	RequestID     uuid.UUID `json:"request_id"`
-	App           string    `json:"app"`
-	VolumeType    string    `json:"volume_type"`
-	SizeMB        float64   `json:"size_mb"`
-	ReadRatio     float64   `json:"read_ratio"`
-	Host          string    `json:"host"`
-	Warm          bool      `json:"warm"`
-	ExpectedScore float64   `json:"expected_score"` // affinity the model expected
-	SetupMS       float64   `json:"setup_ms"`
-	WorkMS        float64   `json:"work_ms"`
-	LatencyMS     float64   `json:"latency_ms"`
-	Outcome       string    `json:"outcome"` // e.g. ok, failed, rejected
-}
+// Request is one served request (package records defines it and its
+// outcomes).
+type Request = records.Request
 
 const requestCols = "time, at_ns, request_id, app, volume_type, size_mb, read_ratio, host, warm, expected_score, setup_ms, work_ms, latency_ms, outcome"
 
 // RecordRequests stores requests; the activity per bin follows through a
-// materialized view. A zero Time is now; a nil RequestID gets a random one.
+// materialized view. A zero Time is now; an empty RequestID gets a random
+// one.
 func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 	for i := range reqs {
 		if reqs[i].App == "" {
 			return fmt.Errorf("request %d: empty app", i)
+		}
+		if !slices.Contains(records.Outcomes, reqs[i].Outcome) {
+			return fmt.Errorf("request %d: unknown outcome %q (want one of %v)", i, reqs[i].Outcome, records.Outcomes)
 		}
 	}
 	if len(reqs) == 0 {
@@ -62,10 +55,7 @@ func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 		if t.IsZero() {
 			t = now
 		}
-		if r.RequestID == uuid.Nil {
-			r.RequestID = uuid.New()
-		}
-		times[i], ns[i], ids[i], apps[i], volumes[i] = t, nanos(t), r.RequestID, r.App, r.VolumeType
+		times[i], ns[i], ids[i], apps[i], volumes[i] = t, nanos(t), requestUUID(r.RequestID), r.App, r.VolumeType
 		sizes[i], reads[i], hosts[i], expected[i] = r.SizeMB, r.ReadRatio, r.Host, r.ExpectedScore
 		setup[i], work[i], latency[i], outcome[i] = r.SetupMS, r.WorkMS, r.LatencyMS, r.Outcome
 		if r.Warm {
@@ -91,12 +81,13 @@ func (s *Store) Requests(ctx context.Context, from, to time.Time) ([]Request, er
 				r    Request
 				ns   uint64
 				warm uint8
+				id   uuid.UUID
 			)
-			if err := rows.Scan(&r.Time, &ns, &r.RequestID, &r.App, &r.VolumeType, &r.SizeMB, &r.ReadRatio, &r.Host, &warm,
+			if err := rows.Scan(&r.Time, &ns, &id, &r.App, &r.VolumeType, &r.SizeMB, &r.ReadRatio, &r.Host, &warm,
 				&r.ExpectedScore, &r.SetupMS, &r.WorkMS, &r.LatencyMS, &r.Outcome); err != nil {
 				return err
 			}
-			r.Time, r.Warm = time.Unix(0, int64(ns)).UTC(), warm == 1
+			r.Time, r.Warm, r.RequestID = time.Unix(0, int64(ns)).UTC(), warm == 1, id.String()
 			out = append(out, r)
 		}
 		return rows.Err()
@@ -105,4 +96,17 @@ func (s *Store) Requests(ctx context.Context, from, to time.Time) ([]Request, er
 		return nil, fmt.Errorf("read requests %v – %v: %w", from.UTC(), to.UTC(), err)
 	}
 	return out, nil
+}
+
+// requestUUID is a request ID as the requests table keys it: the ID itself
+// when it is a UUID, otherwise one derived from it (the same ID, the same
+// UUID), and a random one when it is empty.
+func requestUUID(id string) uuid.UUID {
+	if id == "" {
+		return uuid.New()
+	}
+	if u, err := uuid.Parse(id); err == nil {
+		return u
+	}
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:"+id))
 }

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
-
 	"github.com/google/uuid"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -402,9 +402,9 @@ func TestRequestsKeepActivityUpToDate(t *testing.T) {
 	var reqs []store.Request
 	for i := range 7 {
 		reqs = append(reqs, store.Request{
-			Time: base.Add(time.Duration(i)*20*time.Second + 123*time.Millisecond), RequestID: uuid.New(),
+			Time: base.Add(time.Duration(i)*20*time.Second + 123*time.Millisecond), RequestID: uuid.NewString(),
 			App: "api", VolumeType: "ssd", SizeMB: 100 + float64(i), ReadRatio: 0.5, Host: "h1", Warm: i%2 == 0,
-			ExpectedScore: 0.8, SetupMS: 3, WorkMS: 40, LatencyMS: 43, Outcome: "ok",
+			ExpectedScore: 0.8, SetupMS: 3, WorkMS: 40, LatencyMS: 43, Outcome: records.OutcomeWarm,
 		})
 	}
 	if err := s.RecordRequests(ctx, reqs); err != nil {
@@ -555,7 +555,7 @@ func TestEvents(t *testing.T) {
 	if err != nil || len(ps) != 1 || ps[0].Probability != 0.7 || !ps[0].Bin.Equal(now.Truncate(time.Minute)) || !ps[0].Time.Equal(now) {
 		t.Errorf("predictions %+v (%v)", ps, err)
 	}
-	ev := store.PreparationEvent{Time: now, PreparationID: "p1", App: "a", Host: "h1", Event: store.PrepReserved, MemoryMB: 256, DiskMB: 100, CPUMilli: 500}
+	ev := store.PreparationEvent{Time: now, PreparationID: "p1", App: "a", Host: "h1", Event: records.EventReserved, MemoryMB: 256, DiskMB: 100, CPUMilli: 500}
 	if err := s.RecordPreparationEvents(ctx, []store.PreparationEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
@@ -634,5 +634,37 @@ func TestModelRegistry(t *testing.T) {
 	runs, err := s.TrainingRuns(ctx, 10)
 	if err != nil || len(runs) != 1 || runs[0].Duration != run.Duration || runs[0].Metrics["auc"] != 0.85 || runs[0].Samples != 5000 {
 		t.Errorf("training runs %+v (%v)", runs, err)
+	}
+}
+
+// A misspelt event kind or request outcome is refused, naming it, and
+// nothing is written.
+func TestRecordsRefuseUnknownKinds(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	err := s.RecordPreparationEvents(ctx, []store.PreparationEvent{{Time: now, PreparationID: "p", App: "a", Host: "h", Event: "reserverd"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown event "reserverd"`) {
+		t.Errorf("misspelt event: %v", err)
+	}
+	err = s.RecordRequests(ctx, []store.Request{{Time: now, RequestID: "r1", App: "a", Host: "h", Outcome: "wram"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown outcome "wram"`) {
+		t.Errorf("misspelt outcome: %v", err)
+	}
+	es, err := s.PreparationEvents(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil || len(es) != 0 {
+		t.Errorf("events written: %v, %v", es, err)
+	}
+	rs, err := s.Requests(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil || len(rs) != 0 {
+		t.Errorf("requests written: %v, %v", rs, err)
+	}
+	// A request ID that is not a UUID is stored under one derived from it.
+	if err := s.RecordRequests(ctx, []store.Request{{Time: now, RequestID: "req-7", App: "a", Host: "h", Outcome: records.OutcomeCold}}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err = s.Requests(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil || len(rs) != 1 || rs[0].RequestID != uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:req-7")).String() {
+		t.Errorf("derived request ID: %+v, %v", rs, err)
 	}
 }

@@ -38,5 +38,6 @@ func (cl claimer) Claim(ctx context.Context, in activities.ClaimInput) (activiti
 		}
 		return activities.ClaimResult{}, err
 	}
-	return activities.ClaimResult{Found: res.Found, LoopRunning: true, Lease: res.Lease, Adjustments: res.Adjustments, Stays: res.Stays, Keep: res.Keep, WaitedMS: res.WaitedMS}, nil
+	res.LoopRunning = true
+	return res, nil
 }

@@ -9,16 +9,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/forewarm/forewarm/models/affinity"
-	"github.com/forewarm/forewarm/models/demand"
-
-	"github.com/google/uuid"
-
 	"github.com/forewarm/forewarm/activities"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // The adapters below fit the real store, models and host-agent client to
@@ -76,11 +74,7 @@ func (d *storeDeps) Adjustments(ctx context.Context, app string) (map[string]flo
 	return out, nil
 }
 
-func (d *storeDeps) RecordPredictions(ctx context.Context, rows []activities.PredictionRecord) error {
-	ps := make([]store.Prediction, len(rows))
-	for i, r := range rows {
-		ps[i] = store.Prediction(r)
-	}
+func (d *storeDeps) RecordPredictions(ctx context.Context, ps []records.Prediction) error {
 	if err := d.st.RecordPredictions(ctx, ps); err != nil {
 		d.m.StoreError("predictions")
 		return err
@@ -91,11 +85,7 @@ func (d *storeDeps) RecordPredictions(ctx context.Context, rows []activities.Pre
 	return nil
 }
 
-func (d *storeDeps) RecordPreparationEvents(ctx context.Context, rows []activities.PreparationEvent) error {
-	es := make([]store.PreparationEvent, len(rows))
-	for i, r := range rows {
-		es[i] = store.PreparationEvent(r)
-	}
+func (d *storeDeps) RecordPreparationEvents(ctx context.Context, es []records.PreparationEvent) error {
 	if err := d.st.RecordPreparationEvents(ctx, es); err != nil {
 		d.m.StoreError("preparation_events")
 		return err
@@ -106,18 +96,7 @@ func (d *storeDeps) RecordPreparationEvents(ctx context.Context, rows []activiti
 	return nil
 }
 
-func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.RequestRecord) error {
-	rs := make([]store.Request, len(rows))
-	for i, r := range rows {
-		id, err := uuid.Parse(r.RequestID)
-		if err != nil {
-			// Request IDs need not be UUIDs; derive a stable one.
-			id = uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:"+r.RequestID))
-		}
-		rs[i] = store.Request{Time: r.Time, RequestID: id, App: r.App, VolumeType: r.VolumeType, SizeMB: r.SizeMB,
-			ReadRatio: r.ReadRatio, Host: r.Host, Warm: r.Warm, ExpectedScore: r.ExpectedScore,
-			SetupMS: r.SetupMS, WorkMS: r.WorkMS, LatencyMS: r.LatencyMS, Outcome: r.Outcome}
-	}
+func (d *storeDeps) RecordRequests(ctx context.Context, rs []records.Request) error {
 	if err := d.st.RecordRequests(ctx, rs); err != nil {
 		d.m.StoreError("requests")
 		return err
@@ -128,12 +107,12 @@ func (d *storeDeps) RecordRequests(ctx context.Context, rows []activities.Reques
 	return nil
 }
 
-func (d *storeDeps) RecordAdjustments(ctx context.Context, rows []activities.AdjustmentRecord) error {
-	as := make([]store.Adjustment, len(rows))
-	for i, r := range rows {
-		as[i] = store.Adjustment(r)
+func (d *storeDeps) RecordAdjustments(ctx context.Context, as []records.Adjustment) error {
+	if err := d.st.RecordAdjustments(ctx, as); err != nil {
+		d.m.StoreError("adjustments")
+		return err
 	}
-	return d.st.RecordAdjustments(ctx, as)
+	return nil
 }
 
 // LiveHosts lists hosts seen in the last 30 s with their latest metrics.

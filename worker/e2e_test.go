@@ -426,7 +426,7 @@ func TestEndToEnd(t *testing.T) {
 	require.InDelta(t, first.NewAdjustment, adj[[2]string{apps[0], "a-slow"}], 1e-9, "the adjustment recorded in ClickHouse is the one the request computed")
 	reqs, err := k.st.Requests(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
-	nWarm, ids := 0, map[uuid.UUID]bool{}
+	nWarm, ids := 0, map[string]bool{}
 	for _, r := range reqs {
 		if r.Warm {
 			nWarm++

@@ -39,6 +39,7 @@ import (
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -287,7 +288,7 @@ func serveOps(addr string, m *telemetry.Metrics, ready func(context.Context) err
 // running is the started workers and what must be flushed when they stop.
 type running struct {
 	workers     []worker.Worker
-	predictions *activities.Batcher[activities.PredictionRecord]
+	predictions *activities.Batcher[records.Prediction]
 	stop        sync.Once
 }
 
@@ -339,9 +340,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		}
 		w := worker.New(c, s.PredictionQueue, opts)
 		workflows.RegisterPrediction(w)
-		w.RegisterActivity(predictor)
-		w.RegisterActivity(hosts)
-		w.RegisterActivity(requests)
+		workflows.RegisterPredictionActivities(w, predictor, hosts, requests)
 		r.workers = append(r.workers, w)
 	}
 	if slices.Contains(s.Queues, "training") {
@@ -352,7 +351,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			WorkerStopTimeout:                  s.StopTimeout,
 		})
 		workflows.RegisterTraining(w)
-		w.RegisterActivity(tr)
+		workflows.RegisterTrainingActivities(w, tr)
 		r.workers = append(r.workers, w)
 	}
 	for i, w := range r.workers {

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forewarm/forewarm/models/demand"
-
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -97,8 +97,8 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy)
 	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(activities.ExtendResult{Extended: true}, nil).Maybe()
 
 	var mu sync.Mutex
-	var recs []activities.PredictionRecord
-	batch := activities.NewBatcher(func(_ context.Context, rows []activities.PredictionRecord) error {
+	var recs []records.Prediction
+	batch := activities.NewBatcher(func(_ context.Context, rows []records.Prediction) error {
 		mu.Lock()
 		defer mu.Unlock()
 		recs = append(recs, rows...)
@@ -121,7 +121,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy)
 	// Each wake decided its bin; the bins slept through kept what the last
 	// decision held, or held nothing.
 	actions := make([]policy.Action, to-from)
-	slices.SortFunc(recs, func(x, y activities.PredictionRecord) int { return x.Bin.Compare(y.Bin) })
+	slices.SortFunc(recs, func(x, y records.Prediction) int { return x.Bin.Compare(y.Bin) })
 	for k, r := range recs {
 		c := int(r.Bin.Sub(tr.Start) / tr.Bin)
 		next := to

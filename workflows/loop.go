@@ -18,6 +18,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Activity receivers: workflows name activities through nil pointers of the
@@ -213,7 +214,7 @@ func (l *loop) seed(ctx workflow.Context) {
 	})
 	end := workflow.Now(ctx).Truncate(l.Bin)
 	var res activities.SeedResult
-	err := workflow.ExecuteActivity(actx, predictor.Seed, activities.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(actx, ActivitySeed, activities.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
 	if err != nil {
 		l.LastError = "seed from stored history failed, starting from zeros: " + err.Error()
 		l.log.Warn("seed failed; starting from zeros", "error", err)
@@ -278,7 +279,7 @@ func (l *loop) release(ctx workflow.Context, ls activities.Lease, event, reason 
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
 		Summary:             event + " " + ls.LeaseID,
 	})
-	fut := workflow.ExecuteActivity(actx, hosts.Release, activities.ReleaseInput{
+	fut := workflow.ExecuteActivity(actx, ActivityRelease, activities.ReleaseInput{
 		LeaseID: ls.LeaseID, App: l.App, Host: ls.Host, HostURL: ls.HostURL, Event: event, Reason: reason,
 		MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, HeldSeconds: held,
 	})
@@ -390,7 +391,7 @@ func (l *loop) shutdown(ctx workflow.Context) (LoopResult, error) {
 		l.log.Warn("waiting for the preparation", "error", err)
 	}
 	for _, ls := range l.Leases {
-		l.release(dctx, ls, "released", "loop "+reason, workflow.Now(dctx).Sub(ls.Reserved).Seconds())
+		l.release(dctx, ls, records.EventReleased, "loop "+reason, workflow.Now(dctx).Sub(ls.Reserved).Seconds())
 	}
 	l.Leases = nil
 	if err := workflow.Await(dctx, func() bool { return l.jobs == 0 && workflow.AllHandlersFinished(dctx) }); err != nil {

@@ -179,7 +179,7 @@ func set[T any](dst *T, v *T) {
 type LoopInput struct {
 	App     string
 	Bin     time.Duration // 1 s in demos and tests, 1 min in production
-	Window  int           // bins of recent activity kept (default 60)
+	Window  int           // bins of recent activity kept: default 1440 (64 in loops from before the policy package), then what the model uses, at most 1440
 	Policy  Policy
 	Profile activities.AppProfile
 	// MaxTicksPerRun continues as new after this many ticks even when the
@@ -367,21 +367,10 @@ type ClaimUpdate struct {
 	ArrivedAt    time.Time // when the request arrived (zero: when the claim is handled)
 }
 
-// ClaimUpdateResult holds the lease, or Found=false (serve cold). It carries
-// the loop's adjustments so a cold request ranks hosts the same way.
-type ClaimUpdateResult struct {
-	Found       bool
-	Lease       activities.Lease
-	Adjustments map[string]float64
-	// Stays: the lease is a warm instance that goes on serving (the loop
-	// releases it); false from loops that hand a lease to one request.
-	Stays bool
-	// Keep, for a cold request, asks the host to keep the instance that
-	// serves it as a lease of the application.
-	Keep *activities.KeepPlan
-	// WaitedMS is how long the claim waited for a preparation in flight.
-	WaitedMS float64
-}
+// ClaimUpdateResult is the claim-lease update's answer: the lease, or
+// Found=false (serve cold). It is the claim activity's result as well
+// (activities.ClaimResult: one type), whose LoopRunning the claimer sets.
+type ClaimUpdateResult = activities.ClaimResult
 
 // TraceClock maps live bins onto a trace's bins: the live bin that starts at
 // RealStart stands for the trace bin that starts at TraceStart, and every

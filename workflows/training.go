@@ -113,7 +113,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 	})
 	var d activities.DescribeResult
-	if err := workflow.ExecuteActivity(quick, training.Describe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteActivity(quick, ActivityDescribe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
 		return res, fmt.Errorf("extract the data set: %w", err)
 	}
 	res.Dataset = d.Dataset
@@ -129,7 +129,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 	stage(fmt.Sprintf("training the demand model on %d apps × %d bins, %s .. %s (%s)", d.Dataset.Apps, d.Dataset.Bins,
 		d.Dataset.From.Format(time.RFC3339), d.Dataset.To.Format(time.RFC3339), d.Dataset.Chosen))
 	var dr activities.TrainResult
-	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), training.TrainDemand, activities.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), ActivityTrainDemand, activities.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
 		return res, fmt.Errorf("train the demand model: %w", err)
 	}
 	res.Demand = judge(dr.Model, in.MinImprovement)
@@ -138,7 +138,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 	if d.Dataset.RequestOutcomes >= in.MinAffinitySamples {
 		stage(fmt.Sprintf("training the affinity model on %d request outcomes", d.Dataset.RequestOutcomes))
 		var ar activities.TrainResult
-		if err := workflow.ExecuteActivity(withSummary(long, "train affinity model"), training.TrainAffinity, activities.TrainInput{Spec: spec}).Get(ctx, &ar); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(long, "train affinity model"), ActivityTrainAffinity, activities.TrainInput{Spec: spec}).Get(ctx, &ar); err != nil {
 			// The demand decision stands on its own.
 			res.Affinity = ModelDecision{Kind: "affinity", Reason: "training failed: " + rootMessage(err)}
 		} else {
@@ -153,7 +153,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 			continue
 		}
 		stage("publishing " + m.Candidate)
-		if err := workflow.ExecuteActivity(withSummary(quick, "publish "+m.Candidate), training.Promote, activities.PromoteInput{Version: m.Candidate}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(quick, "publish "+m.Candidate), ActivityPromote, activities.PromoteInput{Version: m.Candidate}).Get(ctx, nil); err != nil {
 			return res, fmt.Errorf("publish %s: %w", m.Candidate, err)
 		}
 	}

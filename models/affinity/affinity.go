@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
+
 	"github.com/forewarm/forewarm/models"
 )
 

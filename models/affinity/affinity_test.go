@@ -6,11 +6,11 @@ import (
 	"math"
 	"testing"
 
-	"github.com/forewarm/forewarm/models/demand"
-
 	"github.com/advancedclimatesystems/gonnx"
-	"github.com/forewarm/forewarm/models"
 	"gorgonia.org/tensor"
+
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
 )
 
 func trainSynthAffinity(t *testing.T) (*Result, []Sample) {

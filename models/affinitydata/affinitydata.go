@@ -47,8 +47,9 @@ const metricsWindow = 5 * time.Minute
 // latest metrics sample at or before the request (none older than five
 // minutes: then the metrics are left zero). Requests on unknown hosts, or
 // without a host, are skipped. The app's rate is its requests per minute
-// over the span of reqs. Only the outcome "failed" counts as a failure
-// (warm, cold and their variants were served). Output is in time order.
+// over the span of reqs. Every recorded request was served (a request no
+// host could serve is not recorded), so none counts as failed. Output is
+// in time order.
 func Join(reqs []store.Request, hosts []store.Host, metrics []store.HostMetrics) []affinity.Observation {
 	byHost := map[string]store.Host{}
 	for _, h := range hosts {
@@ -93,7 +94,7 @@ func Join(reqs []store.Request, hosts []store.Host, metrics []store.HostMetrics)
 		if lat <= 0 {
 			lat = r.LatencyMS
 		}
-		out = append(out, affinity.Observation{App: r.App, Input: in, LatencyMS: lat, Failed: r.Outcome == "failed"})
+		out = append(out, affinity.Observation{App: r.App, Input: in, LatencyMS: lat})
 	}
 	return out
 }

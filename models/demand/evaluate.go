@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/models"
-
 	"github.com/forewarm/forewarm/trace"
 )
 

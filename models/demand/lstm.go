@@ -5,9 +5,10 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/forewarm/forewarm/models"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/forewarm/forewarm/models"
 )
 
 // lstm is a one-layer LSTM followed by a linear read-out of the last hidden
