@@ -17,66 +17,73 @@ import (
 // Request is one served request as recorded.
 type Request struct {
 	App       string
+	At        time.Time
 	Warm      bool
 	LatencyMS float64 // set-up + work
 }
 
-// Preparation is one lease's life as recorded: reserved, then claimed,
-// expired, released or failed.
-type Preparation struct {
-	ID          string
-	App         string
-	MemoryMB    float64
-	HeldSeconds float64 // from reservation to its end
-	Claimed     bool    // a request used it
+// Window is the time range a report covers and the bin its waste is judged
+// on: a lease's memory in a bin in which its application served no request
+// is wasted, as in the simulator.
+type Window struct {
+	From, To time.Time
+	Bin      time.Duration
 }
 
 // Figures are the report's numbers.
 type Figures struct {
-	Requests            int
-	Warm                int
-	WarmShare           float64
-	Apps                int
-	P75AppColdRate      float64 // 75th percentile over apps of cold/requests
-	OverallColdRate     float64
-	Preparations        int
-	PreparationsClaimed int
-	ReservedMBSeconds   float64            // every lease's memory × time held
-	WastedMBSeconds     float64            // leases never claimed
-	Latency             map[string]Latency // "warm", "cold", "all"
+	Requests    int     `json:"requests"`
+	Warm        int     `json:"warm"`
+	WarmShare   float64 `json:"warm_share"`
+	Apps        int     `json:"apps"`
+	ColdP75     float64 `json:"cold_rate_p75"` // 75th percentile over apps of cold/requests
+	ColdOverall float64 `json:"cold_rate_overall"`
+	// Leases are the instances held: prepared ahead, or kept after a cold
+	// request served.
+	Leases      int     `json:"leases"`
+	ReservedMBs float64 `json:"reserved_mb_s"` // every lease's memory × time held in the window
+	WastedMBs   float64 `json:"wasted_mb_s"`   // of which in bins where its app had no request
+	WasteBin    float64 `json:"waste_bin_seconds"`
+	// Latency by "warm", "cold" and "all".
+	Latency map[string]Latency `json:"latency_ms"`
 
 	// NoPreparation is the same requests with nothing prepared: every
 	// request cold, costed at the cold latencies this run measured.
-	NoPreparation Baseline
+	NoPreparation Baseline `json:"no_preparation"`
 }
 
 // Latency summarises a latency distribution in milliseconds.
 type Latency struct {
-	N      int
-	Median float64
-	P99    float64
-	Mean   float64
+	N      int     `json:"n"`
+	Median float64 `json:"median"`
+	P99    float64 `json:"p99"`
+	Mean   float64 `json:"mean"`
 }
 
 // Baseline is the cost of the same requests under another policy.
 type Baseline struct {
-	ColdRate       float64
-	P75AppColdRate float64
-	MedianMS       float64
-	P99MS          float64
-	MeanMS         float64
+	ColdRate float64 `json:"cold_rate"`
+	ColdP75  float64 `json:"cold_rate_p75"`
+	MedianMS float64 `json:"median_ms"`
+	P99MS    float64 `json:"p99_ms"`
+	MeanMS   float64 `json:"mean_ms"`
 	// LatencySavedSeconds is the request time preparation saved: for every
 	// warm request, the cold mean minus its own latency.
-	LatencySavedSeconds float64
+	LatencySavedSeconds float64 `json:"latency_saved_seconds"`
 }
 
-// Compute derives the figures.
-func Compute(reqs []Request, preps []Preparation) Figures {
-	f := Figures{Requests: len(reqs), Latency: map[string]Latency{}}
+// Compute derives the figures of the requests and leases in w.
+func Compute(reqs []Request, held []Held, w Window) Figures {
+	f := Figures{Requests: len(reqs), Latency: map[string]Latency{}, WasteBin: w.Bin.Seconds()}
 	perApp := map[string][2]int{} // app -> {cold, total}
+	var apps []string
 	var warmLat, coldLat, allLat []float64
+	served := make([]Served, 0, len(reqs))
 	for _, r := range reqs {
-		c := perApp[r.App]
+		c, seen := perApp[r.App]
+		if !seen {
+			apps = append(apps, r.App)
+		}
 		c[1]++
 		allLat = append(allLat, r.LatencyMS)
 		if r.Warm {
@@ -87,36 +94,42 @@ func Compute(reqs []Request, preps []Preparation) Figures {
 			coldLat = append(coldLat, r.LatencyMS)
 		}
 		perApp[r.App] = c
+		served = append(served, Served{App: r.App, At: r.At, Warm: r.Warm})
 	}
 	f.Apps = len(perApp)
 	if f.Requests > 0 {
 		f.WarmShare = float64(f.Warm) / float64(f.Requests)
-		f.OverallColdRate = 1 - f.WarmShare
+		f.ColdOverall = 1 - f.WarmShare
 	}
 	var rates []float64
 	for _, c := range perApp {
 		rates = append(rates, float64(c[0])/float64(c[1]))
 	}
-	f.P75AppColdRate = Percentile(rates, 0.75)
+	f.ColdP75 = Percentile(rates, 0.75)
 	f.Latency["warm"] = summarise(warmLat)
 	f.Latency["cold"] = summarise(coldLat)
 	f.Latency["all"] = summarise(allLat)
 
-	for _, p := range preps {
-		f.Preparations++
-		ms := p.MemoryMB * p.HeldSeconds
-		f.ReservedMBSeconds += ms
-		if p.Claimed {
-			f.PreparationsClaimed++
-		} else {
-			f.WastedMBSeconds += ms
+	for _, h := range held {
+		if over := earlier(h.To, w.To).Sub(later(h.From, w.From)); over > 0 {
+			f.Leases++
+			f.ReservedMBs += h.MemoryMB * over.Seconds()
+			if !slices.Contains(apps, h.App) {
+				apps = append(apps, h.App)
+			}
 		}
+	}
+	if w.Bin > 0 && w.To.After(w.From) {
+		g := Grid{TraceStart: w.From, TraceBin: w.Bin, LiveStart: w.From, LiveBin: w.Bin,
+			Bins: int(math.Ceil(float64(w.To.Sub(w.From)) / float64(w.Bin)))}
+		c, _ := Live(g, apps, served, held, 0)
+		f.WastedMBs = c.WastedMBs
 	}
 
 	cold := f.Latency["cold"]
 	f.NoPreparation = Baseline{ColdRate: 1, MedianMS: cold.Median, P99MS: cold.P99, MeanMS: cold.Mean}
 	if f.Apps > 0 {
-		f.NoPreparation.P75AppColdRate = 1
+		f.NoPreparation.ColdP75 = 1
 	}
 	if cold.N > 0 {
 		for _, l := range warmLat {
@@ -161,16 +174,17 @@ func (f Figures) Print(w io.Writer, window time.Duration) {
 	ms := func(x float64) string { return fmt.Sprintf("%.1f ms", x) }
 	fmt.Fprintf(tw, "requests served\t%d over %d applications in %s\n", f.Requests, f.Apps, window.Round(time.Second))
 	fmt.Fprintf(tw, "warm share\t%s (%d warm, %d cold)\n", pct(f.WarmShare), f.Warm, f.Requests-f.Warm)
-	fmt.Fprintf(tw, "p75 application cold-start rate\t%s (overall %s)\n", pct(f.P75AppColdRate), pct(f.OverallColdRate))
-	fmt.Fprintf(tw, "preparations\t%d, %d claimed by a request\n", f.Preparations, f.PreparationsClaimed)
-	fmt.Fprintf(tw, "reserved memory-time\t%.0f MB·s, of which wasted %.0f MB·s (%s)\n", f.ReservedMBSeconds, f.WastedMBSeconds, pct(safeDiv(f.WastedMBSeconds, f.ReservedMBSeconds)))
+	fmt.Fprintf(tw, "p75 application cold-start rate\t%s (overall %s)\n", pct(f.ColdP75), pct(f.ColdOverall))
+	fmt.Fprintf(tw, "warm instances held\t%d\n", f.Leases)
+	fmt.Fprintf(tw, "reserved memory-time\t%.0f MB·s, of which wasted %.0f MB·s (%s; held through %gs bins without a request)\n",
+		f.ReservedMBs, f.WastedMBs, pct(safeDiv(f.WastedMBs, f.ReservedMBs)), f.WasteBin)
 	fmt.Fprintln(tw, "latency\tmedian\tp99\tmean\tn")
 	for _, k := range []string{"warm", "cold", "all"} {
 		l := f.Latency[k]
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\n", k, ms(l.Median), ms(l.P99), ms(l.Mean), l.N)
 	}
 	b := f.NoPreparation
-	fmt.Fprintf(tw, "with no preparation\tevery request cold: p75 app cold-start rate %s, median %s, p99 %s, no reserved memory\n", pct(b.P75AppColdRate), ms(b.MedianMS), ms(b.P99MS))
+	fmt.Fprintf(tw, "with no preparation\tevery request cold: p75 app cold-start rate %s, median %s, p99 %s, no reserved memory\n", pct(b.ColdP75), ms(b.MedianMS), ms(b.P99MS))
 	fmt.Fprintf(tw, "request time saved by preparation\t%.1f s\n", b.LatencySavedSeconds)
 	tw.Flush()
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -11,29 +12,34 @@ import (
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestComputeKnownFigures(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	reqs := []Request{
-		{App: "a", Warm: true, LatencyMS: 10},
-		{App: "a", Warm: true, LatencyMS: 12},
-		{App: "a", Warm: false, LatencyMS: 100},
-		{App: "b", Warm: false, LatencyMS: 200},
-		{App: "c", Warm: true, LatencyMS: 14},
-		{App: "c", Warm: false, LatencyMS: 150},
+		{App: "a", At: at(1), Warm: true, LatencyMS: 10},
+		{App: "a", At: at(1.5), Warm: true, LatencyMS: 12},
+		{App: "a", At: at(3.2), Warm: false, LatencyMS: 100},
+		{App: "b", At: at(0.1), Warm: false, LatencyMS: 200},
+		{App: "c", At: at(2), Warm: true, LatencyMS: 14},
+		{App: "c", At: at(2.5), Warm: false, LatencyMS: 150},
 	}
-	preps := []Preparation{
-		{ID: "1", App: "a", MemoryMB: 100, HeldSeconds: 10, Claimed: true},
-		{ID: "2", App: "b", MemoryMB: 200, HeldSeconds: 5, Claimed: false},
+	// a: 100 MB through bins 0-3 (requests in bins 1 and 3: bins 0 and 2
+	// wasted); b: 200 MB from 5 s to 7 s, past the window's end at 6 s
+	// (no request: 1 s wasted).
+	held := []Held{
+		{ID: "1", App: "a", MemoryMB: 100, From: at(0), To: at(4)},
+		{ID: "2", App: "b", MemoryMB: 200, From: at(5), To: at(7)},
 	}
-	f := Compute(reqs, preps)
+	f := Compute(reqs, held, Window{From: t0, To: at(6), Bin: time.Second})
 	if f.Requests != 6 || f.Warm != 3 || !near(f.WarmShare, 0.5) || f.Apps != 3 {
 		t.Fatalf("counts: %+v", f)
 	}
 	// Per-app cold rates: a 1/3, b 1, c 1/2 -> sorted 1/3, 1/2, 1; p75 at
 	// position 1.5 -> 0.75.
-	if !near(f.P75AppColdRate, 0.75) {
-		t.Errorf("p75 app cold rate %v, want 0.75", f.P75AppColdRate)
+	if !near(f.ColdP75, 0.75) {
+		t.Errorf("p75 app cold rate %v, want 0.75", f.ColdP75)
 	}
-	if !near(f.ReservedMBSeconds, 2000) || !near(f.WastedMBSeconds, 1000) || f.PreparationsClaimed != 1 {
-		t.Errorf("memory-time reserved %v wasted %v claimed %d", f.ReservedMBSeconds, f.WastedMBSeconds, f.PreparationsClaimed)
+	if f.Leases != 2 || !near(f.ReservedMBs, 400+200) || !near(f.WastedMBs, 200+200) {
+		t.Errorf("leases %d, memory-time reserved %v wasted %v; want 2, 600, 400", f.Leases, f.ReservedMBs, f.WastedMBs)
 	}
 	if w := f.Latency["warm"]; w.N != 3 || !near(w.Median, 12) || !near(w.Mean, 12) {
 		t.Errorf("warm latency %+v", w)
@@ -47,16 +53,25 @@ func TestComputeKnownFigures(t *testing.T) {
 	}
 	var out bytes.Buffer
 	f.Print(&out, time.Minute)
-	for _, want := range []string{"warm share", "50.0%", "p75 application cold-start rate", "75.0%", "wasted 1000 MB·s"} {
+	for _, want := range []string{"warm share", "50.0%", "p75 application cold-start rate", "75.0%", "wasted 400 MB·s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	raw, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"requests":6`, `"warm_share":0.5`, `"cold_rate_p75":0.75`, `"cold_rate_overall":0.5`, `"wasted_mb_s":400`, `"latency_ms":{`} {
+		if !strings.Contains(string(raw), k) {
+			t.Errorf("JSON lacks %s: %s", k, raw)
 		}
 	}
 }
 
 func TestComputeEmpty(t *testing.T) {
-	f := Compute(nil, nil)
-	if f.Requests != 0 || f.WarmShare != 0 || f.P75AppColdRate != 0 || f.NoPreparation.P75AppColdRate != 0 {
+	f := Compute(nil, nil, Window{})
+	if f.Requests != 0 || f.WarmShare != 0 || f.ColdP75 != 0 || f.NoPreparation.ColdP75 != 0 {
 		t.Fatalf("empty: %+v", f)
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
-	"os"
 	"slices"
 	"time"
 
@@ -15,7 +15,6 @@ import (
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/report"
 	"github.com/forewarm/forewarm/store"
-	"github.com/forewarm/forewarm/store/records"
 )
 
 func init() { addCommand(reportCmd) }
@@ -27,6 +26,7 @@ func reportCmd(g *globals) *cobra.Command {
 		replayFile   string
 		plotFile     string
 		plotApp      string
+		bin          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "report",
@@ -34,9 +34,10 @@ func reportCmd(g *globals) *cobra.Command {
 		Long: `Report reads the requests and preparation events ClickHouse recorded in a time
 range and prints what an operator judges preparation by: the warm share, the
 75th-percentile application cold-start rate, reserved and wasted memory-time
-(leases no request claimed), latency warm against cold, the champion demand
-model and its metrics, and what the same requests would have cost with no
-preparation (every request cold, at the cold latencies measured in the run).
+(a lease's memory in a --bin in which its application served no request),
+latency warm against cold, the champion demand model and its metrics, and
+what the same requests would have cost with no preparation (every request
+cold, at the cold latencies measured in the run).
 
 With --replay (the summary a replay wrote with --summary) the report judges
 exactly the replayed window, bin by bin on the trace's grid, and runs the
@@ -65,17 +66,21 @@ probability against its threshold with its leases.`,
 				return usageErr("--since %s is not before --until %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
 			}
 			if replayFile != "" {
-				return runReplayReport(cmd.Context(), g, replayFile, plotFile, plotApp, asJSON)
+				return runReplayReport(cmd.Context(), cmd.OutOrStdout(), g, replayFile, plotFile, plotApp, asJSON)
 			}
 			if plotFile != "" {
 				return usageErr("--plot draws a replayed window: give --replay")
 			}
-			return runReport(cmd.Context(), g, from, to, asJSON)
+			if bin <= 0 {
+				return usageErr("--bin %v: must be positive", bin)
+			}
+			return runReport(cmd.Context(), cmd.OutOrStdout(), g, from, to, bin, asJSON)
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "1h", "start of the range: an RFC 3339 time or a duration back from now")
 	cmd.Flags().StringVar(&until, "until", "", "end of the range (default now)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
+	cmd.Flags().DurationVar(&bin, "bin", time.Minute, "the bin waste is judged on: a lease's memory in a bin in which its application served no request is wasted (the loops' bin)")
 	cmd.Flags().StringVar(&replayFile, "replay", "", "judge the window of this replay summary (starter replay --summary) against the simulator")
 	cmd.Flags().StringVar(&plotFile, "plot", "", "with --replay: draw the window into this PNG file")
 	cmd.Flags().StringVar(&plotApp, "plot-app", "", "with --plot: the application whose probability and leases are drawn (default: the one with most decisions)")
@@ -104,7 +109,7 @@ type reportOutput struct {
 	Model   *store.ModelRecord `json:"model,omitempty"`
 }
 
-func runReport(ctx context.Context, g *globals, from, to time.Time, asJSON bool) error {
+func runReport(ctx context.Context, w io.Writer, g *globals, from, to time.Time, bin time.Duration, asJSON bool) error {
 	st, err := store.Open(ctx, g.ClickHouse)
 	if err != nil {
 		return err
@@ -120,29 +125,29 @@ func runReport(ctx context.Context, g *globals, from, to time.Time, asJSON bool)
 	if err != nil {
 		return err
 	}
-	out := reportOutput{From: from, To: to, Figures: report.Compute(reportRequests(reqs), preparations(events, to))}
+	out := reportOutput{From: from, To: to, Figures: report.Compute(reportRequests(reqs), heldLeases(events, to), report.Window{From: from, To: to, Bin: bin})}
 	if m, err := st.Champion(ctx, models.KindDemand); err == nil {
 		out.Model = &m
 	} else if !errors.Is(err, store.ErrNoModel) {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Printf("Forewarm live run, %s to %s\n\n", from.Format(time.RFC3339), to.Format(time.RFC3339))
-	out.Figures.Print(os.Stdout, to.Sub(from))
+	fmt.Fprintf(w, "Forewarm live run, %s to %s\n\n", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	out.Figures.Print(w, to.Sub(from))
 	if out.Model != nil {
-		fmt.Printf("\ndemand model %s (published %s)\n", out.Model.Version, out.Model.Created.Format(time.RFC3339))
+		fmt.Fprintf(w, "\ndemand model %s (published %s)\n", out.Model.Version, out.Model.Created.Format(time.RFC3339))
 		for _, k := range slices.Sorted(maps.Keys(out.Model.Metrics)) {
-			fmt.Printf("  %-28s %.4f\n", k, out.Model.Metrics[k])
+			fmt.Fprintf(w, "  %-28s %.4f\n", k, out.Model.Metrics[k])
 		}
 	} else {
-		fmt.Println("\nno demand model published yet: loops record predictions only once one is (starter model train --wait)")
+		fmt.Fprintln(w, "\nno demand model published yet: loops record predictions only once one is (starter model train --wait)")
 	}
 	if out.Figures.Requests == 0 {
-		fmt.Println("\nno requests were recorded in this range: was a replay running? (starter replay --help)")
+		fmt.Fprintln(w, "\nno requests were recorded in this range: was a replay running? (starter replay --help)")
 	}
 	return nil
 }
@@ -150,57 +155,7 @@ func runReport(ctx context.Context, g *globals, from, to time.Time, asJSON bool)
 func reportRequests(rs []store.Request) []report.Request {
 	out := make([]report.Request, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, report.Request{App: r.App, Warm: r.Warm, LatencyMS: r.LatencyMS})
-	}
-	return out
-}
-
-// preparations folds each lease's events into its life: memory from the
-// reservation, held time to its end (or to `until` while still live), and
-// whether a request claimed it. Leases first seen after reservation (the
-// range cut their start) count from their first event.
-func preparations(events []store.PreparationEvent, until time.Time) []report.Preparation {
-	type life struct {
-		p            report.Preparation
-		start, end   time.Time
-		ended        bool
-		heldRecorded float64
-	}
-	byID := map[string]*life{}
-	var order []string
-	for _, e := range events {
-		l := byID[e.PreparationID]
-		if l == nil {
-			l = &life{p: report.Preparation{ID: e.PreparationID, App: e.App}, start: e.Time}
-			byID[e.PreparationID] = l
-			order = append(order, e.PreparationID)
-		}
-		if e.MemoryMB > 0 {
-			l.p.MemoryMB = e.MemoryMB
-		}
-		switch e.Event {
-		case records.EventClaimed:
-			l.p.Claimed = true
-			l.end, l.ended = e.Time, true
-		case records.EventExpired, records.EventReleased, records.EventFailed:
-			if !l.ended || e.Time.Before(l.end) {
-				l.end, l.ended = e.Time, true
-			}
-			l.heldRecorded = max(l.heldRecorded, e.HeldSeconds)
-		}
-	}
-	out := make([]report.Preparation, 0, len(order))
-	for _, id := range order {
-		l := byID[id]
-		end := until
-		if l.ended {
-			end = l.end
-		}
-		l.p.HeldSeconds = max(end.Sub(l.start).Seconds(), 0)
-		if !l.p.Claimed && l.heldRecorded > 0 {
-			l.p.HeldSeconds = l.heldRecorded
-		}
-		out = append(out, l.p)
+		out = append(out, report.Request{App: r.App, At: r.Time, Warm: r.Warm, LatencyMS: r.LatencyMS})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"text/tabwriter"
@@ -44,7 +45,7 @@ type replayReport struct {
 	Plot       string          `json:"plot,omitempty"`
 }
 
-func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp string, asJSON bool) error {
+func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFile, plotApp string, asJSON bool) error {
 	var sum replaySummary
 	raw, err := os.ReadFile(file)
 	if err != nil {
@@ -163,15 +164,15 @@ func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp st
 	}
 
 	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Printf("Forewarm live replay against the simulator: %d applications, trace %s to %s (%d bins of %v), live %s to %s\n",
+	fmt.Fprintf(w, "Forewarm live replay against the simulator: %d applications, trace %s to %s (%d bins of %v), live %s to %s\n",
 		len(sum.Apps), out.Window.TraceFrom.Format(time.RFC3339), out.Window.TraceTo.Format(time.RFC3339), grid.Bins, grid.TraceBin,
 		grid.LiveStart.Format(time.TimeOnly), liveTo.Format(time.TimeOnly))
-	fmt.Printf("policy %s: threshold %g for %g MB, prepare %gs; model %s\n\n", out.PolicyFrom, out.Policy.Threshold, out.Policy.ReferenceMB, out.Policy.PrepareSeconds, out.Model)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "policy %s: threshold %g for %g MB, prepare %gs; model %s\n\n", out.PolicyFrom, out.Policy.Threshold, out.Policy.ReferenceMB, out.Policy.PrepareSeconds, out.Model)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	pct := func(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
 	wp := func(v *float64) string {
 		if v == nil {
@@ -186,13 +187,13 @@ func runReplayReport(ctx context.Context, g *globals, file, plotFile, plotApp st
 	fmt.Fprintf(tw, "cold-start rate, overall\t%s\t%s\t%s\n", pct(live.ColdOverall), pct(simulated.ColdOverall), pct(allCold.ColdOverall))
 	fmt.Fprintf(tw, "wasted memory-time (trace clock)\t%.0f MB·s (%s)\t%.0f MB·s (%s)\t\n", live.WastedMBs, wp(out.Live.WastePct), simulated.WastedMBs, wp(simulated.WastePct))
 	tw.Flush()
-	fmt.Println("\n(waste in % of the simulated 10-minute keep-alive on the same apps and window)")
-	fmt.Println("\nper application: requests, cold live / simulated, wasted MB·s live / simulated")
+	fmt.Fprintln(w, "\n(waste in % of the simulated 10-minute keep-alive on the same apps and window)")
+	fmt.Fprintln(w, "\nper application: requests, cold live / simulated, wasted MB·s live / simulated")
 	for _, a := range out.Apps {
-		fmt.Printf("  %-20.20s %5d  %4d / %-4d  %12.0f / %-12.0f\n", a.App, a.Live.Requests, a.Live.Cold, a.Simulated.Cold, a.Live.WastedMBs, a.Simulated.WastedMBs)
+		fmt.Fprintf(w, "  %-20.20s %5d  %4d / %-4d  %12.0f / %-12.0f\n", a.App, a.Live.Requests, a.Live.Cold, a.Simulated.Cold, a.Live.WastedMBs, a.Simulated.WastedMBs)
 	}
 	if out.Plot != "" {
-		fmt.Printf("plot: %s\n", out.Plot)
+		fmt.Fprintf(w, "plot: %s\n", out.Plot)
 	}
 	return nil
 }

@@ -8,7 +8,12 @@ import (
 	"github.com/forewarm/forewarm/store/records"
 )
 
-func TestPreparationsFoldLeaseLives(t *testing.T) {
+// heldLeases folds each lease's events into the interval it was held: from
+// its reservation (or the instance kept after a cold request) to its
+// release, expiry, failure or legacy claim, or to now while live; a lease
+// whose start fell before the events read counts back from its recorded
+// held time.
+func TestHeldLeasesFoldLeaseLives(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	events := []store.PreparationEvent{
@@ -16,22 +21,22 @@ func TestPreparationsFoldLeaseLives(t *testing.T) {
 		{Time: at(1), PreparationID: "a1", App: "a", Event: records.EventValidated},
 		{Time: at(4), PreparationID: "a1", App: "a", Event: records.EventClaimed},
 		{Time: at(2), PreparationID: "b1", App: "b", Event: records.EventReserved, MemoryMB: 200},
+		{Time: at(3), PreparationID: "b1", App: "b", Event: records.EventExtended},
 		{Time: at(7), PreparationID: "b1", App: "b", Event: records.EventExpired, HeldSeconds: 5},
 		{Time: at(8), PreparationID: "c1", App: "c", Event: records.EventReserved, MemoryMB: 50},
+		{Time: at(5), PreparationID: "k1", App: "a", Event: records.EventKept, MemoryMB: 30},
+		{Time: at(6), PreparationID: "k1", App: "a", Event: records.EventReleased},
+		{Time: at(9), PreparationID: "d1", App: "d", Event: records.EventReleased, MemoryMB: 10, HeldSeconds: 3},
 	}
-	got := preparations(events, at(10))
-	want := map[string]struct {
-		held    float64
-		claimed bool
-		mem     float64
-	}{"a1": {4, true, 100}, "b1": {5, false, 200}, "c1": {2, false, 50}}
+	got := heldLeases(events, at(10))
+	want := map[string][3]float64{"a1": {0, 4, 100}, "b1": {2, 7, 200}, "c1": {8, 10, 50}, "k1": {5, 6, 30}, "d1": {6, 9, 10}}
 	if len(got) != len(want) {
-		t.Fatalf("%d preparations, want %d: %+v", len(got), len(want), got)
+		t.Fatalf("%d leases, want %d: %+v", len(got), len(want), got)
 	}
-	for _, p := range got {
-		w := want[p.ID]
-		if p.HeldSeconds != w.held || p.Claimed != w.claimed || p.MemoryMB != w.mem {
-			t.Errorf("%s: held %v claimed %v mem %v, want %+v", p.ID, p.HeldSeconds, p.Claimed, p.MemoryMB, w)
+	for _, h := range got {
+		w := want[h.ID]
+		if !h.From.Equal(at(int(w[0]))) || !h.To.Equal(at(int(w[1]))) || h.MemoryMB != w[2] {
+			t.Errorf("%s: %v – %v, %v MB; want %v", h.ID, h.From.Sub(t0), h.To.Sub(t0), h.MemoryMB, w)
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
@@ -408,6 +409,15 @@ func TestEndToEnd(t *testing.T) {
 	c := k.status(apps[2])
 	require.GreaterOrEqual(t, c.Runs, 1, "the third loop continued as new")
 	require.Greater(t, c.Stats.Ticks, 8, "its counters were carried")
+	// Busy (an extension in flight after every wake, requests arriving), it
+	// still continues as new within twice its limit of wakes per run, and
+	// the run's history stays bounded.
+	require.LessOrEqual(t, c.Stats.Wakes, 2*8*(c.Runs+1), "wakes %d over %d runs", c.Stats.Wakes, c.Runs+1)
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	desc, err := k.c.DescribeWorkflowExecution(dctx, workflows.LoopWorkflowID(apps[2]), "")
+	dcancel()
+	require.NoError(t, err)
+	require.Less(t, desc.WorkflowExecutionInfo.HistoryLength, int64(2*8*40), "the current run's history is bounded")
 	require.Equal(t, 5.0, c.Stats.Requests, "and its requests counted once across runs")
 
 	predictions := map[string]int{}
@@ -439,14 +449,26 @@ func TestEndToEnd(t *testing.T) {
 	events, err := k.st.PreparationEvents(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	kinds := map[string]int{}
+	perApp := map[string]map[string]int{}
 	for _, e := range events {
 		kinds[e.Event]++
+		if perApp[e.App] == nil {
+			perApp[e.App] = map[string]int{}
+		}
+		perApp[e.App][e.Event]++
 	}
 	t.Logf("preparation events: %v", kinds)
-	require.Positive(t, kinds["reserved"])
-	require.Positive(t, kinds["validated"])
-	require.Positive(t, kinds["released"], "the stopped loops released their instances")
-	require.Zero(t, kinds["claimed"], "warm instances are not consumed by a request")
+	require.Positive(t, kinds[records.EventReserved])
+	require.Positive(t, kinds[records.EventValidated])
+	// The held instances were extended in place: one reservation and one
+	// shadow request each, however long they were held.
+	for _, a := range apps[1:] {
+		require.Equal(t, 1, perApp[a][records.EventReserved], "%s: %v", a, perApp[a])
+		require.Equal(t, 1, perApp[a][records.EventValidated], "%s: one shadow request: %v", a, perApp[a])
+		require.Positive(t, perApp[a][records.EventExtended], "%s: kept by extending in place: %v", a, perApp[a])
+	}
+	require.Positive(t, kinds[records.EventReleased], "the stopped loops released their instances")
+	require.Zero(t, kinds[records.EventClaimed], "warm instances are not consumed by a request")
 	// A second training run now has a champion to beat, and tries the
 	// affinity model (too few outcomes yet: said so, the run succeeds).
 	tr2 := k.trainWith("train/"+k.prefix+"-2", workflows.TrainingInput{Bin: time.Second, Epochs: 1, Seed: 8, MinAffinitySamples: 5})

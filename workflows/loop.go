@@ -84,6 +84,7 @@ type loop struct {
 	// (a release or an idle decision since says otherwise).
 	prepWanted bool
 	ahead      bool      // preparations the plan makes start ahead of their bin
+	graceTTL   bool      // leases outlive their planned hold by at least 5 s
 	keptIn     time.Time // end of the bin in which a cold request's instance was last offered to keep
 }
 
@@ -268,6 +269,7 @@ func (l *loop) push(v float64) {
 func (l *loop) recordLag(lag time.Duration) {
 	ms := float64(lag) / float64(time.Millisecond)
 	l.Stats.MaxLagMS = max(l.Stats.MaxLagMS, ms)
+	l.Stats.LagMS += 0.2 * (max(0, ms) - l.Stats.LagMS)
 	i, _ := slices.BinarySearch(LagBucketBoundsMS[:], ms)
 	l.Stats.LagBuckets[i]++
 }

@@ -33,6 +33,7 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		kick.SendAsync(true)
 	}
 	l.ahead = workflow.GetVersion(ctx, versionPrepareAhead, workflow.DefaultVersion, 1) == 1
+	l.graceTTL = workflow.GetVersion(ctx, versionLeaseGrace, workflow.DefaultVersion, 1) == 1
 	if !l.Seeded {
 		l.seed(ctx)
 	}
@@ -229,18 +230,19 @@ func (l *loop) planAhead(binStart time.Time, n int, path []float64) string {
 	hold := l.Policy.Config().Hold(th, false, path[n:])
 	l.AheadBin = binStart.Add(time.Duration(n) * l.Bin)
 	l.AheadAt = l.AheadBin.Add(-l.lead())
-	l.AheadUntil = l.AheadBin.Add(time.Duration(max(1, hold)+1) * l.Bin)
+	l.AheadUntil = l.AheadBin.Add(time.Duration(max(1, hold))*l.Bin + l.leaseGrace())
 	return fmt.Sprintf("the policy prepares at P=%.3g (started %v ahead)", path[n], l.lead())
 }
 
 // lead is how long before a bin a planned preparation starts: the policy's
 // PrepareSeconds on the live clock, or a quarter more than this loop's
-// preparations have taken, at least 300 ms (a reservation and a shadow
-// request take that long), at most half a bin.
+// preparations have taken plus how late its wakes typically run, at least
+// 300 ms (a reservation and a shadow request take that long), at most half
+// a bin.
 func (l *loop) lead() time.Duration {
 	_, modelBin := l.Clock.Map(time.Time{}, l.Bin)
 	live := time.Duration(l.Policy.PrepareSeconds * float64(time.Second) * float64(l.Bin) / float64(modelBin))
-	measured := time.Duration(1.25 * l.Stats.PreparationMS * float64(time.Millisecond))
+	measured := time.Duration((1.25*l.Stats.PreparationMS + l.Stats.LagMS) * float64(time.Millisecond))
 	return min(l.Bin/2, max(live, measured, 300*time.Millisecond))
 }
 
@@ -314,10 +316,10 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool) (ac
 }
 
 // apply carries a decision out on the hosts. Leases live until the end of
-// the hold the policy planned, plus a bin of grace: if the loop is lost the
+// the hold the policy planned, plus leaseGrace: if the loop is lost the
 // hosts free them soon after.
 func (l *loop) apply(ctx workflow.Context, binStart time.Time, res activities.ForecastResult) {
-	until := binStart.Add(time.Duration(max(1, res.HoldBins)+1) * l.Bin)
+	until := binStart.Add(time.Duration(max(1, res.HoldBins))*l.Bin + l.leaseGrace())
 	if res.Action == policy.Prepare && !l.ahead {
 		l.prepare(ctx, binStart, until)
 		return
@@ -339,6 +341,20 @@ func (l *loop) apply(ctx workflow.Context, binStart time.Time, res activities.Fo
 		l.releaseAll(ctx, fmt.Sprintf("P=%.3g below the keep threshold %.3g", res.Path[0], l.thresholds().Keep))
 	}
 }
+
+// leaseGrace is how long a lease outlives the hold the policy planned: a
+// bin, and at least 5 s, so a loop that decides late (a busy worker, a
+// worker restart) extends its instance before the host lets it go (loops
+// from before it: one bin).
+func (l *loop) leaseGrace() time.Duration {
+	if !l.graceTTL {
+		return l.Bin
+	}
+	return max(l.Bin, 5*time.Second)
+}
+
+// versionLeaseGrace gates leaseGrace's 5 s floor.
+const versionLeaseGrace = "lease-grace"
 
 // prepare starts a preparation whose leases last until `until`.
 func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
@@ -574,7 +590,7 @@ func (l *loop) claimWarm(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResul
 		}
 		res.Keep = &activities.KeepPlan{
 			LeaseID:  keptLeaseID(l.App, in.RequestID),
-			TTL:      l.NextTick.Sub(now) + l.Bin,
+			TTL:      l.NextTick.Sub(now) + l.leaseGrace(),
 			MemoryMB: size, DiskMB: disk, CPUMilli: l.leaseCPUMilli(),
 		}
 	}

@@ -133,7 +133,7 @@ func TestLoopKeepsAWarmInstanceAndReleasesIt(t *testing.T) {
 	require.NotNil(t, cold.Keep, "a cold request's instance is kept")
 	require.Equal(t, "app-w.kept.r4", cold.Keep.LeaseID)
 	require.Equal(t, 300.0, cold.Keep.MemoryMB, "sized for the request when it is larger")
-	require.Equal(t, 1500*time.Millisecond, cold.Keep.TTL, "until the end of the next bin")
+	require.Equal(t, 5500*time.Millisecond, cold.Keep.TTL, "until the end of this bin, and the lease grace (5 s for 1 s bins) after")
 	require.Len(t, withKept.Leases, 1)
 	require.Equal(t, "app-w.kept.r4", withKept.Leases[0].LeaseID)
 	require.Equal(t, 1, res.Stats.Kept)

@@ -225,7 +225,7 @@ func TestLegacyLoopExpiresUnclaimedLeases(t *testing.T) {
 	require.Greater(t, res.Stats.WastedMBSeconds, 0.0)
 	rel := fh.releases()
 	require.Len(t, rel, 1)
-	require.Equal(t, "expired", rel[0].Event)
+	require.Equal(t, records.EventExpired, rel[0].Event)
 	require.InDelta(t, 2.0, rel[0].HeldSeconds, 1e-9)
 	require.Empty(t, fh.held())
 }

@@ -258,6 +258,7 @@ type LoopStats struct {
 	// LagBuckets counts tick lag (behind the bin's end) per LagBucketBounds.
 	LagBuckets [len(LagBucketBoundsMS) + 1]int
 	MaxLagMS   float64
+	LagMS      float64 // typical lag (exponentially weighted)
 }
 
 // LagBucketBoundsMS are the upper bounds of LoopStats.LagBuckets.

@@ -117,9 +117,18 @@ for a in "${apps[@]}"; do
 done
 wait "${stops[@]}" || true
 # A loop that did not stop within the minute (say, one a newer worker can
-# no longer replay) is terminated; the hosts' TTL frees what it held.
+# no longer replay) is terminated; the hosts' TTL frees what it held. The
+# server runs a terminate-by-query as a batch job, later: the query names
+# only loops started before now, so it cannot reach the loops started
+# below, and the demo waits until none of those is left running.
+leftover="WorkflowType='PredictionLoop' AND ExecutionStatus='Running' AND StartTime < '$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)'"
 "$TEMPORAL_BIN" workflow terminate --address "127.0.0.1:$TEMPORAL_PORT" --yes --reason "demo restart" \
-  --query "WorkflowType='PredictionLoop' AND ExecutionStatus='Running'" >/dev/null 2>&1 || true
+  --query "$leftover" >/dev/null 2>&1 || true
+for _ in $(seq 1 60); do
+  n=$("$TEMPORAL_BIN" workflow count --address "127.0.0.1:$TEMPORAL_PORT" --query "$leftover" 2>/dev/null | grep -o '[0-9]\+' | head -1)
+  [ "${n:-0}" = 0 ] && break
+  sleep 1
+done
 # The loops continue the stored history at $split, one trace minute per
 # live second, from a shared start time that the replay waits for too.
 clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
@@ -130,7 +139,7 @@ log "${#apps[@]} loops started; replay begins at $clock_start"
 
 step "4/5 report (from ClickHouse), live against the simulator"
 sleep 3 # the last requests' records and events reach ClickHouse
-"$starter" report --since "$clock_start"
+"$starter" report --since "$clock_start" --bin 1s
 echo
 "$starter" report --replay "$STATE/replay.json" --plot "$STATE/replay.png"
 
