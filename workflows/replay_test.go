@@ -6,10 +6,11 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/forewarm/forewarm/activities"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/forewarm/forewarm/activities"
 )
 
 // TestReplayRecordedHistories replays histories recorded from the real dev
