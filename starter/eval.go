@@ -554,9 +554,7 @@ func writeEvalJSON(w io.Writer, out *evalOutput) error {
 	if err := sim.WriteJSON(&b, out.Report); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
+	return emitJSON(w, struct {
 		Trace          string          `json:"trace"`
 		TrainFraction  float64         `json:"train_fraction"`
 		SelectFraction float64         `json:"select_fraction"`
@@ -636,9 +634,7 @@ For ours the setting is the threshold to give the loops
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
+				return emitJSON(w, struct {
 					Trace     string  `json:"trace"`
 					Policy    string  `json:"policy"`
 					Param     float64 `json:"param"`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
@@ -659,12 +661,19 @@ func newLoopStopCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// emitJSON prints v as indented JSON.
+// emitJSON prints v as indented JSON in the one style of everything an
+// operator reads (package jsonx: snake_case keys, durations as "1m0s").
+// Every --json goes through it.
 func emitJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := jsonx.Encode(v)
 	if err != nil {
 		return fmt.Errorf("encode JSON: %w", err)
 	}
-	_, err = w.Write(append(b, '\n'))
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
 	return err
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -225,9 +224,7 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(o)
+				return emitJSON(w, o)
 			}
 			return printTrainReport(w, o)
 		},
@@ -367,9 +364,7 @@ func newModelListCmd(g *globals) *cobra.Command {
 				if ms == nil {
 					ms = []store.ModelRecord{}
 				}
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(ms)
+				return emitJSON(w, ms)
 			}
 			if len(ms) == 0 {
 				fmt.Fprintln(w, "no models in the registry yet: `starter model train` publishes one")
@@ -535,9 +530,7 @@ beats every baseline's and the champion's (by 1%).`,
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(o)
+				return emitJSON(w, o)
 			}
 			fmt.Fprintf(w, "affinity model %s trained on %s\n", o.Version, o.Source)
 			fmt.Fprintf(w, "held-out MSE: model %.4f, heuristic %.4f, mean %.4f (%d held out)\n",

@@ -259,9 +259,7 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		}
 	}
 	if f.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return emitJSON(os.Stdout, out)
 	}
 	state := "finished"
 	if sum.Interrupted {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -132,9 +131,7 @@ func runReport(ctx context.Context, w io.Writer, g *globals, from, to time.Time,
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return emitJSON(w, out)
 	}
 	fmt.Fprintf(w, "Forewarm live run, %s to %s\n\n", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	out.Figures.Print(w, to.Sub(from))

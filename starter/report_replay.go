@@ -164,9 +164,7 @@ func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFil
 	}
 
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return emitJSON(w, out)
 	}
 	fmt.Fprintf(w, "Forewarm live replay against the simulator: %d applications, trace %s to %s (%d bins of %v), live %s to %s\n",
 		len(sum.Apps), out.Window.TraceFrom.Format(time.RFC3339), out.Window.TraceTo.Format(time.RFC3339), grid.Bins, grid.TraceBin,

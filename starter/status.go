@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -34,9 +33,7 @@ It exits non-zero when a service does not answer.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st := collectStatus(cmd.Context(), g)
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
+				if err := emitJSON(os.Stdout, st); err != nil {
 					return err
 				}
 			} else {

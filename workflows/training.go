@@ -8,7 +8,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
-	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/models/lifecycle"
 )
 
@@ -58,30 +57,6 @@ type TrainingProgressQuery struct{}
 
 // TrainingProgress is the answer to QueryTrainingProgress.
 type TrainingProgress struct{ Stage string }
-
-// MarshalJSON writes the operator JSON style (snake_case, durations as "1m0s").
-func (in TrainingInput) MarshalJSON() ([]byte, error) { return jsonx.Marshal(in) }
-
-// UnmarshalJSON reads it, and the form histories recorded before it.
-func (in *TrainingInput) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, in) }
-
-// MarshalJSON writes the operator JSON style.
-func (d ModelDecision) MarshalJSON() ([]byte, error) { return jsonx.Marshal(d) }
-
-// UnmarshalJSON reads it, and the older form.
-func (d *ModelDecision) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, d) }
-
-// MarshalJSON writes the operator JSON style.
-func (r TrainingResult) MarshalJSON() ([]byte, error) { return jsonx.Marshal(r) }
-
-// UnmarshalJSON reads it, and the older form.
-func (r *TrainingResult) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, r) }
-
-// MarshalJSON writes the operator JSON style.
-func (p TrainingProgress) MarshalJSON() ([]byte, error) { return jsonx.Marshal(p) }
-
-// UnmarshalJSON reads it, and the older form.
-func (p *TrainingProgress) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, p) }
 
 // Training extracts the data set, trains the demand model (and the affinity
 // model once enough outcomes exist), compares each candidate with the

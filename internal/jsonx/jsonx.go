@@ -48,6 +48,33 @@ func Marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Encode writes any value in the operator style: structs (also those with
+// their own MarshalJSON, and structs embedding them) field by field, the
+// rest as encoding/json does, with the values inside them in the style.
+func Encode(v any) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	if !rv.IsValid() {
+		return []byte("null"), nil
+	}
+	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
+		if rv.IsNil() {
+			return []byte("null"), nil
+		}
+		rv = rv.Elem()
+	}
+	var buf bytes.Buffer
+	var err error
+	if rv.Kind() == reflect.Struct && rv.Type() != timeType {
+		err = encodeStruct(&buf, rv)
+	} else {
+		err = encodeValue(&buf, rv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // Unmarshal decodes data into v (a pointer to a struct), accepting both the
 // operator style and the older one (Go field names, nanosecond durations).
 func Unmarshal(data []byte, v any) error {
