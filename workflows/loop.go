@@ -459,28 +459,33 @@ func (l *loop) upsertAttrs(ctx workflow.Context) {
 	}
 }
 
-// setDetails is the Web UI's one-glance view of the loop.
+// setDetails is the Web UI's one-glance view of the loop: its page's
+// "User Metadata" tab shows it as Current Details (the UI reads it with
+// the __temporal_workflow_metadata query when the tab opens, so a worker
+// must be polling the loop's queue). The first paragraph is the summary:
+// state, the last probability against the thresholds, the leases and the
+// next wake; the counters and the last error follow.
 func (l *loop) setDetails(ctx workflow.Context) {
 	var b strings.Builder
 	if l.current {
 		th := l.thresholds()
-		fmt.Fprintf(&b, "**%s** — %s, threshold %.3g (keep at P ≥ %.3g, prepare at P ≥ %.3g for a %.0f MB instance)\n\n",
-			l.App, l.state(), l.Policy.Threshold, th.Keep, th.Prepare, l.leaseSizeMB())
-		fmt.Fprintf(&b, "last P = %.3f → %s, model %s\n\n", l.LastProbability, orDash(l.LastDecision), orDash(l.ModelVersion))
-		if !l.NextWake.IsZero() {
-			fmt.Fprintf(&b, "next decision %s: %s\n\n", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
-		}
+		fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against keep ≥ %.3g and prepare ≥ %.3g (threshold %.3g for a %.0f MB instance) → %s",
+			l.App, l.state(), l.LastProbability, th.Keep, th.Prepare, l.Policy.Threshold, l.leaseSizeMB(), orDash(l.LastDecision))
 	} else {
-		fmt.Fprintf(&b, "**%s** — %s, threshold %.2f, horizon %d × %v, top-%d\n\n", l.App, l.state(), l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN)
-		fmt.Fprintf(&b, "last P = %.3f (%s), model %s\n\n", l.LastProbability, l.LastDecision, orDash(l.ModelVersion))
+		fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against threshold %.2f (horizon %d × %v, top-%d) → %s",
+			l.App, l.state(), l.LastProbability, l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN, orDash(l.LastDecision))
 	}
-	fmt.Fprintf(&b, "leases: %d live", len(l.Leases))
+	fmt.Fprintf(&b, "; %d lease(s) live", len(l.Leases))
 	for _, ls := range l.Leases {
-		fmt.Fprintf(&b, "; %s until %s (score %.2f)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Score)
+		fmt.Fprintf(&b, " (%s until %s, score %.2f)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Score)
 	}
 	if l.preparing != "" {
-		fmt.Fprintf(&b, "; preparing %s", l.preparing)
+		fmt.Fprintf(&b, ", preparing %s", l.preparing)
 	}
+	if l.current && !l.NextWake.IsZero() {
+		fmt.Fprintf(&b, "; next wake %s UTC: %s", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
+	}
+	fmt.Fprintf(&b, "; model %s.", orDash(l.ModelVersion))
 	fmt.Fprintf(&b, "\n\nticks %d, preparations %d (%d failed), claims %d, cold %d, expired %d",
 		l.Stats.Ticks, l.Stats.Preparations, l.Stats.PreparationsFailed, l.Stats.Claims, l.Stats.Misses, l.Stats.Expired)
 	if l.LastError != "" {
