@@ -80,7 +80,7 @@ probability against its threshold with its leases.`,
 	cmd.Flags().StringVar(&until, "until", "", "end of the range (default now)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
 	cmd.Flags().DurationVar(&bin, "bin", time.Minute, "the bin waste is judged on: a lease's memory in a bin in which its application served no request is wasted (the loops' bin)")
-	cmd.Flags().StringVar(&replayFile, "replay", "", "judge the window of this replay summary (starter replay --summary) against the simulator")
+	cmd.Flags().StringVar(&replayFile, "replay", "", "judge the window of this replay summary (`starter replay --summary`) against the simulator")
 	cmd.Flags().StringVar(&plotFile, "plot", "", "with --replay: draw the window into this PNG file")
 	cmd.Flags().StringVar(&plotApp, "plot-app", "", "with --plot: the application whose probability and leases are drawn (default: the one with most decisions)")
 	return cmd
@@ -141,10 +141,10 @@ func runReport(ctx context.Context, w io.Writer, g *globals, from, to time.Time,
 			fmt.Fprintf(w, "  %-28s %.4f\n", k, out.Model.Metrics[k])
 		}
 	} else {
-		fmt.Fprintln(w, "\nno demand model published yet: loops record predictions only once one is (starter model train --wait)")
+		fmt.Fprintln(w, "\nno demand model published yet: loops record predictions only once one is (`starter train --wait`)")
 	}
 	if out.Figures.Requests == 0 {
-		fmt.Fprintln(w, "\nno requests were recorded in this range: was a replay running? (starter replay --help)")
+		fmt.Fprintln(w, "\nno requests were recorded in this range: was a replay running? (`starter replay --help`)")
 	}
 	return nil
 }

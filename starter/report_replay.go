@@ -257,7 +257,7 @@ func heldLeases(events []store.PreparationEvent, now time.Time) []report.Held {
 func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid report.Grid, sum replaySummary, cfg policy.Config) (simFirst, simAll report.Comparable, model string, apps map[string]report.AppFigures, err error) {
 	champ, err := st.Champion(ctx, models.KindDemand)
 	if errors.Is(err, store.ErrNoModel) {
-		return simFirst, simAll, "", nil, errors.New("no champion demand model to simulate with (starter train --wait)")
+		return simFirst, simAll, "", nil, errors.New("no champion demand model to simulate with (`starter train --wait`)")
 	}
 	if err != nil {
 		return simFirst, simAll, "", nil, err

@@ -196,7 +196,7 @@ func (ov overview) print() {
 		}
 		fmt.Println()
 	} else if ov.ClickHouse.OK {
-		fmt.Println("\nno champion model yet: `starter model train --wait` trains one")
+		fmt.Println("\nno champion model yet: `starter train --wait` trains one")
 	}
 	if r := ov.LastTraining; r != nil {
 		fmt.Printf("last training run: %s %s (%s, %s)", r.Time.Format(time.RFC3339), r.Status, r.Kind, r.Duration.Round(time.Second))

@@ -15,8 +15,7 @@ import (
 func init() { addCommand(newTrainCmd) }
 
 // startTraining starts the training workflow on demand (ID train/<time>)
-// and, with wait, returns its result. It is the hook `starter model train
-// --wait` calls; `starter train` is the same thing as its own command.
+// and, with wait, returns its result (`starter train --wait`).
 func startTraining(ctx context.Context, g *globals, taskQueue string, in workflows.TrainingInput, wait bool) (string, *workflows.TrainingResult, error) {
 	c, err := g.Temporal.Dial(nil)
 	if err != nil {
