@@ -205,7 +205,7 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 		{ID: "c", URL: "u-c", Speed: 0.8, FreeMemMB: 500},
 		{ID: "d", URL: "u-d", Speed: 0.95},
 	}}, Affinity: speedAffinity{}}
-	res, err := h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x"}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
+	res, err := h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 100}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
 	require.NoError(t, err)
 	var order []string
 	for _, c := range res.Candidates {
@@ -216,8 +216,23 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 	require.Equal(t, 0.8, res.Candidates[0].ModelScore)
 	require.Equal(t, 0.5, res.Candidates[0].Adjustment)
 
-	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), RankInput{})
+	require.Empty(t, res.Rejected)
+
+	// Capacity first: a host that cannot take the application is not
+	// scored at all, and the ranking says why.
+	res, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 300}, Exclude: []string{"d"}})
+	require.NoError(t, err)
+	require.Len(t, res.Candidates, 1)
+	require.Equal(t, "c", res.Candidates[0].Host)
+	require.Equal(t, []RejectedHost{{"a", "needs 300 MB, 100 MB free"}, {"b", "needs 300 MB, 100 MB free"}}, res.Rejected)
+
+	_, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 600}, Exclude: []string{"d"}})
 	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrNoHosts, ae.Type())
+	require.Contains(t, err.Error(), "no live host can take x: a needs 600 MB, 100 MB free; b needs")
+
+	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), RankInput{})
 	require.True(t, errors.As(err, &ae))
 	require.Equal(t, ErrNoHosts, ae.Type())
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -24,17 +25,32 @@ type Hosts struct {
 	Log       *slog.Logger
 }
 
-// RankHosts scores every live host for the application: the affinity
-// model's score plus the adjustment observed for this (app, host) pair,
-// clamped to [0, 1]; best first, ties by free memory then host ID.
+// RankHosts ranks the live hosts for the application in two steps: the
+// capacity filter drops the hosts that cannot take it (affinity.Fits; they
+// are listed in Rejected with why), then each remaining host is scored:
+// the affinity model's score plus the adjustment observed for this
+// (app, host) pair, clamped to [0, 1], every part kept (affinity.Parts);
+// best first, ties by free memory then host ID.
 func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error) {
-	hosts, err := h.Directory.LiveHosts(ctx)
+	live, err := h.Directory.LiveHosts(ctx)
 	if err != nil {
 		return RankResult{}, fmt.Errorf("list live hosts: %w", err)
 	}
-	hosts = slices.DeleteFunc(hosts, func(x HostInfo) bool { return slices.Contains(in.Exclude, x.ID) })
-	if len(hosts) == 0 {
+	live = slices.DeleteFunc(live, func(x HostInfo) bool { return slices.Contains(in.Exclude, x.ID) })
+	if len(live) == 0 {
 		return RankResult{}, nonRetryable(ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
+	}
+	var hosts []HostInfo
+	var rejected []RejectedHost
+	for _, x := range live {
+		if ok, why := affinity.Fits(in.Profile.MemoryMB, x.FreeMemMB); ok {
+			hosts = append(hosts, x)
+		} else {
+			rejected = append(rejected, RejectedHost{Host: x.ID, Reason: why})
+		}
+	}
+	if len(hosts) == 0 {
+		return RankResult{}, nonRetryable(ErrNoHosts, fmt.Errorf("no live host can take %s: %s", in.Profile.App, rejectedText(rejected)))
 	}
 	scores, version, err := h.Affinity.Score(ctx, in.Profile, hosts)
 	if err != nil {
@@ -42,9 +58,8 @@ func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error)
 	}
 	out := make([]HostCandidate, len(hosts))
 	for i, x := range hosts {
-		adj := in.Adjustments[x.ID]
-		out[i] = HostCandidate{Host: x.ID, URL: x.URL, ModelScore: scores[i], Adjustment: adj,
-			Score: clamp01(scores[i] + adj), FreeMemMB: x.FreeMemMB}
+		p := affinity.Combine(scores[i], in.Adjustments[x.ID])
+		out[i] = HostCandidate{Host: x.ID, URL: x.URL, ModelScore: p.Model, Adjustment: p.Adjustment, Score: p.Score, FreeMemMB: x.FreeMemMB}
 	}
 	slices.SortFunc(out, func(a, b HostCandidate) int {
 		switch {
@@ -55,7 +70,15 @@ func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error)
 		}
 		return strings.Compare(a.Host, b.Host)
 	})
-	return RankResult{Candidates: out, ModelVersion: version}, nil
+	return RankResult{Candidates: out, Rejected: rejected, ModelVersion: version}, nil
+}
+
+func rejectedText(rs []RejectedHost) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.Host + " " + r.Reason
+	}
+	return strings.Join(parts, "; ")
 }
 
 func cmpDesc(a, b float64) int {
@@ -64,8 +87,6 @@ func cmpDesc(a, b float64) int {
 	}
 	return 1
 }
-
-func clamp01(x float64) float64 { return min(1, max(0, x)) }
 
 // Reserve asks the host for the resources. Idempotent per lease ID on the
 // host side, so a retry after a lost reply does not reserve twice.

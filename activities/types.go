@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -34,19 +35,22 @@ func nonRetryable(kind string, err error) error {
 
 // Lease is a validated reservation on a host, held by a prediction loop.
 type Lease struct {
-	LeaseID   string // what the host knows the reservation by: workflows.LeaseID, <app>.<bin unix seconds>.<host>
-	App       string
-	Host      string
-	HostURL   string
-	MemoryMB  float64
-	DiskMB    float64
-	CPUMilli  int64
-	Reserved  time.Time
-	Expires   time.Time
-	ShadowMS  float64
-	Score     float64 // expected affinity (model score + adjustment) when prepared
-	Adjusted  float64 // the adjustment part of Score
-	ModelVers string  // affinity model version that scored the host
+	LeaseID  string // what the host knows the reservation by: workflows.LeaseID, <app>.<bin unix seconds>.<host>
+	App      string
+	Host     string
+	HostURL  string
+	MemoryMB float64
+	DiskMB   float64
+	CPUMilli int64
+	Reserved time.Time
+	Expires  time.Time
+	ShadowMS float64
+	Score    float64 // expected affinity when prepared: clamp(ModelScore + Adjusted, 0, 1)
+	Adjusted float64 // the adjustment part of Score
+	// ModelScore is the affinity model's part of Score (0 in leases of
+	// loops from before it was kept).
+	ModelScore float64
+	ModelVers  string // affinity model version that scored the host
 }
 
 // Decide is the loop's rule, shared by the workflow (which acts on it) and
@@ -141,19 +145,38 @@ type RankInput struct {
 	Exclude     []string
 }
 
-// HostCandidate is one ranked host, with the parts of its score.
+// HostCandidate is one ranked host, with the parts of its score
+// (affinity.Parts).
 type HostCandidate struct {
 	Host       string
 	URL        string
-	ModelScore float64
-	Adjustment float64
+	ModelScore float64 // the affinity model's score
+	Adjustment float64 // observed for this (app, host) pair
 	Score      float64 // clamp(ModelScore + Adjustment, 0, 1)
 	FreeMemMB  float64
 }
 
-// RankResult is every live host, best first.
+// Parts is the lease's expected score and what it is made of.
+func (l Lease) Parts() affinity.Parts {
+	return affinity.Parts{Model: l.ModelScore, Adjustment: l.Adjusted, Score: l.Score}
+}
+
+// Parts is the candidate's score and what it is made of.
+func (c HostCandidate) Parts() affinity.Parts {
+	return affinity.Parts{Model: c.ModelScore, Adjustment: c.Adjustment, Score: c.Score}
+}
+
+// RejectedHost is a live host the capacity filter dropped, and why.
+type RejectedHost struct {
+	Host   string
+	Reason string
+}
+
+// RankResult is every live host that can take the application, best
+// first, and those that cannot.
 type RankResult struct {
 	Candidates   []HostCandidate
+	Rejected     []RejectedHost
 	ModelVersion string
 }
 

@@ -477,7 +477,7 @@ func (l *loop) setDetails(ctx workflow.Context) {
 	}
 	fmt.Fprintf(&b, "; %d lease(s) live", len(l.Leases))
 	for _, ls := range l.Leases {
-		fmt.Fprintf(&b, " (%s until %s, score %.2f)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Score)
+		fmt.Fprintf(&b, " (%s until %s, score %s)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Parts())
 	}
 	if l.preparing != "" {
 		fmt.Fprintf(&b, ", preparing %s", l.preparing)

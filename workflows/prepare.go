@@ -100,7 +100,15 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		}
 	}()
 
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%d candidate host(s) for %s, preparing %d", len(ranked.Candidates), in.App, in.TopN))
+	var rank strings.Builder
+	fmt.Fprintf(&rank, "%d candidate host(s) for %s, preparing %d:", len(ranked.Candidates), in.App, in.TopN)
+	for _, c := range ranked.Candidates {
+		fmt.Fprintf(&rank, " %s %s;", c.Host, c.Parts())
+	}
+	for _, r := range ranked.Rejected {
+		fmt.Fprintf(&rank, " %s cannot take it (%s);", r.Host, r.Reason)
+	}
+	workflow.SetCurrentDetails(ctx, strings.TrimSuffix(rank.String(), ";"))
 	for _, c := range ranked.Candidates {
 		if len(res.Leases) >= in.TopN || len(res.Attempts) >= maxHosts || ctx.Err() != nil {
 			break
@@ -109,7 +117,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		attempt := PrepareAttempt{Host: c.Host, Score: c.Score}
 		ls := activities.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 			MemoryMB: in.Profile.MemoryMB, DiskMB: in.Profile.DiskMB, CPUMilli: in.Profile.CPUMilli,
-			Score: c.Score, Adjusted: c.Adjustment, ModelVers: ranked.ModelVersion}
+			Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
 
 		rctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
 			StartToCloseTimeout: 10 * time.Second,

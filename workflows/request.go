@@ -196,7 +196,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 					k := claim.Keep
 					ls := activities.Lease{LeaseID: k.LeaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 						MemoryMB: k.MemoryMB, DiskMB: k.DiskMB, CPUMilli: k.CPUMilli, Reserved: now, Expires: now.Add(k.TTL),
-						Score: c.Score, Adjusted: c.Adjustment, ModelVers: ranked.ModelVersion}
+						Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
 					if !sr.KeptExpires.IsZero() && sr.KeptExpires.Before(ls.Expires) {
 						ls.Expires = sr.KeptExpires
 					}

@@ -115,8 +115,8 @@ func encode(dst []float32, in Input, index int) error {
 
 // Default scores by a fixed rule until a trained model exists: the
 // host's speed (capped at 1) reduced by CPU load, memory pressure and I/O
-// latency, and 0 where the application's memory does not fit (FreeMemMB 0
-// means unknown).
+// latency. Whether the application fits at all is not a score: ranking
+// asks Fits first.
 func Default() Model { return defaultAffinity{} }
 
 type defaultAffinity struct{}
@@ -135,9 +135,6 @@ func (defaultAffinity) Score(in []Input) ([]float64, error) {
 			speed = 1
 		}
 		s := math.Min(1, speed) * (1 - 0.5*a.CPUUtil) * (1 - 0.5*a.MemPressure) / (1 + a.IOLatencyMS/100)
-		if a.FreeMemMB > 0 && a.SizeMB > a.FreeMemMB { // 0 = unknown
-			s = 0
-		}
 		out[i] = math.Max(0, math.Min(1, s))
 	}
 	return out, nil

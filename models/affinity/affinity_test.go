@@ -107,14 +107,22 @@ func TestDefaultAffinityRanksSensibly(t *testing.T) {
 	base := Input{VolumeType: "ssd", SizeMB: 256, ReadRatio: 0.5, MemoryMB: 8192, Speed: 1, FreeMemMB: 4096}
 	busy := base
 	busy.CPUUtil, busy.MemPressure, busy.IOLatencyMS = 0.9, 0.8, 50
-	full := base
-	full.FreeMemMB = 100
-	s, err := Default().Score([]Input{base, busy, full})
+	s, err := Default().Score([]Input{base, busy})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !(s[0] > s[1] && s[1] > s[2] && s[2] == 0 && s[0] <= 1) {
-		t.Errorf("scores idle %.3f busy %.3f full %.3f: want idle > busy > full = 0", s[0], s[1], s[2])
+	if !(s[0] > s[1] && s[1] > 0 && s[0] <= 1) {
+		t.Errorf("scores idle %.3f busy %.3f: want idle > busy > 0", s[0], s[1])
+	}
+	// Whether the application fits is the capacity filter's question, not a score.
+	if ok, why := Fits(256, 100); ok || why != "needs 256 MB, 100 MB free" {
+		t.Errorf("Fits(256, 100) = %v, %q", ok, why)
+	}
+	if ok, _ := Fits(256, 0); !ok {
+		t.Error("unknown free memory must fit: the host refuses what it cannot hold")
+	}
+	if p := Combine(0.8, 0.5); p.Score != 1 || p.String() != "1.00 (model 0.80, adjustment +0.50)" {
+		t.Errorf("Combine(0.8, 0.5) = %+v %s", p, p)
 	}
 	samples := Samples([]Observation{
 		{App: "a", LatencyMS: 100}, {App: "a", LatencyMS: 200}, {App: "a", LatencyMS: 50}, {App: "b", LatencyMS: -1},
