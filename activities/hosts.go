@@ -36,18 +36,23 @@ func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error)
 	if err != nil {
 		return RankResult{}, fmt.Errorf("list live hosts: %w", err)
 	}
-	live = slices.DeleteFunc(live, func(x HostInfo) bool { return slices.Contains(in.Exclude, x.ID) })
-	if len(live) == 0 {
-		return RankResult{}, nonRetryable(ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
-	}
+	// The directory's list may be shared (a cache): filter into a new one.
 	var hosts []HostInfo
 	var rejected []RejectedHost
+	seen := 0
 	for _, x := range live {
+		if slices.Contains(in.Exclude, x.ID) {
+			continue
+		}
+		seen++
 		if ok, why := affinity.Fits(in.Profile.MemoryMB, x.FreeMemMB); ok {
 			hosts = append(hosts, x)
 		} else {
 			rejected = append(rejected, RejectedHost{Host: x.ID, Reason: why})
 		}
+	}
+	if seen == 0 {
+		return RankResult{}, nonRetryable(ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
 	}
 	if len(hosts) == 0 {
 		return RankResult{}, nonRetryable(ErrNoHosts, fmt.Errorf("no live host can take %s: %s", in.Profile.App, rejectedText(rejected)))
