@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/store/records"
+	"github.com/forewarm/forewarm/trace"
 )
 
 // AppProfile is what the loop and the hosts need to know about an application.
@@ -24,6 +25,19 @@ type AppProfile struct {
 	DurationMS float64
 	VolumeType string
 	RatePerMin float64 // recent requests per minute (0 when unknown)
+}
+
+// WithDefaults fills what is not known of a profile: the memory of a
+// typical application (trace.DefaultMemoryMB) and a quarter of the memory
+// as disk. It is the one place these defaults live.
+func (p AppProfile) WithDefaults() AppProfile {
+	if p.MemoryMB <= 0 {
+		p.MemoryMB = trace.DefaultMemoryMB
+	}
+	if p.DiskMB <= 0 {
+		p.DiskMB = p.MemoryMB / 4
+	}
+	return p
 }
 
 // HostInfo is a live host with its latest metrics.

@@ -588,7 +588,7 @@ the goal, then shows what it gave on the test range:
   --cold-target Y   the least waste with a p75 cold-start rate at most Y%.
 
 For ours the setting is the threshold to give the loops
-(`+"`starter loop threshold --app <app> <threshold>`"+`), for keepalive the keep-alive in minutes.`,
+(` + "`starter loop threshold --app <app> <threshold>`" + `), for keepalive the keep-alive in minutes.`,
 		Example: `  starter tune --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
       --memory testdata/azure2019-sample/1350_mem.csv --budget 100`,
 		Args: cobra.NoArgs,

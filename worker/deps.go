@@ -53,11 +53,7 @@ func (d *storeDeps) AppProfile(ctx context.Context, app string) (activities.AppP
 }
 
 func profileFromStore(p store.AppProfile) activities.AppProfile {
-	mem := p.MemoryMB
-	if mem <= 0 {
-		mem = 170 // trace.DefaultMemoryMB when unknown
-	}
-	return activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}
+	return activities.AppProfile{App: p.ID, MemoryMB: p.MemoryMB, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}.WithDefaults()
 }
 
 func (d *storeDeps) Adjustments(ctx context.Context, app string) (map[string]float64, error) {

@@ -33,7 +33,6 @@ var (
 const (
 	defaultWindow         = 1440 // a day of one-minute bins: the demand model's idle-time history
 	defaultMaxTicksPerRun = 1000
-	defaultMemoryMB       = 170 // trace.DefaultMemoryMB: Azure's typical function
 	// maxSizes is how many recent request sizes a loop keeps for sizing.
 	maxSizes = 64
 )
@@ -235,12 +234,9 @@ func (l *loop) seed(ctx workflow.Context) {
 	l.Seeded = true
 	if l.Profile.MemoryMB <= 0 {
 		// Unknown application: size leases like a typical one.
-		l.Profile.MemoryMB = defaultMemoryMB
-		l.log.Warn("no stored profile; sizing leases with defaults", "memory_mb", defaultMemoryMB)
+		l.log.Warn("no stored profile; sizing leases with defaults", "memory_mb", l.Profile.WithDefaults().MemoryMB)
 	}
-	if l.Profile.DiskMB <= 0 {
-		l.Profile.DiskMB = l.Profile.MemoryMB / 4
-	}
+	l.Profile = l.Profile.WithDefaults()
 	if len(l.Recent) > l.Window {
 		l.Recent = l.Recent[len(l.Recent)-l.Window:]
 	}
