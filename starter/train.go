@@ -6,39 +6,22 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/forewarm/forewarm/models/lifecycle"
 	"github.com/forewarm/forewarm/workflows"
+	"github.com/forewarm/forewarm/workflows/wfclient"
 )
 
 func init() { addCommand(newTrainCmd) }
 
-// startTraining starts the training workflow on demand (ID train/<time>)
-// and, with wait, returns its result (`starter train --wait`).
+// startTraining starts the training workflow (`starter train --wait`).
 func startTraining(ctx context.Context, g *globals, taskQueue string, in workflows.TrainingInput, wait bool) (string, *workflows.TrainingResult, error) {
 	c, err := g.Temporal.Dial(nil)
 	if err != nil {
 		return "", nil, err
 	}
 	defer c.Close()
-	id := workflows.TrainingWorkflowID(time.Now())
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:            id,
-		TaskQueue:     taskQueue,
-		StaticSummary: "on-demand training: demand and affinity models",
-	}, workflows.TrainingWorkflowName, in)
-	if err != nil {
-		return id, nil, fmt.Errorf("start training %s: %w", id, err)
-	}
-	if !wait {
-		return id, nil, nil
-	}
-	var res workflows.TrainingResult
-	if err := run.Get(ctx, &res); err != nil {
-		return id, nil, fmt.Errorf("training %s: %w", id, err)
-	}
-	return id, &res, nil
+	return wfclient.StartTraining(ctx, c, taskQueue, in, wait)
 }
 
 func newTrainCmd(g *globals) *cobra.Command {

@@ -41,6 +41,7 @@ import (
 	"github.com/forewarm/forewarm/store/chconn"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/workflows"
+	"github.com/forewarm/forewarm/workflows/wfclient"
 )
 
 // settings is the worker's whole configuration (flags with env defaults).
@@ -322,7 +323,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
 		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
 			Clients: newHostClients(trust, logger)}
-		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
+		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
 		opts := worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
 			MaxConcurrentActivityExecutionSize:     200,
