@@ -74,6 +74,7 @@ func newModelTrainCmd(g *globals) *cobra.Command {
 		status, out, vers string
 		noPublish, asJSON bool
 		hidden, seq       int
+		span              time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "train (--format F --file PATH [--memory M] | --from-store [--from T --to T]) [--train-until T]",
@@ -130,7 +131,7 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 				if tf.Format != "" || tf.File != "" || tf.Memory != "" {
 					return usageErr("--from-store reads ClickHouse: drop --format, --file and --memory")
 				}
-				tr, source, err = storedTrace(ctx, openStore, from, to, tf.Bin)
+				tr, source, err = storedTrace(ctx, openStore, from, to, span, tf.Bin)
 			} else {
 				if from != "" || to != "" {
 					return usageErr("--from and --to select stored history: use them with --from-store")
@@ -233,8 +234,9 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 	tf.register(fs)
 	mf.register(fs)
 	fs.BoolVar(&fromStore, "from-store", false, "train on the activity stored in ClickHouse instead of a trace file")
-	fs.StringVar(&from, "from", "", "--from-store: start of the history (RFC 3339; default the first stored bin)")
+	fs.StringVar(&from, "from", "", "--from-store: start of the history (RFC 3339; default: the last --span of it)")
 	fs.StringVar(&to, "to", "", "--from-store: end of the history (RFC 3339; default after the last stored bin)")
+	fs.DurationVar(&span, "span", lifecycle.DefaultSpan, "--from-store without --from: how much of the most recent stored history to read")
 	fs.StringVar(&until, "train-until", "", "end of the training data, RFC 3339; evaluation runs from here to the end (default: the last fifth is held out)")
 	fs.StringVar(&status, "status", "auto", "registry status: auto, champion or candidate")
 	fs.StringVar(&vers, "version", "", "model version name (default demand-<UTC time>)")
@@ -248,8 +250,9 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 
 func useORT(mf modelFlags) bool { return !mf.NoORT }
 
-// storedTrace reads history from ClickHouse.
-func storedTrace(ctx context.Context, open func() (*store.Store, error), fromS, toS string, bin time.Duration) (*trace.Trace, string, error) {
+// storedTrace reads history from ClickHouse: from..to, or (without them)
+// the last span of it, chosen the way the training workflow chooses.
+func storedTrace(ctx context.Context, open func() (*store.Store, error), fromS, toS string, span, bin time.Duration) (*trace.Trace, string, error) {
 	from, err := parseTimeFlag("--from", fromS)
 	if err != nil {
 		return nil, "", err
@@ -261,36 +264,39 @@ func storedTrace(ctx context.Context, open func() (*store.Store, error), fromS, 
 	if bin <= 0 {
 		return nil, "", usageErr("--bin %v: must be positive", bin)
 	}
+	if span < 0 {
+		return nil, "", usageErr("--span %v: must be positive", span)
+	}
+	if !from.IsZero() && !to.IsZero() && !to.After(from) {
+		return nil, "", usageErr("--to %s must be after --from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))
+	}
 	s, err := open()
 	if err != nil {
 		return nil, "", err
 	}
-	if from.IsZero() || to.IsZero() {
-		stats, err := s.Stats(ctx)
-		if err != nil {
-			return nil, "", fmt.Errorf("read stored history: %w", err)
-		}
-		if stats.Bins == 0 {
-			return nil, "", errors.New("the store holds no activity: load some with `starter history load`")
-		}
-		if from.IsZero() {
-			from = stats.First.Truncate(bin)
-		}
-		if to.IsZero() {
-			to = stats.Last.Truncate(bin).Add(bin)
-		}
+	stats, err := s.Stats(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("read stored history: %w", err)
 	}
-	if !to.After(from) {
-		return nil, "", usageErr("--to %s must be after --from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))
+	if stats.Bins == 0 && (from.IsZero() || to.IsZero()) {
+		return nil, "", errors.New("the store holds no activity: load some with `starter history load`")
 	}
-	tr, err := s.Trace(ctx, from, to, bin)
+	r, err := lifecycle.ChooseRange(stats.First, stats.Last, from, to, span, bin)
+	if err != nil {
+		return nil, "", usageErr("--from/--to/--span: %v", err)
+	}
+	tr, err := s.Trace(ctx, r.From, r.To, bin)
+	if errors.Is(err, store.ErrTooLarge) {
+		return nil, "", usageErr("stored history %s – %s at --bin %v: %v; choose a shorter --span (or --from and --to), or a wider --bin",
+			r.From.Format(time.RFC3339), r.To.Format(time.RFC3339), bin, err)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("read stored history: %w", err)
 	}
 	if len(tr.Apps) == 0 {
-		return nil, "", fmt.Errorf("no stored activity between %s and %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+		return nil, "", fmt.Errorf("no stored activity between %s and %s", r.From.Format(time.RFC3339), r.To.Format(time.RFC3339))
 	}
-	return tr, fmt.Sprintf("stored history %s – %s (%d apps)", from.Format(time.RFC3339), to.Format(time.RFC3339), len(tr.Apps)), nil
+	return tr, fmt.Sprintf("stored history %s – %s (%d apps; %s)", r.From.Format(time.RFC3339), r.To.Format(time.RFC3339), len(tr.Apps), r.Chosen), nil
 }
 
 func printTrainReport(w io.Writer, o modelTrainOutput) error {
