@@ -192,32 +192,19 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 			decision := lifecycle.Decide(cmp.Comparison, 0)
 			o.BeatsAll = !strings.Contains(decision.Reason, "baseline(s)")
 
-			if out != "" {
-				if err := os.WriteFile(out, onnx, 0o644); err != nil {
-					return fmt.Errorf("--out: %w", err)
-				}
-				o.ONNXFile = out
+			if o.ONNXFile, err = writeONNX(out, onnx); err != nil {
+				return err
 			}
 			if noPublish {
 				o.Reason = "not published (--no-publish): " + decision.Reason
 			} else {
-				switch status {
-				case "auto":
-				case store.StatusChampion:
-					decision = lifecycle.Decision{Publish: true, Reason: "status champion requested"}
-				default:
-					decision = lifecycle.Decision{Reason: "status candidate requested"}
-				}
 				metrics := cmp.CandidateFlat
 				metrics["train.sequences_per_second"] = res.SeqPerSec
 				metrics["train.epochs"] = float64(res.Epochs)
-				if err := lifecycle.StoreCandidate(ctx, st, res.Version, models.KindDemand, res.Meta(), onnx, metrics); err != nil {
+				if o.Status, o.Reason, err = publishTrained(ctx, st, status, res.Version, models.KindDemand, res.Meta(), onnx, metrics, decision); err != nil {
 					return err
 				}
-				if o.Status, err = lifecycle.Publish(ctx, st, res.Version, decision); err != nil {
-					return err
-				}
-				o.Published, o.Reason = true, decision.Reason
+				o.Published = true
 				if err := st.RecordTrainingRun(ctx, store.TrainingRun{RunID: "cli-" + res.Version, Kind: models.KindDemand, Version: res.Version,
 					Status: o.Status, Duration: time.Since(began), Samples: int64(res.TrainSeqs), Metrics: metrics, Message: o.Reason}); err != nil {
 					return fmt.Errorf("record the training run: %w", err)
@@ -249,6 +236,35 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 }
 
 func useORT(mf modelFlags) bool { return !mf.NoORT }
+
+// publishTrained stores a trained model in the registry and publishes it by
+// the lifecycle's decision, or by the status the operator asked for
+// (--status champion or candidate; auto keeps the decision). It returns the
+// model's status and why.
+func publishTrained(ctx context.Context, st *store.Store, status, version, kind, meta string, onnx []byte, metrics map[string]float64, d lifecycle.Decision) (string, string, error) {
+	switch status {
+	case store.StatusChampion:
+		d = lifecycle.Decision{Publish: true, Reason: "status champion requested"}
+	case store.StatusCandidate:
+		d = lifecycle.Decision{Reason: "status candidate requested"}
+	}
+	if err := lifecycle.StoreCandidate(ctx, st, version, kind, meta, onnx, metrics); err != nil {
+		return "", "", err
+	}
+	s, err := lifecycle.Publish(ctx, st, version, d)
+	return s, d.Reason, err
+}
+
+// writeONNX writes the exported model where --out asks ("": nowhere).
+func writeONNX(path string, onnx []byte) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	if err := os.WriteFile(path, onnx, 0o644); err != nil {
+		return "", fmt.Errorf("--out: %w", err)
+	}
+	return path, nil
+}
 
 // storedTrace reads history from ClickHouse: from..to, or (without them)
 // the last span of it, chosen the way the training workflow chooses.
@@ -510,29 +526,16 @@ beats every baseline's and the champion's (by 1%).`,
 				o.ChampionMSE = &mse
 			}
 			decision := lifecycle.Decide(cmp, 0)
-			if out != "" {
-				if err := os.WriteFile(out, onnx, 0o644); err != nil {
-					return fmt.Errorf("--out: %w", err)
-				}
-				o.ONNXFile = out
+			if o.ONNXFile, err = writeONNX(out, onnx); err != nil {
+				return err
 			}
 			if noPublish {
 				o.Reason = "not published (--no-publish): " + decision.Reason
 			} else {
-				switch status {
-				case "auto":
-				case store.StatusChampion:
-					decision = lifecycle.Decision{Publish: true, Reason: "status champion requested"}
-				default:
-					decision = lifecycle.Decision{Reason: "status candidate requested"}
-				}
-				if err := lifecycle.StoreCandidate(ctx, st, res.Version, models.KindAffinity, res.Meta(), onnx, o.Metrics); err != nil {
+				if o.Status, o.Reason, err = publishTrained(ctx, st, status, res.Version, models.KindAffinity, res.Meta(), onnx, o.Metrics, decision); err != nil {
 					return err
 				}
-				if o.Status, err = lifecycle.Publish(ctx, st, res.Version, decision); err != nil {
-					return err
-				}
-				o.Published, o.Reason = true, decision.Reason
+				o.Published = true
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
