@@ -263,32 +263,25 @@ func (s *Store) AppActivity(ctx context.Context, app string, from, to time.Time,
 	}
 	binSec := int64(bin / time.Second)
 	var out []BinActivity
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT intDiv(toInt64(toUInt32(bin_start)) - ?, ?) AS i, sum(requests), sum(size_mb_sum), sum(read_ratio_sum), sum(work_ms_sum)
+	err := s.query(ctx, func(rows scanner) error {
+		var (
+			i                  int64
+			n                  uint64
+			size, read, workMS float64
+		)
+		if err := rows.Scan(&i, &n, &size, &read, &workMS); err != nil {
+			return err
+		}
+		b := BinActivity{Start: from.Add(time.Duration(i) * bin).UTC(), Requests: n}
+		if n > 0 {
+			b.MeanSizeMB, b.ReadRatio, b.MeanWorkMS = size/float64(n), read/float64(n), workMS/float64(n)
+		}
+		out = append(out, b)
+		return nil
+	}, `SELECT intDiv(toInt64(toUInt32(bin_start)) - ?, ?) AS i, sum(requests), sum(size_mb_sum), sum(read_ratio_sum), sum(work_ms_sum)
 			FROM activity
 			WHERE app = ? AND bin_start >= toDateTime(?) AND bin_start < toDateTime(?) AND `+visible+`
 			GROUP BY i ORDER BY i`, from.Unix(), binSec, app, max(from.Unix(), 0), min(to.Unix(), math.MaxUint32))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				i                  int64
-				n                  uint64
-				size, read, workMS float64
-			)
-			if err := rows.Scan(&i, &n, &size, &read, &workMS); err != nil {
-				return err
-			}
-			b := BinActivity{Start: from.Add(time.Duration(i) * bin).UTC(), Requests: n}
-			if n > 0 {
-				b.MeanSizeMB, b.ReadRatio, b.MeanWorkMS = size/float64(n), read/float64(n), workMS/float64(n)
-			}
-			out = append(out, b)
-		}
-		return rows.Err()
-	})
 	if err != nil {
 		return nil, fmt.Errorf("read activity of %s: %w", app, err)
 	}

@@ -34,25 +34,18 @@ func (s *Store) RecordPredictions(ctx context.Context, ps []Prediction) error {
 // Predictions returns the predictions of [from, to), in time order.
 func (s *Store) Predictions(ctx context.Context, from, to time.Time) ([]Prediction, error) {
 	var out []Prediction
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT at_ns, app, bin, probability, threshold, model_version, decision FROM predictions
-			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
-			unix(from), unix(to), nanos(from), nanos(to))
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var p Prediction
+		var ns uint64
+		if err := rows.Scan(&ns, &p.App, &p.Bin, &p.Probability, &p.Threshold, &p.ModelVersion, &p.Decision); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var p Prediction
-			var ns uint64
-			if err := rows.Scan(&ns, &p.App, &p.Bin, &p.Probability, &p.Threshold, &p.ModelVersion, &p.Decision); err != nil {
-				return err
-			}
-			p.Time, p.Bin = time.Unix(0, int64(ns)).UTC(), p.Bin.UTC()
-			out = append(out, p)
-		}
-		return rows.Err()
-	})
+		p.Time, p.Bin = time.Unix(0, int64(ns)).UTC(), p.Bin.UTC()
+		out = append(out, p)
+		return nil
+	}, `SELECT at_ns, app, bin, probability, threshold, model_version, decision FROM predictions
+			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
+		unix(from), unix(to), nanos(from), nanos(to))
 	if err != nil {
 		return nil, fmt.Errorf("read predictions: %w", err)
 	}
@@ -78,25 +71,18 @@ func (s *Store) RecordPreparationEvents(ctx context.Context, es []PreparationEve
 // PreparationEvents returns the events of [from, to), in time order.
 func (s *Store) PreparationEvents(ctx context.Context, from, to time.Time) ([]PreparationEvent, error) {
 	var out []PreparationEvent
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT `+prepCols+` FROM preparation_events
-			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
-			unix(from), unix(to), nanos(from), nanos(to))
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var e PreparationEvent
+		var ns uint64
+		if err := rows.Scan(&e.Time, &ns, &e.PreparationID, &e.App, &e.Host, &e.Event, &e.MemoryMB, &e.DiskMB, &e.CPUMilli, &e.ShadowMS, &e.Reason, &e.HeldSeconds); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var e PreparationEvent
-			var ns uint64
-			if err := rows.Scan(&e.Time, &ns, &e.PreparationID, &e.App, &e.Host, &e.Event, &e.MemoryMB, &e.DiskMB, &e.CPUMilli, &e.ShadowMS, &e.Reason, &e.HeldSeconds); err != nil {
-				return err
-			}
-			e.Time = time.Unix(0, int64(ns)).UTC()
-			out = append(out, e)
-		}
-		return rows.Err()
-	})
+		e.Time = time.Unix(0, int64(ns)).UTC()
+		out = append(out, e)
+		return nil
+	}, `SELECT `+prepCols+` FROM preparation_events
+			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
+		unix(from), unix(to), nanos(from), nanos(to))
 	if err != nil {
 		return nil, fmt.Errorf("read preparation events: %w", err)
 	}
@@ -120,22 +106,15 @@ func (s *Store) RecordAdjustments(ctx context.Context, as []Adjustment) error {
 // Adjustments returns the latest adjustment of every (app, host) pair.
 func (s *Store) Adjustments(ctx context.Context) (map[[2]string]float64, error) {
 	out := map[[2]string]float64{}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT app, host, argMax(new_adjustment, at_ns) FROM adjustments GROUP BY app, host`)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var app, host string
+		var v float64
+		if err := rows.Scan(&app, &host, &v); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var app, host string
-			var v float64
-			if err := rows.Scan(&app, &host, &v); err != nil {
-				return err
-			}
-			out[[2]string{app, host}] = v
-		}
-		return rows.Err()
-	})
+		out[[2]string{app, host}] = v
+		return nil
+	}, `SELECT app, host, argMax(new_adjustment, at_ns) FROM adjustments GROUP BY app, host`)
 	if err != nil {
 		return nil, fmt.Errorf("read adjustments: %w", err)
 	}

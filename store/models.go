@@ -67,19 +67,12 @@ func (s *Store) SetModelStatus(ctx context.Context, version, status string) erro
 		return fmt.Errorf("model %s: unknown status %q (want one of %v)", version, status, statuses)
 	}
 	var kind string
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT kind FROM models WHERE version = ? LIMIT 1`, version)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&kind); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&kind); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, `SELECT kind FROM models WHERE version = ? LIMIT 1`, version)
 	if err != nil {
 		return fmt.Errorf("model %s: %w", version, err)
 	}
@@ -118,21 +111,14 @@ func (s *Store) setStatus(ctx context.Context, version, kind, status string) err
 // latest status.
 func (s *Store) currentStatuses(ctx context.Context, kind string) (map[string]string, error) {
 	out := map[string]string{}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT version, argMax(status, at_ns) FROM model_status WHERE kind = ? OR ? = '' GROUP BY version`, kind, kind)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var v, st string
+		if err := rows.Scan(&v, &st); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var v, st string
-			if err := rows.Scan(&v, &st); err != nil {
-				return err
-			}
-			out[v] = st
-		}
-		return rows.Err()
-	})
+		out[v] = st
+		return nil
+	}, `SELECT version, argMax(status, at_ns) FROM model_status WHERE kind = ? OR ? = '' GROUP BY version`, kind, kind)
 	if err != nil {
 		return nil, fmt.Errorf("read model statuses: %w", err)
 	}
@@ -145,20 +131,13 @@ func (s *Store) currentStatuses(ctx context.Context, kind string) (map[string]st
 // wins.
 func (s *Store) ChampionVersion(ctx context.Context, kind string) (string, error) {
 	var version string
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT version FROM model_status WHERE kind = ?
-			GROUP BY version HAVING argMax(status, at_ns) = 'champion' ORDER BY max(at_ns) DESC LIMIT 1`, kind)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&version); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&version); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, `SELECT version FROM model_status WHERE kind = ?
+			GROUP BY version HAVING argMax(status, at_ns) = 'champion' ORDER BY max(at_ns) DESC LIMIT 1`, kind)
 	if err != nil {
 		return "", fmt.Errorf("find %s champion: %w", kind, err)
 	}
