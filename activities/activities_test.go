@@ -413,9 +413,9 @@ func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
 		served HostServed
 		want   []string
 	}{
-		{"warm, one request", ServeInput{LeaseID: "l1"}, HostServed{Warm: true}, []string{"l1"}},
-		{"cold beside a too small lease", ServeInput{LeaseID: "l1"}, HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
-		{"warm instance stays", ServeInput{LeaseID: "l1", LeaseStays: true}, HostServed{Warm: true}, nil},
+		{"warm, one request", ServeInput{HostServing: HostServing{LeaseID: "l1"}}, HostServed{Warm: true}, []string{"l1"}},
+		{"cold beside a too small lease", ServeInput{HostServing: HostServing{LeaseID: "l1"}}, HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
+		{"warm instance stays", ServeInput{HostServing: HostServing{LeaseID: "l1"}, LeaseStays: true}, HostServed{Warm: true}, nil},
 		{"cold, no lease", ServeInput{}, HostServed{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -444,6 +444,6 @@ func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
 	require.ErrorContains(t, err, "record the validated event of l")
 	_, err = h.Release(ctx, ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
 	require.ErrorContains(t, err, "record the released event of l")
-	_, err = h.Serve(ctx, ServeInput{RequestID: "r", App: "x", Host: "h", HostURL: "u", KeepID: "k", KeepTTL: time.Minute})
+	_, err = h.Serve(ctx, ServeInput{Host: "h", HostURL: "u", HostServing: HostServing{RequestID: "r", App: "x", KeepID: "k", KeepTTL: time.Minute}})
 	require.ErrorContains(t, err, "record the kept event of k")
 }

@@ -203,9 +203,7 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 		return ServeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
 	}
 	c := h.Clients.For(in.Host, in.HostURL)
-	r, err := c.Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
-		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS,
-		KeepID: in.KeepID, KeepTTL: in.KeepTTL, KeepMemoryMB: in.KeepMemoryMB, KeepDiskMB: in.KeepDiskMB, KeepCPUMilli: in.KeepCPUMilli})
+	r, err := c.Serve(ctx, in.HostServing)
 	if err != nil {
 		if h.Clients.Permanent(err) {
 			return ServeResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
@@ -229,8 +227,7 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 			return ServeResult{}, err
 		}
 	}
-	return ServeResult{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS, FallbackCode: r.FallbackCode,
-		Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil
+	return r, nil
 }
 
 // record writes a preparation event. A failed write fails the activity

@@ -259,46 +259,26 @@ type ReleaseResult struct {
 	Fallbacks      int64   // requests naming it served cold (busy or too small)
 }
 
-// ServeInput runs one request on one host. With LeaseID the request runs
-// warm on that lease; when the lease is busy, too small or gone the host
-// serves cold. LeaseStays says the caller treats the lease as a warm
-// instance that goes on serving (it releases it later); without it the
-// activity releases the lease after the request, as loops written before
-// warm instances expect of a claim. KeepID and KeepTTL (both or neither)
-// ask the host to keep a cold instance as a new lease of the application
-// (sized Keep* where larger than the request).
+// ServeInput runs one request on one host: what the host is asked
+// (HostServing: with LeaseID the request runs warm on that lease; when the
+// lease is busy, too small or gone the host serves cold; KeepID and KeepTTL,
+// both or neither, ask the host to keep a cold instance as a new lease of
+// the application, sized Keep* where larger than the request), and where.
+// LeaseStays says the caller treats the lease as a warm instance that goes
+// on serving (it releases it later); without it the activity releases the
+// lease after the request, as loops written before warm instances expect
+// of a claim.
 type ServeInput struct {
-	RequestID    string
-	App          string
-	Host         string
-	HostURL      string
-	LeaseID      string
-	LeaseStays   bool
-	MemoryMB     float64
-	DiskMB       float64
-	ReadRatio    float64
-	WorkMS       float64
-	KeepID       string
-	KeepTTL      time.Duration
-	KeepMemoryMB float64
-	KeepDiskMB   float64
-	KeepCPUMilli int64
+	HostServing
+	Host       string
+	HostURL    string
+	LeaseStays bool
 }
 
-// ServeResult is what the host measured. FallbackCode says why a request
-// naming a lease ran cold; Kept, KeptExpires and KeepRefused answer a
-// keep; Replayed marks the first result of a retried request.
-type ServeResult struct {
-	Warm         bool
-	SetupMS      float64
-	WorkMS       float64
-	TotalMS      float64
-	FallbackCode string
-	Kept         bool
-	KeptExpires  time.Time
-	KeepRefused  string
-	Replayed     bool
-}
+// ServeResult is what the host measured (HostServed): FallbackCode says
+// why a request naming a lease ran cold; Kept, KeptExpires and KeepRefused
+// answer a keep; Replayed marks the first result of a retried request.
+type ServeResult = HostServed
 
 // ClaimInput asks the application's loop for a lease.
 type ClaimInput struct {

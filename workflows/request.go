@@ -129,8 +129,8 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 
 	serve := func(host, url, leaseID string, keep *activities.KeepPlan) (activities.ServeResult, error) {
 		var sr activities.ServeResult
-		si := activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
-			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}
+		si := activities.ServeInput{Host: host, HostURL: url, HostServing: activities.HostServing{RequestID: in.RequestID, App: in.App,
+			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}}
 		if warmInstances {
 			si.LeaseStays = claim.Stays
 			if keep != nil {
