@@ -60,9 +60,13 @@ func TestWebUIShowsLoopAndDetails(t *testing.T) {
 	// loop's "state" query, as an operator would, and shows the threshold
 	// the loop holds now (the editor renders only the lines in view).
 	runID := k.c.GetWorkflow(ctx, id, "").GetRunID()
-	_, err = b.WaitForText("http://"+ui+"/namespaces/default/workflows/"+url.PathEscape(id)+"/"+runID+"/history", 60*time.Second,
-		"Queries")
+	// Its input (the loop's state as it started) is in the one JSON style:
+	// snake_case keys, the bin as "1s", not "Bin": 1000000000.
+	hist, err := b.WaitForText("http://"+ui+"/namespaces/default/workflows/"+url.PathEscape(id)+"/"+runID+"/history", 60*time.Second,
+		"Queries", `"bin": "1s"`, `"threshold": 0.42`)
 	require.NoError(t, err)
+	require.NotContains(t, hist, `"Bin"`)
+	require.NoError(t, b.Screenshot(filepath.Join(dir, "loop-input.png")))
 	require.NoError(t, b.Click("Queries"))
 	_, err = b.WaitForText("", 30*time.Second, "Run Query")
 	require.NoError(t, err)
