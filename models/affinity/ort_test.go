@@ -6,19 +6,11 @@ import (
 	"math"
 	"testing"
 
-	"github.com/forewarm/forewarm/internal/testenv"
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/modelstest"
 )
 
-func initORT(t testing.TB) {
-	t.Helper()
-	if err := models.InitORT(testenv.ORTLib(t)); err != nil {
-		testenv.Missing(t, "ONNX Runtime", err)
-	}
-}
-
 func TestORTAffinityMatchesGo(t *testing.T) {
-	initORT(t)
+	modelstest.InitORT(t)
 	res, samples := trainSynthAffinity(t)
 	b, err := res.ONNX()
 	if err != nil {

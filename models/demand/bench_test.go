@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/forewarm/forewarm/models/modelstest"
 )
 
 type encodedPredictor interface {
@@ -20,7 +22,7 @@ type encodedPredictor interface {
 //
 //	go test ./models -run '^$' -bench DemandInference -benchtime 2s
 func BenchmarkDemandInference(b *testing.B) {
-	initORT(b)
+	modelstest.InitORT(b)
 	res, in := randomDemand(b, 32, 1)
 	onnxBytes, err := res.ONNX()
 	if err != nil {

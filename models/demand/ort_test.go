@@ -7,20 +7,12 @@ import (
 	"math"
 	"testing"
 
-	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/modelstest"
 )
 
-func initORT(t testing.TB) {
-	t.Helper()
-	lib := testenv.ORTLib(t)
-	if err := models.InitORT(lib); err != nil {
-		testenv.Missing(t, "ONNX Runtime", err)
-	}
-}
-
 func TestORTMatchesGoForward(t *testing.T) {
-	initORT(t)
+	modelstest.InitORT(t)
 	res, in := randomDemand(t, 32, 11)
 	b, err := res.ONNX()
 	if err != nil {
@@ -56,7 +48,7 @@ func TestORTMatchesGoForward(t *testing.T) {
 }
 
 func TestORTRefusesBadInput(t *testing.T) {
-	initORT(t)
+	modelstest.InitORT(t)
 	res, in := randomDemand(t, 8, 12)
 	b, _ := res.ONNX()
 	d, err := Load(b, "", true)

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/modelstest"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
@@ -18,9 +18,7 @@ import (
 // model is published, the same model trained again is not (it is not 1%
 // better than the champion it equals), and both are kept in the registry.
 func TestDemandLifecycleOnTheRegistry(t *testing.T) {
-	if err := models.InitORT(testenv.ORTLib(t)); err != nil {
-		testenv.Missing(t, "ONNX Runtime", err)
-	}
+	modelstest.InitORT(t)
 	st := storetest.New(t)
 	ctx := context.Background()
 	tr := trace.Synth(trace.SynthOptions{Apps: 16, Days: 2, Seed: 4, Mix: trace.Mix{Timer: 1}})
