@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster demo bench build vet results fuzz
+.PHONY: up down test test-cluster soak demo bench build vet results fuzz
 
 up:
 	@$(LOCAL)/up.sh
@@ -17,10 +17,11 @@ down:
 	@$(LOCAL)/down.sh
 
 # The whole suite, integration tests included, then the race detector over
-# the concurrent packages (RACE_ARGS; empty skips it); KEEP=1 leaves the
+# the concurrent packages (RACE_ARGS; empty skips it; the worker's adapters
+# are unit-tested in worker/adapters); KEEP=1 leaves the
 # stack up.
 TEST_ARGS ?= ./...
-RACE_ARGS ?= ./agent/... ./hostagent ./activities
+RACE_ARGS ?= ./agent/... ./hostagent ./activities ./workflows ./worker/adapters
 test:
 	@$(LOCAL)/install.sh browser compose
 	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS); fi'
@@ -32,6 +33,15 @@ test:
 # the services up.
 test-cluster:
 	@$(LOCAL)/test-cluster.sh
+
+# The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay
+# during which the worker and a host agent are SIGKILLed and restarted and
+# ClickHouse is cut for 20 s, at seeded random times; fails unless every
+# request is recorded once, no lease is left and no workflow terminated.
+# SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42".
+SOAK_ARGS ?=
+soak:
+	@$(LOCAL)/soak.sh $(SOAK_ARGS)
 
 demo:
 	@DEMO_MINUTES=$(DEMO_MINUTES) DEMO_APPS=$(DEMO_APPS) DEMO_TRACE=$(DEMO_TRACE) $(LOCAL)/demo.sh

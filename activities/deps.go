@@ -4,7 +4,7 @@
 // with their dependencies; each dependency is a small interface declared
 // here, so the workflow tests mock activities and the activity tests mock
 // the systems behind them. The worker adapts the real store, models and
-// host-agent client to these interfaces (worker/deps.go).
+// host-agent client to these interfaces (worker/adapters).
 package activities
 
 import (

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -28,11 +30,23 @@ func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, 
 }
 
 // RecordRequest writes the request outcome, the claimed-lease event and the
-// affinity adjustment. Retried as a whole, so a retry after a partial
-// failure can write the request row twice; the request ID tells them apart.
+// affinity adjustment. A retry (the first attempt's write may have landed
+// before its answer was lost: a worker killed, ClickHouse cut) first asks
+// whether the request is already recorded, when the Recorder can tell
+// (RequestChecker), so the request row is written once.
 func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (RecordRequestResult, error) {
-	if err := r.Recorder.RecordRequests(ctx, []records.Request{in.Request}); err != nil {
-		return RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
+	write := true
+	if c, ok := r.Recorder.(RequestChecker); ok && attempt(ctx) > 1 && in.Request.RequestID != "" {
+		done, err := c.RecordedRequests(ctx, []records.Request{in.Request})
+		if err != nil {
+			return RecordRequestResult{}, fmt.Errorf("check whether request %s is recorded: %w", in.Request.RequestID, err)
+		}
+		write = !done[in.Request.RequestID]
+	}
+	if write {
+		if err := r.Recorder.RecordRequests(ctx, []records.Request{in.Request}); err != nil {
+			return RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
+		}
 	}
 	if in.Claimed != nil {
 		if err := r.Recorder.RecordPreparationEvents(ctx, []records.PreparationEvent{*in.Claimed}); err != nil {
@@ -45,4 +59,18 @@ func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (Re
 		}
 	}
 	return RecordRequestResult{}, nil
+}
+
+// RequestChecker is what a Recorder may also do: say which of rows are
+// already recorded (by request ID).
+type RequestChecker interface {
+	RecordedRequests(ctx context.Context, rows []records.Request) (map[string]bool, error)
+}
+
+// attempt is the activity's attempt number (1 outside an activity).
+func attempt(ctx context.Context) int32 {
+	if !activity.IsActivity(ctx) {
+		return 1
+	}
+	return activity.GetInfo(ctx).Attempt
 }

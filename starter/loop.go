@@ -153,7 +153,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 				return err
 			}
 			pol := pf.policy()
-			if err := pol.Validate(); err != nil {
+			if err := pol.ValidateFor(bin); err != nil {
 				return usageErr("policy flags: %v", err)
 			}
 			for _, a := range apps {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -63,6 +64,39 @@ func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 		}
 	}
 	return s.insertColumns(ctx, "requests", requestCols, times, ns, ids, apps, volumes, sizes, reads, hosts, warm, expected, setup, work, latency, outcome)
+}
+
+// RecordedRequestIDs says which of ids (request IDs as recorded: UUIDs or
+// not, see requestUUID) app already has recorded within a minute of at.
+// The requests table keeps every row it is given, so a retried write
+// (whose first attempt may have landed before its answer was lost) asks
+// first.
+func (s *Store) RecordedRequestIDs(ctx context.Context, app string, at time.Time, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	byUUID := make(map[uuid.UUID]string, len(ids))
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		u := requestUUID(id)
+		byUUID[u] = id
+		list = append(list, "toUUID('"+u.String()+"')") // hex and dashes only
+	}
+	err := s.query(ctx, func(rows scanner) error {
+		var u uuid.UUID
+		if err := rows.Scan(&u); err != nil {
+			return err
+		}
+		out[byUUID[u]] = true
+		return nil
+	}, `SELECT DISTINCT request_id FROM requests
+			WHERE app = ? AND time >= toDateTime(?) AND time <= toDateTime(?) AND request_id IN (`+strings.Join(list, ", ")+`)`,
+		app, unix(at.Add(-time.Minute)), unix(at.Add(time.Minute)))
+	if err != nil {
+		return nil, fmt.Errorf("recorded requests of %s: %w", app, err)
+	}
+	return out, nil
 }
 
 // Requests returns the requests of [from, to), in time order.

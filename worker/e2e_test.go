@@ -133,6 +133,12 @@ func (k *stack) startAgent(id string, memMB int64, speed, claimedSpeed float64) 
 }
 
 func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float64, setupPerMB time.Duration) *testAgent {
+	return k.startAgentWrapped(id, memMB, speed, claimedSpeed, setupPerMB, nil)
+}
+
+// startAgentWrapped runs an agent whose HTTP handler is wrapped (nil: not),
+// so a test can delay or fail chosen calls as a network or host would.
+func (k *stack) startAgentWrapped(id string, memMB int64, speed, claimedSpeed float64, setupPerMB time.Duration, wrap func(http.Handler) http.Handler) *testAgent {
 	t := k.t
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -142,6 +148,9 @@ func (k *stack) startAgentWith(id string, memMB int64, speed, claimedSpeed float
 	require.NoError(t, err)
 	h, err := a.Handler(hostToken(id))
 	require.NoError(t, err)
+	if wrap != nil {
+		h = wrap(h)
+	}
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -159,6 +168,9 @@ func (k *stack) stopAgent(id string) {
 	}
 	delete(k.agents, id)
 	ta.cancel()
+	if ta.srv == nil { // a process (startAgentProcess): killed by cancel
+		return
+	}
 	_ = ta.srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -166,12 +178,17 @@ func (k *stack) stopAgent(id string) {
 }
 
 // loadHistory stores a small 1-second-bin history ending now: app i has a
-// request every period[i] bins.
+// request every period[i] bins; every app takes 16 MB.
 func (k *stack) loadHistory(apps []string, periods []int, bins int) time.Time {
+	return k.loadHistoryMB(apps, periods, bins, 16)
+}
+
+// loadHistoryMB is loadHistory for apps of memMB (their instances' size).
+func (k *stack) loadHistoryMB(apps []string, periods []int, bins int, memMB float64) time.Time {
 	end := time.Now().UTC().Truncate(time.Second)
 	tr := &trace.Trace{Start: end.Add(-time.Duration(bins) * time.Second), Bin: time.Second, Bins: bins}
 	for i, a := range apps {
-		app := trace.App{ID: a, MemoryMB: 16, ReadRatio: 0.7, DurationMS: 20, Counts: make([]uint32, bins)}
+		app := trace.App{ID: a, MemoryMB: memMB, ReadRatio: 0.7, DurationMS: 20, Counts: make([]uint32, bins)}
 		for b := 0; b < bins; b += periods[i] {
 			app.Counts[b] = 1
 		}
@@ -421,10 +438,13 @@ func TestEndToEnd(t *testing.T) {
 	require.Equal(t, 5.0, c.Stats.Requests, "and its requests counted once across runs")
 
 	predictions := map[string]int{}
+	prepared := 0
 	for _, a := range apps {
 		res := k.stopLoop(a)
 		require.Greater(t, res.Stats.Predictions, 0)
+		require.Zero(t, res.Stats.PreparationsFailed, a)
 		predictions[a] = res.Stats.Predictions
+		prepared += res.Stats.LeasesPrepared
 	}
 	require.Empty(t, k.leasesOn("a-slow"), "no lease left after the loops stopped")
 	require.Empty(t, k.leasesOn("b-fast"), "no lease left after the loops stopped")
@@ -458,8 +478,10 @@ func TestEndToEnd(t *testing.T) {
 		perApp[e.App][e.Event]++
 	}
 	t.Logf("preparation events: %v", kinds)
-	require.Positive(t, kinds[records.EventReserved])
-	require.Positive(t, kinds[records.EventValidated])
+	require.Positive(t, prepared)
+	require.Equal(t, prepared, kinds[records.EventReserved], "one reserved event per lease the loops were handed")
+	require.Equal(t, prepared, kinds[records.EventValidated], "each proven ready by its shadow request")
+	require.Equal(t, prepared, kinds[records.EventReleased]+kinds[records.EventExpired], "and each ended once: released, or expired")
 	// The held instances were extended in place: one reservation and one
 	// shadow request each, however long they were held.
 	for _, a := range apps[1:] {

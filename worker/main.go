@@ -40,6 +40,7 @@ import (
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
 	"github.com/forewarm/forewarm/store/records"
+	"github.com/forewarm/forewarm/worker/adapters"
 	"github.com/forewarm/forewarm/workflows"
 	"github.com/forewarm/forewarm/workflows/wfclient"
 )
@@ -58,6 +59,7 @@ type settings struct {
 	WorkflowTasks   int
 	WorkflowPollers int
 	ModelCheck      time.Duration
+	HostMaxStale    time.Duration // how old a host list may be used while ClickHouse is unreachable
 	HoldoutFraction float64
 	TrainSamples    int
 	LogLevel        string
@@ -95,6 +97,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", envInt("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
+	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", envDuration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
@@ -308,7 +311,23 @@ func (r *running) Stop() {
 
 // start builds the activity structs once and starts the workers.
 func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*running, error) {
-	deps := &storeDeps{st: st, hostTTL: 2 * time.Second, m: s.metrics}
+	deps := &adapters.Store{St: st, Metrics: s.metrics}
+	// Hosts are read at most every 2 s (a preparation burst across many
+	// loops is one query) and, while ClickHouse is unreachable, the last
+	// list read serves for HostMaxStale.
+	directory := &activities.LastKnownHosts{Source: deps, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
+		Observe: s.metrics.HostList}
+	if slices.Contains(s.Queues, "prediction") {
+		// Read the host list at once, so a ClickHouse outage soon after a
+		// restart still finds a last known one.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := directory.LiveHosts(ctx); err != nil {
+				logger.Warn("host list not read at start; the first preparation reads it", "err", err)
+			}
+		}()
+	}
 	r := &running{}
 	if slices.Contains(s.Queues, "prediction") {
 		trust, err := s.agentTrust()
@@ -319,10 +338,10 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			logger.Warn("one bearer token shared by every host agent: a compromised host can call the others; give --agent-root-secret-file")
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
-		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT, m: s.metrics}, History: deps,
+		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
-		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
-			Clients: newHostClients(trust, logger)}
+		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
+		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Log: logger, Clients: adapters.NewHostClients(trust, logger)}
 		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
 		opts := worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
@@ -345,7 +364,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		r.workers = append(r.workers, w)
 	}
 	if slices.Contains(s.Queues, "training") {
-		tr := &activities.Training{Trainer: &trainer{st: st, holdoutFraction: s.HoldoutFraction, samples: s.TrainSamples, useORT: s.UseORT, log: logger}}
+		tr := &activities.Training{Trainer: &adapters.Trainer{St: st, HoldoutFraction: s.HoldoutFraction, Samples: s.TrainSamples, UseORT: s.UseORT, Log: logger}}
 		w := worker.New(c, s.TrainingQueue, worker.Options{
 			// One training at a time: it uses the cores it gets.
 			MaxConcurrentActivityExecutionSize: 1,

@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/forewarm/forewarm/activities"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 )
 
@@ -53,40 +47,5 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 	// A training-only worker calls no agent and needs no credentials.
 	if _, err := parseFlags([]string{"--queues", "training"}); err != nil {
 		t.Errorf("training-only worker: %v", err)
-	}
-}
-
-// The worker's host clients refuse, before any connection, an agent URL
-// off the allow list or plain HTTP off loopback: every call fails with a
-// permanent refusal the activities do not retry.
-func TestHostClientsRefuseURLsOffTheAllowList(t *testing.T) {
-	trust, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := newHostClients(trust, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for url, code := range map[string]string{
-		"http://203.0.113.7:7071":        agentclient.CodeURLNotAllowed,
-		"http://127.0.0.1:7071/../admin": agentclient.CodeBadURL,
-	} {
-		c := hc.For("h1", url)
-		_, err := c.Reserve(ctx, activities.HostReservation{LeaseID: "l", App: "a", MemoryMB: 1, TTL: time.Minute})
-		if agentclient.Code(err) != code || !hc.Permanent(err) {
-			t.Errorf("%s: %v, want a permanent %s", url, err, code)
-		}
-		if _, err := c.Release(ctx, "l"); agentclient.Code(err) != code {
-			t.Errorf("%s release: %v", url, err)
-		}
-	}
-	open, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot), AllowURL: `https?://[^/]+`})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = newHostClients(open, slog.Default()).For("h1", "http://203.0.113.7:7071").Serve(ctx, activities.HostServing{RequestID: "r", App: "a"})
-	var te *agentclient.TrustError
-	if !errors.As(err, &te) || te.Code != agentclient.CodeInsecureURL {
-		t.Errorf("plain HTTP off loopback: %v, want insecure_url", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -99,8 +100,8 @@ func (l *loop) setup(ctx workflow.Context) error {
 	if l.App == "" {
 		return temporal.NewNonRetryableApplicationError("loop input has no App", activities.ErrBadInput, nil)
 	}
-	if l.Bin <= 0 {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: bin width %v must be positive", l.App, l.Bin), activities.ErrBadInput, nil)
+	if err := ValidateBin(l.Bin); err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: %v", l.App, err), activities.ErrBadInput, nil)
 	}
 	if l.current {
 		switch {
@@ -110,14 +111,14 @@ func (l *loop) setup(ctx workflow.Context) error {
 			// A loop from before the policy package continuing as new.
 			l.Policy = l.Policy.upgraded()
 		}
-		if err := l.Policy.Validate(); err != nil {
+		if err := l.Policy.ValidateFor(l.Bin); err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
 		}
 	} else {
 		if l.Policy == (Policy{}) {
 			l.Policy = Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
 		}
-		if err := l.Policy.legacyValidate(); err != nil {
+		if err := l.Policy.legacyValidate(l.Bin); err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
 		}
 	}
@@ -141,20 +142,48 @@ func (l *loop) setup(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePolicy, l.updatePolicy,
-		workflow.UpdateHandlerOptions{Validator: l.validatePolicy}); err != nil {
+	// Updates take their payloads raw and decode them strictly, like the
+	// signals: the validator refuses a malformed one, naming the field.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePolicy,
+		func(ctx workflow.Context, raw converter.RawValue) (PolicyUpdateResult, error) {
+			in, err := decodePayload[PolicyUpdate](raw)
+			if err != nil {
+				return PolicyUpdateResult{}, updateRefused(UpdatePolicy, err)
+			}
+			return l.updatePolicy(ctx, in)
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, raw converter.RawValue) error {
+			in, err := decodePayload[PolicyUpdate](raw)
+			if err != nil {
+				return updateRefused(UpdatePolicy, err)
+			}
+			if err := l.validatePolicy(ctx, in); err != nil {
+				return updateRefused(UpdatePolicy, err)
+			}
+			return nil
+		}}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateClaim, l.claim,
-		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, in ClaimUpdate) error {
-			if in.RequestID == "" {
-				return errors.New("claim needs a RequestID")
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateClaim,
+		func(ctx workflow.Context, raw converter.RawValue) (ClaimUpdateResult, error) {
+			in, err := decodePayload[ClaimUpdate](raw)
+			if err != nil {
+				return ClaimUpdateResult{}, updateRefused(UpdateClaim, err)
 			}
-			if !(in.SizeMB >= 0 && in.SizeMB <= maxRequestMB) {
-				return fmt.Errorf("claim: size %v MB is outside [0, %d]", in.SizeMB, maxRequestMB)
+			return l.claim(ctx, in)
+		},
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, raw converter.RawValue) error {
+			if _, err := decodePayload[ClaimUpdate](raw); err != nil {
+				return updateRefused(UpdateClaim, err)
 			}
 			return nil
 		}})
+}
+
+// updateRefused is the error an update is rejected with (validators must
+// not change the loop's state, so the rejection itself says why).
+func updateRefused(name string, err error) error {
+	return fmt.Errorf("%s update refused: %w", name, err)
 }
 
 // signals returns the function that adds every signal channel of the loop
@@ -317,9 +346,9 @@ func (l *loop) onThreshold(ctx workflow.Context, sig ThresholdSignal) {
 
 func (l *loop) validate(p Policy) error {
 	if l.current {
-		return p.Validate()
+		return p.ValidateFor(l.Bin)
 	}
-	return p.legacyValidate()
+	return p.legacyValidate(l.Bin)
 }
 
 func (l *loop) onPolicy(ctx workflow.Context, sig PolicySignal) {

@@ -158,9 +158,11 @@ func TestLoopRefusesMalformedSignals(t *testing.T) {
 		{SignalPolicy, `{"Change":{}}`, "policy signal refused: the change names no field"},
 		{SignalPolicy, `{"Change":{"TopN":"two"}}`, "policy signal refused: field Change.TopN: string is not a int"},
 		{SignalPolicy, `{"Change":{"LookaheadBins":0}}`, "policy signal refused: lookahead_bins 0 is outside [1, 1440]"},
-		{SignalObservation, `{"Count":-3}`, "observation signal refused: field Count: -3 is outside [0, 1e9]"},
-		{SignalObservation, `{"SizeMB":"big"}`, "observation signal refused: field SizeMB: string is not a float64"},
+		{SignalObservation, `{"RequestID":"r1","Count":-3}`, "observation signal refused: field Count: -3 is outside [0, 1e9]"},
+		{SignalObservation, `{"RequestID":"r1","SizeMB":"big"}`, "observation signal refused: field SizeMB: string is not a float64"},
+		{SignalObservation, `{"Count":1}`, "observation signal refused: field RequestID is missing"},
 		{SignalStop, `{"Reason":5}`, "stop signal refused: field Reason: number is not a string"},
+		{SignalStop, `{}`, "stop signal refused: field Reason is missing"},
 	}
 	errs := make([]string, len(payloads))
 	var before LoopStatus
@@ -182,7 +184,7 @@ func TestLoopRefusesMalformedSignals(t *testing.T) {
 	for i, p := range payloads {
 		require.Contains(t, errs[i], p.want, "refusal %d (%s %s)", i, p.name, p.payload)
 	}
-	require.Equal(t, 11, after.Stats.Refusals)
+	require.Equal(t, len(payloads), after.Stats.Refusals)
 	require.Equal(t, before.Policy, after.Policy, "no refused payload changed the policy")
 	require.Equal(t, 0.0, after.Stats.Requests, "no refused observation was counted")
 	require.Greater(t, after.Stats.Wakes, before.Stats.Wakes, "the loop kept deciding")

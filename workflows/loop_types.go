@@ -76,8 +76,10 @@ func ValidateThreshold(v float64) error {
 	return nil
 }
 
-// Limits of the fields Validate checks beyond the policy package's, in
-// step with what a host agent accepts.
+// Limits of the fields Validate checks beyond the policy package's. What a
+// host agent accepts (sizes, the shadow sample, a lease's life) is not
+// repeated here: Validate reads it from package agent/api, which the agent
+// itself enforces.
 const (
 	MaxTopN = 16
 	// MaxShadowMSLimit bounds MaxShadowMS: a shadow slower than a minute
@@ -85,23 +87,57 @@ const (
 	MaxShadowMSLimit = 60_000
 )
 
-// Validate says what is wrong with a policy, all problems at once.
+// Validate says what is wrong with a policy, all problems at once, each
+// naming its field. ValidateFor adds what depends on the bin width.
 func (p Policy) Validate() error {
 	errs := []error{p.Config().Validate()}
 	if p.TopN < 1 || p.TopN > MaxTopN {
-		errs = append(errs, fmt.Errorf("top-N %d is outside [1, %d]", p.TopN, MaxTopN))
+		errs = append(errs, fmt.Errorf("TopN %d is outside [1, %d]", p.TopN, MaxTopN))
 	}
 	if !(p.MaxShadowMS > 0 && p.MaxShadowMS <= MaxShadowMSLimit) {
-		errs = append(errs, fmt.Errorf("max shadow %v ms is outside (0, %d]", p.MaxShadowMS, MaxShadowMSLimit))
+		errs = append(errs, fmt.Errorf("MaxShadowMS %v is outside (0, %d]", p.MaxShadowMS, MaxShadowMSLimit))
 	}
 	if !(p.SampleMB >= 0 && p.SampleMB <= api.MaxSampleMB) {
-		errs = append(errs, fmt.Errorf("shadow sample %v MB is outside [0, %d]", p.SampleMB, api.MaxSampleMB))
+		errs = append(errs, fmt.Errorf("SampleMB %v is outside [0, %d], what a host agent samples at most", p.SampleMB, api.MaxSampleMB))
+	}
+	if p.HorizonBins != 0 {
+		errs = append(errs, fmt.Errorf("HorizonBins %d: only loops from before the policy package read it; use LookaheadBins", p.HorizonBins))
+	}
+	if p.LeaseTTL != 0 {
+		errs = append(errs, fmt.Errorf("LeaseTTL %v: only loops from before the policy package read it; leases live as long as the policy holds them", p.LeaseTTL))
 	}
 	return errors.Join(errs...)
 }
 
+// ValidateFor is Validate for a loop of the given bin width: every lease
+// the loop asks a host for must live between what a host agent accepts
+// (api.MinTTL, api.MaxTTL). A lease lives at most a hold over the whole
+// lookahead, plus its grace (a bin, at least 5 s) and a start up to half a
+// bin ahead: LookaheadBins+2 bins bounds it for any bin of 5 s or more
+// (shorter bins cannot come near a day).
+func (p Policy) ValidateFor(bin time.Duration) error {
+	errs := []error{p.Validate(), ValidateBin(bin)}
+	if bin >= api.MinTTL {
+		if longest := time.Duration(p.LookaheadBins+2) * bin; p.LookaheadBins > 0 && (longest > api.MaxTTL || longest/bin != time.Duration(p.LookaheadBins+2)) {
+			errs = append(errs, fmt.Errorf("LookaheadBins %d at %v bins: a lease may be asked to live %d bins (%v), beyond the %v a host agent accepts",
+				p.LookaheadBins, bin, p.LookaheadBins+2, longest, api.MaxTTL))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateBin refuses a bin width finer than a second: the shortest lease a
+// host agent accepts (api.MinTTL), and about what the server's timers
+// resolve, so a loop cannot decide or keep leases at a finer grain.
+func ValidateBin(bin time.Duration) error {
+	if bin < api.MinTTL {
+		return fmt.Errorf("bin %v is shorter than %v, the shortest lease a host agent accepts", bin, api.MinTTL)
+	}
+	return nil
+}
+
 // legacyValidate is the check of loops from before the policy package.
-func (p Policy) legacyValidate() error {
+func (p Policy) legacyValidate(bin time.Duration) error {
 	var errs []error
 	if math.IsNaN(p.Threshold) || p.Threshold < 0 || p.Threshold > 1 {
 		errs = append(errs, fmt.Errorf("threshold %v is outside [0, 1]", p.Threshold))
@@ -112,8 +148,11 @@ func (p Policy) legacyValidate() error {
 	if p.TopN < 1 || p.TopN > 16 {
 		errs = append(errs, fmt.Errorf("top-N %d is outside [1, 16]", p.TopN))
 	}
-	if p.LeaseTTL < 0 {
-		errs = append(errs, fmt.Errorf("lease TTL %v is negative", p.LeaseTTL))
+	if p.LeaseTTL != 0 && (p.LeaseTTL < api.MinTTL || p.LeaseTTL > api.MaxTTL) {
+		errs = append(errs, fmt.Errorf("lease TTL %v is outside [%v, %v], what a host agent accepts", p.LeaseTTL, api.MinTTL, api.MaxTTL))
+	}
+	if ttl := p.TTL(bin); p.LeaseTTL == 0 && p.HorizonBins >= 1 && p.HorizonBins <= 1440 && (ttl < api.MinTTL || ttl > api.MaxTTL) {
+		errs = append(errs, fmt.Errorf("horizon %d × %v bins: leases of %v are outside [%v, %v], what a host agent accepts", p.HorizonBins, bin, ttl, api.MinTTL, api.MaxTTL))
 	}
 	if math.IsNaN(p.MaxShadowMS) || p.MaxShadowMS < 0 {
 		errs = append(errs, fmt.Errorf("max shadow %v ms is negative", p.MaxShadowMS))
@@ -274,18 +313,18 @@ type LoopResult struct {
 // ThresholdSignal sets the threshold. A payload without it, or with one
 // out of range, is refused (LastError says why) and the loop goes on.
 type ThresholdSignal struct {
-	Threshold float64 `signal:"required"`
+	Threshold float64 `payload:"required"`
 }
 
 // PolicySignal changes the policy; a change that names no field or leaves
 // the policy invalid is refused as a whole.
 type PolicySignal struct {
-	Change PolicyChange `signal:"required"`
+	Change PolicyChange `payload:"required"`
 }
 
 // ObservationSignal tells the loop a request arrived and how it went.
 type ObservationSignal struct {
-	RequestID string
+	RequestID string  `payload:"required"`
 	Count     float64 // requests this observation stands for (default 1)
 	Host      string
 	Warm      bool
@@ -316,12 +355,26 @@ func (o *ObservationSignal) check() error {
 		return fmt.Errorf("field LatencyMS: %v is negative", o.LatencyMS)
 	case o.Adjustment != nil && !(*o.Adjustment >= -1 && *o.Adjustment <= 1):
 		return fmt.Errorf("field Adjustment: %v is outside [-1, 1]", *o.Adjustment)
+	case len(o.Gone) > maxGone:
+		return fmt.Errorf("field Gone: %d leases, at most %d", len(o.Gone), maxGone)
+	case o.Kept != nil && (o.Kept.LeaseID == "" || o.Kept.HostURL == ""):
+		return errors.New("field Kept: a kept lease needs its LeaseID and HostURL")
+	case o.Kept != nil && !(o.Kept.MemoryMB > 0 && o.Kept.MemoryMB <= maxRequestMB):
+		return fmt.Errorf("field Kept.MemoryMB: %v is outside (0, %d]", o.Kept.MemoryMB, maxRequestMB)
 	}
 	return nil
 }
 
-// StopSignal stops the loop: in-flight preparation cancelled, leases released.
-type StopSignal struct{ Reason string }
+// maxGone bounds the leases one observation can name as gone: one request
+// claims one lease.
+const maxGone = 16
+
+// StopSignal stops the loop: in-flight preparation cancelled, leases
+// released. The reason is required (it may be empty): a payload that names
+// no field is refused like any other.
+type StopSignal struct {
+	Reason string `payload:"required"`
+}
 
 // StateQuery asks for the whole state (no fields yet).
 type StateQuery struct{}
@@ -353,19 +406,32 @@ type LoopStatus struct {
 }
 
 // PolicyUpdate changes the policy through an Update (validated, answered).
-type PolicyUpdate struct{ Change PolicyChange }
+type PolicyUpdate struct {
+	Change PolicyChange `payload:"required"`
+}
 
 // PolicyUpdateResult is the policy before and after.
 type PolicyUpdateResult struct{ Previous, Current Policy }
 
 // ClaimUpdate asks for the best live lease for one request.
 type ClaimUpdate struct {
-	RequestID string
+	RequestID string `payload:"required"`
 	// CountArrival counts the request in the open bin (lean serve-request
 	// workflows; older ones count through their observation signal).
 	CountArrival bool
 	SizeMB       float64   // the request's size (0: unknown)
 	ArrivedAt    time.Time // when the request arrived (zero: when the claim is handled)
+}
+
+// check refuses claims no request can make.
+func (c *ClaimUpdate) check() error {
+	switch {
+	case c.RequestID == "":
+		return errors.New("field RequestID is empty")
+	case !(c.SizeMB >= 0 && c.SizeMB <= maxRequestMB):
+		return fmt.Errorf("field SizeMB: %v is outside [0, %d]", c.SizeMB, maxRequestMB)
+	}
+	return nil
 }
 
 // ClaimUpdateResult is the claim-lease update's answer: the lease, or

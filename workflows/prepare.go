@@ -136,7 +136,11 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 			res.Attempts = append(res.Attempts, attempt)
 			logger.Warn("reserve failed; trying the next host", "host", c.Host, "error", err)
 			if ctx.Err() == nil {
-				releaseNow(ctx, ls, records.EventFailed, "reserve failed: "+attempt.Reason)
+				// The reserve may have reached the host before its answer was
+				// lost: release it, but briefly — a host that did not answer
+				// three reserves is likely down (its TTL frees the rest) and
+				// the next host must not wait for it.
+				releaseWith(ctx, ls, records.EventFailed, "reserve failed: "+attempt.Reason, 2)
 				held = held[:len(held)-1]
 			}
 			continue
@@ -203,9 +207,14 @@ func upsertHost(ctx workflow.Context, host string) {
 // releaseNow releases a reservation and waits; errors are logged (the
 // host's own TTL frees the resources in the end).
 func releaseNow(ctx workflow.Context, ls activities.Lease, event, reason string) {
+	releaseWith(ctx, ls, event, reason, 5)
+}
+
+// releaseWith is releaseNow with at most attempts tries.
+func releaseWith(ctx workflow.Context, ls activities.Lease, event, reason string, attempts int32) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: attempts, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
 		Summary:             "release " + ls.LeaseID,
 	})
 	held := 0.0

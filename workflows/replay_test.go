@@ -4,11 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/forewarm/forewarm/activities"
 )
@@ -55,4 +60,80 @@ func TestRecordedActivityNamesAreRegistered(t *testing.T) {
 		}
 	}
 	require.NotZero(t, seen, "no activity found in the recorded histories")
+}
+
+// The recorded histories cover the paths a change is most likely to break,
+// not only the happy ones: each fixture below must exist and show its path
+// in its events (a re-recording that lost it fails here).
+func TestRecordedHistoriesCoverTheFaultPaths(t *testing.T) {
+	cases := []struct {
+		file, what string
+		has        func(events []*historypb.HistoryEvent) bool
+	}{
+		{"preparation-fallback.json", "attempts [first host reserve-failed, second host prepared]", func(evs []*historypb.HistoryEvent) bool {
+			var res PrepareResult
+			return decodeResult(t, evs, &res) && len(res.Attempts) == 2 && res.Attempts[0].Outcome == "reserve-failed" &&
+				res.Attempts[1].Outcome == "prepared" && len(res.Leases) == 1
+		}},
+		{"preparation-cancelled.json", "a cancelled preparation that released its reservation", func(evs []*historypb.HistoryEvent) bool {
+			return hasEvent(evs, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED) && scheduledWith(t, evs, "Release", `"Reason":"preparation cancelled"`)
+		}},
+		{"loop-stopped-mid-preparation.json", "a stop that cancels the preparation in flight", func(evs []*historypb.HistoryEvent) bool {
+			var res LoopResult
+			return hasEvent(evs, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED) && decodeResult(t, evs, &res) && strings.HasPrefix(res.Reason, "stopped:")
+		}},
+		{"loop-lease-expired.json", "a lease released as expired", func(evs []*historypb.HistoryEvent) bool {
+			return scheduledWith(t, evs, "Release", `"Event":"expired"`)
+		}},
+		{"request-cold.json", "a request served cold", func(evs []*historypb.HistoryEvent) bool {
+			var res RequestResult
+			return decodeResult(t, evs, &res) && !res.Warm && res.Outcome == "cold"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", c.file))
+			require.NoError(t, err)
+			var h historypb.History
+			require.NoError(t, protojson.Unmarshal(b, &h))
+			require.True(t, c.has(h.Events), "%s does not show %s", c.file, c.what)
+		})
+	}
+}
+
+func hasEvent(evs []*historypb.HistoryEvent, typ enumspb.EventType) bool {
+	for _, e := range evs {
+		if e.GetEventType() == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeResult decodes the workflow's completion result into v.
+func decodeResult(t *testing.T, evs []*historypb.HistoryEvent, v any) bool {
+	for _, e := range evs {
+		if a := e.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.GetResult(), v))
+			return true
+		}
+	}
+	return false
+}
+
+// scheduledWith says whether an activity of the type was scheduled with an
+// input whose JSON contains want.
+func scheduledWith(t *testing.T, evs []*historypb.HistoryEvent, activityType, want string) bool {
+	for _, e := range evs {
+		a := e.GetActivityTaskScheduledEventAttributes()
+		if a == nil || a.GetActivityType().GetName() != activityType {
+			continue
+		}
+		for _, p := range a.GetInput().GetPayloads() {
+			if strings.Contains(string(p.GetData()), want) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -24,21 +24,33 @@ const maxRequestMB = api.MaxSizeMB
 // malformed one becomes an error the caller records.
 func receiveSignal[T any](ctx workflow.Context, c workflow.ReceiveChannel) (T, error) {
 	var raw converter.RawValue
-	var zero T
 	c.Receive(ctx, &raw)
+	return decodePayload[T](raw)
+}
+
+// decodePayload decodes one signal's or update's raw payload into T,
+// strictly (see decodeStrict). Signals and updates take raw payloads so
+// that the SDK never decodes them leniently (unknown fields dropped,
+// absent ones zero) or drops them.
+func decodePayload[T any](raw converter.RawValue) (T, error) {
+	var zero T
 	p := raw.Payload()
 	if p == nil {
 		return zero, errors.New("no payload")
 	}
-	if enc := string(p.GetMetadata()[converter.MetadataEncoding]); enc != converter.MetadataEncodingJSON {
-		return zero, fmt.Errorf("payload encoding %q: send JSON", enc)
+	switch enc := string(p.GetMetadata()[converter.MetadataEncoding]); enc {
+	case converter.MetadataEncodingJSON:
+	case converter.MetadataEncodingNil:
+		return zero, errors.New("payload is null: send a JSON object")
+	default:
+		return zero, fmt.Errorf("payload encoding %q: send a JSON object", enc)
 	}
 	return decodeStrict[T](p.GetData())
 }
 
 // decodeStrict decodes a JSON object into T: unknown fields, a field of the
 // wrong type, and a missing field that T requires (see required) are
-// refused, each naming the field.
+// refused, each naming the field; then T's own check, if it has one.
 func decodeStrict[T any](data []byte) (T, error) {
 	var v T
 	var fields map[string]json.RawMessage
@@ -68,13 +80,13 @@ func decodeStrict[T any](data []byte) (T, error) {
 }
 
 // required lists the fields a payload must name: those of T tagged
-// `signal:"required"`.
+// `payload:"required"`.
 func required(v any) []string {
 	t := reflect.TypeOf(v)
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if f.Tag.Get("signal") == "required" {
+		if f.Tag.Get("payload") == "required" {
 			name := f.Name
 			if tag := strings.Split(f.Tag.Get("json"), ",")[0]; tag != "" {
 				name = tag

@@ -32,6 +32,8 @@ const (
 	MetricWastedMBSecond = "forewarm_wasted_mb_seconds_total"
 	MetricChampion       = "forewarm_champion_model_info"
 	MetricStoreErrors    = "forewarm_store_write_errors_total"
+	MetricHostListAge    = "forewarm_host_list_age_seconds"
+	MetricHostListStale  = "forewarm_host_list_stale_total"
 )
 
 // secondsBuckets suit the SDK's latencies (its timers are in seconds; the
@@ -50,6 +52,8 @@ type Metrics struct {
 	wasted      prometheus.Counter
 	champion    *prometheus.GaugeVec
 	storeErrors *prometheus.CounterVec
+	hostAge     prometheus.Gauge
+	hostStale   prometheus.Counter
 
 	mu        sync.Mutex
 	champions map[string]string // kind -> version
@@ -86,9 +90,13 @@ func New() (*Metrics, error) {
 			Help: "1 for the champion model version this worker serves, by kind."}, []string{"kind", "version"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStoreErrors,
 			Help: "Failed writes of history rows to ClickHouse, by table."}, []string{"table"}),
+		hostAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricHostListAge,
+			Help: "Age of the host list the last preparation or cold serve used, s: above a few seconds, ClickHouse is unreachable and the last known list serves (for at most --host-list-max-stale)."}),
+		hostStale: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricHostListStale,
+			Help: "Host lists answered from the last known list because ClickHouse was unreachable."}),
 		champions: map[string]string{},
 	}
-	reg.MustRegister(m.predictions, m.prepEvents, m.serves, m.wasted, m.champion, m.storeErrors)
+	reg.MustRegister(m.predictions, m.prepEvents, m.serves, m.wasted, m.champion, m.storeErrors, m.hostAge, m.hostStale)
 	// Label values known in advance appear at zero before the first event.
 	for _, k := range []string{"warm", "cold"} {
 		m.serves.WithLabelValues(k)
@@ -134,6 +142,18 @@ func (m *Metrics) Serve(warm bool) {
 func (m *Metrics) StoreError(table string) {
 	if m != nil {
 		m.storeErrors.WithLabelValues(table).Inc()
+	}
+}
+
+// HostList records the age of the host list an activity used, and
+// whether it was a last-known one (ClickHouse unreachable).
+func (m *Metrics) HostList(age time.Duration, stale bool) {
+	if m == nil {
+		return
+	}
+	m.hostAge.Set(age.Seconds())
+	if stale {
+		m.hostStale.Inc()
 	}
 }
 

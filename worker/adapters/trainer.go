@@ -1,4 +1,4 @@
-package main
+package adapters
 
 import (
 	"context"
@@ -17,19 +17,19 @@ import (
 	"github.com/forewarm/forewarm/store"
 )
 
-// trainer implements activities.Trainer with the model lifecycle and the
+// Trainer implements activities.Trainer with the model lifecycle and the
 // store's registry: data from ClickHouse, candidates stored as
-// "candidate", evaluation on the last holdoutFraction of the range.
-type trainer struct {
-	st              *store.Store
-	holdoutFraction float64
-	samples         int
-	useORT          bool // evaluate through the runtime the loops use
-	log             *slog.Logger
+// "candidate", evaluation on the last HoldoutFraction of the range.
+type Trainer struct {
+	St              *store.Store
+	HoldoutFraction float64 // 0: lifecycle.HoldoutFraction
+	Samples         int     // training sequences per run (0: the trainer's default)
+	UseORT          bool    // evaluate through the runtime the loops use
+	Log             *slog.Logger
 }
 
-func (t *trainer) Describe(ctx context.Context, in activities.DescribeInput) (activities.DatasetSummary, error) {
-	s, err := t.st.Stats(ctx)
+func (t *Trainer) Describe(ctx context.Context, in activities.DescribeInput) (activities.DatasetSummary, error) {
+	s, err := t.St.Stats(ctx)
 	if err != nil {
 		return activities.DatasetSummary{}, err
 	}
@@ -40,7 +40,7 @@ func (t *trainer) Describe(ctx context.Context, in activities.DescribeInput) (ac
 	if err != nil {
 		return activities.DatasetSummary{}, fmt.Errorf("%w: %v", activities.ErrNotEnoughData, err)
 	}
-	tr, err := t.st.Trace(ctx, r.From, r.To, in.Bin)
+	tr, err := t.St.Trace(ctx, r.From, r.To, in.Bin)
 	if err != nil {
 		return activities.DatasetSummary{}, storeErr(err)
 	}
@@ -53,7 +53,7 @@ func (t *trainer) Describe(ctx context.Context, in activities.DescribeInput) (ac
 		}
 	}
 	now := time.Now()
-	reqs, err := t.st.Requests(ctx, now.Add(-lifecycle.AffinityWindow), now)
+	reqs, err := t.St.Requests(ctx, now.Add(-lifecycle.AffinityWindow), now)
 	if err != nil {
 		return activities.DatasetSummary{}, err
 	}
@@ -69,17 +69,17 @@ func storeErr(err error) error {
 	return err
 }
 
-func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, resume []byte, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
-	tr, err := t.st.Trace(ctx, spec.From, spec.To, spec.Bin)
+func (t *Trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, resume []byte, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
+	tr, err := t.St.Trace(ctx, spec.From, spec.To, spec.Bin)
 	if err != nil {
 		return activities.TrainedModel{}, fmt.Errorf("read history: %w", storeErr(err))
 	}
 	if len(tr.Apps) == 0 || tr.Bins < 32 {
 		return activities.TrainedModel{}, fmt.Errorf("%w: %d apps × %d bins in %v..%v", activities.ErrNotEnoughData, len(tr.Apps), tr.Bins, spec.From, spec.To)
 	}
-	heldOut := lifecycle.HeldOutFrom(tr, t.holdoutFraction)
-	opt := demand.TrainOptions{TrainUntil: heldOut, Epochs: spec.Epochs, Seed: uint64(spec.Seed), Checkpoint: resume, Samples: t.samples, Logger: t.log}
-	cand, err := lifecycle.TrainDemand(ctx, tr, opt, t.useORT, func(p demand.Progress) {
+	heldOut := lifecycle.HeldOutFrom(tr, t.HoldoutFraction)
+	opt := demand.TrainOptions{TrainUntil: heldOut, Epochs: spec.Epochs, Seed: uint64(spec.Seed), Checkpoint: resume, Samples: t.Samples, Logger: t.Log}
+	cand, err := lifecycle.TrainDemand(ctx, tr, opt, t.UseORT, func(p demand.Progress) {
 		loss := p.TrainLoss
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			loss = 0
@@ -90,18 +90,18 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 		return activities.TrainedModel{}, err
 	}
 	defer cand.Close()
-	cmp, err := lifecycle.CompareDemand(ctx, t.st, cand, tr, heldOut, t.useORT)
+	cmp, err := lifecycle.CompareDemand(ctx, t.St, cand, tr, heldOut, t.UseORT)
 	if err != nil {
 		return activities.TrainedModel{}, err
 	}
 	if cmp.ChampionNote != "" {
-		t.log.Warn("champion not compared; comparing with the baselines only", "champion", cmp.Champion, "why", cmp.ChampionNote)
+		t.Log.Warn("champion not compared; comparing with the baselines only", "champion", cmp.Champion, "why", cmp.ChampionNote)
 	}
 	res := cand.Result
-	if err := lifecycle.StoreCandidate(ctx, t.st, res.Version, models.KindDemand, res.Meta(), cand.ONNX, cmp.CandidateFlat); err != nil {
+	if err := lifecycle.StoreCandidate(ctx, t.St, res.Version, models.KindDemand, res.Meta(), cand.ONNX, cmp.CandidateFlat); err != nil {
 		return activities.TrainedModel{}, err
 	}
-	if err := t.st.RecordTrainingRun(ctx, store.TrainingRun{RunID: res.Version, Kind: models.KindDemand, Version: res.Version, Status: store.StatusCandidate,
+	if err := t.St.RecordTrainingRun(ctx, store.TrainingRun{RunID: res.Version, Kind: models.KindDemand, Version: res.Version, Status: store.StatusCandidate,
 		Samples: int64(res.TrainSeqs), Metrics: cmp.CandidateFlat, Message: fmt.Sprintf("%d epochs, best %d, resumed %v", res.Epochs, res.BestEpoch, res.Resumed)}); err != nil {
 		return activities.TrainedModel{}, fmt.Errorf("record the training run: %w", err)
 	}
@@ -112,13 +112,13 @@ func (t *trainer) TrainDemand(ctx context.Context, spec activities.TrainSpec, re
 // last lifecycle.AffinityWindow (joined with their hosts' metrics at the
 // time); the latest part is held out and the candidate compared there with
 // the heuristic, the mean and the champion.
-func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
+func (t *Trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, progress func(activities.TrainProgress)) (activities.TrainedModel, error) {
 	now := time.Now()
-	samples, err := affinitydata.Samples(ctx, t.st, now.Add(-lifecycle.AffinityWindow), now)
+	samples, err := affinitydata.Samples(ctx, t.St, now.Add(-lifecycle.AffinityWindow), now)
 	if err != nil {
 		return activities.TrainedModel{}, err
 	}
-	cand, err := lifecycle.TrainAffinity(ctx, samples, affinity.TrainOptions{Seed: uint64(spec.Seed)}, t.useORT)
+	cand, err := lifecycle.TrainAffinity(ctx, samples, affinity.TrainOptions{Seed: uint64(spec.Seed)}, t.UseORT)
 	if errors.Is(err, lifecycle.ErrTooFewOutcomes) {
 		return activities.TrainedModel{}, fmt.Errorf("%w: %v", activities.ErrNotEnoughData, err)
 	}
@@ -126,20 +126,20 @@ func (t *trainer) TrainAffinity(ctx context.Context, spec activities.TrainSpec, 
 		return activities.TrainedModel{}, err
 	}
 	defer cand.Close()
-	cmp, err := lifecycle.CompareAffinity(ctx, t.st, cand, t.useORT)
+	cmp, err := lifecycle.CompareAffinity(ctx, t.St, cand, t.UseORT)
 	if err != nil {
 		return activities.TrainedModel{}, err
 	}
 	if cmp.ChampionNote != "" {
-		t.log.Warn("affinity champion not compared; comparing with the baselines only", "champion", cmp.Champion, "why", cmp.ChampionNote)
+		t.Log.Warn("affinity champion not compared; comparing with the baselines only", "champion", cmp.Champion, "why", cmp.ChampionNote)
 	}
 	res := cand.Result
-	if err := lifecycle.StoreCandidate(ctx, t.st, res.Version, models.KindAffinity, res.Meta(), cand.ONNX, res.Metrics()); err != nil {
+	if err := lifecycle.StoreCandidate(ctx, t.St, res.Version, models.KindAffinity, res.Meta(), cand.ONNX, res.Metrics()); err != nil {
 		return activities.TrainedModel{}, err
 	}
 	return cmp, nil
 }
 
-func (t *trainer) Promote(ctx context.Context, version string) error {
-	return lifecycle.Promote(ctx, t.st, version)
+func (t *Trainer) Promote(ctx context.Context, version string) error {
+	return lifecycle.Promote(ctx, t.St, version)
 }

@@ -1,0 +1,716 @@
+// Command soak runs Forewarm on the real stack while breaking it, and
+// checks that nothing was lost: `make soak` (deploy/local/soak.sh) builds
+// it and runs it against the local stack.
+//
+// A worker process, two host agent processes and a ClickHouse proxy (so
+// ClickHouse can be cut off without being stopped) serve prediction loops
+// for a few applications while a synthetic trace is replayed live through
+// the serve-request workflow. At random times — seeded, and printed — the
+// worker is SIGKILLed (twice) and restarted, one host agent is SIGKILLed
+// and restarted, and ClickHouse is cut for 20 s. Then every loop is
+// stopped. The last line printed is one JSON object:
+//
+//	{"requests_sent":N,"requests_recorded":N,"leases_left":0,"loops_terminated":0,"kills":K}
+//
+// and the exit status is non-zero unless every request sent was recorded
+// exactly once (by request ID), no lease is left on any agent once the
+// longest lease's TTL has passed, and no workflow of the run was terminated
+// or timed out by the server.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/pflag"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/forewarm/forewarm/agent/api"
+	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/internal/faults"
+	"github.com/forewarm/forewarm/replay"
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/chconn"
+	"github.com/forewarm/forewarm/trace"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+type settings struct {
+	Temporal   config.Temporal
+	ClickHouse config.ClickHouse
+	Seed       uint64
+	Duration   time.Duration
+	Apps       int
+	Rate       float64
+	BinDir     string
+	StateDir   string
+	Keep       bool
+}
+
+func main() {
+	s, err := parseFlags(os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "soak: %v\nRun `soak --help` for the flags.\n", err)
+		os.Exit(2)
+	}
+	res, err := run(s)
+	if res == nil {
+		res = &Result{}
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "soak: FAILED: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (settings, error) {
+	var s settings
+	fs := pflag.NewFlagSet("soak", pflag.ContinueOnError)
+	s.Temporal.Flags(fs)
+	s.ClickHouse.Flags(fs)
+	var seed string
+	fs.StringVar(&seed, "seed", config.Env("SOAK_SEED", ""), "seed of the fault times and the trace (default: random, printed) ($SOAK_SEED)")
+	fs.DurationVar(&s.Duration, "duration", 3*time.Minute, "length of the live replay")
+	fs.IntVar(&s.Apps, "apps", 8, "applications replayed, one prediction loop each")
+	fs.Float64Var(&s.Rate, "rate", 3, "requests per second, all applications together")
+	fs.StringVar(&s.BinDir, "bin", "bin", "folder holding the worker and hostagent binaries")
+	fs.StringVar(&s.StateDir, "state", ".state/soak", "folder for the processes' logs and the agents' data")
+	fs.BoolVar(&s.Keep, "keep", false, "keep the run's ClickHouse database (dropped otherwise)")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected argument %q: soak takes only flags", fs.Arg(0))
+	}
+	if seed == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		s.Seed = binary.LittleEndian.Uint64(b[:]) >> 1
+	} else {
+		v, err := strconv.ParseUint(seed, 10, 63)
+		if err != nil {
+			return s, fmt.Errorf("--seed %q: want a non-negative integer", seed)
+		}
+		s.Seed = v
+	}
+	if s.Duration < 90*time.Second || s.Duration > 8*time.Minute {
+		return s, fmt.Errorf("--duration %v: must be within [1m30s, 8m] (the faults need room; the soak stays under 10 minutes)", s.Duration)
+	}
+	if s.Apps < 2 || s.Apps > 64 {
+		return s, fmt.Errorf("--apps %d: must be within [2, 64]", s.Apps)
+	}
+	if !(s.Rate > 0 && s.Rate <= 20) {
+		return s, fmt.Errorf("--rate %v: must be within (0, 20] requests per second", s.Rate)
+	}
+	return s, nil
+}
+
+// Result is the one JSON line the soak ends with.
+type Result struct {
+	RequestsSent     int `json:"requests_sent"`
+	RequestsRecorded int `json:"requests_recorded"` // sent requests recorded exactly once
+	LeasesLeft       int `json:"leases_left"`
+	LoopsTerminated  int `json:"loops_terminated"` // workflows of the run terminated or timed out by the server
+	Kills            int `json:"kills"`
+}
+
+const bin = time.Second
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "soak: "+format+"\n", args...)
+}
+
+func run(s settings) (*Result, error) {
+	began := time.Now()
+	ctx := context.Background()
+	logf("seed %d (rerun with --seed %d)", s.Seed, s.Seed)
+	for _, b := range []string{"worker", "hostagent"} {
+		if _, err := os.Stat(filepath.Join(s.BinDir, b)); err != nil {
+			return nil, fmt.Errorf("--bin %s: %v (go build -o %s/ ./worker ./hostagent)", s.BinDir, err, s.BinDir)
+		}
+	}
+	logs := filepath.Join(s.StateDir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+
+	// Names of the run's own (a rerun of a seed must not meet the loops of
+	// an earlier one), and a database migrated like `starter migrate`.
+	prefix := fmt.Sprintf("soak%d-%d", s.Seed%1_000_000, began.Unix()%100_000)
+	cfg := s.ClickHouse
+	cfg.Database = "forewarm_" + strings.ReplaceAll(prefix, "-", "_")
+	mctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	_, err := store.Migrate(mctx, cfg)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", cfg.Database, err)
+	}
+	if !s.Keep {
+		defer dropDatabase(cfg)
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	st, err := store.Open(octx, cfg)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	tc, err := s.Temporal.Dial(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+
+	// Everything the run starts reaches ClickHouse through the proxy.
+	px, err := faults.NewProxy(cfg.Addrs()[0])
+	if err != nil {
+		return nil, err
+	}
+	defer px.Close()
+	var rootBytes [32]byte
+	_, _ = rand.Read(rootBytes[:])
+	root := hex.EncodeToString(rootBytes[:])
+	predictionQ, trainingQ := prefix+"-prediction", prefix+"-training"
+
+	procs := &processes{logs: logs}
+	defer procs.stopAll()
+	agents := []string{prefix + "-a", prefix + "-b"}
+	agentURL := map[string]string{}
+	for _, id := range agents {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		agentURL[id] = "http://" + addr
+		dir := filepath.Join(s.StateDir, "agents", id)
+		_ = os.RemoveAll(dir)
+		procs.add(id, filepath.Join(s.BinDir, "hostagent"), []string{"--host-id", id, "--listen", addr, "--advertise-url", "http://" + addr,
+			"--memory-mb", "4096", "--disk-mb", "4096", "--cpu-milli", "16000", "--sleep-work", "--setup-ms-per-mb", "0.5",
+			"--data-dir", dir, "--report-every", "1s", "--log-level", "warn",
+			"--clickhouse-addr", px.Addr(), "--clickhouse-database", cfg.Database},
+			[]string{"HOSTAGENT_TOKEN=" + api.DeriveToken([]byte(root), id)})
+	}
+	procs.add("worker", filepath.Join(s.BinDir, "worker"), []string{"--log-level", "warn", "--model-check", "2s"},
+		[]string{"CLICKHOUSE_ADDR=" + px.Addr(), "CLICKHOUSE_DATABASE=" + cfg.Database,
+			"FOREWARM_PREDICTION_QUEUE=" + predictionQ, "FOREWARM_TRAINING_QUEUE=" + trainingQ,
+			"FOREWARM_AGENT_ROOT_SECRET=" + root, "FOREWARM_METRICS_LISTEN=off", "FOREWARM_TRAIN_SAMPLES=2000"})
+	for _, name := range append(slices.Clone(agents), "worker") {
+		if err := procs.start(name); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitFor("both agents registered", time.Minute, func() bool {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		hs, err := st.Hosts(c, time.Now().Add(-30*time.Second))
+		return err == nil && len(hs) == len(agents)
+	}); err != nil {
+		return nil, err
+	}
+
+	// History, a model, loops.
+	r := mrand.New(mrand.NewPCG(s.Seed, 1))
+	shapes := newShapes(r, prefix, s.Apps, s.Rate)
+	now := time.Now().UTC().Truncate(bin)
+	hist := shapes.trace(r, now.Add(-600*bin), 600)
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	_, err = st.LoadTrace(lctx, hist, store.LoadOptions{Format: "synth", Source: "soak"})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("load history: %w", err)
+	}
+	if err := train(ctx, tc, st, trainingQ, prefix, int64(s.Seed)); err != nil {
+		return nil, err
+	}
+	var loops []string
+	defer func() {
+		// A run that failed half-way leaves no loop running (a stopped
+		// loop ignores this).
+		for _, a := range loops {
+			_ = tc.TerminateWorkflow(context.Background(), workflows.LoopWorkflowID(a), "", "soak cleanup")
+		}
+	}()
+	for _, a := range hist.Apps {
+		if err := startLoop(ctx, tc, predictionQ, a.ID); err != nil {
+			return nil, err
+		}
+		loops = append(loops, a.ID)
+	}
+	logf("%d loops, 2 agents, worker on %s; logs in %s", len(loops), predictionQ, logs)
+
+	// The faults, planned from the seed over the replay.
+	plan, err := faults.NewPlan(s.Seed, 20*time.Second, s.Duration-15*time.Second, 12*time.Second, []faults.Fault{
+		{Kind: "kill-worker", Lasts: 3 * time.Second},
+		{Kind: "kill-agent", Target: agents[1], Lasts: 3 * time.Second},
+		{Kind: "cut-clickhouse", Lasts: 20 * time.Second},
+		{Kind: "kill-worker", Lasts: 3 * time.Second},
+	})
+	if err != nil {
+		return nil, err
+	}
+	logf("faults: %s", plan)
+
+	// The replay, with the faults at their times.
+	future := shapes.trace(r, now.Add(10*time.Second).Truncate(bin).Add(bin), int(s.Duration/bin))
+	var (
+		mu      sync.Mutex
+		runs    []client.WorkflowRun
+		sent    = map[string]bool{}
+		sendErr error
+	)
+	send := func(ctx context.Context, q replay.Request) error {
+		id := uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%d/%s/%d/%d", s.Seed, q.App, q.Bin, q.Seq)).String()
+		in := workflows.RequestInput{RequestID: id, App: q.App, ArrivedAt: time.Now().UTC(), MemoryMB: q.MemoryMB,
+			DiskMB: q.MemoryMB / 4, ReadRatio: q.ReadRatio, WorkMS: q.DurationMS}
+		run, err := tc.ExecuteWorkflow(context.WithoutCancel(ctx), client.StartWorkflowOptions{
+			ID: workflows.RequestWorkflowID(q.App, id), TaskQueue: predictionQ}, workflows.RequestWorkflowName, in)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if sendErr == nil {
+				sendErr = fmt.Errorf("start request %s: %w", id, err)
+			}
+			return err
+		}
+		runs, sent[id] = append(runs, run), true
+		return nil
+	}
+	startAt := future.Start
+	faultsDone := make(chan int)
+	go func() { faultsDone <- procs.inject(plan, startAt, px) }()
+	sum, err := replay.Run(ctx, future, replay.Options{Speed: 1, InFlight: 64, StartAt: startAt,
+		OnProgress: func(p replay.Progress) {
+			if p.BinsDone%30 == 0 {
+				logf("replay %d/%d s: %d requests sent", p.BinsDone, p.BinsTotal, p.Sent)
+			}
+		}}, send)
+	kills := <-faultsDone
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	res := &Result{RequestsSent: len(sent), Kills: kills}
+	logf("replay over: %d requests sent, %d failed to start; waiting for them", sum.Sent, sum.Failed)
+
+	// Every request finishes (those held up by the faults included).
+	var failed []string
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	for _, run := range runs {
+		var out workflows.RequestResult
+		if err := run.Get(wctx, &out); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", run.GetID(), err))
+		}
+	}
+	cancel()
+
+	// Stop every loop; then no lease may outlive the longest TTL.
+	var loopErrs []string
+	for _, a := range loops {
+		if err := stopLoop(ctx, tc, a); err != nil {
+			loopErrs = append(loopErrs, err.Error())
+		}
+	}
+	// The longest lease: a hold over the lookahead, its grace (at least
+	// 5 s) and a start half a bin ahead; then the agents' reaper.
+	ttl := time.Duration(workflows.DefaultPolicy().LookaheadBins+2)*bin + 10*time.Second
+	stoppedAt := time.Now()
+	res.LeasesLeft = leasesLeft(agents, agentURL, root)
+	for res.LeasesLeft > 0 && time.Since(stoppedAt) < ttl {
+		time.Sleep(500 * time.Millisecond)
+		res.LeasesLeft = leasesLeft(agents, agentURL, root)
+	}
+
+	// Recorded exactly once, by request ID.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	rows, err := st.Requests(rctx, began.Add(-time.Hour), time.Now().Add(time.Hour))
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("read the recorded requests: %w", err)
+	}
+	counts := map[string]int{}
+	for _, row := range rows {
+		counts[row.RequestID]++
+	}
+	var missing, twice []string
+	for id := range sent {
+		switch counts[id] {
+		case 1:
+			res.RequestsRecorded++
+		case 0:
+			missing = append(missing, id)
+		default:
+			twice = append(twice, fmt.Sprintf("%s ×%d", id, counts[id]))
+		}
+	}
+	terminated, err := countTerminated(ctx, tc, predictionQ, trainingQ)
+	if err != nil {
+		return res, err
+	}
+	res.LoopsTerminated = terminated
+
+	var problems []error
+	if len(failed) > 0 {
+		problems = append(problems, fmt.Errorf("%d request workflows failed, e.g. %s", len(failed), failed[0]))
+	}
+	if sendErr != nil {
+		problems = append(problems, sendErr)
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		problems = append(problems, fmt.Errorf("%d requests sent but not recorded, e.g. %s", len(missing), missing[0]))
+	}
+	if len(twice) > 0 {
+		problems = append(problems, fmt.Errorf("%d requests recorded more than once, e.g. %s", len(twice), twice[0]))
+	}
+	if len(loopErrs) > 0 {
+		problems = append(problems, fmt.Errorf("%d loops did not stop cleanly, e.g. %s", len(loopErrs), loopErrs[0]))
+	}
+	if res.LeasesLeft > 0 {
+		problems = append(problems, fmt.Errorf("%d leases left on the agents %v after the loops stopped", res.LeasesLeft, ttl))
+	}
+	if res.LoopsTerminated > 0 {
+		problems = append(problems, fmt.Errorf("%d workflows of the run terminated or timed out by the server", res.LoopsTerminated))
+	}
+	if res.RequestsSent == 0 {
+		problems = append(problems, errors.New("no request was sent"))
+	}
+	logf("done in %v", time.Since(began).Round(time.Second))
+	return res, errors.Join(problems...)
+}
+
+// shapes are the applications of the run: each has a demand pattern and a
+// rate, so that all together send about the asked rate.
+type shapes struct {
+	apps []appShape
+}
+
+type appShape struct {
+	id               string
+	memMB, durMS, rr float64
+	period           int     // periodic: a request every period bins
+	rate             float64 // Poisson: requests per bin
+	on, off          int     // bursty: rate during on bins, none during off bins
+}
+
+func newShapes(r *mrand.Rand, prefix string, n int, rate float64) *shapes {
+	s := &shapes{}
+	per := rate / float64(n)
+	for i := range n {
+		a := appShape{id: fmt.Sprintf("%s-app%02d", prefix, i), memMB: float64(int(16) << r.IntN(3)), durMS: 20 + float64(r.IntN(80)), rr: 0.3 + 0.6*r.Float64()}
+		switch i % 3 {
+		case 0:
+			a.period = max(1, int(math.Round(1/per)))
+		case 1:
+			a.rate = per
+		case 2:
+			a.on, a.off = 20+r.IntN(20), 20+r.IntN(40)
+			a.rate = per * float64(a.on+a.off) / float64(a.on)
+		}
+		s.apps = append(s.apps, a)
+	}
+	return s
+}
+
+// trace draws bins of the shapes from start.
+func (s *shapes) trace(r *mrand.Rand, start time.Time, bins int) *trace.Trace {
+	tr := &trace.Trace{Start: start, Bin: bin, Bins: bins}
+	for _, a := range s.apps {
+		app := trace.App{ID: a.id, MemoryMB: a.memMB, ReadRatio: a.rr, DurationMS: a.durMS, Counts: make([]uint32, bins)}
+		phase := r.IntN(max(1, a.period+a.on+a.off))
+		for b := range bins {
+			switch {
+			case a.period > 0:
+				if (b+phase)%a.period == 0 {
+					app.Counts[b] = 1
+				}
+			case a.on > 0:
+				if (b+phase)%(a.on+a.off) < a.on {
+					app.Counts[b] = poisson(r, a.rate)
+				}
+			default:
+				app.Counts[b] = poisson(r, a.rate)
+			}
+		}
+		tr.Apps = append(tr.Apps, app)
+	}
+	return tr
+}
+
+func poisson(r *mrand.Rand, lambda float64) uint32 {
+	l, k, p := math.Exp(-lambda), uint32(0), 1.0
+	for {
+		p *= r.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
+
+func train(ctx context.Context, tc client.Client, st *store.Store, queue, prefix string, seed int64) error {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	run, err := tc.ExecuteWorkflow(tctx, client.StartWorkflowOptions{ID: "train/" + prefix, TaskQueue: queue},
+		workflows.TrainingWorkflowName, workflows.TrainingInput{Bin: bin, Epochs: 1, Seed: seed})
+	if err != nil {
+		return err
+	}
+	var res workflows.TrainingResult
+	if err := run.Get(tctx, &res); err != nil {
+		return fmt.Errorf("training: %w", err)
+	}
+	if !res.Demand.Published {
+		// The synthetic history need not beat a baseline; the loops still
+		// need a model.
+		if err := st.SetModelStatus(tctx, res.Demand.Candidate, store.StatusChampion); err != nil {
+			return err
+		}
+	}
+	logf("model %s: %s", res.Demand.Candidate, res.Demand.Reason)
+	return nil
+}
+
+func startLoop(ctx context.Context, tc client.Client, queue, app string) error {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := tc.ExecuteWorkflow(sctx, client.StartWorkflowOptions{ID: workflows.LoopWorkflowID(app), TaskQueue: queue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(app))},
+		workflows.LoopWorkflowName, workflows.LoopInput{App: app, Bin: bin, Policy: workflows.DefaultPolicy()})
+	return err
+}
+
+func stopLoop(ctx context.Context, tc client.Client, app string) error {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	id := workflows.LoopWorkflowID(app)
+	if err := tc.SignalWorkflow(sctx, id, "", workflows.SignalStop, workflows.StopSignal{Reason: "soak over"}); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	var res workflows.LoopResult
+	if err := tc.GetWorkflow(sctx, id, "").Get(sctx, &res); err != nil {
+		return fmt.Errorf("%s: %w", id, err)
+	}
+	if res.Reason != "stopped: soak over" {
+		return fmt.Errorf("%s ended %q", id, res.Reason)
+	}
+	return nil
+}
+
+// leasesLeft counts the live leases on every agent (an agent that does
+// not answer counts as holding one, so it cannot pass unseen).
+func leasesLeft(agents []string, urls map[string]string, root string) int {
+	n := 0
+	for _, id := range agents {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ls, err := agentclient.New(urls[id], api.DeriveToken([]byte(root), id)).Leases(ctx)
+		cancel()
+		if err != nil {
+			logf("agent %s: %v", id, err)
+			n++
+			continue
+		}
+		n += len(ls)
+	}
+	return n
+}
+
+// countTerminated counts the run's workflows (both task queues) that the
+// server terminated or timed out.
+func countTerminated(ctx context.Context, tc client.Client, queues ...string) (int, error) {
+	n := 0
+	for _, q := range queues {
+		query := fmt.Sprintf("TaskQueue = '%s' AND (ExecutionStatus = 'Terminated' OR ExecutionStatus = 'TimedOut')", q)
+		var token []byte
+		for {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			resp, err := tc.ListWorkflow(cctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+			cancel()
+			if err != nil {
+				return 0, fmt.Errorf("list terminated workflows: %w", err)
+			}
+			for _, e := range resp.GetExecutions() {
+				logf("terminated: %s (%s)", e.GetExecution().GetWorkflowId(), e.GetStatus())
+			}
+			n += len(resp.GetExecutions())
+			if token = resp.GetNextPageToken(); len(token) == 0 {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+func dropDatabase(cfg config.ClickHouse) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := chconn.Dial(ctx, cfg, "default")
+	if err != nil {
+		logf("drop %s: %v", cfg.Database, err)
+		return
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+cfg.Database+"`"); err != nil {
+		logf("drop %s: %v", cfg.Database, err)
+	}
+}
+
+func waitFor(what string, within time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waited %v for %s", within, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// processes are the worker and agents the soak runs, by name.
+type processes struct {
+	logs  string
+	mu    sync.Mutex
+	defs  map[string]procDef
+	procs map[string]*proc
+}
+
+type procDef struct {
+	bin       string
+	args, env []string
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process is gone
+}
+
+func (p *processes) add(name, bin string, args, env []string) {
+	if p.defs == nil {
+		p.defs, p.procs = map[string]procDef{}, map[string]*proc{}
+	}
+	p.defs[name] = procDef{bin, args, env}
+}
+
+func (p *processes) start(name string) error {
+	d := p.defs[name]
+	f, err := os.OpenFile(filepath.Join(p.logs, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(d.bin, d.args...)
+	cmd.Env = append(os.Environ(), d.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	pr := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(pr.done) }()
+	p.mu.Lock()
+	p.procs[name] = pr
+	p.mu.Unlock()
+	return nil
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *processes) kill(name string) {
+	p.mu.Lock()
+	pr := p.procs[name]
+	delete(p.procs, name)
+	p.mu.Unlock()
+	if pr == nil {
+		return
+	}
+	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
+	<-pr.done
+}
+
+// stopAll ends every process: SIGTERM (agents release their leases), then
+// SIGKILL after 10 s.
+func (p *processes) stopAll() {
+	p.mu.Lock()
+	procs := p.procs
+	p.procs = map[string]*proc{}
+	p.mu.Unlock()
+	for _, pr := range procs {
+		_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.After(10 * time.Second)
+	for _, pr := range procs {
+		select {
+		case <-pr.done:
+		case <-deadline:
+			_ = pr.cmd.Process.Kill()
+			<-pr.done
+		}
+	}
+}
+
+// inject carries the plan out from start on; it returns the SIGKILLs sent.
+func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy) int {
+	kills := 0
+	for _, e := range plan {
+		time.Sleep(time.Until(start.Add(e.At)))
+		switch e.Kind {
+		case "kill-worker", "kill-agent":
+			name := e.Target
+			if e.Kind == "kill-worker" {
+				name = "worker"
+			}
+			logf("%v: SIGKILL %s", e.At.Round(time.Second), name)
+			p.kill(name)
+			kills++
+			time.Sleep(e.Lasts)
+			if err := p.start(name); err != nil {
+				logf("restart %s: %v", name, err)
+			} else {
+				logf("%s restarted", name)
+			}
+		case "cut-clickhouse":
+			logf("%v: ClickHouse cut for %v", e.At.Round(time.Second), e.Lasts)
+			px.Cut()
+			time.Sleep(e.Lasts)
+			if err := px.Restore(); err != nil {
+				logf("restore ClickHouse: %v", err)
+			} else {
+				logf("ClickHouse back")
+			}
+		}
+	}
+	return kills
+}

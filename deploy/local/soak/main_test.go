@@ -1,0 +1,44 @@
+package main
+
+import (
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFlagsAreChecked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration", "30s"}, "--duration 30s: must be within [1m30s, 8m] (the faults need room; the soak stays under 10 minutes)"},
+		{[]string{"--seed", "abc"}, `--seed "abc": want a non-negative integer`},
+		{[]string{"--apps", "1"}, "--apps 1: must be within [2, 64]"},
+		{[]string{"--rate", "0"}, "--rate 0: must be within (0, 20] requests per second"},
+		{[]string{"extra"}, `unexpected argument "extra": soak takes only flags`},
+	} {
+		_, err := parseFlags(c.args)
+		require.EqualError(t, err, c.want, "%v", c.args)
+	}
+	s, err := parseFlags([]string{"--seed", "42"})
+	require.NoError(t, err)
+	require.Equal(t, uint64(42), s.Seed)
+	require.Equal(t, 3*time.Minute, s.Duration)
+}
+
+// The applications together send about the asked rate, the same for the
+// same seed.
+func TestShapesSendTheAskedRate(t *testing.T) {
+	for _, rate := range []float64{1, 3, 8} {
+		r := mrand.New(mrand.NewPCG(7, 1))
+		sh := newShapes(r, "soak", 8, rate)
+		tr := sh.trace(r, time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC), 3600)
+		got := float64(tr.Total()) / 3600
+		require.InDelta(t, rate, got, 0.15*rate, "rate %v", rate)
+		r2 := mrand.New(mrand.NewPCG(7, 1))
+		sh2 := newShapes(r2, "soak", 8, rate)
+		require.Equal(t, tr, sh2.trace(r2, tr.Start, 3600), "seeded")
+	}
+}
