@@ -433,7 +433,8 @@ func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
 }
 
 // An event the store refuses fails the activity (the retry records it),
-// for every host activity that records one.
+// for every host activity that records one; with Unrecorded it is kept and
+// written once the store is back, and the activity goes on.
 func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
 	rec := &memRecorder{fail: true}
 	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1, served: HostServed{Kept: true}}}, Recorder: rec}
@@ -446,4 +447,21 @@ func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
 	require.ErrorContains(t, err, "record the released event of l")
 	_, err = h.Serve(ctx, ServeInput{Host: "h", HostURL: "u", HostServing: HostServing{RequestID: "r", App: "x", KeepID: "k", KeepTTL: time.Minute}})
 	require.ErrorContains(t, err, "record the kept event of k")
+}
+
+func TestHostActivitiesKeepTheEventsTheStoreRefused(t *testing.T) {
+	rec := &memRecorder{fail: true}
+	kept := NewBatcher(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
+	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1}}, Recorder: rec, Unrecorded: kept}
+	ctx := context.Background()
+	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
+	require.NoError(t, err, "the store's outage does not stop the reservation")
+	_, err = h.Release(ctx, ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	require.NoError(t, err)
+	rec.mu.Lock()
+	rec.fail = false
+	rec.mu.Unlock()
+	kept.Close()
+	require.Len(t, rec.events, 2, "both events written once the store is back")
+	require.Equal(t, records.EventReserved, rec.events[0].Event)
 }

@@ -22,7 +22,11 @@ type Hosts struct {
 	Affinity  AffinityScorer
 	Clients   HostClients
 	Recorder  Recorder
-	Log       *slog.Logger
+	// Unrecorded keeps the events the store refused (it is down) and
+	// writes them when it is back, so an outage neither stops preparations
+	// nor loses their events; nil: a refused event fails the activity.
+	Unrecorded *Batcher[records.PreparationEvent]
+	Log        *slog.Logger
 }
 
 // RankHosts ranks the live hosts for the application in two steps: the
@@ -230,20 +234,27 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 	return r, nil
 }
 
-// record writes a preparation event. A failed write fails the activity
-// (its host call is idempotent per lease, so the retry records it): an
-// event must not be lost quietly, since the report's memory-time is read
-// from them.
+// record writes a preparation event: the report's memory-time is read
+// from them, so none is lost quietly. When the store refuses it, the event
+// goes to Unrecorded (written when the store is back; the refusal is
+// logged, and counted by the Recorder) or, without it, fails the activity
+// (its host call is idempotent per lease, so the retry records it).
 func (h *Hosts) record(ctx context.Context, ev records.PreparationEvent) error {
 	if h.Recorder == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := h.Recorder.RecordPreparationEvents(ctx, []records.PreparationEvent{ev}); err != nil {
-		return fmt.Errorf("record the %s event of %s: %w", ev.Event, ev.PreparationID, err)
+	err := h.Recorder.RecordPreparationEvents(wctx, []records.PreparationEvent{ev})
+	switch {
+	case err == nil:
+		return nil
+	case h.Unrecorded != nil:
+		h.logger().Warn("preparation event not recorded; kept to write when the store is back", "lease", ev.PreparationID, "event", ev.Event, "err", err)
+		h.Unrecorded.Add(ev)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("record the %s event of %s: %w", ev.Event, ev.PreparationID, err)
 }
 
 func (h *Hosts) logger() *slog.Logger {

@@ -293,10 +293,12 @@ func serveOps(addr string, m *telemetry.Metrics, ready func(context.Context) err
 type running struct {
 	workers     []worker.Worker
 	predictions *activities.Batcher[records.Prediction]
+	events      *activities.Batcher[records.PreparationEvent] // refused by the store, written when it is back
 	stop        sync.Once
 }
 
-// Stop stops polling, lets running tasks finish, then flushes predictions.
+// Stop stops polling, lets running tasks finish, then flushes predictions
+// and the preparation events the store refused.
 // Calling it again does nothing.
 func (r *running) Stop() {
 	r.stop.Do(func() {
@@ -305,6 +307,9 @@ func (r *running) Stop() {
 		}
 		if r.predictions != nil {
 			r.predictions.Close()
+		}
+		if r.events != nil {
+			r.events.Close()
 		}
 	})
 }
@@ -341,7 +346,9 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
 		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
-		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Log: logger, Clients: adapters.NewHostClients(trust, logger)}
+		r.events = activities.NewBatcher(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
+		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
+			Clients: adapters.NewHostClients(trust, logger)}
 		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
 		opts := worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
