@@ -24,6 +24,7 @@ import (
 	"github.com/forewarm/forewarm/agent"
 	"github.com/forewarm/forewarm/agent/api"
 	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
@@ -82,7 +83,7 @@ func newStack(t testing.TB) *stack {
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
 		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentRootSecret: e2eRoot,
-		UseORT: true, WorkflowTasks: 50, WorkflowPollers: envInt("FOREWARM_WORKFLOW_POLLERS", 4), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
+		UseORT: true, WorkflowTasks: 50, WorkflowPollers: testPollers(), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }
 
@@ -524,4 +525,10 @@ func preparationOf(leaseID, host string) string {
 	rest := strings.TrimSuffix(leaseID, "."+host)
 	i := strings.LastIndex(rest, ".")
 	return "prepare/" + rest[:i] + "/" + rest[i+1:]
+}
+
+// testPollers is $FOREWARM_WORKFLOW_POLLERS, as the worker reads it (4 when unset).
+func testPollers() int {
+	var env config.EnvDefaults
+	return env.Int("FOREWARM_WORKFLOW_POLLERS", 4)
 }

@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +80,7 @@ type settings struct {
 
 func parseFlags(args []string) (settings, error) {
 	var s settings
+	var env config.EnvDefaults
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	s.Temporal.Flags(fs)
 	s.ClickHouse.Flags(fs)
@@ -95,16 +95,19 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only ($FOREWARM_AGENT_URL_ALLOW)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
-	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", envInt("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
+	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
-	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", envDuration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
+	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", env.Duration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
-	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
+	fs.IntVar(&s.TrainSamples, "train-samples", env.Int("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
-	fs.DurationVar(&s.StopTimeout, "stop-timeout", envDuration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
+	fs.DurationVar(&s.StopTimeout, "stop-timeout", env.Duration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	if env.Err != nil {
+		return s, env.Err
 	}
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected argument %q: worker takes only flags", fs.Arg(0))
@@ -143,13 +146,6 @@ func parseFlags(args []string) (settings, error) {
 	return s, nil
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(key)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 // agentTrust checks the agent flags and builds what the host clients need.
 func (s settings) agentTrust() (*agentclient.Trust, error) {
 	if s.AgentRootSecret != "" && s.AgentToken != "" {
@@ -173,13 +169,6 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return t, nil
-}
-
-func envInt(key string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 func main() {

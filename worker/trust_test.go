@@ -49,3 +49,19 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 		t.Errorf("training-only worker: %v", err)
 	}
 }
+
+// A setting from the environment that does not parse stops the worker
+// naming it, as a bad flag would; 0 pollers (autoscaling) is a value, not
+// "unset".
+func TestWorkerReadsItsEnvironmentStrictly(t *testing.T) {
+	t.Setenv("FOREWARM_QUEUES", "training")
+	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "0")
+	s, err := parseFlags(nil)
+	if err != nil || s.WorkflowPollers != 0 {
+		t.Fatalf("pollers %d, %v; want 0 (autoscaling)", s.WorkflowPollers, err)
+	}
+	t.Setenv("FOREWARM_STOP_TIMEOUT", "soon")
+	if _, err := parseFlags(nil); err == nil || err.Error() != `$FOREWARM_STOP_TIMEOUT="soon" is not a duration (e.g. 30s, 5m)` {
+		t.Errorf("bad stop timeout: %v", err)
+	}
+}
