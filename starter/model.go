@@ -80,7 +80,7 @@ func newModelTrainCmd(g *globals) *cobra.Command {
 		Use:   "train (--format F --file PATH [--memory M] | --from-store [--from T --to T]) [--train-until T]",
 		Short: "Train the demand model offline, evaluate it against the baselines and publish it",
 		Long: `Train the demand LSTM on a trace file or on the history stored in ClickHouse,
-up to --train-until (default: the first two thirds of the range). The model
+up to --train-until (default: all but the last fifth of the range). The model
 is exported to ONNX, loaded back the way workers load it (ONNX Runtime unless
 --no-ort) and evaluated on every application at every bin after
 --train-until, beside three baselines on the same points: active in the last
