@@ -405,6 +405,9 @@ func TestEndToEnd(t *testing.T) {
 		return false
 	})
 
+	// From here the loops decide on their forecasts again (a threshold well
+	// above 0): they may let go and prepare anew.
+	warmPhaseEnd := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	require.NoError(t, k.c.SignalWorkflow(ctx, workflows.LoopWorkflowID(apps[1]), "", workflows.SignalThreshold, workflows.ThresholdSignal{Threshold: 0.9}))
 	cancel()
@@ -438,6 +441,15 @@ func TestEndToEnd(t *testing.T) {
 	require.Less(t, desc.WorkflowExecutionInfo.HistoryLength, int64(2*8*40), "the current run's history is bounded")
 	require.Equal(t, 5.0, c.Stats.Requests, "and its requests counted once across runs")
 
+	// Paused, each loop lets its instance go and starts nothing new; once
+	// nothing is held or in flight, stopping it leaves every lease's life
+	// complete in ClickHouse.
+	for _, a := range apps {
+		k.setPaused(a, true)
+	}
+	for _, a := range apps {
+		k.waitFor(a+" idle", 60*time.Second, func() bool { s := k.status(a); return len(s.Leases) == 0 && s.Preparing == "" })
+	}
 	predictions := map[string]int{}
 	prepared := 0
 	for _, a := range apps {
@@ -470,25 +482,27 @@ func TestEndToEnd(t *testing.T) {
 	events, err := k.st.PreparationEvents(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	kinds := map[string]int{}
-	perApp := map[string]map[string]int{}
+	warmPhase := map[string]map[string]int{} // per app, before the threshold changed
 	for _, e := range events {
 		kinds[e.Event]++
-		if perApp[e.App] == nil {
-			perApp[e.App] = map[string]int{}
+		if e.Time.Before(warmPhaseEnd) {
+			if warmPhase[e.App] == nil {
+				warmPhase[e.App] = map[string]int{}
+			}
+			warmPhase[e.App][e.Event]++
 		}
-		perApp[e.App][e.Event]++
 	}
 	t.Logf("preparation events: %v", kinds)
 	require.Positive(t, prepared)
 	require.Equal(t, prepared, kinds[records.EventReserved], "one reserved event per lease the loops were handed")
 	require.Equal(t, prepared, kinds[records.EventValidated], "each proven ready by its shadow request")
 	require.Equal(t, prepared, kinds[records.EventReleased]+kinds[records.EventExpired], "and each ended once: released, or expired")
-	// The held instances were extended in place: one reservation and one
-	// shadow request each, however long they were held.
+	// While held at threshold 0, the instances were extended in place: one
+	// reservation and one shadow request each, however long they were held.
 	for _, a := range apps[1:] {
-		require.Equal(t, 1, perApp[a][records.EventReserved], "%s: %v", a, perApp[a])
-		require.Equal(t, 1, perApp[a][records.EventValidated], "%s: one shadow request: %v", a, perApp[a])
-		require.Positive(t, perApp[a][records.EventExtended], "%s: kept by extending in place: %v", a, perApp[a])
+		require.Equal(t, 1, warmPhase[a][records.EventReserved], "%s: %v", a, warmPhase[a])
+		require.Equal(t, 1, warmPhase[a][records.EventValidated], "%s: one shadow request: %v", a, warmPhase[a])
+		require.Positive(t, warmPhase[a][records.EventExtended], "%s: kept by extending in place: %v", a, warmPhase[a])
 	}
 	require.Positive(t, kinds[records.EventReleased], "the stopped loops released their instances")
 	require.Zero(t, kinds[records.EventClaimed], "warm instances are not consumed by a request")

@@ -418,6 +418,12 @@ func (l *loop) startPreparation(ctx workflow.Context, binStart time.Time, in Pre
 				l.Stats.PreparationMS += 0.2 * (took - l.Stats.PreparationMS)
 			}
 		}
+		if err != nil && temporal.IsCanceledError(err) {
+			// Cancelled by a stop or a continue-as-new: it released what
+			// it held; not a failure.
+			l.Stats.PreparationsCancelled++
+			return
+		}
 		if err != nil {
 			l.Stats.PreparationsFailed++
 			l.LastError = fmt.Sprintf("preparation %s failed: %v", id, err)

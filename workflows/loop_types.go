@@ -268,14 +268,17 @@ type LoopStats struct {
 	PredictErrors      int
 	Preparations       int
 	PreparationsFailed int
-	LeasesPrepared     int
-	Claims             int
-	Misses             int // claims that found no lease (cold requests)
-	Expired            int
-	WastedMBSeconds    float64 // memory held by leases that expired unused
-	Requests           float64
-	WarmRequests       int
-	SkippedBins        int // bins the loop could not tick (worker down)
+	// PreparationsCancelled were cancelled by a stop or continue-as-new
+	// (they release what they reserved).
+	PreparationsCancelled int
+	LeasesPrepared        int
+	Claims                int
+	Misses                int // claims that found no lease (cold requests)
+	Expired               int
+	WastedMBSeconds       float64 // memory held by leases that expired unused
+	Requests              float64
+	WarmRequests          int
+	SkippedBins           int // bins the loop could not tick (worker down)
 	// Policy loops: decisions by outcome (one per bin, known ahead while the
 	// loop sleeps), wakes, in-place extensions and instances kept after a
 	// cold request.
