@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 type fakeModel struct{ v string }
@@ -89,7 +91,7 @@ func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v1", res.ModelVersion)
 	require.Equal(t, 0.1, res.Probability)
-	require.Equal(t, DecisionPrepare, res.Decision)
+	require.Equal(t, records.DecisionPrepare, res.Decision)
 	require.Equal(t, 64, res.HistoryBins)
 	for range 100 {
 		_, err = predictOnce(t, p)
@@ -129,13 +131,13 @@ func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
 type memRecorder struct {
 	mu          sync.Mutex
 	fail        bool
-	predictions []PredictionRecord
-	events      []PreparationEvent
-	requests    []RequestRecord
-	adjustments []AdjustmentRecord
+	predictions []records.Prediction
+	events      []records.PreparationEvent
+	requests    []records.Request
+	adjustments []records.Adjustment
 }
 
-func (m *memRecorder) RecordPredictions(_ context.Context, rows []PredictionRecord) error {
+func (m *memRecorder) RecordPredictions(_ context.Context, rows []records.Prediction) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail {
@@ -144,19 +146,22 @@ func (m *memRecorder) RecordPredictions(_ context.Context, rows []PredictionReco
 	m.predictions = append(m.predictions, rows...)
 	return nil
 }
-func (m *memRecorder) RecordPreparationEvents(_ context.Context, rows []PreparationEvent) error {
+func (m *memRecorder) RecordPreparationEvents(_ context.Context, rows []records.PreparationEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("clickhouse down")
+	}
 	m.events = append(m.events, rows...)
 	return nil
 }
-func (m *memRecorder) RecordRequests(_ context.Context, rows []RequestRecord) error {
+func (m *memRecorder) RecordRequests(_ context.Context, rows []records.Request) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.requests = append(m.requests, rows...)
 	return nil
 }
-func (m *memRecorder) RecordAdjustments(_ context.Context, rows []AdjustmentRecord) error {
+func (m *memRecorder) RecordAdjustments(_ context.Context, rows []records.Adjustment) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.adjustments = append(m.adjustments, rows...)
@@ -167,7 +172,7 @@ func TestBatcherKeepsRowsWhileTheStoreIsDown(t *testing.T) {
 	rec := &memRecorder{fail: true}
 	b := NewBatcher(rec.RecordPredictions, 10*time.Millisecond, 5, slog.Default())
 	for i := range 8 {
-		b.Add(PredictionRecord{App: string(rune('a' + i))})
+		b.Add(records.Prediction{App: string(rune('a' + i))})
 	}
 	time.Sleep(50 * time.Millisecond)
 	rec.mu.Lock()
@@ -200,7 +205,7 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 		{ID: "c", URL: "u-c", Speed: 0.8, FreeMemMB: 500},
 		{ID: "d", URL: "u-d", Speed: 0.95},
 	}}, Affinity: speedAffinity{}}
-	res, err := h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x"}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
+	res, err := h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 100}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
 	require.NoError(t, err)
 	var order []string
 	for _, c := range res.Candidates {
@@ -211,8 +216,23 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 	require.Equal(t, 0.8, res.Candidates[0].ModelScore)
 	require.Equal(t, 0.5, res.Candidates[0].Adjustment)
 
-	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), RankInput{})
+	require.Empty(t, res.Rejected)
+
+	// Capacity first: a host that cannot take the application is not
+	// scored at all, and the ranking says why.
+	res, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 300}, Exclude: []string{"d"}})
+	require.NoError(t, err)
+	require.Len(t, res.Candidates, 1)
+	require.Equal(t, "c", res.Candidates[0].Host)
+	require.Equal(t, []RejectedHost{{"a", "needs 300 MB, 100 MB free"}, {"b", "needs 300 MB, 100 MB free"}}, res.Rejected)
+
+	_, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 600}, Exclude: []string{"d"}})
 	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae))
+	require.Equal(t, ErrNoHosts, ae.Type())
+	require.Contains(t, err.Error(), "no live host can take x: a needs 600 MB, 100 MB free; b needs")
+
+	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), RankInput{})
 	require.True(t, errors.As(err, &ae))
 	require.Equal(t, ErrNoHosts, ae.Type())
 }
@@ -266,9 +286,9 @@ func TestShadowOutcomes(t *testing.T) {
 		event  string
 		reason string
 	}{
-		{"fast enough", scriptedClient{shadowMS: 10}, true, false, "validated", ""},
-		{"too slow", scriptedClient{shadowMS: 900}, false, false, "failed", "more than the 100.0 ms allowed"},
-		{"refused", scriptedClient{shadowErr: errRefused}, false, false, "failed", "host refused"},
+		{"fast enough", scriptedClient{shadowMS: 10}, true, false, records.EventValidated, ""},
+		{"too slow", scriptedClient{shadowMS: 900}, false, false, records.EventFailed, "more than the 100.0 ms allowed"},
+		{"refused", scriptedClient{shadowErr: errRefused}, false, false, records.EventFailed, "host refused"},
 		{"transient", scriptedClient{shadowErr: errors.New("connection reset")}, false, true, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,16 +312,16 @@ func TestShadowOutcomes(t *testing.T) {
 func TestReleaseOfAnAlreadyGoneLease(t *testing.T) {
 	rec := &memRecorder{}
 	h := &Hosts{Clients: scriptedClients{scriptedClient{relErr: errNotFound}}, Recorder: rec}
-	res, err := h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: "expired", MemoryMB: 64, HeldSeconds: 10})
+	res, err := h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: records.EventExpired, MemoryMB: 64, HeldSeconds: 10})
 	require.NoError(t, err)
 	require.False(t, res.WasHeld)
-	require.Equal(t, "expired", rec.events[0].Event)
+	require.Equal(t, records.EventExpired, rec.events[0].Event)
 	require.Equal(t, 10.0, rec.events[0].HeldSeconds)
 }
 
 type checkpointTrainer struct{ gotResume []byte }
 
-func (c *checkpointTrainer) Describe(context.Context, time.Time, time.Time, time.Duration) (DatasetSummary, error) {
+func (c *checkpointTrainer) Describe(context.Context, DescribeInput) (DatasetSummary, error) {
 	return DatasetSummary{}, nil
 }
 func (c *checkpointTrainer) TrainDemand(_ context.Context, _ TrainSpec, resume []byte, progress func(TrainProgress)) (TrainedModel, error) {
@@ -393,9 +413,9 @@ func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
 		served HostServed
 		want   []string
 	}{
-		{"warm, one request", ServeInput{LeaseID: "l1"}, HostServed{Warm: true}, []string{"l1"}},
-		{"cold beside a too small lease", ServeInput{LeaseID: "l1"}, HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
-		{"warm instance stays", ServeInput{LeaseID: "l1", LeaseStays: true}, HostServed{Warm: true}, nil},
+		{"warm, one request", ServeInput{HostServing: HostServing{LeaseID: "l1"}}, HostServed{Warm: true}, []string{"l1"}},
+		{"cold beside a too small lease", ServeInput{HostServing: HostServing{LeaseID: "l1"}}, HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
+		{"warm instance stays", ServeInput{HostServing: HostServing{LeaseID: "l1"}, LeaseStays: true}, HostServed{Warm: true}, nil},
 		{"cold, no lease", ServeInput{}, HostServed{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -410,4 +430,38 @@ func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
 			require.Equal(t, tc.want, released)
 		})
 	}
+}
+
+// An event the store refuses fails the activity (the retry records it),
+// for every host activity that records one; with Unrecorded it is kept and
+// written once the store is back, and the activity goes on.
+func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
+	rec := &memRecorder{fail: true}
+	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1, served: HostServed{Kept: true}}}, Recorder: rec}
+	ctx := context.Background()
+	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
+	require.ErrorContains(t, err, "record the reserved event of l: clickhouse down")
+	_, err = h.Shadow(ctx, ShadowInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	require.ErrorContains(t, err, "record the validated event of l")
+	_, err = h.Release(ctx, ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	require.ErrorContains(t, err, "record the released event of l")
+	_, err = h.Serve(ctx, ServeInput{Host: "h", HostURL: "u", HostServing: HostServing{RequestID: "r", App: "x", KeepID: "k", KeepTTL: time.Minute}})
+	require.ErrorContains(t, err, "record the kept event of k")
+}
+
+func TestHostActivitiesKeepTheEventsTheStoreRefused(t *testing.T) {
+	rec := &memRecorder{fail: true}
+	kept := NewBatcher(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
+	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1}}, Recorder: rec, Unrecorded: kept}
+	ctx := context.Background()
+	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
+	require.NoError(t, err, "the store's outage does not stop the reservation")
+	_, err = h.Release(ctx, ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	require.NoError(t, err)
+	rec.mu.Lock()
+	rec.fail = false
+	rec.mu.Unlock()
+	kept.Close()
+	require.Len(t, rec.events, 2, "both events written once the store is back")
+	require.Equal(t, records.EventReserved, rec.events[0].Event)
 }

@@ -4,12 +4,15 @@
 // with their dependencies; each dependency is a small interface declared
 // here, so the workflow tests mock activities and the activity tests mock
 // the systems behind them. The worker adapts the real store, models and
-// host-agent client to these interfaces (worker/deps.go).
+// host-agent client to these interfaces (worker/adapters).
 package activities
 
 import (
 	"context"
 	"time"
+
+	"github.com/forewarm/forewarm/store/records"
+	"github.com/forewarm/forewarm/trace"
 )
 
 // AppProfile is what the loop and the hosts need to know about an application.
@@ -22,6 +25,19 @@ type AppProfile struct {
 	DurationMS float64
 	VolumeType string
 	RatePerMin float64 // recent requests per minute (0 when unknown)
+}
+
+// WithDefaults fills what is not known of a profile: the memory of a
+// typical application (trace.DefaultMemoryMB) and a quarter of the memory
+// as disk. It is the one place these defaults live.
+func (p AppProfile) WithDefaults() AppProfile {
+	if p.MemoryMB <= 0 {
+		p.MemoryMB = trace.DefaultMemoryMB
+	}
+	if p.DiskMB <= 0 {
+		p.DiskMB = p.MemoryMB / 4
+	}
+	return p
 }
 
 // HostInfo is a live host with its latest metrics.
@@ -148,58 +164,13 @@ type HostClients interface {
 	NotFound(err error) bool
 }
 
-// Records mirror the ClickHouse rows the activities write.
-type (
-	PredictionRecord struct {
-		Time         time.Time
-		App          string
-		Bin          time.Time
-		Probability  float64
-		Threshold    float64
-		ModelVersion string
-		Decision     string
-	}
-	PreparationEvent struct {
-		Time          time.Time
-		PreparationID string
-		App, Host     string
-		Event         string // reserved|validated|claimed|expired|released|failed
-		MemoryMB      float64
-		DiskMB        float64
-		CPUMilli      int64
-		ShadowMS      float64
-		Reason        string
-		HeldSeconds   float64
-	}
-	RequestRecord struct {
-		Time          time.Time
-		RequestID     string
-		App           string
-		VolumeType    string
-		SizeMB        float64
-		ReadRatio     float64
-		Host          string
-		Warm          bool
-		ExpectedScore float64
-		SetupMS       float64
-		WorkMS        float64
-		LatencyMS     float64
-		Outcome       string
-	}
-	AdjustmentRecord struct {
-		Time                                   time.Time
-		App, Host                              string
-		Expected, Actual, Delta, NewAdjustment float64
-		Reason                                 string
-	}
-)
-
-// Recorder writes rows to the metric store.
+// Recorder writes rows to the metric store (the rows are the store's own,
+// package records).
 type Recorder interface {
-	RecordPredictions(ctx context.Context, rows []PredictionRecord) error
-	RecordPreparationEvents(ctx context.Context, rows []PreparationEvent) error
-	RecordRequests(ctx context.Context, rows []RequestRecord) error
-	RecordAdjustments(ctx context.Context, rows []AdjustmentRecord) error
+	RecordPredictions(ctx context.Context, rows []records.Prediction) error
+	RecordPreparationEvents(ctx context.Context, rows []records.PreparationEvent) error
+	RecordRequests(ctx context.Context, rows []records.Request) error
+	RecordAdjustments(ctx context.Context, rows []records.Adjustment) error
 }
 
 // HistoryReader reads what a loop needs when it starts.

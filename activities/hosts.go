@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Hosts reserves, validates, serves on and releases host resources, and
@@ -19,20 +22,44 @@ type Hosts struct {
 	Affinity  AffinityScorer
 	Clients   HostClients
 	Recorder  Recorder
-	Log       *slog.Logger
+	// Unrecorded keeps the events the store refused (it is down) and
+	// writes them when it is back, so an outage neither stops preparations
+	// nor loses their events; nil: a refused event fails the activity.
+	Unrecorded *Batcher[records.PreparationEvent]
+	Log        *slog.Logger
 }
 
-// RankHosts scores every live host for the application: the affinity
-// model's score plus the adjustment observed for this (app, host) pair,
-// clamped to [0, 1]; best first, ties by free memory then host ID.
+// RankHosts ranks the live hosts for the application in two steps: the
+// capacity filter drops the hosts that cannot take it (affinity.Fits; they
+// are listed in Rejected with why), then each remaining host is scored:
+// the affinity model's score plus the adjustment observed for this
+// (app, host) pair, clamped to [0, 1], every part kept (affinity.Parts);
+// best first, ties by free memory then host ID.
 func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error) {
-	hosts, err := h.Directory.LiveHosts(ctx)
+	live, err := h.Directory.LiveHosts(ctx)
 	if err != nil {
 		return RankResult{}, fmt.Errorf("list live hosts: %w", err)
 	}
-	hosts = slices.DeleteFunc(hosts, func(x HostInfo) bool { return slices.Contains(in.Exclude, x.ID) })
-	if len(hosts) == 0 {
+	// The directory's list may be shared (a cache): filter into a new one.
+	var hosts []HostInfo
+	var rejected []RejectedHost
+	seen := 0
+	for _, x := range live {
+		if slices.Contains(in.Exclude, x.ID) {
+			continue
+		}
+		seen++
+		if ok, why := affinity.Fits(in.Profile.MemoryMB, x.FreeMemMB); ok {
+			hosts = append(hosts, x)
+		} else {
+			rejected = append(rejected, RejectedHost{Host: x.ID, Reason: why})
+		}
+	}
+	if seen == 0 {
 		return RankResult{}, nonRetryable(ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
+	}
+	if len(hosts) == 0 {
+		return RankResult{}, nonRetryable(ErrNoHosts, fmt.Errorf("no live host can take %s: %s", in.Profile.App, rejectedText(rejected)))
 	}
 	scores, version, err := h.Affinity.Score(ctx, in.Profile, hosts)
 	if err != nil {
@@ -40,9 +67,8 @@ func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error)
 	}
 	out := make([]HostCandidate, len(hosts))
 	for i, x := range hosts {
-		adj := in.Adjustments[x.ID]
-		out[i] = HostCandidate{Host: x.ID, URL: x.URL, ModelScore: scores[i], Adjustment: adj,
-			Score: clamp01(scores[i] + adj), FreeMemMB: x.FreeMemMB}
+		p := affinity.Combine(scores[i], in.Adjustments[x.ID])
+		out[i] = HostCandidate{Host: x.ID, URL: x.URL, ModelScore: p.Model, Adjustment: p.Adjustment, Score: p.Score, FreeMemMB: x.FreeMemMB}
 	}
 	slices.SortFunc(out, func(a, b HostCandidate) int {
 		switch {
@@ -53,7 +79,15 @@ func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error)
 		}
 		return strings.Compare(a.Host, b.Host)
 	})
-	return RankResult{Candidates: out, ModelVersion: version}, nil
+	return RankResult{Candidates: out, Rejected: rejected, ModelVersion: version}, nil
+}
+
+func rejectedText(rs []RejectedHost) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.Host + " " + r.Reason
+	}
+	return strings.Join(parts, "; ")
 }
 
 func cmpDesc(a, b float64) int {
@@ -62,8 +96,6 @@ func cmpDesc(a, b float64) int {
 	}
 	return 1
 }
-
-func clamp01(x float64) float64 { return min(1, max(0, x)) }
 
 // Reserve asks the host for the resources. Idempotent per lease ID on the
 // host side, so a retry after a lost reply does not reserve twice.
@@ -81,9 +113,11 @@ func (h *Hosts) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, er
 		return ReserveResult{}, fmt.Errorf("reserve lease %s on %s: %w", in.LeaseID, in.Candidate.Host, err)
 	}
 	now := time.Now().UTC()
-	h.record(ctx, PreparationEvent{Time: now, PreparationID: in.LeaseID, App: in.App, Host: in.Candidate.Host, Event: "reserved",
+	if err := h.record(ctx, records.PreparationEvent{Time: now, PreparationID: in.LeaseID, App: in.App, Host: in.Candidate.Host, Event: records.EventReserved,
 		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli,
-		Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", in.Candidate.Score, in.Candidate.ModelScore, in.Candidate.Adjustment)})
+		Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", in.Candidate.Score, in.Candidate.ModelScore, in.Candidate.Adjustment)}); err != nil {
+		return ReserveResult{}, err
+	}
 	return ReserveResult{Reserved: now, Expires: expires}, nil
 }
 
@@ -105,11 +139,13 @@ func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error
 	default:
 		res = ShadowResult{OK: true, ShadowMS: ms}
 	}
-	ev := PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "validated", ShadowMS: res.ShadowMS}
+	ev := records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: records.EventValidated, ShadowMS: res.ShadowMS}
 	if !res.OK {
-		ev.Event, ev.Reason = "failed", res.Reason
+		ev.Event, ev.Reason = records.EventFailed, res.Reason
 	}
-	h.record(ctx, ev)
+	if err := h.record(ctx, ev); err != nil {
+		return ShadowResult{}, err
+	}
 	return res, nil
 }
 
@@ -129,10 +165,12 @@ func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, er
 	}
 	event := in.Event
 	if event == "" {
-		event = "released"
+		event = records.EventReleased
 	}
-	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
-		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds})
+	if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds}); err != nil {
+		return ReleaseResult{}, err
+	}
 	return ReleaseResult{WasHeld: held, RequestsServed: rel.RequestsServed, BusyMBs: rel.BusyMBs, IdleMBs: rel.IdleMBs,
 		Fallbacks: rel.Fallbacks}, nil
 }
@@ -153,8 +191,10 @@ func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error
 	case err != nil:
 		return ExtendResult{}, fmt.Errorf("extend %s on %s: %w", in.LeaseID, in.Host, err)
 	}
-	h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: "extended",
-		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))})
+	if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: records.EventExtended,
+		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))}); err != nil {
+		return ExtendResult{}, err
+	}
 	return ExtendResult{Extended: true, Expires: expires}, nil
 }
 
@@ -167,9 +207,7 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 		return ServeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
 	}
 	c := h.Clients.For(in.Host, in.HostURL)
-	r, err := c.Serve(ctx, HostServing{RequestID: in.RequestID, App: in.App, LeaseID: in.LeaseID,
-		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS,
-		KeepID: in.KeepID, KeepTTL: in.KeepTTL, KeepMemoryMB: in.KeepMemoryMB, KeepDiskMB: in.KeepDiskMB, KeepCPUMilli: in.KeepCPUMilli})
+	r, err := c.Serve(ctx, in.HostServing)
 	if err != nil {
 		if h.Clients.Permanent(err) {
 			return ServeResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
@@ -184,26 +222,39 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 			h.logger().Warn("release of a one-request lease failed; its TTL ends it", "lease", in.LeaseID, "host", in.Host, "err", err)
 		}
 	}
-	if r.Kept && !r.Replayed {
-		h.record(ctx, PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: "kept",
+	// Recorded on a replayed result too: the attempt before may have
+	// failed to record it (a lost reply may then record it twice).
+	if r.Kept {
+		if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: records.EventKept,
 			MemoryMB: max(in.KeepMemoryMB, in.MemoryMB), DiskMB: max(in.KeepDiskMB, in.DiskMB), CPUMilli: in.KeepCPUMilli,
-			Reason: "instance of cold request " + in.RequestID})
+			Reason: "instance of cold request " + in.RequestID}); err != nil {
+			return ServeResult{}, err
+		}
 	}
-	return ServeResult{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS, FallbackCode: r.FallbackCode,
-		Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil
+	return r, nil
 }
 
-// record writes a preparation event; the event log must not fail the
-// reservation itself, so a store error is logged, not returned.
-func (h *Hosts) record(ctx context.Context, ev PreparationEvent) {
+// record writes a preparation event: the report's memory-time is read
+// from them, so none is lost quietly. When the store refuses it, the event
+// goes to Unrecorded (written when the store is back; the refusal is
+// logged, and counted by the Recorder) or, without it, fails the activity
+// (its host call is idempotent per lease, so the retry records it).
+func (h *Hosts) record(ctx context.Context, ev records.PreparationEvent) error {
 	if h.Recorder == nil {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := h.Recorder.RecordPreparationEvents(ctx, []PreparationEvent{ev}); err != nil {
-		h.logger().Warn("record preparation event", "lease", ev.PreparationID, "event", ev.Event, "err", err)
+	err := h.Recorder.RecordPreparationEvents(wctx, []records.PreparationEvent{ev})
+	switch {
+	case err == nil:
+		return nil
+	case h.Unrecorded != nil:
+		h.logger().Warn("preparation event not recorded; kept to write when the store is back", "lease", ev.PreparationID, "event", ev.Event, "err", err)
+		h.Unrecorded.Add(ev)
+		return nil
 	}
+	return fmt.Errorf("record the %s event of %s: %w", ev.Event, ev.PreparationID, err)
 }
 
 func (h *Hosts) logger() *slog.Logger {

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Predictor serves the prediction loops: a local activity per tick that runs
@@ -21,7 +22,7 @@ import (
 type Predictor struct {
 	Models      ModelRegistry
 	History     HistoryReader
-	Predictions *Batcher[PredictionRecord]
+	Predictions *Batcher[records.Prediction]
 	// CheckEvery bounds how often the registry is asked for the champion's
 	// version (default 10 s): not a ClickHouse round trip per tick.
 	CheckEvery time.Duration
@@ -61,7 +62,7 @@ func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult
 	res := PredictResult{Probability: probs[0], ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), HorizonBins: m.HorizonBins()}
 	res.Decision = Decide(res.Probability, in.Threshold, in.Covered, in.DryRun)
 	if p.Predictions != nil {
-		p.Predictions.Add(PredictionRecord{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
+		p.Predictions.Add(records.Prediction{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
 			Probability: res.Probability, Threshold: in.Threshold, ModelVersion: res.ModelVersion, Decision: res.Decision})
 	}
 	return res, nil
@@ -108,14 +109,14 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 	if p.Predictions != nil {
 		decision := res.Action.String()
 		if in.DryRun {
-			decision = DecisionDryRun + ":" + decision
+			decision = records.DecisionDryRun + ":" + decision
 		}
 		// The effective threshold the probability was held against.
 		th := in.Thresholds.Prepare
 		if in.Held {
 			th = in.Thresholds.Keep
 		}
-		p.Predictions.Add(PredictionRecord{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
+		p.Predictions.Add(records.Prediction{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
 			Probability: path[0], Threshold: th, ModelVersion: res.ModelVersion, Decision: decision})
 	}
 	return res, nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Requests claims leases from the prediction loops and records served
@@ -35,7 +37,7 @@ func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, 
 func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (RecordRequestResult, error) {
 	write := true
 	if c, ok := r.Recorder.(RequestChecker); ok && attempt(ctx) > 1 && in.Request.RequestID != "" {
-		done, err := c.RecordedRequests(ctx, []RequestRecord{in.Request})
+		done, err := c.RecordedRequests(ctx, []records.Request{in.Request})
 		if err != nil {
 			return RecordRequestResult{}, fmt.Errorf("check whether request %s is recorded: %w", in.Request.RequestID, err)
 		}
@@ -44,17 +46,17 @@ func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (Re
 		}
 	}
 	if write {
-		if err := r.Recorder.RecordRequests(ctx, []RequestRecord{in.Request}); err != nil {
+		if err := r.Recorder.RecordRequests(ctx, []records.Request{in.Request}); err != nil {
 			return RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
 		}
 	}
 	if in.Claimed != nil {
-		if err := r.Recorder.RecordPreparationEvents(ctx, []PreparationEvent{*in.Claimed}); err != nil {
+		if err := r.Recorder.RecordPreparationEvents(ctx, []records.PreparationEvent{*in.Claimed}); err != nil {
 			return RecordRequestResult{}, fmt.Errorf("record claim of %s: %w", in.Claimed.PreparationID, err)
 		}
 	}
 	if in.Adjustment != nil {
-		if err := r.Recorder.RecordAdjustments(ctx, []AdjustmentRecord{*in.Adjustment}); err != nil {
+		if err := r.Recorder.RecordAdjustments(ctx, []records.Adjustment{*in.Adjustment}); err != nil {
 			return RecordRequestResult{}, fmt.Errorf("record adjustment %s/%s: %w", in.Adjustment.App, in.Adjustment.Host, err)
 		}
 	}
@@ -64,7 +66,7 @@ func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (Re
 // RequestChecker is what a Recorder may also do: say which of rows are
 // already recorded (by request ID).
 type RequestChecker interface {
-	RecordedRequests(ctx context.Context, rows []RequestRecord) (map[string]bool, error)
+	RecordedRequests(ctx context.Context, rows []records.Request) (map[string]bool, error)
 }
 
 // attempt is the activity's attempt number (1 outside an activity).

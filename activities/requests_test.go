@@ -11,17 +11,19 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // lossyRecorder stores request rows, but the first write's answer is lost
 // after the row landed (a worker killed, a connection cut mid-reply).
 type lossyRecorder struct {
 	mu     sync.Mutex
-	rows   []RequestRecord
+	rows   []records.Request
 	writes int
 }
 
-func (r *lossyRecorder) RecordRequests(_ context.Context, rows []RequestRecord) error {
+func (r *lossyRecorder) RecordRequests(_ context.Context, rows []records.Request) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rows = append(r.rows, rows...)
@@ -32,7 +34,7 @@ func (r *lossyRecorder) RecordRequests(_ context.Context, rows []RequestRecord) 
 	return nil
 }
 
-func (r *lossyRecorder) RecordedRequests(_ context.Context, rows []RequestRecord) (map[string]bool, error) {
+func (r *lossyRecorder) RecordedRequests(_ context.Context, rows []records.Request) (map[string]bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]bool{}
@@ -46,11 +48,11 @@ func (r *lossyRecorder) RecordedRequests(_ context.Context, rows []RequestRecord
 	return out, nil
 }
 
-func (r *lossyRecorder) RecordPredictions(context.Context, []PredictionRecord) error { return nil }
-func (r *lossyRecorder) RecordPreparationEvents(context.Context, []PreparationEvent) error {
+func (r *lossyRecorder) RecordPredictions(context.Context, []records.Prediction) error { return nil }
+func (r *lossyRecorder) RecordPreparationEvents(context.Context, []records.PreparationEvent) error {
 	return nil
 }
-func (r *lossyRecorder) RecordAdjustments(context.Context, []AdjustmentRecord) error { return nil }
+func (r *lossyRecorder) RecordAdjustments(context.Context, []records.Adjustment) error { return nil }
 
 // A record whose first write landed but whose answer was lost is retried
 // without writing the request a second time.
@@ -65,7 +67,7 @@ func TestRecordRequestRetriedAfterALostAnswerWritesOnce(t *testing.T) {
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Millisecond, MaximumAttempts: 5}})
 		return workflow.ExecuteActivity(ctx, reqs.RecordRequest, in).Get(ctx, nil)
 	}, workflow.RegisterOptions{Name: "record"})
-	in := RecordRequestInput{Request: RequestRecord{Time: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC), RequestID: "r-1", App: "a"}}
+	in := RecordRequestInput{Request: records.Request{Time: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC), RequestID: "r-1", App: "a"}}
 	env.ExecuteWorkflow("record", in)
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, rec.rows, 1, "recorded once")

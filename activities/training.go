@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/forewarm/forewarm/internal/jsonx"
+	"github.com/forewarm/forewarm/models/lifecycle"
 )
 
 // Trainer is what the training activities need from the models and the
@@ -14,7 +17,7 @@ import (
 // range against the champion and the baselines, stored as a candidate), and
 // promote a candidate to champion.
 type Trainer interface {
-	Describe(ctx context.Context, from, to time.Time, bin time.Duration) (DatasetSummary, error)
+	Describe(ctx context.Context, in DescribeInput) (DatasetSummary, error)
 	TrainDemand(ctx context.Context, spec TrainSpec, resume []byte, progress func(TrainProgress)) (TrainedModel, error)
 	TrainAffinity(ctx context.Context, spec TrainSpec, progress func(TrainProgress)) (TrainedModel, error)
 	Promote(ctx context.Context, version string) error
@@ -23,9 +26,18 @@ type Trainer interface {
 // ErrNotEnoughData is returned by a Trainer when the range holds too little.
 var ErrNotEnoughData = errors.New("not enough data")
 
+// ErrTooLarge is returned by a Trainer when the range holds more than one
+// run can read: a retry cannot help, a narrower range can.
+var ErrTooLarge = errors.New("too large to train on at once")
+
+// RangeHint names the settings that choose a training run's range; every
+// refusal of a range ends with it.
+const RangeHint = "choose a shorter range with `starter train --span` (or --from and --to), or a wider --bin"
+
 // DatasetSummary describes the stored history a training run will use.
 type DatasetSummary struct {
 	From, To         time.Time
+	Chosen           string // how the range was chosen, e.g. "the last 168h0m0s of stored history"
 	Bin              time.Duration
 	Apps             int
 	Bins             int
@@ -33,6 +45,12 @@ type DatasetSummary struct {
 	RequestOutcomes  int     // served requests with a host outcome (affinity samples)
 	HostMetricsCount int
 }
+
+// MarshalJSON writes the operator JSON style.
+func (d DatasetSummary) MarshalJSON() ([]byte, error) { return jsonx.Marshal(d) }
+
+// UnmarshalJSON reads it, and the form histories recorded before it.
+func (d *DatasetSummary) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, d) }
 
 // TrainSpec is what to train on.
 type TrainSpec struct {
@@ -49,21 +67,17 @@ type TrainProgress struct {
 	Checkpoint    []byte
 }
 
-// TrainedModel is a stored candidate and how it compares.
-type TrainedModel struct {
-	Version         string
-	Kind            string
-	Samples         int
-	Metrics         map[string]float64            // on the held-out range
-	Baselines       map[string]map[string]float64 // baseline -> metrics, same range
-	Champion        string                        // current champion's version ("" when none)
-	ChampionMetrics map[string]float64            // champion on the same range
-}
+// TrainedModel is a stored candidate and how it compares: the lifecycle's
+// one record of a comparison.
+type TrainedModel = lifecycle.Comparison
 
 // DescribeInput / DescribeResult: the data set a training run extracts.
 type DescribeInput struct {
 	From, To time.Time
-	Bin      time.Duration
+	// Span is how much recent history to read when From and To are zero
+	// (0: lifecycle.DefaultSpan).
+	Span time.Duration
+	Bin  time.Duration
 }
 type DescribeResult struct{ Dataset DatasetSummary }
 
@@ -86,13 +100,13 @@ type Training struct {
 // Describe extracts the data set summary (the rows stay in ClickHouse; the
 // training activity reads them itself rather than through Temporal's history).
 func (t *Training) Describe(ctx context.Context, in DescribeInput) (DescribeResult, error) {
-	bounded := !in.From.IsZero() || !in.To.IsZero()
-	if (bounded && !in.To.After(in.From)) || in.Bin <= 0 {
-		return DescribeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("describe: range %v..%v, bin %v: need from < to (or both zero: everything stored) and a bin", in.From, in.To, in.Bin))
+	bounded := !in.From.IsZero() && !in.To.IsZero()
+	if (bounded && !in.To.After(in.From)) || in.Bin <= 0 || in.Span < 0 {
+		return DescribeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("describe: range %v..%v, span %v, bin %v: need from < to (or neither: the recent span) and a bin; %s", in.From, in.To, in.Span, in.Bin, RangeHint))
 	}
-	d, err := t.Trainer.Describe(ctx, in.From, in.To, in.Bin)
+	d, err := t.Trainer.Describe(ctx, in)
 	if err != nil {
-		return DescribeResult{}, fmt.Errorf("describe stored history %v..%v: %w", in.From, in.To, err)
+		return DescribeResult{}, classifyTrainErr("describe stored history", err)
 	}
 	return DescribeResult{Dataset: d}, nil
 }
@@ -119,7 +133,7 @@ func (t *Training) TrainDemand(ctx context.Context, in TrainInput) (TrainResult,
 		activity.RecordHeartbeat(ctx, p)
 	})
 	if err != nil {
-		return TrainResult{}, classifyTrainErr("demand", err)
+		return TrainResult{}, classifyTrainErr("train demand", err)
 	}
 	return TrainResult{Model: m, Resumed: resume != nil}, nil
 }
@@ -130,7 +144,7 @@ func (t *Training) TrainAffinity(ctx context.Context, in TrainInput) (TrainResul
 	defer stop()
 	m, err := t.Trainer.TrainAffinity(ctx, in.Spec, func(p TrainProgress) { activity.RecordHeartbeat(ctx, p) })
 	if err != nil {
-		return TrainResult{}, classifyTrainErr("affinity", err)
+		return TrainResult{}, classifyTrainErr("train affinity", err)
 	}
 	return TrainResult{Model: m}, nil
 }
@@ -146,12 +160,16 @@ func (t *Training) Promote(ctx context.Context, in PromoteInput) (PromoteResult,
 	return PromoteResult{}, nil
 }
 
-func classifyTrainErr(kind string, err error) error {
-	if errors.Is(err, ErrNotEnoughData) {
-		return nonRetryable(ErrNotEnough, fmt.Errorf("train %s: %w", kind, err))
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// classifyTrainErr makes the failures a retry cannot fix non-retryable:
+// too little data, and a range too large to read (with the hint).
+func classifyTrainErr(what string, err error) error {
+	switch {
+	case errors.Is(err, ErrNotEnoughData):
+		return nonRetryable(ErrNotEnough, fmt.Errorf("%s: %w", what, err))
+	case errors.Is(err, ErrTooLarge):
+		return nonRetryable(ErrBadInput, fmt.Errorf("%s: %w; %s", what, err, RangeHint))
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
-	return fmt.Errorf("train %s: %w", kind, err)
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -6,7 +6,9 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Non-retryable application error types. Workflows match on these names,
@@ -33,29 +35,23 @@ func nonRetryable(kind string, err error) error {
 
 // Lease is a validated reservation on a host, held by a prediction loop.
 type Lease struct {
-	LeaseID   string // preparation workflow ID + "/" + host: what the host knows
-	App       string
-	Host      string
-	HostURL   string
-	MemoryMB  float64
-	DiskMB    float64
-	CPUMilli  int64
-	Reserved  time.Time
-	Expires   time.Time
-	ShadowMS  float64
-	Score     float64 // expected affinity (model score + adjustment) when prepared
-	Adjusted  float64 // the adjustment part of Score
-	ModelVers string  // affinity model version that scored the host
+	LeaseID  string // what the host knows the reservation by: workflows.LeaseID, <app>.<bin unix seconds>.<host>
+	App      string
+	Host     string
+	HostURL  string
+	MemoryMB float64
+	DiskMB   float64
+	CPUMilli int64
+	Reserved time.Time
+	Expires  time.Time
+	ShadowMS float64
+	Score    float64 // expected affinity when prepared: clamp(ModelScore + Adjusted, 0, 1)
+	Adjusted float64 // the adjustment part of Score
+	// ModelScore is the affinity model's part of Score (0 in leases of
+	// loops from before it was kept).
+	ModelScore float64
+	ModelVers  string // affinity model version that scored the host
 }
-
-// Decisions recorded with every prediction.
-const (
-	DecisionPrepare = "prepare"
-	DecisionBelow   = "below-threshold"
-	DecisionCovered = "covered"
-	DecisionDryRun  = "dry-run"
-	DecisionNoModel = "no-model"
-)
 
 // Decide is the loop's rule, shared by the workflow (which acts on it) and
 // the prediction activity (which records it): prepare when the probability
@@ -63,13 +59,13 @@ const (
 func Decide(p, threshold float64, covered, dryRun bool) string {
 	switch {
 	case p < threshold:
-		return DecisionBelow
+		return records.DecisionBelow
 	case dryRun:
-		return DecisionDryRun
+		return records.DecisionDryRun
 	case covered:
-		return DecisionCovered
+		return records.DecisionCovered
 	default:
-		return DecisionPrepare
+		return records.DecisionPrepare
 	}
 }
 
@@ -149,19 +145,38 @@ type RankInput struct {
 	Exclude     []string
 }
 
-// HostCandidate is one ranked host, with the parts of its score.
+// HostCandidate is one ranked host, with the parts of its score
+// (affinity.Parts).
 type HostCandidate struct {
 	Host       string
 	URL        string
-	ModelScore float64
-	Adjustment float64
+	ModelScore float64 // the affinity model's score
+	Adjustment float64 // observed for this (app, host) pair
 	Score      float64 // clamp(ModelScore + Adjustment, 0, 1)
 	FreeMemMB  float64
 }
 
-// RankResult is every live host, best first.
+// Parts is the lease's expected score and what it is made of.
+func (l Lease) Parts() affinity.Parts {
+	return affinity.Parts{Model: l.ModelScore, Adjustment: l.Adjusted, Score: l.Score}
+}
+
+// Parts is the candidate's score and what it is made of.
+func (c HostCandidate) Parts() affinity.Parts {
+	return affinity.Parts{Model: c.ModelScore, Adjustment: c.Adjustment, Score: c.Score}
+}
+
+// RejectedHost is a live host the capacity filter dropped, and why.
+type RejectedHost struct {
+	Host   string
+	Reason string
+}
+
+// RankResult is every live host that can take the application, best
+// first, and those that cannot.
 type RankResult struct {
 	Candidates   []HostCandidate
+	Rejected     []RejectedHost
 	ModelVersion string
 }
 
@@ -244,46 +259,26 @@ type ReleaseResult struct {
 	Fallbacks      int64   // requests naming it served cold (busy or too small)
 }
 
-// ServeInput runs one request on one host. With LeaseID the request runs
-// warm on that lease; when the lease is busy, too small or gone the host
-// serves cold. LeaseStays says the caller treats the lease as a warm
-// instance that goes on serving (it releases it later); without it the
-// activity releases the lease after the request, as loops written before
-// warm instances expect of a claim. KeepID and KeepTTL (both or neither)
-// ask the host to keep a cold instance as a new lease of the application
-// (sized Keep* where larger than the request).
+// ServeInput runs one request on one host: what the host is asked
+// (HostServing: with LeaseID the request runs warm on that lease; when the
+// lease is busy, too small or gone the host serves cold; KeepID and KeepTTL,
+// both or neither, ask the host to keep a cold instance as a new lease of
+// the application, sized Keep* where larger than the request), and where.
+// LeaseStays says the caller treats the lease as a warm instance that goes
+// on serving (it releases it later); without it the activity releases the
+// lease after the request, as loops written before warm instances expect
+// of a claim.
 type ServeInput struct {
-	RequestID    string
-	App          string
-	Host         string
-	HostURL      string
-	LeaseID      string
-	LeaseStays   bool
-	MemoryMB     float64
-	DiskMB       float64
-	ReadRatio    float64
-	WorkMS       float64
-	KeepID       string
-	KeepTTL      time.Duration
-	KeepMemoryMB float64
-	KeepDiskMB   float64
-	KeepCPUMilli int64
+	HostServing
+	Host       string
+	HostURL    string
+	LeaseStays bool
 }
 
-// ServeResult is what the host measured. FallbackCode says why a request
-// naming a lease ran cold; Kept, KeptExpires and KeepRefused answer a
-// keep; Replayed marks the first result of a retried request.
-type ServeResult struct {
-	Warm         bool
-	SetupMS      float64
-	WorkMS       float64
-	TotalMS      float64
-	FallbackCode string
-	Kept         bool
-	KeptExpires  time.Time
-	KeepRefused  string
-	Replayed     bool
-}
+// ServeResult is what the host measured (HostServed): FallbackCode says
+// why a request naming a lease ran cold; Kept, KeptExpires and KeepRefused
+// answer a keep; Replayed marks the first result of a retried request.
+type ServeResult = HostServed
 
 // ClaimInput asks the application's loop for a lease.
 type ClaimInput struct {
@@ -296,10 +291,12 @@ type ClaimInput struct {
 	ArrivedAt    time.Time // when the request arrived: the loop counts it in that bin
 }
 
-// ClaimResult is the lease claimed, if any.
+// ClaimResult is the lease claimed, if any: the answer of the loop's
+// claim-lease update (workflows.ClaimUpdateResult is this type), with
+// LoopRunning set by the claimer.
 type ClaimResult struct {
 	Found       bool
-	LoopRunning bool
+	LoopRunning bool // a loop answered (false: no loop for the application)
 	Lease       Lease
 	Adjustments map[string]float64 // the loop's host adjustments, for a cold ranking
 	// Stays: the lease goes on serving after this request (warm instance).
@@ -323,9 +320,9 @@ type KeepPlan struct {
 
 // RecordRequestInput is one served request and its adjustment, if any.
 type RecordRequestInput struct {
-	Request    RequestRecord
-	Claimed    *PreparationEvent
-	Adjustment *AdjustmentRecord
+	Request    records.Request
+	Claimed    *records.PreparationEvent
+	Adjustment *records.Adjustment
 }
 
 // RecordRequestResult is empty; fields may be added.

@@ -19,7 +19,6 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -87,58 +86,6 @@ func main() {
 	}
 }
 
-// envDefaults reads typed defaults from the environment, remembering the
-// first variable that does not parse so the error can name it.
-type envDefaults struct{ err error }
-
-func (e *envDefaults) int64(key string, def int64) int64 {
-	s := os.Getenv(key)
-	if s == "" {
-		return def
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil && e.err == nil {
-		e.err = usagef("$%s=%q is not a whole number", key, s)
-	}
-	return v
-}
-
-func (e *envDefaults) float(key string, def float64) float64 {
-	s := os.Getenv(key)
-	if s == "" {
-		return def
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil && e.err == nil {
-		e.err = usagef("$%s=%q is not a number", key, s)
-	}
-	return v
-}
-
-func (e *envDefaults) duration(key string, def time.Duration) time.Duration {
-	s := os.Getenv(key)
-	if s == "" {
-		return def
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil && e.err == nil {
-		e.err = usagef("$%s=%q is not a duration (e.g. 30s, 5m)", key, s)
-	}
-	return v
-}
-
-func (e *envDefaults) bool(key string, def bool) bool {
-	s := os.Getenv(key)
-	if s == "" {
-		return def
-	}
-	v, err := strconv.ParseBool(s)
-	if err != nil && e.err == nil {
-		e.err = usagef("$%s=%q is not true or false", key, s)
-	}
-	return v
-}
-
 var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
 func defaultHostID() string {
@@ -151,7 +98,7 @@ func defaultHostID() string {
 
 func parse(args []string, stdout, stderr *os.File) (settings, error) {
 	var s settings
-	var env envDefaults
+	var env config.EnvDefaults
 	fs := pflag.NewFlagSet("hostagent", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned and printed once by main
 	fs.Usage = func() {}
@@ -207,26 +154,26 @@ Flags (environment variable in brackets):
 	}
 	fs.StringVar(&s.Listen, "listen", config.Env("HOSTAGENT_LISTEN", "127.0.0.1:7071"), "address to listen on ($HOSTAGENT_LISTEN)")
 	fs.StringVar(&s.HostID, "host-id", config.Env("HOSTAGENT_HOST_ID", defaultHostID()), "this host's ID, "+api.IDPattern+" ($HOSTAGENT_HOST_ID)")
-	fs.Int64Var(&s.MemoryMB, "memory-mb", env.int64("HOSTAGENT_MEMORY_MB", 2048), "memory capacity to hand out, MB ($HOSTAGENT_MEMORY_MB)")
-	fs.Int64Var(&s.DiskMB, "disk-mb", env.int64("HOSTAGENT_DISK_MB", 4096), "storage capacity to hand out, MB ($HOSTAGENT_DISK_MB)")
-	fs.Int64Var(&s.CPUMilli, "cpu-milli", env.int64("HOSTAGENT_CPU_MILLI", int64(runtime.NumCPU())*1000), "CPU capacity to hand out, millicores ($HOSTAGENT_CPU_MILLI)")
+	fs.Int64Var(&s.MemoryMB, "memory-mb", env.Int64("HOSTAGENT_MEMORY_MB", 2048), "memory capacity to hand out, MB ($HOSTAGENT_MEMORY_MB)")
+	fs.Int64Var(&s.DiskMB, "disk-mb", env.Int64("HOSTAGENT_DISK_MB", 4096), "storage capacity to hand out, MB ($HOSTAGENT_DISK_MB)")
+	fs.Int64Var(&s.CPUMilli, "cpu-milli", env.Int64("HOSTAGENT_CPU_MILLI", int64(runtime.NumCPU())*1000), "CPU capacity to hand out, millicores ($HOSTAGENT_CPU_MILLI)")
 	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files, created 0700 and refused if another user owns it or can write into it; leftovers of a previous run are removed at start (default $XDG_STATE_HOME/forewarm-agent/<host-id>, else ~/.local/state/forewarm-agent/<host-id>) ($HOSTAGENT_DATA_DIR)")
 	fs.StringVar(&s.TokenFile, "token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding this host's bearer token (or put the token itself in $HOSTAGENT_TOKEN) ($HOSTAGENT_TOKEN_FILE)")
 	fs.BoolVar(&s.PrintToken, "print-token", false, "print the token of --host-id derived from --root-secret-file, and exit")
 	fs.StringVar(&s.RootSecretFile, "root-secret-file", "", "the fleet's root secret, only with --print-token (never give it to a host)")
 	fs.StringVar(&s.TLSCert, "tls-cert", os.Getenv("HOSTAGENT_TLS_CERT"), "TLS certificate (PEM); serve HTTPS with --tls-key ($HOSTAGENT_TLS_CERT)")
 	fs.StringVar(&s.TLSKey, "tls-key", os.Getenv("HOSTAGENT_TLS_KEY"), "TLS private key (PEM) ($HOSTAGENT_TLS_KEY)")
-	fs.Float64Var(&s.Speed, "speed", env.float("HOSTAGENT_SPEED", 1), "speed in (0,1]: every prepare, shadow and work phase takes 1/speed of its real time ($HOSTAGENT_SPEED)")
-	fs.DurationVar(&s.QueueWait, "queue-wait", env.duration("HOSTAGENT_QUEUE_WAIT", 50*time.Millisecond), "how long a request that finds its warm instance at its limit of parallel requests waits for a slot before it is served cold (0: not at all) ($HOSTAGENT_QUEUE_WAIT)")
-	fs.Float64Var(&s.SetupMSPerMB, "setup-ms-per-mb", env.float("HOSTAGENT_SETUP_MS_PER_MB", 0), "artificial latency per MB allocated when preparing or serving cold, ms ($HOSTAGENT_SETUP_MS_PER_MB)")
-	fs.Float64Var(&s.AllocScale, "alloc-scale", env.float("HOSTAGENT_ALLOC_SCALE", 1), "share of each requested MB really allocated, in (0,1]; sizes and accounting stay as requested (several demo hosts on one machine) ($HOSTAGENT_ALLOC_SCALE)")
-	fs.BoolVar(&s.SleepWork, "sleep-work", env.bool("HOSTAGENT_SLEEP_WORK", false), "run a request's work_ms as a sleep instead of CPU work (for shared demo machines) ($HOSTAGENT_SLEEP_WORK)")
-	fs.DurationVar(&s.DefaultTTL, "default-ttl", env.duration("HOSTAGENT_DEFAULT_TTL", 5*time.Minute), "lease TTL when a reserve names none ($HOSTAGENT_DEFAULT_TTL)")
+	fs.Float64Var(&s.Speed, "speed", env.Float("HOSTAGENT_SPEED", 1), "speed in (0,1]: every prepare, shadow and work phase takes 1/speed of its real time ($HOSTAGENT_SPEED)")
+	fs.DurationVar(&s.QueueWait, "queue-wait", env.Duration("HOSTAGENT_QUEUE_WAIT", 50*time.Millisecond), "how long a request that finds its warm instance at its limit of parallel requests waits for a slot before it is served cold (0: not at all) ($HOSTAGENT_QUEUE_WAIT)")
+	fs.Float64Var(&s.SetupMSPerMB, "setup-ms-per-mb", env.Float("HOSTAGENT_SETUP_MS_PER_MB", 0), "artificial latency per MB allocated when preparing or serving cold, ms ($HOSTAGENT_SETUP_MS_PER_MB)")
+	fs.Float64Var(&s.AllocScale, "alloc-scale", env.Float("HOSTAGENT_ALLOC_SCALE", 1), "share of each requested MB really allocated, in (0,1]; sizes and accounting stay as requested (several demo hosts on one machine) ($HOSTAGENT_ALLOC_SCALE)")
+	fs.BoolVar(&s.SleepWork, "sleep-work", env.Bool("HOSTAGENT_SLEEP_WORK", false), "run a request's work_ms as a sleep instead of CPU work (for shared demo machines) ($HOSTAGENT_SLEEP_WORK)")
+	fs.DurationVar(&s.DefaultTTL, "default-ttl", env.Duration("HOSTAGENT_DEFAULT_TTL", 5*time.Minute), "lease TTL when a reserve names none ($HOSTAGENT_DEFAULT_TTL)")
 	fs.StringVar(&s.AdvertiseURL, "advertise-url", os.Getenv("HOSTAGENT_ADVERTISE_URL"), "URL the engine should use for this agent; when set, the agent registers in ClickHouse ($HOSTAGENT_ADVERTISE_URL)")
 	fs.StringVar(&s.Labels, "labels", os.Getenv("HOSTAGENT_LABELS"), "free-text labels registered with the host, e.g. zone=a,ssd ($HOSTAGENT_LABELS)")
-	fs.DurationVar(&s.ReportEvery, "report-every", env.duration("HOSTAGENT_REPORT_EVERY", 5*time.Second), "how often to register and push metrics ($HOSTAGENT_REPORT_EVERY)")
-	fs.DurationVar(&s.SampleEvery, "sample-every", env.duration("HOSTAGENT_SAMPLE_EVERY", 2*time.Second), "how often to sample /proc and run the I/O probe ($HOSTAGENT_SAMPLE_EVERY)")
-	fs.DurationVar(&s.ShutdownWait, "shutdown-timeout", env.duration("HOSTAGENT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long SIGTERM waits for calls in flight before releasing leases ($HOSTAGENT_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&s.ReportEvery, "report-every", env.Duration("HOSTAGENT_REPORT_EVERY", 5*time.Second), "how often to register and push metrics ($HOSTAGENT_REPORT_EVERY)")
+	fs.DurationVar(&s.SampleEvery, "sample-every", env.Duration("HOSTAGENT_SAMPLE_EVERY", 2*time.Second), "how often to sample /proc and run the I/O probe ($HOSTAGENT_SAMPLE_EVERY)")
+	fs.DurationVar(&s.ShutdownWait, "shutdown-timeout", env.Duration("HOSTAGENT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long SIGTERM waits for calls in flight before releasing leases ($HOSTAGENT_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("HOSTAGENT_LOG_LEVEL", "info"), "debug, info, warn or error ($HOSTAGENT_LOG_LEVEL)")
 	fs.StringVar(&s.LogFormat, "log-format", config.Env("HOSTAGENT_LOG_FORMAT", "text"), "text or json ($HOSTAGENT_LOG_FORMAT)")
 	s.ClickHouse.Flags(fs)
@@ -237,8 +184,8 @@ Flags (environment variable in brackets):
 		}
 		return s, usageError{err.Error()}
 	}
-	if env.err != nil {
-		return s, env.err
+	if env.Err != nil {
+		return s, usageError{env.Err.Error()}
 	}
 	if fs.NArg() > 0 {
 		return s, usagef("unexpected argument %q: hostagent takes only flags", fs.Arg(0))

@@ -1,47 +1,14 @@
-// Package models holds Forewarm's learned models: training in pure Go,
-// export to standard ONNX graphs, inference with ONNX Runtime (or a pure-Go
-// forward pass that agrees with it), and evaluation against baselines. It
-// is the only package that imports onnxruntime_go (ort.go, cgo builds;
-// ort_nocgo.go keeps a no-cgo build compiling, with the Go forward pass).
+// Package models is what Forewarm's learned models share: the ONNX graph
+// helpers every export and load uses (MarshalModel, Parse, the Meta every
+// file and registry row carries), the ONNX Runtime session (ort.go, cgo
+// builds; ort_nocgo.go keeps a no-cgo build compiling, where only the
+// pure-Go forward passes run), the probability metrics (log loss, Brier,
+// ROC AUC, ECE, calibration) and the model kinds. It is the only package
+// that imports onnxruntime_go.
 //
-// # Demand model
-//
-// For one application at one bin: the last T bins of its activity
-// (DemandSpec.Features: log-scaled counts, an activity flag, time of day and
-// day of week, bins since the last request, the long-run active share, the
-// recent density, memory size and read ratio) go through a one-layer LSTM;
-// a linear read-out of the last hidden state and a sigmoid give P(at least
-// one request in the next H bins). One global model serves every
-// application, so new and rare ones get sensible predictions.
-//
-// The exported graph is LSTM -> Squeeze -> Gemm -> Sigmoid (opset 13, IR 7;
-// gate order i, o, f, c; W [1,4H,F], R [1,4H,H], B [1,8H]); input "x" is
-// [T, batch, F], output "p" is [batch, 1]. The spec (feature list,
-// normalisation, T, H, bin width) and the version are in metadata_props
-// under "forewarm.meta" and in the registry Meta; LoadDemand checks both and
-// refuses anything else with ErrIncompatible.
-//
-// TrainDemand: BPTT with Adam in float32, mini-batches split over two
-// goroutines and summed in a fixed order (a seed reproduces a model),
-// early stopping on a later-in-time validation split, Platt scaling on
-// that split folded into the read-out. Progress reports carry a
-// serialisable checkpoint; TrainOptions.Checkpoint resumes from it.
-// With less than two days of training history the time-of-day and
-// day-of-week features are zeroed (every later hour would be unseen).
-//
-// EvaluateDemand scores every application at every bin of a held-out range
-// beside three baselines on the same points: active in the last bin, the
-// historical active fraction (over the history before the range), and
-// recency (bins since the last request, ties broken by the requests of the
-// last hour). Baseline probabilities for log loss and Brier come from a
-// quantile-bin calibration on the points before the range; their ROC AUC
-// uses the raw scores.
-//
-// # Affinity model
-//
-// A small MLP (Gemm/Relu/Gemm/Relu/Gemm/Sigmoid) scores an (application,
-// host) pair 0..1 as the expected min(1, usual latency / latency on that
-// host), learnt from served requests (AffinitySamples builds targets from
-// observed latencies). DefaultAffinity is the rule used before any model is
-// trained; SynthAffinitySamples makes samples for tests and demos.
+// The models themselves live beside it: models/demand (the LSTM that gives
+// P(a request in the next bin)), models/affinity (the host score and the
+// ranking of hosts), and models/lifecycle (train, export, load back,
+// evaluate against the baselines and the champion, decide, publish: the
+// one path every trainer takes).
 package models

@@ -63,13 +63,14 @@ func Brier(p []float64, y []bool) float64 {
 	}
 	var s float64
 	for i, v := range p {
-		d := v - b2f64(y[i])
+		d := v - B2F(y[i])
 		s += d * d
 	}
 	return s / float64(len(p))
 }
 
-func b2f64(b bool) float64 {
+// B2F is 1 for true, 0 for false.
+func B2F(b bool) float64 {
 	if b {
 		return 1
 	}
@@ -122,7 +123,7 @@ func ECE(p []float64, y []bool, bins int) float64 {
 		b := min(int(v*float64(bins)), bins-1)
 		b = max(b, 0)
 		sumP[b] += v
-		sumY[b] += b2f64(y[i])
+		sumY[b] += B2F(y[i])
 		cnt[b]++
 	}
 	var e float64
@@ -150,7 +151,7 @@ func Score(p, rank []float64, y []bool) (Metrics, error) {
 	}
 	var pos float64
 	for _, v := range y {
-		pos += b2f64(v)
+		pos += B2F(v)
 	}
 	return Metrics{
 		N:        len(y),
@@ -203,7 +204,7 @@ func Calibrate(p []float64, y []bool) (Calibration, error) {
 		b = min(b, len(ReliabilityBins)-1)
 		c.Reliability[b].N++
 		sumP[b] += v
-		sumY[b] += b2f64(y[i])
+		sumY[b] += B2F(y[i])
 		c.MeanP += v
 	}
 	if len(p) > 0 {

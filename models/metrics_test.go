@@ -48,23 +48,6 @@ func TestMetricsHandComputed(t *testing.T) {
 	}
 }
 
-func TestPlattFit(t *testing.T) {
-	// Labels drawn as sigmoid(2z - 1): the fit should recover a~2, c~-1.
-	var z []float64
-	var y []bool
-	for i := range 4000 {
-		zi := float64(i%200)/50 - 2
-		p := 1 / (1 + math.Exp(-(2*zi - 1)))
-		// deterministic "sampling": positive for the first p share of each repeat
-		z = append(z, zi)
-		y = append(y, float64(i/200)/20 < p)
-	}
-	a, c := fitPlatt(z, y)
-	if math.Abs(a-2) > 0.3 || math.Abs(c+1) > 0.3 {
-		t.Errorf("Platt fit a=%.3f c=%.3f, want ~2, ~-1", a, c)
-	}
-}
-
 func TestMetricsJSONWithUndefinedAUC(t *testing.T) {
 	m, err := Score([]float64{0.2, 0.3}, nil, []bool{false, false})
 	if err != nil {
@@ -78,8 +61,37 @@ func TestMetricsJSONWithUndefinedAUC(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || back.N != 2 || back.Brier != m.Brier {
 		t.Errorf("round trip %+v, %v", back, err)
 	}
-	ev := &Evaluation{Model: &m, Baselines: map[string]Metrics{}}
-	if _, ok := ev.Flat()["model.roc_auc"]; ok {
-		t.Error("Flat kept a NaN AUC")
+}
+
+func TestGroupsAndCalibration(t *testing.T) {
+	busy := make([]float64, 100)
+	timer := make([]float64, 200)
+	rare := make([]float64, 200)
+	for i := range busy {
+		busy[i] = float64(i % 2)
+	}
+	for i := 0; i < 200; i += 15 {
+		timer[i] = 1
+	}
+	rare[10], rare[150] = 1, 1
+	for name, c := range map[string][]float64{GroupBusy: busy, GroupPeriodic: timer, GroupSparse: rare} {
+		if got := GroupOf(c); got != name {
+			t.Errorf("GroupOf(%s) = %s", name, got)
+		}
+	}
+	p := []float64{0.0005, 0.0005, 0.02, 0.02, 0.5, 0.5, 1}
+	y := []bool{false, false, false, true, true, false, true}
+	c, err := Calibrate(p, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Reliability{{0.001, 2, 0.0005, 0}, {0.01, 0, 0, 0}, {0.03, 2, 0.02, 0.5}, {0.1, 0, 0, 0}, {0.3, 0, 0, 0}, {1, 3, 2.0 / 3, 2.0 / 3}}
+	for i, r := range c.Reliability {
+		if r.UpTo != want[i].UpTo || r.N != want[i].N || math.Abs(r.MeanP-want[i].MeanP) > 1e-12 || math.Abs(r.Observed-want[i].Observed) > 1e-12 {
+			t.Errorf("bin %d: %+v, want %+v", i, r, want[i])
+		}
+	}
+	if c.Metrics.N != 7 || math.Abs(c.MeanP-(0.001+0.04+1+1)/7) > 1e-12 {
+		t.Errorf("calibration %+v", c)
 	}
 }

@@ -13,21 +13,18 @@ import (
 const (
 	onnxIRVersion = 7
 	onnxOpset     = 13
-	// metaKey holds the JSON model description in metadata_props.
-	metaKey = "forewarm.meta"
+	// MetaKey holds the JSON model description in metadata_props.
+	MetaKey = "forewarm.meta"
 )
 
-// Graph tensor names.
-const (
-	demandInput  = "x" // [T, batch, F]
-	demandOutput = "p" // [batch, 1]
-)
-
-func floatTensor(name string, dims []int64, data []float32) *onnx.TensorProto {
+// FloatTensor is a float initializer.
+func FloatTensor(name string, dims []int64, data []float32) *onnx.TensorProto {
 	return &onnx.TensorProto{Name: name, Dims: dims, DataType: int32(onnx.TensorProto_FLOAT), FloatData: append([]float32(nil), data...)}
 }
 
-func valueInfo(name string, dims ...any) *onnx.ValueInfoProto {
+// ValueInfo describes a float tensor; each dim is a size (int) or a
+// symbolic name (string, e.g. "batch").
+func ValueInfo(name string, dims ...any) *onnx.ValueInfoProto {
 	shape := &onnx.TensorShapeProto{}
 	for _, d := range dims {
 		switch v := d.(type) {
@@ -41,11 +38,13 @@ func valueInfo(name string, dims ...any) *onnx.ValueInfoProto {
 		TensorType: &onnx.TypeProto_Tensor{ElemType: int32(onnx.TensorProto_FLOAT), Shape: shape}}}}
 }
 
-func intAttr(name string, v int64) *onnx.AttributeProto {
+// IntAttr is an integer node attribute.
+func IntAttr(name string, v int64) *onnx.AttributeProto {
 	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_INT, I: v}
 }
 
-func newModelProto(graph *onnx.GraphProto, meta any) ([]byte, error) {
+// MarshalModel writes graph as an ONNX file with meta (JSON) under MetaKey.
+func MarshalModel(graph *onnx.GraphProto, meta any) ([]byte, error) {
 	mj, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
@@ -56,80 +55,39 @@ func newModelProto(graph *onnx.GraphProto, meta any) ([]byte, error) {
 		ProducerName: "forewarm",
 		Graph:        graph,
 		MetadataProps: []*onnx.StringStringEntryProto{
-			{Key: metaKey, Value: string(mj)},
+			{Key: MetaKey, Value: string(mj)},
 		},
 	}
 	return proto.Marshal(mp)
 }
 
-// exportDemandONNX writes LSTM -> Squeeze -> Gemm -> Sigmoid.
-func exportDemandONNX(m *lstm, meta demandMeta) ([]byte, error) {
-	F, H, T := m.F, m.H, meta.Spec.SeqLen
-	// ONNX wants W [1, 4H, F] and R [1, 4H, H]: our WT/RT transposed.
-	W := make([]float32, 4*H*F)
-	for f := range F {
-		for g := range 4 * H {
-			W[g*F+f] = m.WT[f*4*H+g]
-		}
-	}
-	R := make([]float32, 4*H*H)
-	for h := range H {
-		for g := range 4 * H {
-			R[g*H+h] = m.RT[h*4*H+g]
-		}
-	}
-	B := make([]float32, 8*H)
-	copy(B, m.B)
-	graph := &onnx.GraphProto{
-		Name: "forewarm_demand",
-		Initializer: []*onnx.TensorProto{
-			floatTensor("W", []int64{1, int64(4 * H), int64(F)}, W),
-			floatTensor("R", []int64{1, int64(4 * H), int64(H)}, R),
-			floatTensor("B", []int64{1, int64(8 * H)}, B),
-			{Name: "squeeze_axes", Dims: []int64{1}, DataType: int32(onnx.TensorProto_INT64), Int64Data: []int64{0}},
-			floatTensor("Wout", []int64{1, int64(H)}, m.Wout),
-			floatTensor("Bout", []int64{1}, m.Bout),
-		},
-		Node: []*onnx.NodeProto{
-			{Name: "lstm", OpType: "LSTM", Input: []string{demandInput, "W", "R", "B"}, Output: []string{"Y", "Y_h", "Y_c"},
-				Attribute: []*onnx.AttributeProto{intAttr("hidden_size", int64(H))}},
-			{Name: "squeeze", OpType: "Squeeze", Input: []string{"Y_h", "squeeze_axes"}, Output: []string{"h"}},
-			{Name: "readout", OpType: "Gemm", Input: []string{"h", "Wout", "Bout"}, Output: []string{"logit"},
-				Attribute: []*onnx.AttributeProto{intAttr("transB", 1)}},
-			{Name: "sigmoid", OpType: "Sigmoid", Input: []string{"logit"}, Output: []string{demandOutput}},
-		},
-		Input:  []*onnx.ValueInfoProto{valueInfo(demandInput, T, "batch", F)},
-		Output: []*onnx.ValueInfoProto{valueInfo(demandOutput, "batch", 1)},
-	}
-	return newModelProto(graph, meta)
-}
-
-// parsedModel is an ONNX file's initializers and metadata.
-type parsedModel struct {
-	mp    *onnx.ModelProto
-	meta  string
+// Parsed is an ONNX file's graph, initializers and Forewarm metadata.
+type Parsed struct {
+	Model *onnx.ModelProto
+	Meta  string
 	inits map[string]*onnx.TensorProto
 }
 
-func parseONNX(data []byte) (*parsedModel, error) {
+// Parse reads an exported file; every refusal wraps ErrIncompatible.
+func Parse(data []byte) (*Parsed, error) {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("onnx: empty model")
+		return nil, Incompatible("onnx: empty model")
 	}
 	mp := &onnx.ModelProto{}
 	if err := proto.Unmarshal(data, mp); err != nil {
-		return nil, fmt.Errorf("onnx: not a valid ONNX model (%d bytes): %w", len(data), err)
+		return nil, Incompatible("onnx: not a valid ONNX model (%d bytes): %v", len(data), err)
 	}
 	if mp.GetGraph() == nil {
-		return nil, fmt.Errorf("onnx: model has no graph")
+		return nil, Incompatible("onnx: model has no graph")
 	}
-	p := &parsedModel{mp: mp, inits: map[string]*onnx.TensorProto{}}
+	p := &Parsed{Model: mp, inits: map[string]*onnx.TensorProto{}}
 	for _, kv := range mp.GetMetadataProps() {
-		if kv.GetKey() == metaKey {
-			p.meta = kv.GetValue()
+		if kv.GetKey() == MetaKey {
+			p.Meta = kv.GetValue()
 		}
 	}
-	if p.meta == "" {
-		return nil, fmt.Errorf("onnx: metadata_props has no %q entry: not a Forewarm model", metaKey)
+	if p.Meta == "" {
+		return nil, Incompatible("onnx: metadata_props has no %q entry: not a Forewarm model", MetaKey)
 	}
 	for _, t := range mp.GetGraph().GetInitializer() {
 		p.inits[t.GetName()] = t
@@ -137,8 +95,8 @@ func parseONNX(data []byte) (*parsedModel, error) {
 	return p, nil
 }
 
-// floats returns initializer name's data, checking its shape.
-func (p *parsedModel) floats(name string, dims ...int64) ([]float32, error) {
+// Floats returns initializer name's data, checking its shape.
+func (p *Parsed) Floats(name string, dims ...int64) ([]float32, error) {
 	t, ok := p.inits[name]
 	if !ok {
 		return nil, fmt.Errorf("onnx: initializer %q missing", name)
@@ -158,58 +116,9 @@ func (p *parsedModel) floats(name string, dims ...int64) ([]float32, error) {
 		return nil, fmt.Errorf("onnx: initializer %q holds %d floats, want %d (raw_data encodings are not read)", name, len(data), want)
 	}
 	for _, v := range data {
-		if !finite(float64(v)) {
+		if !Finite(float64(v)) {
 			return nil, fmt.Errorf("onnx: initializer %q contains %v", name, v)
 		}
 	}
 	return data, nil
-}
-
-// demandFromONNX rebuilds the Go LSTM from an exported file.
-func demandFromONNX(p *parsedModel, spec DemandSpec) (*lstm, error) {
-	F, H := int64(spec.NumFeatures()), int64(spec.Hidden)
-	W, err := p.floats("W", 1, 4*H, F)
-	if err != nil {
-		return nil, err
-	}
-	R, err := p.floats("R", 1, 4*H, H)
-	if err != nil {
-		return nil, err
-	}
-	B, err := p.floats("B", 1, 8*H)
-	if err != nil {
-		return nil, err
-	}
-	Wout, err := p.floats("Wout", 1, H)
-	if err != nil {
-		return nil, err
-	}
-	Bout, err := p.floats("Bout", 1)
-	if err != nil {
-		return nil, err
-	}
-	in := p.mp.GetGraph().GetInput()
-	if len(in) != 1 || in[0].GetName() != demandInput {
-		return nil, fmt.Errorf("onnx: graph input must be the single tensor %q", demandInput)
-	}
-	dims := in[0].GetType().GetTensorType().GetShape().GetDim()
-	if len(dims) != 3 || dims[0].GetDimValue() != int64(spec.SeqLen) || dims[2].GetDimValue() != F {
-		return nil, fmt.Errorf("onnx: graph input %q shape does not match the spec [T=%d, batch, F=%d]", demandInput, spec.SeqLen, F)
-	}
-	m := &lstm{F: int(F), H: int(H), WT: make([]float32, F*4*H), RT: make([]float32, H*4*H),
-		B: make([]float32, 4*H), Wout: append([]float32(nil), Wout...), Bout: append([]float32(nil), Bout...)}
-	for f := range F {
-		for g := range 4 * H {
-			m.WT[f*4*H+g] = W[g*F+f]
-		}
-	}
-	for h := range H {
-		for g := range 4 * H {
-			m.RT[h*4*H+g] = R[g*H+h]
-		}
-	}
-	for g := range 4 * H {
-		m.B[g] = B[g] + B[4*H+g]
-	}
-	return m, m.check()
 }

@@ -44,13 +44,15 @@ func InitORT(libPath string) error {
 	return ortInit.err
 }
 
-// ortSession runs one float32 input -> one float32 output graph.
-type ortSession struct {
+// Session runs one float32 input -> one float32 output graph in ONNX
+// Runtime. Close releases it.
+type Session struct {
 	sess    *ort.DynamicAdvancedSession
 	in, out string
 }
 
-func newORTSession(onnxBytes []byte, in, out string) (*ortSession, error) {
+// NewSession loads a graph with input in and output out (InitORT first).
+func NewSession(onnxBytes []byte, in, out string) (*Session, error) {
 	if !ort.IsInitialized() {
 		return nil, fmt.Errorf("onnxruntime: not initialised; call models.InitORT first")
 	}
@@ -69,13 +71,13 @@ func newORTSession(onnxBytes []byte, in, out string) (*ortSession, error) {
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(onnxBytes, []string{in}, []string{out}, opts)
 	if err != nil {
-		return nil, incompatible("onnxruntime refused the model: %v", err)
+		return nil, Incompatible("onnxruntime refused the model: %v", err)
 	}
-	return &ortSession{sess: s, in: in, out: out}, nil
+	return &Session{sess: s, in: in, out: out}, nil
 }
 
-// run feeds x with shape inShape and returns outLen floats of output shape outShape.
-func (s *ortSession) run(x []float32, inShape, outShape []int64) ([]float32, error) {
+// Run feeds x with shape inShape and returns the output of shape outShape.
+func (s *Session) Run(x []float32, inShape, outShape []int64) ([]float32, error) {
 	it, err := ort.NewTensor(ort.NewShape(inShape...), x)
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime input tensor: %w", err)
@@ -92,59 +94,5 @@ func (s *ortSession) run(x []float32, inShape, outShape []int64) ([]float32, err
 	return append([]float32(nil), ot.GetData()...), nil
 }
 
-func (s *ortSession) Close() error { return s.sess.Destroy() }
-
-// ortDemand runs the demand model in ONNX Runtime; encoding and validation
-// are shared with the Go model it wraps.
-type ortDemand struct {
-	*goDemand
-	s *ortSession
-}
-
-func newORTDemand(onnxBytes []byte, gd *goDemand) (*ortDemand, error) {
-	s, err := newORTSession(onnxBytes, demandInput, demandOutput)
-	if err != nil {
-		return nil, err
-	}
-	return &ortDemand{goDemand: gd, s: s}, nil
-}
-
-func (d *ortDemand) Predict(in []DemandInput) ([]float64, error) {
-	x, err := encodeBatch(d.spec, in)
-	if err != nil {
-		return nil, err
-	}
-	return d.PredictEncoded(x, len(in))
-}
-
-// PredictEncoded runs n sequences given as [n][T][F].
-func (d *ortDemand) PredictEncoded(x []float32, n int) ([]float64, error) {
-	if err := checkEncoded(d.spec, x, n); err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	T, F := d.spec.SeqLen, d.spec.NumFeatures()
-	xt := x
-	if n > 1 { // ONNX LSTM input is [T][n][F]
-		xt = make([]float32, len(x))
-		for i := range n {
-			for t := range T {
-				copy(xt[(t*n+i)*F:(t*n+i+1)*F], x[(i*T+t)*F:(i*T+t+1)*F])
-			}
-		}
-	}
-	p, err := d.s.run(xt, []int64{int64(T), int64(n), int64(F)}, []int64{int64(n), 1})
-	if err != nil {
-		return nil, fmt.Errorf("demand model %s: %w", d.version, err)
-	}
-	out := make([]float64, n)
-	for i, v := range p {
-		out[i] = float64(v)
-	}
-	return out, nil
-}
-
-// Close releases the ONNX Runtime session.
-func (d *ortDemand) Close() error { return d.s.Close() }
+// Close releases the session.
+func (s *Session) Close() error { return s.sess.Destroy() }

@@ -12,14 +12,16 @@ var errNoCgo = errors.New("onnxruntime: this binary was built without cgo; use t
 // InitORT always fails without cgo.
 func InitORT(libPath string) error { return errNoCgo }
 
-type ortSession struct{}
+// Session stands for an ONNX Runtime session; without cgo none can be made.
+type Session struct{}
 
-func newORTSession(onnxBytes []byte, in, out string) (*ortSession, error) { return nil, errNoCgo }
+// NewSession always fails without cgo.
+func NewSession(onnxBytes []byte, in, out string) (*Session, error) { return nil, errNoCgo }
 
-func (s *ortSession) run(x []float32, inShape, outShape []int64) ([]float32, error) {
+// Run always fails without cgo.
+func (s *Session) Run(x []float32, inShape, outShape []int64) ([]float32, error) {
 	return nil, errNoCgo
 }
 
-func (s *ortSession) Close() error { return nil }
-
-func newORTDemand(onnxBytes []byte, gd *goDemand) (Demand, error) { return nil, errNoCgo }
+// Close does nothing without cgo.
+func (s *Session) Close() error { return nil }

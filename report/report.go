@@ -12,6 +12,8 @@ import (
 	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/forewarm/forewarm/internal/stats"
 )
 
 // Request is one served request as recorded.
@@ -105,7 +107,7 @@ func Compute(reqs []Request, held []Held, w Window) Figures {
 	for _, c := range perApp {
 		rates = append(rates, float64(c[0])/float64(c[1]))
 	}
-	f.ColdP75 = Percentile(rates, 0.75)
+	f.ColdP75 = stats.Percentile(rates, 0.75)
 	f.Latency["warm"] = summarise(warmLat)
 	f.Latency["cold"] = summarise(coldLat)
 	f.Latency["all"] = summarise(allLat)
@@ -149,22 +151,9 @@ func summarise(xs []float64) Latency {
 		sum += x
 	}
 	l.Mean = sum / float64(len(xs))
-	l.Median = Percentile(xs, 0.5)
-	l.P99 = Percentile(xs, 0.99)
+	l.Median = stats.Percentile(xs, 0.5)
+	l.P99 = stats.Percentile(xs, 0.99)
 	return l
-}
-
-// Percentile is the q-quantile by linear interpolation (0 for no data).
-func Percentile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	pos := q * float64(len(s)-1)
-	lo := int(math.Floor(pos))
-	hi := int(math.Ceil(pos))
-	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
 }
 
 // Print writes the figures as a human-readable table.

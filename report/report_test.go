@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/forewarm/forewarm/internal/stats"
 )
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
@@ -78,10 +80,10 @@ func TestComputeEmpty(t *testing.T) {
 
 func TestPercentile(t *testing.T) {
 	xs := []float64{4, 1, 3, 2}
-	if p := Percentile(xs, 0.5); !near(p, 2.5) {
+	if p := stats.Percentile(xs, 0.5); !near(p, 2.5) {
 		t.Errorf("median %v", p)
 	}
-	if p := Percentile(xs, 1); !near(p, 4) {
+	if p := stats.Percentile(xs, 1); !near(p, 4) {
 		t.Errorf("max %v", p)
 	}
 	if xs[0] != 4 {

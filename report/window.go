@@ -3,6 +3,8 @@ package report
 import (
 	"math"
 	"time"
+
+	"github.com/forewarm/forewarm/internal/stats"
 )
 
 // Grid maps a live replay onto the bins of the trace it replays: live bin
@@ -143,7 +145,7 @@ func Live(g Grid, apps []string, served []Served, held []Held, dropped int) (Com
 		c.ColdOverall = float64(cold) / float64(c.Requests)
 		c.WarmShare = 1 - c.ColdOverall
 	}
-	c.ColdP75 = Percentile(rates, 0.75)
+	c.ColdP75 = stats.Percentile(rates, 0.75)
 	for _, a := range apps {
 		s.Apps = append(s.Apps, AppFigures{App: a, Requests: perApp[a][1], Cold: perApp[a][0], WastedMBs: wasted[a]})
 	}

@@ -6,22 +6,22 @@ import (
 	"sync"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
 )
 
 // DemandForecaster puts the production demand model behind Forecaster: at
-// bin b it builds one models.DemandInput per application from the observed
+// bin b it builds one demand.Input per application from the observed
 // counts (the last Spec().HistoryBins() bins before b, fewer at the start of
 // the trace, exactly what the prediction loop keeps) and asks the model once
 // for the whole batch. Same feature code, same model file, same runtime as
 // production. Large batches are split into chunks of BatchSize (default
 // 512) and run by Workers goroutines (default 1).
 type DemandForecaster struct {
-	Model     models.Demand
+	Model     demand.Model
 	BatchSize int
 	Workers   int
 
-	in  []models.DemandInput
+	in  []demand.Input
 	buf []float64
 }
 
@@ -46,7 +46,7 @@ func (d *DemandForecaster) Forecast(b int, h *History) ([]float64, error) {
 		for j, v := range h.Counts(i)[b-n:] {
 			c[j] = float64(v)
 		}
-		d.in = append(d.in, models.DemandInput{Counts: c, Next: next, Bin: env.Bin})
+		d.in = append(d.in, demand.Input{Counts: c, Next: next, Bin: env.Bin})
 	}
 	out := make([]float64, apps)
 	bs, workers := d.BatchSize, d.Workers

@@ -6,20 +6,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
 )
 
 // recordingDemand answers 0.9 for app 0 and 0 for the others, and records
 // what it was asked.
 type recordingDemand struct {
-	spec  models.DemandSpec
-	calls [][]models.DemandInput
+	spec  demand.Spec
+	calls [][]demand.Input
 }
 
-func (d *recordingDemand) Version() string         { return "test" }
-func (d *recordingDemand) Spec() models.DemandSpec { return d.spec }
-func (d *recordingDemand) Predict(in []models.DemandInput) ([]float64, error) {
-	cp := make([]models.DemandInput, len(in))
+func (d *recordingDemand) Version() string   { return "test" }
+func (d *recordingDemand) Spec() demand.Spec { return d.spec }
+func (d *recordingDemand) Predict(in []demand.Input) ([]float64, error) {
+	cp := make([]demand.Input, len(in))
 	for i, x := range in {
 		x.Counts = append([]float64(nil), x.Counts...)
 		cp[i] = x
@@ -31,7 +31,7 @@ func (d *recordingDemand) Predict(in []models.DemandInput) ([]float64, error) {
 }
 
 func TestDemandForecasterFeedsTheModelThePastOnly(t *testing.T) {
-	spec := models.DefaultDemandSpec(time.Minute)
+	spec := demand.DefaultSpec(time.Minute)
 	spec.SeqLen, spec.GapCap, spec.RateWindow = 3, 4, 4 // history of 4 bins
 	d := &recordingDemand{spec: spec}
 	tr := mk(10, appSpec{mem: 50, at: []int{1, 2, 2, 7}}, appSpec{mem: 0, at: []int{3}})
@@ -67,7 +67,7 @@ func TestDemandForecasterFeedsTheModelThePastOnly(t *testing.T) {
 
 // A batch split in chunks over workers gives every app its own answer.
 func TestDemandForecasterChunks(t *testing.T) {
-	spec := models.DefaultDemandSpec(time.Minute)
+	spec := demand.DefaultSpec(time.Minute)
 	byApp := echoDemand{spec: spec}
 	tr := mk(10, appSpec{mem: 50, at: []int{1}}, appSpec{mem: 50, at: []int{2, 2}}, appSpec{mem: 50, at: []int{3, 3, 3}})
 	f := &DemandForecaster{Model: byApp, BatchSize: 1, Workers: 2}
@@ -82,11 +82,11 @@ func TestDemandForecasterChunks(t *testing.T) {
 }
 
 // echoDemand answers each input's total count.
-type echoDemand struct{ spec models.DemandSpec }
+type echoDemand struct{ spec demand.Spec }
 
-func (d echoDemand) Version() string         { return "echo" }
-func (d echoDemand) Spec() models.DemandSpec { return d.spec }
-func (d echoDemand) Predict(in []models.DemandInput) ([]float64, error) {
+func (d echoDemand) Version() string   { return "echo" }
+func (d echoDemand) Spec() demand.Spec { return d.spec }
+func (d echoDemand) Predict(in []demand.Input) ([]float64, error) {
 	out := make([]float64, len(in))
 	for i, x := range in {
 		for _, c := range x.Counts {
@@ -97,7 +97,7 @@ func (d echoDemand) Predict(in []models.DemandInput) ([]float64, error) {
 }
 
 func TestDemandForecasterRefusesOtherBins(t *testing.T) {
-	d := &recordingDemand{spec: models.DefaultDemandSpec(time.Second)}
+	d := &recordingDemand{spec: demand.DefaultSpec(time.Second)}
 	_, err := Run(mk(10, appSpec{100, []int{8}}), NewOurs(NewForecastCache(&DemandForecaster{Model: d}), testConfig(0.5)), Options{Range: Range{5, 10}})
 	if err == nil || !strings.Contains(err.Error(), "trained on 1s bins") {
 		t.Fatalf("a model trained on 1s bins ran on 1m bins: %v", err)

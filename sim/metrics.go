@@ -3,7 +3,8 @@ package sim
 import (
 	"math"
 	"math/rand/v2"
-	"slices"
+
+	"github.com/forewarm/forewarm/internal/stats"
 )
 
 // Summary is one policy's figures over one counted range, the row of the
@@ -75,8 +76,8 @@ func Summarize(r Result, rule ColdRule) Summary {
 		s.ColdOverallAll = float64(coldAll) / float64(s.Requests)
 		s.PrepsPerReq = float64(s.Preparations) / float64(s.Requests)
 	}
-	s.ColdP75First = Percentile(first, 0.75)
-	s.ColdP75All = Percentile(all, 0.75)
+	s.ColdP75First = stats.Percentile(first, 0.75)
+	s.ColdP75All = stats.Percentile(all, 0.75)
 	s.ColdP75, s.ColdOverall, s.ColdRequests = s.ColdP75First, s.ColdOverallFirst, coldFirst
 	if rule == ColdAll {
 		s.ColdP75, s.ColdOverall, s.ColdRequests = s.ColdP75All, s.ColdOverallAll, coldAll
@@ -120,34 +121,7 @@ func Bootstrap(rates []float64, n int, seed uint64) [2]float64 {
 		for j := range buf {
 			buf[j] = rates[rng.IntN(len(rates))]
 		}
-		est[i] = percentileInPlace(buf, 0.75)
+		est[i] = stats.PercentileInPlace(buf, 0.75)
 	}
-	return [2]float64{percentileInPlace(est, 0.05), percentileInPlace(est, 0.95)}
-}
-
-// Percentile is the q-quantile (0..1) of xs with linear interpolation
-// between order statistics (x[k] + f·(x[k+1]-x[k]), position q·(n-1)); 0
-// for no data. xs is not modified.
-func Percentile(xs []float64, q float64) float64 {
-	return percentileInPlace(slices.Clone(xs), q)
-}
-
-// percentileInPlace is Percentile reordering xs.
-func percentileInPlace(s []float64, q float64) float64 {
-	switch len(s) {
-	case 0:
-		return 0
-	case 1:
-		return s[0]
-	}
-	slices.Sort(s)
-	// numpy's default definition, so figures can be checked with it (gonum's
-	// stat.Quantile interpolates on a different position).
-	pos := q * float64(len(s)-1)
-	k := int(pos)
-	if k >= len(s)-1 {
-		return s[len(s)-1]
-	}
-	f := pos - float64(k)
-	return s[k] + f*(s[k+1]-s[k])
+	return [2]float64{stats.PercentileInPlace(est, 0.05), stats.PercentileInPlace(est, 0.95)}
 }

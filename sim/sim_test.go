@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/internal/stats"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -296,8 +297,8 @@ func TestPercentile(t *testing.T) {
 		{[]float64{0, 10}, 0.75, 7.5},
 		{[]float64{0, 1, 1, 1}, 0.75, 1},
 	} {
-		if got := Percentile(c.xs, c.q); got != c.want {
-			t.Errorf("Percentile(%v, %v) = %v, want %v", c.xs, c.q, got, c.want)
+		if got := stats.Percentile(c.xs, c.q); got != c.want {
+			t.Errorf("stats.Percentile(%v, %v) = %v, want %v", c.xs, c.q, got, c.want)
 		}
 	}
 }
@@ -400,7 +401,7 @@ func TestBootstrap(t *testing.T) {
 		rates[i] = float64(i) / 199
 	}
 	ci := Bootstrap(rates, 500, 1)
-	if p := Percentile(rates, 0.75); !(ci[0] < p && p < ci[1]) || ci[1]-ci[0] > 0.15 {
+	if p := stats.Percentile(rates, 0.75); !(ci[0] < p && p < ci[1]) || ci[1]-ci[0] > 0.15 {
 		t.Errorf("interval %v around p75 %v", ci, p)
 	}
 	if again := Bootstrap(rates, 500, 1); again != ci {

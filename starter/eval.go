@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/lifecycle"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
 	"github.com/forewarm/forewarm/trace"
@@ -159,7 +161,7 @@ type evalSetup struct {
 // prepare loads the trace, splits it into train, select and test ranges
 // and, when ours is wanted, trains the demand model on the bins before the
 // select range (and again on those before the test range) and loads it the
-// way production does (ONNX bytes through models.LoadDemand on ONNX Runtime).
+// way production does (lifecycle.TrainDemand: ONNX bytes loaded back on ONNX Runtime).
 func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, rf *rangeFlags, wantOurs bool) (*evalSetup, sim.Forecaster, sim.Forecaster, error) {
 	tr, desc, err := tf.load()
 	if err != nil {
@@ -202,23 +204,16 @@ func prepare(ctx context.Context, g *globals, tf *traceFlags, mf *modelFlags, rf
 // trainForecaster trains the demand model on bins [0, end) of tr only and
 // loads it back from its ONNX bytes, as the worker does.
 func trainForecaster(ctx context.Context, tr *trace.Trace, end int, mf *modelFlags) (sim.Forecaster, string, error) {
-	res, err := models.TrainDemand(ctx, trainingPart(tr, end), models.TrainOptions{
+	cand, err := lifecycle.TrainDemand(ctx, trainingPart(tr, end), demand.TrainOptions{
 		Epochs: mf.Epochs, Samples: mf.Samples, Seed: mf.Seed, Logger: slog.Default(),
 		Version: fmt.Sprintf("demand-eval-before-bin-%d", end),
-	}, func(p models.Progress) {
+	}, !mf.NoORT, func(p demand.Progress) {
 		slog.Info("training demand model", "before_bin", end, "epoch", p.Epoch, "epochs", p.Epochs, "batch", p.Batch, "batches", p.Batches, "train_loss", p.TrainLoss, "val_loss", p.ValLoss)
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("train the demand model on bins [0, %d): %w", end, err)
 	}
-	onnx, err := res.ONNX()
-	if err != nil {
-		return nil, "", fmt.Errorf("export the demand model: %w", err)
-	}
-	d, err := models.LoadDemand(onnx, res.Meta(), !mf.NoORT)
-	if err != nil {
-		return nil, "", fmt.Errorf("load the trained demand model: %w", err)
-	}
+	d := cand.Model
 	return &sim.DemandForecaster{Model: d, Workers: 2}, d.Version(), nil
 }
 
@@ -559,9 +554,7 @@ func writeEvalJSON(w io.Writer, out *evalOutput) error {
 	if err := sim.WriteJSON(&b, out.Report); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
+	return emitJSON(w, struct {
 		Trace          string          `json:"trace"`
 		TrainFraction  float64         `json:"train_fraction"`
 		SelectFraction float64         `json:"select_fraction"`
@@ -595,7 +588,7 @@ the goal, then shows what it gave on the test range:
   --cold-target Y   the least waste with a p75 cold-start rate at most Y%.
 
 For ours the setting is the threshold to give the loops
-(starter loop threshold), for keepalive the keep-alive in minutes.`,
+(` + "`starter loop threshold --app <app> <threshold>`" + `), for keepalive the keep-alive in minutes.`,
 		Example: `  starter tune --format azure2019 --file testdata/azure2019-sample/1350_inv.csv \
       --memory testdata/azure2019-sample/1350_mem.csv --budget 100`,
 		Args: cobra.NoArgs,
@@ -641,9 +634,7 @@ For ours the setting is the threshold to give the loops
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
+				return emitJSON(w, struct {
 					Trace     string  `json:"trace"`
 					Policy    string  `json:"policy"`
 					Param     float64 `json:"param"`

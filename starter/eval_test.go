@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/forewarm/forewarm/internal/testenv"
 )
@@ -22,7 +24,59 @@ func runStarter(t *testing.T, args ...string) (string, error) {
 	root.SetErr(&out)
 	root.SetArgs(args)
 	err := root.Execute()
+	if err == nil && slices.Contains(args, "--json") {
+		requireOperatorJSON(t, out.String())
+	}
 	return out.String(), err
+}
+
+// durationKeys name durations: in the operator style a string ("1m0s") or a
+// key ending in _seconds, never a number of nanoseconds.
+var durationKeys = map[string]bool{"bin": true, "duration": true, "lease_ttl": true, "keep_ttl": true, "ttl": true, "span": true, "elapsed": true, "every": true}
+
+// requireOperatorJSON checks that a --json output is in the one style:
+// no key written the Go way (an upper-case first letter) and no duration
+// as a bare number. The JSON starts at the first line opening with { or [
+// (progress may come before it).
+func requireOperatorJSON(t *testing.T, out string) {
+	t.Helper()
+	start := -1
+	for i := 0; i < len(out); i++ {
+		if (i == 0 || out[i-1] == '\n') && (out[i] == '{' || out[i] == '[') {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		t.Fatalf("--json printed no JSON:\n%s", out)
+	}
+	dec := json.NewDecoder(strings.NewReader(out[start:]))
+	for dec.More() {
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+		}
+		var walk func(path string, v any)
+		walk = func(path string, v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				for k, e := range x {
+					if k != "" && unicode.IsUpper(rune(k[0])) {
+						t.Errorf("--json key %s%s is not snake_case", path, k)
+					}
+					if _, num := e.(float64); num && durationKeys[k] {
+						t.Errorf("--json key %s%s is a duration written as a number (%v)", path, k, e)
+					}
+					walk(path+k+".", e)
+				}
+			case []any:
+				for _, e := range x {
+					walk(path, e)
+				}
+			}
+		}
+		walk("", v)
+	}
 }
 
 func exitCode(err error) int {

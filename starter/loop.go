@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,15 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/store"
-	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
+	"github.com/forewarm/forewarm/workflows/wfclient"
 )
 
 func init() { addCommand(newLoopCmd) }
@@ -166,29 +165,39 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 			if memScale <= 0 || memScale > 1 {
 				return usageErr("--memory-scale %v: must be in (0, 1]", memScale)
 			}
-			seed := seedFlags{memScale: memScale}
+			seed := wfclient.Seed{Apps: apps, All: all, Bin: bin, Window: window, Policy: pol, MemoryScale: memScale}
 			if seedEnd != "" {
 				t, err := time.Parse(time.RFC3339, seedEnd)
 				if err != nil {
 					return usageErr("--seed-end %q: want an RFC 3339 time such as 2019-07-15T16:00:00Z", seedEnd)
 				}
-				seed = seedFlags{end: t, bin: seedBin, memScale: memScale}
-				seed.start = time.Now().UTC().Truncate(bin).Add(bin)
+				seed.End, seed.SeedBin = t, seedBin
+				seed.ClockStart = time.Now().UTC().Truncate(bin).Add(bin)
 				if clockStart != "" {
-					if seed.start, err = time.Parse(time.RFC3339, clockStart); err != nil {
+					if seed.ClockStart, err = time.Parse(time.RFC3339, clockStart); err != nil {
 						return usageErr("--clock-start %q: want an RFC 3339 time", clockStart)
 					}
 				}
-				if seed.bin == 0 {
-					seed.bin = bin
-				}
-				if seed.bin < 0 || seed.bin%time.Second != 0 {
+				if seedBin < 0 || seedBin%time.Second != 0 {
 					return usageErr("--seed-bin %v: must be a positive whole number of seconds", seedBin)
 				}
 			}
-			inputs, err := loopInputs(ctx, g, apps, all, bin, window, pol, seed)
+			var src wfclient.SeedSource
+			if seed.Stored() {
+				st, err := store.Open(ctx, g.ClickHouse)
+				if err != nil {
+					return fmt.Errorf("--all and --seed-end read the applications from ClickHouse at %s: %w; is the stack up? try `make up`", g.ClickHouse.Addr, err)
+				}
+				defer st.Close()
+				src = st
+			}
+			inputs, err := wfclient.LoopInputs(ctx, src, seed, time.Now())
 			if err != nil {
-				return err
+				flag := "--all"
+				if !all {
+					flag = "--seed-end"
+				}
+				return fmt.Errorf("%s: %w", flag, err)
 			}
 			c, err := g.Temporal.Dial(nil)
 			if err != nil {
@@ -204,7 +213,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 			var out []started
 			for _, in := range inputs {
 				id := workflows.LoopWorkflowID(in.App)
-				run, err := startLoop(ctx, c, taskQueue, in)
+				run, err := wfclient.StartLoop(ctx, c, taskQueue, in)
 				var already *serviceerror.WorkflowExecutionAlreadyStarted
 				switch {
 				case errors.As(err, &already):
@@ -239,143 +248,6 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 	return cmd
 }
 
-// loopInputs builds the loop inputs; --all reads the profiles and seeds the
-// recent activity of every application in bulk (two queries in total).
-func loopInputs(ctx context.Context, g *globals, apps []string, all bool, bin time.Duration, window int, pol workflows.Policy, seed seedFlags) ([]workflows.LoopInput, error) {
-	if !all && seed.end.IsZero() {
-		out := make([]workflows.LoopInput, len(apps))
-		for i, a := range apps {
-			out[i] = workflows.LoopInput{App: a, Bin: bin, Window: window, Policy: pol}
-		}
-		return out, nil
-	}
-	st, err := store.Open(ctx, g.ClickHouse)
-	if err != nil {
-		return nil, fmt.Errorf("--all reads the applications from ClickHouse at %s: %w; is the stack up? try `make up`", g.ClickHouse.Addr, err)
-	}
-	defer st.Close()
-	profiles, err := st.AppProfiles(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list applications: %w", err)
-	}
-	if !all {
-		if profiles, err = pickProfiles(profiles, apps); err != nil {
-			return nil, err
-		}
-	}
-	if len(profiles) == 0 {
-		return nil, errors.New("--all: the store knows no application; load history first (`starter history load ...`)")
-	}
-	ids := make([]string, len(profiles))
-	for i, p := range profiles {
-		ids[i] = p.ID
-	}
-	end, seedBin := time.Now().UTC().Truncate(bin), bin
-	if !seed.end.IsZero() {
-		end, seedBin = seed.end, seed.bin
-	}
-	recent, err := st.RecentActivity(ctx, ids, end, window, seedBin)
-	if err != nil {
-		return nil, fmt.Errorf("seed recent activity: %w", err)
-	}
-	adjustments, err := st.Adjustments(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read affinity adjustments: %w", err)
-	}
-	out := make([]workflows.LoopInput, len(profiles))
-	for i, p := range profiles {
-		mem := p.MemoryMB
-		if mem <= 0 {
-			mem = trace.DefaultMemoryMB
-		}
-		if seed.memScale > 0 {
-			mem = max(1, mem*seed.memScale)
-		}
-		adj := map[string]float64{}
-		for k, v := range adjustments {
-			if k[0] == p.ID {
-				adj[k[1]] = v
-			}
-		}
-		out[i] = workflows.LoopInput{App: p.ID, Bin: bin, Window: window, Policy: pol, Seeded: true, Recent: recent[p.ID], Adjustments: adj,
-			Profile: activities.AppProfile{App: p.ID, MemoryMB: mem, DiskMB: mem / 4, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType},
-			Clock:   seed.clock(bin)}
-		if out[i].Clock != nil {
-			// The loop decides the clock's first bin as it begins: the last
-			// stored bin stands for the bin open until then.
-			out[i].NextTick = seed.start
-			if n := len(out[i].Recent); n > 0 {
-				out[i].Pending = out[i].Recent[n-1]
-				out[i].Recent = out[i].Recent[:n-1]
-			}
-		}
-	}
-	return out, nil
-}
-
-// seedFlags seed loops from stored history that ends elsewhere than now:
-// a trace loaded at its own dates, continued live at a compressed bin width.
-type seedFlags struct {
-	end      time.Time
-	bin      time.Duration
-	memScale float64   // scales the stored memory sizes (a demo on one machine)
-	start    time.Time // when the first live bin begins (with a trace clock)
-}
-
-// clock is the trace clock of loops seeded from history at another bin
-// width: the live bin starting at `start` continues the history at `end`.
-func (s seedFlags) clock(bin time.Duration) *workflows.TraceClock {
-	if s.end.IsZero() || s.bin == bin {
-		return nil
-	}
-	return &workflows.TraceClock{RealStart: s.start, TraceStart: s.end, TraceBin: s.bin}
-}
-
-// pickProfiles keeps the profiles of apps, in their order; an app the store
-// does not know is an error naming it.
-func pickProfiles(all []store.AppProfile, apps []string) ([]store.AppProfile, error) {
-	byID := make(map[string]store.AppProfile, len(all))
-	for _, p := range all {
-		byID[p.ID] = p
-	}
-	out := make([]store.AppProfile, 0, len(apps))
-	for _, a := range apps {
-		p, ok := byID[a]
-		if !ok {
-			return nil, fmt.Errorf("--seed-end: application %q has no stored history; load it first (`starter history load ...`)", a)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// startLoop starts one loop with its search attributes and UI summary.
-func startLoop(ctx context.Context, c client.Client, taskQueue string, in workflows.LoopInput) (client.WorkflowRun, error) {
-	state := workflows.LoopStateRunning
-	switch {
-	case in.Policy.Paused:
-		state = workflows.LoopStatePaused
-	case in.Policy.DryRun:
-		state = workflows.LoopStateDryRun
-	}
-	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.LoopWorkflowID(in.App),
-		TaskQueue:                taskQueue,
-		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		// Without this the SDK hands back the running loop silently.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrApp.ValueSet(in.App),
-			workflows.AttrLoopState.ValueSet(state),
-			workflows.AttrThreshold.ValueSet(in.Policy.Threshold)),
-		Memo:          map[string]any{workflows.MemoBin: in.Bin.String(), workflows.MemoProfile: in.Profile},
-		StaticSummary: fmt.Sprintf("prediction loop of %s", in.App),
-		StaticDetails: fmt.Sprintf("Bins of %v. Holds a warm instance of the app on its best host(s) (top %d) through a bin when P(request in it) "+
-			"is worth the idle memory: threshold %.3g for a %.0f MB app, scaled by the app's size; sleeps until the policy could act. "+
-			"Query `state` for everything; signal `threshold` to change it.", in.Bin, in.Policy.TopN, in.Policy.Threshold, in.Policy.ReferenceMB),
-	}, workflows.LoopWorkflowName, in)
-}
-
 func appFlag(fs *pflag.FlagSet, app *string) {
 	fs.StringVar(app, "app", "", "application ID (required)")
 }
@@ -390,19 +262,18 @@ func requireApp(app string) error {
 // loopCallErr turns "no such workflow" into what to do next.
 func loopCallErr(app string, err error) error {
 	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
+	if errors.Is(err, wfclient.ErrNoLoop) || errors.As(err, &nf) {
 		return fmt.Errorf("no prediction loop runs for %s (workflow %s): start it with `starter loop start --app %s`", app, workflows.LoopWorkflowID(app), app)
 	}
-	return fmt.Errorf("loop %s: %w", workflows.LoopWorkflowID(app), err)
+	return err
 }
 
 func queryLoop(ctx context.Context, c client.Client, app string) (workflows.LoopStatus, error) {
-	var st workflows.LoopStatus
-	v, err := c.QueryWorkflow(ctx, workflows.LoopWorkflowID(app), "", workflows.QueryState, workflows.StateQuery{})
+	st, err := wfclient.QueryLoop(ctx, c, app)
 	if err != nil {
 		return st, loopCallErr(app, err)
 	}
-	return st, v.Get(&st)
+	return st, nil
 }
 
 func newLoopStatusCmd(g *globals) *cobra.Command {
@@ -530,24 +401,14 @@ refuses anything else before sending (the loop would ignore it and log why).`,
 	return cmd
 }
 
-// updatePolicy sends the set-policy Update and returns its answer (a
-// validator refusal comes back as an error with the reason).
+// updatePolicy sends the set-policy Update and returns its answer.
 func updatePolicy(ctx context.Context, g *globals, app string, change workflows.PolicyChange) (workflows.PolicyUpdateResult, error) {
-	var res workflows.PolicyUpdateResult
 	c, err := g.Temporal.Dial(nil)
 	if err != nil {
-		return res, err
+		return workflows.PolicyUpdateResult{}, err
 	}
 	defer c.Close()
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.LoopWorkflowID(app),
-		UpdateName:   workflows.UpdatePolicy,
-		Args:         []any{workflows.PolicyUpdate{Change: change}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, &res)
-	}
+	res, err := wfclient.UpdatePolicy(ctx, c, app, change)
 	if err != nil {
 		return res, loopCallErr(app, err)
 	}
@@ -659,12 +520,19 @@ func newLoopStopCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// emitJSON prints v as indented JSON.
+// emitJSON prints v as indented JSON in the one style of everything an
+// operator reads (package jsonx: snake_case keys, durations as "1m0s").
+// Every --json goes through it.
 func emitJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := jsonx.Encode(v)
 	if err != nil {
 		return fmt.Errorf("encode JSON: %w", err)
 	}
-	_, err = w.Write(append(b, '\n'))
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
 	return err
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/internal/testenv"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -221,14 +222,14 @@ func (noLoop) Claim(context.Context, activities.ClaimInput) (activities.ClaimRes
 
 type nopRecorder struct{}
 
-func (nopRecorder) RecordPredictions(context.Context, []activities.PredictionRecord) error {
+func (nopRecorder) RecordPredictions(context.Context, []records.Prediction) error {
 	return nil
 }
-func (nopRecorder) RecordPreparationEvents(context.Context, []activities.PreparationEvent) error {
+func (nopRecorder) RecordPreparationEvents(context.Context, []records.PreparationEvent) error {
 	return nil
 }
-func (nopRecorder) RecordRequests(context.Context, []activities.RequestRecord) error { return nil }
-func (nopRecorder) RecordAdjustments(context.Context, []activities.AdjustmentRecord) error {
+func (nopRecorder) RecordRequests(context.Context, []records.Request) error { return nil }
+func (nopRecorder) RecordAdjustments(context.Context, []records.Adjustment) error {
 	return nil
 }
 

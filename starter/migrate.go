@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -51,7 +50,7 @@ release's version, with the versions in the message.`,
 				return fmt.Errorf("migrate: %w", err)
 			}
 			if asJSON {
-				return json.NewEncoder(out).Encode(res)
+				return emitJSON(out, res)
 			}
 			where := "one server"
 			if res.Cluster != "" {

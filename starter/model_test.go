@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/forewarm/forewarm/internal/testenv"
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
@@ -75,7 +76,7 @@ func TestModelTrainPublishesAndLists(t *testing.T) {
 	status := map[string]string{}
 	for _, r := range recs {
 		status[r.Version] = r.Status
-		if r.Metrics["model.roc_auc"] == 0 || r.Kind != store.KindDemand {
+		if r.Metrics["model.roc_auc"] == 0 || r.Kind != models.KindDemand {
 			t.Errorf("%s: kind %q metrics %v", r.Version, r.Kind, r.Metrics)
 		}
 	}
@@ -112,7 +113,7 @@ func TestModelTrainAffinity(t *testing.T) {
 	}
 	// Too few stored outcomes: a clear error, nothing published.
 	out, err := runStarter(t, "model", "train-affinity", "--clickhouse-database", db)
-	if err == nil || !strings.Contains(err.Error(), "need 25") {
+	if err == nil || !strings.Contains(err.Error(), "0 usable request outcomes, 50 needed") {
 		t.Errorf("empty store: %v\n%s", err, out)
 	}
 	if _, err := runStarter(t, "model", "train-affinity", "--from-store", "--synthetic", "10"); exitCode(err) != 2 {

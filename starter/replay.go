@@ -74,7 +74,7 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.BoolVar(&f.json, "json", false, "print the summary as JSON")
 	fl.StringVar(&f.startAt, "start-at", "", "RFC 3339 wall time to begin at (e.g. the loops' --clock-start)")
 	fl.BoolVar(&f.listApps, "list-apps", false, "print the applications that would be replayed, one a line, and exit")
-	fl.StringVar(&f.summary, "summary", "", "also write the summary as JSON to this file (starter report --replay reads it to compare the run with the simulator)")
+	fl.StringVar(&f.summary, "summary", "", "also write the summary as JSON to this file (`starter report --replay` reads it to compare the run with the simulator)")
 	fl.Float64Var(&f.maxRate, "max-rate", 0, "with --apps: choose applications whose requests in the window average at most this many per second of wall time in all (0: no limit)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
@@ -259,9 +259,7 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		}
 	}
 	if f.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return emitJSON(os.Stdout, out)
 	}
 	state := "finished"
 	if sum.Interrupted {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/report"
 	"github.com/forewarm/forewarm/store"
 )
@@ -80,7 +80,7 @@ probability against its threshold with its leases.`,
 	cmd.Flags().StringVar(&until, "until", "", "end of the range (default now)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
 	cmd.Flags().DurationVar(&bin, "bin", time.Minute, "the bin waste is judged on: a lease's memory in a bin in which its application served no request is wasted (the loops' bin)")
-	cmd.Flags().StringVar(&replayFile, "replay", "", "judge the window of this replay summary (starter replay --summary) against the simulator")
+	cmd.Flags().StringVar(&replayFile, "replay", "", "judge the window of this replay summary (`starter replay --summary`) against the simulator")
 	cmd.Flags().StringVar(&plotFile, "plot", "", "with --replay: draw the window into this PNG file")
 	cmd.Flags().StringVar(&plotApp, "plot-app", "", "with --plot: the application whose probability and leases are drawn (default: the one with most decisions)")
 	return cmd
@@ -125,15 +125,13 @@ func runReport(ctx context.Context, w io.Writer, g *globals, from, to time.Time,
 		return err
 	}
 	out := reportOutput{From: from, To: to, Figures: report.Compute(reportRequests(reqs), heldLeases(events, to), report.Window{From: from, To: to, Bin: bin})}
-	if m, err := st.Champion(ctx, store.KindDemand); err == nil {
+	if m, err := st.Champion(ctx, models.KindDemand); err == nil {
 		out.Model = &m
 	} else if !errors.Is(err, store.ErrNoModel) {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return emitJSON(w, out)
 	}
 	fmt.Fprintf(w, "Forewarm live run, %s to %s\n\n", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	out.Figures.Print(w, to.Sub(from))
@@ -143,10 +141,10 @@ func runReport(ctx context.Context, w io.Writer, g *globals, from, to time.Time,
 			fmt.Fprintf(w, "  %-28s %.4f\n", k, out.Model.Metrics[k])
 		}
 	} else {
-		fmt.Fprintln(w, "\nno demand model published yet: loops record predictions only once one is (starter model train --wait)")
+		fmt.Fprintln(w, "\nno demand model published yet: loops record predictions only once one is (`starter train --wait`)")
 	}
 	if out.Figures.Requests == 0 {
-		fmt.Fprintln(w, "\nno requests were recorded in this range: was a replay running? (starter replay --help)")
+		fmt.Fprintln(w, "\nno requests were recorded in this range: was a replay running? (`starter replay --help`)")
 	}
 	return nil
 }

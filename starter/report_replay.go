@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/report"
 	"github.com/forewarm/forewarm/sim"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -162,9 +164,7 @@ func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFil
 	}
 
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return emitJSON(w, out)
 	}
 	fmt.Fprintf(w, "Forewarm live replay against the simulator: %d applications, trace %s to %s (%d bins of %v), live %s to %s\n",
 		len(sum.Apps), out.Window.TraceFrom.Format(time.RFC3339), out.Window.TraceTo.Format(time.RFC3339), grid.Bins, grid.TraceBin,
@@ -224,11 +224,11 @@ func heldLeases(events []store.PreparationEvent, now time.Time) []report.Held {
 			l.h.MemoryMB = e.MemoryMB
 		}
 		switch e.Event {
-		case store.PrepReserved, store.PrepKept:
+		case records.EventReserved, records.EventKept:
 			if !l.begun {
 				l.h.From, l.begun = e.Time, true
 			}
-		case store.PrepReleased, store.PrepExpired, store.PrepFailed, store.PrepClaimed:
+		case records.EventReleased, records.EventExpired, records.EventFailed, records.EventClaimed:
 			if !l.ended {
 				l.h.To, l.ended = e.Time, true
 				if !l.begun && e.HeldSeconds > 0 {
@@ -255,9 +255,9 @@ func heldLeases(events []store.PreparationEvent, now time.Time) []report.Held {
 // applications over the replayed window, with the champion demand model and
 // the given policy: the figures the live run should have come close to.
 func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid report.Grid, sum replaySummary, cfg policy.Config) (simFirst, simAll report.Comparable, model string, apps map[string]report.AppFigures, err error) {
-	champ, err := st.Champion(ctx, store.KindDemand)
+	champ, err := st.Champion(ctx, models.KindDemand)
 	if errors.Is(err, store.ErrNoModel) {
-		return simFirst, simAll, "", nil, errors.New("no champion demand model to simulate with (starter train --wait)")
+		return simFirst, simAll, "", nil, errors.New("no champion demand model to simulate with (`starter train --wait`)")
 	}
 	if err != nil {
 		return simFirst, simAll, "", nil, err
@@ -265,7 +265,7 @@ func simulateWindow(ctx context.Context, g *globals, st *store.Store, grid repor
 	if err := models.InitORT(g.ONNX.Lib); err != nil {
 		return simFirst, simAll, "", nil, err
 	}
-	d, err := models.LoadDemand(champ.ONNX, champ.Meta, true)
+	d, err := demand.Load(champ.ONNX, champ.Meta, true)
 	if err != nil {
 		return simFirst, simAll, "", nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -94,7 +95,7 @@ func TestReportReplayComparesLiveWithTheSimulator(t *testing.T) {
 				}
 				total[id]++
 				at := live.Add(time.Duration(k)*time.Second + time.Duration(j+1)*time.Millisecond)
-				reqs = append(reqs, store.Request{Time: at, RequestID: uuid.New(), App: id, Host: "h1", Warm: warm, SizeMB: 64, Outcome: map[bool]string{true: "warm", false: "cold"}[warm]})
+				reqs = append(reqs, store.Request{Time: at, RequestID: uuid.NewString(), App: id, Host: "h1", Warm: warm, SizeMB: 64, Outcome: map[bool]string{true: records.OutcomeWarm, false: records.OutcomeCold}[warm]})
 			}
 		}
 	}
@@ -106,8 +107,8 @@ func TestReportReplayComparesLiveWithTheSimulator(t *testing.T) {
 	}
 	lease := apps[0] + ".test.h1"
 	if err := st.RecordPreparationEvents(ctx, []store.PreparationEvent{
-		{Time: live, PreparationID: lease, App: apps[0], Host: "h1", Event: store.PrepReserved, MemoryMB: 100},
-		{Time: live.Add(bins * time.Second), PreparationID: lease, App: apps[0], Host: "h1", Event: store.PrepReleased, MemoryMB: 100, HeldSeconds: bins},
+		{Time: live, PreparationID: lease, App: apps[0], Host: "h1", Event: records.EventReserved, MemoryMB: 100},
+		{Time: live.Add(bins * time.Second), PreparationID: lease, App: apps[0], Host: "h1", Event: records.EventReleased, MemoryMB: 100, HeldSeconds: bins},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // heldLeases folds each lease's events into the interval it was held: from
@@ -16,16 +17,16 @@ func TestHeldLeasesFoldLeaseLives(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	events := []store.PreparationEvent{
-		{Time: at(0), PreparationID: "a1", App: "a", Event: store.PrepReserved, MemoryMB: 100},
-		{Time: at(1), PreparationID: "a1", App: "a", Event: store.PrepValidated},
-		{Time: at(4), PreparationID: "a1", App: "a", Event: store.PrepClaimed},
-		{Time: at(2), PreparationID: "b1", App: "b", Event: store.PrepReserved, MemoryMB: 200},
-		{Time: at(3), PreparationID: "b1", App: "b", Event: store.PrepExtended},
-		{Time: at(7), PreparationID: "b1", App: "b", Event: store.PrepExpired, HeldSeconds: 5},
-		{Time: at(8), PreparationID: "c1", App: "c", Event: store.PrepReserved, MemoryMB: 50},
-		{Time: at(5), PreparationID: "k1", App: "a", Event: store.PrepKept, MemoryMB: 30},
-		{Time: at(6), PreparationID: "k1", App: "a", Event: store.PrepReleased},
-		{Time: at(9), PreparationID: "d1", App: "d", Event: store.PrepReleased, MemoryMB: 10, HeldSeconds: 3},
+		{Time: at(0), PreparationID: "a1", App: "a", Event: records.EventReserved, MemoryMB: 100},
+		{Time: at(1), PreparationID: "a1", App: "a", Event: records.EventValidated},
+		{Time: at(4), PreparationID: "a1", App: "a", Event: records.EventClaimed},
+		{Time: at(2), PreparationID: "b1", App: "b", Event: records.EventReserved, MemoryMB: 200},
+		{Time: at(3), PreparationID: "b1", App: "b", Event: records.EventExtended},
+		{Time: at(7), PreparationID: "b1", App: "b", Event: records.EventExpired, HeldSeconds: 5},
+		{Time: at(8), PreparationID: "c1", App: "c", Event: records.EventReserved, MemoryMB: 50},
+		{Time: at(5), PreparationID: "k1", App: "a", Event: records.EventKept, MemoryMB: 30},
+		{Time: at(6), PreparationID: "k1", App: "a", Event: records.EventReleased},
+		{Time: at(9), PreparationID: "d1", App: "d", Event: records.EventReleased, MemoryMB: 10, HeldSeconds: 3},
 	}
 	got := heldLeases(events, at(10))
 	want := map[string][3]float64{"a1": {0, 4, 100}, "b1": {2, 7, 200}, "c1": {8, 10, 50}, "k1": {5, 6, 30}, "d1": {6, 9, 10}}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -33,9 +33,7 @@ It exits non-zero when a service does not answer.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st := collectStatus(cmd.Context(), g)
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
+				if err := emitJSON(os.Stdout, st); err != nil {
 					return err
 				}
 			} else {
@@ -117,7 +115,7 @@ func collectStatus(ctx context.Context, g *globals) overview {
 		}
 		ov.Hosts = append(ov.Hosts, hs)
 	}
-	if m, err := st.Champion(ctx, store.KindDemand); err == nil {
+	if m, err := st.Champion(ctx, models.KindDemand); err == nil {
 		m.ONNX = nil
 		ov.Champion = &m
 	} else if !errors.Is(err, store.ErrNoModel) {
@@ -198,7 +196,7 @@ func (ov overview) print() {
 		}
 		fmt.Println()
 	} else if ov.ClickHouse.OK {
-		fmt.Println("\nno champion model yet: `starter model train --wait` trains one")
+		fmt.Println("\nno champion model yet: `starter train --wait` trains one")
 	}
 	if r := ov.LastTraining; r != nil {
 		fmt.Printf("last training run: %s %s (%s, %s)", r.Time.Format(time.RFC3339), r.Status, r.Kind, r.Duration.Round(time.Second))

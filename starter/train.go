@@ -6,39 +6,22 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
+	"github.com/forewarm/forewarm/models/lifecycle"
 	"github.com/forewarm/forewarm/workflows"
+	"github.com/forewarm/forewarm/workflows/wfclient"
 )
 
 func init() { addCommand(newTrainCmd) }
 
-// startTraining starts the training workflow on demand (ID train/<time>)
-// and, with wait, returns its result. It is the hook `starter model train
-// --wait` calls; `starter train` is the same thing as its own command.
+// startTraining starts the training workflow (`starter train --wait`).
 func startTraining(ctx context.Context, g *globals, taskQueue string, in workflows.TrainingInput, wait bool) (string, *workflows.TrainingResult, error) {
 	c, err := g.Temporal.Dial(nil)
 	if err != nil {
 		return "", nil, err
 	}
 	defer c.Close()
-	id := workflows.TrainingWorkflowID(time.Now())
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:            id,
-		TaskQueue:     taskQueue,
-		StaticSummary: "on-demand training: demand and affinity models",
-	}, workflows.TrainingWorkflowName, in)
-	if err != nil {
-		return id, nil, fmt.Errorf("start training %s: %w", id, err)
-	}
-	if !wait {
-		return id, nil, nil
-	}
-	var res workflows.TrainingResult
-	if err := run.Get(ctx, &res); err != nil {
-		return id, nil, fmt.Errorf("training %s: %w", id, err)
-	}
-	return id, &res, nil
+	return wfclient.StartTraining(ctx, c, taskQueue, in, wait)
 }
 
 func newTrainCmd(g *globals) *cobra.Command {
@@ -50,13 +33,17 @@ func newTrainCmd(g *globals) *cobra.Command {
 		asJSON    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "train [--wait] [--from T --to T] [--bin DUR]",
+		Use:   "train [--wait] [--span DUR | --from T --to T] [--bin DUR]",
 		Short: "Train the models now through the training workflow (publishes only a better model)",
 		Long: `Start the training workflow on the training task queue: extract the data
 set from ClickHouse, train the demand model (and the affinity model when
 enough request outcomes exist), evaluate against the champion and the
 baselines on a held-out range, publish only if better. --wait prints the
-decision and why.`,
+decision and why.
+
+Without --from and --to it reads the last --span of stored history (ending
+with the last stored bin), so a store holding traces of different dates
+trains on the most recent one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -67,7 +54,10 @@ decision and why.`,
 				return err
 			}
 			if in.From.IsZero() != in.To.IsZero() || (!in.From.IsZero() && !in.To.After(in.From)) {
-				return usageErr("--from and --to go together, with --from before --to (or give neither: everything stored)")
+				return usageErr("--from and --to go together, with --from before --to (or give neither: the last --span of stored history)")
+			}
+			if in.Span < 0 || (in.Span > 0 && !in.From.IsZero()) {
+				return usageErr("--span %v: a positive duration, and only without --from and --to", in.Span)
 			}
 			if in.Bin <= 0 || in.Bin%time.Second != 0 {
 				return usageErr("--bin %v: must be a positive whole number of seconds", in.Bin)
@@ -89,14 +79,16 @@ decision and why.`,
 					*workflows.TrainingResult
 				}{id, res})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %d apps × %d bins (%v .. %v)\n", id, res.Dataset.Apps, res.Dataset.Bins, res.Dataset.From.Format(time.RFC3339), res.Dataset.To.Format(time.RFC3339))
+			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %d apps × %d bins, %v .. %v: %s (--span, or --from and --to, to change)\n", id, res.Dataset.Apps, res.Dataset.Bins,
+				res.Dataset.From.Format(time.RFC3339), res.Dataset.To.Format(time.RFC3339), res.Dataset.Chosen)
 			fmt.Fprintf(cmd.OutOrStdout(), "demand:   %s\n", res.Demand.Reason)
 			fmt.Fprintf(cmd.OutOrStdout(), "affinity: %s\n", res.Affinity.Reason)
 			return nil
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&from, "from", "", "start of the training range, RFC 3339 (default: everything stored)")
+	fs.StringVar(&from, "from", "", "start of the training range, RFC 3339 (default: the last --span of stored history)")
+	fs.DurationVar(&in.Span, "span", lifecycle.DefaultSpan, "without --from and --to: how much of the most recent stored history to train on")
 	fs.StringVar(&to, "to", "", "end of the training range, RFC 3339")
 	fs.DurationVar(&in.Bin, "bin", time.Minute, "bin width of the training data")
 	fs.IntVar(&in.Epochs, "epochs", 0, "maximum epochs (0: the trainer's default)")

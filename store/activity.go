@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -50,6 +51,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.First, st.Last = st.First.UTC(), st.Last.UTC()
 	return st, nil
 }
+
+// ErrTooLarge is returned when a read would hold more apps × bins than
+// one trace may (trace.MaxCells): retrying cannot help, a narrower range or
+// a wider bin can.
+var ErrTooLarge = errors.New("too large for one read")
 
 // maxAppFilter is the longest app list sent as an IN clause; longer lists
 // read every app and filter here (cheaper than a huge query text).
@@ -132,7 +138,7 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 			c := out[app]
 			if c == nil {
 				if int64(len(out)+1)*int64(bins) > trace.MaxCells {
-					return fmt.Errorf("more than %d apps × %d bins: too large for one read; narrow the time range or widen the bin", len(out), bins)
+					return fmt.Errorf("%w: more than %d apps × %d bins; narrow the time range or widen the bin", ErrTooLarge, len(out), bins)
 				}
 				c = make([]uint32, bins)
 				out[app] = c
@@ -257,32 +263,25 @@ func (s *Store) AppActivity(ctx context.Context, app string, from, to time.Time,
 	}
 	binSec := int64(bin / time.Second)
 	var out []BinActivity
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT intDiv(toInt64(toUInt32(bin_start)) - ?, ?) AS i, sum(requests), sum(size_mb_sum), sum(read_ratio_sum), sum(work_ms_sum)
+	err := s.query(ctx, func(rows scanner) error {
+		var (
+			i                  int64
+			n                  uint64
+			size, read, workMS float64
+		)
+		if err := rows.Scan(&i, &n, &size, &read, &workMS); err != nil {
+			return err
+		}
+		b := BinActivity{Start: from.Add(time.Duration(i) * bin).UTC(), Requests: n}
+		if n > 0 {
+			b.MeanSizeMB, b.ReadRatio, b.MeanWorkMS = size/float64(n), read/float64(n), workMS/float64(n)
+		}
+		out = append(out, b)
+		return nil
+	}, `SELECT intDiv(toInt64(toUInt32(bin_start)) - ?, ?) AS i, sum(requests), sum(size_mb_sum), sum(read_ratio_sum), sum(work_ms_sum)
 			FROM activity
 			WHERE app = ? AND bin_start >= toDateTime(?) AND bin_start < toDateTime(?) AND `+visible+`
 			GROUP BY i ORDER BY i`, from.Unix(), binSec, app, max(from.Unix(), 0), min(to.Unix(), math.MaxUint32))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				i                  int64
-				n                  uint64
-				size, read, workMS float64
-			)
-			if err := rows.Scan(&i, &n, &size, &read, &workMS); err != nil {
-				return err
-			}
-			b := BinActivity{Start: from.Add(time.Duration(i) * bin).UTC(), Requests: n}
-			if n > 0 {
-				b.MeanSizeMB, b.ReadRatio, b.MeanWorkMS = size/float64(n), read/float64(n), workMS/float64(n)
-			}
-			out = append(out, b)
-		}
-		return rows.Err()
-	})
 	if err != nil {
 		return nil, fmt.Errorf("read activity of %s: %w", app, err)
 	}

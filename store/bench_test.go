@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -43,8 +44,8 @@ func BenchmarkRecordRequests(b *testing.B) {
 	base := time.Now().Add(-time.Hour)
 	reqs := make([]store.Request, 100_000)
 	for i := range reqs {
-		reqs[i] = store.Request{Time: base.Add(time.Duration(i) * time.Millisecond * 30), RequestID: uuid.New(),
-			App: "app-" + string(rune('a'+i%26)), VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.7, Host: "h1", Outcome: "ok"}
+		reqs[i] = store.Request{Time: base.Add(time.Duration(i) * time.Millisecond * 30), RequestID: uuid.NewString(),
+			App: "app-" + string(rune('a'+i%26)), VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.7, Host: "h1", Outcome: records.OutcomeWarm}
 	}
 	b.ResetTimer()
 	for range b.N {
@@ -167,20 +168,20 @@ func BenchmarkDayFootprint(b *testing.B) {
 					if !warm {
 						setup = mem * 0.3
 					}
-					reqs = append(reqs, store.Request{Time: at.Add(time.Duration(rng.Int64N(int64(time.Minute)))), RequestID: uuid.New(),
+					reqs = append(reqs, store.Request{Time: at.Add(time.Duration(rng.Int64N(int64(time.Minute)))), RequestID: uuid.NewString(),
 						App: a.ID, VolumeType: "ssd", SizeMB: mem, ReadRatio: 0.5, Host: host, Warm: warm, ExpectedScore: rng.Float64(),
-						SetupMS: setup, WorkMS: a.DurationMS, LatencyMS: setup + a.DurationMS + rng.Float64()*5, Outcome: "ok"})
+						SetupMS: setup, WorkMS: a.DurationMS, LatencyMS: setup + a.DurationMS + rng.Float64()*5, Outcome: records.OutcomeWarm})
 				}
 				if rng.Float64() < prepsPerAppHour/60 {
 					host := hosts[rng.IntN(len(hosts))]
 					id := fmt.Sprintf("%s.%d.%s", a.ID, at.Unix(), host)
 					score := rng.Float64()
 					events = append(events,
-						store.PreparationEvent{Time: at.Add(20 * time.Millisecond), PreparationID: id, App: a.ID, Host: host, Event: store.PrepReserved,
+						store.PreparationEvent{Time: at.Add(20 * time.Millisecond), PreparationID: id, App: a.ID, Host: host, Event: records.EventReserved,
 							MemoryMB: mem, DiskMB: mem / 4, CPUMilli: 250, Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", score, score, 0.0)},
-						store.PreparationEvent{Time: at.Add(60 * time.Millisecond), PreparationID: id, App: a.ID, Host: host, Event: store.PrepValidated,
+						store.PreparationEvent{Time: at.Add(60 * time.Millisecond), PreparationID: id, App: a.ID, Host: host, Event: records.EventValidated,
 							MemoryMB: mem, DiskMB: mem / 4, CPUMilli: 250, ShadowMS: 5 + rng.Float64()*20},
-						store.PreparationEvent{Time: at.Add(5 * time.Minute), PreparationID: id, App: a.ID, Host: host, Event: store.PrepReleased,
+						store.PreparationEvent{Time: at.Add(5 * time.Minute), PreparationID: id, App: a.ID, Host: host, Event: records.EventReleased,
 							MemoryMB: mem, DiskMB: mem / 4, CPUMilli: 250, HeldSeconds: 300 * rng.Float64()})
 				}
 			}

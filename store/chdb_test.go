@@ -30,6 +30,8 @@ import (
 	"github.com/chdb-io/chdb-go/chdb"
 	"github.com/google/uuid"
 
+	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -403,8 +405,8 @@ func TestModernClickHouse(t *testing.T) {
 	// Live requests reach the activity through the materialized view.
 	now := time.Now().UTC().Truncate(time.Second)
 	reqs := []Request{
-		{Time: now.Add(-90 * time.Second), RequestID: uuid.New(), App: "live", VolumeType: "ssd", SizeMB: 64, ReadRatio: 0.25, Host: "h1", Warm: true, WorkMS: 5, Outcome: "ok"},
-		{Time: now.Add(-30 * time.Second), RequestID: uuid.New(), App: "live", VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.75, Host: "h1", WorkMS: 7, Outcome: "ok"},
+		{Time: now.Add(-90 * time.Second), RequestID: uuid.NewString(), App: "live", VolumeType: "ssd", SizeMB: 64, ReadRatio: 0.25, Host: "h1", Warm: true, WorkMS: 5, Outcome: records.OutcomeWarm},
+		{Time: now.Add(-30 * time.Second), RequestID: uuid.NewString(), App: "live", VolumeType: "ssd", SizeMB: 128, ReadRatio: 0.75, Host: "h1", WorkMS: 7, Outcome: records.OutcomeWarm},
 	}
 	if err := s.RecordRequests(ctx, reqs); err != nil {
 		t.Fatal(err)
@@ -448,10 +450,10 @@ func TestModernClickHouse(t *testing.T) {
 	if ps, err := s.Predictions(ctx, now.Add(-time.Second), now.Add(time.Second)); err != nil || len(ps) != 1 {
 		t.Errorf("predictions %+v (%v)", ps, err)
 	}
-	if err := s.RecordPreparationEvents(ctx, []PreparationEvent{{Time: now, PreparationID: "p", App: "live", Host: "h1", Event: PrepClaimed}}); err != nil {
+	if err := s.RecordPreparationEvents(ctx, []PreparationEvent{{Time: now, PreparationID: "p", App: "live", Host: "h1", Event: records.EventClaimed}}); err != nil {
 		t.Fatal(err)
 	}
-	if es, err := s.PreparationEvents(ctx, now.Add(-time.Second), now.Add(time.Second)); err != nil || len(es) != 1 || es[0].Event != PrepClaimed {
+	if es, err := s.PreparationEvents(ctx, now.Add(-time.Second), now.Add(time.Second)); err != nil || len(es) != 1 || es[0].Event != records.EventClaimed {
 		t.Errorf("preparation events %+v (%v)", es, err)
 	}
 	if err := s.RecordAdjustments(ctx, []Adjustment{{Time: now, App: "live", Host: "h1", NewAdjustment: 0.2}, {Time: now.Add(time.Millisecond), App: "live", Host: "h1", NewAdjustment: 0.1}}); err != nil {
@@ -464,14 +466,14 @@ func TestModernClickHouse(t *testing.T) {
 	// Model registry and training runs (JSON results cannot carry bytes
 	// that are not UTF-8, so these bytes are tame; 18.16's test has 0xff).
 	for _, m := range []ModelRecord{
-		{Version: "d1", Kind: KindDemand, Status: StatusChampion, Metrics: map[string]float64{"auc": 0.7}, ONNX: []byte{0, 1, 'x', '\'', '\\'}},
-		{Version: "d2", Kind: KindDemand, Status: StatusChampion, ONNX: []byte("two")},
+		{Version: "d1", Kind: models.KindDemand, Status: StatusChampion, Metrics: map[string]float64{"auc": 0.7}, ONNX: []byte{0, 1, 'x', '\'', '\\'}},
+		{Version: "d2", Kind: models.KindDemand, Status: StatusChampion, ONNX: []byte("two")},
 	} {
 		if err := s.PublishModel(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if c, err := s.Champion(ctx, KindDemand); err != nil || c.Version != "d2" {
+	if c, err := s.Champion(ctx, models.KindDemand); err != nil || c.Version != "d2" {
 		t.Errorf("champion %+v (%v)", c, err)
 	}
 	if m, err := s.Model(ctx, "d1"); err != nil || m.Status != StatusRetired || !bytes.Equal(m.ONNX, []byte{0, 1, 'x', '\'', '\\'}) || m.Metrics["auc"] != 0.7 {
@@ -483,7 +485,7 @@ func TestModernClickHouse(t *testing.T) {
 	if list, err := s.ListModels(ctx); err != nil || len(list) != 2 {
 		t.Errorf("models %+v (%v)", list, err)
 	}
-	if err := s.RecordTrainingRun(ctx, TrainingRun{RunID: "r", Kind: KindDemand, Status: "published", Metrics: map[string]float64{"auc": 0.7}}); err != nil {
+	if err := s.RecordTrainingRun(ctx, TrainingRun{RunID: "r", Kind: models.KindDemand, Status: "published", Metrics: map[string]float64{"auc": 0.7}}); err != nil {
 		t.Fatal(err)
 	}
 	if runs, err := s.TrainingRuns(ctx, 5); err != nil || len(runs) != 1 {

@@ -32,21 +32,14 @@ func (s *Store) claim(ctx context.Context, key, loadID string) (holder string, c
 		s.releaseClaim(context.WithoutCancel(ctx), key, loadID)
 		return "", false, ctx.Err()
 	}
-	err = s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT load_id FROM load_claims WHERE content_key = ?
-			GROUP BY load_id HAVING argMax(state, at_ns) = 'claimed' AND max(at_ns) >= ?
-			ORDER BY load_id LIMIT 1`, key, nanos(time.Now().Add(-claimTTL)))
-		if err != nil {
+	err = s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&holder); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&holder); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, `SELECT load_id FROM load_claims WHERE content_key = ?
+			GROUP BY load_id HAVING argMax(state, at_ns) = 'claimed' AND max(at_ns) >= ?
+			ORDER BY load_id LIMIT 1`, key, nanos(time.Now().Add(-claimTTL)))
 	if err != nil {
 		s.releaseClaim(context.WithoutCancel(ctx), key, loadID)
 		return "", false, fmt.Errorf("read load claims: %w", err)

@@ -28,6 +28,7 @@ import (
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -109,8 +110,8 @@ func TestReplicaLossAndCatchUp(t *testing.T) {
 	record := func(n int) error {
 		var reqs []store.Request
 		for i := range n {
-			reqs = append(reqs, store.Request{Time: now.Add(time.Duration(i) * time.Second), RequestID: uuid.New(), App: "live",
-				VolumeType: "ssd", SizeMB: 64, ReadRatio: 0.5, Host: "h1", Warm: i%2 == 0, WorkMS: 10, Outcome: "ok"})
+			reqs = append(reqs, store.Request{Time: now.Add(time.Duration(i) * time.Second), RequestID: uuid.NewString(), App: "live",
+				VolumeType: "ssd", SizeMB: 64, ReadRatio: 0.5, Host: "h1", Warm: i%2 == 0, WorkMS: 10, Outcome: records.OutcomeWarm})
 		}
 		if err := s.RecordRequests(ctx, reqs); err != nil {
 			return err

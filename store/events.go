@@ -5,18 +5,17 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
-// Prediction is one decision of a prediction loop.
-type Prediction struct {
-	Time         time.Time `json:"time"`
-	App          string    `json:"app"`
-	Bin          time.Time `json:"bin"` // start of the bin predicted from
-	Probability  float64   `json:"probability"`
-	Threshold    float64   `json:"threshold"`
-	ModelVersion string    `json:"model_version"`
-	Decision     string    `json:"decision"` // e.g. prepare, hold, skip
-}
+// The rows this file reads and writes are defined in package records,
+// with their event kinds and decisions.
+type (
+	Prediction       = records.Prediction
+	PreparationEvent = records.PreparationEvent
+	Adjustment       = records.Adjustment
+)
 
 // RecordPredictions stores predictions; a zero Time is now.
 func (s *Store) RecordPredictions(ctx context.Context, ps []Prediction) error {
@@ -35,58 +34,22 @@ func (s *Store) RecordPredictions(ctx context.Context, ps []Prediction) error {
 // Predictions returns the predictions of [from, to), in time order.
 func (s *Store) Predictions(ctx context.Context, from, to time.Time) ([]Prediction, error) {
 	var out []Prediction
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT at_ns, app, bin, probability, threshold, model_version, decision FROM predictions
-			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
-			unix(from), unix(to), nanos(from), nanos(to))
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var p Prediction
+		var ns uint64
+		if err := rows.Scan(&ns, &p.App, &p.Bin, &p.Probability, &p.Threshold, &p.ModelVersion, &p.Decision); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var p Prediction
-			var ns uint64
-			if err := rows.Scan(&ns, &p.App, &p.Bin, &p.Probability, &p.Threshold, &p.ModelVersion, &p.Decision); err != nil {
-				return err
-			}
-			p.Time, p.Bin = time.Unix(0, int64(ns)).UTC(), p.Bin.UTC()
-			out = append(out, p)
-		}
-		return rows.Err()
-	})
+		p.Time, p.Bin = time.Unix(0, int64(ns)).UTC(), p.Bin.UTC()
+		out = append(out, p)
+		return nil
+	}, `SELECT at_ns, app, bin, probability, threshold, model_version, decision FROM predictions
+			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
+		unix(from), unix(to), nanos(from), nanos(to))
 	if err != nil {
 		return nil, fmt.Errorf("read predictions: %w", err)
 	}
 	return out, nil
-}
-
-// Preparation event kinds.
-const (
-	PrepReserved  = "reserved"
-	PrepValidated = "validated"
-	PrepClaimed   = "claimed"
-	PrepExpired   = "expired"
-	PrepReleased  = "released"
-	PrepFailed    = "failed"
-	PrepKept      = "kept"     // a cold request's instance kept as a lease
-	PrepExtended  = "extended" // a lease's expiry moved in place
-)
-
-var prepEvents = []string{PrepReserved, PrepValidated, PrepClaimed, PrepExpired, PrepReleased, PrepFailed, PrepKept, PrepExtended}
-
-// PreparationEvent is one step in a preparation's life.
-type PreparationEvent struct {
-	Time          time.Time `json:"time"`
-	PreparationID string    `json:"preparation_id"`
-	App           string    `json:"app"`
-	Host          string    `json:"host"`
-	Event         string    `json:"event"` // reserved|validated|claimed|expired|released|failed
-	MemoryMB      float64   `json:"memory_mb"`
-	DiskMB        float64   `json:"disk_mb"`
-	CPUMilli      int64     `json:"cpu_milli"`
-	ShadowMS      float64   `json:"shadow_ms"`
-	Reason        string    `json:"reason"`
-	HeldSeconds   float64   `json:"held_seconds"`
 }
 
 const prepCols = "time, at_ns, preparation_id, app, host, event, memory_mb, disk_mb, cpu_milli, shadow_ms, reason, held_seconds"
@@ -94,8 +57,8 @@ const prepCols = "time, at_ns, preparation_id, app, host, event, memory_mb, disk
 // RecordPreparationEvents stores preparation events; a zero Time is now.
 func (s *Store) RecordPreparationEvents(ctx context.Context, es []PreparationEvent) error {
 	for i, e := range es {
-		if !slices.Contains(prepEvents, e.Event) {
-			return fmt.Errorf("preparation event %d: unknown event %q (want one of %v)", i, e.Event, prepEvents)
+		if !slices.Contains(records.Events, e.Event) {
+			return fmt.Errorf("preparation event %d: unknown event %q (want one of %v)", i, e.Event, records.Events)
 		}
 	}
 	return s.insert(ctx, "preparation_events", prepCols, len(es), func(i int) []any {
@@ -108,42 +71,22 @@ func (s *Store) RecordPreparationEvents(ctx context.Context, es []PreparationEve
 // PreparationEvents returns the events of [from, to), in time order.
 func (s *Store) PreparationEvents(ctx context.Context, from, to time.Time) ([]PreparationEvent, error) {
 	var out []PreparationEvent
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT `+prepCols+` FROM preparation_events
-			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
-			unix(from), unix(to), nanos(from), nanos(to))
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var e PreparationEvent
+		var ns uint64
+		if err := rows.Scan(&e.Time, &ns, &e.PreparationID, &e.App, &e.Host, &e.Event, &e.MemoryMB, &e.DiskMB, &e.CPUMilli, &e.ShadowMS, &e.Reason, &e.HeldSeconds); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var e PreparationEvent
-			var ns uint64
-			if err := rows.Scan(&e.Time, &ns, &e.PreparationID, &e.App, &e.Host, &e.Event, &e.MemoryMB, &e.DiskMB, &e.CPUMilli, &e.ShadowMS, &e.Reason, &e.HeldSeconds); err != nil {
-				return err
-			}
-			e.Time = time.Unix(0, int64(ns)).UTC()
-			out = append(out, e)
-		}
-		return rows.Err()
-	})
+		e.Time = time.Unix(0, int64(ns)).UTC()
+		out = append(out, e)
+		return nil
+	}, `SELECT `+prepCols+` FROM preparation_events
+			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
+		unix(from), unix(to), nanos(from), nanos(to))
 	if err != nil {
 		return nil, fmt.Errorf("read preparation events: %w", err)
 	}
 	return out, nil
-}
-
-// Adjustment is a change of an (app, host) pair's affinity adjustment after
-// a gap between expected and observed performance.
-type Adjustment struct {
-	Time          time.Time `json:"time"`
-	App           string    `json:"app"`
-	Host          string    `json:"host"`
-	Expected      float64   `json:"expected"`
-	Actual        float64   `json:"actual"`
-	Delta         float64   `json:"delta"`
-	NewAdjustment float64   `json:"new_adjustment"`
-	Reason        string    `json:"reason"`
 }
 
 // RecordAdjustments stores adjustments; a zero Time is now.
@@ -163,22 +106,15 @@ func (s *Store) RecordAdjustments(ctx context.Context, as []Adjustment) error {
 // Adjustments returns the latest adjustment of every (app, host) pair.
 func (s *Store) Adjustments(ctx context.Context) (map[[2]string]float64, error) {
 	out := map[[2]string]float64{}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT app, host, argMax(new_adjustment, at_ns) FROM adjustments GROUP BY app, host`)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var app, host string
+		var v float64
+		if err := rows.Scan(&app, &host, &v); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var app, host string
-			var v float64
-			if err := rows.Scan(&app, &host, &v); err != nil {
-				return err
-			}
-			out[[2]string{app, host}] = v
-		}
-		return rows.Err()
-	})
+		out[[2]string{app, host}] = v
+		return nil
+	}, `SELECT app, host, argMax(new_adjustment, at_ns) FROM adjustments GROUP BY app, host`)
 	if err != nil {
 		return nil, fmt.Errorf("read adjustments: %w", err)
 	}

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/forewarm/forewarm/store/hostreg"
 )
 
@@ -86,7 +84,7 @@ const hostMetricCols = hostreg.HostMetricCols
 
 // scanHostMetrics reads one row of hostMetricCols; the time is taken from
 // at_ns, which keeps nanoseconds.
-func scanHostMetrics(rows driver.Rows) (HostMetrics, error) {
+func scanHostMetrics(rows scanner) (HostMetrics, error) {
 	var m HostMetrics
 	var ns uint64
 	var leases uint32
@@ -124,22 +122,15 @@ func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, 
 			sel = append(sel, "argMax("+c+", at_ns)")
 		}
 	}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT `+strings.Join(sel, ", ")+` FROM host_metrics
-			WHERE time >= toDateTime(?) GROUP BY host_id`, unix(time.Now().Add(-LatestHostMetricsWindow)))
+	err := s.query(ctx, func(rows scanner) error {
+		m, err := scanHostMetrics(rows)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanHostMetrics(rows)
-			if err != nil {
-				return err
-			}
-			out[m.HostID] = m
-		}
-		return rows.Err()
-	})
+		out[m.HostID] = m
+		return nil
+	}, `SELECT `+strings.Join(sel, ", ")+` FROM host_metrics
+			WHERE time >= toDateTime(?) GROUP BY host_id`, unix(time.Now().Add(-LatestHostMetricsWindow)))
 	if err != nil {
 		return nil, fmt.Errorf("read latest host metrics: %w", err)
 	}
@@ -149,23 +140,16 @@ func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, 
 // HostMetricsRange returns the samples of [from, to), by host then time.
 func (s *Store) HostMetricsRange(ctx context.Context, from, to time.Time) ([]HostMetrics, error) {
 	var out []HostMetrics
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT `+hostMetricCols+` FROM host_metrics
-			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY host_id, at_ns`,
-			unix(from), unix(to), nanos(from), nanos(to))
+	err := s.query(ctx, func(rows scanner) error {
+		m, err := scanHostMetrics(rows)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanHostMetrics(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
-	})
+		out = append(out, m)
+		return nil
+	}, `SELECT `+hostMetricCols+` FROM host_metrics
+			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY host_id, at_ns`,
+		unix(from), unix(to), nanos(from), nanos(to))
 	if err != nil {
 		return nil, fmt.Errorf("read host metrics: %w", err)
 	}

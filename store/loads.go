@@ -201,19 +201,12 @@ func (s *Store) writeLoad(ctx context.Context, tr *trace.Trace, opt LoadOptions,
 // committedLoad returns the winning load ID of a content key, "" if none.
 func (s *Store) committedLoad(ctx context.Context, key string) (string, error) {
 	var id string
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, "SELECT min(load_id) FROM loads WHERE content_key = ? GROUP BY content_key", key)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&id); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, "SELECT min(load_id) FROM loads WHERE content_key = ? GROUP BY content_key", key)
 	if err != nil {
 		return "", fmt.Errorf("look up loads: %w", err)
 	}
@@ -289,26 +282,19 @@ type Load struct {
 // Loads lists the visible loads, oldest first.
 func (s *Store) Loads(ctx context.Context) ([]Load, error) {
 	var out []Load
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT load_id, content_key, format, source, apps, bins, bin_seconds, rows, requests, first_bin, last_bin, loaded_at
-			FROM loads WHERE load_id GLOBAL IN (SELECT min(load_id) FROM loads GROUP BY content_key) ORDER BY load_id`)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var l Load
+		var apps, bins, binSec uint32
+		var nrows uint64
+		if err := rows.Scan(&l.ID, &l.ContentKey, &l.Format, &l.Source, &apps, &bins, &binSec, &nrows, &l.Requests, &l.First, &l.Last, &l.LoadedAt); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var l Load
-			var apps, bins, binSec uint32
-			var nrows uint64
-			if err := rows.Scan(&l.ID, &l.ContentKey, &l.Format, &l.Source, &apps, &bins, &binSec, &nrows, &l.Requests, &l.First, &l.Last, &l.LoadedAt); err != nil {
-				return err
-			}
-			l.Apps, l.Bins, l.Bin, l.BinSeconds, l.Rows = int(apps), int(bins), time.Duration(binSec)*time.Second, int(binSec), int64(nrows)
-			l.First, l.Last, l.LoadedAt = l.First.UTC(), l.Last.UTC(), l.LoadedAt.UTC()
-			out = append(out, l)
-		}
-		return rows.Err()
-	})
+		l.Apps, l.Bins, l.Bin, l.BinSeconds, l.Rows = int(apps), int(bins), time.Duration(binSec)*time.Second, int(binSec), int64(nrows)
+		l.First, l.Last, l.LoadedAt = l.First.UTC(), l.Last.UTC(), l.LoadedAt.UTC()
+		out = append(out, l)
+		return nil
+	}, `SELECT load_id, content_key, format, source, apps, bins, bin_seconds, rows, requests, first_bin, last_bin, loaded_at
+			FROM loads WHERE load_id GLOBAL IN (SELECT min(load_id) FROM loads GROUP BY content_key) ORDER BY load_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list loads: %w", err)
 	}

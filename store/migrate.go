@@ -137,21 +137,14 @@ func (s *Store) migrate(ctx context.Context) (MigrateResult, error) {
 
 func (s *Store) appliedVersions(ctx context.Context) (map[int]bool, error) {
 	applied := map[int]bool{}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, "SELECT DISTINCT version FROM schema_migrations")
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var v uint32
-			if err := rows.Scan(&v); err != nil {
-				return err
-			}
-			applied[int(v)] = true
-		}
-		return rows.Err()
-	})
+		applied[int(v)] = true
+		return nil
+	}, "SELECT DISTINCT version FROM schema_migrations")
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: read schema_migrations: %w", s.addr, err)
 	}
@@ -171,19 +164,12 @@ func (s *Store) AppliedVersions(ctx context.Context) ([]int, error) {
 // for one server used as a cluster's, or the reverse.
 func (s *Store) checkLayout(ctx context.Context) error {
 	var engine string
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = 'requests'", s.db)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&engine); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&engine); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, "SELECT engine FROM system.tables WHERE database = ? AND name = 'requests'", s.db)
 	if err != nil {
 		return fmt.Errorf("clickhouse %s: read system.tables: %w", s.addr, err)
 	}

@@ -13,11 +13,8 @@ import (
 // or an unknown version).
 var ErrNoModel = errors.New("no such model")
 
-// Model kinds and statuses.
+// Model statuses (the kinds are models.KindDemand and models.KindAffinity).
 const (
-	KindDemand   = "demand"
-	KindAffinity = "affinity"
-
 	StatusChampion  = "champion"
 	StatusCandidate = "candidate"
 	StatusRetired   = "retired"
@@ -28,7 +25,7 @@ var statuses = []string{StatusChampion, StatusCandidate, StatusRetired}
 // ModelRecord is one published model version.
 type ModelRecord struct {
 	Version string             `json:"version"`
-	Kind    string             `json:"kind"` // demand|affinity
+	Kind    string             `json:"kind"` // models.KindDemand or models.KindAffinity
 	Created time.Time          `json:"created"`
 	Metrics map[string]float64 `json:"metrics"`
 	Status  string             `json:"status"` // champion|candidate|retired
@@ -70,19 +67,12 @@ func (s *Store) SetModelStatus(ctx context.Context, version, status string) erro
 		return fmt.Errorf("model %s: unknown status %q (want one of %v)", version, status, statuses)
 	}
 	var kind string
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT kind FROM models WHERE version = ? LIMIT 1`, version)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&kind); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&kind); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, `SELECT kind FROM models WHERE version = ? LIMIT 1`, version)
 	if err != nil {
 		return fmt.Errorf("model %s: %w", version, err)
 	}
@@ -121,51 +111,48 @@ func (s *Store) setStatus(ctx context.Context, version, kind, status string) err
 // latest status.
 func (s *Store) currentStatuses(ctx context.Context, kind string) (map[string]string, error) {
 	out := map[string]string{}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT version, argMax(status, at_ns) FROM model_status WHERE kind = ? OR ? = '' GROUP BY version`, kind, kind)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var v, st string
+		if err := rows.Scan(&v, &st); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var v, st string
-			if err := rows.Scan(&v, &st); err != nil {
-				return err
-			}
-			out[v] = st
-		}
-		return rows.Err()
-	})
+		out[v] = st
+		return nil
+	}, `SELECT version, argMax(status, at_ns) FROM model_status WHERE kind = ? OR ? = '' GROUP BY version`, kind, kind)
 	if err != nil {
 		return nil, fmt.Errorf("read model statuses: %w", err)
 	}
 	return out, nil
 }
 
-// Champion returns the current champion of a kind with its ONNX bytes, or
-// ErrNoModel. Should two champions exist (concurrent promotions), the most
-// recently promoted wins.
-func (s *Store) Champion(ctx context.Context, kind string) (ModelRecord, error) {
+// ChampionVersion is the current champion of a kind, or ErrNoModel: the
+// one champion lookup (workers poll it; Champion loads its bytes). Should
+// two champions exist (concurrent promotions), the most recently promoted
+// wins.
+func (s *Store) ChampionVersion(ctx context.Context, kind string) (string, error) {
 	var version string
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT version FROM model_status WHERE kind = ?
-			GROUP BY version HAVING argMax(status, at_ns) = 'champion' ORDER BY max(at_ns) DESC LIMIT 1`, kind)
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		if err := rows.Scan(&version); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := rows.Scan(&version); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+		return nil
+	}, `SELECT version FROM model_status WHERE kind = ?
+			GROUP BY version HAVING argMax(status, at_ns) = 'champion' ORDER BY max(at_ns) DESC LIMIT 1`, kind)
 	if err != nil {
-		return ModelRecord{}, fmt.Errorf("find %s champion: %w", kind, err)
+		return "", fmt.Errorf("find %s champion: %w", kind, err)
 	}
 	if version == "" {
-		return ModelRecord{}, fmt.Errorf("%s champion: %w", kind, ErrNoModel)
+		return "", fmt.Errorf("%s champion: %w", kind, ErrNoModel)
+	}
+	return version, nil
+}
+
+// Champion returns the current champion of a kind (ChampionVersion) with
+// its ONNX bytes, or ErrNoModel.
+func (s *Store) Champion(ctx context.Context, kind string) (ModelRecord, error) {
+	version, err := s.ChampionVersion(ctx, kind)
+	if err != nil {
+		return ModelRecord{}, err
 	}
 	return s.Model(ctx, version)
 }

@@ -3,38 +3,31 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
-// Request is one resource request as served: what was asked, where it ran
-// and how it went. Times keep nanoseconds.
-type Request struct {
-	Time          time.Time `json:"time"`
-	RequestID     uuid.UUID `json:"request_id"`
-	App           string    `json:"app"`
-	VolumeType    string    `json:"volume_type"`
-	SizeMB        float64   `json:"size_mb"`
-	ReadRatio     float64   `json:"read_ratio"`
-	Host          string    `json:"host"`
-	Warm          bool      `json:"warm"`
-	ExpectedScore float64   `json:"expected_score"` // affinity the model expected
-	SetupMS       float64   `json:"setup_ms"`
-	WorkMS        float64   `json:"work_ms"`
-	LatencyMS     float64   `json:"latency_ms"`
-	Outcome       string    `json:"outcome"` // e.g. ok, failed, rejected
-}
+// Request is one served request (package records defines it and its
+// outcomes).
+type Request = records.Request
 
 const requestCols = "time, at_ns, request_id, app, volume_type, size_mb, read_ratio, host, warm, expected_score, setup_ms, work_ms, latency_ms, outcome"
 
 // RecordRequests stores requests; the activity per bin follows through a
-// materialized view. A zero Time is now; a nil RequestID gets a random one.
+// materialized view. A zero Time is now; an empty RequestID gets a random
+// one.
 func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 	for i := range reqs {
 		if reqs[i].App == "" {
 			return fmt.Errorf("request %d: empty app", i)
+		}
+		if !slices.Contains(records.Outcomes, reqs[i].Outcome) {
+			return fmt.Errorf("request %d: unknown outcome %q (want one of %v)", i, reqs[i].Outcome, records.Outcomes)
 		}
 	}
 	if len(reqs) == 0 {
@@ -63,10 +56,7 @@ func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 		if t.IsZero() {
 			t = now
 		}
-		if r.RequestID == uuid.Nil {
-			r.RequestID = uuid.New()
-		}
-		times[i], ns[i], ids[i], apps[i], volumes[i] = t, nanos(t), r.RequestID, r.App, r.VolumeType
+		times[i], ns[i], ids[i], apps[i], volumes[i] = t, nanos(t), requestUUID(r.RequestID), r.App, r.VolumeType
 		sizes[i], reads[i], hosts[i], expected[i] = r.SizeMB, r.ReadRatio, r.Host, r.ExpectedScore
 		setup[i], work[i], latency[i], outcome[i] = r.SetupMS, r.WorkMS, r.LatencyMS, r.Outcome
 		if r.Warm {
@@ -76,36 +66,33 @@ func (s *Store) RecordRequests(ctx context.Context, reqs []Request) error {
 	return s.insertColumns(ctx, "requests", requestCols, times, ns, ids, apps, volumes, sizes, reads, hosts, warm, expected, setup, work, latency, outcome)
 }
 
-// RecordedRequestIDs says which of ids app already has recorded within a
-// minute of at. The requests table keeps every row it is given, so a
-// retried write (whose first attempt may have landed before its answer
-// was lost) asks first.
-func (s *Store) RecordedRequestIDs(ctx context.Context, app string, at time.Time, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
-	out := map[uuid.UUID]bool{}
+// RecordedRequestIDs says which of ids (request IDs as recorded: UUIDs or
+// not, see requestUUID) app already has recorded within a minute of at.
+// The requests table keeps every row it is given, so a retried write
+// (whose first attempt may have landed before its answer was lost) asks
+// first.
+func (s *Store) RecordedRequestIDs(ctx context.Context, app string, at time.Time, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
 	if len(ids) == 0 {
 		return out, nil
 	}
-	list := make([]string, len(ids))
-	for i, id := range ids {
-		list[i] = "toUUID('" + id.String() + "')" // hex and dashes only
+	byUUID := make(map[uuid.UUID]string, len(ids))
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		u := requestUUID(id)
+		byUUID[u] = id
+		list = append(list, "toUUID('"+u.String()+"')") // hex and dashes only
 	}
-	err := s.withTimeout(ctx, func(ctx context.Context) error {
-		rows, err := s.conn.Query(ctx, `SELECT DISTINCT request_id FROM requests
-			WHERE app = ? AND time >= toDateTime(?) AND time <= toDateTime(?) AND request_id IN (`+strings.Join(list, ", ")+`)`,
-			app, unix(at.Add(-time.Minute)), unix(at.Add(time.Minute)))
-		if err != nil {
+	err := s.query(ctx, func(rows scanner) error {
+		var u uuid.UUID
+		if err := rows.Scan(&u); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id uuid.UUID
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			out[id] = true
-		}
-		return rows.Err()
-	})
+		out[byUUID[u]] = true
+		return nil
+	}, `SELECT DISTINCT request_id FROM requests
+			WHERE app = ? AND time >= toDateTime(?) AND time <= toDateTime(?) AND request_id IN (`+strings.Join(list, ", ")+`)`,
+		app, unix(at.Add(-time.Minute)), unix(at.Add(time.Minute)))
 	if err != nil {
 		return nil, fmt.Errorf("recorded requests of %s: %w", app, err)
 	}
@@ -128,12 +115,13 @@ func (s *Store) Requests(ctx context.Context, from, to time.Time) ([]Request, er
 				r    Request
 				ns   uint64
 				warm uint8
+				id   uuid.UUID
 			)
-			if err := rows.Scan(&r.Time, &ns, &r.RequestID, &r.App, &r.VolumeType, &r.SizeMB, &r.ReadRatio, &r.Host, &warm,
+			if err := rows.Scan(&r.Time, &ns, &id, &r.App, &r.VolumeType, &r.SizeMB, &r.ReadRatio, &r.Host, &warm,
 				&r.ExpectedScore, &r.SetupMS, &r.WorkMS, &r.LatencyMS, &r.Outcome); err != nil {
 				return err
 			}
-			r.Time, r.Warm = time.Unix(0, int64(ns)).UTC(), warm == 1
+			r.Time, r.Warm, r.RequestID = time.Unix(0, int64(ns)).UTC(), warm == 1, id.String()
 			out = append(out, r)
 		}
 		return rows.Err()
@@ -142,4 +130,17 @@ func (s *Store) Requests(ctx context.Context, from, to time.Time) ([]Request, er
 		return nil, fmt.Errorf("read requests %v – %v: %w", from.UTC(), to.UTC(), err)
 	}
 	return out, nil
+}
+
+// requestUUID is a request ID as the requests table keys it: the ID itself
+// when it is a UUID, otherwise one derived from it (the same ID, the same
+// UUID), and a random one when it is empty.
+func requestUUID(id string) uuid.UUID {
+	if id == "" {
+		return uuid.New()
+	}
+	if u, err := uuid.Parse(id); err == nil {
+		return u
+	}
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:"+id))
 }

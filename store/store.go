@@ -163,6 +163,27 @@ func (s *Store) withTimeout(ctx context.Context, f func(context.Context) error) 
 	return withTimeout(ctx, s.timeout, f)
 }
 
+// scanner is one row of a query's result.
+type scanner interface{ Scan(dest ...any) error }
+
+// query runs a SELECT within the store's timeout and hands each row, in
+// order, to row; the first error stops it.
+func (s *Store) query(ctx context.Context, row func(scanner) error, q string, args ...any) error {
+	return s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := row(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
 // exec runs a statement that returns no rows.
 func (s *Store) exec(ctx context.Context, query string, args ...any) error {
 	return s.withTimeout(ctx, func(ctx context.Context) error { return s.conn.Exec(ctx, query, args...) })

@@ -16,8 +16,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -400,9 +402,9 @@ func TestRequestsKeepActivityUpToDate(t *testing.T) {
 	var reqs []store.Request
 	for i := range 7 {
 		reqs = append(reqs, store.Request{
-			Time: base.Add(time.Duration(i)*20*time.Second + 123*time.Millisecond), RequestID: uuid.New(),
+			Time: base.Add(time.Duration(i)*20*time.Second + 123*time.Millisecond), RequestID: uuid.NewString(),
 			App: "api", VolumeType: "ssd", SizeMB: 100 + float64(i), ReadRatio: 0.5, Host: "h1", Warm: i%2 == 0,
-			ExpectedScore: 0.8, SetupMS: 3, WorkMS: 40, LatencyMS: 43, Outcome: "ok",
+			ExpectedScore: 0.8, SetupMS: 3, WorkMS: 40, LatencyMS: 43, Outcome: records.OutcomeWarm,
 		})
 	}
 	if err := s.RecordRequests(ctx, reqs); err != nil {
@@ -553,7 +555,7 @@ func TestEvents(t *testing.T) {
 	if err != nil || len(ps) != 1 || ps[0].Probability != 0.7 || !ps[0].Bin.Equal(now.Truncate(time.Minute)) || !ps[0].Time.Equal(now) {
 		t.Errorf("predictions %+v (%v)", ps, err)
 	}
-	ev := store.PreparationEvent{Time: now, PreparationID: "p1", App: "a", Host: "h1", Event: store.PrepReserved, MemoryMB: 256, DiskMB: 100, CPUMilli: 500}
+	ev := store.PreparationEvent{Time: now, PreparationID: "p1", App: "a", Host: "h1", Event: records.EventReserved, MemoryMB: 256, DiskMB: 100, CPUMilli: 500}
 	if err := s.RecordPreparationEvents(ctx, []store.PreparationEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
@@ -580,29 +582,29 @@ func TestEvents(t *testing.T) {
 func TestModelRegistry(t *testing.T) {
 	s := storetest.New(t)
 	ctx := ctxT(t)
-	if _, err := s.Champion(ctx, store.KindDemand); !errors.Is(err, store.ErrNoModel) {
+	if _, err := s.Champion(ctx, models.KindDemand); !errors.Is(err, store.ErrNoModel) {
 		t.Fatalf("champion of an empty registry: %v", err)
 	}
 	bytes := []byte{0, 1, 2, 0xff, 'o', 'n', 'n', 'x'}
-	v1 := store.ModelRecord{Version: "demand-1", Kind: store.KindDemand, Metrics: map[string]float64{"auc": 0.8, "brier": 0.1}, Status: store.StatusChampion, Meta: `{"t":64}`, ONNX: bytes}
-	v2 := store.ModelRecord{Version: "demand-2", Kind: store.KindDemand, Metrics: map[string]float64{"auc": 0.85}, Status: store.StatusCandidate, ONNX: []byte("two")}
-	aff := store.ModelRecord{Version: "affinity-1", Kind: store.KindAffinity, Status: store.StatusChampion, ONNX: []byte("aff")}
+	v1 := store.ModelRecord{Version: "demand-1", Kind: models.KindDemand, Metrics: map[string]float64{"auc": 0.8, "brier": 0.1}, Status: store.StatusChampion, Meta: `{"t":64}`, ONNX: bytes}
+	v2 := store.ModelRecord{Version: "demand-2", Kind: models.KindDemand, Metrics: map[string]float64{"auc": 0.85}, Status: store.StatusCandidate, ONNX: []byte("two")}
+	aff := store.ModelRecord{Version: "affinity-1", Kind: models.KindAffinity, Status: store.StatusChampion, ONNX: []byte("aff")}
 	for _, m := range []store.ModelRecord{v1, v2, aff} {
 		if err := s.PublishModel(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := s.Champion(ctx, store.KindDemand)
+	c, err := s.Champion(ctx, models.KindDemand)
 	if err != nil || c.Version != "demand-1" || !slices.Equal(c.ONNX, bytes) || c.Metrics["auc"] != 0.8 || c.Meta != `{"t":64}` || c.Status != store.StatusChampion {
 		t.Fatalf("champion %+v (%v)", c, err)
 	}
 	if err := s.SetModelStatus(ctx, "demand-2", store.StatusChampion); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := s.Champion(ctx, store.KindDemand); err != nil || c.Version != "demand-2" || string(c.ONNX) != "two" {
+	if c, err := s.Champion(ctx, models.KindDemand); err != nil || c.Version != "demand-2" || string(c.ONNX) != "two" {
 		t.Errorf("after promotion: %+v (%v)", c, err)
 	}
-	if c, err := s.Champion(ctx, store.KindAffinity); err != nil || c.Version != "affinity-1" {
+	if c, err := s.Champion(ctx, models.KindAffinity); err != nil || c.Version != "affinity-1" {
 		t.Errorf("the other kind's champion changed: %+v (%v)", c, err)
 	}
 	list, err := s.ListModels(ctx)
@@ -625,12 +627,44 @@ func TestModelRegistry(t *testing.T) {
 	if err := s.SetModelStatus(ctx, "demand-1", "best"); err == nil {
 		t.Error("unknown status accepted")
 	}
-	run := store.TrainingRun{RunID: "r1", Kind: store.KindDemand, Version: "demand-2", Status: "published", Duration: 90 * time.Second, Samples: 5000, Metrics: map[string]float64{"auc": 0.85}}
+	run := store.TrainingRun{RunID: "r1", Kind: models.KindDemand, Version: "demand-2", Status: "published", Duration: 90 * time.Second, Samples: 5000, Metrics: map[string]float64{"auc": 0.85}}
 	if err := s.RecordTrainingRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}
 	runs, err := s.TrainingRuns(ctx, 10)
 	if err != nil || len(runs) != 1 || runs[0].Duration != run.Duration || runs[0].Metrics["auc"] != 0.85 || runs[0].Samples != 5000 {
 		t.Errorf("training runs %+v (%v)", runs, err)
+	}
+}
+
+// A misspelt event kind or request outcome is refused, naming it, and
+// nothing is written.
+func TestRecordsRefuseUnknownKinds(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	err := s.RecordPreparationEvents(ctx, []store.PreparationEvent{{Time: now, PreparationID: "p", App: "a", Host: "h", Event: "reserverd"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown event "reserverd"`) {
+		t.Errorf("misspelt event: %v", err)
+	}
+	err = s.RecordRequests(ctx, []store.Request{{Time: now, RequestID: "r1", App: "a", Host: "h", Outcome: "wram"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown outcome "wram"`) {
+		t.Errorf("misspelt outcome: %v", err)
+	}
+	es, err := s.PreparationEvents(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil || len(es) != 0 {
+		t.Errorf("events written: %v, %v", es, err)
+	}
+	rs, err := s.Requests(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil || len(rs) != 0 {
+		t.Errorf("requests written: %v, %v", rs, err)
+	}
+	// A request ID that is not a UUID is stored under one derived from it.
+	if err := s.RecordRequests(ctx, []store.Request{{Time: now, RequestID: "req-7", App: "a", Host: "h", Outcome: records.OutcomeCold}}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err = s.Requests(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil || len(rs) != 1 || rs[0].RequestID != uuid.NewSHA1(uuid.NameSpaceURL, []byte("forewarm-request:req-7")).String() {
+		t.Errorf("derived request ID: %+v, %v", rs, err)
 	}
 }

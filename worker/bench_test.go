@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -32,8 +33,8 @@ import (
 //
 //	go test ./worker -run '^$' -bench LoopTicks -benchtime 1x
 func BenchmarkLoopTicks(b *testing.B) {
-	n := envInt("FOREWARM_BENCH_LOOPS", 300)
-	secs := envInt("FOREWARM_BENCH_SECONDS", 30)
+	n := benchEnv.Int("FOREWARM_BENCH_LOOPS", 300)
+	secs := benchEnv.Int("FOREWARM_BENCH_SECONDS", 30)
 	k := newStack(b)
 	apps := make([]string, n)
 	periods := make([]int, n)
@@ -135,8 +136,8 @@ func BenchmarkLoopTicks(b *testing.B) {
 // serverPID is the Temporal server's process, dbPID its database's main
 // process (PostgreSQL: with its backends), to measure their CPU too.
 var (
-	serverPID = envInt("FOREWARM_BENCH_SERVER_PID", 0)
-	dbPID     = envInt("FOREWARM_BENCH_DB_PID", 0)
+	serverPID = benchEnv.Int("FOREWARM_BENCH_SERVER_PID", 0)
+	dbPID     = benchEnv.Int("FOREWARM_BENCH_DB_PID", 0)
 )
 
 // treeCPU is processCPU of pid and its children.
@@ -255,8 +256,8 @@ func quantileMS(h [len(workflows.LagBucketBoundsMS) + 1]int, q float64) float64 
 //
 //	go test ./worker -run '^$' -bench ServeRequests -benchtime 1x
 func BenchmarkServeRequests(b *testing.B) {
-	total := envInt("FOREWARM_BENCH_REQUESTS", 200)
-	inflight := envInt("FOREWARM_BENCH_INFLIGHT", 10)
+	total := benchEnv.Int("FOREWARM_BENCH_REQUESTS", 200)
+	inflight := benchEnv.Int("FOREWARM_BENCH_INFLIGHT", 10)
 	k := newStack(b)
 	apps := make([]string, 10)
 	periods := make([]int, len(apps))
@@ -316,3 +317,7 @@ func BenchmarkServeRequests(b *testing.B) {
 	b.Logf("%d requests, %d in flight, in %v: %d warm; latency p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 		total, inflight, elapsed.Round(time.Millisecond), warm, q(0.5), q(0.99), q(1))
 }
+
+// benchEnv reads the benchmarks' settings (a value that does not parse is
+// the default's: benchmarks are run by hand).
+var benchEnv config.EnvDefaults

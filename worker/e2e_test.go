@@ -24,9 +24,11 @@ import (
 	"github.com/forewarm/forewarm/agent"
 	"github.com/forewarm/forewarm/agent/api"
 	agentclient "github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
@@ -81,7 +83,7 @@ func newStack(t testing.TB) *stack {
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
 		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentRootSecret: e2eRoot,
-		UseORT: true, WorkflowTasks: 50, WorkflowPollers: envInt("FOREWARM_WORKFLOW_POLLERS", 4), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
+		UseORT: true, WorkflowTasks: 50, WorkflowPollers: testPollers(), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }
 
@@ -403,6 +405,9 @@ func TestEndToEnd(t *testing.T) {
 		return false
 	})
 
+	// From here the loops decide on their forecasts again (a threshold well
+	// above 0): they may let go and prepare anew.
+	warmPhaseEnd := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	require.NoError(t, k.c.SignalWorkflow(ctx, workflows.LoopWorkflowID(apps[1]), "", workflows.SignalThreshold, workflows.ThresholdSignal{Threshold: 0.9}))
 	cancel()
@@ -436,6 +441,15 @@ func TestEndToEnd(t *testing.T) {
 	require.Less(t, desc.WorkflowExecutionInfo.HistoryLength, int64(2*8*40), "the current run's history is bounded")
 	require.Equal(t, 5.0, c.Stats.Requests, "and its requests counted once across runs")
 
+	// Paused, each loop lets its instance go and starts nothing new; once
+	// nothing is held or in flight, stopping it leaves every lease's life
+	// complete in ClickHouse.
+	for _, a := range apps {
+		k.setPaused(a, true)
+	}
+	for _, a := range apps {
+		k.waitFor(a+" idle", 60*time.Second, func() bool { s := k.status(a); return len(s.Leases) == 0 && s.Preparing == "" })
+	}
 	predictions := map[string]int{}
 	prepared := 0
 	for _, a := range apps {
@@ -455,7 +469,7 @@ func TestEndToEnd(t *testing.T) {
 	require.InDelta(t, first.NewAdjustment, adj[[2]string{apps[0], "a-slow"}], 1e-9, "the adjustment recorded in ClickHouse is the one the request computed")
 	reqs, err := k.st.Requests(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
-	nWarm, ids := 0, map[uuid.UUID]bool{}
+	nWarm, ids := 0, map[string]bool{}
 	for _, r := range reqs {
 		if r.Warm {
 			nWarm++
@@ -468,28 +482,30 @@ func TestEndToEnd(t *testing.T) {
 	events, err := k.st.PreparationEvents(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	kinds := map[string]int{}
-	perApp := map[string]map[string]int{}
+	warmPhase := map[string]map[string]int{} // per app, before the threshold changed
 	for _, e := range events {
 		kinds[e.Event]++
-		if perApp[e.App] == nil {
-			perApp[e.App] = map[string]int{}
+		if e.Time.Before(warmPhaseEnd) {
+			if warmPhase[e.App] == nil {
+				warmPhase[e.App] = map[string]int{}
+			}
+			warmPhase[e.App][e.Event]++
 		}
-		perApp[e.App][e.Event]++
 	}
 	t.Logf("preparation events: %v", kinds)
 	require.Positive(t, prepared)
-	require.Equal(t, prepared, kinds["reserved"], "one reserved event per lease the loops were handed")
-	require.Equal(t, prepared, kinds["validated"], "each proven ready by its shadow request")
-	require.Equal(t, prepared, kinds["released"]+kinds["expired"], "and each ended once: released, or expired")
-	// The held instances were extended in place: one reservation and one
-	// shadow request each, however long they were held.
+	require.Equal(t, prepared, kinds[records.EventReserved], "one reserved event per lease the loops were handed")
+	require.Equal(t, prepared, kinds[records.EventValidated], "each proven ready by its shadow request")
+	require.Equal(t, prepared, kinds[records.EventReleased]+kinds[records.EventExpired], "and each ended once: released, or expired")
+	// While held at threshold 0, the instances were extended in place: one
+	// reservation and one shadow request each, however long they were held.
 	for _, a := range apps[1:] {
-		require.Equal(t, 1, perApp[a]["reserved"], "%s: %v", a, perApp[a])
-		require.Equal(t, 1, perApp[a]["validated"], "%s: one shadow request: %v", a, perApp[a])
-		require.Positive(t, perApp[a]["extended"], "%s: kept by extending in place: %v", a, perApp[a])
+		require.Equal(t, 1, warmPhase[a][records.EventReserved], "%s: %v", a, warmPhase[a])
+		require.Equal(t, 1, warmPhase[a][records.EventValidated], "%s: one shadow request: %v", a, warmPhase[a])
+		require.Positive(t, warmPhase[a][records.EventExtended], "%s: kept by extending in place: %v", a, warmPhase[a])
 	}
-	require.Positive(t, kinds["released"], "the stopped loops released their instances")
-	require.Zero(t, kinds["claimed"], "warm instances are not consumed by a request")
+	require.Positive(t, kinds[records.EventReleased], "the stopped loops released their instances")
+	require.Zero(t, kinds[records.EventClaimed], "warm instances are not consumed by a request")
 	// A second training run now has a champion to beat, and tries the
 	// affinity model (too few outcomes yet: said so, the run succeeds).
 	tr2 := k.trainWith("train/"+k.prefix+"-2", workflows.TrainingInput{Bin: time.Second, Epochs: 1, Seed: 8, MinAffinitySamples: 5})
@@ -523,4 +539,10 @@ func preparationOf(leaseID, host string) string {
 	rest := strings.TrimSuffix(leaseID, "."+host)
 	i := strings.LastIndex(rest, ".")
 	return "prepare/" + rest[:i] + "/" + rest[i+1:]
+}
+
+// testPollers is $FOREWARM_WORKFLOW_POLLERS, as the worker reads it (4 when unset).
+func testPollers() int {
+	var env config.EnvDefaults
+	return env.Int("FOREWARM_WORKFLOW_POLLERS", 4)
 }

@@ -287,7 +287,7 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	recorded := map[string]int{}
 	for _, r := range reqs {
 		if r.App == app {
-			recorded[r.RequestID.String()]++
+			recorded[r.RequestID]++
 		}
 	}
 	require.Len(t, recorded, 3, "every request recorded: %v", recorded)

@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +38,10 @@ import (
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
+	"github.com/forewarm/forewarm/store/records"
+	"github.com/forewarm/forewarm/worker/adapters"
 	"github.com/forewarm/forewarm/workflows"
+	"github.com/forewarm/forewarm/workflows/wfclient"
 )
 
 // settings is the worker's whole configuration (flags with env defaults).
@@ -78,6 +80,7 @@ type settings struct {
 
 func parseFlags(args []string) (settings, error) {
 	var s settings
+	var env config.EnvDefaults
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	s.Temporal.Flags(fs)
 	s.ClickHouse.Flags(fs)
@@ -92,16 +95,19 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only ($FOREWARM_AGENT_URL_ALLOW)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
-	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", envInt("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
+	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
-	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", envDuration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
+	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", env.Duration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
-	fs.IntVar(&s.TrainSamples, "train-samples", envInt("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
+	fs.IntVar(&s.TrainSamples, "train-samples", env.Int("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
-	fs.DurationVar(&s.StopTimeout, "stop-timeout", envDuration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
+	fs.DurationVar(&s.StopTimeout, "stop-timeout", env.Duration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	if env.Err != nil {
+		return s, env.Err
 	}
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected argument %q: worker takes only flags", fs.Arg(0))
@@ -140,13 +146,6 @@ func parseFlags(args []string) (settings, error) {
 	return s, nil
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(key)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 // agentTrust checks the agent flags and builds what the host clients need.
 func (s settings) agentTrust() (*agentclient.Trust, error) {
 	if s.AgentRootSecret != "" && s.AgentToken != "" {
@@ -170,13 +169,6 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return t, nil
-}
-
-func envInt(key string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 func main() {
@@ -289,11 +281,13 @@ func serveOps(addr string, m *telemetry.Metrics, ready func(context.Context) err
 // running is the started workers and what must be flushed when they stop.
 type running struct {
 	workers     []worker.Worker
-	predictions *activities.Batcher[activities.PredictionRecord]
+	predictions *activities.Batcher[records.Prediction]
+	events      *activities.Batcher[records.PreparationEvent] // refused by the store, written when it is back
 	stop        sync.Once
 }
 
-// Stop stops polling, lets running tasks finish, then flushes predictions.
+// Stop stops polling, lets running tasks finish, then flushes predictions
+// and the preparation events the store refused.
 // Calling it again does nothing.
 func (r *running) Stop() {
 	r.stop.Do(func() {
@@ -303,12 +297,15 @@ func (r *running) Stop() {
 		if r.predictions != nil {
 			r.predictions.Close()
 		}
+		if r.events != nil {
+			r.events.Close()
+		}
 	})
 }
 
 // start builds the activity structs once and starts the workers.
 func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*running, error) {
-	deps := &storeDeps{st: st, m: s.metrics}
+	deps := &adapters.Store{St: st, Metrics: s.metrics}
 	// Hosts are read at most every 2 s (a preparation burst across many
 	// loops is one query) and, while ClickHouse is unreachable, the last
 	// list read serves for HostMaxStale.
@@ -335,11 +332,13 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			logger.Warn("one bearer token shared by every host agent: a compromised host can call the others; give --agent-root-secret-file")
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
-		predictor := &activities.Predictor{Models: &registry{st: st, useORT: s.UseORT, m: s.metrics}, History: deps,
+		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
-		hosts := &activities.Hosts{Directory: directory, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
-			Clients: newHostClients(trust, logger)}
-		requests := &activities.Requests{Claimer: claimer{c}, Recorder: deps}
+		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
+		r.events = activities.NewBatcher(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
+		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
+			Clients: adapters.NewHostClients(trust, logger)}
+		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
 		opts := worker.Options{
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
 			MaxConcurrentActivityExecutionSize:     200,
@@ -357,20 +356,18 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		}
 		w := worker.New(c, s.PredictionQueue, opts)
 		workflows.RegisterPrediction(w)
-		w.RegisterActivity(predictor)
-		w.RegisterActivity(hosts)
-		w.RegisterActivity(requests)
+		workflows.RegisterPredictionActivities(w, predictor, hosts, requests)
 		r.workers = append(r.workers, w)
 	}
 	if slices.Contains(s.Queues, "training") {
-		tr := &activities.Training{Trainer: &trainer{st: st, holdoutFraction: s.HoldoutFraction, samples: s.TrainSamples, useORT: s.UseORT, log: logger}}
+		tr := &activities.Training{Trainer: &adapters.Trainer{St: st, HoldoutFraction: s.HoldoutFraction, Samples: s.TrainSamples, UseORT: s.UseORT, Log: logger}}
 		w := worker.New(c, s.TrainingQueue, worker.Options{
 			// One training at a time: it uses the cores it gets.
 			MaxConcurrentActivityExecutionSize: 1,
 			WorkerStopTimeout:                  s.StopTimeout,
 		})
 		workflows.RegisterTraining(w)
-		w.RegisterActivity(tr)
+		workflows.RegisterTrainingActivities(w, tr)
 		r.workers = append(r.workers, w)
 	}
 	for i, w := range r.workers {

@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/forewarm/forewarm/activities"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 )
 
@@ -56,37 +50,18 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 	}
 }
 
-// The worker's host clients refuse, before any connection, an agent URL
-// off the allow list or plain HTTP off loopback: every call fails with a
-// permanent refusal the activities do not retry.
-func TestHostClientsRefuseURLsOffTheAllowList(t *testing.T) {
-	trust, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot)})
-	if err != nil {
-		t.Fatal(err)
+// A setting from the environment that does not parse stops the worker
+// naming it, as a bad flag would; 0 pollers (autoscaling) is a value, not
+// "unset".
+func TestWorkerReadsItsEnvironmentStrictly(t *testing.T) {
+	t.Setenv("FOREWARM_QUEUES", "training")
+	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "0")
+	s, err := parseFlags(nil)
+	if err != nil || s.WorkflowPollers != 0 {
+		t.Fatalf("pollers %d, %v; want 0 (autoscaling)", s.WorkflowPollers, err)
 	}
-	hc := newHostClients(trust, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for url, code := range map[string]string{
-		"http://203.0.113.7:7071":        agentclient.CodeURLNotAllowed,
-		"http://127.0.0.1:7071/../admin": agentclient.CodeBadURL,
-	} {
-		c := hc.For("h1", url)
-		_, err := c.Reserve(ctx, activities.HostReservation{LeaseID: "l", App: "a", MemoryMB: 1, TTL: time.Minute})
-		if agentclient.Code(err) != code || !hc.Permanent(err) {
-			t.Errorf("%s: %v, want a permanent %s", url, err, code)
-		}
-		if _, err := c.Release(ctx, "l"); agentclient.Code(err) != code {
-			t.Errorf("%s release: %v", url, err)
-		}
-	}
-	open, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(e2eRoot), AllowURL: `https?://[^/]+`})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = newHostClients(open, slog.Default()).For("h1", "http://203.0.113.7:7071").Serve(ctx, activities.HostServing{RequestID: "r", App: "a"})
-	var te *agentclient.TrustError
-	if !errors.As(err, &te) || te.Code != agentclient.CodeInsecureURL {
-		t.Errorf("plain HTTP off loopback: %v, want insecure_url", err)
+	t.Setenv("FOREWARM_STOP_TIMEOUT", "soon")
+	if _, err := parseFlags(nil); err == nil || err.Error() != `$FOREWARM_STOP_TIMEOUT="soon" is not a duration (e.g. 30s, 5m)` {
+		t.Errorf("bad stop timeout: %v", err)
 	}
 }

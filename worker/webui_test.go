@@ -18,8 +18,9 @@ import (
 
 // An operator's view in a real browser: after a short run, the Web UI's
 // workflow list filtered by our application search attribute shows the
-// loop, and the loop's page shows its current details. The screenshots are
-// kept under artifacts/webui/ (or $FOREWARM_ARTIFACTS).
+// loop; the loop's page answers its state query and, on its "User
+// Metadata" tab, shows its current details with the one-paragraph summary.
+// The screenshots are kept under artifacts/webui/ (or $FOREWARM_ARTIFACTS).
 func TestWebUIShowsLoopAndDetails(t *testing.T) {
 	if _, err := browser.Path(); err != nil {
 		testenv.Missing(t, "Chromium", err)
@@ -59,18 +60,32 @@ func TestWebUIShowsLoopAndDetails(t *testing.T) {
 	// loop's "state" query, as an operator would, and shows the threshold
 	// the loop holds now (the editor renders only the lines in view).
 	runID := k.c.GetWorkflow(ctx, id, "").GetRunID()
-	_, err = b.WaitForText("http://"+ui+"/namespaces/default/workflows/"+url.PathEscape(id)+"/"+runID+"/history", 60*time.Second,
-		"Queries")
+	// Its input (the loop's state as it started) is in the one JSON style:
+	// snake_case keys, the bin as "1s", not "Bin": 1000000000.
+	hist, err := b.WaitForText("http://"+ui+"/namespaces/default/workflows/"+url.PathEscape(id)+"/"+runID+"/history", 60*time.Second,
+		"Queries", `"bin": "1s"`, `"threshold": 0.42`)
 	require.NoError(t, err)
+	require.NotContains(t, hist, `"Bin"`)
+	require.NoError(t, b.Screenshot(filepath.Join(dir, "loop-input.png")))
 	require.NoError(t, b.Click("Queries"))
 	_, err = b.WaitForText("", 30*time.Second, "Run Query")
 	require.NoError(t, err)
 	require.NoError(t, b.Click("Run Query"))
-	if _, err = b.WaitForText("", 30*time.Second, `"State": "running"`, `"Threshold": 0.42`); err != nil {
+	if _, err = b.WaitForText("", 30*time.Second, `"state": "running"`, `"threshold": 0.42`); err != nil {
 		_ = b.Screenshot(filepath.Join(dir, "loop-details-failed.png"))
 	}
 	require.NoError(t, err)
 	require.NoError(t, b.Screenshot(filepath.Join(dir, "loop-details.png")))
+
+	// The loop's Current Details are on the "User Metadata" tab: the UI
+	// asks the running loop for them (the workflow metadata query) when
+	// the tab opens. Their first paragraph is the loop's summary.
+	require.NoError(t, b.Click("User Metadata"))
+	if _, err = b.WaitForText("", 30*time.Second, "Current Details", app+" is running: last P =", "(threshold 0.42 for a", "lease(s) live", "next wake"); err != nil {
+		_ = b.Screenshot(filepath.Join(dir, "loop-current-details-failed.png"))
+	}
+	require.NoError(t, err)
+	require.NoError(t, b.Screenshot(filepath.Join(dir, "loop-current-details.png")))
 	t.Logf("screenshots in %s", dir)
 	k.stopLoop(app)
 }

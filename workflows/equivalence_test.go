@@ -15,9 +15,10 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -25,9 +26,9 @@ import (
 // only: the application's idle-time hazard (the demand model's main input
 // feature). It serves both the simulator and the loop's Predictor, so any
 // difference in their decisions comes from how they feed the policy.
-type hazardModel struct{ spec models.DemandSpec }
+type hazardModel struct{ spec demand.Spec }
 
-func newHazardModel() hazardModel { return hazardModel{spec: models.DefaultDemandSpec(time.Minute)} }
+func newHazardModel() hazardModel { return hazardModel{spec: demand.DefaultSpec(time.Minute)} }
 
 func (m hazardModel) p(counts []float64) float64 {
 	counts = counts[max(0, len(counts)-m.spec.GapCap):]
@@ -38,13 +39,13 @@ func (m hazardModel) p(counts []float64) float64 {
 			break
 		}
 	}
-	return models.NewIdleTimes(counts, m.spec.GapCap, m.spec.Hazard).Hazard(gap)
+	return demand.NewIdleTimes(counts, m.spec.GapCap, m.spec.Hazard).Hazard(gap)
 }
 
-// As a models.Demand, for the simulator.
-func (m hazardModel) Version() string         { return "hazard-test" }
-func (m hazardModel) Spec() models.DemandSpec { return m.spec }
-func (m hazardModel) Predict(in []models.DemandInput) ([]float64, error) {
+// As a demand.Model, for the simulator.
+func (m hazardModel) Version() string   { return "hazard-test" }
+func (m hazardModel) Spec() demand.Spec { return m.spec }
+func (m hazardModel) Predict(in []demand.Input) ([]float64, error) {
 	out := make([]float64, len(in))
 	for i, x := range in {
 		out[i] = m.p(x.Counts)
@@ -96,8 +97,8 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy)
 	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(activities.ExtendResult{Extended: true}, nil).Maybe()
 
 	var mu sync.Mutex
-	var recs []activities.PredictionRecord
-	batch := activities.NewBatcher(func(_ context.Context, rows []activities.PredictionRecord) error {
+	var recs []records.Prediction
+	batch := activities.NewBatcher(func(_ context.Context, rows []records.Prediction) error {
 		mu.Lock()
 		defer mu.Unlock()
 		recs = append(recs, rows...)
@@ -120,7 +121,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy)
 	// Each wake decided its bin; the bins slept through kept what the last
 	// decision held, or held nothing.
 	actions := make([]policy.Action, to-from)
-	slices.SortFunc(recs, func(x, y activities.PredictionRecord) int { return x.Bin.Compare(y.Bin) })
+	slices.SortFunc(recs, func(x, y records.Prediction) int { return x.Bin.Compare(y.Bin) })
 	for k, r := range recs {
 		c := int(r.Bin.Sub(tr.Start) / tr.Bin)
 		next := to

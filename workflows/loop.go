@@ -19,6 +19,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Activity receivers: workflows name activities through nil pointers of the
@@ -33,7 +34,6 @@ var (
 const (
 	defaultWindow         = 1440 // a day of one-minute bins: the demand model's idle-time history
 	defaultMaxTicksPerRun = 1000
-	defaultMemoryMB       = 170 // trace.DefaultMemoryMB: Azure's typical function
 	// maxSizes is how many recent request sizes a loop keeps for sizing.
 	maxSizes = 64
 )
@@ -243,7 +243,7 @@ func (l *loop) seed(ctx workflow.Context) {
 	})
 	end := workflow.Now(ctx).Truncate(l.Bin)
 	var res activities.SeedResult
-	err := workflow.ExecuteActivity(actx, predictor.Seed, activities.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(actx, ActivitySeed, activities.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
 	if err != nil {
 		l.LastError = "seed from stored history failed, starting from zeros: " + err.Error()
 		l.log.Warn("seed failed; starting from zeros", "error", err)
@@ -263,12 +263,9 @@ func (l *loop) seed(ctx workflow.Context) {
 	l.Seeded = true
 	if l.Profile.MemoryMB <= 0 {
 		// Unknown application: size leases like a typical one.
-		l.Profile.MemoryMB = defaultMemoryMB
-		l.log.Warn("no stored profile; sizing leases with defaults", "memory_mb", defaultMemoryMB)
+		l.log.Warn("no stored profile; sizing leases with defaults", "memory_mb", l.Profile.WithDefaults().MemoryMB)
 	}
-	if l.Profile.DiskMB <= 0 {
-		l.Profile.DiskMB = l.Profile.MemoryMB / 4
-	}
+	l.Profile = l.Profile.WithDefaults()
 	if len(l.Recent) > l.Window {
 		l.Recent = l.Recent[len(l.Recent)-l.Window:]
 	}
@@ -309,7 +306,7 @@ func (l *loop) release(ctx workflow.Context, ls activities.Lease, event, reason 
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
 		Summary:             event + " " + ls.LeaseID,
 	})
-	fut := workflow.ExecuteActivity(actx, hosts.Release, activities.ReleaseInput{
+	fut := workflow.ExecuteActivity(actx, ActivityRelease, activities.ReleaseInput{
 		LeaseID: ls.LeaseID, App: l.App, Host: ls.Host, HostURL: ls.HostURL, Event: event, Reason: reason,
 		MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, HeldSeconds: held,
 	})
@@ -421,7 +418,7 @@ func (l *loop) shutdown(ctx workflow.Context) (LoopResult, error) {
 		l.log.Warn("waiting for the preparation", "error", err)
 	}
 	for _, ls := range l.Leases {
-		l.release(dctx, ls, "released", "loop "+reason, workflow.Now(dctx).Sub(ls.Reserved).Seconds())
+		l.release(dctx, ls, records.EventReleased, "loop "+reason, workflow.Now(dctx).Sub(ls.Reserved).Seconds())
 	}
 	l.Leases = nil
 	if err := workflow.Await(dctx, func() bool { return l.jobs == 0 && workflow.AllHandlersFinished(dctx) }); err != nil {
@@ -487,28 +484,33 @@ func (l *loop) upsertAttrs(ctx workflow.Context) {
 	}
 }
 
-// setDetails is the Web UI's one-glance view of the loop.
+// setDetails is the Web UI's one-glance view of the loop: its page's
+// "User Metadata" tab shows it as Current Details (the UI reads it with
+// the __temporal_workflow_metadata query when the tab opens, so a worker
+// must be polling the loop's queue). The first paragraph is the summary:
+// state, the last probability against the thresholds, the leases and the
+// next wake; the counters and the last error follow.
 func (l *loop) setDetails(ctx workflow.Context) {
 	var b strings.Builder
 	if l.current {
 		th := l.thresholds()
-		fmt.Fprintf(&b, "**%s** — %s, threshold %.3g (keep at P ≥ %.3g, prepare at P ≥ %.3g for a %.0f MB instance)\n\n",
-			l.App, l.state(), l.Policy.Threshold, th.Keep, th.Prepare, l.leaseSizeMB())
-		fmt.Fprintf(&b, "last P = %.3f → %s, model %s\n\n", l.LastProbability, orDash(l.LastDecision), orDash(l.ModelVersion))
-		if !l.NextWake.IsZero() {
-			fmt.Fprintf(&b, "next decision %s: %s\n\n", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
-		}
+		fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against keep ≥ %.3g and prepare ≥ %.3g (threshold %.3g for a %.0f MB instance) → %s",
+			l.App, l.state(), l.LastProbability, th.Keep, th.Prepare, l.Policy.Threshold, l.leaseSizeMB(), orDash(l.LastDecision))
 	} else {
-		fmt.Fprintf(&b, "**%s** — %s, threshold %.2f, horizon %d × %v, top-%d\n\n", l.App, l.state(), l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN)
-		fmt.Fprintf(&b, "last P = %.3f (%s), model %s\n\n", l.LastProbability, l.LastDecision, orDash(l.ModelVersion))
+		fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against threshold %.2f (horizon %d × %v, top-%d) → %s",
+			l.App, l.state(), l.LastProbability, l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN, orDash(l.LastDecision))
 	}
-	fmt.Fprintf(&b, "leases: %d live", len(l.Leases))
+	fmt.Fprintf(&b, "; %d lease(s) live", len(l.Leases))
 	for _, ls := range l.Leases {
-		fmt.Fprintf(&b, "; %s until %s (score %.2f)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Score)
+		fmt.Fprintf(&b, " (%s until %s, score %s)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Parts())
 	}
 	if l.preparing != "" {
-		fmt.Fprintf(&b, "; preparing %s", l.preparing)
+		fmt.Fprintf(&b, ", preparing %s", l.preparing)
 	}
+	if l.current && !l.NextWake.IsZero() {
+		fmt.Fprintf(&b, "; next wake %s UTC: %s", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
+	}
+	fmt.Fprintf(&b, "; model %s.", orDash(l.ModelVersion))
 	fmt.Fprintf(&b, "\n\nticks %d, preparations %d (%d failed), claims %d, cold %d, expired %d",
 		l.Stats.Ticks, l.Stats.Preparations, l.Stats.PreparationsFailed, l.Stats.Claims, l.Stats.Misses, l.Stats.Expired)
 	if l.LastError != "" {

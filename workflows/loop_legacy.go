@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // The prediction loop as it ran before the policy package. Kept unchanged
@@ -105,7 +106,7 @@ func (l *loop) tickLegacy(ctx workflow.Context) {
 	})
 	var res activities.PredictResult
 	next, featureBin := l.Clock.Map(binStart, l.Bin)
-	err := workflow.ExecuteLocalActivity(lactx, predictor.Predict, activities.PredictInput{
+	err := workflow.ExecuteLocalActivity(lactx, ActivityPredict, activities.PredictInput{
 		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin,
 		MemoryMB: l.Profile.MemoryMB, ReadRatio: l.Profile.ReadRatio,
 		Threshold: l.Policy.Threshold, Covered: l.covered(now), DryRun: l.Policy.DryRun,
@@ -116,7 +117,7 @@ func (l *loop) tickLegacy(ctx workflow.Context) {
 		if msg != l.LastError {
 			l.log.Warn("prediction failed; the loop keeps running", "error", err)
 		}
-		l.LastError, l.LastDecision = msg, activities.DecisionNoModel
+		l.LastError, l.LastDecision = msg, records.DecisionNoModel
 	} else {
 		l.Stats.Predictions++
 		l.LastProbability, l.LastDecision, l.ModelVersion = res.Probability, res.Decision, res.ModelVersion
@@ -127,7 +128,7 @@ func (l *loop) tickLegacy(ctx workflow.Context) {
 		if strings.HasPrefix(l.LastError, "prediction failed") {
 			l.LastError = ""
 		}
-		if res.Decision == activities.DecisionPrepare && l.preparing == "" {
+		if res.Decision == records.DecisionPrepare && l.preparing == "" {
 			l.prepareLegacy(ctx, binStart)
 		}
 	}
@@ -176,7 +177,7 @@ func (l *loop) expireLegacy(ctx workflow.Context, now time.Time) {
 		held := ls.Expires.Sub(ls.Reserved).Seconds()
 		l.Stats.Expired++
 		l.Stats.WastedMBSeconds += ls.MemoryMB * held
-		l.release(ctx, ls, "expired", "lease TTL passed unclaimed", held)
+		l.release(ctx, ls, records.EventExpired, "lease TTL passed unclaimed", held)
 	}
 	l.Leases = keep
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // run is the loop that decides through package policy. At each wake (the
@@ -169,7 +170,7 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 		if msg != l.LastError {
 			l.log.Warn("prediction failed; the loop keeps what it holds and tries again next bin", "error", err)
 		}
-		l.LastError, l.LastDecision = msg, activities.DecisionNoModel
+		l.LastError, l.LastDecision = msg, records.DecisionNoModel
 		l.Holding = held && len(l.Leases) > 0
 		l.plan(binStart, 1, "retry the prediction")
 		l.upsertAttrs(ctx)
@@ -189,7 +190,7 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	l.LastDecision = res.Action.String()
 	l.decided = binStart
 	if l.Policy.DryRun {
-		l.LastDecision = activities.DecisionDryRun + ": " + l.LastDecision
+		l.LastDecision = records.DecisionDryRun + ": " + l.LastDecision
 	} else {
 		l.apply(ctx, binStart, res)
 	}
@@ -311,7 +312,7 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool) (ac
 	})
 	next, featureBin := l.Clock.Map(binStart, l.Bin)
 	var res activities.ForecastResult
-	err := workflow.ExecuteLocalActivity(lactx, predictor.Forecast, activities.ForecastInput{
+	err := workflow.ExecuteLocalActivity(lactx, ActivityForecast, activities.ForecastInput{
 		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin, Bins: bins,
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
 	}).Get(ctx, &res)
@@ -386,7 +387,7 @@ func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
 		if (l.ahead && (!l.prepWanted || l.stop != nil)) || (!l.ahead && (!l.Holding || l.draining && l.stop != nil)) {
 			// The policy let go while the preparation ran.
 			for _, ls := range res.Leases {
-				l.release(gctx, ls, "released", "the policy let go during the preparation", workflow.Now(gctx).Sub(ls.Reserved).Seconds())
+				l.release(gctx, ls, records.EventReleased, "the policy let go during the preparation", workflow.Now(gctx).Sub(ls.Reserved).Seconds())
 			}
 			return
 		}
@@ -424,6 +425,12 @@ func (l *loop) startPreparation(ctx workflow.Context, binStart time.Time, in Pre
 				l.Stats.PreparationMS += 0.2 * (took - l.Stats.PreparationMS)
 			}
 		}
+		if err != nil && temporal.IsCanceledError(err) {
+			// Cancelled by a stop or a continue-as-new: it released what
+			// it held; not a failure.
+			l.Stats.PreparationsCancelled++
+			return
+		}
 		if err != nil {
 			l.Stats.PreparationsFailed++
 			l.LastError = fmt.Sprintf("preparation %s failed: %v", id, err)
@@ -449,7 +456,7 @@ func (l *loop) extend(ctx workflow.Context, ls activities.Lease, until time.Time
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
 		Summary:             "extend " + ls.LeaseID,
 	})
-	fut := workflow.ExecuteActivity(actx, hosts.Extend, activities.ExtendInput{
+	fut := workflow.ExecuteActivity(actx, ActivityExtend, activities.ExtendInput{
 		LeaseID: ls.LeaseID, App: l.App, Host: ls.Host, HostURL: ls.HostURL, TTL: until.Sub(workflow.Now(ctx)),
 	})
 	l.jobs++
@@ -507,7 +514,7 @@ func (l *loop) releaseAll(ctx workflow.Context, reason string) {
 	now := workflow.Now(ctx)
 	for _, ls := range l.Leases {
 		l.Stats.Released++
-		l.release(ctx, ls, "released", reason, now.Sub(ls.Reserved).Seconds())
+		l.release(ctx, ls, records.EventReleased, reason, now.Sub(ls.Reserved).Seconds())
 	}
 	l.Leases = nil
 }
@@ -523,7 +530,7 @@ func (l *loop) expire(ctx workflow.Context, now time.Time) {
 		l.Stats.WastedMBSeconds += ls.MemoryMB * held
 		// The host has freed it; the release records the event and is a
 		// no-op there.
-		l.release(ctx, ls, "expired", "lease TTL passed", held)
+		l.release(ctx, ls, records.EventExpired, "lease TTL passed", held)
 		return true
 	})
 }
@@ -692,7 +699,7 @@ func (l *loop) observe(ctx workflow.Context, sig ObservationSignal) {
 		l.Stats.Kept++
 		if len(l.Leases) > 0 && workflow.GetVersion(ctx, versionOneInstance, workflow.DefaultVersion, 1) == 1 {
 			// The application already holds an instance: one is enough.
-			l.release(ctx, *k, "released", "a second instance of the application", workflow.Now(ctx).Sub(k.Reserved).Seconds())
+			l.release(ctx, *k, records.EventReleased, "a second instance of the application", workflow.Now(ctx).Sub(k.Reserved).Seconds())
 		} else {
 			l.Leases = append(l.Leases, *k)
 		}

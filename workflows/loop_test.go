@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
@@ -224,7 +225,7 @@ func TestLegacyLoopExpiresUnclaimedLeases(t *testing.T) {
 	require.Greater(t, res.Stats.WastedMBSeconds, 0.0)
 	rel := fh.releases()
 	require.Len(t, rel, 1)
-	require.Equal(t, "expired", rel[0].Event)
+	require.Equal(t, records.EventExpired, rel[0].Event)
 	require.InDelta(t, 2.0, rel[0].HeldSeconds, 1e-9)
 	require.Empty(t, fh.held())
 }
@@ -251,7 +252,7 @@ func TestLegacyLoopContinuesAsNewCarryingState(t *testing.T) {
 	require.True(t, next.Seeded)
 	require.True(t, next.Policy.DryRun, "policy carried")
 	require.Equal(t, []float64{0, 0, 0, 3}, next.Recent, "window of 4 bins carried, oldest dropped")
-	require.Equal(t, activities.DecisionDryRun, next.LastDecision, "dry run predicts high and prepares nothing")
+	require.Equal(t, records.DecisionDryRun, next.LastDecision, "dry run predicts high and prepares nothing")
 	require.Equal(t, 0, next.Stats.Preparations)
 	require.Equal(t, t0.Add(5*time.Second), next.NextTick)
 }

@@ -218,7 +218,7 @@ func set[T any](dst *T, v *T) {
 type LoopInput struct {
 	App     string
 	Bin     time.Duration // 1 s in demos and tests, 1 min in production
-	Window  int           // bins of recent activity kept (default 60)
+	Window  int           // bins of recent activity kept: default 1440 (64 in loops from before the policy package), then what the model uses, at most 1440
 	Policy  Policy
 	Profile activities.AppProfile
 	// MaxTicksPerRun continues as new after this many ticks even when the
@@ -268,14 +268,17 @@ type LoopStats struct {
 	PredictErrors      int
 	Preparations       int
 	PreparationsFailed int
-	LeasesPrepared     int
-	Claims             int
-	Misses             int // claims that found no lease (cold requests)
-	Expired            int
-	WastedMBSeconds    float64 // memory held by leases that expired unused
-	Requests           float64
-	WarmRequests       int
-	SkippedBins        int // bins the loop could not tick (worker down)
+	// PreparationsCancelled were cancelled by a stop or continue-as-new
+	// (they release what they reserved).
+	PreparationsCancelled int
+	LeasesPrepared        int
+	Claims                int
+	Misses                int // claims that found no lease (cold requests)
+	Expired               int
+	WastedMBSeconds       float64 // memory held by leases that expired unused
+	Requests              float64
+	WarmRequests          int
+	SkippedBins           int // bins the loop could not tick (worker down)
 	// Policy loops: decisions by outcome (one per bin, known ahead while the
 	// loop sleeps), wakes, in-place extensions and instances kept after a
 	// cold request.
@@ -434,21 +437,10 @@ func (c *ClaimUpdate) check() error {
 	return nil
 }
 
-// ClaimUpdateResult holds the lease, or Found=false (serve cold). It carries
-// the loop's adjustments so a cold request ranks hosts the same way.
-type ClaimUpdateResult struct {
-	Found       bool
-	Lease       activities.Lease
-	Adjustments map[string]float64
-	// Stays: the lease is a warm instance that goes on serving (the loop
-	// releases it); false from loops that hand a lease to one request.
-	Stays bool
-	// Keep, for a cold request, asks the host to keep the instance that
-	// serves it as a lease of the application.
-	Keep *activities.KeepPlan
-	// WaitedMS is how long the claim waited for a preparation in flight.
-	WaitedMS float64
-}
+// ClaimUpdateResult is the claim-lease update's answer: the lease, or
+// Found=false (serve cold). It is the claim activity's result as well
+// (activities.ClaimResult: one type), whose LoopRunning the claimer sets.
+type ClaimUpdateResult = activities.ClaimResult
 
 // TraceClock maps live bins onto a trace's bins: the live bin that starts at
 // RealStart stands for the trace bin that starts at TraceStart, and every

@@ -27,6 +27,28 @@ const (
 	TrainingWorkflowName    = "Training"
 )
 
+// Activity type names. Activities are registered under these names
+// (RegisterPredictionActivities, RegisterTrainingActivities) and workflows
+// call them by these names, so renaming a Go method cannot change what a
+// recorded history expects. They are the names histories already hold.
+const (
+	ActivitySeed          = "Seed"          // activities.Predictor.Seed
+	ActivityPredict       = "Predict"       // activities.Predictor.Predict (local; loops from before the policy)
+	ActivityForecast      = "Forecast"      // activities.Predictor.Forecast (local)
+	ActivityRankHosts     = "RankHosts"     // activities.Hosts.RankHosts
+	ActivityReserve       = "Reserve"       // activities.Hosts.Reserve
+	ActivityShadow        = "Shadow"        // activities.Hosts.Shadow
+	ActivityExtend        = "Extend"        // activities.Hosts.Extend
+	ActivityRelease       = "Release"       // activities.Hosts.Release
+	ActivityServe         = "Serve"         // activities.Hosts.Serve (local in lean requests)
+	ActivityClaimLease    = "ClaimLease"    // activities.Requests.ClaimLease (local in lean requests)
+	ActivityRecordRequest = "RecordRequest" // activities.Requests.RecordRequest
+	ActivityDescribe      = "Describe"      // activities.Training.Describe
+	ActivityTrainDemand   = "TrainDemand"   // activities.Training.TrainDemand
+	ActivityTrainAffinity = "TrainAffinity" // activities.Training.TrainAffinity
+	ActivityPromote       = "Promote"       // activities.Training.Promote
+)
+
 // Signals, queries and updates of the prediction loop.
 const (
 	SignalThreshold   = "threshold"   // ThresholdSignal
@@ -37,7 +59,7 @@ const (
 	QueryState = "state" // StateQuery -> LoopStatus
 
 	UpdatePolicy = "set-policy"  // PolicyUpdate -> PolicyUpdateResult
-	UpdateClaim  = "claim-lease" // ClaimUpdate -> ClaimResult
+	UpdateClaim  = "claim-lease" // ClaimUpdate -> ClaimUpdateResult
 )
 
 // Query of the training workflow.

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // PrepareInput asks for leases on the best TopN hosts for an application.
@@ -79,7 +80,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 			NonRetryableErrorTypes: []string{activities.ErrHostRejected, activities.ErrBadInput, activities.ErrNoHosts}},
 	})
 	var ranked activities.RankResult
-	if err := workflow.ExecuteActivity(quick, hosts.RankHosts, activities.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
+	if err := workflow.ExecuteActivity(quick, ActivityRankHosts, activities.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
 		return res, fmt.Errorf("rank hosts for %s: %w", in.App, err)
 	}
 
@@ -95,11 +96,19 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 			reason = "preparation cancelled"
 		}
 		for _, ls := range held {
-			releaseNow(dctx, ls, "released", reason)
+			releaseNow(dctx, ls, records.EventReleased, reason)
 		}
 	}()
 
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%d candidate host(s) for %s, preparing %d", len(ranked.Candidates), in.App, in.TopN))
+	var rank strings.Builder
+	fmt.Fprintf(&rank, "%d candidate host(s) for %s, preparing %d:", len(ranked.Candidates), in.App, in.TopN)
+	for _, c := range ranked.Candidates {
+		fmt.Fprintf(&rank, " %s %s;", c.Host, c.Parts())
+	}
+	for _, r := range ranked.Rejected {
+		fmt.Fprintf(&rank, " %s cannot take it (%s);", r.Host, r.Reason)
+	}
+	workflow.SetCurrentDetails(ctx, strings.TrimSuffix(rank.String(), ";"))
 	for _, c := range ranked.Candidates {
 		if len(res.Leases) >= in.TopN || len(res.Attempts) >= maxHosts || ctx.Err() != nil {
 			break
@@ -108,7 +117,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		attempt := PrepareAttempt{Host: c.Host, Score: c.Score}
 		ls := activities.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 			MemoryMB: in.Profile.MemoryMB, DiskMB: in.Profile.DiskMB, CPUMilli: in.Profile.CPUMilli,
-			Score: c.Score, Adjusted: c.Adjustment, ModelVers: ranked.ModelVersion}
+			Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
 
 		rctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
 			StartToCloseTimeout: 10 * time.Second,
@@ -120,7 +129,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		// Held before the call: a reply lost after the host reserved must
 		// still be released.
 		held = append(held, ls)
-		err := workflow.ExecuteActivity(rctx, hosts.Reserve, activities.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
+		err := workflow.ExecuteActivity(rctx, ActivityReserve, activities.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
 			MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, TTL: in.TTL}).Get(ctx, &rr)
 		if err != nil {
 			attempt.Outcome, attempt.Reason = "reserve-failed", rootMessage(err)
@@ -131,7 +140,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 				// lost: release it, but briefly — a host that did not answer
 				// three reserves is likely down (its TTL frees the rest) and
 				// the next host must not wait for it.
-				releaseWith(ctx, ls, "failed", "reserve failed: "+attempt.Reason, 2)
+				releaseWith(ctx, ls, records.EventFailed, "reserve failed: "+attempt.Reason, 2)
 				held = held[:len(held)-1]
 			}
 			continue
@@ -151,7 +160,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 			Summary:             "shadow request on " + c.Host,
 		})
 		var sr activities.ShadowResult
-		err = workflow.ExecuteActivity(sctx, hosts.Shadow, activities.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+		err = workflow.ExecuteActivity(sctx, ActivityShadow, activities.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 			ReadRatio: in.Profile.ReadRatio, SampleMB: in.SampleMB, MaxMS: in.MaxShadowMS}).Get(ctx, &sr)
 		if err == nil && sr.OK {
 			ls.ShadowMS = sr.ShadowMS
@@ -167,7 +176,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		res.Attempts = append(res.Attempts, attempt)
 		logger.Warn("shadow validation failed; releasing and trying the next host", "host", c.Host, "reason", attempt.Reason)
 		if ctx.Err() == nil {
-			releaseNow(ctx, ls, "failed", "shadow failed: "+attempt.Reason)
+			releaseNow(ctx, ls, records.EventFailed, "shadow failed: "+attempt.Reason)
 			held = held[:len(held)-1]
 		}
 	}
@@ -212,7 +221,7 @@ func releaseWith(ctx workflow.Context, ls activities.Lease, event, reason string
 	if !ls.Reserved.IsZero() {
 		held = workflow.Now(ctx).Sub(ls.Reserved).Seconds()
 	}
-	err := workflow.ExecuteActivity(actx, hosts.Release, activities.ReleaseInput{LeaseID: ls.LeaseID, App: ls.App, Host: ls.Host, HostURL: ls.HostURL,
+	err := workflow.ExecuteActivity(actx, ActivityRelease, activities.ReleaseInput{LeaseID: ls.LeaseID, App: ls.App, Host: ls.Host, HostURL: ls.HostURL,
 		Event: event, Reason: reason, MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, HeldSeconds: held}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("release failed; the host's TTL will free it", "lease", ls.LeaseID, "error", err)

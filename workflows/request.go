@@ -9,6 +9,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // RequestInput is one resource request of an application.
@@ -121,14 +123,14 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	if warmInstances {
 		claimIn.SizeMB, claimIn.ArrivedAt = in.MemoryMB, in.ArrivedAt
 	}
-	if err := call(claimOpts, requests.ClaimLease, claimIn).Get(ctx, &claim); err != nil {
+	if err := call(claimOpts, ActivityClaimLease, claimIn).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
 	}
 
 	serve := func(host, url, leaseID string, keep *activities.KeepPlan) (activities.ServeResult, error) {
 		var sr activities.ServeResult
-		si := activities.ServeInput{RequestID: in.RequestID, App: in.App, Host: host, HostURL: url,
-			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}
+		si := activities.ServeInput{Host: host, HostURL: url, HostServing: activities.HostServing{RequestID: in.RequestID, App: in.App,
+			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}}
 		if warmInstances {
 			si.LeaseStays = claim.Stays
 			if keep != nil {
@@ -141,12 +143,12 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2,
 				NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
 			Summary: "serve on " + host,
-		}, hosts.Serve, si).Get(ctx, &sr)
+		}, ActivityServe, si).Get(ctx, &sr)
 		return sr, err
 	}
 
 	var sr activities.ServeResult
-	var claimed *activities.PreparationEvent
+	var claimed *records.PreparationEvent
 	var gone []string
 	var kept *activities.Lease
 	served := false
@@ -157,22 +159,22 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		sr, err = serve(ls.Host, ls.HostURL, ls.LeaseID, nil)
 		if err == nil {
 			served = true
-			res.Host, res.LeaseID, res.Expected, adjustment, res.Outcome = ls.Host, ls.LeaseID, ls.Score, ls.Adjusted, "warm"
+			res.Host, res.LeaseID, res.Expected, adjustment, res.Outcome = ls.Host, ls.LeaseID, ls.Score, ls.Adjusted, records.OutcomeWarm
 			if !sr.Warm {
 				res.Outcome = coldOutcome(sr.FallbackCode)
-				if warmInstances && (sr.FallbackCode == "gone" || sr.FallbackCode == "not_found") {
+				if warmInstances && (sr.FallbackCode == api.CodeGone || sr.FallbackCode == api.CodeNotFound) {
 					gone = append(gone, ls.LeaseID)
 				}
 			}
 			if !warmInstances || !claim.Stays {
-				claimed = &activities.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
-					Event: "claimed", MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
+				claimed = &records.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
+					Event: records.EventClaimed, MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
 					HeldSeconds: workflow.Now(ctx).Sub(ls.Reserved).Seconds(), Reason: "request " + in.RequestID}
 			}
 		} else {
 			logger.Warn("warm serve failed; releasing the lease and serving cold", "lease", ls.LeaseID, "error", err)
-			releaseNow(ctx, ls, "released", "warm serve failed: "+rootMessage(err))
-			res.Outcome = "cold-after-warm-failure"
+			releaseNow(ctx, ls, records.EventReleased, "warm serve failed: "+rootMessage(err))
+			res.Outcome = records.OutcomeColdAfterWarmFail
 			if warmInstances {
 				gone = append(gone, ls.LeaseID)
 			}
@@ -181,7 +183,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	if !served {
 		var ranked activities.RankResult
 		profile := activities.AppProfile{App: in.App, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, DurationMS: in.WorkMS, VolumeType: in.VolumeType}
-		if err := workflow.ExecuteActivity(withSummary(quick, "rank hosts"), hosts.RankHosts,
+		if err := workflow.ExecuteActivity(withSummary(quick, "rank hosts"), ActivityRankHosts,
 			activities.RankInput{Profile: profile, Adjustments: claim.Adjustments}).Get(ctx, &ranked); err != nil {
 			return res, fmt.Errorf("no host to serve %s cold: %w", in.RequestID, err)
 		}
@@ -194,7 +196,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 					k := claim.Keep
 					ls := activities.Lease{LeaseID: k.LeaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 						MemoryMB: k.MemoryMB, DiskMB: k.DiskMB, CPUMilli: k.CPUMilli, Reserved: now, Expires: now.Add(k.TTL),
-						Score: c.Score, Adjusted: c.Adjustment, ModelVers: ranked.ModelVersion}
+						Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
 					if !sr.KeptExpires.IsZero() && sr.KeptExpires.Before(ls.Expires) {
 						ls.Expires = sr.KeptExpires
 					}
@@ -208,7 +210,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			return res, fmt.Errorf("serve %s cold: every candidate host failed, last: %w", in.RequestID, err)
 		}
 		if res.Outcome == "" {
-			res.Outcome = "cold"
+			res.Outcome = records.OutcomeCold
 		}
 	}
 	// The time the claim waited for an instance being prepared is the
@@ -224,14 +226,14 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		at = in.ArrivedAt
 	}
 	rec := activities.RecordRequestInput{
-		Request: activities.RequestRecord{Time: at, RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
+		Request: records.Request{Time: at, RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
 			SizeMB: in.MemoryMB, ReadRatio: in.ReadRatio, Host: res.Host, Warm: res.Warm, ExpectedScore: res.Expected,
 			SetupMS: res.SetupMS, WorkMS: res.WorkMS, LatencyMS: res.LatencyMS, Outcome: res.Outcome},
 		Claimed: claimed,
 	}
 	if next, ok := NextAdjustment(adjustment, res.Expected, res.Actual, in.Tolerance, in.Rate); ok {
 		res.Adjusted, res.NewAdjustment = true, next
-		rec.Adjustment = &activities.AdjustmentRecord{Time: workflow.Now(ctx), App: in.App, Host: res.Host,
+		rec.Adjustment = &records.Adjustment{Time: workflow.Now(ctx), App: in.App, Host: res.Host,
 			Expected: res.Expected, Actual: res.Actual, Delta: res.Actual - res.Expected, NewAdjustment: next,
 			Reason: fmt.Sprintf("actual %.3f vs expected %.3f beyond tolerance %.2f", res.Actual, res.Expected, in.Tolerance)}
 	}
@@ -242,7 +244,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		ScheduleToCloseTimeout: 30 * time.Minute,
 		Summary:                "record outcome",
 	})
-	recorded := workflow.ExecuteActivity(rctx, requests.RecordRequest, rec)
+	recorded := workflow.ExecuteActivity(rctx, ActivityRecordRequest, rec)
 
 	obs := ObservationSignal{RequestID: in.RequestID, Count: 1, Host: res.Host, Warm: res.Warm, LatencyMS: res.LatencyMS,
 		Claimed: lean && claim.LoopRunning}
@@ -271,13 +273,13 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 // coldOutcome names why a request that claimed a lease ran cold.
 func coldOutcome(fallbackCode string) string {
 	switch fallbackCode {
-	case "lease_busy":
-		return "cold-lease-busy"
-	case "lease_too_small":
-		return "cold-lease-too-small"
+	case api.CodeLeaseBusy:
+		return records.OutcomeColdLeaseBusy
+	case api.CodeLeaseTooSmall:
+		return records.OutcomeColdLeaseTooSmall
 	}
 	// The host no longer held the lease.
-	return "cold-lease-lost"
+	return records.OutcomeColdLeaseLost
 }
 
 func withSummary(ctx workflow.Context, s string) workflow.Context {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 func TestNextAdjustment(t *testing.T) {
@@ -66,7 +67,7 @@ func TestServeRequestWarmSlowHostLowersAffinity(t *testing.T) {
 	require.Equal(t, "h1", recorded.Request.Host)
 	require.True(t, recorded.Request.Warm)
 	require.NotNil(t, recorded.Claimed)
-	require.Equal(t, "claimed", recorded.Claimed.Event)
+	require.Equal(t, records.EventClaimed, recorded.Claimed.Event)
 	require.InDelta(t, 5, recorded.Claimed.HeldSeconds, 1e-9)
 	require.NotNil(t, recorded.Adjustment)
 	require.Equal(t, res.NewAdjustment, recorded.Adjustment.NewAdjustment)

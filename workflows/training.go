@@ -2,28 +2,30 @@ package workflows
 
 import (
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/models/lifecycle"
 )
 
-// TrainingInput says what to train on. Zero From/To: everything stored.
+// TrainingInput says what to train on. Zero From and To: the most recent
+// Span of stored history.
 type TrainingInput struct {
 	From, To time.Time
+	Span     time.Duration // with no From and To (0: lifecycle.DefaultSpan)
 	Bin      time.Duration // default 1 min
 	Epochs   int           // 0: the trainer's default
 	Seed     int64
 	// MinAffinitySamples is how many served requests with outcomes are
-	// needed before the affinity model is trained (default 200).
+	// needed before the affinity model is trained (0:
+	// lifecycle.MinAffinityOutcomes).
 	MinAffinitySamples int
 	// MinImprovement is the relative improvement of the primary metric a
-	// candidate needs over the champion to replace it (default 0.01 = 1 %).
+	// candidate needs over the champion to replace it (0:
+	// lifecycle.MinImprovement).
 	MinImprovement float64
 	// TrainTimeout bounds one training activity (default 2 h).
 	TrainTimeout time.Duration
@@ -56,12 +58,6 @@ type TrainingProgressQuery struct{}
 // TrainingProgress is the answer to QueryTrainingProgress.
 type TrainingProgress struct{ Stage string }
 
-// Primary metrics (lower is better) the publish decision compares.
-const (
-	DemandMetric   = "log_loss"
-	AffinityMetric = "mse"
-)
-
 // Training extracts the data set, trains the demand model (and the affinity
 // model once enough outcomes exist), compares each candidate with the
 // champion and the baselines on the same held-out range, and publishes only
@@ -72,10 +68,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		in.Bin = time.Minute
 	}
 	if in.MinAffinitySamples <= 0 {
-		in.MinAffinitySamples = 200
-	}
-	if in.MinImprovement <= 0 {
-		in.MinImprovement = 0.01
+		in.MinAffinitySamples = lifecycle.MinAffinityOutcomes
 	}
 	if in.TrainTimeout <= 0 {
 		in.TrainTimeout = 2 * time.Hour
@@ -95,7 +88,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 	})
 	var d activities.DescribeResult
-	if err := workflow.ExecuteActivity(quick, training.Describe, activities.DescribeInput{From: in.From, To: in.To, Bin: in.Bin}).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteActivity(quick, ActivityDescribe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
 		return res, fmt.Errorf("extract the data set: %w", err)
 	}
 	res.Dataset = d.Dataset
@@ -108,22 +101,23 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrNotEnough}},
 	})
 
-	stage(fmt.Sprintf("training the demand model on %d apps × %d bins", d.Dataset.Apps, d.Dataset.Bins))
+	stage(fmt.Sprintf("training the demand model on %d apps × %d bins, %s .. %s (%s)", d.Dataset.Apps, d.Dataset.Bins,
+		d.Dataset.From.Format(time.RFC3339), d.Dataset.To.Format(time.RFC3339), d.Dataset.Chosen))
 	var dr activities.TrainResult
-	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), training.TrainDemand, activities.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), ActivityTrainDemand, activities.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
 		return res, fmt.Errorf("train the demand model: %w", err)
 	}
-	res.Demand = judge(dr.Model, DemandMetric, in.MinImprovement)
+	res.Demand = judge(dr.Model, in.MinImprovement)
 	res.Demand.Resumed = dr.Resumed
 
 	if d.Dataset.RequestOutcomes >= in.MinAffinitySamples {
 		stage(fmt.Sprintf("training the affinity model on %d request outcomes", d.Dataset.RequestOutcomes))
 		var ar activities.TrainResult
-		if err := workflow.ExecuteActivity(withSummary(long, "train affinity model"), training.TrainAffinity, activities.TrainInput{Spec: spec}).Get(ctx, &ar); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(long, "train affinity model"), ActivityTrainAffinity, activities.TrainInput{Spec: spec}).Get(ctx, &ar); err != nil {
 			// The demand decision stands on its own.
 			res.Affinity = ModelDecision{Kind: "affinity", Reason: "training failed: " + rootMessage(err)}
 		} else {
-			res.Affinity = judge(ar.Model, AffinityMetric, in.MinImprovement)
+			res.Affinity = judge(ar.Model, in.MinImprovement)
 		}
 	} else {
 		res.Affinity = ModelDecision{Kind: "affinity", Reason: fmt.Sprintf("not trained: %d request outcomes, %d needed", d.Dataset.RequestOutcomes, in.MinAffinitySamples)}
@@ -134,7 +128,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 			continue
 		}
 		stage("publishing " + m.Candidate)
-		if err := workflow.ExecuteActivity(withSummary(quick, "publish "+m.Candidate), training.Promote, activities.PromoteInput{Version: m.Candidate}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(quick, "publish "+m.Candidate), ActivityPromote, activities.PromoteInput{Version: m.Candidate}).Get(ctx, nil); err != nil {
 			return res, fmt.Errorf("publish %s: %w", m.Candidate, err)
 		}
 	}
@@ -142,37 +136,10 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 	return res, nil
 }
 
-// judge decides whether a candidate replaces the champion: it must beat
-// every baseline, and the champion by at least minImprovement (relative),
-// on the primary metric over the same held-out range.
-func judge(m activities.TrainedModel, metric string, minImprovement float64) ModelDecision {
-	d := ModelDecision{Kind: m.Kind, Candidate: m.Version, Champion: m.Champion, Metric: metric,
-		Metrics: m.Metrics, ChampionMetrics: m.ChampionMetrics, Baselines: m.Baselines}
-	cand, ok := m.Metrics[metric]
-	if !ok {
-		d.Reason = fmt.Sprintf("candidate %s has no %s metric; not published", m.Version, metric)
-		return d
-	}
-	var lost []string
-	for _, name := range slices.Sorted(maps.Keys(m.Baselines)) {
-		if b, ok := m.Baselines[name][metric]; ok && cand >= b {
-			lost = append(lost, fmt.Sprintf("%s %.4f", name, b))
-		}
-	}
-	if len(lost) > 0 {
-		d.Reason = fmt.Sprintf("candidate %s %s %.4f does not beat baseline(s) %s; not published", m.Version, metric, cand, strings.Join(lost, ", "))
-		return d
-	}
-	champ, hasChamp := m.ChampionMetrics[metric]
-	switch {
-	case m.Champion == "" || !hasChamp:
-		d.Published = true
-		d.Reason = fmt.Sprintf("no champion yet; candidate %s %s %.4f beats every baseline: published", m.Version, metric, cand)
-	case cand < champ*(1-minImprovement):
-		d.Published = true
-		d.Reason = fmt.Sprintf("candidate %s %s %.4f beats champion %s %.4f by %.1f%%: published", m.Version, metric, cand, m.Champion, champ, 100*(champ-cand)/champ)
-	default:
-		d.Reason = fmt.Sprintf("candidate %s %s %.4f is not %.0f%% better than champion %s %.4f; champion kept", m.Version, metric, cand, 100*minImprovement, m.Champion, champ)
-	}
-	return d
+// judge is the lifecycle's one publish rule, applied in workflow code (it
+// is pure) to what the training activity measured.
+func judge(m activities.TrainedModel, minImprovement float64) ModelDecision {
+	d := lifecycle.Decide(m, minImprovement)
+	return ModelDecision{Kind: m.Kind, Candidate: m.Version, Champion: m.Champion, Metric: lifecycle.PrimaryMetric(m.Kind),
+		Metrics: m.Metrics, ChampionMetrics: m.ChampionMetrics, Baselines: m.Baselines, Published: d.Publish, Reason: d.Reason}
 }

@@ -58,7 +58,7 @@ func TestTrainingPublishesOnlyWhenBetter(t *testing.T) {
 			require.Equal(t, tc.published, res.Demand.Published, res.Demand.Reason)
 			require.Contains(t, res.Demand.Reason, tc.reason)
 			require.Equal(t, tc.published, promoted == "d-1")
-			require.Contains(t, res.Affinity.Reason, "not trained: 10 request outcomes, 200 needed")
+			require.Contains(t, res.Affinity.Reason, "not trained: 10 request outcomes, 50 needed")
 		})
 	}
 }

@@ -70,7 +70,9 @@ func (b *Browser) Close() { b.cancel() }
 
 // WaitForText opens url (or stays on the current page when url is "") and waits until the page's visible text contains
 // every one of want (the page keeps running its scripts meanwhile), then
-// returns that text. On timeout the error quotes the start of the text.
+// returns that text. The text of the page's frames counts too (the Web UI
+// renders Markdown, such as a workflow's current details, in one). On
+// timeout the error quotes the start of the text.
 func (b *Browser) WaitForText(url string, within time.Duration, want ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, within)
 	defer cancel()
@@ -81,7 +83,7 @@ func (b *Browser) WaitForText(url string, within time.Duration, want ...string) 
 	}
 	var text string
 	for {
-		t, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		t, err := chromedp.Run(ctx, chromedp.Evaluate[string](pageText))
 		if err == nil {
 			text = t
 		}
@@ -95,6 +97,15 @@ func (b *Browser) WaitForText(url string, within time.Duration, want ...string) 
 		}
 	}
 }
+
+// pageText is the visible text of the page and of its same-origin frames.
+const pageText = `(() => {
+	const parts = [document.body ? document.body.innerText : ""];
+	for (const f of document.querySelectorAll("iframe")) {
+		try { if (f.contentDocument && f.contentDocument.body) parts.push(f.contentDocument.body.innerText); } catch (e) {}
+	}
+	return parts.join("\n");
+})()`
 
 // Click clicks the first button, link or tab whose text is label, as an
 // operator would to open a tab of the page.

@@ -19,6 +19,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.temporal.io/sdk/client"
 	tempotel "go.temporal.io/sdk/contrib/opentelemetry"
+
+	"github.com/forewarm/forewarm/store/records"
 )
 
 // Names of Forewarm's own metrics (the dashboard queries these).
@@ -119,7 +121,7 @@ func (m *Metrics) PreparationEvent(event string, memoryMB, heldSeconds float64) 
 		return
 	}
 	m.prepEvents.WithLabelValues(event).Inc()
-	if event == "expired" && memoryMB > 0 && heldSeconds > 0 {
+	if event == records.EventExpired && memoryMB > 0 && heldSeconds > 0 {
 		m.wasted.Add(memoryMB * heldSeconds)
 	}
 }
@@ -129,9 +131,9 @@ func (m *Metrics) Serve(warm bool) {
 	if m == nil {
 		return
 	}
-	kind := "cold"
+	kind := records.OutcomeCold
 	if warm {
-		kind = "warm"
+		kind = records.OutcomeWarm
 	}
 	m.serves.WithLabelValues(kind).Inc()
 }

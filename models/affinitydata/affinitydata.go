@@ -10,7 +10,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store"
 )
 
@@ -23,7 +23,7 @@ type Source interface {
 
 // Samples reads the requests of [from, to) and returns training samples in
 // time order (the last ones serve as the held-out set).
-func Samples(ctx context.Context, src Source, from, to time.Time) ([]models.AffinitySample, error) {
+func Samples(ctx context.Context, src Source, from, to time.Time) ([]affinity.Sample, error) {
 	reqs, err := src.Requests(ctx, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read requests: %w", err)
@@ -37,7 +37,7 @@ func Samples(ctx context.Context, src Source, from, to time.Time) ([]models.Affi
 	if err != nil {
 		return nil, fmt.Errorf("read host metrics: %w", err)
 	}
-	return models.AffinitySamples(Join(reqs, hosts, ms)), nil
+	return affinity.Samples(Join(reqs, hosts, ms)), nil
 }
 
 // metricsWindow: a host metric sample older than this says nothing about a request.
@@ -47,9 +47,10 @@ const metricsWindow = 5 * time.Minute
 // latest metrics sample at or before the request (none older than five
 // minutes: then the metrics are left zero). Requests on unknown hosts, or
 // without a host, are skipped. The app's rate is its requests per minute
-// over the span of reqs. Only the outcome "failed" counts as a failure
-// (warm, cold and their variants were served). Output is in time order.
-func Join(reqs []store.Request, hosts []store.Host, metrics []store.HostMetrics) []models.AffinityObservation {
+// over the span of reqs. Every recorded request was served (a request no
+// host could serve is not recorded), so none counts as failed. Output is
+// in time order.
+func Join(reqs []store.Request, hosts []store.Host, metrics []store.HostMetrics) []affinity.Observation {
 	byHost := map[string]store.Host{}
 	for _, h := range hosts {
 		byHost[h.ID] = h
@@ -70,13 +71,13 @@ func Join(reqs []store.Request, hosts []store.Host, metrics []store.HostMetrics)
 			rate[r.App] += 1 / minutes
 		}
 	}
-	var out []models.AffinityObservation
+	var out []affinity.Observation
 	for _, r := range reqs {
 		h, ok := byHost[r.Host]
 		if !ok {
 			continue
 		}
-		in := models.AffinityInput{VolumeType: r.VolumeType, SizeMB: r.SizeMB, ReadRatio: r.ReadRatio, Rate: rate[r.App],
+		in := affinity.Input{VolumeType: r.VolumeType, SizeMB: r.SizeMB, ReadRatio: r.ReadRatio, Rate: rate[r.App],
 			MemoryMB: float64(h.MemoryMB), DiskMB: float64(h.DiskMB), CPUMilli: float64(h.CPUMilli), Speed: h.Speed}
 		s := series[r.Host]
 		i := sort.Search(len(s), func(i int) bool { return s[i].Time.After(r.Time) }) - 1
@@ -93,7 +94,7 @@ func Join(reqs []store.Request, hosts []store.Host, metrics []store.HostMetrics)
 		if lat <= 0 {
 			lat = r.LatencyMS
 		}
-		out = append(out, models.AffinityObservation{App: r.App, Input: in, LatencyMS: lat, Failed: r.Outcome == "failed"})
+		out = append(out, affinity.Observation{App: r.App, Input: in, LatencyMS: lat})
 	}
 	return out
 }

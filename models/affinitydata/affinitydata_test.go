@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 )
 
 var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -18,15 +19,14 @@ func TestJoin(t *testing.T) {
 		{Time: t0.Add(30 * time.Second), HostID: "h1", CPUUtil: 0.9, MemAvailMB: 100},
 	}
 	reqs := []store.Request{
-		{Time: t0.Add(40 * time.Second), App: "a", Host: "h1", WorkMS: 200, LatencyMS: 900, Outcome: "cold"},
-		{Time: t0, App: "a", Host: "h1", SizeMB: 128, ReadRatio: 0.7, VolumeType: "ssd", WorkMS: 100, LatencyMS: 120, Outcome: "warm"},
-		{Time: t0.Add(time.Hour), App: "a", Host: "h1", WorkMS: 100, Outcome: "warm"},         // metrics too old
-		{Time: t0.Add(2 * time.Minute), App: "a", Host: "gone", WorkMS: 100, Outcome: "warm"}, // unknown host
-		{Time: t0.Add(3 * time.Minute), App: "a", Host: "h1", Outcome: "failed"},
+		{Time: t0.Add(40 * time.Second), App: "a", Host: "h1", WorkMS: 200, LatencyMS: 900, Outcome: records.OutcomeCold},
+		{Time: t0, App: "a", Host: "h1", SizeMB: 128, ReadRatio: 0.7, VolumeType: "ssd", WorkMS: 100, LatencyMS: 120, Outcome: records.OutcomeWarm},
+		{Time: t0.Add(time.Hour), App: "a", Host: "h1", WorkMS: 100, Outcome: records.OutcomeWarm},         // metrics too old
+		{Time: t0.Add(2 * time.Minute), App: "a", Host: "gone", WorkMS: 100, Outcome: records.OutcomeWarm}, // unknown host
 	}
 	obs := Join(reqs, hosts, metrics)
-	if len(obs) != 4 {
-		t.Fatalf("%d observations, want 4 (unknown host skipped): %+v", len(obs), obs)
+	if len(obs) != 3 {
+		t.Fatalf("%d observations, want 3 (unknown host skipped): %+v", len(obs), obs)
 	}
 	first := obs[0]
 	if first.Input.CPUUtil != 0.3 || first.Input.FreeMemMB != 5000 || first.Input.Speed != 1.2 || first.Input.SizeMB != 128 || first.LatencyMS != 100 {
@@ -35,12 +35,12 @@ func TestJoin(t *testing.T) {
 	if obs[1].Input.CPUUtil != 0.9 || obs[1].LatencyMS != 200 {
 		t.Errorf("second request: %+v", obs[1])
 	}
-	if obs[3].Input.CPUUtil != 0 || !obs[2].Failed || obs[3].Failed {
-		t.Errorf("stale metrics must stay zero, failure flagged: %+v / %+v", obs[2], obs[3])
+	if obs[2].Input.CPUUtil != 0 || obs[2].Failed {
+		t.Errorf("stale metrics must stay zero, a served request is no failure: %+v", obs[2])
 	}
-	samples := models.AffinitySamples(obs)
-	want := []float64{1, 0.5, 0, 1} // usual = median(100, 200, 100) = 100; time order: t0, +40s, +3m failed, +1h
-	if len(samples) != 4 {
+	samples := affinity.Samples(obs)
+	want := []float64{1, 0.5, 1} // usual = median(100, 200, 100) = 100; time order: t0, +40s, +1h
+	if len(samples) != 3 {
 		t.Fatalf("samples %+v", samples)
 	}
 	for i, w := range want {

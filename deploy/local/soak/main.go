@@ -370,7 +370,7 @@ func run(s settings) (*Result, error) {
 	}
 	counts := map[string]int{}
 	for _, row := range rows {
-		counts[row.RequestID.String()]++
+		counts[row.RequestID]++
 	}
 	var missing, twice []string
 	for id := range sent {

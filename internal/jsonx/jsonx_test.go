@@ -1,0 +1,76 @@
+package jsonx
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+type inner struct {
+	LeaseTTL time.Duration
+	HostURL  string
+}
+
+type Base struct{ ModelVers string }
+
+type outer struct {
+	Base
+	Bin       time.Duration
+	Waits     []time.Duration
+	Tagged    int    `json:"tagged_count"`
+	Skip      int    `json:"-"`
+	Empty     string `json:",omitempty"`
+	Inner     inner
+	Ptr       *inner
+	ByHost    map[string]inner
+	At        time.Time
+	Raw       []byte
+	unexposed int
+}
+
+func TestMarshalIsSnakeWithReadableDurations(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := outer{Base: Base{"m1"}, Bin: time.Second, Waits: []time.Duration{time.Minute}, Tagged: 3, Skip: 9,
+		Inner: inner{LeaseTTL: 90 * time.Second, HostURL: "u"}, ByHost: map[string]inner{"h-B": {HostURL: "x"}}, At: at, Raw: []byte("ab")}
+	b, err := Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"model_vers":"m1","bin":"1s","waits":["1m0s"],"tagged_count":3,"inner":{"lease_ttl":"1m30s","host_url":"u"},"ptr":null,` +
+		`"by_host":{"h-B":{"lease_ttl":"0s","host_url":"x"}},"at":"2026-01-02T03:04:05Z","raw":"YWI="}`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+	var back outer
+	if err := Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	v.Skip = 0
+	if !reflect.DeepEqual(back, v) {
+		t.Errorf("round trip %+v, want %+v", back, v)
+	}
+}
+
+func TestUnmarshalAcceptsTheOlderForm(t *testing.T) {
+	old := `{"ModelVers":"m0","Bin":1000000000,"Waits":[60000000000],"Tagged":7,"tagged_count":4,"Inner":{"LeaseTTL":0,"HostURL":"h"},"Ptr":{"LeaseTTL":2000000000},"ByHost":{"a":{"LeaseTTL":3000000000}}}`
+	var v outer
+	if err := Unmarshal([]byte(old), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.ModelVers != "m0" || v.Bin != time.Second || v.Waits[0] != time.Minute || v.Tagged != 4 || v.Inner.HostURL != "h" ||
+		v.Ptr == nil || v.Ptr.LeaseTTL != 2*time.Second || v.ByHost["a"].LeaseTTL != 3*time.Second {
+		t.Errorf("decoded %+v", v)
+	}
+	if err := Unmarshal([]byte(`{"bin":"soon"}`), &v); err == nil {
+		t.Error("a duration that is neither a number nor a Go duration was accepted")
+	}
+}
+
+func TestSnake(t *testing.T) {
+	for in, want := range map[string]string{"LeaseTTL": "lease_ttl", "HostURL": "host_url", "ModelVers": "model_vers", "P": "p",
+		"CPUMilli": "cpu_milli", "Window": "window", "ShadowMS": "shadow_ms", "IOLatencyMS": "io_latency_ms", "V2Loop": "v2_loop"} {
+		if got := Snake(in); got != want {
+			t.Errorf("Snake(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

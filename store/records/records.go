@@ -1,0 +1,106 @@
+// Package records holds the records Forewarm writes to its metric store, and
+// the one constant of each event kind, request outcome and decision they
+// carry. The store owns them (store.Prediction is records.Prediction); the
+// activities and workflows build them; nothing else copies them. The
+// package depends on nothing, so workflow code can use it.
+package records
+
+import "time"
+
+// Prediction is one decision of a prediction loop.
+type Prediction struct {
+	Time         time.Time `json:"time"`
+	App          string    `json:"app"`
+	Bin          time.Time `json:"bin"` // start of the bin decided
+	Probability  float64   `json:"probability"`
+	Threshold    float64   `json:"threshold"`
+	ModelVersion string    `json:"model_version"`
+	// Decision is a policy action's name (policy.Action.String(): prepare,
+	// keep, release, none), one of the Decision constants of loops
+	// written before the policy, either prefixed "dry-run:" in a dry run.
+	Decision string `json:"decision"`
+}
+
+// Decisions of loops written before the policy package decided (recorded
+// by activities.Predictor.Predict), and the prefix of a dry run's.
+const (
+	DecisionPrepare = "prepare"
+	DecisionBelow   = "below-threshold"
+	DecisionCovered = "covered"
+	DecisionDryRun  = "dry-run"
+	DecisionNoModel = "no-model"
+)
+
+// PreparationEvent is one step in the life of a preparation's lease.
+type PreparationEvent struct {
+	Time          time.Time `json:"time"`
+	PreparationID string    `json:"preparation_id"` // the lease ID the host knows
+	App           string    `json:"app"`
+	Host          string    `json:"host"`
+	Event         string    `json:"event"` // one of the Event constants
+	MemoryMB      float64   `json:"memory_mb"`
+	DiskMB        float64   `json:"disk_mb"`
+	CPUMilli      int64     `json:"cpu_milli"`
+	ShadowMS      float64   `json:"shadow_ms"`
+	Reason        string    `json:"reason"`
+	HeldSeconds   float64   `json:"held_seconds"`
+}
+
+// Preparation event kinds.
+const (
+	EventReserved  = "reserved"  // the host reserved the resources
+	EventValidated = "validated" // the shadow request proved them ready
+	EventFailed    = "failed"    // reserve or shadow failed; released
+	EventClaimed   = "claimed"   // a request took the lease for itself
+	EventExtended  = "extended"  // the lease's expiry moved in place
+	EventKept      = "kept"      // a cold request's instance kept as a lease
+	EventReleased  = "released"  // given back before its TTL
+	EventExpired   = "expired"   // its TTL passed: wasted resource-time
+)
+
+// Events lists every preparation event kind (the store refuses others).
+var Events = []string{EventReserved, EventValidated, EventClaimed, EventExpired, EventReleased, EventFailed, EventKept, EventExtended}
+
+// Request is one resource request as served: what was asked, where it ran
+// and how it went. Times keep nanoseconds.
+type Request struct {
+	Time          time.Time `json:"time"`
+	RequestID     string    `json:"request_id"` // stored as a UUID (derived when it is not one)
+	App           string    `json:"app"`
+	VolumeType    string    `json:"volume_type"`
+	SizeMB        float64   `json:"size_mb"`
+	ReadRatio     float64   `json:"read_ratio"`
+	Host          string    `json:"host"`
+	Warm          bool      `json:"warm"`
+	ExpectedScore float64   `json:"expected_score"` // affinity the model expected
+	SetupMS       float64   `json:"setup_ms"`
+	WorkMS        float64   `json:"work_ms"`
+	LatencyMS     float64   `json:"latency_ms"`
+	Outcome       string    `json:"outcome"` // one of the Outcome constants
+}
+
+// Request outcomes.
+const (
+	OutcomeWarm              = "warm"                    // served by a warm instance
+	OutcomeCold              = "cold"                    // no instance: served cold
+	OutcomeColdLeaseBusy     = "cold-lease-busy"         // the instance was serving as many as it may
+	OutcomeColdLeaseTooSmall = "cold-lease-too-small"    // the request needs more than the instance holds
+	OutcomeColdLeaseLost     = "cold-lease-lost"         // the host no longer held the instance
+	OutcomeColdAfterWarmFail = "cold-after-warm-failure" // the warm serve failed; served cold
+)
+
+// Outcomes lists every request outcome.
+var Outcomes = []string{OutcomeWarm, OutcomeCold, OutcomeColdLeaseBusy, OutcomeColdLeaseTooSmall, OutcomeColdLeaseLost, OutcomeColdAfterWarmFail}
+
+// Adjustment is one change of an (application, host) affinity adjustment,
+// after a request did better or worse than expected.
+type Adjustment struct {
+	Time          time.Time `json:"time"`
+	App           string    `json:"app"`
+	Host          string    `json:"host"`
+	Expected      float64   `json:"expected"`
+	Actual        float64   `json:"actual"`
+	Delta         float64   `json:"delta"`
+	NewAdjustment float64   `json:"new_adjustment"`
+	Reason        string    `json:"reason"`
+}
