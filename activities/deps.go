@@ -215,3 +215,9 @@ type HistoryReader interface {
 type LeaseClaimer interface {
 	Claim(ctx context.Context, in ClaimInput) (ClaimResult, error)
 }
+
+// DecisionMetrics counts the loops' decisions: each wake settles bins (the
+// ones slept through and its own) lag after it was due.
+type DecisionMetrics interface {
+	Decided(lag time.Duration, bins int, router bool)
+}

@@ -83,6 +83,7 @@ type loop struct {
 	// (a release or an idle decision since says otherwise).
 	prepWanted bool
 	ahead      bool      // preparations the plan makes start ahead of their bin
+	bounded    bool      // the sleep is bounded (versionSleepBound)
 	keptIn     time.Time // end of the bin in which a cold request's instance was last offered to keep
 }
 
@@ -164,6 +165,7 @@ func (l *loop) signals(ctx workflow.Context) func(workflow.Selector) {
 	policyCh := workflow.GetSignalChannel(ctx, SignalPolicy)
 	observationCh := workflow.GetSignalChannel(ctx, SignalObservation)
 	stopCh := workflow.GetSignalChannel(ctx, SignalStop)
+	wakeCh := workflow.GetSignalChannel(ctx, SignalWake)
 	return func(s workflow.Selector) {
 		s.AddReceive(thresholdCh, func(c workflow.ReceiveChannel, _ bool) {
 			if sig, err := receiveSignal[ThresholdSignal](ctx, c); err != nil {
@@ -184,6 +186,13 @@ func (l *loop) signals(ctx workflow.Context) func(workflow.Selector) {
 				l.refuse(SignalObservation, err)
 			} else {
 				l.onObservation(ctx, sig)
+			}
+		})
+		s.AddReceive(wakeCh, func(c workflow.ReceiveChannel, _ bool) {
+			if sig, err := receiveSignal[WakeSignal](ctx, c); err != nil {
+				l.refuse(SignalWake, err)
+			} else if l.current {
+				l.onWake(ctx, sig)
 			}
 		})
 		s.AddReceive(stopCh, func(c workflow.ReceiveChannel, _ bool) {
