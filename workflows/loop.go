@@ -476,6 +476,9 @@ func (l *loop) setDetails(ctx workflow.Context) {
 		if !l.NextWake.IsZero() {
 			fmt.Fprintf(&b, "next decision %s: %s\n\n", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
 		}
+		if l.Router {
+			fmt.Fprintf(&b, "arrivals recorded by the router; woken early %d times\n\n", l.Stats.Woken)
+		}
 	} else {
 		fmt.Fprintf(&b, "**%s** — %s, threshold %.2f, horizon %d × %v, top-%d\n\n", l.App, l.state(), l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN)
 		fmt.Fprintf(&b, "last P = %.3f (%s), model %s\n\n", l.LastProbability, l.LastDecision, orDash(l.ModelVersion))
@@ -509,7 +512,7 @@ func (l *loop) status() LoopStatus {
 		LastProbability: l.LastProbability, LastDecision: l.LastDecision, ModelVersion: l.ModelVersion,
 		LastError: l.LastError, Leases: slices.Clone(l.Leases), Preparing: l.preparing,
 		Adjustments: maps.Clone(l.Adjustments), Stats: l.Stats, Runs: l.Runs,
-		Holding: l.Holding, NextWake: l.NextWake, WakeReason: l.WakeReason,
+		Holding: l.Holding, NextWake: l.NextWake, WakeReason: l.WakeReason, Router: l.Router,
 	}
 	if l.current {
 		st.LeaseSizeMB, st.Thresholds = l.leaseSizeMB(), l.thresholds()

@@ -404,6 +404,7 @@ type LoopStatus struct {
 	Adjustments     map[string]float64
 	Stats           LoopStats
 	Runs            int
+	Router          bool // arrivals recorded by the router (LoopInput.Router)
 }
 
 // PolicyUpdate changes the policy through an Update (validated, answered).
