@@ -269,9 +269,6 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 		return err
 	}
 	defer w.Stop()
-	if w.watch != nil {
-		go w.watch.Run(ctx)
-	}
 	started.Store(true)
 	if slices.Contains(s.Queues, "prediction") {
 		count := func(ctx context.Context, q string) (int64, error) {
@@ -314,6 +311,7 @@ type running struct {
 	workers     []worker.Worker
 	predictions *activities.Batcher[activities.PredictionRecord]
 	watch       *activities.Watch // router-mode loops' arrival watch (nil: none)
+	stopWatch   context.CancelFunc
 	stop        sync.Once
 }
 
@@ -321,6 +319,9 @@ type running struct {
 // Calling it again does nothing.
 func (r *running) Stop() {
 	r.stop.Do(func() {
+		if r.stopWatch != nil {
+			r.stopWatch()
+		}
 		for _, w := range r.workers {
 			w.Stop()
 		}
@@ -354,6 +355,9 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 				return nil, err
 			}
 			r.watch = w
+			ctx, cancel := context.WithCancel(context.Background())
+			r.stopWatch = cancel
+			go w.Run(ctx)
 		}
 		hosts := &activities.Hosts{Directory: deps, Affinity: &affinityScorer{st: st, useORT: s.UseORT, checkEvery: s.ModelCheck, log: logger, m: s.metrics}, Recorder: deps, Log: logger,
 			Clients: newHostClients(trust, logger)}
