@@ -121,6 +121,16 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 		res.HoldBins = policy.Config{LookaheadBins: max(1, in.Lookahead)}.Hold(in.Thresholds, held, path)
 	}
 	res.NextChange, res.Until = nextWake(in, res.Action.Holds(), path)
+	if in.MaxSleep > 0 {
+		// The loop reads the path at the bin it decides and, when the policy
+		// prepares next, over the hold from there: the rest need not weigh
+		// on its history.
+		keep := 1
+		if res.Until == UntilChange {
+			keep = min(len(path), res.NextChange+max(1, in.Lookahead))
+		}
+		res.Path = path[:keep:keep]
+	}
 	if in.Router != nil && p.Watch != nil {
 		p.Watch.Register(Plan{WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, App: in.App,
 			Wake: in.Router.Start, NextWake: in.Router.Start.Add(time.Duration(res.NextChange) * in.Router.Bin), Bin: in.Router.Bin,

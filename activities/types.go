@@ -138,7 +138,10 @@ type RouterInput struct {
 
 // ForecastResult is the path and what the policy makes of it.
 type ForecastResult struct {
-	Path   []float64 // P(request in bin j from now | none before), j < Bins
+	// Path is P(request in bin j from now | none before), j < Bins; with
+	// MaxSleep, only as far as the loop reads it: the first bin, and when
+	// the policy acts next, the lookahead from there.
+	Path   []float64
 	Action policy.Action
 	// HoldBins is how many bins from now the application stays held if no
 	// request arrives (0 when the action does not hold).

@@ -302,7 +302,7 @@ func (l *loop) plannedAction() policy.Action {
 func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, slept int) (activities.ForecastResult, error) {
 	bins, maxSleep := l.Policy.LookaheadBins, 0
 	if l.bounded {
-		maxSleep = l.Policy.maxSleep()
+		maxSleep = l.maxSleep()
 		bins = max(bins, maxSleep)
 	}
 	if l.Policy.Ticking {

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -14,6 +15,17 @@ import (
 // ahead; loops before it slept at most LookaheadBins, to the end of their
 // forecast.
 const versionSleepBound = "sleep-bound"
+
+// maxSleep is this loop's bound on its sleep: Policy.MaxSleepBins less up
+// to a quarter of it, by the application, so that loops started together
+// (a fleet rolled out at once) do not all wake in the same bin when the
+// bound comes round.
+func (l *loop) maxSleep() int {
+	n := l.Policy.maxSleep()
+	h := fnv.New32a()
+	h.Write([]byte(l.App))
+	return n - int(h.Sum32()%uint32(n/4+1))
+}
 
 // untilReason is the Web UI's reason for a next wake the policy did not
 // ask for.

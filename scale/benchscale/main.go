@@ -64,6 +64,7 @@ type settings struct {
 	Keep          bool
 	WorkerArgs    []string
 	TrainArgs     []string
+	ModelDB       string
 }
 
 func envInt(key string, def int) int {
@@ -104,6 +105,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.ClickHousePID, "clickhouse-pid", envInt("SCALE_CLICKHOUSE_PID", 0), "ClickHouse server's process, to measure its CPU ($SCALE_CLICKHOUSE_PID)")
 	fs.BoolVar(&s.Keep, "keep", false, "keep the benchmark's ClickHouse database")
 	fs.StringSliceVar(&s.WorkerArgs, "worker-arg", nil, "extra worker flag (repeatable), e.g. --worker-arg=--workflow-tasks=400")
+	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
 	fs.StringSliceVar(&s.TrainArgs, "train-arg", nil, "extra `starter model train` flag (repeatable), e.g. --train-arg=--epochs=1 for a quick smoke run")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -198,11 +200,7 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 		}
 		st.Close()
 	})
-	log.Info("training the demand model on the sample's first 16 hours", "db", s.ClickHouse.Database)
-	train := append([]string{"model", "train", "--format", "azure2019", "--file", filepath.Join(s.Trace, "1350_inv.csv"),
-		"--memory", filepath.Join(s.Trace, "1350_mem.csv"), "--train-until", tr.BinStart(s.From).Format(time.RFC3339),
-		"--status", "champion"}, s.TrainArgs...)
-	if err := b.command(ctx, "train", s.StarterBin, train...); err != nil {
+	if err := b.model(ctx, st, tr); err != nil {
 		return res, err
 	}
 
@@ -307,12 +305,50 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 
 func round(x float64) float64 { return math.Round(x*1000) / 1000 }
 
-// command runs one of the project's binaries against the benchmark's
-// database, its output on stderr.
-func (b *bench) command(ctx context.Context, what, bin string, args ...string) error {
+// model makes a demand champion trained on the sample's first hours the
+// benchmark database's champion: copied from the model database, trained
+// there first when it has none.
+func (b *bench) model(ctx context.Context, st *store.Store, tr *trace.Trace) error {
+	s := b.s
+	train := append([]string{"model", "train", "--format", "azure2019", "--file", filepath.Join(s.Trace, "1350_inv.csv"),
+		"--memory", filepath.Join(s.Trace, "1350_mem.csv"), "--train-until", tr.BinStart(s.From).Format(time.RFC3339),
+		"--status", "champion"}, s.TrainArgs...)
+	if s.ModelDB == "" {
+		b.log.Info("training the demand model on the sample's first hours", "db", s.ClickHouse.Database)
+		return b.command(ctx, "train", s.StarterBin, s.ClickHouse.Database, train...)
+	}
+	mcfg := s.ClickHouse
+	mcfg.Database = s.ModelDB
+	if _, err := store.Migrate(ctx, mcfg); err != nil {
+		return fmt.Errorf("model database %s: %w", s.ModelDB, err)
+	}
+	ms, err := store.Open(ctx, mcfg)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	champ, err := ms.Champion(ctx, store.KindDemand)
+	if errors.Is(err, store.ErrNoModel) {
+		b.log.Info("training the demand model on the sample's first hours (once: kept for later runs)", "db", s.ModelDB)
+		if err := b.command(ctx, "train", s.StarterBin, s.ModelDB, train...); err != nil {
+			return err
+		}
+		champ, err = ms.Champion(ctx, store.KindDemand)
+	}
+	if err != nil {
+		return err
+	}
+	b.log.Info("demand model", "version", champ.Version, "from", s.ModelDB)
+	champ.Status = store.StatusChampion
+	return st.PublishModel(ctx, champ)
+}
+
+// command runs one of the project's binaries against database db, its
+// output on stderr.
+func (b *bench) command(ctx context.Context, what, bin, db string, args ...string) error {
 	b.log.Info("running", "what", what, "args", args)
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "CLICKHOUSE_DATABASE="+b.s.ClickHouse.Database, "CLICKHOUSE_ADDR="+b.s.ClickHouse.Addr)
+	cmd.Env = append(os.Environ(), "CLICKHOUSE_DATABASE="+db, "CLICKHOUSE_ADDR="+b.s.ClickHouse.Addr)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s (%s): %w", what, bin, err)
