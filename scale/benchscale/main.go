@@ -244,13 +244,31 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	res.StartsPerSecond = float64(s.Apps) / startTook.Seconds()
 	log.Info("loops started", "apps", s.Apps, "took", startTook.Round(time.Millisecond), "per_second", math.Round(res.StartsPerSecond))
 
-	// Let every loop decide its first bins, then measure a window.
+	// Let every loop make its first decision (a burst as they start), then
+	// settle a few bins, then measure a window.
+	metricsURL := "http://" + s.MetricsListen + "/metrics"
+	t0 = time.Now()
+	for {
+		m, err := scale.Scrape(ctx, metricsURL)
+		if err != nil {
+			return res, err
+		}
+		if m.Wakes >= float64(s.Apps) {
+			break
+		}
+		if time.Since(t0) > 20*time.Minute {
+			return res, fmt.Errorf("after 20 minutes only %.0f of %d loops made their first decision", m.Wakes, s.Apps)
+		}
+		if err := sleepUntil(ctx, time.Now().Add(5*time.Second), routerErr); err != nil {
+			return res, err
+		}
+	}
+	log.Info("every loop made its first decision", "after_start", time.Since(t0).Round(time.Second))
 	settle := time.Now().Truncate(s.LiveBin).Add(time.Duration(s.Settle+1) * s.LiveBin).Add(activities.Grace(s.LiveBin) / 2)
 	if err := sleepUntil(ctx, settle, routerErr); err != nil {
 		return res, err
 	}
 	sample := sampleIDs(fleet, s.Sample)
-	metricsURL := "http://" + s.MetricsListen + "/metrics"
 	a, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
 	if err != nil {
 		return res, err
