@@ -65,7 +65,13 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		for {
 			if l.wakeEarly {
 				l.wakeEarly = false
-				if next := l.NextTick.Add(l.grace()); next.Before(l.NextWake) {
+				next := l.NextTick.Add(l.grace())
+				if open := workflow.Now(ctx).Truncate(l.Bin).Add(l.grace()); l.Router && next.Before(open) {
+					// Not before the grace of the bin that just ended: its
+					// requests may still be on their way to the store.
+					next = open
+				}
+				if next.Before(l.NextWake) {
 					l.NextWake, l.WakeReason = next, "a request, signal or update arrived"
 				}
 			}
