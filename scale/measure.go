@@ -98,6 +98,7 @@ type WorkerMetrics struct {
 	WatchChecks float64
 	WatchWakes  float64
 	RSSBytes    float64
+	StackBytes  float64
 }
 
 // Scrape reads the worker's /metrics.
@@ -156,6 +157,7 @@ func fromFamilies(fams map[string]*dto.MetricFamily) WorkerMetrics {
 	m.WatchChecks = sum(telemetry.MetricWatchChecks)
 	m.WatchWakes = sum(telemetry.MetricWatchWakes)
 	m.RSSBytes = sum("process_resident_memory_bytes")
+	m.StackBytes = sum("go_memstats_stack_inuse_bytes")
 	if f := fams[telemetry.MetricDecisionLag]; f != nil && len(f.Metric) > 0 && f.Metric[0].Histogram != nil {
 		h := f.Metric[0].Histogram
 		for _, b := range h.Bucket {
@@ -191,6 +193,30 @@ func ProcessCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
+// MachineCPU is the CPU time every process of the machine has used (from
+// /proc/stat; 0 when unreadable): what the others took is it less the
+// benchmark's own.
+func MachineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
+}
+
 // Result is the benchmark's one line of JSON: the figures the issue asks
 // for first, then what explains them.
 type Result struct {
@@ -211,6 +237,9 @@ type Result struct {
 	P50DecisionLagSeconds   float64 `json:"p50_decision_lag_seconds"`
 	P99DecisionLagSeconds   float64 `json:"p99_decision_lag_seconds"`
 	ClickHouseCPUCores      float64 `json:"clickhouse_cpu_cores"`
+	BenchCPUCores           float64 `json:"bench_cpu_cores"` // this process: the router and the measuring
+	OtherCPUCores           float64 `json:"other_cpu_cores"` // the rest of the machine: near 0 on a quiet one
+	WorkerStackMB           float64 `json:"worker_stack_mb"`
 	WatchWakesPerSecond     float64 `json:"watch_wakes_per_second"`
 	RouterRowsPerSecond     float64 `json:"router_rows_per_second"`
 	RouterLateBins          int     `json:"router_late_bins"`

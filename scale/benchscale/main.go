@@ -306,6 +306,9 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	res.WorkerCPUCores = (z.worker - a.worker).Seconds() / secs
 	res.ServerCPUCores = (z.server - a.server).Seconds() / secs
 	res.ClickHouseCPUCores = (z.clickhouse - a.clickhouse).Seconds() / secs
+	res.BenchCPUCores = (z.self - a.self).Seconds() / secs
+	res.OtherCPUCores = (z.machine-a.machine).Seconds()/secs - res.WorkerCPUCores - res.ServerCPUCores - res.ClickHouseCPUCores - res.BenchCPUCores
+	res.WorkerStackMB = z.m.StackBytes / (1 << 20)
 	res.WatchWakesPerSecond = (z.m.WatchWakes - a.m.WatchWakes) / secs
 	res.RouterRowsPerSecond = float64(z.router.Rows-a.router.Rows) / secs
 	res.RouterLateBins = z.router.Late
@@ -317,7 +320,8 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	log.Info("measured", "decisions_per_s", round(res.DecisionsPerSecond), "wakes_per_s", round(res.WakesPerSecond),
 		"p50_lag_s", round(res.P50DecisionLagSeconds), "p99_lag_s", round(res.P99DecisionLagSeconds),
 		"history_events_per_app_hour", round(res.HistoryEventsPerAppHour), "worker_cores", round(res.WorkerCPUCores),
-		"server_cores", round(res.ServerCPUCores), "clickhouse_cores", round(res.ClickHouseCPUCores), "total", time.Since(began).Round(time.Second))
+		"server_cores", round(res.ServerCPUCores), "clickhouse_cores", round(res.ClickHouseCPUCores), "other_cores", round(res.OtherCPUCores),
+		"total", time.Since(began).Round(time.Second))
 	return res, nil
 }
 
@@ -532,16 +536,17 @@ type histLen struct {
 }
 
 type snapshot struct {
-	at                         time.Time
-	m                          scale.WorkerMetrics
-	worker, server, clickhouse time.Duration
-	hist                       map[string]histLen
-	router                     scale.RouterStats
+	at                                        time.Time
+	m                                         scale.WorkerMetrics
+	worker, server, clickhouse, self, machine time.Duration
+	hist                                      map[string]histLen
+	router                                    scale.RouterStats
 }
 
 func snap(ctx context.Context, c client.Client, url string, sample []string, workerPID, serverPID, chPID int, r *scale.Router) (snapshot, error) {
 	s := snapshot{at: time.Now()}
 	s.worker, s.server, s.clickhouse = scale.ProcessCPU(workerPID), scale.ProcessCPU(serverPID), scale.ProcessCPU(chPID)
+	s.self, s.machine = scale.ProcessCPU(os.Getpid()), scale.MachineCPU()
 	s.router = r.Stats()
 	var err error
 	if s.m, err = scale.Scrape(ctx, url); err != nil {
