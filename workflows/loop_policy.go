@@ -37,10 +37,17 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		l.seed(ctx)
 	}
 	now := workflow.Now(ctx)
-	if l.NextTick.IsZero() {
+	fresh := l.NextTick.IsZero()
+	if fresh {
 		l.NextTick = now.Truncate(l.Bin).Add(l.Bin)
 	}
-	if l.NextWake.Before(l.NextTick) {
+	switch {
+	case fresh && l.Router:
+		// Its history is in the store: it decides the bin open as it
+		// starts, in this first task (once that bin's grace has passed),
+		// rather than a task later.
+		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()-l.Bin), "first decision"
+	case l.NextWake.Before(l.NextTick):
 		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()), "first decision"
 	}
 	l.upsertAttrs(ctx)
@@ -330,7 +337,8 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		in.Due, in.Decided = l.NextWake, slept+1
 	}
 	if l.Router {
-		in.Counts = nil
+		// The last bin's requests are in the store: the activity reads them.
+		in.Counts, in.Held = nil, l.Holding
 		in.Router = &activities.RouterInput{Start: binStart, Bin: l.Bin, Window: l.Window, Since: l.ReadThrough}
 	}
 	err := workflow.ExecuteLocalActivity(lactx, predictor.Forecast, in).Get(ctx, &res)

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,7 @@ type settings struct {
 	WorkerArgs    []string
 	TrainArgs     []string
 	ModelDB       string
+	Pragmas       []string
 }
 
 func envInt(key string, def int) int {
@@ -106,6 +108,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.BoolVar(&s.Keep, "keep", false, "keep the benchmark's ClickHouse database")
 	fs.StringSliceVar(&s.WorkerArgs, "worker-arg", nil, "extra worker flag (repeatable), e.g. --worker-arg=--workflow-tasks=400")
 	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
+	fs.StringSliceVar(&s.Pragmas, "sqlite-pragma", strings.Fields(config.Env("SCALE_SQLITE_PRAGMAS", "journal_mode=wal synchronous=normal cache_size=-262144 mmap_size=1073741824 temp_store=memory")),
+		"the dev server's SQLite pragmas (repeatable): the stack's (WAL, synchronous normal) and a page cache and memory map large enough for 50,000 loops' histories ($SCALE_SQLITE_PRAGMAS, space-separated)")
 	fs.StringSliceVar(&s.TrainArgs, "train-arg", nil, "extra `starter model train` flag (repeatable), e.g. --train-arg=--epochs=1 for a quick smoke run")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -423,9 +427,11 @@ func (b *bench) devServer(ctx context.Context) (int, error) {
 	b.defer_(func() { os.RemoveAll(dir) })
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(b.s.Port), "--headless",
 		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn",
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
 		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
 		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"}
+	for _, p := range b.s.Pragmas {
+		args = append(args, "--sqlite-pragma", p)
+	}
 	for _, a := range []string{"ForewarmApp=Keyword", "ForewarmLoopState=Keyword", "ForewarmThreshold=Double", "ForewarmHost=Keyword", "ForewarmModelVersion=Keyword"} {
 		args = append(args, "--search-attribute", a)
 	}
