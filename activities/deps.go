@@ -217,7 +217,8 @@ type LeaseClaimer interface {
 }
 
 // DecisionMetrics counts the loops' decisions: each wake settles bins (the
-// ones slept through and its own) lag after it was due.
+// ones slept through and its own) lag after it was due (negative: not
+// measured, e.g. a loop's first decision).
 type DecisionMetrics interface {
 	Decided(lag time.Duration, bins int, router bool)
 }

@@ -137,8 +137,12 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 			Holding: res.Action.Holds(), Keep: in.Thresholds.Keep, Next: in.Next, ModelBin: in.Bin,
 			Window: in.Router.Window, Model: res.ModelVersion})
 	}
-	if p.Decisions != nil && !in.Due.IsZero() {
-		p.Decisions.Decided(time.Since(in.Due), max(1, in.Decided), in.Router != nil)
+	if p.Decisions != nil {
+		lag := time.Duration(-1) // not measured
+		if !in.Due.IsZero() {
+			lag = max(0, time.Since(in.Due))
+		}
+		p.Decisions.Decided(lag, max(1, in.Decided), in.Router != nil)
 	}
 	if p.Predictions != nil {
 		decision := res.Action.String()

@@ -118,7 +118,8 @@ type ForecastInput struct {
 	// Router, when set, reads the counts from the worker's arrival Mirror
 	// instead of Counts, and registers the plan with its Watch.
 	Router *RouterInput
-	// Due is when the decision was due (live time; zero: not measured) and
+	// Due is when the decision was due (live time; zero: its lag is not
+	// measured) and
 	// Decided how many bins the wake settles (the bins slept through since
 	// the last, and this one), for the worker's decision metrics.
 	Due     time.Time

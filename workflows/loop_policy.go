@@ -143,7 +143,12 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 // the decision out and plans the next wake.
 func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	now := at
-	l.recordLag(workflow.Now(ctx).Sub(l.NextWake))
+	// A router-mode loop's first decision is of the bin open as it started:
+	// late by design, not behind.
+	startup := l.Router && l.Stats.Wakes == 0
+	if !startup {
+		l.recordLag(workflow.Now(ctx).Sub(l.NextWake))
+	}
 	l.Stats.Ticks++
 	l.Stats.Wakes++
 	// Bins the loop slept through followed the plan made at the last wake.
@@ -333,7 +338,7 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
 		MaxSleep: maxSleep,
 	}
-	if l.bounded {
+	if l.bounded && !(l.Router && l.Stats.Wakes == 1) {
 		in.Due, in.Decided = l.NextWake, slept+1
 	}
 	if l.Router {

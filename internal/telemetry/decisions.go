@@ -54,7 +54,8 @@ func (m *Metrics) Decisions() *Decisions {
 	return d
 }
 
-// Decided counts one wake that settled bins bins, lag after it was due.
+// Decided counts one wake that settled bins bins, lag after it was due
+// (negative: not measured).
 func (d *Decisions) Decided(lag time.Duration, bins int, router bool) {
 	if d == nil {
 		return
@@ -63,7 +64,9 @@ func (d *Decisions) Decided(lag time.Duration, bins int, router bool) {
 	if router {
 		mode = "router"
 	}
-	d.lag.Observe(max(0, lag.Seconds()))
+	if lag >= 0 {
+		d.lag.Observe(lag.Seconds())
+	}
 	d.decisions.WithLabelValues(mode).Add(float64(bins))
 	d.wakes.WithLabelValues(mode).Inc()
 }
