@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster soak demo bench build vet results fuzz
+.PHONY: up down test test-cluster soak demo bench bench-scale build vet results fuzz
 
 up:
 	@$(LOCAL)/up.sh
@@ -50,6 +50,15 @@ demo:
 BENCH_ARGS ?= ./...
 bench:
 	@$(LOCAL)/with-stack.sh go test -run '^$$' -bench . -benchmem $(BENCH_ARGS)
+
+# The scale benchmark (docs/scale.md): SCALE_APPS prediction loops on one
+# worker against a Temporal dev server of its own, arrivals of the Azure
+# sample reported router-style; prints one line of JSON last and fails when
+# the p99 decision lag reaches a bin. SCALE_MODE=ticking decides every bin;
+# SCALE_LIVE_BIN, SCALE_WINDOW and the rest: bin/benchscale --help.
+SCALE_APPS ?= 50000
+bench-scale:
+	@SCALE_APPS=$(SCALE_APPS) $(LOCAL)/bench-scale.sh $(SCALE_ARGS)
 
 # The policy comparison of docs/results.md, regenerated (~10 min on 2 cores).
 results:

@@ -186,3 +186,10 @@ type HistoryReader interface {
 type LeaseClaimer interface {
 	Claim(ctx context.Context, in ClaimInput) (ClaimResult, error)
 }
+
+// DecisionMetrics counts the loops' decisions: each wake settles bins (the
+// ones slept through and its own) lag after it was due (negative: not
+// measured, e.g. a loop's first decision).
+type DecisionMetrics interface {
+	Decided(lag time.Duration, bins int, router bool)
+}

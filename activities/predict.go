@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/policy"
@@ -27,6 +29,11 @@ type Predictor struct {
 	// version (default 10 s): not a ClickHouse round trip per tick.
 	CheckEvery time.Duration
 	Log        *slog.Logger
+	// Watch, when set, mirrors the recorded arrivals for router-mode loops
+	// and watches their plans (see Watch).
+	Watch *Watch
+	// Decisions, when set, counts the loops' decisions and their lag.
+	Decisions DecisionMetrics
 
 	mu         sync.RWMutex
 	model      DemandModel
@@ -77,16 +84,25 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 	if in.App == "" || in.Bin <= 0 || in.Bins < 1 || in.Bins > 1440 || in.Next.IsZero() {
 		return ForecastResult{}, nonRetryable(ErrBadInput, fmt.Errorf("forecast: app %q, bin %v, bins %d (1..1440), next %v: all are required", in.App, in.Bin, in.Bins, in.Next))
 	}
+	counts, held := in.Counts, in.Held
+	var read Counts
+	if in.Router != nil {
+		var err error
+		if counts, read, err = p.routerCounts(ctx, in); err != nil {
+			return ForecastResult{}, err
+		}
+		held = held || len(counts) > 0 && counts[len(counts)-1] > 0
+	}
 	m, err := p.champion(ctx)
 	if err != nil {
 		return ForecastResult{}, err
 	}
 	// One input per bin ahead: the history, then j idle bins.
-	ext := make([]float64, len(in.Counts)+in.Bins-1)
-	copy(ext, in.Counts)
+	ext := make([]float64, len(counts)+in.Bins-1)
+	copy(ext, counts)
 	qs := make([]DemandQuery, in.Bins)
 	for j := range qs {
-		qs[j] = DemandQuery{Counts: ext[:len(in.Counts)+j], Next: in.Next.Add(time.Duration(j) * in.Bin), Bin: in.Bin}
+		qs[j] = DemandQuery{Counts: ext[:len(counts)+j], Next: in.Next.Add(time.Duration(j) * in.Bin), Bin: in.Bin}
 	}
 	path, err := m.Predict(qs)
 	if err != nil {
@@ -100,12 +116,35 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 	if len(path) != in.Bins {
 		return ForecastResult{}, fmt.Errorf("forecast %s with model %s: %d outputs for %d inputs", in.App, m.Version(), len(path), in.Bins)
 	}
-	res := ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins()}
-	res.Action = in.Thresholds.Decide(in.Held, path[0])
+	res := ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), Counts: read, Held: held}
+	res.Action = in.Thresholds.Decide(held, path[0])
 	if res.Action.Holds() {
-		res.HoldBins = policy.Config{LookaheadBins: max(1, in.Lookahead)}.Hold(in.Thresholds, in.Held, path)
+		res.HoldBins = policy.Config{LookaheadBins: max(1, in.Lookahead)}.Hold(in.Thresholds, held, path)
 	}
-	res.NextChange = 1 + policy.NextChange(in.Thresholds, res.Action.Holds(), path[1:])
+	res.NextChange, res.Until = nextWake(in, res.Action.Holds(), path)
+	if in.MaxSleep > 0 {
+		// The loop reads the path at the bin it decides and, when the policy
+		// prepares next, over the hold from there: the rest need not weigh
+		// on its history.
+		keep := 1
+		if res.Until == UntilChange {
+			keep = min(len(path), res.NextChange+max(1, in.Lookahead))
+		}
+		res.Path = path[:keep:keep]
+	}
+	if in.Router != nil && p.Watch != nil {
+		p.Watch.Register(Plan{WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, App: in.App,
+			Wake: in.Router.Start, NextWake: in.Router.Start.Add(time.Duration(res.NextChange) * in.Router.Bin), Bin: in.Router.Bin,
+			Holding: res.Action.Holds(), Keep: in.Thresholds.Keep, Next: in.Next, ModelBin: in.Bin,
+			Window: in.Router.Window, Model: res.ModelVersion})
+	}
+	if p.Decisions != nil {
+		lag := time.Duration(-1) // not measured
+		if !in.Due.IsZero() {
+			lag = max(0, time.Since(in.Due))
+		}
+		p.Decisions.Decided(lag, max(1, in.Decided), in.Router != nil)
+	}
 	if p.Predictions != nil {
 		decision := res.Action.String()
 		if in.DryRun {
@@ -113,13 +152,62 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 		}
 		// The effective threshold the probability was held against.
 		th := in.Thresholds.Prepare
-		if in.Held {
+		if held {
 			th = in.Thresholds.Keep
 		}
 		p.Predictions.Add(records.Prediction{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
 			Probability: path[0], Threshold: th, ModelVersion: res.ModelVersion, Decision: decision})
 	}
 	return res, nil
+}
+
+// nextWake is how many bins from now the loop decides next, and why: the
+// first change along the path, within the bound on the sleep (MaxSleep;
+// the lookahead while the application holds an instance, whose lease is
+// planned no further).
+func nextWake(in ForecastInput, holds bool, path []float64) (int, string) {
+	n := 1 + policy.NextChange(in.Thresholds, holds, path[1:])
+	if in.MaxSleep <= 0 {
+		if n >= len(path) {
+			return n, UntilEnd
+		}
+		return n, UntilChange
+	}
+	switch {
+	case holds && n > max(1, in.Lookahead):
+		return max(1, in.Lookahead), UntilHold
+	case n > in.MaxSleep:
+		return in.MaxSleep, UntilBound
+	case n >= len(path):
+		return n, UntilBound
+	}
+	return n, UntilChange
+}
+
+// routerCounts is a router-mode loop's history from the arrival mirror:
+// the Window bins before the decided bin, and those of them since the loop
+// last read.
+func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts, Counts, error) {
+	r := in.Router
+	if p.Watch == nil || p.Watch.Mirror == nil {
+		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: a router-mode loop needs a worker that mirrors the recorded arrivals (worker --arrivals-bin)", in.App))
+	}
+	mir := p.Watch.Mirror
+	if r.Bin != mir.Bin || r.Window < 1 || r.Window > MaxCountBins {
+		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.Bin))
+	}
+	if err := mir.Freeze(ctx, r.Start); err != nil {
+		return nil, nil, err
+	}
+	counts, err := mir.Window(in.App, r.Start, r.Window)
+	if err != nil {
+		return nil, nil, err
+	}
+	n := r.Window
+	if !r.Since.IsZero() {
+		n = min(n, max(0, int(r.Start.Sub(r.Since)/r.Bin)))
+	}
+	return counts, slices.Clone(counts[len(counts)-n:]), nil
 }
 
 // champion returns the cached model. Only the very first load happens

@@ -106,21 +106,66 @@ type ForecastInput struct {
 	Thresholds policy.Thresholds
 	Lookahead  int  // policy.Config.LookaheadBins: the longest hold planned
 	DryRun     bool // recorded as such
+	// MaxSleep, when > 0, bounds the next wake: at most MaxSleep bins
+	// ahead, and at most Lookahead while the application holds an instance
+	// (its lease is planned no further). 0: within Bins (loops from before
+	// the bound).
+	MaxSleep int
+	// Router, when set, reads the counts from the worker's arrival Mirror
+	// instead of Counts, and registers the plan with its Watch.
+	Router *RouterInput
+	// Due is when the decision was due (live time; zero: its lag is not
+	// measured) and
+	// Decided how many bins the wake settles (the bins slept through since
+	// the last, and this one), for the worker's decision metrics.
+	Due     time.Time
+	Decided int
+}
+
+// RouterInput places a router-mode loop's wake on the live bins its
+// arrivals are recorded on.
+type RouterInput struct {
+	Start  time.Time     // start of the bin decided (live)
+	Bin    time.Duration // the loop's bin (live)
+	Window int           // bins of history the model gets
+	// Since is the start of the first bin the loop has not read yet (zero:
+	// none read): the result's Counts are the bins since.
+	Since time.Time
 }
 
 // ForecastResult is the path and what the policy makes of it.
 type ForecastResult struct {
-	Path   []float64 // P(request in bin j from now | none before), j < Bins
+	// Path is P(request in bin j from now | none before), j < Bins; with
+	// MaxSleep, only as far as the loop reads it: the first bin, and when
+	// the policy acts next, the lookahead from there.
+	Path   []float64
 	Action policy.Action
 	// HoldBins is how many bins from now the application stays held if no
 	// request arrives (0 when the action does not hold).
 	HoldBins int
 	// NextChange is how many bins from now the loop must decide again if no
 	// request arrives (1..Bins): the decisions before it are known.
-	NextChange   int
+	NextChange int
+	// Until says why the next decision falls there: one of the Wake*
+	// reasons below.
+	Until        string
 	ModelVersion string
 	HistoryBins  int // bins of history the model can use: the loop keeps as many
+	// Counts, in router mode, are the bins [Router.Since, Router.Start) as
+	// recorded (at most Router.Window of them), for the loop's own history.
+	Counts Counts
+	// Held says whether the application held an instance as the bin began
+	// (in router mode the last bin's requests are known only here).
+	Held bool
 }
+
+// Why a loop's next decision falls where it does (ForecastResult.Until).
+const (
+	UntilChange = "change" // the policy acts then
+	UntilHold   = "hold"   // the lease is planned that far: extend it
+	UntilBound  = "bound"  // MaxSleep: a new model reaches the loop by then
+	UntilEnd    = "end"    // the end of the forecast (loops from before the bound)
+)
 
 // SeedInput asks for what a loop needs once, when it first starts.
 type SeedInput struct {

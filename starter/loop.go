@@ -55,7 +55,7 @@ The same threshold signal from the Temporal CLI:
 type policyFlags struct {
 	threshold, referenceMB, prepareSeconds, sizePercentile float64
 	maxShadowMS, sampleMB                                  float64
-	lookahead, topN                                        int
+	lookahead, topN, maxSleep                              int
 	dryRun, paused, ticking                                bool
 }
 
@@ -70,6 +70,7 @@ func (p *policyFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.dryRun, "dry-run", false, "predict and record, prepare nothing")
 	fs.BoolVar(&p.paused, "paused", false, "start paused (activity counted, no predictions)")
 	fs.BoolVar(&p.ticking, "ticking", false, "decide at every bin instead of sleeping until the policy could act (same decisions, more work)")
+	fs.IntVar(&p.maxSleep, "max-sleep-bins", d.MaxSleepBins, "the longest the loop sleeps between decisions, in bins: a new champion model reaches it within that many")
 	fs.Float64Var(&p.maxShadowMS, "max-shadow-ms", d.MaxShadowMS, "a slower shadow request fails the host")
 	fs.Float64Var(&p.sampleMB, "shadow-sample-mb", d.SampleMB, "work of the shadow request, MB")
 }
@@ -99,6 +100,7 @@ func (p *policyFlags) change(fs *pflag.FlagSet) workflows.PolicyChange {
 	set("dry-run", &c.DryRun, &p.dryRun)
 	set("paused", &c.Paused, &p.paused)
 	set("ticking", &c.Ticking, &p.ticking)
+	set("max-sleep-bins", &c.MaxSleepBins, &p.maxSleep)
 	set("max-shadow-ms", &c.MaxShadowMS, &p.maxShadowMS)
 	set("shadow-sample-mb", &c.SampleMB, &p.sampleMB)
 	return c
@@ -107,7 +109,8 @@ func (p *policyFlags) change(fs *pflag.FlagSet) workflows.PolicyChange {
 func (p *policyFlags) policy() workflows.Policy {
 	return workflows.Policy{Threshold: p.threshold, ReferenceMB: p.referenceMB, PrepareSeconds: p.prepareSeconds,
 		LookaheadBins: p.lookahead, SizePercentile: p.sizePercentile, TopN: p.topN,
-		Paused: p.paused, DryRun: p.dryRun, Ticking: p.ticking, MaxShadowMS: p.maxShadowMS, SampleMB: p.sampleMB}
+		Paused: p.paused, DryRun: p.dryRun, Ticking: p.ticking, MaxShadowMS: p.maxShadowMS, SampleMB: p.sampleMB,
+		MaxSleepBins: p.maxSleep}
 }
 
 // checkThresholdFlag refuses a NaN or out-of-range threshold before sending.
@@ -131,6 +134,7 @@ func newLoopStartCmd(g *globals) *cobra.Command {
 		seedBin    time.Duration
 		memScale   float64
 		clockStart string
+		router     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "start (--app A [--app B ...] | --all) [policy flags]",
@@ -199,6 +203,9 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 				}
 				return fmt.Errorf("%s: %w", flag, err)
 			}
+			for i := range inputs {
+				inputs[i].Router = router
+			}
 			c, err := g.Temporal.Dial(nil)
 			if err != nil {
 				return err
@@ -245,6 +252,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 	fs.StringVar(&clockStart, "clock-start", "", "with --seed-end at another --seed-bin: the RFC 3339 time the first live bin begins (default: the next bin); start a replay at the same time")
 	fs.DurationVar(&seedBin, "seed-bin", 0, "bin width of the stored history read by --seed-end (default: --bin), e.g. 1m for a trace replayed at 1s bins")
 	fs.BoolVar(&asJSON, "json", false, "print the started loops as JSON")
+	fs.BoolVar(&router, "router", false, "the platform's router records the applications' requests in the store (per bin, in batches): the loops read them there and are woken only when a request can change a decision; needs workers started with --arrivals-bin equal to --bin")
 	return cmd
 }
 
@@ -315,14 +323,17 @@ func printStatus(w io.Writer, st workflows.LoopStatus) {
 	if p.HorizonBins > 0 {
 		fmt.Fprintf(tw, "policy\tthreshold %.3f, horizon %d × %v, top-%d, TTL %v, dry-run %v (a loop from before warm instances)\n", p.Threshold, p.HorizonBins, st.Bin, p.TopN, p.TTL(st.Bin), p.DryRun)
 	} else {
-		fmt.Fprintf(tw, "policy\tthreshold %.3g for %.0f MB (this app: keep at P ≥ %.3g, prepare at P ≥ %.3g; leases of %.0f MB), top-%d, lookahead %d × %v, dry-run %v, ticking %v\n",
-			p.Threshold, p.ReferenceMB, st.Thresholds.Keep, st.Thresholds.Prepare, st.LeaseSizeMB, p.TopN, p.LookaheadBins, st.Bin, p.DryRun, p.Ticking)
+		fmt.Fprintf(tw, "policy\tthreshold %.3g for %.0f MB (this app: keep at P ≥ %.3g, prepare at P ≥ %.3g; leases of %.0f MB), top-%d, lookahead %d × %v, max sleep %d bins, dry-run %v, ticking %v\n",
+			p.Threshold, p.ReferenceMB, st.Thresholds.Keep, st.Thresholds.Prepare, st.LeaseSizeMB, p.TopN, p.LookaheadBins, st.Bin, p.MaxSleepBins, p.DryRun, p.Ticking)
 	}
 	fmt.Fprintf(tw, "last prediction\tP = %.4f → %s (model %s)\n", st.LastProbability, st.LastDecision, orNone(st.ModelVersion))
 	if !st.NextWake.IsZero() {
 		fmt.Fprintf(tw, "next decision\t%s: %s (holding: %v)\n", st.NextWake.UTC().Format(time.TimeOnly), st.WakeReason, st.Holding)
 	}
 	fmt.Fprintf(tw, "recent activity\t%s (open bin: %g)\n", tail(st.Recent, 12), st.Pending)
+	if st.Router {
+		fmt.Fprintf(tw, "arrivals\trecorded by the router, read at each wake; woken early %d times\n", st.Stats.Woken)
+	}
 	fmt.Fprintf(tw, "leases\t%d live", len(st.Leases))
 	if st.Preparing != "" {
 		fmt.Fprintf(tw, ", preparing %s", st.Preparing)

@@ -64,6 +64,12 @@ type settings struct {
 	LogLevel        string
 	MetricsListen   string        // /metrics, /healthz, /readyz; "off": none
 	StopTimeout     time.Duration // how long a stopping worker lets activities finish
+	WorkflowCache   int           // workflows kept in memory between tasks (0: the SDK's default)
+	// ArrivalsBin, when set, mirrors the arrivals routers record in the
+	// store at that bin width, for router-mode loops, and runs the arrival
+	// watch that wakes them; ArrivalsSpan is how many bins it keeps.
+	ArrivalsBin  time.Duration
+	ArrivalsSpan int
 
 	// Host agent trust: a root secret to derive each host's token (the
 	// shared AgentToken above is for agents not yet given their own), the
@@ -103,6 +109,9 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
 	fs.DurationVar(&s.StopTimeout, "stop-timeout", env.Duration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
+	fs.IntVar(&s.WorkflowCache, "workflow-cache", env.Int("FOREWARM_WORKFLOW_CACHE", 0), "workflows kept in memory between their tasks; a loop evicted from it replays its history at its next wake, so give it at least the loops this worker runs (0: the SDK's default, 10,000) ($FOREWARM_WORKFLOW_CACHE)")
+	fs.DurationVar(&s.ArrivalsBin, "arrivals-bin", env.Duration("FOREWARM_ARRIVALS_BIN", 0), "bin width of the arrivals a platform's router records in the store (e.g. 1m): mirror them for router-mode loops (starter loop start --router) and wake those loops when an arrival can change a decision; 0: no router-mode loops ($FOREWARM_ARRIVALS_BIN)")
+	fs.IntVar(&s.ArrivalsSpan, "arrivals-span", env.Int("FOREWARM_ARRIVALS_SPAN", 1440), "bins of recorded arrivals the worker keeps in memory: at least a loop's history window ($FOREWARM_ARRIVALS_SPAN)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -116,6 +125,15 @@ func parseFlags(args []string) (settings, error) {
 		if q != "prediction" && q != "training" {
 			return s, fmt.Errorf("--queues: %q is neither prediction nor training", q)
 		}
+	}
+	if s.ArrivalsBin != 0 && (s.ArrivalsBin < time.Second || s.ArrivalsBin%time.Second != 0) {
+		return s, fmt.Errorf("--arrivals-bin %v: use whole seconds (or 0 for none)", s.ArrivalsBin)
+	}
+	if s.ArrivalsSpan < 1 || s.ArrivalsSpan > activities.MaxCountBins {
+		return s, fmt.Errorf("--arrivals-span %d: must be in [1, %d]", s.ArrivalsSpan, activities.MaxCountBins)
+	}
+	if s.WorkflowCache < 0 {
+		return s, fmt.Errorf("--workflow-cache %d: must be >= 0", s.WorkflowCache)
 	}
 	if s.HoldoutFraction <= 0 || s.HoldoutFraction >= 1 {
 		return s, fmt.Errorf("--holdout %v: must be in (0, 1)", s.HoldoutFraction)
@@ -219,6 +237,10 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 			return fmt.Errorf("--onnxruntime-lib %q: %w (or run with --ort=false for the pure-Go model)", s.ONNX.Lib, err)
 		}
 	}
+	if s.WorkflowCache > 0 {
+		// Process-wide, and only before the first worker starts.
+		worker.SetStickyWorkflowCacheSize(s.WorkflowCache)
+	}
 	var started atomic.Bool
 	stopHTTP, err := serveOps(s.MetricsListen, m, func(ctx context.Context) error {
 		if !started.Load() {
@@ -283,6 +305,8 @@ type running struct {
 	workers     []worker.Worker
 	predictions *activities.Batcher[records.Prediction]
 	events      *activities.Batcher[records.PreparationEvent] // refused by the store, written when it is back
+	watch       *activities.Watch                             // router-mode loops' arrival watch (nil: none)
+	stopWatch   context.CancelFunc
 	stop        sync.Once
 }
 
@@ -291,6 +315,9 @@ type running struct {
 // Calling it again does nothing.
 func (r *running) Stop() {
 	r.stop.Do(func() {
+		if r.stopWatch != nil {
+			r.stopWatch()
+		}
 		for _, w := range r.workers {
 			w.Stop()
 		}
@@ -334,6 +361,19 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
+		if d := s.metrics.Decisions(); d != nil {
+			predictor.Decisions = d
+		}
+		if s.ArrivalsBin > 0 {
+			w, err := startWatch(s, c, st, predictor, logger)
+			if err != nil {
+				return nil, err
+			}
+			r.watch = w
+			ctx, cancel := context.WithCancel(context.Background())
+			r.stopWatch = cancel
+			go w.Run(ctx)
+		}
 		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
 		r.events = activities.NewBatcher(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
 		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,

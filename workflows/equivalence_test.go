@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,13 +27,19 @@ import (
 // hazardModel is a deterministic demand model, a function of the counts
 // only: the application's idle-time hazard (the demand model's main input
 // feature). It serves both the simulator and the loop's Predictor, so any
-// difference in their decisions comes from how they feed the policy.
+// difference in their decisions comes from how they feed the policy. Bins
+// missing before a short history count as idle (a production loop always
+// gives the model its whole window, zero-filled, from the store or the
+// arrival mirror; the simulator gives what the trace has).
 type hazardModel struct{ spec demand.Spec }
 
 func newHazardModel() hazardModel { return hazardModel{spec: demand.DefaultSpec(time.Minute)} }
 
 func (m hazardModel) p(counts []float64) float64 {
-	counts = counts[max(0, len(counts)-m.spec.GapCap):]
+	if pad := m.spec.GapCap - len(counts); pad > 0 {
+		counts = append(make([]float64, pad), counts...)
+	}
+	counts = counts[len(counts)-m.spec.GapCap:]
 	gap := len(counts)
 	for i := len(counts) - 1; i >= 0; i-- {
 		if counts[i] > 0 {
@@ -73,16 +81,94 @@ func (r oneModel) LoadDemand(context.Context, string) (activities.DemandModel, e
 	return r.m, nil
 }
 
+// mode is how a loop hears of requests and when it decides.
+type mode struct {
+	name    string
+	ticking bool // decides every bin
+	router  bool // reads recorded arrivals; woken by the arrival watch
+}
+
+var modes = []mode{
+	{"ticking", true, false},
+	{"event", false, false},
+	{"router-ticking", true, true},
+	{"router", false, true},
+}
+
+// memArrivals is the store a router reports to, in memory.
+type memArrivals struct {
+	mu   sync.Mutex
+	bins map[string]map[int64]uint64 // app -> bin start (Unix s) -> requests
+}
+
+func (m *memArrivals) add(app string, bin time.Time, n uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bins == nil {
+		m.bins = map[string]map[int64]uint64{}
+	}
+	if m.bins[app] == nil {
+		m.bins[app] = map[int64]uint64{}
+	}
+	m.bins[app][bin.Unix()] += n
+}
+
+func (m *memArrivals) Arrivals(_ context.Context, from, to time.Time, bin time.Duration) (map[string]activities.BinCounts, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]activities.BinCounts{}
+	for app, bins := range m.bins {
+		var bc activities.BinCounts
+		for _, s := range slices.Sorted(maps.Keys(bins)) {
+			if s >= from.Unix() && s < to.Unix() {
+				bc.Starts, bc.Counts = append(bc.Starts, s), append(bc.Counts, bins[s])
+			}
+		}
+		if len(bc.Starts) > 0 {
+			out[app] = bc
+		}
+	}
+	return out, nil
+}
+
+// envWaker signals the test environment's one workflow.
+type envWaker struct {
+	env   *testsuite.TestWorkflowEnvironment
+	woken *int
+}
+
+func (w envWaker) Wake(_ context.Context, _ string, bin time.Time, reason string) error {
+	*w.woken++
+	w.env.SignalWorkflow(SignalWake, WakeSignal{Bin: bin, Reason: reason})
+	return nil
+}
+
+// run is one loop's decisions for every bin and what it cost.
+type run struct {
+	actions []policy.Action
+	wakes   int // the loop's own wakes
+	woken   int // wake signals the watch sent
+}
+
 // loopDecisions runs the prediction loop of one application over bins
-// [from, to) of tr, delivering its requests as observations inside their
-// bins, and returns the decision the loop made (or planned while asleep)
-// for every bin.
-func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy) []policy.Action {
+// [from, to) of tr and returns the decision the loop made (or planned
+// while asleep) for every bin. Outside router mode each bin's requests
+// reach the loop as an observation signal inside the bin; in router mode
+// they are recorded in a store once the bin ends (as a platform's router
+// reports them), the loop reads them through the arrival mirror at its
+// wakes, and the arrival watch checks the loops once per bin, Grace after
+// each boundary, as the worker does.
+func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy, m mode) run {
 	t.Helper()
 	a := tr.Apps[app]
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	start := tr.BinStart(from - 1).Add(5 * time.Second)
+	if m.router {
+		// A router-mode loop decides the bin open as it starts: start it
+		// within the grace of the first bin compared.
+		start = tr.BinStart(from).Add(activities.Grace(tr.Bin) / 4)
+	}
 	env.SetStartTime(start)
 	RegisterPrediction(env)
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
@@ -104,23 +190,54 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy)
 		recs = append(recs, rows...)
 		return nil
 	}, time.Hour, 1<<20, slog.Default())
-	env.RegisterActivity(&activities.Predictor{Models: oneModel{loopModel{newHazardModel()}}, Predictions: batch})
-
-	for b := from - 1; b < to; b++ {
-		if c := a.Counts[b]; c > 0 {
-			env.RegisterDelayedCallback(func() {
-				env.SignalWorkflow(SignalObservation, ObservationSignal{RequestID: fmt.Sprint("r", b), Count: float64(c)})
-			}, tr.BinStart(b).Add(10*time.Second).Sub(start))
+	pred := &activities.Predictor{Models: oneModel{loopModel{newHazardModel()}}, Predictions: batch}
+	var out run
+	if m.router {
+		store := &memArrivals{}
+		for b := range from - 1 {
+			if c := a.Counts[b]; c > 0 {
+				store.add(a.ID, tr.BinStart(b), uint64(c))
+			}
+		}
+		watch := &activities.Watch{Mirror: &activities.Mirror{Reader: store, Bin: tr.Bin, Span: 1440},
+			Predictor: pred, Waker: envWaker{env, &out.woken}, Parallel: 1}
+		pred.Watch = watch
+		grace := activities.Grace(tr.Bin)
+		for b := from - 1; b < to; b++ {
+			if c := a.Counts[b]; c > 0 {
+				// The router's batch for the bin lands within the grace.
+				env.RegisterDelayedCallback(func() { store.add(a.ID, tr.BinStart(b), uint64(c)) }, tr.BinStart(b+1).Add(grace/2).Sub(start))
+			}
+			if b >= from {
+				env.RegisterDelayedCallback(func() {
+					if err := watch.Check(context.Background(), tr.BinStart(b)); err != nil {
+						t.Errorf("watch at bin %d: %v", b, err)
+					}
+				}, tr.BinStart(b).Add(grace).Sub(start))
+			}
+		}
+	} else {
+		for b := from - 1; b < to; b++ {
+			if c := a.Counts[b]; c > 0 {
+				env.RegisterDelayedCallback(func() {
+					env.SignalWorkflow(SignalObservation, ObservationSignal{RequestID: fmt.Sprint("r", b), Count: float64(c)})
+				}, tr.BinStart(b).Add(10*time.Second).Sub(start))
+			}
 		}
 	}
+	env.RegisterActivity(pred)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "end of range"}) }, tr.BinStart(to).Add(30*time.Second).Sub(start))
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: a.ID, Bin: tr.Bin, Window: 1440, Policy: pol, MaxTicksPerRun: 100000})
+	pol.Ticking = m.ticking
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: a.ID, Bin: tr.Bin, Window: 1440, Policy: pol, MaxTicksPerRun: 100000, Router: m.router})
 	require.NoError(t, env.GetWorkflowError())
+	var res LoopResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	out.wakes = res.Stats.Wakes
 	batch.Close()
 
 	// Each wake decided its bin; the bins slept through kept what the last
 	// decision held, or held nothing.
-	actions := make([]policy.Action, to-from)
+	out.actions = make([]policy.Action, to-from)
 	slices.SortFunc(recs, func(x, y records.Prediction) int { return x.Bin.Compare(y.Bin) })
 	for k, r := range recs {
 		c := int(r.Bin.Sub(tr.Start) / tr.Bin)
@@ -135,16 +252,16 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy)
 			}
 			switch {
 			case b == c:
-				actions[b-from] = a
+				out.actions[b-from] = a
 			case a.Holds():
-				actions[b-from] = policy.Keep
+				out.actions[b-from] = policy.Keep
 			default:
-				actions[b-from] = policy.Idle
+				out.actions[b-from] = policy.Idle
 			}
 		}
 	}
 	require.Empty(t, fh.held(), "the stopped loop left leases on its hosts")
-	return actions
+	return out
 }
 
 func parseAction(t *testing.T, s string) policy.Action {
@@ -157,40 +274,40 @@ func parseAction(t *testing.T, s string) policy.Action {
 	return 0
 }
 
-// TestLoopDecidesAsTheSimulator feeds the same trace through the simulator
-// and through the prediction loop (on the SDK's test server, with the real
-// Predictor activity and package policy behind it) and requires the same
-// decision in every bin, both when the loop ticks every bin and when it
-// sleeps until the policy could act.
-func TestLoopDecidesAsTheSimulator(t *testing.T) {
-	tr := trace.Synth(trace.SynthOptions{Apps: 12, Days: 1, Seed: 5, TimerJitter: 0.2})
-	from, to := 600, 780
-	cfg := policy.Default()
-	cfg.Threshold, cfg.LookaheadBins = 0.05, 15
-
-	want := make([][]policy.Action, len(tr.Apps))
+// compareWithSimulator runs the simulator over apps of tr for bins
+// [from, to) and the prediction loop of each app in every mode, and
+// requires the same decision in every bin. It returns the decisions that
+// held an instance (the range must exercise the policy) and each mode's
+// wakes.
+func compareWithSimulator(t *testing.T, tr *trace.Trace, apps []int, from, to int, cfg policy.Config) (held int, wakes map[string]int) {
+	t.Helper()
+	sub := *tr
+	sub.Apps = nil
+	for _, i := range apps {
+		sub.Apps = append(sub.Apps, tr.Apps[i])
+	}
+	want := make([][]policy.Action, len(sub.Apps))
 	for i := range want {
 		want[i] = make([]policy.Action, to-from)
 	}
 	ours := sim.NewOurs(sim.NewForecastCache(&sim.DemandForecaster{Model: newHazardModel()}), cfg)
 	ours.Record = func(b, app int, _ float64, a policy.Action) { want[app][b-from] = a }
-	if _, err := sim.Run(tr, ours, sim.Options{Range: sim.Range{From: from, To: to}}); err != nil {
+	if _, err := sim.Run(&sub, ours, sim.Options{Range: sim.Range{From: from, To: to}}); err != nil {
 		t.Fatal(err)
 	}
 
 	pol := DefaultPolicy()
 	pol.Threshold, pol.ReferenceMB, pol.PrepareSeconds, pol.LookaheadBins, pol.SizePercentile =
 		cfg.Threshold, cfg.ReferenceMB, cfg.PrepareSeconds, cfg.LookaheadBins, cfg.SizePercentile
-	held := 0
-	for i, a := range tr.Apps {
-		for _, ticking := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/ticking=%v", a.ID, ticking), func(t *testing.T) {
-				p := pol
-				p.Ticking = ticking
-				got := loopDecisions(t, tr, i, from, to, p)
-				if !slices.Equal(got, want[i]) {
-					t.Errorf("decisions differ from the simulator's\n loop %s\n  sim %s", actionString(got), actionString(want[i]))
+	wakes = map[string]int{}
+	for i, a := range sub.Apps {
+		for _, m := range modes {
+			t.Run(fmt.Sprintf("%s/%s", a.ID, m.name), func(t *testing.T) {
+				got := loopDecisions(t, &sub, i, from, to, pol, m)
+				if !slices.Equal(got.actions, want[i]) {
+					t.Errorf("decisions differ from the simulator's\n loop %s\n  sim %s", actionString(got.actions), actionString(want[i]))
 				}
+				wakes[m.name] += got.wakes
 			})
 		}
 		for _, a := range want[i] {
@@ -199,8 +316,85 @@ func TestLoopDecidesAsTheSimulator(t *testing.T) {
 			}
 		}
 	}
+	return held, wakes
+}
+
+// TestLoopDecidesAsTheSimulator feeds the same trace through the simulator
+// and through the prediction loop (on the SDK's test server, with the real
+// Predictor activity and package policy behind it) and requires the same
+// decision in every bin, in every mode: deciding every bin, sleeping until
+// the policy could act, and both again with router-style arrivals.
+func TestLoopDecidesAsTheSimulator(t *testing.T) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 12, Days: 1, Seed: 5, TimerJitter: 0.2})
+	cfg := policy.Default()
+	cfg.Threshold, cfg.LookaheadBins = 0.05, 15
+	held, _ := compareWithSimulator(t, tr, seq(len(tr.Apps)), 600, 780, cfg)
 	// The range must exercise the policy: holds, and every kind of decision.
 	require.Greater(t, held, 50, "too few held bins for the comparison to mean much")
+}
+
+// TestLoopDecidesAsTheSimulatorOnSyntheticMixes does the same on fleets
+// of other shapes (the mixes of `starter eval --mix`).
+func TestLoopDecidesAsTheSimulatorOnSyntheticMixes(t *testing.T) {
+	for _, mix := range []string{"timer=0.6,rare=0.4", "heavy=0.2,bursty=0.5,diurnal=0.3"} {
+		t.Run(mix, func(t *testing.T) {
+			m, err := trace.ParseMix(mix)
+			require.NoError(t, err)
+			tr := trace.Synth(trace.SynthOptions{Apps: 10, Days: 1, Seed: 11, Mix: m, TimerJitter: 0.1})
+			held, _ := compareWithSimulator(t, tr, seq(len(tr.Apps)), 540, 720, policy.Default())
+			require.Greater(t, held, 30, "too few held bins for the comparison to mean much")
+		})
+	}
+}
+
+// TestLoopDecidesAsTheSimulatorOnAzure does the same on real applications
+// of the Azure Functions 2019 sample, chosen across its range of activity
+// (from the busiest to ones idle for hours), over four hours of the
+// afternoon. Router-style arrivals wake the loops far less often than
+// deciding every bin.
+func TestLoopDecidesAsTheSimulatorOnAzure(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "azure2019-sample")
+	tr, err := trace.ReadAzure2019(filepath.Join(dir, "1350_inv.csv"), trace.AzureOptions{MemoryPath: filepath.Join(dir, "1350_mem.csv")})
+	require.NoError(t, err)
+	from, to := 900, 1140
+	apps := spreadByActivity(tr, from, to, 24)
+	held, wakes := compareWithSimulator(t, tr, apps, from, to, policy.Default())
+	require.Greater(t, held, 1000, "too few held bins for the comparison to mean much")
+	t.Logf("wakes over %d apps × %d bins: %v", len(apps), to-from, wakes)
+	require.Less(t, 4*wakes["router"], wakes["ticking"], "router-style loops should wake far less often than every bin")
+}
+
+// spreadByActivity picks n applications busy in [from, to), evenly by
+// their number of busy bins there, from the quietest to the busiest.
+func spreadByActivity(tr *trace.Trace, from, to, n int) []int {
+	type busy struct{ app, bins int }
+	var all []busy
+	for i, a := range tr.Apps {
+		k := 0
+		for _, c := range a.Counts[from:to] {
+			if c > 0 {
+				k++
+			}
+		}
+		if k > 0 {
+			all = append(all, busy{i, k})
+		}
+	}
+	slices.SortStableFunc(all, func(x, y busy) int { return x.bins - y.bins })
+	var out []int
+	for j := range n {
+		out = append(out, all[j*(len(all)-1)/max(1, n-1)].app)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 func actionString(as []policy.Action) string {

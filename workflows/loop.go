@@ -85,6 +85,7 @@ type loop struct {
 	prepWanted bool
 	ahead      bool      // preparations the plan makes start ahead of their bin
 	graceTTL   bool      // leases outlive their planned hold by at least 5 s
+	bounded    bool      // the sleep is bounded (versionSleepBound)
 	keptIn     time.Time // end of the bin in which a cold request's instance was last offered to keep
 }
 
@@ -194,6 +195,7 @@ func (l *loop) signals(ctx workflow.Context) func(workflow.Selector) {
 	policyCh := workflow.GetSignalChannel(ctx, SignalPolicy)
 	observationCh := workflow.GetSignalChannel(ctx, SignalObservation)
 	stopCh := workflow.GetSignalChannel(ctx, SignalStop)
+	wakeCh := workflow.GetSignalChannel(ctx, SignalWake)
 	return func(s workflow.Selector) {
 		s.AddReceive(thresholdCh, func(c workflow.ReceiveChannel, _ bool) {
 			if sig, err := receiveSignal[ThresholdSignal](ctx, c); err != nil {
@@ -214,6 +216,13 @@ func (l *loop) signals(ctx workflow.Context) func(workflow.Selector) {
 				l.refuse(SignalObservation, err)
 			} else {
 				l.onObservation(ctx, sig)
+			}
+		})
+		s.AddReceive(wakeCh, func(c workflow.ReceiveChannel, _ bool) {
+			if sig, err := receiveSignal[WakeSignal](ctx, c); err != nil {
+				l.refuse(SignalWake, err)
+			} else if l.current {
+				l.onWake(ctx, sig)
 			}
 		})
 		s.AddReceive(stopCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -510,6 +519,9 @@ func (l *loop) setDetails(ctx workflow.Context) {
 	if l.current && !l.NextWake.IsZero() {
 		fmt.Fprintf(&b, "; next wake %s UTC: %s", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
 	}
+	if l.Router {
+		fmt.Fprintf(&b, "; arrivals recorded by the router, woken early %d times", l.Stats.Woken)
+	}
 	fmt.Fprintf(&b, "; model %s.", orDash(l.ModelVersion))
 	fmt.Fprintf(&b, "\n\nticks %d, preparations %d (%d failed), claims %d, cold %d, expired %d",
 		l.Stats.Ticks, l.Stats.Preparations, l.Stats.PreparationsFailed, l.Stats.Claims, l.Stats.Misses, l.Stats.Expired)
@@ -533,7 +545,7 @@ func (l *loop) status() LoopStatus {
 		LastProbability: l.LastProbability, LastDecision: l.LastDecision, ModelVersion: l.ModelVersion,
 		LastError: l.LastError, Leases: slices.Clone(l.Leases), Preparing: l.preparing,
 		Adjustments: maps.Clone(l.Adjustments), Stats: l.Stats, Runs: l.Runs,
-		Holding: l.Holding, NextWake: l.NextWake, WakeReason: l.WakeReason,
+		Holding: l.Holding, NextWake: l.NextWake, WakeReason: l.WakeReason, Router: l.Router,
 	}
 	if l.current {
 		st.LeaseSizeMB, st.Thresholds = l.leaseSizeMB(), l.thresholds()

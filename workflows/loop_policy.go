@@ -34,14 +34,22 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 	}
 	l.ahead = workflow.GetVersion(ctx, versionPrepareAhead, workflow.DefaultVersion, 1) == 1
 	l.graceTTL = workflow.GetVersion(ctx, versionLeaseGrace, workflow.DefaultVersion, 1) == 1
+	l.bounded = workflow.GetVersion(ctx, versionSleepBound, workflow.DefaultVersion, 1) == 1
 	if !l.Seeded {
 		l.seed(ctx)
 	}
 	now := workflow.Now(ctx)
-	if l.NextTick.IsZero() {
+	fresh := l.NextTick.IsZero()
+	if fresh {
 		l.NextTick = now.Truncate(l.Bin).Add(l.Bin)
 	}
-	if l.NextWake.Before(l.NextTick) {
+	switch {
+	case fresh && l.Router:
+		// Its history is in the store: it decides the bin open as it
+		// starts, in this first task (once that bin's grace has passed),
+		// rather than a task later.
+		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()-l.Bin), "first decision"
+	case l.NextWake.Before(l.NextTick):
 		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()), "first decision"
 	}
 	l.upsertAttrs(ctx)
@@ -56,7 +64,7 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 	// by a whole bin (the loops of a replay start together, so their first
 	// preparations contend for the hosts).
 	var early time.Time
-	if first := max(l.lead(), l.Bin); l.ahead && l.Clock != nil && l.Stats.Wakes == 0 && l.NextTick.Sub(workflow.Now(ctx)) > first {
+	if first := max(l.lead(), l.Bin); l.ahead && l.Clock != nil && !l.Router && l.Stats.Wakes == 0 && l.NextTick.Sub(workflow.Now(ctx)) > first {
 		early = l.NextTick.Add(-first)
 	}
 	wakes := 0
@@ -66,7 +74,13 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		for {
 			if l.wakeEarly {
 				l.wakeEarly = false
-				if next := l.NextTick.Add(l.grace()); next.Before(l.NextWake) {
+				next := l.NextTick.Add(l.grace())
+				if open := workflow.Now(ctx).Truncate(l.Bin).Add(l.grace()); l.Router && next.Before(open) {
+					// Not before the grace of the bin that just ended: its
+					// requests may still be on their way to the store.
+					next = open
+				}
+				if next.Before(l.NextWake) {
 					l.NextWake, l.WakeReason = next, "a request, signal or update arrived"
 				}
 			}
@@ -131,12 +145,18 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 // the decision out and plans the next wake.
 func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	now := at
-	l.recordLag(workflow.Now(ctx).Sub(l.NextWake))
+	// A router-mode loop's first decision is of the bin open as it started:
+	// late by design, not behind.
+	startup := l.Router && l.Stats.Wakes == 0
+	if !startup {
+		l.recordLag(workflow.Now(ctx).Sub(l.NextWake))
+	}
 	l.Stats.Ticks++
 	l.Stats.Wakes++
 	// Bins the loop slept through followed the plan made at the last wake.
+	slept := 0
 	if !l.decided.IsZero() {
-		if slept := int(now.Truncate(l.Bin).Sub(l.decided)/l.Bin) - 1; slept > 0 {
+		if slept = int(now.Truncate(l.Bin).Sub(l.decided)/l.Bin) - 1; slept > 0 {
 			l.Stats.Decisions[l.plannedAction()] += slept
 		}
 	}
@@ -163,7 +183,7 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 		return
 	}
 
-	res, err := l.forecast(ctx, binStart, held)
+	res, err := l.forecast(ctx, binStart, held, slept)
 	if err != nil {
 		l.Stats.PredictErrors++
 		msg := "prediction failed: " + err.Error()
@@ -178,6 +198,9 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 		return
 	}
 	l.Stats.Predictions++
+	if l.Router {
+		l.read(binStart, res.Counts)
+	}
 	l.LastProbability, l.ModelVersion = res.Path[0], res.ModelVersion
 	if res.HistoryBins > l.Window {
 		// Keep as much history as the model can use (zeros count as idle).
@@ -200,9 +223,12 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	}
 	next := res.NextChange
 	reason := "the policy acts next then"
-	if next >= len(res.Path) {
+	switch {
+	case l.bounded && res.Until != activities.UntilChange:
+		reason = untilReason(res.Until, next)
+	case !l.bounded && next >= len(res.Path):
 		reason = "end of the forecast"
-	} else if l.ahead {
+	case l.ahead:
 		reason = l.planAhead(binStart, next, res.Path)
 	}
 	if l.Policy.Ticking {
@@ -299,9 +325,14 @@ func (l *loop) plannedAction() policy.Action {
 	return policy.Idle
 }
 
-// forecast asks for the path ahead and the policy's decisions along it.
-func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool) (activities.ForecastResult, error) {
-	bins := l.Policy.LookaheadBins
+// forecast asks for the path ahead and the policy's decisions along it;
+// slept is how many bins the loop slept through since its last decision.
+func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, slept int) (activities.ForecastResult, error) {
+	bins, maxSleep := l.Policy.LookaheadBins, 0
+	if l.bounded {
+		maxSleep = l.maxSleep()
+		bins = max(bins, maxSleep)
+	}
 	if l.Policy.Ticking {
 		bins = 1
 	}
@@ -312,10 +343,20 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool) (ac
 	})
 	next, featureBin := l.Clock.Map(binStart, l.Bin)
 	var res activities.ForecastResult
-	err := workflow.ExecuteLocalActivity(lactx, ActivityForecast, activities.ForecastInput{
+	in := activities.ForecastInput{
 		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin, Bins: bins,
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
-	}).Get(ctx, &res)
+		MaxSleep: maxSleep,
+	}
+	if l.bounded && !(l.Router && l.Stats.Wakes == 1) {
+		in.Due, in.Decided = l.NextWake, slept+1
+	}
+	if l.Router {
+		// The last bin's requests are in the store: the activity reads them.
+		in.Counts, in.Held = nil, l.Holding
+		in.Router = &activities.RouterInput{Start: binStart, Bin: l.Bin, Window: l.Window, Since: l.ReadThrough}
+	}
+	err := workflow.ExecuteLocalActivity(lactx, ActivityForecast, in).Get(ctx, &res)
 	if err == nil && len(res.Path) == 0 {
 		err = fmt.Errorf("forecast returned no probability")
 	}
@@ -546,12 +587,17 @@ func (l *loop) count(ctx workflow.Context, n, sizeMB float64, at time.Time) {
 	}
 	l.advance(workflow.Now(ctx))
 	open := l.NextTick.Add(-l.Bin)
-	if back := int((open.Sub(at) + l.Bin - 1) / l.Bin); l.ahead && !at.IsZero() && at.Before(open) && back <= len(l.Recent) {
+	switch back := int((open.Sub(at) + l.Bin - 1) / l.Bin); {
+	case l.Router:
+		// The router records the requests: the loop reads them at its wake.
+	case l.ahead && !at.IsZero() && at.Before(open) && back <= len(l.Recent):
 		l.Recent[len(l.Recent)-back] += n
-	} else {
+	default:
 		l.Pending += n
 	}
-	l.Stats.Requests += n
+	if !l.Router {
+		l.Stats.Requests += n
+	}
 	if sizeMB > 0 {
 		l.Sizes = append(l.Sizes, sizeMB)
 		if over := len(l.Sizes) - maxSizes; over > 0 {

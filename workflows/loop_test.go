@@ -251,7 +251,7 @@ func TestLegacyLoopContinuesAsNewCarryingState(t *testing.T) {
 	require.Equal(t, 4, next.Stats.Ticks)
 	require.True(t, next.Seeded)
 	require.True(t, next.Policy.DryRun, "policy carried")
-	require.Equal(t, []float64{0, 0, 0, 3}, next.Recent, "window of 4 bins carried, oldest dropped")
+	require.Equal(t, activities.Counts{0, 0, 0, 3}, next.Recent, "window of 4 bins carried, oldest dropped")
 	require.Equal(t, records.DecisionDryRun, next.LastDecision, "dry run predicts high and prepares nothing")
 	require.Equal(t, 0, next.Stats.Preparations)
 	require.Equal(t, t0.Add(5*time.Second), next.NextTick)

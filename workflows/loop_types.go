@@ -31,6 +31,11 @@ type Policy struct {
 	// Ticking decides at every bin instead of sleeping until the policy
 	// could act; the decisions are the same, the cost is not.
 	Ticking bool
+	// MaxSleepBins bounds how long the loop sleeps between decisions, so a
+	// new champion model reaches it within that many bins (0: the default,
+	// DefaultMaxSleepBins). A loop holding an instance also wakes within
+	// LookaheadBins, to extend its lease.
+	MaxSleepBins int
 
 	// Loops started before the policy package (testdata/v1..v4 histories)
 	// read these; a current loop ignores them.
@@ -42,7 +47,21 @@ type Policy struct {
 func DefaultPolicy() Policy {
 	c := policy.Default()
 	return Policy{Threshold: c.Threshold, ReferenceMB: c.ReferenceMB, PrepareSeconds: c.PrepareSeconds,
-		LookaheadBins: c.LookaheadBins, SizePercentile: c.SizePercentile, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
+		LookaheadBins: c.LookaheadBins, SizePercentile: c.SizePercentile, TopN: 1, MaxShadowMS: 500, SampleMB: 8,
+		MaxSleepBins: DefaultMaxSleepBins}
+}
+
+// DefaultMaxSleepBins is an hour of one-minute bins: the longest a loop
+// goes without asking the model, so a newly published champion reaches
+// every loop within it.
+const DefaultMaxSleepBins = 60
+
+// maxSleep is the bound on the sleep in bins.
+func (p Policy) maxSleep() int {
+	if p.MaxSleepBins > 0 {
+		return p.MaxSleepBins
+	}
+	return DefaultMaxSleepBins
 }
 
 // Config is the decision part of the policy.
@@ -105,6 +124,9 @@ func (p Policy) Validate() error {
 	}
 	if p.LeaseTTL != 0 {
 		errs = append(errs, fmt.Errorf("LeaseTTL %v: only loops from before the policy package read it; leases live as long as the policy holds them", p.LeaseTTL))
+	}
+	if p.MaxSleepBins < 0 || p.MaxSleepBins > policy.Limits.MaxLookahead {
+		errs = append(errs, fmt.Errorf("max sleep %d bins is outside [0, %d] (0: %d)", p.MaxSleepBins, policy.Limits.MaxLookahead, DefaultMaxSleepBins))
 	}
 	return errors.Join(errs...)
 }
@@ -184,6 +206,7 @@ type PolicyChange struct {
 	MaxShadowMS    *float64
 	SampleMB       *float64
 	Ticking        *bool
+	MaxSleepBins   *int
 	// Legacy loops only.
 	HorizonBins *int
 	LeaseTTL    *time.Duration
@@ -202,6 +225,7 @@ func (c PolicyChange) Apply(p Policy) Policy {
 	set(&p.MaxShadowMS, c.MaxShadowMS)
 	set(&p.SampleMB, c.SampleMB)
 	set(&p.Ticking, c.Ticking)
+	set(&p.MaxSleepBins, c.MaxSleepBins)
 	set(&p.HorizonBins, c.HorizonBins)
 	set(&p.LeaseTTL, c.LeaseTTL)
 	return p
@@ -231,8 +255,10 @@ type LoopInput struct {
 	Clock *TraceClock
 
 	// Carried state (zero on the first start).
-	Seeded   bool      // Recent, Profile and Adjustments hold stored history
-	Recent   []float64 // requests per bin, oldest first, len <= Window
+	Seeded bool // Recent, Profile and Adjustments hold stored history
+	// Recent is requests per bin, oldest first, len <= Window (compact in
+	// JSON: see activities.Counts).
+	Recent   activities.Counts
 	Pending  float64   // requests observed in the bin now open
 	NextTick time.Time // end of the bin now open
 	// Holding says the policy holds the application's instance through the
@@ -248,6 +274,15 @@ type LoopInput struct {
 	// makes for AheadBin, so the instance is ready as that bin begins;
 	// the lease lives until AheadUntil.
 	AheadAt, AheadBin, AheadUntil time.Time
+	// Router: the platform's router records the application's requests in
+	// the store, per bin and in batches; the loop reads its counts from
+	// there at each wake (the worker's arrival mirror, a bulk read per bin)
+	// and hears of requests only through SignalWake: from the router for a
+	// request that found no warm instance, from the worker's arrival watch
+	// for one that changes the next decision. Claims and observations count
+	// nothing then. ReadThrough is the start of the first bin not read yet.
+	Router      bool
+	ReadThrough time.Time
 	// Sizes are the latest request sizes (MB), newest last; leases are sized
 	// from them (Policy.SizePercentile).
 	Sizes           []float64
@@ -290,6 +325,8 @@ type LoopStats struct {
 	Kept          int
 	// Refusals are signals and updates refused for their payload.
 	Refusals int
+	// Woken counts wake signals that moved the next decision earlier.
+	Woken int
 	// ClaimsWaited are claims that waited for the preparation in flight
 	// (ClaimsWaitedWarm of them got its instance); PreparationMS is the
 	// typical time from starting a preparation to its leases in hand
@@ -372,6 +409,25 @@ func (o *ObservationSignal) check() error {
 // claims one lease.
 const maxGone = 16
 
+// WakeSignal asks the loop to decide the bin that starts at Bin (zero: the
+// bin after the one now open) because a request may have changed what it
+// planned: a platform's router sends it for a request that found no warm
+// instance, the worker's arrival watch for router-mode loops (see
+// activities.Watch). A bin already decided is not decided again. Both
+// fields are required (Bin may be the zero time, Reason empty).
+type WakeSignal struct {
+	Bin    time.Time `payload:"required"`
+	Reason string    `payload:"required"`
+}
+
+// check refuses a reason too long to show.
+func (w *WakeSignal) check() error {
+	if len(w.Reason) > 200 {
+		return fmt.Errorf("field Reason: %d bytes, more than 200", len(w.Reason))
+	}
+	return nil
+}
+
 // StopSignal stops the loop: in-flight preparation cancelled, leases
 // released. The reason is required (it may be empty): a payload that names
 // no field is refused like any other.
@@ -406,6 +462,7 @@ type LoopStatus struct {
 	Adjustments     map[string]float64
 	Stats           LoopStats
 	Runs            int
+	Router          bool // arrivals recorded by the router (LoopInput.Router)
 }
 
 // PolicyUpdate changes the policy through an Update (validated, answered).

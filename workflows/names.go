@@ -55,6 +55,7 @@ const (
 	SignalPolicy      = "policy"      // PolicySignal
 	SignalObservation = "observation" // ObservationSignal
 	SignalStop        = "stop"        // StopSignal
+	SignalWake        = "wake"        // WakeSignal
 
 	QueryState = "state" // StateQuery -> LoopStatus
 

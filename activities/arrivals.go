@@ -1,0 +1,210 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Router-style arrivals: a platform's router records each application's
+// requests per bin in the store, in batches, instead of telling the
+// application's loop of every request. A loop started in router mode reads
+// its counts from the worker's Mirror of the store at each wake, and the
+// worker's Watch wakes it early only when an arrival can change a decision
+// (see Watch).
+
+// Grace is how long after a bin ends requests reported for it still count
+// in it: a fifth of a bin, at most 2 s. A loop decides the next bin then,
+// and the Mirror freezes the bin then.
+func Grace(bin time.Duration) time.Duration { return min(bin/5, 2*time.Second) }
+
+// ArrivalReader reads recorded requests per application and bin.
+type ArrivalReader interface {
+	// Arrivals returns, per application, every bin of width bin in
+	// [from, to) that saw requests (bin starts as Unix seconds, ascending,
+	// with their counts).
+	Arrivals(ctx context.Context, from, to time.Time, bin time.Duration) (map[string]BinCounts, error)
+}
+
+// BinCounts is one application's busy bins.
+type BinCounts struct {
+	Starts []int64 // Unix seconds, ascending
+	Counts []uint64
+}
+
+// Mirror is the worker's copy of the recorded arrivals of recent bins, for
+// every application, read in bulk: once per bin, the bins that closed since
+// (a single query for all applications), so a loop's wake reads memory, not
+// the store. A bin is frozen once read: reports that reach the store after
+// it (later than Grace after the bin) are not seen by the loops, so every
+// decision about a bin, early or late, sees the same counts.
+type Mirror struct {
+	Reader ArrivalReader
+	Bin    time.Duration // the bins the router reports and router-mode loops decide
+	Span   int           // bins kept: the longest history a loop reads (default 1440)
+	// Timeout bounds one read of the store (default 2 minutes for the first,
+	// which loads Span bins, 10 s after).
+	Timeout time.Duration
+
+	lock   chan struct{} // one freeze at a time, waited for with a context
+	mu     sync.RWMutex
+	frozen time.Time // bins starting before it are frozen
+	start  time.Time // the first bin held
+	apps   map[string]*busyBins
+}
+
+// busyBins is one application's busy bins in the mirror, ascending.
+type busyBins struct {
+	idx []int64 // bin start / Bin
+	n   []float64
+}
+
+func (m *Mirror) span() int {
+	if m.Span <= 0 {
+		return 1440
+	}
+	return m.Span
+}
+
+func (m *Mirror) init() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lock == nil {
+		m.lock = make(chan struct{}, 1)
+		m.apps = map[string]*busyBins{}
+	}
+}
+
+// Frozen is the end of the frozen bins (zero before the first freeze).
+func (m *Mirror) Frozen() time.Time {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.frozen
+}
+
+// Freeze reads every bin that starts before through (a bin boundary) and
+// is not frozen yet; the first call reads Span bins. Concurrent callers
+// wait for one read.
+func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
+	if m.Bin <= 0 || m.Reader == nil {
+		return errors.New("arrival mirror: no bin width or reader")
+	}
+	if !through.Equal(through.Truncate(m.Bin)) {
+		return fmt.Errorf("arrival mirror: %v is not a boundary of %v bins", through, m.Bin)
+	}
+	if through.After(time.Now().Add(2 * m.Bin)) {
+		return fmt.Errorf("arrival mirror: bins before %v have not ended", through.UTC())
+	}
+	m.init()
+	if !through.After(m.Frozen()) {
+		return nil
+	}
+	select {
+	case m.lock <- struct{}{}:
+		defer func() { <-m.lock }()
+	case <-ctx.Done():
+		return fmt.Errorf("arrival mirror: waiting for a read of the store: %w", ctx.Err())
+	}
+	from := m.Frozen()
+	if !through.After(from) {
+		return nil // another caller read them
+	}
+	timeout := m.Timeout
+	if from.IsZero() {
+		from = through.Add(-time.Duration(m.span()) * m.Bin)
+		if timeout <= 0 {
+			timeout = 2 * time.Minute
+		}
+	} else if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rows, err := m.Reader.Arrivals(rctx, from, through, m.Bin)
+	if err != nil {
+		return fmt.Errorf("arrival mirror: read bins %v – %v: %w", from.UTC(), through.UTC(), err)
+	}
+	sec := int64(m.Bin / time.Second)
+	keepFrom := through.Add(-time.Duration(m.span()) * m.Bin)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for app, bc := range rows {
+		b := m.apps[app]
+		if b == nil {
+			b = &busyBins{}
+			m.apps[app] = b
+		}
+		for k, s := range bc.Starts {
+			i := s / sec
+			if bc.Counts[k] == 0 || len(b.idx) > 0 && i <= b.idx[len(b.idx)-1] {
+				continue // not after what is frozen: cannot come from this read
+			}
+			b.idx = append(b.idx, i)
+			b.n = append(b.n, float64(bc.Counts[k]))
+		}
+	}
+	if m.start.IsZero() {
+		m.start = from
+	}
+	// Forget bins older than the span, a few times per span.
+	if keepFrom.Sub(m.start) >= time.Duration(m.span()/8+1)*m.Bin {
+		first := keepFrom.Unix() / sec
+		for app, b := range m.apps {
+			k, _ := slices.BinarySearch(b.idx, first)
+			if k == len(b.idx) {
+				delete(m.apps, app)
+				continue
+			}
+			b.idx, b.n = slices.Clone(b.idx[k:]), slices.Clone(b.n[k:])
+		}
+		m.start = keepFrom
+	}
+	m.frozen = through
+	return nil
+}
+
+// Window is app's counts of the n bins before end (a frozen boundary),
+// oldest first; bins before the mirror's first are zeros.
+func (m *Mirror) Window(app string, end time.Time, n int) (Counts, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if end.After(m.frozen) {
+		return nil, fmt.Errorf("arrival mirror: bins before %v are not frozen (frozen until %v)", end.UTC(), m.frozen.UTC())
+	}
+	out := make(Counts, n)
+	b := m.apps[app]
+	if b == nil {
+		return out, nil
+	}
+	sec := int64(m.Bin / time.Second)
+	hi := end.Unix() / sec
+	lo := hi - int64(n)
+	k, _ := slices.BinarySearch(b.idx, lo)
+	for ; k < len(b.idx) && b.idx[k] < hi; k++ {
+		out[b.idx[k]-lo] = b.n[k]
+	}
+	return out, nil
+}
+
+// Active says whether app saw a request in the frozen bins [from, to).
+func (m *Mirror) Active(app string, from, to time.Time) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b := m.apps[app]
+	if b == nil {
+		return false
+	}
+	sec := int64(m.Bin / time.Second)
+	k, _ := slices.BinarySearch(b.idx, from.Unix()/sec)
+	return k < len(b.idx) && b.idx[k] < to.Unix()/sec
+}
+
+// Apps is how many applications have busy bins in the mirror.
+func (m *Mirror) Apps() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.apps)
+}

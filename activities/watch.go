@@ -1,0 +1,294 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Plan is what a router-mode loop decided at its last wake and will do,
+// asleep, until its next: it holds an instance through every bin before
+// NextWake (Holding) or none. The Forecast activity registers it with the
+// worker's Watch.
+type Plan struct {
+	WorkflowID string
+	App        string
+	Wake       time.Time     // start of the bin decided at the wake (live time)
+	NextWake   time.Time     // start of the bin the loop decides next
+	Bin        time.Duration // the loop's bin (live)
+	Holding    bool
+	Keep       float64 // the application's keep threshold
+	// Next and ModelBin place Wake on the model's timeline (a trace clock
+	// maps live bins onto trace bins).
+	Next     time.Time
+	ModelBin time.Duration
+	Window   int    // bins of history the loop gives the model
+	Model    string // the model version that made the plan
+}
+
+// Waker wakes a loop: it decides the bin that starts at bin (signal
+// workflows.SignalWake; the worker adapts its Temporal client).
+type Waker interface {
+	Wake(ctx context.Context, workflowID string, bin time.Time, reason string) error
+}
+
+// ErrLoopGone is what a Waker returns when the loop no longer runs.
+var ErrLoopGone = errors.New("loop not running")
+
+// Reasons a Watch wakes a loop, as the loop shows them.
+const (
+	WakeColdArrival  = "a request found no warm instance"
+	WakeBelowKeep    = "a request changed the forecast: below the keep threshold"
+	WakeModelChanged = "a request arrived and the model changed"
+)
+
+// Watch wakes router-mode loops whose plan an arrival may have changed.
+// Between two wakes a loop decides nothing: its plan assumed no request
+// would arrive. When the bins since its wake saw requests, the plan can be
+// wrong from the next bin on, and a loop deciding every bin would see it:
+//
+//   - a loop holding nothing: a request found no warm instance, and the
+//     application now holds the instance that served it (keep or release
+//     at the next bin, never nothing): wake it;
+//   - a loop holding an instance: it keeps it at the next bin only while
+//     the model, given the requests, still gives P ≥ its keep threshold.
+//     The Watch asks the model (one batch for every such loop) and wakes
+//     the loops below it, every bin until they wake.
+//
+// So the loops decide exactly what they would deciding every bin, and wake
+// only when a decision changes. Check runs once per bin, after the bin's
+// reports are in (Grace); the Forecast activity registers every plan.
+type Watch struct {
+	Mirror    *Mirror
+	Predictor *Predictor // the champion model the loops use
+	Waker     Waker
+	Log       *slog.Logger
+	// Parallel bounds the wake signals in flight (default 16).
+	Parallel int
+
+	mu    sync.Mutex
+	plans map[string]*watched
+
+	checks, wakes, cold, below, model, failed atomic.Int64
+}
+
+type watched struct {
+	Plan
+	woken bool // a wake was sent for this plan
+}
+
+// WatchStats are a Watch's counters since it started.
+type WatchStats struct {
+	Plans       int   // plans watched now
+	Checks      int64 // loops checked against the model
+	Wakes       int64 // loops woken
+	Cold        int64 // of which: a request found no warm instance
+	BelowKeep   int64 // of which: the model fell below the keep threshold
+	ModelChange int64 // of which: the plan was made by another model
+	Failed      int64 // wake signals that failed
+}
+
+// Stats returns the counters.
+func (w *Watch) Stats() WatchStats {
+	w.mu.Lock()
+	n := len(w.plans)
+	w.mu.Unlock()
+	return WatchStats{Plans: n, Checks: w.checks.Load(), Wakes: w.wakes.Load(), Cold: w.cold.Load(),
+		BelowKeep: w.below.Load(), ModelChange: w.model.Load(), Failed: w.failed.Load()}
+}
+
+// Register records a loop's plan, replacing its previous one.
+func (w *Watch) Register(p Plan) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.plans == nil {
+		w.plans = map[string]*watched{}
+	}
+	w.plans[p.WorkflowID] = &watched{Plan: p}
+}
+
+// Check freezes the bins before through (a bin boundary, Grace after it at
+// the earliest) and wakes every loop whose plan the arrivals in them may
+// have changed, boundary by boundary when more than one passed.
+func (w *Watch) Check(ctx context.Context, through time.Time) error {
+	prev := w.Mirror.Frozen()
+	if err := w.Mirror.Freeze(ctx, through); err != nil {
+		return err
+	}
+	if prev.IsZero() || prev.After(through) {
+		prev = through.Add(-w.Mirror.Bin)
+	}
+	var errs []error
+	for f := prev.Add(w.Mirror.Bin); !f.After(through); f = f.Add(w.Mirror.Bin) {
+		errs = append(errs, w.check(ctx, f))
+	}
+	return errors.Join(errs...)
+}
+
+// due is one loop to wake at a boundary.
+type due struct {
+	p      *watched
+	reason string
+}
+
+// check looks at the plans still asleep at boundary f (the start of the
+// bin to decide).
+func (w *Watch) check(ctx context.Context, f time.Time) error {
+	w.mu.Lock()
+	var asleep []*watched
+	for _, p := range w.plans {
+		if p.NextWake.Before(f) {
+			delete(w.plans, p.WorkflowID) // its loop woke, or is late: it registers again
+			continue
+		}
+		if !p.woken && p.NextWake.After(f) && f.After(p.Wake) && p.Bin == w.Mirror.Bin {
+			asleep = append(asleep, p)
+		}
+	}
+	w.mu.Unlock()
+
+	var wake []due
+	var ask []*watched
+	var qs []DemandQuery
+	var model DemandModel
+	for _, p := range asleep {
+		if !w.Mirror.Active(p.App, p.Wake, f) {
+			continue // nothing arrived: the plan stands
+		}
+		if !p.Holding {
+			wake = append(wake, due{p, WakeColdArrival})
+			continue
+		}
+		if model == nil {
+			m, err := w.Predictor.champion(ctx)
+			if err != nil {
+				// No model to check with: wake them all, the loops decide.
+				wake = append(wake, due{p, WakeModelChanged})
+				continue
+			}
+			model = m
+		}
+		if p.Model != model.Version() {
+			wake = append(wake, due{p, WakeModelChanged})
+			continue
+		}
+		counts, err := w.Mirror.Window(p.App, f, p.Window)
+		if err != nil {
+			return err
+		}
+		bins := int(f.Sub(p.Wake) / p.Bin)
+		qs = append(qs, DemandQuery{Counts: counts, Next: p.Next.Add(time.Duration(bins) * p.ModelBin), Bin: p.ModelBin})
+		ask = append(ask, p)
+	}
+	if len(qs) > 0 {
+		w.checks.Add(int64(len(qs)))
+		for lo := 0; lo < len(qs); lo += 512 {
+			hi := min(lo+512, len(qs))
+			probs, err := model.Predict(qs[lo:hi])
+			if err == nil && len(probs) != hi-lo {
+				err = fmt.Errorf("%d outputs for %d inputs", len(probs), hi-lo)
+			}
+			if err != nil {
+				return fmt.Errorf("arrival watch: model %s: %w", model.Version(), err)
+			}
+			for k, pr := range probs {
+				p := ask[lo+k]
+				// A hair above the threshold also wakes: a batch of another
+				// size may round the last bit the other way, and a wake
+				// too many decides what the loop would anyway.
+				if !(pr >= p.Keep*(1+1e-9)+1e-12) {
+					wake = append(wake, due{p, WakeBelowKeep})
+				}
+			}
+		}
+	}
+	return w.wake(ctx, f, wake)
+}
+
+// wake signals the loops, Parallel at a time (1: one after the other, on
+// the caller's goroutine).
+func (w *Watch) wake(ctx context.Context, f time.Time, wake []due) error {
+	par := w.Parallel
+	if par <= 0 {
+		par = 16
+	}
+	var mu sync.Mutex
+	var firstErr error
+	one := func(d due) {
+		err := w.Waker.Wake(ctx, d.p.WorkflowID, f, d.reason)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		switch {
+		case errors.Is(err, ErrLoopGone):
+			if w.plans[d.p.WorkflowID] == d.p {
+				delete(w.plans, d.p.WorkflowID)
+			}
+		case err != nil:
+			// Not marked: the next check wakes it (late beats never).
+			w.failed.Add(1)
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("arrival watch: wake %s: %w", d.p.WorkflowID, err)
+			}
+			mu.Unlock()
+		default:
+			d.p.woken = true
+			w.wakes.Add(1)
+			switch d.reason {
+			case WakeColdArrival:
+				w.cold.Add(1)
+			case WakeBelowKeep:
+				w.below.Add(1)
+			default:
+				w.model.Add(1)
+			}
+		}
+	}
+	if par == 1 {
+		for _, d := range wake {
+			one(d)
+		}
+		return firstErr
+	}
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for _, d := range wake {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			one(d)
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// Run checks once per bin, Grace after each boundary, until ctx ends.
+// Errors are logged; the next bin checks again.
+func (w *Watch) Run(ctx context.Context) {
+	bin := w.Mirror.Bin
+	for {
+		next := time.Now().Add(-Grace(bin)).Truncate(bin).Add(bin)
+		t := time.NewTimer(time.Until(next.Add(Grace(bin))))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := w.Check(ctx, next); err != nil && ctx.Err() == nil {
+			w.logger().Warn("arrival watch", "boundary", next.UTC(), "err", err)
+		}
+	}
+}
+
+func (w *Watch) logger() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
+}

@@ -1,0 +1,275 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/forewarm/forewarm/policy"
+)
+
+var tb = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC) // a bin boundary
+
+// memReports is a store routers report to, in memory.
+type memReports struct {
+	mu    sync.Mutex
+	bins  map[string]map[int64]uint64
+	reads int
+	fail  error
+}
+
+func (m *memReports) add(app string, bin time.Time, n uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bins == nil {
+		m.bins = map[string]map[int64]uint64{}
+	}
+	if m.bins[app] == nil {
+		m.bins[app] = map[int64]uint64{}
+	}
+	m.bins[app][bin.Unix()] += n
+}
+
+func (m *memReports) Arrivals(_ context.Context, from, to time.Time, bin time.Duration) (map[string]BinCounts, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reads++
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	out := map[string]BinCounts{}
+	for app, bins := range m.bins {
+		var bc BinCounts
+		for _, s := range slices.Sorted(maps.Keys(bins)) {
+			if s >= from.Unix() && s < to.Unix() {
+				bc.Starts, bc.Counts = append(bc.Starts, s), append(bc.Counts, bins[s])
+			}
+		}
+		if len(bc.Starts) > 0 {
+			out[app] = bc
+		}
+	}
+	return out, nil
+}
+
+func bin(k int) time.Time { return tb.Add(time.Duration(k) * time.Minute) }
+
+func TestMirrorFreezesEachBinOnce(t *testing.T) {
+	st := &memReports{}
+	st.add("a", bin(-3), 2)
+	st.add("a", bin(-1), 1)
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 10}
+	ctx := context.Background()
+	require.NoError(t, m.Freeze(ctx, bin(0)))
+	require.Equal(t, bin(0), m.Frozen())
+	w, err := m.Window("a", bin(0), 4)
+	require.NoError(t, err)
+	require.Equal(t, Counts{0, 2, 0, 1}, w)
+	require.True(t, m.Active("a", bin(-1), bin(0)))
+	require.False(t, m.Active("a", bin(-2), bin(-1)))
+	require.False(t, m.Active("b", bin(-5), bin(0)))
+
+	// A report for a frozen bin comes too late: no decision sees it.
+	st.add("a", bin(-1), 5)
+	st.add("a", bin(0), 3)
+	require.NoError(t, m.Freeze(ctx, bin(0)), "frozen already: nothing to read")
+	require.Equal(t, 1, st.reads)
+	require.NoError(t, m.Freeze(ctx, bin(1)))
+	w, err = m.Window("a", bin(1), 3)
+	require.NoError(t, err)
+	require.Equal(t, Counts{0, 1, 3}, w)
+
+	_, err = m.Window("a", bin(2), 3)
+	require.ErrorContains(t, err, "not frozen")
+	require.ErrorContains(t, m.Freeze(ctx, bin(1).Add(time.Second)), "is not a boundary of 1m0s bins")
+	require.ErrorContains(t, m.Freeze(ctx, time.Now().Add(time.Hour).Truncate(time.Minute)), "have not ended")
+	st.fail = errors.New("connection refused")
+	require.ErrorContains(t, m.Freeze(ctx, bin(2)), "connection refused")
+	require.Equal(t, bin(1), m.Frozen(), "a failed read freezes nothing")
+}
+
+func TestMirrorForgetsBinsOlderThanItsSpan(t *testing.T) {
+	st := &memReports{}
+	st.add("old", bin(-5), 1)
+	st.add("new", bin(-1), 1)
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	ctx := context.Background()
+	require.NoError(t, m.Freeze(ctx, bin(0)))
+	require.Equal(t, 2, m.Apps())
+	st.add("new", bin(5), 4)
+	require.NoError(t, m.Freeze(ctx, bin(6)))
+	require.Equal(t, 1, m.Apps(), "old's only bin fell out of the span")
+	w, err := m.Window("new", bin(6), 8)
+	require.NoError(t, err)
+	require.Equal(t, Counts{0, 1, 0, 0, 0, 0, 0, 4}, w)
+}
+
+// lastCountModel answers 0.9 divided by the last bin's requests (0.9 when
+// it saw none).
+type lastCountModel struct{ v string }
+
+func (m lastCountModel) Predict(in []DemandQuery) ([]float64, error) {
+	out := make([]float64, len(in))
+	for i, q := range in {
+		out[i] = 0.9 / max(1, q.Counts[len(q.Counts)-1])
+	}
+	return out, nil
+}
+func (m lastCountModel) Version() string  { return m.v }
+func (m lastCountModel) HistoryBins() int { return 8 }
+func (m lastCountModel) HorizonBins() int { return 1 }
+
+type oneRegistry struct{ m DemandModel }
+
+func (r oneRegistry) ChampionVersion(context.Context) (string, error) { return r.m.Version(), nil }
+func (r oneRegistry) LoadDemand(context.Context, string) (DemandModel, error) {
+	return r.m, nil
+}
+
+type wake struct {
+	id     string
+	bin    time.Time
+	reason string
+}
+
+type recordingWaker struct {
+	mu    sync.Mutex
+	wakes []wake
+	errs  map[string]error // workflow ID -> error to return
+}
+
+func (w *recordingWaker) Wake(_ context.Context, id string, bin time.Time, reason string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.errs[id]; err != nil {
+		return err
+	}
+	w.wakes = append(w.wakes, wake{id, bin, reason})
+	return nil
+}
+
+func (w *recordingWaker) take() []wake {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.wakes
+	w.wakes = nil
+	slices.SortFunc(out, func(a, b wake) int {
+		if a.id < b.id {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// The watch wakes exactly the loops whose plan an arrival may have
+// changed: a request that found nothing held, and a held one whose forecast
+// fell below its keep threshold; not the rest.
+func TestWatchWakesOnlyWhenAnArrivalCanChangeADecision(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{errs: map[string]error{"gone": ErrLoopGone, "flaky": errors.New("unavailable")}}
+	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 4}
+	p.Watch = w
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)))
+
+	plan := func(id string, holding bool, next int, model string) {
+		w.Register(Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(next), Bin: time.Minute, Holding: holding,
+			Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: model})
+	}
+	plan("cold", false, 10, "v1")     // nothing held; a request comes
+	plan("keeps", true, 10, "v1")     // held; one request: P 0.9 stays above 0.5
+	plan("falls", true, 10, "v1")     // held; seven requests: P 0.13 falls below
+	plan("quiet", true, 10, "v1")     // held; nothing comes
+	plan("due", false, 1, "v1")       // wakes at bin 1 anyway
+	plan("old-model", true, 10, "v0") // its plan came from another model
+	plan("gone", false, 10, "v1")     // the loop has stopped
+	plan("flaky", false, 10, "v1")    // the signal fails once
+	for app, n := range map[string]uint64{"cold": 1, "keeps": 1, "falls": 7, "due": 2, "old-model": 1, "gone": 1, "flaky": 1} {
+		st.add(app, bin(0), n)
+	}
+	err := w.Check(ctx, bin(1))
+	require.ErrorContains(t, err, "wake flaky: unavailable")
+	require.Equal(t, []wake{
+		{"cold", bin(1), WakeColdArrival},
+		{"falls", bin(1), WakeBelowKeep},
+		{"old-model", bin(1), WakeModelChanged},
+	}, waker.take())
+	s := w.Stats()
+	require.Equal(t, WatchStats{Plans: 7, Checks: 2, Wakes: 3, Cold: 1, BelowKeep: 1, ModelChange: 1, Failed: 1}, s, "gone is forgotten")
+
+	// A loop woken once is not woken again before it registers a new plan;
+	// a failed wake is sent again; a plan keeps being checked while it
+	// sleeps.
+	delete(waker.errs, "flaky")
+	st.add("keeps", bin(1), 3)
+	require.NoError(t, w.Check(ctx, bin(2)))
+	require.Equal(t, []wake{{"flaky", bin(2), WakeColdArrival}, {"keeps", bin(2), WakeBelowKeep}}, waker.take())
+
+	// A new plan replaces the old: the loop woke and decided.
+	w.Register(Plan{WorkflowID: "cold", App: "cold", Wake: bin(2), NextWake: bin(5), Bin: time.Minute, Holding: true,
+		Keep: 0.5, Next: bin(2), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	require.NoError(t, w.Check(ctx, bin(3)))
+	require.Empty(t, waker.take(), "nothing arrived since the new plan")
+}
+
+// Checks that fell behind catch up boundary by boundary.
+func TestWatchCatchesUpBoundaryByBoundary(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{}
+	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)))
+	w.Register(Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
+		Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	st.add("a", bin(1), 1)
+	require.NoError(t, w.Check(ctx, bin(4)))
+	require.Equal(t, []wake{{"a", bin(2), WakeColdArrival}}, waker.take(), "woken for the bin after the request, not the latest")
+}
+
+// A router-mode loop reads its history from the mirror and registers what
+// it plans; a worker without a mirror, or mirroring other bins, refuses it
+// for good, naming the flag.
+func TestForecastInRouterMode(t *testing.T) {
+	st := &memReports{}
+	st.add("a", bin(-2), 3)
+	st.add("a", bin(-1), 1)
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: &recordingWaker{}}
+	p.Watch = w
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(p)
+	in := ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
+		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
+	v, err := env.ExecuteActivity(p.Forecast, in)
+	require.NoError(t, err)
+	var res ForecastResult
+	require.NoError(t, v.Get(&res))
+	require.True(t, res.Held, "the last bin saw a request")
+	require.Equal(t, Counts{1}, res.Counts, "only the bins since the last read")
+	require.Equal(t, 2, res.NextChange, "held: within the lookahead")
+	require.Equal(t, UntilHold, res.Until)
+	require.Equal(t, 1, w.Stats().Plans)
+
+	p2 := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	env2 := suite.NewTestActivityEnvironment()
+	env2.RegisterActivity(p2)
+	_, err = env2.ExecuteActivity(p2.Forecast, in)
+	require.ErrorContains(t, err, "worker --arrivals-bin")
+	in.Router.Bin = time.Second
+	_, err = env.ExecuteActivity(p.Forecast, in)
+	require.ErrorContains(t, err, "this worker mirrors 1m0s bins")
+}

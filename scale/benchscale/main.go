@@ -1,0 +1,637 @@
+// Command benchscale is `make bench-scale`: N prediction loops on one
+// worker against a Temporal dev server of its own (a fresh database,
+// stopped at the end), deciding live bins on a trace clock, with the
+// Azure sample's applications cycled to N and their requests reported
+// router-style (one batch per bin into ClickHouse; the worker's arrival
+// watch wakes the loops an arrival can change). It prints what it does on
+// stderr and one line of JSON last on stdout, and exits non-zero when the
+// p99 decision lag reaches a bin.
+//
+//	go run ./scale/benchscale --apps 50000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/forewarm/forewarm/models"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/scale"
+	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/trace"
+	"github.com/forewarm/forewarm/workflows"
+)
+
+type settings struct {
+	ClickHouse    config.ClickHouse
+	Apps          int
+	Mode          string // event or ticking
+	LiveBin       time.Duration
+	Window        int // bins measured
+	Settle        int // bins after the last start before measuring
+	HistoryBins   int
+	Trace         string
+	From          int // trace bin the first copies start at
+	Threshold     float64
+	Port          int
+	MetricsListen string
+	TemporalBin   string
+	WorkerBin     string
+	StarterBin    string
+	StateDir      string
+	Sample        int
+	Starters      int
+	ClickHousePID int
+	Keep          bool
+	WorkerArgs    []string
+	TrainArgs     []string
+	ModelDB       string
+	Pragmas       []string
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func parseFlags(args []string) (settings, error) {
+	var s settings
+	fs := pflag.NewFlagSet("benchscale", pflag.ContinueOnError)
+	s.ClickHouse.Flags(fs)
+	fs.IntVar(&s.Apps, "apps", envInt("SCALE_APPS", 50000), "applications, one loop each ($SCALE_APPS)")
+	fs.StringVar(&s.Mode, "mode", config.Env("SCALE_MODE", "event"), "event (sleep until the policy could act) or ticking (decide every bin) ($SCALE_MODE)")
+	fs.DurationVar(&s.LiveBin, "live-bin", envDuration("SCALE_LIVE_BIN", time.Minute), "live bin width; each stands for a one-minute trace bin ($SCALE_LIVE_BIN)")
+	fs.IntVar(&s.Window, "window", envInt("SCALE_WINDOW", 8), "bins measured ($SCALE_WINDOW)")
+	fs.IntVar(&s.Settle, "settle", envInt("SCALE_SETTLE", 2), "bins after the last loop started before measuring ($SCALE_SETTLE)")
+	fs.IntVar(&s.HistoryBins, "history-bins", envInt("SCALE_HISTORY_BINS", 1440), "bins of history reported before the start: the loops' window ($SCALE_HISTORY_BINS)")
+	fs.StringVar(&s.Trace, "trace", config.Env("SCALE_TRACE", "testdata/azure2019-sample"), "folder of the Azure Functions 2019 sample ($SCALE_TRACE)")
+	fs.IntVar(&s.From, "from", 960, "trace bin (minute) the first copies start at: after the model's training range")
+	fs.Float64Var(&s.Threshold, "threshold", workflows.DefaultPolicy().Threshold, "the loops' threshold")
+	fs.IntVar(&s.Port, "temporal-port", envInt("SCALE_TEMPORAL_PORT", 7290), "port of the benchmark's own Temporal dev server ($SCALE_TEMPORAL_PORT)")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "the worker's /metrics address ($FOREWARM_METRICS_LISTEN)")
+	fs.StringVar(&s.TemporalBin, "temporal-bin", config.Env("TEMPORAL_BIN", "temporal"), "Temporal CLI ($TEMPORAL_BIN)")
+	fs.StringVar(&s.WorkerBin, "worker-bin", "bin/worker", "worker binary")
+	fs.StringVar(&s.StarterBin, "starter-bin", "bin/starter", "starter binary (trains the model)")
+	fs.StringVar(&s.StateDir, "state", config.Env("FOREWARM_STATE", ".state"), "folder for the dev server's database and the logs ($FOREWARM_STATE)")
+	fs.IntVar(&s.Sample, "sample", 400, "loops whose histories are measured")
+	fs.IntVar(&s.Starters, "starters", 32, "loop starts in flight")
+	fs.IntVar(&s.ClickHousePID, "clickhouse-pid", envInt("SCALE_CLICKHOUSE_PID", 0), "ClickHouse server's process, to measure its CPU ($SCALE_CLICKHOUSE_PID)")
+	fs.BoolVar(&s.Keep, "keep", false, "keep the benchmark's ClickHouse database")
+	fs.StringSliceVar(&s.WorkerArgs, "worker-arg", nil, "extra worker flag (repeatable), e.g. --worker-arg=--workflow-tasks=400")
+	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
+	fs.StringSliceVar(&s.Pragmas, "sqlite-pragma", strings.Fields(config.Env("SCALE_SQLITE_PRAGMAS", "journal_mode=wal synchronous=normal cache_size=-262144 mmap_size=1073741824 temp_store=memory")),
+		"the dev server's SQLite pragmas (repeatable): the stack's (WAL, synchronous normal) and a page cache and memory map large enough for 50,000 loops' histories ($SCALE_SQLITE_PRAGMAS, space-separated)")
+	fs.StringSliceVar(&s.TrainArgs, "train-arg", nil, "extra `starter model train` flag (repeatable), e.g. --train-arg=--epochs=1 for a quick smoke run")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	switch {
+	case s.Apps < 1:
+		return s, fmt.Errorf("--apps %d: need at least one", s.Apps)
+	case s.Mode != "event" && s.Mode != "ticking":
+		return s, fmt.Errorf("--mode %q: event or ticking", s.Mode)
+	case s.LiveBin < 2*time.Second || s.LiveBin%time.Second != 0:
+		return s, fmt.Errorf("--live-bin %v: whole seconds, at least 2", s.LiveBin)
+	case s.Window < 1 || s.Settle < 0:
+		return s, fmt.Errorf("--window %d, --settle %d: at least 1 and 0", s.Window, s.Settle)
+	case s.HistoryBins < 1 || s.HistoryBins > 1440:
+		return s, fmt.Errorf("--history-bins %d: in [1, 1440]", s.HistoryBins)
+	}
+	return s, nil
+}
+
+func main() {
+	s, err := parseFlags(os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchscale: %v\n", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, s, log)
+	if err != nil {
+		log.Error("benchmark failed", "err", err)
+		os.Exit(1)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	if !(res.P99DecisionLagBins < 1) {
+		log.Error("p99 decision lag reached a bin", "p99_bins", res.P99DecisionLagBins)
+		os.Exit(1)
+	}
+}
+
+// bench is one run's services and clean-up.
+type bench struct {
+	s       settings
+	log     *slog.Logger
+	cleanup []func()
+}
+
+func (b *bench) defer_(f func()) { b.cleanup = append(b.cleanup, f) }
+
+func (b *bench) close() {
+	for i := len(b.cleanup) - 1; i >= 0; i-- {
+		b.cleanup[i]()
+	}
+}
+
+func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error) {
+	began := time.Now()
+	b := &bench{s: s, log: log}
+	defer b.close()
+	var res scale.Result
+
+	tr, err := trace.ReadAzure2019(filepath.Join(s.Trace, "1350_inv.csv"), trace.AzureOptions{MemoryPath: filepath.Join(s.Trace, "1350_mem.csv")})
+	if err != nil {
+		return res, err
+	}
+	fleet, err := scale.NewFleet(tr, s.Apps, s.From)
+	if err != nil {
+		return res, err
+	}
+
+	// A database of its own, migrated, with a champion model.
+	s.ClickHouse.Database = fmt.Sprintf("forewarm_scale_%d", time.Now().Unix())
+	b.s = s
+	if _, err := store.Migrate(ctx, s.ClickHouse); err != nil {
+		return res, fmt.Errorf("migrate %s: %w", s.ClickHouse.Database, err)
+	}
+	st, err := store.Open(ctx, s.ClickHouse)
+	if err != nil {
+		return res, err
+	}
+	b.defer_(func() {
+		if !s.Keep {
+			dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := st.Conn().Exec(dctx, "DROP DATABASE IF EXISTS `"+s.ClickHouse.Database+"`"); err != nil {
+				log.Warn("drop the benchmark database", "db", s.ClickHouse.Database, "err", err)
+			}
+		}
+		st.Close()
+	})
+	if err := b.model(ctx, st, tr); err != nil {
+		return res, err
+	}
+
+	// History up to the start, then a router reporting every bin as it ends.
+	liveStart := time.Now().Truncate(s.LiveBin)
+	router := &scale.Router{Fleet: fleet, Start: liveStart, Bin: s.LiveBin, Record: st.RecordArrivals, Grace: activities.Grace(s.LiveBin)}
+	t0 := time.Now()
+	rows, err := router.History(ctx, s.HistoryBins)
+	if err != nil {
+		return res, err
+	}
+	log.Info("history reported", "bins", s.HistoryBins, "rows", rows, "took", time.Since(t0).Round(time.Millisecond))
+	rctx, stopRouter := context.WithCancel(ctx)
+	routerErr := make(chan error, 1)
+	go func() { routerErr <- router.Run(rctx) }()
+	b.defer_(stopRouter)
+
+	// A Temporal dev server of its own, then the worker.
+	serverPID, err := b.devServer(ctx)
+	if err != nil {
+		return res, err
+	}
+	c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", s.Port), Logger: quiet{}})
+	if err != nil {
+		return res, err
+	}
+	b.defer_(c.Close)
+	workerPID, err := b.worker(ctx)
+	if err != nil {
+		return res, err
+	}
+
+	// The loops.
+	pol := workflows.DefaultPolicy()
+	pol.Threshold, pol.DryRun, pol.Ticking = s.Threshold, true, s.Mode == "ticking"
+	t0 = time.Now()
+	if err := startLoops(ctx, c, fleet, liveStart, s, pol); err != nil {
+		return res, err
+	}
+	startTook := time.Since(t0)
+	res.StartsPerSecond = float64(s.Apps) / startTook.Seconds()
+	log.Info("loops started", "apps", s.Apps, "took", startTook.Round(time.Millisecond), "per_second", math.Round(res.StartsPerSecond))
+
+	// Let every loop make its first decision (a burst as they start), then
+	// settle a few bins, then measure a window.
+	metricsURL := "http://" + s.MetricsListen + "/metrics"
+	t0 = time.Now()
+	for {
+		m, err := scale.Scrape(ctx, metricsURL)
+		if err != nil {
+			return res, err
+		}
+		if m.Wakes >= float64(s.Apps) {
+			break
+		}
+		if time.Since(t0) > 20*time.Minute {
+			return res, fmt.Errorf("after 20 minutes only %.0f of %d loops made their first decision", m.Wakes, s.Apps)
+		}
+		if err := sleepUntil(ctx, time.Now().Add(5*time.Second), routerErr); err != nil {
+			return res, err
+		}
+	}
+	log.Info("every loop made its first decision", "after_start", time.Since(t0).Round(time.Second))
+	settle := time.Now().Truncate(s.LiveBin).Add(time.Duration(s.Settle+1) * s.LiveBin).Add(activities.Grace(s.LiveBin) / 2)
+	if err := sleepUntil(ctx, settle, routerErr); err != nil {
+		return res, err
+	}
+	sample := sampleIDs(fleet, s.Sample)
+	a, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
+	if err != nil {
+		return res, err
+	}
+	log.Info("measuring", "bins", s.Window, "live_bin", s.LiveBin)
+	if err := sleepUntil(ctx, a.at.Add(time.Duration(s.Window)*s.LiveBin), routerErr); err != nil {
+		return res, err
+	}
+	z, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
+	if err != nil {
+		return res, err
+	}
+
+	secs := z.at.Sub(a.at).Seconds()
+	lag := z.m.Lag.Sub(a.m.Lag)
+	events, loops := historyDelta(ctx, c, a.hist, z.hist)
+	appHours := float64(loops) * secs / s.LiveBin.Seconds() / 60 // one live bin stands for a trace minute
+	res.Apps, res.BinSeconds, res.Mode = s.Apps, 60, s.Mode
+	res.LiveBinSeconds, res.WindowBins = s.LiveBin.Seconds(), s.Window
+	// Every loop decides every bin, at a wake or by the plan of its last
+	// (the policy knew those decisions: see docs/scale.md); a bin is decided
+	// in time when the wake that settles it is less than a bin late.
+	res.OnTimeShare = lag.Below(s.LiveBin.Seconds())
+	res.DecisionsPerSecond = float64(s.Apps) / s.LiveBin.Seconds() * res.OnTimeShare
+	res.SettledPerSecond = (z.m.Decisions - a.m.Decisions) / secs
+	res.WakesPerSecond = (z.m.Wakes - a.m.Wakes) / secs
+	res.WakesPerAppHour = (z.m.Wakes - a.m.Wakes) / (float64(s.Apps) * secs / s.LiveBin.Seconds() / 60)
+	res.P99DecisionLagSeconds = lag.Quantile(0.99)
+	res.P50DecisionLagSeconds = lag.Quantile(0.5)
+	res.P99DecisionLagBins = res.P99DecisionLagSeconds / s.LiveBin.Seconds()
+	if appHours > 0 {
+		res.HistoryEventsPerAppHour = float64(events) / appHours
+	}
+	res.HistorySample = loops
+	res.WorkerCPUCores = (z.worker - a.worker).Seconds() / secs
+	res.ServerCPUCores = (z.server - a.server).Seconds() / secs
+	res.ClickHouseCPUCores = (z.clickhouse - a.clickhouse).Seconds() / secs
+	res.BenchCPUCores = (z.self - a.self).Seconds() / secs
+	res.OtherCPUCores = (z.machine-a.machine).Seconds()/secs - res.WorkerCPUCores - res.ServerCPUCores - res.ClickHouseCPUCores - res.BenchCPUCores
+	res.WorkerStackMB = z.m.StackBytes / (1 << 20)
+	res.WatchWakesPerSecond = (z.m.WatchWakes - a.m.WatchWakes) / secs
+	res.RouterRowsPerSecond = float64(z.router.Rows-a.router.Rows) / secs
+	res.RouterLateBins = z.router.Late
+	res.WorkerPeakRSSMB = z.m.RSSBytes / (1 << 20)
+	if lag.Total() == 0 {
+		return res, errors.New("no decision was measured: did the loops run? (see the worker's log)")
+	}
+	res.TotalSeconds = time.Since(began).Seconds()
+	log.Info("measured", "decisions_per_s", round(res.DecisionsPerSecond), "wakes_per_s", round(res.WakesPerSecond),
+		"p50_lag_s", round(res.P50DecisionLagSeconds), "p99_lag_s", round(res.P99DecisionLagSeconds),
+		"history_events_per_app_hour", round(res.HistoryEventsPerAppHour), "worker_cores", round(res.WorkerCPUCores),
+		"server_cores", round(res.ServerCPUCores), "clickhouse_cores", round(res.ClickHouseCPUCores), "other_cores", round(res.OtherCPUCores),
+		"total", time.Since(began).Round(time.Second))
+	return res, nil
+}
+
+func round(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+// model makes a demand champion trained on the sample's first hours the
+// benchmark database's champion: copied from the model database, trained
+// there first when it has none.
+func (b *bench) model(ctx context.Context, st *store.Store, tr *trace.Trace) error {
+	s := b.s
+	train := append([]string{"model", "train", "--format", "azure2019", "--file", filepath.Join(s.Trace, "1350_inv.csv"),
+		"--memory", filepath.Join(s.Trace, "1350_mem.csv"), "--train-until", tr.BinStart(s.From).Format(time.RFC3339),
+		"--status", "champion"}, s.TrainArgs...)
+	if s.ModelDB == "" {
+		b.log.Info("training the demand model on the sample's first hours", "db", s.ClickHouse.Database)
+		return b.command(ctx, "train", s.StarterBin, s.ClickHouse.Database, train...)
+	}
+	mcfg := s.ClickHouse
+	mcfg.Database = s.ModelDB
+	if _, err := store.Migrate(ctx, mcfg); err != nil {
+		return fmt.Errorf("model database %s: %w", s.ModelDB, err)
+	}
+	ms, err := store.Open(ctx, mcfg)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	champ, err := ms.Champion(ctx, models.KindDemand)
+	if errors.Is(err, store.ErrNoModel) {
+		b.log.Info("training the demand model on the sample's first hours (once: kept for later runs)", "db", s.ModelDB)
+		if err := b.command(ctx, "train", s.StarterBin, s.ModelDB, train...); err != nil {
+			return err
+		}
+		champ, err = ms.Champion(ctx, models.KindDemand)
+	}
+	if err != nil {
+		return err
+	}
+	b.log.Info("demand model", "version", champ.Version, "from", s.ModelDB)
+	champ.Status = store.StatusChampion
+	return st.PublishModel(ctx, champ)
+}
+
+// command runs one of the project's binaries against database db, its
+// output on stderr.
+func (b *bench) command(ctx context.Context, what, bin, db string, args ...string) error {
+	b.log.Info("running", "what", what, "args", args)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "CLICKHOUSE_DATABASE="+db, "CLICKHOUSE_ADDR="+b.s.ClickHouse.Addr)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s (%s): %w", what, bin, err)
+	}
+	return nil
+}
+
+// background starts a long-running process in its own process group,
+// logging to a file, killed (with its children) at clean-up.
+func (b *bench) background(name, bin string, env []string, args ...string) (*exec.Cmd, error) {
+	logs := filepath.Join(b.s.StateDir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(logs, "bench-scale-"+name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	b.defer_(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		f.Close()
+	})
+	b.log.Info("started", "process", name, "pid", cmd.Process.Pid, "log", f.Name())
+	return cmd, nil
+}
+
+// devServer starts a Temporal dev server on a fresh database (removed at
+// clean-up), set up as deploy/local/up.sh sets up the stack's.
+func (b *bench) devServer(ctx context.Context) (int, error) {
+	dir, err := os.MkdirTemp(b.s.StateDir, "bench-scale-temporal-")
+	if err != nil {
+		return 0, err
+	}
+	b.defer_(func() { os.RemoveAll(dir) })
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(b.s.Port), "--headless",
+		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn",
+		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"}
+	for _, p := range b.s.Pragmas {
+		args = append(args, "--sqlite-pragma", p)
+	}
+	for _, a := range []string{"ForewarmApp=Keyword", "ForewarmLoopState=Keyword", "ForewarmThreshold=Double", "ForewarmHost=Keyword", "ForewarmModelVersion=Keyword"} {
+		args = append(args, "--search-attribute", a)
+	}
+	cmd, err := b.background("temporal", b.s.TemporalBin, nil, args...)
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", b.s.Port), Logger: quiet{}})
+		if err == nil {
+			_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+			c.Close()
+			if err == nil {
+				return cmd.Process.Pid, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("the Temporal dev server on port %d did not answer: %v (see its log)", b.s.Port, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// worker starts the worker for the prediction queue with the arrival
+// mirror at the live bin, and waits until it is ready (its mirror loaded).
+func (b *bench) worker(ctx context.Context) (int, error) {
+	env := []string{
+		"TEMPORAL_ADDRESS=" + fmt.Sprintf("127.0.0.1:%d", b.s.Port),
+		"CLICKHOUSE_ADDR=" + b.s.ClickHouse.Addr, "CLICKHOUSE_DATABASE=" + b.s.ClickHouse.Database,
+		// No host agents in this benchmark (the loops run dry): a root
+		// secret only to satisfy the worker's check.
+		"FOREWARM_AGENT_ROOT_SECRET=benchmark-no-agents",
+	}
+	args := append([]string{"--queues", "prediction", "--arrivals-bin", b.s.LiveBin.String(), "--arrivals-span", "1440",
+		"--workflow-cache", strconv.Itoa(b.s.Apps + 1000), "--metrics-listen", b.s.MetricsListen, "--log-level", "warn"}, b.s.WorkerArgs...)
+	cmd, err := b.background("worker", b.s.WorkerBin, env, args...)
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + b.s.MetricsListen + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd.Process.Pid, nil
+			}
+		}
+		if cmd.ProcessState != nil || syscall.Kill(cmd.Process.Pid, 0) != nil {
+			return 0, errors.New("the worker exited (see its log)")
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("the worker was not ready within 10 minutes: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// startLoops starts one router-mode loop per application, s.Starters at a
+// time, each on a trace clock from its own offset.
+func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart time.Time, s settings, pol workflows.Policy) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, s.Starters)
+	for range s.Starters {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(f.Apps) || ctx.Err() != nil {
+					return
+				}
+				a := f.Apps[k]
+				in := workflows.LoopInput{App: a.ID, Bin: s.LiveBin, Window: 1440, Policy: pol, Seeded: true, Router: true,
+					Profile: activities.AppProfile{App: a.ID, MemoryMB: a.MemoryMB, DiskMB: a.MemoryMB / 4, ReadRatio: trace.DefaultReadRatio},
+					Clock:   &workflows.TraceClock{RealStart: liveStart, TraceStart: f.TraceStart(k), TraceBin: time.Minute}}
+				_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+					ID: workflows.LoopWorkflowID(a.ID), TaskQueue: workflows.PredictionTaskQueue,
+					WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+					TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(a.ID),
+						workflows.AttrLoopState.ValueSet(workflows.LoopStateDryRun), workflows.AttrThreshold.ValueSet(pol.Threshold)),
+				}, workflows.LoopWorkflowName, in)
+				if err != nil {
+					errs <- fmt.Errorf("start loop %s: %w", a.ID, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(<-errs)
+}
+
+// sampleIDs are evenly spread loops whose histories are measured.
+func sampleIDs(f *scale.Fleet, n int) []string {
+	n = min(n, len(f.Apps))
+	out := make([]string, n)
+	for i := range out {
+		out[i] = workflows.LoopWorkflowID(f.Apps[i*len(f.Apps)/n].ID)
+	}
+	return out
+}
+
+type histLen struct {
+	run    string
+	events int64
+}
+
+type snapshot struct {
+	at                                        time.Time
+	m                                         scale.WorkerMetrics
+	worker, server, clickhouse, self, machine time.Duration
+	hist                                      map[string]histLen
+	router                                    scale.RouterStats
+}
+
+func snap(ctx context.Context, c client.Client, url string, sample []string, workerPID, serverPID, chPID int, r *scale.Router) (snapshot, error) {
+	s := snapshot{at: time.Now()}
+	s.worker, s.server, s.clickhouse = scale.ProcessCPU(workerPID), scale.ProcessCPU(serverPID), scale.ProcessCPU(chPID)
+	s.self, s.machine = scale.ProcessCPU(os.Getpid()), scale.MachineCPU()
+	s.router = r.Stats()
+	var err error
+	if s.m, err = scale.Scrape(ctx, url); err != nil {
+		return s, err
+	}
+	s.hist = describe(ctx, c, sample)
+	return s, nil
+}
+
+// describe reads the history length of each loop's current run.
+func describe(ctx context.Context, c client.Client, ids []string) map[string]histLen {
+	out := map[string]histLen{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			d, err := c.DescribeWorkflowExecution(dctx, id, "")
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			out[id] = histLen{run: d.WorkflowExecutionInfo.Execution.GetRunId(), events: d.WorkflowExecutionInfo.GetHistoryLength()}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// historyDelta is the events the sampled loops added between the
+// snapshots (across a continue-as-new: the rest of the old run and the
+// new run), and how many loops were measured.
+func historyDelta(ctx context.Context, c client.Client, a, z map[string]histLen) (int64, int) {
+	var events int64
+	n := 0
+	for id, h0 := range a {
+		h1, ok := z[id]
+		if !ok {
+			continue
+		}
+		if h1.run == h0.run {
+			events += h1.events - h0.events
+			n++
+			continue
+		}
+		d, err := c.DescribeWorkflowExecution(ctx, id, h0.run)
+		if err != nil {
+			continue
+		}
+		events += d.WorkflowExecutionInfo.GetHistoryLength() - h0.events + h1.events
+		n++
+	}
+	return events, n
+}
+
+// sleepUntil waits, failing early if the router stops.
+func sleepUntil(ctx context.Context, t time.Time, routerErr <-chan error) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-routerErr:
+		return fmt.Errorf("router: %w", err)
+	case <-timer.C:
+		return nil
+	}
+}
+
+// quiet drops the SDK client's logs.
+type quiet struct{}
+
+func (quiet) Debug(string, ...any) {}
+func (quiet) Info(string, ...any)  {}
+func (quiet) Warn(string, ...any)  {}
+func (quiet) Error(string, ...any) {}
