@@ -247,4 +247,24 @@ type Result struct {
 	StartsPerSecond         float64 `json:"starts_per_second"`
 	WorkerPeakRSSMB         float64 `json:"worker_rss_mb"`
 	TotalSeconds            float64 `json:"total_seconds"`
+	// BeyondLagBuckets is set when a lag quantile lies past the lag
+	// histogram's last finite bucket: the lag figures are then that
+	// bucket's bound, a lower bound (JSON has no infinity).
+	BeyondLagBuckets bool `json:"beyond_lag_buckets,omitempty"`
+}
+
+// CapLag replaces an infinite lag quantile (past the histogram's last
+// finite bucket) by that bucket's bound and says so.
+func (r *Result) CapLag(h Histogram) {
+	last := 0.0
+	for _, b := range h.Bounds {
+		if !math.IsInf(b, 1) {
+			last = b
+		}
+	}
+	for _, q := range []*float64{&r.P99DecisionLagSeconds, &r.P50DecisionLagSeconds} {
+		if math.IsInf(*q, 1) {
+			*q, r.BeyondLagBuckets = last, true
+		}
+	}
 }

@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"sync"
 	"testing"
@@ -119,6 +120,15 @@ func TestHistogramQuantileAndShareBelow(t *testing.T) {
 	late := Histogram{Bounds: []float64{1, math.Inf(1)}, Counts: []float64{90, 100}}
 	require.True(t, math.IsInf(late.Quantile(0.99), 1), "beyond the last bound: as late as can be")
 	require.InDelta(t, 0.9, late.Below(5), 1e-9)
+	// A result whose p99 lies past the last bucket still encodes: the
+	// bound, flagged as a lower bound.
+	r := Result{P99DecisionLagSeconds: late.Quantile(0.99), P50DecisionLagSeconds: late.Quantile(0.5)}
+	r.CapLag(late)
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"p99_decision_lag_seconds":1,`)
+	require.Contains(t, string(b), `"beyond_lag_buckets":true`)
+	require.InDelta(t, late.Quantile(0.5), r.P50DecisionLagSeconds, 1e-9, "a finite quantile is left alone")
 	d := h.Sub(Histogram{Bounds: h.Bounds, Counts: []float64{50, 50, 50, 50}})
 	require.Equal(t, []float64{0, 40, 50, 50}, d.Counts)
 	require.Equal(t, 0.0, Histogram{}.Quantile(0.99))

@@ -147,7 +147,11 @@ func main() {
 		log.Error("benchmark failed", "err", err)
 		os.Exit(1)
 	}
-	b, _ := json.Marshal(res)
+	b, err := json.Marshal(res)
+	if err != nil {
+		log.Error("benchmark result", "err", err)
+		os.Exit(1)
+	}
 	fmt.Println(string(b))
 	if !(res.P99DecisionLagBins < 1) {
 		log.Error("p99 decision lag reached a bin", "p99_bins", res.P99DecisionLagBins)
@@ -303,6 +307,7 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	res.WakesPerAppHour = (z.m.Wakes - a.m.Wakes) / (float64(s.Apps) * secs / s.LiveBin.Seconds() / 60)
 	res.P99DecisionLagSeconds = lag.Quantile(0.99)
 	res.P50DecisionLagSeconds = lag.Quantile(0.5)
+	res.CapLag(lag)
 	res.P99DecisionLagBins = res.P99DecisionLagSeconds / s.LiveBin.Seconds()
 	if appHours > 0 {
 		res.HistoryEventsPerAppHour = float64(events) / appHours
