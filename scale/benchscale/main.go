@@ -112,12 +112,10 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
 	fs.StringSliceVar(&s.Pragmas, "sqlite-pragma", strings.Fields(config.Env("SCALE_SQLITE_PRAGMAS", "journal_mode=wal synchronous=normal cache_size=-262144 mmap_size=1073741824 temp_store=memory")),
 		"the dev server's SQLite pragmas (repeatable): the stack's (WAL, synchronous normal) and a page cache and memory map large enough for 50,000 loops' histories ($SCALE_SQLITE_PRAGMAS, space-separated)")
-	// The history service's timer queue reads timers up to 5 minutes ahead
-	// in batches of 100 (its defaults); with thousands of loops' timers in
-	// that window, timers beyond a batch waited for its next read, up to 5
-	// minutes late (the p99 lag of the first runs here was 287-292 s with
-	// the machine idle). Reading more often and in larger batches fixes it.
-	fs.StringSliceVar(&s.ServerConfig, "server-config", strings.Fields(config.Env("SCALE_SERVER_CONFIG", `history.timerProcessorMaxPollInterval="5s" history.timerTaskBatchSize=1000`)),
+	// Tried at 50,000 loops: reading the timer queue every 5 s in batches
+	// of 1,000 (history.timerProcessorMaxPollInterval="5s"
+	// history.timerTaskBatchSize=1000) did not cut the lag (docs/scale.md).
+	fs.StringSliceVar(&s.ServerConfig, "server-config", strings.Fields(config.Env("SCALE_SERVER_CONFIG", "")),
 		"the dev server's dynamic configuration, KEY=JSON value (repeatable) ($SCALE_SERVER_CONFIG, space-separated)")
 	fs.StringSliceVar(&s.TrainArgs, "train-arg", nil, "extra `starter model train` flag (repeatable), e.g. --train-arg=--epochs=1 for a quick smoke run")
 	if err := fs.Parse(args); err != nil {
