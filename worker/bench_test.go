@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/scale"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -169,19 +170,7 @@ func processCPU(pid int) time.Duration {
 		}
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command (which may hold spaces): utime is the 14th
-	// field of the line, stime the 15th, in clock ticks (100 per second).
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return scale.ProcessCPU(pid)
 }
 
 type loopSnapshot struct {
