@@ -541,8 +541,8 @@ func preparationOf(leaseID, host string) string {
 	return "prepare/" + rest[:i] + "/" + rest[i+1:]
 }
 
-// testPollers is $FOREWARM_WORKFLOW_POLLERS, as the worker reads it (4 when unset).
+// testPollers is $FOREWARM_WORKFLOW_POLLERS, as the worker reads it.
 func testPollers() int {
 	var env config.EnvDefaults
-	return env.Int("FOREWARM_WORKFLOW_POLLERS", 4)
+	return env.Int("FOREWARM_WORKFLOW_POLLERS", defaultWorkflowPollers)
 }

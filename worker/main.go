@@ -65,6 +65,7 @@ type settings struct {
 	MetricsListen   string        // /metrics, /healthz, /readyz; "off": none
 	StopTimeout     time.Duration // how long a stopping worker lets activities finish
 	WorkflowCache   int           // workflows kept in memory between tasks (0: the SDK's default)
+	StickyTimeout   time.Duration // how long a task waits on this worker's sticky queue before any worker may take it
 	// ArrivalsBin, when set, mirrors the arrivals routers record in the
 	// store at that bin width, for router-mode loops, and runs the arrival
 	// watch that wakes them; ArrivalsSpan is how many bins it keeps.
@@ -84,6 +85,9 @@ type settings struct {
 	metrics *telemetry.Metrics // nil: nothing counted (tests that do not look)
 }
 
+// defaultWorkflowPollers is autoscaling (see the worker options below).
+const defaultWorkflowPollers = 0
+
 func parseFlags(args []string) (settings, error) {
 	var s settings
 	var env config.EnvDefaults
@@ -101,7 +105,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only ($FOREWARM_AGENT_URL_ALLOW)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
-	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", 4), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog ($FOREWARM_WORKFLOW_POLLERS)")
+	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", defaultWorkflowPollers), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog. A fixed count can leave the queue of new and moved loops unpolled for a minute at a time ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
 	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", env.Duration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
@@ -110,6 +114,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
 	fs.DurationVar(&s.StopTimeout, "stop-timeout", env.Duration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
 	fs.IntVar(&s.WorkflowCache, "workflow-cache", env.Int("FOREWARM_WORKFLOW_CACHE", 0), "workflows kept in memory between their tasks; a loop evicted from it replays its history at its next wake, so give it at least the loops this worker runs (0: the SDK's default, 10,000) ($FOREWARM_WORKFLOW_CACHE)")
+	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("FOREWARM_STICKY_TIMEOUT", time.Minute), "how long a loop's workflow task may wait for the worker that caches the loop before the server hands it to any worker, which must replay the loop's history; the SDK's 5 s turns a burst of wakes into a burst of replays. A stopped worker's loops move at once, a crashed one's within 10 s, except tasks it had already been given, which wait this long ($FOREWARM_STICKY_TIMEOUT)")
 	fs.DurationVar(&s.ArrivalsBin, "arrivals-bin", env.Duration("FOREWARM_ARRIVALS_BIN", 0), "bin width of the arrivals a platform's router records in the store (e.g. 1m): mirror them for router-mode loops (starter loop start --router) and wake those loops when an arrival can change a decision; 0: no router-mode loops ($FOREWARM_ARRIVALS_BIN)")
 	fs.IntVar(&s.ArrivalsSpan, "arrivals-span", env.Int("FOREWARM_ARRIVALS_SPAN", 1440), "bins of recorded arrivals the worker keeps in memory: at least a loop's history window ($FOREWARM_ARRIVALS_SPAN)")
 	if err := fs.Parse(args); err != nil {
@@ -131,6 +136,9 @@ func parseFlags(args []string) (settings, error) {
 	}
 	if s.ArrivalsSpan < 1 || s.ArrivalsSpan > activities.MaxCountBins {
 		return s, fmt.Errorf("--arrivals-span %d: must be in [1, %d]", s.ArrivalsSpan, activities.MaxCountBins)
+	}
+	if s.StickyTimeout < time.Second || s.StickyTimeout > 10*time.Minute {
+		return s, fmt.Errorf("--sticky-timeout %v: must be in [1s, 10m]", s.StickyTimeout)
 	}
 	if s.WorkflowCache < 0 {
 		return s, fmt.Errorf("--workflow-cache %d: must be >= 0", s.WorkflowCache)
@@ -383,14 +391,18 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
 			MaxConcurrentActivityExecutionSize:     200,
 			WorkerStopTimeout:                      s.StopTimeout,
+			StickyScheduleToStartTimeout:           s.StickyTimeout,
 		}
 		if s.WorkflowPollers > 0 {
 			opts.MaxConcurrentWorkflowTaskPollers = max(2, s.WorkflowPollers)
 			opts.MaxConcurrentActivityTaskPollers = max(2, s.WorkflowPollers)
 		} else {
-			// Let the server's backlog decide (measured: no better than 4
-			// fixed pollers on the local dev server, whose SQLite writes are
-			// the limit).
+			// Let the server's backlog decide. With a fixed count the SDK
+			// sends every poller to the sticky queue while its last backlog
+			// hint was above zero, and a poller leaves only after an empty
+			// long poll (a minute): meanwhile loops that start, or whose
+			// task moved off a busy worker, wait unpolled. Measured at
+			// 50,000 loops (docs/scale.md).
 			opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
 			opts.ActivityTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
 		}

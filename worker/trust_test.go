@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	agentclient "github.com/forewarm/forewarm/agent/client"
 )
@@ -33,6 +34,8 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 		{"short secret", []string{"--agent-root-secret-file", short}, "--agent-root-secret-file: agent root secret: 4 bytes, at least 16"},
 		{"bad pattern", []string{"--agent-root-secret-file", secret, "--agent-url-allow", "http://(127"}, "--agent-url-allow: agent URL allow pattern"},
 		{"missing CA", []string{"--agent-root-secret-file", secret, "--agent-ca", filepath.Join(dir, "ca.pem")}, "--agent-ca: agent CA"},
+		{"sticky too short", []string{"--agent-root-secret-file", secret, "--sticky-timeout", "500ms"}, "--sticky-timeout 500ms: must be in [1s, 10m]"},
+		{"sticky too long", []string{"--agent-root-secret-file", secret, "--sticky-timeout", "1h"}, "--sticky-timeout 1h0m0s: must be in [1s, 10m]"},
 	}
 	for _, tc := range cases {
 		_, err := parseFlags(tc.args)
@@ -41,7 +44,7 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 		}
 	}
 	s, err := parseFlags([]string{"--agent-root-secret-file", secret})
-	if err != nil || s.AgentRootSecret != e2eRoot || s.AgentToken != "" || s.AgentURLAllow != agentclient.DefaultAllowURL {
+	if err != nil || s.AgentRootSecret != e2eRoot || s.AgentToken != "" || s.AgentURLAllow != agentclient.DefaultAllowURL || s.StickyTimeout != time.Minute {
 		t.Errorf("good flags = %+v, %v", s, err)
 	}
 	// A training-only worker calls no agent and needs no credentials.
@@ -51,14 +54,20 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 }
 
 // A setting from the environment that does not parse stops the worker
-// naming it, as a bad flag would; 0 pollers (autoscaling) is a value, not
-// "unset".
+// naming it, as a bad flag would; a poller count set there is read, and
+// unset it is 0 (autoscaling).
 func TestWorkerReadsItsEnvironmentStrictly(t *testing.T) {
 	t.Setenv("FOREWARM_QUEUES", "training")
-	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "0")
+	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "")
+	t.Setenv("FOREWARM_STICKY_TIMEOUT", "")
+	if s, err := parseFlags(nil); err != nil || s.WorkflowPollers != 0 || s.StickyTimeout != time.Minute {
+		t.Fatalf("defaults: pollers %d, sticky timeout %v, %v; want 0 (autoscaling), 1m", s.WorkflowPollers, s.StickyTimeout, err)
+	}
+	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "4")
+	t.Setenv("FOREWARM_STICKY_TIMEOUT", "5s")
 	s, err := parseFlags(nil)
-	if err != nil || s.WorkflowPollers != 0 {
-		t.Fatalf("pollers %d, %v; want 0 (autoscaling)", s.WorkflowPollers, err)
+	if err != nil || s.WorkflowPollers != 4 || s.StickyTimeout != 5*time.Second {
+		t.Fatalf("pollers %d, sticky timeout %v, %v; want 4, 5s", s.WorkflowPollers, s.StickyTimeout, err)
 	}
 	t.Setenv("FOREWARM_STOP_TIMEOUT", "soon")
 	if _, err := parseFlags(nil); err == nil || err.Error() != `$FOREWARM_STOP_TIMEOUT="soon" is not a duration (e.g. 30s, 5m)` {

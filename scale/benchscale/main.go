@@ -92,7 +92,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.Apps, "apps", envInt("SCALE_APPS", 50000), "applications, one loop each ($SCALE_APPS)")
 	fs.StringVar(&s.Mode, "mode", config.Env("SCALE_MODE", "event"), "event (sleep until the policy could act) or ticking (decide every bin) ($SCALE_MODE)")
 	fs.DurationVar(&s.LiveBin, "live-bin", envDuration("SCALE_LIVE_BIN", time.Minute), "live bin width; each stands for a one-minute trace bin ($SCALE_LIVE_BIN)")
-	fs.IntVar(&s.Window, "window", envInt("SCALE_WINDOW", 8), "bins measured ($SCALE_WINDOW)")
+	fs.IntVar(&s.Window, "window", envInt("SCALE_WINDOW", 6), "bins measured ($SCALE_WINDOW)")
 	fs.IntVar(&s.Settle, "settle", envInt("SCALE_SETTLE", 2), "bins after the last loop started before measuring ($SCALE_SETTLE)")
 	fs.IntVar(&s.HistoryBins, "history-bins", envInt("SCALE_HISTORY_BINS", 1440), "bins of history reported before the start: the loops' window ($SCALE_HISTORY_BINS)")
 	fs.StringVar(&s.Trace, "trace", config.Env("SCALE_TRACE", "testdata/azure2019-sample"), "folder of the Azure Functions 2019 sample ($SCALE_TRACE)")
