@@ -244,9 +244,12 @@ type Result struct {
 	RouterRowsPerSecond     float64 `json:"router_rows_per_second"`
 	RouterLateBins          int     `json:"router_late_bins"`
 	HistorySample           int     `json:"history_sample"`
-	StartsPerSecond         float64 `json:"starts_per_second"`
-	WorkerPeakRSSMB         float64 `json:"worker_rss_mb"`
-	TotalSeconds            float64 `json:"total_seconds"`
+	// HistoryEventsByType splits history_events_per_app_hour by event type
+	// (TIMER_FIRED, MARKER_RECORDED, ...): where a wake's events come from.
+	HistoryEventsByType map[string]float64 `json:"history_events_by_type,omitempty"`
+	StartsPerSecond     float64            `json:"starts_per_second"`
+	WorkerPeakRSSMB     float64            `json:"worker_rss_mb"`
+	TotalSeconds        float64            `json:"total_seconds"`
 	// BeyondLagBuckets is set when a lag quantile lies past the lag
 	// histogram's last finite bucket: the lag figures are then that
 	// bucket's bound, a lower bound (JSON has no infinity).

@@ -44,7 +44,7 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 		}
 	}
 	s, err := parseFlags([]string{"--agent-root-secret-file", secret})
-	if err != nil || s.AgentRootSecret != e2eRoot || s.AgentToken != "" || s.AgentURLAllow != agentclient.DefaultAllowURL || s.StickyTimeout != time.Minute {
+	if err != nil || s.AgentRootSecret != e2eRoot || s.AgentToken != "" || s.AgentURLAllow != agentclient.DefaultAllowURL || s.StickyTimeout != 5*time.Second {
 		t.Errorf("good flags = %+v, %v", s, err)
 	}
 	// A training-only worker calls no agent and needs no credentials.
@@ -60,14 +60,14 @@ func TestWorkerReadsItsEnvironmentStrictly(t *testing.T) {
 	t.Setenv("FOREWARM_QUEUES", "training")
 	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "")
 	t.Setenv("FOREWARM_STICKY_TIMEOUT", "")
-	if s, err := parseFlags(nil); err != nil || s.WorkflowPollers != 0 || s.StickyTimeout != time.Minute {
-		t.Fatalf("defaults: pollers %d, sticky timeout %v, %v; want 0 (autoscaling), 1m", s.WorkflowPollers, s.StickyTimeout, err)
+	if s, err := parseFlags(nil); err != nil || s.WorkflowPollers != 0 || s.StickyTimeout != 5*time.Second {
+		t.Fatalf("defaults: pollers %d, sticky timeout %v, %v; want 0 (autoscaling), 5s", s.WorkflowPollers, s.StickyTimeout, err)
 	}
 	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "4")
-	t.Setenv("FOREWARM_STICKY_TIMEOUT", "5s")
+	t.Setenv("FOREWARM_STICKY_TIMEOUT", "1m")
 	s, err := parseFlags(nil)
-	if err != nil || s.WorkflowPollers != 4 || s.StickyTimeout != 5*time.Second {
-		t.Fatalf("pollers %d, sticky timeout %v, %v; want 4, 5s", s.WorkflowPollers, s.StickyTimeout, err)
+	if err != nil || s.WorkflowPollers != 4 || s.StickyTimeout != time.Minute {
+		t.Fatalf("pollers %d, sticky timeout %v, %v; want 4, 1m", s.WorkflowPollers, s.StickyTimeout, err)
 	}
 	t.Setenv("FOREWARM_STOP_TIMEOUT", "soon")
 	if _, err := parseFlags(nil); err == nil || err.Error() != `$FOREWARM_STOP_TIMEOUT="soon" is not a duration (e.g. 30s, 5m)` {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -65,40 +66,28 @@ type settings struct {
 	ClickHousePID int
 	Keep          bool
 	WorkerArgs    []string
+	StickyTimeout time.Duration
 	TrainArgs     []string
 	ModelDB       string
 	Pragmas       []string
 	ServerConfig  []string
 }
 
-func envInt(key string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(key string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
-		return v
-	}
-	return def
-}
-
 func parseFlags(args []string) (settings, error) {
 	var s settings
+	var env config.EnvDefaults // a SCALE_* value that does not parse is named, not ignored
 	fs := pflag.NewFlagSet("benchscale", pflag.ContinueOnError)
 	s.ClickHouse.Flags(fs)
-	fs.IntVar(&s.Apps, "apps", envInt("SCALE_APPS", 50000), "applications, one loop each ($SCALE_APPS)")
+	fs.IntVar(&s.Apps, "apps", env.Int("SCALE_APPS", 50000), "applications, one loop each ($SCALE_APPS)")
 	fs.StringVar(&s.Mode, "mode", config.Env("SCALE_MODE", "event"), "event (sleep until the policy could act) or ticking (decide every bin) ($SCALE_MODE)")
-	fs.DurationVar(&s.LiveBin, "live-bin", envDuration("SCALE_LIVE_BIN", time.Minute), "live bin width; each stands for a one-minute trace bin ($SCALE_LIVE_BIN)")
-	fs.IntVar(&s.Window, "window", envInt("SCALE_WINDOW", 6), "bins measured ($SCALE_WINDOW)")
-	fs.IntVar(&s.Settle, "settle", envInt("SCALE_SETTLE", 2), "bins after the last loop started before measuring ($SCALE_SETTLE)")
-	fs.IntVar(&s.HistoryBins, "history-bins", envInt("SCALE_HISTORY_BINS", 1440), "bins of history reported before the start: the loops' window ($SCALE_HISTORY_BINS)")
+	fs.DurationVar(&s.LiveBin, "live-bin", env.Duration("SCALE_LIVE_BIN", time.Minute), "live bin width; each stands for a one-minute trace bin ($SCALE_LIVE_BIN)")
+	fs.IntVar(&s.Window, "window", env.Int("SCALE_WINDOW", 6), "bins measured ($SCALE_WINDOW)")
+	fs.IntVar(&s.Settle, "settle", env.Int("SCALE_SETTLE", 2), "bins after the last loop started before measuring ($SCALE_SETTLE)")
+	fs.IntVar(&s.HistoryBins, "history-bins", env.Int("SCALE_HISTORY_BINS", 1440), "bins of history reported before the start: the loops' window ($SCALE_HISTORY_BINS)")
 	fs.StringVar(&s.Trace, "trace", config.Env("SCALE_TRACE", "testdata/azure2019-sample"), "folder of the Azure Functions 2019 sample ($SCALE_TRACE)")
 	fs.IntVar(&s.From, "from", 960, "trace bin (minute) the first copies start at: after the model's training range")
 	fs.Float64Var(&s.Threshold, "threshold", workflows.DefaultPolicy().Threshold, "the loops' threshold")
-	fs.IntVar(&s.Port, "temporal-port", envInt("SCALE_TEMPORAL_PORT", 7290), "port of the benchmark's own Temporal dev server ($SCALE_TEMPORAL_PORT)")
+	fs.IntVar(&s.Port, "temporal-port", env.Int("SCALE_TEMPORAL_PORT", 7290), "port of the benchmark's own Temporal dev server ($SCALE_TEMPORAL_PORT)")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "the worker's /metrics address ($FOREWARM_METRICS_LISTEN)")
 	fs.StringVar(&s.TemporalBin, "temporal-bin", config.Env("TEMPORAL_BIN", "temporal"), "Temporal CLI ($TEMPORAL_BIN)")
 	fs.StringVar(&s.WorkerBin, "worker-bin", "bin/worker", "worker binary")
@@ -106,8 +95,9 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.StateDir, "state", config.Env("FOREWARM_STATE", ".state"), "folder for the dev server's database and the logs ($FOREWARM_STATE)")
 	fs.IntVar(&s.Sample, "sample", 400, "loops whose histories are measured")
 	fs.IntVar(&s.Starters, "starters", 32, "loop starts in flight")
-	fs.IntVar(&s.ClickHousePID, "clickhouse-pid", envInt("SCALE_CLICKHOUSE_PID", 0), "ClickHouse server's process, to measure its CPU ($SCALE_CLICKHOUSE_PID)")
+	fs.IntVar(&s.ClickHousePID, "clickhouse-pid", env.Int("SCALE_CLICKHOUSE_PID", 0), "ClickHouse server's process, to measure its CPU ($SCALE_CLICKHOUSE_PID)")
 	fs.BoolVar(&s.Keep, "keep", false, "keep the benchmark's ClickHouse database")
+	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("SCALE_STICKY_TIMEOUT", time.Minute), "the worker's --sticky-timeout: a bin's burst of wakes at 50,000 loops takes longer than the SDK's 5 s to drain, and with 5 s the tasks that wait longer move off the worker that caches their loop and replay its history ($SCALE_STICKY_TIMEOUT)")
 	fs.StringSliceVar(&s.WorkerArgs, "worker-arg", nil, "extra worker flag (repeatable), e.g. --worker-arg=--workflow-tasks=400")
 	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
 	fs.StringSliceVar(&s.Pragmas, "sqlite-pragma", strings.Fields(config.Env("SCALE_SQLITE_PRAGMAS", "journal_mode=wal synchronous=normal cache_size=-262144 mmap_size=1073741824 temp_store=memory")),
@@ -120,6 +110,9 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringSliceVar(&s.TrainArgs, "train-arg", nil, "extra `starter model train` flag (repeatable), e.g. --train-arg=--epochs=1 for a quick smoke run")
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	if env.Err != nil {
+		return s, env.Err
 	}
 	switch {
 	case s.Apps < 1:
@@ -319,6 +312,13 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 		res.HistoryEventsPerAppHour = float64(events) / appHours
 	}
 	res.HistorySample = loops
+	if byType, same := eventTypes(ctx, c, a.hist, z.hist); same > 0 {
+		hours := float64(same) * secs / s.LiveBin.Seconds() / 60
+		res.HistoryEventsByType = map[string]float64{}
+		for t, n := range byType {
+			res.HistoryEventsByType[t] = round(float64(n) / hours)
+		}
+	}
 	res.WorkerCPUCores = (z.worker - a.worker).Seconds() / secs
 	res.ServerCPUCores = (z.server - a.server).Seconds() / secs
 	res.ClickHouseCPUCores = (z.clickhouse - a.clickhouse).Seconds() / secs
@@ -482,7 +482,8 @@ func (b *bench) worker(ctx context.Context) (int, error) {
 		"FOREWARM_AGENT_ROOT_SECRET=benchmark-no-agents",
 	}
 	args := append([]string{"--queues", "prediction", "--arrivals-bin", b.s.LiveBin.String(), "--arrivals-span", "1440",
-		"--workflow-cache", strconv.Itoa(b.s.Apps + 1000), "--metrics-listen", b.s.MetricsListen, "--log-level", "warn"}, b.s.WorkerArgs...)
+		"--workflow-cache", strconv.Itoa(b.s.Apps + 1000), "--sticky-timeout", b.s.StickyTimeout.String(),
+		"--metrics-listen", b.s.MetricsListen, "--log-level", "warn"}, b.s.WorkerArgs...)
 	cmd, err := b.background("worker", b.s.WorkerBin, env, args...)
 	if err != nil {
 		return 0, err
@@ -626,6 +627,37 @@ func historyDelta(ctx context.Context, c client.Client, a, z map[string]histLen)
 		n++
 	}
 	return events, n
+}
+
+// eventTypes counts, by type, the events the sampled loops added between
+// the two snapshots, and how many loops that is: those whose run did not
+// change between them (a loop that continued as new is left out).
+func eventTypes(ctx context.Context, c client.Client, a, z map[string]histLen) (map[string]int64, int) {
+	out := map[string]int64{}
+	loops := 0
+	for id, h0 := range a {
+		h1, ok := z[id]
+		if !ok || h1.run != h0.run {
+			continue
+		}
+		it := c.GetWorkflowHistory(ctx, id, h0.run, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		mine := map[string]int64{}
+		var err error
+		for err == nil && it.HasNext() {
+			var e *historypb.HistoryEvent
+			if e, err = it.Next(); err == nil && e.GetEventId() > h0.events && e.GetEventId() <= h1.events {
+				mine[strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")]++
+			}
+		}
+		if err != nil {
+			continue // a history not read whole is left out, not counted in part
+		}
+		loops++
+		for t, n := range mine {
+			out[t] += n
+		}
+	}
+	return out, loops
 }
 
 // sleepUntil waits, failing early if the router stops.
