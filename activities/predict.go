@@ -119,7 +119,7 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 	res := ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), Counts: read, Held: held}
 	res.Action = in.Thresholds.Decide(held, path[0])
 	if res.Action.Holds() {
-		res.HoldBins = policy.Config{LookaheadBins: max(1, in.Lookahead)}.Hold(in.Thresholds, held, path)
+		res.HoldBins = policy.Config{LookaheadBins: leaseBins(in)}.Hold(in.Thresholds, held, path)
 	}
 	res.NextChange, res.Until = nextWake(in, res.Action.Holds(), path)
 	if in.MaxSleep > 0 {
@@ -161,10 +161,19 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 	return res, nil
 }
 
+// leaseBins is how far ahead a held instance's lease is planned: the
+// lookahead, or, for a loop that sleeps (MaxSleep > 0), as far as it may
+// sleep. A loop that had to wake every lookahead only to extend its lease
+// would spend most of a busy application's wakes (and a workflow task, a
+// marker and an Extend activity each) on that; the price is the safety
+// net's length, the time a lost loop's instance outlives it.
+func leaseBins(in ForecastInput) int {
+	return max(1, in.Lookahead, in.MaxSleep)
+}
+
 // nextWake is how many bins from now the loop decides next, and why: the
-// first change along the path, within the bound on the sleep (MaxSleep;
-// the lookahead while the application holds an instance, whose lease is
-// planned no further).
+// first change along the path, within the bound on the sleep (MaxSleep,
+// or how far the lease of a held instance is planned).
 func nextWake(in ForecastInput, holds bool, path []float64) (int, string) {
 	n := 1 + policy.NextChange(in.Thresholds, holds, path[1:])
 	if in.MaxSleep <= 0 {
@@ -174,8 +183,8 @@ func nextWake(in ForecastInput, holds bool, path []float64) (int, string) {
 		return n, UntilChange
 	}
 	switch {
-	case holds && n > max(1, in.Lookahead):
-		return max(1, in.Lookahead), UntilHold
+	case holds && n > leaseBins(in):
+		return leaseBins(in), UntilHold
 	case n > in.MaxSleep:
 		return in.MaxSleep, UntilBound
 	case n >= len(path):

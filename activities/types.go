@@ -107,9 +107,9 @@ type ForecastInput struct {
 	Lookahead  int  // policy.Config.LookaheadBins: the longest hold planned
 	DryRun     bool // recorded as such
 	// MaxSleep, when > 0, bounds the next wake: at most MaxSleep bins
-	// ahead, and at most Lookahead while the application holds an instance
-	// (its lease is planned no further). 0: within Bins (loops from before
-	// the bound).
+	// ahead; a held instance's lease is then planned that far too (not
+	// only Lookahead), so the loop need not wake earlier to extend it.
+	// 0: within Bins (loops from before the bound).
 	MaxSleep int
 	// Router, when set, reads the counts from the worker's arrival Mirror
 	// instead of Counts, and registers the plan with its Watch.

@@ -260,7 +260,8 @@ func TestForecastInRouterMode(t *testing.T) {
 	require.NoError(t, v.Get(&res))
 	require.True(t, res.Held, "the last bin saw a request")
 	require.Equal(t, Counts{1}, res.Counts, "only the bins since the last read")
-	require.Equal(t, 2, res.NextChange, "held: within the lookahead")
+	require.Equal(t, 3, res.NextChange, "held: the lease is planned as far as the loop may sleep, past the lookahead")
+	require.Equal(t, 3, res.HoldBins)
 	require.Equal(t, UntilHold, res.Until)
 	require.Equal(t, 1, w.Stats().Plans)
 

@@ -176,7 +176,9 @@ func TestFaultWorkerDownPastTheLeaseExpiry(t *testing.T) {
 	k.startWorker()
 	k.trainedModel()
 	short := holdAlways()
-	short.LookaheadBins = 2 // leases of a few seconds
+	// Leases of a few seconds: a loop plans its lease as far as it may
+	// sleep.
+	short.LookaheadBins, short.MaxSleepBins = 2, 2
 	k.startLoop(app, short)
 	k.waitFor("a warm instance", 60*time.Second, func() bool { return len(k.status(app).Leases) > 0 })
 	first := k.status(app).Leases[0]

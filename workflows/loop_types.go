@@ -33,8 +33,8 @@ type Policy struct {
 	Ticking bool
 	// MaxSleepBins bounds how long the loop sleeps between decisions, so a
 	// new champion model reaches it within that many bins (0: the default,
-	// DefaultMaxSleepBins). A loop holding an instance also wakes within
-	// LookaheadBins, to extend its lease.
+	// DefaultMaxSleepBins). A held instance's lease is planned that far
+	// ahead too: the bound is also how long a lost loop's instance lives.
 	MaxSleepBins int
 
 	// Loops started before the policy package (testdata/v1..v4 histories)
