@@ -245,7 +245,7 @@ type Result struct {
 	RouterLateBins          int     `json:"router_late_bins"`
 	HistorySample           int     `json:"history_sample"`
 	// HistoryEventsByType splits history_events_per_app_hour by event type
-	// (TIMER_FIRED, MARKER_RECORDED, ...): where a wake's events come from.
+	// (TimerFired, MarkerRecorded, ...): where a wake's events come from.
 	HistoryEventsByType map[string]float64 `json:"history_events_by_type,omitempty"`
 	StartsPerSecond     float64            `json:"starts_per_second"`
 	WorkerPeakRSSMB     float64            `json:"worker_rss_mb"`

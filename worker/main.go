@@ -387,26 +387,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
 			Clients: adapters.NewHostClients(trust, logger)}
 		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
-		opts := worker.Options{
-			MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
-			MaxConcurrentActivityExecutionSize:     200,
-			WorkerStopTimeout:                      s.StopTimeout,
-			StickyScheduleToStartTimeout:           s.StickyTimeout,
-		}
-		if s.WorkflowPollers > 0 {
-			opts.MaxConcurrentWorkflowTaskPollers = max(2, s.WorkflowPollers)
-			opts.MaxConcurrentActivityTaskPollers = max(2, s.WorkflowPollers)
-		} else {
-			// Let the server's backlog decide. With a fixed count the SDK
-			// sends every poller to the sticky queue while its last backlog
-			// hint was above zero, and a poller leaves only after an empty
-			// long poll (a minute): meanwhile loops that start, or whose
-			// task moved off a busy worker, wait unpolled. Measured at
-			// 50,000 loops (docs/scale.md).
-			opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
-			opts.ActivityTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
-		}
-		w := worker.New(c, s.PredictionQueue, opts)
+		w := worker.New(c, s.PredictionQueue, predictionOptions(s))
 		workflows.RegisterPrediction(w)
 		workflows.RegisterPredictionActivities(w, predictor, hosts, requests)
 		r.workers = append(r.workers, w)
@@ -431,4 +412,27 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		}
 	}
 	return r, nil
+}
+
+// predictionOptions are the prediction queue's worker options.
+func predictionOptions(s settings) worker.Options {
+	opts := worker.Options{
+		MaxConcurrentWorkflowTaskExecutionSize: s.WorkflowTasks,
+		MaxConcurrentActivityExecutionSize:     200,
+		WorkerStopTimeout:                      s.StopTimeout,
+		StickyScheduleToStartTimeout:           s.StickyTimeout,
+	}
+	if s.WorkflowPollers > 0 {
+		opts.MaxConcurrentWorkflowTaskPollers = max(2, s.WorkflowPollers)
+		opts.MaxConcurrentActivityTaskPollers = max(2, s.WorkflowPollers)
+		return opts
+	}
+	// Let the server's backlog decide. With a fixed count the SDK sends
+	// every poller to the sticky queue while its last backlog hint was
+	// above zero, and a poller leaves only after an empty long poll (a
+	// minute): meanwhile loops that start, or whose task moved off a busy
+	// worker, wait unpolled. Measured at 50,000 loops (docs/scale.md).
+	opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+	opts.ActivityTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+	return opts
 }

@@ -74,3 +74,24 @@ func TestWorkerReadsItsEnvironmentStrictly(t *testing.T) {
 		t.Errorf("bad stop timeout: %v", err)
 	}
 }
+
+// The prediction queue's worker gets the sticky timeout and the pollers
+// the settings ask for: autoscaling by default, a fixed count when given.
+func TestPredictionWorkerOptions(t *testing.T) {
+	t.Setenv("FOREWARM_QUEUES", "training")
+	t.Setenv("FOREWARM_WORKFLOW_POLLERS", "")
+	t.Setenv("FOREWARM_STICKY_TIMEOUT", "")
+	s, err := parseFlags([]string{"--sticky-timeout", "45s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := predictionOptions(s)
+	if o.StickyScheduleToStartTimeout != 45*time.Second || o.WorkflowTaskPollerBehavior == nil || o.ActivityTaskPollerBehavior == nil || o.MaxConcurrentWorkflowTaskPollers != 0 {
+		t.Errorf("default options: %+v", o)
+	}
+	s.WorkflowPollers = 8
+	o = predictionOptions(s)
+	if o.WorkflowTaskPollerBehavior != nil || o.MaxConcurrentWorkflowTaskPollers != 8 || o.MaxConcurrentActivityTaskPollers != 8 {
+		t.Errorf("8 fixed pollers: %+v", o)
+	}
+}

@@ -32,7 +32,6 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -292,8 +291,8 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 
 	secs := z.at.Sub(a.at).Seconds()
 	lag := z.m.Lag.Sub(a.m.Lag)
-	events, loops := historyDelta(ctx, c, a.hist, z.hist)
-	appHours := float64(loops) * secs / s.LiveBin.Seconds() / 60 // one live bin stands for a trace minute
+	hist := measureHistory(ctx, c, a.hist, z.hist)
+	appHours := float64(hist.loops) * secs / s.LiveBin.Seconds() / 60 // one live bin stands for a trace minute
 	res.Apps, res.BinSeconds, res.Mode = s.Apps, 60, s.Mode
 	res.LiveBinSeconds, res.WindowBins = s.LiveBin.Seconds(), s.Window
 	// Every loop decides every bin, at a wake or by the plan of its last
@@ -309,13 +308,13 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	res.CapLag(lag)
 	res.P99DecisionLagBins = res.P99DecisionLagSeconds / s.LiveBin.Seconds()
 	if appHours > 0 {
-		res.HistoryEventsPerAppHour = float64(events) / appHours
+		res.HistoryEventsPerAppHour = float64(hist.events) / appHours
 	}
-	res.HistorySample = loops
-	if byType, same := eventTypes(ctx, c, a.hist, z.hist); same > 0 {
-		hours := float64(same) * secs / s.LiveBin.Seconds() / 60
+	res.HistorySample = hist.loops
+	if hist.sameRun > 0 {
+		hours := float64(hist.sameRun) * secs / s.LiveBin.Seconds() / 60
 		res.HistoryEventsByType = map[string]float64{}
-		for t, n := range byType {
+		for t, n := range hist.byType {
 			res.HistoryEventsByType[t] = round(float64(n) / hours)
 		}
 	}
@@ -603,61 +602,59 @@ func describe(ctx context.Context, c client.Client, ids []string) map[string]his
 	return out
 }
 
-// historyDelta is the events the sampled loops added between the
-// snapshots (across a continue-as-new: the rest of the old run and the
-// new run), and how many loops were measured.
-func historyDelta(ctx context.Context, c client.Client, a, z map[string]histLen) (int64, int) {
-	var events int64
-	n := 0
+// historyDelta is what the sampled loops added to their histories between
+// the snapshots.
+type historyDelta struct {
+	events int64 // across a continue-as-new: the rest of the old run and the new run
+	loops  int   // loops measured
+	// byType counts the events by type over the sameRun loops that did not
+	// continue as new (whose histories were read whole).
+	byType  map[string]int64
+	sameRun int
+}
+
+func measureHistory(ctx context.Context, c client.Client, a, z map[string]histLen) historyDelta {
+	d := historyDelta{byType: map[string]int64{}}
 	for id, h0 := range a {
 		h1, ok := z[id]
 		if !ok {
 			continue
 		}
-		if h1.run == h0.run {
-			events += h1.events - h0.events
-			n++
+		if h1.run != h0.run {
+			desc, err := c.DescribeWorkflowExecution(ctx, id, h0.run)
+			if err != nil {
+				continue
+			}
+			d.events += desc.WorkflowExecutionInfo.GetHistoryLength() - h0.events + h1.events
+			d.loops++
 			continue
 		}
-		d, err := c.DescribeWorkflowExecution(ctx, id, h0.run)
-		if err != nil {
-			continue
-		}
-		events += d.WorkflowExecutionInfo.GetHistoryLength() - h0.events + h1.events
-		n++
-	}
-	return events, n
-}
-
-// eventTypes counts, by type, the events the sampled loops added between
-// the two snapshots, and how many loops that is: those whose run did not
-// change between them (a loop that continued as new is left out).
-func eventTypes(ctx context.Context, c client.Client, a, z map[string]histLen) (map[string]int64, int) {
-	out := map[string]int64{}
-	loops := 0
-	for id, h0 := range a {
-		h1, ok := z[id]
-		if !ok || h1.run != h0.run {
-			continue
-		}
-		it := c.GetWorkflowHistory(ctx, id, h0.run, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		mine := map[string]int64{}
-		var err error
-		for err == nil && it.HasNext() {
-			var e *historypb.HistoryEvent
-			if e, err = it.Next(); err == nil && e.GetEventId() > h0.events && e.GetEventId() <= h1.events {
-				mine[strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")]++
+		d.events += h1.events - h0.events
+		d.loops++
+		if added, err := eventsAdded(ctx, c, id, h0, h1); err == nil {
+			d.sameRun++
+			for t, n := range added {
+				d.byType[t] += n
 			}
 		}
+	}
+	return d
+}
+
+// eventsAdded counts by type the events of one run after h0 up to h1.
+func eventsAdded(ctx context.Context, c client.Client, id string, h0, h1 histLen) (map[string]int64, error) {
+	out := map[string]int64{}
+	it := c.GetWorkflowHistory(ctx, id, h0.run, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
 		if err != nil {
-			continue // a history not read whole is left out, not counted in part
+			return nil, err // a history not read whole is left out, not counted in part
 		}
-		loops++
-		for t, n := range mine {
-			out[t] += n
+		if e.GetEventId() > h0.events && e.GetEventId() <= h1.events {
+			out[e.GetEventType().String()]++
 		}
 	}
-	return out, loops
+	return out, nil
 }
 
 // sleepUntil waits, failing early if the router stops.
