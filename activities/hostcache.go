@@ -19,7 +19,8 @@ const DefaultMaxStale = 5 * time.Minute
 // for up to MaxStale after that read, so preparations and cold serves go
 // on through a ClickHouse outage. Past MaxStale it fails, saying how old
 // the list is. No lock is held while the source is asked: one caller
-// refreshes, the others get the list in hand (or wait for the first read).
+// refreshes, the others get the list in hand, or wait for that read when
+// they have none or an empty one.
 type LastKnownHosts struct {
 	Source   HostDirectory
 	Fresh    time.Duration // reuse a list this young without asking (0: always ask)
@@ -55,8 +56,10 @@ func (c *LastKnownHosts) LiveHosts(ctx context.Context) ([]HostInfo, error) {
 			return hs, nil
 		}
 		if wait := c.refreshing; wait != nil {
-			if c.hosts != nil && now.Sub(c.at) <= c.maxStale() {
-				// Someone is asking the source: the list in hand will do.
+			if len(c.hosts) > 0 && now.Sub(c.at) <= c.maxStale() {
+				// Someone is asking the source: the list in hand will do
+				// (an empty one would not: wait for the answer, which may
+				// name hosts that registered since).
 				hs, age := slices.Clone(c.hosts), now.Sub(c.at)
 				c.mu.Unlock()
 				c.observe(age, c.failing)

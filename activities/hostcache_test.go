@@ -191,3 +191,36 @@ func TestLastKnownHostsHoldsNoLockAcrossTheDirectory(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, hs, 2)
 }
+
+// A list read empty (the worker started before any host registered) is
+// never handed out while a refresh is in flight: the callers wait for that
+// read, which finds the hosts that registered meanwhile. Handing it out
+// failed the first preparations of a fleet started with its worker ("no
+// live host agent") although the hosts were registered.
+func TestLastKnownHostsWaitsRatherThanHandOutAnEmptyList(t *testing.T) {
+	src := &scriptedDirectory{hosts: []HostInfo{}}
+	clk := &fakeClock{t: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
+	c := &LastKnownHosts{Source: src, Fresh: 2 * time.Second, Now: clk.Now}
+	ctx := context.Background()
+	hs, err := c.LiveHosts(ctx)
+	require.NoError(t, err)
+	require.Empty(t, hs, "no host registered yet")
+
+	block := make(chan struct{})
+	src.set(twoHosts, nil, block)
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hs, err := c.LiveHosts(ctx)
+			if err != nil || len(hs) != 2 {
+				t.Errorf("a caller during the refresh got %v, %v", hs, err)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return src.calls.Load() == 2 }, 5*time.Second, time.Millisecond)
+	close(block)
+	wg.Wait()
+	require.EqualValues(t, 2, src.calls.Load(), "the callers shared the one refresh")
+}

@@ -453,9 +453,10 @@ func TestEndToEnd(t *testing.T) {
 	predictions := map[string]int{}
 	prepared := 0
 	for _, a := range apps {
+		lastErr := k.status(a).LastError
 		res := k.stopLoop(a)
 		require.Greater(t, res.Stats.Predictions, 0)
-		require.Zero(t, res.Stats.PreparationsFailed, a)
+		require.Zero(t, res.Stats.PreparationsFailed, "%s: %s", a, lastErr)
 		predictions[a] = res.Stats.Predictions
 		prepared += res.Stats.LeasesPrepared
 	}
