@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
@@ -40,6 +41,10 @@ func TestLoopCommandsRefuseBadInput(t *testing.T) {
 		{"request"},
 		{"schedule", "training", "--every", "10s"},
 		{"train", "--from", "yesterday", "--to", "2026-01-01T00:00:00Z"},
+		{"train", "--from", "2019-07-15T00:00:00Z", "--to", "2019-07-15T12:00:00Z", "--span", "1h"},
+		{"train", "--from", "2019-07-15T00:00:00Z"},
+		{"train", "--span", "0s"},
+		{"train", "--span", "-1h"},
 	} {
 		_, err := runStarter(t, args...)
 		require.Error(t, err, "%v", args)
@@ -144,6 +149,42 @@ func TestLoopCommandsAgainstTheDevServer(t *testing.T) {
 	_, err = runStarter(t, "loop", "status", "--app", "no-such-app-"+suffix)
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "starter loop start --app no-such-app-"+suffix), err.Error())
+}
+
+// `starter train` starts the training workflow with the range asked for,
+// or without one the default span of the most recent history (no worker
+// polls the queue: the input is read from the workflow's history).
+func TestTrainCommandStartsTheTrainingWorkflow(t *testing.T) {
+	tc := testenv.Temporal(t)
+	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
+	c, err := tc.Dial(nil)
+	require.NoError(t, err)
+	defer c.Close()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	queue := "cli-train-" + hex.EncodeToString(r[:])
+
+	started := func(args ...string) workflows.TrainingInput {
+		t.Helper()
+		out, err := runStarter(t, append([]string{"train", "--task-queue", queue}, args...)...)
+		require.NoError(t, err, out)
+		id, _, ok := strings.Cut(strings.TrimPrefix(out, "training "), " started")
+		require.True(t, ok, out)
+		defer func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") }()
+		ev, err := c.GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT).Next()
+		require.NoError(t, err)
+		var in workflows.TrainingInput
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in))
+		return in
+	}
+	in := started("--from", "2019-07-15T00:00:00Z", "--to", "2019-07-15T12:00:00Z", "--bin", "1m")
+	require.Equal(t, time.Date(2019, 7, 15, 0, 0, 0, 0, time.UTC), in.From)
+	require.Equal(t, time.Date(2019, 7, 15, 12, 0, 0, 0, time.UTC), in.To)
+	require.Zero(t, in.Span, "a range asked for carries no span")
+	require.Equal(t, time.Minute, in.Bin)
+	in = started("--span", "24h")
+	require.True(t, in.From.IsZero() && in.To.IsZero())
+	require.Equal(t, 24*time.Hour, in.Span)
 }
 
 func TestScheduleTrainingCreatesUpdatesDeletes(t *testing.T) {

@@ -56,8 +56,15 @@ trains on the most recent one.`,
 			if in.From.IsZero() != in.To.IsZero() || (!in.From.IsZero() && !in.To.After(in.From)) {
 				return usageErr("--from and --to go together, with --from before --to (or give neither: the last --span of stored history)")
 			}
-			if in.Span < 0 || (in.Span > 0 && !in.From.IsZero()) {
-				return usageErr("--span %v: a positive duration, and only without --from and --to", in.Span)
+			// --span has a default, so only a --span given goes against a
+			// range; with a range the span is not used.
+			switch spanGiven := cmd.Flags().Changed("span"); {
+			case spanGiven && !in.From.IsZero():
+				return usageErr("--span %v: only without --from and --to", in.Span)
+			case !in.From.IsZero():
+				in.Span = 0
+			case in.Span <= 0:
+				return usageErr("--span %v: must be a positive duration", in.Span)
 			}
 			if in.Bin <= 0 || in.Bin%time.Second != 0 {
 				return usageErr("--bin %v: must be a positive whole number of seconds", in.Bin)
