@@ -76,6 +76,22 @@ func (o *observed) observe(age time.Duration, stale bool) {
 	}
 }
 
+// askTogether starts n callers of c at once; each must get twoHosts.
+func askTogether(t *testing.T, c *LastKnownHosts, n int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hs, err := c.LiveHosts(context.Background())
+			if err != nil || len(hs) != 2 {
+				t.Errorf("a caller got %v, %v", hs, err)
+			}
+		}()
+	}
+	return &wg
+}
+
 var twoHosts = []HostInfo{{ID: "h1", URL: "http://127.0.0.1:1"}, {ID: "h2", URL: "http://127.0.0.1:2"}}
 
 // While the directory is unreachable the last list read is used, for at
@@ -141,20 +157,10 @@ func TestLastKnownHostsHoldsNoLockAcrossTheDirectory(t *testing.T) {
 	// First read: ten callers, one directory call.
 	block := make(chan struct{})
 	src.set(twoHosts, nil, block)
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hs, err := c.LiveHosts(ctx)
-			if err != nil || len(hs) != 2 {
-				t.Errorf("waiting caller got %v, %v", hs, err)
-			}
-		}()
-	}
+	callers := askTogether(t, c, 10)
 	require.Eventually(t, func() bool { return src.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
 	close(block)
-	wg.Wait()
+	callers.Wait()
 	require.EqualValues(t, 1, src.calls.Load(), "callers without a list share the one read")
 
 	// The directory hangs: the caller that asks it waits (at most
@@ -208,19 +214,9 @@ func TestLastKnownHostsWaitsRatherThanHandOutAnEmptyList(t *testing.T) {
 
 	block := make(chan struct{})
 	src.set(twoHosts, nil, block)
-	var wg sync.WaitGroup
-	for range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hs, err := c.LiveHosts(ctx)
-			if err != nil || len(hs) != 2 {
-				t.Errorf("a caller during the refresh got %v, %v", hs, err)
-			}
-		}()
-	}
+	callers := askTogether(t, c, 5)
 	require.Eventually(t, func() bool { return src.calls.Load() == 2 }, 5*time.Second, time.Millisecond)
 	close(block)
-	wg.Wait()
+	callers.Wait()
 	require.EqualValues(t, 2, src.calls.Load(), "the callers shared the one refresh")
 }

@@ -52,6 +52,21 @@ func TestLoopCommandsRefuseBadInput(t *testing.T) {
 	}
 }
 
+// devServer points the CLI at the Temporal dev server and returns a client
+// of it (closed when the test ends) and a random suffix for the names the
+// test creates there.
+func devServer(t *testing.T) (client.Client, string) {
+	t.Helper()
+	tc := testenv.Temporal(t)
+	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
+	c, err := tc.Dial(nil)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return c, hex.EncodeToString(r[:])
+}
+
 // fakeDemand predicts from the last bin, so the loop is testable without
 // ClickHouse or ONNX Runtime.
 type fakeDemand struct{}
@@ -83,14 +98,7 @@ func (fakeHistory) Adjustments(context.Context, string) (map[string]float64, err
 // TestLoopCommandsAgainstTheDevServer drives a loop through the CLI on the
 // real Temporal server (the worker's activities use fakes: no ClickHouse).
 func TestLoopCommandsAgainstTheDevServer(t *testing.T) {
-	tc := testenv.Temporal(t)
-	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
-	c, err := tc.Dial(nil)
-	require.NoError(t, err)
-	defer c.Close()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	suffix := hex.EncodeToString(r[:])
+	c, suffix := devServer(t)
 	queue, app := "cli-"+suffix, "cli-"+suffix
 	w := worker.New(c, queue, worker.Options{})
 	workflows.RegisterPrediction(w)
@@ -155,14 +163,8 @@ func TestLoopCommandsAgainstTheDevServer(t *testing.T) {
 // or without one the default span of the most recent history (no worker
 // polls the queue: the input is read from the workflow's history).
 func TestTrainCommandStartsTheTrainingWorkflow(t *testing.T) {
-	tc := testenv.Temporal(t)
-	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
-	c, err := tc.Dial(nil)
-	require.NoError(t, err)
-	defer c.Close()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	queue := "cli-train-" + hex.EncodeToString(r[:])
+	c, suffix := devServer(t)
+	queue := "cli-train-" + suffix
 
 	started := func(args ...string) workflows.TrainingInput {
 		t.Helper()
@@ -188,14 +190,8 @@ func TestTrainCommandStartsTheTrainingWorkflow(t *testing.T) {
 }
 
 func TestScheduleTrainingCreatesUpdatesDeletes(t *testing.T) {
-	tc := testenv.Temporal(t)
-	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
-	c, err := tc.Dial(nil)
-	require.NoError(t, err)
-	defer c.Close()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	id := "test-training-" + hex.EncodeToString(r[:])
+	c, suffix := devServer(t)
+	id := "test-training-" + suffix
 	defer func() { _ = c.ScheduleClient().GetHandle(context.Background(), id).Delete(context.Background()) }()
 
 	out, err := runStarter(t, "schedule", "training", "--every", "6h", "--schedule-id", id)
@@ -278,14 +274,8 @@ func (nopRecorder) RecordAdjustments(context.Context, []records.Adjustment) erro
 // on the dev server (hosts and store faked): no loop, so cold, and a host
 // twice as slow as expected moves the adjustment down.
 func TestRequestCommand(t *testing.T) {
-	tc := testenv.Temporal(t)
-	t.Setenv("TEMPORAL_ADDRESS", tc.Address)
-	c, err := tc.Dial(nil)
-	require.NoError(t, err)
-	defer c.Close()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	queue := "cli-req-" + hex.EncodeToString(r[:])
+	c, suffix := devServer(t)
+	queue := "cli-req-" + suffix
 	w := worker.New(c, queue, worker.Options{})
 	workflows.RegisterPrediction(w)
 	w.RegisterActivity(&activities.Hosts{Directory: oneHost{}, Affinity: flatAffinity{}, Clients: instantHosts{}, Recorder: nopRecorder{}})
@@ -293,7 +283,7 @@ func TestRequestCommand(t *testing.T) {
 	require.NoError(t, w.Start())
 	defer w.Stop()
 
-	out, err := runStarter(t, "request", "--app", "cli-app-"+hex.EncodeToString(r[:]), "--work-ms", "40", "--task-queue", queue, "--json")
+	out, err := runStarter(t, "request", "--app", "cli-app-"+suffix, "--work-ms", "40", "--task-queue", queue, "--json")
 	require.NoError(t, err, out)
 	var res workflows.RequestResult
 	require.NoError(t, json.Unmarshal([]byte(out), &res))
