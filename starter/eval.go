@@ -40,7 +40,7 @@ type traceFlags struct {
 	Apps, Days           int
 	Seed                 int64
 	Mix                  string
-	Jitter               float64
+	Jitter, Drift        float64
 }
 
 func (f *traceFlags) register(fs *pflag.FlagSet) {
@@ -51,8 +51,9 @@ func (f *traceFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Apps, "apps", 200, "synth: number of applications")
 	fs.IntVar(&f.Days, "days", 2, "synth: days of workload")
 	fs.Int64Var(&f.Seed, "seed", 1, "synth: workload seed")
-	fs.StringVar(&f.Mix, "mix", "", "synth: shares of the application kinds, e.g. timer=0.5,bursty=0.3,rare=0.2 (kinds: heavy, timer, diurnal, bursty, rare; default the built-in mix)")
+	fs.StringVar(&f.Mix, "mix", "", "synth: shares of the application kinds, e.g. timer=0.5,bursty=0.3,rare=0.2 (kinds: heavy, timer, diurnal, bursty, rare, session; default the built-in mix)")
 	fs.Float64Var(&f.Jitter, "timer-jitter", 0, "synth: chance that a timer fires one bin early or late")
+	fs.Float64Var(&f.Drift, "drift", 0, "synth: share of applications (0 to 1) that appear, go quiet or change rhythm once during the workload")
 }
 
 // load reads or generates the trace and describes it in one line.
@@ -78,13 +79,19 @@ func (f *traceFlags) load() (*trace.Trace, string, error) {
 		if !(f.Jitter >= 0 && f.Jitter <= 1) {
 			return nil, "", usageErr("--timer-jitter %v: must be in [0, 1]", f.Jitter)
 		}
-		tr := trace.Synth(trace.SynthOptions{Apps: f.Apps, Days: f.Days, Bin: f.Bin, Seed: f.Seed, Mix: mix, TimerJitter: f.Jitter})
+		if !(f.Drift >= 0 && f.Drift <= 1) {
+			return nil, "", usageErr("--drift %v: must be in [0, 1]", f.Drift)
+		}
+		tr := trace.Synth(trace.SynthOptions{Apps: f.Apps, Days: f.Days, Bin: f.Bin, Seed: f.Seed, Mix: mix, TimerJitter: f.Jitter, Drift: f.Drift})
 		desc := fmt.Sprintf("synthetic workload (%d apps, %d days, seed %d", f.Apps, f.Days, f.Seed)
 		if f.Mix != "" {
 			desc += ", mix " + f.Mix
 		}
 		if f.Jitter > 0 {
 			desc += fmt.Sprintf(", timer jitter %g", f.Jitter)
+		}
+		if f.Drift > 0 {
+			desc += fmt.Sprintf(", drift %g", f.Drift)
 		}
 		return tr, desc + ")", nil
 	case trace.FormatAzure2019, trace.FormatEvents:

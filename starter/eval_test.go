@@ -182,6 +182,7 @@ func TestEvalBadInput(t *testing.T) {
 		{"bad budget", []string{"--format", "events", "--file", path, "--budget", "-5"}, 2, "--budget -5"},
 		{"bad prepare seconds", []string{"--format", "events", "--file", path, "--prepare-seconds", "-1"}, 2, "--prepare-seconds -1"},
 		{"bad mix", []string{"--format", "synth", "--mix", "timer=x"}, 2, "--mix: mix \"timer=x\""},
+		{"bad drift", []string{"--format", "synth", "--drift", "1.5"}, 2, "--drift 1.5: must be in [0, 1]"},
 		{"per-app without out", []string{"--format", "events", "--file", path, "--per-app"}, 2, "give --out"},
 		{"bad threshold", []string{"--format", "events", "--file", path, "--thresholds", "1.5"}, 2, "--thresholds 1.5: each must be in [0, 1]"},
 	} {

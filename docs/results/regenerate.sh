@@ -30,3 +30,10 @@ run synth-2 "Synthetic, seed 2, timers with jitter: test range, day 3" \
 	--format synth --apps 300 --days 3 --seed 2 --mix timer=0.5,bursty=0.2,rare=0.2,diurnal=0.08,heavy=0.02 --timer-jitter 0.2
 run synth-3 "Synthetic, seed 3, mostly rare and bursty: test range, day 3" \
 	--format synth --apps 300 --days 3 --seed 3 --mix rare=0.4,bursty=0.35,diurnal=0.15,timer=0.08,heavy=0.02 --timer-jitter 0.1
+# Two fleets of sparse session apps (a generative-AI inference service's
+# shape) whose applications change during the trace, as real ones do from
+# week to week.
+run synth-4 "Synthetic, seed 4, sessions with drift: test range, day 3" \
+	--format synth --apps 300 --days 3 --seed 4 --mix session=0.6,rare=0.15,bursty=0.1,diurnal=0.1,timer=0.03,heavy=0.02 --drift 0.3
+run synth-5 "Synthetic, seed 5, sessions, timers and heavy hitters with drift: test range, day 3" \
+	--format synth --apps 300 --days 3 --seed 5 --mix session=0.4,timer=0.2,diurnal=0.2,bursty=0.1,rare=0.05,heavy=0.05 --drift 0.4 --timer-jitter 0.1
