@@ -29,8 +29,10 @@
 // chosen on the select range alone (ties: the lower overall cold rate,
 // then the lower waste); that setting's test-range row is the family's
 // reported result (Summary.Selected). Whole curves on the test range are
-// kept for reading, and each family's Pareto front is read off at fixed
-// wastes (25% to 200%, linear interpolation between its points), so
+// kept for reading, and each family is read off at fixed wastes (25% to
+// 200%) as a staircase of measured settings: at each waste, the lowest p75
+// of any of its settings that wasted no more on the test range, and which
+// setting that was (never a point interpolated between two settings), so
 // curves can be compared at matched waste. Our model is trained twice: on
 // the bins before the select range (to choose) and on those before the
 // test range (to report), with the same settings.

@@ -136,13 +136,18 @@ type RangeInfo struct {
 	ReferenceWastedMBSec float64 `json:"reference_wasted_mb_s"`
 }
 
-// Matched is one family's test-range curve read off at fixed wastes: the
-// lowest p75 reachable at that waste, interpolated linearly between the
-// family's Pareto points; NaN where the curve does not reach.
+// Matched is one family's test-range curve read off at fixed wastes as a
+// staircase of measured settings, never interpolated: at each waste level,
+// the lowest p75 of any of the family's settings whose test-range waste is
+// at or under it (BestAtWaste), with that setting; NaN and "" where none is.
 type Matched struct {
 	Family   string    `json:"family"`
 	WastePct []float64 `json:"waste_pct"`
 	ColdP75  []float64 `json:"cold_rate_p75"`
+	// Setting is the policy (name and parameter) that gave each level's
+	// p75, and SettingWastePct its own test-range waste (<= the level).
+	Setting         []string  `json:"setting"`
+	SettingWastePct []float64 `json:"setting_waste_pct"`
 }
 
 // Report is an evaluation's outcome.
@@ -380,20 +385,26 @@ func Frontier(rows []Summary) []Summary {
 	return out
 }
 
-// ReadOff is the p75 a frontier reaches at waste w: interpolated between
-// its neighbouring points, the last point's beyond it, NaN before its first.
-func ReadOff(front []Summary, w float64) float64 {
-	if len(front) == 0 || w < front[0].WastePct {
-		return math.NaN()
-	}
-	for i := 1; i < len(front); i++ {
-		a, b := front[i-1], front[i]
-		if w < b.WastePct {
-			f := (w - a.WastePct) / (b.WastePct - a.WastePct)
-			return a.ColdP75 + f*(b.ColdP75-a.ColdP75)
+// BestAtWaste is the best measured setting among rows at waste w: the row
+// with the lowest p75 whose WastePct is at most w (ties: the less wasteful),
+// never a point between two settings; false when no row wastes that little.
+// Read at increasing w it is a staircase stepping down at the rows of the
+// Pareto frontier. Rows without a waste percentage are left out.
+func BestAtWaste(rows []Summary, w float64) (Summary, bool) {
+	var best *Summary
+	for i := range rows {
+		s := &rows[i]
+		if math.IsNaN(s.WastePct) || s.WastePct > w+1e-9 {
+			continue
+		}
+		if best == nil || s.ColdP75 < best.ColdP75 || (s.ColdP75 == best.ColdP75 && s.WastePct < best.WastePct) {
+			best = s
 		}
 	}
-	return front[len(front)-1].ColdP75
+	if best == nil {
+		return Summary{}, false
+	}
+	return *best, true
 }
 
 func matchedWaste(rows []Summary, fams []string, levels []float64) []Matched {
@@ -401,17 +412,22 @@ func matchedWaste(rows []Summary, fams []string, levels []float64) []Matched {
 	for _, f := range fams {
 		var fr []Summary
 		for _, s := range rows {
-			if s.Family == f {
+			if s.Family == f && !math.IsNaN(s.WastePct) {
 				fr = append(fr, s)
 			}
 		}
-		front := Frontier(fr)
-		if len(front) == 0 {
+		if len(fr) == 0 {
 			continue
 		}
 		m := Matched{Family: f, WastePct: slices.Clone(levels)}
 		for _, w := range levels {
-			m.ColdP75 = append(m.ColdP75, ReadOff(front, w))
+			s, ok := BestAtWaste(fr, w)
+			if !ok {
+				s = Summary{ColdP75: math.NaN(), WastePct: math.NaN()}
+			}
+			m.ColdP75 = append(m.ColdP75, s.ColdP75)
+			m.Setting = append(m.Setting, s.Policy)
+			m.SettingWastePct = append(m.SettingWastePct, s.WastePct)
 		}
 		out = append(out, m)
 	}

@@ -62,7 +62,7 @@ func WritePerAppCSV(w io.Writer, rep *Report) error {
 }
 
 // WriteJSON writes the whole report, indented. NaNs (no reference waste, a
-// curve that does not reach a waste) become null.
+// waste no setting reaches) become null.
 func WriteJSON(w io.Writer, rep *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -93,9 +93,11 @@ func jsonReport(rep *Report) any {
 		return out
 	}
 	type matched struct {
-		Family   string     `json:"family"`
-		WastePct []float64  `json:"waste_pct"`
-		ColdP75  []nullable `json:"cold_rate_p75"`
+		Family          string     `json:"family"`
+		WastePct        []float64  `json:"waste_pct"`
+		ColdP75         []nullable `json:"cold_rate_p75"`
+		Setting         []*string  `json:"setting"`
+		SettingWastePct []nullable `json:"setting_waste_pct"`
 	}
 	var ms []matched
 	for _, m := range rep.Matched {
@@ -103,7 +105,17 @@ func jsonReport(rep *Report) any {
 		for i, v := range m.ColdP75 {
 			c[i] = nullable(v)
 		}
-		ms = append(ms, matched{m.Family, m.WastePct, c})
+		set := make([]*string, len(m.Setting))
+		for i := range m.Setting {
+			if m.Setting[i] != "" {
+				set[i] = &m.Setting[i]
+			}
+		}
+		sw := make([]nullable, len(m.SettingWastePct))
+		for i, v := range m.SettingWastePct {
+			sw[i] = nullable(v)
+		}
+		ms = append(ms, matched{m.Family, m.WastePct, c, set, sw})
 	}
 	return struct {
 		*Report
@@ -147,7 +159,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if len(rep.Matched) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\np75 at matched waste on the test range (each family's Pareto front, interpolated):")
+	fmt.Fprintln(w, "\np75 at matched waste on the test range (each family's best measured setting at or under each waste, a staircase, never interpolated):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "waste\t")
 	for _, m := range rep.Matched {
@@ -191,6 +203,16 @@ func pctOf(v float64) string {
 	return fmt.Sprintf("%.1f%%", 100*v)
 }
 
+// matchedCell is level k of m: the p75 and, in brackets, the setting that
+// gave it (its parameter, when the family has one).
+func matchedCell(m Matched, k int) string {
+	v := pctOf(m.ColdP75[k])
+	if set := strings.TrimPrefix(m.Setting[k], m.Family+"-"); set != "" && set != m.Family {
+		v += " (" + set + ")"
+	}
+	return v
+}
+
 // WriteMarkdown writes the report as Markdown, for the results page.
 func WriteMarkdown(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "%d apps; %s; %s. Cold rule %q; each preparation charged %gs of its memory.\n\n",
@@ -204,7 +226,7 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 			100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], 100*t.ColdOverall, pct(t.WastePct), t.PrepsPerReq)
 	}
 	if len(rep.Matched) > 0 {
-		fmt.Fprintln(w, "\np75 cold-start rate at matched waste, test range (each family's Pareto front, interpolated; — where its curve does not reach):")
+		fmt.Fprintln(w, "\np75 cold-start rate at matched waste, test range: each family's best measured setting at or under each waste (a staircase of measured settings, never interpolated; the setting in brackets; — where no setting wastes that little):")
 		fmt.Fprintln(w)
 		fmt.Fprint(w, "| waste |")
 		for _, m := range rep.Matched {
@@ -218,7 +240,7 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 		for k, lv := range rep.Matched[0].WastePct {
 			fmt.Fprintf(w, "| %g%% |", lv)
 			for _, m := range rep.Matched {
-				fmt.Fprintf(w, " %s |", pctOf(m.ColdP75[k]))
+				fmt.Fprintf(w, " %s |", matchedCell(m, k))
 			}
 			fmt.Fprintln(w)
 		}

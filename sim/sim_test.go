@@ -369,11 +369,12 @@ func TestEvaluateSelectsOnTheSelectRange(t *testing.T) {
 	}
 }
 
-func TestFrontierAndReadOff(t *testing.T) {
+func TestFrontierAndBestAtWaste(t *testing.T) {
 	rows := []Summary{
 		{Policy: "a", WastePct: 50, ColdP75: 0.6},
 		{Policy: "b", WastePct: 100, ColdP75: 0.4},
-		{Policy: "c", WastePct: 120, ColdP75: 0.5}, // dominated
+		{Policy: "c", WastePct: 120, ColdP75: 0.5},  // dominated
+		{Policy: "b2", WastePct: 110, ColdP75: 0.4}, // ties b, wastes more
 		{Policy: "d", WastePct: 200, ColdP75: 0.0},
 		{Policy: "e", WastePct: math.NaN(), ColdP75: 0.1},
 	}
@@ -385,13 +386,37 @@ func TestFrontierAndReadOff(t *testing.T) {
 	if strings.Join(names, ",") != "a,b,d" {
 		t.Errorf("frontier %v, want a,b,d", names)
 	}
-	for _, c := range []struct{ w, want float64 }{{75, 0.5}, {150, 0.2}, {300, 0}, {50, 0.6}} {
-		if got := ReadOff(front, c.w); math.Abs(got-c.want) > 1e-12 {
-			t.Errorf("ReadOff(%v) = %v, want %v", c.w, got, c.want)
+	// A staircase of measured settings: between a (50%) and b (100%) the
+	// reading stays a's 0.6 (interpolation would say 0.5 at 75%), and it
+	// names the setting that gave it.
+	for _, c := range []struct {
+		w    float64
+		want float64
+		set  string
+	}{{50, 0.6, "a"}, {75, 0.6, "a"}, {99.9, 0.6, "a"}, {100, 0.4, "b"}, {150, 0.4, "b"}, {199, 0.4, "b"}, {200, 0, "d"}, {300, 0, "d"}} {
+		got, ok := BestAtWaste(rows, c.w)
+		if !ok || got.ColdP75 != c.want || got.Policy != c.set {
+			t.Errorf("BestAtWaste(%v) = %s %v (%v), want %s %v", c.w, got.Policy, got.ColdP75, ok, c.set, c.want)
+		}
+		if f, _ := BestAtWaste(front, c.w); f.Policy != got.Policy {
+			t.Errorf("at %v: the frontier gives %s, all rows %s", c.w, f.Policy, got.Policy)
 		}
 	}
-	if got := ReadOff(front, 25); !math.IsNaN(got) {
-		t.Errorf("before the curve: %v, want NaN", got)
+	if _, ok := BestAtWaste(rows, 25); ok {
+		t.Error("before the first setting: a reading, want none")
+	}
+	// A setting at exactly the level counts despite rounding.
+	if got, ok := BestAtWaste([]Summary{{Policy: "x", WastePct: 100 + 1e-12, ColdP75: 0.3}}, 100); !ok || got.Policy != "x" {
+		t.Errorf("at the level: %v %v", got, ok)
+	}
+	m := matchedWaste(append(rows, Summary{Policy: "other", Family: "g", WastePct: 10}), []string{"", "g", "h"}, []float64{25, 75, 200})
+	if len(m) != 2 || m[0].Family != "" || m[1].Family != "g" {
+		t.Fatalf("matched %+v", m)
+	}
+	if !math.IsNaN(m[0].ColdP75[0]) || m[0].Setting[0] != "" || !math.IsNaN(m[0].SettingWastePct[0]) ||
+		m[0].ColdP75[1] != 0.6 || m[0].Setting[1] != "a" || m[0].SettingWastePct[1] != 50 ||
+		m[0].ColdP75[2] != 0 || m[0].Setting[2] != "d" || m[1].Setting[2] != "other" {
+		t.Errorf("matched %+v", m)
 	}
 }
 
