@@ -72,7 +72,8 @@
 // at least one request in the range (linear interpolation between order
 // statistics) with a 90% bootstrap interval over applications (1,000
 // resamples, fixed seed), and the overall rate (all cold requests / all
-// requests), the paper's two figures. Preparations (= shadow requests) and
+// requests), the paper's two figures, with the mean of the per-application
+// rates beside them (every application weighs the same). Preparations (= shadow requests) and
 // preparations per request complete the cost side. The test model's
 // forecasts are scored against what happened, overall and per application
 // group (busy, periodic, sparse; models.GroupOf on each application's

@@ -16,7 +16,8 @@ var csvHeader = []string{"range", "policy", "family", "param", "selected", "apps
 	"cold_rate_p75", "cold_rate_p75_ci90_low", "cold_rate_p75_ci90_high", "cold_rate_overall",
 	"cold_rate_p75_first", "cold_rate_overall_first", "cold_rate_p75_all", "cold_rate_overall_all",
 	"wasted_mb_s", "idle_mb_s", "preparation_mb_s", "waste_pct_of_keepalive10",
-	"preparations", "preparations_per_request", "live_mb_s"}
+	"preparations", "preparations_per_request", "live_mb_s",
+	"cold_rate_mean_app", "cold_rate_mean_app_first", "cold_rate_mean_app_all"} // appended last: old readers keep their columns
 
 // WriteCSV writes one row per policy run.
 func WriteCSV(w io.Writer, rep *Report) error {
@@ -31,7 +32,8 @@ func WriteCSV(w io.Writer, rep *Report) error {
 			f(r.ColdP75), f(r.ColdP75CI[0]), f(r.ColdP75CI[1]), f(r.ColdOverall),
 			f(r.ColdP75First), f(r.ColdOverallFirst), f(r.ColdP75All), f(r.ColdOverallAll),
 			f(r.WastedMBSec), f(r.IdleMBSec), f(r.PrepareMBSec), f(r.WastePct),
-			strconv.Itoa(r.Preparations), f(r.PrepsPerReq), f(r.LiveMBSec)}
+			strconv.Itoa(r.Preparations), f(r.PrepsPerReq), f(r.LiveMBSec),
+			f(r.ColdMeanApp), f(r.ColdMeanAppFirst), f(r.ColdMeanAppAll)}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -138,14 +140,14 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "cold rule %q; each preparation charged %gs of its memory; budget %g%% of the 10-minute keep-alive's waste\n\n",
 		rep.ColdRule, rep.PrepareSeconds, rep.BudgetPct)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "test range\tcold p75\t90% CI\tcold overall\twaste\twasted GB·h\tpreparations\t")
+	fmt.Fprintln(tw, "test range\tcold p75\t90% CI\tmean per app\tcold overall\twaste\twasted GB·h\tpreparations\t")
 	for _, r := range rep.TestRows() {
 		mark := ""
 		if r.Selected {
 			mark = " *"
 		}
-		fmt.Fprintf(tw, "%s%s\t%.1f%%\t%.1f-%.1f%%\t%.2f%%\t%s\t%.2f\t%d\t\n", r.Policy, mark, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
-			100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
+		fmt.Fprintf(tw, "%s%s\t%.1f%%\t%.1f-%.1f%%\t%.1f%%\t%.2f%%\t%s\t%.2f\t%d\t\n", r.Policy, mark, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
+			100*r.ColdMeanApp, 100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -218,12 +220,12 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "%d apps; %s; %s. Cold rule %q; each preparation charged %gs of its memory.\n\n",
 		rep.Apps, rangeLine("select", rep.Select), rangeLine("test", rep.Test), rep.ColdRule, rep.PrepareSeconds)
 	fmt.Fprintf(w, "Chosen on the select range (lowest p75 within %g%% of the 10-minute keep-alive's waste there), reported on the test range:\n\n", rep.BudgetPct)
-	fmt.Fprintln(w, "| family | setting | select: cold p75 | select: waste | **test: cold p75** (90% CI) | test: cold overall | **test: waste** | test: preparations per request |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| family | setting | select: cold p75 | select: waste | **test: cold p75** (90% CI) | test: mean per app | test: cold overall | **test: waste** | test: preparations per request |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for i, s := range rep.Selection {
 		t := rep.Chosen[i]
-		fmt.Fprintf(w, "| %s | %s | %.1f%% | %s | **%.1f%%** (%.1f–%.1f) | %.2f%% | **%s** | %.3f |\n", s.Family, s.Policy,
-			100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], 100*t.ColdOverall, pct(t.WastePct), t.PrepsPerReq)
+		fmt.Fprintf(w, "| %s | %s | %.1f%% | %s | **%.1f%%** (%.1f–%.1f) | %.1f%% | %.2f%% | **%s** | %.3f |\n", s.Family, s.Policy,
+			100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], 100*t.ColdMeanApp, 100*t.ColdOverall, pct(t.WastePct), t.PrepsPerReq)
 	}
 	if len(rep.Matched) > 0 {
 		fmt.Fprintln(w, "\np75 cold-start rate at matched waste, test range: each family's best measured setting at or under each waste (a staircase of measured settings, never interpolated; the setting in brackets; — where no setting wastes that little):")
@@ -262,15 +264,15 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 	}
 	fmt.Fprintln(w, "\n<details><summary>Every setting on the test range</summary>")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| policy | cold p75 (90% CI) | cold overall | waste | wasted GB·h | preparations |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| policy | cold p75 (90% CI) | mean per app | cold overall | waste | wasted GB·h | preparations |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rep.TestRows() {
 		name := r.Policy
 		if r.Selected {
 			name = "**" + name + "**"
 		}
-		fmt.Fprintf(w, "| %s | %.1f%% (%.1f–%.1f) | %.2f%% | %s | %.1f | %d |\n", name, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
-			100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
+		fmt.Fprintf(w, "| %s | %.1f%% (%.1f–%.1f) | %.1f%% | %.2f%% | %s | %.1f | %d |\n", name, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
+			100*r.ColdMeanApp, 100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
 	}
 	_, err := fmt.Fprintln(w, "\n</details>")
 	return err

@@ -44,6 +44,14 @@ func TestReportsWhenTheReferenceWastesNothing(t *testing.T) {
 	if err != nil || len(recs) != 5 || recs[0][20] != "waste_pct_of_keepalive10" || recs[4][20] != "NaN" || recs[4][0] != "test" {
 		t.Errorf("csv %v %v", recs, err)
 	}
+	// The mean per-app rates come last, after the columns older readers
+	// know: reactive (row 3) is cold once per bin with requests.
+	if n := len(recs[0]); err == nil && (n != 27 || recs[0][24] != "cold_rate_mean_app" || recs[0][26] != "cold_rate_mean_app_all" || recs[3][24] != "1" || recs[3][26] != "1") {
+		t.Errorf("csv mean per app columns %v / %v", recs[0], recs[3])
+	}
+	if err == nil && !strings.Contains(md.String(), "test: mean per app") {
+		t.Errorf("markdown without the mean per app:\n%s", md.String())
+	}
 	if err := WritePlot(&png, rep, "t", "png"); err != nil || !bytes.HasPrefix(png.Bytes(), []byte("\x89PNG")) {
 		t.Errorf("plot: %v", err)
 	}

@@ -330,6 +330,11 @@ func TestEvaluateSelectsOnTheSelectRange(t *testing.T) {
 	if re.Apps != 3 || re.Requests != 4 || re.ColdRequests != 3 || re.ColdP75 != 1 || re.ColdOverall != 0.75 || re.ColdP75All != 1 || re.ColdOverallAll != 1 || re.WastePct != 0 {
 		t.Errorf("reactive %+v", re)
 	}
+	// Mean per-app rate: (1 + 1/2 + 1) / 3 first, all three 1 under the
+	// strict rule.
+	if math.Abs(re.ColdMeanApp-5.0/6) > 1e-12 || re.ColdMeanApp != re.ColdMeanAppFirst || re.ColdMeanAppAll != 1 {
+		t.Errorf("reactive mean per app %v (first %v, all %v), want 5/6 (5/6, 1)", re.ColdMeanApp, re.ColdMeanAppFirst, re.ColdMeanAppAll)
+	}
 	// Keep-alive 10 on the select range: app 0 held 4 (from 1), warm at 5,
 	// held 6-9: waste 4+... its own figures are the reference, 100%.
 	if ka := by["select/keepalive-10m"]; ka.WastePct != 100 || rep.Select.ReferenceWastedMBSec != ka.WastedMBSec {
