@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forewarm/forewarm/internal/stats"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
@@ -150,6 +151,18 @@ type Matched struct {
 	SettingWastePct []float64 `json:"setting_waste_pct"`
 }
 
+// Difference is p75(ours) − p75(Family) on the test range, each at its
+// setting chosen on the select range (0..1 rates; negative: ours lower),
+// with a 90% interval from a paired bootstrap over the applications with
+// requests in the range (PairedBootstrap); NaNs without resamples.
+type Difference struct {
+	Family   string     `json:"family"`
+	Setting  string     `json:"setting"` // the family's chosen setting
+	Ours     string     `json:"ours"`    // our chosen setting
+	Estimate float64    `json:"estimate"`
+	CI90     [2]float64 `json:"ci90"`
+}
+
 // Report is an evaluation's outcome.
 type Report struct {
 	Apps       int       `json:"apps"`
@@ -169,7 +182,10 @@ type Report struct {
 	// Chosen the same settings on the test range (Selected is true there).
 	Selection []Summary `json:"selection"`
 	Chosen    []Summary `json:"chosen"`
-	Matched   []Matched `json:"matched_waste"`
+	// Differences are, for each family chosen beside ours, p75(ours) −
+	// p75(that family) on the test range with a paired bootstrap interval.
+	Differences []Difference `json:"p75_difference_vs,omitempty"`
+	Matched     []Matched    `json:"matched_waste"`
 	// Calibration is the test model's forecasts on the test range against
 	// what happened, overall and per application group.
 	Calibration []GroupCalibration `json:"calibration,omitempty"`
@@ -304,6 +320,9 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 		}
 	}
 	rep.selectSettings(cfg.Families)
+	if rep.Differences, err = rep.differences(cfg.ColdRule, cfg.Bootstrap); err != nil {
+		return nil, err
+	}
 	rep.Matched = matchedWaste(rep.TestRows(), cfg.Families, cfg.MatchedWaste)
 	if c := caches[RangeTest]; c != nil {
 		if rep.Calibration, err = Calibration(tr, c, cfg.Test); err != nil {
@@ -366,6 +385,55 @@ func (r *Report) selectSettings(fams []string) {
 			}
 		}
 	}
+}
+
+// differences compares our chosen test row with every other family's,
+// resampling the applications n times per comparison (seeded by the
+// comparison's place, so the same runs give the same intervals). None
+// without ours.
+func (r *Report) differences(rule ColdRule, n int) ([]Difference, error) {
+	chosen := map[string]int{} // family -> index of its chosen test row in Rows and Runs
+	var fams []string
+	for i, s := range r.Rows {
+		if s.Selected && s.Range == RangeTest {
+			chosen[s.Family] = i
+			fams = append(fams, s.Family)
+		}
+	}
+	o, ok := chosen[FamilyOurs]
+	if !ok {
+		return nil, nil
+	}
+	var out []Difference
+	for _, f := range fams {
+		if f == FamilyOurs {
+			continue
+		}
+		k := chosen[f]
+		ours, theirs, err := pairedRates(r.Runs[o], r.Runs[k], rule)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Difference{Family: f, Setting: r.Rows[k].Policy, Ours: r.Rows[o].Policy,
+			Estimate: stats.Percentile(ours, 0.75) - stats.Percentile(theirs, 0.75),
+			CI90:     PairedBootstrap(ours, theirs, n, uint64(len(out)+1))})
+	}
+	return out, nil
+}
+
+// pairedRates is both runs' per-application cold-start rates under rule,
+// for the applications with requests, in the same order; the runs must
+// cover the same applications over the same range.
+func pairedRates(a, b Result, rule ColdRule) ([]float64, []float64, error) {
+	if len(a.Apps) != len(b.Apps) || a.EvalStart != b.EvalStart || a.EvalBins != b.EvalBins {
+		return nil, nil, fmt.Errorf("runs %s and %s cover different applications or ranges: they cannot be paired", a.Policy, b.Policy)
+	}
+	for i := range a.Apps {
+		if a.Apps[i].ID != b.Apps[i].ID || a.Apps[i].Requests != b.Apps[i].Requests {
+			return nil, nil, fmt.Errorf("runs %s and %s differ at application %d (%s, %s): they cannot be paired", a.Policy, b.Policy, i, a.Apps[i].ID, b.Apps[i].ID)
+		}
+	}
+	return AppColdRates(a, rule), AppColdRates(b, rule), nil
 }
 
 // Frontier is the Pareto frontier of rows: sorted by waste, each point

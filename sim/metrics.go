@@ -143,3 +143,29 @@ func Bootstrap(rates []float64, n int, seed uint64) [2]float64 {
 	}
 	return [2]float64{stats.PercentileInPlace(est, 0.05), stats.PercentileInPlace(est, 0.95)}
 }
+
+// PairedBootstrap is a 90% percentile interval of p75(a) − p75(b), where
+// a[i] and b[i] are the same application's rates under two policies: each
+// of the n resamples draws application indices with replacement once, from
+// a fixed seed, and takes both p75s on that same draw, so what the two
+// policies share (which applications are hard) cancels. NaNs when there is
+// nothing to resample or n <= 0. a and b must be equally long.
+func PairedBootstrap(a, b []float64, n int, seed uint64) [2]float64 {
+	if len(a) != len(b) {
+		panic("sim.PairedBootstrap: unpaired rates")
+	}
+	if len(a) == 0 || n <= 0 {
+		return [2]float64{math.NaN(), math.NaN()}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xd1ff))
+	est := make([]float64, n)
+	ba, bb := make([]float64, len(a)), make([]float64, len(b))
+	for i := range est {
+		for j := range ba {
+			k := rng.IntN(len(a))
+			ba[j], bb[j] = a[k], b[k]
+		}
+		est[i] = stats.PercentileInPlace(ba, 0.75) - stats.PercentileInPlace(bb, 0.75)
+	}
+	return [2]float64{stats.PercentileInPlace(est, 0.05), stats.PercentileInPlace(est, 0.95)}
+}

@@ -119,13 +119,22 @@ func jsonReport(rep *Report) any {
 		}
 		ms = append(ms, matched{m.Family, m.WastePct, c, set, sw})
 	}
+	type difference struct {
+		Difference
+		CI90 [2]nullable `json:"ci90"`
+	}
+	var ds []difference
+	for _, d := range rep.Differences {
+		ds = append(ds, difference{d, [2]nullable{nullable(d.CI90[0]), nullable(d.CI90[1])}})
+	}
 	return struct {
 		*Report
-		Rows      []row     `json:"rows"`
-		Selection []row     `json:"selection"`
-		Chosen    []row     `json:"chosen"`
-		Matched   []matched `json:"matched_waste"`
-	}{rep, conv(rep.Rows), conv(rep.Selection), conv(rep.Chosen), ms}
+		Rows        []row        `json:"rows"`
+		Selection   []row        `json:"selection"`
+		Chosen      []row        `json:"chosen"`
+		Differences []difference `json:"p75_difference_vs,omitempty"`
+		Matched     []matched    `json:"matched_waste"`
+	}{rep, conv(rep.Rows), conv(rep.Selection), conv(rep.Chosen), ds, ms}
 }
 
 func rangeLine(name string, r RangeInfo) string {
@@ -157,6 +166,12 @@ func WriteTable(w io.Writer, rep *Report) error {
 		t := rep.Chosen[i]
 		fmt.Fprintf(w, "  %-16s %-24s select: p75 %5.1f%% waste %-7s  test: p75 %5.1f%% (%.1f-%.1f) waste %s\n",
 			s.Family, s.Policy, 100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], pct(t.WastePct))
+	}
+	if len(rep.Differences) > 0 {
+		fmt.Fprintf(w, "\np75 of ours (%s) minus each chosen setting's, test range, 90%% paired bootstrap interval over applications:\n", rep.Differences[0].Ours)
+		for _, d := range rep.Differences {
+			fmt.Fprintf(w, "  %-16s %-24s %s (%s)\n", d.Family, d.Setting, ppOf(d.Estimate), ppRange(d.CI90))
+		}
 	}
 	if len(rep.Matched) == 0 {
 		return nil
@@ -205,6 +220,22 @@ func pctOf(v float64) string {
 	return fmt.Sprintf("%.1f%%", 100*v)
 }
 
+// ppOf prints a difference of 0..1 rates in percentage points.
+func ppOf(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%+.1f pp", 100*v)
+}
+
+// ppRange prints an interval of differences, "—" when there is none.
+func ppRange(ci [2]float64) string {
+	if math.IsNaN(ci[0]) || math.IsNaN(ci[1]) {
+		return "—"
+	}
+	return fmt.Sprintf("%+.1f to %+.1f", 100*ci[0], 100*ci[1])
+}
+
 // matchedCell is level k of m: the p75 and, in brackets, the setting that
 // gave it (its parameter, when the family has one).
 func matchedCell(m Matched, k int) string {
@@ -226,6 +257,14 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 		t := rep.Chosen[i]
 		fmt.Fprintf(w, "| %s | %s | %.1f%% | %s | **%.1f%%** (%.1f–%.1f) | %.1f%% | %.2f%% | **%s** | %.3f |\n", s.Family, s.Policy,
 			100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], 100*t.ColdMeanApp, 100*t.ColdOverall, pct(t.WastePct), t.PrepsPerReq)
+	}
+	if len(rep.Differences) > 0 {
+		fmt.Fprintf(w, "\np75 cold-start rate of ours (%s) minus each family's chosen setting's, test range, in percentage points (negative: ours lower), with a 90%% paired bootstrap interval (both policies' p75 on the same resampled applications):\n\n", rep.Differences[0].Ours)
+		fmt.Fprintln(w, "| vs family | its setting | p75: ours − family | 90% CI |")
+		fmt.Fprintln(w, "|---|---|---:|---:|")
+		for _, d := range rep.Differences {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", d.Family, d.Setting, ppOf(d.Estimate), ppRange(d.CI90))
+		}
 	}
 	if len(rep.Matched) > 0 {
 		fmt.Fprintln(w, "\np75 cold-start rate at matched waste, test range: each family's best measured setting at or under each waste (a staircase of measured settings, never interpolated; the setting in brackets; — where no setting wastes that little):")

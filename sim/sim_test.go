@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -439,6 +440,87 @@ func TestBootstrap(t *testing.T) {
 	}
 	if same := Bootstrap([]float64{0.5, 0.5, 0.5}, 100, 1); same != [2]float64{0.5, 0.5} {
 		t.Errorf("constant rates: %v", same)
+	}
+}
+
+func TestPairedBootstrap(t *testing.T) {
+	a := make([]float64, 200)
+	b := make([]float64, 200)
+	for i := range a {
+		a[i] = float64(i) / 199
+		b[i] = a[i] + 0.02 // every application 2 points worse under b
+	}
+	// Paired, the shift is all there is: every resample sees exactly
+	// -0.02, where unpaired intervals of the two p75s overlap widely.
+	ci := PairedBootstrap(a, b, 500, 1)
+	if math.Abs(ci[0]+0.02) > 1e-9 || math.Abs(ci[1]+0.02) > 1e-9 {
+		t.Errorf("shifted rates: interval %v, want -0.02 exactly", ci)
+	}
+	ua, ub := Bootstrap(a, 500, 1), Bootstrap(b, 500, 2)
+	if ua[1] < ub[0] {
+		t.Errorf("unpaired intervals %v and %v do not overlap: the example shows nothing", ua, ub)
+	}
+	// Unrelated rates: an interval around the difference, the same for the
+	// same seed.
+	c := make([]float64, 200)
+	for i := range c {
+		c[i] = float64((i*37)%200) / 199 * 0.8
+	}
+	d := stats.Percentile(a, 0.75) - stats.Percentile(c, 0.75)
+	ci = PairedBootstrap(a, c, 500, 3)
+	if !(ci[0] < d && d < ci[1]) {
+		t.Errorf("interval %v around %v", ci, d)
+	}
+	if again := PairedBootstrap(a, c, 500, 3); again != ci {
+		t.Errorf("same seed gave %v then %v", ci, again)
+	}
+	if none := PairedBootstrap(a, c, -1, 3); !math.IsNaN(none[0]) || !math.IsNaN(none[1]) {
+		t.Errorf("no resamples: %v, want NaNs", none)
+	}
+}
+
+func TestEvaluateComparesOursPaired(t *testing.T) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 40, Days: 1, Seed: 1})
+	_, sel, test, err := Ranges(tr.Bins, 1.0/3, 1.0/3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := EvalConfig{Select: sel, Test: test, Families: []string{FamilyReactive, FamilyKeepAlive, FamilyOurs},
+		KeepAlives: []time.Duration{5 * time.Minute, 10 * time.Minute}, Thresholds: []float64{0.3, 0.6},
+		SelectForecaster: constForecaster{}, TestForecaster: constForecaster{}, Bootstrap: 200}
+	rep, err := Evaluate(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Differences) != 2 || len(rep.Chosen) != 3 {
+		t.Fatalf("differences %+v for chosen %+v", rep.Differences, rep.Chosen)
+	}
+	ours := rep.Chosen[2]
+	for i, d := range rep.Differences {
+		c := rep.Chosen[i]
+		if d.Family != c.Family || d.Setting != c.Policy || d.Ours != ours.Policy || math.Abs(d.Estimate-(ours.ColdP75-c.ColdP75)) > 1e-12 ||
+			!(d.CI90[0] <= d.CI90[1]) || math.IsNaN(d.CI90[0]) {
+			t.Errorf("difference %+v against ours %s p75 %v and %s p75 %v", d, ours.Policy, ours.ColdP75, c.Policy, c.ColdP75)
+		}
+	}
+	if again, err := rep.differences(cfg.ColdRule, cfg.Bootstrap); err != nil || fmt.Sprint(again) != fmt.Sprint(rep.Differences) {
+		t.Errorf("again: %+v (%v), first %+v", again, err, rep.Differences)
+	}
+	var js, md bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil || !strings.Contains(js.String(), `"p75_difference_vs": [`) || !strings.Contains(js.String(), `"ci90": [`) {
+		t.Errorf("json: %v", err)
+	}
+	if err := WriteMarkdown(&md, rep); err != nil || !strings.Contains(md.String(), "| vs family | its setting | p75: ours − family | 90% CI |") {
+		t.Errorf("markdown: %v\n%s", err, md.String())
+	}
+	// Runs over different ranges cannot be paired.
+	if _, _, err := pairedRates(rep.Runs[0], rep.Runs[len(rep.Runs)-1], ColdFirst); err == nil || !strings.Contains(err.Error(), "cannot be paired") {
+		t.Errorf("select against test run: %v", err)
+	}
+	// Without ours there is nothing to compare.
+	cfg.Families = []string{FamilyReactive, FamilyKeepAlive}
+	if rep, err := Evaluate(tr, cfg); err != nil || rep.Differences != nil {
+		t.Errorf("without ours: %+v, %v", rep.Differences, err)
 	}
 }
 
