@@ -194,6 +194,113 @@ func TestPerAppKeepAlive(t *testing.T) {
 	check(t, got, 10, 10, 10, 0, 0, 0)
 }
 
+func TestPerAppKeepAliveFallsBackThenReChooses(t *testing.T) {
+	// No history before the range, then a request every 20 bins from bin
+	// 60, with cold starts cheap (threshold 1: no keep-alive is best once
+	// judged). Chosen at 60 and 120 with 0 and 2 gaps: the 10-minute
+	// window; at 180, with 5 gaps, none.
+	tr := mk(240, appSpec{mem: 100, at: every(60, 240, 20)})
+	p := NewPerAppKeepAlive(1, 100, DefaultKeepAlives)
+	got := run(t, tr, p, 60)
+	if p.k[0] != 0 {
+		t.Errorf("keep-alive after 5 gaps %d bins, want none", p.k[0])
+	}
+	// Requests 60 … 220 all cold; after each of 60 … 160 the 10-minute
+	// window held 10 idle bins (the instance that served kept, not prepared).
+	check(t, got, 9, 9, 9, 60, 60, 0)
+	// Fewer than PerAppMinGaps gaps in the whole run: the window stays 10.
+	few := NewPerAppKeepAlive(1, 100, DefaultKeepAlives)
+	got = run(t, mk(240, appSpec{mem: 100, at: []int{60, 100, 150, 200}}), few, 60)
+	if few.k[0] != 10 {
+		t.Errorf("keep-alive with 3 gaps %d bins, want the 10-minute fallback", few.k[0])
+	}
+	check(t, got, 4, 4, 4, 40, 40, 0)
+}
+
+// scanPerApp is the per-application keep-alive's choice for one app by a
+// scan of its counts, the way it was made before the bookkeeping: the
+// reference the online version must agree with.
+func scanPerApp(counts []uint32, mem, binSec, cold float64, cands []int, fallback int) int {
+	var gaps []int
+	last := -1
+	for b, c := range counts {
+		if c == 0 {
+			continue
+		}
+		if last >= 0 {
+			gaps = append(gaps, b-last-1)
+		}
+		last = b
+	}
+	if len(gaps) < PerAppMinGaps {
+		return fallback
+	}
+	trailing := len(counts) - last - 1
+	best, bestCost := 0, math.Inf(1)
+	for _, k := range cands {
+		idleBins, missed := min(k, trailing), 0
+		for _, g := range gaps {
+			if g < k {
+				idleBins += g
+			} else {
+				idleBins += k
+				missed++
+			}
+		}
+		if cost := float64(idleBins)*mem*binSec + float64(missed)*cold; cost < bestCost {
+			best, bestCost = k, cost
+		}
+	}
+	return best
+}
+
+func TestPerAppKeepAliveMatchesAScanOfTheHistory(t *testing.T) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 60, Days: 2, Seed: 3})
+	rg := Range{tr.Bins / 2, tr.Bins}
+	for _, th := range []float64{0.003, 0.03, 0.3} {
+		p := NewPerAppKeepAlive(th, 170, DefaultKeepAlives)
+		env := NewEnv(tr, rg)
+		if err := p.Start(env); err != nil {
+			t.Fatal(err)
+		}
+		cands := []int{0}
+		for _, d := range DefaultKeepAlives {
+			cands = append(cands, binsCeil(d, tr.Bin))
+		}
+		cold := 170 * tr.Bin.Seconds() / th
+		counts := make([]uint32, len(tr.Apps))
+		live := make([]bool, len(tr.Apps))
+		changed := 0
+		prev := map[int]int{}
+		for b := 0; b < rg.To; b++ {
+			if b >= rg.From {
+				if err := p.Plan(b, live); err != nil {
+					t.Fatal(err)
+				}
+				if (b-rg.From)%60 == 0 { // re-chosen: compare every app with a scan of bins < b
+					for i, a := range tr.Apps {
+						want := scanPerApp(a.Counts[:b], env.Apps[i].MemoryMB, tr.Bin.Seconds(), cold, cands, 10)
+						if p.k[i] != want {
+							t.Fatalf("threshold %v, bin %d, app %d: keep-alive %d bins, a scan says %d", th, b, i, p.k[i], want)
+						}
+						if v, ok := prev[i]; ok && v != want {
+							changed++
+						}
+						prev[i] = want
+					}
+				}
+			}
+			for i := range tr.Apps {
+				counts[i] = tr.Apps[i].Counts[b]
+			}
+			p.Observe(b, counts)
+		}
+		if changed == 0 {
+			t.Errorf("threshold %v: no application's window changed over a day: the test shows nothing", th)
+		}
+	}
+}
+
 func TestHistogramCV(t *testing.T) {
 	a := histApp{counts: make([]uint32, 4)}
 	p := &Histogram{binsPerHist: 1}
