@@ -31,6 +31,7 @@ func BenchmarkRun(b *testing.B) {
 	}{
 		{"reactive", func() Policy { return Reactive{} }},
 		{"keepalive", func() Policy { return NewKeepAlive(10 * time.Minute) }},
+		{"perapp-keepalive", func() Policy { return NewPerAppKeepAlive(0.022, policy.Default().ReferenceMB, DefaultKeepAlives) }},
 		{"histogram", func() Policy { return NewHistogram() }},
 		{"ours", func() Policy { return NewOurs(NewForecastCache(constForecaster{}), policy.Default()) }},
 		{"oracle", func() Policy { return &Oracle{} }},
@@ -43,5 +44,19 @@ func BenchmarkRun(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(tr.Apps)*tr.Bins)*float64(b.N)/b.Elapsed().Seconds(), "app-bins/s")
 		})
+	}
+}
+
+// BenchmarkPerAppKeepAlive replays 3 days of 300 synthetic apps through the
+// per-application keep-alive, counting the last third: its bookkeeping and
+// re-choosing must stay cheap next to the replay itself.
+func BenchmarkPerAppKeepAlive(b *testing.B) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 300, Days: 3, Seed: 1})
+	rg := Range{tr.Bins * 2 / 3, tr.Bins}
+	for b.Loop() {
+		p := NewPerAppKeepAlive(0.022, policy.Default().ReferenceMB, DefaultKeepAlives)
+		if _, err := Run(tr, p, Options{Range: rg}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forewarm/forewarm/internal/stats"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
@@ -136,13 +137,30 @@ type RangeInfo struct {
 	ReferenceWastedMBSec float64 `json:"reference_wasted_mb_s"`
 }
 
-// Matched is one family's test-range curve read off at fixed wastes: the
-// lowest p75 reachable at that waste, interpolated linearly between the
-// family's Pareto points; NaN where the curve does not reach.
+// Matched is one family's test-range curve read off at fixed wastes as a
+// staircase of measured settings, never interpolated: at each waste level,
+// the lowest p75 of any of the family's settings whose test-range waste is
+// at or under it (BestAtWaste), with that setting; NaN and "" where none is.
 type Matched struct {
 	Family   string    `json:"family"`
 	WastePct []float64 `json:"waste_pct"`
 	ColdP75  []float64 `json:"cold_rate_p75"`
+	// Setting is the policy (name and parameter) that gave each level's
+	// p75, and SettingWastePct its own test-range waste (<= the level).
+	Setting         []string  `json:"setting"`
+	SettingWastePct []float64 `json:"setting_waste_pct"`
+}
+
+// Difference is p75(ours) − p75(Family) on the test range, each at its
+// setting chosen on the select range (0..1 rates; negative: ours lower),
+// with a 90% interval from a paired bootstrap over the applications with
+// requests in the range (PairedBootstrap); NaNs without resamples.
+type Difference struct {
+	Family   string     `json:"family"`
+	Setting  string     `json:"setting"` // the family's chosen setting
+	Ours     string     `json:"ours"`    // our chosen setting
+	Estimate float64    `json:"estimate"`
+	CI90     [2]float64 `json:"ci90"`
 }
 
 // Report is an evaluation's outcome.
@@ -164,7 +182,10 @@ type Report struct {
 	// Chosen the same settings on the test range (Selected is true there).
 	Selection []Summary `json:"selection"`
 	Chosen    []Summary `json:"chosen"`
-	Matched   []Matched `json:"matched_waste"`
+	// Differences are, for each family chosen beside ours, p75(ours) −
+	// p75(that family) on the test range with a paired bootstrap interval.
+	Differences []Difference `json:"p75_difference_vs,omitempty"`
+	Matched     []Matched    `json:"matched_waste"`
 	// Calibration is the test model's forecasts on the test range against
 	// what happened, overall and per application group.
 	Calibration []GroupCalibration `json:"calibration,omitempty"`
@@ -299,6 +320,9 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 		}
 	}
 	rep.selectSettings(cfg.Families)
+	if rep.Differences, err = rep.differences(cfg.ColdRule, cfg.Bootstrap); err != nil {
+		return nil, err
+	}
 	rep.Matched = matchedWaste(rep.TestRows(), cfg.Families, cfg.MatchedWaste)
 	if c := caches[RangeTest]; c != nil {
 		if rep.Calibration, err = Calibration(tr, c, cfg.Test); err != nil {
@@ -363,6 +387,55 @@ func (r *Report) selectSettings(fams []string) {
 	}
 }
 
+// differences compares our chosen test row with every other family's,
+// resampling the applications n times per comparison (seeded by the
+// comparison's place, so the same runs give the same intervals). None
+// without ours.
+func (r *Report) differences(rule ColdRule, n int) ([]Difference, error) {
+	chosen := map[string]int{} // family -> index of its chosen test row in Rows and Runs
+	var fams []string
+	for i, s := range r.Rows {
+		if s.Selected && s.Range == RangeTest {
+			chosen[s.Family] = i
+			fams = append(fams, s.Family)
+		}
+	}
+	o, ok := chosen[FamilyOurs]
+	if !ok {
+		return nil, nil
+	}
+	var out []Difference
+	for _, f := range fams {
+		if f == FamilyOurs {
+			continue
+		}
+		k := chosen[f]
+		ours, theirs, err := pairedRates(r.Runs[o], r.Runs[k], rule)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Difference{Family: f, Setting: r.Rows[k].Policy, Ours: r.Rows[o].Policy,
+			Estimate: stats.Percentile(ours, 0.75) - stats.Percentile(theirs, 0.75),
+			CI90:     PairedBootstrap(ours, theirs, n, uint64(len(out)+1))})
+	}
+	return out, nil
+}
+
+// pairedRates is both runs' per-application cold-start rates under rule,
+// for the applications with requests, in the same order; the runs must
+// cover the same applications over the same range.
+func pairedRates(a, b Result, rule ColdRule) ([]float64, []float64, error) {
+	if len(a.Apps) != len(b.Apps) || a.EvalStart != b.EvalStart || a.EvalBins != b.EvalBins {
+		return nil, nil, fmt.Errorf("runs %s and %s cover different applications or ranges: they cannot be paired", a.Policy, b.Policy)
+	}
+	for i := range a.Apps {
+		if a.Apps[i].ID != b.Apps[i].ID || a.Apps[i].Requests != b.Apps[i].Requests {
+			return nil, nil, fmt.Errorf("runs %s and %s differ at application %d (%s, %s): they cannot be paired", a.Policy, b.Policy, i, a.Apps[i].ID, b.Apps[i].ID)
+		}
+	}
+	return AppColdRates(a, rule), AppColdRates(b, rule), nil
+}
+
 // Frontier is the Pareto frontier of rows: sorted by waste, each point
 // strictly better in p75 than every less wasteful one.
 func Frontier(rows []Summary) []Summary {
@@ -380,20 +453,26 @@ func Frontier(rows []Summary) []Summary {
 	return out
 }
 
-// ReadOff is the p75 a frontier reaches at waste w: interpolated between
-// its neighbouring points, the last point's beyond it, NaN before its first.
-func ReadOff(front []Summary, w float64) float64 {
-	if len(front) == 0 || w < front[0].WastePct {
-		return math.NaN()
-	}
-	for i := 1; i < len(front); i++ {
-		a, b := front[i-1], front[i]
-		if w < b.WastePct {
-			f := (w - a.WastePct) / (b.WastePct - a.WastePct)
-			return a.ColdP75 + f*(b.ColdP75-a.ColdP75)
+// BestAtWaste is the best measured setting among rows at waste w: the row
+// with the lowest p75 whose WastePct is at most w (ties: the less wasteful),
+// never a point between two settings; false when no row wastes that little.
+// Read at increasing w it is a staircase stepping down at the rows of the
+// Pareto frontier. Rows without a waste percentage are left out.
+func BestAtWaste(rows []Summary, w float64) (Summary, bool) {
+	var best *Summary
+	for i := range rows {
+		s := &rows[i]
+		if math.IsNaN(s.WastePct) || s.WastePct > w+1e-9 {
+			continue
+		}
+		if best == nil || s.ColdP75 < best.ColdP75 || (s.ColdP75 == best.ColdP75 && s.WastePct < best.WastePct) {
+			best = s
 		}
 	}
-	return front[len(front)-1].ColdP75
+	if best == nil {
+		return Summary{}, false
+	}
+	return *best, true
 }
 
 func matchedWaste(rows []Summary, fams []string, levels []float64) []Matched {
@@ -401,17 +480,22 @@ func matchedWaste(rows []Summary, fams []string, levels []float64) []Matched {
 	for _, f := range fams {
 		var fr []Summary
 		for _, s := range rows {
-			if s.Family == f {
+			if s.Family == f && !math.IsNaN(s.WastePct) {
 				fr = append(fr, s)
 			}
 		}
-		front := Frontier(fr)
-		if len(front) == 0 {
+		if len(fr) == 0 {
 			continue
 		}
 		m := Matched{Family: f, WastePct: slices.Clone(levels)}
 		for _, w := range levels {
-			m.ColdP75 = append(m.ColdP75, ReadOff(front, w))
+			s, ok := BestAtWaste(fr, w)
+			if !ok {
+				s = Summary{ColdP75: math.NaN(), WastePct: math.NaN()}
+			}
+			m.ColdP75 = append(m.ColdP75, s.ColdP75)
+			m.Setting = append(m.Setting, s.Policy)
+			m.SettingWastePct = append(m.SettingWastePct, s.WastePct)
 		}
 		out = append(out, m)
 	}

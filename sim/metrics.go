@@ -25,11 +25,16 @@ type Summary struct {
 	ColdOverall  float64  `json:"cold_rate_overall"` // cold requests / requests, 0..1
 	// ColdP75CI is a 90% bootstrap interval of ColdP75 over applications.
 	ColdP75CI [2]float64 `json:"cold_rate_p75_ci90"`
+	// ColdMeanApp is the mean of the per-app cold-start rates (every
+	// application with a request weighs the same), 0..1.
+	ColdMeanApp float64 `json:"cold_rate_mean_app"`
 	// Both rules' figures, whichever the report follows.
 	ColdP75First     float64 `json:"cold_rate_p75_first"`
 	ColdOverallFirst float64 `json:"cold_rate_overall_first"`
 	ColdP75All       float64 `json:"cold_rate_p75_all"`
 	ColdOverallAll   float64 `json:"cold_rate_overall_all"`
+	ColdMeanAppFirst float64 `json:"cold_rate_mean_app_first"`
+	ColdMeanAppAll   float64 `json:"cold_rate_mean_app_all"`
 
 	WastedMBSec  float64 `json:"wasted_mb_s"`              // idle + preparation memory-time
 	IdleMBSec    float64 `json:"idle_mb_s"`                // held in bins without a request
@@ -78,11 +83,24 @@ func Summarize(r Result, rule ColdRule) Summary {
 	}
 	s.ColdP75First = stats.Percentile(first, 0.75)
 	s.ColdP75All = stats.Percentile(all, 0.75)
-	s.ColdP75, s.ColdOverall, s.ColdRequests = s.ColdP75First, s.ColdOverallFirst, coldFirst
+	s.ColdMeanAppFirst, s.ColdMeanAppAll = mean(first), mean(all)
+	s.ColdP75, s.ColdOverall, s.ColdMeanApp, s.ColdRequests = s.ColdP75First, s.ColdOverallFirst, s.ColdMeanAppFirst, coldFirst
 	if rule == ColdAll {
-		s.ColdP75, s.ColdOverall, s.ColdRequests = s.ColdP75All, s.ColdOverallAll, coldAll
+		s.ColdP75, s.ColdOverall, s.ColdMeanApp, s.ColdRequests = s.ColdP75All, s.ColdOverallAll, s.ColdMeanAppAll, coldAll
 	}
 	return s
+}
+
+// mean is the mean of xs; 0 for none (as stats.Percentile).
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
 }
 
 // AppColdRates is every application's cold-start rate under rule, for the
@@ -122,6 +140,32 @@ func Bootstrap(rates []float64, n int, seed uint64) [2]float64 {
 			buf[j] = rates[rng.IntN(len(rates))]
 		}
 		est[i] = stats.PercentileInPlace(buf, 0.75)
+	}
+	return [2]float64{stats.PercentileInPlace(est, 0.05), stats.PercentileInPlace(est, 0.95)}
+}
+
+// PairedBootstrap is a 90% percentile interval of p75(a) − p75(b), where
+// a[i] and b[i] are the same application's rates under two policies: each
+// of the n resamples draws application indices with replacement once, from
+// a fixed seed, and takes both p75s on that same draw, so what the two
+// policies share (which applications are hard) cancels. NaNs when there is
+// nothing to resample or n <= 0. a and b must be equally long.
+func PairedBootstrap(a, b []float64, n int, seed uint64) [2]float64 {
+	if len(a) != len(b) {
+		panic("sim.PairedBootstrap: unpaired rates")
+	}
+	if len(a) == 0 || n <= 0 {
+		return [2]float64{math.NaN(), math.NaN()}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xd1ff))
+	est := make([]float64, n)
+	ba, bb := make([]float64, len(a)), make([]float64, len(b))
+	for i := range est {
+		for j := range ba {
+			k := rng.IntN(len(a))
+			ba[j], bb[j] = a[k], b[k]
+		}
+		est[i] = stats.PercentileInPlace(ba, 0.75) - stats.PercentileInPlace(bb, 0.75)
 	}
 	return [2]float64{stats.PercentileInPlace(est, 0.05), stats.PercentileInPlace(est, 0.95)}
 }

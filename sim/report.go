@@ -16,7 +16,8 @@ var csvHeader = []string{"range", "policy", "family", "param", "selected", "apps
 	"cold_rate_p75", "cold_rate_p75_ci90_low", "cold_rate_p75_ci90_high", "cold_rate_overall",
 	"cold_rate_p75_first", "cold_rate_overall_first", "cold_rate_p75_all", "cold_rate_overall_all",
 	"wasted_mb_s", "idle_mb_s", "preparation_mb_s", "waste_pct_of_keepalive10",
-	"preparations", "preparations_per_request", "live_mb_s"}
+	"preparations", "preparations_per_request", "live_mb_s",
+	"cold_rate_mean_app", "cold_rate_mean_app_first", "cold_rate_mean_app_all"} // appended last: old readers keep their columns
 
 // WriteCSV writes one row per policy run.
 func WriteCSV(w io.Writer, rep *Report) error {
@@ -31,7 +32,8 @@ func WriteCSV(w io.Writer, rep *Report) error {
 			f(r.ColdP75), f(r.ColdP75CI[0]), f(r.ColdP75CI[1]), f(r.ColdOverall),
 			f(r.ColdP75First), f(r.ColdOverallFirst), f(r.ColdP75All), f(r.ColdOverallAll),
 			f(r.WastedMBSec), f(r.IdleMBSec), f(r.PrepareMBSec), f(r.WastePct),
-			strconv.Itoa(r.Preparations), f(r.PrepsPerReq), f(r.LiveMBSec)}
+			strconv.Itoa(r.Preparations), f(r.PrepsPerReq), f(r.LiveMBSec),
+			f(r.ColdMeanApp), f(r.ColdMeanAppFirst), f(r.ColdMeanAppAll)}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -62,7 +64,7 @@ func WritePerAppCSV(w io.Writer, rep *Report) error {
 }
 
 // WriteJSON writes the whole report, indented. NaNs (no reference waste, a
-// curve that does not reach a waste) become null.
+// waste no setting reaches) become null.
 func WriteJSON(w io.Writer, rep *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -93,9 +95,11 @@ func jsonReport(rep *Report) any {
 		return out
 	}
 	type matched struct {
-		Family   string     `json:"family"`
-		WastePct []float64  `json:"waste_pct"`
-		ColdP75  []nullable `json:"cold_rate_p75"`
+		Family          string     `json:"family"`
+		WastePct        []float64  `json:"waste_pct"`
+		ColdP75         []nullable `json:"cold_rate_p75"`
+		Setting         []*string  `json:"setting"`
+		SettingWastePct []nullable `json:"setting_waste_pct"`
 	}
 	var ms []matched
 	for _, m := range rep.Matched {
@@ -103,15 +107,34 @@ func jsonReport(rep *Report) any {
 		for i, v := range m.ColdP75 {
 			c[i] = nullable(v)
 		}
-		ms = append(ms, matched{m.Family, m.WastePct, c})
+		set := make([]*string, len(m.Setting))
+		for i := range m.Setting {
+			if m.Setting[i] != "" {
+				set[i] = &m.Setting[i]
+			}
+		}
+		sw := make([]nullable, len(m.SettingWastePct))
+		for i, v := range m.SettingWastePct {
+			sw[i] = nullable(v)
+		}
+		ms = append(ms, matched{m.Family, m.WastePct, c, set, sw})
+	}
+	type difference struct {
+		Difference
+		CI90 [2]nullable `json:"ci90"`
+	}
+	var ds []difference
+	for _, d := range rep.Differences {
+		ds = append(ds, difference{d, [2]nullable{nullable(d.CI90[0]), nullable(d.CI90[1])}})
 	}
 	return struct {
 		*Report
-		Rows      []row     `json:"rows"`
-		Selection []row     `json:"selection"`
-		Chosen    []row     `json:"chosen"`
-		Matched   []matched `json:"matched_waste"`
-	}{rep, conv(rep.Rows), conv(rep.Selection), conv(rep.Chosen), ms}
+		Rows        []row        `json:"rows"`
+		Selection   []row        `json:"selection"`
+		Chosen      []row        `json:"chosen"`
+		Differences []difference `json:"p75_difference_vs,omitempty"`
+		Matched     []matched    `json:"matched_waste"`
+	}{rep, conv(rep.Rows), conv(rep.Selection), conv(rep.Chosen), ds, ms}
 }
 
 func rangeLine(name string, r RangeInfo) string {
@@ -126,14 +149,14 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "cold rule %q; each preparation charged %gs of its memory; budget %g%% of the 10-minute keep-alive's waste\n\n",
 		rep.ColdRule, rep.PrepareSeconds, rep.BudgetPct)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "test range\tcold p75\t90% CI\tcold overall\twaste\twasted GB·h\tpreparations\t")
+	fmt.Fprintln(tw, "test range\tcold p75\t90% CI\tmean per app\tcold overall\twaste\twasted GB·h\tpreparations\t")
 	for _, r := range rep.TestRows() {
 		mark := ""
 		if r.Selected {
 			mark = " *"
 		}
-		fmt.Fprintf(tw, "%s%s\t%.1f%%\t%.1f-%.1f%%\t%.2f%%\t%s\t%.2f\t%d\t\n", r.Policy, mark, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
-			100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
+		fmt.Fprintf(tw, "%s%s\t%.1f%%\t%.1f-%.1f%%\t%.1f%%\t%.2f%%\t%s\t%.2f\t%d\t\n", r.Policy, mark, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
+			100*r.ColdMeanApp, 100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -144,10 +167,16 @@ func WriteTable(w io.Writer, rep *Report) error {
 		fmt.Fprintf(w, "  %-16s %-24s select: p75 %5.1f%% waste %-7s  test: p75 %5.1f%% (%.1f-%.1f) waste %s\n",
 			s.Family, s.Policy, 100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], pct(t.WastePct))
 	}
+	if len(rep.Differences) > 0 {
+		fmt.Fprintf(w, "\np75 of ours (%s) minus each chosen setting's, test range, 90%% paired bootstrap interval over applications:\n", rep.Differences[0].Ours)
+		for _, d := range rep.Differences {
+			fmt.Fprintf(w, "  %-16s %-24s %s (%s)\n", d.Family, d.Setting, ppOf(d.Estimate), ppRange(d.CI90))
+		}
+	}
 	if len(rep.Matched) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\np75 at matched waste on the test range (each family's Pareto front, interpolated):")
+	fmt.Fprintln(w, "\np75 at matched waste on the test range (each family's best measured setting at or under each waste, a staircase, never interpolated):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "waste\t")
 	for _, m := range rep.Matched {
@@ -191,20 +220,54 @@ func pctOf(v float64) string {
 	return fmt.Sprintf("%.1f%%", 100*v)
 }
 
+// ppOf prints a difference of 0..1 rates in percentage points.
+func ppOf(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return fmt.Sprintf("%+.1f pp", 100*v)
+}
+
+// ppRange prints an interval of differences, "—" when there is none.
+func ppRange(ci [2]float64) string {
+	if math.IsNaN(ci[0]) || math.IsNaN(ci[1]) {
+		return "—"
+	}
+	return fmt.Sprintf("%+.1f to %+.1f", 100*ci[0], 100*ci[1])
+}
+
+// matchedCell is level k of m: the p75 and, in brackets, the setting that
+// gave it (its parameter, when the family has one).
+func matchedCell(m Matched, k int) string {
+	v := pctOf(m.ColdP75[k])
+	if set := strings.TrimPrefix(m.Setting[k], m.Family+"-"); set != "" && set != m.Family {
+		v += " (" + set + ")"
+	}
+	return v
+}
+
 // WriteMarkdown writes the report as Markdown, for the results page.
 func WriteMarkdown(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "%d apps; %s; %s. Cold rule %q; each preparation charged %gs of its memory.\n\n",
 		rep.Apps, rangeLine("select", rep.Select), rangeLine("test", rep.Test), rep.ColdRule, rep.PrepareSeconds)
 	fmt.Fprintf(w, "Chosen on the select range (lowest p75 within %g%% of the 10-minute keep-alive's waste there), reported on the test range:\n\n", rep.BudgetPct)
-	fmt.Fprintln(w, "| family | setting | select: cold p75 | select: waste | **test: cold p75** (90% CI) | test: cold overall | **test: waste** | test: preparations per request |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| family | setting | select: cold p75 | select: waste | **test: cold p75** (90% CI) | test: mean per app | test: cold overall | **test: waste** | test: preparations per request |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for i, s := range rep.Selection {
 		t := rep.Chosen[i]
-		fmt.Fprintf(w, "| %s | %s | %.1f%% | %s | **%.1f%%** (%.1f–%.1f) | %.2f%% | **%s** | %.3f |\n", s.Family, s.Policy,
-			100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], 100*t.ColdOverall, pct(t.WastePct), t.PrepsPerReq)
+		fmt.Fprintf(w, "| %s | %s | %.1f%% | %s | **%.1f%%** (%.1f–%.1f) | %.1f%% | %.2f%% | **%s** | %.3f |\n", s.Family, s.Policy,
+			100*s.ColdP75, pct(s.WastePct), 100*t.ColdP75, 100*t.ColdP75CI[0], 100*t.ColdP75CI[1], 100*t.ColdMeanApp, 100*t.ColdOverall, pct(t.WastePct), t.PrepsPerReq)
+	}
+	if len(rep.Differences) > 0 {
+		fmt.Fprintf(w, "\np75 cold-start rate of ours (%s) minus each family's chosen setting's, test range, in percentage points (negative: ours lower), with a 90%% paired bootstrap interval (both policies' p75 on the same resampled applications):\n\n", rep.Differences[0].Ours)
+		fmt.Fprintln(w, "| vs family | its setting | p75: ours − family | 90% CI |")
+		fmt.Fprintln(w, "|---|---|---:|---:|")
+		for _, d := range rep.Differences {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", d.Family, d.Setting, ppOf(d.Estimate), ppRange(d.CI90))
+		}
 	}
 	if len(rep.Matched) > 0 {
-		fmt.Fprintln(w, "\np75 cold-start rate at matched waste, test range (each family's Pareto front, interpolated; — where its curve does not reach):")
+		fmt.Fprintln(w, "\np75 cold-start rate at matched waste, test range: each family's best measured setting at or under each waste (a staircase of measured settings, never interpolated; the setting in brackets; — where no setting wastes that little):")
 		fmt.Fprintln(w)
 		fmt.Fprint(w, "| waste |")
 		for _, m := range rep.Matched {
@@ -218,7 +281,7 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 		for k, lv := range rep.Matched[0].WastePct {
 			fmt.Fprintf(w, "| %g%% |", lv)
 			for _, m := range rep.Matched {
-				fmt.Fprintf(w, " %s |", pctOf(m.ColdP75[k]))
+				fmt.Fprintf(w, " %s |", matchedCell(m, k))
 			}
 			fmt.Fprintln(w)
 		}
@@ -240,15 +303,15 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 	}
 	fmt.Fprintln(w, "\n<details><summary>Every setting on the test range</summary>")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| policy | cold p75 (90% CI) | cold overall | waste | wasted GB·h | preparations |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| policy | cold p75 (90% CI) | mean per app | cold overall | waste | wasted GB·h | preparations |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rep.TestRows() {
 		name := r.Policy
 		if r.Selected {
 			name = "**" + name + "**"
 		}
-		fmt.Fprintf(w, "| %s | %.1f%% (%.1f–%.1f) | %.2f%% | %s | %.1f | %d |\n", name, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
-			100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
+		fmt.Fprintf(w, "| %s | %.1f%% (%.1f–%.1f) | %.1f%% | %.2f%% | %s | %.1f | %d |\n", name, 100*r.ColdP75, 100*r.ColdP75CI[0], 100*r.ColdP75CI[1],
+			100*r.ColdMeanApp, 100*r.ColdOverall, pct(r.WastePct), r.WastedMBSec/1024/3600, r.Preparations)
 	}
 	_, err := fmt.Fprintln(w, "\n</details>")
 	return err

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -193,6 +194,113 @@ func TestPerAppKeepAlive(t *testing.T) {
 	check(t, got, 10, 10, 10, 0, 0, 0)
 }
 
+func TestPerAppKeepAliveFallsBackThenReChooses(t *testing.T) {
+	// No history before the range, then a request every 20 bins from bin
+	// 60, with cold starts cheap (threshold 1: no keep-alive is best once
+	// judged). Chosen at 60 and 120 with 0 and 2 gaps: the 10-minute
+	// window; at 180, with 5 gaps, none.
+	tr := mk(240, appSpec{mem: 100, at: every(60, 240, 20)})
+	p := NewPerAppKeepAlive(1, 100, DefaultKeepAlives)
+	got := run(t, tr, p, 60)
+	if p.k[0] != 0 {
+		t.Errorf("keep-alive after 5 gaps %d bins, want none", p.k[0])
+	}
+	// Requests 60 … 220 all cold; after each of 60 … 160 the 10-minute
+	// window held 10 idle bins (the instance that served kept, not prepared).
+	check(t, got, 9, 9, 9, 60, 60, 0)
+	// Fewer than PerAppMinGaps gaps in the whole run: the window stays 10.
+	few := NewPerAppKeepAlive(1, 100, DefaultKeepAlives)
+	got = run(t, mk(240, appSpec{mem: 100, at: []int{60, 100, 150, 200}}), few, 60)
+	if few.k[0] != 10 {
+		t.Errorf("keep-alive with 3 gaps %d bins, want the 10-minute fallback", few.k[0])
+	}
+	check(t, got, 4, 4, 4, 40, 40, 0)
+}
+
+// scanPerApp is the per-application keep-alive's choice for one app by a
+// scan of its counts, the way it was made before the bookkeeping: the
+// reference the online version must agree with.
+func scanPerApp(counts []uint32, mem, binSec, cold float64, cands []int, fallback int) int {
+	var gaps []int
+	last := -1
+	for b, c := range counts {
+		if c == 0 {
+			continue
+		}
+		if last >= 0 {
+			gaps = append(gaps, b-last-1)
+		}
+		last = b
+	}
+	if len(gaps) < PerAppMinGaps {
+		return fallback
+	}
+	trailing := len(counts) - last - 1
+	best, bestCost := 0, math.Inf(1)
+	for _, k := range cands {
+		idleBins, missed := min(k, trailing), 0
+		for _, g := range gaps {
+			if g < k {
+				idleBins += g
+			} else {
+				idleBins += k
+				missed++
+			}
+		}
+		if cost := float64(idleBins)*mem*binSec + float64(missed)*cold; cost < bestCost {
+			best, bestCost = k, cost
+		}
+	}
+	return best
+}
+
+func TestPerAppKeepAliveMatchesAScanOfTheHistory(t *testing.T) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 60, Days: 2, Seed: 3})
+	rg := Range{tr.Bins / 2, tr.Bins}
+	for _, th := range []float64{0.003, 0.03, 0.3} {
+		p := NewPerAppKeepAlive(th, 170, DefaultKeepAlives)
+		env := NewEnv(tr, rg)
+		if err := p.Start(env); err != nil {
+			t.Fatal(err)
+		}
+		cands := []int{0}
+		for _, d := range DefaultKeepAlives {
+			cands = append(cands, binsCeil(d, tr.Bin))
+		}
+		cold := 170 * tr.Bin.Seconds() / th
+		counts := make([]uint32, len(tr.Apps))
+		live := make([]bool, len(tr.Apps))
+		changed := 0
+		prev := map[int]int{}
+		for b := 0; b < rg.To; b++ {
+			if b >= rg.From {
+				if err := p.Plan(b, live); err != nil {
+					t.Fatal(err)
+				}
+				if (b-rg.From)%60 == 0 { // re-chosen: compare every app with a scan of bins < b
+					for i, a := range tr.Apps {
+						want := scanPerApp(a.Counts[:b], env.Apps[i].MemoryMB, tr.Bin.Seconds(), cold, cands, 10)
+						if p.k[i] != want {
+							t.Fatalf("threshold %v, bin %d, app %d: keep-alive %d bins, a scan says %d", th, b, i, p.k[i], want)
+						}
+						if v, ok := prev[i]; ok && v != want {
+							changed++
+						}
+						prev[i] = want
+					}
+				}
+			}
+			for i := range tr.Apps {
+				counts[i] = tr.Apps[i].Counts[b]
+			}
+			p.Observe(b, counts)
+		}
+		if changed == 0 {
+			t.Errorf("threshold %v: no application's window changed over a day: the test shows nothing", th)
+		}
+	}
+}
+
 func TestHistogramCV(t *testing.T) {
 	a := histApp{counts: make([]uint32, 4)}
 	p := &Histogram{binsPerHist: 1}
@@ -330,6 +438,11 @@ func TestEvaluateSelectsOnTheSelectRange(t *testing.T) {
 	if re.Apps != 3 || re.Requests != 4 || re.ColdRequests != 3 || re.ColdP75 != 1 || re.ColdOverall != 0.75 || re.ColdP75All != 1 || re.ColdOverallAll != 1 || re.WastePct != 0 {
 		t.Errorf("reactive %+v", re)
 	}
+	// Mean per-app rate: (1 + 1/2 + 1) / 3 first, all three 1 under the
+	// strict rule.
+	if math.Abs(re.ColdMeanApp-5.0/6) > 1e-12 || re.ColdMeanApp != re.ColdMeanAppFirst || re.ColdMeanAppAll != 1 {
+		t.Errorf("reactive mean per app %v (first %v, all %v), want 5/6 (5/6, 1)", re.ColdMeanApp, re.ColdMeanAppFirst, re.ColdMeanAppAll)
+	}
 	// Keep-alive 10 on the select range: app 0 held 4 (from 1), warm at 5,
 	// held 6-9: waste 4+... its own figures are the reference, 100%.
 	if ka := by["select/keepalive-10m"]; ka.WastePct != 100 || rep.Select.ReferenceWastedMBSec != ka.WastedMBSec {
@@ -369,11 +482,12 @@ func TestEvaluateSelectsOnTheSelectRange(t *testing.T) {
 	}
 }
 
-func TestFrontierAndReadOff(t *testing.T) {
+func TestFrontierAndBestAtWaste(t *testing.T) {
 	rows := []Summary{
 		{Policy: "a", WastePct: 50, ColdP75: 0.6},
 		{Policy: "b", WastePct: 100, ColdP75: 0.4},
-		{Policy: "c", WastePct: 120, ColdP75: 0.5}, // dominated
+		{Policy: "c", WastePct: 120, ColdP75: 0.5},  // dominated
+		{Policy: "b2", WastePct: 110, ColdP75: 0.4}, // ties b, wastes more
 		{Policy: "d", WastePct: 200, ColdP75: 0.0},
 		{Policy: "e", WastePct: math.NaN(), ColdP75: 0.1},
 	}
@@ -385,13 +499,37 @@ func TestFrontierAndReadOff(t *testing.T) {
 	if strings.Join(names, ",") != "a,b,d" {
 		t.Errorf("frontier %v, want a,b,d", names)
 	}
-	for _, c := range []struct{ w, want float64 }{{75, 0.5}, {150, 0.2}, {300, 0}, {50, 0.6}} {
-		if got := ReadOff(front, c.w); math.Abs(got-c.want) > 1e-12 {
-			t.Errorf("ReadOff(%v) = %v, want %v", c.w, got, c.want)
+	// A staircase of measured settings: between a (50%) and b (100%) the
+	// reading stays a's 0.6 (interpolation would say 0.5 at 75%), and it
+	// names the setting that gave it.
+	for _, c := range []struct {
+		w    float64
+		want float64
+		set  string
+	}{{50, 0.6, "a"}, {75, 0.6, "a"}, {99.9, 0.6, "a"}, {100, 0.4, "b"}, {150, 0.4, "b"}, {199, 0.4, "b"}, {200, 0, "d"}, {300, 0, "d"}} {
+		got, ok := BestAtWaste(rows, c.w)
+		if !ok || got.ColdP75 != c.want || got.Policy != c.set {
+			t.Errorf("BestAtWaste(%v) = %s %v (%v), want %s %v", c.w, got.Policy, got.ColdP75, ok, c.set, c.want)
+		}
+		if f, _ := BestAtWaste(front, c.w); f.Policy != got.Policy {
+			t.Errorf("at %v: the frontier gives %s, all rows %s", c.w, f.Policy, got.Policy)
 		}
 	}
-	if got := ReadOff(front, 25); !math.IsNaN(got) {
-		t.Errorf("before the curve: %v, want NaN", got)
+	if _, ok := BestAtWaste(rows, 25); ok {
+		t.Error("before the first setting: a reading, want none")
+	}
+	// A setting at exactly the level counts despite rounding.
+	if got, ok := BestAtWaste([]Summary{{Policy: "x", WastePct: 100 + 1e-12, ColdP75: 0.3}}, 100); !ok || got.Policy != "x" {
+		t.Errorf("at the level: %v %v", got, ok)
+	}
+	m := matchedWaste(append(rows, Summary{Policy: "other", Family: "g", WastePct: 10}), []string{"", "g", "h"}, []float64{25, 75, 200})
+	if len(m) != 2 || m[0].Family != "" || m[1].Family != "g" {
+		t.Fatalf("matched %+v", m)
+	}
+	if !math.IsNaN(m[0].ColdP75[0]) || m[0].Setting[0] != "" || !math.IsNaN(m[0].SettingWastePct[0]) ||
+		m[0].ColdP75[1] != 0.6 || m[0].Setting[1] != "a" || m[0].SettingWastePct[1] != 50 ||
+		m[0].ColdP75[2] != 0 || m[0].Setting[2] != "d" || m[1].Setting[2] != "other" {
+		t.Errorf("matched %+v", m)
 	}
 }
 
@@ -409,6 +547,87 @@ func TestBootstrap(t *testing.T) {
 	}
 	if same := Bootstrap([]float64{0.5, 0.5, 0.5}, 100, 1); same != [2]float64{0.5, 0.5} {
 		t.Errorf("constant rates: %v", same)
+	}
+}
+
+func TestPairedBootstrap(t *testing.T) {
+	a := make([]float64, 200)
+	b := make([]float64, 200)
+	for i := range a {
+		a[i] = float64(i) / 199
+		b[i] = a[i] + 0.02 // every application 2 points worse under b
+	}
+	// Paired, the shift is all there is: every resample sees exactly
+	// -0.02, where unpaired intervals of the two p75s overlap widely.
+	ci := PairedBootstrap(a, b, 500, 1)
+	if math.Abs(ci[0]+0.02) > 1e-9 || math.Abs(ci[1]+0.02) > 1e-9 {
+		t.Errorf("shifted rates: interval %v, want -0.02 exactly", ci)
+	}
+	ua, ub := Bootstrap(a, 500, 1), Bootstrap(b, 500, 2)
+	if ua[1] < ub[0] {
+		t.Errorf("unpaired intervals %v and %v do not overlap: the example shows nothing", ua, ub)
+	}
+	// Unrelated rates: an interval around the difference, the same for the
+	// same seed.
+	c := make([]float64, 200)
+	for i := range c {
+		c[i] = float64((i*37)%200) / 199 * 0.8
+	}
+	d := stats.Percentile(a, 0.75) - stats.Percentile(c, 0.75)
+	ci = PairedBootstrap(a, c, 500, 3)
+	if !(ci[0] < d && d < ci[1]) {
+		t.Errorf("interval %v around %v", ci, d)
+	}
+	if again := PairedBootstrap(a, c, 500, 3); again != ci {
+		t.Errorf("same seed gave %v then %v", ci, again)
+	}
+	if none := PairedBootstrap(a, c, -1, 3); !math.IsNaN(none[0]) || !math.IsNaN(none[1]) {
+		t.Errorf("no resamples: %v, want NaNs", none)
+	}
+}
+
+func TestEvaluateComparesOursPaired(t *testing.T) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 40, Days: 1, Seed: 1})
+	_, sel, test, err := Ranges(tr.Bins, 1.0/3, 1.0/3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := EvalConfig{Select: sel, Test: test, Families: []string{FamilyReactive, FamilyKeepAlive, FamilyOurs},
+		KeepAlives: []time.Duration{5 * time.Minute, 10 * time.Minute}, Thresholds: []float64{0.3, 0.6},
+		SelectForecaster: constForecaster{}, TestForecaster: constForecaster{}, Bootstrap: 200}
+	rep, err := Evaluate(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Differences) != 2 || len(rep.Chosen) != 3 {
+		t.Fatalf("differences %+v for chosen %+v", rep.Differences, rep.Chosen)
+	}
+	ours := rep.Chosen[2]
+	for i, d := range rep.Differences {
+		c := rep.Chosen[i]
+		if d.Family != c.Family || d.Setting != c.Policy || d.Ours != ours.Policy || math.Abs(d.Estimate-(ours.ColdP75-c.ColdP75)) > 1e-12 ||
+			!(d.CI90[0] <= d.CI90[1]) || math.IsNaN(d.CI90[0]) {
+			t.Errorf("difference %+v against ours %s p75 %v and %s p75 %v", d, ours.Policy, ours.ColdP75, c.Policy, c.ColdP75)
+		}
+	}
+	if again, err := rep.differences(cfg.ColdRule, cfg.Bootstrap); err != nil || fmt.Sprint(again) != fmt.Sprint(rep.Differences) {
+		t.Errorf("again: %+v (%v), first %+v", again, err, rep.Differences)
+	}
+	var js, md bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil || !strings.Contains(js.String(), `"p75_difference_vs": [`) || !strings.Contains(js.String(), `"ci90": [`) {
+		t.Errorf("json: %v", err)
+	}
+	if err := WriteMarkdown(&md, rep); err != nil || !strings.Contains(md.String(), "| vs family | its setting | p75: ours − family | 90% CI |") {
+		t.Errorf("markdown: %v\n%s", err, md.String())
+	}
+	// Runs over different ranges cannot be paired.
+	if _, _, err := pairedRates(rep.Runs[0], rep.Runs[len(rep.Runs)-1], ColdFirst); err == nil || !strings.Contains(err.Error(), "cannot be paired") {
+		t.Errorf("select against test run: %v", err)
+	}
+	// Without ours there is nothing to compare.
+	cfg.Families = []string{FamilyReactive, FamilyKeepAlive}
+	if rep, err := Evaluate(tr, cfg); err != nil || rep.Differences != nil {
+		t.Errorf("without ours: %+v, %v", rep.Differences, err)
 	}
 }
 

@@ -392,8 +392,9 @@ range.
 
 Policies: reactive (prepare nothing), keepalive (fixed keep-alive, swept
 over --keepalive-minutes), perapp-keepalive (each application's best fixed
-keep-alive on its history before the range, at the price of a cold start
-swept over --thresholds), histogram (the hybrid histogram policy of Shahrad
+keep-alive on all of its history so far, re-chosen every hour; 10 minutes
+until it has 5 gaps between requests to judge by; at the price of a cold
+start swept over --thresholds), histogram (the hybrid histogram policy of Shahrad
 et al., ATC 2020, swept over its range --histogram-hours), ours (the demand
 model, trained before each range, run on ONNX Runtime, deciding through the
 production policy package, swept over --thresholds) and oracle (knows the
