@@ -23,6 +23,27 @@
 // already held is kept at its plain threshold and a new one is prepared
 // only at a slightly higher one: the policy does not flap around the line.
 //
+// # What a cold start is worth, and when the forecast is trusted
+//
+// The operator names the figure they are judged on (Objective). Per
+// request, every cold start is worth the same. Per application (the
+// default), every application's cold-start rate counts equally, as in the
+// 75th percentile of per-application rates: one cold start of an
+// application is worth ReferenceRequestsPerDay over its own request rate,
+// so a sparse application's hold is bought as readily as a busy one's.
+//
+// The forecast is used for an application only once its recent history
+// holds TrustGaps idle stretches between requests. Until then the
+// application gets the fixed keep-alive it replaces (FallbackBins after
+// each request), so a new or barely seen application is never served worse
+// than by that keep-alive. Every application also stays held
+// KeepAliveBins after a request whatever the forecast (a session's next
+// request is likeliest then). A Threshold of 1 uses no forecast at all:
+// the policy is then exactly a fixed keep-alive, one of its own settings,
+// so a selection over its settings can always fall back to it.
+//
+// Config.Decide is the one function every caller decides through.
+//
 // The four outcomes are Prepare (nothing held, hold now), Keep (held, hold
 // on: extend the lease in place, or keep the instance that just served),
 // Release (held, let go) and Idle (nothing held, nothing to do).
@@ -79,12 +100,32 @@ type Config struct {
 	// SizePercentile sizes leases: this percentile of the application's
 	// request sizes, so most requests fit the instance.
 	SizePercentile float64 `json:"size_percentile"`
+
+	// Objective is what a cold start is worth: PerApplication (each
+	// application's cold-start rate counts equally) or PerRequest. Empty
+	// reads as PerRequest: loops started before the setting.
+	Objective Objective `json:"objective"`
+	// ReferenceRequestsPerDay is, under PerApplication, the request rate of
+	// the application Threshold speaks for: one with half the rate is
+	// worth twice as much per cold start.
+	ReferenceRequestsPerDay float64 `json:"reference_requests_per_day"`
+	// KeepAliveBins is a keep-alive floor: every application stays held
+	// this many bins after a bin with requests, whatever the forecast.
+	KeepAliveBins int `json:"keep_alive_bins"`
+	// FallbackBins is the keep-alive of an application whose forecast is
+	// not trusted (new, or too little history): it is held this many bins
+	// after a bin with requests, and never prepared on a forecast.
+	FallbackBins int `json:"fallback_bins"`
+	// TrustGaps is how many idle stretches between requests an
+	// application's recent history must hold before its forecast is used.
+	TrustGaps int `json:"trust_gaps"`
 }
 
 // Default is the configuration of a fresh loop and of `starter eval`'s
 // "ours" family before selection.
 func Default() Config {
-	return Config{Threshold: 0.05, ReferenceMB: 170, PrepareSeconds: 2, LookaheadBins: 10, SizePercentile: 0.95}
+	return Config{Threshold: 0.05, ReferenceMB: 170, PrepareSeconds: 2, LookaheadBins: 10, SizePercentile: 0.95,
+		Objective: PerApplication, ReferenceRequestsPerDay: 24, KeepAliveBins: 2, FallbackBins: 10, TrustGaps: 5}
 }
 
 // Limits are the bounds Validate enforces, in one place for every caller
@@ -95,7 +136,9 @@ var Limits = struct {
 	MaxPrepareSeconds              float64
 	MinLookahead, MaxLookahead     int
 	MinPercentile, MaxPercentile   float64
-}{0, 1, 1, 1 << 20, 3600, 1, 1440, 0.5, 1}
+	MaxReferenceRequests           float64
+	MaxKeepAliveBins, MaxTrustGaps int
+}{0, 1, 1, 1 << 20, 3600, 1, 1440, 0.5, 1, 1e9, 1440, 1440}
 
 // Validate says what is wrong with c, every problem at once.
 func (c Config) Validate() error {
@@ -115,6 +158,21 @@ func (c Config) Validate() error {
 	}
 	if !(c.SizePercentile >= l.MinPercentile && c.SizePercentile <= l.MaxPercentile) {
 		errs = append(errs, fmt.Errorf("size_percentile %v is outside [%v, %v]", c.SizePercentile, l.MinPercentile, l.MaxPercentile))
+	}
+	if err := checkObjective(c.Objective); err != nil {
+		errs = append(errs, err)
+	}
+	if r := c.ReferenceRequestsPerDay; !(r >= 0 && r <= l.MaxReferenceRequests) || (r == 0 && c.Objective == PerApplication) {
+		errs = append(errs, fmt.Errorf("reference_requests_per_day %v is outside (0, %g] (0 only with objective %q)", r, l.MaxReferenceRequests, PerRequest))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+		max  int
+	}{{"keep_alive_bins", c.KeepAliveBins, l.MaxKeepAliveBins}, {"fallback_bins", c.FallbackBins, l.MaxKeepAliveBins}, {"trust_gaps", c.TrustGaps, l.MaxTrustGaps}} {
+		if f.v < 0 || f.v > f.max {
+			errs = append(errs, fmt.Errorf("%s %d is outside [0, %d]", f.name, f.v, f.max))
+		}
 	}
 	return errors.Join(errs...)
 }

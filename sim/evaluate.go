@@ -52,6 +52,11 @@ var DefaultHistogramRanges = minutesList(10, 15, 20, 30, 45, 60, 90, 120, 180, 2
 var DefaultThresholds = []float64{0.002, 0.0027, 0.0036, 0.0049, 0.0066, 0.0089, 0.012, 0.016, 0.022, 0.03,
 	0.04, 0.054, 0.073, 0.099, 0.13, 0.18, 0.24, 0.33, 0.44, 0.6, 0.81}
 
+// DefaultFloors is the sweep of ours' keep-alive floor, bins held after
+// every bin with requests whatever the forecast; each is swept with every
+// threshold.
+var DefaultFloors = []int{0, 1, 2, 5, 10}
+
 // DefaultMatchedWaste are the waste levels (% of the 10-minute keep-alive)
 // at which every curve's p75 is read off.
 var DefaultMatchedWaste = []float64{25, 50, 75, 100, 125, 150, 175, 200}
@@ -85,7 +90,10 @@ type EvalConfig struct {
 	KeepAlives   []time.Duration
 	HistRanges   []time.Duration
 	Thresholds   []float64 // ours and the per-application keep-alive
-	// Policy is ours' configuration; its Threshold is swept.
+	Floors       []int     // ours' keep-alive floors, bins
+	// Policy is ours' configuration; its Threshold and KeepAliveBins are
+	// swept, and one more setting is always in the sweep: threshold 1 with
+	// a floor of the reference keep-alive, which is that keep-alive.
 	Policy policy.Config
 	// SelectForecaster and TestForecaster are the demand model for each
 	// range (a model trained before Select, and one trained before Test).
@@ -95,6 +103,8 @@ type EvalConfig struct {
 	BudgetPct                        float64  // default 100 (the 10-minute keep-alive's waste)
 	Bootstrap                        int      // resamples for the p75 intervals; default 1000, < 0 none
 	MatchedWaste                     []float64
+
+	referenceFloor int // the reference keep-alive in bins of the trace
 }
 
 func (c *EvalConfig) defaults() {
@@ -109,6 +119,9 @@ func (c *EvalConfig) defaults() {
 	}
 	if c.Thresholds == nil {
 		c.Thresholds = DefaultThresholds
+	}
+	if c.Floors == nil {
+		c.Floors = DefaultFloors
 	}
 	if c.Policy == (policy.Config{}) {
 		c.Policy = policy.Default()
@@ -239,13 +252,24 @@ func (c *EvalConfig) settings() ([]setting, error) {
 			if c.SelectForecaster == nil || c.TestForecaster == nil {
 				return nil, fmt.Errorf("policy %q needs the demand model, and none was given", FamilyOurs)
 			}
-			for _, th := range c.Thresholds {
-				cfg := c.Policy
-				cfg.Threshold = th
-				if err := cfg.Validate(); err != nil {
-					return nil, fmt.Errorf("ours at threshold %v: %w", th, err)
+			type point struct {
+				th    float64
+				floor int
+			}
+			var pts []point
+			for _, k := range c.Floors {
+				for _, th := range c.Thresholds {
+					pts = append(pts, point{th, k})
 				}
-				out = append(out, setting{f, th, func(fc *ForecastCache) Policy {
+			}
+			pts = append(pts, point{1, c.referenceFloor})
+			for _, pt := range pts {
+				cfg := c.Policy
+				cfg.Threshold, cfg.KeepAliveBins = pt.th, pt.floor
+				if err := cfg.Validate(); err != nil {
+					return nil, fmt.Errorf("ours at threshold %v, floor %d: %w", pt.th, pt.floor, err)
+				}
+				out = append(out, setting{f, pt.th, func(fc *ForecastCache) Policy {
 					return NewOurs(fc, cfg)
 				}})
 			}
@@ -271,6 +295,7 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 			return nil, err
 		}
 	}
+	cfg.referenceFloor = binsCeil(ReferenceKeepAlive, tr.Bin)
 	sets, err := cfg.settings()
 	if err != nil {
 		return nil, err
@@ -379,7 +404,7 @@ func (r *Report) selectSettings(fams []string) {
 		r.Selection = append(r.Selection, *best)
 		for i := range r.Rows {
 			s := &r.Rows[i]
-			if s.Family == f && s.Range == RangeTest && s.Param == best.Param {
+			if s.Family == f && s.Range == RangeTest && s.Policy == best.Policy {
 				s.Selected = true
 				r.Chosen = append(r.Chosen, *s)
 			}

@@ -78,12 +78,23 @@ func (c *ForecastCache) get(b int, h *History) ([]float64, error) {
 	return p, nil
 }
 
+// Windowed is a Forecaster that reads a fixed window of each
+// application's history; the policy reads the same window (the loop keeps
+// as many bins).
+type Windowed interface {
+	HistoryBins() int
+}
+
+// HistoryBins is the window of the demand model's features.
+func (d *DemandForecaster) HistoryBins() int { return d.Model.Spec().HistoryBins() }
+
 // Ours is Forewarm's policy: the demand model's chance of a request in each
-// bin, decided by package policy exactly as the prediction loop decides it
-// (policy.Thresholds.Decide with the application's memory and whether it
-// holds an instance as the bin begins). An instance is held after a bin in
-// which it was live or served requests, so keeping the instance that just
-// served is a Keep, not a new preparation.
+// bin, decided by package policy's one function (policy.Config.Decide)
+// exactly as the prediction loop decides it, from the application's memory,
+// whether it holds an instance as the bin begins and its activity over the
+// model's window. An instance is held after a bin in which it was live or
+// served requests, so keeping the instance that just served is a Keep, not
+// a new preparation.
 type Ours struct {
 	Config policy.Config
 	Cache  *ForecastCache
@@ -92,10 +103,12 @@ type Ours struct {
 	Record func(b, app int, p float64, a policy.Action)
 
 	hist    *History
-	th      []policy.Thresholds
-	held    []bool // holds an instance as the next bin begins
-	live    []bool // the last planned bin's decision
-	planned int    // last planned bin, -1 before the first
+	env     Env
+	window  int               // bins of history the policy reads; 0: all
+	act     []policy.Activity // per app, over the window before the next bin
+	held    []bool            // holds an instance as the next bin begins
+	live    []bool            // the last planned bin's decision
+	planned int               // last planned bin, -1 before the first
 }
 
 // NewOurs is our policy with cfg (its threshold is the swept parameter)
@@ -103,7 +116,11 @@ type Ours struct {
 func NewOurs(cache *ForecastCache, cfg policy.Config) *Ours { return &Ours{Config: cfg, Cache: cache} }
 
 func (p *Ours) Name() string {
-	return "ours-" + strconv.FormatFloat(p.Config.Threshold, 'g', -1, 64)
+	name := "ours-" + strconv.FormatFloat(p.Config.Threshold, 'g', -1, 64)
+	if p.Config.KeepAliveBins > 0 {
+		name += "-k" + strconv.Itoa(p.Config.KeepAliveBins)
+	}
+	return name
 }
 
 func (p *Ours) Start(env Env) error {
@@ -113,11 +130,12 @@ func (p *Ours) Start(env Env) error {
 	if p.Cache == nil {
 		return fmt.Errorf("no forecaster")
 	}
-	p.hist = nil
-	p.th = make([]policy.Thresholds, len(env.Apps))
-	for i, a := range env.Apps {
-		p.th[i] = p.Config.For(policy.App{MemoryMB: a.MemoryMB}, env.Bin)
+	p.hist, p.env = nil, env
+	p.window = 0
+	if w, ok := p.Cache.F.(Windowed); ok {
+		p.window = w.HistoryBins()
 	}
+	p.act = make([]policy.Activity, len(env.Apps))
 	p.held = make([]bool, len(env.Apps))
 	p.live = make([]bool, len(env.Apps))
 	p.planned = -1
@@ -135,11 +153,14 @@ func (p *Ours) Plan(b int, live []bool) error {
 	if err != nil {
 		return err
 	}
+	path := []float64{0}
 	for i, pr := range probs {
-		a := p.th[i].Decide(p.held[i], pr)
-		live[i] = a.Holds()
+		path[0] = pr
+		d := p.Config.Decide(policy.Situation{App: policy.App{MemoryMB: p.env.Apps[i].MemoryMB}, Held: p.held[i],
+			Activity: p.act[i], Path: path}, p.env.Bin, 1)
+		live[i] = d.Action.Holds()
 		if p.Record != nil {
-			p.Record(b, i, pr, a)
+			p.Record(b, i, pr, d.Action)
 		}
 	}
 	copy(p.live, live)
@@ -147,9 +168,26 @@ func (p *Ours) Plan(b int, live []bool) error {
 	return nil
 }
 
+// Observe records bin b: what is held as the next bin begins, and each
+// application's activity over the window that then ends with b.
 func (p *Ours) Observe(b int, counts []uint32) {
 	planned := p.planned == b
 	for i, c := range counts {
 		p.held[i] = c > 0 || (planned && p.live[i])
+		a := &p.act[i]
+		if p.window > 0 && b >= p.window {
+			if old := p.hist.tr.Apps[i].Counts[b-p.window]; old > 0 {
+				a.Requests -= float64(old)
+				a.ActiveBins--
+			}
+		} else {
+			a.Window++
+		}
+		a.Idle = min(a.Idle+1, a.Window)
+		if c > 0 {
+			a.Requests += float64(c)
+			a.ActiveBins++
+			a.Idle = 0
+		}
 	}
 }

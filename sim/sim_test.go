@@ -340,7 +340,7 @@ func (f *fakeForecaster) Forecast(b int, h *History) ([]float64, error) {
 // testConfig keeps an app of 50 MB at P >= th and prepares one at P >=
 // 1.1·th (a fresh preparation costs 6 s of a 60 s bin).
 func testConfig(th float64) policy.Config {
-	c := policy.Default()
+	c := policy.Default().RuleOnly()
 	c.Threshold, c.ReferenceMB, c.PrepareSeconds = th, 50, 6
 	return c
 }
@@ -687,5 +687,39 @@ func TestTune(t *testing.T) {
 	}
 	if _, err := Tune(rows, "ours", Goal{}); err == nil {
 		t.Error("no goal: no error")
+	}
+}
+
+// windowedForecaster reads a fixed window, like the demand model.
+type windowedForecaster struct {
+	fakeForecaster
+	window int
+}
+
+func (w *windowedForecaster) HistoryBins() int { return w.window }
+
+// Ours keeps each application's activity bin by bin; it must be what
+// policy.ActivityOf says of the window the loop would hold.
+func TestOursActivityIsTheWindowsActivity(t *testing.T) {
+	tr := trace.Synth(trace.SynthOptions{Apps: 20, Days: 1, Seed: 9})
+	f := &windowedForecaster{fakeForecaster: fakeForecaster{probs: map[int][]float64{}}, window: 90}
+	ours := NewOurs(NewForecastCache(f), policy.Default())
+	checked := 0
+	ours.Record = func(b, app int, _ float64, _ policy.Action) {
+		counts := tr.Apps[app].Counts[max(0, b-90):b]
+		win := make([]float64, len(counts))
+		for k, c := range counts {
+			win[k] = float64(c)
+		}
+		if got, want := ours.act[app], policy.ActivityOf(win); got != want {
+			t.Fatalf("bin %d app %d: activity %+v, want %+v", b, app, got, want)
+		}
+		checked++
+	}
+	if _, err := Run(tr, ours, Options{Range: Range{0, tr.Bins}}); err != nil {
+		t.Fatal(err)
+	}
+	if checked != 20*tr.Bins {
+		t.Fatalf("checked %d decisions", checked)
 	}
 }

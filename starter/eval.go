@@ -286,6 +286,8 @@ type sweepFlags struct {
 	budget  float64
 	boot    int
 	matched []float64
+	floors  []int
+	obj     string
 }
 
 func (f *sweepFlags) register(fs *pflag.FlagSet) {
@@ -298,6 +300,8 @@ func (f *sweepFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&f.prepSec, "prepare-seconds", policy.Default().PrepareSeconds, "memory-time each fresh preparation (reservation and shadow request) is charged, in seconds of the app's memory")
 	fs.Float64Var(&f.budget, "budget", 100, "waste budget for choosing each family's setting on the select range, % of the 10-minute keep-alive's waste")
 	fs.IntVar(&f.boot, "bootstrap", 1000, "bootstrap resamples of the applications for the p75's 90% intervals (0: none)")
+	fs.IntSliceVar(&f.floors, "keep-alive-floors", sim.DefaultFloors, "ours: the sweep of the keep-alive floor, bins held after every bin with requests whatever the forecast (each with every threshold)")
+	fs.StringVar(&f.obj, "objective", string(policy.Default().Objective), "ours: what a cold start is worth: per_application (every application's cold-start rate counts equally, as in the p75) or per_request")
 	floatListVar(fs, &f.matched, "matched-waste", sim.DefaultMatchedWaste, "waste levels (% of the 10-minute keep-alive) at which each curve's p75 is read off")
 }
 
@@ -331,6 +335,15 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 	if err := pc.Validate(); err != nil {
 		return cfg, usageErr("--prepare-seconds %v: %v", f.prepSec, err)
 	}
+	pc.Objective = policy.Objective(f.obj)
+	if err := pc.Validate(); err != nil || pc.Objective == "" {
+		return cfg, usageErr("--objective %q: choose %s or %s", f.obj, policy.PerApplication, policy.PerRequest)
+	}
+	for _, k := range f.floors {
+		if k < 0 || k > policy.Limits.MaxKeepAliveBins {
+			return cfg, usageErr("--keep-alive-floors %d: each must be in [0, %d] bins", k, policy.Limits.MaxKeepAliveBins)
+		}
+	}
 	if !(f.budget > 0) {
 		return cfg, usageErr("--budget %v: must be a positive percentage", f.budget)
 	}
@@ -347,7 +360,7 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 		}
 	}
 	return sim.EvalConfig{Families: fams, KeepAlives: kas, Thresholds: f.ths, HistRanges: hrs, OracleLead: f.lead,
-		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched}, nil
+		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched, Floors: f.floors}, nil
 }
 
 // evaluate prepares the trace and the models and runs the evaluation.
