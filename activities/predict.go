@@ -117,11 +117,17 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 		return ForecastResult{}, fmt.Errorf("forecast %s with model %s: %d outputs for %d inputs", in.App, m.Version(), len(path), in.Bins)
 	}
 	res := ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), Counts: read, Held: held}
-	res.Action = in.Thresholds.Decide(held, path[0])
-	if res.Action.Holds() {
-		res.HoldBins = policy.Config{LookaheadBins: leaseBins(in)}.Hold(in.Thresholds, held, path)
+	var change int
+	if in.Policy != nil {
+		change = decide(in, &res, counts, m.HistoryBins())
+	} else {
+		res.Action = in.Thresholds.Decide(held, path[0])
+		if res.Action.Holds() {
+			res.HoldBins = policy.Config{LookaheadBins: leaseBins(in)}.Hold(in.Thresholds, held, path)
+		}
+		change = 1 + policy.NextChange(in.Thresholds, res.Action.Holds(), path[1:])
 	}
-	res.NextChange, res.Until = nextWake(in, res.Action.Holds(), path)
+	res.NextChange, res.Until = nextWake(in, res.Action.Holds(), change, len(path))
 	if in.MaxSleep > 0 {
 		// The loop reads the path at the bin it decides and, when the policy
 		// prepares next, over the hold from there: the rest need not weigh
@@ -135,7 +141,7 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 	if in.Router != nil && p.Watch != nil {
 		p.Watch.Register(Plan{WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, App: in.App,
 			Wake: in.Router.Start, NextWake: in.Router.Start.Add(time.Duration(res.NextChange) * in.Router.Bin), Bin: in.Router.Bin,
-			Holding: res.Action.Holds(), Keep: in.Thresholds.Keep, Next: in.Next, ModelBin: in.Bin,
+			Holding: res.Action.Holds(), Keep: in.Thresholds.Keep, Policy: in.Policy, MemoryMB: in.MemoryMB, Next: in.Next, ModelBin: in.Bin,
 			Window: in.Router.Window, Model: res.ModelVersion})
 	}
 	if p.Decisions != nil {
@@ -171,13 +177,36 @@ func leaseBins(in ForecastInput) int {
 	return max(1, in.Lookahead, in.MaxSleep)
 }
 
+// decide lets policy.Config.Decide make the decision along the path, from
+// the application's activity over the model's window (window bins) of
+// counts, and plans what happens at the next change. It returns the next
+// change.
+func decide(in ForecastInput, res *ForecastResult, counts []float64, window int) int {
+	if window > 0 && len(counts) > window {
+		counts = counts[len(counts)-window:]
+	}
+	s := policy.Situation{App: policy.App{MemoryMB: in.MemoryMB}, Held: res.Held, Activity: policy.ActivityOf(counts),
+		Path: res.Path, Window: counts, WindowBins: window}
+	d := in.Policy.Decide(s, in.Bin, leaseBins(in))
+	res.Action, res.HoldBins = d.Action, d.HoldBins
+	if n := d.NextChange; n < len(res.Path) {
+		at := s.After(n)
+		at.Held = d.Action.Holds()
+		if then := in.Policy.Decide(at, in.Bin, max(1, in.Lookahead)); then.Action == policy.Prepare {
+			res.Ahead = &Ahead{Prepare: true, HoldBins: then.HoldBins}
+		} else {
+			res.Ahead = &Ahead{}
+		}
+	}
+	return d.NextChange
+}
+
 // nextWake is how many bins from now the loop decides next, and why: the
-// first change along the path, within the bound on the sleep (MaxSleep,
-// or how far the lease of a held instance is planned).
-func nextWake(in ForecastInput, holds bool, path []float64) (int, string) {
-	n := 1 + policy.NextChange(in.Thresholds, holds, path[1:])
+// first change along the path (n, of a path of bins), within the bound on
+// the sleep (MaxSleep, or how far the lease of a held instance is planned).
+func nextWake(in ForecastInput, holds bool, n, bins int) (int, string) {
 	if in.MaxSleep <= 0 {
-		if n >= len(path) {
+		if n >= bins {
 			return n, UntilEnd
 		}
 		return n, UntilChange
@@ -187,7 +216,7 @@ func nextWake(in ForecastInput, holds bool, path []float64) (int, string) {
 		return leaseBins(in), UntilHold
 	case n > in.MaxSleep:
 		return in.MaxSleep, UntilBound
-	case n >= len(path):
+	case n >= bins:
 		return n, UntilBound
 	}
 	return n, UntilChange

@@ -104,8 +104,14 @@ type ForecastInput struct {
 	// Held says the application holds an instance as the bin begins.
 	Held       bool
 	Thresholds policy.Thresholds
-	Lookahead  int  // policy.Config.LookaheadBins: the longest hold planned
-	DryRun     bool // recorded as such
+	// Policy, when set, decides through policy.Config.Decide with these
+	// settings, for an instance of MemoryMB, from the application's
+	// activity over the model's window of Counts; nil: the expected-value
+	// rule of Thresholds alone (loops from before the setting).
+	Policy    *policy.Config
+	MemoryMB  float64
+	Lookahead int  // policy.Config.LookaheadBins: the longest hold planned
+	DryRun    bool // recorded as such
 	// MaxSleep, when > 0, bounds the next wake: at most MaxSleep bins
 	// ahead; a held instance's lease is then planned that far too (not
 	// only Lookahead), so the loop need not wake earlier to extend it.
@@ -157,6 +163,16 @@ type ForecastResult struct {
 	// Held says whether the application held an instance as the bin began
 	// (in router mode the last bin's requests are known only here).
 	Held bool
+	// Ahead, from a decision through Policy, is what the policy does at
+	// NextChange if no request arrives before it: the loop prepares ahead
+	// of that bin when it prepares. Nil from the expected-value rule alone.
+	Ahead *Ahead
+}
+
+// Ahead is the decision at a loop's next change.
+type Ahead struct {
+	Prepare  bool // the policy prepares then
+	HoldBins int  // and holds that many bins from there (within the lookahead)
 }
 
 // Why a loop's next decision falls where it does (ForecastResult.Until).

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/forewarm/forewarm/policy"
 )
 
 // Plan is what a router-mode loop decided at its last wake and will do,
@@ -21,7 +23,11 @@ type Plan struct {
 	NextWake   time.Time     // start of the bin the loop decides next
 	Bin        time.Duration // the loop's bin (live)
 	Holding    bool
-	Keep       float64 // the application's keep threshold
+	Keep       float64 // the application's keep threshold (without Policy)
+	// Policy, when set, is what the loop decides by (with MemoryMB): an
+	// arrival wakes a holding loop when policy.Config.Decide would let go.
+	Policy   *policy.Config
+	MemoryMB float64
 	// Next and ModelBin place Wake on the model's timeline (a trace clock
 	// maps live bins onto trace bins).
 	Next     time.Time
@@ -200,13 +206,27 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 				// A hair above the threshold also wakes: a batch of another
 				// size may round the last bit the other way, and a wake
 				// too many decides what the loop would anyway.
-				if !(pr >= p.Keep*(1+1e-9)+1e-12) {
+				if !p.keeps(qs[lo+k].Counts, pr) {
 					wake = append(wake, due{p, WakeBelowKeep})
 				}
 			}
 		}
 	}
 	return w.wake(ctx, f, wake)
+}
+
+// keeps says whether a holding loop, given the counts up to now and the
+// chance of a request in this bin, would keep its instance.
+func (p *watched) keeps(counts []float64, pr float64) bool {
+	if p.Policy == nil {
+		return pr >= p.Keep*(1+1e-9)+1e-12
+	}
+	// Only a clear keep stands: a batch of another size may round the
+	// last bit the other way, and a wake too many decides what the loop
+	// would anyway.
+	clear := (pr - 1e-12) / (1 + 1e-9)
+	s := policy.Situation{App: policy.App{MemoryMB: p.MemoryMB}, Held: true, Activity: policy.ActivityOf(counts), Path: []float64{clear}}
+	return p.Policy.Decide(s, p.ModelBin, 1).Action.Holds()
 }
 
 // wake signals the loops, Parallel at a time (1: one after the other, on

@@ -78,12 +78,15 @@ func (c Config) floor(trusted bool) int {
 // is worth under the objective, relative to the reference application:
 // 1 per request; per application, ReferenceRequestsPerDay over its own
 // request rate (at least one request in the window), so that every
-// application's cold-start rate weighs the same.
+// application's cold-start rate weighs the same. The rate is read over at
+// least a day: a window shorter than that (a new application, or the start
+// of a trace) counts its requests as the day's, so a window padded with
+// idle bins before the first recorded one reads the same.
 func (c Config) ColdWeight(a Activity, bin time.Duration) float64 {
 	if c.Objective.perRequest() || a.Window <= 0 || bin <= 0 {
 		return 1
 	}
-	days := float64(a.Window) * bin.Hours() / 24
+	days := max(1, float64(a.Window)*bin.Hours()/24)
 	return c.ReferenceRequestsPerDay * days / math.Max(1, a.Requests)
 }
 
@@ -117,6 +120,24 @@ type Plan struct {
 	NextChange int
 	Weight     float64 // the cold-start weight the decision used
 	Trusted    bool    // whether the forecast was used
+}
+
+// After is the situation n bins from now if no request arrives in them:
+// the activity n idle bins on, the path from its n-th bin. Held is left
+// as it was: the caller says what is held then.
+func (s Situation) After(n int) Situation {
+	a := s.Activity
+	for j := 1; j <= n; j++ {
+		a = s.advance(a, j)
+	}
+	out := s
+	out.Activity = a
+	out.Path = s.Path[min(n, len(s.Path)):]
+	if s.WindowBins > 0 {
+		w := append(append([]float64(nil), s.Window...), make([]float64, n)...)
+		out.Window = w[max(0, len(w)-s.WindowBins):]
+	}
+	return out
 }
 
 // Decide is the one decision: what to do in this bin, how long a hold

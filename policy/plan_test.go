@@ -174,3 +174,17 @@ func TestValidateNamesTheNewSettings(t *testing.T) {
 		t.Error("per application with no reference rate accepted")
 	}
 }
+
+// After walks the same path Decide walks: the decision n bins on is the
+// one Decide met there.
+func TestAfterIsWhereTheWalkStands(t *testing.T) {
+	counts := []float64{1, 0, 0, 2, 0, 1, 0, 0, 0, 0}
+	s := Situation{Activity: ActivityOf(counts), Window: counts, WindowBins: 10, Path: []float64{0.1, 0.2, 0.3, 0.4}}
+	for n := 0; n <= 3; n++ {
+		ext := append(append([]float64(nil), counts...), make([]float64, n)...)
+		got := s.After(n)
+		if want := ActivityOf(ext[len(ext)-10:]); got.Activity != want || len(got.Path) != 4-n || ActivityOf(got.Window) != want {
+			t.Fatalf("after %d: %+v (window %v), want %+v", n, got.Activity, got.Window, want)
+		}
+	}
+}

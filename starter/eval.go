@@ -288,6 +288,8 @@ type sweepFlags struct {
 	matched []float64
 	floors  []int
 	obj     string
+	trust   int
+	fallbk  int
 }
 
 func (f *sweepFlags) register(fs *pflag.FlagSet) {
@@ -301,6 +303,8 @@ func (f *sweepFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&f.budget, "budget", 100, "waste budget for choosing each family's setting on the select range, % of the 10-minute keep-alive's waste")
 	fs.IntVar(&f.boot, "bootstrap", 1000, "bootstrap resamples of the applications for the p75's 90% intervals (0: none)")
 	fs.IntSliceVar(&f.floors, "keep-alive-floors", sim.DefaultFloors, "ours: the sweep of the keep-alive floor, bins held after every bin with requests whatever the forecast (each with every threshold)")
+	fs.IntVar(&f.trust, "trust-gaps", policy.Default().TrustGaps, "ours: idle stretches between requests an application's last day must hold before its forecast is used")
+	fs.IntVar(&f.fallbk, "fallback-bins", policy.Default().FallbackBins, "ours: the keep-alive, in bins, of an application whose forecast is not trusted")
 	fs.StringVar(&f.obj, "objective", string(policy.Default().Objective), "ours: what a cold start is worth: per_application (every application's cold-start rate counts equally, as in the p75) or per_request")
 	floatListVar(fs, &f.matched, "matched-waste", sim.DefaultMatchedWaste, "waste levels (% of the 10-minute keep-alive) at which each curve's p75 is read off")
 }
@@ -338,6 +342,10 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 	pc.Objective = policy.Objective(f.obj)
 	if err := pc.Validate(); err != nil || pc.Objective == "" {
 		return cfg, usageErr("--objective %q: choose %s or %s", f.obj, policy.PerApplication, policy.PerRequest)
+	}
+	pc.TrustGaps, pc.FallbackBins = f.trust, f.fallbk
+	if err := pc.Validate(); err != nil {
+		return cfg, usageErr("--trust-gaps %d, --fallback-bins %d: %v", f.trust, f.fallbk, err)
 	}
 	for _, k := range f.floors {
 		if k < 0 || k > policy.Limits.MaxKeepAliveBins {

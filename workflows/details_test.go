@@ -25,7 +25,7 @@ func TestLoopCurrentDetailsSummarise(t *testing.T) {
 		details = md.GetCurrentDetails()
 	}, 2600*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "test over"}) }, 2700*time.Millisecond)
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-d", Bin: time.Second})
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-d", Bin: time.Second, Policy: rulePolicy()})
 	require.NoError(t, env.GetWorkflowError())
 	summary, _, _ := strings.Cut(details, "\n\n")
 	for _, want := range []string{"**app-d** is running", "last P = 0.900 against keep ≥", "prepare ≥", "→ keep", "1 lease(s) live (h1 until", "next wake", "model recent-1."} {

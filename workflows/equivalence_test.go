@@ -299,6 +299,9 @@ func compareWithSimulator(t *testing.T, tr *trace.Trace, apps []int, from, to in
 	pol := DefaultPolicy()
 	pol.Threshold, pol.ReferenceMB, pol.PrepareSeconds, pol.LookaheadBins, pol.SizePercentile =
 		cfg.Threshold, cfg.ReferenceMB, cfg.PrepareSeconds, cfg.LookaheadBins, cfg.SizePercentile
+	pol.Objective, pol.ReferenceRequestsPerDay, pol.KeepAliveBins, pol.FallbackBins, pol.TrustGaps =
+		cfg.Objective, cfg.ReferenceRequestsPerDay, cfg.KeepAliveBins, cfg.FallbackBins, cfg.TrustGaps
+	require.Equal(t, cfg, pol.Config(), "the loop's policy carries every setting of the simulator's")
 	wakes = map[string]int{}
 	for i, a := range sub.Apps {
 		for _, m := range modes {
@@ -327,7 +330,7 @@ func compareWithSimulator(t *testing.T, tr *trace.Trace, apps []int, from, to in
 func TestLoopDecidesAsTheSimulator(t *testing.T) {
 	tr := trace.Synth(trace.SynthOptions{Apps: 12, Days: 1, Seed: 5, TimerJitter: 0.2})
 	cfg := policy.Default()
-	cfg.Threshold, cfg.LookaheadBins = 0.05, 15
+	cfg.Threshold, cfg.LookaheadBins, cfg.Objective = 0.05, 15, policy.PerRequest
 	held, _ := compareWithSimulator(t, tr, seq(len(tr.Apps)), 600, 780, cfg)
 	// The range must exercise the policy: holds, and every kind of decision.
 	require.Greater(t, held, 50, "too few held bins for the comparison to mean much")
@@ -336,11 +339,11 @@ func TestLoopDecidesAsTheSimulator(t *testing.T) {
 // TestLoopDecidesAsTheSimulatorOnSyntheticMixes does the same on fleets
 // of other shapes (the mixes of `starter eval --mix`).
 func TestLoopDecidesAsTheSimulatorOnSyntheticMixes(t *testing.T) {
-	for _, mix := range []string{"timer=0.6,rare=0.4", "heavy=0.2,bursty=0.5,diurnal=0.3"} {
+	for _, mix := range []string{"timer=0.6,rare=0.4", "heavy=0.2,bursty=0.5,diurnal=0.3", "session=0.7,timer=0.2,heavy=0.1"} {
 		t.Run(mix, func(t *testing.T) {
 			m, err := trace.ParseMix(mix)
 			require.NoError(t, err)
-			tr := trace.Synth(trace.SynthOptions{Apps: 10, Days: 1, Seed: 11, Mix: m, TimerJitter: 0.1})
+			tr := trace.Synth(trace.SynthOptions{Apps: 10, Days: 1, Seed: 11, Mix: m, TimerJitter: 0.1, Drift: 0.3})
 			held, _ := compareWithSimulator(t, tr, seq(len(tr.Apps)), 540, 720, policy.Default())
 			require.Greater(t, held, 30, "too few held bins for the comparison to mean much")
 		})

@@ -229,7 +229,7 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	case !l.bounded && next >= len(res.Path):
 		reason = "end of the forecast"
 	case l.ahead:
-		reason = l.planAhead(binStart, next, res.Path)
+		reason = l.planAhead(binStart, next, res)
 	}
 	if l.Policy.Ticking {
 		next, reason = 1, "ticking every bin"
@@ -248,12 +248,20 @@ const versionPrepareAhead = "prepare-ahead"
 // when it prepares, the preparation is started ahead of that bin (by the
 // lead time), so the instance is ready as the bin begins. It returns the
 // reason for the next wake.
-func (l *loop) planAhead(binStart time.Time, n int, path []float64) string {
+func (l *loop) planAhead(binStart time.Time, n int, res activities.ForecastResult) string {
+	path := res.Path
 	th := l.thresholds()
-	if th.Decide(l.Holding, path[n]) != policy.Prepare || l.Policy.DryRun {
+	prepares := th.Decide(l.Holding, path[n]) == policy.Prepare
+	if res.Ahead != nil {
+		prepares = res.Ahead.Prepare
+	}
+	if !prepares || l.Policy.DryRun {
 		return fmt.Sprintf("the policy lets go at P=%.3g", path[n])
 	}
 	hold := l.Policy.Config().Hold(th, false, path[n:])
+	if res.Ahead != nil {
+		hold = res.Ahead.HoldBins
+	}
 	l.AheadBin = binStart.Add(time.Duration(n) * l.Bin)
 	l.AheadAt = l.AheadBin.Add(-l.lead())
 	l.AheadUntil = l.AheadBin.Add(time.Duration(max(1, hold))*l.Bin + l.leaseGrace())
@@ -347,6 +355,11 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin, Bins: bins,
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
 		MaxSleep: maxSleep,
+	}
+	if cfg := l.Policy.Config(); cfg.Objective != "" {
+		// Decided in the activity by policy.Config.Decide; the expected-value
+		// rule alone (every loop from before) by the thresholds, as it ran.
+		in.Policy, in.MemoryMB = &cfg, l.leaseSizeMB()
 	}
 	if l.bounded && !(l.Router && l.Stats.Wakes == 1) {
 		in.Due, in.Decided = l.NextWake, slept+1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/forewarm/forewarm/policy"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +105,7 @@ func TestLoopKeepsAWarmInstanceAndReleasesIt(t *testing.T) {
 	}, 6700*time.Millisecond)
 	env.RegisterDelayedCallback(func() { withKept = queryState(t, env) }, 6800*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "test over"}) }, 6900*time.Millisecond)
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-w", Bin: time.Second})
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-w", Bin: time.Second, Policy: rulePolicy()})
 	require.NoError(t, env.GetWorkflowError())
 	var res LoopResult
 	require.NoError(t, env.GetWorkflowResult(&res))
@@ -270,7 +271,7 @@ func TestLoopPreparesAheadOfThePlannedBin(t *testing.T) {
 	env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2300*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "done"}) }, 2500*time.Millisecond)
 	bin := time.Minute
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: bin}})
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Policy: rulePolicy(), Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: bin}})
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, st.Leases, 1, "%+v", st)
 	ls := st.Leases[0]
@@ -292,7 +293,7 @@ func TestLoopCountsLateReportsInTheirBin(t *testing.T) {
 	}, 2100*time.Millisecond)
 	env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2150*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{}) }, 2500*time.Millisecond)
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-l", Bin: time.Second})
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-l", Bin: time.Second, Policy: rulePolicy()})
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, 2.0, st.Recent[len(st.Recent)-1], "counted in the closed bin it arrived in: %v", st.Recent[len(st.Recent)-4:])
 	require.Equal(t, 0.0, st.Pending)
@@ -322,7 +323,7 @@ func TestClaimWaitsForThePreparationInFlight(t *testing.T) {
 			env.RegisterDelayedCallback(func() { claimNow(t, env, "r1", 100, &got) }, 2*time.Second)
 			env.RegisterDelayedCallback(func() { st = queryState(t, env) }, 2900*time.Millisecond)
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "done"}) }, 2950*time.Millisecond)
-			env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: time.Minute}})
+			env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-t", Bin: time.Second, Policy: rulePolicy(), Clock: &TraceClock{RealStart: t0, TraceStart: t0, TraceBin: time.Minute}})
 			require.NoError(t, env.GetWorkflowError())
 			require.Equal(t, c.found, got.Found, "%+v", got)
 			require.InDelta(t, c.waitedMS, got.WaitedMS, 1)
@@ -366,4 +367,14 @@ func TestClaimWhileTheLoopIsStillSeeding(t *testing.T) {
 	require.Equal(t, 1.0, after.Stats.Requests, "counted once")
 	require.Positive(t, after.Stats.Wakes, "the loop decides once seeded")
 	require.Equal(t, []float64{0, 1, 0, 1}, after.Recent[:4], "the early request closed into the bin it arrived in, after the seeded three")
+}
+
+// rulePolicy decides by the expected-value rule alone (policy.RuleOnly):
+// the loop's mechanics are tested on the decisions that rule makes.
+func rulePolicy() Policy {
+	p := DefaultPolicy()
+	c := policy.Default().RuleOnly()
+	p.Objective, p.ReferenceRequestsPerDay, p.KeepAliveBins, p.FallbackBins, p.TrustGaps =
+		c.Objective, c.ReferenceRequestsPerDay, c.KeepAliveBins, c.FallbackBins, c.TrustGaps
+	return p
 }

@@ -26,7 +26,7 @@ func TestLoopSleepsUpToItsBoundAndWakesOnSignal(t *testing.T) {
 	}, 6500*time.Millisecond)
 	env.RegisterDelayedCallback(func() { late = queryState(t, env) }, 6600*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "test over"}) }, 7*time.Second)
-	pol := DefaultPolicy()
+	pol := rulePolicy()
 	pol.MaxSleepBins = 30
 	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-w", Bin: time.Second, Policy: pol})
 	require.NoError(t, env.GetWorkflowError())

@@ -23,11 +23,19 @@ type Policy struct {
 	PrepareSeconds float64 // see policy.Config
 	LookaheadBins  int     // see policy.Config: the longest the loop sleeps and a lease is planned
 	SizePercentile float64 // see policy.Config
-	TopN           int     // hosts to prepare per preparation
-	Paused         bool    // no predictions, no preparations; activity still counted
-	DryRun         bool    // predict and record, prepare nothing
-	MaxShadowMS    float64 // a slower shadow request fails the host
-	SampleMB       float64 // size of the shadow request's work
+	// What a cold start is worth and who the forecast is trusted for (see
+	// policy.Config); all zero in loops started before them, which decide
+	// by the expected-value rule alone.
+	Objective               policy.Objective
+	ReferenceRequestsPerDay float64
+	KeepAliveBins           int
+	FallbackBins            int
+	TrustGaps               int
+	TopN                    int     // hosts to prepare per preparation
+	Paused                  bool    // no predictions, no preparations; activity still counted
+	DryRun                  bool    // predict and record, prepare nothing
+	MaxShadowMS             float64 // a slower shadow request fails the host
+	SampleMB                float64 // size of the shadow request's work
 	// Ticking decides at every bin instead of sleeping until the policy
 	// could act; the decisions are the same, the cost is not.
 	Ticking bool
@@ -47,8 +55,10 @@ type Policy struct {
 func DefaultPolicy() Policy {
 	c := policy.Default()
 	return Policy{Threshold: c.Threshold, ReferenceMB: c.ReferenceMB, PrepareSeconds: c.PrepareSeconds,
-		LookaheadBins: c.LookaheadBins, SizePercentile: c.SizePercentile, TopN: 1, MaxShadowMS: 500, SampleMB: 8,
-		MaxSleepBins: DefaultMaxSleepBins}
+		LookaheadBins: c.LookaheadBins, SizePercentile: c.SizePercentile,
+		Objective: c.Objective, ReferenceRequestsPerDay: c.ReferenceRequestsPerDay, KeepAliveBins: c.KeepAliveBins,
+		FallbackBins: c.FallbackBins, TrustGaps: c.TrustGaps,
+		TopN: 1, MaxShadowMS: 500, SampleMB: 8, MaxSleepBins: DefaultMaxSleepBins}
 }
 
 // DefaultMaxSleepBins is an hour of one-minute bins: the longest a loop
@@ -67,7 +77,9 @@ func (p Policy) maxSleep() int {
 // Config is the decision part of the policy.
 func (p Policy) Config() policy.Config {
 	return policy.Config{Threshold: p.Threshold, ReferenceMB: p.ReferenceMB, PrepareSeconds: p.PrepareSeconds,
-		LookaheadBins: p.LookaheadBins, SizePercentile: p.SizePercentile}
+		LookaheadBins: p.LookaheadBins, SizePercentile: p.SizePercentile,
+		Objective: p.Objective, ReferenceRequestsPerDay: p.ReferenceRequestsPerDay, KeepAliveBins: p.KeepAliveBins,
+		FallbackBins: p.FallbackBins, TrustGaps: p.TrustGaps}
 }
 
 // legacy says p was written for a loop from before the policy package:
@@ -82,6 +94,8 @@ func (p Policy) legacy() bool {
 func (p Policy) upgraded() Policy {
 	d := DefaultPolicy()
 	p.Threshold, p.ReferenceMB, p.PrepareSeconds, p.LookaheadBins, p.SizePercentile = d.Threshold, d.ReferenceMB, d.PrepareSeconds, d.LookaheadBins, d.SizePercentile
+	// Decided by the expected-value rule as it did; the newer settings
+	// are for loops started with them.
 	p.HorizonBins, p.LeaseTTL = 0, 0
 	return p
 }
