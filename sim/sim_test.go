@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -721,5 +722,56 @@ func TestOursActivityIsTheWindowsActivity(t *testing.T) {
 	}
 	if checked != 20*tr.Bins {
 		t.Fatalf("checked %d decisions", checked)
+	}
+}
+
+// noisyForecaster knows nothing: a chance drawn at random each bin.
+type noisyForecaster struct{ seed uint64 }
+
+func (f noisyForecaster) Forecast(b int, h *History) ([]float64, error) {
+	rng := rand.New(rand.NewPCG(f.seed, uint64(b)))
+	p := make([]float64, len(h.Env().Apps))
+	for i := range p {
+		p[i] = rng.Float64() * 0.2
+	}
+	return p, nil
+}
+
+// On a fleet where the forecast cannot help (requests at random times, a
+// forecaster that knows nothing), ours falls back to the fixed keep-alive:
+// that keep-alive is one of its settings, with the very same figures, and
+// the setting chosen on the select range is no worse than it there.
+func TestOursFallsBackToTheKeepAliveWherePredictionCannotHelp(t *testing.T) {
+	m, err := trace.ParseMix("rare=0.6,bursty=0.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := trace.Synth(trace.SynthOptions{Apps: 60, Days: 3, Seed: 21, Mix: m})
+	fc := noisyForecaster{seed: 3}
+	rep, err := Evaluate(tr, EvalConfig{Select: Range{1440, 2880}, Test: Range{2880, 4320},
+		Families: []string{FamilyKeepAlive, FamilyOurs}, KeepAlives: []time.Duration{ReferenceKeepAlive},
+		Thresholds: []float64{0.01, 0.05, 0.2}, Floors: []int{0, 2}, SelectForecaster: fc, TestForecaster: fc, Bootstrap: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Summary{}
+	for _, r := range rep.Rows {
+		by[r.Range+"/"+r.Policy] = r
+	}
+	for _, rg := range []string{RangeSelect, RangeTest} {
+		ka, fb := by[rg+"/keepalive-10m"], by[rg+"/ours-1-k10"]
+		if ka.Requests == 0 || ka.ColdRequests != fb.ColdRequests || ka.WastedMBSec != fb.WastedMBSec || ka.ColdP75 != fb.ColdP75 {
+			t.Errorf("%s: ours at threshold 1 %+v differs from the keep-alive %+v", rg, fb, ka)
+		}
+	}
+	var sel Summary
+	for _, s := range rep.Selection {
+		if s.Family == FamilyOurs {
+			sel = s
+		}
+	}
+	ka := by[RangeSelect+"/keepalive-10m"]
+	if sel.Policy == "" || sel.WastePct > 100+1e-9 || sel.ColdP75 > ka.ColdP75 {
+		t.Errorf("chosen %s: p75 %v at %v%% waste, the keep-alive %v at 100%%", sel.Policy, sel.ColdP75, sel.WastePct, ka.ColdP75)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/policy"
 	"io"
 	"strconv"
 	"strings"
@@ -57,6 +58,9 @@ type policyFlags struct {
 	maxShadowMS, sampleMB                                  float64
 	lookahead, topN, maxSleep                              int
 	dryRun, paused, ticking                                bool
+	objective                                              string
+	refRequests                                            float64
+	keepAlive, fallback, trustGaps                         int
 }
 
 func (p *policyFlags) register(fs *pflag.FlagSet) {
@@ -66,6 +70,11 @@ func (p *policyFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&p.prepareSeconds, "prepare-seconds", d.PrepareSeconds, "memory-time a fresh preparation costs, seconds of the app's memory (raises the bar to prepare over the bar to keep)")
 	fs.IntVar(&p.lookahead, "lookahead", d.LookaheadBins, "bins the loop forecasts ahead: the longest it sleeps and a lease is planned")
 	fs.Float64Var(&p.sizePercentile, "size-percentile", d.SizePercentile, "leases are this percentile of the app's request sizes")
+	fs.StringVar(&p.objective, "objective", string(d.Objective), "what a cold start is worth: per_application (every application's cold-start rate counts equally, as in the p75) or per_request (start only)")
+	fs.Float64Var(&p.refRequests, "reference-requests-per-day", d.ReferenceRequestsPerDay, "per_application: the request rate of the application --threshold speaks for (start only)")
+	fs.IntVar(&p.keepAlive, "keep-alive-bins", d.KeepAliveBins, "bins every application stays held after a bin with requests, whatever the forecast (start only)")
+	fs.IntVar(&p.fallback, "fallback-bins", d.FallbackBins, "keep-alive, in bins, of an application whose forecast is not trusted yet (start only)")
+	fs.IntVar(&p.trustGaps, "trust-gaps", d.TrustGaps, "idle stretches between requests an application's last day must hold before its forecast is used (start only)")
 	fs.IntVar(&p.topN, "top-n", d.TopN, "hosts to prepare per preparation")
 	fs.BoolVar(&p.dryRun, "dry-run", false, "predict and record, prepare nothing")
 	fs.BoolVar(&p.paused, "paused", false, "start paused (activity counted, no predictions)")
@@ -74,6 +83,10 @@ func (p *policyFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&p.maxShadowMS, "max-shadow-ms", d.MaxShadowMS, "a slower shadow request fails the host")
 	fs.Float64Var(&p.sampleMB, "shadow-sample-mb", d.SampleMB, "work of the shadow request, MB")
 }
+
+// startOnlyFlags are policy flags a running loop's set-policy update does
+// not carry.
+var startOnlyFlags = []string{"objective", "reference-requests-per-day", "keep-alive-bins", "fallback-bins", "trust-gaps"}
 
 // change is the PolicyChange of the flags the user set.
 func (p *policyFlags) change(fs *pflag.FlagSet) workflows.PolicyChange {
@@ -110,7 +123,8 @@ func (p *policyFlags) policy() workflows.Policy {
 	return workflows.Policy{Threshold: p.threshold, ReferenceMB: p.referenceMB, PrepareSeconds: p.prepareSeconds,
 		LookaheadBins: p.lookahead, SizePercentile: p.sizePercentile, TopN: p.topN,
 		Paused: p.paused, DryRun: p.dryRun, Ticking: p.ticking, MaxShadowMS: p.maxShadowMS, SampleMB: p.sampleMB,
-		MaxSleepBins: p.maxSleep}
+		MaxSleepBins: p.maxSleep, Objective: policy.Objective(p.objective), ReferenceRequestsPerDay: p.refRequests,
+		KeepAliveBins: p.keepAlive, FallbackBins: p.fallback, TrustGaps: p.trustGaps}
 }
 
 // checkThresholdFlag refuses a NaN or out-of-range threshold before sending.
@@ -437,6 +451,11 @@ func newLoopPolicyCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireApp(app); err != nil {
 				return err
+			}
+			for _, f := range startOnlyFlags {
+				if cmd.Flags().Changed(f) {
+					return usageErr("--%s is set when a loop starts (starter loop start); the set-policy update does not change it", f)
+				}
 			}
 			ch := pf.change(cmd.Flags())
 			if ch == (workflows.PolicyChange{}) {
