@@ -101,6 +101,10 @@ type EvalConfig struct {
 	OracleLead                       int
 	ColdRule                         ColdRule // default ColdFirst
 	BudgetPct                        float64  // default 100 (the 10-minute keep-alive's waste)
+	// ReadySeconds, when > 0, reruns every family's chosen setting on the
+	// test range with fresh preparations ready only that long into their
+	// bin (Options.ReadySeconds): what a late preparation costs each.
+	ReadySeconds float64
 	Bootstrap                        int      // resamples for the p75 intervals; default 1000, < 0 none
 	MatchedWaste                     []float64
 
@@ -198,6 +202,10 @@ type Report struct {
 	// Differences are, for each family chosen beside ours, p75(ours) −
 	// p75(that family) on the test range with a paired bootstrap interval.
 	Differences []Difference `json:"p75_difference_vs,omitempty"`
+	// LateReady are the chosen settings on the test range again with fresh
+	// preparations ready only ReadySeconds into their bin.
+	ReadySeconds float64   `json:"late_ready_seconds,omitempty"`
+	LateReady    []Summary `json:"late_ready,omitempty"`
 	Matched     []Matched    `json:"matched_waste"`
 	// Calibration is the test model's forecasts on the test range against
 	// what happened, overall and per application group.
@@ -349,6 +357,31 @@ func Evaluate(tr *trace.Trace, cfg EvalConfig) (*Report, error) {
 		return nil, err
 	}
 	rep.Matched = matchedWaste(rep.TestRows(), cfg.Families, cfg.MatchedWaste)
+	if cfg.ReadySeconds > 0 {
+		rep.ReadySeconds = cfg.ReadySeconds
+		for _, ch := range rep.Chosen {
+			for _, st := range sets {
+				if st.family != ch.Family {
+					continue
+				}
+				p := st.mk(caches[RangeTest])
+				if p.Name() != ch.Policy {
+					continue
+				}
+				o := opts(cfg.Test)
+				o.ReadySeconds = cfg.ReadySeconds
+				res, err := Run(tr, p, o)
+				if err != nil {
+					return nil, err
+				}
+				s := Summarize(res, cfg.ColdRule)
+				s.Family, s.Param, s.Range, s.Selected = ch.Family, ch.Param, RangeTest, true
+				s.Normalize(rep.Test.ReferenceWastedMBSec)
+				rep.LateReady = append(rep.LateReady, s)
+				break
+			}
+		}
+	}
 	if c := caches[RangeTest]; c != nil {
 		if rep.Calibration, err = Calibration(tr, c, cfg.Test); err != nil {
 			return nil, err
@@ -417,7 +450,13 @@ func (r *Report) selectSettings(fams []string) {
 // comparison's place, so the same runs give the same intervals). None
 // without ours.
 func (r *Report) differences(rule ColdRule, n int) ([]Difference, error) {
-	chosen := map[string]int{} // family -> index of its chosen test row in Rows and Runs
+	return CompareChosen(r, r, rule, n)
+}
+
+// chosenTest is, per family, the index in Rows (and Runs) of its chosen
+// test row, and the families in report order.
+func (r *Report) chosenTest() (map[string]int, []string) {
+	chosen := map[string]int{}
 	var fams []string
 	for i, s := range r.Rows {
 		if s.Selected && s.Range == RangeTest {
@@ -425,23 +464,34 @@ func (r *Report) differences(rule ColdRule, n int) ([]Difference, error) {
 			fams = append(fams, s.Family)
 		}
 	}
-	o, ok := chosen[FamilyOurs]
-	if !ok {
+	return chosen, fams
+}
+
+// CompareChosen is, for every family chosen in base other than ours,
+// p75(ours) − p75(that family) on the test range, ours as chosen in ours
+// (base itself, or an evaluation of ours alone with another model over the
+// same trace and ranges), resampling the applications n times per
+// comparison (seeded by the comparison's place). None without ours.
+func CompareChosen(ours, base *Report, rule ColdRule, n int) ([]Difference, error) {
+	oc, _ := ours.chosenTest()
+	o, ok := oc[FamilyOurs]
+	if !ok || len(ours.Runs) != len(ours.Rows) {
 		return nil, nil
 	}
+	chosen, fams := base.chosenTest()
 	var out []Difference
 	for _, f := range fams {
 		if f == FamilyOurs {
 			continue
 		}
 		k := chosen[f]
-		ours, theirs, err := pairedRates(r.Runs[o], r.Runs[k], rule)
+		a, b, err := pairedRates(ours.Runs[o], base.Runs[k], rule)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Difference{Family: f, Setting: r.Rows[k].Policy, Ours: r.Rows[o].Policy,
-			Estimate: stats.Percentile(ours, 0.75) - stats.Percentile(theirs, 0.75),
-			CI90:     PairedBootstrap(ours, theirs, n, uint64(len(out)+1))})
+		out = append(out, Difference{Family: f, Setting: base.Rows[k].Policy, Ours: ours.Rows[o].Policy,
+			Estimate: stats.Percentile(a, 0.75) - stats.Percentile(b, 0.75),
+			CI90:     PairedBootstrap(a, b, n, uint64(len(out)+1))})
 	}
 	return out, nil
 }

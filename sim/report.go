@@ -134,7 +134,8 @@ func jsonReport(rep *Report) any {
 		Chosen      []row        `json:"chosen"`
 		Differences []difference `json:"p75_difference_vs,omitempty"`
 		Matched     []matched    `json:"matched_waste"`
-	}{rep, conv(rep.Rows), conv(rep.Selection), conv(rep.Chosen), ds, ms}
+		LateReady   []row        `json:"late_ready,omitempty"`
+	}{rep, conv(rep.Rows), conv(rep.Selection), conv(rep.Chosen), ds, ms, conv(rep.LateReady)}
 }
 
 func rangeLine(name string, r RangeInfo) string {
@@ -264,6 +265,14 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 		fmt.Fprintln(w, "|---|---|---:|---:|")
 		for _, d := range rep.Differences {
 			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", d.Family, d.Setting, ppOf(d.Estimate), ppRange(d.CI90))
+		}
+	}
+	if len(rep.LateReady) > 0 {
+		fmt.Fprintf(w, "\nThe chosen settings on the test range again, every fresh preparation ready only %gs into its bin (a request before then is cold):\n\n", rep.ReadySeconds)
+		fmt.Fprintln(w, "| family | setting | test: cold p75 | test: mean per app | test: cold overall | test: waste |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
+		for _, t := range rep.LateReady {
+			fmt.Fprintf(w, "| %s | %s | %.1f%% | %.1f%% | %.2f%% | %s |\n", t.Family, t.Policy, 100*t.ColdP75, 100*t.ColdMeanApp, 100*t.ColdOverall, pct(t.WastePct))
 		}
 	}
 	if len(rep.Matched) > 0 {

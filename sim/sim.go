@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/forewarm/forewarm/trace"
@@ -90,6 +91,31 @@ type Options struct {
 	// memory, charged to waste for each fresh preparation (its reservation
 	// before the bin and its shadow request). 0 charges nothing.
 	PrepareSeconds float64
+	// ReadySeconds, when > 0, is how long after its bin begins a freshly
+	// prepared instance becomes ready (the decision came at the bin's
+	// start, or the preparation took longer than planned): the bin's first
+	// request is cold when it arrives before then. Requests arrive
+	// uniformly within a bin, so with n of them that happens with chance
+	// 1 − (1 − ReadySeconds/bin)^n, drawn per application and bin from a
+	// fixed seed: every policy meets the same draws.
+	ReadySeconds float64
+}
+
+// lateReady says whether the first of n requests in app i's bin b arrives
+// before a fresh instance is ready, ready seconds into a bin of binSec.
+func lateReady(i, b int, n uint32, ready, binSec float64) bool {
+	if ready <= 0 || n == 0 {
+		return false
+	}
+	if ready >= binSec {
+		return true
+	}
+	h := uint64(i)*0x9e3779b97f4a7c15 ^ uint64(b)*0xbf58476d1ce4e5b9
+	h ^= h >> 31
+	h *= 0x94d049bb133111eb
+	h ^= h >> 29
+	u := float64(h>>11) / (1 << 53)
+	return u < 1-math.Pow(1-ready/binSec, float64(n))
 }
 
 // Result is the exact accounting of one run over the counted range.
@@ -225,6 +251,10 @@ func Run(tr *trace.Trace, p Policy, opt Options) (Result, error) {
 					r.LiveBins++
 					if !held[i] {
 						r.Preparations++
+						if lateReady(i, b, c, opt.ReadySeconds, binSec) {
+							r.ColdFirst++
+							r.ColdAll++
+						}
 					}
 					if c == 0 {
 						r.WastedBins++

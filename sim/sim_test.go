@@ -775,3 +775,28 @@ func TestOursFallsBackToTheKeepAliveWherePredictionCannotHelp(t *testing.T) {
 		t.Errorf("chosen %s: p75 %v at %v%% waste, the keep-alive %v at 100%%", sel.Policy, sel.ColdP75, sel.WastePct, ka.ColdP75)
 	}
 }
+
+// A preparation ready only after its bin's requests arrived serves none of
+// them: at a whole bin late, every prepared bin's first request is cold.
+func TestReadySecondsMakesLatePreparationsCold(t *testing.T) {
+	tr := mk(12, appSpec{mem: 50, at: []int{3, 6, 9}})
+	oracle := func() Policy { return &Oracle{} }
+	on, err := Run(tr, oracle(), Options{Range: Range{1, 12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := Run(tr, oracle(), Options{Range: Range{1, 12}, ReadySeconds: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on.Apps[0].ColdFirst != 0 || late.Apps[0].ColdFirst != 3 || late.Apps[0].Preparations != on.Apps[0].Preparations {
+		t.Errorf("on time %+v, a bin late %+v: want 0 and 3 cold, the same preparations", on.Apps[0], late.Apps[0])
+	}
+	// Part of a bin late: some first requests are cold, the same ones for
+	// every policy (a fixed draw per application and bin).
+	a, _ := Run(tr, oracle(), Options{Range: Range{1, 12}, ReadySeconds: 30})
+	b, _ := Run(tr, oracle(), Options{Range: Range{1, 12}, ReadySeconds: 30})
+	if a.Apps[0].ColdFirst != b.Apps[0].ColdFirst || a.Apps[0].ColdFirst > 3 {
+		t.Errorf("half a bin late: %d then %d cold", a.Apps[0].ColdFirst, b.Apps[0].ColdFirst)
+	}
+}

@@ -271,6 +271,94 @@ type evalOutput struct {
 	TrainSeconds   float64 `json:"train_seconds"`
 	TotalSeconds   float64 `json:"total_seconds"`
 	*sim.Report
+	Seeds        []seedRun `json:"-"`
+	SeedsSeconds float64   `json:"-"` // the other seeds' runs, not in TotalSeconds
+}
+
+// seedRun is ours with a model trained from another seed: the setting it
+// chose on the select range, that setting on the test range, and its p75
+// against each baseline's chosen setting of the main run, paired.
+type seedRun struct {
+	Seed        uint64      `json:"train_seed"`
+	Select      sim.Summary `json:"select"`
+	Test        sim.Summary `json:"test"`
+	Differences []seedDiff  `json:"p75_difference_vs"`
+}
+
+// seedDiff is a sim.Difference whose interval is absent without resamples.
+type seedDiff struct {
+	Family   string      `json:"family"`
+	Setting  string      `json:"setting"`
+	Ours     string      `json:"ours"`
+	Estimate float64     `json:"estimate"`
+	CI90     *[2]float64 `json:"ci90"`
+}
+
+// moreSeeds evaluates ours again for each seed (the baselines do not
+// depend on it) and compares each with the main run's baselines.
+func moreSeeds(ctx context.Context, g *globals, tf *traceFlags, mf modelFlags, rf *rangeFlags, cfg sim.EvalConfig, base *sim.Report, seeds []uint) ([]seedRun, error) {
+	var out []seedRun
+	for _, seed := range seeds {
+		mf.Seed = uint64(seed)
+		c := cfg
+		c.Families, c.ReadySeconds, c.Bootstrap = []string{sim.FamilyOurs}, 0, -1
+		_, rep, err := evaluate(ctx, g, tf, &mf, rf, c)
+		if err != nil {
+			return nil, fmt.Errorf("train seed %d: %w", seed, err)
+		}
+		if len(rep.Selection) != 1 || len(rep.Chosen) != 1 {
+			return nil, fmt.Errorf("train seed %d: no setting of ours chosen", seed)
+		}
+		diffs, err := sim.CompareChosen(rep, base, cfg.ColdRule, cfg.Bootstrap)
+		if err != nil {
+			return nil, fmt.Errorf("train seed %d: %w", seed, err)
+		}
+		run := seedRun{Seed: uint64(seed), Select: rep.Selection[0], Test: rep.Chosen[0]}
+		for _, d := range diffs {
+			sd := seedDiff{Family: d.Family, Setting: d.Setting, Ours: d.Ours, Estimate: d.Estimate}
+			if !math.IsNaN(d.CI90[0]) && !math.IsNaN(d.CI90[1]) {
+				sd.CI90 = &d.CI90
+			}
+			run.Differences = append(run.Differences, sd)
+		}
+		out = append(out, run)
+	}
+	return out, nil
+}
+
+// writeSeeds prints the other seeds' runs as a Markdown table.
+func writeSeeds(w io.Writer, first uint64, base *sim.Report, runs []seedRun) {
+	if len(runs) == 0 {
+		return
+	}
+	fams := []string{}
+	if len(runs[0].Differences) > 0 {
+		for _, d := range runs[0].Differences {
+			fams = append(fams, d.Family)
+		}
+	}
+	fmt.Fprintf(w, "\nOurs with the demand model trained from other seeds (the main run's is seed %d; baselines as chosen above), test range; p75 differences in percentage points with 90%% paired bootstrap intervals:\n\n", first)
+	fmt.Fprint(w, "| train seed | chosen setting | select: cold p75 | test: cold p75 | test: mean per app | test: overall | test: waste |")
+	for _, f := range fams {
+		fmt.Fprintf(w, " ours − %s |", f)
+	}
+	fmt.Fprint(w, "\n|---:|---|---:|---:|---:|---:|---:|")
+	for range fams {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, r := range runs {
+		fmt.Fprintf(w, "| %d | %s | %.1f%% | %.1f%% | %.1f%% | %.2f%% | %.1f%% |", r.Seed, r.Test.Policy, 100*r.Select.ColdP75, 100*r.Test.ColdP75,
+			100*r.Test.ColdMeanApp, 100*r.Test.ColdOverall, r.Test.WastePct)
+		for _, d := range r.Differences {
+			if d.CI90 == nil {
+				fmt.Fprintf(w, " %+.1f |", 100*d.Estimate)
+				continue
+			}
+			fmt.Fprintf(w, " %+.1f (%+.1f to %+.1f) |", 100*d.Estimate, 100*d.CI90[0], 100*d.CI90[1])
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // sweepFlags are the settings every family is swept over, and how the
@@ -290,6 +378,8 @@ type sweepFlags struct {
 	obj     string
 	trust   int
 	fallbk  int
+	ready   float64
+	seeds   []uint
 }
 
 func (f *sweepFlags) register(fs *pflag.FlagSet) {
@@ -303,6 +393,8 @@ func (f *sweepFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&f.budget, "budget", 100, "waste budget for choosing each family's setting on the select range, % of the 10-minute keep-alive's waste")
 	fs.IntVar(&f.boot, "bootstrap", 1000, "bootstrap resamples of the applications for the p75's 90% intervals (0: none)")
 	fs.IntSliceVar(&f.floors, "keep-alive-floors", sim.DefaultFloors, "ours: the sweep of the keep-alive floor, bins held after every bin with requests whatever the forecast (each with every threshold)")
+	fs.UintSliceVar(&f.seeds, "more-train-seeds", nil, "ours: train and evaluate again with each of these training seeds (twice the training each) and compare each with the baselines, paired")
+	fs.Float64Var(&f.ready, "late-ready-seconds", 30, "rerun every family's chosen setting on the test range with fresh preparations ready only this many seconds into their bin (0: no such run)")
 	fs.IntVar(&f.trust, "trust-gaps", policy.Default().TrustGaps, "ours: idle stretches between requests an application's last day must hold before its forecast is used")
 	fs.IntVar(&f.fallbk, "fallback-bins", policy.Default().FallbackBins, "ours: the keep-alive, in bins, of an application whose forecast is not trusted")
 	fs.StringVar(&f.obj, "objective", string(policy.Default().Objective), "ours: what a cold start is worth: per_application (every application's cold-start rate counts equally, as in the p75) or per_request")
@@ -343,6 +435,9 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 	if err := pc.Validate(); err != nil || pc.Objective == "" {
 		return cfg, usageErr("--objective %q: choose %s or %s", f.obj, policy.PerApplication, policy.PerRequest)
 	}
+	if !(f.ready >= 0) {
+		return cfg, usageErr("--late-ready-seconds %v: must be >= 0", f.ready)
+	}
 	pc.TrustGaps, pc.FallbackBins = f.trust, f.fallbk
 	if err := pc.Validate(); err != nil {
 		return cfg, usageErr("--trust-gaps %d, --fallback-bins %d: %v", f.trust, f.fallbk, err)
@@ -368,7 +463,7 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 		}
 	}
 	return sim.EvalConfig{Families: fams, KeepAlives: kas, Thresholds: f.ths, HistRanges: hrs, OracleLead: f.lead,
-		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched, Floors: f.floors}, nil
+		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched, Floors: f.floors, ReadySeconds: f.ready}, nil
 }
 
 // evaluate prepares the trace and the models and runs the evaluation.
@@ -441,8 +536,15 @@ training progress.`,
 			if err != nil {
 				return err
 			}
+			total := time.Since(began).Seconds()
+			var seeds []seedRun
+			if len(sf.seeds) > 0 && slices.Contains(cfg.Families, sim.FamilyOurs) {
+				if seeds, err = moreSeeds(cmd.Context(), g, &tf, mf, &rf, cfg, rep, sf.seeds); err != nil {
+					return err
+				}
+			}
 			out := evalOutput{Trace: setup.desc, TrainFraction: rf.Train, SelectFraction: rf.Select, SelectModel: setup.selModel, TestModel: setup.tstModel,
-				TrainSeconds: setup.trainSec, TotalSeconds: time.Since(began).Seconds(), Report: rep}
+				TrainSeconds: setup.trainSec, TotalSeconds: total, Report: rep, Seeds: seeds, SeedsSeconds: time.Since(began).Seconds() - total}
 			if title == "" {
 				title = "Cold starts vs. wasted memory, test range: " + setup.desc
 			}
@@ -459,6 +561,7 @@ training progress.`,
 				if err := sim.WriteMarkdown(w, rep); err != nil {
 					return err
 				}
+				writeSeeds(w, mf.Seed, rep, seeds)
 				_, err := fmt.Fprintf(w, "\nTime: %.0f s in all, of which training %.0f s and simulation %.1f s.\n", out.TotalSeconds, out.TrainSeconds, float64(rep.SimMillis)/1000)
 				return err
 			}
@@ -592,7 +695,9 @@ func writeEvalJSON(w io.Writer, out *evalOutput) error {
 		TrainSeconds   float64         `json:"train_seconds"`
 		TotalSeconds   float64         `json:"total_seconds"`
 		Results        json.RawMessage `json:"results"`
-	}{out.Trace, out.TrainFraction, out.SelectFraction, out.SelectModel, out.TestModel, out.TrainSeconds, out.TotalSeconds, json.RawMessage(b.String())})
+		Seeds          []seedRun       `json:"more_train_seeds,omitempty"`
+		SeedsSeconds   float64         `json:"more_train_seeds_seconds,omitempty"`
+	}{out.Trace, out.TrainFraction, out.SelectFraction, out.SelectModel, out.TestModel, out.TrainSeconds, out.TotalSeconds, json.RawMessage(b.String()), out.Seeds, out.SeedsSeconds})
 }
 
 func newTuneCmd(g *globals) *cobra.Command {
