@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/internal/buildinfo"
 	"log/slog"
 	"math"
 	"sync"
@@ -156,7 +157,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Version == "" {
-		cfg.Version = "dev"
+		cfg.Version = buildinfo.Version()
 	}
 	if cfg.TombstoneTTL <= 0 {
 		cfg.TombstoneTTL = api.MaxTTL

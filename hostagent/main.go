@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/internal/buildinfo"
 	"io"
 	"log/slog"
 	"net"
@@ -30,8 +31,6 @@ import (
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/store/chconn"
 )
-
-var version = "dev"
 
 // settings are the command line, with environment defaults.
 type settings struct {
@@ -72,6 +71,10 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "version" || os.Args[1] == "--version") {
+		fmt.Println(buildinfo.String("hostagent"))
+		return
+	}
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
 	var ue usageError
 	switch {
@@ -333,7 +336,7 @@ func run(args []string, stdout, stderr *os.File) error {
 		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, CPUMilli: s.CPUMilli,
 		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)), QueueWait: s.QueueWait,
 		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork, AllocScale: s.AllocScale,
-		Labels: s.Labels, Version: version, Logger: log,
+		Labels: s.Labels, Version: buildinfo.Version(), Logger: log,
 	})
 	if err != nil {
 		ln.Close()

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/internal/buildinfo"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -56,6 +57,12 @@ func newRoot() *cobra.Command {
 	for _, f := range commands {
 		root.AddCommand(f(g))
 	}
+	root.Version = buildinfo.Version()
+	root.AddCommand(&cobra.Command{Use: "version", Short: "Print the build's version", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), buildinfo.String("starter"))
+			return err
+		}})
 	// A malformed flag value is a usage error (exit 2), like a bad flag.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageErr("%s: %v (see `%s --help`)", cmd.CommandPath(), err, cmd.CommandPath())

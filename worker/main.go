@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/internal/buildinfo"
 	"log/slog"
 	"net"
 	"net/http"
@@ -198,6 +199,10 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 }
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "version" || os.Args[1] == "--version") {
+		fmt.Println(buildinfo.String("worker"))
+		return
+	}
 	s, err := parseFlags(os.Args[1:])
 	if errors.Is(err, pflag.ErrHelp) {
 		return

@@ -5,11 +5,13 @@ ARG GO_VERSION=1.26.8
 
 # 1. The binary (pure Go).
 FROM golang:${GO_VERSION}-bookworm AS build
+# The version every binary reports (`version`, /v1/info): --build-arg VERSION=v1.2.3.
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/hostagent ./hostagent
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/forewarm/forewarm/internal/buildinfo.version=${VERSION}" -o /out/hostagent ./hostagent
 
 # 2. The runtime: Debian slim (chown for the Kubernetes init container that
 #    hands the node's data folder to the agent), a user without privileges.

@@ -8,11 +8,13 @@ ARG GO_VERSION=1.26.8
 
 # 1. The binaries (cgo: ONNX Runtime is called through its C API).
 FROM golang:${GO_VERSION}-bookworm AS build
+# The version every binary reports (`version`, /v1/info): --build-arg VERSION=v1.2.3.
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/ ./worker ./starter
+RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w -X github.com/forewarm/forewarm/internal/buildinfo.version=${VERSION}" -o /out/ ./worker ./starter
 
 # 2. The ONNX Runtime CPU library from its npm package, checksum verified;
 #    the package's install script (which fetches GPU parts) never runs.
