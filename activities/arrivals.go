@@ -87,7 +87,9 @@ func (m *Mirror) Frozen() time.Time {
 
 // Freeze reads every bin that starts before through (a bin boundary) and
 // is not frozen yet; the first call reads Span bins. Concurrent callers
-// wait for one read.
+// wait for one read. A bin is frozen Grace after it ends at the earliest:
+// Freeze waits for the grace of a bin that has ended and refuses a
+// boundary whose bin is still open.
 func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 	if m.Bin <= 0 || m.Reader == nil {
 		return errors.New("arrival mirror: no bin width or reader")
@@ -95,12 +97,25 @@ func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 	if !through.Equal(through.Truncate(m.Bin)) {
 		return fmt.Errorf("arrival mirror: %v is not a boundary of %v bins", through, m.Bin)
 	}
-	if through.After(time.Now().Add(2 * m.Bin)) {
-		return fmt.Errorf("arrival mirror: bins before %v have not ended", through.UTC())
-	}
 	m.init()
 	if !through.After(m.Frozen()) {
 		return nil
+	}
+	// A bin is frozen for every loop of the worker: never before its grace
+	// has passed, when late reports may still be on their way. A bin that
+	// has ended is waited for (a timer set by another clock may fire a
+	// little early); one still open is refused.
+	if wait := time.Until(through.Add(Grace(m.Bin))); wait > 0 {
+		if wait > Grace(m.Bin) {
+			return fmt.Errorf("arrival mirror: the bin before %v has not ended", through.UTC())
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("arrival mirror: waiting for the grace of the bin before %v: %w", through.UTC(), ctx.Err())
+		}
 	}
 	select {
 	case m.lock <- struct{}{}:

@@ -79,6 +79,9 @@ type Watch struct {
 	mu    sync.Mutex
 	plans map[string]*watched
 
+	checkMu sync.Mutex // one Check at a time
+	checked time.Time  // the last boundary checked (zero before the first)
+
 	checks, wakes, cold, below, model, failed atomic.Int64
 }
 
@@ -119,18 +122,40 @@ func (w *Watch) Register(p Plan) {
 
 // Check freezes the bins before through (a bin boundary, Grace after it at
 // the earliest) and wakes every loop whose plan the arrivals in them may
-// have changed, boundary by boundary when more than one passed.
+// have changed, boundary by boundary, from the last boundary it checked to
+// the end of the frozen bins. The watch keeps its own mark of the
+// boundaries it checked: a loop's forecast freezes bins on the same mirror,
+// often before the watch (a loop due at a boundary wakes at its grace, as
+// the watch does), and those bins are checked all the same. A failed
+// freeze still checks the bins frozen before it.
 func (w *Watch) Check(ctx context.Context, through time.Time) error {
-	prev := w.Mirror.Frozen()
-	if err := w.Mirror.Freeze(ctx, through); err != nil {
-		return err
-	}
-	if prev.IsZero() || prev.After(through) {
-		prev = through.Add(-w.Mirror.Bin)
-	}
+	w.checkMu.Lock()
+	defer w.checkMu.Unlock()
 	var errs []error
-	for f := prev.Add(w.Mirror.Bin); !f.After(through); f = f.Add(w.Mirror.Bin) {
+	if err := w.Mirror.Freeze(ctx, through); err != nil {
+		errs = append(errs, err)
+	}
+	frozen := w.Mirror.Frozen()
+	if frozen.IsZero() {
+		return errors.Join(errs...)
+	}
+	bin := w.Mirror.Bin
+	from := w.checked
+	if from.IsZero() {
+		// The first check: the boundary asked for (the plans registered
+		// since the worker started came after the bins before it).
+		from = through.Add(-bin)
+		if frozen.Before(through) {
+			from = frozen.Add(-bin)
+		}
+	}
+	// Never further back than the mirror holds.
+	if oldest := frozen.Add(-time.Duration(w.Mirror.span()) * bin); from.Before(oldest) {
+		from = oldest
+	}
+	for f := from.Add(bin); !f.After(frozen); f = f.Add(bin) {
 		errs = append(errs, w.check(ctx, f))
+		w.checked = f
 	}
 	return errors.Join(errs...)
 }

@@ -89,7 +89,7 @@ func TestMirrorFreezesEachBinOnce(t *testing.T) {
 	_, err = m.Window("a", bin(2), 3)
 	require.ErrorContains(t, err, "not frozen")
 	require.ErrorContains(t, m.Freeze(ctx, bin(1).Add(time.Second)), "is not a boundary of 1m0s bins")
-	require.ErrorContains(t, m.Freeze(ctx, time.Now().Add(time.Hour).Truncate(time.Minute)), "have not ended")
+	require.ErrorContains(t, m.Freeze(ctx, time.Now().Add(time.Hour).Truncate(time.Minute)), "has not ended")
 	st.fail = errors.New("connection refused")
 	require.ErrorContains(t, m.Freeze(ctx, bin(2)), "connection refused")
 	require.Equal(t, bin(1), m.Frozen(), "a failed read freezes nothing")
@@ -273,4 +273,53 @@ func TestForecastInRouterMode(t *testing.T) {
 	in.Router.Bin = time.Second
 	_, err = env.ExecuteActivity(p.Forecast, in)
 	require.ErrorContains(t, err, "this worker mirrors 1m0s bins")
+}
+
+// A loop's forecast may freeze a bin before the watch checks it (both
+// freeze on the worker's one mirror): the watch still checks that bin, and
+// wakes the sleeping loop an arrival in it concerns.
+func TestWatchChecksABinALoopFrozeFirst(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{}
+	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)))
+	w.Register(Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
+		Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	st.add("a", bin(0), 1)
+	// Another loop wakes for bin 1 first: its forecast freezes bin 0.
+	require.NoError(t, m.Freeze(ctx, bin(1)))
+	require.NoError(t, w.Check(ctx, bin(1)))
+	require.Equal(t, []wake{{"a", bin(1), WakeColdArrival}}, waker.take(), "bin 0 was frozen by the loop, checked by the watch")
+
+	// The loop froze two more bins before the watch's next check: both are
+	// checked, each for its own arrivals.
+	w.Register(Plan{WorkflowID: "b", App: "b", Wake: bin(1), NextWake: bin(10), Bin: time.Minute,
+		Keep: 0.5, Next: bin(1), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	st.add("b", bin(1), 2)
+	require.NoError(t, m.Freeze(ctx, bin(3)))
+	require.NoError(t, w.Check(ctx, bin(2)))
+	require.Equal(t, []wake{{"b", bin(2), WakeColdArrival}}, waker.take())
+	require.NoError(t, w.Check(ctx, bin(3)))
+	require.Empty(t, waker.take(), "checked once")
+}
+
+// A bin is frozen only once its grace has passed: a boundary whose bin is
+// still open is refused, and one whose bin ended within the grace is
+// waited for, so no loop freezes a bin with part of its reports for every
+// loop of the worker.
+func TestMirrorFreezesOnlyAfterTheGrace(t *testing.T) {
+	st := &memReports{}
+	const b = time.Second
+	m := &Mirror{Reader: st, Bin: b, Span: 8}
+	ctx := context.Background()
+	open := time.Now().Truncate(b).Add(b) // the end of the bin open now
+	require.ErrorContains(t, m.Freeze(ctx, open), "has not ended")
+	require.Zero(t, st.reads, "nothing read")
+	time.Sleep(time.Until(open))
+	require.NoError(t, m.Freeze(ctx, open))
+	require.False(t, time.Now().Before(open.Add(Grace(b))), "read before the grace had passed")
+	require.Equal(t, open, m.Frozen())
 }
