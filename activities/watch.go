@@ -183,6 +183,7 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 	w.mu.Unlock()
 
 	var wake []due
+	var errs []error
 	var ask []*watched
 	var qs []DemandQuery
 	var model DemandModel
@@ -209,7 +210,8 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 		}
 		counts, err := w.Mirror.Window(p.App, f, p.Window)
 		if err != nil {
-			return err
+			errs = append(errs, err) // checked again at the next boundary
+			continue
 		}
 		bins := int(f.Sub(p.Wake) / p.Bin)
 		qs = append(qs, DemandQuery{Counts: counts, Next: p.Next.Add(time.Duration(bins) * p.ModelBin), Bin: p.ModelBin})
@@ -224,7 +226,11 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 				err = fmt.Errorf("%d outputs for %d inputs", len(probs), hi-lo)
 			}
 			if err != nil {
-				return fmt.Errorf("arrival watch: model %s: %w", model.Version(), err)
+				// The holding loops not checked are checked again at the
+				// next boundary (their plans are not marked); the loops a
+				// request found cold need no model and are woken now.
+				errs = append(errs, fmt.Errorf("arrival watch: model %s: %w", model.Version(), err))
+				break
 			}
 			for k, pr := range probs {
 				p := ask[lo+k]
@@ -237,7 +243,8 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 			}
 		}
 	}
-	return w.wake(ctx, f, wake)
+	errs = append(errs, w.wake(ctx, f, wake))
+	return errors.Join(errs...)
 }
 
 // keeps says whether a holding loop, given the counts up to now and the

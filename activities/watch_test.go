@@ -323,3 +323,31 @@ func TestMirrorFreezesOnlyAfterTheGrace(t *testing.T) {
 	require.False(t, time.Now().Before(open.Add(Grace(b))), "read before the grace had passed")
 	require.Equal(t, open, m.Frozen())
 }
+
+// failingModel fails every prediction.
+type failingModel struct{ lastCountModel }
+
+func (failingModel) Predict([]DemandQuery) ([]float64, error) {
+	return nil, errors.New("session closed")
+}
+
+// A model that fails checks no holding loop (they are checked again at the
+// next boundary), but the loops a request found cold are woken all the
+// same: they need no model.
+func TestWatchWakesColdLoopsWhenTheModelFails(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{}
+	p := &Predictor{Models: oneRegistry{failingModel{lastCountModel{"v1"}}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)))
+	for _, id := range []string{"held1", "cold", "held2"} {
+		w.Register(Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(10), Bin: time.Minute, Holding: id != "cold",
+			Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+		st.add(id, bin(0), 1)
+	}
+	require.ErrorContains(t, w.Check(ctx, bin(1)), "session closed")
+	require.Equal(t, []wake{{"cold", bin(1), WakeColdArrival}}, waker.take())
+	require.Equal(t, int64(1), w.Stats().Cold)
+}
