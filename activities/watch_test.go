@@ -351,3 +351,57 @@ func TestWatchWakesColdLoopsWhenTheModelFails(t *testing.T) {
 	require.Equal(t, []wake{{"cold", bin(1), WakeColdArrival}}, waker.take())
 	require.Equal(t, int64(1), w.Stats().Cold)
 }
+
+// slowReports is a store whose reads take longer the more bins they cover
+// (perBin each): a read that cannot finish before its deadline times out.
+type slowReports struct {
+	memReports
+	perBin time.Duration
+	widest int // the most bins one successful read covered
+}
+
+func (s *slowReports) Arrivals(ctx context.Context, from, to time.Time, bin time.Duration) (map[string]BinCounts, error) {
+	n := int(to.Sub(from) / bin)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < time.Duration(n)*s.perBin {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	s.widest = max(s.widest, n)
+	return s.memReports.Arrivals(ctx, from, to, bin)
+}
+
+// After a long outage (or at the first load) the mirror catches up in
+// reads of bounded width, freezing each as it comes, so a store that
+// cannot answer for all the missed bins at once still lets it catch up.
+func TestMirrorCatchesUpInBoundedReads(t *testing.T) {
+	st := &slowReports{perBin: 5 * time.Millisecond} // a read of 60 bins or more times out
+	st.add("a", bin(-1000), 2)
+	st.add("a", bin(-1), 1)
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 1440, Timeout: 300 * time.Millisecond}
+	ctx := context.Background()
+	var err error
+	for range 3 { // the worker tries again at the next bin
+		if err = m.Freeze(ctx, bin(0)); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	require.Equal(t, bin(0), m.Frozen())
+	require.LessOrEqual(t, st.widest, 50)
+	w, err := m.Window("a", bin(0), 1440)
+	require.NoError(t, err)
+	require.Equal(t, 2.0, w[440])
+	require.Equal(t, 1.0, w[1439])
+
+	// A long outage: 600 bins to catch up.
+	st.add("a", bin(300), 5)
+	for range 3 {
+		if err = m.Freeze(ctx, bin(600)); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	w, err = m.Window("a", bin(600), 1440)
+	require.NoError(t, err)
+	require.Equal(t, 5.0, w[1440-300])
+}
