@@ -45,13 +45,19 @@ type Mirror struct {
 	Reader ArrivalReader
 	Bin    time.Duration // the bins the router reports and router-mode loops decide
 	Span   int           // bins kept: the longest history a loop reads (default 1440)
-	// Timeout bounds one read of the store (default 2 minutes for the first,
-	// which loads Span bins, 10 s after).
+	// Chunk is the most bins one read of the store covers (default
+	// DefaultChunk): the first load and a catch-up after an outage read
+	// chunk after chunk, each frozen as it is read; a read that times out
+	// halves the chunk for every later read.
+	Chunk int
+	// Timeout bounds one read of the store (default 2 minutes for the reads
+	// of the first load, 10 s after).
 	Timeout time.Duration
 
 	lock   chan struct{} // one freeze at a time, waited for with a context
 	mu     sync.RWMutex
 	frozen time.Time // bins starting before it are frozen
+	chunk  int       // Chunk, halved by timeouts (0: not yet)
 	start  time.Time // the first bin held
 	apps   map[string]*busyBins
 }
@@ -86,8 +92,11 @@ func (m *Mirror) Frozen() time.Time {
 }
 
 // Freeze reads every bin that starts before through (a bin boundary) and
-// is not frozen yet; the first call reads Span bins. Concurrent callers
-// wait for one read.
+// is not frozen yet, at most Span bins back (the first call reads Span
+// bins), in reads of at most Chunk bins. Concurrent callers wait for one
+// read; a failed read keeps the bins read before it frozen. A bin is frozen Grace after it ends at the earliest:
+// Freeze waits for the grace of a bin that has ended and refuses a
+// boundary whose bin is still open.
 func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 	if m.Bin <= 0 || m.Reader == nil {
 		return errors.New("arrival mirror: no bin width or reader")
@@ -95,12 +104,25 @@ func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 	if !through.Equal(through.Truncate(m.Bin)) {
 		return fmt.Errorf("arrival mirror: %v is not a boundary of %v bins", through, m.Bin)
 	}
-	if through.After(time.Now().Add(2 * m.Bin)) {
-		return fmt.Errorf("arrival mirror: bins before %v have not ended", through.UTC())
-	}
 	m.init()
 	if !through.After(m.Frozen()) {
 		return nil
+	}
+	// A bin is frozen for every loop of the worker: never before its grace
+	// has passed, when late reports may still be on their way. A bin that
+	// has ended is waited for (a timer set by another clock may fire a
+	// little early); one still open is refused.
+	if wait := time.Until(through.Add(Grace(m.Bin))); wait > 0 {
+		if wait > Grace(m.Bin) {
+			return fmt.Errorf("arrival mirror: the bin before %v has not ended", through.UTC())
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("arrival mirror: waiting for the grace of the bin before %v: %w", through.UTC(), ctx.Err())
+		}
 	}
 	select {
 	case m.lock <- struct{}{}:
@@ -113,22 +135,63 @@ func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 		return nil // another caller read them
 	}
 	timeout := m.Timeout
-	if from.IsZero() {
-		from = through.Add(-time.Duration(m.span()) * m.Bin)
-		if timeout <= 0 {
-			timeout = 2 * time.Minute
-		}
+	if from.IsZero() && timeout <= 0 {
+		timeout = 2 * time.Minute
 	} else if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	rows, err := m.Reader.Arrivals(rctx, from, through, m.Bin)
-	if err != nil {
-		return fmt.Errorf("arrival mirror: read bins %v – %v: %w", from.UTC(), through.UTC(), err)
+	// Bins older than the span are never read: a catch-up after a longer
+	// outage starts a span back.
+	if keep := through.Add(-time.Duration(m.span()) * m.Bin); from.Before(keep) {
+		from = keep
 	}
+	// Catch up chunk by chunk, each frozen as it is read, so a store whose
+	// reads slow down with the bins they cover still lets the mirror catch
+	// up; a read that times out halves the chunk and is tried again.
+	for from.Before(through) {
+		n := m.chunkBins()
+		to := from.Add(time.Duration(n) * m.Bin)
+		if to.After(through) {
+			to = through
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		rows, err := m.Reader.Arrivals(rctx, from, to, m.Bin)
+		cancel()
+		if err != nil {
+			if n > 1 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				m.mu.Lock()
+				m.chunk = n / 2
+				m.mu.Unlock()
+				continue
+			}
+			return fmt.Errorf("arrival mirror: read bins %v – %v: %w", from.UTC(), to.UTC(), err)
+		}
+		m.add(rows, from, to)
+		from = to
+	}
+	return nil
+}
+
+// DefaultChunk is the most bins one read of a mirror covers by default.
+const DefaultChunk = 120
+
+// chunkBins is the most bins the next read covers.
+func (m *Mirror) chunkBins() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.chunk > 0 {
+		return m.chunk
+	}
+	if m.Chunk > 0 {
+		return m.Chunk
+	}
+	return DefaultChunk
+}
+
+// add freezes the bins [from, to) just read.
+func (m *Mirror) add(rows map[string]BinCounts, from, to time.Time) {
 	sec := int64(m.Bin / time.Second)
-	keepFrom := through.Add(-time.Duration(m.span()) * m.Bin)
+	keepFrom := to.Add(-time.Duration(m.span()) * m.Bin)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for app, bc := range rows {
@@ -162,8 +225,7 @@ func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 		}
 		m.start = keepFrom
 	}
-	m.frozen = through
-	return nil
+	m.frozen = to
 }
 
 // Window is app's counts of the n bins before end (a frozen boundary),

@@ -79,6 +79,9 @@ type Watch struct {
 	mu    sync.Mutex
 	plans map[string]*watched
 
+	checkMu sync.Mutex // one Check at a time
+	checked time.Time  // the last boundary checked (zero before the first)
+
 	checks, wakes, cold, below, model, failed atomic.Int64
 }
 
@@ -119,18 +122,40 @@ func (w *Watch) Register(p Plan) {
 
 // Check freezes the bins before through (a bin boundary, Grace after it at
 // the earliest) and wakes every loop whose plan the arrivals in them may
-// have changed, boundary by boundary when more than one passed.
+// have changed, boundary by boundary, from the last boundary it checked to
+// the end of the frozen bins. The watch keeps its own mark of the
+// boundaries it checked: a loop's forecast freezes bins on the same mirror,
+// often before the watch (a loop due at a boundary wakes at its grace, as
+// the watch does), and those bins are checked all the same. A failed
+// freeze still checks the bins frozen before it.
 func (w *Watch) Check(ctx context.Context, through time.Time) error {
-	prev := w.Mirror.Frozen()
-	if err := w.Mirror.Freeze(ctx, through); err != nil {
-		return err
-	}
-	if prev.IsZero() || prev.After(through) {
-		prev = through.Add(-w.Mirror.Bin)
-	}
+	w.checkMu.Lock()
+	defer w.checkMu.Unlock()
 	var errs []error
-	for f := prev.Add(w.Mirror.Bin); !f.After(through); f = f.Add(w.Mirror.Bin) {
+	if err := w.Mirror.Freeze(ctx, through); err != nil {
+		errs = append(errs, err)
+	}
+	frozen := w.Mirror.Frozen()
+	if frozen.IsZero() {
+		return errors.Join(errs...)
+	}
+	bin := w.Mirror.Bin
+	from := w.checked
+	if from.IsZero() {
+		// The first check: the boundary asked for (the plans registered
+		// since the worker started came after the bins before it).
+		from = through.Add(-bin)
+		if frozen.Before(through) {
+			from = frozen.Add(-bin)
+		}
+	}
+	// Never further back than the mirror holds.
+	if oldest := frozen.Add(-time.Duration(w.Mirror.span()) * bin); from.Before(oldest) {
+		from = oldest
+	}
+	for f := from.Add(bin); !f.After(frozen); f = f.Add(bin) {
 		errs = append(errs, w.check(ctx, f))
+		w.checked = f
 	}
 	return errors.Join(errs...)
 }
@@ -158,6 +183,7 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 	w.mu.Unlock()
 
 	var wake []due
+	var errs []error
 	var ask []*watched
 	var qs []DemandQuery
 	var model DemandModel
@@ -184,7 +210,8 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 		}
 		counts, err := w.Mirror.Window(p.App, f, p.Window)
 		if err != nil {
-			return err
+			errs = append(errs, err) // checked again at the next boundary
+			continue
 		}
 		bins := int(f.Sub(p.Wake) / p.Bin)
 		qs = append(qs, DemandQuery{Counts: counts, Next: p.Next.Add(time.Duration(bins) * p.ModelBin), Bin: p.ModelBin})
@@ -199,7 +226,11 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 				err = fmt.Errorf("%d outputs for %d inputs", len(probs), hi-lo)
 			}
 			if err != nil {
-				return fmt.Errorf("arrival watch: model %s: %w", model.Version(), err)
+				// The holding loops not checked are checked again at the
+				// next boundary (their plans are not marked); the loops a
+				// request found cold need no model and are woken now.
+				errs = append(errs, fmt.Errorf("arrival watch: model %s: %w", model.Version(), err))
+				break
 			}
 			for k, pr := range probs {
 				p := ask[lo+k]
@@ -212,7 +243,8 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 			}
 		}
 	}
-	return w.wake(ctx, f, wake)
+	errs = append(errs, w.wake(ctx, f, wake))
+	return errors.Join(errs...)
 }
 
 // keeps says whether a holding loop, given the counts up to now and the

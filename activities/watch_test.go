@@ -89,7 +89,7 @@ func TestMirrorFreezesEachBinOnce(t *testing.T) {
 	_, err = m.Window("a", bin(2), 3)
 	require.ErrorContains(t, err, "not frozen")
 	require.ErrorContains(t, m.Freeze(ctx, bin(1).Add(time.Second)), "is not a boundary of 1m0s bins")
-	require.ErrorContains(t, m.Freeze(ctx, time.Now().Add(time.Hour).Truncate(time.Minute)), "have not ended")
+	require.ErrorContains(t, m.Freeze(ctx, time.Now().Add(time.Hour).Truncate(time.Minute)), "has not ended")
 	st.fail = errors.New("connection refused")
 	require.ErrorContains(t, m.Freeze(ctx, bin(2)), "connection refused")
 	require.Equal(t, bin(1), m.Frozen(), "a failed read freezes nothing")
@@ -273,4 +273,135 @@ func TestForecastInRouterMode(t *testing.T) {
 	in.Router.Bin = time.Second
 	_, err = env.ExecuteActivity(p.Forecast, in)
 	require.ErrorContains(t, err, "this worker mirrors 1m0s bins")
+}
+
+// A loop's forecast may freeze a bin before the watch checks it (both
+// freeze on the worker's one mirror): the watch still checks that bin, and
+// wakes the sleeping loop an arrival in it concerns.
+func TestWatchChecksABinALoopFrozeFirst(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{}
+	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)))
+	w.Register(Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
+		Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	st.add("a", bin(0), 1)
+	// Another loop wakes for bin 1 first: its forecast freezes bin 0.
+	require.NoError(t, m.Freeze(ctx, bin(1)))
+	require.NoError(t, w.Check(ctx, bin(1)))
+	require.Equal(t, []wake{{"a", bin(1), WakeColdArrival}}, waker.take(), "bin 0 was frozen by the loop, checked by the watch")
+
+	// The loop froze two more bins before the watch's next check: both are
+	// checked, each for its own arrivals.
+	w.Register(Plan{WorkflowID: "b", App: "b", Wake: bin(1), NextWake: bin(10), Bin: time.Minute,
+		Keep: 0.5, Next: bin(1), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	st.add("b", bin(1), 2)
+	require.NoError(t, m.Freeze(ctx, bin(3)))
+	require.NoError(t, w.Check(ctx, bin(2)))
+	require.Equal(t, []wake{{"b", bin(2), WakeColdArrival}}, waker.take())
+	require.NoError(t, w.Check(ctx, bin(3)))
+	require.Empty(t, waker.take(), "checked once")
+}
+
+// A bin is frozen only once its grace has passed: a boundary whose bin is
+// still open is refused, and one whose bin ended within the grace is
+// waited for, so no loop freezes a bin with part of its reports for every
+// loop of the worker.
+func TestMirrorFreezesOnlyAfterTheGrace(t *testing.T) {
+	st := &memReports{}
+	const b = time.Second
+	m := &Mirror{Reader: st, Bin: b, Span: 8}
+	ctx := context.Background()
+	open := time.Now().Truncate(b).Add(b) // the end of the bin open now
+	require.ErrorContains(t, m.Freeze(ctx, open), "has not ended")
+	require.Zero(t, st.reads, "nothing read")
+	time.Sleep(time.Until(open))
+	require.NoError(t, m.Freeze(ctx, open))
+	require.False(t, time.Now().Before(open.Add(Grace(b))), "read before the grace had passed")
+	require.Equal(t, open, m.Frozen())
+}
+
+// failingModel fails every prediction.
+type failingModel struct{ lastCountModel }
+
+func (failingModel) Predict([]DemandQuery) ([]float64, error) {
+	return nil, errors.New("session closed")
+}
+
+// A model that fails checks no holding loop (they are checked again at the
+// next boundary), but the loops a request found cold are woken all the
+// same: they need no model.
+func TestWatchWakesColdLoopsWhenTheModelFails(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{}
+	p := &Predictor{Models: oneRegistry{failingModel{lastCountModel{"v1"}}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)))
+	for _, id := range []string{"held1", "cold", "held2"} {
+		w.Register(Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(10), Bin: time.Minute, Holding: id != "cold",
+			Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+		st.add(id, bin(0), 1)
+	}
+	require.ErrorContains(t, w.Check(ctx, bin(1)), "session closed")
+	require.Equal(t, []wake{{"cold", bin(1), WakeColdArrival}}, waker.take())
+	require.Equal(t, int64(1), w.Stats().Cold)
+}
+
+// slowReports is a store whose reads take longer the more bins they cover
+// (perBin each): a read that cannot finish before its deadline times out.
+type slowReports struct {
+	memReports
+	perBin time.Duration
+	widest int // the most bins one successful read covered
+}
+
+func (s *slowReports) Arrivals(ctx context.Context, from, to time.Time, bin time.Duration) (map[string]BinCounts, error) {
+	n := int(to.Sub(from) / bin)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < time.Duration(n)*s.perBin {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	s.widest = max(s.widest, n)
+	return s.memReports.Arrivals(ctx, from, to, bin)
+}
+
+// After a long outage (or at the first load) the mirror catches up in
+// reads of bounded width, freezing each as it comes, so a store that
+// cannot answer for all the missed bins at once still lets it catch up.
+func TestMirrorCatchesUpInBoundedReads(t *testing.T) {
+	st := &slowReports{perBin: 5 * time.Millisecond} // a read of 60 bins or more times out
+	st.add("a", bin(-1000), 2)
+	st.add("a", bin(-1), 1)
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 1440, Timeout: 300 * time.Millisecond}
+	ctx := context.Background()
+	var err error
+	for range 3 { // the worker tries again at the next bin
+		if err = m.Freeze(ctx, bin(0)); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	require.Equal(t, bin(0), m.Frozen())
+	require.LessOrEqual(t, st.widest, 50)
+	w, err := m.Window("a", bin(0), 1440)
+	require.NoError(t, err)
+	require.Equal(t, 2.0, w[440])
+	require.Equal(t, 1.0, w[1439])
+
+	// A long outage: 600 bins to catch up.
+	st.add("a", bin(300), 5)
+	for range 3 {
+		if err = m.Freeze(ctx, bin(600)); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	w, err = m.Window("a", bin(600), 1440)
+	require.NoError(t, err)
+	require.Equal(t, 5.0, w[1440-300])
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/forewarm/forewarm/agent/api"
@@ -122,6 +123,12 @@ type Agent struct {
 	closing              bool
 	ops                  sync.WaitGroup // reserve, shadow, serve and extend calls in flight
 	bg                   sync.WaitGroup // background frees and loops
+
+	// freed is closed (and replaced) when a request on a lease ends, for
+	// the requests queued for a slot; made on demand, under mu.
+	freed chan struct{}
+	// queueTries counts the takes of queued requests after their first.
+	queueTries atomic.Int64
 
 	served   *serveCache // results by request ID, for retried serves
 	unauth   logLimiter

@@ -479,3 +479,35 @@ func TestBusyLeaseQueuesBeforeFallingBackCold(t *testing.T) {
 		t.Errorf("lease %+v, %v: want the fallback counted once", l, err)
 	}
 }
+
+// A queued request waits for its lease's slot to free, and tries the
+// lease again then: not every millisecond under the agent's lock.
+func TestQueuedRequestWaitsForTheSlotWithoutPolling(t *testing.T) {
+	ctx := ctxT(t)
+	ta := startAgent(t, func(c *agent.Config) { c.QueueWait, c.SleepWork = 2*time.Second, true })
+	if _, err := ta.c.Reserve(ctx, client.ReserveRequest{PreparationID: "q", App: "app-q", MemoryMB: 8, DiskMB: 4, CPUMilli: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	req := func(id string, workMS float64) client.ServeRequest {
+		return client.ServeRequest{RequestID: id, App: "app-q", PreparationID: "q", MemoryMB: 8, DiskMB: 4, WorkMS: workMS, FallbackCold: true}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := ta.c.Serve(ctx, req("first", 300)); err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, "the first request on the lease", func() bool {
+		l, err := ta.c.Lease(ctx, "q")
+		return err == nil && l.InFlight == 1
+	})
+	res, err := ta.c.Serve(ctx, req("queued", 0))
+	<-done
+	if err != nil || !res.Warm {
+		t.Fatalf("queued = %+v, %v; want warm", res, err)
+	}
+	if n := agent.QueueTries(ta.Agent); n > 2 {
+		t.Errorf("the queued request tried its lease %d more times in 300 ms; want it to wait for the slot (at most 2)", n)
+	}
+}

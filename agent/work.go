@@ -182,9 +182,27 @@ func (a *Agent) serve(ctx context.Context, r api.ServeRequest) (api.ServeResult,
 		q := r
 		q.FallbackCold = r.FallbackCold && a.cfg.QueueWait <= 0
 		l, err := a.take(ctx, q)
-		for err != nil && CodeOf(err) == api.CodeLeaseBusy && time.Since(start) < a.cfg.QueueWait && ctx.Err() == nil {
-			time.Sleep(time.Millisecond)
-			l, err = a.take(ctx, q)
+		if err != nil && CodeOf(err) == api.CodeLeaseBusy && a.cfg.QueueWait > 0 {
+			// Wait for a request to end (on any lease: then try again),
+			// neither holding nor polling the agent's lock.
+			t := time.NewTimer(a.cfg.QueueWait - time.Since(start))
+		queued:
+			for err != nil && CodeOf(err) == api.CodeLeaseBusy {
+				freed := a.slotFreed()
+				a.queueTries.Add(1)
+				// Again, now that no end can be missed.
+				if l, err = a.take(ctx, q); err == nil || CodeOf(err) != api.CodeLeaseBusy {
+					break
+				}
+				select {
+				case <-freed:
+				case <-t.C:
+					break queued
+				case <-ctx.Done():
+					break queued
+				}
+			}
+			t.Stop()
 		}
 		if err != nil && CodeOf(err) == api.CodeLeaseBusy && q.FallbackCold != r.FallbackCold {
 			a.countBusyFallback(r.PreparationID)
@@ -199,6 +217,16 @@ func (a *Agent) serve(ctx context.Context, r api.ServeRequest) (api.ServeResult,
 		}
 	}
 	return a.serveCold(r, res, start)
+}
+
+// slotFreed is closed when a request on a lease next ends.
+func (a *Agent) slotFreed() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.freed == nil {
+		a.freed = make(chan struct{})
+	}
+	return a.freed
 }
 
 // countBusyFallback counts a request that waited for a busy lease in vain
@@ -263,6 +291,10 @@ func (a *Agent) serveWarm(l *lease, r api.ServeRequest, res api.ServeResult, sta
 	l.inflight--
 	if l.inflight == 0 {
 		l.busy += time.Since(l.busySince)
+	}
+	if a.freed != nil {
+		close(a.freed)
+		a.freed = nil
 	}
 	a.mu.Unlock()
 	l.use.RUnlock()

@@ -18,7 +18,11 @@ type Router struct {
 	Fleet  *Fleet
 	Start  time.Time     // start of live bin 0
 	Bin    time.Duration // live bin width
-	Record func(context.Context, []store.Arrival) error
+	Record func(context.Context, store.ArrivalBatch) error
+	// ID is the router's identity in its batches (default "scale-router");
+	// each batch is named by the run's start, the bin and its first row,
+	// so a retried batch counts once and no two batches share a name.
+	ID string
 	// Delay is how long after a bin ends its batch is written (default a
 	// twentieth of the bin, at most 500 ms): within the grace the loops
 	// give late reports.
@@ -57,6 +61,15 @@ func (r *Router) rows(i int, buf []store.Arrival) []store.Arrival {
 	return buf
 }
 
+// record writes buf as the batch named name.
+func (r *Router) record(ctx context.Context, name string, buf []store.Arrival) error {
+	id := r.ID
+	if id == "" {
+		id = "scale-router"
+	}
+	return r.Record(ctx, store.ArrivalBatch{Router: id, Batch: r.Start.UTC().Format(time.RFC3339Nano) + "/" + name, Rows: buf})
+}
+
 func (r *Router) batch() int {
 	if r.Batch <= 0 {
 		return 200_000
@@ -72,7 +85,7 @@ func (r *Router) History(ctx context.Context, bins int) (int64, error) {
 	for i := -bins; i < 0; i++ {
 		buf = r.rows(i, buf)
 		if len(buf) >= r.batch() || i == -1 {
-			if err := r.Record(ctx, buf); err != nil {
+			if err := r.record(ctx, fmt.Sprintf("history/%d", i), buf); err != nil {
 				return rows, fmt.Errorf("history bin %d: %w", i, err)
 			}
 			rows += int64(len(buf))
@@ -103,7 +116,7 @@ func (r *Router) Run(ctx context.Context) error {
 		buf = r.rows(i, buf[:0])
 		began := time.Now()
 		for lo := 0; lo < len(buf); lo += r.batch() {
-			if err := r.Record(ctx, buf[lo:min(lo+r.batch(), len(buf))]); err != nil {
+			if err := r.record(ctx, fmt.Sprintf("%d/%d", i, lo), buf[lo:min(lo+r.batch(), len(buf))]); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}

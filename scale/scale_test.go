@@ -3,6 +3,7 @@ package scale
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -53,14 +54,23 @@ func TestFleetCyclesTheTraceFromOtherOffsets(t *testing.T) {
 }
 
 type recorder struct {
-	mu   sync.Mutex
-	rows []store.Arrival
-	at   []time.Time
+	mu      sync.Mutex
+	rows    []store.Arrival
+	at      []time.Time
+	batches map[string]bool // router/batch
 }
 
-func (r *recorder) record(_ context.Context, as []store.Arrival) error {
+func (r *recorder) record(_ context.Context, b store.ArrivalBatch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.batches == nil {
+		r.batches = map[string]bool{}
+	}
+	if k := b.Router + "/" + b.Batch; b.Router == "" || b.Batch == "" || r.batches[k] {
+		return fmt.Errorf("batch %q: no identity, or the name of an earlier batch", k)
+	}
+	r.batches[b.Router+"/"+b.Batch] = true
+	as := b.Rows
 	r.rows = append(r.rows, as...)
 	for range as {
 		r.at = append(r.at, time.Now())

@@ -32,8 +32,9 @@ type Stats struct {
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
+		rows, args := activityRows("1")
 		err := s.conn.QueryRow(ctx, `SELECT uniqExact(app), uniqExact(bin_start), sum(requests), min(bin_start), max(bin_start)
-			FROM activity WHERE `+visible).Scan(&st.Apps, &st.Bins, &st.Requests, &st.First, &st.Last)
+			FROM `+rows, args...).Scan(&st.Apps, &st.Bins, &st.Requests, &st.First, &st.Last)
 		if err != nil {
 			return err
 		}
@@ -101,21 +102,23 @@ func (s *Store) binned(ctx context.Context, appIDs []string, from time.Time, bin
 	// One row per app with its (bin index, count) pairs; pairs repeating an
 	// index (unmerged parts, several loads, live rows, coarser bins) are
 	// added up here, which is cheaper than a second GROUP BY on the server.
-	query := `SELECT app, groupArray(toUInt32(intDiv(toInt64(toUInt32(bin_start)) - ?, ?))), groupArray(requests)
-		FROM activity
-		WHERE bin_start >= toDateTime(?) AND bin_start < toDateTime(?) AND ` + visible
-	args := []any{from.Unix(), binSec, lo, hi}
+	cond := `bin_start >= toDateTime(?) AND bin_start < toDateTime(?)`
+	condArgs := []any{lo, hi}
 	var wanted map[string]bool
 	if len(appIDs) > 0 && len(appIDs) <= maxAppFilter {
-		query += ` AND has(?, app)`
-		args = append(args, appIDs)
+		cond += ` AND has(?, app)`
+		condArgs = append(condArgs, appIDs)
 	} else if len(appIDs) > 0 {
 		wanted = make(map[string]bool, len(appIDs))
 		for _, id := range appIDs {
 			wanted[id] = true
 		}
 	}
-	query += ` GROUP BY app`
+	src, srcArgs := activityRows(cond, condArgs...)
+	query := `SELECT app, groupArray(toUInt32(intDiv(toInt64(toUInt32(bin_start)) - ?, ?))), groupArray(requests)
+		FROM ` + src + `
+		GROUP BY app`
+	args := append([]any{from.Unix(), binSec}, srcArgs...)
 	out := map[string][]uint32{}
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
 		rows, err := s.conn.Query(ctx, query, args...)
@@ -262,6 +265,8 @@ func (s *Store) AppActivity(ctx context.Context, app string, from, to time.Time,
 		return nil, fmt.Errorf("bin width %v: use whole seconds", bin)
 	}
 	binSec := int64(bin / time.Second)
+	src, srcArgs := activityRows(`app = ? AND bin_start >= toDateTime(?) AND bin_start < toDateTime(?)`,
+		app, max(from.Unix(), 0), min(to.Unix(), math.MaxUint32))
 	var out []BinActivity
 	err := s.query(ctx, func(rows scanner) error {
 		var (
@@ -279,9 +284,8 @@ func (s *Store) AppActivity(ctx context.Context, app string, from, to time.Time,
 		out = append(out, b)
 		return nil
 	}, `SELECT intDiv(toInt64(toUInt32(bin_start)) - ?, ?) AS i, sum(requests), sum(size_mb_sum), sum(read_ratio_sum), sum(work_ms_sum)
-			FROM activity
-			WHERE app = ? AND bin_start >= toDateTime(?) AND bin_start < toDateTime(?) AND `+visible+`
-			GROUP BY i ORDER BY i`, from.Unix(), binSec, app, max(from.Unix(), 0), min(to.Unix(), math.MaxUint32))
+			FROM `+src+`
+			GROUP BY i ORDER BY i`, append([]any{from.Unix(), binSec}, srcArgs...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read activity of %s: %w", app, err)
 	}

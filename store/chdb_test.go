@@ -426,6 +426,23 @@ func TestModernClickHouse(t *testing.T) {
 		t.Errorf("profiles %+v (%v)", profiles, err)
 	}
 
+	// A router's batches: a retried batch counts once, another router's
+	// identical one counts.
+	batch := ArrivalBatch{Router: "r1", Batch: "1", Rows: []Arrival{{App: "live", Bin: now.Add(-time.Minute), Requests: 3}}}
+	for _, b := range []ArrivalBatch{batch, batch, {Router: "r2", Batch: "1", Rows: batch.Rows}} {
+		if err := s.RecordArrivals(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy, err := s.BusyBins(ctx, now.Add(-2*time.Minute), now, time.Minute)
+	var n uint64
+	for _, c := range busy["live"].Counts {
+		n += c
+	}
+	if err != nil || n != 2+6 {
+		t.Errorf("busy bins %+v (%v), want 8 requests: two live, two routers' batches of 3", busy, err)
+	}
+
 	// Hosts and their metrics.
 	if err := s.RegisterHost(ctx, Host{ID: "h1", URL: "http://h1", MemoryMB: 1024, Speed: 1}); err != nil {
 		t.Fatal(err)

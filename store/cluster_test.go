@@ -239,3 +239,95 @@ func TestClusterLayoutMismatchRefused(t *testing.T) {
 		t.Errorf("migrating a single-server database as the cluster's: %v", err)
 	}
 }
+
+// openReplica opens the store through one replica only, once that replica
+// has the schema (it replicates asynchronously).
+func openReplica(t *testing.T, cfg config.ClickHouse, addr string) *store.Store {
+	t.Helper()
+	one := cfg
+	one.Addr = addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := store.Open(ctxT(t), one)
+		if err == nil {
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("open through %s: %v", addr, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Routers' batches on the replicated tables: two routers' identical
+// batches are two blocks (replicated insert deduplication would fold
+// identical ones), a retried batch counts once, and a batch is
+// acknowledged only once both replicas hold it, so a replica that has not
+// fetched it (fetches stopped) never lets a mirror freeze a bin without an
+// acknowledged batch; both replicas answer alike meanwhile.
+func TestArrivalBatchesOnReplicas(t *testing.T) {
+	cfg := clusterConfig(t)
+	addrs := cfg.Addrs()
+	ctx := ctxT(t)
+	r1, r2 := openReplica(t, cfg, addrs[0]), openReplica(t, cfg, addrs[1])
+	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	rows := []store.Arrival{{App: "a", Bin: t0, Requests: 3}}
+	counts := func(s *store.Store) ([]uint64, error) {
+		got, err := s.BusyBins(ctx, t0, t0.Add(time.Minute), time.Minute)
+		return got["a"].Counts, err
+	}
+	if err := r1.RecordArrivals(ctx, store.ArrivalBatch{Router: "r1", Batch: "1", Rows: rows}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.RecordArrivals(ctx, store.ArrivalBatch{Router: "r2", Batch: "1", Rows: rows}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.RecordArrivals(ctx, store.ArrivalBatch{Router: "r1", Batch: "1", Rows: rows}); err != nil { // a retry, through the other replica
+		t.Fatal(err)
+	}
+	for i, s := range []*store.Store{r1, r2} {
+		if got, err := counts(s); err != nil || fmt.Sprint(got) != "[6]" {
+			t.Fatalf("through replica %d: %v (%v), want [6]: two routers' batches, one of them retried", i+1, got, err)
+		}
+	}
+
+	// Replica 1 stops fetching; a batch written through replica 2 is not
+	// acknowledged while replica 1 lacks it.
+	execSQL(t, r1, "SYSTEM STOP FETCHES arrivals_local")
+	stopped := true
+	defer func() {
+		if stopped {
+			execSQL(t, r1, "SYSTEM START FETCHES arrivals_local")
+		}
+	}()
+	late := store.ArrivalBatch{Router: "r1", Batch: "2", Rows: []store.Arrival{{App: "a", Bin: t0, Requests: 4}}}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := r2.RecordArrivals(wctx, late)
+	cancel()
+	for i, s := range []*store.Store{r1, r2} {
+		got, rerr := counts(s)
+		if err == nil && rerr == nil && fmt.Sprint(got) != "[10]" {
+			t.Fatalf("through replica %d: %v: a freeze without a batch acknowledged to its router", i+1, got)
+		}
+		if err != nil && rerr == nil && fmt.Sprint(got) != "[6]" {
+			t.Errorf("through replica %d: %v: the replicas disagree on a batch not acknowledged (want [6])", i+1, got)
+		}
+	}
+	if err == nil {
+		t.Fatalf("a batch acknowledged while replica 1 does not fetch")
+	}
+	t.Logf("while replica 1 does not fetch, the batch is refused: %v", err)
+
+	// Fetching again, the router's retry is acknowledged and counted once.
+	execSQL(t, r1, "SYSTEM START FETCHES arrivals_local")
+	stopped = false
+	if err := r2.RecordArrivals(ctx, late); err != nil {
+		t.Fatalf("the retry after the replica came back: %v", err)
+	}
+	for i, s := range []*store.Store{r1, r2} {
+		if got, err := counts(s); err != nil || fmt.Sprint(got) != "[10]" {
+			t.Errorf("through replica %d: %v (%v), want [10]", i+1, got, err)
+		}
+	}
+}

@@ -258,6 +258,28 @@ var migrations = []migration{{
 		engine: "MergeTree",
 		tail:   `ORDER BY (content_key, load_id, at_ns)`,
 	}},
+}, {
+	version: 3,
+	name:    "router arrivals",
+	tables: []tableDef{{
+		// A platform's router's requests per application and bin, in
+		// batches (store.RecordArrivals). (router, batch) is a batch's
+		// identity, one row per (bin, app) of it: a batch written twice
+		// folds into one row when parts merge, and every read takes one
+		// row per key (any), so a retry counts once before the merge too;
+		// two routers' identical batches are distinct blocks, which
+		// replicated insert deduplication keeps apart. Reads add them to
+		// the activity (activityRows); kept like it.
+		name: "arrivals",
+		columns: `bin_start DateTime,
+			app {{str}},
+			router {{str}},
+			batch String,
+			requests UInt64`,
+		engine: "ReplacingMergeTree",
+		tail: `PARTITION BY toYYYYMM(bin_start)
+		ORDER BY (bin_start, app, router, batch)`,
+	}},
 }}
 
 // migrationsTable records the applied versions.

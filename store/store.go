@@ -22,8 +22,11 @@
 // it through a materialized view (load ID ”); a loaded trace writes its
 // rows under a fresh load ID that becomes visible only when the load's
 // record is written last, so a failed load is never seen and a repeated
-// one is recognised by its content key and not counted twice. Every read
-// aggregates with sum(), so unmerged parts are always read correctly.
+// one is recognised by its content key and not counted twice. A router's
+// batches (RecordArrivals) go to the arrivals table, one row per (bin,
+// app, router, batch): every read of the activity adds them in, one row
+// per key, so a retried batch counts once. Every read aggregates with
+// sum(), so unmerged parts are always read correctly.
 package store
 
 import (

@@ -57,7 +57,7 @@ func TestRouterModeEndToEnd(t *testing.T) {
 	open := time.Now().Truncate(bin)
 	time.Sleep(time.Until(open.Add(bin).Add(100 * time.Millisecond)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	require.NoError(t, k.st.RecordArrivals(ctx, []store.Arrival{{App: apps[0], Bin: open, Requests: 3}}))
+	require.NoError(t, k.st.RecordArrivals(ctx, store.ArrivalBatch{Router: "test-router", Batch: "1", Rows: []store.Arrival{{App: apps[0], Bin: open, Requests: 3}}}))
 	cancel()
 	k.waitFor("the watch to wake the cold loop", 3*bin, func() bool { return k.status(apps[0]).Stats.Wakes >= 2 })
 	cold, quiet := k.status(apps[0]), k.status(apps[1])
