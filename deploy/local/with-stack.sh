@@ -3,8 +3,9 @@
 # variables set, then stops the services this run started (unless KEEP=1)
 # and exits with CMD's status. `make test` and `make bench` use it.
 # The services it started are stopped on every way out: CMD's end, up.sh
-# failing half-way (the services started before the failure), SIGINT,
-# SIGTERM or SIGHUP (passed on to CMD as SIGTERM; CMD gets 30 s to end).
+# failing half-way (the services started before the failure), SIGINT
+# (from a terminal CMD gets it too), SIGTERM or SIGHUP (passed on to CMD as
+# SIGTERM). CMD gets 30 s to end, then SIGTERM, then SIGKILL.
 set -uo pipefail
 here=$(dirname "$0")
 source "$here/env.sh"
@@ -12,14 +13,24 @@ source "$here/env.sh"
 started_list=$(mktemp)
 cmd_pid=
 
-# finish: the EXIT trap. Waits for CMD if it still runs, then stops what
-# this run started.
+# cmd_ends SECONDS: true when CMD ends within SECONDS.
+cmd_ends() {
+  local i
+  for ((i = 0; i < $1 * 10; i++)); do kill -0 "$cmd_pid" 2>/dev/null || return 0; sleep 0.1; done
+  return 1
+}
+
+# finish: the EXIT trap. Waits for CMD if it still runs (a signal came),
+# then stops what this run started.
 finish() {
   local rc=$?
   trap - EXIT INT TERM HUP
   if [ -n "$cmd_pid" ]; then
-    for _ in $(seq 1 300); do kill -0 "$cmd_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$cmd_pid" 2>/dev/null && { log "$1 did not end 30s after the signal; killing it"; kill -KILL "$cmd_pid" 2>/dev/null; }
+    cmd_ends 30 || {
+      log "$1 did not end 30s after the signal; sending it SIGTERM"
+      kill -TERM "$cmd_pid" 2>/dev/null
+      cmd_ends 5 || kill -KILL "$cmd_pid" 2>/dev/null
+    }
     wait "$cmd_pid" 2>/dev/null
   fi
   if [ -s "$started_list" ]; then
@@ -49,8 +60,10 @@ export PATH=$TOOLS/bin:$PATH
 
 cd "$ROOT"
 started_at=$SECONDS
-# In the background (stdin kept) so that a signal is handled at once.
-"$@" <&0 &
+# In the background so that a signal is handled at once; with its stdin,
+# and SIGINT and SIGQUIT not ignored (as a shell does for a background
+# command): a terminal's Ctrl-C stops it as when it ran in the foreground.
+env --default-signal=INT,QUIT "$@" <&0 &
 cmd_pid=$!
 wait "$cmd_pid"
 rc=$?

@@ -171,7 +171,7 @@ func TestWithStackStopsWhatItStartedWhenUpFails(t *testing.T) {
 	requireNothingLeft(t, state)
 }
 
-// The command's failure and a SIGTERM to with-stack.sh stop them too.
+// The command's failure and a signal stop them too.
 func TestWithStackStopsWhatItStartedOnFailureAndSignal(t *testing.T) {
 	t.Run("command fails", func(t *testing.T) {
 		env, state := stackEnv(t, freePort(t))
@@ -181,53 +181,66 @@ func TestWithStackStopsWhatItStartedOnFailureAndSignal(t *testing.T) {
 		}
 		requireNothingLeft(t, state)
 	})
-	t.Run("SIGTERM", func(t *testing.T) {
-		env, state := stackEnv(t, freePort(t))
-		// A sleep of its own, to be found among the processes.
-		nap := fmt.Sprintf("600.%d", time.Now().UnixNano()%1e9)
-		cmd := exec.Command("bash", filepath.Join(repoRoot(t), "deploy/local/with-stack.sh"), "sleep", nap)
-		cmd.Env = append(os.Environ(), env...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		// Wait until the stack is up and the command runs.
-		deadline := time.Now().Add(2 * time.Minute)
-		sleeping := func() bool {
-			for _, l := range leftovers(nap) {
-				if strings.HasPrefix(strings.SplitN(l, " ", 2)[1], "sleep ") {
-					return true
-				}
-			}
-			return false
-		}
-		for !sleeping() {
-			select {
-			case err := <-done:
-				t.Fatalf("with-stack.sh ended early: %v\n%s", err, out.String())
-			case <-time.After(200 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("the stack did not come up in 2 minutes:\n%s", out.String())
+	// SIGTERM to with-stack.sh alone (a supervisor stopping it), SIGINT to
+	// its process group (Ctrl-C in a terminal).
+	t.Run("SIGTERM", func(t *testing.T) { stopBySignal(t, syscall.SIGTERM, false) })
+	t.Run("SIGINT to the group", func(t *testing.T) { stopBySignal(t, syscall.SIGINT, true) })
+}
+
+// stopBySignal runs with-stack.sh on a long command, sends sig once the
+// command runs (to the process group with group) and checks that
+// with-stack.sh ends, leaving neither a service nor the command.
+func stopBySignal(t *testing.T, sig syscall.Signal, group bool) {
+	env, state := stackEnv(t, freePort(t))
+	// A sleep of its own, to be found among the processes.
+	nap := fmt.Sprintf("600.%d", time.Now().UnixNano()%1e9)
+	cmd := exec.Command("bash", filepath.Join(repoRoot(t), "deploy/local/with-stack.sh"), "sleep", nap)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: group}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Wait until the stack is up and the command runs.
+	deadline := time.Now().Add(2 * time.Minute)
+	sleeping := func() bool {
+		for _, l := range leftovers(nap) {
+			if strings.HasPrefix(strings.SplitN(l, " ", 2)[1], "sleep ") {
+				return true
 			}
 		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
+		return false
+	}
+	for !sleeping() {
 		select {
 		case err := <-done:
-			if err == nil {
-				t.Fatalf("with-stack.sh exited 0 after SIGTERM:\n%s", out.String())
-			}
-		case <-time.After(time.Minute):
-			cmd.Process.Kill()
-			t.Fatalf("with-stack.sh still running a minute after SIGTERM:\n%s", out.String())
+			t.Fatalf("with-stack.sh ended early: %v\n%s", err, out.String())
+		case <-time.After(200 * time.Millisecond):
 		}
-		requireNothingLeft(t, state)
-		requireNothingLeft(t, nap) // nor the command
-	})
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the stack did not come up in 2 minutes:\n%s", out.String())
+		}
+	}
+	pid := cmd.Process.Pid
+	if group {
+		pid = -pid
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("with-stack.sh exited 0 after %v:\n%s", sig, out.String())
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("with-stack.sh still running a minute after %v:\n%s", sig, out.String())
+	}
+	requireNothingLeft(t, state)
+	requireNothingLeft(t, nap) // nor the command
 }
