@@ -24,7 +24,9 @@ type Hosts struct {
 	Recorder  Recorder
 	// Unrecorded keeps the events the store refused (it is down) and
 	// writes them when it is back, so an outage neither stops preparations
-	// nor loses their events; nil: a refused event fails the activity.
+	// nor loses their events (unless the worker stops before the store is
+	// back: its Close logs and returns how many are lost); nil: a refused
+	// event fails the activity.
 	Unrecorded *Batcher[records.PreparationEvent]
 	Log        *slog.Logger
 }

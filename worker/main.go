@@ -324,7 +324,8 @@ type running struct {
 }
 
 // Stop stops polling, lets running tasks finish, then flushes predictions
-// and the preparation events the store refused.
+// and the preparation events the store refused (rows the store still
+// refuses are lost; the batchers log how many).
 // Calling it again does nothing.
 func (r *running) Stop() {
 	r.stop.Do(func() {

@@ -28,6 +28,16 @@ REPLICA1_INTERSERVER_PORT=${REPLICA1_INTERSERVER_PORT:-19011}
 REPLICA2_INTERSERVER_PORT=${REPLICA2_INTERSERVER_PORT:-19012}
 PG_PORT=${PG_PORT:-15432}
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}
+# PostgreSQL's folder: its data and socket. Run as root, the server runs as
+# the postgres user, which cannot reach a checkout under a private folder
+# (mode 0700, as /root and `mktemp -d` make): so as root it lives under
+# /var/lib/forewarm, one folder per state folder (named after its path; the
+# file state-folder inside names it). Otherwise under the state folder.
+if [ -z "${FOREWARM_PG_DIR:-}" ] && [ "$(id -u)" = 0 ]; then
+  PG_DIR=/var/lib/forewarm/postgresql-$(basename "$ROOT")-$(printf '%s' "$STATE" | sha256sum | cut -c1-12)
+else
+  PG_DIR=${FOREWARM_PG_DIR:-$STATE/postgresql}
+fi
 TEMPORAL_SERVER_VERSION=${TEMPORAL_SERVER_VERSION:-v1.29.1}  # the server the CLI above embeds
 TEMPORAL_SERVER_BIN=$TOOLS/bin/temporal-server
 TEMPORAL_SQL_TOOL=$TOOLS/bin/temporal-sql-tool

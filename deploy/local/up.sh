@@ -8,7 +8,8 @@
 #   replica1/2       two ClickHouse servers, replicas of one shard of cluster
 #                    $CLICKHOUSE_CLUSTER_NAME (ports $REPLICA1_TCP_PORT, $REPLICA2_TCP_PORT);
 #                    "replicas" starts both (and ZooKeeper)
-#   postgresql       PostgreSQL on 127.0.0.1:$PG_PORT (a cluster of our own under .state/)
+#   postgresql       PostgreSQL on 127.0.0.1:$PG_PORT (a cluster of our own in $PG_DIR:
+#                    under .state/, or as root under /var/lib/forewarm; env.sh)
 #   temporal-server  the Temporal server on PostgreSQL, frontend 127.0.0.1:$TEMPORAL_SERVER_PORT
 set -euo pipefail
 here=$(dirname "$0")
@@ -142,15 +143,31 @@ CFG
 as_postgres=()
 [ "$(id -u)" = 0 ] && as_postgres=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 
+# pg_dir: makes PostgreSQL's folder $PG_DIR, owned by the user the server
+# runs as, and checks that this user can reach it; fails saying what is
+# needed otherwise. Called before any service starts.
+pg_dir() {
+  local dir=$PG_DIR
+  # Parents it creates (/var/lib/forewarm) must be open to the postgres user.
+  (umask 022 && mkdir -p "$dir/run") || fail PostgreSQL /dev/null "cannot create $dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$dir" "$dir/run" && chmod 700 "$dir" || fail PostgreSQL /dev/null "cannot give $dir to the postgres user"
+    "${as_postgres[@]}" test -w "$dir" -a -x "$dir" -a -w "$dir/run" \
+      || fail PostgreSQL /dev/null "the postgres user cannot reach $dir (a folder above it is private to root?): set FOREWARM_PG_DIR to a folder it can reach"
+  fi
+  [ -f "$dir/state-folder" ] || printf '%s\n' "$STATE" >"$dir/state-folder"
+}
+
 start_postgresql() {
-  local dir=$STATE/postgresql pidfile=$STATE/postgresql.pid logf=$STATE/logs/postgresql.log
+  local dir=$PG_DIR pidfile=$STATE/postgresql.pid logf=$STATE/logs/postgresql.log
   local ping=("$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q)
   if running "$pidfile" && "${ping[@]}" >/dev/null 2>&1; then return; fi
   port_free "$PG_PORT" || fail PostgreSQL "$logf" "port $PG_PORT on 127.0.0.1 is already taken by another process (set PG_PORT)"
-  mkdir -p "$dir/run"
-  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" "$dir/run" && chmod 700 "$dir"
+  pg_dir
   : >"$logf"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
+    # A new cluster holds no Temporal schema, whatever an earlier one held.
+    rm -f "$STATE/temporal-server/schema.version"
     log "creating a PostgreSQL cluster in $dir/data"
     "${as_postgres[@]}" "$PG_BIN/initdb" -D "$dir/data" -U temporal --auth=trust -E UTF8 >>"$logf" 2>&1 \
       || fail PostgreSQL "$logf" "initdb failed"
@@ -243,4 +260,8 @@ start_temporal() {
   wait_until "Temporal Web UI" "$pidfile" "$logf" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$TEMPORAL_UI_PORT"
 }
 
+# PostgreSQL's folder is checked before anything starts.
+for s in "${services[@]}"; do
+  case $s in postgresql|temporal-server) pg_dir; break ;; esac
+done
 for s in "${services[@]}"; do "start_$s"; done
