@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/testenv"
 )
 
@@ -339,7 +340,11 @@ func programEnv(t *testing.T, dirs ...string) map[string]bool {
 				t.Fatal(err)
 			}
 			for _, m := range re.FindAllSubmatch(b, -1) {
-				out[string(m[1])] = true
+				// Old names are still read, with a warning: the
+				// manifests must use the standard ones instead.
+				if _, old := config.DeprecatedTemporalEnv[string(m[1])]; !old {
+					out[string(m[1])] = true
+				}
 			}
 		}
 	}
@@ -382,7 +387,7 @@ func TestOverlaysRenderAndCrossReference(t *testing.T) {
 					w := workload{"Deployment", d, nil, &r.deployments[d].Spec.Template}
 					ctr := container(w.pod, cn)
 					e := r.env(t, w, ctr)
-					for _, k := range []string{"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY"} {
+					for _, k := range []string{"TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH"} {
 						if !mountedSecretFile(w.pod, ctr, e[k].value, "forewarm-temporal-tls") {
 							t.Errorf("%s: %s=%q is not a file of the mounted forewarm-temporal-tls Secret", c, k, e[k].value)
 						}
@@ -524,6 +529,11 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 			for _, k := range slices.Sorted(maps.Keys(need)) {
 				if _, ok := env[k]; !ok && k != "TEMPORAL_API_KEY" { // only the API-key overlay has one
 					t.Errorf("%s container %s reads $%s, which no ConfigMap, Secret or env entry gives it", where, c.Name, k)
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(config.DeprecatedTemporalEnv)) {
+				if _, ok := env[k]; ok {
+					t.Errorf("%s container %s sets the deprecated $%s: use $%s", where, c.Name, k, config.DeprecatedTemporalEnv[k])
 				}
 			}
 			for _, k := range []string{"CLICKHOUSE_PASSWORD", "HOSTAGENT_TOKEN", "TEMPORAL_API_KEY", "FOREWARM_AGENT_ROOT_SECRET"} {

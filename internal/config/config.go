@@ -9,12 +9,15 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
 	tlog "go.temporal.io/sdk/log"
 )
 
@@ -24,6 +27,18 @@ func Env(key, def string) string {
 }
 
 // Temporal says how to reach a Temporal frontend.
+//
+// Its defaults come from Temporal's own environment configuration, the same
+// the Temporal CLI and SDKs read (go.temporal.io/sdk/contrib/envconfig): the
+// profile $TEMPORAL_PROFILE (else "default") of the TOML file
+// $TEMPORAL_CONFIG_FILE (else the user's temporalio/temporal.toml), then
+// $TEMPORAL_ADDRESS, $TEMPORAL_NAMESPACE, $TEMPORAL_API_KEY, $TEMPORAL_TLS,
+// $TEMPORAL_TLS_CLIENT_CERT_PATH, $TEMPORAL_TLS_CLIENT_KEY_PATH,
+// $TEMPORAL_TLS_SERVER_CA_CERT_PATH, $TEMPORAL_TLS_SERVER_NAME,
+// $TEMPORAL_TLS_DISABLE_HOST_VERIFICATION (and the *_DATA, gRPC-meta and
+// authority variables envconfig knows) over it. A variable set to the empty
+// string counts as unset, as for every other Forewarm setting. The flags
+// override all of it.
 type Temporal struct {
 	Address       string
 	Namespace     string
@@ -32,53 +47,194 @@ type Temporal struct {
 	TLSCA         string
 	TLSServerName string
 	APIKey        string
+	// TLS turns TLS on even with none of the files above (a server whose
+	// certificate the system roots verify). A certificate, CA, server name
+	// or API key turns it on too, unless TLS is explicitly off (--temporal-tls=false
+	// or TEMPORAL_TLS=false).
+	TLS bool
+	// TLSDisableHostVerification skips verifying the server's certificate.
+	TLSDisableHostVerification bool
+
+	// Set by Flags: the envconfig profile the defaults came from (it may
+	// hold inline certificate data no flag shows), what loading it said,
+	// and the flag set, to tell which flags were given.
+	profile  *envconfig.ClientConfigProfile
+	loadErr  error
+	warnings []string
+	fs       *pflag.FlagSet
 }
 
-// Flags registers the Temporal flags, defaulting to the standard TEMPORAL_*
-// variables the Temporal CLI also reads.
+// DeprecatedTemporalEnv maps the variables older releases read to
+// Temporal's standard names. The old ones are still read (with a warning)
+// when the new one is unset.
+var DeprecatedTemporalEnv = map[string]string{
+	"TEMPORAL_TLS_CERT": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+	"TEMPORAL_TLS_KEY":  "TEMPORAL_TLS_CLIENT_KEY_PATH",
+	"TEMPORAL_TLS_CA":   "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+}
+
+// nonEmptyEnv is the OS environment with empty variables hidden: envconfig
+// takes TEMPORAL_TLS_CLIENT_CERT_PATH= as "TLS on, no certificate", while a
+// Kubernetes ConfigMap or env file leaves a setting it does not use empty.
+type nonEmptyEnv struct{}
+
+func (nonEmptyEnv) Environ() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" && v != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func (nonEmptyEnv) LookupEnv(k string) (string, bool) {
+	v := os.Getenv(k)
+	return v, v != ""
+}
+
+// loadTemporalProfile loads the envconfig profile (file, then environment)
+// and folds in the deprecated variables, returning warnings naming the
+// standard variable for each old one in use.
+func loadTemporalProfile() (envconfig.ClientConfigProfile, []string, error) {
+	p, err := envconfig.LoadClientConfigProfile(envconfig.LoadClientConfigProfileOptions{EnvLookup: nonEmptyEnv{}})
+	if err != nil {
+		err = fmt.Errorf("Temporal client configuration ($TEMPORAL_CONFIG_FILE, $TEMPORAL_PROFILE, $TEMPORAL_*): %w", err)
+	}
+	var warnings []string
+	for _, old := range slices.Sorted(maps.Keys(DeprecatedTemporalEnv)) {
+		v := os.Getenv(old)
+		if v == "" {
+			continue
+		}
+		std := DeprecatedTemporalEnv[old]
+		if os.Getenv(std) != "" {
+			warnings = append(warnings, fmt.Sprintf("$%s is deprecated and ignored: $%s is set and wins", old, std))
+			continue
+		}
+		warnings = append(warnings, fmt.Sprintf("$%s is deprecated: set $%s (Temporal's standard name) instead", old, std))
+		if p.TLS == nil {
+			p.TLS = &envconfig.ClientConfigTLS{}
+		}
+		switch std {
+		case "TEMPORAL_TLS_CLIENT_CERT_PATH":
+			p.TLS.ClientCertPath, p.TLS.ClientCertData = v, nil
+		case "TEMPORAL_TLS_CLIENT_KEY_PATH":
+			p.TLS.ClientKeyPath, p.TLS.ClientKeyData = v, nil
+		case "TEMPORAL_TLS_SERVER_CA_CERT_PATH":
+			p.TLS.ServerCACertPath, p.TLS.ServerCACertData = v, nil
+		}
+	}
+	return p, warnings, err
+}
+
+// Flags registers the Temporal flags, defaulting to Temporal's environment
+// configuration (see Temporal). An error loading it is returned by
+// ClientOptions and Dial.
 func (t *Temporal) Flags(fs *pflag.FlagSet) {
-	fs.StringVar(&t.Address, "temporal-address", Env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port ($TEMPORAL_ADDRESS)")
-	fs.StringVar(&t.Namespace, "temporal-namespace", Env("TEMPORAL_NAMESPACE", "default"), "Temporal namespace ($TEMPORAL_NAMESPACE)")
-	fs.StringVar(&t.TLSCert, "temporal-tls-cert", Env("TEMPORAL_TLS_CERT", ""), "client certificate for mTLS ($TEMPORAL_TLS_CERT)")
-	fs.StringVar(&t.TLSKey, "temporal-tls-key", Env("TEMPORAL_TLS_KEY", ""), "client key for mTLS ($TEMPORAL_TLS_KEY)")
-	fs.StringVar(&t.TLSCA, "temporal-tls-ca", Env("TEMPORAL_TLS_CA", ""), "CA bundle to verify the server ($TEMPORAL_TLS_CA)")
-	fs.StringVar(&t.TLSServerName, "temporal-tls-server-name", Env("TEMPORAL_TLS_SERVER_NAME", ""), "server name to verify ($TEMPORAL_TLS_SERVER_NAME)")
-	fs.StringVar(&t.APIKey, "temporal-api-key", Env("TEMPORAL_API_KEY", ""), "API key, e.g. for Temporal Cloud ($TEMPORAL_API_KEY)")
+	p, warnings, err := loadTemporalProfile()
+	t.profile, t.warnings, t.loadErr, t.fs = &p, warnings, err, fs
+	var tc envconfig.ClientConfigTLS
+	if p.TLS != nil {
+		tc = *p.TLS
+	}
+	tlsOn := (p.TLS != nil && !p.TLS.Disabled) || (p.TLS == nil && p.APIKey != "")
+	fs.StringVar(&t.Address, "temporal-address", cmp.Or(p.Address, "127.0.0.1:7233"), "Temporal frontend host:port ($TEMPORAL_ADDRESS)")
+	fs.StringVar(&t.Namespace, "temporal-namespace", cmp.Or(p.Namespace, "default"), "Temporal namespace ($TEMPORAL_NAMESPACE)")
+	fs.BoolVar(&t.TLS, "temporal-tls", tlsOn, "connect with TLS; on by default with a certificate, CA, server name or API key ($TEMPORAL_TLS)")
+	fs.StringVar(&t.TLSCert, "temporal-tls-cert", tc.ClientCertPath, "client certificate for mTLS ($TEMPORAL_TLS_CLIENT_CERT_PATH)")
+	fs.StringVar(&t.TLSKey, "temporal-tls-key", tc.ClientKeyPath, "client key for mTLS ($TEMPORAL_TLS_CLIENT_KEY_PATH)")
+	fs.StringVar(&t.TLSCA, "temporal-tls-ca", tc.ServerCACertPath, "CA bundle to verify the server ($TEMPORAL_TLS_SERVER_CA_CERT_PATH)")
+	fs.StringVar(&t.TLSServerName, "temporal-tls-server-name", tc.ServerName, "server name to verify ($TEMPORAL_TLS_SERVER_NAME)")
+	fs.BoolVar(&t.TLSDisableHostVerification, "temporal-tls-disable-host-verification", tc.DisableHostVerification, "do not verify the server's certificate ($TEMPORAL_TLS_DISABLE_HOST_VERIFICATION)")
+	fs.StringVar(&t.APIKey, "temporal-api-key", p.APIKey, "API key, e.g. for Temporal Cloud ($TEMPORAL_API_KEY)")
 }
 
-// ClientOptions builds SDK client options from the settings.
+func (t Temporal) changed(flag string) bool { return t.fs != nil && t.fs.Changed(flag) }
+
+// Profile is the envconfig profile the settings amount to: the one Flags
+// loaded (inline data, gRPC metadata, authority kept) with the settings'
+// values over it.
+func (t Temporal) Profile() envconfig.ClientConfigProfile {
+	var p envconfig.ClientConfigProfile
+	if t.profile != nil {
+		p = *t.profile
+	}
+	p.Address, p.Namespace, p.APIKey = t.Address, t.Namespace, t.APIKey
+	var tc envconfig.ClientConfigTLS
+	if p.TLS != nil {
+		tc = *p.TLS
+	}
+	// A path that differs from the profile's came from a flag (or a
+	// literal): it replaces any inline data of the profile.
+	if t.TLSCert != tc.ClientCertPath {
+		tc.ClientCertPath, tc.ClientCertData = t.TLSCert, nil
+	}
+	if t.TLSKey != tc.ClientKeyPath {
+		tc.ClientKeyPath, tc.ClientKeyData = t.TLSKey, nil
+	}
+	if t.TLSCA != tc.ServerCACertPath {
+		tc.ServerCACertPath, tc.ServerCACertData = t.TLSCA, nil
+	}
+	tc.ServerName, tc.DisableHostVerification = t.TLSServerName, t.TLSDisableHostVerification
+	implied := t.TLS || tc.ClientCertPath != "" || tc.ClientKeyPath != "" || tc.ServerCACertPath != "" ||
+		len(tc.ClientCertData) > 0 || len(tc.ServerCACertData) > 0 || tc.ServerName != "" || tc.DisableHostVerification || t.APIKey != ""
+	switch {
+	case t.changed("temporal-tls"):
+		tc.Disabled = !t.TLS
+	case tc.Disabled:
+		// TEMPORAL_TLS=false or the profile's tls.disabled stays.
+	default:
+		tc.Disabled = !implied
+	}
+	if implied || tc.Disabled || p.TLS != nil {
+		p.TLS = &tc
+	}
+	return p
+}
+
+// ClientOptions builds SDK client options from the settings, logging a
+// warning for each deprecated variable in use.
 func (t Temporal) ClientOptions(logger *slog.Logger) (client.Options, error) {
-	opts := client.Options{HostPort: t.Address, Namespace: t.Namespace}
+	warn := slog.Default()
+	if logger != nil {
+		warn = logger
+	}
+	for _, w := range t.warnings {
+		warn.Warn(w)
+	}
+	if t.loadErr != nil {
+		return client.Options{}, t.loadErr
+	}
+	p := t.Profile()
+	if tc := p.TLS; tc != nil && !tc.Disabled {
+		if (tc.ClientCertPath == "") != (tc.ClientKeyPath == "") && len(tc.ClientCertData) == 0 && len(tc.ClientKeyData) == 0 {
+			return client.Options{}, fmt.Errorf("--temporal-tls-cert and --temporal-tls-key ($TEMPORAL_TLS_CLIENT_CERT_PATH, $TEMPORAL_TLS_CLIENT_KEY_PATH) must be given together")
+		}
+		if tc.ClientCertPath != "" && tc.ClientKeyPath != "" {
+			if _, err := tls.LoadX509KeyPair(tc.ClientCertPath, tc.ClientKeyPath); err != nil {
+				return client.Options{}, fmt.Errorf("--temporal-tls-cert/--temporal-tls-key: %w", err)
+			}
+		}
+		if tc.ServerCACertPath != "" {
+			pem, err := os.ReadFile(tc.ServerCACertPath)
+			if err != nil {
+				return client.Options{}, fmt.Errorf("--temporal-tls-ca: %w", err)
+			}
+			if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+				return client.Options{}, fmt.Errorf("--temporal-tls-ca %s: no PEM certificate in it", tc.ServerCACertPath)
+			}
+		}
+	}
+	opts, err := p.ToClientOptions(envconfig.ToClientOptionsRequest{})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("Temporal client settings: %w", err)
+	}
+	if opts.ConnectionOptions.TLS != nil && opts.ConnectionOptions.TLS.MinVersion == 0 {
+		opts.ConnectionOptions.TLS.MinVersion = tls.VersionTLS12
+	}
 	if logger != nil {
 		opts.Logger = tlog.NewStructuredLogger(logger)
-	}
-	if t.TLSCert != "" || t.TLSCA != "" || t.APIKey != "" || t.TLSServerName != "" {
-		tc := &tls.Config{ServerName: t.TLSServerName, MinVersion: tls.VersionTLS12}
-		if (t.TLSCert == "") != (t.TLSKey == "") {
-			return opts, fmt.Errorf("--temporal-tls-cert and --temporal-tls-key must be given together")
-		}
-		if t.TLSCert != "" {
-			pair, err := tls.LoadX509KeyPair(t.TLSCert, t.TLSKey)
-			if err != nil {
-				return opts, fmt.Errorf("--temporal-tls-cert/--temporal-tls-key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{pair}
-		}
-		if t.TLSCA != "" {
-			pem, err := os.ReadFile(t.TLSCA)
-			if err != nil {
-				return opts, fmt.Errorf("--temporal-tls-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return opts, fmt.Errorf("--temporal-tls-ca %s: no PEM certificate in it", t.TLSCA)
-			}
-			tc.RootCAs = pool
-		}
-		opts.ConnectionOptions.TLS = tc
-	}
-	if t.APIKey != "" {
-		opts.Credentials = client.NewAPIKeyStaticCredentials(t.APIKey)
 	}
 	return opts, nil
 }
@@ -95,7 +251,7 @@ func (t Temporal) Dial(logger *slog.Logger, more ...func(*client.Options)) (clie
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %q): %w; is the stack up? try `make up`", t.Address, t.Namespace, err)
+		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %q): %w; set --temporal-address / $TEMPORAL_ADDRESS (and --temporal-namespace, TLS or API key settings) to your frontend (local stack: `make up`)", t.Address, t.Namespace, err)
 	}
 	return c, nil
 }
