@@ -239,6 +239,15 @@ func (t Temporal) ClientOptions(logger *slog.Logger) (client.Options, error) {
 	return opts, nil
 }
 
+// Hint says what to change when the frontend cannot be reached: the
+// settings, and `make up` only for the local stack's address.
+func (t Temporal) Hint() string {
+	if t.Address == "127.0.0.1:7233" || t.Address == "localhost:7233" {
+		return "is the local stack up? `make up` starts it; for another frontend set --temporal-address / $TEMPORAL_ADDRESS"
+	}
+	return "set --temporal-address / $TEMPORAL_ADDRESS to a reachable frontend (and --temporal-namespace, --temporal-tls*, --temporal-api-key or a $TEMPORAL_PROFILE as it needs; local stack: `make up`)"
+}
+
 // Dial connects to Temporal and checks the frontend answers; each of more
 // may adjust the client options first (e.g. set a metrics handler).
 func (t Temporal) Dial(logger *slog.Logger, more ...func(*client.Options)) (client.Client, error) {
@@ -251,7 +260,7 @@ func (t Temporal) Dial(logger *slog.Logger, more ...func(*client.Options)) (clie
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %q): %w; set --temporal-address / $TEMPORAL_ADDRESS (and --temporal-namespace, TLS or API key settings) to your frontend (local stack: `make up`)", t.Address, t.Namespace, err)
+		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %q): %w; %s", t.Address, t.Namespace, err, t.Hint())
 	}
 	return c, nil
 }
@@ -265,6 +274,64 @@ type ClickHouse struct {
 	// Cluster names the ClickHouse cluster (remote_servers) the schema is
 	// replicated across; empty: one server, plain MergeTree tables.
 	Cluster string
+
+	// TLS connects over TLS (ClickHouse's tcp_port_secure, 9440 by
+	// convention); a CA, client certificate or server name turns it on too.
+	TLS           bool
+	TLSCA         string // CA bundle to verify the server; empty: system roots
+	TLSCert       string // client certificate (with TLSKey)
+	TLSKey        string
+	TLSServerName string // name to verify; empty: the host of the address
+
+	envErr error // a CLICKHOUSE_TLS that is not true or false
+}
+
+// Hint says what to change when the server cannot be reached or used:
+// the settings, and `make up` only for the local stack's address.
+func (c ClickHouse) Hint() string {
+	if c.Addr == DefaultClickHouseAddr && !c.TLSEnabled() {
+		return "is the local stack up? `make up` starts it; for another server set --clickhouse-addr / $CLICKHOUSE_ADDR"
+	}
+	return "set --clickhouse-addr / $CLICKHOUSE_ADDR to a reachable server (and --clickhouse-user, --clickhouse-password, --clickhouse-tls* as it needs; local stack: `make up`)"
+}
+
+// TLSEnabled reports whether the settings ask for TLS.
+func (c ClickHouse) TLSEnabled() bool {
+	return c.TLS || c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSServerName != ""
+}
+
+// TLSConfig builds the client's TLS configuration; nil when TLS is off.
+// A file that cannot be used gives an error naming its flag.
+func (c ClickHouse) TLSConfig() (*tls.Config, error) {
+	if c.envErr != nil {
+		return nil, c.envErr
+	}
+	if !c.TLSEnabled() {
+		return nil, nil
+	}
+	tc := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, fmt.Errorf("--clickhouse-tls-cert and --clickhouse-tls-key ($CLICKHOUSE_TLS_CERT, $CLICKHOUSE_TLS_KEY) must be given together")
+	}
+	if c.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--clickhouse-tls-cert/--clickhouse-tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("--clickhouse-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--clickhouse-tls-ca %s: no PEM certificate in it", c.TLSCA)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }
 
 // Addrs splits Addr into its host:port entries.
@@ -288,6 +355,13 @@ func (c *ClickHouse) Flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.User, "clickhouse-user", Env("CLICKHOUSE_USER", "default"), "ClickHouse user ($CLICKHOUSE_USER)")
 	fs.StringVar(&c.Password, "clickhouse-password", Env("CLICKHOUSE_PASSWORD", ""), "ClickHouse password ($CLICKHOUSE_PASSWORD)")
 	fs.StringVar(&c.Cluster, "clickhouse-cluster", Env("CLICKHOUSE_CLUSTER", ""), "ClickHouse cluster name: replicated tables behind Distributed ones, migrations ON CLUSTER; empty for one server ($CLICKHOUSE_CLUSTER)")
+	var env EnvDefaults
+	fs.BoolVar(&c.TLS, "clickhouse-tls", env.Bool("CLICKHOUSE_TLS", false), "connect to ClickHouse over TLS (its tcp_port_secure); on too with any --clickhouse-tls-* file or name ($CLICKHOUSE_TLS)")
+	c.envErr = env.Err
+	fs.StringVar(&c.TLSCA, "clickhouse-tls-ca", Env("CLICKHOUSE_TLS_CA", ""), "CA bundle to verify ClickHouse's certificate; empty: the system roots ($CLICKHOUSE_TLS_CA)")
+	fs.StringVar(&c.TLSCert, "clickhouse-tls-cert", Env("CLICKHOUSE_TLS_CERT", ""), "client certificate for ClickHouse, with --clickhouse-tls-key ($CLICKHOUSE_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "clickhouse-tls-key", Env("CLICKHOUSE_TLS_KEY", ""), "client key for ClickHouse ($CLICKHOUSE_TLS_KEY)")
+	fs.StringVar(&c.TLSServerName, "clickhouse-tls-server-name", Env("CLICKHOUSE_TLS_SERVER_NAME", ""), "server name to verify ClickHouse's certificate against; empty: the host of --clickhouse-addr ($CLICKHOUSE_TLS_SERVER_NAME)")
 }
 
 // ClickHouseFromEnv returns the ClickHouse settings the environment gives.

@@ -62,7 +62,12 @@ func Dial(ctx context.Context, cfg config.ClickHouse, db string) (driver.Conn, e
 	if len(addrs) == 0 {
 		return nil, errors.New("--clickhouse-addr is empty: give host:port of the native protocol")
 	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
 	opts := &clickhouse.Options{
+		TLS:              tc,
 		Protocol:         clickhouse.Native,
 		Addr:             addrs,
 		Auth:             clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
@@ -84,7 +89,7 @@ func Dial(ctx context.Context, cfg config.ClickHouse, db string) (driver.Conn, e
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach ClickHouse at %s (database %s): %w; is the stack up? try `make up`", cfg.Addr, db, err)
+		return nil, fmt.Errorf("cannot reach ClickHouse at %s (database %s): %w; %s", cfg.Addr, db, err, cfg.Hint())
 	}
 	return conn, nil
 }
