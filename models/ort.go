@@ -30,7 +30,7 @@ func InitORT(libPath string) error {
 			return
 		}
 		if _, err := os.Stat(libPath); err != nil {
-			ortInit.err = fmt.Errorf("onnxruntime library: %w (run `make up` to install it)", err)
+			ortInit.err = fmt.Errorf("onnxruntime library: %w (set --onnxruntime-lib / $ONNXRUNTIME_LIB to libonnxruntime.so; local stack: `make up` installs it)", err)
 			return
 		}
 		ort.SetSharedLibraryPath(libPath)

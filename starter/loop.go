@@ -204,7 +204,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 			if seed.Stored() {
 				st, err := store.Open(ctx, g.ClickHouse)
 				if err != nil {
-					return fmt.Errorf("--all and --seed-end read the applications from ClickHouse at %s: %w; is the stack up? try `make up`", g.ClickHouse.Addr, err)
+					return fmt.Errorf("--all and --seed-end read the applications from ClickHouse: %w", err)
 				}
 				defer st.Close()
 				src = st

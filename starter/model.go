@@ -115,7 +115,7 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 				}
 				var err error
 				if st, err = store.Open(ctx, g.ClickHouse); err != nil {
-					return nil, fmt.Errorf("open the model registry: %w (is the stack up? `make up`; or pass --no-publish)", err)
+					return nil, fmt.Errorf("open the model registry: %w (or pass --no-publish)", err)
 				}
 				return st, nil
 			}
@@ -373,7 +373,7 @@ func newModelListCmd(g *globals) *cobra.Command {
 			}
 			s, err := store.Open(cmd.Context(), g.ClickHouse)
 			if err != nil {
-				return fmt.Errorf("open the model registry: %w (is the stack up? `make up`)", err)
+				return fmt.Errorf("open the model registry: %w", err)
 			}
 			defer s.Close()
 			ms, err := s.ListModels(cmd.Context())
@@ -483,7 +483,7 @@ beats every baseline's and the champion's (by 1%).`,
 			var st *store.Store
 			if fromStore || !noPublish {
 				if st, err = store.Open(ctx, g.ClickHouse); err != nil {
-					return fmt.Errorf("open the store: %w (is the stack up? `make up`)", err)
+					return fmt.Errorf("open the store: %w", err)
 				}
 				defer st.Close()
 			}

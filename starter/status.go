@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -40,7 +41,14 @@ It exits non-zero when a service does not answer.`,
 				st.print()
 			}
 			if st.Temporal.Error != "" || st.ClickHouse.Error != "" {
-				return fmt.Errorf("a service is not reachable; `make up` starts the local stack")
+				var hints []string
+				if st.Temporal.Error != "" {
+					hints = append(hints, "Temporal: "+g.Temporal.Hint())
+				}
+				if st.ClickHouse.Error != "" {
+					hints = append(hints, "ClickHouse: "+g.ClickHouse.Hint())
+				}
+				return fmt.Errorf("a service is not reachable; %s", strings.Join(hints, "; "))
 			}
 			return nil
 		},

@@ -242,7 +242,7 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 		return err // names the versions and `starter migrate`; the worker never migrates
 	}
 	if err != nil {
-		return fmt.Errorf("open the store at %s (database %s): %w; is ClickHouse up? try `make up`", s.ClickHouse.Addr, s.ClickHouse.Database, err)
+		return fmt.Errorf("open the store at %s (database %s): %w", s.ClickHouse.Addr, s.ClickHouse.Database, err)
 	}
 	defer st.Close()
 	if s.UseORT {
