@@ -253,3 +253,20 @@ func TestTemporalBadFilesNameTheFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestHintsNameTheSettingsOffTheLocalStack(t *testing.T) {
+	local := config.ClickHouse{Addr: config.DefaultClickHouseAddr}
+	remote := config.ClickHouse{Addr: "ch.prod:9440", TLS: true}
+	if h := local.Hint(); !strings.Contains(h, "make up") || !strings.Contains(h, "--clickhouse-addr") {
+		t.Errorf("local ClickHouse hint %q", h)
+	}
+	if h := remote.Hint(); !strings.HasPrefix(h, "set --clickhouse-addr / $CLICKHOUSE_ADDR") || !strings.Contains(h, "--clickhouse-tls") {
+		t.Errorf("remote ClickHouse hint %q", h)
+	}
+	if h := (config.Temporal{Address: "127.0.0.1:7233"}).Hint(); !strings.Contains(h, "make up") {
+		t.Errorf("local Temporal hint %q", h)
+	}
+	if h := (config.Temporal{Address: "ns.tmprl.cloud:7233"}).Hint(); !strings.HasPrefix(h, "set --temporal-address / $TEMPORAL_ADDRESS") {
+		t.Errorf("remote Temporal hint %q", h)
+	}
+}
