@@ -105,8 +105,8 @@ type EvalConfig struct {
 	// test range with fresh preparations ready only that long into their
 	// bin (Options.ReadySeconds): what a late preparation costs each.
 	ReadySeconds float64
-	Bootstrap                        int      // resamples for the p75 intervals; default 1000, < 0 none
-	MatchedWaste                     []float64
+	Bootstrap    int // resamples for the p75 intervals; default 1000, < 0 none
+	MatchedWaste []float64
 
 	referenceFloor int // the reference keep-alive in bins of the trace
 }
@@ -206,7 +206,7 @@ type Report struct {
 	// preparations ready only ReadySeconds into their bin.
 	ReadySeconds float64   `json:"late_ready_seconds,omitempty"`
 	LateReady    []Summary `json:"late_ready,omitempty"`
-	Matched     []Matched    `json:"matched_waste"`
+	Matched      []Matched `json:"matched_waste"`
 	// Calibration is the test model's forecasts on the test range against
 	// what happened, overall and per application group.
 	Calibration []GroupCalibration `json:"calibration,omitempty"`
