@@ -70,10 +70,10 @@ func TestPolicyValidateForTheBinWidth(t *testing.T) {
 	require.NoError(t, p.ValidateFor(time.Minute))
 	p.LookaheadBins = 1439
 	require.EqualError(t, p.ValidateFor(time.Minute),
-		"LookaheadBins 1439 at 1m0s bins: a lease may be asked to live 1441 bins (24h1m0s), beyond the 24h0m0s a host agent accepts")
+		"LookaheadBins 1439 at 1m0s bins: a held instance's lease may be planned 1439 bins ahead and asked to live 24h1m0s with its grace and lead, beyond the 24h0m0s a host agent accepts; lower LookaheadBins to at most 1438")
 	p.LookaheadBins = 10
 	require.EqualError(t, p.ValidateFor(3*time.Hour),
-		"LookaheadBins 10 at 3h0m0s bins: a lease may be asked to live 12 bins (36h0m0s), beyond the 24h0m0s a host agent accepts")
+		"LookaheadBins 10 and MaxSleepBins 60 at 3h0m0s bins: a held instance's lease may be planned 60 bins ahead and asked to live 186h0m0s with its grace and lead, beyond the 24h0m0s a host agent accepts; lower LookaheadBins and MaxSleepBins to at most 6")
 	require.Error(t, p.ValidateFor(time.Duration(math.MaxInt64/4)), "an overflowing product is refused, not wrapped")
 
 	// Loops from before the policy package: their lease TTL and horizon
@@ -96,4 +96,52 @@ func TestLoopRefusesASubSecondBin(t *testing.T) {
 	err := env.GetWorkflowError()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "loop app-b: bin 200ms is shorter than 1s, the shortest lease a host agent accepts")
+}
+
+// A held instance's lease is planned as far as the loop may sleep
+// (MaxSleepBins, DefaultMaxSleepBins when 0), not only the lookahead: the
+// check bounds that lease, so a policy whose every reserve a host agent
+// would refuse is refused at once, naming the setting to lower and how far.
+func TestPolicyValidateForBoundsTheLeaseAsFarAsTheLoopSleeps(t *testing.T) {
+	// One-hour bins: the default sleeps up to 60 bins, a lease of 62 h.
+	err := DefaultPolicy().ValidateFor(time.Hour)
+	require.Error(t, err, "the default policy at one-hour bins plans leases of 62 h")
+	require.ErrorContains(t, err, "MaxSleepBins 60")
+	require.ErrorContains(t, err, "24h0m0s a host agent accepts")
+	require.ErrorContains(t, err, "lower MaxSleepBins to at most 22")
+	require.NotContains(t, err.Error(), "lower LookaheadBins", "the lookahead of 10 bins fits")
+
+	// MaxSleepBins 0 is the default, 60 bins.
+	p := DefaultPolicy()
+	p.MaxSleepBins = 0
+	err = p.ValidateFor(time.Hour)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "MaxSleepBins 0 (the default, 60)")
+
+	// --max-sleep-bins 1440 at two-minute bins: leases of 48 h.
+	p = DefaultPolicy()
+	p.MaxSleepBins = 1440
+	err = p.ValidateFor(2 * time.Minute)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "lower MaxSleepBins to at most 718")
+	p.MaxSleepBins = 718
+	require.NoError(t, p.ValidateFor(2*time.Minute))
+	p.MaxSleepBins = 719
+	require.Error(t, p.ValidateFor(2*time.Minute))
+
+	// Both beyond: both named.
+	p = DefaultPolicy()
+	p.LookaheadBins, p.MaxSleepBins = 30, 40
+	err = p.ValidateFor(time.Hour)
+	require.ErrorContains(t, err, "lower LookaheadBins and MaxSleepBins to at most 22")
+
+	// What fits at one-hour bins.
+	p = DefaultPolicy()
+	p.MaxSleepBins = 22
+	require.NoError(t, p.ValidateFor(time.Hour))
+
+	// Bins so wide that no lease fits.
+	p.MaxSleepBins = 1
+	p.LookaheadBins = 1
+	require.ErrorContains(t, p.ValidateFor(9*time.Hour), "at most 8h0m0s")
 }
