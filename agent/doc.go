@@ -121,7 +121,10 @@
 // sends a metrics snapshot every interval. hostagent implements Reporter
 // with the ClickHouse store (store.RegisterHost, store.RecordHostMetrics)
 // when --advertise-url is given; the worker lists live hosts with
-// store.Hosts(ctx, now-30s), where a host's metrics count as being seen.
+// store.Hosts(ctx, now-30s), where a host's metrics count as being seen;
+// rows stamped more than store.MaxClockSkew ahead of the reader's clock are
+// not read, so a forged registration from the future cannot pin a host's
+// URL or keep a dead host seen.
 // A registry that is down is retried every interval and never stops the
 // agent from serving.
 //
@@ -134,7 +137,9 @@
 // Config.UnauthorizedLogEvery, the next line counting those skipped. Each
 // host has its own token, api.DeriveToken(root secret, host ID), which only
 // the worker can compute (see agent/client's Trust: CA verification, an
-// allow-list of agent URLs, no plain HTTP off loopback). TLS is served when
+// allow-list of agent URLs, no plain HTTP off loopback, and a host's token
+// only for a URL bound to its ID: {host} in the allow pattern, or a
+// certificate that must name the host, TLSName). TLS is served when
 // hostagent is given a certificate and key. Bodies are limited to 64 KiB,
 // must be one JSON object with no unknown fields, sizes must be finite,
 // ≥ 0 and at most 1 TiB, ratios within 0..1, and every ID must match

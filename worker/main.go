@@ -81,6 +81,7 @@ type settings struct {
 	AgentCA             string
 	AgentInsecure       bool
 	AgentURLAllow       string
+	AgentTLSName        string
 
 	metrics *telemetry.Metrics // nil: nothing counted (tests that do not look)
 }
@@ -102,7 +103,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentTokenFile, "agent-token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "older fleets: one bearer token shared by every host agent, or set $HOSTAGENT_TOKEN; prefer --agent-root-secret-file ($HOSTAGENT_TOKEN_FILE)")
 	fs.StringVar(&s.AgentCA, "agent-ca", os.Getenv("FOREWARM_AGENT_CA"), "PEM file of the CA that https:// host agents' certificates must chain to (default: the system's roots) ($FOREWARM_AGENT_CA)")
 	fs.BoolVar(&s.AgentInsecure, "agent-insecure", config.Env("FOREWARM_AGENT_INSECURE", "false") == "true", "allow plain http:// to host agents that are not on loopback (their token crosses the network in clear) ($FOREWARM_AGENT_INSECURE)")
-	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only ($FOREWARM_AGENT_URL_ALLOW)")
+	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only. With --agent-root-secret-file an agent off loopback is called only at a URL bound to its host ID: through {host} here, or through --agent-tls-name ($FOREWARM_AGENT_URL_ALLOW)")
+	fs.StringVar(&s.AgentTLSName, "agent-tls-name", os.Getenv("FOREWARM_AGENT_TLS_NAME"), "name an https:// host agent's certificate must carry instead of its URL's host, {host} standing for the host ID (e.g. '{host}' or '{host}.agents.example.com'): agents registered at any allowed address, such as a pod IP, prove which host they are before its token is sent ($FOREWARM_AGENT_TLS_NAME)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", defaultWorkflowPollers), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog. A fixed count can leave the queue of new and moved loops unpolled for a minute at a time ($FOREWARM_WORKFLOW_POLLERS)")
@@ -181,7 +183,7 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 		return nil, errors.New("no host agent credentials: give --agent-root-secret-file (or $FOREWARM_AGENT_ROOT_SECRET), or an older fleet's shared --agent-token-file")
 	}
 	t, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(s.AgentRootSecret), Token: s.AgentToken,
-		CAFile: s.AgentCA, Insecure: s.AgentInsecure, AllowURL: s.AgentURLAllow})
+		CAFile: s.AgentCA, Insecure: s.AgentInsecure, AllowURL: s.AgentURLAllow, TLSName: s.AgentTLSName})
 	if err != nil {
 		flag := "--agent-root-secret-file"
 		switch {
@@ -189,6 +191,8 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 			flag = "--agent-url-allow"
 		case strings.Contains(err.Error(), "agent CA"):
 			flag = "--agent-ca"
+		case strings.Contains(err.Error(), "agent TLS name"):
+			flag = "--agent-tls-name"
 		case s.AgentToken != "":
 			flag = "--agent-token-file"
 		}
@@ -365,6 +369,8 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		}
 		if !trust.PerHost() {
 			logger.Warn("one bearer token shared by every host agent: a compromised host can call the others; give --agent-root-secret-file")
+		} else if !trust.Binds() {
+			logger.Warn("no agent URL off loopback is bound to its host ID, so only agents on loopback are called: put {host} in --agent-url-allow, or give the agents certificates naming their host IDs and set --agent-tls-name", "allow", trust.AllowURL())
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
