@@ -30,7 +30,10 @@
 //
 // Admission control counts leases and cold requests in flight against the
 // capacity (memory, disk, CPU) and refuses what does not fit with a reason
-// that names the resource, the need and what is free; memory is also
+// that names the resource, the need and what is free. A cold request holds
+// CPU like a lease's request while it runs: its cpu_milli, at least one
+// core (all the host has, when it has less), so a burst of cold serves
+// cannot take the cores promised to leases; memory is also
 // refused when the kernel's MemAvailable (minus 256 MB headroom) is
 // smaller, whatever the configured capacity says. Allocation happens
 // outside the agent's lock, so slow preparations do not block other calls.
@@ -65,7 +68,10 @@
 // that, or that is larger than the lease (memory, disk or CPU, ignoring
 // float noise), is refused with lease_busy or lease_too_small, or, with
 // FallbackCold, served cold while the lease stays ready; each such
-// fallback is counted on the lease and in the host metrics. Without a
+// fallback is counted on the lease and in the host metrics. A busy-lease
+// fallback for which the host has no room (its cores promised) waits for
+// its lease instead and runs warm; a cold request without a lease that
+// does not fit is refused over_capacity, naming the resource. Without a
 // lease the agent allocates on the spot (cold: mmap, touch, fallocate),
 // runs the request and frees the resources after answering, unless the
 // request asks to keep them: with KeepID and KeepTTLSeconds the cold
