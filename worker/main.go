@@ -113,7 +113,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", env.Int("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
-	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz, unauthenticated: keep it on loopback or a network only probes and scrapers reach. /readyz answers from a check of Temporal and ClickHouse run at most every 2 s, with no detail in its body; off for none ($FOREWARM_METRICS_LISTEN)")
 	fs.DurationVar(&s.StopTimeout, "stop-timeout", env.Duration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
 	fs.IntVar(&s.WorkflowCache, "workflow-cache", env.Int("FOREWARM_WORKFLOW_CACHE", 0), "workflows kept in memory between their tasks; a loop evicted from it replays its history at its next wake, so give it at least the loops this worker runs (0: the SDK's default, 10,000) ($FOREWARM_WORKFLOW_CACHE)")
 	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("FOREWARM_STICKY_TIMEOUT", 5*time.Second), "how long a loop's workflow task may wait for the worker that caches the loop before the server hands it to any worker, which must replay the loop's history. Raise it (e.g. 1m) when a bin's burst of wakes takes this worker longer than that to drain, or the burst turns into replays; after a crash, the dead worker's loops stay bound to it (their queries fail) up to this long ($FOREWARM_STICKY_TIMEOUT)")
@@ -254,15 +254,19 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 		worker.SetStickyWorkflowCacheSize(s.WorkflowCache)
 	}
 	var started atomic.Bool
+	// /readyz answers from this check, run at most every
+	// telemetry.ReadyEvery however often it is probed; its body says only
+	// which part is not ready, the detail goes to the log.
+	m.Log = logger
 	stopHTTP, err := serveOps(s.MetricsListen, m, func(ctx context.Context) error {
 		if !started.Load() {
-			return errors.New("workers not started yet")
+			return &telemetry.Unready{Part: "starting", Err: errors.New("workers not started yet")}
 		}
 		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			return fmt.Errorf("temporal %s: %w", s.Temporal.Address, err)
+			return &telemetry.Unready{Part: "temporal", Err: fmt.Errorf("temporal %s: %w", s.Temporal.Address, err)}
 		}
 		if err := st.Conn().Ping(ctx); err != nil {
-			return fmt.Errorf("clickhouse %s: %w", s.ClickHouse.Addr, err)
+			return &telemetry.Unready{Part: "store", Err: fmt.Errorf("clickhouse %s: %w", s.ClickHouse.Addr, err)}
 		}
 		return nil
 	}, logger)
