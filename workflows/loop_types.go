@@ -156,9 +156,22 @@ func (p Policy) Validate() error {
 // far: every host would refuse its reserves, and its extends while the
 // loop sleeps through a planned hold.
 func (p Policy) ValidateFor(bin time.Duration) error {
+	return p.validateFor(bin, true)
+}
+
+// validateFor is ValidateFor; without leaseBound, the check of loops from
+// before it (versionLeaseBound), which bounded LookaheadBins+2 bins only.
+func (p Policy) validateFor(bin time.Duration, leaseBound bool) error {
 	errs := []error{p.Validate(), ValidateBin(bin)}
-	if bin >= api.MinTTL {
+	switch {
+	case bin < api.MinTTL:
+	case leaseBound:
 		errs = append(errs, p.validateLease(bin))
+	default:
+		if longest := time.Duration(p.LookaheadBins+2) * bin; p.LookaheadBins > 0 && (longest > api.MaxTTL || longest/bin != time.Duration(p.LookaheadBins+2)) {
+			errs = append(errs, fmt.Errorf("LookaheadBins %d at %v bins: a lease may be asked to live %d bins (%v), beyond the %v a host agent accepts",
+				p.LookaheadBins, bin, p.LookaheadBins+2, longest, api.MaxTTL))
+		}
 	}
 	return errors.Join(errs...)
 }

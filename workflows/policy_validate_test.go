@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
+	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
 )
 
@@ -144,4 +147,51 @@ func TestPolicyValidateForBoundsTheLeaseAsFarAsTheLoopSleeps(t *testing.T) {
 	p.MaxSleepBins = 1
 	p.LookaheadBins = 1
 	require.ErrorContains(t, p.ValidateFor(9*time.Hour), "at most 8h0m0s")
+}
+
+// A loop started at one-hour bins with the default policy (a 60-bin sleep:
+// leases of 62 h) fails at once, naming the setting; loops from before the
+// check, and loops that continue as new with the policy they were started
+// with, keep running (their forecast plans leases the agents accept), and
+// a change to their policy is checked against the bound.
+func TestLoopRefusesLeasesNoAgentAccepts(t *testing.T) {
+	env := newLoopEnv(t)
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy()})
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "loop app-h: policy: MaxSleepBins 60 at 1h0m0s bins")
+	require.Contains(t, err.Error(), "lower MaxSleepBins to at most 22")
+
+	runs := func(t *testing.T, env *testsuite.TestWorkflowEnvironment, in LoopInput, change PolicyChange) (rejected error, accepted bool) {
+		env.RegisterActivity(&activities.Predictor{Models: oneModel{recentModel{}}})
+		env.RegisterDelayedCallback(func() {
+			env.UpdateWorkflow(UpdatePolicy, "change", &testsuite.TestUpdateCallback{
+				OnReject:   func(err error) { rejected = err },
+				OnAccept:   func() { accepted = true },
+				OnComplete: func(any, error) {},
+			}, PolicyUpdate{Change: change})
+		}, 90*time.Minute)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "test over"}) }, 3*time.Hour)
+		env.ExecuteWorkflow(LoopWorkflowName, in)
+		require.NoError(t, env.GetWorkflowError())
+		return rejected, accepted
+	}
+	t.Run("started before the check", func(t *testing.T) {
+		env := newLoopEnv(t)
+		env.OnGetVersion(versionLeaseBound, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		rejected, accepted := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy()}, PolicyChange{TopN: ptr(2)})
+		require.NoError(t, rejected)
+		require.True(t, accepted, "checked as before: the lookahead alone")
+	})
+	t.Run("continued as new", func(t *testing.T) {
+		env := newLoopEnv(t)
+		rejected, _ := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy(), Runs: 1}, PolicyChange{TopN: ptr(2)})
+		require.ErrorContains(t, rejected, "lower MaxSleepBins to at most 22", "a change leaving the sleep too long is refused")
+	})
+	t.Run("continued as new, sleep lowered", func(t *testing.T) {
+		env := newLoopEnv(t)
+		rejected, accepted := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy(), Runs: 1}, PolicyChange{MaxSleepBins: ptr(22)})
+		require.NoError(t, rejected)
+		require.True(t, accepted)
+	})
 }
