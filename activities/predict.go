@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -172,9 +174,54 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 // sleep. A loop that had to wake every lookahead only to extend its lease
 // would spend most of a busy application's wakes (and a workflow task, a
 // marker and an Extend activity each) on that; the price is the safety
-// net's length, the time a lost loop's instance outlives it.
+// net's length, the time a lost loop's instance outlives it. Never further
+// than a host agent keeps a lease (MaxLeaseBins): a loop the policy check
+// let through with a longer sleep (workflows.Policy.ValidateFor refuses
+// it) plans what the hosts accept and wakes then to extend it.
 func leaseBins(in ForecastInput) int {
-	return max(1, in.Lookahead, in.MaxSleep)
+	n := max(1, in.Lookahead, in.MaxSleep)
+	if fits := MaxLeaseBins(in.leaseBin()); fits >= 1 {
+		n = min(n, fits)
+	}
+	return n
+}
+
+// leaseBin is the width of the bins the loop's leases live in.
+func (in ForecastInput) leaseBin() time.Duration {
+	if in.LeaseBin > 0 {
+		return in.LeaseBin
+	}
+	return in.Bin
+}
+
+// MaxLeaseBin is the widest bin a lease can be planned for at all: a bin,
+// its grace and its lead within api.MaxTTL.
+const MaxLeaseBin = api.MaxTTL / 3
+
+// MaxLeaseBins is how many bins ahead a loop of bin width bin may plan a
+// held instance's lease so that a host agent accepts it (api.MaxTTL): the
+// lease lives the bins planned, plus its grace (a bin, at least 5 s) and
+// a start up to a bin ahead of the bin it is for (a preparation's lead, at
+// most half a bin; a trace-clock loop's first decision, a bin). 0: not
+// even one bin fits (bin wider than MaxLeaseBin).
+func MaxLeaseBins(bin time.Duration) int {
+	if bin <= 0 || bin > MaxLeaseBin {
+		return 0
+	}
+	return max(0, int((api.MaxTTL-max(bin, 5*time.Second)-bin)/bin))
+}
+
+// LeaseLife is the longest a lease planned bins ahead at bin width bin may
+// be asked to live (see MaxLeaseBins); it saturates instead of wrapping.
+func LeaseLife(bins int, bin time.Duration) time.Duration {
+	if bins < 0 || bin <= 0 {
+		return 0
+	}
+	extra := max(bin, 5*time.Second) + bin
+	if extra < 0 || bin > (math.MaxInt64-extra)/time.Duration(max(1, bins)) {
+		return math.MaxInt64
+	}
+	return time.Duration(bins)*bin + extra
 }
 
 // decide lets policy.Config.Decide make the decision along the path, from
@@ -192,7 +239,7 @@ func decide(in ForecastInput, res *ForecastResult, counts []float64, window int)
 	if n := d.NextChange; n < len(res.Path) {
 		at := s.After(n)
 		at.Held = d.Action.Holds()
-		if then := in.Policy.Decide(at, in.Bin, max(1, in.Lookahead)); then.Action == policy.Prepare {
+		if then := in.Policy.Decide(at, in.Bin, min(max(1, in.Lookahead), leaseBins(in))); then.Action == policy.Prepare {
 			res.Ahead = &Ahead{Prepare: true, HoldBins: then.HoldBins}
 		} else {
 			res.Ahead = &Ahead{}

@@ -117,6 +117,11 @@ type ForecastInput struct {
 	// only Lookahead), so the loop need not wake earlier to extend it.
 	// 0: within Bins (loops from before the bound).
 	MaxSleep int
+	// LeaseBin is the width of the loop's own bins, in which its leases
+	// live, when it differs from Bin (a loop on a trace clock); 0: Bin.
+	// A lease is planned no further than a host agent keeps it
+	// (MaxLeaseBins of it).
+	LeaseBin time.Duration
 	// Router, when set, reads the counts from the worker's arrival Mirror
 	// instead of Counts, and registers the plan with its Watch.
 	Router *RouterInput

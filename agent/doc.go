@@ -30,7 +30,10 @@
 //
 // Admission control counts leases and cold requests in flight against the
 // capacity (memory, disk, CPU) and refuses what does not fit with a reason
-// that names the resource, the need and what is free; memory is also
+// that names the resource, the need and what is free. A cold request holds
+// CPU like a lease's request while it runs: its cpu_milli, at least one
+// core (all the host has, when it has less), so a burst of cold serves
+// cannot take the cores promised to leases; memory is also
 // refused when the kernel's MemAvailable (minus 256 MB headroom) is
 // smaller, whatever the configured capacity says. Allocation happens
 // outside the agent's lock, so slow preparations do not block other calls.
@@ -65,7 +68,10 @@
 // that, or that is larger than the lease (memory, disk or CPU, ignoring
 // float noise), is refused with lease_busy or lease_too_small, or, with
 // FallbackCold, served cold while the lease stays ready; each such
-// fallback is counted on the lease and in the host metrics. Without a
+// fallback is counted on the lease and in the host metrics. A busy-lease
+// fallback for which the host has no room (its cores promised) waits for
+// its lease instead and runs warm; a cold request without a lease that
+// does not fit is refused over_capacity, naming the resource. Without a
 // lease the agent allocates on the spot (cold: mmap, touch, fallocate),
 // runs the request and frees the resources after answering, unless the
 // request asks to keep them: with KeepID and KeepTTLSeconds the cold
@@ -121,7 +127,10 @@
 // sends a metrics snapshot every interval. hostagent implements Reporter
 // with the ClickHouse store (store.RegisterHost, store.RecordHostMetrics)
 // when --advertise-url is given; the worker lists live hosts with
-// store.Hosts(ctx, now-30s), where a host's metrics count as being seen.
+// store.Hosts(ctx, now-30s), where a host's metrics count as being seen;
+// rows stamped more than store.MaxClockSkew ahead of the reader's clock are
+// not read, so a forged registration from the future cannot pin a host's
+// URL or keep a dead host seen.
 // A registry that is down is retried every interval and never stops the
 // agent from serving.
 //
@@ -134,7 +143,9 @@
 // Config.UnauthorizedLogEvery, the next line counting those skipped. Each
 // host has its own token, api.DeriveToken(root secret, host ID), which only
 // the worker can compute (see agent/client's Trust: CA verification, an
-// allow-list of agent URLs, no plain HTTP off loopback). TLS is served when
+// allow-list of agent URLs, no plain HTTP off loopback, and a host's token
+// only for a URL bound to its ID: {host} in the allow pattern, or a
+// certificate that must name the host, TLSName). TLS is served when
 // hostagent is given a certificate and key. Bodies are limited to 64 KiB,
 // must be one JSON object with no unknown fields, sizes must be finite,
 // ≥ 0 and at most 1 TiB, ratios within 0..1, and every ID must match

@@ -134,7 +134,8 @@ func TestTrustRefusesURLsItMustNotCall(t *testing.T) {
 	ip := nonLoopbackIPv4()
 	off := "http://" + net.JoinHostPort(ip, "7071")
 	anyHost := `https?://[^/]+`
-	strict := newTrust(t, client.TrustConfig{RootSecret: rootSecret, AllowURL: anyHost})
+	// (https binds the URL to the host through the certificate's name.)
+	strict := newTrust(t, client.TrustConfig{RootSecret: rootSecret, AllowURL: anyHost, TLSName: "{host}"})
 	if _, err := strict.Client("host-a", off); client.Code(err) != client.CodeInsecureURL || !strings.Contains(err.Error(), "--agent-insecure") {
 		t.Errorf("plain HTTP to %s: %v, want insecure_url", off, err)
 	}
@@ -144,11 +145,13 @@ func TestTrustRefusesURLsItMustNotCall(t *testing.T) {
 	if _, err := strict.Client("host-a", "http://localhost:7071"); err != nil {
 		t.Errorf("plain HTTP to localhost: %v", err)
 	}
-	insecure := newTrust(t, client.TrustConfig{RootSecret: rootSecret, AllowURL: anyHost, Insecure: true})
+	// Plain HTTP is bound to a host only by the URL naming it: here the
+	// host's ID is its address.
+	insecure := newTrust(t, client.TrustConfig{RootSecret: rootSecret, AllowURL: `http://{host}:[0-9]+`, Insecure: true})
 	if ip == "192.0.2.1" {
 		// No address of this machine is off loopback: the client is built
 		// and its call fails on the network, not on a trust rule.
-		c, err := insecure.Client("host-a", off)
+		c, err := insecure.Client(ip, off)
 		if err != nil {
 			t.Fatalf("insecure trust refused %s: %v", off, err)
 		}
@@ -160,15 +163,15 @@ func TestTrustRefusesURLsItMustNotCall(t *testing.T) {
 		return
 	}
 	// A real agent on this machine's non-loopback address.
-	real := startHost(t, "host-off", net.JoinHostPort(ip, "0"))
-	if _, err := strict.Client("host-off", real); client.Code(err) != client.CodeInsecureURL {
+	real := startHost(t, ip, net.JoinHostPort(ip, "0"))
+	if _, err := strict.Client(ip, real); client.Code(err) != client.CodeInsecureURL {
 		t.Errorf("plain HTTP to the agent at %s: %v, want insecure_url", real, err)
 	}
-	c, err := insecure.Client("host-off", real)
+	c, err := insecure.Client(ip, real)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info, err := c.Info(ctx); err != nil || info.HostID != "host-off" {
+	if info, err := c.Info(ctx); err != nil || info.HostID != ip {
 		t.Errorf("insecure call to %s: %+v, %v", real, info, err)
 	}
 }
@@ -197,6 +200,7 @@ func TestTrustConfigIsChecked(t *testing.T) {
 		{"short token", client.TrustConfig{Token: "short"}, "at least 16"},
 		{"bad pattern", client.TrustConfig{RootSecret: rootSecret, AllowURL: "http://(127"}, "agent URL allow pattern"},
 		{"missing CA", client.TrustConfig{RootSecret: rootSecret, CAFile: "/nonexistent/ca.pem"}, "agent CA"},
+		{"TLS name with a scheme", client.TrustConfig{RootSecret: rootSecret, TLSName: "https://{host}"}, "agent TLS name"},
 	}
 	for _, tc := range cases {
 		if _, err := client.NewTrust(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.says) {

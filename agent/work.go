@@ -216,7 +216,53 @@ func (a *Agent) serve(ctx context.Context, r api.ServeRequest) (api.ServeResult,
 			return api.ServeResult{}, err
 		}
 	}
-	return a.serveCold(r, res, start)
+	return a.serveCold(ctx, r, res, start)
+}
+
+// waitForLease serves a request whose lease was busy and beside which no
+// cold instance fits (refusal says why) on the lease, once the lease can
+// take it: an instance queues the request rather than take a core that is
+// promised elsewhere. The busy fallback counted for it is taken back. If
+// the lease ends meanwhile the request is served cold if it fits then;
+// when ctx ends first it is refused with the capacity refusal.
+func (a *Agent) waitForLease(ctx context.Context, r api.ServeRequest, start time.Time, refusal error) (api.ServeResult, error) {
+	q := r
+	q.FallbackCold = false
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.prom.refused.Inc()
+			return api.ServeResult{}, refusal
+		case <-tick.C:
+		}
+		l, err := a.take(ctx, q)
+		res := api.ServeResult{RequestID: r.RequestID, HostID: a.cfg.HostID}
+		switch {
+		case err == nil:
+			a.uncountBusyFallback(r.PreparationID)
+			return a.serveWarm(l, r, res, start)
+		case CodeOf(err) == api.CodeLeaseBusy:
+			continue
+		case fallbackable(err):
+			res.FallbackReason, res.FallbackCode = err.Error(), CodeOf(err)
+			return a.serveCold(ctx, r, res, start)
+		default:
+			return api.ServeResult{}, err
+		}
+	}
+}
+
+// uncountBusyFallback takes back the busy fallback counted for a request
+// that ended up served warm on its lease after all.
+func (a *Agent) uncountBusyFallback(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l, ok := a.leases[id]; ok && l.fbConc > 0 {
+		l.fbConc--
+	}
+	a.counters.fbConc.Add(-1)
 }
 
 // slotFreed is closed when a request on a lease next ends.
@@ -309,44 +355,70 @@ func (a *Agent) serveWarm(l *lease, r api.ServeRequest, res api.ServeResult, sta
 	return res, nil
 }
 
-// serveCold allocates the request's resources, runs it, and frees them
-// afterwards or keeps them as a new lease.
-func (a *Agent) serveCold(r api.ServeRequest, res api.ServeResult, start time.Time) (api.ServeResult, error) {
-	need := usage{mbToBytes(r.MemoryMB), mbToBytes(r.DiskMB), r.CPUMilli}
+// coldCPU is the CPU a cold serve holds while it runs: the request's
+// millicores, at least one core (all the host has, when it has less). Its
+// work keeps a core busy, so it is admitted like a lease's request: the
+// cores promised to leases stay theirs.
+func (a *Agent) coldCPU(r api.ServeRequest) int64 {
+	return max(r.CPUMilli, min(1000, a.cfg.CPUMilli))
+}
+
+// admitCold admits a cold serve: the lease it keeps (KeepID), when that
+// fits, and what the request holds while it runs beyond it (all of its
+// need without a kept lease; with one, the CPU the kept lease does not
+// reserve). A refused serve keeps nothing.
+func (a *Agent) admitCold(r api.ServeRequest) (kl *lease, run usage, keepRefused string, err error) {
+	need := usage{mbToBytes(r.MemoryMB), mbToBytes(r.DiskMB), a.coldCPU(r)}
 	a.mu.Lock()
-	var kl *lease
+	defer a.mu.Unlock()
 	if r.KeepID != "" {
-		kl, res.KeepRefused = a.keepLocked(r)
+		kl, keepRefused = a.keepLocked(r)
 	}
-	if kl == nil {
-		if err := a.admit(need); err != nil {
-			a.mu.Unlock()
-			a.prom.refused.Inc()
-			return api.ServeResult{}, err
+	run = need
+	if kl != nil {
+		run = usage{cpu: max(0, need.cpu-kl.need.cpu)}
+	}
+	if err := a.admit(run); err != nil {
+		if kl != nil {
+			delete(a.leases, kl.id)
+			a.reserved = a.reserved.sub(kl.need)
 		}
-		a.reserved = a.reserved.add(need)
+		return nil, usage{}, "", err
 	}
+	a.reserved = a.reserved.add(run)
 	a.cold++
-	a.mu.Unlock()
+	return kl, run, keepRefused, nil
+}
+
+// serveCold allocates the request's resources, runs it, and frees them
+// afterwards or keeps them as a new lease. A request that fell back from
+// its busy lease and finds no room waits for the lease instead.
+func (a *Agent) serveCold(ctx context.Context, r api.ServeRequest, res api.ServeResult, start time.Time) (api.ServeResult, error) {
+	kl, run, keepRefused, err := a.admitCold(r)
+	if err != nil {
+		if res.FallbackCode == api.CodeLeaseBusy && CodeOf(err) == api.CodeOverCapacity {
+			return a.waitForLease(ctx, r, start, err)
+		}
+		a.prom.refused.Inc()
+		return api.ServeResult{}, err
+	}
+	res.KeepRefused = keepRefused
 
 	var (
 		mem  *region
 		disk *storage
-		err  error
 	)
 	if kl != nil {
 		mem, disk, err = a.allocate(kl.need, leaseFile(a.cfg.DataDir, kl.id))
 	} else {
-		mem, disk, err = a.allocate(need, coldFile(a.cfg.DataDir, r.RequestID))
+		mem, disk, err = a.allocate(run, coldFile(a.cfg.DataDir, r.RequestID))
 	}
 	setup := time.Since(start)
 	if err != nil {
 		if kl != nil {
 			_ = a.finishPreparing(kl, nil, nil, err, setup)
-			a.endCold(usage{})
-		} else {
-			a.endCold(need)
 		}
+		a.endCold(run)
 		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("cold set-up for request %s: %v", r.RequestID, err)}
 	}
 	workStart := time.Now()
@@ -356,7 +428,7 @@ func (a *Agent) serveCold(r api.ServeRequest, res api.ServeResult, start time.Ti
 	switch {
 	case kl != nil && werr != nil:
 		_ = a.finishPreparing(kl, mem, disk, werr, setup)
-		a.endCold(usage{})
+		a.endCold(run)
 	case kl != nil:
 		if perr := a.finishPreparing(kl, mem, disk, nil, setup); perr != nil {
 			res.KeepRefused = perr.Error()
@@ -368,14 +440,14 @@ func (a *Agent) serveCold(r api.ServeRequest, res api.ServeResult, start time.Ti
 			a.log.Info("cold instance kept as a lease", "preparation", kl.id, "app", kl.app, "request", r.RequestID,
 				"memory_mb", kl.memMB, "ttl", kl.ttl)
 		}
-		a.endCold(usage{})
+		a.endCold(run)
 	default:
 		// Free after answering; the capacity returns when the memory is gone.
 		a.bg.Add(1)
 		go func() {
 			defer a.bg.Done()
 			_ = errors.Join(mem.free(), disk.free())
-			a.endCold(need)
+			a.endCold(run)
 		}()
 	}
 	if werr != nil {

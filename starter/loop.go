@@ -18,6 +18,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
@@ -127,6 +129,38 @@ func (p *policyFlags) policy() workflows.Policy {
 		KeepAliveBins: p.keepAlive, FallbackBins: p.fallback, TrustGaps: p.trustGaps}
 }
 
+// fitBin lowers the defaults of --max-sleep-bins and --lookahead, where
+// they were not given, to what a host agent keeps a lease for at bins of
+// the given width (activities.MaxLeaseBins): a held instance's lease is
+// planned as far as the loop may sleep, and the default sleep of 60 bins
+// is 62 h of leases at one-hour bins, refused by every host. A value
+// given is kept, for ValidateFor to refuse. It returns what it lowered.
+func (p *policyFlags) fitBin(fs *pflag.FlagSet, pol workflows.Policy, bin time.Duration) (workflows.Policy, []string) {
+	fits := activities.MaxLeaseBins(bin)
+	if fits < 1 {
+		return pol, nil
+	}
+	var notes []string
+	if !fs.Changed("max-sleep-bins") && pol.MaxSleepBins > fits {
+		notes = append(notes, fmt.Sprintf("--bin %v: --max-sleep-bins is %d, not %d: a lease planned further ahead would outlive the %v a host agent accepts", bin, fits, pol.MaxSleepBins, api.MaxTTL))
+		pol.MaxSleepBins = fits
+	}
+	if !fs.Changed("lookahead") && pol.LookaheadBins > fits {
+		notes = append(notes, fmt.Sprintf("--bin %v: --lookahead is %d, not %d: a lease planned further ahead would outlive the %v a host agent accepts", bin, fits, pol.LookaheadBins, api.MaxTTL))
+		pol.LookaheadBins = fits
+	}
+	return pol, notes
+}
+
+// leaseFlagHint names the flags of the settings a lease-length refusal
+// asks to lower.
+func leaseFlagHint(err error) string {
+	if msg := err.Error(); strings.Contains(msg, "lower LookaheadBins") || strings.Contains(msg, "lower MaxSleepBins") {
+		return " (--lookahead sets LookaheadBins, --max-sleep-bins MaxSleepBins)"
+	}
+	return ""
+}
+
 // checkThresholdFlag refuses a NaN or out-of-range threshold before sending.
 func checkThresholdFlag(flag string, v float64) error {
 	if err := workflows.ValidateThreshold(v); err != nil {
@@ -170,9 +204,12 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 			if err := checkThresholdFlag("--threshold", pf.threshold); err != nil {
 				return err
 			}
-			pol := pf.policy()
+			pol, notes := pf.fitBin(cmd.Flags(), pf.policy(), bin)
 			if err := pol.ValidateFor(bin); err != nil {
-				return usageErr("policy flags: %v", err)
+				return usageErr("policy flags: %v%s", err, leaseFlagHint(err))
+			}
+			for _, n := range notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), n)
 			}
 			for _, a := range apps {
 				if a == "" || strings.ContainsAny(a, "/ ") {

@@ -296,3 +296,26 @@ func TestRequestCommand(t *testing.T) {
 	require.True(t, res.Adjusted)
 	require.InDelta(t, -0.2, res.NewAdjustment, 1e-9)
 }
+
+// At one-hour bins the default sleep of 60 bins would plan leases of 62 h,
+// which every host agent refuses: a sleep or lookahead given that long is
+// refused before anything starts, naming its flag and the most that fits.
+func TestLoopStartRefusesLeasesNoHostAccepts(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--bin", "1h", "--max-sleep-bins", "60"}, []string{"MaxSleepBins 60", "at most 22", "--max-sleep-bins"}},
+		{[]string{"--bin", "2m", "--max-sleep-bins", "1440"}, []string{"MaxSleepBins 1440", "at most 718", "--max-sleep-bins"}},
+		{[]string{"--bin", "1h", "--lookahead", "30", "--max-sleep-bins", "20"}, []string{"LookaheadBins 30", "at most 22", "--lookahead"}},
+		{[]string{"--bin", "9h"}, []string{"use bins of at most 8h0m0s"}},
+	} {
+		args := append([]string{"loop", "start", "--app", "a"}, c.args...)
+		_, err := runStarter(t, args...)
+		require.Error(t, err, "%v", args)
+		require.Equal(t, 2, exitCode(err), "%v: %v", args, err)
+		for _, w := range c.want {
+			require.Contains(t, err.Error(), w, "%v", args)
+		}
+	}
+}

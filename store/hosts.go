@@ -21,14 +21,26 @@ func (s *Store) RegisterHost(ctx context.Context, h Host) error {
 	return hostreg.Register(ctx, s.conn, h)
 }
 
+// MaxClockSkew is how far ahead of the reader's clock a host's
+// registration or metrics may be stamped and still be read. Every agent
+// writes the registry with one insert user, so a row can claim any time:
+// one stamped further ahead is ignored (it would otherwise win every
+// latest-row choice against the real host's rows and pin its URL, or keep
+// a dead host seen, for as long as it claims), and what is read is seen
+// no later than the reader's now.
+const MaxClockSkew = 5 * time.Second
+
 // Hosts returns the latest registration of every host seen (registered or
-// reporting metrics) since seenSince, sorted by ID.
+// reporting metrics) since seenSince, sorted by ID. Rows stamped more than
+// MaxClockSkew ahead of now are not read, and LastSeen is at most now.
 func (s *Store) Hosts(ctx context.Context, seenSince time.Time) ([]Host, error) {
 	var out []Host
+	now := time.Now().UTC()
+	horizon := nanos(now.Add(MaxClockSkew))
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
 		rows, err := s.conn.Query(ctx, `SELECT id, argMax(url, seen_ns), argMax(memory_mb, seen_ns), argMax(disk_mb, seen_ns),
 				argMax(cpu_milli, seen_ns), argMax(speed, seen_ns), argMax(labels, seen_ns), max(seen_ns)
-			FROM hosts GROUP BY id ORDER BY id`)
+			FROM hosts WHERE seen_ns <= ? GROUP BY id ORDER BY id`, horizon)
 		if err != nil {
 			return err
 		}
@@ -48,7 +60,7 @@ func (s *Store) Hosts(ctx context.Context, seenSince time.Time) ([]Host, error) 
 		}
 		// A host that registered once and keeps pushing metrics is alive.
 		seen := map[string]time.Time{}
-		mrows, err := s.conn.Query(ctx, `SELECT host_id, max(at_ns) FROM host_metrics WHERE time >= toDateTime(?) GROUP BY host_id`, unix(seenSince))
+		mrows, err := s.conn.Query(ctx, `SELECT host_id, max(at_ns) FROM host_metrics WHERE time >= toDateTime(?) AND at_ns <= ? GROUP BY host_id`, unix(seenSince), horizon)
 		if err != nil {
 			return err
 		}
@@ -67,6 +79,9 @@ func (s *Store) Hosts(ctx context.Context, seenSince time.Time) ([]Host, error) 
 		for _, h := range all {
 			if t, ok := seen[h.ID]; ok && t.After(h.LastSeen) {
 				h.LastSeen = t
+			}
+			if h.LastSeen.After(now) {
+				h.LastSeen = now
 			}
 			if !h.LastSeen.Before(seenSince) {
 				out = append(out, h)
@@ -106,7 +121,7 @@ func (s *Store) RecordHostMetrics(ctx context.Context, ms []HostMetrics) error {
 const LatestHostMetricsWindow = 24 * time.Hour
 
 // LatestHostMetrics returns each host's most recent sample of the last
-// LatestHostMetricsWindow.
+// LatestHostMetricsWindow (none stamped more than MaxClockSkew ahead).
 func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, error) {
 	out := map[string]HostMetrics{}
 	// The latest value of every column, in hostMetricCols' order so one
@@ -130,7 +145,7 @@ func (s *Store) LatestHostMetrics(ctx context.Context) (map[string]HostMetrics, 
 		out[m.HostID] = m
 		return nil
 	}, `SELECT `+strings.Join(sel, ", ")+` FROM host_metrics
-			WHERE time >= toDateTime(?) GROUP BY host_id`, unix(time.Now().Add(-LatestHostMetricsWindow)))
+			WHERE time >= toDateTime(?) AND at_ns <= ? GROUP BY host_id`, unix(time.Now().Add(-LatestHostMetricsWindow)), nanos(time.Now().Add(MaxClockSkew)))
 	if err != nil {
 		return nil, fmt.Errorf("read latest host metrics: %w", err)
 	}

@@ -544,6 +544,65 @@ func TestHosts(t *testing.T) {
 	}
 }
 
+// Every agent writes the registry with one insert user, so a compromised
+// node can register another host's ID with its own URL. A row stamped far
+// in the future must not pin that URL (it would win every argMax against
+// the real host's registrations, forever) nor keep a dead host alive; the
+// reader takes no row from beyond its own clock (and a little skew).
+func TestHostsIgnoreRegistrationsFromTheFuture(t *testing.T) {
+	s := storetest.New(t)
+	ctx := ctxT(t)
+	now := time.Now().UTC()
+	future := now.Add(100 * 365 * 24 * time.Hour)
+	for _, h := range []store.Host{
+		{ID: "victim", URL: "http://victim:7071", MemoryMB: 4096, LastSeen: now.Add(-2 * time.Second)},
+		{ID: "victim", URL: "http://10.9.9.9:7071", MemoryMB: 4096, LastSeen: future}, // the forgery
+		{ID: "dead", URL: "http://dead:7071", MemoryMB: 1024, LastSeen: now.Add(-time.Hour)},
+		{ID: "phantom", URL: "http://10.9.9.9:7071", MemoryMB: 1024, LastSeen: future},
+	} {
+		if err := s.RegisterHost(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Metrics from the future would keep the dead host "seen" forever.
+	if err := s.RecordHostMetrics(ctx, []store.HostMetrics{
+		{Time: now.Add(-time.Second), HostID: "victim", CPUUtil: 0.1},
+		{Time: future, HostID: "victim", CPUUtil: 0.99},
+		{Time: future, HostID: "dead", CPUUtil: 0.5},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := s.Hosts(ctx, now.Add(-30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 1 || hosts[0].ID != "victim" || hosts[0].URL != "http://victim:7071" {
+		t.Fatalf("live hosts %+v: want only victim at its own URL (no forged URL, no dead or phantom host)", hosts)
+	}
+	if hosts[0].LastSeen.After(time.Now().Add(store.MaxClockSkew)) {
+		t.Errorf("victim last seen %v, in the future", hosts[0].LastSeen)
+	}
+	latest, err := s.LatestHostMetrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := latest["victim"]; got.CPUUtil != 0.1 {
+		t.Errorf("victim's latest metrics %+v: a sample from the future was taken", got)
+	}
+	// A row a little ahead (a host whose clock runs fast) counts, capped
+	// at the reader's now.
+	if err := s.RegisterHost(ctx, store.Host{ID: "fast", URL: "http://fast:7071", LastSeen: time.Now().Add(store.MaxClockSkew / 2)}); err != nil {
+		t.Fatal(err)
+	}
+	hosts, err = s.Hosts(ctx, now.Add(-30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 2 || hosts[0].ID != "fast" || hosts[0].LastSeen.After(time.Now()) {
+		t.Errorf("hosts %+v: want fast (last seen no later than now) and victim", hosts)
+	}
+}
+
 func TestEvents(t *testing.T) {
 	s := storetest.New(t)
 	ctx := ctxT(t)

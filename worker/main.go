@@ -82,6 +82,7 @@ type settings struct {
 	AgentCA             string
 	AgentInsecure       bool
 	AgentURLAllow       string
+	AgentTLSName        string
 
 	metrics *telemetry.Metrics // nil: nothing counted (tests that do not look)
 }
@@ -103,7 +104,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.AgentTokenFile, "agent-token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "older fleets: one bearer token shared by every host agent, or set $HOSTAGENT_TOKEN; prefer --agent-root-secret-file ($HOSTAGENT_TOKEN_FILE)")
 	fs.StringVar(&s.AgentCA, "agent-ca", os.Getenv("FOREWARM_AGENT_CA"), "PEM file of the CA that https:// host agents' certificates must chain to (default: the system's roots) ($FOREWARM_AGENT_CA)")
 	fs.BoolVar(&s.AgentInsecure, "agent-insecure", config.Env("FOREWARM_AGENT_INSECURE", "false") == "true", "allow plain http:// to host agents that are not on loopback (their token crosses the network in clear) ($FOREWARM_AGENT_INSECURE)")
-	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only ($FOREWARM_AGENT_URL_ALLOW)")
+	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only. With --agent-root-secret-file an agent off loopback is called only at a URL bound to its host ID: through {host} here, or through --agent-tls-name ($FOREWARM_AGENT_URL_ALLOW)")
+	fs.StringVar(&s.AgentTLSName, "agent-tls-name", os.Getenv("FOREWARM_AGENT_TLS_NAME"), "name an https:// host agent's certificate must carry instead of its URL's host, {host} standing for the host ID (e.g. '{host}' or '{host}.agents.example.com'): agents registered at any allowed address, such as a pod IP, prove which host they are before its token is sent ($FOREWARM_AGENT_TLS_NAME)")
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", defaultWorkflowPollers), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog. A fixed count can leave the queue of new and moved loops unpolled for a minute at a time ($FOREWARM_WORKFLOW_POLLERS)")
@@ -112,7 +114,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", env.Int("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
-	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz; off for none ($FOREWARM_METRICS_LISTEN)")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", config.Env("FOREWARM_METRICS_LISTEN", "127.0.0.1:9464"), "address for /metrics (Prometheus), /healthz and /readyz, unauthenticated: keep it on loopback or a network only probes and scrapers reach. /readyz answers from a check of Temporal and ClickHouse run at most every 2 s, with no detail in its body; off for none ($FOREWARM_METRICS_LISTEN)")
 	fs.DurationVar(&s.StopTimeout, "stop-timeout", env.Duration("FOREWARM_STOP_TIMEOUT", time.Minute), "on SIGTERM, how long running activities may finish before they are cancelled (keep it below Kubernetes' terminationGracePeriodSeconds) ($FOREWARM_STOP_TIMEOUT)")
 	fs.IntVar(&s.WorkflowCache, "workflow-cache", env.Int("FOREWARM_WORKFLOW_CACHE", 0), "workflows kept in memory between their tasks; a loop evicted from it replays its history at its next wake, so give it at least the loops this worker runs (0: the SDK's default, 10,000) ($FOREWARM_WORKFLOW_CACHE)")
 	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("FOREWARM_STICKY_TIMEOUT", 5*time.Second), "how long a loop's workflow task may wait for the worker that caches the loop before the server hands it to any worker, which must replay the loop's history. Raise it (e.g. 1m) when a bin's burst of wakes takes this worker longer than that to drain, or the burst turns into replays; after a crash, the dead worker's loops stay bound to it (their queries fail) up to this long ($FOREWARM_STICKY_TIMEOUT)")
@@ -182,7 +184,7 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 		return nil, errors.New("no host agent credentials: give --agent-root-secret-file (or $FOREWARM_AGENT_ROOT_SECRET), or an older fleet's shared --agent-token-file")
 	}
 	t, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(s.AgentRootSecret), Token: s.AgentToken,
-		CAFile: s.AgentCA, Insecure: s.AgentInsecure, AllowURL: s.AgentURLAllow})
+		CAFile: s.AgentCA, Insecure: s.AgentInsecure, AllowURL: s.AgentURLAllow, TLSName: s.AgentTLSName})
 	if err != nil {
 		flag := "--agent-root-secret-file"
 		switch {
@@ -190,6 +192,8 @@ func (s settings) agentTrust() (*agentclient.Trust, error) {
 			flag = "--agent-url-allow"
 		case strings.Contains(err.Error(), "agent CA"):
 			flag = "--agent-ca"
+		case strings.Contains(err.Error(), "agent TLS name"):
+			flag = "--agent-tls-name"
 		case s.AgentToken != "":
 			flag = "--agent-token-file"
 		}
@@ -255,15 +259,19 @@ func run(ctx context.Context, s settings, logger *slog.Logger) error {
 		worker.SetStickyWorkflowCacheSize(s.WorkflowCache)
 	}
 	var started atomic.Bool
+	// /readyz answers from this check, run at most every
+	// telemetry.ReadyEvery however often it is probed; its body says only
+	// which part is not ready, the detail goes to the log.
+	m.Log = logger
 	stopHTTP, err := serveOps(s.MetricsListen, m, func(ctx context.Context) error {
 		if !started.Load() {
-			return errors.New("workers not started yet")
+			return &telemetry.Unready{Part: "starting", Err: errors.New("workers not started yet")}
 		}
 		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			return fmt.Errorf("temporal %s: %w", s.Temporal.Address, err)
+			return &telemetry.Unready{Part: "temporal", Err: fmt.Errorf("temporal %s: %w", s.Temporal.Address, err)}
 		}
 		if err := st.Conn().Ping(ctx); err != nil {
-			return fmt.Errorf("clickhouse %s: %w", s.ClickHouse.Addr, err)
+			return &telemetry.Unready{Part: "store", Err: fmt.Errorf("clickhouse %s: %w", s.ClickHouse.Addr, err)}
 		}
 		return nil
 	}, logger)
@@ -371,6 +379,8 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		}
 		if !trust.PerHost() {
 			logger.Warn("one bearer token shared by every host agent: a compromised host can call the others; give --agent-root-secret-file")
+		} else if !trust.Binds() {
+			logger.Warn("no agent URL off loopback is bound to its host ID, so only agents on loopback are called: put {host} in --agent-url-allow, or give the agents certificates naming their host IDs and set --agent-tls-name", "allow", trust.AllowURL())
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,

@@ -34,6 +34,7 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 		{"short secret", []string{"--agent-root-secret-file", short}, "--agent-root-secret-file: agent root secret: 4 bytes, at least 16"},
 		{"bad pattern", []string{"--agent-root-secret-file", secret, "--agent-url-allow", "http://(127"}, "--agent-url-allow: agent URL allow pattern"},
 		{"missing CA", []string{"--agent-root-secret-file", secret, "--agent-ca", filepath.Join(dir, "ca.pem")}, "--agent-ca: agent CA"},
+		{"bad TLS name", []string{"--agent-root-secret-file", secret, "--agent-tls-name", "{host}:7071"}, "--agent-tls-name: agent TLS name"},
 		{"sticky too short", []string{"--agent-root-secret-file", secret, "--sticky-timeout", "500ms"}, "--sticky-timeout 500ms: must be in [1s, 10m]"},
 		{"sticky too long", []string{"--agent-root-secret-file", secret, "--sticky-timeout", "1h"}, "--sticky-timeout 1h0m0s: must be in [1s, 10m]"},
 	}

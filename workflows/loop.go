@@ -38,6 +38,11 @@ const (
 	maxSizes = 64
 )
 
+// versionLeaseBound gates the check of a policy against the longest lease
+// it can plan, max(LookaheadBins, MaxSleepBins) bins with grace and lead
+// (Policy.ValidateFor); loops before it checked LookaheadBins+2 bins.
+const versionLeaseBound = "lease-bound"
+
 // versionPolicyLoop gates the loop that decides through package policy
 // (warm instances kept, extended and released; sleeping until the policy
 // could act). Loops started before it run runLegacy until they continue as
@@ -86,6 +91,7 @@ type loop struct {
 	ahead      bool      // preparations the plan makes start ahead of their bin
 	graceTTL   bool      // leases outlive their planned hold by at least 5 s
 	bounded    bool      // the sleep is bounded (versionSleepBound)
+	leaseBound bool      // policies are checked against leases as long as the sleep (versionLeaseBound)
 	keptIn     time.Time // end of the bin in which a cold request's instance was last offered to keep
 }
 
@@ -112,7 +118,12 @@ func (l *loop) setup(ctx workflow.Context) error {
 			// A loop from before the policy package continuing as new.
 			l.Policy = l.Policy.upgraded()
 		}
-		if err := l.Policy.ValidateFor(l.Bin); err != nil {
+		// A loop's leases are bounded as far as it may sleep (loops from
+		// before, by their lookahead). A loop continued as new keeps going
+		// with the policy it was started with: the forecast plans its leases
+		// no longer than the agents accept; a change to it is checked.
+		l.leaseBound = workflow.GetVersion(ctx, versionLeaseBound, workflow.DefaultVersion, 1) == 1
+		if err := l.Policy.validateFor(l.Bin, l.leaseBound && l.Runs == 0); err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
 		}
 	} else {
@@ -355,7 +366,7 @@ func (l *loop) onThreshold(ctx workflow.Context, sig ThresholdSignal) {
 
 func (l *loop) validate(p Policy) error {
 	if l.current {
-		return p.ValidateFor(l.Bin)
+		return p.validateFor(l.Bin, l.leaseBound)
 	}
 	return p.legacyValidate(l.Bin)
 }

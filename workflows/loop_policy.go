@@ -356,6 +356,9 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
 		MaxSleep: maxSleep,
 	}
+	if featureBin != l.Bin {
+		in.LeaseBin = l.Bin
+	}
 	if cfg := l.Policy.Config(); cfg.Objective != "" {
 		// Decided in the activity by policy.Config.Decide; the expected-value
 		// rule alone (every loop from before) by the thresholds, as it ran.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
@@ -147,19 +148,60 @@ func (p Policy) Validate() error {
 
 // ValidateFor is Validate for a loop of the given bin width: every lease
 // the loop asks a host for must live between what a host agent accepts
-// (api.MinTTL, api.MaxTTL). A lease lives at most a hold over the whole
-// lookahead, plus its grace (a bin, at least 5 s) and a start up to half a
-// bin ahead: LookaheadBins+2 bins bounds it for any bin of 5 s or more
-// (shorter bins cannot come near a day).
+// (api.MinTTL, api.MaxTTL). A held instance's lease is planned as far as
+// the loop may sleep (the longer of LookaheadBins and MaxSleepBins, which
+// is DefaultMaxSleepBins when 0), and lives that long plus its grace and
+// lead (activities.MaxLeaseBins says how many bins fit). A policy whose
+// leases would be longer is refused, naming the settings to lower and how
+// far: every host would refuse its reserves, and its extends while the
+// loop sleeps through a planned hold.
 func (p Policy) ValidateFor(bin time.Duration) error {
+	return p.validateFor(bin, true)
+}
+
+// validateFor is ValidateFor; without leaseBound, the check of loops from
+// before it (versionLeaseBound), which bounded LookaheadBins+2 bins only.
+func (p Policy) validateFor(bin time.Duration, leaseBound bool) error {
 	errs := []error{p.Validate(), ValidateBin(bin)}
-	if bin >= api.MinTTL {
+	switch {
+	case bin < api.MinTTL:
+	case leaseBound:
+		errs = append(errs, p.validateLease(bin))
+	default:
 		if longest := time.Duration(p.LookaheadBins+2) * bin; p.LookaheadBins > 0 && (longest > api.MaxTTL || longest/bin != time.Duration(p.LookaheadBins+2)) {
 			errs = append(errs, fmt.Errorf("LookaheadBins %d at %v bins: a lease may be asked to live %d bins (%v), beyond the %v a host agent accepts",
 				p.LookaheadBins, bin, p.LookaheadBins+2, longest, api.MaxTTL))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateLease refuses a policy whose held instance's lease would live
+// longer than a host agent accepts at the given bin width.
+func (p Policy) validateLease(bin time.Duration) error {
+	sleep := p.maxSleep()
+	planned := max(1, p.LookaheadBins, sleep)
+	fits := activities.MaxLeaseBins(bin)
+	if fits < 1 {
+		return fmt.Errorf("bin %v: a lease planned a single bin ahead may be asked to live %v with its grace and lead, beyond the %v a host agent accepts; use bins of at most %v",
+			bin, activities.LeaseLife(1, bin), api.MaxTTL, activities.MaxLeaseBin)
+	}
+	if planned <= fits {
+		return nil
+	}
+	var settings, fields []string
+	if p.LookaheadBins > fits {
+		settings, fields = append(settings, fmt.Sprintf("LookaheadBins %d", p.LookaheadBins)), append(fields, "LookaheadBins")
+	}
+	if sleep > fits {
+		s := fmt.Sprintf("MaxSleepBins %d", p.MaxSleepBins)
+		if p.MaxSleepBins != sleep {
+			s += fmt.Sprintf(" (the default, %d)", sleep)
+		}
+		settings, fields = append(settings, s), append(fields, "MaxSleepBins")
+	}
+	return fmt.Errorf("%s at %v bins: a held instance's lease may be planned %d bins ahead and asked to live %v with its grace and lead, beyond the %v a host agent accepts; lower %s to at most %d",
+		strings.Join(settings, " and "), bin, planned, activities.LeaseLife(planned, bin), api.MaxTTL, strings.Join(fields, " and "), fits)
 }
 
 // ValidateBin refuses a bin width finer than a second: the shortest lease a

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
+	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
 )
 
@@ -70,10 +73,10 @@ func TestPolicyValidateForTheBinWidth(t *testing.T) {
 	require.NoError(t, p.ValidateFor(time.Minute))
 	p.LookaheadBins = 1439
 	require.EqualError(t, p.ValidateFor(time.Minute),
-		"LookaheadBins 1439 at 1m0s bins: a lease may be asked to live 1441 bins (24h1m0s), beyond the 24h0m0s a host agent accepts")
+		"LookaheadBins 1439 at 1m0s bins: a held instance's lease may be planned 1439 bins ahead and asked to live 24h1m0s with its grace and lead, beyond the 24h0m0s a host agent accepts; lower LookaheadBins to at most 1438")
 	p.LookaheadBins = 10
 	require.EqualError(t, p.ValidateFor(3*time.Hour),
-		"LookaheadBins 10 at 3h0m0s bins: a lease may be asked to live 12 bins (36h0m0s), beyond the 24h0m0s a host agent accepts")
+		"LookaheadBins 10 and MaxSleepBins 60 at 3h0m0s bins: a held instance's lease may be planned 60 bins ahead and asked to live 186h0m0s with its grace and lead, beyond the 24h0m0s a host agent accepts; lower LookaheadBins and MaxSleepBins to at most 6")
 	require.Error(t, p.ValidateFor(time.Duration(math.MaxInt64/4)), "an overflowing product is refused, not wrapped")
 
 	// Loops from before the policy package: their lease TTL and horizon
@@ -96,4 +99,99 @@ func TestLoopRefusesASubSecondBin(t *testing.T) {
 	err := env.GetWorkflowError()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "loop app-b: bin 200ms is shorter than 1s, the shortest lease a host agent accepts")
+}
+
+// A held instance's lease is planned as far as the loop may sleep
+// (MaxSleepBins, DefaultMaxSleepBins when 0), not only the lookahead: the
+// check bounds that lease, so a policy whose every reserve a host agent
+// would refuse is refused at once, naming the setting to lower and how far.
+func TestPolicyValidateForBoundsTheLeaseAsFarAsTheLoopSleeps(t *testing.T) {
+	// One-hour bins: the default sleeps up to 60 bins, a lease of 62 h.
+	err := DefaultPolicy().ValidateFor(time.Hour)
+	require.Error(t, err, "the default policy at one-hour bins plans leases of 62 h")
+	require.ErrorContains(t, err, "MaxSleepBins 60")
+	require.ErrorContains(t, err, "24h0m0s a host agent accepts")
+	require.ErrorContains(t, err, "lower MaxSleepBins to at most 22")
+	require.NotContains(t, err.Error(), "lower LookaheadBins", "the lookahead of 10 bins fits")
+
+	// MaxSleepBins 0 is the default, 60 bins.
+	p := DefaultPolicy()
+	p.MaxSleepBins = 0
+	err = p.ValidateFor(time.Hour)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "MaxSleepBins 0 (the default, 60)")
+
+	// --max-sleep-bins 1440 at two-minute bins: leases of 48 h.
+	p = DefaultPolicy()
+	p.MaxSleepBins = 1440
+	err = p.ValidateFor(2 * time.Minute)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "lower MaxSleepBins to at most 718")
+	p.MaxSleepBins = 718
+	require.NoError(t, p.ValidateFor(2*time.Minute))
+	p.MaxSleepBins = 719
+	require.Error(t, p.ValidateFor(2*time.Minute))
+
+	// Both beyond: both named.
+	p = DefaultPolicy()
+	p.LookaheadBins, p.MaxSleepBins = 30, 40
+	err = p.ValidateFor(time.Hour)
+	require.ErrorContains(t, err, "lower LookaheadBins and MaxSleepBins to at most 22")
+
+	// What fits at one-hour bins.
+	p = DefaultPolicy()
+	p.MaxSleepBins = 22
+	require.NoError(t, p.ValidateFor(time.Hour))
+
+	// Bins so wide that no lease fits.
+	p.MaxSleepBins = 1
+	p.LookaheadBins = 1
+	require.ErrorContains(t, p.ValidateFor(9*time.Hour), "at most 8h0m0s")
+}
+
+// A loop started at one-hour bins with the default policy (a 60-bin sleep:
+// leases of 62 h) fails at once, naming the setting; loops from before the
+// check, and loops that continue as new with the policy they were started
+// with, keep running (their forecast plans leases the agents accept), and
+// a change to their policy is checked against the bound.
+func TestLoopRefusesLeasesNoAgentAccepts(t *testing.T) {
+	env := newLoopEnv(t)
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy()})
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "loop app-h: policy: MaxSleepBins 60 at 1h0m0s bins")
+	require.Contains(t, err.Error(), "lower MaxSleepBins to at most 22")
+
+	runs := func(t *testing.T, env *testsuite.TestWorkflowEnvironment, in LoopInput, change PolicyChange) (rejected error, accepted bool) {
+		env.RegisterActivity(&activities.Predictor{Models: oneModel{recentModel{}}})
+		env.RegisterDelayedCallback(func() {
+			env.UpdateWorkflow(UpdatePolicy, "change", &testsuite.TestUpdateCallback{
+				OnReject:   func(err error) { rejected = err },
+				OnAccept:   func() { accepted = true },
+				OnComplete: func(any, error) {},
+			}, PolicyUpdate{Change: change})
+		}, 90*time.Minute)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "test over"}) }, 3*time.Hour)
+		env.ExecuteWorkflow(LoopWorkflowName, in)
+		require.NoError(t, env.GetWorkflowError())
+		return rejected, accepted
+	}
+	t.Run("started before the check", func(t *testing.T) {
+		env := newLoopEnv(t)
+		env.OnGetVersion(versionLeaseBound, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		rejected, accepted := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy()}, PolicyChange{TopN: ptr(2)})
+		require.NoError(t, rejected)
+		require.True(t, accepted, "checked as before: the lookahead alone")
+	})
+	t.Run("continued as new", func(t *testing.T) {
+		env := newLoopEnv(t)
+		rejected, _ := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy(), Runs: 1}, PolicyChange{TopN: ptr(2)})
+		require.ErrorContains(t, rejected, "lower MaxSleepBins to at most 22", "a change leaving the sleep too long is refused")
+	})
+	t.Run("continued as new, sleep lowered", func(t *testing.T) {
+		env := newLoopEnv(t)
+		rejected, accepted := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy(), Runs: 1}, PolicyChange{MaxSleepBins: ptr(22)})
+		require.NoError(t, rejected)
+		require.True(t, accepted)
+	})
 }

@@ -299,8 +299,13 @@ type ServeRequest struct {
 	PreparationID string  `json:"preparation_id,omitempty"`
 	MemoryMB      float64 `json:"memory_mb"`
 	DiskMB        float64 `json:"disk_mb"`
-	CPUMilli      int64   `json:"cpu_milli,omitempty"`
-	ReadRatio     float64 `json:"read_ratio"`
+	// CPUMilli is the CPU the request needs. Served cold it holds that
+	// much of the host's capacity while it runs, at least one core (all the
+	// host has, when less), admitted like a lease: a cold request that
+	// does not fit beside the leases is refused over_capacity, and one that
+	// fell back from its busy lease waits for the lease instead.
+	CPUMilli  int64   `json:"cpu_milli,omitempty"`
+	ReadRatio float64 `json:"read_ratio"`
 	// WorkMS is the request's CPU work at speed 1 (a slower host takes
 	// longer); 0 means only the memory and I/O work.
 	WorkMS float64 `json:"work_ms"`

@@ -41,6 +41,11 @@ type TrustConfig struct {
 	// `https://{host}\.agents\.example\.com:7071` binds each host ID to
 	// its own name. Empty means DefaultAllowURL.
 	AllowURL string
+	// TLSName, when set, is the name an https agent's certificate must
+	// carry instead of its URL's host name, with {host} for the host's ID
+	// (e.g. "{host}" or "{host}.agents.example.com"): agents reached at
+	// any allowed address (a pod IP) still prove which host they are.
+	TLSName string
 }
 
 // Trust builds clients only for agent URLs its configuration allows,
@@ -71,6 +76,9 @@ func NewTrust(cfg TrustConfig) (*Trust, error) {
 	if _, err := t.pattern("host"); err != nil {
 		return nil, fmt.Errorf("agent URL allow pattern %q: %w", t.allow, err)
 	}
+	if n := strings.ReplaceAll(cfg.TLSName, "{host}", "h"); cfg.TLSName != "" && !tlsNameRE.MatchString(n) {
+		return nil, fmt.Errorf("agent TLS name %q: want a DNS name, {host} standing for the host ID (e.g. {host}.agents.example.com)", cfg.TLSName)
+	}
 	if cfg.CAFile != "" {
 		tc, err := TLSConfigFromCA(cfg.CAFile)
 		if err != nil {
@@ -81,8 +89,18 @@ func NewTrust(cfg TrustConfig) (*Trust, error) {
 	return t, nil
 }
 
+var tlsNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+
 // PerHost says whether each host gets its own token.
 func (t *Trust) PerHost() bool { return len(t.cfg.RootSecret) > 0 }
+
+// Binds says whether the configuration can bind an agent URL off
+// loopback to its host ID: {host} in the allow pattern or in the TLS
+// name. With per-host tokens and neither, only agents on loopback are
+// called (see Client).
+func (t *Trust) Binds() bool {
+	return strings.Contains(t.allow, "{host}") || strings.Contains(t.cfg.TLSName, "{host}")
+}
 
 // AllowURL is the pattern in force.
 func (t *Trust) AllowURL() string { return t.allow }
@@ -96,6 +114,7 @@ const (
 	CodeBadURL        = "bad_url"         // not an http(s) URL of a host, or a bad host ID
 	CodeURLNotAllowed = "url_not_allowed" // does not match the allow pattern
 	CodeInsecureURL   = "insecure_url"    // plain HTTP to an agent off loopback
+	CodeURLNotBound   = "url_not_bound"   // per-host tokens: nothing ties the URL to the host ID
 )
 
 // TrustError is a URL the worker refuses to call.
@@ -137,15 +156,53 @@ func (t *Trust) Client(hostID, rawURL string) (*Client, error) {
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !t.cfg.Insecure {
 		return refuse(CodeInsecureURL, "plain HTTP to an agent that is not on loopback would send its token in clear; use https (and --agent-ca), or --agent-insecure")
 	}
+	if t.PerHost() && !t.bound(hostID, base, u) {
+		// The registry is written by every agent with one insert user: a
+		// compromised node can register another host's ID with its own
+		// URL. Only a URL that names the host, or a certificate that must,
+		// gets that host's token.
+		return refuse(CodeURLNotBound, "nothing ties this URL to host %s, so any node could register it under that ID and be sent %s's token: put {host} in the allow pattern (worker --agent-url-allow, e.g. https://{host}\\.agents\\.example\\.com:7071), or serve the agents over https with certificates naming their host IDs (worker --agent-tls-name {host})", hostID, hostID)
+	}
 	tok := t.cfg.Token
 	if t.PerHost() {
 		tok = api.DeriveToken(t.cfg.RootSecret, hostID)
 	}
 	var opts []Option
-	if u.Scheme == "https" && t.tls != nil {
-		opts = append(opts, WithTLSConfig(t.tls.Clone()))
+	if u.Scheme == "https" && (t.tls != nil || t.cfg.TLSName != "") {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.tls != nil {
+			tc = t.tls.Clone()
+		}
+		if t.cfg.TLSName != "" {
+			tc.ServerName = t.tlsName(hostID)
+		}
+		opts = append(opts, WithTLSConfig(tc))
 	}
 	return New(base, tok, opts...), nil
+}
+
+// tlsName is the name host hostID's certificate must carry.
+func (t *Trust) tlsName(hostID string) string {
+	return strings.ReplaceAll(t.cfg.TLSName, "{host}", hostID)
+}
+
+// bound says whether only host hostID's agent can be reached at the URL
+// (base, parsed u): on loopback (this machine, which holds the root
+// secret), or admitted by the allow pattern for this host ID and not for
+// another (the pattern's {host} decides), or over https with a
+// certificate that must name this host (a TLS name with {host}).
+func (t *Trust) bound(hostID, base string, u *url.URL) bool {
+	if isLoopback(u.Hostname()) {
+		return true
+	}
+	other := "forewarm-other-host"
+	if other == hostID {
+		other += "-2"
+	}
+	if re, err := t.pattern(other); err == nil && !re.MatchString(base) {
+		return true
+	}
+	return u.Scheme == "https" && t.cfg.TLSName != "" && t.tlsName(hostID) != t.tlsName(other)
 }
 
 // isLoopback says whether host (a name or an IP literal) is this machine.

@@ -549,6 +549,9 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 				if !strings.HasPrefix(env["FOREWARM_AGENT_ROOT_SECRET"].source, "secret/") || env["HOSTAGENT_TOKEN"].value != "" || env["HOSTAGENT_TOKEN_FILE"].value != "" {
 					t.Errorf("%s: the workers must hold the agents' root secret (from a Secret) and no shared token", where)
 				}
+				if w.name == "forewarm-worker" {
+					checkAgentBinding(t, w, &c, env)
+				}
 			case "forewarm-hostagent":
 				checkAgent(t, w, &c, env)
 			case "forewarm-migrate":
@@ -591,6 +594,26 @@ func checkStop(t reporter, r *rendered, w workload, c *corev1.Container, env map
 	}
 }
 
+// checkAgentBinding: a host's token goes only to an agent bound to its
+// host ID (any node can register any ID): {host} in the URL pattern, or
+// https with certificates naming the host, verified against a CA mounted
+// from a Secret.
+func checkAgentBinding(t reporter, w workload, c *corev1.Container, env map[string]envVar) {
+	allow, name := env["FOREWARM_AGENT_URL_ALLOW"].value, env["FOREWARM_AGENT_TLS_NAME"].value
+	switch {
+	case strings.Contains(allow, "{host}"):
+	case strings.Contains(name, "{host}") && strings.HasPrefix(allow, "https://"):
+		if ca := env["FOREWARM_AGENT_CA"].value; !mountedSecretFile(w.pod, c, ca, "forewarm-agent-ca") {
+			t.Errorf("%s: FOREWARM_AGENT_CA=%q is not a file of the mounted forewarm-agent-ca Secret", w.name, ca)
+		}
+		if env["FOREWARM_AGENT_INSECURE"].value == "true" {
+			t.Errorf("%s: FOREWARM_AGENT_INSECURE=true with TLS-bound agents", w.name)
+		}
+	default:
+		t.Errorf("%s: FOREWARM_AGENT_URL_ALLOW %q and FOREWARM_AGENT_TLS_NAME %q bind no agent URL to its host ID: the worker would refuse every agent off loopback", w.name, allow, name)
+	}
+}
+
 // checkAgent: capacity from the pod's memory request (with room for the
 // agent under the limit), data folder on the node, token from a Secret.
 func checkAgent(t reporter, w workload, c *corev1.Container, env map[string]envVar) {
@@ -625,6 +648,16 @@ func checkAgent(t reporter, w workload, c *corev1.Container, env map[string]envV
 	}
 	if !strings.Contains(env["HOSTAGENT_ADVERTISE_URL"].value, "$(POD_IP)") || env["POD_IP"].source != "field" {
 		t.Errorf("%s: the agent must advertise its pod IP (HOSTAGENT_ADVERTISE_URL %q)", w.name, env["HOSTAGENT_ADVERTISE_URL"].value)
+	}
+	// Its certificate (naming its node, which binds its token to it) and
+	// key, from files on the node; advertised over https.
+	for _, k := range []string{"HOSTAGENT_TLS_CERT", "HOSTAGENT_TLS_KEY"} {
+		if f := env[k].value; !hostMount(f, corev1.HostPathFile) {
+			t.Errorf("%s: %s %q must be a file on the node (hostPath File)", w.name, k, f)
+		}
+	}
+	if !strings.HasPrefix(env["HOSTAGENT_ADVERTISE_URL"].value, "https://") {
+		t.Errorf("%s: the agent must advertise https:// (its certificate proves its host ID), not %q", w.name, env["HOSTAGENT_ADVERTISE_URL"].value)
 	}
 	if env["HOSTAGENT_HOST_ID"].source != "field" {
 		t.Errorf("%s: HOSTAGENT_HOST_ID should be the node's name", w.name)

@@ -8,6 +8,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -57,6 +58,9 @@ type Metrics struct {
 
 	mu        sync.Mutex
 	champions map[string]string // kind -> version
+
+	// Log receives the readiness checks' details (nil: slog's default).
+	Log *slog.Logger
 }
 
 // New builds the registry: Go and process collectors, the SDK's metrics
@@ -173,17 +177,31 @@ func (m *Metrics) Champion(kind, version string) {
 
 // Handler serves /metrics, /healthz (the process answers) and /readyz
 // (ready(ctx) returns nil: the workers run and their services answer).
+// They are unauthenticated: serve them on a listener only probes and
+// scrapers reach (worker --metrics-listen). /readyz answers from the last
+// check, run in the background at most every ReadyEvery however many
+// probes arrive; its body is "ready" or "not ready" with, for an *Unready,
+// the one word of its Part ("not ready: store"), never the error's detail
+// (addresses, messages), which goes to the log when the state changes.
 func (m *Metrics) Handler(ready func(context.Context) error) http.Handler {
+	return m.handler(&readiness{check: ready, every: ReadyEvery, log: m.Log})
+}
+
+func (m *Metrics) handler(ready *readiness) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
 		defer cancel()
-		if err := ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		if err := ready.state(ctx); err != nil {
+			msg := "not ready"
+			if p := part(err); p != "" {
+				msg += ": " + p
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
