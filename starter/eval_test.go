@@ -274,7 +274,7 @@ func TestEvalOurs(t *testing.T) {
 	lib := testenv.ORTLib(t)
 	out, err := runStarter(t, "eval", "--onnxruntime-lib", lib, "--format", "synth", "--apps", "12", "--days", "1",
 		"--policies", "keepalive,ours,oracle", "--keepalive-minutes", "10", "--thresholds", "0.1,0.5",
-		"--samples", "600", "--epochs", "1", "--bootstrap", "20", "--json")
+		"--keep-alive-floors", "0", "--samples", "600", "--epochs", "1", "--bootstrap", "20", "--json")
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, out)
 	}
@@ -296,13 +296,17 @@ func TestEvalOurs(t *testing.T) {
 		t.Fatalf("json: %v\n%s", err, out)
 	}
 	rows := got.Results.Rows
-	if got.SelectModel == "" || got.TestModel == "" || got.SelectModel == got.TestModel || len(rows) != 8 {
-		t.Fatalf("models %q/%q rows %+v: want two models (one per range) and 4 rows per range", got.SelectModel, got.TestModel, rows)
+	if got.SelectModel == "" || got.TestModel == "" || got.SelectModel == got.TestModel || len(rows) != 10 {
+		t.Fatalf("models %q/%q rows %+v: want two models (one per range) and 5 rows per range", got.SelectModel, got.TestModel, rows)
 	}
-	for _, r := range [][]int{{1, 2, 3}, {5, 6, 7}} {
-		lo, hi, or := rows[r[0]], rows[r[1]], rows[r[2]]
-		if lo.Policy != "ours-0.1" || hi.Policy != "ours-0.5" || or.Policy != "oracle" {
+	for _, r := range [][]int{{0, 1, 2, 3, 4}, {5, 6, 7, 8, 9}} {
+		ka, lo, hi, fb, or := rows[r[0]], rows[r[1]], rows[r[2]], rows[r[3]], rows[r[4]]
+		if ka.Policy != "keepalive-10m" || lo.Policy != "ours-0.1" || hi.Policy != "ours-0.5" || fb.Policy != "ours-1-k10" || or.Policy != "oracle" {
 			t.Fatalf("rows %+v", rows)
+		}
+		// Ours at threshold 1 is the fixed keep-alive it falls back to.
+		if fb.ColdP75 != ka.ColdP75 || fb.WastedMBSec != ka.WastedMBSec {
+			t.Errorf("%s: ours at threshold 1 %+v, the keep-alive %+v: want the same", fb.Range, fb, ka)
 		}
 		// A lower threshold holds at least as much: never more cold, never
 		// less idle memory.
