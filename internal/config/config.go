@@ -64,6 +64,14 @@ type Temporal struct {
 	fs       *pflag.FlagSet
 }
 
+// TemporalEnv are Temporal's standard variables, read through the SDK's
+// envconfig (with the profile of TEMPORAL_CONFIG_FILE): listed here for
+// the help text and the deployment tests, which check that a manifest sets
+// only what a program reads.
+var TemporalEnv = []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS",
+	"TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+	"TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION", "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"}
+
 // DeprecatedTemporalEnv maps the variables older releases read to
 // Temporal's standard names. The old ones are still read (with a warning)
 // when the new one is unset.
