@@ -43,7 +43,10 @@ func (s *Store) Predictions(ctx context.Context, from, to time.Time) ([]Predicti
 		p.Time, p.Bin = time.Unix(0, int64(ns)).UTC(), p.Bin.UTC()
 		out = append(out, p)
 		return nil
-	}, `SELECT at_ns, app, bin, probability, threshold, model_version, decision FROM predictions
+		// A batch written again after a lost acknowledgement (the insert
+		// landed, the answer did not) holds the very same rows: each
+		// prediction is read once.
+	}, `SELECT DISTINCT at_ns, app, bin, probability, threshold, model_version, decision FROM predictions
 			WHERE time >= toDateTime(?) AND time <= toDateTime(?) AND at_ns >= ? AND at_ns < ? ORDER BY at_ns`,
 		unix(from), unix(to), nanos(from), nanos(to))
 	if err != nil {

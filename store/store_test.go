@@ -727,3 +727,27 @@ func TestRecordsRefuseUnknownKinds(t *testing.T) {
 		t.Errorf("derived request ID: %+v, %v", rs, err)
 	}
 }
+
+// A prediction batch written twice (its acknowledgement lost, the batcher
+// writes it again) is read once.
+func TestPredictionsWrittenTwiceAreReadOnce(t *testing.T) {
+	s := storetest.New(t)
+	ctx := ctxT(t)
+	now := time.Now().UTC()
+	batch := []store.Prediction{
+		{Time: now, App: "twice", Bin: now.Truncate(time.Minute), Probability: 0.4, Threshold: 0.05, ModelVersion: "m1", Decision: "keep"},
+		{Time: now.Add(time.Millisecond), App: "twice", Bin: now.Truncate(time.Minute), Probability: 0.4, Threshold: 0.05, ModelVersion: "m1", Decision: "keep"},
+	}
+	for range 2 {
+		if err := s.RecordPredictions(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Predictions(ctx, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("read %d predictions, want the 2 written (twice): %+v", len(got), got)
+	}
+}
