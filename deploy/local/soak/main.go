@@ -676,17 +676,24 @@ func (p *processes) start(name string) error {
 	return nil
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *processes) kill(name string) {
+// kill sends SIGKILL to name and waits for it to go; it says whether a
+// running process was killed (not one that had already exited, or none).
+func (p *processes) kill(name string) bool {
 	p.mu.Lock()
 	pr := p.procs[name]
 	delete(p.procs, name)
 	p.mu.Unlock()
 	if pr == nil {
-		return
+		return false
 	}
-	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-pr.done:
+		return false // it had exited by itself: nothing to kill
+	default:
+	}
+	err := pr.cmd.Process.Signal(syscall.SIGKILL)
 	<-pr.done
+	return err == nil
 }
 
 // stopAll ends every process: SIGTERM (agents release their leases), then
@@ -721,9 +728,12 @@ func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy) 
 			if e.Kind == "kill-worker" {
 				name = "worker"
 			}
-			logf("%v: SIGKILL %s", e.At.Round(time.Second), name)
-			p.kill(name)
-			kills++
+			if p.kill(name) {
+				logf("%v: SIGKILL %s", e.At.Round(time.Second), name)
+				kills++
+			} else {
+				logf("%v: %s was not running: nothing killed", e.At.Round(time.Second), name)
+			}
 			time.Sleep(e.Lasts)
 			if err := p.start(name); err != nil {
 				logf("restart %s: %v", name, err)

@@ -42,3 +42,29 @@ func TestShapesSendTheAskedRate(t *testing.T) {
 		require.Equal(t, tr, sh2.trace(r2, tr.Start, 3600), "seeded")
 	}
 }
+
+// Only a running process counts as killed: one that already exited, or
+// none at all, does not.
+func TestKillCountsOnlyRunningProcesses(t *testing.T) {
+	p := processes{logs: t.TempDir()}
+	p.add("sleeper", "sleep", []string{"30"}, nil)
+	p.add("quick", "true", nil, nil)
+	for _, n := range []string{"sleeper", "quick"} {
+		if err := p.start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	quick := p.procs["quick"]
+	p.mu.Unlock()
+	<-quick.done // `true` has exited
+	if !p.kill("sleeper") {
+		t.Error("a running process was not counted as killed")
+	}
+	if p.kill("quick") {
+		t.Error("a process that had exited was counted as killed")
+	}
+	if p.kill("nobody") {
+		t.Error("a process never started was counted as killed")
+	}
+}
