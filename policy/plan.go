@@ -118,8 +118,7 @@ type Plan struct {
 	// NextChange is the first bin from now (1..len(Path)) at which the
 	// decision changes what is held; len(Path) when none does.
 	NextChange int
-	Weight     float64 // the cold-start weight the decision used
-	Trusted    bool    // whether the forecast was used
+	Trusted    bool // whether the forecast was used
 }
 
 // After is the situation n bins from now if no request arrives in them:
@@ -146,12 +145,12 @@ func (s Situation) After(n int) Situation {
 func (c Config) Decide(s Situation, bin time.Duration, maxHold int) Plan {
 	n := max(1, len(s.Path))
 	a := s.Activity
-	act, w, trusted := c.step(s.App, a, bin, s.Held, s.chance(0))
-	plan := Plan{Action: act, Weight: w, Trusted: trusted, NextChange: n}
+	act, trusted := c.step(s.App, a, bin, s.Held, s.chance(0))
+	plan := Plan{Action: act, Trusted: trusted, NextChange: n}
 	held := act.Holds()
 	for j := 1; j < n; j++ {
 		a = s.advance(a, j)
-		next, _, _ := c.step(s.App, a, bin, held, s.chance(j))
+		next, _ := c.step(s.App, a, bin, held, s.chance(j))
 		if next == Prepare || next == Release {
 			plan.NextChange = j
 			break
@@ -173,25 +172,24 @@ func (s Situation) chance(j int) float64 {
 
 // step is the decision in one bin for an application with activity a;
 // held is what it holds as the bin begins, p the chance of a request.
-func (c Config) step(app App, a Activity, bin time.Duration, held bool, p float64) (Action, float64, bool) {
+func (c Config) step(app App, a Activity, bin time.Duration, held bool, p float64) (Action, bool) {
 	trusted := c.Trusted(a)
-	w := c.ColdWeight(a, bin)
 	floor := a.ActiveBins > 0 && a.Idle < c.floor(trusted)
 	switch {
 	case floor && held:
-		return Keep, w, trusted
+		return Keep, trusted
 	case floor:
-		return Prepare, w, trusted
+		return Prepare, trusted
 	case !trusted && held:
-		return Release, w, trusted
+		return Release, trusted
 	case !trusted:
-		return Idle, w, trusted
+		return Idle, trusted
 	}
 	if !(app.ColdWeight > 0) {
 		app.ColdWeight = 1
 	}
-	app.ColdWeight *= w
-	return c.For(app, bin).Decide(held, p), w, trusted
+	app.ColdWeight *= c.ColdWeight(a, bin)
+	return c.For(app, bin).Decide(held, p), trusted
 }
 
 // advance is the activity j bins from now, none of them with requests: an

@@ -327,15 +327,13 @@ func moreSeeds(ctx context.Context, g *globals, tf *traceFlags, mf modelFlags, r
 }
 
 // writeSeeds prints the other seeds' runs as a Markdown table.
-func writeSeeds(w io.Writer, first uint64, base *sim.Report, runs []seedRun) {
+func writeSeeds(w io.Writer, first uint64, runs []seedRun) {
 	if len(runs) == 0 {
 		return
 	}
-	fams := []string{}
-	if len(runs[0].Differences) > 0 {
-		for _, d := range runs[0].Differences {
-			fams = append(fams, d.Family)
-		}
+	var fams []string
+	for _, d := range runs[0].Differences {
+		fams = append(fams, d.Family)
 	}
 	fmt.Fprintf(w, "\nOurs with the demand model trained from other seeds (the main run's is seed %d; baselines as chosen above), test range; p75 differences in percentage points with 90%% paired bootstrap intervals:\n\n", first)
 	fmt.Fprint(w, "| train seed | chosen setting | select: cold p75 | test: cold p75 | test: mean per app | test: overall | test: waste |")
@@ -561,7 +559,7 @@ training progress.`,
 				if err := sim.WriteMarkdown(w, rep); err != nil {
 					return err
 				}
-				writeSeeds(w, mf.Seed, rep, seeds)
+				writeSeeds(w, mf.Seed, seeds)
 				_, err := fmt.Fprintf(w, "\nTime: %.0f s in all, of which training %.0f s and simulation %.1f s.\n", out.TotalSeconds, out.TrainSeconds, float64(rep.SimMillis)/1000)
 				return err
 			}
