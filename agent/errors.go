@@ -39,9 +39,11 @@ func statusOf(code string) int {
 		return http.StatusUnauthorized
 	case api.CodeWrongApp:
 		return http.StatusForbidden
-	case api.CodeNotFound:
+	case api.CodeNotFound, api.CodeUnknownSpec:
 		return http.StatusNotFound
-	case api.CodeConflict, api.CodeClaimed, api.CodeLeaseTooSmall, api.CodeLeaseBusy, api.CodeNotReady, api.CodeOverCapacity:
+	case api.CodeInstanceDown, api.CodeStartFailed:
+		return http.StatusBadGateway
+	case api.CodeConflict, api.CodeClaimed, api.CodeLeaseTooSmall, api.CodeLeaseBusy, api.CodeNotReady, api.CodeOverCapacity, api.CodeNoInstance:
 		return http.StatusConflict
 	case api.CodeGone:
 		return http.StatusGone

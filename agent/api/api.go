@@ -18,6 +18,8 @@
 //	POST    /v1/leases/{id}/extend   ExtendRequest   Lease with the new expiry
 //	POST    /v1/serve                ServeRequest    ServeResult
 //	GET     /v1/metrics              -               HostMetrics (JSON)
+//	GET     /v1/apps                 -               []App, the application specs this agent runs
+//	any     /v1/instances/{id}/http/{path}  any      the instance's own answer (proxied)
 //	GET     /metrics                 -               Prometheus text format
 //
 // Every answer but 2xx is an ErrorBody whose Code says exactly what went
@@ -80,6 +82,21 @@ const (
 	PathServe      = "/v1/serve"
 	PathMetrics    = "/v1/metrics"
 	PathPrometheus = "/metrics"
+	PathApps       = "/v1/apps"
+	PathInstances  = "/v1/instances"
+)
+
+// InstancePath is where a request for a process instance's own HTTP path
+// (starting with /) goes: the agent forwards it to the instance of lease
+// id, which listens on loopback only.
+func InstancePath(id, path string) string { return PathInstances + "/" + id + "/http" + path }
+
+// Headers of a proxied answer: which host and lease served it, and how long
+// the instance itself took (milliseconds, from the agent's side).
+const (
+	HeaderHost       = "Forewarm-Host"
+	HeaderLease      = "Forewarm-Lease"
+	HeaderInstanceMS = "Forewarm-Instance-Ms"
 )
 
 // LeasePath is the path of one lease; ShadowPath runs a shadow request on
@@ -168,6 +185,10 @@ const (
 	CodeOverCapacity  = "over_capacity"   // 409: does not fit the free capacity
 	CodeShuttingDown  = "shutting_down"   // 503: agent is stopping
 	CodeInternal      = "internal"        // 500: allocation or I/O failure
+	CodeUnknownSpec   = "unknown_spec"    // 404: no spec of that application (or version) on this host
+	CodeNoInstance    = "no_instance"     // 409: the lease has no process instance (a memory reservation)
+	CodeInstanceDown  = "instance_failed" // 502: the instance did not answer (exited, killed, refused the connection)
+	CodeStartFailed   = "start_failed"    // 502: the instance did not start, get ready or pass its shadow request
 )
 
 // ErrorBody is the body of every non-2xx answer.
@@ -187,6 +208,50 @@ type ReserveRequest struct {
 	// TTLSeconds is the lease's time to live from the moment it is ready;
 	// 0 means the agent's default.
 	TTLSeconds float64 `json:"ttl_seconds,omitempty"`
+	// SpecVersion, when given, is the version of App's spec the caller
+	// expects; an agent holding another version, or none, refuses
+	// (unknown_spec). An agent with a spec of App starts a process
+	// instance whatever the caller asked: sizes of 0 take the spec's.
+	SpecVersion string `json:"spec_version,omitempty"`
+}
+
+// App is one application spec an agent runs (GET /v1/apps).
+type App struct {
+	App         string  `json:"app"`
+	Version     string  `json:"version"`
+	MemoryMB    float64 `json:"memory_mb"`
+	CPUMilli    int64   `json:"cpu_milli"`
+	ScratchMB   float64 `json:"scratch_mb"`
+	Concurrency int     `json:"concurrency"`
+}
+
+// Instance is a lease's process: the application's own code, started in
+// its own cgroup and process group.
+type Instance struct {
+	SpecVersion string `json:"spec_version"`
+	PID         int    `json:"pid"`
+	// Port is the instance's port on 127.0.0.1.
+	Port int `json:"port"`
+	// Cgroup is the instance's cgroup path and version ("v1", "v2"), or
+	// empty where the agent may not create cgroups (limits not enforced).
+	Cgroup        string `json:"cgroup,omitempty"`
+	CgroupVersion string `json:"cgroup_version,omitempty"`
+	// Phases of the start: the scratch storage allocated, the process
+	// started (fork/exec), its readiness check passed, its shadow request
+	// answered.
+	ScratchMS  float64 `json:"scratch_ms"`
+	SpawnMS    float64 `json:"spawn_ms"`
+	ReadyMS    float64 `json:"ready_ms"`
+	ShadowMS   float64 `json:"shadow_ms"`
+	ShadowCode int     `json:"shadow_status"`
+	// MemoryMB is the instance's real memory (its cgroup's usage, else
+	// the process group's resident set) when the lease was answered;
+	// PeakMemoryMB the most seen.
+	MemoryMB     float64 `json:"memory_mb"`
+	PeakMemoryMB float64 `json:"peak_memory_mb,omitempty"`
+	// Exit says how the process ended, once it has ("exit status 1",
+	// "killed: memory limit 64 MB", "stopped").
+	Exit string `json:"exit,omitempty"`
 }
 
 // Lease states: preparing → ready → released | expired.
@@ -195,6 +260,7 @@ const (
 	StateReady     = "ready"     // allocated, serving its application's requests
 	StateReleased  = "released"  // explicitly released (or released before it was reserved)
 	StateExpired   = "expired"   // TTL passed, reaped
+	StateFailed    = "failed"    // its process exited or was killed (Instance.Exit says how)
 	// StateClaimed and StateUsed are no longer produced: a lease is not
 	// used up by a request. Kept so older callers still compile.
 	StateClaimed = "claimed"
@@ -247,6 +313,9 @@ type Lease struct {
 	Existing bool `json:"existing,omitempty"`
 	// KeptFrom names the cold request whose instance became this lease.
 	KeptFrom string `json:"kept_from,omitempty"`
+	// Instance is the lease's process, for an application with a spec on
+	// this host (nil: a memory reservation).
+	Instance *Instance `json:"instance,omitempty"`
 	LeaseUse
 }
 

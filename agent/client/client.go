@@ -53,6 +53,9 @@ type ReserveRequest struct {
 	DiskMB        float64
 	CPUMilli      int64
 	TTL           time.Duration
+	// SpecVersion, when set, is the version of App's spec the caller
+	// expects the host to run (unknown_spec otherwise).
+	SpecVersion string
 }
 
 // ShadowRequest runs a shadow request on lease PreparationID; SampleMB 0
@@ -130,7 +133,7 @@ func (c *Client) Reserve(ctx context.Context, r ReserveRequest) (Lease, error) {
 	body := api.ReserveRequest{
 		PreparationID: r.PreparationID, App: r.App,
 		MemoryMB: r.MemoryMB, DiskMB: r.DiskMB, CPUMilli: r.CPUMilli,
-		TTLSeconds: r.TTL.Seconds(),
+		TTLSeconds: r.TTL.Seconds(), SpecVersion: r.SpecVersion,
 	}
 	err := c.do(ctx, "reserve", http.MethodPost, api.PathLeases, body, &l)
 	return l, err
@@ -202,6 +205,46 @@ func (c *Client) Leases(ctx context.Context) ([]Lease, error) {
 	var ls []Lease
 	err := c.do(ctx, "leases", http.MethodGet, api.PathLeases, nil, &ls)
 	return ls, err
+}
+
+// Apps lists the application specs the agent runs as process instances.
+func (c *Client) Apps(ctx context.Context) ([]api.App, error) {
+	var as []api.App
+	err := c.do(ctx, "apps", http.MethodGet, api.PathApps, nil, &as)
+	return as, err
+}
+
+// InstanceRequest builds a request for path (with its query) on the
+// process instance of lease id, to be sent with HTTP: the agent forwards
+// it to the instance and answers with the instance's own answer (or an
+// api.ErrorBody with a code when the instance cannot answer).
+func (c *Client) InstanceRequest(ctx context.Context, id, method, pathAndQuery string, body io.Reader) (*http.Request, error) {
+	if err := api.CheckID("lease", id); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(pathAndQuery, "/") {
+		pathAndQuery = "/" + pathAndQuery
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+api.InstancePath(id, pathAndQuery), body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	return req, nil
+}
+
+// HTTP is the client's HTTP client (its transport and TLS), for sending
+// what InstanceRequest builds.
+func (c *Client) HTTP() *http.Client { return c.http }
+
+// ErrorOf reads an agent's refusal from a non-2xx answer that carries an
+// api.ErrorBody, or returns nil when the answer is the instance's own.
+func ErrorOf(resp *http.Response, body []byte, op, host string) *Error {
+	var eb api.ErrorBody
+	if resp.Header.Get(api.HeaderLease) != "" || json.Unmarshal(body, &eb) != nil || eb.Code == "" {
+		return nil
+	}
+	return &Error{Op: op, Host: host, Status: resp.StatusCode, Code: eb.Code, Message: eb.Message}
 }
 
 // Metrics returns the host's current metrics.
@@ -311,6 +354,9 @@ var (
 	ErrGone          = &Error{Code: api.CodeGone}
 	ErrOverCapacity  = &Error{Code: api.CodeOverCapacity}
 	ErrShuttingDown  = &Error{Code: api.CodeShuttingDown}
+	ErrUnknownSpec   = &Error{Code: api.CodeUnknownSpec}
+	ErrInstanceDown  = &Error{Code: api.CodeInstanceDown}
+	ErrStartFailed   = &Error{Code: api.CodeStartFailed}
 )
 
 // IsPermanent reports whether err is a refusal that retrying on the same
