@@ -280,6 +280,38 @@ var migrations = []migration{{
 		tail: `PARTITION BY toYYYYMM(bin_start)
 		ORDER BY (bin_start, app, router, batch)`,
 	}},
+}, {
+	version: 4,
+	name:    "gateway requests",
+	tables: []tableDef{{
+		// Every request the gateway served, in batches: host, warm or
+		// cold, the latency split, method, status and sizes. Not the
+		// requests table: the gateway's arrivals already count in the
+		// activity (through arrivals), so these rows must not count twice.
+		name: "gateway_requests",
+		columns: `time DateTime,
+			at_ns UInt64,
+			request_id String,
+			app {{str}},
+			gateway {{str}},
+			host {{str}},
+			lease String,
+			outcome {{str}},
+			retried UInt8,
+			method {{str}},
+			status UInt16,
+			bytes_in UInt64,
+			bytes_out UInt64,
+			queue_ms Float64,
+			start_ms Float64,
+			app_ms Float64,
+			total_ms Float64,
+			error String`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
+		ORDER BY (app, time)
+		{{ttl "time" 90}}`,
+	}},
 }}
 
 // migrationsTable records the applied versions.

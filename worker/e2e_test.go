@@ -82,7 +82,7 @@ func newStack(t testing.TB) *stack {
 	t.Cleanup(c.Close)
 	p := "e2e" + randSuffix()
 	s := settings{Temporal: tc, Queues: []string{"prediction", "training"},
-		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", AgentRootSecret: e2eRoot,
+		PredictionQueue: p + "-prediction", TrainingQueue: p + "-training", Agents: config.Agents{RootSecret: e2eRoot},
 		UseORT: true, WorkflowTasks: 50, WorkflowPollers: testPollers(), ModelCheck: time.Second, HoldoutFraction: 0.25, TrainSamples: 2000}
 	return &stack{t: t, c: c, st: st, s: s, prefix: p, agents: map[string]*testAgent{}}
 }

@@ -33,7 +33,6 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
-	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/models"
@@ -53,8 +52,6 @@ type settings struct {
 	Queues          []string
 	PredictionQueue string
 	TrainingQueue   string
-	AgentTokenFile  string
-	AgentToken      string
 	UseORT          bool
 	WorkflowTasks   int
 	WorkflowPollers int
@@ -73,16 +70,10 @@ type settings struct {
 	ArrivalsBin  time.Duration
 	ArrivalsSpan int
 
-	// Host agent trust: a root secret to derive each host's token (the
-	// shared AgentToken above is for agents not yet given their own), the
-	// CA agents' certificates chain to, whether plain HTTP off loopback is
-	// allowed, and the pattern agent URLs must match.
-	AgentRootSecretFile string
-	AgentRootSecret     string
-	AgentCA             string
-	AgentInsecure       bool
-	AgentURLAllow       string
-	AgentTLSName        string
+	// Agents is the host agents' trust: a root secret to derive each
+	// host's token, the CA their certificates chain to, whether plain HTTP
+	// off loopback is allowed, and the pattern their URLs must match.
+	Agents config.Agents
 
 	metrics *telemetry.Metrics // nil: nothing counted (tests that do not look)
 }
@@ -100,12 +91,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringSliceVar(&s.Queues, "queues", strings.Split(config.Env("FOREWARM_QUEUES", "prediction,training"), ","), "task queues to serve: prediction, training or both ($FOREWARM_QUEUES)")
 	fs.StringVar(&s.PredictionQueue, "prediction-task-queue", config.Env("FOREWARM_PREDICTION_QUEUE", workflows.PredictionTaskQueue), "prediction task queue name ($FOREWARM_PREDICTION_QUEUE)")
 	fs.StringVar(&s.TrainingQueue, "training-task-queue", config.Env("FOREWARM_TRAINING_QUEUE", workflows.TrainingTaskQueue), "training task queue name ($FOREWARM_TRAINING_QUEUE)")
-	fs.StringVar(&s.AgentRootSecretFile, "agent-root-secret-file", os.Getenv("FOREWARM_AGENT_ROOT_SECRET_FILE"), "file holding the root secret each host agent's token is derived from, hex(HMAC-SHA256(secret, host ID)) (see hostagent --print-token), or set $FOREWARM_AGENT_ROOT_SECRET ($FOREWARM_AGENT_ROOT_SECRET_FILE)")
-	fs.StringVar(&s.AgentTokenFile, "agent-token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "older fleets: one bearer token shared by every host agent, or set $HOSTAGENT_TOKEN; prefer --agent-root-secret-file ($HOSTAGENT_TOKEN_FILE)")
-	fs.StringVar(&s.AgentCA, "agent-ca", os.Getenv("FOREWARM_AGENT_CA"), "PEM file of the CA that https:// host agents' certificates must chain to (default: the system's roots) ($FOREWARM_AGENT_CA)")
-	fs.BoolVar(&s.AgentInsecure, "agent-insecure", config.Env("FOREWARM_AGENT_INSECURE", "false") == "true", "allow plain http:// to host agents that are not on loopback (their token crosses the network in clear) ($FOREWARM_AGENT_INSECURE)")
-	fs.StringVar(&s.AgentURLAllow, "agent-url-allow", config.Env("FOREWARM_AGENT_URL_ALLOW", agentclient.DefaultAllowURL), "regular expression every host agent URL must match (whole URL; {host} stands for the host ID), e.g. 'https://{host}\\.agents\\.example\\.com:7071'; the default allows loopback only. With --agent-root-secret-file an agent off loopback is called only at a URL bound to its host ID: through {host} here, or through --agent-tls-name ($FOREWARM_AGENT_URL_ALLOW)")
-	fs.StringVar(&s.AgentTLSName, "agent-tls-name", os.Getenv("FOREWARM_AGENT_TLS_NAME"), "name an https:// host agent's certificate must carry instead of its URL's host, {host} standing for the host ID (e.g. '{host}' or '{host}.agents.example.com'): agents registered at any allowed address, such as a pod IP, prove which host they are before its token is sent ($FOREWARM_AGENT_TLS_NAME)")
+	s.Agents.Flags(fs)
 	fs.BoolVar(&s.UseORT, "ort", config.Env("FOREWARM_ORT", "true") == "true", "run the demand model in ONNX Runtime (false: the pure-Go forward pass) ($FOREWARM_ORT)")
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", defaultWorkflowPollers), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog. A fixed count can leave the queue of new and moved loops unpolled for a minute at a time ($FOREWARM_WORKFLOW_POLLERS)")
@@ -149,57 +135,15 @@ func parseFlags(args []string) (settings, error) {
 	if s.HoldoutFraction <= 0 || s.HoldoutFraction >= 1 {
 		return s, fmt.Errorf("--holdout %v: must be in (0, 1)", s.HoldoutFraction)
 	}
-	if s.AgentRootSecretFile != "" {
-		b, err := os.ReadFile(s.AgentRootSecretFile)
-		if err != nil {
-			return s, fmt.Errorf("--agent-root-secret-file: %w", err)
-		}
-		s.AgentRootSecret = strings.TrimSpace(string(b))
-	} else {
-		s.AgentRootSecret = strings.TrimSpace(os.Getenv("FOREWARM_AGENT_ROOT_SECRET"))
-	}
-	if s.AgentTokenFile != "" {
-		b, err := os.ReadFile(s.AgentTokenFile)
-		if err != nil {
-			return s, fmt.Errorf("--agent-token-file: %w", err)
-		}
-		s.AgentToken = strings.TrimSpace(string(b))
-	} else if s.AgentRootSecret == "" {
-		s.AgentToken = strings.TrimSpace(os.Getenv("HOSTAGENT_TOKEN"))
+	if err := s.Agents.Load(); err != nil {
+		return s, err
 	}
 	if slices.Contains(s.Queues, "prediction") {
-		if _, err := s.agentTrust(); err != nil {
+		if _, err := s.Agents.Trust(); err != nil {
 			return s, err
 		}
 	}
 	return s, nil
-}
-
-// agentTrust checks the agent flags and builds what the host clients need.
-func (s settings) agentTrust() (*agentclient.Trust, error) {
-	if s.AgentRootSecret != "" && s.AgentToken != "" {
-		return nil, errors.New("--agent-root-secret-file and --agent-token-file: give one (per-host tokens from the root secret, or one shared token)")
-	}
-	if s.AgentRootSecret == "" && s.AgentToken == "" {
-		return nil, errors.New("no host agent credentials: give --agent-root-secret-file (or $FOREWARM_AGENT_ROOT_SECRET), or an older fleet's shared --agent-token-file")
-	}
-	t, err := agentclient.NewTrust(agentclient.TrustConfig{RootSecret: []byte(s.AgentRootSecret), Token: s.AgentToken,
-		CAFile: s.AgentCA, Insecure: s.AgentInsecure, AllowURL: s.AgentURLAllow, TLSName: s.AgentTLSName})
-	if err != nil {
-		flag := "--agent-root-secret-file"
-		switch {
-		case strings.Contains(err.Error(), "allow pattern"):
-			flag = "--agent-url-allow"
-		case strings.Contains(err.Error(), "agent CA"):
-			flag = "--agent-ca"
-		case strings.Contains(err.Error(), "agent TLS name"):
-			flag = "--agent-tls-name"
-		case s.AgentToken != "":
-			flag = "--agent-token-file"
-		}
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	return t, nil
 }
 
 func main() {
@@ -373,14 +317,12 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 	}
 	r := &running{}
 	if slices.Contains(s.Queues, "prediction") {
-		trust, err := s.agentTrust()
+		trust, err := s.Agents.Trust()
 		if err != nil {
 			return nil, err
 		}
-		if !trust.PerHost() {
-			logger.Warn("one bearer token shared by every host agent: a compromised host can call the others; give --agent-root-secret-file")
-		} else if !trust.Binds() {
-			logger.Warn("no agent URL off loopback is bound to its host ID, so only agents on loopback are called: put {host} in --agent-url-allow, or give the agents certificates naming their host IDs and set --agent-tls-name", "allow", trust.AllowURL())
+		if w := s.Agents.Warning(trust); w != "" {
+			logger.Warn(w, "allow", trust.AllowURL())
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,

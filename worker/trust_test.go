@@ -45,7 +45,7 @@ func TestAgentTrustFlagsAreChecked(t *testing.T) {
 		}
 	}
 	s, err := parseFlags([]string{"--agent-root-secret-file", secret})
-	if err != nil || s.AgentRootSecret != e2eRoot || s.AgentToken != "" || s.AgentURLAllow != agentclient.DefaultAllowURL || s.StickyTimeout != 5*time.Second {
+	if err != nil || s.Agents.RootSecret != e2eRoot || s.Agents.Token != "" || s.Agents.URLAllow != agentclient.DefaultAllowURL || s.StickyTimeout != 5*time.Second {
 		t.Errorf("good flags = %+v, %v", s, err)
 	}
 	// A training-only worker calls no agent and needs no credentials.

@@ -104,3 +104,39 @@ type Adjustment struct {
 	NewAdjustment float64   `json:"new_adjustment"`
 	Reason        string    `json:"reason"`
 }
+
+// GatewayRequest is one request as the gateway served it: where it went,
+// whether an instance was warm, and where its time went (waiting for an
+// instance another request was starting, starting one, the application
+// itself), with the HTTP method, status and sizes, so an application's
+// read/write mix and request sizes are measured, not assumed.
+type GatewayRequest struct {
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"request_id"`
+	App       string    `json:"app"`
+	Gateway   string    `json:"gateway"`
+	Host      string    `json:"host"`
+	Lease     string    `json:"lease"`
+	Outcome   string    `json:"outcome"` // one of the Gateway* outcomes
+	Retried   bool      `json:"retried"` // sent a second time after a stale entry or an instance that never got it
+	Method    string    `json:"method"`
+	Status    int       `json:"status"`
+	BytesIn   int64     `json:"bytes_in"`
+	BytesOut  int64     `json:"bytes_out"`
+	QueueMS   float64   `json:"queue_ms"` // waiting for an instance another request was starting
+	StartMS   float64   `json:"start_ms"` // starting the instance this request waited for
+	AppMS     float64   `json:"app_ms"`   // the instance's own time, as its agent measured it
+	TotalMS   float64   `json:"total_ms"` // in the gateway, from the request's arrival to its last byte
+	Error     string    `json:"error,omitempty"`
+}
+
+// Gateway request outcomes.
+const (
+	GatewayWarm       = "warm"        // a ready instance served it
+	GatewayCold       = "cold"        // no instance: this request started one and waited for it
+	GatewayColdJoined = "cold-joined" // no instance: it waited for one another request was starting
+	GatewayFailed     = "failed"      // no answer from an instance (the error says why)
+)
+
+// GatewayOutcomes lists every gateway request outcome.
+var GatewayOutcomes = []string{GatewayWarm, GatewayCold, GatewayColdJoined, GatewayFailed}
