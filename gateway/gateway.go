@@ -433,6 +433,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, in *instance, 
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
+	h.Set(HeaderOutcome, o.Outcome)
 	w.WriteHeader(resp.StatusCode)
 	n, _ := io.Copy(w, resp.Body)
 	o.BytesOut = n
@@ -467,6 +468,11 @@ func (g *Gateway) agentRefused(w http.ResponseWriter, resp *http.Response, in *i
 	}
 	return false, false
 }
+
+// HeaderOutcome on an instance's answer says how the gateway served it:
+// warm, cold (it started the instance) or cold-joined (it waited for a
+// start under way).
+const HeaderOutcome = "Forewarm-Outcome"
 
 // headerSent is the agent's header saying whether a request that failed
 // with instance_failed reached the instance ("1") or not ("0").

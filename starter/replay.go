@@ -37,6 +37,8 @@ type replayFlags struct {
 	startAt                         string
 	summary                         string
 	maxRate                         float64
+	gateway, gatewayPath            string
+	gatewayBody                     string
 }
 
 func replayCmd(g *globals) *cobra.Command {
@@ -76,6 +78,9 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.BoolVar(&f.listApps, "list-apps", false, "print the applications that would be replayed, one a line, and exit")
 	fl.StringVar(&f.summary, "summary", "", "also write the summary as JSON to this file (`starter report --replay` reads it to compare the run with the simulator)")
 	fl.Float64Var(&f.maxRate, "max-rate", 0, "with --apps: choose applications whose requests in the window average at most this many per second of wall time in all (0: no limit)")
+	fl.StringVar(&f.gateway, "gateway", "", "send every request as a real HTTP request through this gateway (e.g. http://127.0.0.1:8080) instead of a serve-request workflow: POST <gateway>/<app><--gateway-path>")
+	fl.StringVar(&f.gatewayPath, "gateway-path", "/work", "with --gateway: the applications' path every request is sent to")
+	fl.StringVar(&f.gatewayBody, "gateway-body", `{"n":1}`, "with --gateway: the JSON body of every request")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -161,18 +166,56 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		return nil
 	}
 
-	c, err := g.Temporal.Dial(nil)
-	if err != nil {
-		return err
+	counts := &replayCounts{}
+	var send replay.Sender
+	if f.gateway != "" {
+		if send, err = gatewaySender(f, counts); err != nil {
+			return err
+		}
+	} else {
+		c, err := g.Temporal.Dial(nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		send = workflowSender(c, f, counts)
 	}
-	defer c.Close()
+	return finishReplay(ctx, tr, f, from, bins, apps, startAt, send, counts)
+}
 
-	var (
-		mu       sync.Mutex
-		warm     int64
-		firstErr string
-	)
-	send := func(ctx context.Context, r replay.Request) error {
+// replayCounts are the warm requests and the first failure so far.
+type replayCounts struct {
+	mu       sync.Mutex
+	warm     int64
+	firstErr string
+}
+
+func (c *replayCounts) warmed() {
+	c.mu.Lock()
+	c.warm++
+	c.mu.Unlock()
+}
+
+// fail remembers the first failure and returns err.
+func (c *replayCounts) fail(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.firstErr == "" {
+		c.firstErr = err.Error()
+	}
+	return err
+}
+
+func (c *replayCounts) get() (int64, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.warm, c.firstErr
+}
+
+// workflowSender serves each request through its own serve-request
+// workflow.
+func workflowSender(c client.Client, f replayFlags, counts *replayCounts) replay.Sender {
+	return func(ctx context.Context, r replay.Request) error {
 		in := workflows.RequestInput{
 			RequestID: uuid.NewString(),
 			ArrivedAt: time.Now().UTC(),
@@ -193,26 +236,24 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		if err == nil {
 			err = run.Get(context.WithoutCancel(ctx), &res)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		if err != nil {
-			if firstErr == "" {
-				firstErr = err.Error()
-			}
-			return err
+			return counts.fail(err)
 		}
 		if res.Warm {
-			warm++
+			counts.warmed()
 		}
 		return nil
 	}
+}
+
+// finishReplay runs the replay with send and prints its summary.
+func finishReplay(ctx context.Context, tr *trace.Trace, f replayFlags, from, bins int, apps []string, startAt time.Time,
+	send replay.Sender, counts *replayCounts) error {
 
 	tty := term.IsTerminal(int(os.Stderr.Fd()))
 	lastLine := time.Time{}
 	progress := func(p replay.Progress) {
-		mu.Lock()
-		w := warm
-		mu.Unlock()
+		w, _ := counts.get()
 		done := p.Sent + p.Failed
 		line := fmt.Sprintf("trace %s  bin %d/%d  sent %d  failed %d  warm %s",
 			p.TraceTime.Format("2006-01-02 15:04"), p.BinsDone, p.BinsTotal, done, p.Failed, share(w, done))
@@ -234,6 +275,7 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 	if err != nil {
 		return err
 	}
+	warm, firstErr := counts.get()
 	out := replaySummary{
 		TraceFrom: tr.BinStart(from), TraceTo: sum.TraceTime, Apps: apps,
 		Sent: sum.Sent, Failed: sum.Failed, Dropped: sum.Skipped, Warm: warm,
