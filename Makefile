@@ -83,3 +83,9 @@ build:
 vet:
 	@gofmt -l . | grep . && exit 1 || true
 	@go vet ./...
+
+# The sample applications and their specs (samples/README.md): builds the Go
+# samples into samples/bin/ and writes the go-model's weights file there.
+.PHONY: samples
+samples:
+	@samples/build.sh
