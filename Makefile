@@ -8,7 +8,7 @@ DEMO_MINUTES ?= 3
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster soak demo bench bench-scale build vet results fuzz
+.PHONY: up down test test-cluster soak demo bench bench-scale bench-gateway build vet results fuzz
 
 up:
 	@$(LOCAL)/up.sh
@@ -60,6 +60,15 @@ SCALE_APPS ?= 50000
 bench-scale:
 	@SCALE_APPS=$(SCALE_APPS) $(LOCAL)/bench-scale.sh $(SCALE_ARGS)
 
+# The gateway's warm path (deploy/local/bench-gateway.sh): an agent and a
+# gateway of its own, one warm instance of samples/trivial; requests side by
+# side direct and through the gateway at BENCH_GATEWAY_RATE/s, then as many
+# as BENCH_GATEWAY_CONCURRENCY clients send; one line of JSON last.
+BENCH_GATEWAY_RATE ?= 1000
+BENCH_GATEWAY_CONCURRENCY ?= 32
+bench-gateway:
+	@$(LOCAL)/bench-gateway.sh --rate $(BENCH_GATEWAY_RATE) --concurrency $(BENCH_GATEWAY_CONCURRENCY)
+
 # The policy comparison of docs/results.md, regenerated (~10 min on 2 cores).
 results:
 	@$(LOCAL)/install.sh onnxruntime
@@ -78,7 +87,7 @@ fuzz:
 	done
 
 build:
-	@mkdir -p bin && go build -o bin/ ./worker ./starter ./hostagent
+	@mkdir -p bin && go build -o bin/ ./worker ./starter ./hostagent ./gateway/cmd/gateway
 
 vet:
 	@gofmt -l . | grep . && exit 1 || true

@@ -79,8 +79,8 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.StringVar(&f.summary, "summary", "", "also write the summary as JSON to this file (`starter report --replay` reads it to compare the run with the simulator)")
 	fl.Float64Var(&f.maxRate, "max-rate", 0, "with --apps: choose applications whose requests in the window average at most this many per second of wall time in all (0: no limit)")
 	fl.StringVar(&f.gateway, "gateway", "", "send every request as a real HTTP request through this gateway (e.g. http://127.0.0.1:8080) instead of a serve-request workflow: POST <gateway>/<app><--gateway-path>")
-	fl.StringVar(&f.gatewayPath, "gateway-path", "/work", "with --gateway: the applications' path every request is sent to")
-	fl.StringVar(&f.gatewayBody, "gateway-body", `{"n":1}`, "with --gateway: the JSON body of every request")
+	fl.StringVar(&f.gatewayPath, "gateway-path", "/predict", "with --gateway: the applications' path every request is sent to")
+	fl.StringVar(&f.gatewayBody, "gateway-body", `{"x":[0.5,-1,2]}`, "with --gateway: the JSON body of every request")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
