@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/forewarm/forewarm/internal/buildinfo"
 	"log/slog"
 	"math"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/agent/instance"
+	"github.com/forewarm/forewarm/appspec"
+	"github.com/forewarm/forewarm/internal/buildinfo"
 )
 
 // Config says what one agent offers and how it behaves.
@@ -70,6 +74,14 @@ type Config struct {
 	// calls with a wrong token (default 10 s); the ones in between are
 	// counted in the next line.
 	UnauthorizedLogEvery time.Duration
+
+	// SpecDir is the folder of application specs (package appspec). A
+	// lease of an application with a spec runs its process; without
+	// SpecDir every lease is a memory reservation.
+	SpecDir string
+	// InstanceUser runs the instances when the agent is root (default
+	// nobody); an agent that is not root runs them as itself.
+	InstanceUser string
 }
 
 func (c *Config) check() error {
@@ -134,6 +146,18 @@ type Agent struct {
 	unauth   logLimiter
 	counters counters
 	stop     context.CancelFunc
+	bgCtx    context.Context // ends when Close stops the background loops
+
+	// Process instances: the specs in force (nil without SpecDir), the
+	// cgroups they get (nil where none can be made), who they run as (nil:
+	// the agent's user), and a context that Close ends so starts in
+	// flight stop.
+	specs        atomic.Pointer[appspec.Set]
+	cgroups      *instance.Cgroups
+	instUser     *instance.User
+	startCtx     context.Context
+	cancelStarts context.CancelFunc
+	proxy        http.Handler
 }
 
 // usage is an amount of the three resources, memory and disk in bytes.
@@ -191,6 +215,12 @@ func New(cfg Config) (*Agent, error) {
 	if _, err := removeLeftovers(cfg.DataDir, log); err != nil {
 		return nil, err
 	}
+	// Before anything runs: kill and remove what a crashed run of this
+	// host's agent started (its cgroups, processes and instance folders).
+	cgs, cgErr := instance.NewCgroups(cfg.HostID)
+	if err := instance.Reap(cfg.DataDir, cgs, log); err != nil {
+		return nil, fmt.Errorf("removing a previous run's instances: %w", err)
+	}
 	a := &Agent{
 		cfg:     cfg,
 		log:     log,
@@ -201,14 +231,66 @@ func New(cfg Config) (*Agent, error) {
 		unauth:  logLimiter{every: cfg.UnauthorizedLogEvery},
 		sampler: newSampler(cfg.DataDir),
 	}
+	if cfg.SpecDir != "" {
+		if err := a.setUpInstances(cgs, cgErr); err != nil {
+			return nil, err
+		}
+	}
 	a.prom = newPromMetrics(a)
+	a.proxy = a.instanceProxy()
 	a.sampler.sample() // a first snapshot so metrics are never empty
+	a.startCtx, a.cancelStarts = context.WithCancel(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
+	a.stop, a.bgCtx = cancel, ctx
 	a.bg.Add(2)
 	go a.reapLoop(ctx)
 	go a.sampleLoop(ctx)
 	return a, nil
+}
+
+// setUpInstances loads the specs, makes the cgroups' parent (or says once
+// why instances run without limits), and finds the instance user.
+func (a *Agent) setUpInstances(cgs *instance.Cgroups, cgErr error) error {
+	set, err := loadSpecs(a.cfg.SpecDir)
+	if err != nil {
+		return err
+	}
+	a.specs.Store(&set)
+	if cgs != nil {
+		if cgErr = cgs.Prepare(); cgErr != nil {
+			cgs = nil
+		}
+	}
+	if cgs == nil {
+		a.log.Warn("process instances run without a cgroup: their memory and CPU limits are not enforced", "reason", cgErr)
+	}
+	a.cgroups = cgs
+	if os.Geteuid() == 0 {
+		name := a.cfg.InstanceUser
+		if name == "" {
+			name = "nobody"
+		}
+		u, err := instance.LookupUser(name)
+		if err != nil {
+			return err
+		}
+		if u.UID != 0 {
+			a.instUser = u
+		}
+	}
+	if err := a.openDataDirToInstances(); err != nil {
+		return err
+	}
+	cgv := ""
+	if cgs != nil {
+		cgv = cgs.Version()
+	}
+	user := "the agent's"
+	if a.instUser != nil {
+		user = a.instUser.Name
+	}
+	a.log.Info("process instances", "spec_dir", a.cfg.SpecDir, "apps", len(set), "cgroup", cgv, "user", user)
+	return nil
 }
 
 // Info describes the agent.
@@ -258,6 +340,7 @@ func (a *Agent) Close(ctx context.Context) error {
 	}
 	a.closing = true
 	a.mu.Unlock()
+	a.cancelStarts() // instances still starting give up at once
 
 	done := make(chan struct{})
 	go func() { a.ops.Wait(); close(done) }()
@@ -278,14 +361,22 @@ func (a *Agent) Close(ctx context.Context) error {
 		a.retireLocked(l, api.StateReleased, "agent shut down", now)
 	}
 	a.mu.Unlock()
-	var errs []error
+	// In parallel: each instance may take its stop grace.
+	errCh := make(chan error, len(all))
 	for _, l := range all {
-		if err := a.freeLease(l); err != nil {
+		go func() { errCh <- a.freeLease(l) }()
+	}
+	var errs []error
+	for range all {
+		if err := <-errCh; err != nil {
 			errs = append(errs, err)
 		}
 	}
 	a.stop()
 	a.bg.Wait()
+	if a.cgroups != nil {
+		a.cgroups.Close()
+	}
 	if len(all) > 0 {
 		a.log.Info("released every lease on shutdown", "leases", len(all))
 	}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/agent/instance"
+	"github.com/forewarm/forewarm/appspec"
 )
 
 // lease is one reservation: a warm instance of its application. Fields
@@ -52,6 +55,16 @@ type lease struct {
 	mem   *region
 	disk  *storage
 	freed bool // guarded by use
+
+	// A process instance (spec not nil): its spec, folder, the process
+	// once started (nil while preparing), the scratch phase, and the
+	// start's context, cancelled by a release while preparing.
+	spec        *appspec.Spec
+	folder      string
+	inst        *instance.Instance
+	scratchMS   float64
+	startCtx    context.Context
+	cancelStart context.CancelFunc
 }
 
 func newLease(id, app string, memMB, diskMB float64, cpuMilli int64, need usage, ttl time.Duration) *lease {
@@ -132,13 +145,31 @@ func (a *Agent) checkReserve(r api.ReserveRequest) (time.Duration, error) {
 	if err := errors.Join(checkSize("memory_mb", r.MemoryMB), checkSize("disk_mb", r.DiskMB), checkCPU("cpu_milli", r.CPUMilli)); err != nil {
 		return 0, firstError(err)
 	}
-	if r.MemoryMB == 0 && r.DiskMB == 0 && r.CPUMilli == 0 {
-		return 0, errorf(api.CodeBadRequest, "a lease must reserve something: memory_mb, disk_mb and cpu_milli are all 0")
+	if r.SpecVersion != "" {
+		if err := badID("spec_version", r.SpecVersion); err != nil {
+			return 0, err
+		}
+	}
+	spec, err := a.specFor(r)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkSomething(withSpecSizes(r, spec)); err != nil {
+		return 0, err
 	}
 	if r.TTLSeconds == 0 {
 		return a.cfg.DefaultTTL, nil
 	}
 	return checkTTL("ttl_seconds", r.TTLSeconds)
+}
+
+// checkSomething refuses a reserve of nothing (its sizes once a spec has
+// filled them in).
+func checkSomething(r api.ReserveRequest) error {
+	if r.MemoryMB == 0 && r.DiskMB == 0 && r.CPUMilli == 0 {
+		return errorf(api.CodeBadRequest, "a lease must reserve something: memory_mb, disk_mb and cpu_milli are all 0")
+	}
+	return nil
 }
 
 // firstError unwraps a join to its first *Error so one clear code is sent.
@@ -181,12 +212,19 @@ const memHeadroomMB = 256
 
 // Reserve allocates a lease, or returns the existing one when the same
 // preparation ID is reserved again with the same application and sizes.
-// created is false for a repeat.
+// created is false for a repeat. An application with a spec here gets a
+// process instance (sizes of 0 are the spec's); one without, a memory
+// reservation.
 func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease, created bool, err error) {
 	ttl, err := a.checkReserve(r)
 	if err != nil {
 		return api.Lease{}, false, err
 	}
+	spec, err := a.specFor(r)
+	if err != nil {
+		return api.Lease{}, false, err
+	}
+	r = withSpecSizes(r, spec)
 	if err := a.begin(); err != nil {
 		return api.Lease{}, false, err
 	}
@@ -196,10 +234,11 @@ func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease,
 	a.mu.Lock()
 	if old, ok := a.leases[r.PreparationID]; ok {
 		a.mu.Unlock()
-		if old.app != r.App || old.memMB != r.MemoryMB || old.diskMB != r.DiskMB || old.cpuMilli != r.CPUMilli {
+		if old.app != r.App || old.memMB != r.MemoryMB || old.diskMB != r.DiskMB || old.cpuMilli != r.CPUMilli ||
+			(old.spec == nil) != (spec == nil) || (old.spec != nil && old.spec.Version != spec.Version) {
 			return api.Lease{}, false, errorf(api.CodeConflict,
-				"preparation %s already holds a different lease (app %s, %g MB memory, %g MB disk, %d millicores)",
-				r.PreparationID, old.app, old.memMB, old.diskMB, old.cpuMilli)
+				"preparation %s already holds a different lease (app %s%s, %g MB memory, %g MB disk, %d millicores)",
+				r.PreparationID, old.app, specNote(old.spec), old.memMB, old.diskMB, old.cpuMilli)
 		}
 		select {
 		case <-old.ready:
@@ -224,37 +263,71 @@ func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease,
 		return api.Lease{}, false, err
 	}
 	nl := newLease(r.PreparationID, r.App, r.MemoryMB, r.DiskMB, r.CPUMilli, need, ttl)
+	if spec != nil {
+		nl.spec, nl.maxConc = spec, spec.Concurrency
+		nl.folder = instance.Folder(a.cfg.DataDir, nl.id)
+		nl.startCtx, nl.cancelStart = context.WithCancel(a.startCtx)
+	}
 	a.leases[nl.id] = nl
 	a.reserved = a.reserved.add(need)
 	a.mu.Unlock()
 
 	// Allocate outside the lock: other calls go on meanwhile.
 	start := time.Now()
-	mem, disk, perr := a.allocate(need, leaseFile(a.cfg.DataDir, nl.id))
+	var (
+		mem  *region
+		disk *storage
+		inst *instance.Instance
+		perr error
+	)
+	if spec != nil {
+		disk, inst, perr = a.prepareInstance(nl)
+		nl.cancelStart()
+	} else {
+		mem, disk, perr = a.allocate(need, leaseFile(a.cfg.DataDir, nl.id))
+	}
 	prepare := time.Since(start)
-	if err := a.finishPreparing(nl, mem, disk, perr, prepare); err != nil {
+	if err := a.finishPreparing(nl, mem, disk, inst, perr, prepare); err != nil {
 		return api.Lease{}, false, err
 	}
 	a.prom.prepare.Observe(prepare.Seconds())
 	a.counters.reserved.Add(1)
-	a.log.Info("lease ready", "preparation", nl.id, "app", nl.app, "memory_mb", nl.memMB, "disk_mb", nl.diskMB,
-		"cpu_milli", nl.cpuMilli, "prepare_ms", nl.prepareMS, "ttl", ttl)
+	if inst != nil {
+		a.watchInstance(nl, inst)
+		v := inst.View()
+		a.log.Info("instance ready", "preparation", nl.id, "app", nl.app, "spec_version", spec.Version, "pid", v.PID,
+			"port", v.Port, "cgroup", v.Cgroup, "memory_limit_mb", nl.memMB, "cpu_milli", nl.cpuMilli, "scratch_mb", nl.diskMB,
+			"scratch_ms", nl.scratchMS, "spawn_ms", v.SpawnMS, "ready_ms", v.ReadyMS, "shadow_ms", v.ShadowMS, "ttl", ttl)
+	} else {
+		a.log.Info("lease ready", "preparation", nl.id, "app", nl.app, "memory_mb", nl.memMB, "disk_mb", nl.diskMB,
+			"cpu_milli", nl.cpuMilli, "prepare_ms", nl.prepareMS, "ttl", ttl)
+	}
 	v, err := a.Lease(nl.id)
 	return v, true, err
+}
+
+func specNote(s *appspec.Spec) string {
+	if s == nil {
+		return ""
+	}
+	return " spec version " + s.Version
 }
 
 // finishPreparing makes a preparing lease ready with the resources
 // allocated for it, or, when allocation failed or the lease was released
 // meanwhile, frees what there is and says why it is not ready.
-func (a *Agent) finishPreparing(l *lease, mem *region, disk *storage, perr error, took time.Duration) error {
+func (a *Agent) finishPreparing(l *lease, mem *region, disk *storage, inst *instance.Instance, perr error, took time.Duration) error {
 	a.mu.Lock()
 	l.prepareMS = msOf(took)
-	l.mem, l.disk = mem, disk
+	l.mem, l.disk, l.inst = mem, disk, inst
+	var coded *Error
 	switch {
-	case perr != nil:
-		l.prepErr = &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("preparing lease %s: %v", l.id, perr)}
 	case l.releaseWanted:
 		l.prepErr = errorf(api.CodeGone, "preparation %s was released while it was being prepared", l.id)
+	case errors.As(perr, &coded):
+		l.prepErr = coded
+	case perr != nil:
+		l.prepErr = &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("preparing lease %s: %v", l.id, perr)}
 	default:
 		now := time.Now()
 		l.state = api.StateReady
@@ -272,6 +345,9 @@ func (a *Agent) finishPreparing(l *lease, mem *region, disk *storage, perr error
 	if err != nil {
 		if perr != nil {
 			a.log.Error("lease preparation failed", "preparation", l.id, "app", l.app, "err", perr)
+			if l.spec != nil {
+				a.prom.instStartFailed.Inc()
+			}
 		}
 		_ = a.freeLease(l) // frees what was allocated and returns the capacity
 	}
@@ -322,7 +398,16 @@ func (a *Agent) freeLease(l *lease) error {
 		return nil
 	}
 	l.freed = true
-	err := errors.Join(l.mem.free(), l.disk.free())
+	var err error
+	if l.inst != nil {
+		err = l.inst.Stop()
+	}
+	err = errors.Join(err, l.mem.free(), l.disk.free())
+	if l.folder != "" {
+		if rerr := os.RemoveAll(l.folder); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove instance folder: %w", rerr))
+		}
+	}
 	l.use.Unlock()
 	a.unreserve(l.need)
 	if err != nil {
@@ -349,6 +434,12 @@ func (a *Agent) retireLocked(l *lease, state, note string, now time.Time) tombst
 		l.releaseWanted = true
 	}
 	ts := tombstone{app: l.app, state: state, note: note, at: now, held: now.Sub(l.created).Seconds(), use: use}
+	if l.inst != nil {
+		ts.inst = instanceView(l.inst, l.scratchMS)
+		if ts.inst.Exit == "" {
+			ts.inst.Exit = "stopped"
+		}
+	}
 	a.ended.add(l.id, ts)
 	a.endedBusy += use.BusyMBs
 	a.endedIdle += use.IdleMBs
@@ -375,9 +466,13 @@ func (a *Agent) Lease(id string) (api.Lease, error) {
 		return api.Lease{}, err
 	}
 	v := a.viewLocked(l, time.Now())
+	inst, scratchMS := l.inst, l.scratchMS
 	a.mu.Unlock()
 	if v.State == api.StateReady {
 		a.measure(l, &v)
+		if v.Instance = instanceView(inst, scratchMS); v.Instance != nil {
+			v.ResidentMB = v.Instance.MemoryMB
+		}
 	}
 	return v, nil
 }
@@ -387,10 +482,23 @@ func (a *Agent) Leases() []api.Lease {
 	now := time.Now()
 	a.mu.Lock()
 	out := make([]api.Lease, 0, len(a.leases))
+	type started struct {
+		i         int
+		inst      *instance.Instance
+		scratchMS float64
+	}
+	var insts []started
 	for _, l := range a.leases {
+		if l.inst != nil {
+			insts = append(insts, started{len(out), l.inst, l.scratchMS})
+		}
 		out = append(out, a.viewLocked(l, now))
 	}
 	a.mu.Unlock()
+	for _, s := range insts {
+		out[s.i].Instance = instanceView(s.inst, s.scratchMS)
+		out[s.i].ResidentMB = out[s.i].Instance.MemoryMB
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out
 }
@@ -450,7 +558,7 @@ func (a *Agent) Release(id string) (api.ReleaseResult, error) {
 		}
 		a.mu.Unlock()
 		if was {
-			return api.ReleaseResult{PreparationID: id, State: ts.state, HeldSeconds: ts.held, LeaseUse: ts.use}, nil
+			return api.ReleaseResult{PreparationID: id, State: ts.state, Note: ts.note, HeldSeconds: ts.held, LeaseUse: ts.use, Instance: ts.inst}, nil
 		}
 		return api.ReleaseResult{}, errorf(api.CodeNotFound, "no lease %s on host %s (remembered as released, so a late reserve of it is refused)", id, a.cfg.HostID)
 	}
@@ -459,10 +567,13 @@ func (a *Agent) Release(id string) (api.ReleaseResult, error) {
 	ts := a.retireLocked(l, api.StateReleased, "", now)
 	a.mu.Unlock()
 	a.counters.released.Add(1)
-	res := api.ReleaseResult{PreparationID: id, Released: true, State: api.StateReleased, HeldSeconds: ts.held, LeaseUse: ts.use}
+	res := api.ReleaseResult{PreparationID: id, Released: true, State: api.StateReleased, HeldSeconds: ts.held, LeaseUse: ts.use, Instance: ts.inst}
 	switch {
 	case preparing:
-		return res, nil // its preparer frees it
+		if l.cancelStart != nil {
+			l.cancelStart() // its instance stops starting; its preparer frees it
+		}
+		return res, nil
 	case inflight > 0:
 		a.freeLater(l)
 		a.log.Info("lease released; freed when its requests end", "preparation", id, "app", l.app, "in_flight", inflight)

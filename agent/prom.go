@@ -30,6 +30,11 @@ type promMetrics struct {
 	shadow  prometheus.Histogram
 	serve   *prometheus.HistogramVec
 	refused prometheus.Counter
+	// Process instances: how many ended by themselves, by reason (exit,
+	// signal, oom); how many failed to start; proxied requests by outcome.
+	instFailed      *prometheus.CounterVec
+	instStartFailed prometheus.Counter
+	instRequests    *prometheus.CounterVec
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -54,8 +59,23 @@ func newPromMetrics(a *Agent) *promMetrics {
 			Name: "forewarm_agent_refused_total", Help: "Reserves and cold requests refused for lack of capacity.",
 			ConstLabels: host,
 		}),
+		instFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "forewarm_agent_instances_failed_total", Help: "Process instances that ended by themselves (their lease failed), by reason: exit, signal, oom.",
+			ConstLabels: host,
+		}, []string{"reason"}),
+		instStartFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "forewarm_agent_instance_starts_failed_total", Help: "Process instances that did not start, get ready or pass their shadow request.",
+			ConstLabels: host,
+		}),
+		instRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "forewarm_agent_instance_requests_total", Help: "Requests proxied to process instances, by outcome: answered (any status of the instance's), instance_failed, lease_busy, refused (other agent refusals).",
+			ConstLabels: host,
+		}, []string{"outcome"}),
 	}
-	p.reg.MustRegister(p.prepare, p.shadow, p.serve, p.refused, snapshotCollector{a: a, host: host},
+	for _, r := range []string{"exit", "signal", "oom"} {
+		p.instFailed.WithLabelValues(r)
+	}
+	p.reg.MustRegister(p.prepare, p.shadow, p.serve, p.refused, p.instFailed, p.instStartFailed, p.instRequests, snapshotCollector{a: a, host: host},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
 }

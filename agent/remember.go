@@ -20,6 +20,7 @@ type tombstone struct {
 	at    time.Time
 	held  float64 // seconds from creation to end
 	use   api.LeaseUse
+	inst  *api.Instance // a process lease's instance, with how it ended
 }
 
 // tombstones is a bounded memory of ended IDs: each is kept for ttl, and

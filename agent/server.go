@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -57,6 +58,9 @@ func (a *Agent) Handler(token string) (http.Handler, error) {
 		l, err := a.Extend(r.PathValue("id"), req)
 		reply(w, http.StatusOK, l, err)
 	})
+	mux.HandleFunc("GET "+api.PathApps, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.Apps()) })
+	mux.HandleFunc(api.PathInstances+"/{id}/http/{path...}", a.handleInstance)
+	mux.HandleFunc(api.PathInstances+"/{id}/http", a.handleInstance)
 	mux.HandleFunc("POST "+api.PathServe, func(w http.ResponseWriter, r *http.Request) {
 		var req api.ServeRequest
 		if !decode(w, r, &req) {
@@ -90,7 +94,9 @@ func (a *Agent) Handler(token string) (http.Handler, error) {
 			return
 		}
 		mux.ServeHTTP(w, r)
-		a.log.Debug("call", "method", r.Method, "path", r.URL.Path, "ms", msOf(time.Since(start)))
+		if a.log.Enabled(r.Context(), slog.LevelDebug) {
+			a.log.Debug("call", "method", r.Method, "path", r.URL.Path, "ms", msOf(time.Since(start)))
+		}
 	}), nil
 }
 

@@ -51,6 +51,16 @@ func (a *Agent) Shadow(ctx context.Context, id string, r api.ShadowRequest) (api
 	if err != nil {
 		return api.ShadowResult{}, err
 	}
+	if l.inst != nil {
+		res, err := a.instanceShadow(ctx, l)
+		if err == nil {
+			a.mu.Lock()
+			l.shadows++
+			a.mu.Unlock()
+			a.prom.shadow.Observe(res.TotalMS / 1000)
+		}
+		return res, err
+	}
 	// Taken under a.mu while the lease is live, so no free can be running.
 	l.use.RLock()
 	mark := byte(l.shadows + 2)
@@ -296,6 +306,10 @@ func (a *Agent) take(ctx context.Context, r api.ServeRequest) (*lease, error) {
 		return nil, err
 	}
 	defer a.mu.Unlock()
+	if l.inst != nil {
+		return nil, errorf(api.CodeConflict, "lease %s is a process instance of %s: send its requests to %s",
+			l.id, l.app, api.InstancePath(l.id, "/..."))
+	}
 	if exceeds(r.MemoryMB, l.memMB) || exceeds(r.DiskMB, l.diskMB) || r.CPUMilli > l.cpuMilli {
 		if r.FallbackCold {
 			l.fbOversize++
@@ -314,15 +328,7 @@ func (a *Agent) take(ctx context.Context, r api.ServeRequest) (*lease, error) {
 			"lease %s already serves %d requests, its limit (one per whole core of its %d millicores, at least one)",
 			l.id, l.inflight, l.cpuMilli)
 	}
-	now := time.Now()
-	if l.inflight == 0 {
-		l.busySince = now
-	}
-	l.inflight++
-	l.served++
-	l.lastServed = now
-	// Taken under a.mu while the lease is live, so no free can be running.
-	l.use.RLock()
+	l.startRequest(time.Now())
 	return l, nil
 }
 
@@ -333,6 +339,21 @@ func (a *Agent) serveWarm(l *lease, r api.ServeRequest, res api.ServeResult, sta
 	workStart := time.Now()
 	werr := a.work(l.mem, l.disk, r)
 	work := time.Since(workStart)
+	a.endRequest(l)
+	if werr != nil {
+		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("request %s on lease %s: %v", r.RequestID, l.id, werr)}
+	}
+	res.Warm, res.PreparationID = true, l.id
+	res.SetupMS, res.WorkMS = msOf(setup), msOf(work)
+	res.TotalMS = msOf(time.Since(start))
+	a.counters.servedWarm.Add(1)
+	a.prom.serve.WithLabelValues("warm").Observe(res.TotalMS / 1000)
+	return res, nil
+}
+
+// endRequest ends a request on a lease: its slot, its busy time and its use
+// lock, and wakes the requests queued for a slot.
+func (a *Agent) endRequest(l *lease) {
 	a.mu.Lock()
 	l.inflight--
 	if l.inflight == 0 {
@@ -344,15 +365,19 @@ func (a *Agent) serveWarm(l *lease, r api.ServeRequest, res api.ServeResult, sta
 	}
 	a.mu.Unlock()
 	l.use.RUnlock()
-	if werr != nil {
-		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("request %s on lease %s: %v", r.RequestID, l.id, werr)}
+}
+
+// startRequest puts a request on a lease; a.mu must be held, and the lease
+// live and below its limit.
+func (l *lease) startRequest(now time.Time) {
+	if l.inflight == 0 {
+		l.busySince = now
 	}
-	res.Warm, res.PreparationID = true, l.id
-	res.SetupMS, res.WorkMS = msOf(setup), msOf(work)
-	res.TotalMS = msOf(time.Since(start))
-	a.counters.servedWarm.Add(1)
-	a.prom.serve.WithLabelValues("warm").Observe(res.TotalMS / 1000)
-	return res, nil
+	l.inflight++
+	l.served++
+	l.lastServed = now
+	// Taken under a.mu while the lease is live, so no free can be running.
+	l.use.RLock()
 }
 
 // coldCPU is the CPU a cold serve holds while it runs: the request's
@@ -416,7 +441,7 @@ func (a *Agent) serveCold(ctx context.Context, r api.ServeRequest, res api.Serve
 	setup := time.Since(start)
 	if err != nil {
 		if kl != nil {
-			_ = a.finishPreparing(kl, nil, nil, err, setup)
+			_ = a.finishPreparing(kl, nil, nil, nil, err, setup)
 		}
 		a.endCold(run)
 		return api.ServeResult{}, &Error{Code: api.CodeInternal, Msg: fmt.Sprintf("cold set-up for request %s: %v", r.RequestID, err)}
@@ -427,10 +452,10 @@ func (a *Agent) serveCold(ctx context.Context, r api.ServeRequest, res api.Serve
 
 	switch {
 	case kl != nil && werr != nil:
-		_ = a.finishPreparing(kl, mem, disk, werr, setup)
+		_ = a.finishPreparing(kl, mem, disk, nil, werr, setup)
 		a.endCold(run)
 	case kl != nil:
-		if perr := a.finishPreparing(kl, mem, disk, nil, setup); perr != nil {
+		if perr := a.finishPreparing(kl, mem, disk, nil, nil, setup); perr != nil {
 			res.KeepRefused = perr.Error()
 		} else {
 			a.mu.Lock()

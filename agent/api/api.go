@@ -97,6 +97,11 @@ const (
 	HeaderHost       = "Forewarm-Host"
 	HeaderLease      = "Forewarm-Lease"
 	HeaderInstanceMS = "Forewarm-Instance-Ms"
+	// HeaderSent is on the agent's own refusals of an instance request
+	// (an ErrorBody, never with HeaderLease): "0" when nothing of the
+	// request reached the instance, so it is safe to send it again
+	// elsewhere; "1" when it may have (the instance may have acted on it).
+	HeaderSent = "Forewarm-Sent"
 )
 
 // LeasePath is the path of one lease; ShadowPath runs a shadow request on
@@ -337,6 +342,11 @@ type ReleaseResult struct {
 	Released      bool    `json:"released"`
 	State         string  `json:"state"`
 	HeldSeconds   float64 `json:"held_seconds"`
+	// Note says why a lease that had already ended did ("killed: memory
+	// limit 64 MB" for a failed instance).
+	Note string `json:"note,omitempty"`
+	// Instance is a process lease's instance when it ended (Exit says how).
+	Instance *Instance `json:"instance,omitempty"`
 	LeaseUse
 }
 
