@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -270,8 +270,45 @@ func ctxFor(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-var _ = syscall.SIGKILL
-
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func clientShadow(id string) client.ShadowRequest { return client.ShadowRequest{PreparationID: id} }
+
+// cgroupLeftovers lists the cgroups under a host's parent.
+func cgroupLeftovers(hostID string) []string {
+	var out []string
+	for _, p := range []string{"/sys/fs/cgroup/memory/forewarm/" + hostID, "/sys/fs/cgroup/cpu/forewarm/" + hostID, "/sys/fs/cgroup/forewarm-" + hostID} {
+		entries, _ := os.ReadDir(p)
+		for _, e := range entries {
+			if e.IsDir() {
+				out = append(out, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	return out
+}
+
+// promValue scrapes one series from the agent's /metrics.
+func promValue(t testing.TB, url, series string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

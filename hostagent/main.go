@@ -54,6 +54,8 @@ type settings struct {
 	ReportEvery  time.Duration
 	SampleEvery  time.Duration
 	ShutdownWait time.Duration
+	SpecDir      string
+	InstanceUser string
 	LogLevel     string
 	LogFormat    string
 	ClickHouse   config.ClickHouse
@@ -124,20 +126,39 @@ instance as a new lease (keep_id, keep_ttl_seconds). Serving is idempotent by
 request ID; releasing an unknown ID leaves a tombstone so a late reserve of it
 is refused.
 
+Process instances (--spec-dir): an application with a spec in that folder
+(<app>.json: command, env, readiness and shadow request, memory_mb, cpu_milli,
+scratch_mb, concurrency, stop_grace) gets its own process as its lease: a
+scratch folder with pre-allocated storage, a cgroup with the lease's memory
+limit and CPU quota, an unprivileged user (--instance-user) when the agent is
+root, a loopback port in $PORT; the lease is ready once the process passes its
+readiness check and shadow request. Its requests go through
+/v1/instances/{id}/http/{path} (at most the spec's concurrency at once); a
+process that exits or is killed (memory limit) ends its lease as failed.
+Release stops it (SIGTERM, SIGKILL after stop_grace). SIGHUP re-reads the spec
+folder (a folder that does not load keeps the specs in force). At start the
+agent kills and removes what a crashed run of the same --host-id left
+(processes, cgroups, folders).
+
 API (JSON; every path but /healthz and /readyz needs "Authorization: Bearer"):
   GET    /healthz, /readyz               liveness, readiness (503 when stopping)
   GET    /v1/info                        host ID, capacity, speed, version
-  POST   /v1/leases                      reserve {preparation_id, app, memory_mb, disk_mb, cpu_milli, ttl_seconds}
+  POST   /v1/leases                      reserve {preparation_id, app, memory_mb, disk_mb, cpu_milli, ttl_seconds, spec_version}
   GET    /v1/leases[/{id}]               live leases with their use (requests_served, busy_mb_s, idle_mb_s, fallbacks)
   DELETE /v1/leases/{id}                 release (final use in the answer)
   POST   /v1/leases/{id}/shadow          shadow request {read_ratio, sample_mb}
   POST   /v1/leases/{id}/extend          new expiry {ttl_seconds, app}
   POST   /v1/serve                       {request_id, app, preparation_id, memory_mb, disk_mb, read_ratio, work_ms,
                                           fallback_cold, keep_id, keep_ttl_seconds, keep_memory_mb, ...}
+  GET    /v1/apps                        the application specs this agent runs as processes
+  any    /v1/instances/{id}/http/{path}  forwarded to lease id's process; its answer carries Forewarm-Lease,
+                                          Forewarm-Host, Forewarm-Instance-Ms; the agent's own refusals carry
+                                          Forewarm-Sent: 0 (never reached the instance) or 1 (may have)
   GET    /v1/metrics, /metrics           host metrics as JSON, and for Prometheus
 Refusals are {"code","message"}: bad_request 400, unauthorized 401, wrong_app 403,
-not_found 404, conflict / lease_busy / lease_too_small / not_ready / over_capacity 409,
-gone 410, too_large 413, internal 500, shutting_down 503.
+not_found / unknown_spec 404, conflict / lease_busy / lease_too_small / not_ready /
+over_capacity / no_instance 409, gone 410, too_large 413, internal 500,
+instance_failed / start_failed 502, shutting_down 503.
 
 Credentials: each agent has its own token, derived from a root secret that
 only the worker holds: hex(HMAC-SHA256(root secret, host ID)). Compute it where
@@ -177,6 +198,8 @@ Flags (environment variable in brackets):
 	fs.DurationVar(&s.ReportEvery, "report-every", env.Duration("HOSTAGENT_REPORT_EVERY", 5*time.Second), "how often to register and push metrics ($HOSTAGENT_REPORT_EVERY)")
 	fs.DurationVar(&s.SampleEvery, "sample-every", env.Duration("HOSTAGENT_SAMPLE_EVERY", 2*time.Second), "how often to sample /proc and run the I/O probe ($HOSTAGENT_SAMPLE_EVERY)")
 	fs.DurationVar(&s.ShutdownWait, "shutdown-timeout", env.Duration("HOSTAGENT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long SIGTERM waits for calls in flight before releasing leases ($HOSTAGENT_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&s.SpecDir, "spec-dir", "", "folder of application specs (<app>.json); their leases run the application's process (re-read on SIGHUP); empty: every lease is a memory reservation")
+	fs.StringVar(&s.InstanceUser, "instance-user", "nobody", "user the process instances run as when the agent is root; it must be able to enter the data folder and run the specs' programs")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("HOSTAGENT_LOG_LEVEL", "info"), "debug, info, warn or error ($HOSTAGENT_LOG_LEVEL)")
 	fs.StringVar(&s.LogFormat, "log-format", config.Env("HOSTAGENT_LOG_FORMAT", "text"), "text or json ($HOSTAGENT_LOG_FORMAT)")
 	s.ClickHouse.Flags(fs)
@@ -337,6 +360,7 @@ func run(args []string, stdout, stderr *os.File) error {
 		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)), QueueWait: s.QueueWait,
 		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork, AllocScale: s.AllocScale,
 		Labels: s.Labels, Version: buildinfo.Version(), Logger: log,
+		SpecDir: s.SpecDir, InstanceUser: s.InstanceUser,
 	})
 	if err != nil {
 		ln.Close()
@@ -360,6 +384,23 @@ func run(args []string, stdout, stderr *os.File) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if s.SpecDir != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					if err := a.ReloadSpecs(); err != nil {
+						log.Error("reloading application specs failed; the specs in force stay", "err", err)
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	reportCtx, stopReport := context.WithCancel(ctx)
 	defer stopReport()
 	reportDone := make(chan struct{})

@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if appDir != "" {
+		os.RemoveAll(appDir)
+	}
 	os.Exit(code)
 }
 
@@ -120,7 +123,8 @@ func exists(path string) bool {
 func TestHelpAndBadFlags(t *testing.T) {
 	out, err := exec.Command(binary, "--help").Output()
 	for _, want := range []string{"--memory-mb", "$HOSTAGENT_SPEED", "POST   /v1/leases/{id}/extend", "keep_ttl_seconds",
-		"hex(HMAC-SHA256(root secret, host ID))", "lease_busy", "one request per whole core"} {
+		"hex(HMAC-SHA256(root secret, host ID))", "lease_busy", "one request per whole core",
+		"--spec-dir", "/v1/instances/{id}/http/{path}", "Forewarm-Sent", "SIGHUP"} {
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Errorf("--help lacks %q: %v\n%s", want, err, out)
 		}
@@ -145,6 +149,7 @@ func TestHelpAndBadFlags(t *testing.T) {
 		{"print token without secret", []string{"--print-token"}, nil, "--print-token and --root-secret-file go together"},
 		{"root secret on a host", []string{"--root-secret-file", "/etc/hostname"}, nil, "--print-token and --root-secret-file go together"},
 		{"world-writable data folder", []string{"--data-dir", openDir(t)}, nil, "writable by group or others"},
+		{"missing spec folder", []string{"--spec-dir", "/nonexistent/specs"}, nil, "application specs"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(binary, append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, c.args...)...)

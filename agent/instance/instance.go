@@ -467,7 +467,7 @@ func (in *Instance) withOutput(msg string) string {
 	if in.out == nil {
 		return msg
 	}
-	if t := in.out.last(5); t != "" {
+	if t := in.out.text(); t != "" {
 		return msg + "; last output: " + t
 	}
 	return msg + "; no output"
@@ -583,7 +583,7 @@ func (in *Instance) Output() string {
 	if in.out == nil {
 		return ""
 	}
-	return in.out.last(5)
+	return in.out.text()
 }
 
 // Memory is the instance's memory now and the most seen, in bytes: its

@@ -1,9 +1,9 @@
 package instance
 
 import (
-	"bytes"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -13,8 +13,13 @@ import (
 // disk.
 const MaxLogBytes = 4 << 20
 
-// tailBytes is how much of the latest output is kept for error messages.
-const tailBytes = 2 << 10
+// headBytes and tailBytes are how much of the first and latest output is
+// kept for error messages: the first lines usually say what went wrong
+// (a usage error, a panic), the last ones what happened at the end.
+const (
+	headBytes = 1 << 10
+	tailBytes = 1 << 10
+)
 
 // output copies an instance's stdout and stderr (one pipe) to its log
 // file, up to MaxLogBytes, and keeps the last bytes for error messages.
@@ -23,6 +28,8 @@ type output struct {
 	f       *os.File
 	written int64
 	dropped int64
+	total   int64
+	head    []byte
 	tail    []byte
 	done    chan struct{}
 }
@@ -61,23 +68,33 @@ func (o *output) write(p []byte) {
 	} else {
 		o.dropped += int64(len(p))
 	}
+	o.total += int64(len(p))
+	if room := headBytes - len(o.head); room > 0 {
+		o.head = append(o.head, p[:min(room, len(p))]...)
+	}
 	o.tail = append(o.tail, p...)
 	if len(o.tail) > tailBytes {
 		o.tail = append(o.tail[:0], o.tail[len(o.tail)-tailBytes:]...)
 	}
 }
 
-// last is the latest output: its last lines, at most tailBytes, with
-// control characters made visible; "" when there was none.
-func (o *output) last(lines int) string {
+// text is the output for a message: all of it when short, else its
+// beginning and its end; lines joined with " | ", control characters made
+// visible; "" when there was none.
+func (o *output) text() string {
 	o.mu.Lock()
-	t := bytes.TrimRight(o.tail, "\n")
-	o.mu.Unlock()
-	ls := strings.Split(string(t), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
+	var s string
+	if o.total <= headBytes+tailBytes {
+		s = string(o.head) + string(o.tail[max(0, len(o.tail)-int(o.total-int64(len(o.head)))):])
+	} else {
+		s = string(o.head) + "\n…\n" + string(o.tail)
 	}
-	s := strings.Join(ls, " | ")
+	o.mu.Unlock()
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range ls {
+		ls[i] = strings.TrimSpace(ls[i])
+	}
+	s = strings.Join(slices.DeleteFunc(ls, func(l string) bool { return l == "" }), " | ")
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return '?'
