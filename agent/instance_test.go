@@ -408,3 +408,50 @@ func TestInstancesOfAnAbandonedAgentAreReapedAtStart(t *testing.T) {
 	// The abandoned agent notices its instance is gone.
 	eventually(t, "the abandoned agent's lease to fail", func() bool { _, err := ia.Lease("p1"); return agent.CodeOf(err) == api.CodeGone })
 }
+
+func TestExpiredInstanceIsStopped(t *testing.T) {
+	ia := startInstanceAgent(t, nil, appSpec(t, "echo", nil))
+	l, err := ia.c.Reserve(ctxT(t), client.ReserveRequest{PreparationID: "p1", App: "echo", TTL: time.Second})
+	if err != nil || l.Instance == nil {
+		t.Fatalf("reserve: %+v, %v", l, err)
+	}
+	eventually(t, "the lease to expire", func() bool { _, err := ia.Lease("p1"); return agent.CodeOf(err) == api.CodeGone })
+	assertNothingLeft(t, ia.dataDir, l)
+	eventually(t, "the capacity to return", func() bool { return ia.Metrics().ReservedMemMB == 0 })
+	res, err := ia.c.ReleaseLease(ctxT(t), "p1")
+	if err != nil || res.State != api.StateExpired || res.Instance == nil || res.Instance.Exit != "stopped" {
+		t.Errorf("release after expiry: %+v %+v, %v", res, res.Instance, err)
+	}
+}
+
+func TestReleaseWhileStartingStopsTheStart(t *testing.T) {
+	ia := startInstanceAgent(t, nil, appSpec(t, "slow", func(m map[string]any) {
+		m["command"] = []string{instapp(t), "--start-delay", "20s"}
+		m["readiness"] = map[string]any{"path": "/healthz", "timeout": "30s", "interval": "20ms"}
+	}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := ia.c.Reserve(ctxT(t), client.ReserveRequest{PreparationID: "p1", App: "slow"})
+		done <- err
+	}()
+	eventually(t, "the instance to be starting", func() bool { return len(instanceProcesses("p1")) == 1 })
+	start := time.Now()
+	if res, err := ia.c.ReleaseLease(ctxT(t), "p1"); err != nil || !res.Released {
+		t.Fatalf("release: %+v, %v", res, err)
+	}
+	select {
+	case err := <-done:
+		if client.Code(err) != api.CodeGone {
+			t.Errorf("reserve released while starting: %v, want gone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the start went on after its release")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the start took %s to stop", took)
+	}
+	assertNothingLeft(t, ia.dataDir, api.Lease{PreparationID: "p1"})
+	if ds := cgroupLeftovers(ia.hostID); len(ds) != 0 {
+		t.Errorf("cgroups left: %v", ds)
+	}
+}

@@ -649,7 +649,11 @@ func (a *Agent) reap(now time.Time) int {
 	a.ended.trim(now)
 	a.mu.Unlock()
 	for _, l := range expired {
-		_ = a.freeLease(l)
+		if l.inst != nil {
+			a.freeLater(l) // its stop may take the spec's grace: not in the reaper's way
+		} else {
+			_ = a.freeLease(l)
+		}
 		a.counters.expired.Add(1)
 		a.log.Info("lease expired", "preparation", l.id, "app", l.app, "held_s", now.Sub(l.created).Seconds())
 	}
@@ -690,7 +694,11 @@ func (a *Agent) acquire(ctx context.Context, id, app string) (*lease, error) {
 			}
 			a.retireLocked(l, api.StateExpired, "", now)
 			a.mu.Unlock()
-			_ = a.freeLease(l)
+			if l.inst != nil {
+				a.freeLater(l)
+			} else {
+				_ = a.freeLease(l)
+			}
 			a.counters.expired.Add(1)
 			return nil, err
 		}

@@ -53,9 +53,9 @@ func (a *Agent) instanceProxy() *httputil.ReverseProxy {
 			h[api.HeaderInstanceMS] = []string{strconv.FormatFloat(msOf(time.Since(c.start)), 'f', 3, 64)}
 			return nil
 		},
+		// FlushInterval 0: an answer of unknown length (a stream, server-sent
+		// events) is flushed as it comes; one of known length in one go.
 		ErrorHandler: a.proxyError,
-		// Streamed answers (server-sent events and the like) flow at once.
-		FlushInterval: -1,
 	}
 }
 
