@@ -99,6 +99,73 @@
 // and in Prometheus (forewarm_agent_lease_*{lease,app}), and summed over
 // all leases in the host metrics.
 //
+// # Process instances
+//
+// With Config.SpecDir (hostagent --spec-dir) the agent loads application
+// specs (package appspec, one <app>.json each; a folder that does not load
+// fails the start, naming file and field; hostagent re-reads it on SIGHUP
+// and keeps the old set when the new one does not load). GET /v1/apps lists
+// them. A reserve of an application with a spec gets a process instance
+// instead of a memory reservation (applications without one are served as
+// above, unchanged); a reserve naming a SpecVersion this host does not hold
+// is refused unknown_spec and changes nothing. Sizes of 0 are the spec's
+// (memory_mb, cpu_milli, scratch_mb as disk) and admission counts them like
+// any lease's. Preparation (package instance), each phase timed in
+// api.Instance:
+//
+//   - scratch: <data>/fw-inst-<id>/ (0711, the agent's: pid file, capped
+//     log of the process's output) holding scratch/ ($FOREWARM_SCRATCH and
+//     $HOME, the instance user's) with a file of the lease's disk size
+//     pre-allocated like a lease file;
+//   - cgroup (containerd/cgroups): /forewarm/<host>/<id> in the v1 memory
+//     and cpu controllers, or /forewarm-<host>/<id> on v2, with the lease's
+//     memory as its limit (no swap) and its CPU as a CFS quota. On v1 the
+//     process is started traced, so it stops right after exec and is moved
+//     into the cgroup before its first instruction (v2 starts it inside).
+//     Where no cgroup can be made (not root, read-only) instances run
+//     without limits, said once in the log, and Instance.Cgroup is empty;
+//   - spawn: the spec's command in its own process group, killed with the
+//     agent (Pdeathsig), as Config.InstanceUser (nobody) when the agent is
+//     root, with the spec's environment, $PORT (a loopback port the agent
+//     picked), $FOREWARM_APP, $FOREWARM_INSTANCE, a minimal PATH;
+//   - readiness: GET of the spec's path until it answers 2xx, failing at
+//     once when the process exits;
+//   - shadow: the spec's request, which must answer its status within its
+//     max_latency.
+//
+// Any failure leaves nothing (process, cgroup, folder) and refuses the
+// reserve start_failed, naming the phase and the application, with the
+// first and last lines of the process's output. A lease released while its
+// instance starts stops the start. The lease's concurrency is the spec's;
+// /shadow on it sends the spec's shadow request again. Lease views give the
+// instance's real memory (its cgroup's usage and peak, else its process
+// group's resident set).
+//
+// ANY /v1/instances/{id}/http/{path} forwards a request to the instance on
+// loopback (bodies up to MaxInstanceBody, Authorization stripped, kept-alive
+// connections) and answers with the instance's own answer plus
+// api.HeaderHost, HeaderLease and HeaderInstanceMS. It takes a slot of the
+// lease like a served request (in flight, served, busy time), waits up to
+// Config.QueueWait for one when all are taken, else lease_busy. The agent's
+// own refusals are api.ErrorBody without HeaderLease, with HeaderSent
+// saying whether anything of the request reached the instance: not_found or
+// gone, no_instance (a memory lease), not_ready, lease_busy, and
+// instance_failed (502) when the instance did not answer.
+//
+// Release, expiry and Close stop an instance: SIGTERM to its group, SIGKILL
+// after the spec's stop_grace, then whatever is left in its cgroup, the
+// cgroup and the folder; the capacity returns after. A process that exits
+// or is killed by itself (the kernel's OOM killer at its memory limit) ends
+// its lease at once as failed: the tombstone keeps how ("exit status 2",
+// "killed: memory limit 64 MB") for GET /v1/leases/{id} and the release
+// answer, everything is freed, and it is logged and counted
+// (forewarm_agent_instances_failed_total{reason}). At start, before serving, the agent kills and removes
+// what a previous run of the same host ID left: every cgroup under its
+// parent and every fw-inst-* folder, killing the process its pid file names
+// only when it still carries that instance's marks ($FOREWARM_INSTANCE and
+// $FOREWARM_SCRATCH) or sits in the agent's cgroup, and any process that
+// carries them. Two agents on one machine need distinct host IDs.
+//
 // # Speed of a host
 //
 // Config.Speed in (0, 1] stretches every prepare, shadow and work phase to
@@ -158,14 +225,21 @@
 // to, belongs to another user, or if group or others can write into it.
 // Lease, cold and probe files are created exclusively (O_EXCL) and never
 // through a symbolic link (O_NOFOLLOW); the I/O probe uses a fresh random
-// name each time and removes its file.
+// name each time and removes its file. When process instances run as
+// another user, the folder is made 0711 (that user may enter it to reach
+// its scratch folder, not list or write it), and every folder above it must
+// let others enter, else the agent refuses to start: the default under a
+// root's home does not, so such a host gives --data-dir (e.g.
+// /var/lib/forewarm-agent/<host>).
 //
 // # Shutdown and restart
 //
-// Close (SIGTERM or SIGINT in hostagent) refuses new calls, waits for the
-// ones in flight, and releases every lease. At start-up the agent removes
-// the files a crashed run left in the data folder: only regular files
-// named like its own (fw-lease-*.dat, fw-cold-*.dat, fw-probe-*.dat).
+// Close (SIGTERM or SIGINT in hostagent) refuses new calls, stops instances
+// still starting, waits for the calls in flight, and releases every lease
+// (instances stopped in parallel). At start-up the agent removes the files
+// a crashed run left in the data folder: only regular files named like its
+// own (fw-lease-*.dat, fw-cold-*.dat, fw-probe-*.dat), and its instances
+// (see Process instances).
 //
 // # HTTP API
 //

@@ -23,7 +23,22 @@
 //	GET     /metrics                 -               Prometheus text format
 //
 // Every answer but 2xx is an ErrorBody whose Code says exactly what went
-// wrong (the Code* constants below, with their HTTP status).
+// wrong (the Code* constants below, with their HTTP status), except on the
+// instance path: there an answer with HeaderLease is the instance's own
+// (any status), and one without is the agent's ErrorBody with HeaderSent.
+//
+// # Process instances
+//
+// An agent with application specs (GET /v1/apps) runs a reserve of such an
+// application as its own process: Lease.Instance describes it (phases,
+// pid, port, cgroup, real memory). Requests reach it through
+// InstancePath(id, path), forwarded on loopback: at most the spec's
+// concurrency at once (lease_busy beyond, after the agent's queue wait),
+// not_found or gone for no live lease, no_instance for a memory lease,
+// not_ready while it starts, and instance_failed (502) when the instance
+// did not answer; HeaderSent "0" there means the request never reached it,
+// so a caller may send it elsewhere. A process that exits or is killed ends
+// its lease as failed (Instance.Exit, ReleaseResult.Note say how).
 //
 // # A lease is a warm instance
 //
