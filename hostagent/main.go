@@ -181,7 +181,7 @@ Flags (environment variable in brackets):
 	fs.Int64Var(&s.MemoryMB, "memory-mb", env.Int64("HOSTAGENT_MEMORY_MB", 2048), "memory capacity to hand out, MB ($HOSTAGENT_MEMORY_MB)")
 	fs.Int64Var(&s.DiskMB, "disk-mb", env.Int64("HOSTAGENT_DISK_MB", 4096), "storage capacity to hand out, MB ($HOSTAGENT_DISK_MB)")
 	fs.Int64Var(&s.CPUMilli, "cpu-milli", env.Int64("HOSTAGENT_CPU_MILLI", int64(runtime.NumCPU())*1000), "CPU capacity to hand out, millicores ($HOSTAGENT_CPU_MILLI)")
-	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files, created 0700 and refused if another user owns it or can write into it; leftovers of a previous run are removed at start (default $XDG_STATE_HOME/forewarm-agent/<host-id>, else ~/.local/state/forewarm-agent/<host-id>) ($HOSTAGENT_DATA_DIR)")
+	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files and instance folders, created 0700 (0711 with --spec-dir under a root agent: the instance user enters it, so its parents must let others enter) and refused if another user owns it or can write into it; leftovers of a previous run are removed at start (default $XDG_STATE_HOME/forewarm-agent/<host-id>, else ~/.local/state/forewarm-agent/<host-id>) ($HOSTAGENT_DATA_DIR)")
 	fs.StringVar(&s.TokenFile, "token-file", os.Getenv("HOSTAGENT_TOKEN_FILE"), "file holding this host's bearer token (or put the token itself in $HOSTAGENT_TOKEN) ($HOSTAGENT_TOKEN_FILE)")
 	fs.BoolVar(&s.PrintToken, "print-token", false, "print the token of --host-id derived from --root-secret-file, and exit")
 	fs.StringVar(&s.RootSecretFile, "root-secret-file", "", "the fleet's root secret, only with --print-token (never give it to a host)")

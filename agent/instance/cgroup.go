@@ -115,7 +115,11 @@ func (c *Cgroups) create(id string, memBytes, cpuMilli int64) (*cgroup, error) {
 	period := uint64(100_000)
 	quota := max(1000, cpuMilli*100) // µs per period; the kernel's floor is 1 ms
 	if c.version == "v2" {
-		m, err := cgroup2.NewManager(unifiedRoot, rel, v2Resources(memBytes, quota))
+		res := v2Resources(memBytes, quota)
+		if _, err := os.Stat(filepath.Join(unifiedRoot, c.parent, "memory.swap.max")); err != nil {
+			res.Memory.Swap = nil // no swap accounting here: nothing to forbid
+		}
+		m, err := cgroup2.NewManager(unifiedRoot, rel, res)
 		if err != nil {
 			return nil, err
 		}
