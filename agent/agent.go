@@ -233,6 +233,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.SpecDir != "" {
 		if err := a.setUpInstances(cgs, cgErr); err != nil {
+			if a.cgroups != nil {
+				a.cgroups.Close()
+			}
 			return nil, err
 		}
 	}
@@ -264,7 +267,7 @@ func (a *Agent) setUpInstances(cgs *instance.Cgroups, cgErr error) error {
 	if cgs == nil {
 		a.log.Warn("process instances run without a cgroup: their memory and CPU limits are not enforced", "reason", cgErr)
 	}
-	a.cgroups = cgs
+	a.cgroups = cgs // set at once: a failure below removes its parent
 	if os.Geteuid() == 0 {
 		name := a.cfg.InstanceUser
 		if name == "" {

@@ -126,6 +126,8 @@ func startInstanceAgent(t testing.TB, edit func(*agent.Config), specs ...map[str
 	specDir := writeSpecs(t, specs...)
 	hostID := "inst-" + randHex(4)
 	dataDir := filepath.Join(openTempDir(t), "data")
+	// Runs after the agent's Close (cleanups run last first).
+	t.Cleanup(func() { assertNoCgroupParent(t, hostID) })
 	ta := startAgent(t, func(c *agent.Config) {
 		c.HostID, c.DataDir, c.SpecDir = hostID, dataDir, specDir
 		if edit != nil {
@@ -312,3 +314,14 @@ func promValue(t testing.TB, url, series string) float64 {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// assertNoCgroupParent checks that a closed agent left no cgroup of its
+// host, not even the empty parent.
+func assertNoCgroupParent(t testing.TB, hostID string) {
+	t.Helper()
+	for _, p := range []string{"/sys/fs/cgroup/memory/forewarm/" + hostID, "/sys/fs/cgroup/cpu/forewarm/" + hostID, "/sys/fs/cgroup/forewarm-" + hostID} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s is left (%v)", p, err)
+		}
+	}
+}

@@ -135,6 +135,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestRestartAfterCrashReapsInstances(t *testing.T) {
 	specDir, dataDir := instanceSetup(t)
 	hostID := "crashy-inst-" + strconv.Itoa(os.Getpid())
+	removeCgroupsOf(t, hostID)
 	addr := freeAddr(t)
 	c := client.New("http://"+addr, token)
 	ctx := ctxT(t)
@@ -180,10 +181,55 @@ func TestRestartAfterCrashReapsInstances(t *testing.T) {
 	if !strings.Contains(p2.out.String(), "removed a previous run's instance folder") {
 		t.Errorf("the restart does not log what it removed:\n%s", p2.out)
 	}
-	// And it serves instances again.
-	if _, err := c.Reserve(ctx, client.ReserveRequest{PreparationID: "p2", App: "echo"}); err != nil {
+	// And it serves instances again, and stops them on SIGTERM.
+	l2, err := c.Reserve(ctx, client.ReserveRequest{PreparationID: "p2", App: "echo"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	stopAgent(t, p2, syscall.SIGTERM)
+	for _, d := range cgroupPaths(l2.Instance) {
+		if exists(d) {
+			t.Errorf("cgroup %s survived SIGTERM", d)
+		}
+	}
+}
+
+// stopAgent signals the agent and waits for it to exit cleanly.
+func stopAgent(t *testing.T, p *proc, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("agent exited with %v after %v\n%s", err, sig, p.out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("agent did not stop within 20 s of %v", sig)
+	}
+}
+
+// removeCgroupsOf is a safety net: whatever a failed test left of host's
+// cgroups goes (its processes died with their agent).
+func removeCgroupsOf(t *testing.T, hostID string) {
+	t.Cleanup(func() {
+		for _, root := range []string{"/sys/fs/cgroup/memory/forewarm/" + hostID, "/sys/fs/cgroup/cpu/forewarm/" + hostID, "/sys/fs/cgroup/forewarm-" + hostID} {
+			var dirs []string
+			_ = filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+				if err == nil && e.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := syscall.Rmdir(dirs[i]); err == nil {
+					t.Logf("removed leftover cgroup %s", dirs[i])
+				}
+			}
+		}
+	})
 }
 
 // SIGHUP re-reads the spec folder; a folder that does not load keeps the
@@ -191,6 +237,7 @@ func TestRestartAfterCrashReapsInstances(t *testing.T) {
 func TestSIGHUPReloadsSpecsAndSIGTERMStopsInstances(t *testing.T) {
 	specDir, dataDir := instanceSetup(t)
 	hostID := "hup-" + strconv.Itoa(os.Getpid())
+	removeCgroupsOf(t, hostID)
 	addr := freeAddr(t)
 	c := client.New("http://"+addr, token)
 	ctx := ctxT(t)
@@ -223,18 +270,7 @@ func TestSIGHUPReloadsSpecsAndSIGTERMStopsInstances(t *testing.T) {
 		t.Errorf("running instance: %+v, %v", v.Instance, err)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Fatalf("agent exited with %v\n%s", err, p.out)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("agent did not stop within 20 s of SIGTERM")
-	}
+	stopAgent(t, p, syscall.SIGTERM)
 	if running(l.Instance.PID) {
 		t.Error("the instance survived SIGTERM")
 	}

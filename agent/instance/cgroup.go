@@ -68,7 +68,15 @@ func (c *Cgroups) Prepare() error {
 		return nil
 	}
 	for _, d := range c.v1Dirs(c.parent) {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		var err error
+		// Another host's agent may be removing the shared /forewarm folder
+		// (empty) just as this one is made: try again.
+		for range 5 {
+			if err = os.MkdirAll(d, 0o755); !errors.Is(err, os.ErrNotExist) {
+				break
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("cgroup v1 %s: %w", d, err)
 		}
 	}
