@@ -343,7 +343,7 @@ func (a *Agent) finishPreparing(l *lease, mem *region, disk *storage, inst *inst
 	a.mu.Unlock()
 
 	if err != nil {
-		if perr != nil {
+		if perr != nil && CodeOf(err) != api.CodeGone { // a start stopped by its release is no failure
 			a.log.Error("lease preparation failed", "preparation", l.id, "app", l.app, "err", perr)
 			if l.spec != nil {
 				a.prom.instStartFailed.Inc()
