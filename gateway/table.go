@@ -271,11 +271,12 @@ func (r *refresher) refresh(ctx context.Context, now time.Time) error {
 			if l.State != api.StateReady || l.Instance == nil {
 				continue
 			}
+			// An instance keeps its counters while its host's state is the
+			// same; its fields never change once it is in the table.
 			in := findInstance(old[l.App], h.ID, l.PreparationID)
-			if in == nil {
+			if in == nil || in.host != h {
 				in = &instance{host: h, lease: l.PreparationID, app: l.App, maxConc: max(1, l.MaxConcurrent)}
 			}
-			in.host = h
 			byApp[l.App] = append(byApp[l.App], in)
 		}
 	}
