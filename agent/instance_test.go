@@ -462,3 +462,23 @@ func TestReleaseWhileStartingStopsTheStart(t *testing.T) {
 		t.Errorf("cgroups left: %v", ds)
 	}
 }
+
+// A program named without a slash is looked up in the instance's PATH
+// (the spec's), not the agent's.
+func TestProgramIsFoundInTheInstancesPath(t *testing.T) {
+	bin := instapp(t)
+	ia := startInstanceAgent(t, nil,
+		appSpec(t, "bypath", func(m map[string]any) {
+			m["command"] = []string{filepath.Base(bin)}
+			m["env"] = map[string]string{"PATH": filepath.Dir(bin) + ":/usr/bin:/bin"}
+		}),
+		appSpec(t, "nopath", func(m map[string]any) { m["command"] = []string{filepath.Base(bin)} }))
+	l := ia.reserveApp(t, "p1", "bypath")
+	if l.Instance.PID <= 0 {
+		t.Fatalf("instance = %+v", l.Instance)
+	}
+	_, err := ia.c.Reserve(ctxT(t), client.ReserveRequest{PreparationID: "p2", App: "nopath"})
+	if client.Code(err) != api.CodeStartFailed || !strings.Contains(err.Error(), "is not in the instance's PATH /usr/local/bin:/usr/bin:/bin") {
+		t.Errorf("reserve of a program outside the instance's PATH: %v", err)
+	}
+}

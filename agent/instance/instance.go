@@ -217,6 +217,28 @@ func (in *Instance) env() []string {
 	)
 }
 
+// lookPath finds a program named without a slash in the instance's own
+// PATH (not the agent's: a root agent's PATH may lead where the instance
+// user cannot go).
+func lookPath(prog string, env []string) (string, error) {
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v // the last one is the one the process gets
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue // a relative PATH entry would depend on the working folder
+		}
+		p := filepath.Join(dir, prog)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q is not in the instance's PATH %s", prog, path)
+}
+
 // marks are the environment entries that name this instance for good: a
 // restarted agent kills a process only when it carries them.
 func marks(folder, id string) []string {
@@ -226,10 +248,11 @@ func marks(folder, id string) []string {
 func (in *Instance) spawn() error {
 	s := in.spec
 	prog := s.Program()
+	env := in.env()
 	if !strings.Contains(prog, "/") {
-		p, err := exec.LookPath(prog)
+		p, err := lookPath(prog, env)
 		if err != nil {
-			return &StartError{"spawn", fmt.Sprintf("program %q: %v", prog, err)}
+			return &StartError{"spawn", err.Error()}
 		}
 		prog = p
 	}
@@ -272,7 +295,7 @@ func (in *Instance) spawn() error {
 		a := *attr
 		a.Ptrace = trace
 		return &exec.Cmd{
-			Path: prog, Args: slices.Clone(s.Command), Dir: s.WorkDir(), Env: in.env(),
+			Path: prog, Args: slices.Clone(s.Command), Dir: s.WorkDir(), Env: env,
 			Stdout: pw, Stderr: pw, SysProcAttr: &a,
 		}
 	}
