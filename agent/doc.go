@@ -108,9 +108,10 @@
 // them. A reserve of an application with a spec gets a process instance
 // instead of a memory reservation (applications without one are served as
 // above, unchanged); a reserve naming a SpecVersion this host does not hold
-// is refused unknown_spec and changes nothing. Sizes of 0 are the spec's
-// (memory_mb, cpu_milli, scratch_mb as disk) and admission counts them like
-// any lease's. Preparation (package instance), each phase timed in
+// is refused unknown_spec and changes nothing. The lease is never smaller
+// than the spec (memory_mb, cpu_milli, scratch_mb as disk: what the
+// application needs), larger where the reserve asks for more, and
+// admission counts it like any lease. Preparation (package instance), each phase timed in
 // api.Instance:
 //
 //   - scratch: <data>/fw-inst-<id>/ (0711, the agent's: pid file, capped

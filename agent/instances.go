@@ -79,21 +79,16 @@ func (a *Agent) specFor(r api.ReserveRequest) (*appspec.Spec, error) {
 	return nil, errorf(api.CodeUnknownSpec, "%v on host %s", err, a.cfg.HostID)
 }
 
-// withSpecSizes fills the sizes a reserve leaves at 0 from the spec: its
-// memory limit, CPU and scratch storage.
+// withSpecSizes sizes a process lease: never below the spec (its memory
+// limit, CPU and scratch are what the application needs; a smaller limit
+// would only get it killed), larger where the reserve asks for more.
 func withSpecSizes(r api.ReserveRequest, s *appspec.Spec) api.ReserveRequest {
 	if s == nil {
 		return r
 	}
-	if r.MemoryMB == 0 {
-		r.MemoryMB = s.MemoryMB
-	}
-	if r.CPUMilli == 0 {
-		r.CPUMilli = s.CPUMilli
-	}
-	if r.DiskMB == 0 {
-		r.DiskMB = s.ScratchMB
-	}
+	r.MemoryMB = max(r.MemoryMB, s.MemoryMB)
+	r.CPUMilli = max(r.CPUMilli, s.CPUMilli)
+	r.DiskMB = max(r.DiskMB, s.ScratchMB)
 	return r
 }
 

@@ -213,7 +213,7 @@ const memHeadroomMB = 256
 // Reserve allocates a lease, or returns the existing one when the same
 // preparation ID is reserved again with the same application and sizes.
 // created is false for a repeat. An application with a spec here gets a
-// process instance (sizes of 0 are the spec's); one without, a memory
+// process instance (sized at least as its spec says); one without, a memory
 // reservation.
 func (a *Agent) Reserve(ctx context.Context, r api.ReserveRequest) (l api.Lease, created bool, err error) {
 	ttl, err := a.checkReserve(r)

@@ -459,7 +459,7 @@ func (g *Gateway) agentRefused(w http.ResponseWriter, resp *http.Response, in *i
 		return true, false
 	case api.CodeInstanceDown:
 		in.dead.Store(true)
-		if resp.Header.Get(headerSent) == "0" {
+		if resp.Header.Get(api.HeaderSent) == "0" {
 			return true, false // it never ran: once more, on another instance or cold
 		}
 		o.Outcome, o.Status = records.GatewayFailed, http.StatusBadGateway
@@ -473,9 +473,5 @@ func (g *Gateway) agentRefused(w http.ResponseWriter, resp *http.Response, in *i
 // warm, cold (it started the instance) or cold-joined (it waited for a
 // start under way).
 const HeaderOutcome = "Forewarm-Outcome"
-
-// headerSent is the agent's header saying whether a request that failed
-// with instance_failed reached the instance ("1") or not ("0").
-const headerSent = "Forewarm-Sent"
 
 func msSince(t time.Time) float64 { return float64(time.Since(t)) / float64(time.Millisecond) }

@@ -39,6 +39,8 @@ type replayFlags struct {
 	maxRate                         float64
 	gateway, gatewayPath            string
 	gatewayBody                     string
+	writeSpecs                      string
+	specTemplates                   []string
 }
 
 func replayCmd(g *globals) *cobra.Command {
@@ -81,6 +83,8 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.StringVar(&f.gateway, "gateway", "", "send every request as a real HTTP request through this gateway (e.g. http://127.0.0.1:8080) instead of a serve-request workflow: POST <gateway>/<app><--gateway-path>")
 	fl.StringVar(&f.gatewayPath, "gateway-path", "/predict", "with --gateway: the applications' path every request is sent to")
 	fl.StringVar(&f.gatewayBody, "gateway-body", `{"x":[0.5,-1,2]}`, "with --gateway: the JSON body of every request")
+	fl.StringVar(&f.writeSpecs, "write-specs", "", "write an application spec for each replayed application into this folder (from --spec-template, each with the trace's memory size) and exit: the host agents' --spec-dir for a replay --gateway")
+	fl.StringSliceVar(&f.specTemplates, "spec-template", nil, "with --write-specs: spec files whose program each application runs, chosen by a hash of the application (repeatable)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -109,6 +113,9 @@ type replaySummary struct {
 	StartedAt       time.Time `json:"started_at"`
 	LiveBinSeconds  float64   `json:"live_bin_seconds"`
 	MaxPerBin       int       `json:"max_per_bin"`
+	// Gateway is the gateway every request went through (empty: each
+	// through its own serve-request workflow).
+	Gateway string `json:"gateway,omitempty"`
 }
 
 func runReplay(ctx context.Context, g *globals, f replayFlags) error {
@@ -153,6 +160,9 @@ func runReplay(ctx context.Context, g *globals, f replayFlags) error {
 		if len(apps) == 0 {
 			return fmt.Errorf("no application has requests in the chosen range; try another --from or --duration")
 		}
+	}
+	if f.writeSpecs != "" {
+		return writeAppSpecs(tr, apps, f)
 	}
 	if f.listApps {
 		if apps == nil {
@@ -281,7 +291,7 @@ func finishReplay(ctx context.Context, tr *trace.Trace, f replayFlags, from, bin
 		Sent: sum.Sent, Failed: sum.Failed, Dropped: sum.Skipped, Warm: warm,
 		Interrupted: sum.Interrupted, WallSeconds: sum.Wall.Seconds(), FirstError: firstErr,
 		Format: f.format, File: f.file, FromBin: from, Bins: sum.BinsDone, TraceBinSeconds: tr.Bin.Seconds(),
-		StartedAt: sum.Began.UTC(), LiveBinSeconds: sum.BinWall.Seconds(), MaxPerBin: f.maxPerBin,
+		StartedAt: sum.Began.UTC(), LiveBinSeconds: sum.BinWall.Seconds(), MaxPerBin: f.maxPerBin, Gateway: f.gateway,
 	}
 	if sum.Sent > 0 {
 		out.WarmShare = float64(warm) / float64(sum.Sent)

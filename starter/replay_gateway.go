@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/forewarm/forewarm/appspec"
 	"github.com/forewarm/forewarm/gateway"
 	"github.com/forewarm/forewarm/replay"
+	"github.com/forewarm/forewarm/trace"
 )
 
 // gatewaySender sends each request as a real HTTP request through the
@@ -49,4 +56,69 @@ func gatewaySender(f replayFlags, counts *replayCounts) (replay.Sender, error) {
 		}
 		return nil
 	}, nil
+}
+
+// writeAppSpecs writes a spec for each of apps (all of the trace's when
+// nil) into f.writeSpecs: the program of one of the templates, picked by a
+// hash of the application, with absolute paths, and the application's
+// own memory size from the trace (never below the template's, which its
+// program needs).
+func writeAppSpecs(tr *trace.Trace, apps []string, f replayFlags) error {
+	if len(f.specTemplates) == 0 {
+		return usageErr("--write-specs needs at least one --spec-template")
+	}
+	var templates []*appspec.Spec
+	for _, p := range f.specTemplates {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return usageErr("--spec-template: %v", err)
+		}
+		s, err := appspec.Parse(p, data)
+		if err != nil {
+			return usageErr("--spec-template: %v", err)
+		}
+		abs, err := filepath.Abs(filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		s.Folder = abs
+		templates = append(templates, s)
+	}
+	if err := os.MkdirAll(f.writeSpecs, 0o755); err != nil {
+		return fmt.Errorf("--write-specs: %w", err)
+	}
+	byID := map[string]*trace.App{}
+	for i := range tr.Apps {
+		byID[tr.Apps[i].ID] = &tr.Apps[i]
+	}
+	if apps == nil {
+		for _, a := range tr.Apps {
+			apps = append(apps, a.ID)
+		}
+	}
+	for _, id := range apps {
+		a, ok := byID[id]
+		if !ok {
+			return usageErr("--app %s: not in the trace", id)
+		}
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		s := *templates[int(h.Sum32())%len(templates)]
+		s.App, s.Version = id, "1"
+		s.Command = append([]string{s.Program()}, s.Command[1:]...)
+		s.Dir = s.WorkDir()
+		s.MemoryMB = max(s.MemoryMB, math.Ceil(a.MemoryMB*f.memScale))
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("spec of %s: %w", id, err)
+		}
+		b, err := json.MarshalIndent(&s, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(f.writeSpecs, id+".json"), append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--write-specs: %w", err)
+		}
+	}
+	fmt.Printf("%d application specs written to %s\n", len(apps), f.writeSpecs)
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/forewarm/forewarm/internal/stats"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
@@ -43,6 +44,17 @@ type replayReport struct {
 	PolicyFrom string          `json:"policy_from"`
 	Model      string          `json:"model"`
 	Plot       string          `json:"plot,omitempty"`
+	// LatencyMS is the real latency of requests served through the
+	// gateway, by warm and cold (cold: the request waited for an instance
+	// to start, its own or one under way), from the gateway's records.
+	LatencyMS map[string]latencySummary `json:"latency_ms,omitempty"`
+}
+
+// latencySummary is a latency distribution in milliseconds.
+type latencySummary struct {
+	Count  int     `json:"count"`
+	Median float64 `json:"median"`
+	P95    float64 `json:"p95"`
 }
 
 func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFile, plotApp string, asJSON bool) error {
@@ -68,17 +80,13 @@ func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFil
 		return err
 	}
 	defer st.Close()
-	reqs, err := st.Requests(ctx, grid.LiveStart, liveTo)
+	served, latency, err := servedInWindow(ctx, st, sum.Gateway != "", grid.LiveStart, liveTo)
 	if err != nil {
 		return err
 	}
 	events, err := st.PreparationEvents(ctx, grid.LiveStart.Add(-time.Hour), liveTo.Add(time.Hour))
 	if err != nil {
 		return err
-	}
-	served := make([]report.Served, 0, len(reqs))
-	for _, r := range reqs {
-		served = append(served, report.Served{App: r.App, At: r.Time, Warm: r.Warm})
 	}
 	// Leases of this run: begun from a bin before the window on (a
 	// preparation made ahead of the first bin); older ones belong to
@@ -93,7 +101,7 @@ func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFil
 	out.Window.TraceFrom, out.Window.TraceTo = grid.TraceStart, grid.TraceStart.Add(time.Duration(grid.Bins)*grid.TraceBin)
 	out.Window.LiveFrom, out.Window.LiveTo, out.Window.Bins, out.Window.Apps = grid.LiveStart, liveTo, grid.Bins, len(sum.Apps)
 	live, series := report.Live(grid, sum.Apps, served, held, int(sum.Dropped))
-	out.Live = live
+	out.Live, out.LatencyMS = live, latency
 
 	// The loops' policy, from the first loop that answers.
 	out.Policy, out.PolicyFrom = policy.Default(), "the default (no loop answered)"
@@ -186,6 +194,13 @@ func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFil
 	fmt.Fprintf(tw, "wasted memory-time (trace clock)\t%.0f MB·s (%s)\t%.0f MB·s (%s)\t\n", live.WastedMBs, wp(out.Live.WastePct), simulated.WastedMBs, wp(simulated.WastePct))
 	tw.Flush()
 	fmt.Fprintln(w, "\n(waste in % of the simulated 10-minute keep-alive on the same apps and window)")
+	if len(out.LatencyMS) > 0 {
+		fmt.Fprintln(w, "\nreal latency through the gateway, ms (requests, median, p95):")
+		for _, k := range []string{"warm", "cold"} {
+			l := out.LatencyMS[k]
+			fmt.Fprintf(w, "  %-5s %6d  %8.1f  %8.1f\n", k, l.Count, l.Median, l.P95)
+		}
+	}
 	fmt.Fprintln(w, "\nper application: requests, cold live / simulated, wasted MB·s live / simulated")
 	for _, a := range out.Apps {
 		fmt.Fprintf(w, "  %-20.20s %5d  %4d / %-4d  %12.0f / %-12.0f\n", a.App, a.Live.Requests, a.Live.Cold, a.Simulated.Cold, a.Live.WastedMBs, a.Simulated.WastedMBs)
@@ -335,4 +350,42 @@ func mostLeases(apps []string, held []report.Held) string {
 		}
 	}
 	return best
+}
+
+// servedInWindow reads the requests served live in [from, to): from the
+// gateway's records when the replay went through it (with their real
+// latency, warm against cold), else from the serve-request workflows'.
+func servedInWindow(ctx context.Context, st *store.Store, viaGateway bool, from, to time.Time) ([]report.Served, map[string]latencySummary, error) {
+	if !viaGateway {
+		reqs, err := st.Requests(ctx, from, to)
+		if err != nil {
+			return nil, nil, err
+		}
+		served := make([]report.Served, 0, len(reqs))
+		for _, r := range reqs {
+			served = append(served, report.Served{App: r.App, At: r.Time, Warm: r.Warm})
+		}
+		return served, nil, nil
+	}
+	reqs, err := st.GatewayRequests(ctx, from, to)
+	if err != nil {
+		return nil, nil, err
+	}
+	served := make([]report.Served, 0, len(reqs))
+	lat := map[string][]float64{}
+	for _, r := range reqs {
+		warm := r.Outcome == records.GatewayWarm
+		served = append(served, report.Served{App: r.App, At: r.Time, Warm: warm})
+		switch {
+		case warm:
+			lat["warm"] = append(lat["warm"], r.TotalMS)
+		case r.Outcome != records.GatewayFailed:
+			lat["cold"] = append(lat["cold"], r.TotalMS)
+		}
+	}
+	out := map[string]latencySummary{}
+	for _, k := range []string{"warm", "cold"} {
+		out[k] = latencySummary{Count: len(lat[k]), Median: stats.Percentile(lat[k], 0.5), P95: stats.Percentile(lat[k], 0.95)}
+	}
+	return served, out, nil
 }

@@ -231,7 +231,8 @@ type ReserveRequest struct {
 	// SpecVersion, when given, is the version of App's spec the caller
 	// expects; an agent holding another version, or none, refuses
 	// (unknown_spec). An agent with a spec of App starts a process
-	// instance whatever the caller asked: sizes of 0 take the spec's.
+	// instance whatever the caller asked, sized at least as the spec says
+	// (larger where the reserve asks for more).
 	SpecVersion string `json:"spec_version,omitempty"`
 }
 

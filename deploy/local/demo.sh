@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # `make demo`: the whole product on a real workload, on this machine.
 #  1. the stack (ClickHouse, Temporal + Web UI), three host agents of
-#     different sizes and speeds, and the worker;
+#     different sizes that run the sample applications (samples/) as real
+#     processes, the worker, and the gateway;
 #  2. the Azure Functions 2019 sample loaded as history, models trained
 #     through the training workflow;
-#  3. prediction loops for a few dozen applications of varied shapes, and a
-#     later part of the trace replayed live at one trace-minute per second;
-#  4. a report read from ClickHouse, and how to look and steer;
+#  3. prediction loops (router mode: they read the gateway's arrivals) for a
+#     few dozen applications of varied shapes, each mapped onto one of the
+#     sample applications with its own memory size, and a later part of the
+#     trace replayed live as real HTTP requests through the gateway;
+#  4. a report read from ClickHouse (live against the simulator, and real
+#     latency warm against cold), and how to look and steer;
 #  5. everything left running until `make down`.
+# DEMO_TRAFFIC=workflows serves each request through its own serve-request
+# workflow on memory-reservation instances instead (the earlier demo).
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/env.sh"
@@ -16,7 +22,12 @@ DEMO_MINUTES=${DEMO_MINUTES:-3}
 DEMO_APPS=${DEMO_APPS:-36}
 DEMO_TRACE=${DEMO_TRACE:-$ROOT/testdata/azure2019-sample}
 DEMO_FROM=${DEMO_FROM:-960}   # trace minute the live replay starts at (16:00)
-DEMO_SPEED=${DEMO_SPEED:-60}  # trace minutes per wall minute: 1-second bins
+DEMO_TRAFFIC=${DEMO_TRAFFIC:-gateway}
+# Trace minutes per wall minute. Through the gateway a cold start is a real
+# process start (the Python sample takes over a second): bins of 4 s, so a
+# preparation started ahead of its bin is ready when the bin begins.
+if [ "$DEMO_TRAFFIC" = gateway ]; then DEMO_SPEED=${DEMO_SPEED:-15}; else DEMO_SPEED=${DEMO_SPEED:-60}; fi
+DEMO_BIN=$((60 / DEMO_SPEED))s
 # The threshold `starter eval` chose on the Azure sample's select range
 # (docs/results.md): a 170 MB app is held through a bin when P >= 0.022.
 DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.022}
@@ -36,8 +47,8 @@ export CLICKHOUSE_ADDR=${CLICKHOUSE_ADDR:-127.0.0.1:$CLICKHOUSE_TCP_PORT}
 export TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}
 export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$ORT_LIB}
 export PATH=$TOOLS/bin:$PATH
-log "building worker, starter and hostagent"
-(cd "$ROOT" && go build -o bin/ ./worker ./starter ./hostagent)
+log "building worker, starter, hostagent, gateway and the sample applications"
+(cd "$ROOT" && go build -o bin/ ./worker ./starter ./hostagent ./gateway/cmd/gateway && samples/build.sh >/dev/null)
 starter=$ROOT/bin/starter
 mkdir -p "$STATE/run" "$STATE/logs" "$STATE/agents"
 # The schema is its own step: agents and the worker only check its version.
@@ -76,20 +87,41 @@ agents=(
   "host-medium 7302 24576 24576 48000 0.8 0.3"
   "host-large 7303 32768 32768 64000 1.0 0.2"
 )
+trace_args=(--format azure2019 --file "$DEMO_TRACE/1350_inv.csv" --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv")
+replay_args=("${trace_args[@]}" --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED"
+  --max-per-bin "$DEMO_MAX_PER_BIN" --max-work 100ms)
+mapfile -t apps < <("$starter" replay "${replay_args[@]}" --apps "$DEMO_APPS" --max-rate "$DEMO_MAX_RATE" --list-apps)
+app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
+agent_mode=(--sleep-work --alloc-scale "$DEMO_ALLOC_SCALE")
+if [ "$DEMO_TRAFFIC" = gateway ]; then
+  # Each replayed application runs one of the samples (the Go service that
+  # loads a model, the Python one that imports heavy modules), with its own
+  # memory size from the trace: the agents' spec folder.
+  rm -rf "$STATE/specs"
+  "$starter" replay "${replay_args[@]}" "${app_flags[@]}" --write-specs "$STATE/specs" \
+    --spec-template "$ROOT/samples/specs/sample-go.json" --spec-template "$ROOT/samples/specs/sample-py.json"
+  agent_mode=(--spec-dir "$STATE/specs")
+fi
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"
   token=$STATE/agents/$name.token
   (umask 077; "$ROOT/bin/hostagent" --print-token --host-id "$name" --root-secret-file "$root_secret" >"$token")
   start_bg "$name" "$ROOT/bin/hostagent" --listen "127.0.0.1:$port" --host-id "$name" \
     --memory-mb "$mem" --disk-mb "$disk" --cpu-milli "$cpu" --speed "$speed" --setup-ms-per-mb "$setup" \
-    --sleep-work --alloc-scale "$DEMO_ALLOC_SCALE" --data-dir "$STATE/agents/$name" --token-file "$token" \
+    "${agent_mode[@]}" --data-dir "$STATE/agents/$name" --token-file "$token" \
     --advertise-url "http://127.0.0.1:$port" --log-level warn
 done
-start_bg worker "$ROOT/bin/worker" --agent-root-secret-file "$root_secret"
-log "host agents: ${#agents[@]}; worker logs in $STATE/logs/"
+if [ "$DEMO_TRAFFIC" = gateway ]; then
+  # Router mode: the gateway records the arrivals, the worker mirrors them.
+  start_bg worker "$ROOT/bin/worker" --agent-root-secret-file "$root_secret" --arrivals-bin "$DEMO_BIN"
+  start_bg gateway "$ROOT/bin/gateway" --listen "127.0.0.1:$GATEWAY_PORT" --id demo-gateway --bin "$DEMO_BIN" \
+    --notify-loops --agent-root-secret-file "$root_secret" --log-level warn
+else
+  start_bg worker "$ROOT/bin/worker" --agent-root-secret-file "$root_secret"
+fi
+log "host agents: ${#agents[@]}; worker and gateway logs in $STATE/logs/"
 
 step "2/5 history: the Azure Functions 2019 sample, then training through the workflow"
-trace_args=(--format azure2019 --file "$DEMO_TRACE/1350_inv.csv" --memory "$DEMO_TRACE/1350_mem.csv" --durations "$DEMO_TRACE/1350_run.csv")
 "$starter" history load "${trace_args[@]}"
 # The trace's day starts 2019-07-15T00:00Z; train on what precedes the replay.
 day=2019-07-15T00:00:00Z
@@ -102,10 +134,6 @@ fi
 "$starter" model list --kind demand
 
 step "3/5 prediction loops for $DEMO_APPS applications, live replay for $DEMO_MINUTES minutes"
-replay_args=("${trace_args[@]}" --from "$DEMO_FROM" --duration "${DEMO_MINUTES}m" --speed "$DEMO_SPEED"
-  --max-per-bin "$DEMO_MAX_PER_BIN" --max-work 100ms)
-mapfile -t apps < <("$starter" replay "${replay_args[@]}" --apps "$DEMO_APPS" --max-rate "$DEMO_MAX_RATE" --list-apps)
-app_flags=(); for a in "${apps[@]}"; do app_flags+=(--app "$a"); done
 # Loops left by an earlier demo run carry that run's clock: stop them first
 # (they release their leases); "no such loop" is fine.
 # (Wait for these jobs only: a bare `wait` would also wait for the agents
@@ -130,16 +158,21 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 # The loops continue the stored history at $split, one trace minute per
-# live second, from a shared start time that the replay waits for too.
+# live bin, from a shared start time that the replay waits for too.
 clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
-"$starter" loop start "${app_flags[@]}" --bin 1s --seed-end "$split" --seed-bin 1m \
+loop_mode=(); send_mode=()
+if [ "$DEMO_TRAFFIC" = gateway ]; then
+  loop_mode=(--router)
+  send_mode=(--gateway "http://127.0.0.1:$GATEWAY_PORT")
+fi
+"$starter" loop start "${app_flags[@]}" "${loop_mode[@]}" --bin "$DEMO_BIN" --seed-end "$split" --seed-bin 1m \
   --clock-start "$clock_start" --threshold "$DEMO_THRESHOLD" >/dev/null
 log "${#apps[@]} loops started; replay begins at $clock_start"
-"$starter" replay "${replay_args[@]}" "${app_flags[@]}" --start-at "$clock_start" --summary "$STATE/replay.json"
+"$starter" replay "${replay_args[@]}" "${app_flags[@]}" "${send_mode[@]}" --start-at "$clock_start" --summary "$STATE/replay.json"
 
 step "4/5 report (from ClickHouse), live against the simulator"
 sleep 3 # the last requests' records and events reach ClickHouse
-"$starter" report --since "$clock_start" --bin 1s
+[ "$DEMO_TRAFFIC" = gateway ] || "$starter" report --since "$clock_start" --bin "$DEMO_BIN"
 echo
 "$starter" report --replay "$STATE/replay.json" --plot "$STATE/replay.png"
 

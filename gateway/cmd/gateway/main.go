@@ -27,6 +27,7 @@ import (
 	"github.com/forewarm/forewarm/internal/buildinfo"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -205,8 +206,9 @@ func run(s settings) error {
 		StartTimeout: s.StartTimeout, HostSuffix: s.HostSuffix, Logger: log}
 	fixed, _ := s.hosts()
 	cfg.Hosts = fixed
+	var st *store.Store
 	if !s.NoStore {
-		st, err := store.Open(ctx, s.ClickHouse)
+		st, err = store.Open(ctx, s.ClickHouse)
 		if err != nil {
 			return fmt.Errorf("store: %w%s", err, s.ClickHouse.Hint())
 		}
@@ -216,13 +218,26 @@ func run(s settings) error {
 		}
 		cfg.Arrivals, cfg.Outcomes = st.RecordArrivals, st.RecordGatewayRequests
 	}
+	var onKept []func(context.Context, gateway.Kept) error
+	if !s.NoStore {
+		onKept = append(onKept, recordKept(st))
+	}
 	if s.NotifyLoops {
 		tc, err := s.Temporal.Dial(log)
 		if err != nil {
 			return err
 		}
 		defer tc.Close()
-		cfg.OnKept = notifier(tc)
+		onKept = append(onKept, notifier(tc))
+	}
+	if len(onKept) > 0 {
+		cfg.OnKept = func(ctx context.Context, k gateway.Kept) error {
+			var errs []error
+			for _, f := range onKept {
+				errs = append(errs, f(ctx, k))
+			}
+			return errors.Join(errs...)
+		}
 	}
 	g, err := gateway.New(ctx, cfg)
 	if err != nil {
@@ -246,6 +261,18 @@ func run(s settings) error {
 	err = errors.Join(srv.Shutdown(sctx), g.Close(sctx))
 	log.Info("gateway stopped", "err", err)
 	return err
+}
+
+// recordKept records an instance the gateway started as a kept lease of
+// its application (preparation_events), as a cold request's kept instance
+// is: its memory-time counts from now.
+func recordKept(st *store.Store) func(context.Context, gateway.Kept) error {
+	return func(ctx context.Context, k gateway.Kept) error {
+		l := k.Lease
+		return st.RecordPreparationEvents(ctx, []records.PreparationEvent{{Time: time.Now().UTC(), PreparationID: l.PreparationID,
+			App: k.App, Host: k.Host, Event: records.EventKept, MemoryMB: l.MemoryMB, DiskMB: l.DiskMB, CPUMilli: l.CPUMilli,
+			Reason: "started by gateway for request " + k.RequestID}})
+	}
 }
 
 // notifier tells an application's loop about an instance the gateway
