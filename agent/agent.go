@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,9 @@ type Config struct {
 	// InstanceUser runs the instances when the agent is root (default
 	// nobody); an agent that is not root runs them as itself.
 	InstanceUser string
+	// MaxStarting is how many instances start at once (default the
+	// machine's cores); the others wait their turn.
+	MaxStarting int
 }
 
 func (c *Config) check() error {
@@ -154,6 +158,7 @@ type Agent struct {
 	// flight stop.
 	specs        atomic.Pointer[appspec.Set]
 	cgroups      *instance.Cgroups
+	starting     chan struct{} // one token per start in progress (MaxStarting)
 	instUser     *instance.User
 	startCtx     context.Context
 	cancelStarts context.CancelFunc
@@ -221,15 +226,19 @@ func New(cfg Config) (*Agent, error) {
 	if err := instance.Reap(cfg.DataDir, cgs, log); err != nil {
 		return nil, fmt.Errorf("removing a previous run's instances: %w", err)
 	}
+	if cfg.MaxStarting <= 0 {
+		cfg.MaxStarting = runtime.NumCPU()
+	}
 	a := &Agent{
-		cfg:     cfg,
-		log:     log,
-		started: time.Now(),
-		leases:  map[string]*lease{},
-		ended:   newTombstones(cfg.TombstoneTTL, cfg.MaxTombstones),
-		served:  newServeCache(cfg.ServeMemory, cfg.MaxServeMemory),
-		unauth:  logLimiter{every: cfg.UnauthorizedLogEvery},
-		sampler: newSampler(cfg.DataDir),
+		starting: make(chan struct{}, cfg.MaxStarting),
+		cfg:      cfg,
+		log:      log,
+		started:  time.Now(),
+		leases:   map[string]*lease{},
+		ended:    newTombstones(cfg.TombstoneTTL, cfg.MaxTombstones),
+		served:   newServeCache(cfg.ServeMemory, cfg.MaxServeMemory),
+		unauth:   logLimiter{every: cfg.UnauthorizedLogEvery},
+		sampler:  newSampler(cfg.DataDir),
 	}
 	if cfg.SpecDir != "" {
 		if err := a.setUpInstances(cgs, cgErr); err != nil {

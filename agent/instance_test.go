@@ -482,3 +482,32 @@ func TestProgramIsFoundInTheInstancesPath(t *testing.T) {
 		t.Errorf("reserve of a program outside the instance's PATH: %v", err)
 	}
 }
+
+// A host starts at most MaxStarting instances at once: the second start
+// waits for the first, and says how long; a reserve never gets a smaller
+// instance than its spec.
+func TestStartsTakeTurnsAndLeasesAreNeverBelowTheirSpec(t *testing.T) {
+	ia := startInstanceAgent(t, func(c *agent.Config) { c.MaxStarting = 1 },
+		appSpec(t, "slow", func(m map[string]any) { m["command"] = []string{instapp(t), "--start-delay", "400ms"} }))
+	leases := make(chan api.Lease, 2)
+	for _, id := range []string{"s1", "s2"} {
+		go func() {
+			l, _, err := ia.Reserve(ctxT(t), api.ReserveRequest{PreparationID: id, App: "slow", MemoryMB: 8})
+			if err != nil {
+				t.Error(err)
+			}
+			leases <- l
+		}()
+	}
+	a, b := <-leases, <-leases
+	if a.Instance == nil || b.Instance == nil {
+		t.Fatalf("no instances: %+v %+v", a, b)
+	}
+	waited := max(a.Instance.StartWaitMS, b.Instance.StartWaitMS)
+	if waited < 300 || min(a.Instance.StartWaitMS, b.Instance.StartWaitMS) > 100 {
+		t.Errorf("start waits %.0f and %.0f ms; want one about the other's start (400 ms) and one none", a.Instance.StartWaitMS, b.Instance.StartWaitMS)
+	}
+	if a.MemoryMB != 64 || b.MemoryMB != 64 {
+		t.Errorf("memory %g and %g MB; a reserve of 8 MB gets the spec's 64", a.MemoryMB, b.MemoryMB)
+	}
+}

@@ -103,6 +103,18 @@ func (a *Agent) prepareInstance(l *lease) (*storage, *instance.Instance, error) 
 	if err != nil {
 		return nil, nil, &Error{Code: api.CodeStartFailed, Msg: fmt.Sprintf("application %s, lease %s: scratch: %v", l.app, l.id, err)}
 	}
+	// A start is CPU work (a runtime loading, a model read): a host starts
+	// at most MaxStarting at once, so each is done in its own time instead
+	// of all being late together when a fleet prepares at once.
+	wait := time.Now()
+	select {
+	case a.starting <- struct{}{}:
+	case <-l.startCtx.Done():
+		_ = disk.free()
+		return nil, nil, &Error{Code: api.CodeStartFailed, Msg: fmt.Sprintf("application %s, lease %s: waiting for a start slot: %v", l.app, l.id, l.startCtx.Err())}
+	}
+	l.startWaitMS = msOf(time.Since(wait))
+	defer func() { <-a.starting }()
 	inst, err := instance.Start(l.startCtx, instance.Config{
 		ID: l.id, HostID: a.cfg.HostID, Spec: l.spec,
 		MemoryMB: l.memMB, CPUMilli: l.cpuMilli,
@@ -190,12 +202,12 @@ func (a *Agent) instanceEnded(l *lease, inst *instance.Instance) {
 // instanceView is the lease's instance now (its memory read from the
 // kernel), or nil for a memory reservation. It does file I/O: never call
 // it with a.mu held.
-func instanceView(inst *instance.Instance, scratchMS float64) *api.Instance {
+func instanceView(inst *instance.Instance, scratchMS, waitMS float64) *api.Instance {
 	if inst == nil {
 		return nil
 	}
 	v := inst.View()
-	v.ScratchMS = scratchMS
+	v.ScratchMS, v.StartWaitMS = scratchMS, waitMS
 	return &v
 }
 

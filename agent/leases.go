@@ -63,6 +63,7 @@ type lease struct {
 	folder      string
 	inst        *instance.Instance
 	scratchMS   float64
+	startWaitMS float64 // waiting for one of the host's start slots
 	startCtx    context.Context
 	cancelStart context.CancelFunc
 }
@@ -435,7 +436,7 @@ func (a *Agent) retireLocked(l *lease, state, note string, now time.Time) tombst
 	}
 	ts := tombstone{app: l.app, state: state, note: note, at: now, held: now.Sub(l.created).Seconds(), use: use}
 	if l.inst != nil {
-		ts.inst = instanceView(l.inst, l.scratchMS)
+		ts.inst = instanceView(l.inst, l.scratchMS, l.startWaitMS)
 		if ts.inst.Exit == "" {
 			ts.inst.Exit = "stopped"
 		}
@@ -466,11 +467,11 @@ func (a *Agent) Lease(id string) (api.Lease, error) {
 		return api.Lease{}, err
 	}
 	v := a.viewLocked(l, time.Now())
-	inst, scratchMS := l.inst, l.scratchMS
+	inst, scratchMS, waitMS := l.inst, l.scratchMS, l.startWaitMS
 	a.mu.Unlock()
 	if v.State == api.StateReady {
 		a.measure(l, &v)
-		if v.Instance = instanceView(inst, scratchMS); v.Instance != nil {
+		if v.Instance = instanceView(inst, scratchMS, waitMS); v.Instance != nil {
 			v.ResidentMB = v.Instance.MemoryMB
 		}
 	}
@@ -483,20 +484,20 @@ func (a *Agent) Leases() []api.Lease {
 	a.mu.Lock()
 	out := make([]api.Lease, 0, len(a.leases))
 	type started struct {
-		i         int
-		inst      *instance.Instance
-		scratchMS float64
+		i                 int
+		inst              *instance.Instance
+		scratchMS, waitMS float64
 	}
 	var insts []started
 	for _, l := range a.leases {
 		if l.inst != nil {
-			insts = append(insts, started{len(out), l.inst, l.scratchMS})
+			insts = append(insts, started{len(out), l.inst, l.scratchMS, l.startWaitMS})
 		}
 		out = append(out, a.viewLocked(l, now))
 	}
 	a.mu.Unlock()
 	for _, s := range insts {
-		out[s.i].Instance = instanceView(s.inst, s.scratchMS)
+		out[s.i].Instance = instanceView(s.inst, s.scratchMS, s.waitMS)
 		out[s.i].ResidentMB = out[s.i].Instance.MemoryMB
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })

@@ -40,7 +40,7 @@ func (g *Gateway) cold(ctx context.Context, app string, spec api.App, requestID 
 		}
 	}
 	// Another request may have finished a start between the pick and here.
-	if in := g.t.pick(app); in != nil {
+	if in := g.t.pick(app, false); in != nil {
 		g.startMu.Unlock()
 		return in, false, nil
 	}

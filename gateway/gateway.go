@@ -316,8 +316,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, spec api.App, pa
 		o.Outcome, o.Status = records.GatewayFailed, http.StatusBadRequest
 		return
 	}
+	queue := true
 	for attempt := 0; ; attempt++ {
-		in := g.t.pick(o.App)
+		in := g.t.pick(o.App, queue)
 		o.Outcome = records.GatewayWarm
 		if in == nil {
 			var joined bool
@@ -341,6 +342,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, spec api.App, pa
 		if done {
 			return
 		}
+		// A busy instance stayed busy through its agent's queue: the next
+		// try starts another rather than queue again.
+		queue = false
 		if !retry || !replay || attempt > 0 {
 			o.Outcome, o.Status = records.GatewayFailed, http.StatusBadGateway
 			writeError(w, http.StatusBadGateway, CodeBadGateway, o.App, "%s", o.Error)

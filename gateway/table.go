@@ -67,8 +67,12 @@ func newTable() *table {
 	return &table{hosts: map[string]*hostState{}, byApp: map[string][]*instance{}}
 }
 
-// pick returns the least loaded ready instance of app with room, or nil.
-func (t *table) pick(app string) *instance {
+// pick returns the least loaded ready instance of app. When every one is
+// at its limit it returns the least loaded all the same if queue is set
+// (its agent holds the request until a slot frees, briefly: a request
+// waits milliseconds for a running instance rather than seconds for a new
+// one), else nil, as when app has none.
+func (t *table) pick(app string, queue bool) *instance {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var best *instance
@@ -77,14 +81,13 @@ func (t *table) pick(app string) *instance {
 		if in.dead.Load() {
 			continue
 		}
-		n := in.inflight.Load()
-		if int(n) >= in.maxConc {
-			continue
-		}
-		load := float64(n) / float64(in.maxConc)
+		load := float64(in.inflight.Load()) / float64(in.maxConc)
 		if best == nil || load < bestLoad {
 			best, bestLoad = in, load
 		}
+	}
+	if best != nil && bestLoad >= 1 && !queue {
+		return nil
 	}
 	return best
 }

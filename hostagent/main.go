@@ -56,6 +56,7 @@ type settings struct {
 	ShutdownWait time.Duration
 	SpecDir      string
 	InstanceUser string
+	MaxStarting  int
 	LogLevel     string
 	LogFormat    string
 	ClickHouse   config.ClickHouse
@@ -199,6 +200,7 @@ Flags (environment variable in brackets):
 	fs.DurationVar(&s.SampleEvery, "sample-every", env.Duration("HOSTAGENT_SAMPLE_EVERY", 2*time.Second), "how often to sample /proc and run the I/O probe ($HOSTAGENT_SAMPLE_EVERY)")
 	fs.DurationVar(&s.ShutdownWait, "shutdown-timeout", env.Duration("HOSTAGENT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long SIGTERM waits for calls in flight before releasing leases ($HOSTAGENT_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&s.SpecDir, "spec-dir", "", "folder of application specs (<app>.json); their leases run the application's process (re-read on SIGHUP); empty: every lease is a memory reservation")
+	fs.IntVar(&s.MaxStarting, "max-starting", env.Int("HOSTAGENT_MAX_STARTING", runtime.NumCPU()), "process instances started at once; the others wait their turn (a start is CPU work: all at once, every one is late) ($HOSTAGENT_MAX_STARTING)")
 	fs.StringVar(&s.InstanceUser, "instance-user", "nobody", "user the process instances run as when the agent is root; it must be able to enter the data folder and run the specs' programs")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("HOSTAGENT_LOG_LEVEL", "info"), "debug, info, warn or error ($HOSTAGENT_LOG_LEVEL)")
 	fs.StringVar(&s.LogFormat, "log-format", config.Env("HOSTAGENT_LOG_FORMAT", "text"), "text or json ($HOSTAGENT_LOG_FORMAT)")
@@ -243,6 +245,9 @@ func (s *settings) check() error {
 	}
 	if s.QueueWait < 0 || s.QueueWait > 10*time.Second {
 		return usagef("--queue-wait %v is outside 0..10s", s.QueueWait)
+	}
+	if s.MaxStarting < 1 || s.MaxStarting > 1024 {
+		return usagef("--max-starting %d is outside 1..1024", s.MaxStarting)
 	}
 	if s.SetupMSPerMB < 0 || s.SetupMSPerMB > 1000 {
 		return usagef("--setup-ms-per-mb %g is outside 0..1000", s.SetupMSPerMB)
@@ -360,7 +365,7 @@ func run(args []string, stdout, stderr *os.File) error {
 		Speed: s.Speed, SetupPerMB: time.Duration(s.SetupMSPerMB * float64(time.Millisecond)), QueueWait: s.QueueWait,
 		DefaultTTL: s.DefaultTTL, SampleEvery: s.SampleEvery, SleepWork: s.SleepWork, AllocScale: s.AllocScale,
 		Labels: s.Labels, Version: buildinfo.Version(), Logger: log,
-		SpecDir: s.SpecDir, InstanceUser: s.InstanceUser,
+		SpecDir: s.SpecDir, InstanceUser: s.InstanceUser, MaxStarting: s.MaxStarting,
 	})
 	if err != nil {
 		ln.Close()

@@ -260,11 +260,14 @@ type Instance struct {
 	// Phases of the start: the scratch storage allocated, the process
 	// started (fork/exec), its readiness check passed, its shadow request
 	// answered.
-	ScratchMS  float64 `json:"scratch_ms"`
-	SpawnMS    float64 `json:"spawn_ms"`
-	ReadyMS    float64 `json:"ready_ms"`
-	ShadowMS   float64 `json:"shadow_ms"`
-	ShadowCode int     `json:"shadow_status"`
+	ScratchMS float64 `json:"scratch_ms"`
+	// StartWaitMS is how long the start waited for one of the host's
+	// start slots (hostagent --max-starting) before its process began.
+	StartWaitMS float64 `json:"start_wait_ms,omitempty"`
+	SpawnMS     float64 `json:"spawn_ms"`
+	ReadyMS     float64 `json:"ready_ms"`
+	ShadowMS    float64 `json:"shadow_ms"`
+	ShadowCode  int     `json:"shadow_status"`
 	// MemoryMB is the instance's real memory (its cgroup's usage, else
 	// the process group's resident set) when the lease was answered;
 	// PeakMemoryMB the most seen.

@@ -100,7 +100,10 @@ if [ "$DEMO_TRAFFIC" = gateway ]; then
   rm -rf "$STATE/specs"
   "$starter" replay "${replay_args[@]}" "${app_flags[@]}" --write-specs "$STATE/specs" \
     --spec-template "$ROOT/samples/specs/sample-go.json" --spec-template "$ROOT/samples/specs/sample-py.json"
-  agent_mode=(--spec-dir "$STATE/specs")
+  # Three agents share this machine's two cores: each starts one instance
+  # at a time, and a request waits up to a second for a busy instance
+  # rather than start another (seconds, for the Python sample).
+  agent_mode=(--spec-dir "$STATE/specs" --max-starting 1 --queue-wait 1s)
 fi
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"
