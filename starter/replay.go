@@ -41,6 +41,7 @@ type replayFlags struct {
 	gatewayBody                     string
 	writeSpecs                      string
 	specTemplates                   []string
+	warmupBins                      int
 }
 
 func replayCmd(g *globals) *cobra.Command {
@@ -83,6 +84,7 @@ so far. Ctrl-C stops cleanly: requests in flight finish, none are started.
 	fl.StringVar(&f.gateway, "gateway", "", "send every request as a real HTTP request through this gateway (e.g. http://127.0.0.1:8080) instead of a serve-request workflow: POST <gateway>/<app><--gateway-path>")
 	fl.StringVar(&f.gatewayPath, "gateway-path", "/predict", "with --gateway: the applications' path every request is sent to")
 	fl.StringVar(&f.gatewayBody, "gateway-body", `{"x":[0.5,-1,2]}`, "with --gateway: the JSON body of every request")
+	fl.IntVar(&f.warmupBins, "warmup-bins", 0, "replay this many trace bins before --from first, outside the window the summary reports (instances prepared and loops settled before it begins, as on a platform that was already running)")
 	fl.StringVar(&f.writeSpecs, "write-specs", "", "write an application spec for each replayed application into this folder (from --spec-template, each with the trace's memory size) and exit: the host agents' --spec-dir for a replay --gateway")
 	fl.StringSliceVar(&f.specTemplates, "spec-template", nil, "with --write-specs: spec files whose program each application runs, chosen by a hash of the application (repeatable)")
 	_ = cmd.MarkFlagRequired("file")
@@ -116,6 +118,9 @@ type replaySummary struct {
 	// Gateway is the gateway every request went through (empty: each
 	// through its own serve-request workflow).
 	Gateway string `json:"gateway,omitempty"`
+	// WarmupBins were replayed before the window (their requests are in
+	// Sent and Warm, not in the window the report reads).
+	WarmupBins int `json:"warmup_bins,omitempty"`
 }
 
 func runReplay(ctx context.Context, g *globals, f replayFlags) error {
@@ -275,8 +280,16 @@ func finishReplay(ctx context.Context, tr *trace.Trace, f replayFlags, from, bin
 			lastLine = time.Now()
 		}
 	}
+	w := f.warmupBins
+	if w < 0 || w > from {
+		return usageErr("--warmup-bins %d: must be within 0..%d (the bins before --from)", w, from)
+	}
+	runBins := bins
+	if bins > 0 {
+		runBins += w
+	}
 	sum, err := replay.Run(ctx, tr, replay.Options{
-		From: from, Bins: bins, Speed: f.speed, Apps: apps, MaxPerBin: f.maxPerBin,
+		From: from - w, Bins: runBins, Speed: f.speed, Apps: apps, MaxPerBin: f.maxPerBin,
 		InFlight: f.inFlight, OnProgress: progress, StartAt: startAt,
 	}, send)
 	if tty {
@@ -290,8 +303,9 @@ func finishReplay(ctx context.Context, tr *trace.Trace, f replayFlags, from, bin
 		TraceFrom: tr.BinStart(from), TraceTo: sum.TraceTime, Apps: apps,
 		Sent: sum.Sent, Failed: sum.Failed, Dropped: sum.Skipped, Warm: warm,
 		Interrupted: sum.Interrupted, WallSeconds: sum.Wall.Seconds(), FirstError: firstErr,
-		Format: f.format, File: f.file, FromBin: from, Bins: sum.BinsDone, TraceBinSeconds: tr.Bin.Seconds(),
-		StartedAt: sum.Began.UTC(), LiveBinSeconds: sum.BinWall.Seconds(), MaxPerBin: f.maxPerBin, Gateway: f.gateway,
+		Format: f.format, File: f.file, FromBin: from, Bins: max(0, sum.BinsDone-w), TraceBinSeconds: tr.Bin.Seconds(),
+		StartedAt: sum.Began.Add(time.Duration(w) * sum.BinWall).UTC(), LiveBinSeconds: sum.BinWall.Seconds(), MaxPerBin: f.maxPerBin,
+		Gateway: f.gateway, WarmupBins: w,
 	}
 	if sum.Sent > 0 {
 		out.WarmShare = float64(warm) / float64(sum.Sent)
