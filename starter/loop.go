@@ -232,6 +232,12 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 					if seed.ClockStart, err = time.Parse(time.RFC3339, clockStart); err != nil {
 						return usageErr("--clock-start %q: want an RFC 3339 time", clockStart)
 					}
+					// A router's arrivals are counted in bins from the Unix
+					// epoch: a loop's bins must be the same ones.
+					if router && !seed.ClockStart.Equal(seed.ClockStart.Truncate(bin)) {
+						return usageErr("--clock-start %s: with --router it must begin a %v bin (a multiple of %v since the Unix epoch), e.g. %s",
+							clockStart, bin, bin, seed.ClockStart.Truncate(bin).Add(bin).UTC().Format(time.RFC3339))
+					}
 				}
 				if seedBin < 0 || seedBin%time.Second != 0 {
 					return usageErr("--seed-bin %v: must be a positive whole number of seconds", seedBin)

@@ -169,7 +169,8 @@ for _ in $(seq 1 60); do
 done
 # The loops continue the stored history at $split, one trace minute per
 # live bin, from a shared start time that the replay waits for too.
-clock_start=$(date -u -d '+20 seconds' +%Y-%m-%dT%H:%M:%SZ)
+# (It begins a bin: a router's arrivals are counted in bins from the epoch.)
+clock_start=$(date -u -d "@$(( ($(date +%s) + 20 + DEMO_BIN_S - 1) / DEMO_BIN_S * DEMO_BIN_S ))" +%Y-%m-%dT%H:%M:%SZ)
 loop_mode=(); send_mode=()
 if [ "$DEMO_TRAFFIC" = gateway ]; then
   loop_mode=(--router)
