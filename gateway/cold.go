@@ -68,6 +68,9 @@ func (g *Gateway) cold(ctx context.Context, app string, spec api.App, requestID 
 // start reserves an instance of app on the best-ranked host that takes it,
 // trying the next on a refusal and saying why each one refused.
 func (g *Gateway) start(app string, spec api.App, requestID string) (*instance, error) {
+	if in, ok := g.awaitPreparing(app); ok {
+		return in, nil
+	}
 	hosts := g.t.candidates(app)
 	if len(hosts) == 0 {
 		g.prom.starts.WithLabelValues("no_host").Inc()
@@ -112,6 +115,28 @@ func (g *Gateway) start(app string, spec api.App, requestID string) (*instance, 
 		return in, nil
 	}
 	return nil, fmt.Errorf("no host could start %s: %s", app, strings.Join(why, "; "))
+}
+
+// awaitPreparing waits for a lease of app that is being prepared (a loop
+// preparing ahead of its bin, its instance not ready yet): the same
+// reserve again returns it once ready. Starting another would cost a
+// second start on the same cores and hold a second instance.
+func (g *Gateway) awaitPreparing(app string) (*instance, bool) {
+	p, ok := g.t.preparing(app)
+	if !ok {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StartTimeout)
+	defer cancel()
+	l, err := p.host.c.Reserve(ctx, client.ReserveRequest{PreparationID: p.id, App: app, MemoryMB: p.memoryMB, DiskMB: p.diskMB, CPUMilli: p.cpuMilli})
+	if err != nil || l.Instance == nil || l.State != api.StateReady {
+		g.log.Debug("a preparation under way did not give a ready instance; starting one", "app", app, "lease", p.id, "err", err)
+		return nil, false
+	}
+	g.prom.starts.WithLabelValues("joined").Inc()
+	in := &instance{host: p.host, lease: p.id, app: app, maxConc: max(1, l.MaxConcurrent), added: time.Now()}
+	g.t.add(in)
+	return in, true
 }
 
 // specVersion is the version of app's spec host h runs (the one the

@@ -235,6 +235,46 @@ func TestGatewayServesRealInstances(t *testing.T) {
 	require.Equal(t, 1, failed, "the instance that died")
 }
 
+// A request that finds its application's instance still being prepared
+// (a loop preparing ahead of its bin) waits for that one: no second start.
+func TestGatewayWaitsForAPreparationUnderWay(t *testing.T) {
+	st := storetest.New(t)
+	specs := instApp(t, "echo")
+	slow := strings.Replace(mustRead(t, filepath.Join(specs, "echo.json")), `"150ms"`, `"1500ms"`, 1)
+	require.NoError(t, os.WriteFile(filepath.Join(specs, "echo.json"), []byte(slow), 0o644))
+	h := startAgent(t, "gw-p1", specs)
+	var k kept
+	_, url := startGateway(t, st, &k, h)
+	hc := client.New(h.URL, api.DeriveToken([]byte(rootSecret), h.ID))
+	prepared := make(chan error, 1)
+	go func() {
+		_, err := hc.Reserve(context.Background(), client.ReserveRequest{PreparationID: "loop-prep-1", App: "echo", TTL: time.Minute})
+		prepared <- err
+	}()
+	require.Eventually(t, func() bool {
+		ls, err := hc.Leases(context.Background())
+		return err == nil && len(ls) == 1 && ls[0].State == api.StatePreparing
+	}, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the gateway's table is read every 100 ms
+	resp, body := send(t, "GET", url+"/echo/echo/x", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Equal(t, "loop-prep-1", resp.Header.Get(api.HeaderLease), "served by the instance being prepared")
+	require.NoError(t, <-prepared)
+	ls, err := hc.Leases(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ls, 1, "no second instance")
+	k.mu.Lock()
+	require.Empty(t, k.ks, "nothing kept: the instance is the loop's")
+	k.mu.Unlock()
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
+
 func hostURL(id string, hs ...gateway.Host) string {
 	for _, h := range hs {
 		if h.ID == id {

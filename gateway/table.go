@@ -61,6 +61,32 @@ type table struct {
 	mu    sync.RWMutex
 	hosts map[string]*hostState
 	byApp map[string][]*instance
+	// starting are process leases being prepared (by a loop, ahead of
+	// its bin), by application: a request that finds no ready instance
+	// waits for one of these rather than start another.
+	starting map[string][]pending
+}
+
+// pending is a lease being prepared on a host, with the sizes a repeated
+// reserve must name to wait for it.
+type pending struct {
+	host     *hostState
+	id       string
+	memoryMB float64
+	diskMB   float64
+	cpuMilli int64
+}
+
+// preparing returns a lease of app being prepared on a host that runs it.
+func (t *table) preparing(app string) (pending, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, p := range t.starting[app] {
+		if _, ok := p.host.apps[app]; ok {
+			return p, true
+		}
+	}
+	return pending{}, false
 }
 
 func newTable() *table {
@@ -252,6 +278,7 @@ func (r *refresher) refresh(ctx context.Context, now time.Time) error {
 	defer r.t.mu.Unlock()
 	old := r.t.byApp
 	byApp := map[string][]*instance{}
+	starting := map[string][]pending{}
 	hostMap := map[string]*hostState{}
 	var errs []error
 	for _, res := range results {
@@ -271,6 +298,10 @@ func (r *refresher) refresh(ctx context.Context, now time.Time) error {
 			h.free = res.free
 		}
 		for _, l := range res.leases {
+			if l.State == api.StatePreparing {
+				starting[l.App] = append(starting[l.App], pending{host: h, id: l.PreparationID, memoryMB: l.MemoryMB, diskMB: l.DiskMB, cpuMilli: l.CPUMilli})
+				continue
+			}
 			if l.State != api.StateReady || l.Instance == nil {
 				continue
 			}
@@ -291,7 +322,7 @@ func (r *refresher) refresh(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	r.t.hosts, r.t.byApp = hostMap, byApp
+	r.t.hosts, r.t.byApp, r.t.starting = hostMap, byApp, starting
 	return errors.Join(errs...)
 }
 
