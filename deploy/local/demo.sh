@@ -109,7 +109,10 @@ if [ "$DEMO_TRAFFIC" = gateway ]; then
   # Three agents share this machine's two cores: each starts one instance
   # at a time, and a request waits up to a second for a busy instance
   # rather than start another (seconds, for the Python sample).
-  agent_mode=(--spec-dir "$STATE/specs" --max-starting 1 --queue-wait 1s)
+  # (The label carries the specs' digest: agents started on other specs are
+  # restarted, since start_bg keeps a running program whose arguments match.)
+  agent_mode=(--spec-dir "$STATE/specs" --max-starting 1 --queue-wait 1s
+    --labels "specs=$(cat "$STATE"/specs/*.json | sha256sum | cut -c1-16)")
 fi
 for a in "${agents[@]}"; do
   read -r name port mem disk cpu speed setup <<<"$a"
@@ -144,7 +147,7 @@ else
 fi
 "$starter" model list --kind demand
 
-step "3/5 prediction loops for $DEMO_APPS applications, live replay for $DEMO_MINUTES minutes"
+step "3/5 prediction loops for ${#apps[@]} applications, live replay for $DEMO_MINUTES minutes"
 # Loops left by an earlier demo run carry that run's clock: stop them first
 # (they release their leases); "no such loop" is fine.
 # (Wait for these jobs only: a bare `wait` would also wait for the agents
