@@ -8,10 +8,11 @@
 // The routing table is kept from the agents' lease lists (every
 // RefreshEvery), never read per request: a warm request costs no Temporal
 // or ClickHouse round trip. A stale entry (an instance released since the
-// last read) costs one retry: the agent answers gone and the request goes
-// to the next instance or starts one. A request that never reached its
-// instance (the agent could not connect to it) is retried cold once; one
-// whose instance died while serving it gets a 502 with a JSON error.
+// last read) costs a retry: the agent answers gone and the request goes to
+// the next instance or starts one (at most three tries in all). A request
+// that never reached its instance (the agent could not connect to it) is
+// retried the same way; one whose instance died while serving it gets a
+// 502 with a JSON error.
 //
 // Concurrent requests for an application with no instance wait for one
 // start instead of each starting their own (a cold start is shared, as
@@ -90,6 +91,12 @@ type Kept struct {
 	RequestID          string
 	Lease              api.Lease
 }
+
+// maxAttempts bounds the tries of one request: a stale entry (an instance
+// released since the table was read) or an instance the request never
+// reached costs one more, and the last goes to a new instance when no
+// other is left.
+const maxAttempts = 3
 
 // MaxRetryBody is the largest request body kept in memory so the request
 // can be sent again to another instance; larger bodies stream through and
@@ -345,7 +352,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, spec api.App, pa
 		// A busy instance stayed busy through its agent's queue: the next
 		// try starts another rather than queue again.
 		queue = false
-		if !retry || !replay || attempt > 0 {
+		if !retry || !replay || attempt+1 >= maxAttempts {
 			o.Outcome, o.Status = records.GatewayFailed, http.StatusBadGateway
 			writeError(w, http.StatusBadGateway, CodeBadGateway, o.App, "%s", o.Error)
 			return
