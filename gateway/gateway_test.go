@@ -91,12 +91,17 @@ func (k *kept) add(_ context.Context, x gateway.Kept) error {
 
 func startGateway(t *testing.T, st *store.Store, k *kept, hosts ...gateway.Host) (*gateway.Gateway, string) {
 	t.Helper()
+	return startGatewayWith(t, st, k, "", hosts...)
+}
+
+func startGatewayWith(t *testing.T, st *store.Store, k *kept, hostSuffix string, hosts ...gateway.Host) (*gateway.Gateway, string) {
+	t.Helper()
 	trust, err := client.NewTrust(client.TrustConfig{RootSecret: []byte(rootSecret)})
 	require.NoError(t, err)
 	g, err := gateway.New(context.Background(), gateway.Config{ID: "gw-test", Hosts: gateway.Fixed(hosts), Trust: trust,
 		Bin: time.Second, RefreshEvery: 100 * time.Millisecond, KeepTTL: time.Minute,
 		Arrivals: st.RecordArrivals, Outcomes: st.RecordGatewayRequests, OnKept: k.add, OutcomeEvery: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		HostSuffix: hostSuffix, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
@@ -266,6 +271,30 @@ func TestGatewayWaitsForAPreparationUnderWay(t *testing.T) {
 	k.mu.Lock()
 	require.Empty(t, k.ks, "nothing kept: the instance is the loop's")
 	k.mu.Unlock()
+}
+
+// With a host suffix, the host name names the application and the path
+// goes to it unchanged; the path prefix still works.
+func TestGatewayRoutesByHostName(t *testing.T) {
+	st := storetest.New(t)
+	h := startAgent(t, "gw-n1", instApp(t, "echo"))
+	var k kept
+	_, url := startGatewayWith(t, st, &k, ".apps.test", h)
+	req, err := http.NewRequest("GET", url+"/echo/by-host?x=1", nil)
+	require.NoError(t, err)
+	req.Host = "echo.apps.test:8080"
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "/echo/by-host", resp.Header.Get("X-Echo-Path"), "the whole path reaches the instance")
+	resp, _ = send(t, "GET", url+"/echo/echo/by-path", "")
+	require.Equal(t, "/echo/by-path", resp.Header.Get("X-Echo-Path"))
+	req.Host = "other.apps.test"
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "an application no host runs")
 }
 
 func mustRead(t *testing.T, path string) string {
