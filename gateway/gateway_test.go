@@ -297,6 +297,46 @@ func TestGatewayRoutesByHostName(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "an application no host runs")
 }
 
+// Two gateways behind one load balancer: each writes its own batches, and
+// the store adds them up, every request once.
+func TestTwoGatewaysCountEveryRequestOnce(t *testing.T) {
+	st := storetest.New(t)
+	h := startAgent(t, "gw-two", instApp(t, "echo"))
+	trust, err := client.NewTrust(client.TrustConfig{RootSecret: []byte(rootSecret)})
+	require.NoError(t, err)
+	began := time.Now()
+	var gws []*gateway.Gateway
+	var urls []string
+	for _, id := range []string{"gw-a", "gw-b"} {
+		g, err := gateway.New(context.Background(), gateway.Config{ID: id, Hosts: gateway.Fixed{h}, Trust: trust, Bin: time.Second,
+			RefreshEvery: 100 * time.Millisecond, Arrivals: st.RecordArrivals, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		srv := httptest.NewServer(g)
+		t.Cleanup(srv.Close)
+		gws, urls = append(gws, g), append(urls, srv.URL)
+	}
+	const n = 40
+	for i := range n {
+		resp, body := send(t, "GET", urls[i%2]+"/echo/echo/x", "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		if i%10 == 0 {
+			time.Sleep(time.Second) // requests spread over several bins
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, g := range gws {
+		require.NoError(t, g.Close(ctx))
+	}
+	busy, err := st.BusyBins(ctx, began.Add(-time.Second), time.Now().Add(time.Second), time.Hour)
+	require.NoError(t, err)
+	var total uint64
+	for _, c := range busy["echo"].Counts {
+		total += c
+	}
+	require.EqualValues(t, n, total)
+}
+
 func mustRead(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
