@@ -314,8 +314,8 @@ func requestID(r *http.Request) string {
 	return uuid.NewString()
 }
 
-// serve sends r to a warm instance or a new one, retrying once where the
-// request cannot have run, and fills o.
+// serve sends r to a warm instance or a new one, trying again (up to
+// maxAttempts) where the request cannot have run, and fills o.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, spec api.App, path string, o *records.GatewayRequest) {
 	body, replay, err := readBody(r)
 	if err != nil {

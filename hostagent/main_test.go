@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,8 +64,26 @@ func freeAddr(t *testing.T) string {
 
 type proc struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 	done chan error
+}
+
+// syncBuffer is the agent's output, read by a test while the agent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // start runs the agent with args and waits until it answers /healthz.
@@ -72,7 +91,7 @@ func start(t *testing.T, scheme, addr string, c *client.Client, args ...string) 
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"--listen", addr, "--log-level", "debug"}, args...)...)
 	cmd.Env = append(os.Environ(), "HOSTAGENT_TOKEN="+token)
-	out := &bytes.Buffer{}
+	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
