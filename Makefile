@@ -21,7 +21,7 @@ down:
 # are unit-tested in worker/adapters); KEEP=1 leaves the
 # stack up.
 TEST_ARGS ?= ./...
-RACE_ARGS ?= ./agent/... ./hostagent ./activities ./workflows ./worker/adapters
+RACE_ARGS ?= ./agent/... ./hostagent ./gateway ./activities ./workflows ./worker/adapters
 test:
 	@$(LOCAL)/install.sh browser compose
 	@$(LOCAL)/with-stack.sh bash -c 'go test -count=1 -timeout 30m $(TEST_ARGS) && if [ -n "$(RACE_ARGS)" ]; then go test -race -count=1 -timeout 15m $(RACE_ARGS); fi'
