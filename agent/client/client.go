@@ -7,7 +7,8 @@
 // *Error carrying the HTTP status and the agent's code (api.Code*);
 // IsPermanent tells a caller not to retry the same call on the same host:
 // bad request, unauthorized, over capacity, not found, gone, wrong
-// application, lease busy, lease too small, not ready. Network failures,
+// application, lease busy, lease too small, not ready, unknown spec, and an
+// instance that did not start (start_failed). Network failures,
 // 5xx answers and a shutting-down agent are transient. A URL the worker's
 // Trust refuses to call is a *TrustError, permanent too.
 //
@@ -329,8 +330,13 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("host agent %s %s: %s (%d): %s", e.Host, e.Op, e.Code, e.Status, e.Message)
 }
 
-// Permanent says retrying the same call on the same host will not help.
+// Permanent says retrying the same call on the same host will not help:
+// the agent's 4xx answers, and an instance that did not start (the same
+// start there fails the same way; another host may start it).
 func (e *Error) Permanent() bool {
+	if e.Code == api.CodeStartFailed {
+		return true
+	}
 	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
 }
 

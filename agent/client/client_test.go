@@ -60,6 +60,10 @@ func TestErrorsAreClassified(t *testing.T) {
 		{503, `{"code":"shutting_down","message":"x"}`, api.CodeShuttingDown, false, client.ErrShuttingDown},
 		{500, `{"code":"internal","message":"disk full"}`, api.CodeInternal, false, nil},
 		{502, `bad gateway`, "", false, nil},
+		// The same start on the same host fails the same way: try another.
+		{502, `{"code":"start_failed","message":"readiness: /healthz not ready within 30s"}`, api.CodeStartFailed, true, client.ErrStartFailed},
+		{404, `{"code":"unknown_spec","message":"x"}`, api.CodeUnknownSpec, true, client.ErrUnknownSpec},
+		{502, `{"code":"instance_failed","message":"x"}`, api.CodeInstanceDown, false, client.ErrInstanceDown},
 	}
 	for _, tc := range cases {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
