@@ -490,6 +490,15 @@ func (in *Instance) withOutput(msg string) string {
 	if in.out == nil {
 		return msg
 	}
+	select {
+	case <-in.done:
+		// It has ended: its last words may still be in the pipe.
+		select {
+		case <-in.out.done:
+		case <-time.After(time.Second):
+		}
+	default:
+	}
 	if t := in.out.text(); t != "" {
 		return msg + "; last output: " + t
 	}
