@@ -57,10 +57,10 @@ func TestParseNamesEveryBadField(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		"{\n  \"app\": \"x\",\n  \"memory_mb\": \"lots\"\n}": "line 3: field memory_mb",
-		"{\n  \"app\": \"x\",\n  oops\n}":                      "line 3:",
-		`{"app": "x", "colour": "blue"}`:                       `unknown field "colour"`,
-		`{"app": "x", "stop_grace": 5}`:                        "a duration is a string",
-		good + good:                                             "more than one JSON value",
+		"{\n  \"app\": \"x\",\n  oops\n}":                    "line 3:",
+		`{"app": "x", "colour": "blue"}`:                     `unknown field "colour"`,
+		`{"app": "x", "stop_grace": 5}`:                      "a duration is a string",
+		good + good:                                          "more than one JSON value",
 	} {
 		if _, err := Parse("f.json", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", in, err, want)

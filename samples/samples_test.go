@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/appspec"
+	"github.com/forewarm/forewarm/internal/testenv"
 )
 
 // TestSamples builds the samples with build.sh into a temporary copy of
@@ -136,10 +137,7 @@ func start(t *testing.T, sp *appspec.Spec) *instance {
 	if !strings.Contains(sp.Command[0], "/") {
 		p, err := lookPath(prog)
 		if err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s: %v (CI must have it)", sp.App, err)
-			}
-			t.Skipf("%s: %v", sp.App, err)
+			testenv.Missing(t, sp.App+"'s runtime "+prog, err)
 		}
 		prog = p
 	}
