@@ -11,11 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,43 +23,13 @@ import (
 	"github.com/forewarm/forewarm/internal/testenv"
 )
 
-// The test application (testdata/instapp), built once into a folder every
-// user may enter: instances run as nobody when the tests run as root.
-var (
-	appOnce sync.Once
-	appDir  string
-	appBin  string
-	appErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if appDir != "" {
-		os.RemoveAll(appDir)
-	}
+	testenv.RemoveInstApp()
 	os.Exit(code)
 }
 
-func instapp(t testing.TB) string {
-	t.Helper()
-	appOnce.Do(func() {
-		if appDir, appErr = os.MkdirTemp("", "forewarm-instapp-"); appErr != nil {
-			return
-		}
-		if appErr = os.Chmod(appDir, 0o755); appErr != nil {
-			return
-		}
-		appBin = filepath.Join(appDir, "instapp")
-		out, err := exec.Command("go", "build", "-buildvcs=false", "-o", appBin, "./testdata/instapp").CombinedOutput()
-		if err != nil {
-			appErr = fmt.Errorf("build testdata/instapp: %v\n%s", err, out)
-		}
-	})
-	if appErr != nil {
-		t.Fatal(appErr)
-	}
-	return appBin
-}
+func instapp(t testing.TB) string { return testenv.InstApp(t) }
 
 // openTempDir is a fresh folder that every user may enter (t.TempDir's
 // parent is 0700, which an instance user could not pass).

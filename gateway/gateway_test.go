@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/gateway"
+	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
@@ -40,18 +40,17 @@ func openDir(t *testing.T) string {
 	return dir
 }
 
-// instApp builds the agent's test application into a folder the
-// unprivileged instance user can read, with a spec of it named app.
+// instApp writes a spec running the agent's test application for each
+// app, into a folder the unprivileged instance user can read.
 func instApp(t *testing.T, apps ...string) string {
 	t.Helper()
 	dir := openDir(t)
-	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "instapp"), "github.com/forewarm/forewarm/agent/testdata/instapp").CombinedOutput()
-	require.NoError(t, err, "build the test application: %s", out)
+	bin := testenv.InstApp(t)
 	for _, app := range apps {
-		spec := fmt.Sprintf(`{"app": %q, "version": "1", "command": ["./instapp", "--start-delay", "150ms"],
+		spec := fmt.Sprintf(`{"app": %q, "version": "1", "command": [%q, "--start-delay", "150ms"],
 		  "readiness": {"path": "/healthz", "timeout": "20s"},
 		  "shadow": {"method": "POST", "path": "/shadow", "body": "{}", "max_latency": "2s"},
-		  "memory_mb": 64, "cpu_milli": 500, "concurrency": 4, "stop_grace": "1s"}`, app)
+		  "memory_mb": 64, "cpu_milli": 500, "concurrency": 4, "stop_grace": "1s"}`, app, bin)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, app+".json"), []byte(spec), 0o644))
 	}
 	return dir
@@ -59,6 +58,12 @@ func instApp(t *testing.T, apps ...string) string {
 
 // startAgent runs a real host agent serving process instances of the specs
 // in specDir.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveInstApp()
+	os.Exit(code)
+}
+
 func startAgent(t *testing.T, id, specDir string) gateway.Host {
 	t.Helper()
 	a, err := agent.New(agent.Config{HostID: id, DataDir: filepath.Join(openDir(t), "data"), SpecDir: specDir,

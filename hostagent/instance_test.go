@@ -6,11 +6,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,35 +18,7 @@ import (
 	"github.com/forewarm/forewarm/internal/testenv"
 )
 
-// The agent's test application, built once into a folder every user may
-// enter (instances run as nobody under a root agent).
-var (
-	appOnce sync.Once
-	appDir  string
-	appBin  string
-	appErr  error
-)
-
-func instapp(t *testing.T) string {
-	t.Helper()
-	appOnce.Do(func() {
-		if appDir, appErr = os.MkdirTemp("", "forewarm-instapp-"); appErr != nil {
-			return
-		}
-		if appErr = os.Chmod(appDir, 0o755); appErr != nil {
-			return
-		}
-		appBin = filepath.Join(appDir, "instapp")
-		out, err := exec.Command("go", "build", "-buildvcs=false", "-o", appBin, "../agent/testdata/instapp").CombinedOutput()
-		if err != nil {
-			appErr = fmt.Errorf("build agent/testdata/instapp: %v\n%s", err, out)
-		}
-	})
-	if appErr != nil {
-		t.Fatal(appErr)
-	}
-	return appBin
-}
+func instapp(t *testing.T) string { return testenv.InstApp(t) }
 
 // instanceSetup makes an open folder with specs/echo.json (version v) and
 // data/ (created by the agent).

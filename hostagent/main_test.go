@@ -24,6 +24,7 @@ import (
 
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/agent/client"
+	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
 )
@@ -46,9 +47,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
-	if appDir != "" {
-		os.RemoveAll(appDir)
-	}
+	testenv.RemoveInstApp()
 	os.Exit(code)
 }
 
