@@ -96,17 +96,22 @@ func (k *kept) add(_ context.Context, x gateway.Kept) error {
 
 func startGateway(t *testing.T, st *store.Store, k *kept, hosts ...gateway.Host) (*gateway.Gateway, string) {
 	t.Helper()
-	return startGatewayWith(t, st, k, "", hosts...)
+	return startGatewayWith(t, st, k, nil, hosts...)
 }
 
-func startGatewayWith(t *testing.T, st *store.Store, k *kept, hostSuffix string, hosts ...gateway.Host) (*gateway.Gateway, string) {
+// startGatewayWith starts a gateway whose test settings adjust changes.
+func startGatewayWith(t *testing.T, st *store.Store, k *kept, adjust func(*gateway.Config), hosts ...gateway.Host) (*gateway.Gateway, string) {
 	t.Helper()
 	trust, err := client.NewTrust(client.TrustConfig{RootSecret: []byte(rootSecret)})
 	require.NoError(t, err)
-	g, err := gateway.New(context.Background(), gateway.Config{ID: "gw-test", Hosts: gateway.Fixed(hosts), Trust: trust,
+	cfg := gateway.Config{ID: "gw-test", Hosts: gateway.Fixed(hosts), Trust: trust,
 		Bin: time.Second, RefreshEvery: 100 * time.Millisecond, KeepTTL: time.Minute,
 		Arrivals: st.RecordArrivals, Outcomes: st.RecordGatewayRequests, OnKept: k.add, OutcomeEvery: 100 * time.Millisecond,
-		HostSuffix: hostSuffix, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	g, err := gateway.New(context.Background(), cfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
@@ -135,7 +140,9 @@ func TestGatewayServesRealInstances(t *testing.T) {
 	h1 := startAgent(t, "gw-h1", specs)
 	h2 := startAgent(t, "gw-h2", specs)
 	var k kept
-	g, url := startGateway(t, st, &k, h1, h2)
+	// The table is read once, at start: the stale entry below must still
+	// be in it when the request comes, whatever the machine's speed.
+	g, url := startGatewayWith(t, st, &k, func(c *gateway.Config) { c.RefreshEvery = time.Hour }, h1, h2)
 	began := time.Now()
 	sent := map[string]int{}
 
@@ -284,7 +291,7 @@ func TestGatewayRoutesByHostName(t *testing.T) {
 	st := storetest.New(t)
 	h := startAgent(t, "gw-n1", instApp(t, "echo"))
 	var k kept
-	_, url := startGatewayWith(t, st, &k, ".apps.test", h)
+	_, url := startGatewayWith(t, st, &k, func(c *gateway.Config) { c.HostSuffix = ".apps.test" }, h)
 	req, err := http.NewRequest("GET", url+"/echo/by-host?x=1", nil)
 	require.NoError(t, err)
 	req.Host = "echo.apps.test:8080"
