@@ -60,6 +60,15 @@ type Mirror struct {
 	chunk  int       // Chunk, halved by timeouts (0: not yet)
 	start  time.Time // the first bin held
 	apps   map[string]*busyBins
+	seeds  map[string]seedHistory
+}
+
+// seedHistory is the history a loop brought with it for the bins before
+// its first live one (a trace replayed on a clock): the router never
+// recorded those bins.
+type seedHistory struct {
+	end int64 // bin index (start / Bin) of the first bin after it
+	n   []float64
 }
 
 // busyBins is one application's busy bins in the mirror, ascending.
@@ -81,6 +90,7 @@ func (m *Mirror) init() {
 	if m.lock == nil {
 		m.lock = make(chan struct{}, 1)
 		m.apps = map[string]*busyBins{}
+		m.seeds = map[string]seedHistory{}
 	}
 }
 
@@ -223,6 +233,11 @@ func (m *Mirror) add(rows map[string]BinCounts, from, to time.Time) {
 			}
 			b.idx, b.n = slices.Clone(b.idx[k:]), slices.Clone(b.n[k:])
 		}
+		for app, sd := range m.seeds {
+			if sd.end <= first {
+				delete(m.seeds, app)
+			}
+		}
 		m.start = keepFrom
 	}
 	m.frozen = to
@@ -237,18 +252,46 @@ func (m *Mirror) Window(app string, end time.Time, n int) (Counts, error) {
 		return nil, fmt.Errorf("arrival mirror: bins before %v are not frozen (frozen until %v)", end.UTC(), m.frozen.UTC())
 	}
 	out := make(Counts, n)
+	sec := int64(m.Bin / time.Second)
+	hi := end.Unix() / sec
+	lo := hi - int64(n)
+	if s, ok := m.seeds[app]; ok {
+		// The seed's last count is of bin s.end-1.
+		for i := max(lo, s.end-int64(len(s.n))); i < min(hi, s.end); i++ {
+			out[i-lo] = s.n[int64(len(s.n))-(s.end-i)]
+		}
+	}
 	b := m.apps[app]
 	if b == nil {
 		return out, nil
 	}
-	sec := int64(m.Bin / time.Second)
-	hi := end.Unix() / sec
-	lo := hi - int64(n)
 	k, _ := slices.BinarySearch(b.idx, lo)
 	for ; k < len(b.idx) && b.idx[k] < hi; k++ {
 		out[b.idx[k]-lo] = b.n[k]
 	}
 	return out, nil
+}
+
+// Seed gives app the history of the bins before end (a bin boundary) that
+// the router cannot have recorded: a loop on a trace clock, seeded from the
+// trace, whose live bins begin at end. Window reads it for those bins (the
+// router's own counts of a bin win where both have one). A seed replaces
+// the app's previous one; it is dropped once every bin of it is older than
+// the mirror's span.
+func (m *Mirror) Seed(app string, end time.Time, counts []float64) error {
+	sec := int64(m.Bin / time.Second)
+	if sec <= 0 || !end.Equal(end.Truncate(m.Bin)) || len(counts) > MaxCountBins {
+		return fmt.Errorf("arrival mirror: seed of %s ending %v with %d bins: want a boundary of %v bins and at most %d bins", app, end.UTC(), len(counts), m.Bin, MaxCountBins)
+	}
+	m.init()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(counts) == 0 {
+		delete(m.seeds, app)
+		return nil
+	}
+	m.seeds[app] = seedHistory{end: end.Unix() / sec, n: slices.Clone(counts)}
+	return nil
 }
 
 // Active says whether app saw a request in the frozen bins [from, to).

@@ -281,6 +281,11 @@ func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts,
 	if r.Bin != mir.Bin || r.Window < 1 || r.Window > MaxCountBins {
 		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.Bin))
 	}
+	if len(r.Seed) > 0 {
+		if err := mir.Seed(in.App, r.SeedEnd, r.Seed); err != nil {
+			return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: %w", in.App, err))
+		}
+	}
 	if err := mir.Freeze(ctx, r.Start); err != nil {
 		return nil, nil, err
 	}

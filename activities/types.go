@@ -142,6 +142,12 @@ type RouterInput struct {
 	// Since is the start of the first bin the loop has not read yet (zero:
 	// none read): the result's Counts are the bins since.
 	Since time.Time
+	// Seed, for a loop on a trace clock, is its history of the bins before
+	// SeedEnd (the clock's start, a bin boundary), which the router cannot
+	// have recorded: the mirror reads it for those bins (Mirror.Seed).
+	// Empty once the window no longer reaches back before SeedEnd.
+	Seed    []float64
+	SeedEnd time.Time
 }
 
 // ForecastResult is the path and what the policy makes of it.

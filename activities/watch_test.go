@@ -111,6 +111,38 @@ func TestMirrorForgetsBinsOlderThanItsSpan(t *testing.T) {
 	require.Equal(t, Counts{0, 1, 0, 0, 0, 0, 0, 4}, w)
 }
 
+// A loop on a trace clock brings the history before its first live bin:
+// the window reads it there, the router's own counts after (and over it
+// where both have a bin), and it goes once it is older than the span.
+func TestMirrorReadsASeedBeforeTheLiveBins(t *testing.T) {
+	st := &memReports{}
+	st.add("a", bin(-1), 7) // recorded before the clock started: the router's count wins
+	st.add("a", bin(0), 2)
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	ctx := context.Background()
+	require.NoError(t, m.Seed("a", bin(0), []float64{1, 0, 3, 5}))
+	require.NoError(t, m.Freeze(ctx, bin(1)))
+	w, err := m.Window("a", bin(1), 6)
+	require.NoError(t, err)
+	require.Equal(t, Counts{0, 1, 0, 3, 7, 2}, w)
+	w, err = m.Window("b", bin(1), 2)
+	require.NoError(t, err)
+	require.Equal(t, Counts{0, 0}, w, "a seed is one application's")
+
+	require.ErrorContains(t, m.Seed("a", bin(0).Add(time.Second), []float64{1}), "want a boundary of 1m0s bins")
+	require.ErrorContains(t, m.Seed("a", bin(0), make([]float64, MaxCountBins+1)), "at most")
+
+	// Every seeded bin ends before the span: forgotten with the old bins.
+	require.NoError(t, m.Freeze(ctx, bin(9)))
+	m.mu.RLock()
+	_, kept := m.seeds["a"]
+	m.mu.RUnlock()
+	require.False(t, kept)
+	w, err = m.Window("a", bin(9), 12)
+	require.NoError(t, err)
+	require.Equal(t, Counts{0, 0}, w[:2], "bins -3 and -2 were the seed's")
+}
+
 // lastCountModel answers 0.9 divided by the last bin's requests (0.9 when
 // it saw none).
 type lastCountModel struct{ v string }

@@ -86,13 +86,18 @@ type mode struct {
 	name    string
 	ticking bool // decides every bin
 	router  bool // reads recorded arrivals; woken by the arrival watch
+	// clock: a router-mode loop seeded from a trace at its start (as
+	// `starter loop start --seed-end --clock-start` does): the history
+	// before its first bin is its seed, not the router's records.
+	clock bool
 }
 
 var modes = []mode{
-	{"ticking", true, false},
-	{"event", false, false},
-	{"router-ticking", true, true},
-	{"router", false, true},
+	{"ticking", true, false, false},
+	{"event", false, false, false},
+	{"router-ticking", true, true, false},
+	{"router", false, true, false},
+	{"router-clock", false, true, true},
 }
 
 // memArrivals is the store a router reports to, in memory.
@@ -192,9 +197,20 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 	}, time.Hour, 1<<20, slog.Default())
 	pred := &activities.Predictor{Models: oneModel{loopModel{newHazardModel()}}, Predictions: batch}
 	var out run
+	in := LoopInput{App: a.ID, Bin: tr.Bin, Window: 1440, Policy: pol, MaxTicksPerRun: 100000, Router: m.router}
+	recorded := 0 // the first bin the router's store holds
+	if m.clock {
+		// Seeded as wfclient seeds a loop on a trace clock: the last seeded
+		// bin stands for the bin open until the clock starts.
+		in.Seeded, in.Recent, in.Pending = true, seed[max(0, len(seed)-1439):], float64(a.Counts[from-1])
+		in.Profile = activities.AppProfile{App: a.ID, MemoryMB: a.MemoryOrDefault()}.WithDefaults()
+		in.NextTick = tr.BinStart(from)
+		in.Clock = &TraceClock{RealStart: tr.BinStart(from), TraceStart: tr.BinStart(from), TraceBin: tr.Bin}
+		recorded = from
+	}
 	if m.router {
 		store := &memArrivals{}
-		for b := range from - 1 {
+		for b := recorded; b < from-1; b++ {
 			if c := a.Counts[b]; c > 0 {
 				store.add(a.ID, tr.BinStart(b), uint64(c))
 			}
@@ -203,7 +219,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 			Predictor: pred, Waker: envWaker{env, &out.woken}, Parallel: 1}
 		pred.Watch = watch
 		grace := activities.Grace(tr.Bin)
-		for b := from - 1; b < to; b++ {
+		for b := max(from-1, recorded); b < to; b++ {
 			if c := a.Counts[b]; c > 0 {
 				// The router's batch for the bin lands within the grace.
 				env.RegisterDelayedCallback(func() { store.add(a.ID, tr.BinStart(b), uint64(c)) }, tr.BinStart(b+1).Add(grace/2).Sub(start))
@@ -228,7 +244,8 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 	env.RegisterActivity(pred)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "end of range"}) }, tr.BinStart(to).Add(30*time.Second).Sub(start))
 	pol.Ticking = m.ticking
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: a.ID, Bin: tr.Bin, Window: 1440, Policy: pol, MaxTicksPerRun: 100000, Router: m.router})
+	in.Policy = pol
+	env.ExecuteWorkflow(LoopWorkflowName, in)
 	require.NoError(t, env.GetWorkflowError())
 	var res LoopResult
 	require.NoError(t, env.GetWorkflowResult(&res))
