@@ -243,6 +243,7 @@ type scriptedClient struct {
 	relErr    error
 	served    HostServed
 	released  *[]string // lease IDs released, when set
+	ended     *HostReleased // how the host says the lease ended before (then Extend finds it gone)
 }
 
 func (c scriptedClient) Reserve(context.Context, HostReservation) (time.Time, error) {
@@ -255,11 +256,17 @@ func (c scriptedClient) Serve(context.Context, HostServing) (HostServed, error) 
 	return c.served, nil
 }
 func (c scriptedClient) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
+	if c.ended != nil {
+		return time.Time{}, errNotFound
+	}
 	return time.Time{}, c.relErr
 }
 func (c scriptedClient) Release(_ context.Context, id string) (HostReleased, error) {
 	if c.released != nil {
 		*c.released = append(*c.released, id)
+	}
+	if c.ended != nil {
+		return *c.ended, nil
 	}
 	return HostReleased{Released: c.relErr == nil}, c.relErr
 }
@@ -317,6 +324,28 @@ func TestReleaseOfAnAlreadyGoneLease(t *testing.T) {
 	require.False(t, res.WasHeld)
 	require.Equal(t, records.EventExpired, rec.events[0].Event)
 	require.Equal(t, 10.0, rec.events[0].HeldSeconds)
+}
+
+// A lease whose instance failed on its host before the loop let it go:
+// releasing or extending it records that end (failed, when, why, how long
+// it lived), not the loop's view of it.
+func TestALeaseThatFailedOnItsHostIsRecordedAsFailed(t *testing.T) {
+	at := time.Date(2026, 3, 2, 12, 0, 7, 0, time.UTC)
+	ended := &HostReleased{State: "failed", Note: "killed: memory limit 64 MB", EndedAt: at, HeldSeconds: 7}
+	rec := &memRecorder{}
+	h := &Hosts{Clients: scriptedClients{scriptedClient{ended: ended}}, Recorder: rec}
+	res, err := h.Extend(context.Background(), ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
+	require.NoError(t, err)
+	require.True(t, res.Gone)
+	_, err = h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: records.EventExpired, MemoryMB: 64, HeldSeconds: 60})
+	require.NoError(t, err)
+	require.Len(t, rec.events, 2)
+	for _, e := range rec.events {
+		require.Equal(t, records.EventFailed, e.Event)
+		require.Equal(t, at, e.Time)
+		require.Equal(t, 7.0, e.HeldSeconds)
+		require.Contains(t, e.Reason, "killed: memory limit 64 MB")
+	}
 }
 
 type checkpointTrainer struct{ gotResume []byte }

@@ -135,8 +135,13 @@ type HostServed struct {
 // HostReleased is what a host reports when releasing: whether this call
 // ended the lease, and what the lease did as a warm instance.
 type HostReleased struct {
-	Released       bool
-	State          string
+	Released bool
+	State    string
+	// How a lease that had ended before the release did: Note says why,
+	// EndedAt when, HeldSeconds how long it lived (all zero otherwise).
+	Note           string
+	EndedAt        time.Time
+	HeldSeconds    float64
 	RequestsServed int64
 	BusyMBs        float64
 	IdleMBs        float64

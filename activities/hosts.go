@@ -165,16 +165,50 @@ func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, er
 	case err != nil:
 		return ReleaseResult{}, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err)
 	}
-	event := in.Event
-	if event == "" {
-		event = records.EventReleased
+	ev := records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: in.Event,
+		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds}
+	if ev.Event == "" {
+		ev.Event = records.EventReleased
 	}
-	if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: event,
-		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds}); err != nil {
+	if err == nil {
+		endedBefore(&ev, rel)
+	}
+	if err := h.record(ctx, ev); err != nil {
 		return ReleaseResult{}, err
 	}
 	return ReleaseResult{WasHeld: held, RequestsServed: rel.RequestsServed, BusyMBs: rel.BusyMBs, IdleMBs: rel.IdleMBs,
 		Fallbacks: rel.Fallbacks}, nil
+}
+
+// endedBefore makes ev the end the host remembers of a lease that had
+// ended before its release or extension reached it: failed (its instance
+// exited or was killed) or expired, when and after how long, rather than
+// the caller's view. A lease this release ended leaves ev as it is.
+func endedBefore(ev *records.PreparationEvent, rel HostReleased) {
+	if rel.Released || rel.State == "" {
+		return
+	}
+	switch rel.State {
+	case "failed":
+		ev.Event = records.EventFailed
+	case "expired":
+		ev.Event = records.EventExpired
+	default:
+		ev.Event = records.EventReleased
+	}
+	ev.Reason = "ended on the host as " + rel.State
+	if rel.Note != "" {
+		ev.Reason += ": " + rel.Note
+	}
+	if !rel.EndedAt.IsZero() {
+		ev.Time = rel.EndedAt.UTC()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	if rel.HeldSeconds > 0 {
+		ev.HeldSeconds = rel.HeldSeconds
+	}
 }
 
 // Extend sets a live lease's expiry in place on its host: no new
@@ -184,9 +218,20 @@ func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error
 	if in.LeaseID == "" || in.HostURL == "" || in.TTL <= 0 {
 		return ExtendResult{}, nonRetryable(ErrBadInput, fmt.Errorf("extend: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.HostURL, in.TTL))
 	}
-	expires, err := h.Clients.For(in.Host, in.HostURL).Extend(ctx, in.LeaseID, in.App, in.TTL)
+	c := h.Clients.For(in.Host, in.HostURL)
+	expires, err := c.Extend(ctx, in.LeaseID, in.App, in.TTL)
 	switch {
 	case err != nil && h.Clients.NotFound(err):
+		// Gone before its loop let it go (its instance failed, its TTL
+		// passed): the host remembers how; that end is recorded, so the
+		// lease's life in the history ends where it did.
+		if rel, rerr := c.Release(ctx, in.LeaseID); rerr == nil && !rel.Released && rel.State != "" {
+			ev := records.PreparationEvent{PreparationID: in.LeaseID, App: in.App, Host: in.Host}
+			endedBefore(&ev, rel)
+			if err := h.record(ctx, ev); err != nil {
+				return ExtendResult{}, err
+			}
+		}
 		return ExtendResult{Gone: true, Reason: err.Error()}, nil
 	case err != nil && h.Clients.Permanent(err):
 		return ExtendResult{Reason: "host refused the extension: " + err.Error()}, nil

@@ -178,7 +178,8 @@ func TestInstanceKilledForExceedingItsMemoryLimit(t *testing.T) {
 	assertNothingLeft(t, ia.dataDir, l)
 	res, err := ia.c.ReleaseLease(ctxT(t), "p1")
 	if err != nil || res.Released || res.State != api.StateFailed || res.Note != "killed: memory limit 64 MB" ||
-		res.Instance == nil || res.Instance.Exit != "killed: memory limit 64 MB" || res.Instance.PeakMemoryMB < 32 {
+		res.Instance == nil || res.Instance.Exit != "killed: memory limit 64 MB" || res.Instance.PeakMemoryMB < 32 ||
+		res.EndedAt.IsZero() || time.Since(res.EndedAt) > time.Minute {
 		t.Errorf("release after the kill: %+v %+v, %v", res, res.Instance, err)
 	}
 	eventually(t, "the capacity to return", func() bool { m := ia.Metrics(); return m.ReservedMemMB == 0 && m.Leases == 0 })

@@ -559,7 +559,8 @@ func (a *Agent) Release(id string) (api.ReleaseResult, error) {
 		}
 		a.mu.Unlock()
 		if was {
-			return api.ReleaseResult{PreparationID: id, State: ts.state, Note: ts.note, HeldSeconds: ts.held, LeaseUse: ts.use, Instance: ts.inst}, nil
+			return api.ReleaseResult{PreparationID: id, State: ts.state, Note: ts.note, HeldSeconds: ts.held, EndedAt: ts.at.UTC(),
+				LeaseUse: ts.use, Instance: ts.inst}, nil
 		}
 		return api.ReleaseResult{}, errorf(api.CodeNotFound, "no lease %s on host %s (remembered as released, so a late reserve of it is refused)", id, a.cfg.HostID)
 	}

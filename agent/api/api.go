@@ -364,6 +364,9 @@ type ReleaseResult struct {
 	// Note says why a lease that had already ended did ("killed: memory
 	// limit 64 MB" for a failed instance).
 	Note string `json:"note,omitempty"`
+	// EndedAt is when a lease that had already ended did (zero when this
+	// release ended it).
+	EndedAt time.Time `json:"ended_at,omitempty"`
 	// Instance is a process lease's instance when it ended (Exit says how).
 	Instance *Instance `json:"instance,omitempty"`
 	LeaseUse

@@ -93,7 +93,7 @@ func (h hostClient) Release(ctx context.Context, leaseID string) (activities.Hos
 	if err != nil {
 		return activities.HostReleased{}, err
 	}
-	return activities.HostReleased{Released: r.Released, State: r.State, RequestsServed: r.RequestsServed,
+	return activities.HostReleased{Released: r.Released, State: r.State, Note: r.Note, EndedAt: r.EndedAt, HeldSeconds: r.HeldSeconds, RequestsServed: r.RequestsServed,
 		BusyMBs: r.BusyMBs, IdleMBs: r.IdleMBs, Fallbacks: r.FallbackConcurrency + r.FallbackOversize}, nil
 }
 
