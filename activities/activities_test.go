@@ -242,7 +242,7 @@ type scriptedClient struct {
 	shadowErr error
 	relErr    error
 	served    HostServed
-	released  *[]string // lease IDs released, when set
+	released  *[]string     // lease IDs released, when set
 	ended     *HostReleased // how the host says the lease ended before (then Extend finds it gone)
 }
 
