@@ -1,5 +1,5 @@
 // Package kubernetes_test renders every overlay of deploy/kubernetes with
-// `kubectl kustomize`, decodes every object strictly into the Kubernetes
+// kustomize (its Go library, what `kubectl kustomize` runs), decodes every object strictly into the Kubernetes
 // API types (an unknown field is an error) and checks what a cluster would
 // only report at run time: references to ConfigMaps, Secrets and their
 // keys, labels and selectors, named ports, the settings every program
@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,10 +25,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/forewarm/forewarm/internal/config"
-	"github.com/forewarm/forewarm/internal/testenv"
 )
 
 const namespace = "forewarm"
@@ -107,14 +107,16 @@ func strict(doc []byte, v any) error {
 
 func render(t *testing.T, overlay string) *rendered {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		testenv.Missing(t, "kubectl (kustomize)", err)
-	}
+	// Rendered with kustomize's own library (what `kubectl kustomize` runs),
+	// so the test needs no kubectl on the machine.
 	dir := filepath.Join("overlays", overlay)
-	out, err := exec.Command(kubectl, "kustomize", dir).CombinedOutput()
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, out)
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	out, err := res.AsYaml()
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
 	r := &rendered{overlay: overlay, namespaces: map[string]*corev1.Namespace{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{}, services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
