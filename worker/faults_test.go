@@ -17,6 +17,7 @@ import (
 	"github.com/forewarm/forewarm/internal/faults"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -254,9 +255,19 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 	cancel()
 	require.Error(t, err, "the cut really broke the worker's ClickHouse connection")
 
+	// Served warm, one after the other (the instance takes one at a time),
+	// on the instance prepared before the cut: serving needs no ClickHouse
+	// (the records wait for it).
+	served := func() (n int64) {
+		for _, l := range k.agents["only"].a.Leases() {
+			n += l.RequestsServed
+		}
+		return n
+	}
 	var runs []client.WorkflowRun
-	for range 3 {
+	for i := range 3 {
 		runs = append(runs, k.startRequest(app))
+		k.waitFor("a request served warm during the cut", 10*time.Second, func() bool { return served() > int64(i) })
 	}
 	// A new preparation during the cut: pausing lets the instance go,
 	// resuming prepares another.
@@ -293,6 +304,11 @@ func TestFaultClickHouseUnreachable(t *testing.T) {
 		}
 	}
 	require.Len(t, recorded, 3, "every request recorded: %v", recorded)
+	for _, r := range reqs {
+		if r.App == app {
+			require.Equal(t, records.OutcomeWarm, r.Outcome, "request %s, served during the cut", r.RequestID)
+		}
+	}
 	for id, n := range recorded {
 		require.True(t, ids[id], "recorded request %s is one that was sent", id)
 		require.Equal(t, 1, n, "request %s recorded once", id)
