@@ -69,6 +69,18 @@ func (s *Store) GatewayRequests(ctx context.Context, from, to time.Time) ([]Gate
 	return out, err
 }
 
+// GatewayOutcomes counts the gateway's requests with from ≤ time < to
+// that name a host: the ones the affinity model learns from.
+func (s *Store) GatewayOutcomes(ctx context.Context, from, to time.Time) (uint64, error) {
+	var n uint64
+	err := s.query(ctx, func(row scanner) error { return row.Scan(&n) },
+		`SELECT count() FROM gateway_requests WHERE at_ns >= ? AND at_ns < ? AND host != ''`, nanos(from), nanos(to))
+	if err != nil {
+		return 0, fmt.Errorf("count gateway requests: %w", err)
+	}
+	return n, nil
+}
+
 func boolByte(b bool) uint8 {
 	if b {
 		return 1
