@@ -312,6 +312,24 @@ var migrations = []migration{{
 		ORDER BY (app, time)
 		{{ttl "time" 90}}`,
 	}},
+}, {
+	version: 5,
+	name:    "adjustment passes",
+	tables: []tableDef{{
+		// One row per pass of a learner that turns recorded requests into
+		// affinity adjustments (records.AdjustmentPass): the rows it read
+		// and, as JSON, the adjustments it wrote, so a pass interrupted
+		// before they landed is finished from here, never computed again.
+		name: "adjustment_passes",
+		columns: `learner {{str}},
+			from_ns UInt64,
+			to_ns UInt64,
+			at_ns UInt64,
+			rows UInt64,
+			adjustments String`,
+		engine: "MergeTree",
+		tail:   `ORDER BY (learner, to_ns, at_ns)`,
+	}},
 }}
 
 // migrationsTable records the applied versions.
