@@ -74,7 +74,8 @@ type GatewayLearner struct {
 	// takes several.
 	MaxRows int
 
-	notified bool // the last pass's adjustments were told to the loops since the process began
+	notified bool                    // the last pass's adjustments were told to the loops since the process began
+	recorded *records.AdjustmentPass // the last pass this learner recorded
 }
 
 // GatewayPassResult says what one pass did.
@@ -115,6 +116,11 @@ func (g *GatewayLearner) Pass(ctx context.Context, now time.Time) (GatewayPassRe
 	last, ok, err := g.Store.LastAdjustmentPass(ctx, GatewayLearnerName)
 	if err != nil {
 		return res, err
+	}
+	if r := g.recorded; r != nil && (!ok || last.To.Before(r.To)) {
+		// A replica behind the one that took the write: this learner's
+		// own last pass is the later one.
+		last, ok = *r, true
 	}
 	res.To = now.Add(-orDefault(g.Settle, time.Minute))
 	res.From = res.To.Add(-orDefault(g.Lookback, time.Hour))
@@ -160,6 +166,7 @@ func (g *GatewayLearner) Pass(ctx context.Context, now time.Time) (GatewayPassRe
 	if err := g.Store.RecordAdjustmentPass(ctx, p); err != nil {
 		return res, err
 	}
+	g.recorded = &p
 	if _, err := g.finish(ctx, p); err != nil {
 		return res, err
 	}

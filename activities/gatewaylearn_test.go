@@ -21,10 +21,11 @@ type learnStore struct {
 	written    []records.Adjustment
 	failApply  error
 	profileErr error
+	lagging    bool // reads as a replica that has not seen the passes yet
 }
 
 func (s *learnStore) LastAdjustmentPass(_ context.Context, learner string) (records.AdjustmentPass, bool, error) {
-	if len(s.passes) == 0 {
+	if len(s.passes) == 0 || s.lagging {
 		return records.AdjustmentPass{}, false, nil
 	}
 	return s.passes[len(s.passes)-1], true, nil
@@ -191,4 +192,19 @@ func TestGatewayActual(t *testing.T) {
 		require.Equal(t, c.actual, a, "%+v", c.r)
 		require.Equal(t, c.measured, m, "%+v", c.r)
 	}
+}
+
+// Read from a replica that has not seen the learner's last pass, the
+// learner goes on from its own: the rows are not learned again.
+func TestGatewayLearnerOutrunsALaggingReplica(t *testing.T) {
+	st := &learnStore{usual: map[string]float64{"a": 10}, rows: []records.GatewayRequest{gatewayRow(0, "h1", records.GatewayWarm, 10)}}
+	l := &GatewayLearner{Store: st, Directory: fakeDirectory{hosts: []HostInfo{{ID: "h1", Speed: 0.5}}}, Affinity: speedAffinity{}}
+	now := learnT0.Add(time.Hour)
+	_, err := l.Pass(context.Background(), now)
+	require.NoError(t, err)
+	st.lagging = true
+	res, err := l.Pass(context.Background(), now.Add(30*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 0, res.Rows)
+	require.Len(t, st.written, 1)
 }

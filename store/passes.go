@@ -28,8 +28,8 @@ func (s *Store) RecordAdjustmentPass(ctx context.Context, p AdjustmentPass) erro
 	if err != nil {
 		return fmt.Errorf("adjustment pass %s: encode its adjustments: %w", p.Learner, err)
 	}
-	return s.insert(ctx, "adjustment_passes", "learner, from_ns, to_ns, at_ns, rows, adjustments", 1, func(int) []any {
-		return []any{p.Learner, nanos(p.From), nanos(p.To), nanos(p.At), uint64(p.Rows), string(body)}
+	return s.insert(ctx, "adjustment_passes", "time, learner, from_ns, to_ns, at_ns, rows, adjustments", 1, func(int) []any {
+		return []any{p.At, p.Learner, nanos(p.From), nanos(p.To), nanos(p.At), uint64(p.Rows), string(body)}
 	})
 }
 
