@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -198,10 +199,69 @@ type AppProfile struct {
 	ReadRatio  float64 `json:"read_ratio"`
 	DurationMS float64 `json:"duration_ms"`
 	VolumeType string  `json:"volume_type"` // "" when unknown
+	// RequestBytes is the mean bytes in + out of the gateway's requests (0
+	// when unknown). It is not MemoryMB: bytes on the wire say nothing of
+	// the memory an instance holds, which sizes leases.
+	RequestBytes float64 `json:"request_bytes"`
+}
+
+// readMethods are the HTTP methods a gateway request reads by; every
+// other method writes.
+var readMethods = []string{"GET", "HEAD", "OPTIONS"}
+
+// liveProfiles sums, per app, what both kinds of live rows say: the
+// workflow's requests (size, read ratio, work time each) and the
+// gateway's (a method that reads or writes, app_ms, bytes). Sums and
+// counts, so the means weigh every request alike whichever path served
+// it. Rows without a measured time (cold or failed requests, gateway
+// failures) count in the read ratio, not in the duration.
+const liveProfiles = `SELECT app, sum(n), sum(reads), sum(mem_n), sum(mem_sum), sum(work_n), sum(work_sum), sum(bytes_n), sum(bytes_sum),
+		argMax(vol, vol_ns)
+	FROM (
+		SELECT app, count() AS n, sum(read_ratio) AS reads, count() AS mem_n, sum(size_mb) AS mem_sum,
+			countIf(work_ms > 0) AS work_n, sumIf(work_ms, work_ms > 0) AS work_sum,
+			toUInt64(0) AS bytes_n, toFloat64(0) AS bytes_sum, argMax(volume_type, at_ns) AS vol, max(at_ns) AS vol_ns
+		FROM requests GROUP BY app
+		UNION ALL
+		SELECT app, count(), toFloat64(countIf(has(?, upper(method)))), toUInt64(0), toFloat64(0),
+			countIf(outcome != ? AND app_ms > 0), sumIf(app_ms, outcome != ? AND app_ms > 0),
+			count(), toFloat64(sum(bytes_in + bytes_out)), '', toUInt64(0)
+		FROM gateway_requests GROUP BY app
+	) GROUP BY app`
+
+// liveProfile is one app's sums from liveProfiles.
+type liveProfile struct {
+	id                string
+	n, memN           uint64
+	workN, bytesN     uint64
+	reads, memSum     float64
+	workSum, bytesSum float64
+	volumeType        string
+}
+
+// apply sets what the live rows know over the loaded profile p: each
+// mean only where some row measured it.
+func (l liveProfile) apply(p *AppProfile) {
+	if l.n > 0 {
+		p.ReadRatio = l.reads / float64(l.n)
+	}
+	if l.memN > 0 {
+		p.MemoryMB = l.memSum / float64(l.memN)
+	}
+	if l.workN > 0 {
+		p.DurationMS = l.workSum / float64(l.workN)
+	}
+	if l.bytesN > 0 {
+		p.RequestBytes = l.bytesSum / float64(l.bytesN)
+	}
+	if l.volumeType != "" {
+		p.VolumeType = l.volumeType
+	}
 }
 
 // AppProfiles returns every known application's profile, sorted by ID:
-// from loaded traces, overridden by the means of its live requests.
+// from loaded traces, overridden by the means of its live requests
+// (workflow and gateway rows together, see liveProfiles).
 func (s *Store) AppProfiles(ctx context.Context) ([]AppProfile, error) {
 	byID := map[string]*AppProfile{}
 	err := s.withTimeout(ctx, func(ctx context.Context) error {
@@ -221,20 +281,22 @@ func (s *Store) AppProfiles(ctx context.Context) ([]AppProfile, error) {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		live, err := s.conn.Query(ctx, `SELECT app, avg(size_mb), avg(read_ratio), avg(work_ms), argMax(volume_type, at_ns) FROM requests GROUP BY app`)
+		live, err := s.conn.Query(ctx, liveProfiles, readMethods, records.GatewayFailed, records.GatewayFailed)
 		if err != nil {
 			return err
 		}
 		defer live.Close()
 		for live.Next() {
-			var p AppProfile
-			if err := live.Scan(&p.ID, &p.MemoryMB, &p.ReadRatio, &p.DurationMS, &p.VolumeType); err != nil {
+			var l liveProfile
+			if err := live.Scan(&l.id, &l.n, &l.reads, &l.memN, &l.memSum, &l.workN, &l.workSum, &l.bytesN, &l.bytesSum, &l.volumeType); err != nil {
 				return err
 			}
-			if old, ok := byID[p.ID]; ok && p.DurationMS == 0 {
-				p.DurationMS = old.DurationMS // requests served cold or failed carry no work time
+			p := byID[l.id]
+			if p == nil {
+				p = &AppProfile{ID: l.id}
+				byID[l.id] = p
 			}
-			byID[p.ID] = &p
+			l.apply(p)
 		}
 		return live.Err()
 	})

@@ -312,6 +312,29 @@ var migrations = []migration{{
 		ORDER BY (app, time)
 		{{ttl "time" 90}}`,
 	}},
+}, {
+	version: 5,
+	name:    "adjustment passes",
+	tables: []tableDef{{
+		// One row per pass of a learner that turns recorded requests into
+		// affinity adjustments (records.AdjustmentPass): the rows it read
+		// and, as JSON, the adjustments it wrote, so a pass interrupted
+		// before they landed is finished from here, never computed again.
+		// Kept like the requests they read (a learner that finds no pass
+		// starts from its lookback).
+		name: "adjustment_passes",
+		columns: `time DateTime,
+			learner {{str}},
+			from_ns UInt64,
+			to_ns UInt64,
+			at_ns UInt64,
+			rows UInt64,
+			adjustments String`,
+		engine: "MergeTree",
+		tail: `PARTITION BY toYYYYMM(time)
+		ORDER BY (learner, to_ns, at_ns)
+		{{ttl "time" 90}}`,
+	}},
 }}
 
 // migrationsTable records the applied versions.

@@ -108,7 +108,7 @@ func TestMigrationsIdempotentAndConcurrent(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	want := []string{"activity", "adjustments", "app_profiles", "arrivals", "gateway_requests", "host_metrics", "hosts", "load_claims", "loads",
+	want := []string{"activity", "adjustment_passes", "adjustments", "app_profiles", "arrivals", "gateway_requests", "host_metrics", "hosts", "load_claims", "loads",
 		"model_status", "models", "predictions", "preparation_events", "requests", "schema_migrations", "training_runs"}
 	if cfg.Cluster != "" { // each table is a Distributed one in front of a replicated <name>_local
 		for _, n := range want {
@@ -155,7 +155,7 @@ func TestSchemaVersionMismatchRefused(t *testing.T) {
 		!strings.Contains(err.Error(), old.Database) {
 		t.Errorf("open an older schema: %v", err)
 	}
-	if res, err = store.Migrate(ctx, old); err != nil || res.From != 1 || !slices.Equal(res.Applied, []int{2, 3, 4}) {
+	if res, err = store.Migrate(ctx, old); err != nil || res.From != 1 || !slices.Equal(res.Applied, []int{2, 3, 4, 5}) {
 		t.Errorf("migrate from 1: %+v (%v)", res, err)
 	}
 	if s, err := store.Open(ctx, old); err != nil {

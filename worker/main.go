@@ -69,6 +69,10 @@ type settings struct {
 	// watch that wakes them; ArrivalsSpan is how many bins it keeps.
 	ArrivalsBin  time.Duration
 	ArrivalsSpan int
+	// GatewayLearnEvery is how often a worker serving the training queue
+	// moves the affinity adjustments from the gateway's requests
+	// (activities.GatewayLearner); 0: never.
+	GatewayLearnEvery time.Duration
 
 	// Agents is the host agents' trust: a root secret to derive each
 	// host's token, the CA their certificates chain to, whether plain HTTP
@@ -106,6 +110,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("FOREWARM_STICKY_TIMEOUT", 5*time.Second), "how long a loop's workflow task may wait for the worker that caches the loop before the server hands it to any worker, which must replay the loop's history. Raise it (e.g. 1m) when a bin's burst of wakes takes this worker longer than that to drain, or the burst turns into replays; after a crash, the dead worker's loops stay bound to it (their queries fail) up to this long ($FOREWARM_STICKY_TIMEOUT)")
 	fs.DurationVar(&s.ArrivalsBin, "arrivals-bin", env.Duration("FOREWARM_ARRIVALS_BIN", 0), "bin width of the arrivals a platform's router records in the store (e.g. 1m): mirror them for router-mode loops (starter loop start --router) and wake those loops when an arrival can change a decision; 0: no router-mode loops ($FOREWARM_ARRIVALS_BIN)")
 	fs.IntVar(&s.ArrivalsSpan, "arrivals-span", env.Int("FOREWARM_ARRIVALS_SPAN", 1440), "bins of recorded arrivals the worker keeps in memory: at least a loop's history window ($FOREWARM_ARRIVALS_SPAN)")
+	fs.DurationVar(&s.GatewayLearnEvery, "gateway-learn-every", env.Duration("FOREWARM_GATEWAY_LEARN_EVERY", 30*time.Second), "on a worker serving the training queue, how often the affinity adjustments learn from the gateway's recorded requests; run it on one worker only (0 on the others): two would learn from every request twice; 0: never ($FOREWARM_GATEWAY_LEARN_EVERY)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -125,6 +130,9 @@ func parseFlags(args []string) (settings, error) {
 	}
 	if s.ArrivalsSpan < 1 || s.ArrivalsSpan > activities.MaxCountBins {
 		return s, fmt.Errorf("--arrivals-span %d: must be in [1, %d]", s.ArrivalsSpan, activities.MaxCountBins)
+	}
+	if s.GatewayLearnEvery < 0 {
+		return s, fmt.Errorf("--gateway-learn-every %v: must be >= 0", s.GatewayLearnEvery)
 	}
 	if s.StickyTimeout < time.Second || s.StickyTimeout > 10*time.Minute {
 		return s, fmt.Errorf("--sticky-timeout %v: must be in [1s, 10m]", s.StickyTimeout)
@@ -272,6 +280,7 @@ type running struct {
 	events      *activities.Batcher[records.PreparationEvent] // refused by the store, written when it is back
 	watch       *activities.Watch                             // router-mode loops' arrival watch (nil: none)
 	stopWatch   context.CancelFunc
+	stopLearn   context.CancelFunc // the gateway learner (nil: none)
 	stop        sync.Once
 }
 
@@ -283,6 +292,9 @@ func (r *running) Stop() {
 	r.stop.Do(func() {
 		if r.stopWatch != nil {
 			r.stopWatch()
+		}
+		if r.stopLearn != nil {
+			r.stopLearn()
 		}
 		for _, w := range r.workers {
 			w.Stop()
@@ -368,6 +380,9 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			}
 			return nil, fmt.Errorf("start worker: %w", err)
 		}
+	}
+	if slices.Contains(s.Queues, "training") && s.GatewayLearnEvery > 0 {
+		r.stopLearn = startGatewayLearner(s, c, st, directory, logger)
 	}
 	return r, nil
 }

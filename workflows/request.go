@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -55,10 +55,6 @@ const versionLeanRequest = "lean-request"
 // loop asks, and the loop hears of both.
 const versionWarmInstance = "warm-instance"
 
-// Adjustment bounds: an observed adjustment can move a model score by at
-// most this much either way.
-const maxAdjustment = 0.5
-
 // PerformanceScore is observed performance on the affinity scale: the
 // nominal work time over the host's measured work time, in [0, 1]. Setup
 // time is left out on purpose: it measures warmth, not the host's fit.
@@ -69,15 +65,10 @@ func PerformanceScore(nominalMS, measuredMS float64) float64 {
 	return min(1, max(0, nominalMS/measuredMS))
 }
 
-// NextAdjustment moves an (app, host) adjustment by rate × the gap between
-// actual and expected when the gap exceeds the tolerance; ok is false when
-// the gap is within tolerance (nothing to record).
+// NextAdjustment is affinity.NextAdjustment: the gateway's learner
+// (activities.GatewayLearner) applies the same rule.
 func NextAdjustment(old, expected, actual, tolerance, rate float64) (next float64, ok bool) {
-	gap := actual - expected
-	if math.Abs(gap) <= tolerance {
-		return old, false
-	}
-	return min(maxAdjustment, max(-maxAdjustment, old+rate*gap)), true
+	return affinity.NextAdjustment(old, expected, actual, tolerance, rate)
 }
 
 // ServeRequest claims a prepared lease from the application's loop (or goes

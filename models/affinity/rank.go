@@ -1,6 +1,9 @@
 package affinity
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Ranking a host for an application is two questions, asked apart (as a
 // scheduler's feasibility checks and rank iterators are): can the host
@@ -34,4 +37,20 @@ func Combine(model, adjustment float64) Parts {
 // String explains the score: "0.83 (model 0.80, adjustment +0.03)".
 func (p Parts) String() string {
 	return fmt.Sprintf("%.2f (model %.2f, adjustment %+.2f)", p.Score, p.Model, p.Adjustment)
+}
+
+// MaxAdjustment bounds an observed adjustment: it can move a model score
+// by at most this much either way.
+const MaxAdjustment = 0.5
+
+// NextAdjustment moves an (app, host) adjustment by rate × the gap between
+// actual and expected when the gap exceeds the tolerance; ok is false when
+// the gap is within tolerance (nothing to record). The one update rule,
+// whether a served request's workflow or the gateway's learner applies it.
+func NextAdjustment(old, expected, actual, tolerance, rate float64) (next float64, ok bool) {
+	gap := actual - expected
+	if math.Abs(gap) <= tolerance {
+		return old, false
+	}
+	return min(MaxAdjustment, max(-MaxAdjustment, old+rate*gap)), true
 }

@@ -26,7 +26,7 @@ import (
 
 // SchemaVersion is the schema version this build reads and writes. The
 // store's newest migration has this number (a test keeps them equal).
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // DefaultTimeout bounds every call that has no earlier deadline.
 const DefaultTimeout = 60 * time.Second

@@ -105,6 +105,22 @@ type Adjustment struct {
 	Reason        string    `json:"reason"`
 }
 
+// AdjustmentPass is one pass of a learner that turns recorded requests
+// into adjustments: it read the rows of [From, To) (Rows of them) and
+// changed the adjustments as Adjustments says, stamped At, At+1ns, … in
+// order. A pass is recorded before its adjustments are written, and the
+// next pass starts where the last recorded one ended, so every row is
+// learned from once; a pass whose adjustments did not all land is written
+// again from the record (the stamps say which landed).
+type AdjustmentPass struct {
+	Learner     string       `json:"learner"`
+	From        time.Time    `json:"from"`
+	To          time.Time    `json:"to"`
+	At          time.Time    `json:"at"`
+	Rows        int          `json:"rows"`
+	Adjustments []Adjustment `json:"adjustments"`
+}
+
 // GatewayRequest is one request as the gateway served it: where it went,
 // whether an instance was warm, and where its time went (waiting for an
 // instance another request was starting, starting one, the application

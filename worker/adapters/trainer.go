@@ -57,8 +57,13 @@ func (t *Trainer) Describe(ctx context.Context, in activities.DescribeInput) (ac
 	if err != nil {
 		return activities.DatasetSummary{}, err
 	}
+	// The gateway's requests on a host are outcomes too (affinitydata).
+	gw, err := t.St.GatewayOutcomes(ctx, now.Add(-lifecycle.AffinityWindow), now)
+	if err != nil {
+		return activities.DatasetSummary{}, err
+	}
 	return activities.DatasetSummary{From: r.From, To: r.To, Chosen: r.Chosen, Bin: in.Bin, Apps: len(tr.Apps), Bins: int(r.To.Sub(r.From) / in.Bin),
-		Requests: float64(tr.Total()), RequestOutcomes: len(reqs)}, nil
+		Requests: float64(tr.Total()), RequestOutcomes: len(reqs) + int(gw)}, nil
 }
 
 // storeErr marks a read the store refused as too large.
