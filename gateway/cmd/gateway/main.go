@@ -210,7 +210,7 @@ func run(s settings) error {
 	if !s.NoStore {
 		st, err = store.Open(ctx, s.ClickHouse)
 		if err != nil {
-			return fmt.Errorf("store: %w%s", err, s.ClickHouse.Hint())
+			return fmt.Errorf("store: %w", err) // an unreachable server: the error carries the hint
 		}
 		defer st.Close()
 		if len(fixed) == 0 {
