@@ -64,10 +64,12 @@ bench-scale:
 # gateway of its own, one warm instance of samples/trivial; requests side by
 # side direct and through the gateway at BENCH_GATEWAY_RATE/s, then as many
 # as BENCH_GATEWAY_CONCURRENCY clients send; one line of JSON last.
+# BENCH_GATEWAY_ARGS=--spool: the gateway spools every request's count.
 BENCH_GATEWAY_RATE ?= 1000
 BENCH_GATEWAY_CONCURRENCY ?= 32
+BENCH_GATEWAY_ARGS ?=
 bench-gateway:
-	@$(LOCAL)/bench-gateway.sh --rate $(BENCH_GATEWAY_RATE) --concurrency $(BENCH_GATEWAY_CONCURRENCY)
+	@$(LOCAL)/bench-gateway.sh --rate $(BENCH_GATEWAY_RATE) --concurrency $(BENCH_GATEWAY_CONCURRENCY) $(BENCH_GATEWAY_ARGS)
 
 # The policy comparison of docs/results.md, regenerated (~10 min on 2 cores).
 results:
