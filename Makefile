@@ -34,11 +34,14 @@ test:
 test-cluster:
 	@$(LOCAL)/test-cluster.sh
 
-# The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay
-# during which the worker and a host agent are SIGKILLed and restarted and
-# ClickHouse is cut for 20 s, at seeded random times; fails unless every
-# request is recorded once, no lease is left and no workflow terminated.
-# SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42".
+# The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay of
+# real HTTP requests through the gateway to real instance processes, during
+# which the gateway (twice), a host agent and an instance process are
+# SIGKILLed and ClickHouse is cut for 15 s, at seeded random times; fails
+# unless every answered request is counted once in the arrivals, no lease,
+# instance process or cgroup is left and no workflow terminated.
+# SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42", or
+# SOAK_ARGS="--traffic workflows" (serve-request workflows, worker kills).
 SOAK_ARGS ?=
 soak:
 	@$(LOCAL)/soak.sh $(SOAK_ARGS)
