@@ -226,6 +226,8 @@ func (a *arrivals) close(ctx context.Context) error {
 // closeSpool ends the spool: removed when everything is written, left
 // (with the previous runs not yet written) for the next start otherwise.
 func (a *arrivals) closeSpool(done bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.spool != nil {
 		a.spool.close(done)
 	}

@@ -144,6 +144,7 @@ func (s *spool) rotate() error {
 	h, _ := json.Marshal(spoolHeader{Router: s.router, Run: s.run, BinNS: int64(s.bin), Seq: seq})
 	if _, err := f.Write(frame(nil, append([]byte{recHeader}, h...))); err != nil {
 		f.Close()
+		_ = os.Remove(path) // its sequence number is tried again
 		return fmt.Errorf("spool segment %s: %w", path, err)
 	}
 	if s.f != nil {
@@ -163,8 +164,15 @@ func frame(dst, payload []byte) []byte {
 	return append(append(dst, h[:]...), payload...)
 }
 
-// append writes one record in one write(2).
+// append writes one record in one write(2). After a failed write the
+// next record goes to a new segment: a record written short (a full disk)
+// is then always its segment's last, which replay skips.
 func (s *spool) append(kind byte, bin int64, text string) error {
+	if s.failing {
+		if err := s.rotate(); err != nil {
+			return err
+		}
+	}
 	s.pay = append(s.pay[:0], kind)
 	s.pay = binary.AppendVarint(s.pay, bin)
 	s.pay = append(s.pay, text...)

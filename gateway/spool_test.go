@@ -168,3 +168,50 @@ func TestSpoolReplayCountsOnceInTheStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []uint64{4, 3}, busy["app-x"].Counts)
 }
+
+// Once a segment's bins are all written it is rotated out and removed:
+// the spool does not grow with the traffic. (Under steady traffic the
+// current segment always holds the open bin: it is rotated at
+// segmentMax instead, and removed once its bins are written.)
+func TestSpoolRemovesWrittenSegments(t *testing.T) {
+	dir := t.TempDir()
+	var w batches
+	a := spooled(t, dir, "run", w.write, quiet())
+	n := segmentAfterAck/20 + 1 // at least segmentAfterAck bytes
+	for range n {
+		a.count("some-application", t0)
+	}
+	a.cut(t0.Add(time.Second), false)
+	require.NoError(t, a.writePending(context.Background()))
+	files, _ := filepath.Glob(filepath.Join(dir, "run.*.spool"))
+	require.Equal(t, []string{segmentPath(dir, "run", 1)}, files, "the written segment is rotated out and removed")
+	a.count("some-application", t0.Add(time.Second))
+	a.count("some-application", t0.Add(time.Second))
+	require.NoError(t, a.spool.rotate()) // as at segmentMax
+	a.count("some-application", t0.Add(2*time.Second))
+	a.cut(t0.Add(2*time.Second), false)
+	require.NoError(t, a.writePending(context.Background()))
+	files, _ = filepath.Glob(filepath.Join(dir, "run.*.spool"))
+	require.Equal(t, []string{segmentPath(dir, "run", 2)}, files, "a closed segment whose bins are written is removed")
+	require.Equal(t, []uint64{uint64(n), 2}, []uint64{w.got[0].Rows[0].Requests, w.got[1].Rows[0].Requests})
+	a.abandon()
+}
+
+// After a failed write the next record starts a new segment, so the
+// records after a short one are still read.
+func TestSpoolStartsANewSegmentAfterAFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	var log bytes.Buffer
+	a := spooled(t, dir, "run1", (&batches{}).write, slog.New(slog.NewTextHandler(&log, nil)))
+	a.count("a", t0)
+	a.spool.f.Close() // the next write fails
+	a.count("a", t0)
+	require.Contains(t, log.String(), "spool write failed")
+	a.count("a", t0)
+	require.Contains(t, log.String(), "spool writes work again")
+	require.Equal(t, uint64(3), a.open[t0.UnixNano()]["a"], "the request is counted in memory all the same")
+	a.abandon()
+	b := spooled(t, dir, "run2", (&batches{}).write, quiet())
+	require.Equal(t, uint64(2), b.left[0].batches[0].Rows[0].Requests, "the record that failed is not in the spool; the rest is")
+	b.abandon()
+}
