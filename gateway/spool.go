@@ -243,8 +243,13 @@ func (s *spool) removeWritten() {
 }
 
 // close ends the run; with done (every batch acknowledged) its files are
-// removed, otherwise they stay for the next start to replay.
+// removed, otherwise they stay for the next start to replay. A bin not
+// acknowledged (a batch dropped from memory while the store was down)
+// keeps them too.
 func (s *spool) close(done bool) {
+	for _, g := range s.segs {
+		done = done && len(g.pending) == 0
+	}
 	s.f.Close()
 	if done {
 		for _, g := range s.segs {

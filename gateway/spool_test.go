@@ -215,3 +215,20 @@ func TestSpoolStartsANewSegmentAfterAFailedWrite(t *testing.T) {
 	require.Equal(t, uint64(2), b.left[0].batches[0].Rows[0].Requests, "the record that failed is not in the spool; the rest is")
 	b.abandon()
 }
+
+// A batch dropped from memory (the store down too long) stays in the
+// spool through a graceful stop, and the next start writes it.
+func TestSpoolKeepsADroppedBatch(t *testing.T) {
+	dir := t.TempDir()
+	a := spooled(t, dir, "run1", (&batches{}).write, quiet())
+	a.count("a", t0)
+	a.cut(t0.Add(time.Second), false)
+	a.pending = nil // as maxPending drops it
+	require.NoError(t, a.close(context.Background()))
+	var w batches
+	b := spooled(t, dir, "run2", w.write, quiet())
+	require.NoError(t, b.writeLeft(context.Background()))
+	require.Equal(t, []store.ArrivalBatch{{Router: "gw-spool", Batch: batchName("run1", t0.UnixNano(), false),
+		Rows: []store.Arrival{{App: "a", Bin: t0, Requests: 1}}}}, w.got)
+	require.NoError(t, b.close(context.Background()))
+}
