@@ -232,3 +232,23 @@ func TestSpoolKeepsADroppedBatch(t *testing.T) {
 		Rows: []store.Arrival{{App: "a", Bin: t0, Requests: 1}}}}, w.got)
 	require.NoError(t, b.close(context.Background()))
 }
+
+// The count's cost per request, with and without the spool's write.
+func BenchmarkCount(b *testing.B) {
+	for _, withSpool := range []bool{false, true} {
+		b.Run(map[bool]string{false: "memory", true: "spool"}[withSpool], func(b *testing.B) {
+			a := newArrivals("gw-bench", time.Second, (&batches{}).write, quiet())
+			if withSpool {
+				if err := a.useSpool(b.TempDir()); err != nil {
+					b.Fatal(err)
+				}
+				defer a.abandon()
+			}
+			now := time.Now()
+			b.ResetTimer()
+			for range b.N {
+				a.count("sample-trivial", now)
+			}
+		})
+	}
+}
