@@ -316,7 +316,7 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	if err := e.procs.stop("gateway", time.Minute); err != nil {
 		problems = append(problems, fmt.Errorf("gateway stop: %w", err))
 	}
-	res.SpoolFilesLeft = filesIn(e.spool)
+	res.SpoolFilesLeft = ptr(filesIn(e.spool))
 	if b, err := os.ReadFile(filepath.Join(e.logs, "gateway.log")); err == nil {
 		res.SpoolReplays = strings.Count(string(b), "spool: replaying a previous run")
 	}
@@ -336,9 +336,8 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	e.procs.stopAll()
 	time.Sleep(2 * time.Second)
 	left := processesLeft(e.trivial)
-	res.ProcessesLeft = len(left)
 	cgs := cgroupsLeft(e.agents, e.agentDir)
-	res.CgroupsLeft = len(cgs)
+	res.ProcessesLeft, res.CgroupsLeft = ptr(len(left)), ptr(len(cgs))
 	if res.LoopsTerminated, err = countTerminated(ctx, e.tc, e.queues...); err != nil {
 		return res, err
 	}
@@ -355,17 +354,17 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	if res.GatewayKills > 0 && res.SpoolReplays < res.GatewayKills {
 		problems = append(problems, fmt.Errorf("%d gateway kills but %d spool replays in gateway.log", res.GatewayKills, res.SpoolReplays))
 	}
-	if res.SpoolFilesLeft > 0 {
-		problems = append(problems, fmt.Errorf("%d files left in the spool %s after the gateway's graceful stop", res.SpoolFilesLeft, e.spool))
+	if *res.SpoolFilesLeft > 0 {
+		problems = append(problems, fmt.Errorf("%d files left in the spool %s after the gateway's graceful stop", *res.SpoolFilesLeft, e.spool))
 	}
 	if len(unnoticed) > 0 {
 		problems = append(problems, fmt.Errorf("a killed instance's lease was not ended: %s", unnoticed[0]))
 	}
-	if res.ProcessesLeft > 0 {
-		problems = append(problems, fmt.Errorf("%d processes of %s left running: pids %v", res.ProcessesLeft, e.trivial, left))
+	if len(left) > 0 {
+		problems = append(problems, fmt.Errorf("%d processes of %s left running: pids %v", len(left), e.trivial, left))
 	}
-	if res.CgroupsLeft > 0 {
-		problems = append(problems, fmt.Errorf("%d cgroups or instance folders left: %v", res.CgroupsLeft, cgs))
+	if len(cgs) > 0 {
+		problems = append(problems, fmt.Errorf("%d cgroups or instance folders left: %v", len(cgs), cgs))
 	}
 	if res.LeasesLeft > 0 {
 		problems = append(problems, fmt.Errorf("%d leases left on the agents %v after the loops stopped", res.LeasesLeft, ttl))
@@ -379,6 +378,8 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	logf("done in %v", time.Since(e.began).Round(time.Second))
 	return res, errors.Join(problems...)
 }
+
+func ptr(n int) *int { return &n }
 
 func httpOK(url string) bool {
 	c := http.Client{Timeout: 2 * time.Second}

@@ -158,8 +158,9 @@ func parseFlags(args []string) (settings, error) {
 }
 
 // Result is the one JSON line the soak ends with. The gateway mode's
-// fields are omitted in the workflows mode, requests_recorded in the
-// gateway mode (its requests are counted as arrivals instead).
+// fields are omitted in the workflows mode (the *int ones are measured
+// there only, and printed even when 0), requests_recorded in the gateway
+// mode (its requests are counted as arrivals instead).
 type Result struct {
 	Traffic          string `json:"traffic"`
 	RequestsSent     int    `json:"requests_sent"`
@@ -178,9 +179,9 @@ type Result struct {
 	RequestsRefused  int64 `json:"requests_refused,omitempty"`  // no connection (gateway down): never counted
 	RequestsCounted  int64 `json:"requests_counted,omitempty"`  // the run's arrivals, summed over bins
 	SpoolReplays     int   `json:"spool_replays,omitempty"`     // dead gateway runs written by the next start
-	SpoolFilesLeft   int   `json:"spool_files_left"`            // after the gateway's graceful stop
-	ProcessesLeft    int   `json:"processes_left"`              // instance processes running after the soak
-	CgroupsLeft      int   `json:"cgroups_left"`                // agents' cgroups and instance folders after the soak
+	SpoolFilesLeft   *int  `json:"spool_files_left,omitempty"`  // after the gateway's graceful stop
+	ProcessesLeft    *int  `json:"processes_left,omitempty"`    // instance processes running after the soak
+	CgroupsLeft      *int  `json:"cgroups_left,omitempty"`      // agents' cgroups and instance folders after the soak
 }
 
 const bin = time.Second

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -94,4 +95,15 @@ func TestProcessesLeftFindsTheBinary(t *testing.T) {
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
 	require.Empty(t, processesLeft(bin))
+}
+
+// The gateway mode prints what it measured even when 0; the workflows
+// mode leaves out what it does not measure.
+func TestResultLine(t *testing.T) {
+	b, err := json.Marshal(Result{Traffic: "workflows", RequestsSent: 3, RequestsRecorded: 3})
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "processes_left")
+	b, err = json.Marshal(Result{Traffic: "gateway", ProcessesLeft: ptr(0), CgroupsLeft: ptr(0), SpoolFilesLeft: ptr(0)})
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"spool_files_left":0,"processes_left":0,"cgroups_left":0`)
 }
