@@ -172,7 +172,7 @@ func (a *arrivals) writePending(ctx context.Context) error {
 	for {
 		a.mu.Lock()
 		if a.dropped > 0 {
-			a.log.Error("arrival batches dropped: the store was unreachable too long", "batches", a.dropped)
+			a.log.Error("arrival batches dropped from memory: the store was unreachable too long (a spool keeps them for the next start)", "batches", a.dropped, "spool", a.spool != nil)
 			a.dropped = 0
 		}
 		if len(a.pending) == 0 {
