@@ -300,11 +300,12 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
+	answered, cut := h.answered.Load(), h.cut.Load()
 	res := &Result{Traffic: trafficGateway, RequestsSent: int(h.sent.Load()), Kills: kills.total(),
-		WorkerKills: kills["kill-worker"], AgentKills: kills["kill-agent"], GatewayKills: kills["kill-gateway"], InstanceKills: kills["kill-instance"],
-		RequestsAnswered: h.answered.Load(), RequestsOK: h.ok.Load(), RequestsCut: h.cut.Load(), RequestsRefused: h.refused.Load()}
+		WorkerKills: kills["kill-worker"], AgentKills: kills["kill-agent"], GatewayKills: ptr(kills["kill-gateway"]), InstanceKills: ptr(kills["kill-instance"]),
+		RequestsAnswered: ptr(answered), RequestsOK: ptr(h.ok.Load()), RequestsCut: ptr(cut), RequestsRefused: ptr(h.refused.Load())}
 	logf("replay over: %d requests sent (%d by the replay's count), %d answered (%d with 200), %d cut, %d refused",
-		res.RequestsSent, sum.Sent, res.RequestsAnswered, res.RequestsOK, res.RequestsCut, res.RequestsRefused)
+		res.RequestsSent, sum.Sent, answered, h.ok.Load(), cut, h.refused.Load())
 
 	var problems []error
 	for _, a := range e.loops {
@@ -318,7 +319,7 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	}
 	res.SpoolFilesLeft = ptr(filesIn(e.spool))
 	if b, err := os.ReadFile(filepath.Join(e.logs, "gateway.log")); err == nil {
-		res.SpoolReplays = strings.Count(string(b), "spool: replaying a previous run")
+		res.SpoolReplays = ptr(strings.Count(string(b), "spool: replaying a previous run"))
 	}
 	ttl := max(time.Duration(workflows.DefaultPolicy().LookaheadBins+2)*bin+10*time.Second, gatewayKeepTTL+10*time.Second)
 	stoppedAt := time.Now()
@@ -327,10 +328,11 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 		time.Sleep(500 * time.Millisecond)
 		res.LeasesLeft = leasesLeft(e.agents, e.agentURL, e.root)
 	}
-	res.RequestsCounted, err = countArrivals(ctx, e.st, e.apps, startAt.Add(-bin), time.Now().Add(2*bin))
+	counted, err := countArrivals(ctx, e.st, e.apps, startAt.Add(-bin), time.Now().Add(2*bin))
 	if err != nil {
 		return res, err
 	}
+	res.RequestsCounted = &counted
 	// Every process ends (agents stop their instances); then none of the
 	// sample's processes, cgroups or instance folders may be left.
 	e.procs.stopAll()
@@ -343,16 +345,16 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	}
 
 	switch {
-	case res.RequestsCounted < res.RequestsAnswered:
-		problems = append(problems, fmt.Errorf("%d requests answered but only %d counted in the arrivals: counts lost", res.RequestsAnswered, res.RequestsCounted))
-	case res.RequestsCounted > res.RequestsAnswered+res.RequestsCut:
-		problems = append(problems, fmt.Errorf("%d requests counted, more than the %d answered and %d cut: counted twice", res.RequestsCounted, res.RequestsAnswered, res.RequestsCut))
+	case counted < answered:
+		problems = append(problems, fmt.Errorf("%d requests answered but only %d counted in the arrivals: counts lost", answered, counted))
+	case counted > answered+cut:
+		problems = append(problems, fmt.Errorf("%d requests counted, more than the %d answered and %d cut: counted twice", counted, answered, cut))
 	}
 	if n := h.nf.Load(); n > 0 {
 		problems = append(problems, fmt.Errorf("%d requests answered unknown_app (404)", n))
 	}
-	if res.GatewayKills > 0 && res.SpoolReplays < res.GatewayKills {
-		problems = append(problems, fmt.Errorf("%d gateway kills but %d spool replays in gateway.log", res.GatewayKills, res.SpoolReplays))
+	if replays := deref(res.SpoolReplays); replays < kills["kill-gateway"] {
+		problems = append(problems, fmt.Errorf("%d gateway kills but %d spool replays in gateway.log", kills["kill-gateway"], replays))
 	}
 	if *res.SpoolFilesLeft > 0 {
 		problems = append(problems, fmt.Errorf("%d files left in the spool %s after the gateway's graceful stop", *res.SpoolFilesLeft, e.spool))
@@ -372,14 +374,21 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	if res.LoopsTerminated > 0 {
 		problems = append(problems, fmt.Errorf("%d workflows of the run terminated or timed out by the server", res.LoopsTerminated))
 	}
-	if res.RequestsAnswered == 0 {
+	if answered == 0 {
 		problems = append(problems, errors.New("no request was answered"))
 	}
 	logf("done in %v", time.Since(e.began).Round(time.Second))
 	return res, errors.Join(problems...)
 }
 
-func ptr(n int) *int { return &n }
+func ptr[T any](v T) *T { return &v }
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
 
 func httpOK(url string) bool {
 	c := http.Client{Timeout: 2 * time.Second}

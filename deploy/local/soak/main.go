@@ -158,9 +158,9 @@ func parseFlags(args []string) (settings, error) {
 }
 
 // Result is the one JSON line the soak ends with. The gateway mode's
-// fields are omitted in the workflows mode (the *int ones are measured
-// there only, and printed even when 0), requests_recorded in the gateway
-// mode (its requests are counted as arrivals instead).
+// fields (pointers: printed even when 0) are omitted in the workflows
+// mode, requests_recorded in the gateway mode (its requests are counted
+// as arrivals instead).
 type Result struct {
 	Traffic          string `json:"traffic"`
 	RequestsSent     int    `json:"requests_sent"`
@@ -169,19 +169,19 @@ type Result struct {
 	LoopsTerminated  int    `json:"loops_terminated"` // workflows of the run terminated or timed out by the server
 	Kills            int    `json:"kills"`            // processes SIGKILLed, all kinds
 
-	WorkerKills      int   `json:"worker_kills"`
-	AgentKills       int   `json:"agent_kills"`
-	GatewayKills     int   `json:"gateway_kills,omitempty"`
-	InstanceKills    int   `json:"instance_kills,omitempty"`    // instance processes SIGKILLed whose lease their agent ended
-	RequestsAnswered int64 `json:"requests_answered,omitempty"` // an HTTP answer came back
-	RequestsOK       int64 `json:"requests_ok,omitempty"`       // … with status 200
-	RequestsCut      int64 `json:"requests_cut,omitempty"`      // connection broken by a gateway kill: may be counted
-	RequestsRefused  int64 `json:"requests_refused,omitempty"`  // no connection (gateway down): never counted
-	RequestsCounted  int64 `json:"requests_counted,omitempty"`  // the run's arrivals, summed over bins
-	SpoolReplays     int   `json:"spool_replays,omitempty"`     // dead gateway runs written by the next start
-	SpoolFilesLeft   *int  `json:"spool_files_left,omitempty"`  // after the gateway's graceful stop
-	ProcessesLeft    *int  `json:"processes_left,omitempty"`    // instance processes running after the soak
-	CgroupsLeft      *int  `json:"cgroups_left,omitempty"`      // agents' cgroups and instance folders after the soak
+	WorkerKills      int    `json:"worker_kills"`
+	AgentKills       int    `json:"agent_kills"`
+	GatewayKills     *int   `json:"gateway_kills,omitempty"`
+	InstanceKills    *int   `json:"instance_kills,omitempty"`    // instance processes SIGKILLed whose lease their agent ended
+	RequestsAnswered *int64 `json:"requests_answered,omitempty"` // an HTTP answer came back
+	RequestsOK       *int64 `json:"requests_ok,omitempty"`       // … with status 200
+	RequestsCut      *int64 `json:"requests_cut,omitempty"`      // connection broken by a gateway kill: may be counted
+	RequestsRefused  *int64 `json:"requests_refused,omitempty"`  // no connection (gateway down): never counted
+	RequestsCounted  *int64 `json:"requests_counted,omitempty"`  // the run's arrivals, summed over bins
+	SpoolReplays     *int   `json:"spool_replays,omitempty"`     // dead gateway runs written by the next start
+	SpoolFilesLeft   *int   `json:"spool_files_left,omitempty"`  // after the gateway's graceful stop
+	ProcessesLeft    *int   `json:"processes_left,omitempty"`    // instance processes running after the soak
+	CgroupsLeft      *int   `json:"cgroups_left,omitempty"`      // agents' cgroups and instance folders after the soak
 }
 
 const bin = time.Second
