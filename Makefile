@@ -34,11 +34,14 @@ test:
 test-cluster:
 	@$(LOCAL)/test-cluster.sh
 
-# The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay
-# during which the worker and a host agent are SIGKILLed and restarted and
-# ClickHouse is cut for 20 s, at seeded random times; fails unless every
-# request is recorded once, no lease is left and no workflow terminated.
-# SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42".
+# The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay of
+# real HTTP requests through the gateway to real instance processes, during
+# which the gateway (twice), a host agent and an instance process are
+# SIGKILLed and ClickHouse is cut for 15 s, at seeded random times; fails
+# unless every answered request is counted once in the arrivals, no lease,
+# instance process or cgroup is left and no workflow terminated.
+# SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42", or
+# SOAK_ARGS="--traffic workflows" (serve-request workflows, worker kills).
 SOAK_ARGS ?=
 soak:
 	@$(LOCAL)/soak.sh $(SOAK_ARGS)
@@ -64,10 +67,12 @@ bench-scale:
 # gateway of its own, one warm instance of samples/trivial; requests side by
 # side direct and through the gateway at BENCH_GATEWAY_RATE/s, then as many
 # as BENCH_GATEWAY_CONCURRENCY clients send; one line of JSON last.
+# BENCH_GATEWAY_ARGS=--spool: the gateway spools every request's count.
 BENCH_GATEWAY_RATE ?= 1000
 BENCH_GATEWAY_CONCURRENCY ?= 32
+BENCH_GATEWAY_ARGS ?=
 bench-gateway:
-	@$(LOCAL)/bench-gateway.sh --rate $(BENCH_GATEWAY_RATE) --concurrency $(BENCH_GATEWAY_CONCURRENCY)
+	@$(LOCAL)/bench-gateway.sh --rate $(BENCH_GATEWAY_RATE) --concurrency $(BENCH_GATEWAY_CONCURRENCY) $(BENCH_GATEWAY_ARGS)
 
 # The policy comparison of docs/results.md, regenerated (~10 min on 2 cores).
 results:

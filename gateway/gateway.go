@@ -25,7 +25,11 @@
 // batches (Config.Arrivals: the store's router arrivals, what loops in
 // router mode read); each batch is named by the gateway's ID, its start
 // and the bin, so a retried batch counts once and several gateways behind
-// one load balancer add up. Per request it records the host, warm or
+// one load balancer add up. With Config.SpoolDir each counted request is
+// also appended to a file before it is forwarded, so a gateway killed
+// with bins not yet written loses no count: the next start writes them
+// under the names the dead run used (a machine crash can still lose what
+// the kernel had not written to disk). Per request it records the host, warm or
 // cold, the latency split (queue, start, application), method, status and
 // sizes (Config.Outcomes), in batches.
 package gateway
@@ -80,6 +84,13 @@ type Config struct {
 	Arrivals func(context.Context, store.ArrivalBatch) error
 	Outcomes func(context.Context, []records.GatewayRequest) error
 	OnKept   func(context.Context, Kept) error
+	// SpoolDir, when set, keeps the arrival counts on disk so that a
+	// killed gateway loses none (see spool.go): each counted request is
+	// appended there before it is forwarded, and the next start writes
+	// what a dead run left. It needs Arrivals. A process kill loses
+	// nothing; a machine crash can lose what the kernel had not yet
+	// written to disk.
+	SpoolDir string
 	// OutcomeEvery is how often outcomes are written (default 1s).
 	OutcomeEvery time.Duration
 	Logger       *slog.Logger
@@ -161,6 +172,11 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		timeout: max(cfg.RefreshEvery*4, 2*time.Second)}
 	g.prom = newPromMetrics(g)
 	g.arrivals = newArrivals(cfg.ID, cfg.Bin, cfg.Arrivals, g.log)
+	if cfg.SpoolDir != "" {
+		if err := g.arrivals.useSpool(cfg.SpoolDir); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	if cfg.Outcomes != nil {
 		g.outcomes = newOutcomeBatch(cfg.Outcomes, cfg.OutcomeEvery, g.log)
 	}

@@ -129,7 +129,8 @@ if [ "$DEMO_TRAFFIC" = gateway ]; then
   # An instance the gateway starts is held ten bins (the fixed keep-alive
   # the policy falls back to) unless its loop keeps it longer.
   start_bg gateway "$ROOT/bin/gateway" --listen "127.0.0.1:$GATEWAY_PORT" --id demo-gateway --bin "$DEMO_BIN" \
-    --keep-ttl "$((10 * DEMO_BIN_S))s" --notify-loops --agent-root-secret-file "$root_secret" --log-level warn
+    --keep-ttl "$((10 * DEMO_BIN_S))s" --notify-loops --agent-root-secret-file "$root_secret" --log-level warn \
+    --spool "$STATE/gateway/spool"
 else
   start_bg worker "$ROOT/bin/worker" --agent-root-secret-file "$root_secret"
 fi

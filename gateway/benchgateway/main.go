@@ -9,6 +9,10 @@
 //  2. as fast as --concurrency clients can for --duration: the gateway's
 //     requests per second.
 //
+// With --spool the gateway appends every request to a spool folder (its
+// counts then discarded at each bin's end, there being no store): the
+// spool's cost on the warm path.
+//
 // It prints one JSON line last: requests_per_second, added_latency_p50_ms,
 // added_latency_p99_ms, direct_p50_ms, direct_p99_ms, gateway_p50_ms,
 // gateway_p99_ms, errors.
@@ -47,6 +51,7 @@ type result struct {
 	SideBySide        int     `json:"side_by_side_requests"`
 	RatePerSecond     float64 `json:"side_by_side_rate"`
 	Concurrency       int     `json:"concurrency"`
+	Spool             bool    `json:"spool"`
 	Errors            int64   `json:"errors"`
 }
 
@@ -57,8 +62,9 @@ func main() {
 	rate := flag.Float64("rate", 1000, "side-by-side requests per second (half direct, half through the gateway)")
 	dur := flag.Duration("duration", 10*time.Second, "length of each phase")
 	conc := flag.Int("concurrency", 32, "clients in the throughput phase")
+	spool := flag.Bool("spool", false, "the gateway spools every request's count (gateway --spool)")
 	flag.Parse()
-	res, err := run(*bin, *specs, *app, *rate, *dur, *conc)
+	res, err := run(*bin, *specs, *app, *rate, *dur, *conc, *spool)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchgateway:", err)
 		os.Exit(1)
@@ -111,7 +117,7 @@ func waitHTTP(url string, d time.Duration) error {
 	return fmt.Errorf("%s not ready within %s", url, d)
 }
 
-func run(bin, specs, app string, rate float64, dur time.Duration, conc int) (result, error) {
+func run(bin, specs, app string, rate float64, dur time.Duration, conc int, spool bool) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	work, err := os.MkdirTemp("", "benchgateway-")
@@ -153,8 +159,12 @@ func run(bin, specs, app string, rate float64, dur time.Duration, conc int) (res
 		return result{}, fmt.Errorf("host has no spec of %s in %s: got a memory lease", app, specs)
 	}
 	direct := fmt.Sprintf("http://127.0.0.1:%d/", lease.Instance.Port)
-	stopGW, err := proc(ctx, work, filepath.Join(bin, "gateway"), "--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--id", "bench",
-		"--no-store", "--agent", "bench="+agentURL, "--bin", "1s", "--log-level", "warn")
+	gwArgs := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--id", "bench",
+		"--no-store", "--agent", "bench=" + agentURL, "--bin", "1s", "--log-level", "warn"}
+	if spool {
+		gwArgs = append(gwArgs, "--spool", filepath.Join(work, "spool"))
+	}
+	stopGW, err := proc(ctx, work, filepath.Join(bin, "gateway"), gwArgs...)
 	if err != nil {
 		return result{}, err
 	}
@@ -218,7 +228,7 @@ func run(bin, specs, app string, rate float64, dur time.Duration, conc int) (res
 		}()
 	}
 	wg.Wait()
-	res := result{SideBySide: len(dLat) + len(gLat), RatePerSecond: rate, Concurrency: conc}
+	res := result{SideBySide: len(dLat) + len(gLat), RatePerSecond: rate, Concurrency: conc, Spool: spool}
 	if len(dLat) == 0 || len(gLat) == 0 {
 		return res, errors.New("no request succeeded side by side")
 	}

@@ -5,17 +5,34 @@
 // A worker process, two host agent processes and a ClickHouse proxy (so
 // ClickHouse can be cut off without being stopped) serve prediction loops
 // for a few applications (and two without a loop, served cold) while a
-// synthetic trace is replayed live through the serve-request workflow. At random times — seeded, and printed — the
-// worker is SIGKILLed (twice) and restarted, one host agent is SIGKILLed
-// and restarted, and ClickHouse is cut for 20 s. Then every loop is
-// stopped. The last line printed is one JSON object:
+// synthetic trace is replayed live. Then every loop is stopped. The last
+// line printed is one JSON object, and the exit status is non-zero unless
+// every check of the mode passed.
 //
-//	{"requests_sent":N,"requests_recorded":N,"leases_left":0,"loops_terminated":0,"kills":K}
+// --traffic gateway (the default, what `make soak` runs; gateway.go): the
+// agents run each application as a real process of samples/trivial, the
+// loops read the gateway's arrivals (router mode), and every request is
+// real HTTP through a gateway process. At seeded random times the gateway
+// is SIGKILLed (twice) and restarted on its spool, one host agent is
+// SIGKILLed and restarted, one instance process is SIGKILLed (its agent
+// must end the lease as failed) and ClickHouse is cut for 15 s. Checks:
+// every request answered is counted exactly once in the arrivals (a
+// request whose connection a gateway kill cut may or may not be:
+// answered <= counted <= answered + cut), the spool is empty after the
+// gateway's graceful stop, no instance process, cgroup or instance folder
+// is left once everything stopped, no lease is left, no workflow of the
+// run was terminated or timed out:
 //
-// and the exit status is non-zero unless every request sent was recorded
+//	{"traffic":"gateway","requests_sent":N,"gateway_kills":2,"instance_kills":1,"requests_answered":A,"requests_cut":C,"requests_counted":A..A+C,"processes_left":0,"cgroups_left":0,"leases_left":0,"loops_terminated":0,...}
+//
+// --traffic workflows: each request goes through its own serve-request
+// workflow; the worker is SIGKILLed (twice), one host agent once, and
+// ClickHouse is cut for 20 s. Checks: every request sent was recorded
 // exactly once (by request ID), no lease is left on any agent once the
-// longest lease's TTL has passed, and no workflow of the run was terminated
-// or timed out by the server.
+// longest lease's TTL has passed, and no workflow of the run was
+// terminated or timed out by the server:
+//
+//	{"traffic":"workflows","requests_sent":N,"requests_recorded":N,"leases_left":0,"loops_terminated":0,"kills":K,...}
 package main
 
 import (
@@ -67,6 +84,7 @@ type settings struct {
 	BinDir     string
 	StateDir   string
 	Keep       bool
+	Traffic    string
 }
 
 func main() {
@@ -99,7 +117,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&seed, "seed", config.Env("SOAK_SEED", ""), "seed of the fault times and the trace (default: random, printed) ($SOAK_SEED)")
 	fs.DurationVar(&s.Duration, "duration", 3*time.Minute, "length of the live replay")
 	fs.IntVar(&s.Apps, "apps", 8, "applications replayed: a prediction loop for each but the last two (served cold)")
-	fs.Float64Var(&s.Rate, "rate", 3, "requests per second, all applications together")
+	fs.Float64Var(&s.Rate, "rate", 0, "requests per second, all applications together (default 3 with workflows, 8 through the gateway)")
+	fs.StringVar(&s.Traffic, "traffic", trafficGateway, "how requests are served: gateway (real HTTP through a gateway process to real instance processes, router-mode loops; the gateway and an instance are killed too) or workflows (a serve-request workflow each)")
 	fs.StringVar(&s.BinDir, "bin", "bin", "folder holding the worker and hostagent binaries")
 	fs.StringVar(&s.StateDir, "state", ".state/soak", "folder for the processes' logs and the agents' data")
 	fs.BoolVar(&s.Keep, "keep", false, "keep the run's ClickHouse database (dropped otherwise)")
@@ -126,19 +145,43 @@ func parseFlags(args []string) (settings, error) {
 	if s.Apps < 3 || s.Apps > 64 {
 		return s, fmt.Errorf("--apps %d: must be within [3, 64]", s.Apps)
 	}
+	if s.Traffic != trafficGateway && s.Traffic != trafficWorkflows {
+		return s, fmt.Errorf("--traffic %q: want gateway or workflows", s.Traffic)
+	}
+	if s.Rate == 0 {
+		s.Rate = map[string]float64{trafficGateway: 8, trafficWorkflows: 3}[s.Traffic]
+	}
 	if !(s.Rate > 0 && s.Rate <= 20) {
 		return s, fmt.Errorf("--rate %v: must be within (0, 20] requests per second", s.Rate)
 	}
 	return s, nil
 }
 
-// Result is the one JSON line the soak ends with.
+// Result is the one JSON line the soak ends with. The gateway mode's
+// fields (pointers: printed even when 0) are omitted in the workflows
+// mode, requests_recorded in the gateway mode (its requests are counted
+// as arrivals instead).
 type Result struct {
-	RequestsSent     int `json:"requests_sent"`
-	RequestsRecorded int `json:"requests_recorded"` // sent requests recorded exactly once
-	LeasesLeft       int `json:"leases_left"`
-	LoopsTerminated  int `json:"loops_terminated"` // workflows of the run terminated or timed out by the server
-	Kills            int `json:"kills"`
+	Traffic          string `json:"traffic"`
+	RequestsSent     int    `json:"requests_sent"`
+	RequestsRecorded int    `json:"requests_recorded,omitempty"` // sent requests recorded exactly once
+	LeasesLeft       int    `json:"leases_left"`
+	LoopsTerminated  int    `json:"loops_terminated"` // workflows of the run terminated or timed out by the server
+	Kills            int    `json:"kills"`            // processes SIGKILLed, all kinds
+
+	WorkerKills      int    `json:"worker_kills"`
+	AgentKills       int    `json:"agent_kills"`
+	GatewayKills     *int   `json:"gateway_kills,omitempty"`
+	InstanceKills    *int   `json:"instance_kills,omitempty"`    // instance processes SIGKILLed whose lease their agent ended
+	RequestsAnswered *int64 `json:"requests_answered,omitempty"` // an HTTP answer came back
+	RequestsOK       *int64 `json:"requests_ok,omitempty"`       // … with status 200
+	RequestsCut      *int64 `json:"requests_cut,omitempty"`      // connection broken by a gateway kill: may be counted
+	RequestsRefused  *int64 `json:"requests_refused,omitempty"`  // no connection (gateway down): never counted
+	RequestsCounted  *int64 `json:"requests_counted,omitempty"`  // the run's arrivals, summed over bins
+	SpoolReplays     *int   `json:"spool_replays,omitempty"`     // dead gateway runs written by the next start
+	SpoolFilesLeft   *int   `json:"spool_files_left,omitempty"`  // after the gateway's graceful stop
+	ProcessesLeft    *int   `json:"processes_left,omitempty"`    // instance processes running after the soak
+	CgroupsLeft      *int   `json:"cgroups_left,omitempty"`      // agents' cgroups and instance folders after the soak
 }
 
 const bin = time.Second
@@ -151,9 +194,14 @@ func run(s settings) (*Result, error) {
 	began := time.Now()
 	ctx := context.Background()
 	logf("seed %d (rerun with --seed %d)", s.Seed, s.Seed)
-	for _, b := range []string{"worker", "hostagent"} {
+	gw := s.Traffic == trafficGateway
+	need := []string{"worker", "hostagent"}
+	if gw {
+		need = append(need, "gateway", "trivial")
+	}
+	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(s.BinDir, b)); err != nil {
-			return nil, fmt.Errorf("--bin %s: %v (go build -o %s/ ./worker ./hostagent)", s.BinDir, err, s.BinDir)
+			return nil, fmt.Errorf("--bin %s: %v (go build -o %s/ ./worker ./hostagent ./gateway/cmd/gateway ./samples/trivial)", s.BinDir, err, s.BinDir)
 		}
 	}
 	logs := filepath.Join(s.StateDir, "logs") // this run's only
@@ -204,6 +252,27 @@ func run(s settings) (*Result, error) {
 	defer procs.stopAll()
 	agents := []string{prefix + "-a", prefix + "-b"}
 	agentURL := map[string]string{}
+	agentDir := func(id string) string { return filepath.Join(s.StateDir, "agents", id) }
+	appIDs := make([]string, s.Apps)
+	for i := range appIDs {
+		appIDs[i] = appID(prefix, i)
+	}
+	// Open to the instance user (the agents make their own folders 0711).
+	if err := os.MkdirAll(filepath.Join(s.StateDir, "agents"), 0o755); err != nil {
+		return nil, err
+	}
+	var agentMode, workerMode []string
+	trivial, _ := filepath.Abs(filepath.Join(s.BinDir, "trivial"))
+	if gw {
+		// Every application is a real process of the trivial sample.
+		specs := filepath.Join(s.StateDir, "specs")
+		_ = os.RemoveAll(specs)
+		if err := writeSpecs(specs, trivial, appIDs); err != nil {
+			return nil, err
+		}
+		agentMode = []string{"--spec-dir", specs}
+		workerMode = []string{"--arrivals-bin", bin.String()}
+	}
 	for _, id := range agents {
 		port, err := freePort()
 		if err != nil {
@@ -211,19 +280,38 @@ func run(s settings) (*Result, error) {
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		agentURL[id] = "http://" + addr
-		dir := filepath.Join(s.StateDir, "agents", id)
+		dir := agentDir(id)
 		_ = os.RemoveAll(dir)
-		procs.add(id, filepath.Join(s.BinDir, "hostagent"), []string{"--host-id", id, "--listen", addr, "--advertise-url", "http://" + addr,
+		procs.add(id, filepath.Join(s.BinDir, "hostagent"), append([]string{"--host-id", id, "--listen", addr, "--advertise-url", "http://" + addr,
 			"--memory-mb", "4096", "--disk-mb", "4096", "--cpu-milli", "16000", "--sleep-work", "--setup-ms-per-mb", "0.5",
 			"--data-dir", dir, "--report-every", "1s", "--log-level", "warn",
-			"--clickhouse-addr", px.Addr(), "--clickhouse-database", cfg.Database},
+			"--clickhouse-addr", px.Addr(), "--clickhouse-database", cfg.Database}, agentMode...),
 			[]string{"HOSTAGENT_TOKEN=" + api.DeriveToken([]byte(root), id)})
 	}
-	procs.add("worker", filepath.Join(s.BinDir, "worker"), []string{"--log-level", "warn", "--model-check", "2s"},
+	procs.add("worker", filepath.Join(s.BinDir, "worker"), append([]string{"--log-level", "warn", "--model-check", "2s"}, workerMode...),
 		[]string{"CLICKHOUSE_ADDR=" + px.Addr(), "CLICKHOUSE_DATABASE=" + cfg.Database,
 			"FOREWARM_PREDICTION_QUEUE=" + predictionQ, "FOREWARM_TRAINING_QUEUE=" + trainingQ,
 			"FOREWARM_AGENT_ROOT_SECRET=" + root, "FOREWARM_METRICS_LISTEN=off", "FOREWARM_TRAIN_SAMPLES=2000"})
-	for _, name := range append(slices.Clone(agents), "worker") {
+	names := append(slices.Clone(agents), "worker")
+	var gwURL, spoolDir string
+	if gw {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		gwURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+		spoolDir = filepath.Join(s.StateDir, "gateway-spool")
+		_ = os.RemoveAll(spoolDir)
+		args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--id", prefix + "-gw", "--bin", bin.String(),
+			"--keep-ttl", gatewayKeepTTL.String(), "--notify-loops", "--spool", spoolDir, "--log-level", "info",
+			"--clickhouse-addr", px.Addr(), "--clickhouse-database", cfg.Database}
+		for _, id := range agents {
+			args = append(args, "--agent", id+"="+agentURL[id])
+		}
+		procs.add("gateway", filepath.Join(s.BinDir, "gateway"), args, []string{"FOREWARM_AGENT_ROOT_SECRET=" + root})
+		names = append(names, "gateway")
+	}
+	for _, name := range names {
 		if err := procs.start(name); err != nil {
 			return nil, err
 		}
@@ -263,7 +351,7 @@ func run(s settings) (*Result, error) {
 	// served cold on a host ranked from the worker's host list, so every
 	// fault (the ClickHouse cut above all) also meets cold serves.
 	for _, a := range hist.Apps[:len(hist.Apps)-2] {
-		if err := startLoop(ctx, tc, predictionQ, a.ID); err != nil {
+		if err := startLoop(ctx, tc, predictionQ, a.ID, gw); err != nil {
 			return nil, err
 		}
 		loops = append(loops, a.ID)
@@ -278,19 +366,37 @@ func run(s settings) (*Result, error) {
 	}); err != nil {
 		return nil, err
 	}
-	logf("%d loops, %d applications without one, 2 agents, worker on %s; logs in %s", len(loops), len(hist.Apps)-len(loops), predictionQ, logs)
+	logf("%d loops, %d applications without one, 2 agents, worker on %s, traffic %s; logs in %s", len(loops), len(hist.Apps)-len(loops), predictionQ, s.Traffic, logs)
 
 	// The faults, planned from the seed over the replay.
-	plan, err := faults.NewPlan(s.Seed, 20*time.Second, s.Duration-15*time.Second, 12*time.Second, []faults.Fault{
+	fs := []faults.Fault{
 		{Kind: "kill-worker", Lasts: 3 * time.Second},
 		{Kind: "kill-agent", Target: agents[1], Lasts: 3 * time.Second},
 		{Kind: "cut-clickhouse", Lasts: 20 * time.Second},
 		{Kind: "kill-worker", Lasts: 3 * time.Second},
-	})
+	}
+	if gw {
+		// Five faults in 3 minutes, 12 s to settle each: the cut is 15 s
+		// (the worker's kill is the workflows mode's).
+		fs = []faults.Fault{
+			{Kind: "kill-gateway", Lasts: 3 * time.Second},
+			{Kind: "kill-agent", Target: agents[1], Lasts: 3 * time.Second},
+			{Kind: "kill-instance"},
+			{Kind: "cut-clickhouse", Lasts: 15 * time.Second},
+			{Kind: "kill-gateway", Lasts: 3 * time.Second},
+		}
+	}
+	plan, err := faults.NewPlan(s.Seed, 20*time.Second, s.Duration-15*time.Second, 12*time.Second, fs)
 	if err != nil {
 		return nil, err
 	}
 	logf("faults: %s", plan)
+	if gw {
+		e := gatewayEnv{s: s, st: st, tc: tc, px: px, procs: procs, agents: agents, agentURL: agentURL, agentDir: agentDir, root: root,
+			apps: appIDs, loops: loops, shapes: shapes, r: r, plan: plan, url: gwURL, spool: spoolDir, trivial: trivial,
+			logs: logs, began: began, queues: []string{predictionQ, trainingQ}}
+		return e.run(ctx)
+	}
 
 	// The replay, with the faults at their times.
 	future := shapes.trace(r, time.Now().UTC().Truncate(bin).Add(5*time.Second), int(s.Duration/bin))
@@ -318,8 +424,8 @@ func run(s settings) (*Result, error) {
 		return nil
 	}
 	startAt := future.Start
-	faultsDone := make(chan int)
-	go func() { faultsDone <- procs.inject(plan, startAt, px) }()
+	faultsDone := make(chan killCounts)
+	go func() { faultsDone <- procs.inject(plan, startAt, px, nil) }()
 	sum, err := replay.Run(ctx, future, replay.Options{Speed: 1, InFlight: 64, StartAt: startAt,
 		OnProgress: func(p replay.Progress) {
 			if p.BinsDone%30 == 0 {
@@ -330,7 +436,7 @@ func run(s settings) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
-	res := &Result{RequestsSent: len(sent), Kills: kills}
+	res := &Result{Traffic: s.Traffic, RequestsSent: len(sent), Kills: kills.total(), WorkerKills: kills["kill-worker"], AgentKills: kills["kill-agent"]}
 	logf("replay over: %d requests sent, %d failed to start; waiting for them", sum.Sent, sum.Failed)
 
 	// Every request finishes (those held up by the faults included).
@@ -441,7 +547,7 @@ func newShapes(r *mrand.Rand, prefix string, n int, rate float64) *shapes {
 	s := &shapes{}
 	per := rate / float64(n)
 	for i := range n {
-		a := appShape{id: fmt.Sprintf("%s-app%02d", prefix, i), memMB: float64(int(16) << r.IntN(3)), durMS: 20 + float64(r.IntN(80)), rr: 0.3 + 0.6*r.Float64()}
+		a := appShape{id: appID(prefix, i), memMB: float64(int(16) << r.IntN(3)), durMS: 20 + float64(r.IntN(80)), rr: 0.3 + 0.6*r.Float64()}
 		switch i % 3 {
 		case 0:
 			a.period = max(1, int(math.Round(1/per)))
@@ -515,12 +621,12 @@ func train(ctx context.Context, tc client.Client, st *store.Store, queue, prefix
 	return nil
 }
 
-func startLoop(ctx context.Context, tc client.Client, queue, app string) error {
+func startLoop(ctx context.Context, tc client.Client, queue, app string, router bool) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err := tc.ExecuteWorkflow(sctx, client.StartWorkflowOptions{ID: workflows.LoopWorkflowID(app), TaskQueue: queue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(app))},
-		workflows.LoopWorkflowName, workflows.LoopInput{App: app, Bin: bin, Policy: workflows.DefaultPolicy()})
+		workflows.LoopWorkflowName, workflows.LoopInput{App: app, Bin: bin, Policy: workflows.DefaultPolicy(), Router: router})
 	return err
 }
 
@@ -696,6 +802,30 @@ func (p *processes) kill(name string) bool {
 	return err == nil
 }
 
+// stop ends name with SIGTERM, SIGKILL after within; it returns the
+// process's error (a non-zero exit).
+func (p *processes) stop(name string, within time.Duration) error {
+	p.mu.Lock()
+	pr := p.procs[name]
+	delete(p.procs, name)
+	p.mu.Unlock()
+	if pr == nil {
+		return fmt.Errorf("%s is not running", name)
+	}
+	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+	case <-time.After(within):
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+		return fmt.Errorf("%s did not stop within %v of SIGTERM", name, within)
+	}
+	if st := pr.cmd.ProcessState; st != nil && !st.Success() {
+		return fmt.Errorf("%s exited: %v", name, st)
+	}
+	return nil
+}
+
 // stopAll ends every process: SIGTERM (agents release their leases), then
 // SIGKILL after 10 s.
 func (p *processes) stopAll() {
@@ -717,20 +847,42 @@ func (p *processes) stopAll() {
 	}
 }
 
+func appID(prefix string, i int) string { return fmt.Sprintf("%s-app%02d", prefix, i) }
+
+// killCounts are the SIGKILLs sent, by fault kind.
+type killCounts map[string]int
+
+func (k killCounts) total() int {
+	n := 0
+	for _, v := range k {
+		n += v
+	}
+	return n
+}
+
 // inject carries the plan out from start on; it returns the SIGKILLs sent.
-func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy) int {
-	kills := 0
+// killInstance carries out kill-instance (nil: none planned): it says
+// whether an instance was killed and its lease ended by its agent.
+func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy, killInstance func() bool) killCounts {
+	kills := killCounts{}
 	for _, e := range plan {
 		time.Sleep(time.Until(start.Add(e.At)))
 		switch e.Kind {
-		case "kill-worker", "kill-agent":
+		case "kill-instance":
+			if killInstance != nil && killInstance() {
+				kills[e.Kind]++
+			}
+		case "kill-worker", "kill-agent", "kill-gateway":
 			name := e.Target
-			if e.Kind == "kill-worker" {
+			switch e.Kind {
+			case "kill-worker":
 				name = "worker"
+			case "kill-gateway":
+				name = "gateway"
 			}
 			if p.kill(name) {
 				logf("%v: SIGKILL %s", e.At.Round(time.Second), name)
-				kills++
+				kills[e.Kind]++
 			} else {
 				logf("%v: %s was not running: nothing killed", e.At.Round(time.Second), name)
 			}

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,7 +21,8 @@ func TestFlagsAreChecked(t *testing.T) {
 		{[]string{"--duration", "30s"}, "--duration 30s: must be within [1m30s, 8m] (the faults need room; the soak stays under 10 minutes)"},
 		{[]string{"--seed", "abc"}, `--seed "abc": want a non-negative integer`},
 		{[]string{"--apps", "2"}, "--apps 2: must be within [3, 64]"},
-		{[]string{"--rate", "0"}, "--rate 0: must be within (0, 20] requests per second"},
+		{[]string{"--rate", "30"}, "--rate 30: must be within (0, 20] requests per second"},
+		{[]string{"--traffic", "carrier-pigeon"}, `--traffic "carrier-pigeon": want gateway or workflows`},
 		{[]string{"extra"}, `unexpected argument "extra": soak takes only flags`},
 	} {
 		_, err := parseFlags(c.args)
@@ -26,6 +32,11 @@ func TestFlagsAreChecked(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(42), s.Seed)
 	require.Equal(t, 3*time.Minute, s.Duration)
+	require.Equal(t, "gateway", s.Traffic)
+	require.Equal(t, 8.0, s.Rate, "the gateway mode's rate")
+	s, err = parseFlags([]string{"--traffic", "workflows"})
+	require.NoError(t, err)
+	require.Equal(t, 3.0, s.Rate, "the workflows mode's rate")
 }
 
 // The applications together send about the asked rate, the same for the
@@ -67,4 +78,32 @@ func TestKillCountsOnlyRunningProcesses(t *testing.T) {
 	if p.kill("nobody") {
 		t.Error("a process never started was counted as killed")
 	}
+}
+
+// A process running the sample's binary is found by its executable, and
+// is not once it has ended.
+func TestProcessesLeftFindsTheBinary(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	data, err := os.ReadFile(sleep)
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "sample")
+	require.NoError(t, os.WriteFile(bin, data, 0o755))
+	cmd := exec.Command(bin, "30")
+	require.NoError(t, cmd.Start())
+	require.Eventually(t, func() bool { return slices.Contains(processesLeft(bin), cmd.Process.Pid) }, 5*time.Second, 20*time.Millisecond)
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Empty(t, processesLeft(bin))
+}
+
+// The gateway mode prints what it measured even when 0; the workflows
+// mode leaves out what it does not measure.
+func TestResultLine(t *testing.T) {
+	b, err := json.Marshal(Result{Traffic: "workflows", RequestsSent: 3, RequestsRecorded: 3})
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "processes_left")
+	b, err = json.Marshal(Result{Traffic: "gateway", ProcessesLeft: ptr(0), CgroupsLeft: ptr(0), SpoolFilesLeft: ptr(0)})
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"spool_files_left":0,"processes_left":0,"cgroups_left":0`)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ type settings struct {
 	HostSuffix   string
 	AgentList    []string // id=url; empty: the store's registry
 	NoStore      bool
+	Spool        string // "" once parsed: none
 	NotifyLoops  bool
 	ShutdownWait time.Duration
 	LogLevel     string
@@ -61,7 +63,10 @@ when it is ready. Requests arriving meanwhile wait for that start.
 
 Per application and --bin it writes the arrivals the prediction loops read
 (router mode) to ClickHouse in batches, and per request the host, warm or cold,
-and the latency split (queue, start, application) to gateway_requests. With
+and the latency split (queue, start, application) to gateway_requests. Each
+counted request is appended to the --spool folder before it is forwarded:
+a killed gateway's counts are written by the next start (a machine crash can
+lose what the kernel had not written). With
 --notify-loops it tells an application's loop (predict/<app>) about an
 instance it started, so the loop keeps or releases it like its own.
 
@@ -89,6 +94,7 @@ func parse(args []string, stdout io.Writer) (settings, error) {
 	fs.StringVar(&s.HostSuffix, "host-suffix", config.Env("GATEWAY_HOST_SUFFIX", ""), "route by host name too: a request to <app><suffix> (e.g. .apps.example.com) goes to app ($GATEWAY_HOST_SUFFIX)")
 	fs.StringSliceVar(&s.AgentList, "agent", nil, "a host agent as id=url (repeat); default: the live hosts of the store's registry")
 	fs.BoolVar(&s.NoStore, "no-store", env.Bool("GATEWAY_NO_STORE", false), "record nothing (no arrivals, no requests): for benchmarks; needs --agent ($GATEWAY_NO_STORE)")
+	fs.StringVar(&s.Spool, "spool", config.Env("GATEWAY_SPOOL", ""), "folder where each counted request is appended before it is forwarded, so a killed gateway loses no arrival count (the next start writes what it left); a machine crash can lose what the kernel had not written; off: none (default $XDG_STATE_HOME/forewarm-gateway/<id>/spool, else ~/.local/state/...; none with --no-store unless given: then the counts are spooled and discarded, to measure the spool) ($GATEWAY_SPOOL)")
 	fs.BoolVar(&s.NotifyLoops, "notify-loops", env.Bool("GATEWAY_NOTIFY_LOOPS", false), "signal predict/<app> about each instance the gateway starts (Temporal settings below) ($GATEWAY_NOTIFY_LOOPS)")
 	fs.DurationVar(&s.ShutdownWait, "shutdown-timeout", env.Duration("GATEWAY_SHUTDOWN_TIMEOUT", 30*time.Second), "how long SIGTERM waits for requests in flight and the last batches ($GATEWAY_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("GATEWAY_LOG_LEVEL", "info"), "debug, info, warn or error ($GATEWAY_LOG_LEVEL)")
@@ -116,6 +122,12 @@ func parse(args []string, stdout io.Writer) (settings, error) {
 	if err := api.CheckID("--id", s.ID); err != nil {
 		return s, err
 	}
+	switch {
+	case s.Spool == "off":
+		s.Spool = ""
+	case s.Spool == "" && !s.NoStore:
+		s.Spool = defaultSpool(s.ID)
+	}
 	if _, err := s.hosts(); err != nil {
 		return s, err
 	}
@@ -131,6 +143,19 @@ func defaultID() string {
 		return '-'
 	}, h)
 	return id[:min(len(id), 100)]
+}
+
+// defaultSpool is the spool folder under the gateway's state:
+// $XDG_STATE_HOME/forewarm-gateway/<id>/spool or
+// ~/.local/state/forewarm-gateway/<id>/spool, else under /var/lib.
+func defaultSpool(id string) string {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "forewarm-gateway", id, "spool")
+	}
+	if h, err := os.UserHomeDir(); err == nil && filepath.IsAbs(h) && h != "/" {
+		return filepath.Join(h, ".local", "state", "forewarm-gateway", id, "spool")
+	}
+	return filepath.Join("/var/lib/forewarm-gateway", id, "spool")
 }
 
 // hosts parses --agent.
@@ -217,7 +242,11 @@ func run(s settings) error {
 			cfg.Hosts = registry{st}
 		}
 		cfg.Arrivals, cfg.Outcomes = st.RecordArrivals, st.RecordGatewayRequests
+	} else if s.Spool != "" {
+		// Counted and spooled, then dropped: the spool's cost alone.
+		cfg.Arrivals = func(context.Context, store.ArrivalBatch) error { return nil }
 	}
+	cfg.SpoolDir = s.Spool
 	var onKept []func(context.Context, gateway.Kept) error
 	if !s.NoStore {
 		onKept = append(onKept, recordKept(st))
@@ -248,7 +277,7 @@ func run(s settings) error {
 		return fmt.Errorf("--listen %s: %w", s.Listen, err)
 	}
 	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("gateway serving", "listen", ln.Addr().String(), "id", s.ID, "bin", s.Bin)
+	log.Info("gateway serving", "listen", ln.Addr().String(), "id", s.ID, "bin", s.Bin, "spool", s.Spool)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
