@@ -38,17 +38,6 @@ const (
 	maxSizes = 64
 )
 
-// versionLeaseBound gates the check of a policy against the longest lease
-// it can plan, max(LookaheadBins, MaxSleepBins) bins with grace and lead
-// (Policy.ValidateFor); loops before it checked LookaheadBins+2 bins.
-const versionLeaseBound = "lease-bound"
-
-// versionPolicyLoop gates the loop that decides through package policy
-// (warm instances kept, extended and released; sleeping until the policy
-// could act). Loops started before it run runLegacy until they continue as
-// new.
-const versionPolicyLoop = "policy-loop"
-
 // PredictionLoop is the long-running workflow of one application: it asks
 // the champion demand model for the chance of a request in the coming bins,
 // lets package policy decide whether to prepare, keep or release a warm
@@ -57,21 +46,16 @@ const versionPolicyLoop = "policy-loop"
 // as new carrying its LoopInput.
 func PredictionLoop(ctx workflow.Context, in LoopInput) (LoopResult, error) {
 	l := &loop{LoopInput: in}
-	l.current = workflow.GetVersion(ctx, versionPolicyLoop, workflow.DefaultVersion, 1) >= 1
 	if err := l.setup(ctx); err != nil {
 		return LoopResult{App: in.App}, err
 	}
-	if l.current {
-		return l.run(ctx)
-	}
-	return l.runLegacy(ctx)
+	return l.run(ctx)
 }
 
 // loop is the workflow's state: the carried LoopInput plus what lives only
 // within one run.
 type loop struct {
 	LoopInput
-	current   bool // decides through package policy (not runLegacy)
 	log       log.Logger
 	preparing string // workflow ID of the preparation in flight ("" when none)
 	cancelPre workflow.CancelFunc
@@ -88,10 +72,6 @@ type loop struct {
 	// prepWanted: the preparation in flight is still what the policy wants
 	// (a release or an idle decision since says otherwise).
 	prepWanted bool
-	ahead      bool      // preparations the plan makes start ahead of their bin
-	graceTTL   bool      // leases outlive their planned hold by at least 5 s
-	bounded    bool      // the sleep is bounded (versionSleepBound)
-	leaseBound bool      // policies are checked against leases as long as the sleep (versionLeaseBound)
 	keptIn     time.Time // end of the bin in which a cold request's instance was last offered to keep
 }
 
@@ -110,35 +90,23 @@ func (l *loop) setup(ctx workflow.Context) error {
 	if err := ValidateBin(l.Bin); err != nil {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: %v", l.App, err), activities.ErrBadInput, nil)
 	}
-	if l.current {
-		switch {
-		case l.Policy == (Policy{}):
-			l.Policy = DefaultPolicy()
-		case l.Policy.legacy():
-			// A loop from before the policy package continuing as new.
-			l.Policy = l.Policy.upgraded()
-		}
-		// A loop's leases are bounded as far as it may sleep (loops from
-		// before, by their lookahead). A loop continued as new keeps going
-		// with the policy it was started with: the forecast plans its leases
-		// no longer than the agents accept; a change to it is checked.
-		l.leaseBound = workflow.GetVersion(ctx, versionLeaseBound, workflow.DefaultVersion, 1) == 1
-		if err := l.Policy.validateFor(l.Bin, l.leaseBound && l.Runs == 0); err != nil {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
-		}
-	} else {
-		if l.Policy == (Policy{}) {
-			l.Policy = Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
-		}
-		if err := l.Policy.legacyValidate(l.Bin); err != nil {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
-		}
+	switch {
+	case l.Policy == (Policy{}):
+		l.Policy = DefaultPolicy()
+	case l.Policy.legacy():
+		// Written for the loop from before the policy package (an old
+		// client's start input): its threshold meant something else.
+		l.Policy = l.Policy.upgraded()
+	}
+	// A loop's leases are bounded as far as it may sleep. A loop continued
+	// as new keeps going with the policy it was started with: the forecast
+	// plans its leases no longer than the agents accept; a change to it is
+	// checked.
+	if err := l.Policy.validateFor(l.Bin, l.Runs == 0); err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
 	}
 	if l.Window <= 0 {
 		l.Window = defaultWindow
-		if !l.current {
-			l.Window = 64 // what loops from before the policy package kept
-		}
 	}
 	if l.MaxTicksPerRun <= 0 {
 		l.MaxTicksPerRun = defaultMaxTicksPerRun
@@ -182,7 +150,7 @@ func (l *loop) setup(ctx workflow.Context) error {
 			if err != nil {
 				return ClaimUpdateResult{}, updateRefused(UpdateClaim, err)
 			}
-			return l.claim(ctx, in)
+			return l.claimWarm(ctx, in)
 		},
 		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, raw converter.RawValue) error {
 			if _, err := decodePayload[ClaimUpdate](raw); err != nil {
@@ -226,13 +194,13 @@ func (l *loop) signals(ctx workflow.Context) func(workflow.Selector) {
 			if sig, err := receiveSignal[ObservationSignal](ctx, c); err != nil {
 				l.refuse(SignalObservation, err)
 			} else {
-				l.onObservation(ctx, sig)
+				l.observe(ctx, sig)
 			}
 		})
 		s.AddReceive(wakeCh, func(c workflow.ReceiveChannel, _ bool) {
 			if sig, err := receiveSignal[WakeSignal](ctx, c); err != nil {
 				l.refuse(SignalWake, err)
-			} else if l.current {
+			} else {
 				l.onWake(ctx, sig)
 			}
 		})
@@ -340,18 +308,8 @@ func (l *loop) release(ctx workflow.Context, ls activities.Lease, event, reason 
 	})
 }
 
-func (l *loop) validThreshold(v float64) error {
-	if !l.current {
-		if v != v || v < 0 || v > 1 {
-			return fmt.Errorf("threshold %v is outside [0, 1]", v)
-		}
-		return nil
-	}
-	return ValidateThreshold(v)
-}
-
 func (l *loop) onThreshold(ctx workflow.Context, sig ThresholdSignal) {
-	if err := l.validThreshold(sig.Threshold); err != nil {
+	if err := ValidateThreshold(sig.Threshold); err != nil {
 		l.refuse(SignalThreshold, err)
 		return
 	}
@@ -365,10 +323,7 @@ func (l *loop) onThreshold(ctx workflow.Context, sig ThresholdSignal) {
 }
 
 func (l *loop) validate(p Policy) error {
-	if l.current {
-		return p.validateFor(l.Bin, l.leaseBound)
-	}
-	return p.legacyValidate(l.Bin)
+	return p.ValidateFor(l.Bin)
 }
 
 func (l *loop) onPolicy(ctx workflow.Context, sig PolicySignal) {
@@ -387,14 +342,6 @@ func (l *loop) onPolicy(ctx workflow.Context, sig PolicySignal) {
 	l.setDetails(ctx)
 }
 
-func (l *loop) onObservation(ctx workflow.Context, sig ObservationSignal) {
-	if !l.current {
-		l.onObservationLegacy(sig)
-		return
-	}
-	l.observe(ctx, sig)
-}
-
 func (l *loop) validatePolicy(_ workflow.Context, in PolicyUpdate) error {
 	if in.Change == (PolicyChange{}) {
 		return errors.New("the change names no field")
@@ -411,15 +358,6 @@ func (l *loop) updatePolicy(ctx workflow.Context, in PolicyUpdate) (PolicyUpdate
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
 	return PolicyUpdateResult{Previous: prev, Current: l.Policy}, nil
-}
-
-// claim answers a request's claim; update handlers run one at a time on the
-// workflow's single thread, so claims are atomic.
-func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, error) {
-	if !l.current {
-		return l.claimLegacy(ctx, in)
-	}
-	return l.claimWarm(ctx, in)
 }
 
 // shutdown cancels the preparation in flight (it releases what it holds),
@@ -512,14 +450,9 @@ func (l *loop) upsertAttrs(ctx workflow.Context) {
 // next wake; the counters and the last error follow.
 func (l *loop) setDetails(ctx workflow.Context) {
 	var b strings.Builder
-	if l.current {
-		th := l.thresholds()
-		fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against keep ≥ %.3g and prepare ≥ %.3g (threshold %.3g for a %.0f MB instance) → %s",
-			l.App, l.state(), l.LastProbability, th.Keep, th.Prepare, l.Policy.Threshold, l.leaseSizeMB(), orDash(l.LastDecision))
-	} else {
-		fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against threshold %.2f (horizon %d × %v, top-%d) → %s",
-			l.App, l.state(), l.LastProbability, l.Policy.Threshold, l.Policy.HorizonBins, l.Bin, l.Policy.TopN, orDash(l.LastDecision))
-	}
+	th := l.thresholds()
+	fmt.Fprintf(&b, "**%s** is %s: last P = %.3f against keep ≥ %.3g and prepare ≥ %.3g (threshold %.3g for a %.0f MB instance) → %s",
+		l.App, l.state(), l.LastProbability, th.Keep, th.Prepare, l.Policy.Threshold, l.leaseSizeMB(), orDash(l.LastDecision))
 	fmt.Fprintf(&b, "; %d lease(s) live", len(l.Leases))
 	for _, ls := range l.Leases {
 		fmt.Fprintf(&b, " (%s until %s, score %s)", ls.Host, ls.Expires.UTC().Format("15:04:05"), ls.Parts())
@@ -527,7 +460,7 @@ func (l *loop) setDetails(ctx workflow.Context) {
 	if l.preparing != "" {
 		fmt.Fprintf(&b, ", preparing %s", l.preparing)
 	}
-	if l.current && !l.NextWake.IsZero() {
+	if !l.NextWake.IsZero() {
 		fmt.Fprintf(&b, "; next wake %s UTC: %s", l.NextWake.UTC().Format("15:04:05"), orDash(l.WakeReason))
 	}
 	if l.Router {
@@ -557,9 +490,7 @@ func (l *loop) status() LoopStatus {
 		LastError: l.LastError, Leases: slices.Clone(l.Leases), Preparing: l.preparing,
 		Adjustments: maps.Clone(l.Adjustments), Stats: l.Stats, Runs: l.Runs,
 		Holding: l.Holding, NextWake: l.NextWake, WakeReason: l.WakeReason, Router: l.Router,
-	}
-	if l.current {
-		st.LeaseSizeMB, st.Thresholds = l.leaseSizeMB(), l.thresholds()
+		LeaseSizeMB: l.leaseSizeMB(), Thresholds: l.thresholds(),
 	}
 	return st
 }

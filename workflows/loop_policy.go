@@ -32,9 +32,6 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		l.wakeEarly = true
 		kick.SendAsync(true)
 	}
-	l.ahead = workflow.GetVersion(ctx, versionPrepareAhead, workflow.DefaultVersion, 1) == 1
-	l.graceTTL = workflow.GetVersion(ctx, versionLeaseGrace, workflow.DefaultVersion, 1) == 1
-	l.bounded = workflow.GetVersion(ctx, versionSleepBound, workflow.DefaultVersion, 1) == 1
 	if !l.Seeded {
 		l.seed(ctx)
 	}
@@ -64,7 +61,7 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 	// by a whole bin (the loops of a replay start together, so their first
 	// preparations contend for the hosts).
 	var early time.Time
-	if first := max(l.lead(), l.Bin); l.ahead && l.Clock != nil && !l.Router && l.Stats.Wakes == 0 && l.NextTick.Sub(workflow.Now(ctx)) > first {
+	if first := max(l.lead(), l.Bin); l.Clock != nil && !l.Router && l.Stats.Wakes == 0 && l.NextTick.Sub(workflow.Now(ctx)) > first {
 		early = l.NextTick.Add(-first)
 	}
 	wakes := 0
@@ -223,12 +220,9 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	}
 	next := res.NextChange
 	reason := "the policy acts next then"
-	switch {
-	case l.bounded && res.Until != activities.UntilChange:
+	if res.Until != activities.UntilChange {
 		reason = untilReason(res.Until, next)
-	case !l.bounded && next >= len(res.Path):
-		reason = "end of the forecast"
-	case l.ahead:
+	} else {
 		reason = l.planAhead(binStart, next, res)
 	}
 	if l.Policy.Ticking {
@@ -239,10 +233,6 @@ func (l *loop) wake(ctx workflow.Context, at time.Time) {
 	l.upsertAttrs(ctx)
 	l.setDetails(ctx)
 }
-
-// versionPrepareAhead gates preparations started ahead of the bin the plan
-// prepares for (v5 histories prepare at the bin's start).
-const versionPrepareAhead = "prepare-ahead"
 
 // planAhead looks at the decision the plan makes n bins after binStart:
 // when it prepares, the preparation is started ahead of that bin (by the
@@ -299,11 +289,8 @@ func (l *loop) plan(binStart time.Time, n int, reason string) {
 
 // grace is how long after a bin ends the loop decides the next: requests
 // of the bin reported a little late are still counted in it. A fifth of a
-// bin, at most 2 s (0 for loops from before it).
+// bin, at most 2 s.
 func (l *loop) grace() time.Duration {
-	if !l.ahead {
-		return 0
-	}
 	return min(l.Bin/5, 2*time.Second)
 }
 
@@ -336,11 +323,8 @@ func (l *loop) plannedAction() policy.Action {
 // forecast asks for the path ahead and the policy's decisions along it;
 // slept is how many bins the loop slept through since its last decision.
 func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, slept int) (activities.ForecastResult, error) {
-	bins, maxSleep := l.Policy.LookaheadBins, 0
-	if l.bounded {
-		maxSleep = l.maxSleep()
-		bins = max(bins, maxSleep)
-	}
+	maxSleep := l.maxSleep()
+	bins := max(l.Policy.LookaheadBins, maxSleep)
 	if l.Policy.Ticking {
 		bins = 1
 	}
@@ -364,7 +348,7 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		// rule alone (every loop from before) by the thresholds, as it ran.
 		in.Policy, in.MemoryMB = &cfg, l.leaseSizeMB()
 	}
-	if l.bounded && !(l.Router && l.Stats.Wakes == 1) {
+	if !(l.Router && l.Stats.Wakes == 1) {
 		in.Due, in.Decided = l.NextWake, slept+1
 	}
 	if l.Router {
@@ -391,10 +375,6 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 // hosts free them soon after.
 func (l *loop) apply(ctx workflow.Context, binStart time.Time, res activities.ForecastResult) {
 	until := binStart.Add(time.Duration(max(1, res.HoldBins))*l.Bin + l.leaseGrace())
-	if res.Action == policy.Prepare && !l.ahead {
-		l.prepare(ctx, binStart, until)
-		return
-	}
 	switch res.Action {
 	case policy.Prepare, policy.Keep:
 		if len(l.Leases) == 0 {
@@ -415,17 +395,10 @@ func (l *loop) apply(ctx workflow.Context, binStart time.Time, res activities.Fo
 
 // leaseGrace is how long a lease outlives the hold the policy planned: a
 // bin, and at least 5 s, so a loop that decides late (a busy worker, a
-// worker restart) extends its instance before the host lets it go (loops
-// from before it: one bin).
+// worker restart) extends its instance before the host lets it go.
 func (l *loop) leaseGrace() time.Duration {
-	if !l.graceTTL {
-		return l.Bin
-	}
 	return max(l.Bin, 5*time.Second)
 }
-
-// versionLeaseGrace gates leaseGrace's 5 s floor.
-const versionLeaseGrace = "lease-grace"
 
 // prepare starts a preparation whose leases last until `until`.
 func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
@@ -448,7 +421,7 @@ func (l *loop) prepare(ctx workflow.Context, binStart, until time.Time) {
 	summary := fmt.Sprintf("prepare %d host(s) for %s: P=%.3f ≥ %.3f (a %.0f MB instance until %s)",
 		l.Policy.TopN, l.App, l.LastProbability, th.Prepare, profile.MemoryMB, until.UTC().Format("15:04:05"))
 	l.startPreparation(ctx, binStart, in, summary, func(gctx workflow.Context, res PrepareResult) {
-		if (l.ahead && (!l.prepWanted || l.stop != nil)) || (!l.ahead && (!l.Holding || l.draining && l.stop != nil)) {
+		if !l.prepWanted || l.stop != nil {
 			// The policy let go while the preparation ran.
 			for _, ls := range res.Leases {
 				l.release(gctx, ls, records.EventReleased, "the policy let go during the preparation", workflow.Now(gctx).Sub(ls.Reserved).Seconds())
@@ -613,7 +586,7 @@ func (l *loop) count(ctx workflow.Context, n, sizeMB float64, at time.Time) {
 	switch back := int((open.Sub(at) + l.Bin - 1) / l.Bin); {
 	case l.Router:
 		// The router records the requests: the loop reads them at its wake.
-	case l.ahead && !at.IsZero() && at.Before(open) && back <= len(l.Recent):
+	case !at.IsZero() && at.Before(open) && back <= len(l.Recent):
 		l.Recent[len(l.Recent)-back] += n
 	default:
 		l.Pending += n
@@ -642,7 +615,7 @@ func (l *loop) claimWarm(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResul
 	}
 	res := ClaimUpdateResult{Adjustments: maps.Clone(l.Adjustments), Stays: true}
 	best := l.bestLease(now, in.SizeMB)
-	if best < 0 && l.preparing != "" && !l.draining && workflow.GetVersion(ctx, versionClaimWaits, workflow.DefaultVersion, 1) == 1 {
+	if best < 0 && l.preparing != "" && !l.draining {
 		// Its instance is being prepared: a cold start of its own would
 		// take about as long as the rest of the preparation, so the request
 		// joins it, waiting at most a typical preparation.
@@ -683,10 +656,6 @@ func (l *loop) claimWarm(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResul
 	}
 	return res, nil
 }
-
-// versionClaimWaits gates claims waiting for the preparation in flight
-// (v5 histories answered a claim at once).
-const versionClaimWaits = "claim-waits"
 
 // bestLease is the live lease with the best score that holds a request of
 // sizeMB (0: unknown), or -1.
@@ -736,10 +705,6 @@ func keptLeaseID(app, requestID string) string {
 	return clean(app) + ".kept." + clean(requestID)
 }
 
-// versionOneInstance gates releasing a second kept instance of an
-// application (v5 histories kept every instance a cold request left).
-const versionOneInstance = "one-instance"
-
 // maxAdjustedHosts bounds the adjustments a loop keeps: one per host it
 // has served on, not one per name a signal can carry.
 const maxAdjustedHosts = 256
@@ -766,7 +731,7 @@ func (l *loop) observe(ctx workflow.Context, sig ObservationSignal) {
 	}
 	if k := sig.Kept; k != nil && k.LeaseID != "" && !slices.ContainsFunc(l.Leases, func(ls activities.Lease) bool { return ls.LeaseID == k.LeaseID }) {
 		l.Stats.Kept++
-		if len(l.Leases) > 0 && workflow.GetVersion(ctx, versionOneInstance, workflow.DefaultVersion, 1) == 1 {
+		if len(l.Leases) > 0 {
 			// The application already holds an instance: one is enough.
 			l.release(ctx, *k, records.EventReleased, "a second instance of the application", workflow.Now(ctx).Sub(k.Reserved).Seconds())
 		} else {

@@ -10,12 +10,6 @@ import (
 	"github.com/forewarm/forewarm/activities"
 )
 
-// versionSleepBound gates the bound on a loop's sleep (Policy.MaxSleepBins,
-// and the lookahead while it holds an instance) and the forecast that far
-// ahead; loops before it slept at most LookaheadBins, to the end of their
-// forecast.
-const versionSleepBound = "sleep-bound"
-
 // maxSleep is this loop's bound on its sleep: Policy.MaxSleepBins less up
 // to a quarter of it, by the application, so that loops started together
 // (a fleet rolled out at once) do not all wake in the same bin when the

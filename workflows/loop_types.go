@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -46,8 +45,9 @@ type Policy struct {
 	// ahead too: the bound is also how long a lost loop's instance lives.
 	MaxSleepBins int
 
-	// Loops started before the policy package (testdata/v1..v4 histories)
-	// read these; a current loop ignores them.
+	// Read by the loop from before the policy package, now retired; kept
+	// because clients and carried inputs still name them (Validate refuses
+	// them, a start input with them is upgraded).
 	HorizonBins int           // bins a prediction looked ahead
 	LeaseTTL    time.Duration // 0: HorizonBins bins
 }
@@ -212,41 +212,6 @@ func ValidateBin(bin time.Duration) error {
 		return fmt.Errorf("bin %v is shorter than %v, the shortest lease a host agent accepts", bin, api.MinTTL)
 	}
 	return nil
-}
-
-// legacyValidate is the check of loops from before the policy package.
-func (p Policy) legacyValidate(bin time.Duration) error {
-	var errs []error
-	if math.IsNaN(p.Threshold) || p.Threshold < 0 || p.Threshold > 1 {
-		errs = append(errs, fmt.Errorf("threshold %v is outside [0, 1]", p.Threshold))
-	}
-	if p.HorizonBins < 1 || p.HorizonBins > 1440 {
-		errs = append(errs, fmt.Errorf("horizon %d bins is outside [1, 1440]", p.HorizonBins))
-	}
-	if p.TopN < 1 || p.TopN > 16 {
-		errs = append(errs, fmt.Errorf("top-N %d is outside [1, 16]", p.TopN))
-	}
-	if p.LeaseTTL != 0 && (p.LeaseTTL < api.MinTTL || p.LeaseTTL > api.MaxTTL) {
-		errs = append(errs, fmt.Errorf("lease TTL %v is outside [%v, %v], what a host agent accepts", p.LeaseTTL, api.MinTTL, api.MaxTTL))
-	}
-	if ttl := p.TTL(bin); p.LeaseTTL == 0 && p.HorizonBins >= 1 && p.HorizonBins <= 1440 && (ttl < api.MinTTL || ttl > api.MaxTTL) {
-		errs = append(errs, fmt.Errorf("horizon %d × %v bins: leases of %v are outside [%v, %v], what a host agent accepts", p.HorizonBins, bin, ttl, api.MinTTL, api.MaxTTL))
-	}
-	if math.IsNaN(p.MaxShadowMS) || p.MaxShadowMS < 0 {
-		errs = append(errs, fmt.Errorf("max shadow %v ms is negative", p.MaxShadowMS))
-	}
-	if math.IsNaN(p.SampleMB) || p.SampleMB < 0 {
-		errs = append(errs, fmt.Errorf("shadow sample %v MB is negative", p.SampleMB))
-	}
-	return errors.Join(errs...)
-}
-
-// TTL is the lease lifetime of a legacy loop for a bin width.
-func (p Policy) TTL(bin time.Duration) time.Duration {
-	if p.LeaseTTL > 0 {
-		return p.LeaseTTL
-	}
-	return time.Duration(p.HorizonBins) * bin
 }
 
 // PolicyChange changes some fields of a policy (nil: unchanged).
