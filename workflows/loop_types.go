@@ -266,8 +266,10 @@ type LoopInput struct {
 	Window  int           // bins of recent activity kept: default 1440 (64 in loops from before the policy package), then what the model uses, at most 1440
 	Policy  Policy
 	Profile activities.AppProfile
-	// MaxTicksPerRun continues as new after this many ticks even when the
-	// server has not suggested it yet (default 1000).
+	// MaxTicksPerRun continues as new after this many wakes even when the
+	// server has not suggested it yet (default 1000). The name is from when
+	// the loop woke at every bin; it stays because it is serialized (running
+	// loops carry it, clients send it).
 	MaxTicksPerRun int
 
 	// Clock, when set, maps the loop's bins onto another timeline for the
@@ -281,7 +283,7 @@ type LoopInput struct {
 	// JSON: see activities.Counts).
 	Recent   activities.Counts
 	Pending  float64   // requests observed in the bin now open
-	NextTick time.Time // end of the bin now open
+	NextTick time.Time // end of the bin now open (a serialized name, like MaxTicksPerRun)
 	// Holding says the policy holds the application's instance through the
 	// open bin (its last decision was prepare or keep). With the requests of
 	// the bin it gives whether the application holds an instance as the next
@@ -319,7 +321,7 @@ type LoopInput struct {
 
 // LoopStats are the loop's counters since it was first started.
 type LoopStats struct {
-	Ticks              int
+	Ticks              int // wakes (every run's; a serialized name: see Wakes)
 	Predictions        int
 	PredictErrors      int
 	Preparations       int
@@ -334,7 +336,7 @@ type LoopStats struct {
 	WastedMBSeconds       float64 // memory held by leases that expired unused
 	Requests              float64
 	WarmRequests          int
-	SkippedBins           int // bins the loop could not tick (worker down)
+	SkippedBins           int // bins no wake decided (worker down)
 	// Policy loops: decisions by outcome (one per bin, known ahead while the
 	// loop sleeps), wakes, in-place extensions and instances kept after a
 	// cold request.
@@ -355,7 +357,7 @@ type LoopStats struct {
 	ClaimsWaited     int
 	ClaimsWaitedWarm int
 	PreparationMS    float64
-	// LagBuckets counts tick lag (behind the bin's end) per LagBucketBounds.
+	// LagBuckets counts wake lag (behind the planned wake) per LagBucketBounds.
 	LagBuckets [len(LagBucketBoundsMS) + 1]int
 	MaxLagMS   float64
 	LagMS      float64 // typical lag (exponentially weighted)
@@ -497,8 +499,8 @@ type PolicyUpdateResult struct{ Previous, Current Policy }
 // ClaimUpdate asks for the best live lease for one request.
 type ClaimUpdate struct {
 	RequestID string `payload:"required"`
-	// CountArrival counts the request in the open bin (lean serve-request
-	// workflows; older ones count through their observation signal).
+	// CountArrival counts the request in the open bin (ServeRequest always
+	// sets it; a claim without it counts nothing).
 	CountArrival bool
 	SizeMB       float64   // the request's size (0: unknown)
 	ArrivedAt    time.Time // when the request arrived (zero: when the claim is handled)
