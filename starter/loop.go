@@ -377,12 +377,8 @@ func printStatus(w io.Writer, st workflows.LoopStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := st.Policy
 	fmt.Fprintf(tw, "loop\t%s (%s)\n", workflows.LoopWorkflowID(st.App), st.State)
-	if p.HorizonBins > 0 {
-		fmt.Fprintf(tw, "policy\tthreshold %.3f, horizon %d × %v, top-%d, TTL %v, dry-run %v (a loop from before warm instances)\n", p.Threshold, p.HorizonBins, st.Bin, p.TopN, p.TTL(st.Bin), p.DryRun)
-	} else {
-		fmt.Fprintf(tw, "policy\tthreshold %.3g for %.0f MB (this app: keep at P ≥ %.3g, prepare at P ≥ %.3g; leases of %.0f MB), top-%d, lookahead %d × %v, max sleep %d bins, dry-run %v, ticking %v\n",
-			p.Threshold, p.ReferenceMB, st.Thresholds.Keep, st.Thresholds.Prepare, st.LeaseSizeMB, p.TopN, p.LookaheadBins, st.Bin, p.MaxSleepBins, p.DryRun, p.Ticking)
-	}
+	fmt.Fprintf(tw, "policy\tthreshold %.3g for %.0f MB (this app: keep at P ≥ %.3g, prepare at P ≥ %.3g; leases of %.0f MB), top-%d, lookahead %d × %v, max sleep %d bins, dry-run %v, ticking %v\n",
+		p.Threshold, p.ReferenceMB, st.Thresholds.Keep, st.Thresholds.Prepare, st.LeaseSizeMB, p.TopN, p.LookaheadBins, st.Bin, p.MaxSleepBins, p.DryRun, p.Ticking)
 	fmt.Fprintf(tw, "last prediction\tP = %.4f → %s (model %s)\n", st.LastProbability, st.LastDecision, orNone(st.ModelVersion))
 	if !st.NextWake.IsZero() {
 		fmt.Fprintf(tw, "next decision\t%s: %s (holding: %v)\n", st.NextWake.UTC().Format(time.TimeOnly), st.WakeReason, st.Holding)

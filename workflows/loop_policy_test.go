@@ -378,3 +378,29 @@ func rulePolicy() Policy {
 		c.Objective, c.ReferenceRequestsPerDay, c.KeepAliveBins, c.FallbackBins, c.TrustGaps
 	return p
 }
+
+// A stop that arrives while a preparation runs cancels it; the cancelled
+// preparation releases its reservation, so nothing is left on a host.
+func TestLoopStopDuringPreparationLeaksNothing(t *testing.T) {
+	env, fh, _ := newPolicyLoopEnv(t, recentModel{})
+	// The shadow request takes 3 s; the stop arrives in the middle of it.
+	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(activities.ShadowResult{OK: true, ShadowMS: 5}, nil).After(3 * time.Second)
+	fh.mock(env)
+	// A request in the first bin: the wake after it prepares.
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalObservation, ObservationSignal{RequestID: "r1", Count: 1})
+	}, 500*time.Millisecond)
+	var st LoopStatus
+	env.RegisterDelayedCallback(func() {
+		st = queryState(t, env)
+		env.SignalWorkflow(SignalStop, StopSignal{Reason: "mid-preparation"})
+	}, 2500*time.Millisecond)
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-s", Bin: time.Second, Policy: rulePolicy()})
+	require.NoError(t, env.GetWorkflowError())
+	var res LoopResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.NotEmpty(t, st.Preparing, "the stop arrived while preparing: %+v", st)
+	require.Equal(t, "stopped: mid-preparation", res.Reason)
+	require.Equal(t, 1, res.Stats.PreparationsCancelled)
+	require.Empty(t, fh.held(), "the cancelled preparation released its reservation")
+}

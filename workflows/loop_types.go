@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -46,8 +45,9 @@ type Policy struct {
 	// ahead too: the bound is also how long a lost loop's instance lives.
 	MaxSleepBins int
 
-	// Loops started before the policy package (testdata/v1..v4 histories)
-	// read these; a current loop ignores them.
+	// Read by the loop from before the policy package, now retired; kept
+	// because clients and carried inputs still name them (Validate refuses
+	// them, a start input with them is upgraded).
 	HorizonBins int           // bins a prediction looked ahead
 	LeaseTTL    time.Duration // 0: HorizonBins bins
 }
@@ -214,41 +214,6 @@ func ValidateBin(bin time.Duration) error {
 	return nil
 }
 
-// legacyValidate is the check of loops from before the policy package.
-func (p Policy) legacyValidate(bin time.Duration) error {
-	var errs []error
-	if math.IsNaN(p.Threshold) || p.Threshold < 0 || p.Threshold > 1 {
-		errs = append(errs, fmt.Errorf("threshold %v is outside [0, 1]", p.Threshold))
-	}
-	if p.HorizonBins < 1 || p.HorizonBins > 1440 {
-		errs = append(errs, fmt.Errorf("horizon %d bins is outside [1, 1440]", p.HorizonBins))
-	}
-	if p.TopN < 1 || p.TopN > 16 {
-		errs = append(errs, fmt.Errorf("top-N %d is outside [1, 16]", p.TopN))
-	}
-	if p.LeaseTTL != 0 && (p.LeaseTTL < api.MinTTL || p.LeaseTTL > api.MaxTTL) {
-		errs = append(errs, fmt.Errorf("lease TTL %v is outside [%v, %v], what a host agent accepts", p.LeaseTTL, api.MinTTL, api.MaxTTL))
-	}
-	if ttl := p.TTL(bin); p.LeaseTTL == 0 && p.HorizonBins >= 1 && p.HorizonBins <= 1440 && (ttl < api.MinTTL || ttl > api.MaxTTL) {
-		errs = append(errs, fmt.Errorf("horizon %d × %v bins: leases of %v are outside [%v, %v], what a host agent accepts", p.HorizonBins, bin, ttl, api.MinTTL, api.MaxTTL))
-	}
-	if math.IsNaN(p.MaxShadowMS) || p.MaxShadowMS < 0 {
-		errs = append(errs, fmt.Errorf("max shadow %v ms is negative", p.MaxShadowMS))
-	}
-	if math.IsNaN(p.SampleMB) || p.SampleMB < 0 {
-		errs = append(errs, fmt.Errorf("shadow sample %v MB is negative", p.SampleMB))
-	}
-	return errors.Join(errs...)
-}
-
-// TTL is the lease lifetime of a legacy loop for a bin width.
-func (p Policy) TTL(bin time.Duration) time.Duration {
-	if p.LeaseTTL > 0 {
-		return p.LeaseTTL
-	}
-	return time.Duration(p.HorizonBins) * bin
-}
-
 // PolicyChange changes some fields of a policy (nil: unchanged).
 type PolicyChange struct {
 	Threshold      *float64
@@ -301,8 +266,10 @@ type LoopInput struct {
 	Window  int           // bins of recent activity kept: default 1440 (64 in loops from before the policy package), then what the model uses, at most 1440
 	Policy  Policy
 	Profile activities.AppProfile
-	// MaxTicksPerRun continues as new after this many ticks even when the
-	// server has not suggested it yet (default 1000).
+	// MaxTicksPerRun continues as new after this many wakes even when the
+	// server has not suggested it yet (default 1000). The name is from when
+	// the loop woke at every bin; it stays because it is serialized (running
+	// loops carry it, clients send it).
 	MaxTicksPerRun int
 
 	// Clock, when set, maps the loop's bins onto another timeline for the
@@ -316,7 +283,7 @@ type LoopInput struct {
 	// JSON: see activities.Counts).
 	Recent   activities.Counts
 	Pending  float64   // requests observed in the bin now open
-	NextTick time.Time // end of the bin now open
+	NextTick time.Time // end of the bin now open (a serialized name, like MaxTicksPerRun)
 	// Holding says the policy holds the application's instance through the
 	// open bin (its last decision was prepare or keep). With the requests of
 	// the bin it gives whether the application holds an instance as the next
@@ -354,7 +321,7 @@ type LoopInput struct {
 
 // LoopStats are the loop's counters since it was first started.
 type LoopStats struct {
-	Ticks              int
+	Ticks              int // wakes (every run's; a serialized name: see Wakes)
 	Predictions        int
 	PredictErrors      int
 	Preparations       int
@@ -369,7 +336,7 @@ type LoopStats struct {
 	WastedMBSeconds       float64 // memory held by leases that expired unused
 	Requests              float64
 	WarmRequests          int
-	SkippedBins           int // bins the loop could not tick (worker down)
+	SkippedBins           int // bins no wake decided (worker down)
 	// Policy loops: decisions by outcome (one per bin, known ahead while the
 	// loop sleeps), wakes, in-place extensions and instances kept after a
 	// cold request.
@@ -390,7 +357,7 @@ type LoopStats struct {
 	ClaimsWaited     int
 	ClaimsWaitedWarm int
 	PreparationMS    float64
-	// LagBuckets counts tick lag (behind the bin's end) per LagBucketBounds.
+	// LagBuckets counts wake lag (behind the planned wake) per LagBucketBounds.
 	LagBuckets [len(LagBucketBoundsMS) + 1]int
 	MaxLagMS   float64
 	LagMS      float64 // typical lag (exponentially weighted)
@@ -532,8 +499,8 @@ type PolicyUpdateResult struct{ Previous, Current Policy }
 // ClaimUpdate asks for the best live lease for one request.
 type ClaimUpdate struct {
 	RequestID string `payload:"required"`
-	// CountArrival counts the request in the open bin (lean serve-request
-	// workflows; older ones count through their observation signal).
+	// CountArrival counts the request in the open bin (ServeRequest always
+	// sets it; a claim without it counts nothing).
 	CountArrival bool
 	SizeMB       float64   // the request's size (0: unknown)
 	ArrivedAt    time.Time // when the request arrived (zero: when the claim is handled)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
@@ -78,16 +77,6 @@ func TestPolicyValidateForTheBinWidth(t *testing.T) {
 	require.EqualError(t, p.ValidateFor(3*time.Hour),
 		"LookaheadBins 10 and MaxSleepBins 60 at 3h0m0s bins: a held instance's lease may be planned 60 bins ahead and asked to live 186h0m0s with its grace and lead, beyond the 24h0m0s a host agent accepts; lower LookaheadBins and MaxSleepBins to at most 6")
 	require.Error(t, p.ValidateFor(time.Duration(math.MaxInt64/4)), "an overflowing product is refused, not wrapped")
-
-	// Loops from before the policy package: their lease TTL and horizon
-	// against the same host limits.
-	legacy := Policy{Threshold: 0.5, HorizonBins: 5, TopN: 1, MaxShadowMS: 500, SampleMB: 8}
-	require.NoError(t, legacy.legacyValidate(time.Second))
-	legacy.LeaseTTL = 300
-	require.EqualError(t, legacy.legacyValidate(time.Second), "lease TTL 300ns is outside [1s, 24h0m0s], what a host agent accepts")
-	legacy.LeaseTTL = 0
-	legacy.HorizonBins = 1000
-	require.EqualError(t, legacy.legacyValidate(2*time.Minute), "horizon 1000 × 2m0s bins: leases of 33h20m0s are outside [1s, 24h0m0s], what a host agent accepts")
 }
 
 // A loop started with a bin no host can keep a lease for fails at once,
@@ -176,13 +165,6 @@ func TestLoopRefusesLeasesNoAgentAccepts(t *testing.T) {
 		require.NoError(t, env.GetWorkflowError())
 		return rejected, accepted
 	}
-	t.Run("started before the check", func(t *testing.T) {
-		env := newLoopEnv(t)
-		env.OnGetVersion(versionLeaseBound, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-		rejected, accepted := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy()}, PolicyChange{TopN: ptr(2)})
-		require.NoError(t, rejected)
-		require.True(t, accepted, "checked as before: the lookahead alone")
-	})
 	t.Run("continued as new", func(t *testing.T) {
 		env := newLoopEnv(t)
 		rejected, _ := runs(t, env, LoopInput{App: "app-h", Bin: time.Hour, Policy: DefaultPolicy(), Runs: 1}, PolicyChange{TopN: ptr(2)})

@@ -185,16 +185,12 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 	}
 	// Validated leases now belong to the loop.
 	held = nil
-	if len(res.Leases) > 0 && workflow.GetVersion(ctx, versionHostAttr, workflow.DefaultVersion, 1) == 1 {
+	if len(res.Leases) > 0 {
 		upsertHost(ctx, res.Leases[0].Host)
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("prepared %d of %d: %s", len(res.Leases), in.TopN, res.Summary()))
 	return res, nil
 }
-
-// versionHostAttr gates the ForewarmHost upsert added after the first
-// recorded histories (testdata/v1-*): those replay without it.
-const versionHostAttr = "upsert-host-attribute"
 
 // upsertHost tags the workflow with the host it prepared or served on, so
 // the Web UI can filter by host.

@@ -47,14 +47,6 @@ type RequestResult struct {
 	Outcome       string // warm | cold | cold-lease-lost | cold-after-warm-failure
 }
 
-// versionLeanRequest gates local-activity claim and serve (see ServeRequest).
-const versionLeanRequest = "lean-request"
-
-// versionWarmInstance gates warm instances: a claimed lease goes on serving
-// (the loop says so), a cold request's instance is kept as a lease when the
-// loop asks, and the loop hears of both.
-const versionWarmInstance = "warm-instance"
-
 // PerformanceScore is observed performance on the affinity scale: the
 // nominal work time over the host's measured work time, in [0, 1]. Setup
 // time is left out on purpose: it measures warmth, not the host's fit.
@@ -93,27 +85,18 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected, activities.ErrNoHosts}},
 	})
 
-	// Lean requests claim and serve through local activities (two fewer
-	// activity round trips through the server per request) and let the
-	// claim count the arrival; histories from before keep their path.
-	lean := workflow.GetVersion(ctx, versionLeanRequest, workflow.DefaultVersion, 1) == 1
+	// Claim and serve are local activities (two fewer activity round trips
+	// through the server per request); the claim counts the arrival.
 	call := func(opts workflow.ActivityOptions, fn any, arg any) workflow.Future {
-		if lean {
-			return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-				StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary}), fn, arg)
-		}
-		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, arg)
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: opts.StartToCloseTimeout, RetryPolicy: opts.RetryPolicy, Summary: opts.Summary}), fn, arg)
 	}
 	quickOpts := workflow.GetActivityOptions(quick)
-	warmInstances := workflow.GetVersion(ctx, versionWarmInstance, workflow.DefaultVersion, 1) == 1
 
 	var claim activities.ClaimResult
 	claimOpts := quickOpts
 	claimOpts.Summary = "claim a lease"
-	claimIn := activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: lean}
-	if warmInstances {
-		claimIn.SizeMB, claimIn.ArrivedAt = in.MemoryMB, in.ArrivedAt
-	}
+	claimIn := activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: true, SizeMB: in.MemoryMB, ArrivedAt: in.ArrivedAt}
 	if err := call(claimOpts, ActivityClaimLease, claimIn).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
 	}
@@ -122,12 +105,10 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		var sr activities.ServeResult
 		si := activities.ServeInput{Host: host, HostURL: url, HostServing: activities.HostServing{RequestID: in.RequestID, App: in.App,
 			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}}
-		if warmInstances {
-			si.LeaseStays = claim.Stays
-			if keep != nil {
-				si.KeepID, si.KeepTTL = keep.LeaseID, keep.TTL
-				si.KeepMemoryMB, si.KeepDiskMB, si.KeepCPUMilli = keep.MemoryMB, keep.DiskMB, keep.CPUMilli
-			}
+		si.LeaseStays = claim.Stays
+		if keep != nil {
+			si.KeepID, si.KeepTTL = keep.LeaseID, keep.TTL
+			si.KeepMemoryMB, si.KeepDiskMB, si.KeepCPUMilli = keep.MemoryMB, keep.DiskMB, keep.CPUMilli
 		}
 		err := call(workflow.ActivityOptions{
 			StartToCloseTimeout: time.Duration(in.WorkMS)*time.Millisecond*4 + 30*time.Second,
@@ -153,11 +134,11 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			res.Host, res.LeaseID, res.Expected, adjustment, res.Outcome = ls.Host, ls.LeaseID, ls.Score, ls.Adjusted, records.OutcomeWarm
 			if !sr.Warm {
 				res.Outcome = coldOutcome(sr.FallbackCode)
-				if warmInstances && (sr.FallbackCode == api.CodeGone || sr.FallbackCode == api.CodeNotFound) {
+				if sr.FallbackCode == api.CodeGone || sr.FallbackCode == api.CodeNotFound {
 					gone = append(gone, ls.LeaseID)
 				}
 			}
-			if !warmInstances || !claim.Stays {
+			if !claim.Stays {
 				claimed = &records.PreparationEvent{Time: workflow.Now(ctx), PreparationID: ls.LeaseID, App: in.App, Host: ls.Host,
 					Event: records.EventClaimed, MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli,
 					HeldSeconds: workflow.Now(ctx).Sub(ls.Reserved).Seconds(), Reason: "request " + in.RequestID}
@@ -166,9 +147,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 			logger.Warn("warm serve failed; releasing the lease and serving cold", "lease", ls.LeaseID, "error", err)
 			releaseNow(ctx, ls, records.EventReleased, "warm serve failed: "+rootMessage(err))
 			res.Outcome = records.OutcomeColdAfterWarmFail
-			if warmInstances {
-				gone = append(gone, ls.LeaseID)
-			}
+			gone = append(gone, ls.LeaseID)
 		}
 	}
 	if !served {
@@ -182,7 +161,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		for _, c := range ranked.Candidates[:min(3, len(ranked.Candidates))] {
 			if sr, err = serve(c.Host, c.URL, "", claim.Keep); err == nil {
 				res.Host, res.Expected, adjustment = c.Host, c.Score, c.Adjustment
-				if warmInstances && sr.Kept && claim.Keep != nil {
+				if sr.Kept && claim.Keep != nil {
 					now := workflow.Now(ctx)
 					k := claim.Keep
 					ls := activities.Lease{LeaseID: k.LeaseID, App: in.App, Host: c.Host, HostURL: c.URL,
@@ -207,9 +186,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	// The time the claim waited for an instance being prepared is the
 	// request's too.
 	res.Warm, res.SetupMS, res.WorkMS, res.LatencyMS = sr.Warm, sr.SetupMS, sr.WorkMS, sr.TotalMS+claim.WaitedMS
-	if workflow.GetVersion(ctx, versionHostAttr, workflow.DefaultVersion, 1) == 1 {
-		upsertHost(ctx, res.Host)
-	}
+	upsertHost(ctx, res.Host)
 	res.Actual = PerformanceScore(in.WorkMS, sr.WorkMS)
 
 	at := workflow.Now(ctx)
@@ -238,14 +215,11 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	recorded := workflow.ExecuteActivity(rctx, ActivityRecordRequest, rec)
 
 	obs := ObservationSignal{RequestID: in.RequestID, Count: 1, Host: res.Host, Warm: res.Warm, LatencyMS: res.LatencyMS,
-		Claimed: lean && claim.LoopRunning}
+		Claimed: claim.LoopRunning, SizeMB: in.MemoryMB, Kept: kept, Gone: gone, At: in.ArrivedAt}
 	if res.Adjusted {
 		obs.Adjustment = &res.NewAdjustment
 	}
-	if warmInstances {
-		obs.SizeMB, obs.Kept, obs.Gone, obs.At = in.MemoryMB, kept, gone, in.ArrivedAt
-	}
-	// A lean request the loop already counted signals only what it must
+	// A request the loop already counted signals only what it must
 	// learn: an adjustment, a kept instance, a lease that is gone.
 	if !obs.Claimed || res.Adjusted || kept != nil || len(gone) > 0 {
 		if err := workflow.SignalExternalWorkflow(ctx, LoopWorkflowID(in.App), "", SignalObservation, obs).Get(ctx, nil); err != nil {
