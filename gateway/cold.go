@@ -81,7 +81,9 @@ func (g *Gateway) start(app string, spec api.App, requestID string) (*instance, 
 		id := app + ".gw." + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StartTimeout)
 		t0 := time.Now()
+		h.starts.Add(1)
 		l, err := h.c.Reserve(ctx, client.ReserveRequest{PreparationID: id, App: app, TTL: g.cfg.KeepTTL, SpecVersion: g.specVersion(h, app, spec)})
+		h.starts.Add(-1)
 		cancel()
 		if err != nil {
 			g.prom.starts.WithLabelValues(startResult(err)).Inc()

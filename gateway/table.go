@@ -53,6 +53,11 @@ type hostState struct {
 	err   error   // last refresh failure
 	seen  time.Time
 	start map[string]float64 // app → moving average of cold start ms here
+	// Starts under way here: leases the last refresh found preparing, and
+	// this gateway's own cold starts since. A host starts a few at a time,
+	// so a start queued behind them waits for them.
+	preparing int
+	starts    atomic.Int32
 }
 
 // table is the routing table: every ready instance by application, kept
@@ -163,10 +168,11 @@ func (t *table) candidates(app string) []*hostState {
 		mean = sum / float64(n)
 	}
 	cost := func(h *hostState) float64 {
-		if ms, ok := h.start[app]; ok {
-			return ms
+		ms, ok := h.start[app]
+		if !ok {
+			ms = mean
 		}
-		return mean
+		return ms * float64(1+h.preparing+int(h.starts.Load()))
 	}
 	slices.SortStableFunc(hs, func(a, b *hostState) int {
 		switch ca, cb := cost(a), cost(b); {
@@ -297,8 +303,10 @@ func (r *refresher) refresh(ctx context.Context, now time.Time) error {
 			}
 			h.free = res.free
 		}
+		h.preparing = 0
 		for _, l := range res.leases {
 			if l.State == api.StatePreparing {
+				h.preparing++
 				starting[l.App] = append(starting[l.App], pending{host: h, id: l.PreparationID, memoryMB: l.MemoryMB, diskMB: l.DiskMB, cpuMilli: l.CPUMilli})
 				continue
 			}

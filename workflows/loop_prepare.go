@@ -45,13 +45,16 @@ func (l *loop) planAhead(binStart time.Time, n int, res activities.ForecastResul
 // lead is how long before a bin a planned preparation starts: the policy's
 // PrepareSeconds on the live clock, or a quarter more than this loop's
 // preparations have taken plus how late its wakes typically run, at least
-// 300 ms (a reservation and a shadow request take that long), at most half
-// a bin.
+// 300 ms (a reservation and a shadow request take that long), at most a
+// bin. (Preparations that take a large part of a bin are those of a fleet
+// starting together — timers firing at the same minute on a few cores — or
+// of a trace replayed faster than it ran; started only half a bin ahead they
+// came late.)
 func (l *loop) lead() time.Duration {
 	_, modelBin := l.Clock.Map(time.Time{}, l.Bin)
 	live := time.Duration(l.Policy.PrepareSeconds * float64(time.Second) * float64(l.Bin) / float64(modelBin))
 	measured := time.Duration((1.25*l.Stats.PreparationMS + l.Stats.LagMS) * float64(time.Millisecond))
-	return min(l.Bin/2, max(live, measured, 300*time.Millisecond))
+	return min(l.Bin, max(live, measured, 300*time.Millisecond))
 }
 
 // prepareAhead starts the preparation the plan made for AheadBin.
