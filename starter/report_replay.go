@@ -88,12 +88,13 @@ func runReplayReport(ctx context.Context, w io.Writer, g *globals, file, plotFil
 	if err != nil {
 		return err
 	}
-	// Leases of this run: begun from a bin before the window on (a
+	// Leases of this run: begun from a bin before its warm-up on (a
 	// preparation made ahead of the first bin); older ones belong to
-	// earlier runs.
+	// earlier runs. One held from the warm-up into the window is counted
+	// for the part inside it.
 	var held []report.Held
 	for _, h := range heldLeases(events, time.Now().UTC()) {
-		if !h.From.Before(grid.LiveTime(-1)) {
+		if !h.From.Before(grid.LiveTime(-1 - sum.WarmupBins)) {
 			held = append(held, h)
 		}
 	}
