@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 LOCAL := deploy/local
 
-# Demo knobs (see README): minutes of live replay, number of apps, trace.
-DEMO_MINUTES ?= 3
+# Demo knobs (see README): minutes of live replay (empty: the demo's own
+# default, 6 through the gateway), number of apps, trace.
+DEMO_MINUTES ?=
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 

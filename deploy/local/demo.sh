@@ -18,16 +18,22 @@ set -euo pipefail
 here=$(dirname "$0")
 source "$here/env.sh"
 
-DEMO_MINUTES=${DEMO_MINUTES:-3}
 DEMO_APPS=${DEMO_APPS:-36}
 DEMO_TRACE=${DEMO_TRACE:-$ROOT/testdata/azure2019-sample}
 DEMO_FROM=${DEMO_FROM:-960}   # trace minute the live replay starts at (16:00)
 DEMO_TRAFFIC=${DEMO_TRAFFIC:-gateway}
 # Trace minutes per wall minute. Through the gateway a cold start is a real
-# process start (the Python sample takes over a second alone, several when
-# the fleet starts together on two cores): bins of 6 s, so a preparation
-# started ahead of its bin (at most half a bin) is ready when it begins.
-if [ "$DEMO_TRAFFIC" = gateway ]; then DEMO_SPEED=${DEMO_SPEED:-10}; else DEMO_SPEED=${DEMO_SPEED:-60}; fi
+# process start: the Python sample takes over a second alone, and when the
+# trace's timers fire together (on the hour, every five minutes) a dozen
+# starts share two cores and the last is ready 8-9 s after the first began.
+# A bin must be several times that, as a minute is on a real platform: bins
+# of 12 s, so a preparation started ahead of its bin (up to a bin ahead) is
+# ready when it begins; six minutes replay half an hour of the trace.
+if [ "$DEMO_TRAFFIC" = gateway ]; then
+  DEMO_SPEED=${DEMO_SPEED:-5}; DEMO_MINUTES=${DEMO_MINUTES:-6}
+else
+  DEMO_SPEED=${DEMO_SPEED:-60}; DEMO_MINUTES=${DEMO_MINUTES:-3}
+fi
 DEMO_BIN_S=$((60 / DEMO_SPEED))
 DEMO_BIN=${DEMO_BIN_S}s
 # Trace minutes replayed before the reported window: the fleet's instances
