@@ -255,17 +255,19 @@ func (m *Mirror) Window(app string, end time.Time, n int) (Counts, error) {
 	sec := int64(m.Bin / time.Second)
 	hi := end.Unix() / sec
 	lo := hi - int64(n)
+	first := lo // the first bin the router's counts are this app's history
 	if s, ok := m.seeds[app]; ok {
 		// The seed's last count is of bin s.end-1.
 		for i := max(lo, s.end-int64(len(s.n))); i < min(hi, s.end); i++ {
 			out[i-lo] = s.n[int64(len(s.n))-(s.end-i)]
 		}
+		first = max(lo, s.end)
 	}
 	b := m.apps[app]
 	if b == nil {
 		return out, nil
 	}
-	k, _ := slices.BinarySearch(b.idx, lo)
+	k, _ := slices.BinarySearch(b.idx, first)
 	for ; k < len(b.idx) && b.idx[k] < hi; k++ {
 		out[b.idx[k]-lo] = b.n[k]
 	}
@@ -274,8 +276,9 @@ func (m *Mirror) Window(app string, end time.Time, n int) (Counts, error) {
 
 // Seed gives app the history of the bins before end (a bin boundary) that
 // the router cannot have recorded: a loop on a trace clock, seeded from the
-// trace, whose live bins begin at end. Window reads it for those bins (the
-// router's own counts of a bin win where both have one). A seed replaces
+// trace, whose live bins begin at end. Window reads it for every bin before
+// end: what the router recorded then (an earlier replay of the same
+// applications, say) is not the history the loop brought. A seed replaces
 // the app's previous one; it is dropped once every bin of it is older than
 // the mirror's span.
 func (m *Mirror) Seed(app string, end time.Time, counts []float64) error {
