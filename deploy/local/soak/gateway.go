@@ -23,7 +23,6 @@ import (
 	"github.com/forewarm/forewarm/internal/faults"
 	"github.com/forewarm/forewarm/replay"
 	"github.com/forewarm/forewarm/store"
-	"github.com/forewarm/forewarm/workflows"
 )
 
 // The gateway mode (--traffic gateway, what `make soak` runs): the
@@ -321,7 +320,7 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	if b, err := os.ReadFile(filepath.Join(e.logs, "gateway.log")); err == nil {
 		res.SpoolReplays = ptr(strings.Count(string(b), "spool: replaying a previous run"))
 	}
-	ttl := max(time.Duration(workflows.DefaultPolicy().LookaheadBins+2)*bin+10*time.Second, gatewayKeepTTL+10*time.Second)
+	ttl := max(longestLease(bin), gatewayKeepTTL+10*time.Second)
 	stoppedAt := time.Now()
 	res.LeasesLeft = leasesLeft(e.agents, e.agentURL, e.root)
 	for res.LeasesLeft > 0 && time.Since(stoppedAt) < ttl {

@@ -457,9 +457,7 @@ func run(s settings) (*Result, error) {
 			loopErrs = append(loopErrs, err.Error())
 		}
 	}
-	// The longest lease: a hold over the lookahead, its grace (at least
-	// 5 s) and a start half a bin ahead; then the agents' reaper.
-	ttl := time.Duration(workflows.DefaultPolicy().LookaheadBins+2)*bin + 10*time.Second
+	ttl := longestLease(bin)
 	stoppedAt := time.Now()
 	res.LeasesLeft = leasesLeft(agents, agentURL, root)
 	for res.LeasesLeft > 0 && time.Since(stoppedAt) < ttl {
@@ -904,4 +902,13 @@ func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy, 
 		}
 	}
 	return kills
+}
+
+// longestLease bounds how long a lease of the soak's loops can outlive
+// their stop: a hold planned as far as a loop may sleep (or over its
+// lookahead, if longer), its grace (a bin, at least 5 s) and a start up to
+// a bin ahead; then the agents' reaper.
+func longestLease(bin time.Duration) time.Duration {
+	p := workflows.DefaultPolicy()
+	return time.Duration(max(p.LookaheadBins, p.MaxSleepBins)+2)*bin + 10*time.Second
 }
