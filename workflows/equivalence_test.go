@@ -206,6 +206,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 		in.Profile = activities.AppProfile{App: a.ID, MemoryMB: a.MemoryOrDefault()}.WithDefaults()
 		in.NextTick = tr.BinStart(from)
 		in.Clock = &TraceClock{RealStart: tr.BinStart(from), TraceStart: tr.BinStart(from), TraceBin: tr.Bin}
+		in.SeedEnd = in.Clock.RealStart
 		recorded = from
 	}
 	if m.router {

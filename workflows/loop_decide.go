@@ -183,11 +183,11 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		// The last bin's requests are in the store: the activity reads them.
 		in.Counts, in.Held = nil, l.Holding
 		in.Router = &activities.RouterInput{Start: binStart, Bin: l.Bin, Window: l.Window, Since: l.ReadThrough}
-		if l.Clock != nil {
-			// Seeded from a trace: the bins of Recent before the clock's
-			// start are that history, which the router never recorded.
-			if k := int(binStart.Sub(l.Clock.RealStart) / l.Bin); k >= 0 && k < len(l.Recent) {
-				in.Router.Seed, in.Router.SeedEnd = l.Recent[:len(l.Recent)-k], l.Clock.RealStart
+		if !l.SeedEnd.IsZero() {
+			// Seeded from a trace: the bins of Recent before SeedEnd are
+			// that history, which the router never recorded.
+			if k := int(binStart.Sub(l.SeedEnd) / l.Bin); k >= 0 && k < len(l.Recent) {
+				in.Router.Seed, in.Router.SeedEnd = l.Recent[:len(l.Recent)-k], l.SeedEnd
 			}
 		}
 	}

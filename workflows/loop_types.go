@@ -306,6 +306,11 @@ type LoopInput struct {
 	// nothing then. ReadThrough is the start of the first bin not read yet.
 	Router      bool
 	ReadThrough time.Time
+	// SeedEnd, for a router-mode loop on a Clock seeded from a trace, is
+	// the clock's start: Recent's bins before it are that history, which
+	// the router never recorded (what it recorded at those live times, an
+	// earlier replay's, is not this loop's). Zero: no such history.
+	SeedEnd time.Time
 	// Sizes are the latest request sizes (MB), newest last; leases are sized
 	// from them (Policy.SizePercentile).
 	Sizes           []float64
