@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -68,9 +69,11 @@ func (r *fakeRegistry) set(f func(*fakeRegistry)) {
 	f(r)
 }
 
-func predictOnce(t *testing.T, p *Predictor) (PredictResult, error) {
+// predictOnce decides one bin through the Forecast activity.
+func predictOnce(t *testing.T, p *Predictor) (ForecastResult, error) {
 	t.Helper()
-	return p.Predict(context.Background(), PredictInput{App: "a", Counts: make([]float64, 10), Bin: time.Second, Threshold: 0.05})
+	return p.Forecast(context.Background(), ForecastInput{App: "a", Counts: make([]float64, 10), Next: time.Unix(1_700_000_000, 0),
+		Bin: time.Second, Bins: 1, Thresholds: policy.Thresholds{Keep: 0.05, Prepare: 0.05}})
 }
 
 func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
@@ -90,8 +93,8 @@ func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
 	res, err := predictOnce(t, p)
 	require.NoError(t, err)
 	require.Equal(t, "v1", res.ModelVersion)
-	require.Equal(t, 0.1, res.Probability)
-	require.Equal(t, records.DecisionPrepare, res.Decision)
+	require.Equal(t, []float64{0.1}, res.Path)
+	require.Equal(t, policy.Prepare, res.Action)
 	require.Equal(t, 64, res.HistoryBins)
 	for range 100 {
 		_, err = predictOnce(t, p)

@@ -45,38 +45,6 @@ type Predictor struct {
 	refreshing atomic.Bool // a background refresh is running
 }
 
-// Predict returns P(at least one request within the model's horizon).
-// Run it as a local activity: it takes microseconds once the model is loaded.
-func (p *Predictor) Predict(ctx context.Context, in PredictInput) (PredictResult, error) {
-	if in.App == "" || in.Bin <= 0 {
-		return PredictResult{}, nonRetryable(ErrBadInput, fmt.Errorf("predict: app %q, bin %v: both are required", in.App, in.Bin))
-	}
-	m, err := p.champion(ctx)
-	if err != nil {
-		return PredictResult{}, err
-	}
-	probs, err := m.Predict([]DemandQuery{{Counts: in.Counts, Next: in.Next, Bin: in.Bin}})
-	if err != nil {
-		err = fmt.Errorf("predict %s with model %s: %w", in.App, m.Version(), err)
-		// Keep a permanent failure permanent at the top, where retries look.
-		var app *temporal.ApplicationError
-		if errors.As(err, &app) && app.NonRetryable() {
-			return PredictResult{}, nonRetryable(app.Type(), err)
-		}
-		return PredictResult{}, err
-	}
-	if len(probs) != 1 {
-		return PredictResult{}, fmt.Errorf("predict %s with model %s: %d outputs for 1 input", in.App, m.Version(), len(probs))
-	}
-	res := PredictResult{Probability: probs[0], ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), HorizonBins: m.HorizonBins()}
-	res.Decision = Decide(res.Probability, in.Threshold, in.Covered, in.DryRun)
-	if p.Predictions != nil {
-		p.Predictions.Add(records.Prediction{Time: time.Now().UTC(), App: in.App, Bin: in.Next,
-			Probability: res.Probability, Threshold: in.Threshold, ModelVersion: res.ModelVersion, Decision: res.Decision})
-	}
-	return res, nil
-}
-
 // Forecast asks the champion model, in one batch, for the chance of a
 // request in each of the next in.Bins bins given that none arrives before
 // it (the loop's history followed by idle bins), and lets package policy

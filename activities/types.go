@@ -53,45 +53,6 @@ type Lease struct {
 	ModelVers  string // affinity model version that scored the host
 }
 
-// Decide is the loop's rule, shared by the workflow (which acts on it) and
-// the prediction activity (which records it): prepare when the probability
-// reaches the threshold and nothing live covers the horizon.
-func Decide(p, threshold float64, covered, dryRun bool) string {
-	switch {
-	case p < threshold:
-		return records.DecisionBelow
-	case dryRun:
-		return records.DecisionDryRun
-	case covered:
-		return records.DecisionCovered
-	default:
-		return records.DecisionPrepare
-	}
-}
-
-// PredictInput asks for one prediction; it also carries what is needed to
-// record the decision, so a tick is one local activity.
-type PredictInput struct {
-	App       string
-	Counts    []float64
-	Next      time.Time
-	Bin       time.Duration
-	MemoryMB  float64
-	ReadRatio float64
-	Threshold float64
-	Covered   bool
-	DryRun    bool
-}
-
-// PredictResult is the probability of at least one request in the horizon.
-type PredictResult struct {
-	Probability  float64
-	ModelVersion string
-	Decision     string
-	HistoryBins  int // bins of history the model can use: the loop keeps as many
-	HorizonBins  int // the model's horizon
-}
-
 // ForecastInput asks the champion demand model for the chance of a
 // request in each of the next Bins bins along the path where none arrives,
 // and the policy's decisions along it. One local activity per wake.

@@ -33,7 +33,6 @@ const (
 // recorded history expects. They are the names histories already hold.
 const (
 	ActivitySeed          = "Seed"          // activities.Predictor.Seed
-	ActivityPredict       = "Predict"       // activities.Predictor.Predict (local; loops from before the policy)
 	ActivityForecast      = "Forecast"      // activities.Predictor.Forecast (local)
 	ActivityRankHosts     = "RankHosts"     // activities.Hosts.RankHosts
 	ActivityReserve       = "Reserve"       // activities.Hosts.Reserve

@@ -36,7 +36,7 @@ type ActivityRegistry interface {
 // under their names in names.go.
 func RegisterPredictionActivities(r ActivityRegistry, p *activities.Predictor, h *activities.Hosts, q *activities.Requests) {
 	for name, fn := range map[string]any{
-		ActivitySeed: p.Seed, ActivityPredict: p.Predict, ActivityForecast: p.Forecast,
+		ActivitySeed: p.Seed, ActivityForecast: p.Forecast,
 		ActivityRankHosts: h.RankHosts, ActivityReserve: h.Reserve, ActivityShadow: h.Shadow, ActivityExtend: h.Extend,
 		ActivityRelease: h.Release, ActivityServe: h.Serve,
 		ActivityClaimLease: q.ClaimLease, ActivityRecordRequest: q.RecordRequest,

@@ -21,8 +21,8 @@ type Prediction struct {
 	Decision string `json:"decision"`
 }
 
-// Decisions of loops written before the policy package decided (recorded
-// by activities.Predictor.Predict), and the prefix of a dry run's.
+// Decisions of loops written before the policy package decided (rows
+// stored then keep them), and the prefix of a dry run's.
 const (
 	DecisionPrepare = "prepare"
 	DecisionBelow   = "below-threshold"
