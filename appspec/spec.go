@@ -171,26 +171,8 @@ func (s *Spec) Validate() error {
 	if s.Readiness.Timeout < 0 || s.Readiness.Interval < 0 || s.Readiness.Interval > s.Readiness.Timeout {
 		bad("readiness", "timeout %s and interval %s must be > 0, the interval the shorter", s.Readiness.Timeout.D(), s.Readiness.Interval.D())
 	}
-	if s.Shadow.Method == "" {
-		s.Shadow.Method = http.MethodGet
-	}
-	if !slices.Contains([]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodHead}, s.Shadow.Method) {
-		bad("shadow.method", "%q is not one of GET, POST, PUT, HEAD", s.Shadow.Method)
-	}
-	if !strings.HasPrefix(s.Shadow.Path, "/") {
-		bad("shadow.path", "%q must start with /", s.Shadow.Path)
-	}
-	if s.Shadow.ExpectStatus == 0 {
-		s.Shadow.ExpectStatus = http.StatusOK
-	}
-	if s.Shadow.ExpectStatus < 100 || s.Shadow.ExpectStatus > 599 {
-		bad("shadow.expect_status", "%d is not an HTTP status", s.Shadow.ExpectStatus)
-	}
-	if s.Shadow.MaxLatency <= 0 {
-		bad("shadow.max_latency", "is required (> 0): the bound a ready instance answers the shadow request within")
-	}
-	if len(s.Shadow.Body) > 64<<10 {
-		bad("shadow.body", "is %d bytes; a shadow request is small (at most 64 KiB)", len(s.Shadow.Body))
+	if err := s.Shadow.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if !(s.MemoryMB >= 4 && s.MemoryMB <= 1<<20) {
 		bad("memory_mb", "%g is outside 4..%d", s.MemoryMB, 1<<20)
@@ -209,6 +191,37 @@ func (s *Spec) Validate() error {
 	}
 	if s.StopGrace < 0 || s.StopGrace.D() > time.Minute {
 		bad("stop_grace", "%s is outside 0..1m", s.StopGrace.D())
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the shadow request and fills its defaults; each error
+// names its field (shadow.path).
+func (s *Shadow) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if s.Method == "" {
+		s.Method = http.MethodGet
+	}
+	if !slices.Contains([]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodHead}, s.Method) {
+		bad("shadow.method", "%q is not one of GET, POST, PUT, HEAD", s.Method)
+	}
+	if !strings.HasPrefix(s.Path, "/") {
+		bad("shadow.path", "%q must start with /", s.Path)
+	}
+	if s.ExpectStatus == 0 {
+		s.ExpectStatus = http.StatusOK
+	}
+	if s.ExpectStatus < 100 || s.ExpectStatus > 599 {
+		bad("shadow.expect_status", "%d is not an HTTP status", s.ExpectStatus)
+	}
+	if s.MaxLatency <= 0 {
+		bad("shadow.max_latency", "is required (> 0): the bound a ready instance answers the shadow request within")
+	}
+	if len(s.Body) > 64<<10 {
+		bad("shadow.body", "is %d bytes; a shadow request is small (at most 64 KiB)", len(s.Body))
 	}
 	return errors.Join(errs...)
 }

@@ -57,6 +57,15 @@ CHDB_VERSION=${CHDB_VERSION:-26.5.3}
 CHDB_NPM_SHASUM=${CHDB_NPM_SHASUM:-3e52ecb7d894d9ebb1a6a50ac03f64208cc65501}
 CHDB_LIB=$TOOLS/chdb/libchdb.so
 
+# The Kubernetes tests' control plane (`make test-k8s`), built by install.sh kube.
+KUBE_VERSION=${KUBE_VERSION:-v1.34.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+KWOK_VERSION=${KWOK_VERSION:-v0.7.0}
+KUBE_DIR=$TOOLS/kube
+KUBE_STATE=$STATE/kube
+ETCD_PORT=${ETCD_PORT:-23790}
+KUBE_API_PORT=${KUBE_API_PORT:-16443}
+
 # Custom search attributes registered on the dev server (Name=Type).
 # Keep in step with workflows/names.go.
 SEARCH_ATTRIBUTES=(

@@ -10,6 +10,9 @@
 #   temporal-server  -> .tools/bin/temporal-server, temporal-sql-tool (Go module proxy, pinned)
 #   chdb             -> .tools/chdb/libchdb.so     (npm registry, checksum verified; ClickHouse 26.x)
 #   compose          -> Debian's docker-compose  (validates deploy/compose, runs nothing)
+# For the Kubernetes tests (`make test-k8s`):
+#   kube             -> .tools/kube/{kube-apiserver,kube-controller-manager,kube-scheduler,etcd,kwok}
+#                       (Go module proxy, pinned; about 10 minutes of both cores the first time)
 # Usage: install.sh [COMPONENT...]   (default: clickhouse onnxruntime temporal)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -19,8 +22,8 @@ components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(clickhouse onnxruntime temporal)
 for c in "${components[@]}"; do
   case $c in
-    clickhouse|onnxruntime|temporal|browser|zookeeper|postgresql|temporal-server|chdb|compose) ;;
-    *) die "install.sh: unknown component $c (known: clickhouse onnxruntime temporal browser zookeeper postgresql temporal-server chdb compose)" ;;
+    clickhouse|onnxruntime|temporal|browser|zookeeper|postgresql|temporal-server|chdb|compose|kube) ;;
+    *) die "install.sh: unknown component $c (known: clickhouse onnxruntime temporal browser zookeeper postgresql temporal-server chdb compose kube)" ;;
   esac
 done
 
@@ -137,6 +140,39 @@ install_chdb() {
   mkdir -p "$(dirname "$CHDB_LIB")"
   mv "$lib" "$CHDB_LIB.part"
   mv "$CHDB_LIB.part" "$CHDB_LIB"
+}
+
+# A Kubernetes control plane for the tests: the API server, controller
+# manager and scheduler of one release, etcd, and kwok (fake nodes and pod
+# status). k8s.io/kubernetes cannot be built with `go install`: its go.mod
+# points the k8s.io staging modules at folders its module zip lacks, so the
+# module is copied and those replaces pointed at the published modules.
+install_kube() {
+  local stamp=$KUBE_DIR/version want="$KUBE_VERSION etcd $ETCD_VERSION kwok $KWOK_VERSION"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
+  log "building Kubernetes $KUBE_VERSION (API server, controller manager, scheduler), etcd $ETCD_VERSION and kwok $KWOK_VERSION from the Go module proxy (about 10 minutes the first time)"
+  local tmp; tmp=$(mktemp -d)
+  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' RETURN
+  mkdir -p "$KUBE_DIR"
+  local mod; mod=$(GOFLAGS= go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$mod/cmd/kube-apiserver" ] || die "go mod download k8s.io/kubernetes@$KUBE_VERSION gave no cmd/kube-apiserver"
+  cp -r "$mod" "$tmp/kubernetes"; chmod -R u+w "$tmp/kubernetes"
+  local staging=${KUBE_VERSION/v1./v0.} edits=()
+  while read -r m; do edits+=("-dropreplace=$m" "-replace=$m=$m@$staging"); done \
+    < <(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$tmp/kubernetes/go.mod")
+  [ ${#edits[@]} -gt 0 ] || die "k8s.io/kubernetes@$KUBE_VERSION: no staging replaces found in its go.mod"
+  (cd "$tmp/kubernetes" && go mod edit "${edits[@]}") || die "cannot point the staging modules at $staging"
+  (cd "$tmp/kubernetes" && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" go build -o "$KUBE_DIR/" \
+      -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION" \
+      ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler) \
+    || die "building the Kubernetes control plane failed"
+  mkdir -p "$tmp/etcd"
+  printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$tmp/etcd/main.go"
+  (cd "$tmp/etcd" && go mod init forewarm.local/etcd >/dev/null 2>&1 \
+      && GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 \
+      && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$KUBE_DIR/etcd" .) || die "building etcd $ETCD_VERSION failed"
+  GOBIN="$KUBE_DIR" GOFLAGS=-buildvcs=false go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" || die "go install of kwok failed"
+  echo "$want" >"$stamp"
 }
 
 for c in "${components[@]}"; do "install_$c"; done

@@ -25,6 +25,7 @@ func main() {
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM")
 	shadowStatus := flag.Int("shadow-status", 200, "status of /shadow")
 	child := flag.Bool("child", false, "only sleep (a spawned child)")
+	host := flag.String("host", "127.0.0.1", "address to listen on (0.0.0.0 inside a test's network namespace)")
 	flag.Parse()
 	if *child {
 		for {
@@ -106,7 +107,7 @@ func main() {
 		fmt.Fprintln(w, "written")
 	})
 	fmt.Fprintln(os.Stderr, "instapp listening on port", os.Getenv("PORT"))
-	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
+	if err := http.ListenAndServe(*host+":"+os.Getenv("PORT"), mux); err != nil {
 		fmt.Fprintln(os.Stderr, "instapp:", err)
 		os.Exit(3)
 	}
