@@ -571,7 +571,7 @@ func installKnativeCRD(t *testing.T, c cluster) {
 			"names": map[string]any{"plural": "services", "singular": "service", "kind": "Service", "shortNames": []any{"ksvc"}},
 			"versions": []any{map[string]any{"name": "v1", "served": true, "storage": true,
 				"subresources": map[string]any{"status": map[string]any{}},
-				"schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
+				"schema":       map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
 		},
 	}}
 	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}

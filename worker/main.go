@@ -35,6 +35,7 @@ import (
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/telemetry"
+	"github.com/forewarm/forewarm/keda"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
@@ -79,6 +80,12 @@ type settings struct {
 	// off loopback is allowed, and the pattern their URLs must match.
 	Agents config.Agents
 
+	// Hosts is the host driver: "agents" (Forewarm's host agents) or
+	// "keda" (KEDA scales the workloads; leases are warm windows only).
+	Hosts string
+	// KEDAListen is the KEDA external scaler's gRPC address ("off": none).
+	KEDAListen string
+
 	metrics *telemetry.Metrics // nil: nothing counted (tests that do not look)
 }
 
@@ -111,6 +118,8 @@ func parseFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.ArrivalsBin, "arrivals-bin", env.Duration("FOREWARM_ARRIVALS_BIN", 0), "bin width of the arrivals a platform's router records in the store (e.g. 1m): mirror them for router-mode loops (starter loop start --router) and wake those loops when an arrival can change a decision; 0: no router-mode loops ($FOREWARM_ARRIVALS_BIN)")
 	fs.IntVar(&s.ArrivalsSpan, "arrivals-span", env.Int("FOREWARM_ARRIVALS_SPAN", 1440), "bins of recorded arrivals the worker keeps in memory: at least a loop's history window ($FOREWARM_ARRIVALS_SPAN)")
 	fs.DurationVar(&s.GatewayLearnEvery, "gateway-learn-every", env.Duration("FOREWARM_GATEWAY_LEARN_EVERY", 30*time.Second), "on a worker serving the training queue, how often the affinity adjustments learn from the gateway's recorded requests; run it on one worker only (0 on the others): two would learn from every request twice; 0: never ($FOREWARM_GATEWAY_LEARN_EVERY)")
+	fs.StringVar(&s.Hosts, "hosts", config.Env("FOREWARM_HOSTS", "agents"), "host driver: agents (Forewarm's host agents hold the warm instances) or keda (KEDA scales each application's workload from the scaler of --keda-listen; Forewarm holds nothing and serves no request) ($FOREWARM_HOSTS)")
+	fs.StringVar(&s.KEDAListen, "keda-listen", config.Env("FOREWARM_KEDA_LISTEN", "off"), "address of the KEDA external scaler (gRPC, e.g. :9090): a ScaledObject's trigger asks it whether the loops expect a request of its app. Plain gRPC, unauthenticated: keep it on a cluster-internal port; off for none ($FOREWARM_KEDA_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -143,10 +152,22 @@ func parseFlags(args []string) (settings, error) {
 	if s.HoldoutFraction <= 0 || s.HoldoutFraction >= 1 {
 		return s, fmt.Errorf("--holdout %v: must be in (0, 1)", s.HoldoutFraction)
 	}
+	switch s.Hosts {
+	case "agents":
+	case "keda":
+		if s.KEDAListen == "off" || s.KEDAListen == "" {
+			return s, errors.New("--hosts keda needs --keda-listen: without the scaler KEDA never learns of a window, and every preparation fails its shadow")
+		}
+	default:
+		return s, fmt.Errorf("--hosts %q: must be agents or keda", s.Hosts)
+	}
+	if s.KEDAListen != "off" && s.KEDAListen != "" && !slices.Contains(s.Queues, "prediction") {
+		return s, fmt.Errorf("--keda-listen %s: the scaler answers from the leases of this worker's loops: serve the prediction queue (--queues)", s.KEDAListen)
+	}
 	if err := s.Agents.Load(); err != nil {
 		return s, err
 	}
-	if slices.Contains(s.Queues, "prediction") {
+	if slices.Contains(s.Queues, "prediction") && s.Hosts == "agents" {
 		if _, err := s.Agents.Trust(); err != nil {
 			return s, err
 		}
@@ -281,6 +302,8 @@ type running struct {
 	watch       *activities.Watch                             // router-mode loops' arrival watch (nil: none)
 	stopWatch   context.CancelFunc
 	stopLearn   context.CancelFunc // the gateway learner (nil: none)
+	stopScaler  func()             // the KEDA scaler (nil: none)
+	scalerAddr  net.Addr           // where it listens (nil: none)
 	stop        sync.Once
 }
 
@@ -298,6 +321,9 @@ func (r *running) Stop() {
 		}
 		for _, w := range r.workers {
 			w.Stop()
+		}
+		if r.stopScaler != nil {
+			r.stopScaler()
 		}
 		if r.predictions != nil {
 			r.predictions.Close()
@@ -329,12 +355,20 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 	}
 	r := &running{}
 	if slices.Contains(s.Queues, "prediction") {
-		trust, err := s.Agents.Trust()
-		if err != nil {
-			return nil, err
+		var reg *keda.Registry
+		if s.KEDAListen != "off" && s.KEDAListen != "" {
+			ln, err := net.Listen("tcp", s.KEDAListen)
+			if err != nil {
+				return nil, fmt.Errorf("--keda-listen %s: %w", s.KEDAListen, err)
+			}
+			reg = keda.NewRegistry(nil)
+			r.stopScaler, r.scalerAddr = keda.Serve(keda.NewServer(reg, logger), ln), ln.Addr()
+			logger.Info("serving the KEDA external scaler (plain gRPC)", "addr", ln.Addr().String(), "hosts", s.Hosts)
 		}
-		if w := s.Agents.Warning(trust); w != "" {
-			logger.Warn(w, "allow", trust.AllowURL())
+		dir, clients, err := hostDriver(s, directory, reg, logger)
+		if err != nil {
+			r.Stop()
+			return nil, err
 		}
 		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
@@ -354,8 +388,8 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		}
 		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
 		r.events = activities.NewBatcher(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
-		hosts := &activities.Hosts{Directory: directory, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
-			Clients: adapters.NewHostClients(trust, logger)}
+		hosts := &activities.Hosts{Directory: dir, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
+			Clients: clients}
 		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
 		w := worker.New(c, s.PredictionQueue, predictionOptions(s))
 		workflows.RegisterPrediction(w)
@@ -385,6 +419,27 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 		r.stopLearn = startGatewayLearner(s, c, st, directory, logger)
 	}
 	return r, nil
+}
+
+// hostDriver is the hosts the loops prepare on and their clients: the
+// host agents (feeding the KEDA scaler's registry when there is one), or
+// KEDA's pseudo host.
+func hostDriver(s settings, agents activities.HostDirectory, reg *keda.Registry, logger *slog.Logger) (activities.HostDirectory, activities.HostClients, error) {
+	if s.Hosts == "keda" {
+		return keda.Directory{}, &keda.Clients{Reg: reg}, nil
+	}
+	trust, err := s.Agents.Trust()
+	if err != nil {
+		return nil, nil, err
+	}
+	if w := s.Agents.Warning(trust); w != "" {
+		logger.Warn(w, "allow", trust.AllowURL())
+	}
+	var clients activities.HostClients = adapters.NewHostClients(trust, logger)
+	if reg != nil {
+		clients = &keda.Feed{Next: clients, Reg: reg, Log: logger}
+	}
+	return agents, clients, nil
 }
 
 // predictionOptions are the prediction queue's worker options.
