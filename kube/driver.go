@@ -349,8 +349,10 @@ func (d *Driver) waitReady(ctx context.Context, leaseID string) (App, string, er
 	if err != nil {
 		return App{}, "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.Ready.D())
-	defer cancel()
+	// The API calls run on the caller's context: a client-side rate
+	// limiter refuses a call that could end past a nearer deadline.
+	deadline := time.NewTimer(a.Ready.D())
+	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -370,20 +372,26 @@ func (d *Driver) waitReady(ctx context.Context, leaseID string) (App, string, er
 				return a, pod.Status.PodIP, nil
 			}
 		}
-		select {
-		case <-ctx.Done():
+		notReady := func() error {
 			why := "not Ready"
 			if pod != nil {
 				why = pendingWhy(pod)
 			}
-			return a, "", permanent(fmt.Errorf("lease %s not ready within %s: %s", leaseID, a.Ready.D(), why))
+			return permanent(fmt.Errorf("lease %s not ready within %s: %s", leaseID, a.Ready.D(), why))
+		}
+		select {
+		case <-ctx.Done():
+			return a, "", ctx.Err()
+		case <-deadline.C:
+			return a, "", notReady()
 		case <-tick.C:
 		}
 		if pod != nil {
-			pod, err = d.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+			next, err := d.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 			if err != nil {
 				return a, "", err
 			}
+			pod = next
 		}
 	}
 }

@@ -23,7 +23,7 @@ func TestKEDAFlags(t *testing.T) {
 		args []string
 		says string
 	}{
-		{[]string{"--agent-root-secret-file", secret, "--hosts", "k8s"}, `--hosts "k8s": must be agents or keda`},
+		{[]string{"--agent-root-secret-file", secret, "--hosts", "k8s"}, `--hosts "k8s": must be agents, kubernetes or keda`},
 		{[]string{"--hosts", "keda"}, "--hosts keda needs --keda-listen"},
 		{[]string{"--queues", "training", "--keda-listen", "127.0.0.1:0"}, "--keda-listen 127.0.0.1:0: the scaler answers from the leases of this worker's loops"},
 	}
@@ -39,7 +39,7 @@ func TestKEDAFlags(t *testing.T) {
 		t.Fatalf("keda from the environment, no agent credentials: %+v, %v", s, err)
 	}
 	reg := keda.NewRegistry(nil)
-	dir, clients, err := hostDriver(s, nil, reg, slog.Default())
+	dir, clients, err := hostDriver(s, nil, reg, &running{}, slog.Default())
 	if _, ok := clients.(*keda.Clients); err != nil || !ok || dir == nil {
 		t.Errorf("--hosts keda: directory %T, clients %T, %v", dir, clients, err)
 	}
@@ -49,11 +49,11 @@ func TestKEDAFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	agents := &activities.LastKnownHosts{}
-	dir, clients, err = hostDriver(s, agents, reg, slog.Default())
+	dir, clients, err = hostDriver(s, agents, reg, &running{}, slog.Default())
 	if f, ok := clients.(*keda.Feed); err != nil || !ok || f.Reg != reg || dir != agents {
 		t.Errorf("agents with the scaler: directory %T, clients %T, %v", dir, clients, err)
 	}
-	_, clients, _ = hostDriver(s, agents, nil, slog.Default())
+	_, clients, _ = hostDriver(s, agents, nil, &running{}, slog.Default())
 	if _, ok := clients.(*keda.Feed); ok {
 		t.Error("agents without the scaler are fed to no registry")
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/keda"
+	"github.com/forewarm/forewarm/kube"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/chconn"
@@ -80,9 +81,13 @@ type settings struct {
 	// off loopback is allowed, and the pattern their URLs must match.
 	Agents config.Agents
 
-	// Hosts is the host driver: "agents" (Forewarm's host agents) or
-	// "keda" (KEDA scales the workloads; leases are warm windows only).
+	// Hosts is the host driver: "agents" (Forewarm's host agents),
+	// "kubernetes" (warm pods of the applications' own templates, kube
+	// package) or "keda" (KEDA scales the workloads; leases are warm
+	// windows only).
 	Hosts string
+	// Kube configures the Kubernetes driver (--hosts kubernetes).
+	Kube kubeSettings
 	// KEDAListen is the KEDA external scaler's gRPC address ("off": none).
 	KEDAListen string
 
@@ -118,7 +123,11 @@ func parseFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.ArrivalsBin, "arrivals-bin", env.Duration("FOREWARM_ARRIVALS_BIN", 0), "bin width of the arrivals a platform's router records in the store (e.g. 1m): mirror them for router-mode loops (starter loop start --router) and wake those loops when an arrival can change a decision; 0: no router-mode loops ($FOREWARM_ARRIVALS_BIN)")
 	fs.IntVar(&s.ArrivalsSpan, "arrivals-span", env.Int("FOREWARM_ARRIVALS_SPAN", 1440), "bins of recorded arrivals the worker keeps in memory: at least a loop's history window ($FOREWARM_ARRIVALS_SPAN)")
 	fs.DurationVar(&s.GatewayLearnEvery, "gateway-learn-every", env.Duration("FOREWARM_GATEWAY_LEARN_EVERY", 30*time.Second), "on a worker serving the training queue, how often the affinity adjustments learn from the gateway's recorded requests; run it on one worker only (0 on the others): two would learn from every request twice; 0: never ($FOREWARM_GATEWAY_LEARN_EVERY)")
-	fs.StringVar(&s.Hosts, "hosts", config.Env("FOREWARM_HOSTS", "agents"), "host driver: agents (Forewarm's host agents hold the warm instances) or keda (KEDA scales each application's workload from the scaler of --keda-listen; Forewarm holds nothing and serves no request) ($FOREWARM_HOSTS)")
+	fs.StringVar(&s.Kube.Apps, "kube-apps", config.Env("FOREWARM_KUBE_APPS", ""), "with --hosts kubernetes: the applications file (JSON: each application's namespace, Deployment, PodTemplate or Knative Service, port and shadow request) ($FOREWARM_KUBE_APPS)")
+	fs.StringVar(&s.Kube.Config, "kubeconfig", config.Env("KUBECONFIG", ""), "with --hosts kubernetes: the kubeconfig file; empty: the pod's own service account ($KUBECONFIG)")
+	fs.StringVar(&s.Kube.Nodes, "kube-nodes", config.Env("FOREWARM_KUBE_NODES", ""), "with --hosts kubernetes: label selector of the nodes that may hold warm pods, e.g. pool=warm; empty: every node ($FOREWARM_KUBE_NODES)")
+	fs.DurationVar(&s.Kube.JanitorEvery, "kube-janitor-every", env.Duration("FOREWARM_KUBE_JANITOR_EVERY", 10*time.Second), "with --hosts kubernetes: how often expired warm pods are deleted (a lost loop's pod lives its TTL plus this) ($FOREWARM_KUBE_JANITOR_EVERY)")
+	fs.StringVar(&s.Hosts, "hosts", config.Env("FOREWARM_HOSTS", "agents"), "host driver: agents (Forewarm's host agents hold the warm instances), kubernetes (warm pods of each application's own template on the cluster's nodes, see --kube-apps) or keda (KEDA scales each application's workload from the scaler of --keda-listen; Forewarm holds nothing and serves no request) ($FOREWARM_HOSTS)")
 	fs.StringVar(&s.KEDAListen, "keda-listen", config.Env("FOREWARM_KEDA_LISTEN", "off"), "address of the KEDA external scaler (gRPC, e.g. :9090): a ScaledObject's trigger asks it whether the loops expect a request of its app. Plain gRPC, unauthenticated: keep it on a cluster-internal port; off for none ($FOREWARM_KEDA_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -154,12 +163,16 @@ func parseFlags(args []string) (settings, error) {
 	}
 	switch s.Hosts {
 	case "agents":
+	case "kubernetes":
+		if err := s.Kube.check(); err != nil {
+			return s, err
+		}
 	case "keda":
 		if s.KEDAListen == "off" || s.KEDAListen == "" {
 			return s, errors.New("--hosts keda needs --keda-listen: without the scaler KEDA never learns of a window, and every preparation fails its shadow")
 		}
 	default:
-		return s, fmt.Errorf("--hosts %q: must be agents or keda", s.Hosts)
+		return s, fmt.Errorf("--hosts %q: must be agents, kubernetes or keda", s.Hosts)
 	}
 	if s.KEDAListen != "off" && s.KEDAListen != "" && !slices.Contains(s.Queues, "prediction") {
 		return s, fmt.Errorf("--keda-listen %s: the scaler answers from the leases of this worker's loops: serve the prediction queue (--queues)", s.KEDAListen)
@@ -303,6 +316,7 @@ type running struct {
 	stopWatch   context.CancelFunc
 	stopLearn   context.CancelFunc // the gateway learner (nil: none)
 	stopScaler  func()             // the KEDA scaler (nil: none)
+	stopJanitor context.CancelFunc // the Kubernetes driver's janitor (nil: none)
 	scalerAddr  net.Addr           // where it listens (nil: none)
 	stop        sync.Once
 }
@@ -324,6 +338,9 @@ func (r *running) Stop() {
 		}
 		if r.stopScaler != nil {
 			r.stopScaler()
+		}
+		if r.stopJanitor != nil {
+			r.stopJanitor()
 		}
 		if r.predictions != nil {
 			r.predictions.Close()
@@ -365,7 +382,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			r.stopScaler, r.scalerAddr = keda.Serve(keda.NewServer(reg, logger), ln), ln.Addr()
 			logger.Info("serving the KEDA external scaler (plain gRPC)", "addr", ln.Addr().String(), "hosts", s.Hosts)
 		}
-		dir, clients, err := hostDriver(s, directory, reg, logger)
+		dir, clients, err := hostDriver(s, directory, reg, r, logger)
 		if err != nil {
 			r.Stop()
 			return nil, err
@@ -422,11 +439,24 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 }
 
 // hostDriver is the hosts the loops prepare on and their clients: the
-// host agents (feeding the KEDA scaler's registry when there is one), or
-// KEDA's pseudo host.
-func hostDriver(s settings, agents activities.HostDirectory, reg *keda.Registry, logger *slog.Logger) (activities.HostDirectory, activities.HostClients, error) {
-	if s.Hosts == "keda" {
+// host agents or the cluster's nodes (either feeding the KEDA scaler's
+// registry when there is one), or KEDA's pseudo host.
+func hostDriver(s settings, agents activities.HostDirectory, reg *keda.Registry, r *running, logger *slog.Logger) (activities.HostDirectory, activities.HostClients, error) {
+	switch s.Hosts {
+	case "keda":
 		return keda.Directory{}, &keda.Clients{Reg: reg}, nil
+	case "kubernetes":
+		d, err := s.Kube.driver(logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r.stopJanitor = cancel
+		go (&kube.Janitor{Driver: d, Every: s.Kube.JanitorEvery}).Run(ctx)
+		if reg != nil {
+			return d, &keda.Feed{Next: d, Reg: reg, Log: logger}, nil
+		}
+		return d, d, nil
 	}
 	trust, err := s.Agents.Trust()
 	if err != nil {
