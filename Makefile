@@ -9,7 +9,7 @@ DEMO_MINUTES ?=
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster soak demo bench bench-scale bench-gateway build vet results fuzz
+.PHONY: up down test test-cluster soak demo bench bench-scale bench-gateway build vet results fuzz images
 
 up:
 	@$(LOCAL)/up.sh
@@ -94,6 +94,18 @@ fuzz:
 
 build:
 	@mkdir -p bin && go build -o bin/ ./worker ./starter ./hostagent ./gateway/cmd/gateway
+
+# The images for amd64 and arm64, stamped with the version, pushed to
+# IMAGE_REGISTRY (a multi-platform image cannot be loaded into a local
+# engine; deploy/README.md, Images). Needs docker buildx.
+IMAGE_REGISTRY ?= ghcr.io/forewarm
+IMAGE_VERSION ?= $(shell git describe --tags --always)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+images:
+	@set -e; for i in worker hostagent; do \
+	  docker buildx build --platform $(IMAGE_PLATFORMS) --build-arg VERSION=$(IMAGE_VERSION) \
+	    -f deploy/docker/$$i.Dockerfile -t $(IMAGE_REGISTRY)/$$i:$(IMAGE_VERSION) --push .; \
+	done
 
 vet:
 	@gofmt -l . | grep . && exit 1 || true

@@ -177,7 +177,9 @@
 // # Host metrics
 //
 // A sampler reads, every two seconds: CPU utilisation from /proc/stat
-// deltas, memory total and available from /proc/meminfo, memory pressure
+// deltas, memory total and available from /proc/meminfo (narrowed to the
+// agent's cgroup when its memory limit is lower: total the limit,
+// available the limit less the cgroup's working set), memory pressure
 // from /proc/pressure/memory (PSI "some" avg10 as a fraction; marked
 // unavailable where the kernel has no PSI), and I/O latency from its own
 // probe (64 KiB write, fsync and read back in the data folder). Metrics()
@@ -185,7 +187,10 @@
 // lease's use. They are served as JSON
 // (/v1/metrics) and in the Prometheus text format (/metrics, through
 // client_golang: gauges from the snapshot at scrape time, histograms of
-// prepare, shadow and serve latencies, Go and process collectors).
+// prepare, shadow and serve latencies, Go and process collectors); the
+// latter also without a token from MetricsHandler, a listener of its own
+// that serves nothing else (for Prometheus, which cannot hold each host's
+// token).
 //
 // # Discovery
 //

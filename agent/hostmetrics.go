@@ -26,10 +26,14 @@ type hostSample struct {
 }
 
 // sampler reads /proc periodically: CPU utilisation from /proc/stat deltas,
-// memory from /proc/meminfo, pressure from /proc/pressure/memory (PSI), and
-// I/O latency from its own probe in the data folder.
+// memory from /proc/meminfo narrowed to the agent's cgroup limit (in a pod
+// the limit, not the node, is what the agent can use), pressure from
+// /proc/pressure/memory (PSI), and I/O latency from its own probe in the
+// data folder.
 type sampler struct {
 	dataDir string
+	// procRoot and cgroupRoot are /proc and CgroupRoot (a test's fakes).
+	procRoot, cgroupRoot string
 
 	mu      sync.Mutex
 	prevCPU *procfs.CPUStat
@@ -37,7 +41,7 @@ type sampler struct {
 }
 
 func newSampler(dataDir string) *sampler {
-	return &sampler{dataDir: dataDir}
+	return &sampler{dataDir: dataDir, procRoot: procfs.DefaultMountPoint, cgroupRoot: CgroupRoot}
 }
 
 func (s *sampler) latest() hostSample {
@@ -49,9 +53,9 @@ func (s *sampler) latest() hostSample {
 // sample takes a new snapshot; parts that fail keep their previous value
 // and are reported in the error.
 func (s *sampler) sample() error {
-	fs, err := procfs.NewDefaultFS()
+	fs, err := procfs.NewFS(s.procRoot)
 	if err != nil {
-		return fmt.Errorf("open /proc: %w", err)
+		return fmt.Errorf("open %s: %w", s.procRoot, err)
 	}
 	s.mu.Lock()
 	next := s.last
@@ -78,6 +82,11 @@ func (s *sampler) sample() error {
 	} else if mi.MemTotal != nil && mi.MemAvailable != nil {
 		next.memTotalMB = float64(*mi.MemTotal) / 1024
 		next.memAvailMB = float64(*mi.MemAvailable) / 1024
+		if cg, err := ReadCgroupMemory(s.cgroupRoot); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup memory: %w", err))
+		} else {
+			next.memTotalMB, next.memAvailMB = cg.limitTo(next.memTotalMB, next.memAvailMB)
+		}
 	}
 	if psi, err := fs.PSIStatsForResource("memory"); err == nil && psi.Some != nil {
 		next.memPressure = psi.Some.Avg10 / 100

@@ -107,9 +107,9 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 	return []snapshotMetric{
 		g("forewarm_host_cpu_utilization_ratio", "Busy share of all CPUs between the last two samples of /proc/stat.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CPUUtil }),
-		g("forewarm_host_memory_used_bytes", "MemTotal minus MemAvailable from /proc/meminfo.",
+		g("forewarm_host_memory_used_bytes", "MemTotal minus MemAvailable from /proc/meminfo, or the agent's cgroup usage when its limit is lower.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.MemUsedMB * mb }),
-		g("forewarm_host_memory_available_bytes", "MemAvailable from /proc/meminfo.",
+		g("forewarm_host_memory_available_bytes", "MemAvailable from /proc/meminfo, or what the agent's cgroup limit leaves when lower.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.MemAvailMB * mb }),
 		g("forewarm_host_memory_pressure_ratio", "PSI memory 'some' avg10 as a fraction (0 without PSI).",
 			func(m api.HostMetrics, _ *counters) float64 { return m.MemPressure }),

@@ -100,6 +100,15 @@ func (a *Agent) Handler(token string) (http.Handler, error) {
 	}), nil
 }
 
+// MetricsHandler serves GET /metrics (the Prometheus text format) without
+// a token and nothing else: one scrape job cannot hold every host's token,
+// and a listener of its own keeps the API off that port.
+func (a *Agent) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+api.PathPrometheus, a.prom.handler())
+	return mux
+}
+
 // logLimiter lets one log line through per interval and counts the rest,
 // so a flood of bad calls cannot flood the log.
 type logLimiter struct {

@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +65,10 @@ type settings struct {
 	// exits (run where the root secret lives, not on the host).
 	PrintToken     bool
 	RootSecretFile string
+	// MetricsListen serves only GET /metrics, without a token; empty: off.
+	MetricsListen string
+	// MemoryOverheadMB is kept from the cgroup limit with --memory-mb cgroup.
+	MemoryOverheadMB int64
 }
 
 // usageError is a bad flag or environment variable: exit status 2.
@@ -156,6 +161,8 @@ API (JSON; every path but /healthz and /readyz needs "Authorization: Bearer"):
                                           Forewarm-Host, Forewarm-Instance-Ms; the agent's own refusals carry
                                           Forewarm-Sent: 0 (never reached the instance) or 1 (may have)
   GET    /v1/metrics, /metrics           host metrics as JSON, and for Prometheus
+With --metrics-listen, a second plain-HTTP listener serves GET /metrics without
+a token (for Prometheus) and answers 404 to everything else.
 Refusals are {"code","message"}: bad_request 400, unauthorized 401, wrong_app 403,
 not_found / unknown_spec 404, conflict / lease_busy / lease_too_small / not_ready /
 over_capacity / no_instance 409, gone 410, too_large 413, internal 500,
@@ -179,7 +186,10 @@ Flags (environment variable in brackets):
 	}
 	fs.StringVar(&s.Listen, "listen", config.Env("HOSTAGENT_LISTEN", "127.0.0.1:7071"), "address to listen on ($HOSTAGENT_LISTEN)")
 	fs.StringVar(&s.HostID, "host-id", config.Env("HOSTAGENT_HOST_ID", defaultHostID()), "this host's ID, "+api.IDPattern+" ($HOSTAGENT_HOST_ID)")
-	fs.Int64Var(&s.MemoryMB, "memory-mb", env.Int64("HOSTAGENT_MEMORY_MB", 2048), "memory capacity to hand out, MB ($HOSTAGENT_MEMORY_MB)")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", os.Getenv("HOSTAGENT_METRICS_LISTEN"), "address of a plain-HTTP listener serving only GET /metrics, without a token (for Prometheus); empty: none ($HOSTAGENT_METRICS_LISTEN)")
+	memEnv, memFromEnv := os.LookupEnv("HOSTAGENT_MEMORY_MB")
+	memory := fs.String("memory-mb", cmp.Or(memEnv, "2048"), "memory capacity to hand out, MB, or \"cgroup\": the agent's own cgroup memory limit less --memory-overhead-mb (in a pod, its memory limit) ($HOSTAGENT_MEMORY_MB)")
+	fs.Int64Var(&s.MemoryOverheadMB, "memory-overhead-mb", env.Int64("HOSTAGENT_MEMORY_OVERHEAD_MB", 256), "with --memory-mb cgroup: memory kept for the agent itself, MB ($HOSTAGENT_MEMORY_OVERHEAD_MB)")
 	fs.Int64Var(&s.DiskMB, "disk-mb", env.Int64("HOSTAGENT_DISK_MB", 4096), "storage capacity to hand out, MB ($HOSTAGENT_DISK_MB)")
 	fs.Int64Var(&s.CPUMilli, "cpu-milli", env.Int64("HOSTAGENT_CPU_MILLI", int64(runtime.NumCPU())*1000), "CPU capacity to hand out, millicores ($HOSTAGENT_CPU_MILLI)")
 	fs.StringVar(&s.DataDir, "data-dir", os.Getenv("HOSTAGENT_DATA_DIR"), "folder for lease files and instance folders, created 0700 (0711 with --spec-dir under a root agent: the instance user enters it, so its parents must let others enter) and refused if another user owns it or can write into it; leftovers of a previous run are removed at start (default $XDG_STATE_HOME/forewarm-agent/<host-id>, else ~/.local/state/forewarm-agent/<host-id>) ($HOSTAGENT_DATA_DIR)")
@@ -218,6 +228,9 @@ Flags (environment variable in brackets):
 	if fs.NArg() > 0 {
 		return s, usagef("unexpected argument %q: hostagent takes only flags", fs.Arg(0))
 	}
+	if err := s.memoryCapacity(*memory, memFromEnv && !fs.Changed("memory-mb")); err != nil {
+		return s, err
+	}
 	return s, s.check()
 }
 
@@ -251,6 +264,30 @@ func (s *settings) check() error {
 	}
 	if s.SetupMSPerMB < 0 || s.SetupMSPerMB > 1000 {
 		return usagef("--setup-ms-per-mb %g is outside 0..1000", s.SetupMSPerMB)
+	}
+	return nil
+}
+
+// memoryCapacity sets MemoryMB from --memory-mb: a number, or "cgroup".
+func (s *settings) memoryCapacity(v string, fromEnv bool) error {
+	name := "--memory-mb"
+	if fromEnv {
+		name = "$HOSTAGENT_MEMORY_MB"
+	}
+	if v != "cgroup" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return usagef("%s %q: want a number of MB or \"cgroup\"", name, v)
+		}
+		s.MemoryMB = n
+		return nil
+	}
+	cg, err := agent.ReadCgroupMemory(agent.CgroupRoot)
+	if err != nil {
+		return usagef("%s cgroup: %v", name, err)
+	}
+	if s.MemoryMB, err = cg.CapacityMB(s.MemoryOverheadMB); err != nil {
+		return usagef("%s cgroup: %v", name, err)
 	}
 	return nil
 }
@@ -353,6 +390,19 @@ func run(args []string, stdout, stderr *os.File) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", s.Listen, err)
 	}
+	var mln net.Listener
+	if s.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", s.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics-listen %s: %w", s.MetricsListen, err)
+		}
+	}
+	closeListeners := func() {
+		ln.Close()
+		if mln != nil {
+			mln.Close()
+		}
+	}
 	scheme := "http"
 	if tlsConf != nil {
 		scheme = "https"
@@ -368,12 +418,12 @@ func run(args []string, stdout, stderr *os.File) error {
 		SpecDir: s.SpecDir, InstanceUser: s.InstanceUser, MaxStarting: s.MaxStarting,
 	})
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return usageError{err.Error()}
 	}
 	h, err := a.Handler(tok)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		_ = a.Close(context.Background())
 		return usageError{err.Error()}
 	}
@@ -421,7 +471,7 @@ func run(args []string, stdout, stderr *os.File) error {
 		log.Info("no --advertise-url: not registering; the engine must be told this agent's URL")
 	}
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() {
 		if tlsConf != nil {
 			serveErr <- srv.ServeTLS(ln, "", "")
@@ -429,6 +479,19 @@ func run(args []string, stdout, stderr *os.File) error {
 			serveErr <- srv.Serve(ln)
 		}
 	}()
+	var metricsSrv *http.Server
+	if mln != nil {
+		metricsSrv = &http.Server{
+			Handler:           a.MetricsHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+		log.Info("metrics listener (GET /metrics only, no token)", "addr", mln.Addr().String())
+	}
 	log.Info("host agent listening", "addr", ln.Addr().String(), "tls", tlsConf != nil, "data_dir", s.DataDir,
 		"memory_mb", s.MemoryMB, "disk_mb", s.DiskMB, "cpu_milli", s.CPUMilli, "speed", s.Speed, "setup_ms_per_mb", s.SetupMSPerMB)
 
@@ -445,6 +508,11 @@ func run(args []string, stdout, stderr *os.File) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("HTTP shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		if err := metricsSrv.Shutdown(sctx); err != nil {
+			log.Warn("metrics listener shutdown", "err", err)
+		}
 	}
 	// A fresh deadline: leases must be released even if Shutdown timed out.
 	cctx, cancelClose := context.WithTimeout(context.Background(), s.ShutdownWait)

@@ -11,8 +11,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,6 +162,9 @@ func TestHelpAndBadFlags(t *testing.T) {
 		{"bad env number", nil, []string{"HOSTAGENT_MEMORY_MB=lots"}, "$HOSTAGENT_MEMORY_MB"},
 		{"bad speed", []string{"--speed", "3"}, nil, "speed 3 is outside (0, 1]"},
 		{"negative memory", []string{"--memory-mb", "-5"}, nil, "memory capacity -5 MB"},
+		{"memory neither number nor cgroup", []string{"--memory-mb", "8G"}, nil, `--memory-mb "8G": want a number of MB or "cgroup"`},
+		// Refused here either way: no limit, or one below an exabyte of overhead.
+		{"cgroup capacity not possible", []string{"--memory-mb", "cgroup", "--memory-overhead-mb", "1000000000000"}, nil, "--memory-mb cgroup: "},
 		{"unsafe host ID", []string{"--host-id", "../x"}, nil, "--host-id"},
 		{"cert without key", []string{"--tls-cert", "c.pem"}, nil, "--tls-cert and --tls-key"},
 		{"bad advertise URL", []string{"--advertise-url", "127.0.0.1:1"}, nil, "--advertise-url"},
@@ -342,6 +347,51 @@ func testSignalReleases(t *testing.T, sig syscall.Signal) {
 	}
 	if !strings.Contains(p.out.String(), "released every lease on shutdown") {
 		t.Errorf("shutdown log lacks the release:\n%s", p.out)
+	}
+}
+
+// The metrics listener answers GET /metrics without a token and nothing
+// else: none of the API, not even with the token.
+func TestMetricsListenerServesOnlyMetrics(t *testing.T) {
+	addr, maddr := freeAddr(t), freeAddr(t)
+	start(t, "http", addr, nil, "--data-dir", t.TempDir(), "--metrics-listen", maddr, "--host-id", "metrics-host")
+	get := func(method, url string, withToken bool) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withToken {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("GET", "http://"+maddr+"/metrics", false)
+	if code != http.StatusOK || !strings.Contains(body, `forewarm_agent_capacity_memory_bytes{host="metrics-host"}`) {
+		t.Errorf("GET /metrics without a token on the metrics listener: %d\n%.300s", code, body)
+	}
+	for _, path := range []string{"/", "/v1/info", "/v1/leases", "/v1/metrics", "/v1/apps", "/v1/instances/x/http/", "/healthz", "/readyz", "/metrics/x"} {
+		if code, body := get("GET", "http://"+maddr+path, true); code != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics listener: %d, want 404\n%.200s", path, code, body)
+		}
+	}
+	for _, m := range []string{"POST", "DELETE"} {
+		if code, _ := get(m, "http://"+maddr+"/v1/leases", true); code != http.StatusNotFound {
+			t.Errorf("%s /v1/leases on the metrics listener: %d, want 404", m, code)
+		}
+		if code, _ := get(m, "http://"+maddr+"/metrics", true); code != http.StatusMethodNotAllowed {
+			t.Errorf("%s /metrics on the metrics listener: %d, want 405", m, code)
+		}
+	}
+	// The API's own /metrics still wants the token.
+	if code, _ := get("GET", "http://"+addr+"/metrics", false); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics on the API without a token: %d, want 401", code)
 	}
 }
 

@@ -2,7 +2,9 @@
 // their stages, what each COPY takes (an earlier stage, or a file of the
 // build context that .dockerignore keeps), a final stage that runs as a
 // user without privileges the binary it copied, the ONNX Runtime library
-// in the worker image, and versions equal to the local scripts' pins.
+// in the worker image, versions equal to the local scripts' pins, and
+// multi-architecture builds: Go cross-compiles on the builder's platform
+// for the target's, stamping the version.
 package docker_test
 
 import (
@@ -28,9 +30,11 @@ type instruction struct {
 }
 
 type stage struct {
-	name   string
-	base   string
-	instrs []instruction
+	name     string
+	base     string
+	platform string // FROM --platform=…; empty: the target's
+	line     int
+	instrs   []instruction
 }
 
 type dockerfile struct {
@@ -72,7 +76,11 @@ func parse(t *testing.T, file string) dockerfile {
 		in := instruction{start, strings.ToUpper(cmd), strings.TrimSpace(args)}
 		if in.cmd == "FROM" {
 			f := strings.Fields(in.args)
-			st := stage{base: f[0]}
+			st := stage{line: start}
+			if p, ok := strings.CutPrefix(f[0], "--platform="); ok {
+				st.platform, f = p, f[1:]
+			}
+			st.base = f[0]
 			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
 				st.name = f[2]
 			} else if len(f) != 1 {
@@ -85,8 +93,10 @@ func parse(t *testing.T, file string) dockerfile {
 			if in.cmd != "ARG" {
 				t.Errorf("%s:%d: %s before the first FROM", file, start, in.cmd)
 			}
-			k, v, _ := strings.Cut(in.args, "=")
-			df.args[k] = v
+			for _, kv := range strings.Fields(in.args) {
+				k, v, _ := strings.Cut(kv, "=")
+				df.args[k] = v
+			}
 			continue
 		}
 		df.stages[len(df.stages)-1].instrs = append(df.stages[len(df.stages)-1].instrs, in)
@@ -202,8 +212,10 @@ func lint(r reporter, tt *testing.T, df dockerfile) {
 			at := df.path + ":" + itoa(in.line)
 			switch in.cmd {
 			case "ARG":
-				k, v, _ := strings.Cut(in.args, "=")
-				args[k] = v
+				for _, kv := range strings.Fields(in.args) {
+					k, v, _ := strings.Cut(kv, "=")
+					args[k] = v
+				}
 			case "COPY", "ADD":
 				flags, p := words(expand(in.args, args))
 				if len(p) < 2 {
@@ -227,6 +239,9 @@ func lint(r reporter, tt *testing.T, df dockerfile) {
 					}
 				}
 			case "RUN":
+				if strings.Contains(in.args, "go build") {
+					lintGoBuild(t, at, st, in.args)
+				}
 				for _, m := range regexp.MustCompile(`\./([a-z]+)\b`).FindAllStringSubmatch(in.args, -1) {
 					if strings.Contains(in.args, "go build") {
 						if _, err := os.Stat(filepath.Join(root, m[1], "main.go")); err != nil {
@@ -238,6 +253,9 @@ func lint(r reporter, tt *testing.T, df dockerfile) {
 		}
 	}
 	final := df.stages[len(df.stages)-1]
+	if final.platform != "" {
+		t.Errorf("%s:%d: the final stage has --platform=%s: it must be the target's", df.path, final.line, final.platform)
+	}
 	var user, entry string
 	copied := map[string]bool{} // absolute paths the final stage copies in
 	env := map[string]string{}
@@ -300,6 +318,70 @@ func lint(r reporter, tt *testing.T, df dockerfile) {
 		if !copied["/usr/local/bin/starter"] {
 			t.Errorf("%s: the worker image lacks the starter (the migration Job runs it)", df.path)
 		}
+		// The library of the target's architecture, not always x64's.
+		for _, st := range df.stages {
+			for _, in := range st.instrs {
+				if in.cmd == "RUN" && strings.Contains(in.args, "libonnxruntime") &&
+					(strings.Contains(in.args, "linux/x64/") || !strings.Contains(in.args, "TARGETARCH") || !declares(st, "TARGETARCH")) {
+					t.Errorf("%s:%d: the ONNX Runtime library must be chosen by ARG TARGETARCH, not fixed to one architecture", df.path, in.line)
+				}
+			}
+		}
+	}
+}
+
+// declares reports whether st has ARG name.
+func declares(st stage, name string) bool {
+	return slices.ContainsFunc(st.instrs, func(in instruction) bool {
+		if in.cmd != "ARG" {
+			return false
+		}
+		return slices.ContainsFunc(strings.Fields(in.args), func(kv string) bool { k, _, _ := strings.Cut(kv, "="); return k == name })
+	})
+}
+
+// lintGoBuild: a go build runs on the builder's platform and
+// cross-compiles for the target's (GOOS/GOARCH from TARGETOS/TARGETARCH;
+// with cgo, a C compiler chosen for the target too), and stamps the
+// version from ARG VERSION.
+func lintGoBuild(t reporter, at string, st stage, run string) {
+	if st.platform != "$BUILDPLATFORM" {
+		t.Errorf("%s: go build in a stage without --platform=$BUILDPLATFORM: every target architecture would be emulated", at)
+	}
+	uses := func(v string) bool { return strings.Contains(run, "${"+v+"}") || strings.Contains(run, "$"+v+" ") }
+	if !strings.Contains(run, "GOOS=") || !strings.Contains(run, "GOARCH=") || !uses("TARGETOS") || !uses("TARGETARCH") ||
+		!declares(st, "TARGETOS") || !declares(st, "TARGETARCH") {
+		t.Errorf("%s: go build must set GOOS=${TARGETOS} GOARCH=${TARGETARCH} (ARG TARGETOS, ARG TARGETARCH in its stage)", at)
+	}
+	if !strings.Contains(run, "-X github.com/forewarm/forewarm/internal/buildinfo.version=${VERSION}") || !declares(st, "VERSION") {
+		t.Errorf("%s: go build must stamp -X github.com/forewarm/forewarm/internal/buildinfo.version=${VERSION} (ARG VERSION in its stage)", at)
+	}
+	if strings.Contains(run, "CGO_ENABLED=1") && !strings.Contains(run, "CC=") {
+		t.Errorf("%s: a cgo build for another architecture needs CC= its cross compiler", at)
+	} else if !strings.Contains(run, "CGO_ENABLED=") {
+		t.Errorf("%s: say CGO_ENABLED= explicitly (a cross build turns cgo off by default)", at)
+	}
+}
+
+// The Makefile builds every image for amd64 and arm64 with the version.
+func TestMakefileBuildsMultiArch(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := string(b)
+	for _, want := range []string{"docker buildx build", "--platform $(IMAGE_PLATFORMS)", "--build-arg VERSION=$(IMAGE_VERSION)",
+		"IMAGE_PLATFORMS ?= linux/amd64,linux/arm64", "IMAGE_VERSION ?= $(shell git describe --tags --always)", "IMAGE_REGISTRY ?= ghcr.io/forewarm"} {
+		if !strings.Contains(mk, want) {
+			t.Errorf("Makefile: the images target lacks %q", want)
+		}
+	}
+	files, _ := filepath.Glob("*.Dockerfile")
+	for _, f := range files {
+		img := strings.TrimSuffix(f, ".Dockerfile")
+		if !regexp.MustCompile(`for i in [^;]*\b` + img + `\b`).MatchString(mk) {
+			t.Errorf("Makefile: the images target does not build %s", f)
+		}
 	}
 }
 
@@ -329,7 +411,7 @@ FROM golang:${GO_VERSION} AS build
 COPY nothing-here.txt /src/
 COPY testdata /src/testdata
 RUN go build -o /out/ ./nosuchcmd
-FROM debian:bookworm-slim
+FROM --platform=$BUILDPLATFORM debian:bookworm-slim
 COPY --from=builder /out/worker /usr/local/bin/
 ENTRYPOINT /usr/local/bin/worker
 `), 0o644)
@@ -342,6 +424,11 @@ ENTRYPOINT /usr/local/bin/worker
 		"bad.Dockerfile:7: COPY --from=builder: no earlier stage",
 		"use the JSON form",
 		"the final stage runs as \"\"",
+		"bad.Dockerfile:5: go build in a stage without --platform=$BUILDPLATFORM",
+		"bad.Dockerfile:5: go build must set GOOS=${TARGETOS} GOARCH=${TARGETARCH}",
+		"bad.Dockerfile:5: go build must stamp -X github.com/forewarm/forewarm/internal/buildinfo.version=${VERSION}",
+		"bad.Dockerfile:5: say CGO_ENABLED= explicitly",
+		"bad.Dockerfile:6: the final stage has --platform=$BUILDPLATFORM",
 	} {
 		if !slices.ContainsFunc(rec.msgs, func(m string) bool { return strings.Contains(m, want) }) {
 			t.Errorf("not reported: %q\nreported: %s", want, strings.Join(rec.msgs, "\n"))

@@ -3,7 +3,8 @@
 // API types (an unknown field is an error) and checks what a cluster would
 // only report at run time: references to ConfigMaps, Secrets and their
 // keys, labels and selectors, named ports, the settings every program
-// reads, and the shutdown and capacity rules the deployment relies on.
+// reads, and the shutdown and capacity rules the deployment relies on. It
+// also runs every pod template through the Pod Security admission checks.
 package kubernetes_test
 
 import (
@@ -24,15 +25,35 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	psapi "k8s.io/pod-security-admission/api"
+	pspolicy "k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/store/chconn"
 )
 
 const namespace = "forewarm"
+
+// The images, registry-qualified (base/kustomization.yaml).
+const (
+	workerImage = "ghcr.io/forewarm/worker:"
+	agentImage  = "ghcr.io/forewarm/hostagent:"
+)
+
+// migrateJob is the migration Job's name: a Job's pod template is
+// immutable, so a new schema version must be a new Job.
+var migrateJob = fmt.Sprintf("forewarm-migrate-v%d", chconn.SchemaVersion)
+
+// loopsPerGiB bounds the workflow cache: a cached loop costs ~110 KB
+// (docs/scale.md), and half of the memory limit stays for the rest.
+const loopsPerGiB = 4000
 
 // longestPredictionActivity is the longest start-to-close timeout of the
 // prediction queue's activities (workflows/loop.go, prepare.go, request.go):
@@ -71,6 +92,7 @@ type rendered struct {
 	daemonSets      map[string]*appsv1.DaemonSet
 	jobs            map[string]*batchv1.Job
 	pdbs            map[string]*policyv1.PodDisruptionBudget
+	priorityClasses map[string]*schedulingv1.PriorityClass
 	serviceMonitors map[string]*serviceMonitor
 }
 
@@ -105,11 +127,11 @@ func strict(doc []byte, v any) error {
 	return dec.Decode(v)
 }
 
-func render(t *testing.T, overlay string) *rendered {
+// renderObjects renders the kustomization in dir with kustomize's own
+// library (what `kubectl kustomize` runs; no kubectl needed) into the
+// objects `kubectl apply` would send, in kustomize's order.
+func renderObjects(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	// Rendered with kustomize's own library (what `kubectl kustomize` runs),
-	// so the test needs no kubectl on the machine.
-	dir := filepath.Join("overlays", overlay)
 	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
@@ -118,24 +140,45 @@ func render(t *testing.T, overlay string) *rendered {
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	r := &rendered{overlay: overlay, namespaces: map[string]*corev1.Namespace{}, configMaps: map[string]*corev1.ConfigMap{},
-		secrets: map[string]*corev1.Secret{}, services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
-		daemonSets: map[string]*appsv1.DaemonSet{}, jobs: map[string]*batchv1.Job{}, pdbs: map[string]*policyv1.PodDisruptionBudget{},
-		serviceMonitors: map[string]*serviceMonitor{}}
-	want := map[string]string{"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1", "Deployment": "apps/v1",
-		"DaemonSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1", "ServiceMonitor": "monitoring.coreos.com/v1"}
+	var objs []*unstructured.Unstructured
 	for i, doc := range strings.Split(string(out), "\n---\n") {
 		if strings.TrimSpace(doc) == "" {
 			continue
 		}
 		j, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
-			t.Fatalf("%s: object %d is not YAML: %v", overlay, i, err)
+			t.Fatalf("%s: object %d is not YAML: %v", dir, i, err)
 		}
-		var tm metav1.TypeMeta
-		if err := json.Unmarshal(j, &tm); err != nil {
-			t.Fatal(err)
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(j); err != nil {
+			t.Fatalf("%s: object %d: %v", dir, i, err)
 		}
+		objs = append(objs, u)
+	}
+	return objs
+}
+
+func render(t *testing.T, overlay string) *rendered {
+	t.Helper()
+	return renderDir(t, overlay, filepath.Join("overlays", overlay))
+}
+
+// renderDir renders dir and decodes every object strictly by its kind.
+func renderDir(t *testing.T, overlay, dir string) *rendered {
+	t.Helper()
+	r := &rendered{overlay: overlay, namespaces: map[string]*corev1.Namespace{}, configMaps: map[string]*corev1.ConfigMap{},
+		secrets: map[string]*corev1.Secret{}, services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
+		daemonSets: map[string]*appsv1.DaemonSet{}, jobs: map[string]*batchv1.Job{}, pdbs: map[string]*policyv1.PodDisruptionBudget{},
+		priorityClasses: map[string]*schedulingv1.PriorityClass{}, serviceMonitors: map[string]*serviceMonitor{}}
+	want := map[string]string{"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1", "Deployment": "apps/v1",
+		"DaemonSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1", "PriorityClass": "scheduling.k8s.io/v1",
+		"ServiceMonitor": "monitoring.coreos.com/v1"}
+	for i, u := range renderObjects(t, dir) {
+		j, err := u.MarshalJSON()
+		if err != nil {
+			t.Fatalf("%s: object %d: %v", overlay, i, err)
+		}
+		tm := metav1.TypeMeta{Kind: u.GetKind(), APIVersion: u.GetAPIVersion()}
 		if want[tm.Kind] == "" {
 			t.Errorf("%s: object %d has kind %q, which this test does not know: add its checks", overlay, i, tm.Kind)
 			continue
@@ -169,6 +212,9 @@ func render(t *testing.T, overlay string) *rendered {
 		case "PodDisruptionBudget":
 			o := &policyv1.PodDisruptionBudget{}
 			obj, r.pdbs = o, with(r.pdbs, o)
+		case "PriorityClass":
+			o := &schedulingv1.PriorityClass{}
+			obj, r.priorityClasses = o, with(r.priorityClasses, o)
 		case "ServiceMonitor":
 			o := &serviceMonitor{}
 			obj, r.serviceMonitors = o, with(r.serviceMonitors, o)
@@ -186,6 +232,7 @@ func render(t *testing.T, overlay string) *rendered {
 	rekey(r.daemonSets)
 	rekey(r.jobs)
 	rekey(r.pdbs)
+	rekey(r.priorityClasses)
 	rekey(r.serviceMonitors)
 	return r
 }
@@ -371,6 +418,11 @@ func TestOverlaysRenderAndCrossReference(t *testing.T) {
 	for _, o := range overlays {
 		t.Run(o.Name(), func(t *testing.T) {
 			r := render(t, o.Name())
+			// Without the Prometheus Operator's CRD a ServiceMonitor fails
+			// the whole apply: it is an opt-in component.
+			if len(r.serviceMonitors) > 0 {
+				t.Errorf("%s includes ServiceMonitors %v: leave components/servicemonitor to the operator's overlay", o.Name(), slices.Sorted(maps.Keys(r.serviceMonitors)))
+			}
 			checkObjects(t, r)
 			checkWorkloads(t, r, workerEnv, agentEnv)
 			checkServices(t, r)
@@ -448,13 +500,32 @@ func checkObjects(t reporter, r *rendered) {
 	for _, o := range r.serviceMonitors {
 		check("ServiceMonitor", o)
 	}
+	for _, o := range r.priorityClasses {
+		if o.Namespace != "" {
+			t.Errorf("PriorityClass %s has namespace %q: it is cluster-scoped", o.Name, o.Namespace)
+		}
+		if o.GlobalDefault {
+			t.Errorf("PriorityClass %s is the cluster's default: it would apply to every pod", o.Name)
+		}
+	}
 	for _, n := range []string{"forewarm-worker", "forewarm-trainer"} {
 		if r.deployments[n] == nil {
 			t.Errorf("no Deployment %s", n)
 		}
 	}
-	if r.daemonSets["forewarm-hostagent"] == nil || r.jobs["forewarm-migrate"] == nil {
-		t.Errorf("no host agent DaemonSet or migration Job")
+	if r.daemonSets["forewarm-hostagent"] == nil {
+		t.Errorf("no host agent DaemonSet")
+	}
+	// A new schema needs a new Job (its pod template is immutable): the
+	// name carries the version this build migrates to.
+	if r.jobs[migrateJob] == nil {
+		t.Errorf("no migration Job %s (store/chconn.SchemaVersion is %d; Jobs: %v): rename it in base/migrate-job.yaml",
+			migrateJob, chconn.SchemaVersion, slices.Sorted(maps.Keys(r.jobs)))
+	}
+	for _, j := range r.jobs {
+		if ttl := j.Spec.TTLSecondsAfterFinished; ttl == nil || *ttl < 300 || *ttl > 3600 {
+			t.Errorf("Job %s: ttlSecondsAfterFinished %v: want 5 min to 1 h (time to wait for it, short enough that a later apply recreates it)", j.Name, ttl)
+		}
 	}
 }
 
@@ -468,17 +539,24 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 		ps := w.pod.Spec
 		if ps.SecurityContext == nil || ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot {
 			t.Errorf("%s: pods may run as root (set securityContext.runAsNonRoot)", where)
+		} else if sc := ps.SecurityContext; sc.RunAsUser == nil || *sc.RunAsUser != 10001 || sc.FSGroup == nil || *sc.FSGroup != 10001 {
+			t.Errorf("%s: the pod's runAsUser and fsGroup must be 10001 (the images' user; fsGroup gives it its volumes without a root init container)", where)
+		}
+		if len(ps.InitContainers) > 0 {
+			t.Errorf("%s: init containers %v: none is needed (fsGroup owns the volumes)", where, ps.InitContainers)
 		}
 		mounted := map[string]bool{}
 		for _, c := range slices.Concat(ps.InitContainers, ps.Containers) {
-			if !strings.HasPrefix(c.Image, "forewarm/worker:") && !strings.HasPrefix(c.Image, "forewarm/hostagent:") {
-				t.Errorf("%s container %s: image %q is not a tagged Forewarm image", where, c.Name, c.Image)
+			if !strings.HasPrefix(c.Image, workerImage) && !strings.HasPrefix(c.Image, agentImage) {
+				t.Errorf("%s container %s: image %q is not a registry-qualified, tagged Forewarm image (%s…, %s…)", where, c.Name, c.Image, workerImage, agentImage)
 			}
 			if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() {
 				t.Errorf("%s container %s: set CPU and memory requests and a memory limit", where, c.Name)
 			}
 			if sc := c.SecurityContext; sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 				t.Errorf("%s container %s: allowPrivilegeEscalation must be false", where, c.Name)
+			} else if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("%s container %s: want readOnlyRootFilesystem and capabilities drop [ALL]", where, c.Name)
 			}
 			for _, m := range c.VolumeMounts {
 				mounted[m.Name] = true
@@ -516,7 +594,7 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 			env := r.env(t, w, &c)
 			var need map[string]bool
 			switch {
-			case strings.HasPrefix(c.Image, "forewarm/hostagent:"):
+			case strings.HasPrefix(c.Image, agentImage):
 				need = agentEnv
 			case w.kind == "Job":
 				need = map[string]bool{}
@@ -547,6 +625,10 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 			switch w.name {
 			case "forewarm-worker", "forewarm-trainer":
 				checkStop(t, r, w, &c, env)
+				checkWorkerMemory(t, w, &c, env)
+				if pc := r.priorityClasses[ps.PriorityClassName]; pc == nil {
+					t.Errorf("%s: priorityClassName %q is no rendered PriorityClass", where, ps.PriorityClassName)
+				}
 				// Per-host agent tokens: the root secret, never a shared token.
 				if !strings.HasPrefix(env["FOREWARM_AGENT_ROOT_SECRET"].source, "secret/") || env["HOSTAGENT_TOKEN"].value != "" || env["HOSTAGENT_TOKEN_FILE"].value != "" {
 					t.Errorf("%s: the workers must hold the agents' root secret (from a Secret) and no shared token", where)
@@ -555,8 +637,9 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 					checkAgentBinding(t, w, &c, env)
 				}
 			case "forewarm-hostagent":
-				checkAgent(t, w, &c, env)
-			case "forewarm-migrate":
+				checkAgent(t, r, w, &c, env)
+			case migrateJob:
+				checkGoMemLimit(t, w, &c, env)
 				if !slices.Contains(c.Command, "migrate") {
 					t.Errorf("%s: command %v does not run `starter migrate`", where, c.Command)
 				}
@@ -567,7 +650,7 @@ func checkWorkloads(t reporter, r *rendered, workerEnv, agentEnv map[string]bool
 		t.Errorf("forewarm-worker has fewer than 2 replicas")
 	}
 	// Three ClickHouse users: the workers', the migration's, the agents'.
-	if a, b, c := clickhouseUser["forewarm-worker"], clickhouseUser["forewarm-migrate"], clickhouseUser["forewarm-hostagent"]; a == b || a == c || b == c || a == "" {
+	if a, b, c := clickhouseUser["forewarm-worker"], clickhouseUser[migrateJob], clickhouseUser["forewarm-hostagent"]; a == b || a == c || b == c || a == "" {
 		t.Errorf("ClickHouse credentials: worker %s, migration %s, agents %s; want three different Secrets", a, b, c)
 	}
 	for _, p := range r.pdbs {
@@ -616,57 +699,169 @@ func checkAgentBinding(t reporter, w workload, c *corev1.Container, env map[stri
 	}
 }
 
-// checkAgent: capacity from the pod's memory request (with room for the
-// agent under the limit), data folder on the node, token from a Secret.
-func checkAgent(t reporter, w workload, c *corev1.Container, env map[string]envVar) {
-	var memFrom *corev1.ResourceFieldSelector
-	for _, e := range c.Env {
-		if e.Name == "HOSTAGENT_MEMORY_MB" && e.ValueFrom != nil {
-			memFrom = e.ValueFrom.ResourceFieldRef
+// checkAgent: Guaranteed QoS (requests = limits), capacity from the
+// container's memory limit less the agent's own overhead, lease files in
+// a sized emptyDir that the ephemeral-storage limit covers, its own
+// credentials from a Secret by its node's name, nothing from the node's
+// file system, a token-free metrics port, and priority over the workers.
+func checkAgent(t reporter, r *rendered, w workload, c *corev1.Container, env map[string]envVar) {
+	req, lim := c.Resources.Requests, c.Resources.Limits
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+		rq, ok1 := req[res]
+		l, ok2 := lim[res]
+		if !ok1 || !ok2 || rq.Cmp(l) != 0 {
+			t.Errorf("%s: %s request %s and limit %s must both be set and equal (Guaranteed QoS)", w.name, res, rq.String(), l.String())
 		}
 	}
-	if memFrom == nil || memFrom.Resource != "requests.memory" || memFrom.Divisor.String() != "1Mi" {
-		t.Errorf("%s: HOSTAGENT_MEMORY_MB must come from the container's requests.memory in Mi, is %+v", w.name, memFrom)
+	if v := env["HOSTAGENT_MEMORY_MB"]; v.value != "cgroup" {
+		t.Errorf("%s: HOSTAGENT_MEMORY_MB %q from %s: want cgroup (the memory limit less HOSTAGENT_MEMORY_OVERHEAD_MB)", w.name, v.value, v.source)
 	}
-	if c.Resources.Limits.Memory().Cmp(*c.Resources.Requests.Memory()) <= 0 {
-		t.Errorf("%s: the memory limit must leave room above the request the agent hands out", w.name)
+	limitMB := lim.Memory().Value() >> 20
+	if o, err := strconv.ParseInt(env["HOSTAGENT_MEMORY_OVERHEAD_MB"].value, 10, 64); err != nil || o < 128 || o*4 > limitMB {
+		t.Errorf("%s: HOSTAGENT_MEMORY_OVERHEAD_MB %q: want 128 MB up to a quarter of the %d MB limit", w.name, env["HOSTAGENT_MEMORY_OVERHEAD_MB"].value, limitMB)
 	}
-	hostMount := func(path string, typ corev1.HostPathType) bool {
-		for _, m := range c.VolumeMounts {
-			for _, v := range w.pod.Spec.Volumes {
-				if v.Name == m.Name && m.MountPath == path && v.HostPath != nil && v.HostPath.Type != nil && *v.HostPath.Type == typ {
-					return true
-				}
+	var cpuFrom *corev1.ResourceFieldSelector
+	for _, e := range c.Env {
+		if e.Name == "HOSTAGENT_CPU_MILLI" && e.ValueFrom != nil {
+			cpuFrom = e.ValueFrom.ResourceFieldRef
+		}
+	}
+	if cpuFrom == nil || cpuFrom.Resource != "requests.cpu" || cpuFrom.Divisor.String() != "1m" {
+		t.Errorf("%s: HOSTAGENT_CPU_MILLI must come from the container's requests.cpu in m, is %+v", w.name, cpuFrom)
+	}
+	// Lease files: a folder inside an emptyDir whose sizeLimit covers
+	// HOSTAGENT_DISK_MB; every emptyDir sized, all within the limit.
+	var emptyDirs resource.Quantity
+	for _, v := range w.pod.Spec.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("%s: volume %s is a hostPath (Pod Security baseline refuses it)", w.name, v.Name)
+		}
+		if v.EmptyDir != nil {
+			if v.EmptyDir.SizeLimit == nil {
+				t.Errorf("%s: emptyDir %s has no sizeLimit", w.name, v.Name)
+			} else {
+				emptyDirs.Add(*v.EmptyDir.SizeLimit)
 			}
 		}
-		return false
 	}
-	if dir := env["HOSTAGENT_DATA_DIR"].value; !hostMount(dir, corev1.HostPathDirectoryOrCreate) {
-		t.Errorf("%s: HOSTAGENT_DATA_DIR %q is not a folder on the node (hostPath DirectoryOrCreate)", w.name, dir)
+	if es := lim[corev1.ResourceEphemeralStorage]; es.Cmp(emptyDirs) < 0 {
+		t.Errorf("%s: ephemeral-storage limit %s is below its emptyDirs' %s", w.name, es.String(), emptyDirs.String())
 	}
-	// Its own token, from a file on its node; no shared one.
-	if f := env["HOSTAGENT_TOKEN_FILE"].value; !hostMount(f, corev1.HostPathFile) || env["HOSTAGENT_TOKEN"].value != "" {
-		t.Errorf("%s: HOSTAGENT_TOKEN_FILE %q must be a file on the node (hostPath File), HOSTAGENT_TOKEN empty", w.name, f)
+	dir := env["HOSTAGENT_DATA_DIR"].value
+	diskMB, err := strconv.ParseInt(env["HOSTAGENT_DISK_MB"].value, 10, 64)
+	if err != nil || diskMB <= 0 {
+		t.Errorf("%s: HOSTAGENT_DISK_MB %q is not a size", w.name, env["HOSTAGENT_DISK_MB"].value)
+	}
+	var data *corev1.Volume
+	for _, m := range c.VolumeMounts {
+		for i, v := range w.pod.Spec.Volumes {
+			if v.Name == m.Name && v.EmptyDir != nil && strings.HasPrefix(dir, m.MountPath+"/") {
+				data = &w.pod.Spec.Volumes[i]
+			}
+		}
+	}
+	switch {
+	case data == nil:
+		t.Errorf("%s: HOSTAGENT_DATA_DIR %q is not a folder inside a mounted emptyDir (the agent refuses the emptyDir itself: it is group-writable)", w.name, dir)
+	case data.EmptyDir.SizeLimit != nil && data.EmptyDir.SizeLimit.Cmp(*resource.NewQuantity(diskMB<<20, resource.BinarySI)) < 0:
+		t.Errorf("%s: emptyDir %s sizeLimit %s does not hold HOSTAGENT_DISK_MB=%d of lease files", w.name, data.Name, data.EmptyDir.SizeLimit.String(), diskMB)
+	}
+	// Its own token and certificate, from a Secret, by its node's name
+	// (HOSTAGENT_HOST_ID must come first: $(…) expands earlier entries only).
+	at := func(name string) int {
+		return slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+	}
+	if i := at("HOSTAGENT_HOST_ID"); i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("%s: HOSTAGENT_HOST_ID should be the node's name", w.name)
+	}
+	for _, k := range []string{"HOSTAGENT_TOKEN_FILE", "HOSTAGENT_TLS_CERT", "HOSTAGENT_TLS_KEY"} {
+		f := env[k].value
+		if !strings.Contains(filepath.Base(f), "$(HOSTAGENT_HOST_ID)") || at(k) < at("HOSTAGENT_HOST_ID") || !mountedSecretFile(w.pod, c, f, "forewarm-agent-credentials") {
+			t.Errorf("%s: %s %q must be a file named by $(HOSTAGENT_HOST_ID), set after it, in the mounted forewarm-agent-credentials Secret", w.name, k, f)
+		}
+	}
+	if env["HOSTAGENT_TOKEN"].value != "" {
+		t.Errorf("%s: HOSTAGENT_TOKEN must be empty: each host has its own token file", w.name)
+	}
+	if s := r.secrets["forewarm-agent-credentials"]; s != nil {
+		keys := secretKeys(s)
+		for k := range keys {
+			if node, ok := strings.CutSuffix(k, ".token"); ok && (!keys[node+".crt"] || !keys[node+".key"]) {
+				t.Errorf("Secret forewarm-agent-credentials: %s lacks its %s.crt or %s.key", k, node, node)
+			}
+		}
 	}
 	if !strings.Contains(env["HOSTAGENT_ADVERTISE_URL"].value, "$(POD_IP)") || env["POD_IP"].source != "field" {
 		t.Errorf("%s: the agent must advertise its pod IP (HOSTAGENT_ADVERTISE_URL %q)", w.name, env["HOSTAGENT_ADVERTISE_URL"].value)
 	}
-	// Its certificate (naming its node, which binds its token to it) and
-	// key, from files on the node; advertised over https.
-	for _, k := range []string{"HOSTAGENT_TLS_CERT", "HOSTAGENT_TLS_KEY"} {
-		if f := env[k].value; !hostMount(f, corev1.HostPathFile) {
-			t.Errorf("%s: %s %q must be a file on the node (hostPath File)", w.name, k, f)
-		}
-	}
 	if !strings.HasPrefix(env["HOSTAGENT_ADVERTISE_URL"].value, "https://") {
 		t.Errorf("%s: the agent must advertise https:// (its certificate proves its host ID), not %q", w.name, env["HOSTAGENT_ADVERTISE_URL"].value)
-	}
-	if env["HOSTAGENT_HOST_ID"].source != "field" {
-		t.Errorf("%s: HOSTAGENT_HOST_ID should be the node's name", w.name)
 	}
 	if !strings.HasPrefix(env["HOSTAGENT_LISTEN"].value, "0.0.0.0:") {
 		t.Errorf("%s: HOSTAGENT_LISTEN %q is not reachable from other pods", w.name, env["HOSTAGENT_LISTEN"].value)
 	}
+	// The token-free metrics listener is the container's port "metrics".
+	host, port, _ := strings.Cut(env["HOSTAGENT_METRICS_LISTEN"].value, ":")
+	n, _ := strconv.Atoi(port)
+	if host != "0.0.0.0" || !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" && p.ContainerPort == int32(n) }) {
+		t.Errorf("%s: HOSTAGENT_METRICS_LISTEN %q is not the container's port named metrics, reachable from other pods", w.name, env["HOSTAGENT_METRICS_LISTEN"].value)
+	}
+	// Above the workers, and on resource hosts that only it may use.
+	pc := r.priorityClasses[w.pod.Spec.PriorityClassName]
+	if pc == nil {
+		t.Errorf("%s: priorityClassName %q is no rendered PriorityClass", w.name, w.pod.Spec.PriorityClassName)
+	} else {
+		for _, other := range r.priorityClasses {
+			if other != pc && other.Value >= pc.Value {
+				t.Errorf("%s: PriorityClass %s (%d) does not outrank %s (%d)", w.name, pc.Name, pc.Value, other.Name, other.Value)
+			}
+		}
+	}
+	if !slices.ContainsFunc(w.pod.Spec.Tolerations, func(tl corev1.Toleration) bool {
+		return tl.Key == "forewarm.io/host" && tl.Effect == corev1.TaintEffectNoSchedule && tl.Operator == corev1.TolerationOpExists
+	}) {
+		t.Errorf("%s: does not tolerate the forewarm.io/host NoSchedule taint of dedicated resource hosts", w.name)
+	}
+}
+
+// checkGoMemLimit: GOMEMLIMIT 80-95% of the container's memory limit, so
+// the Go collector works harder before the kernel OOM-kills it.
+func checkGoMemLimit(t reporter, w workload, c *corev1.Container, env map[string]envVar) {
+	limit := c.Resources.Limits.Memory().Value()
+	got, err := parseGoMemLimit(env["GOMEMLIMIT"].value)
+	if err != nil || got < limit*80/100 || got > limit*95/100 {
+		t.Errorf("%s container %s: GOMEMLIMIT %q (%v): want 80%% to 95%% of the %s memory limit", w.name, c.Name, env["GOMEMLIMIT"].value, err, c.Resources.Limits.Memory())
+	}
+}
+
+// checkWorkerMemory: GOMEMLIMIT, and a workflow cache that fits the limit.
+func checkWorkerMemory(t reporter, w workload, c *corev1.Container, env map[string]envVar) {
+	checkGoMemLimit(t, w, c, env)
+	bound := loopsPerGiB * c.Resources.Limits.Memory().Value() >> 30
+	if n, err := strconv.ParseInt(env["FOREWARM_WORKFLOW_CACHE"].value, 10, 64); err != nil || n <= 0 || n > bound {
+		t.Errorf("%s: FOREWARM_WORKFLOW_CACHE %q: want 1..%d (%d per GiB of the %s limit; 0 is the SDK's 10,000)", w.name, env["FOREWARM_WORKFLOW_CACHE"].value, bound, loopsPerGiB, c.Resources.Limits.Memory())
+	}
+}
+
+// parseGoMemLimit reads GOMEMLIMIT as the Go runtime does: bytes with an
+// optional B, KiB, MiB, GiB or TiB suffix.
+func parseGoMemLimit(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}, {"B", 0}}
+	shift := uint(0)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a byte count")
+	}
+	return n << shift, nil
 }
 
 func checkServices(t reporter, r *rendered) {
@@ -710,8 +905,57 @@ func checkServices(t reporter, r *rendered) {
 			}
 		}
 	}
-	if r.serviceMonitors["forewarm-worker"] == nil {
-		t.Errorf("no ServiceMonitor for the workers")
+}
+
+// withServiceMonitors renders overlay with components/servicemonitor
+// added, as deploy/README.md tells an operator to.
+func withServiceMonitors(t *testing.T, overlay string) *rendered {
+	t.Helper()
+	dir := t.TempDir()
+	// kustomize takes only relative paths to other kustomizations.
+	rel := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err == nil {
+			a, err = filepath.Rel(dir, a)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s\n",
+		rel(filepath.Join("overlays", overlay)), rel(filepath.Join("components", "servicemonitor")))
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return renderDir(t, overlay+"+servicemonitor", dir)
+}
+
+// The ServiceMonitor component, added to any overlay, scrapes the workers
+// and the agents' token-free metrics port.
+func TestServiceMonitorComponent(t *testing.T) {
+	overlays, err := os.ReadDir("overlays")
+	if err != nil || len(overlays) < 3 {
+		t.Fatalf("overlays: %v (%d)", err, len(overlays))
+	}
+	for _, o := range overlays {
+		t.Run(o.Name(), func(t *testing.T) {
+			r := withServiceMonitors(t, o.Name())
+			checkObjects(t, r)
+			checkServices(t, r)
+			for _, n := range []string{"forewarm-worker", "forewarm-hostagent"} {
+				m := r.serviceMonitors[n]
+				if m == nil {
+					t.Errorf("no ServiceMonitor %s", n)
+					continue
+				}
+				for _, e := range m.Spec.Endpoints {
+					if e.Port != "metrics" || e.Path != "/metrics" || e.BearerTokenSecret != nil {
+						t.Errorf("ServiceMonitor %s: endpoint %+v: want port metrics, path /metrics, no bearer token", n, e)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -725,28 +969,124 @@ func (c *collector) Errorf(format string, args ...any) {
 // The checks are not vacuous: broken references in a rendered overlay are
 // reported, each by name.
 func TestChecksCatchBrokenReferences(t *testing.T) {
-	r := render(t, "self-hosted")
+	r := withServiceMonitors(t, "self-hosted")
 	w := r.deployments["forewarm-worker"].Spec.Template.Spec.Containers
 	w[0].EnvFrom[0].ConfigMapRef.Name = "no-such-config"
 	w[0].LivenessProbe.HTTPGet.Port.StrVal = "nope"
 	w[0].Env = append(w[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
 		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "forewarm-clickhouse"}, Key: "WRONG_KEY"}}})
-	r.daemonSets["forewarm-hostagent"].Spec.Template.Spec.Containers[0].VolumeMounts[2].MountPath = "/elsewhere"
+	for i, e := range w[0].Env {
+		if e.Name == "GOMEMLIMIT" {
+			w[0].Env[i].Value = "1GiB" // the whole limit
+		}
+	}
+	for n, cm := range r.configMaps {
+		if strings.HasPrefix(n, "forewarm-worker-") {
+			cm.Data["FOREWARM_WORKFLOW_CACHE"] = "10000"
+		}
+	}
+	agentPod := &r.daemonSets["forewarm-hostagent"].Spec.Template.Spec
+	agentPod.Containers[0].VolumeMounts[2].MountPath = "/elsewhere"
+	agentPod.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("9Gi")
+	for i := range agentPod.Volumes {
+		if agentPod.Volumes[i].Name == "data" {
+			q := resource.MustParse("30Gi")
+			agentPod.Volumes[i].EmptyDir.SizeLimit = &q
+		}
+	}
+	agentPod.Volumes = append(agentPod.Volumes, corev1.Volume{Name: "node", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib"}}})
+	agentPod.Containers[0].VolumeMounts = append(agentPod.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "node", MountPath: "/node"})
+	r.jobs["forewarm-migrate-v1"] = r.jobs[migrateJob]
+	delete(r.jobs, migrateJob)
 	r.services["forewarm-worker-metrics"].Spec.Ports[0].TargetPort.StrVal = "other"
 	r.serviceMonitors["forewarm-worker"].Spec.Endpoints[0].Port = "web"
 	var c collector
+	checkObjects(&c, r)
 	checkWorkloads(&c, r, map[string]bool{"CLICKHOUSE_ADDR": true}, map[string]bool{"HOSTAGENT_LISTEN": true})
 	checkServices(&c, r)
 	for _, want := range []string{
 		"envFrom ConfigMap no-such-config does not exist",
 		"a probe uses port nope, which the container does not expose",
 		"X from Secret forewarm-clickhouse key WRONG_KEY, which does not exist",
-		`HOSTAGENT_TOKEN_FILE "/etc/forewarm-agent/token" must be a file on the node`,
+		`GOMEMLIMIT "1GiB" (<nil>): want 80% to 95% of the 1Gi memory limit`,
+		`FOREWARM_WORKFLOW_CACHE "10000": want 1..4000`,
+		`HOSTAGENT_TOKEN_FILE "/etc/forewarm-agent/credentials/$(HOSTAGENT_HOST_ID).token" must be a file named by $(HOSTAGENT_HOST_ID), set after it, in the mounted forewarm-agent-credentials Secret`,
+		"forewarm-hostagent: memory request 8704Mi and limit 9Gi must both be set and equal",
+		"forewarm-hostagent: volume node is a hostPath",
+		"forewarm-hostagent: ephemeral-storage limit 22Gi is below",
+		fmt.Sprintf("no migration Job forewarm-migrate-v%d", chconn.SchemaVersion),
 		"Service forewarm-worker-metrics port metrics: target other is no port of Deployment forewarm-trainer",
 		`ServiceMonitor forewarm-worker: port "web" is not a port of Service forewarm-worker-metrics`,
 	} {
 		if !slices.ContainsFunc(c.msgs, func(m string) bool { return strings.Contains(m, want) }) {
 			t.Errorf("not reported: %q\nreported: %s", want, strings.Join(c.msgs, "\n"))
 		}
+	}
+}
+
+// podSecurity runs a pod template through the Pod Security admission
+// checks at level (the latest version's rules) and returns what fails.
+func podSecurity(t *testing.T, level psapi.Level, pod *corev1.PodTemplateSpec) []string {
+	t.Helper()
+	ev, err := pspolicy.NewEvaluator(pspolicy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, res := range ev.EvaluatePod(psapi.LevelVersion{Level: level, Version: psapi.LatestVersion()}, &pod.ObjectMeta, &pod.Spec) {
+		if !res.Allowed {
+			failed = append(failed, res.ForbiddenReason+": "+res.ForbiddenDetail)
+		}
+	}
+	return failed
+}
+
+// Every workload passes Pod Security "restricted" (so "baseline" too),
+// the host agent included: no hostPath, no root, no capabilities.
+func TestPodSecurity(t *testing.T) {
+	overlays, err := os.ReadDir("overlays")
+	if err != nil || len(overlays) < 3 {
+		t.Fatalf("overlays: %v (%d)", err, len(overlays))
+	}
+	for _, o := range overlays {
+		r := render(t, o.Name())
+		ws := r.workloads()
+		if len(ws) != 4 {
+			t.Errorf("%s: %d workloads, want the worker, trainer, agent and migration", o.Name(), len(ws))
+		}
+		for _, w := range ws {
+			for _, level := range []psapi.Level{psapi.LevelBaseline, psapi.LevelRestricted} {
+				if failed := podSecurity(t, level, w.pod); len(failed) > 0 {
+					t.Errorf("%s: %s %s fails Pod Security %q: %s", o.Name(), w.kind, w.name, level, strings.Join(failed, "; "))
+				}
+			}
+		}
+	}
+}
+
+// The check is not vacuous: the agent with its data on the node (a
+// hostPath) fails baseline, a worker running as root fails restricted.
+func TestPodSecurityCatchesViolations(t *testing.T) {
+	r := render(t, "self-hosted")
+	agentPod := r.daemonSets["forewarm-hostagent"].Spec.Template.DeepCopy()
+	agentPod.Spec.Volumes = append(agentPod.Spec.Volumes, corev1.Volume{Name: "node-data",
+		VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/forewarm/agent"}}})
+	if failed := podSecurity(t, psapi.LevelBaseline, agentPod); !slices.ContainsFunc(failed, func(f string) bool {
+		return strings.Contains(f, "hostPath volumes") && strings.Contains(f, "node-data")
+	}) {
+		t.Errorf("an agent with a hostPath volume passes baseline: %v", failed)
+	}
+	worker := r.deployments["forewarm-worker"].Spec.Template.DeepCopy()
+	root := int64(0)
+	worker.Spec.SecurityContext.RunAsUser = &root
+	worker.Spec.Containers[0].SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+	failed := podSecurity(t, psapi.LevelRestricted, worker)
+	for _, want := range []string{"runAsUser=0", "unrestricted capabilities"} {
+		if !slices.ContainsFunc(failed, func(f string) bool { return strings.Contains(f, want) }) {
+			t.Errorf("a root worker adding NET_ADMIN: restricted does not report %q: %v", want, failed)
+		}
+	}
+	if failed := podSecurity(t, psapi.LevelBaseline, worker); !slices.ContainsFunc(failed, func(f string) bool { return strings.Contains(f, "capabilities") }) {
+		t.Errorf("a worker adding NET_ADMIN passes baseline: %v", failed)
 	}
 }
