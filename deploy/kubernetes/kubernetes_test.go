@@ -24,6 +24,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -36,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/kube"
 	"github.com/forewarm/forewarm/store/chconn"
 )
 
@@ -94,6 +96,8 @@ type rendered struct {
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	priorityClasses map[string]*schedulingv1.PriorityClass
 	serviceMonitors map[string]*serviceMonitor
+	// The driver's identity (components/kube-driver), by kind/name.
+	rbac map[string]any
 }
 
 // workload is a pod template with its owner's name and kind.
@@ -169,10 +173,11 @@ func renderDir(t *testing.T, overlay, dir string) *rendered {
 	r := &rendered{overlay: overlay, namespaces: map[string]*corev1.Namespace{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{}, services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
 		daemonSets: map[string]*appsv1.DaemonSet{}, jobs: map[string]*batchv1.Job{}, pdbs: map[string]*policyv1.PodDisruptionBudget{},
-		priorityClasses: map[string]*schedulingv1.PriorityClass{}, serviceMonitors: map[string]*serviceMonitor{}}
+		priorityClasses: map[string]*schedulingv1.PriorityClass{}, serviceMonitors: map[string]*serviceMonitor{}, rbac: map[string]any{}}
 	want := map[string]string{"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1", "Deployment": "apps/v1",
 		"DaemonSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1", "PriorityClass": "scheduling.k8s.io/v1",
-		"ServiceMonitor": "monitoring.coreos.com/v1"}
+		"ServiceMonitor": "monitoring.coreos.com/v1", "ServiceAccount": "v1", "ClusterRole": "rbac.authorization.k8s.io/v1",
+		"ClusterRoleBinding": "rbac.authorization.k8s.io/v1", "Role": "rbac.authorization.k8s.io/v1", "RoleBinding": "rbac.authorization.k8s.io/v1"}
 	for i, u := range renderObjects(t, dir) {
 		j, err := u.MarshalJSON()
 		if err != nil {
@@ -218,6 +223,10 @@ func renderDir(t *testing.T, overlay, dir string) *rendered {
 		case "ServiceMonitor":
 			o := &serviceMonitor{}
 			obj, r.serviceMonitors = o, with(r.serviceMonitors, o)
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			o := map[string]any{"ServiceAccount": &corev1.ServiceAccount{}, "ClusterRole": &rbacv1.ClusterRole{},
+				"ClusterRoleBinding": &rbacv1.ClusterRoleBinding{}, "Role": &rbacv1.Role{}, "RoleBinding": &rbacv1.RoleBinding{}}[tm.Kind]
+			obj, r.rbac[tm.Kind+"/"+u.GetName()] = o.(interface{ GetName() string }), o
 		}
 		if err := strict(j, obj); err != nil {
 			t.Errorf("%s: %s: %v", overlay, tm.Kind, err)
@@ -911,6 +920,13 @@ func checkServices(t reporter, r *rendered) {
 // added, as deploy/README.md tells an operator to.
 func withServiceMonitors(t *testing.T, overlay string) *rendered {
 	t.Helper()
+	return renderDir(t, overlay+"+servicemonitor", withComponent(t, overlay, "servicemonitor"))
+}
+
+// withComponent writes a kustomization of the overlay with the component
+// added (as a user adds one) and returns its folder.
+func withComponent(t *testing.T, overlay, component string) string {
+	t.Helper()
 	dir := t.TempDir()
 	// kustomize takes only relative paths to other kustomizations.
 	rel := func(p string) string {
@@ -924,11 +940,11 @@ func withServiceMonitors(t *testing.T, overlay string) *rendered {
 		return a
 	}
 	k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s\n",
-		rel(filepath.Join("overlays", overlay)), rel(filepath.Join("components", "servicemonitor")))
+		rel(filepath.Join("overlays", overlay)), rel(filepath.Join("components", component)))
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return renderDir(t, overlay+"+servicemonitor", dir)
+	return dir
 }
 
 // The ServiceMonitor component, added to any overlay, scrapes the workers
@@ -1088,5 +1104,74 @@ func TestPodSecurityCatchesViolations(t *testing.T) {
 	}
 	if failed := podSecurity(t, psapi.LevelBaseline, worker); !slices.ContainsFunc(failed, func(f string) bool { return strings.Contains(f, "capabilities") }) {
 		t.Errorf("a worker adding NET_ADMIN passes baseline: %v", failed)
+	}
+}
+
+// The Kubernetes driver's component, added to any overlay: the worker runs
+// as its own service account with the roles bound to it, the driver's
+// settings and a readable applications file, still Pod Security
+// restricted.
+func TestKubeDriverComponent(t *testing.T) {
+	overlays, err := os.ReadDir("overlays")
+	if err != nil || len(overlays) < 3 {
+		t.Fatalf("overlays: %v (%d)", err, len(overlays))
+	}
+	for _, o := range overlays {
+		t.Run(o.Name(), func(t *testing.T) {
+			r := renderDir(t, o.Name()+"+kube-driver", withComponent(t, o.Name(), "kube-driver"))
+			checkObjects(t, r)
+			w := r.deployments["forewarm-worker"]
+			if w == nil {
+				t.Fatal("no worker")
+			}
+			pod := w.Spec.Template.Spec
+			if pod.ServiceAccountName != "forewarm-worker" || pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken {
+				t.Errorf("worker: service account %q, automount %v: want forewarm-worker with its token", pod.ServiceAccountName, pod.AutomountServiceAccountToken)
+			}
+			sa, _ := r.rbac["ServiceAccount/forewarm-worker"].(*corev1.ServiceAccount)
+			if sa == nil || sa.Namespace != w.Namespace {
+				t.Errorf("no ServiceAccount forewarm-worker in the worker's namespace %s", w.Namespace)
+			}
+			for _, b := range []string{"ClusterRoleBinding/forewarm-driver-nodes", "RoleBinding/forewarm-driver"} {
+				var subjects []rbacv1.Subject
+				switch x := r.rbac[b].(type) {
+				case *rbacv1.ClusterRoleBinding:
+					subjects = x.Subjects
+				case *rbacv1.RoleBinding:
+					subjects = x.Subjects
+				}
+				if len(subjects) != 1 || subjects[0].Name != "forewarm-worker" || subjects[0].Namespace != w.Namespace {
+					t.Errorf("%s binds %+v, want the worker's service account in %s", b, subjects, w.Namespace)
+				}
+			}
+			env := map[string]string{}
+			for _, e := range pod.Containers[0].Env {
+				env[e.Name] = e.Value
+			}
+			if env["FOREWARM_HOSTS"] != "kubernetes" || env["FOREWARM_KUBE_APPS"] == "" {
+				t.Errorf("worker env %v: want FOREWARM_HOSTS=kubernetes and FOREWARM_KUBE_APPS", env)
+			}
+			var apps *corev1.ConfigMap
+			for n, cm := range r.configMaps {
+				if strings.HasPrefix(n, "forewarm-kube-apps") {
+					apps = cm
+				}
+			}
+			if apps == nil {
+				t.Fatal("no forewarm-kube-apps ConfigMap")
+			}
+			f := filepath.Join(t.TempDir(), "apps.json")
+			if err := os.WriteFile(f, []byte(apps.Data["apps.json"]), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kube.LoadApps(f); err != nil {
+				t.Errorf("the shipped applications file: %v", err)
+			}
+			for _, level := range []psapi.Level{psapi.LevelBaseline, psapi.LevelRestricted} {
+				if failed := podSecurity(t, level, &w.Spec.Template); len(failed) > 0 {
+					t.Errorf("worker with the driver fails Pod Security %q: %s", level, strings.Join(failed, "; "))
+				}
+			}
+		})
 	}
 }
