@@ -9,7 +9,7 @@ DEMO_MINUTES ?=
 DEMO_APPS ?= 36
 DEMO_TRACE ?= testdata/azure2019-sample
 
-.PHONY: up down test test-cluster soak demo bench bench-scale bench-gateway build vet results fuzz images
+.PHONY: up down test test-cluster test-k8s soak demo bench bench-scale bench-gateway build vet results fuzz images
 
 up:
 	@$(LOCAL)/up.sh
@@ -34,6 +34,16 @@ test:
 # the services up.
 test-cluster:
 	@$(LOCAL)/test-cluster.sh
+
+# The Kubernetes driver on a real control plane (deploy/local/kube.sh:
+# etcd, API server, controller manager, scheduler and kwok, built from the
+# Go module proxy the first time, about 10 minutes): warm pods of an
+# application's Deployment, the janitor, Knative windows, every overlay
+# applied with server-side dry run, and a loop on Temporal and ClickHouse
+# warming pods. Needs root (a network namespace for the pods' addresses);
+# starts and stops everything; KEEP=1 leaves the control plane up.
+test-k8s:
+	@$(LOCAL)/test-k8s.sh
 
 # The fault soak (deploy/local/soak.sh, about 5 minutes): a live replay of
 # real HTTP requests through the gateway to real instance processes, during

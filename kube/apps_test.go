@@ -3,6 +3,7 @@ package kube_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -43,8 +44,35 @@ func TestLoadAppsNamesFileAndField(t *testing.T) {
 	}
 }
 
+// Lease IDs name the app, a sequence and the host, in any characters:
+// each makes one valid pod name, different for different leases.
 func TestPodNameIsOnePerLease(t *testing.T) {
-	if got := kube.PodName("0B5C2D1E-AAAA-4BBB-8CCC-0123456789AB"); got != "warm-0b5c2d1e-aaaa-4bbb-8ccc-0123456789ab" {
-		t.Errorf("PodName = %q", got)
+	seen := map[string]string{}
+	for _, id := range []string{"shop.1796630060.node-a", "shop.1796630060.node-b", "Shop_Checkout.17.ip-10-0-0-1.eu-west-1.compute.internal",
+		strings.Repeat("x", 300), "...", "0B5C2D1E-AAAA-4BBB-8CCC-0123456789AB"} {
+		n := kube.PodName(id)
+		if len(n) > 63 || !regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).MatchString(n) {
+			t.Errorf("PodName(%q) = %q: not a DNS label", id, n)
+		}
+		if other, dup := seen[n]; dup {
+			t.Errorf("%q and %q share the pod name %s", id, other, n)
+		}
+		if kube.PodName(id) != n {
+			t.Errorf("PodName(%q) is not stable", id)
+		}
+		seen[n] = id
+	}
+	if got := kube.PodName("shop.1796630060.node-a"); !strings.HasPrefix(got, "warm-shop-1796630060-node-a-") {
+		t.Errorf("PodName keeps the readable part: %q", got)
+	}
+}
+
+func TestAppLabelFitsALabel(t *testing.T) {
+	long := strings.Repeat("a1", 40) // an Azure trace's application IDs are 64 hex digits
+	if got := kube.AppLabel("shop"); got != "shop" {
+		t.Errorf("AppLabel(shop) = %q", got)
+	}
+	if got := kube.AppLabel(long); len(got) > 63 || got == long || got != kube.AppLabel(long) {
+		t.Errorf("AppLabel of an 80-character name = %q", got)
 	}
 }

@@ -2,10 +2,13 @@ package kube
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -26,9 +29,11 @@ import (
 const (
 	LabelManagedBy  = "app.kubernetes.io/managed-by"
 	ManagedBy       = "forewarm"
-	LabelLease      = "forewarm.io/lease"
-	LabelApp        = "forewarm.io/app"
-	AnnotationUntil = "forewarm.io/expires" // RFC 3339: the janitor deletes the pod after it
+	LabelLease      = "forewarm.io/lease"    // a digest of the lease ID (a label value is short)
+	AnnotationLease = "forewarm.io/lease-id" // the lease ID itself
+	LabelApp        = "forewarm.io/app"      // the app's name, or its digest when no label value can hold it
+	AnnotationApp   = "forewarm.io/app"      // the app's name
+	AnnotationUntil = "forewarm.io/expires"  // RFC 3339: the janitor deletes the pod after it
 	// URLScheme prefixes a node's URL in the host list (kube://node/NAME).
 	URLScheme = "kube://node/"
 )
@@ -164,8 +169,38 @@ func permanent(err error) error { return permanentError{err} }
 var errGone = errors.New("the warm pod is gone")
 
 // PodName is the warm pod of a lease: one name per lease, so a retried
-// reserve finds the pod the first attempt made.
-func PodName(leaseID string) string { return "warm-" + strings.ToLower(leaseID) }
+// reserve finds the pod the first attempt made. Lease IDs name the app and
+// host and may hold any character: the name keeps a readable slice of it
+// and a digest of all of it.
+func PodName(leaseID string) string {
+	slug := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(leaseID), "-"), "-")
+	if len(slug) > 40 {
+		slug = strings.TrimRight(slug[:40], "-")
+	}
+	if slug == "" {
+		return "warm-" + leaseDigest(leaseID)
+	}
+	return "warm-" + slug + "-" + leaseDigest(leaseID)[:10]
+}
+
+var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+var labelValue = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
+// AppLabel is the app's value of LabelApp: its name when a label can hold
+// it, else a digest of it (the annotation keeps the name).
+func AppLabel(app string) string {
+	if labelValue.MatchString(app) {
+		return app
+	}
+	return leaseDigest(app)
+}
+
+// leaseDigest is the lease's label value: 16 hex digits of its SHA-256.
+func leaseDigest(leaseID string) string {
+	sum := sha256.Sum256([]byte(leaseID))
+	return hex.EncodeToString(sum[:8])
+}
 
 type nodeClient struct {
 	d       *Driver
@@ -190,8 +225,8 @@ func (c nodeClient) Reserve(ctx context.Context, r activities.HostReservation) (
 	if err != nil {
 		return time.Time{}, err
 	}
-	if !dnsLabel.MatchString(PodName(r.LeaseID)) {
-		return time.Time{}, permanent(fmt.Errorf("lease ID %q cannot name a pod", r.LeaseID))
+	if r.LeaseID == "" {
+		return time.Time{}, permanent(errors.New("a lease needs an ID"))
 	}
 	until := c.d.now().Add(r.TTL).UTC()
 	if a.KnativeService != "" {
@@ -213,7 +248,7 @@ func (c nodeClient) Reserve(ctx context.Context, r activities.HostReservation) (
 		if gerr != nil {
 			return time.Time{}, gerr
 		}
-		if got.Labels[LabelLease] != r.LeaseID {
+		if got.Annotations[AnnotationLease] != r.LeaseID {
 			return time.Time{}, permanent(fmt.Errorf("pod %s/%s exists and is not lease %s's", a.Namespace, pod.Name, r.LeaseID))
 		}
 		t, perr := time.Parse(time.RFC3339Nano, got.Annotations[AnnotationUntil])
@@ -313,8 +348,8 @@ func (d *Driver) findLease(ctx context.Context, leaseID string) (App, *corev1.Po
 		if err != nil {
 			return App{}, nil, err
 		}
-		a, ok := d.Apps[p.Labels[LabelApp]]
-		if !ok || p.Labels[LabelLease] != leaseID {
+		a, ok := d.Apps[p.Annotations[AnnotationApp]]
+		if !ok || p.Annotations[AnnotationLease] != leaseID {
 			return App{}, nil, permanent(fmt.Errorf("pod %s/%s is not a warm pod of a configured application", ns, p.Name))
 		}
 		return a, p, nil
@@ -483,12 +518,12 @@ func warmPod(a App, tmpl corev1.PodTemplateSpec, owner *metav1.OwnerReference, n
 	for k, v := range tmpl.Labels {
 		lbl[k] = v
 	}
-	lbl[LabelManagedBy], lbl[LabelLease], lbl[LabelApp] = ManagedBy, r.LeaseID, a.App
+	lbl[LabelManagedBy], lbl[LabelLease], lbl[LabelApp] = ManagedBy, leaseDigest(r.LeaseID), AppLabel(a.App)
 	ann := map[string]string{}
 	for k, v := range tmpl.Annotations {
 		ann[k] = v
 	}
-	ann[AnnotationUntil] = until.Format(time.RFC3339Nano)
+	ann[AnnotationUntil], ann[AnnotationLease], ann[AnnotationApp] = until.Format(time.RFC3339Nano), r.LeaseID, a.App
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: PodName(r.LeaseID), Namespace: a.Namespace, Labels: lbl, Annotations: ann}, Spec: spec}
 	if owner != nil {
 		p.OwnerReferences = []metav1.OwnerReference{*owner}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test-k8s`: the Kubernetes driver, the manifests and the KEDA scaler
-# against a real control plane (deploy/local/kube.sh: etcd, API server,
+# `make test-k8s`: the Kubernetes driver, the manifests and a loop warming
+# pods, against a real control plane (deploy/local/kube.sh: etcd, API server,
 # controller manager, scheduler, kwok) built from the Go module proxy. Starts
 # it, runs the tests, and stops it all on every exit path (KEEP=1 leaves it
 # up; `deploy/local/kube.sh down` stops it then).
@@ -27,6 +27,13 @@ set -a
 eval "$("$here/kube.sh" env)"
 set +a
 cd "$ROOT"
-go test -count=1 -timeout 15m -tags k8s -v ./kube/... ./deploy/kubernetes/... \
-  | grep -E "^(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+:|^[[:space:]]+(Error|Messages|expected|actual)"
-exit "${PIPESTATUS[0]}"
+filter() { grep -E "^(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+:|^[[:space:]]+(Error|Messages|expected|actual)"; }
+log "the driver, the janitor, Knative windows and every overlay on the control plane"
+go test -count=1 -timeout 15m -tags k8s -v ./kube/... ./deploy/kubernetes/... | filter
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
+log "a loop on Temporal and ClickHouse warming pods on the control plane, and a lost worker's pod"
+"$here/with-stack.sh" bash -c '
+  go test -count=1 -timeout 15m -tags k8s -v -run "^TestLoopWarmsPodsOnKubernetes$" ./worker/ \
+    | grep -E "^(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+:|^[[:space:]]+(Error|Messages|expected|actual)"
+  exit "${PIPESTATUS[0]}"
+'
