@@ -44,6 +44,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +96,13 @@ type Config struct {
 	// OutcomeEvery is how often outcomes are written (default 1s).
 	OutcomeEvery time.Duration
 	Logger       *slog.Logger
+	// Upstreams are applications served elsewhere (e.g. a Kubernetes
+	// Service the warm pods join): their requests are counted like any
+	// other, for the loops, and passed on to the URL with the path after
+	// the application's name. The serving platform decides warm or cold,
+	// so no request record is written for them. With only upstreams, no
+	// host source or agent trust is needed.
+	Upstreams map[string]*url.URL
 }
 
 // Kept is an instance the gateway started for a request.
@@ -129,6 +138,8 @@ type Gateway struct {
 	outcomes *outcomeBatch
 	prom     *promMetrics
 	http     *http.Client
+	// upstreams pass the requests of applications served elsewhere on.
+	upstreams map[string]*httputil.ReverseProxy
 
 	startMu  sync.Mutex
 	starting map[string]*coldStart
@@ -145,8 +156,19 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err := api.CheckID("gateway ID", cfg.ID); err != nil {
 		return nil, err
 	}
-	if cfg.Hosts == nil || cfg.Trust == nil {
-		return nil, errors.New("gateway: a host source and the agents' trust are required")
+	if (cfg.Hosts == nil || cfg.Trust == nil) && len(cfg.Upstreams) == 0 {
+		return nil, errors.New("gateway: a host source and the agents' trust are required (or upstreams only)")
+	}
+	if cfg.Hosts == nil {
+		cfg.Hosts = Fixed{}
+	}
+	for app, u := range cfg.Upstreams {
+		if err := api.CheckID("upstream app", app); err != nil {
+			return nil, err
+		}
+		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("gateway: upstream of %s: want an http:// or https:// URL", app)
+		}
 	}
 	if cfg.Bin <= 0 {
 		return nil, fmt.Errorf("gateway: bin %s must be > 0", cfg.Bin)
@@ -170,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.ref = &refresher{src: cfg.Hosts, trust: cfg.Trust, t: g.t, every: cfg.RefreshEvery, appsEvery: 10 * cfg.RefreshEvery,
 		timeout: max(cfg.RefreshEvery*4, 2*time.Second)}
+	g.upstreams = upstreamProxies(cfg.Upstreams, t)
 	g.prom = newPromMetrics(g)
 	g.arrivals = newArrivals(cfg.ID, cfg.Bin, cfg.Arrivals, g.log)
 	if cfg.SpoolDir != "" {
@@ -193,6 +216,25 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	})
 	g.loop(runCtx, g.arrivals.tick(), g.arrivals.flush)
 	return g, nil
+}
+
+// upstreamProxies builds one reverse proxy per upstream: the request's
+// path (after the application's name) joined to the upstream's.
+func upstreamProxies(ups map[string]*url.URL, t http.RoundTripper) map[string]*httputil.ReverseProxy {
+	out := make(map[string]*httputil.ReverseProxy, len(ups))
+	for app, u := range ups {
+		out[app] = &httputil.ReverseProxy{
+			Transport: t,
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(u)
+				pr.SetXForwarded()
+			},
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				writeError(w, http.StatusBadGateway, CodeBadGateway, app, "upstream %s: %v", u.Redacted(), err)
+			},
+		}
+	}
+	return out
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -294,6 +336,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	app, path := g.route(r)
 	if api.CheckID("app", app) != nil {
 		writeError(w, http.StatusNotFound, CodeUnknownApp, "", "no application named in %q: send /<app>/<path>%s", r.URL.Path, g.hostHint())
+		return
+	}
+	if p, ok := g.upstreams[app]; ok {
+		g.arrivals.count(app, start)
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = "", ""
+		if u, err := url.Parse(path); err == nil {
+			r2.URL.Path, r2.URL.RawPath = u.Path, u.RawPath
+		}
+		p.ServeHTTP(w, r2)
+		g.prom.requests.WithLabelValues("upstream").Observe(time.Since(start).Seconds())
 		return
 	}
 	spec, ok := g.t.known(app)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
+	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/gateway"
 	"github.com/forewarm/forewarm/internal/buildinfo"
 	"github.com/forewarm/forewarm/internal/config"
@@ -41,6 +43,7 @@ type settings struct {
 	StartTimeout time.Duration
 	HostSuffix   string
 	AgentList    []string // id=url; empty: the store's registry
+	UpstreamList []string // app=url: applications served elsewhere
 	NoStore      bool
 	Spool        string // "" once parsed: none
 	NotifyLoops  bool
@@ -93,6 +96,7 @@ func parse(args []string, stdout io.Writer) (settings, error) {
 	fs.DurationVar(&s.StartTimeout, "start-timeout", env.Duration("GATEWAY_START_TIMEOUT", 2*time.Minute), "how long one start on one host may take ($GATEWAY_START_TIMEOUT)")
 	fs.StringVar(&s.HostSuffix, "host-suffix", config.Env("GATEWAY_HOST_SUFFIX", ""), "route by host name too: a request to <app><suffix> (e.g. .apps.example.com) goes to app ($GATEWAY_HOST_SUFFIX)")
 	fs.StringSliceVar(&s.AgentList, "agent", nil, "a host agent as id=url (repeat); default: the live hosts of the store's registry")
+	fs.StringSliceVar(&s.UpstreamList, "upstream", envList("GATEWAY_UPSTREAMS"), "an application served elsewhere as app=url (repeat), e.g. shop=http://shop.apps.svc: its requests are counted for the loops and passed on to url, where the platform serves them (a Kubernetes Service, which the warm pods of --hosts kubernetes join); with only upstreams no agent credentials are needed ($GATEWAY_UPSTREAMS, comma-separated)")
 	fs.BoolVar(&s.NoStore, "no-store", env.Bool("GATEWAY_NO_STORE", false), "record nothing (no arrivals, no requests): for benchmarks; needs --agent ($GATEWAY_NO_STORE)")
 	fs.StringVar(&s.Spool, "spool", config.Env("GATEWAY_SPOOL", ""), "folder where each counted request is appended before it is forwarded, so a killed gateway loses no arrival count (the next start writes what it left); a machine crash can lose what the kernel had not written; off: none (default $XDG_STATE_HOME/forewarm-gateway/<id>/spool, else ~/.local/state/...; none with --no-store unless given: then the counts are spooled and discarded, to measure the spool) ($GATEWAY_SPOOL)")
 	fs.BoolVar(&s.NotifyLoops, "notify-loops", env.Bool("GATEWAY_NOTIFY_LOOPS", false), "signal predict/<app> about each instance the gateway starts (Temporal settings below) ($GATEWAY_NOTIFY_LOOPS)")
@@ -129,6 +133,9 @@ func parse(args []string, stdout io.Writer) (settings, error) {
 		s.Spool = defaultSpool(s.ID)
 	}
 	if _, err := s.hosts(); err != nil {
+		return s, err
+	}
+	if _, err := s.upstreams(); err != nil {
 		return s, err
 	}
 	return s, s.Agents.Load()
@@ -177,6 +184,38 @@ func (s settings) hosts() (gateway.Fixed, error) {
 	return out, nil
 }
 
+// envList is a comma-separated environment variable as a list (nil when unset).
+func envList(name string) []string {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// upstreams parses --upstream.
+func (s settings) upstreams() (map[string]*url.URL, error) {
+	out := map[string]*url.URL{}
+	for _, a := range s.UpstreamList {
+		app, raw, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, fmt.Errorf("--upstream %q: want app=url", a)
+		}
+		if err := api.CheckID("--upstream "+a+": app", app); err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--upstream %q: the URL must be http:// or https:// with a host", a)
+		}
+		if _, dup := out[app]; dup {
+			return nil, fmt.Errorf("--upstream %q: %s is given twice", a, app)
+		}
+		out[app] = u
+	}
+	return out, nil
+}
+
 // registry lists the hosts seen in the last 30 s in the store.
 type registry struct{ st *store.Store }
 
@@ -217,28 +256,38 @@ func run(s settings) error {
 		return fmt.Errorf("--log-level %q: %w", s.LogLevel, err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	trust, err := s.Agents.Trust()
-	if err != nil {
-		return err
-	}
-	if w := s.Agents.Warning(trust); w != "" {
-		log.Warn(w)
+	ups, _ := s.upstreams()
+	// Upstreams alone need no agent: no credentials, no host list.
+	agents := len(ups) == 0 || s.Agents.RootSecret != "" || s.Agents.Token != ""
+	var trust *agentclient.Trust
+	if agents {
+		t, err := s.Agents.Trust()
+		if err != nil {
+			return err
+		}
+		if w := s.Agents.Warning(t); w != "" {
+			log.Warn(w)
+		}
+		trust = t
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
 	cfg := gateway.Config{ID: s.ID, Trust: trust, Bin: s.Bin, RefreshEvery: s.Refresh, KeepTTL: s.KeepTTL,
-		StartTimeout: s.StartTimeout, HostSuffix: s.HostSuffix, Logger: log}
+		StartTimeout: s.StartTimeout, HostSuffix: s.HostSuffix, Logger: log, Upstreams: ups}
 	fixed, _ := s.hosts()
-	cfg.Hosts = fixed
+	if agents {
+		cfg.Hosts = fixed
+	}
 	var st *store.Store
+	var err error
 	if !s.NoStore {
 		st, err = store.Open(ctx, s.ClickHouse)
 		if err != nil {
 			return fmt.Errorf("store: %w", err) // an unreachable server: the error carries the hint
 		}
 		defer st.Close()
-		if len(fixed) == 0 {
+		if len(fixed) == 0 && agents {
 			cfg.Hosts = registry{st}
 		}
 		cfg.Arrivals, cfg.Outcomes = st.RecordArrivals, st.RecordGatewayRequests
