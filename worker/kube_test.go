@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,6 +51,7 @@ func TestLoopWarmsPodsOnKubernetes(t *testing.T) {
 	require.NoError(t, os.WriteFile(apps, fmt.Appendf(nil, `{"apps":[{"app":%q,"namespace":%q,"deployment":"shop","port":%d,
 		"shadow":{"method":"POST","path":"/shadow","body":"{}","max_latency":"1s"}}]}`, app, ns, port), 0o600))
 	k.s.Hosts = "kubernetes"
+	k.s.KEDAListen = "127.0.0.1:0" // the leases also feed KEDA's scaler
 	k.s.Kube = kubeSettings{Apps: apps, Config: os.Getenv("FOREWARM_KUBECONFIG"), Nodes: "forewarm.io/pool=" + pool, JanitorEvery: time.Second}
 	require.NoError(t, k.s.Kube.check())
 
@@ -116,6 +120,15 @@ func TestLoopWarmsPodsOnKubernetes(t *testing.T) {
 	kubetest.EndpointsInclude(t, c.Client, ns, "shop", pod)
 	st := k.status(app)
 	t.Logf("warm pod %s on %s; loop: %s", pod.Name, pod.Spec.NodeName, st.LastDecision)
+	// KEDA, asked through its own client, sees the application active.
+	conn, err := grpc.NewClient(k.running.scalerAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	scaler := externalscaler.NewExternalScalerClient(conn)
+	ref := &externalscaler.ScaledObjectRef{Name: "shop", Namespace: ns, ScalerMetadata: map[string]string{"app": app}}
+	active, err := scaler.IsActive(context.Background(), ref)
+	require.NoError(t, err)
+	require.True(t, active.Result, "KEDA's scaler: active while the warm pod is held")
 
 	// While requests come, the loop keeps the same pod (extensions move
 	// its expiry).
@@ -135,6 +148,9 @@ func TestLoopWarmsPodsOnKubernetes(t *testing.T) {
 	kubetest.Eventually(t, 30*time.Second, "no warm pod after the loop stopped", func() (bool, error) {
 		return len(kubetest.WarmPods(t, c.Client, ns)) == 0, nil
 	})
+	active, err = scaler.IsActive(context.Background(), ref)
+	require.NoError(t, err)
+	require.False(t, active.Result, "KEDA's scaler: inactive after the release")
 
 	// A worker that dies holding a pod: its loop is gone too (terminated),
 	// so nothing releases it; the next worker's janitor deletes it after
