@@ -522,7 +522,20 @@ func checkObjects(t reporter, r *rendered) {
 			t.Errorf("no Deployment %s", n)
 		}
 	}
-	if r.daemonSets["forewarm-hostagent"] == nil {
+	// The agents hold the warm instances unless the worker runs the
+	// Kubernetes driver (components/kube-driver), which needs none.
+	driver := ""
+	if w := r.deployments["forewarm-worker"]; w != nil {
+		for _, e := range w.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "FOREWARM_HOSTS" {
+				driver = e.Value
+			}
+		}
+	}
+	switch ds := r.daemonSets["forewarm-hostagent"]; {
+	case driver == "kubernetes" && (ds != nil || r.services["forewarm-hostagent"] != nil):
+		t.Errorf("the host agent is deployed beside the Kubernetes driver: it would hold node memory no pod can use")
+	case driver != "kubernetes" && ds == nil:
 		t.Errorf("no host agent DaemonSet")
 	}
 	// A new schema needs a new Job (its pod template is immutable): the
