@@ -453,10 +453,15 @@ func hostDriver(s settings, agents activities.HostDirectory, reg *keda.Registry,
 		ctx, cancel := context.WithCancel(context.Background())
 		r.stopJanitor = cancel
 		go (&kube.Janitor{Driver: d, Every: s.Kube.JanitorEvery}).Run(ctx)
+		// The nodes and their pods are listed at most every 2 s (a burst of
+		// preparations is one list), and the last list serves through an
+		// API server outage as the agents' does through ClickHouse's.
+		nodes := &activities.LastKnownHosts{Source: d, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
+			Observe: s.metrics.HostList}
 		if reg != nil {
-			return d, &keda.Feed{Next: d, Reg: reg, Log: logger}, nil
+			return nodes, &keda.Feed{Next: d, Reg: reg, Log: logger}, nil
 		}
-		return d, d, nil
+		return nodes, d, nil
 	}
 	trust, err := s.Agents.Trust()
 	if err != nil {
