@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -237,6 +238,32 @@ func TestJanitorAndOwnerCleanUp(t *testing.T) {
 	if _, err := cl.Release(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	// A warm pod that fails (its container exited) is gone for its loop:
+	// the extension says so, the release records how it ended.
+	id = uuid.NewString()
+	lost.Apps = apps
+	if _, err := cl.Reserve(ctx, activities.HostReservation{LeaseID: id, App: "shop", MemoryMB: 64, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Shadow(ctx, id, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Client.CoreV1().Pods(ns).Get(ctx, kube.PodName(id), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Error", "exit code 3"
+	if _, err := c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Extend(ctx, id, "shop", time.Minute); err == nil || !lost.NotFound(err) {
+		t.Errorf("extend of a failed pod: %v, want gone", err)
+	}
+	if rel, err := cl.Release(ctx, id); err != nil || rel.Released || rel.State != "failed" || !strings.Contains(rel.Note, "exit code 3") {
+		t.Errorf("release of a failed pod: %+v %v, want failed with its reason", rel, err)
+	}
+	kubetest.Gone(t, c.Client, ns, kube.PodName(id), 30*time.Second)
+
 	// A lease on a URL that is not this cluster's node is refused.
 	if _, err := lost.For(node, "http://10.0.0.1:7071").Reserve(ctx, activities.HostReservation{LeaseID: uuid.NewString(), App: "shop", TTL: time.Minute}); err == nil || !lost.Permanent(err) {
 		t.Errorf("reserve on a foreign URL: %v, want a permanent refusal", err)

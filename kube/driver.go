@@ -292,9 +292,14 @@ func (c nodeClient) Extend(ctx context.Context, leaseID, app string, ttl time.Du
 		return until, c.d.extendWindow(ctx, a, leaseID, until)
 	}
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, AnnotationUntil, until.Format(time.RFC3339Nano))
-	_, err = c.d.Client.CoreV1().Pods(a.Namespace).Patch(ctx, PodName(leaseID), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedBy})
+	p, err := c.d.Client.CoreV1().Pods(a.Namespace).Patch(ctx, PodName(leaseID), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedBy})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("extend warm pod %s/%s: %w", a.Namespace, PodName(leaseID), err)
+	}
+	// A pod that has failed (or is being deleted) is no warm instance:
+	// the loop learns it is gone, and its release records how it ended.
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded || p.DeletionTimestamp != nil {
+		return time.Time{}, fmt.Errorf("warm pod %s/%s: %s: %w", a.Namespace, p.Name, podNote(p), errGone)
 	}
 	return until, nil
 }
