@@ -297,9 +297,13 @@ type Result struct {
 	StartsPerSecond     float64            `json:"starts_per_second"`
 	WorkerPeakRSSMB     float64            `json:"worker_rss_mb"`
 	// WorkerRSSMBPer1000Loops is the worker's VmRSS at the window's end
-	// per 1,000 loops of the fleet.
+	// per 1,000 loops of the fleet; at small N its fixed part (the process,
+	// the arrival mirror: WorkerRSSMBBeforeLoops, read once the worker was
+	// ready) dominates, so WorkerLoopsRSSMBPer1000 is what the loops added.
 	WorkerRSSMBPer1000Loops float64 `json:"worker_rss_mb_per_1000_loops"`
-	TotalSeconds            float64 `json:"total_seconds"`
+	WorkerRSSMBBeforeLoops  float64 `json:"worker_rss_mb_before_loops"`
+	WorkerLoopsRSSMBPer1000 float64 `json:"worker_loops_rss_mb_per_1000"`
+	TotalSeconds            float64 `json:"total_seconds,omitempty"`
 	// BeyondLagBuckets is set when a lag quantile lies past the lag
 	// histogram's last finite bucket: the lag figures are then that
 	// bucket's bound, a lower bound (JSON has no infinity).

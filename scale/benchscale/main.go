@@ -187,6 +187,7 @@ type bench struct {
 	s       settings
 	log     *slog.Logger
 	cleanup []func()
+	rss0    int64 // the worker's VmRSS once ready, before any loop
 }
 
 func (b *bench) defer_(f func()) { b.cleanup = append(b.cleanup, f) }
@@ -264,6 +265,7 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	if err != nil {
 		return res, err
 	}
+	b.rss0 = scale.ProcessRSS(workerPID)
 
 	res, err = b.fleetRun(ctx, c, fleet, router, liveStart, s.Mode, workerPID, serverPID, routerErr)
 	if err != nil {
@@ -418,6 +420,8 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 	res.WorkerPeakRSSMB = z.m.RSSBytes / (1 << 20)
 	if rss > 0 {
 		res.WorkerRSSMBPer1000Loops = float64(rss) / (1 << 20) / float64(s.Apps) * 1000
+		res.WorkerRSSMBBeforeLoops = float64(b.rss0) / (1 << 20)
+		res.WorkerLoopsRSSMBPer1000 = float64(rss-b.rss0) / (1 << 20) / float64(s.Apps) * 1000
 	}
 	if lag.Total() == 0 {
 		return res, errors.New("no decision was measured: did the loops run? (see the worker's log)")
