@@ -291,7 +291,7 @@ type Result struct {
 	RouterRowsPerSecond           float64 `json:"router_rows_per_second"`
 	RouterLateBins                int     `json:"router_late_bins"`
 	HistorySample                 int     `json:"history_sample"`
-	// HistoryEventsByType splits history_events_per_app_hour by event type
+	// HistoryEventsByType splits window_history_events_per_app_hour by event type
 	// (TimerFired, MarkerRecorded, ...): where a wake's events come from.
 	HistoryEventsByType map[string]float64 `json:"history_events_by_type,omitempty"`
 	StartsPerSecond     float64            `json:"starts_per_second"`
@@ -308,6 +308,12 @@ type Result struct {
 	// histogram's last finite bucket: the lag figures are then that
 	// bucket's bound, a lower bound (JSON has no infinity).
 	BeyondLagBuckets bool `json:"beyond_lag_buckets,omitempty"`
+	// Dry says the loops only decided; with Dry false they prepared on host
+	// agents, and PreparationsPerSecond counts the window's "validated"
+	// preparation events in the store (PreparationEvents: every kind).
+	Dry                   bool           `json:"dry"`
+	PreparationsPerSecond float64        `json:"preparations_per_second,omitempty"`
+	PreparationEvents     map[string]int `json:"preparation_events,omitempty"`
 	// Ticking is the same fleet deciding every bin (--compare-ticking), and
 	// the ratios its history figures bear to these.
 	Ticking                   *Result `json:"ticking,omitempty"`

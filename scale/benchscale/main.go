@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,9 +39,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/scale"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
 	"github.com/forewarm/forewarm/workflows/wfclient"
@@ -66,6 +70,9 @@ type settings struct {
 	Seed           int64
 	SteadyState    bool
 	CompareTicking bool
+	Dry            bool
+	Agents         int
+	AgentBin       string
 	Starters       int
 	ClickHousePID  int
 	Keep           bool
@@ -105,6 +112,9 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.ClickHousePID, "clickhouse-pid", env.Int("SCALE_CLICKHOUSE_PID", 0), "ClickHouse server's process, to measure its CPU ($SCALE_CLICKHOUSE_PID)")
 	fs.BoolVar(&s.Keep, "keep", false, "keep the benchmark's ClickHouse database")
 	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("SCALE_STICKY_TIMEOUT", time.Minute), "the worker's --sticky-timeout: a bin's burst of wakes at 50,000 loops takes longer than the SDK's 5 s to drain, and with 5 s the tasks that wait longer move off the worker that caches their loop and replay its history ($SCALE_STICKY_TIMEOUT)")
+	fs.BoolVar(&s.Dry, "dry", env.Bool("SCALE_DRY", true), "dry-run loops (decide and record); --dry=false: loops prepare, extend and release leases on host agents the benchmark starts ($SCALE_DRY)")
+	fs.IntVar(&s.Agents, "agents", env.Int("SCALE_AGENTS", 2), "host agents started with --dry=false (memory reservations of a thousandth of their size, room for every application) ($SCALE_AGENTS)")
+	fs.StringVar(&s.AgentBin, "agent-bin", "bin/hostagent", "host agent binary (--dry=false)")
 	fs.StringSliceVar(&s.WorkerArgs, "worker-arg", nil, "extra worker flag (repeatable), e.g. --worker-arg=--workflow-tasks=400")
 	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
 	fs.StringSliceVar(&s.Pragmas, "sqlite-pragma", strings.Fields(config.Env("SCALE_SQLITE_PRAGMAS", "journal_mode=wal synchronous=normal cache_size=-262144 mmap_size=1073741824 temp_store=memory")),
@@ -130,6 +140,8 @@ func parseFlags(args []string) (settings, error) {
 		return s, fmt.Errorf("--live-bin %v: whole seconds, at least 2", s.LiveBin)
 	case s.Window < 1 || s.Settle < 0:
 		return s, fmt.Errorf("--window %d, --settle %d: at least 1 and 0", s.Window, s.Settle)
+	case !s.Dry && s.Agents < 1:
+		return s, fmt.Errorf("--dry=false needs host agents: --agents %d", s.Agents)
 	case s.Sample < 1:
 		return s, fmt.Errorf("--sample %d: at least 1", s.Sample)
 	case s.CompareTicking && s.Mode != "event":
@@ -187,7 +199,9 @@ type bench struct {
 	s       settings
 	log     *slog.Logger
 	cleanup []func()
-	rss0    int64 // the worker's VmRSS once ready, before any loop
+	rss0    int64  // the worker's VmRSS once ready, before any loop
+	root    string // the host agents' root secret (--dry=false)
+	st      *store.Store
 }
 
 func (b *bench) defer_(f func()) { b.cleanup = append(b.cleanup, f) }
@@ -261,11 +275,17 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 		return res, err
 	}
 	b.defer_(c.Close)
+	if !s.Dry {
+		if err := b.agents(ctx); err != nil {
+			return res, err
+		}
+	}
 	workerPID, err := b.worker(ctx)
 	if err != nil {
 		return res, err
 	}
 	b.rss0 = scale.ProcessRSS(workerPID)
+	b.st = st
 
 	res, err = b.fleetRun(ctx, c, fleet, router, liveStart, s.Mode, workerPID, serverPID, routerErr)
 	if err != nil {
@@ -306,7 +326,7 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 		return res, err
 	}
 	pol := workflows.DefaultPolicy()
-	pol.Threshold, pol.DryRun, pol.Ticking = s.Threshold, true, mode == "ticking"
+	pol.Threshold, pol.DryRun, pol.Ticking = s.Threshold, s.Dry, mode == "ticking"
 	rng := rand.New(rand.NewPCG(uint64(s.Seed), 1))
 	var first []int
 	if s.SteadyState && mode == "event" {
@@ -361,6 +381,23 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 		return res, err
 	}
 	rss := scale.ProcessRSS(workerPID)
+	if !s.Dry {
+		// The worker writes preparation events in batches: let the
+		// window's last ones land before counting them.
+		if err := sleepUntil(ctx, time.Now().Add(5*time.Second), routerErr); err != nil {
+			return res, err
+		}
+		evs, err := b.st.PreparationEvents(ctx, a.at, z.at)
+		if err != nil {
+			return res, err
+		}
+		res.PreparationEvents = map[string]int{}
+		for _, e := range evs {
+			res.PreparationEvents[e.Event]++
+		}
+		res.PreparationsPerSecond = float64(res.PreparationEvents[records.EventValidated]) / z.at.Sub(a.at).Seconds()
+	}
+	res.Dry = s.Dry
 
 	secs := z.at.Sub(a.at).Seconds()
 	lag := z.m.Lag.Sub(a.m.Lag)
@@ -565,15 +602,64 @@ func (b *bench) devServer(ctx context.Context) (int, error) {
 	}
 }
 
+// agents starts s.Agents host agents registering in the benchmark's
+// database, each with room for every application's lease (reservations
+// allocate a thousandth of their size: the loops' work is measured, not
+// the machine's memory), and waits until they answer.
+func (b *bench) agents(ctx context.Context) error {
+	secret := make([]byte, 16)
+	for i := range secret {
+		secret[i] = byte(rand.IntN(256))
+	}
+	b.root = fmt.Sprintf("%x", secret)
+	for i := range b.s.Agents {
+		id := fmt.Sprintf("bench-host-%d", i)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		dir := filepath.Join(b.s.StateDir, "bench-scale-agents", id)
+		_ = os.RemoveAll(dir)
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		mb := strconv.Itoa(max(100000, b.s.Apps*2000))
+		if _, err := b.background(id, b.s.AgentBin, []string{"HOSTAGENT_TOKEN=" + api.DeriveToken([]byte(b.root), id)},
+			"--host-id", id, "--listen", addr, "--advertise-url", "http://"+addr, "--memory-mb", mb, "--disk-mb", mb,
+			"--cpu-milli", strconv.Itoa(max(100000, b.s.Apps*4000)), "--alloc-scale", "0.001", "--sleep-work",
+			"--default-ttl", "1h", "--data-dir", dir, "--report-every", "2s", "--log-level", "warn",
+			"--clickhouse-addr", b.s.ClickHouse.Addr, "--clickhouse-database", b.s.ClickHouse.Database); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("host agent %s on %s did not get ready: %v (see its log)", id, addr, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	// Registered at their first report.
+	return sleepUntil(ctx, time.Now().Add(3*time.Second), nil)
+}
+
 // worker starts the worker for the prediction queue with the arrival
 // mirror at the live bin, and waits until it is ready (its mirror loaded).
 func (b *bench) worker(ctx context.Context) (int, error) {
 	env := []string{
 		"TEMPORAL_ADDRESS=" + fmt.Sprintf("127.0.0.1:%d", b.s.Port),
 		"CLICKHOUSE_ADDR=" + b.s.ClickHouse.Addr, "CLICKHOUSE_DATABASE=" + b.s.ClickHouse.Database,
-		// No host agents in this benchmark (the loops run dry): a root
-		// secret only to satisfy the worker's check.
-		"FOREWARM_AGENT_ROOT_SECRET=benchmark-no-agents",
+		// Dry: no host agents, a root secret only to satisfy the worker's check.
+		"FOREWARM_AGENT_ROOT_SECRET=" + cmp.Or(b.root, "benchmark-no-agents"),
 	}
 	args := append([]string{"--queues", "prediction", "--arrivals-bin", b.s.LiveBin.String(), "--arrivals-span", "1440",
 		"--workflow-cache", strconv.Itoa(b.s.Apps + 1000), "--sticky-timeout", b.s.StickyTimeout.String(),
@@ -605,6 +691,10 @@ func (b *bench) worker(ctx context.Context) (int, error) {
 // time, each on a trace clock from its own offset.
 // first, when set, is each loop's LoopInput.FirstSleepBins.
 func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart time.Time, s settings, pol workflows.Policy, first []int) error {
+	state := workflows.LoopStateDryRun
+	if !pol.DryRun {
+		state = workflows.LoopStateRunning
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, s.Starters)
@@ -626,7 +716,7 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 					ID: workflows.LoopWorkflowID(a.ID), TaskQueue: workflows.PredictionTaskQueue,
 					WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 					TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(a.ID),
-						workflows.AttrLoopState.ValueSet(workflows.LoopStateDryRun), workflows.AttrThreshold.ValueSet(pol.Threshold)),
+						workflows.AttrLoopState.ValueSet(state), workflows.AttrThreshold.ValueSet(pol.Threshold)),
 				}, workflows.LoopWorkflowName, in)
 				if err != nil {
 					errs <- fmt.Errorf("start loop %s: %w", a.ID, err)
