@@ -368,7 +368,7 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 		apps[k] = a.ID
 	}
 	sample := scale.Sample(apps, s.Sample, rng)
-	a, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
+	a, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router, log)
 	if err != nil {
 		return res, err
 	}
@@ -376,7 +376,7 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 	if err := sleepUntil(ctx, a.at.Add(time.Duration(s.Window)*s.LiveBin), routerErr); err != nil {
 		return res, err
 	}
-	z, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
+	z, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router, log)
 	if err != nil {
 		return res, err
 	}
@@ -769,7 +769,7 @@ type snapshot struct {
 	router                                    scale.RouterStats
 }
 
-func snap(ctx context.Context, c client.Client, url string, sample []string, workerPID, serverPID, chPID int, r *scale.Router) (snapshot, error) {
+func snap(ctx context.Context, c client.Client, url string, sample []string, workerPID, serverPID, chPID int, r *scale.Router, log *slog.Logger) (snapshot, error) {
 	s := snapshot{at: time.Now()}
 	s.worker, s.server, s.clickhouse = scale.ProcessCPU(workerPID), scale.ProcessCPU(serverPID), scale.ProcessCPU(chPID)
 	s.self, s.machine = scale.ProcessCPU(os.Getpid()), scale.MachineCPU()
@@ -783,7 +783,7 @@ func snap(ctx context.Context, c client.Client, url string, sample []string, wor
 		ids[i] = workflows.LoopWorkflowID(app)
 	}
 	s.hist = describe(ctx, c, ids)
-	s.loops = queryLoops(ctx, c, sample)
+	s.loops = queryLoops(ctx, c, sample, log)
 	return s, nil
 }
 
@@ -814,7 +814,7 @@ func describe(ctx context.Context, c client.Client, ids []string) map[string]his
 
 // queryLoops reads each sampled loop's counts through its status query
 // (keyed by workflow ID); a loop that does not answer is left out.
-func queryLoops(ctx context.Context, c client.Client, apps []string) map[string]scale.LoopCount {
+func queryLoops(ctx context.Context, c client.Client, apps []string, log *slog.Logger) map[string]scale.LoopCount {
 	out := map[string]scale.LoopCount{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -823,10 +823,18 @@ func queryLoops(ctx context.Context, c client.Client, apps []string) map[string]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			st, err := wfclient.QueryLoop(qctx, c, app)
+			var st workflows.LoopStatus
+			var err error
+			for range 3 { // a query can time out behind a burst of wakes
+				qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				st, err = wfclient.QueryLoop(qctx, c, app)
+				cancel()
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+			}
 			if err != nil {
+				log.Warn("a sampled loop did not answer its status query", "app", app, "err", err)
 				return
 			}
 			lc := scale.LoopCount{At: time.Now(), Wakes: st.Stats.Wakes, NextTick: st.NextTick, NextWake: st.NextWake,
