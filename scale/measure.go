@@ -193,6 +193,32 @@ func ProcessCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
+// ProcessRSS is process pid's resident memory in bytes, from VmRSS in
+// /proc/<pid>/status (0: none measured).
+func ProcessRSS(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	return parseVmRSS(string(b))
+}
+
+func parseVmRSS(status string) int64 {
+	for line := range strings.Lines(status) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v) // "123456 kB"
+			if len(f) == 2 && f[1] == "kB" {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
+}
+
 // MachineCPU is the CPU time every process of the machine has used (from
 // /proc/stat; 0 when unreadable): what the others took is it less the
 // benchmark's own.
@@ -220,40 +246,79 @@ func MachineCPU() time.Duration {
 // Result is the benchmark's one line of JSON: the figures the issue asks
 // for first, then what explains them.
 type Result struct {
-	Apps                    int     `json:"apps"`
-	BinSeconds              float64 `json:"bin_seconds"`
-	DecisionsPerSecond      float64 `json:"decisions_per_second"`
-	P99DecisionLagBins      float64 `json:"p99_decision_lag_bins"`
-	HistoryEventsPerAppHour float64 `json:"history_events_per_app_hour"`
-	WorkerCPUCores          float64 `json:"worker_cpu_cores"`
-	ServerCPUCores          float64 `json:"server_cpu_cores"`
-	Mode                    string  `json:"mode"`
-	LiveBinSeconds          float64 `json:"live_bin_seconds"`
-	WindowBins              int     `json:"window_bins"`
-	OnTimeShare             float64 `json:"on_time_share"`
-	SettledPerSecond        float64 `json:"settled_per_second"`
-	WakesPerSecond          float64 `json:"wakes_per_second"`
-	WakesPerAppHour         float64 `json:"wakes_per_app_hour"`
-	P50DecisionLagSeconds   float64 `json:"p50_decision_lag_seconds"`
-	P99DecisionLagSeconds   float64 `json:"p99_decision_lag_seconds"`
-	ClickHouseCPUCores      float64 `json:"clickhouse_cpu_cores"`
-	BenchCPUCores           float64 `json:"bench_cpu_cores"` // this process: the router and the measuring
-	OtherCPUCores           float64 `json:"other_cpu_cores"` // the rest of the machine: near 0 on a quiet one
-	WorkerStackMB           float64 `json:"worker_stack_mb"`
-	WatchWakesPerSecond     float64 `json:"watch_wakes_per_second"`
-	RouterRowsPerSecond     float64 `json:"router_rows_per_second"`
-	RouterLateBins          int     `json:"router_late_bins"`
-	HistorySample           int     `json:"history_sample"`
-	// HistoryEventsByType splits history_events_per_app_hour by event type
+	Apps       int     `json:"apps"`
+	BinSeconds float64 `json:"bin_seconds"`
+	// DecisionsPerSecond is DecisionsCounted per second of the window,
+	// scaled from the sampled loops to the fleet (equal to the count when
+	// every loop is sampled).
+	DecisionsPerSecond float64 `json:"decisions_per_second"`
+	// What the sampled loops' status queries say (scale.CountDecisions).
+	DecisionsCounted      int      `json:"decisions_counted"`
+	DecisionsDue          int      `json:"decisions_due"`
+	DecisionsPendingStart int      `json:"decisions_pending_start"`
+	DecisionsPendingEnd   int      `json:"decisions_pending_end"`
+	DecisionsUnaccounted  int      `json:"decisions_unaccounted"`
+	LoopsSampled          int      `json:"loops_sampled"`
+	LoopsAdvanced         int      `json:"loops_advanced"`
+	LoopsNotAdvanced      int      `json:"loops_not_advanced"` // their IDs are in the log
+	LoopsBehind           []string `json:"loops_behind"`
+	LoopsUnanswered       []string `json:"loops_unanswered"`
+	SteadyState           bool     `json:"steady_state"`
+	BoundWakes            int      `json:"bound_wakes"`
+	P99DecisionLagBins    float64  `json:"p99_decision_lag_bins"`
+	// HistoryEventsPerAppHour is the sampled loops' whole histories (every
+	// run) over their ages; WindowHistoryEventsPerAppHour what they added
+	// in the window.
+	HistoryEventsPerAppHour       float64 `json:"history_events_per_app_hour"`
+	WindowHistoryEventsPerAppHour float64 `json:"window_history_events_per_app_hour"`
+	HistoryWholeLoops             int     `json:"history_whole_loops"`
+	WorkerCPUCores                float64 `json:"worker_cpu_cores"`
+	ServerCPUCores                float64 `json:"server_cpu_cores"`
+	Mode                          string  `json:"mode"`
+	LiveBinSeconds                float64 `json:"live_bin_seconds"`
+	WindowBins                    int     `json:"window_bins"`
+	OnTimeShare                   float64 `json:"on_time_share"`
+	SettledPerSecond              float64 `json:"settled_per_second"`
+	WakesPerSecond                float64 `json:"wakes_per_second"`
+	WakesPerAppHour               float64 `json:"wakes_per_app_hour"`
+	P50DecisionLagSeconds         float64 `json:"p50_decision_lag_seconds"`
+	P99DecisionLagSeconds         float64 `json:"p99_decision_lag_seconds"`
+	ClickHouseCPUCores            float64 `json:"clickhouse_cpu_cores"`
+	BenchCPUCores                 float64 `json:"bench_cpu_cores"` // this process: the router and the measuring
+	OtherCPUCores                 float64 `json:"other_cpu_cores"` // the rest of the machine: near 0 on a quiet one
+	WorkerStackMB                 float64 `json:"worker_stack_mb"`
+	WatchWakesPerSecond           float64 `json:"watch_wakes_per_second"`
+	RouterRowsPerSecond           float64 `json:"router_rows_per_second"`
+	RouterLateBins                int     `json:"router_late_bins"`
+	HistorySample                 int     `json:"history_sample"`
+	// HistoryEventsByType splits window_history_events_per_app_hour by event type
 	// (TimerFired, MarkerRecorded, ...): where a wake's events come from.
 	HistoryEventsByType map[string]float64 `json:"history_events_by_type,omitempty"`
 	StartsPerSecond     float64            `json:"starts_per_second"`
 	WorkerPeakRSSMB     float64            `json:"worker_rss_mb"`
-	TotalSeconds        float64            `json:"total_seconds"`
+	// WorkerRSSMBPer1000Loops is the worker's VmRSS at the window's end
+	// per 1,000 loops of the fleet; at small N its fixed part (the process,
+	// the arrival mirror: WorkerRSSMBBeforeLoops, read once the worker was
+	// ready) dominates, so WorkerLoopsRSSMBPer1000 is what the loops added.
+	WorkerRSSMBPer1000Loops float64 `json:"worker_rss_mb_per_1000_loops"`
+	WorkerRSSMBBeforeLoops  float64 `json:"worker_rss_mb_before_loops"`
+	WorkerLoopsRSSMBPer1000 float64 `json:"worker_loops_rss_mb_per_1000"`
+	TotalSeconds            float64 `json:"total_seconds,omitempty"`
 	// BeyondLagBuckets is set when a lag quantile lies past the lag
 	// histogram's last finite bucket: the lag figures are then that
 	// bucket's bound, a lower bound (JSON has no infinity).
 	BeyondLagBuckets bool `json:"beyond_lag_buckets,omitempty"`
+	// Dry says the loops only decided; with Dry false they prepared on host
+	// agents, and PreparationsPerSecond counts the window's "validated"
+	// preparation events in the store (PreparationEvents: every kind).
+	Dry                   bool           `json:"dry"`
+	PreparationsPerSecond float64        `json:"preparations_per_second,omitempty"`
+	PreparationEvents     map[string]int `json:"preparation_events,omitempty"`
+	// Ticking is the same fleet deciding every bin (--compare-ticking), and
+	// the ratios its history figures bear to these.
+	Ticking                   *Result `json:"ticking,omitempty"`
+	TickingHistoryRatio       float64 `json:"ticking_history_ratio,omitempty"`
+	TickingWindowHistoryRatio float64 `json:"ticking_window_history_ratio,omitempty"`
 }
 
 // CapLag replaces an infinite lag quantile (past the histogram's last

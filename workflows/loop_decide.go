@@ -166,7 +166,7 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 	in := activities.ForecastInput{
 		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin, Bins: bins,
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
-		MaxSleep: maxSleep,
+		MaxSleep: l.firstSleep(maxSleep),
 	}
 	if featureBin != l.Bin {
 		in.LeaseBin = l.Bin

@@ -217,11 +217,22 @@ func (l *loop) onWake(ctx workflow.Context, sig WakeSignal) {
 // to a quarter of it, by the application, so that loops started together
 // (a fleet rolled out at once) do not all wake in the same bin when the
 // bound comes round.
-func (l *loop) maxSleep() int {
-	n := l.Policy.maxSleep()
+func (l *loop) maxSleep() int { return SleepBound(l.Policy, l.App) }
+
+// SleepBound is the bound on the sleep of app's loop under p (see maxSleep).
+func SleepBound(p Policy, app string) int {
+	n := p.maxSleep()
 	h := fnv.New32a()
-	h.Write([]byte(l.App))
+	h.Write([]byte(app))
 	return n - int(h.Sum32()%uint32(n/4+1))
+}
+
+// firstSleep bounds the sleep after the first decision by FirstSleepBins.
+func (l *loop) firstSleep(bound int) int {
+	if l.FirstSleepBins > 0 && l.Runs == 0 && l.Stats.Wakes == 1 {
+		return min(bound, l.FirstSleepBins)
+	}
+	return bound
 }
 
 // untilReason is the Web UI's reason for a next wake the policy did not

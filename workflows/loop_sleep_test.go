@@ -43,3 +43,26 @@ func TestLoopSleepsUpToItsBoundAndWakesOnSignal(t *testing.T) {
 	require.Equal(t, t0.Add(32*time.Second+grace), late.NextWake)
 	require.Equal(t, [4]int{6, 0, 0, 0}, late.Stats.Decisions, "bins 1 to 6: idle, decided or planned")
 }
+
+// FirstSleepBins shortens only the sleep after the first decision (here
+// 5 bins instead of this application's 26); the next sleep is the
+// policy's bound again, and SleepBound is the bound the loop uses.
+func TestLoopFirstSleepIsBoundedByFirstSleepBins(t *testing.T) {
+	env, fh, _ := newPolicyLoopEnv(t, recentModel{})
+	fh.mock(env)
+	var first, second LoopStatus
+	env.RegisterDelayedCallback(func() { first = queryState(t, env) }, 3500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { second = queryState(t, env) }, 7500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalStop, StopSignal{Reason: "test over"}) }, 8*time.Second)
+	pol := rulePolicy()
+	pol.MaxSleepBins = 30
+	require.Equal(t, 26, SleepBound(pol, "app-w"))
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-w", Bin: time.Second, Policy: pol, FirstSleepBins: 5})
+	require.NoError(t, env.GetWorkflowError())
+
+	grace := 200 * time.Millisecond
+	require.Equal(t, t0.Add(6*time.Second+grace), first.NextWake, "decided bin 1, sleeps 5 bins")
+	require.Contains(t, first.WakeReason, "bound on the sleep (5 bins)")
+	require.Equal(t, 2, second.Stats.Wakes)
+	require.Equal(t, t0.Add(32*time.Second+grace), second.NextWake, "decided bin 6, sleeps the policy's 26 bins")
+}

@@ -271,6 +271,13 @@ type LoopInput struct {
 	// the loop woke at every bin; it stays because it is serialized (running
 	// loops carry it, clients send it).
 	MaxTicksPerRun int
+	// FirstSleepBins, when > 0, bounds the sleep after the loop's first
+	// decision instead of the policy's bound (at most that bound). A fleet
+	// started at once gives each loop a draw in [1, SleepBound], so their
+	// bound wakes come spread as a long-running fleet's do instead of in a
+	// few bins an hour later (the scale benchmark does). Later sleeps, and
+	// continued runs, use the policy's bound.
+	FirstSleepBins int
 
 	// Clock, when set, maps the loop's bins onto another timeline for the
 	// model's features: a trace replayed live at a compressed bin width

@@ -11,7 +11,7 @@ source "$here/env.sh"
 cd "$ROOT"
 "$here/install.sh" temporal onnxruntime
 mkdir -p bin
-go build -o bin/ ./worker ./starter ./scale/benchscale
+go build -o bin/ ./worker ./starter ./hostagent ./scale/benchscale
 STACK_SERVICES=clickhouse exec "$here/with-stack.sh" bash -c \
   'exec bin/benchscale --clickhouse-pid "$(cat "$1")" --temporal-bin "$2" "${@:3}"' \
   bench-scale "$STATE/clickhouse.pid" "$TEMPORAL_BIN" "$@"

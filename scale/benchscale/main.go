@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"github.com/forewarm/forewarm/models"
 	"log/slog"
 	"math"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,40 +39,49 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/scale"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
+	"github.com/forewarm/forewarm/workflows/wfclient"
 )
 
 type settings struct {
-	ClickHouse    config.ClickHouse
-	Apps          int
-	Mode          string // event or ticking
-	LiveBin       time.Duration
-	Window        int // bins measured
-	Settle        int // bins after the last start before measuring
-	HistoryBins   int
-	Trace         string
-	From          int // trace bin the first copies start at
-	Threshold     float64
-	Port          int
-	MetricsListen string
-	TemporalBin   string
-	WorkerBin     string
-	StarterBin    string
-	StateDir      string
-	Sample        int
-	Starters      int
-	ClickHousePID int
-	Keep          bool
-	WorkerArgs    []string
-	StickyTimeout time.Duration
-	TrainArgs     []string
-	ModelDB       string
-	Pragmas       []string
-	ServerConfig  []string
+	ClickHouse     config.ClickHouse
+	Apps           int
+	Mode           string // event or ticking
+	LiveBin        time.Duration
+	Window         int // bins measured
+	Settle         int // bins after the last start before measuring
+	HistoryBins    int
+	Trace          string
+	From           int // trace bin the first copies start at
+	Threshold      float64
+	Port           int
+	MetricsListen  string
+	TemporalBin    string
+	WorkerBin      string
+	StarterBin     string
+	StateDir       string
+	Sample         int
+	Seed           int64
+	SteadyState    bool
+	CompareTicking bool
+	Dry            bool
+	Agents         int
+	AgentBin       string
+	Starters       int
+	ClickHousePID  int
+	Keep           bool
+	WorkerArgs     []string
+	StickyTimeout  time.Duration
+	TrainArgs      []string
+	ModelDB        string
+	Pragmas        []string
+	ServerConfig   []string
 }
 
 func parseFlags(args []string) (settings, error) {
@@ -92,11 +104,17 @@ func parseFlags(args []string) (settings, error) {
 	fs.StringVar(&s.WorkerBin, "worker-bin", "bin/worker", "worker binary")
 	fs.StringVar(&s.StarterBin, "starter-bin", "bin/starter", "starter binary (trains the model)")
 	fs.StringVar(&s.StateDir, "state", config.Env("FOREWARM_STATE", ".state"), "folder for the dev server's database and the logs ($FOREWARM_STATE)")
-	fs.IntVar(&s.Sample, "sample", 400, "loops whose histories are measured")
+	fs.IntVar(&s.Sample, "sample", env.Int("SCALE_SAMPLE", 500), "loops queried for their decisions and whose histories are measured: all of them up to this many, else a random sample ($SCALE_SAMPLE)")
+	fs.Int64Var(&s.Seed, "seed", 1, "seed of the sample and of the first sleeps' draws")
+	fs.BoolVar(&s.SteadyState, "steady-state", env.Bool("SCALE_STEADY_STATE", true), "give each event-driven loop a first sleep bound drawn in [1, its bound], so the window sees bound wakes at a long-running fleet's rate ($SCALE_STEADY_STATE)")
+	fs.BoolVar(&s.CompareTicking, "compare-ticking", env.Bool("SCALE_COMPARE_TICKING", false), "after the event-driven fleet, run the same fleet ticking (same N, bin, settle and window) and report both ($SCALE_COMPARE_TICKING)")
 	fs.IntVar(&s.Starters, "starters", 32, "loop starts in flight")
 	fs.IntVar(&s.ClickHousePID, "clickhouse-pid", env.Int("SCALE_CLICKHOUSE_PID", 0), "ClickHouse server's process, to measure its CPU ($SCALE_CLICKHOUSE_PID)")
 	fs.BoolVar(&s.Keep, "keep", false, "keep the benchmark's ClickHouse database")
 	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("SCALE_STICKY_TIMEOUT", time.Minute), "the worker's --sticky-timeout: a bin's burst of wakes at 50,000 loops takes longer than the SDK's 5 s to drain, and with 5 s the tasks that wait longer move off the worker that caches their loop and replay its history ($SCALE_STICKY_TIMEOUT)")
+	fs.BoolVar(&s.Dry, "dry", env.Bool("SCALE_DRY", true), "dry-run loops (decide and record); --dry=false: loops prepare, extend and release leases on host agents the benchmark starts ($SCALE_DRY)")
+	fs.IntVar(&s.Agents, "agents", env.Int("SCALE_AGENTS", 2), "host agents started with --dry=false (memory reservations of a thousandth of their size, room for every application) ($SCALE_AGENTS)")
+	fs.StringVar(&s.AgentBin, "agent-bin", "bin/hostagent", "host agent binary (--dry=false)")
 	fs.StringSliceVar(&s.WorkerArgs, "worker-arg", nil, "extra worker flag (repeatable), e.g. --worker-arg=--workflow-tasks=400")
 	fs.StringVar(&s.ModelDB, "model-db", config.Env("SCALE_MODEL_DB", "forewarm_scale_model"), "ClickHouse database that keeps the benchmark's trained model between runs (trained there on the first run; empty: train every run) ($SCALE_MODEL_DB)")
 	fs.StringSliceVar(&s.Pragmas, "sqlite-pragma", strings.Fields(config.Env("SCALE_SQLITE_PRAGMAS", "journal_mode=wal synchronous=normal cache_size=-262144 mmap_size=1073741824 temp_store=memory")),
@@ -122,6 +140,12 @@ func parseFlags(args []string) (settings, error) {
 		return s, fmt.Errorf("--live-bin %v: whole seconds, at least 2", s.LiveBin)
 	case s.Window < 1 || s.Settle < 0:
 		return s, fmt.Errorf("--window %d, --settle %d: at least 1 and 0", s.Window, s.Settle)
+	case !s.Dry && s.Agents < 1:
+		return s, fmt.Errorf("--dry=false needs host agents: --agents %d", s.Agents)
+	case s.Sample < 1:
+		return s, fmt.Errorf("--sample %d: at least 1", s.Sample)
+	case s.CompareTicking && s.Mode != "event":
+		return s, fmt.Errorf("--compare-ticking compares an event-driven fleet with a ticking one: --mode %q", s.Mode)
 	case s.HistoryBins < 1 || s.HistoryBins > 1440:
 		return s, fmt.Errorf("--history-bins %d: in [1, 1440]", s.HistoryBins)
 	}
@@ -151,8 +175,21 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println(string(b))
-	if !(res.P99DecisionLagBins < 1) {
-		log.Error("p99 decision lag reached a bin", "p99_bins", res.P99DecisionLagBins)
+	failed := false
+	for _, r := range []*scale.Result{&res, res.Ticking} {
+		if r == nil {
+			continue
+		}
+		if !(r.P99DecisionLagBins < 1) {
+			log.Error("p99 decision lag reached a bin", "mode", r.Mode, "p99_bins", r.P99DecisionLagBins)
+			failed = true
+		}
+		if len(r.LoopsBehind) > 0 || len(r.LoopsUnanswered) > 0 {
+			log.Error("sampled loops not deciding", "mode", r.Mode, "behind", r.LoopsBehind, "unanswered", r.LoopsUnanswered)
+			failed = true
+		}
+	}
+	if failed {
 		os.Exit(1)
 	}
 }
@@ -162,6 +199,9 @@ type bench struct {
 	s       settings
 	log     *slog.Logger
 	cleanup []func()
+	rss0    int64  // the worker's VmRSS once ready, before any loop
+	root    string // the host agents' root secret (--dry=false)
+	st      *store.Store
 }
 
 func (b *bench) defer_(f func()) { b.cleanup = append(b.cleanup, f) }
@@ -235,36 +275,84 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 		return res, err
 	}
 	b.defer_(c.Close)
+	if !s.Dry {
+		if err := b.agents(ctx); err != nil {
+			return res, err
+		}
+	}
 	workerPID, err := b.worker(ctx)
 	if err != nil {
 		return res, err
 	}
+	b.rss0 = scale.ProcessRSS(workerPID)
+	b.st = st
 
-	// The loops.
+	res, err = b.fleetRun(ctx, c, fleet, router, liveStart, s.Mode, workerPID, serverPID, routerErr)
+	if err != nil {
+		return res, err
+	}
+	if s.CompareTicking {
+		// The same fleet deciding every bin, on the same worker, server and
+		// router: the event-driven loops end first.
+		if err := stopLoops(ctx, c, fleet, s.Starters); err != nil {
+			return res, err
+		}
+		log.Info("event-driven loops stopped; the ticking fleet next")
+		tick, err := b.fleetRun(ctx, c, fleet, router, liveStart, "ticking", workerPID, serverPID, routerErr)
+		if err != nil {
+			return res, fmt.Errorf("ticking fleet: %w", err)
+		}
+		res.Ticking = &tick
+		if res.HistoryEventsPerAppHour > 0 {
+			res.TickingHistoryRatio = round(tick.HistoryEventsPerAppHour / res.HistoryEventsPerAppHour)
+		}
+		if res.WindowHistoryEventsPerAppHour > 0 {
+			res.TickingWindowHistoryRatio = round(tick.WindowHistoryEventsPerAppHour / res.WindowHistoryEventsPerAppHour)
+		}
+	}
+	res.TotalSeconds = time.Since(began).Seconds()
+	return res, nil
+}
+
+// fleetRun starts the fleet's loops in mode (event or ticking), waits for
+// every first decision, settles, and measures a window.
+func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Fleet, router *scale.Router, liveStart time.Time,
+	mode string, workerPID, serverPID int, routerErr <-chan error) (scale.Result, error) {
+	s, log := b.s, b.log
+	var res scale.Result
+	metricsURL := "http://" + s.MetricsListen + "/metrics"
+	m0, err := scale.Scrape(ctx, metricsURL)
+	if err != nil {
+		return res, err
+	}
 	pol := workflows.DefaultPolicy()
-	pol.Threshold, pol.DryRun, pol.Ticking = s.Threshold, true, s.Mode == "ticking"
-	t0 = time.Now()
-	if err := startLoops(ctx, c, fleet, liveStart, s, pol); err != nil {
+	pol.Threshold, pol.DryRun, pol.Ticking = s.Threshold, s.Dry, mode == "ticking"
+	rng := rand.New(rand.NewPCG(uint64(s.Seed), 1))
+	var first []int
+	if s.SteadyState && mode == "event" {
+		first = scale.FirstSleeps(len(fleet.Apps), func(k int) int { return workflows.SleepBound(pol, fleet.Apps[k].ID) }, rng)
+	}
+	t0 := time.Now()
+	if err := startLoops(ctx, c, fleet, liveStart, s, pol, first); err != nil {
 		return res, err
 	}
 	startTook := time.Since(t0)
 	res.StartsPerSecond = float64(s.Apps) / startTook.Seconds()
-	log.Info("loops started", "apps", s.Apps, "took", startTook.Round(time.Millisecond), "per_second", math.Round(res.StartsPerSecond))
+	log.Info("loops started", "mode", mode, "apps", s.Apps, "took", startTook.Round(time.Millisecond), "per_second", math.Round(res.StartsPerSecond))
 
 	// Let every loop make its first decision (a burst as they start), then
 	// settle a few bins, then measure a window.
-	metricsURL := "http://" + s.MetricsListen + "/metrics"
 	t0 = time.Now()
 	for {
 		m, err := scale.Scrape(ctx, metricsURL)
 		if err != nil {
 			return res, err
 		}
-		if m.Wakes >= float64(s.Apps) {
+		if m.Wakes-m0.Wakes >= float64(s.Apps) {
 			break
 		}
 		if time.Since(t0) > 20*time.Minute {
-			return res, fmt.Errorf("after 20 minutes only %.0f of %d loops made their first decision", m.Wakes, s.Apps)
+			return res, fmt.Errorf("after 20 minutes only %.0f of %d loops made their first decision", m.Wakes-m0.Wakes, s.Apps)
 		}
 		if err := sleepUntil(ctx, time.Now().Add(5*time.Second), routerErr); err != nil {
 			return res, err
@@ -275,31 +363,67 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	if err := sleepUntil(ctx, settle, routerErr); err != nil {
 		return res, err
 	}
-	sample := sampleIDs(fleet, s.Sample)
-	a, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
+	apps := make([]string, len(fleet.Apps))
+	for k, a := range fleet.Apps {
+		apps[k] = a.ID
+	}
+	sample := scale.Sample(apps, s.Sample, rng)
+	a, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router, log)
 	if err != nil {
 		return res, err
 	}
-	log.Info("measuring", "bins", s.Window, "live_bin", s.LiveBin)
+	log.Info("measuring", "bins", s.Window, "live_bin", s.LiveBin, "loops_sampled", len(a.loops))
 	if err := sleepUntil(ctx, a.at.Add(time.Duration(s.Window)*s.LiveBin), routerErr); err != nil {
 		return res, err
 	}
-	z, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router)
+	z, err := snap(ctx, c, metricsURL, sample, workerPID, serverPID, s.ClickHousePID, router, log)
 	if err != nil {
 		return res, err
 	}
+	rss := scale.ProcessRSS(workerPID)
+	if !s.Dry {
+		// The worker writes preparation events in batches: let the
+		// window's last ones land before counting them.
+		if err := sleepUntil(ctx, time.Now().Add(5*time.Second), routerErr); err != nil {
+			return res, err
+		}
+		evs, err := b.st.PreparationEvents(ctx, a.at, z.at)
+		if err != nil {
+			return res, err
+		}
+		res.PreparationEvents = map[string]int{}
+		for _, e := range evs {
+			res.PreparationEvents[e.Event]++
+		}
+		res.PreparationsPerSecond = float64(res.PreparationEvents[records.EventValidated]) / z.at.Sub(a.at).Seconds()
+	}
+	res.Dry = s.Dry
 
 	secs := z.at.Sub(a.at).Seconds()
 	lag := z.m.Lag.Sub(a.m.Lag)
 	hist := measureHistory(ctx, c, a.hist, z.hist)
 	appHours := float64(hist.loops) * secs / s.LiveBin.Seconds() / 60 // one live bin stands for a trace minute
-	res.Apps, res.BinSeconds, res.Mode = s.Apps, 60, s.Mode
+	res.Apps, res.BinSeconds, res.Mode = s.Apps, 60, mode
 	res.LiveBinSeconds, res.WindowBins = s.LiveBin.Seconds(), s.Window
-	// Every loop decides every bin, at a wake or by the plan of its last
-	// (the policy knew those decisions: see docs/scale.md); a bin is decided
-	// in time when the wake that settles it is less than a bin late.
+
+	// Decisions counted from the sampled loops' own state.
+	dc := scale.CountDecisions(a.loops, z.loops, s.LiveBin, activities.Grace(s.LiveBin))
+	res.LoopsSampled, res.LoopsAdvanced = dc.Sampled, dc.Advanced
+	res.DecisionsDue, res.DecisionsCounted = dc.Due, dc.Counted
+	res.DecisionsPendingStart, res.DecisionsPendingEnd, res.DecisionsUnaccounted = dc.PendingStart, dc.PendingEnd, dc.Unaccounted()
+	res.LoopsNotAdvanced, res.LoopsBehind, res.LoopsUnanswered = len(dc.NotAdvanced), dc.Behind, dc.Unanswered
+	res.BoundWakes = dc.BoundWakes
+	res.SteadyState = first != nil
+	if len(dc.NotAdvanced) > 0 {
+		log.Info("sampled loops that settled no decision in the window (asleep on their plan unless also behind)",
+			"mode", mode, "count", len(dc.NotAdvanced), "loops", strings.Join(dc.NotAdvanced, " "))
+	}
+	if dc.Sampled > 0 {
+		res.DecisionsPerSecond = float64(dc.Counted) / secs * float64(s.Apps) / float64(dc.Sampled)
+	}
+	// The worker's lag histogram: a bin is decided in time when the wake
+	// that settles it is less than a bin late.
 	res.OnTimeShare = lag.Below(s.LiveBin.Seconds())
-	res.DecisionsPerSecond = float64(s.Apps) / s.LiveBin.Seconds() * res.OnTimeShare
 	res.SettledPerSecond = (z.m.Decisions - a.m.Decisions) / secs
 	res.WakesPerSecond = (z.m.Wakes - a.m.Wakes) / secs
 	res.WakesPerAppHour = (z.m.Wakes - a.m.Wakes) / (float64(s.Apps) * secs / s.LiveBin.Seconds() / 60)
@@ -308,7 +432,7 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	res.CapLag(lag)
 	res.P99DecisionLagBins = res.P99DecisionLagSeconds / s.LiveBin.Seconds()
 	if appHours > 0 {
-		res.HistoryEventsPerAppHour = float64(hist.events) / appHours
+		res.WindowHistoryEventsPerAppHour = float64(hist.events) / appHours
 	}
 	res.HistorySample = hist.loops
 	if hist.sameRun > 0 {
@@ -318,6 +442,9 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 			res.HistoryEventsByType[t] = round(float64(n) / hours)
 		}
 	}
+	whole := wholeHistories(ctx, c, sample)
+	res.HistoryEventsPerAppHour = scale.PerAppHour(whole.events, whole.age, s.LiveBin, time.Minute)
+	res.HistoryWholeLoops = whole.loops
 	res.WorkerCPUCores = (z.worker - a.worker).Seconds() / secs
 	res.ServerCPUCores = (z.server - a.server).Seconds() / secs
 	res.ClickHouseCPUCores = (z.clickhouse - a.clickhouse).Seconds() / secs
@@ -328,15 +455,20 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	res.RouterRowsPerSecond = float64(z.router.Rows-a.router.Rows) / secs
 	res.RouterLateBins = z.router.Late
 	res.WorkerPeakRSSMB = z.m.RSSBytes / (1 << 20)
+	if rss > 0 {
+		res.WorkerRSSMBPer1000Loops = float64(rss) / (1 << 20) / float64(s.Apps) * 1000
+		res.WorkerRSSMBBeforeLoops = float64(b.rss0) / (1 << 20)
+		res.WorkerLoopsRSSMBPer1000 = float64(rss-b.rss0) / (1 << 20) / float64(s.Apps) * 1000
+	}
 	if lag.Total() == 0 {
 		return res, errors.New("no decision was measured: did the loops run? (see the worker's log)")
 	}
-	res.TotalSeconds = time.Since(began).Seconds()
-	log.Info("measured", "decisions_per_s", round(res.DecisionsPerSecond), "wakes_per_s", round(res.WakesPerSecond),
+	log.Info("measured", "mode", mode, "decisions_counted", dc.Counted, "decisions_due", dc.Due, "loops_sampled", dc.Sampled,
+		"loops_advanced", dc.Advanced, "loops_behind", len(dc.Behind), "bound_wakes", dc.BoundWakes,
+		"decisions_per_s", round(res.DecisionsPerSecond), "wakes_per_s", round(res.WakesPerSecond),
 		"p50_lag_s", round(res.P50DecisionLagSeconds), "p99_lag_s", round(res.P99DecisionLagSeconds),
 		"history_events_per_app_hour", round(res.HistoryEventsPerAppHour), "worker_cores", round(res.WorkerCPUCores),
-		"server_cores", round(res.ServerCPUCores), "clickhouse_cores", round(res.ClickHouseCPUCores), "other_cores", round(res.OtherCPUCores),
-		"total", time.Since(began).Round(time.Second))
+		"server_cores", round(res.ServerCPUCores), "clickhouse_cores", round(res.ClickHouseCPUCores), "other_cores", round(res.OtherCPUCores))
 	return res, nil
 }
 
@@ -470,15 +602,64 @@ func (b *bench) devServer(ctx context.Context) (int, error) {
 	}
 }
 
+// agents starts s.Agents host agents registering in the benchmark's
+// database, each with room for every application's lease (reservations
+// allocate a thousandth of their size: the loops' work is measured, not
+// the machine's memory), and waits until they answer.
+func (b *bench) agents(ctx context.Context) error {
+	secret := make([]byte, 16)
+	for i := range secret {
+		secret[i] = byte(rand.IntN(256))
+	}
+	b.root = fmt.Sprintf("%x", secret)
+	for i := range b.s.Agents {
+		id := fmt.Sprintf("bench-host-%d", i)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		dir := filepath.Join(b.s.StateDir, "bench-scale-agents", id)
+		_ = os.RemoveAll(dir)
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		mb := strconv.Itoa(max(100000, b.s.Apps*2000))
+		if _, err := b.background(id, b.s.AgentBin, []string{"HOSTAGENT_TOKEN=" + api.DeriveToken([]byte(b.root), id)},
+			"--host-id", id, "--listen", addr, "--advertise-url", "http://"+addr, "--memory-mb", mb, "--disk-mb", mb,
+			"--cpu-milli", strconv.Itoa(max(100000, b.s.Apps*4000)), "--alloc-scale", "0.001", "--sleep-work",
+			"--default-ttl", "1h", "--data-dir", dir, "--report-every", "2s", "--log-level", "warn",
+			"--clickhouse-addr", b.s.ClickHouse.Addr, "--clickhouse-database", b.s.ClickHouse.Database); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("host agent %s on %s did not get ready: %v (see its log)", id, addr, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	// Registered at their first report.
+	return sleepUntil(ctx, time.Now().Add(3*time.Second), nil)
+}
+
 // worker starts the worker for the prediction queue with the arrival
 // mirror at the live bin, and waits until it is ready (its mirror loaded).
 func (b *bench) worker(ctx context.Context) (int, error) {
 	env := []string{
 		"TEMPORAL_ADDRESS=" + fmt.Sprintf("127.0.0.1:%d", b.s.Port),
 		"CLICKHOUSE_ADDR=" + b.s.ClickHouse.Addr, "CLICKHOUSE_DATABASE=" + b.s.ClickHouse.Database,
-		// No host agents in this benchmark (the loops run dry): a root
-		// secret only to satisfy the worker's check.
-		"FOREWARM_AGENT_ROOT_SECRET=benchmark-no-agents",
+		// Dry: no host agents, a root secret only to satisfy the worker's check.
+		"FOREWARM_AGENT_ROOT_SECRET=" + cmp.Or(b.root, "benchmark-no-agents"),
 	}
 	args := append([]string{"--queues", "prediction", "--arrivals-bin", b.s.LiveBin.String(), "--arrivals-span", "1440",
 		"--workflow-cache", strconv.Itoa(b.s.Apps + 1000), "--sticky-timeout", b.s.StickyTimeout.String(),
@@ -508,7 +689,12 @@ func (b *bench) worker(ctx context.Context) (int, error) {
 
 // startLoops starts one router-mode loop per application, s.Starters at a
 // time, each on a trace clock from its own offset.
-func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart time.Time, s settings, pol workflows.Policy) error {
+// first, when set, is each loop's LoopInput.FirstSleepBins.
+func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart time.Time, s settings, pol workflows.Policy, first []int) error {
+	state := workflows.LoopStateDryRun
+	if !pol.DryRun {
+		state = workflows.LoopStateRunning
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, s.Starters)
@@ -523,11 +709,14 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 				in := workflows.LoopInput{App: a.ID, Bin: s.LiveBin, Window: 1440, Policy: pol, Seeded: true, Router: true,
 					Profile: activities.AppProfile{App: a.ID, MemoryMB: a.MemoryMB, DiskMB: a.MemoryMB / 4, ReadRatio: trace.DefaultReadRatio},
 					Clock:   &workflows.TraceClock{RealStart: liveStart, TraceStart: f.TraceStart(k), TraceBin: time.Minute}}
+				if first != nil {
+					in.FirstSleepBins = first[k]
+				}
 				_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 					ID: workflows.LoopWorkflowID(a.ID), TaskQueue: workflows.PredictionTaskQueue,
 					WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 					TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(a.ID),
-						workflows.AttrLoopState.ValueSet(workflows.LoopStateDryRun), workflows.AttrThreshold.ValueSet(pol.Threshold)),
+						workflows.AttrLoopState.ValueSet(state), workflows.AttrThreshold.ValueSet(pol.Threshold)),
 				}, workflows.LoopWorkflowName, in)
 				if err != nil {
 					errs <- fmt.Errorf("start loop %s: %w", a.ID, err)
@@ -541,14 +730,29 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 	return errors.Join(<-errs)
 }
 
-// sampleIDs are evenly spread loops whose histories are measured.
-func sampleIDs(f *scale.Fleet, n int) []string {
-	n = min(n, len(f.Apps))
-	out := make([]string, n)
-	for i := range out {
-		out[i] = workflows.LoopWorkflowID(f.Apps[i*len(f.Apps)/n].ID)
+// stopLoops terminates the fleet's loops and waits until none runs.
+func stopLoops(ctx context.Context, c client.Client, f *scale.Fleet, starters int) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range starters {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(f.Apps) || ctx.Err() != nil {
+					return
+				}
+				if err := c.TerminateWorkflow(ctx, workflows.LoopWorkflowID(f.Apps[k].ID), "", "benchmark: the ticking fleet next"); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
 	}
-	return out
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d loops could not be terminated", n)
+	}
+	return ctx.Err()
 }
 
 type histLen struct {
@@ -561,10 +765,11 @@ type snapshot struct {
 	m                                         scale.WorkerMetrics
 	worker, server, clickhouse, self, machine time.Duration
 	hist                                      map[string]histLen
+	loops                                     map[string]scale.LoopCount
 	router                                    scale.RouterStats
 }
 
-func snap(ctx context.Context, c client.Client, url string, sample []string, workerPID, serverPID, chPID int, r *scale.Router) (snapshot, error) {
+func snap(ctx context.Context, c client.Client, url string, sample []string, workerPID, serverPID, chPID int, r *scale.Router, log *slog.Logger) (snapshot, error) {
 	s := snapshot{at: time.Now()}
 	s.worker, s.server, s.clickhouse = scale.ProcessCPU(workerPID), scale.ProcessCPU(serverPID), scale.ProcessCPU(chPID)
 	s.self, s.machine = scale.ProcessCPU(os.Getpid()), scale.MachineCPU()
@@ -573,7 +778,12 @@ func snap(ctx context.Context, c client.Client, url string, sample []string, wor
 	if s.m, err = scale.Scrape(ctx, url); err != nil {
 		return s, err
 	}
-	s.hist = describe(ctx, c, sample)
+	ids := make([]string, len(sample))
+	for i, app := range sample {
+		ids[i] = workflows.LoopWorkflowID(app)
+	}
+	s.hist = describe(ctx, c, ids)
+	s.loops = queryLoops(ctx, c, sample, log)
 	return s, nil
 }
 
@@ -600,6 +810,101 @@ func describe(ctx context.Context, c client.Client, ids []string) map[string]his
 	}
 	wg.Wait()
 	return out
+}
+
+// queryLoops reads each sampled loop's counts through its status query
+// (keyed by workflow ID); a loop that does not answer is left out.
+func queryLoops(ctx context.Context, c client.Client, apps []string, log *slog.Logger) map[string]scale.LoopCount {
+	out := map[string]scale.LoopCount{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, app := range apps {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var st workflows.LoopStatus
+			var err error
+			for range 3 { // a query can time out behind a burst of wakes
+				qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				st, err = wfclient.QueryLoop(qctx, c, app)
+				cancel()
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+			}
+			if err != nil {
+				log.Warn("a sampled loop did not answer its status query", "app", app, "err", err)
+				return
+			}
+			lc := scale.LoopCount{At: time.Now(), Wakes: st.Stats.Wakes, NextTick: st.NextTick, NextWake: st.NextWake,
+				BoundWake: scale.IsBoundReason(st.WakeReason)}
+			for _, n := range st.Stats.Decisions {
+				lc.Decisions += n
+			}
+			mu.Lock()
+			out[workflows.LoopWorkflowID(app)] = lc
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// whole is the sampled loops' whole histories: every run's events and the
+// loops' ages (from their first run's start).
+type whole struct {
+	events int64
+	age    time.Duration
+	loops  int
+}
+
+func wholeHistories(ctx context.Context, c client.Client, apps []string) whole {
+	var w whole
+	now := time.Now()
+	for _, app := range apps {
+		events, started, err := loopHistory(ctx, c, workflows.LoopWorkflowID(app))
+		if err != nil {
+			continue
+		}
+		w.events += events
+		w.age += now.Sub(started)
+		w.loops++
+	}
+	return w
+}
+
+// loopHistory counts the events of a loop's runs, from the latest back
+// through each continue-as-new, and returns its first run's start.
+func loopHistory(ctx context.Context, c client.Client, id string) (int64, time.Time, error) {
+	var events int64
+	run := ""
+	for range 10000 {
+		hctx, cancel := context.WithTimeout(ctx, time.Minute)
+		d, err := c.DescribeWorkflowExecution(hctx, id, run)
+		if err != nil {
+			cancel()
+			return 0, time.Time{}, err
+		}
+		info := d.WorkflowExecutionInfo
+		events += info.GetHistoryLength()
+		it := c.GetWorkflowHistory(hctx, id, info.Execution.GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		if !it.HasNext() {
+			cancel()
+			return 0, time.Time{}, fmt.Errorf("%s: empty history", id)
+		}
+		e, err := it.Next()
+		cancel()
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		prev := e.GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
+		if prev == "" {
+			return events, info.GetStartTime().AsTime(), nil
+		}
+		run = prev
+	}
+	return 0, time.Time{}, fmt.Errorf("%s: too many runs", id)
 }
 
 // historyDelta is what the sampled loops added to their histories between
