@@ -148,6 +148,13 @@ install_chdb() {
 # points the k8s.io staging modules at folders its module zip lacks, so the
 # module is copied and those replaces pointed at the published modules.
 install_kube() {
+  # kube.sh makes the pods' network namespace, the service-account key and
+  # checks readiness with these.
+  local pkgs=()
+  command -v ip >/dev/null || pkgs+=(iproute2)
+  command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v curl >/dev/null || pkgs+=(curl)
+  [ ${#pkgs[@]} = 0 ] || apt_install "${pkgs[@]}"
   local stamp=$KUBE_DIR/version want="$KUBE_VERSION etcd $ETCD_VERSION kwok $KWOK_VERSION"
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
   log "building Kubernetes $KUBE_VERSION (API server, controller manager, scheduler), etcd $ETCD_VERSION and kwok $KWOK_VERSION from the Go module proxy (about 10 minutes the first time)"
