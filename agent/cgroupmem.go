@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/forewarm/forewarm/agent/instance"
 )
 
 // CgroupRoot is where the agent finds its own cgroup's memory files: in a
@@ -46,7 +48,7 @@ func ReadCgroupMemory(root string) (CgroupMemory, error) {
 }
 
 func readCgroupMemory(version int, dir, limitFile, usageFile, statFile, inactiveKey string) (CgroupMemory, error) {
-	limit, err := readBytes(filepath.Join(dir, limitFile))
+	limit, err := instance.ReadBytes(filepath.Join(dir, limitFile))
 	if err != nil {
 		return CgroupMemory{}, err
 	}
@@ -55,7 +57,7 @@ func readCgroupMemory(version int, dir, limitFile, usageFile, statFile, inactive
 		return cg, nil
 	}
 	cg.Limit = limit
-	if cg.Usage, err = readBytes(filepath.Join(dir, usageFile)); err != nil {
+	if cg.Usage, err = instance.ReadBytes(filepath.Join(dir, usageFile)); err != nil {
 		return cg, err
 	}
 	// Page cache the kernel drops before it OOM-kills is not in use; a
@@ -71,23 +73,6 @@ func readCgroupMemory(version int, dir, limitFile, usageFile, statFile, inactive
 		}
 	}
 	return cg, nil
-}
-
-// readBytes reads a file holding a byte count or "max" (-1).
-func readBytes(path string) (int64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "max" {
-		return -1, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: %q is not a byte count", path, s)
-	}
-	return n, nil
 }
 
 // CapacityMB is the memory the agent may hand out in its cgroup: the

@@ -96,4 +96,3 @@ func TestUpstreamRequestsAreCountedAndPassedOn(t *testing.T) {
 	}
 	_ = g2.Close(context.Background())
 }
-

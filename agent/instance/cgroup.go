@@ -204,12 +204,12 @@ func pidsIn(dirs []string) []int {
 // memory is the cgroup's memory use now and the most it has used.
 func (g *cgroup) memory() (cur, peak int64, err error) {
 	if g.version == "v2" {
-		cur, err = readInt(filepath.Join(g.memDir, "memory.current"))
-		peak, _ = readInt(filepath.Join(g.memDir, "memory.peak")) // kernels ≥ 5.19
+		cur, err = ReadBytes(filepath.Join(g.memDir, "memory.current"))
+		peak, _ = ReadBytes(filepath.Join(g.memDir, "memory.peak")) // kernels ≥ 5.19
 		return cur, max(cur, peak), err
 	}
-	cur, err = readInt(filepath.Join(g.memDir, "memory.usage_in_bytes"))
-	peak, _ = readInt(filepath.Join(g.memDir, "memory.max_usage_in_bytes"))
+	cur, err = ReadBytes(filepath.Join(g.memDir, "memory.usage_in_bytes"))
+	peak, _ = ReadBytes(filepath.Join(g.memDir, "memory.max_usage_in_bytes"))
 	return cur, max(cur, peak), err
 }
 
@@ -382,7 +382,9 @@ func (c *Cgroups) holds(pid int) bool {
 	return false
 }
 
-func readInt(path string) (int64, error) {
+// ReadBytes reads a cgroup file holding a byte count, or "max" (-1); an
+// error names the file.
+func ReadBytes(path string) (int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -391,5 +393,9 @@ func readInt(path string) (int64, error) {
 	if s == "max" {
 		return -1, nil
 	}
-	return strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: %q is not a byte count", path, s)
+	}
+	return n, nil
 }
