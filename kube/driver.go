@@ -65,11 +65,28 @@ func (d *Driver) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// noRedirects sends the shadow requests when no client is given: a
+// redirect is the application's answer, not a place to follow.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func (d *Driver) http() *http.Client {
 	if d.HTTP != nil {
 		return d.HTTP
 	}
-	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return noRedirects
+}
+
+// podNamespaces are the namespaces of the applications served by pods
+// (not Knative), sorted: where warm pods may be.
+func (d *Driver) podNamespaces() []string {
+	var out []string
+	for _, a := range d.Apps {
+		if a.KnativeService == "" && !slices.Contains(out, a.Namespace) {
+			out = append(out, a.Namespace)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // LiveHosts lists the Ready, schedulable nodes the selector names, with
@@ -338,14 +355,7 @@ func (c nodeClient) Release(ctx context.Context, leaseID string) (activities.Hos
 // findLease finds the lease's pod in the namespaces of the configured
 // applications (nil pod: a Knative window's lease).
 func (d *Driver) findLease(ctx context.Context, leaseID string) (App, *corev1.Pod, error) {
-	var namespaces []string
-	for _, a := range d.Apps {
-		if a.KnativeService == "" && !slices.Contains(namespaces, a.Namespace) {
-			namespaces = append(namespaces, a.Namespace)
-		}
-	}
-	slices.Sort(namespaces)
-	for _, ns := range namespaces {
+	for _, ns := range d.podNamespaces() {
 		p, err := d.Client.CoreV1().Pods(ns).Get(ctx, PodName(leaseID), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue

@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -48,15 +47,8 @@ func (j *Janitor) Run(ctx context.Context) {
 func (j *Janitor) Sweep(ctx context.Context) (int, error) {
 	d := j.Driver
 	now := d.now()
-	var namespaces []string
-	for _, a := range d.Apps {
-		if a.KnativeService == "" && !slices.Contains(namespaces, a.Namespace) {
-			namespaces = append(namespaces, a.Namespace)
-		}
-	}
-	slices.Sort(namespaces)
 	n := 0
-	for _, ns := range namespaces {
+	for _, ns := range d.podNamespaces() {
 		pods, err := d.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy + "," + LabelLease})
 		if err != nil {
 			return n, fmt.Errorf("list warm pods in %s: %w", ns, err)

@@ -132,13 +132,15 @@ func TestLoopWarmsPodsOnKubernetes(t *testing.T) {
 
 	// While requests come, the loop keeps the same pod (extensions move
 	// its expiry).
-	first := pod.Annotations[kube.AnnotationUntil]
+	first, err := time.Parse(time.RFC3339Nano, pod.Annotations[kube.AnnotationUntil])
+	require.NoError(t, err)
 	kubetest.Eventually(t, 8*bin, "the warm pod extended in place", func() (bool, error) {
 		p, err := c.Client.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		return p.UID == pod.UID && p.Annotations[kube.AnnotationUntil] > first, nil
+		until, err := time.Parse(time.RFC3339Nano, p.Annotations[kube.AnnotationUntil])
+		return p.UID == pod.UID && until.After(first), err
 	})
 	require.Len(t, kubetest.WarmPods(t, c.Client, ns), 1, "one warm pod, kept")
 

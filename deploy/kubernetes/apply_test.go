@@ -84,10 +84,7 @@ func TestOverlaysApplyDryRunServer(t *testing.T) {
 		made[name] = true
 		t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	}
-	overlays, err := os.ReadDir("overlays")
-	if err != nil || len(overlays) < 3 {
-		t.Fatalf("overlays: %v (%d)", err, len(overlays))
-	}
+	overlays := overlayDirs(t)
 	for _, o := range overlays {
 		for _, component := range []string{"", "kube-driver"} {
 			name := o.Name()

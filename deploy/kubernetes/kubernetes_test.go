@@ -162,6 +162,16 @@ func renderObjects(t *testing.T, dir string) []*unstructured.Unstructured {
 	return objs
 }
 
+// overlayDirs lists the overlays (at least the three shipped).
+func overlayDirs(t *testing.T) []os.DirEntry {
+	t.Helper()
+	overlays, err := os.ReadDir("overlays")
+	if err != nil || len(overlays) < 3 {
+		t.Fatalf("overlays: %v (%d)", err, len(overlays))
+	}
+	return overlays
+}
+
 func render(t *testing.T, overlay string) *rendered {
 	t.Helper()
 	return renderDir(t, overlay, filepath.Join("overlays", overlay))
@@ -420,10 +430,7 @@ func TestOverlaysRenderAndCrossReference(t *testing.T) {
 	if len(workerEnv) < 15 || !agentEnv["HOSTAGENT_TOKEN"] {
 		t.Fatalf("the programs' settings were not found: worker %v, agent %v", workerEnv, agentEnv)
 	}
-	overlays, err := os.ReadDir("overlays")
-	if err != nil || len(overlays) < 3 {
-		t.Fatalf("overlays: %v (%d)", err, len(overlays))
-	}
+	overlays := overlayDirs(t)
 	for _, o := range overlays {
 		t.Run(o.Name(), func(t *testing.T) {
 			r := render(t, o.Name())
@@ -963,10 +970,7 @@ func withComponent(t *testing.T, overlay, component string) string {
 // The ServiceMonitor component, added to any overlay, scrapes the workers
 // and the agents' token-free metrics port.
 func TestServiceMonitorComponent(t *testing.T) {
-	overlays, err := os.ReadDir("overlays")
-	if err != nil || len(overlays) < 3 {
-		t.Fatalf("overlays: %v (%d)", err, len(overlays))
-	}
+	overlays := overlayDirs(t)
 	for _, o := range overlays {
 		t.Run(o.Name(), func(t *testing.T) {
 			r := withServiceMonitors(t, o.Name())
@@ -1073,10 +1077,7 @@ func podSecurity(t *testing.T, level psapi.Level, pod *corev1.PodTemplateSpec) [
 // Every workload passes Pod Security "restricted" (so "baseline" too),
 // the host agent included: no hostPath, no root, no capabilities.
 func TestPodSecurity(t *testing.T) {
-	overlays, err := os.ReadDir("overlays")
-	if err != nil || len(overlays) < 3 {
-		t.Fatalf("overlays: %v (%d)", err, len(overlays))
-	}
+	overlays := overlayDirs(t)
 	for _, o := range overlays {
 		r := render(t, o.Name())
 		ws := r.workloads()
@@ -1125,10 +1126,7 @@ func TestPodSecurityCatchesViolations(t *testing.T) {
 // settings and a readable applications file, still Pod Security
 // restricted.
 func TestKubeDriverComponent(t *testing.T) {
-	overlays, err := os.ReadDir("overlays")
-	if err != nil || len(overlays) < 3 {
-		t.Fatalf("overlays: %v (%d)", err, len(overlays))
-	}
+	overlays := overlayDirs(t)
 	for _, o := range overlays {
 		t.Run(o.Name(), func(t *testing.T) {
 			r := renderDir(t, o.Name()+"+kube-driver", withComponent(t, o.Name(), "kube-driver"))
