@@ -789,62 +789,60 @@ func snap(ctx context.Context, c client.Client, url string, sample []string, wor
 
 // describe reads the history length of each loop's current run.
 func describe(ctx context.Context, c client.Client, ids []string) map[string]histLen {
-	out := map[string]histLen{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, id := range ids {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			dctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			d, err := c.DescribeWorkflowExecution(dctx, id, "")
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			out[id] = histLen{run: d.WorkflowExecutionInfo.Execution.GetRunId(), events: d.WorkflowExecutionInfo.GetHistoryLength()}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return out
+	return fanOut(ids, func(id string) (string, histLen, bool) {
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		d, err := c.DescribeWorkflowExecution(dctx, id, "")
+		if err != nil {
+			return "", histLen{}, false
+		}
+		return id, histLen{run: d.WorkflowExecutionInfo.Execution.GetRunId(), events: d.WorkflowExecutionInfo.GetHistoryLength()}, true
+	})
 }
 
 // queryLoops reads each sampled loop's counts through its status query
 // (keyed by workflow ID); a loop that does not answer is left out.
 func queryLoops(ctx context.Context, c client.Client, apps []string, log *slog.Logger) map[string]scale.LoopCount {
-	out := map[string]scale.LoopCount{}
+	return fanOut(apps, func(app string) (string, scale.LoopCount, bool) {
+		var st workflows.LoopStatus
+		var err error
+		for range 3 { // a query can time out behind a burst of wakes
+			qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			st, err = wfclient.QueryLoop(qctx, c, app)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil {
+			log.Warn("a sampled loop did not answer its status query", "app", app, "err", err)
+			return "", scale.LoopCount{}, false
+		}
+		lc := scale.LoopCount{At: time.Now(), Wakes: st.Stats.Wakes, NextTick: st.NextTick, NextWake: st.NextWake,
+			BoundWake: scale.IsBoundReason(st.WakeReason)}
+		for _, n := range st.Stats.Decisions {
+			lc.Decisions += n
+		}
+		return workflows.LoopWorkflowID(app), lc, true
+	})
+}
+
+// fanOut runs f for every item, 8 at a time (the dev server answers a
+// few calls at once), and gathers what it returns under its keys.
+func fanOut[V any](items []string, f func(string) (key string, v V, ok bool)) map[string]V {
+	out := map[string]V{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
-	for _, app := range apps {
+	for _, it := range items {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var st workflows.LoopStatus
-			var err error
-			for range 3 { // a query can time out behind a burst of wakes
-				qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				st, err = wfclient.QueryLoop(qctx, c, app)
-				cancel()
-				if err == nil || ctx.Err() != nil {
-					break
-				}
+			if k, v, ok := f(it); ok {
+				mu.Lock()
+				out[k] = v
+				mu.Unlock()
 			}
-			if err != nil {
-				log.Warn("a sampled loop did not answer its status query", "app", app, "err", err)
-				return
-			}
-			lc := scale.LoopCount{At: time.Now(), Wakes: st.Stats.Wakes, NextTick: st.NextTick, NextWake: st.NextWake,
-				BoundWake: scale.IsBoundReason(st.WakeReason)}
-			for _, n := range st.Stats.Decisions {
-				lc.Decisions += n
-			}
-			mu.Lock()
-			out[workflows.LoopWorkflowID(app)] = lc
-			mu.Unlock()
 		})
 	}
 	wg.Wait()
