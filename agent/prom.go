@@ -103,7 +103,8 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 	c := func(name, help string, f func(m api.HostMetrics, c *counters) float64) snapshotMetric {
 		return snapshotMetric{prometheus.NewDesc(name, help, nil, s.host), prometheus.CounterValue, f}
 	}
-	const mb = 1 << 20
+	// Base units: bytes (the API's MB are MiB) and cores.
+	const mb, milli = 1 << 20, 1000
 	return []snapshotMetric{
 		g("forewarm_host_cpu_utilization_ratio", "Busy share of all CPUs between the last two samples of /proc/stat.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CPUUtil }),
@@ -119,14 +120,14 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 			func(m api.HostMetrics, _ *counters) float64 { return m.ReservedMemMB * mb }),
 		g("forewarm_agent_reserved_disk_bytes", "Storage held by leases and cold requests.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.ReservedDiskMB * mb }),
-		g("forewarm_agent_reserved_cpu_millicores", "CPU reserved by leases and cold requests.",
-			func(m api.HostMetrics, _ *counters) float64 { return float64(m.ReservedCPUMilli) }),
+		g("forewarm_agent_reserved_cpu_cores", "CPU reserved by leases and cold requests, in cores.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.ReservedCPUMilli) / milli }),
 		g("forewarm_agent_capacity_memory_bytes", "Memory the agent may hand out.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CapacityMemMB * mb }),
 		g("forewarm_agent_capacity_disk_bytes", "Storage the agent may hand out.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CapacityDiskMB * mb }),
-		g("forewarm_agent_capacity_cpu_millicores", "CPU the agent may hand out.",
-			func(m api.HostMetrics, _ *counters) float64 { return float64(m.CapacityCPUMilli) }),
+		g("forewarm_agent_capacity_cpu_cores", "CPU the agent may hand out, in cores.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.CapacityCPUMilli) / milli }),
 		g("forewarm_agent_leases", "Live leases (preparing, ready or claimed).",
 			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Leases) }),
 		g("forewarm_agent_leases_ready", "Leases ready to be claimed.",
@@ -151,10 +152,10 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.extended.Load()) }),
 		c("forewarm_agent_leases_kept_total", "Cold instances kept as new leases after serving.",
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.kept.Load()) }),
-		c("forewarm_agent_lease_busy_mb_seconds_total", "Memory-time of leases with at least one request running on them.",
-			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseBusyMBs }),
-		c("forewarm_agent_lease_idle_mb_seconds_total", "Memory-time of ready leases with no request running on them.",
-			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseIdleMBs }),
+		c("forewarm_agent_lease_busy_byte_seconds_total", "Memory-time of leases with at least one request running on them, in byte-seconds.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseBusyMBs * mb }),
+		c("forewarm_agent_lease_idle_byte_seconds_total", "Memory-time of ready leases with no request running on them, in byte-seconds.",
+			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseIdleMBs * mb }),
 		g("forewarm_agent_tombstones", "Ended lease IDs remembered so late reserves are refused.",
 			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Tombstones) }),
 	}

@@ -67,7 +67,7 @@ func TestOneLeaseServesManyRequests(t *testing.T) {
 		`forewarm_agent_lease_idle_mb_seconds{app="app-a",host="test-host",lease="p1"}`,
 		`forewarm_agent_lease_fallback_oversize_total{app="app-a",host="test-host",lease="p1"} 0`,
 		fmt.Sprintf(`forewarm_agent_served_warm_total{host="test-host"} %d`, n),
-		`forewarm_agent_lease_busy_mb_seconds_total{host="test-host"}`,
+		`forewarm_agent_lease_busy_byte_seconds_total{host="test-host"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("Prometheus text lacks %q", want)

@@ -26,16 +26,20 @@ import (
 
 // Names of Forewarm's own metrics (the dashboard queries these).
 const (
-	MetricLoops          = "forewarm_loops"
-	MetricPredictions    = "forewarm_predictions_total"
-	MetricPrepEvents     = "forewarm_preparation_events_total"
-	MetricServes         = "forewarm_serves_total"
-	MetricWastedMBSecond = "forewarm_wasted_mb_seconds_total"
-	MetricChampion       = "forewarm_champion_model_info"
-	MetricStoreErrors    = "forewarm_store_write_errors_total"
-	MetricHostListAge    = "forewarm_host_list_age_seconds"
-	MetricHostListStale  = "forewarm_host_list_stale_total"
+	MetricLoops         = "forewarm_loops"
+	MetricPredictions   = "forewarm_predictions_total"
+	MetricPrepEvents    = "forewarm_preparation_events_total"
+	MetricServes        = "forewarm_serves_total"
+	MetricWasted        = "forewarm_wasted_byte_seconds_total"
+	MetricChampion      = "forewarm_champion_model_info"
+	MetricStoreErrors   = "forewarm_store_write_errors_total"
+	MetricHostListAge   = "forewarm_host_list_age_seconds"
+	MetricHostListStale = "forewarm_host_list_stale_total"
 )
+
+// mib is the bytes of the records' MB (memory_mb is in MiB, as the
+// agents count it).
+const mib = 1 << 20
 
 // secondsBuckets suit the SDK's latencies (its timers are in seconds; the
 // OpenTelemetry default buckets are meant for milliseconds).
@@ -88,8 +92,8 @@ func New() (*Metrics, error) {
 			Help: "Preparation events recorded, by event: reserved, validated, failed, claimed, released, expired."}, []string{"event"}),
 		serves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServes,
 			Help: "Requests served, warm (on a prepared lease) or cold."}, []string{"kind"}),
-		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWastedMBSecond,
-			Help: "Reserved memory-time of leases that expired unclaimed, MB·s."}),
+		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWasted,
+			Help: "Reserved memory-time of leases that expired unclaimed, in byte-seconds."}),
 		champion: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricChampion,
 			Help: "1 for the champion model version this worker serves, by kind."}, []string{"kind", "version"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStoreErrors,
@@ -126,7 +130,7 @@ func (m *Metrics) PreparationEvent(event string, memoryMB, heldSeconds float64) 
 	}
 	m.prepEvents.WithLabelValues(event).Inc()
 	if event == records.EventExpired && memoryMB > 0 && heldSeconds > 0 {
-		m.wasted.Add(memoryMB * heldSeconds)
+		m.wasted.Add(memoryMB * mib * heldSeconds)
 	}
 }
 
