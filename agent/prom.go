@@ -84,7 +84,10 @@ func (p *promMetrics) handler() http.Handler {
 	return promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
 }
 
-// snapshotCollector exports Metrics() at scrape time.
+// snapshotCollector exports Metrics() at scrape time, host-wide only: no
+// series per lease or application (they would come and go with every
+// lease); each live lease's use is in GET /v1/metrics (lease_use) and
+// GET /v1/leases.
 type snapshotCollector struct {
 	a    *Agent
 	host prometheus.Labels
@@ -152,49 +155,25 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.extended.Load()) }),
 		c("forewarm_agent_leases_kept_total", "Cold instances kept as new leases after serving.",
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.kept.Load()) }),
-		c("forewarm_agent_lease_busy_byte_seconds_total", "Memory-time of leases with at least one request running on them, in byte-seconds.",
+		c("forewarm_agent_lease_busy_byte_seconds_total", "Memory-time of leases with at least one request running on them, in byte-seconds (per lease: GET /v1/metrics lease_use).",
 			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseBusyMBs * mb }),
-		c("forewarm_agent_lease_idle_byte_seconds_total", "Memory-time of ready leases with no request running on them, in byte-seconds.",
+		c("forewarm_agent_lease_idle_byte_seconds_total", "Memory-time of ready leases with no request running on them, in byte-seconds (per lease: GET /v1/metrics lease_use).",
 			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseIdleMBs * mb }),
+		g("forewarm_agent_lease_requests_in_flight", "Requests running on leases now, all leases together (each lease's in_flight: GET /v1/metrics lease_use).",
+			func(m api.HostMetrics, _ *counters) float64 {
+				n := 0
+				for _, u := range m.LeaseUse {
+					n += u.InFlight
+				}
+				return float64(n)
+			}),
 		g("forewarm_agent_tombstones", "Ended lease IDs remembered so late reserves are refused.",
 			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Tombstones) }),
 	}
 }
 
-// leaseMetric is one per-lease series; only live leases have them, so
-// their number is bounded by the leases the host holds.
-type leaseMetric struct {
-	desc  *prometheus.Desc
-	kind  prometheus.ValueType
-	value func(u api.LeaseUseEntry) float64
-}
-
-func (s snapshotCollector) leaseMetrics() []leaseMetric {
-	labels := []string{"lease", "app"}
-	m := func(name, help string, kind prometheus.ValueType, f func(u api.LeaseUseEntry) float64) leaseMetric {
-		return leaseMetric{prometheus.NewDesc(name, help, labels, s.host), kind, f}
-	}
-	return []leaseMetric{
-		m("forewarm_agent_lease_requests_served_total", "Requests served warm on this live lease.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.RequestsServed) }),
-		m("forewarm_agent_lease_in_flight", "Requests running on this live lease now.", prometheus.GaugeValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.InFlight) }),
-		m("forewarm_agent_lease_busy_mb_seconds", "Busy memory-time of this live lease.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return u.BusyMBs }),
-		m("forewarm_agent_lease_idle_mb_seconds", "Idle memory-time of this live lease.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return u.IdleMBs }),
-		m("forewarm_agent_lease_fallback_concurrency_total", "Requests naming this lease served cold because it was busy.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.FallbackConcurrency) }),
-		m("forewarm_agent_lease_fallback_oversize_total", "Requests naming this lease served cold because they were larger.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.FallbackOversize) }),
-	}
-}
-
 func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range s.metrics() {
-		ch <- m.desc
-	}
-	for _, m := range s.leaseMetrics() {
 		ch <- m.desc
 	}
 }
@@ -203,11 +182,5 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	snap := s.a.Metrics()
 	for _, m := range s.metrics() {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(snap, &s.a.counters))
-	}
-	lms := s.leaseMetrics()
-	for _, u := range snap.LeaseUse {
-		for _, m := range lms {
-			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(u), u.PreparationID, u.App)
-		}
 	}
 }
