@@ -93,7 +93,7 @@ func New() (*Metrics, error) {
 		serves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServes,
 			Help: "Requests served, warm (on a prepared lease) or cold."}, []string{"kind"}),
 		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWasted,
-			Help: "Reserved memory-time of leases that expired unclaimed, in byte-seconds."}),
+			Help: "Memory-time leases held without serving, in byte-seconds: counted when a lease ends (released, expired or failed: its life less the time the host measured it busy; claimed by a request: until the claim)."}),
 		champion: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricChampion,
 			Help: "1 for the champion model version this worker serves, by kind."}, []string{"kind", "version"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStoreErrors,
@@ -122,16 +122,37 @@ func (m *Metrics) Prediction(decision string) {
 	}
 }
 
-// PreparationEvent counts one recorded preparation event; an expired
-// lease adds its memory-time to the wasted total.
-func (m *Metrics) PreparationEvent(event string, memoryMB, heldSeconds float64) {
+// PreparationEvent counts one recorded preparation event and adds the
+// lease's wasted memory-time (WastedByteSeconds) to the wasted total.
+func (m *Metrics) PreparationEvent(e records.PreparationEvent) {
 	if m == nil {
 		return
 	}
-	m.prepEvents.WithLabelValues(event).Inc()
-	if event == records.EventExpired && memoryMB > 0 && heldSeconds > 0 {
-		m.wasted.Add(memoryMB * mib * heldSeconds)
+	m.prepEvents.WithLabelValues(e.Event).Inc()
+	if w := WastedByteSeconds(e); w > 0 {
+		m.wasted.Add(w)
 	}
+}
+
+// WastedByteSeconds is the memory-time a lease held without serving, as
+// the product counts waste (the simulator's: memory held while no request
+// runs, preparation included), read off the event that ends the lease's
+// life as a reservation: released, expired or failed, its whole held time
+// less what the host measured it busy (BusyMBs); claimed (a lease a
+// request took for itself, ended after it), the time until the claim. Other
+// events, and end events without memory or held time, waste nothing here.
+func WastedByteSeconds(e records.PreparationEvent) float64 {
+	if e.MemoryMB <= 0 || e.HeldSeconds <= 0 {
+		return 0
+	}
+	held := e.MemoryMB * e.HeldSeconds
+	switch e.Event {
+	case records.EventReleased, records.EventExpired, records.EventFailed:
+		return max(0, held-e.BusyMBs) * mib
+	case records.EventClaimed:
+		return held * mib
+	}
+	return 0
 }
 
 // Serve counts one served request.
