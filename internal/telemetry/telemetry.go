@@ -35,6 +35,7 @@ const (
 	MetricStoreErrors   = "forewarm_store_write_errors_total"
 	MetricHostListAge   = "forewarm_host_list_age_seconds"
 	MetricHostListStale = "forewarm_host_list_stale_total"
+	MetricReady         = "forewarm_worker_ready"
 )
 
 // mib is the bytes of the records' MB (memory_mb is in MiB, as the
@@ -213,6 +214,21 @@ func (m *Metrics) Handler(ready func(context.Context) error) http.Handler {
 }
 
 func (m *Metrics) handler(ready *readiness) http.Handler {
+	// /readyz's answer as a series too, so an alert needs no probe of its
+	// own; it reads the same bounded check.
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricReady,
+		Help: "1 when the worker is ready (/readyz answers ready: its workers run, Temporal and ClickHouse answer), else 0."},
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+			defer cancel()
+			if ready.state(ctx) != nil {
+				return 0
+			}
+			return 1
+		})
+	if err := m.Registry.Register(g); err != nil {
+		ready.logger().Warn("readiness gauge not registered", "metric", MetricReady, "err", err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
