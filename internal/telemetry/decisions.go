@@ -47,7 +47,7 @@ func (m *Metrics) Decisions() *Decisions {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDecisionLag,
 			Help: "How late each loop's wake decided, after it was due (the start of its bin and the grace): the SLO is p99 under one bin (" + MetricLoopBin + ").", Buckets: lagBuckets}),
 		bin: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLoopBin,
-			Help: "The shortest bin (live time) of the loops this worker decided for: the decision-lag SLO's bound."}),
+			Help: "The shortest bin (live time) of the loops this worker decided for: the decision-lag SLO's bound (0 before its first decision)."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDecisions,
 			Help: "Per-bin decisions of the loops: each wake's own and the bins it slept through (their decisions were known), by how arrivals reach the loops (router: recorded in the store)."}, []string{"arrivals"}),
 		wakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricWakes,
