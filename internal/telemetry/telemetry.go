@@ -2,7 +2,10 @@
 // Prometheus metrics (the Temporal SDK's own, through its metrics handler,
 // and Forewarm's: loops by state, predictions, preparations by outcome,
 // warm and cold serves, wasted reserved memory-time, the champion model)
-// and the /healthz and /readyz endpoints Kubernetes probes.
+// and the /healthz and /readyz endpoints Kubernetes probes. Series are in
+// base units (bytes, seconds) and no label names an application or a
+// lease: a fleet has too many and they come and go (per-application
+// figures are in ClickHouse's history tables).
 package telemetry
 
 import (
@@ -90,7 +93,7 @@ func New() (*Metrics, error) {
 		predictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPredictions,
 			Help: "Predictions recorded, by the loop's decision."}, []string{"decision"}),
 		prepEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPrepEvents,
-			Help: "Preparation events recorded, by event: reserved, validated, failed, claimed, released, expired."}, []string{"event"}),
+			Help: "Preparation events recorded, by event: reserved, validated, failed, claimed, extended, kept, released, expired."}, []string{"event"}),
 		serves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServes,
 			Help: "Requests served, warm (on a prepared lease) or cold."}, []string{"kind"}),
 		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWasted,
