@@ -334,7 +334,7 @@ func TestReleaseOfAnAlreadyGoneLease(t *testing.T) {
 // it lived), not the loop's view of it.
 func TestALeaseThatFailedOnItsHostIsRecordedAsFailed(t *testing.T) {
 	at := time.Date(2026, 3, 2, 12, 0, 7, 0, time.UTC)
-	ended := &HostReleased{State: "failed", Note: "killed: memory limit 64 MB", EndedAt: at, HeldSeconds: 7}
+	ended := &HostReleased{State: "failed", Note: "killed: memory limit 64 MB", EndedAt: at, HeldSeconds: 7, BusyMBs: 5}
 	rec := &memRecorder{}
 	h := &Hosts{Clients: scriptedClients{scriptedClient{ended: ended}}, Recorder: rec}
 	res, err := h.Extend(context.Background(), ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
@@ -347,8 +347,23 @@ func TestALeaseThatFailedOnItsHostIsRecordedAsFailed(t *testing.T) {
 		require.Equal(t, records.EventFailed, e.Event)
 		require.Equal(t, at, e.Time)
 		require.Equal(t, 7.0, e.HeldSeconds)
+		require.Equal(t, 5.0, e.BusyMBs, "the host's busy memory-time, which is not waste")
 		require.Contains(t, e.Reason, "killed: memory limit 64 MB")
 	}
+}
+
+// A release records the memory-time the host measured the lease busy, so
+// the waste counted is the rest of its held time.
+func TestReleaseRecordsTheBusyMemoryTime(t *testing.T) {
+	rec := &memRecorder{}
+	h := &Hosts{Clients: scriptedClients{scriptedClient{ended: &HostReleased{Released: true, State: "released", RequestsServed: 3, BusyMBs: 300}}}, Recorder: rec}
+	_, err := h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", MemoryMB: 100, HeldSeconds: 10})
+	require.NoError(t, err)
+	require.Len(t, rec.events, 1)
+	e := rec.events[0]
+	require.Equal(t, records.EventReleased, e.Event)
+	require.Equal(t, 10.0, e.HeldSeconds)
+	require.Equal(t, 300.0, e.BusyMBs)
 }
 
 type checkpointTrainer struct{ gotResume []byte }

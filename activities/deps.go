@@ -194,7 +194,8 @@ type LeaseClaimer interface {
 
 // DecisionMetrics counts the loops' decisions: each wake settles bins (the
 // ones slept through and its own) lag after it was due (negative: not
-// measured, e.g. a loop's first decision).
+// measured, e.g. a loop's first decision), for a loop whose bins are bin
+// wide in live time (the lag's SLO is one bin).
 type DecisionMetrics interface {
-	Decided(lag time.Duration, bins int, router bool)
+	Decided(lag time.Duration, bins int, router bool, bin time.Duration)
 }

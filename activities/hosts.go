@@ -172,6 +172,7 @@ func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, er
 	}
 	if err == nil {
 		endedBefore(&ev, rel)
+		ev.BusyMBs = rel.BusyMBs
 	}
 	if err := h.record(ctx, ev); err != nil {
 		return ReleaseResult{}, err
@@ -226,7 +227,7 @@ func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error
 		// passed): the host remembers how; that end is recorded, so the
 		// lease's life in the history ends where it did.
 		if rel, rerr := c.Release(ctx, in.LeaseID); rerr == nil && !rel.Released && rel.State != "" {
-			ev := records.PreparationEvent{PreparationID: in.LeaseID, App: in.App, Host: in.Host}
+			ev := records.PreparationEvent{PreparationID: in.LeaseID, App: in.App, Host: in.Host, BusyMBs: rel.BusyMBs}
 			endedBefore(&ev, rel)
 			if err := h.record(ctx, ev); err != nil {
 				return ExtendResult{}, err

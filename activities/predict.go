@@ -119,7 +119,11 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 		if !in.Due.IsZero() {
 			lag = max(0, time.Since(in.Due))
 		}
-		p.Decisions.Decided(lag, max(1, in.Decided), in.Router != nil)
+		bin := in.Bin
+		if in.LeaseBin > 0 {
+			bin = in.LeaseBin // the loop's own bins, on a trace clock
+		}
+		p.Decisions.Decided(lag, max(1, in.Decided), in.Router != nil, bin)
 	}
 	if p.Predictions != nil {
 		decision := res.Action.String()

@@ -408,7 +408,7 @@ func TestMetricsJSONAndPrometheus(t *testing.T) {
 	body := getText(t, ta.url+api.PathPrometheus, testToken)
 	for _, want := range []string{
 		`forewarm_agent_leases{host="test-host"} 1`,
-		`forewarm_agent_reserved_cpu_millicores{host="test-host"} 250`,
+		`forewarm_agent_reserved_cpu_cores{host="test-host"} 0.25`,
 		`forewarm_agent_reserved_memory_bytes{host="test-host"} 8.388608e+06`,
 		"forewarm_host_memory_available_bytes",
 		"forewarm_host_io_probe_latency_seconds",

@@ -95,9 +95,11 @@
 // requests in flight and the limit, busy and idle memory-time in MB·s
 // since it became ready (busy while at least one request runs on it), and
 // the cold fallbacks it caused. It is in every lease view, in the release
-// answer (the final figures), per live lease in /v1/metrics (lease_use)
-// and in Prometheus (forewarm_agent_lease_*{lease,app}), and summed over
-// all leases in the host metrics.
+// answer (the final figures) and per live lease in /v1/metrics
+// (lease_use), and summed over all leases in the host metrics and in
+// Prometheus (forewarm_agent_lease_*_byte_seconds_total,
+// forewarm_agent_lease_requests_in_flight). Prometheus has no series per
+// lease or application: they would come and go with every lease.
 //
 // # Process instances
 //

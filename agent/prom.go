@@ -84,7 +84,10 @@ func (p *promMetrics) handler() http.Handler {
 	return promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
 }
 
-// snapshotCollector exports Metrics() at scrape time.
+// snapshotCollector exports Metrics() at scrape time, host-wide only: no
+// series per lease or application (they would come and go with every
+// lease); each live lease's use is in GET /v1/metrics (lease_use) and
+// GET /v1/leases.
 type snapshotCollector struct {
 	a    *Agent
 	host prometheus.Labels
@@ -103,7 +106,8 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 	c := func(name, help string, f func(m api.HostMetrics, c *counters) float64) snapshotMetric {
 		return snapshotMetric{prometheus.NewDesc(name, help, nil, s.host), prometheus.CounterValue, f}
 	}
-	const mb = 1 << 20
+	// Base units: bytes (the API's MB are MiB) and cores.
+	const mb, milli = 1 << 20, 1000
 	return []snapshotMetric{
 		g("forewarm_host_cpu_utilization_ratio", "Busy share of all CPUs between the last two samples of /proc/stat.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CPUUtil }),
@@ -119,14 +123,14 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 			func(m api.HostMetrics, _ *counters) float64 { return m.ReservedMemMB * mb }),
 		g("forewarm_agent_reserved_disk_bytes", "Storage held by leases and cold requests.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.ReservedDiskMB * mb }),
-		g("forewarm_agent_reserved_cpu_millicores", "CPU reserved by leases and cold requests.",
-			func(m api.HostMetrics, _ *counters) float64 { return float64(m.ReservedCPUMilli) }),
+		g("forewarm_agent_reserved_cpu_cores", "CPU reserved by leases and cold requests, in cores.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.ReservedCPUMilli) / milli }),
 		g("forewarm_agent_capacity_memory_bytes", "Memory the agent may hand out.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CapacityMemMB * mb }),
 		g("forewarm_agent_capacity_disk_bytes", "Storage the agent may hand out.",
 			func(m api.HostMetrics, _ *counters) float64 { return m.CapacityDiskMB * mb }),
-		g("forewarm_agent_capacity_cpu_millicores", "CPU the agent may hand out.",
-			func(m api.HostMetrics, _ *counters) float64 { return float64(m.CapacityCPUMilli) }),
+		g("forewarm_agent_capacity_cpu_cores", "CPU the agent may hand out, in cores.",
+			func(m api.HostMetrics, _ *counters) float64 { return float64(m.CapacityCPUMilli) / milli }),
 		g("forewarm_agent_leases", "Live leases (preparing, ready or claimed).",
 			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Leases) }),
 		g("forewarm_agent_leases_ready", "Leases ready to be claimed.",
@@ -151,49 +155,25 @@ func (s snapshotCollector) metrics() []snapshotMetric {
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.extended.Load()) }),
 		c("forewarm_agent_leases_kept_total", "Cold instances kept as new leases after serving.",
 			func(_ api.HostMetrics, c *counters) float64 { return float64(c.kept.Load()) }),
-		c("forewarm_agent_lease_busy_mb_seconds_total", "Memory-time of leases with at least one request running on them.",
-			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseBusyMBs }),
-		c("forewarm_agent_lease_idle_mb_seconds_total", "Memory-time of ready leases with no request running on them.",
-			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseIdleMBs }),
+		c("forewarm_agent_lease_busy_byte_seconds_total", "Memory-time of leases with at least one request running on them, in byte-seconds (per lease: GET /v1/metrics lease_use).",
+			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseBusyMBs * mb }),
+		c("forewarm_agent_lease_idle_byte_seconds_total", "Memory-time of ready leases with no request running on them, in byte-seconds (per lease: GET /v1/metrics lease_use).",
+			func(m api.HostMetrics, _ *counters) float64 { return m.LeaseIdleMBs * mb }),
+		g("forewarm_agent_lease_requests_in_flight", "Requests running on leases now, all leases together (each lease's in_flight: GET /v1/metrics lease_use).",
+			func(m api.HostMetrics, _ *counters) float64 {
+				n := 0
+				for _, u := range m.LeaseUse {
+					n += u.InFlight
+				}
+				return float64(n)
+			}),
 		g("forewarm_agent_tombstones", "Ended lease IDs remembered so late reserves are refused.",
 			func(m api.HostMetrics, _ *counters) float64 { return float64(m.Tombstones) }),
 	}
 }
 
-// leaseMetric is one per-lease series; only live leases have them, so
-// their number is bounded by the leases the host holds.
-type leaseMetric struct {
-	desc  *prometheus.Desc
-	kind  prometheus.ValueType
-	value func(u api.LeaseUseEntry) float64
-}
-
-func (s snapshotCollector) leaseMetrics() []leaseMetric {
-	labels := []string{"lease", "app"}
-	m := func(name, help string, kind prometheus.ValueType, f func(u api.LeaseUseEntry) float64) leaseMetric {
-		return leaseMetric{prometheus.NewDesc(name, help, labels, s.host), kind, f}
-	}
-	return []leaseMetric{
-		m("forewarm_agent_lease_requests_served_total", "Requests served warm on this live lease.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.RequestsServed) }),
-		m("forewarm_agent_lease_in_flight", "Requests running on this live lease now.", prometheus.GaugeValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.InFlight) }),
-		m("forewarm_agent_lease_busy_mb_seconds", "Busy memory-time of this live lease.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return u.BusyMBs }),
-		m("forewarm_agent_lease_idle_mb_seconds", "Idle memory-time of this live lease.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return u.IdleMBs }),
-		m("forewarm_agent_lease_fallback_concurrency_total", "Requests naming this lease served cold because it was busy.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.FallbackConcurrency) }),
-		m("forewarm_agent_lease_fallback_oversize_total", "Requests naming this lease served cold because they were larger.", prometheus.CounterValue,
-			func(u api.LeaseUseEntry) float64 { return float64(u.FallbackOversize) }),
-	}
-}
-
 func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range s.metrics() {
-		ch <- m.desc
-	}
-	for _, m := range s.leaseMetrics() {
 		ch <- m.desc
 	}
 }
@@ -202,11 +182,5 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	snap := s.a.Metrics()
 	for _, m := range s.metrics() {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(snap, &s.a.counters))
-	}
-	lms := s.leaseMetrics()
-	for _, u := range snap.LeaseUse {
-		for _, m := range lms {
-			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(u), u.PreparationID, u.App)
-		}
 	}
 }

@@ -110,12 +110,13 @@ func (l *loop) setup(ctx workflow.Context) error {
 // seed loads the recent activity, the profile and the adjustments once. A
 // failure is not fatal: the loop starts from zeros and learns as it goes.
 func (l *loop) seed(ctx workflow.Context) {
+	end := workflow.Now(ctx).Truncate(l.Bin)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
-		Summary:             "load recent activity and profile",
+		Summary: fmt.Sprintf("load %s's last %d bins of %s before %s, its profile and adjustments",
+			l.App, l.Window, l.Bin, end.UTC().Format("15:04:05")),
 	})
-	end := workflow.Now(ctx).Truncate(l.Bin)
 	var res activities.SeedResult
 	err := workflow.ExecuteActivity(actx, ActivitySeed, activities.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
 	if err != nil {

@@ -156,10 +156,15 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 	if l.Policy.Ticking {
 		bins = 1
 	}
+	heldWord := "nothing held"
+	if held {
+		heldWord = "held"
+	}
 	lactx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 5 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
-		Summary:             "forecast",
+		// What the model is asked (Web UI metadata, not matched on replay).
+		Summary: fmt.Sprintf("forecast %d bins from %s (%s, %d slept through)", bins, binStart.UTC().Format("15:04:05"), heldWord, slept),
 	})
 	next, featureBin := l.Clock.Map(binStart, l.Bin)
 	var res activities.ForecastResult

@@ -176,7 +176,36 @@ func (l *loop) armTimer(ctx workflow.Context, s *sleeper, target time.Time) {
 	}
 	var tctx workflow.Context
 	tctx, s.cancel = workflow.WithCancel(ctx)
-	s.timer, s.at = workflow.NewTimer(tctx, max(0, target.Sub(workflow.Now(ctx)))), target
+	// The summary is the timer's metadata in the Web UI (not matched on
+	// replay): why the loop sleeps, until when.
+	s.timer = workflow.NewTimerWithOptions(tctx, max(0, target.Sub(workflow.Now(ctx))),
+		workflow.TimerOptions{Summary: l.timerSummary(target, s.early)})
+	s.at = target
+}
+
+// timerSummary says what the wake at target is for, from the loop's state:
+// the bin it decides and why then, or the preparation planned ahead, and
+// what the loop holds meanwhile.
+func (l *loop) timerSummary(target, early time.Time) string {
+	at := target.UTC().Format("15:04:05")
+	held := "nothing held"
+	if n := len(l.Leases); n == 1 {
+		held = "holds 1 lease"
+	} else if n > 1 {
+		held = fmt.Sprintf("holds %d leases", n)
+	}
+	switch {
+	case !early.IsZero() && target.Equal(early):
+		return fmt.Sprintf("sleep to %s: decide the first bin (%s) ahead; %s", at, l.NextTick.UTC().Format("15:04:05"), held)
+	case !l.AheadAt.IsZero() && target.Equal(l.AheadAt):
+		return fmt.Sprintf("sleep to %s: prepare ahead of bin %s; %s", at, l.AheadBin.UTC().Format("15:04:05"), held)
+	}
+	bin := target.Add(-l.grace()).Truncate(l.Bin).UTC().Format("15:04:05")
+	why := l.WakeReason
+	if why == "" {
+		why = "next decision"
+	}
+	return fmt.Sprintf("sleep to %s: decide bin %s (%s); %s", at, bin, why, held)
 }
 
 // plan sets the next wake n bins after binStart (and the grace after).

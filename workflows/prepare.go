@@ -80,7 +80,8 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 			NonRetryableErrorTypes: []string{activities.ErrHostRejected, activities.ErrBadInput, activities.ErrNoHosts}},
 	})
 	var ranked activities.RankResult
-	if err := workflow.ExecuteActivity(quick, ActivityRankHosts, activities.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
+	rankFor := fmt.Sprintf("rank hosts for %d lease(s) of %s, %.0f MB", in.TopN, in.App, in.Profile.MemoryMB)
+	if err := workflow.ExecuteActivity(withSummary(quick, rankFor), ActivityRankHosts, activities.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
 		return res, fmt.Errorf("rank hosts for %s: %w", in.App, err)
 	}
 

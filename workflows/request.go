@@ -95,7 +95,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 
 	var claim activities.ClaimResult
 	claimOpts := quickOpts
-	claimOpts.Summary = "claim a lease"
+	claimOpts.Summary = "claim a lease of " + in.App + " for request " + in.RequestID
 	claimIn := activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: true, SizeMB: in.MemoryMB, ArrivedAt: in.ArrivedAt}
 	if err := call(claimOpts, ActivityClaimLease, claimIn).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
@@ -153,7 +153,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	if !served {
 		var ranked activities.RankResult
 		profile := activities.AppProfile{App: in.App, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, DurationMS: in.WorkMS, VolumeType: in.VolumeType}
-		if err := workflow.ExecuteActivity(withSummary(quick, "rank hosts"), ActivityRankHosts,
+		if err := workflow.ExecuteActivity(withSummary(quick, "rank hosts to serve "+in.App+" cold"), ActivityRankHosts,
 			activities.RankInput{Profile: profile, Adjustments: claim.Adjustments}).Get(ctx, &ranked); err != nil {
 			return res, fmt.Errorf("no host to serve %s cold: %w", in.RequestID, err)
 		}
@@ -210,7 +210,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 		ScheduleToCloseTimeout: 30 * time.Minute,
-		Summary:                "record outcome",
+		Summary:                "record request " + in.RequestID + ": " + res.Outcome,
 	})
 	recorded := workflow.ExecuteActivity(rctx, ActivityRecordRequest, rec)
 

@@ -88,7 +88,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 	})
 	var d activities.DescribeResult
-	if err := workflow.ExecuteActivity(quick, ActivityDescribe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(quick, "describe the data set, bins of "+in.Bin.String()), ActivityDescribe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
 		return res, fmt.Errorf("extract the data set: %w", err)
 	}
 	res.Dataset = d.Dataset

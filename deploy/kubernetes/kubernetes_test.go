@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -78,6 +79,16 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// prometheusRule is the Prometheus Operator's PrometheusRule: its groups
+// are a rule file's (compared with deploy/prometheus/alerts.yaml).
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []any `json:"groups"`
+	} `json:"spec"`
+}
+
 // reporter is where the checks report (a *testing.T, or a collector in
 // the test that proves they catch a broken reference).
 type reporter interface {
@@ -96,6 +107,7 @@ type rendered struct {
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	priorityClasses map[string]*schedulingv1.PriorityClass
 	serviceMonitors map[string]*serviceMonitor
+	prometheusRules map[string]*prometheusRule
 	// The driver's identity (components/kube-driver), by kind/name.
 	rbac map[string]any
 }
@@ -183,10 +195,11 @@ func renderDir(t *testing.T, overlay, dir string) *rendered {
 	r := &rendered{overlay: overlay, namespaces: map[string]*corev1.Namespace{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{}, services: map[string]*corev1.Service{}, deployments: map[string]*appsv1.Deployment{},
 		daemonSets: map[string]*appsv1.DaemonSet{}, jobs: map[string]*batchv1.Job{}, pdbs: map[string]*policyv1.PodDisruptionBudget{},
-		priorityClasses: map[string]*schedulingv1.PriorityClass{}, serviceMonitors: map[string]*serviceMonitor{}, rbac: map[string]any{}}
+		priorityClasses: map[string]*schedulingv1.PriorityClass{}, serviceMonitors: map[string]*serviceMonitor{},
+		prometheusRules: map[string]*prometheusRule{}, rbac: map[string]any{}}
 	want := map[string]string{"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1", "Deployment": "apps/v1",
 		"DaemonSet": "apps/v1", "Job": "batch/v1", "PodDisruptionBudget": "policy/v1", "PriorityClass": "scheduling.k8s.io/v1",
-		"ServiceMonitor": "monitoring.coreos.com/v1", "ServiceAccount": "v1", "ClusterRole": "rbac.authorization.k8s.io/v1",
+		"ServiceMonitor": "monitoring.coreos.com/v1", "PrometheusRule": "monitoring.coreos.com/v1", "ServiceAccount": "v1", "ClusterRole": "rbac.authorization.k8s.io/v1",
 		"ClusterRoleBinding": "rbac.authorization.k8s.io/v1", "Role": "rbac.authorization.k8s.io/v1", "RoleBinding": "rbac.authorization.k8s.io/v1"}
 	for i, u := range renderObjects(t, dir) {
 		j, err := u.MarshalJSON()
@@ -233,6 +246,9 @@ func renderDir(t *testing.T, overlay, dir string) *rendered {
 		case "ServiceMonitor":
 			o := &serviceMonitor{}
 			obj, r.serviceMonitors = o, with(r.serviceMonitors, o)
+		case "PrometheusRule":
+			o := &prometheusRule{}
+			obj, r.prometheusRules = o, with(r.prometheusRules, o)
 		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
 			o := map[string]any{"ServiceAccount": &corev1.ServiceAccount{}, "ClusterRole": &rbacv1.ClusterRole{},
 				"ClusterRoleBinding": &rbacv1.ClusterRoleBinding{}, "Role": &rbacv1.Role{}, "RoleBinding": &rbacv1.RoleBinding{}}[tm.Kind]
@@ -253,6 +269,7 @@ func renderDir(t *testing.T, overlay, dir string) *rendered {
 	rekey(r.pdbs)
 	rekey(r.priorityClasses)
 	rekey(r.serviceMonitors)
+	rekey(r.prometheusRules)
 	return r
 }
 
@@ -436,8 +453,9 @@ func TestOverlaysRenderAndCrossReference(t *testing.T) {
 			r := render(t, o.Name())
 			// Without the Prometheus Operator's CRD a ServiceMonitor fails
 			// the whole apply: it is an opt-in component.
-			if len(r.serviceMonitors) > 0 {
-				t.Errorf("%s includes ServiceMonitors %v: leave components/servicemonitor to the operator's overlay", o.Name(), slices.Sorted(maps.Keys(r.serviceMonitors)))
+			if len(r.serviceMonitors) > 0 || len(r.prometheusRules) > 0 {
+				t.Errorf("%s includes ServiceMonitors %v or PrometheusRules %v: leave components/servicemonitor to the operator's overlay", o.Name(),
+					slices.Sorted(maps.Keys(r.serviceMonitors)), slices.Sorted(maps.Keys(r.prometheusRules)))
 			}
 			checkObjects(t, r)
 			checkWorkloads(t, r, workerEnv, agentEnv)
@@ -988,9 +1006,30 @@ func TestServiceMonitorComponent(t *testing.T) {
 					}
 				}
 			}
+			// The alerting rules are the rule file's, word for word.
+			pr := r.prometheusRules["forewarm"]
+			if pr == nil {
+				t.Fatal("no PrometheusRule forewarm")
+			}
+			b, err := os.ReadFile(alertsFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var file struct {
+				Groups []any `json:"groups"`
+			}
+			if err := yaml.UnmarshalStrict(b, &file); err != nil {
+				t.Fatalf("%s: %v", alertsFile, err)
+			}
+			if len(file.Groups) == 0 || !reflect.DeepEqual(file.Groups, pr.Spec.Groups) {
+				t.Errorf("PrometheusRule forewarm (components/servicemonitor/prometheusrule.yaml) differs from %s: edit both", alertsFile)
+			}
 		})
 	}
 }
+
+// alertsFile is the rule file the PrometheusRule carries.
+var alertsFile = filepath.Join("..", "prometheus", "alerts.yaml")
 
 // collector records what the checks report.
 type collector struct{ msgs []string }

@@ -10,6 +10,7 @@ import (
 // Names of the loops' decision metrics and the arrival watch's.
 const (
 	MetricDecisionLag = "forewarm_decision_lag_seconds"
+	MetricLoopBin     = "forewarm_loop_bin_seconds"
 	MetricDecisions   = "forewarm_loop_decisions_total"
 	MetricWakes       = "forewarm_loop_wakes_total"
 	MetricWatchPlans  = "forewarm_watch_plans"
@@ -24,6 +25,9 @@ var lagBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5,
 // Decisions counts the prediction loops' decisions on this worker.
 type Decisions struct {
 	lag       prometheus.Histogram
+	bin       prometheus.Gauge
+	mu        sync.Mutex
+	shortest  time.Duration // the shortest bin seen
 	decisions *prometheus.CounterVec
 	wakes     *prometheus.CounterVec
 }
@@ -41,7 +45,9 @@ func (m *Metrics) Decisions() *Decisions {
 	}
 	d := &Decisions{
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDecisionLag,
-			Help: "How late each loop's wake decided, after it was due (the start of its bin and the grace).", Buckets: lagBuckets}),
+			Help: "How late each loop's wake decided, after it was due (the start of its bin and the grace): the SLO is p99 under one bin (" + MetricLoopBin + ").", Buckets: lagBuckets}),
+		bin: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLoopBin,
+			Help: "The shortest bin (live time) of the loops this worker decided for: the decision-lag SLO's bound (0 before its first decision)."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDecisions,
 			Help: "Per-bin decisions of the loops: each wake's own and the bins it slept through (their decisions were known), by how arrivals reach the loops (router: recorded in the store)."}, []string{"arrivals"}),
 		wakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricWakes,
@@ -50,15 +56,24 @@ func (m *Metrics) Decisions() *Decisions {
 	if actual, loaded := decisionsOnce.LoadOrStore(m, d); loaded {
 		return actual.(*Decisions)
 	}
-	m.Registry.MustRegister(d.lag, d.decisions, d.wakes)
+	m.Registry.MustRegister(d.lag, d.bin, d.decisions, d.wakes)
 	return d
 }
 
-// Decided counts one wake that settled bins bins, lag after it was due
-// (negative: not measured).
-func (d *Decisions) Decided(lag time.Duration, bins int, router bool) {
+// Decided counts one wake of a loop with bins of width bin (live time;
+// 0: unknown) that settled bins bins, lag after it was due (negative: not
+// measured).
+func (d *Decisions) Decided(lag time.Duration, bins int, router bool, bin time.Duration) {
 	if d == nil {
 		return
+	}
+	if bin > 0 {
+		d.mu.Lock()
+		if d.shortest == 0 || bin < d.shortest {
+			d.shortest = bin
+			d.bin.Set(bin.Seconds())
+		}
+		d.mu.Unlock()
 	}
 	mode := "signals"
 	if router {

@@ -97,6 +97,9 @@ func TestReadyzFollowsTheServicesAtTheCheckersPace(t *testing.T) {
 	if code, body := get(t, srv.URL+"/readyz"); code != http.StatusServiceUnavailable || body != "not ready: store\n" {
 		t.Errorf("store down: %d %q; want 503 \"not ready: store\"", code, body)
 	}
+	if _, body := get(t, srv.URL+"/metrics"); !strings.Contains(body, "\n"+MetricReady+" 0\n") {
+		t.Errorf("store down: /metrics lacks %s 0", MetricReady)
+	}
 	logMu.Lock()
 	if !strings.Contains(logged.String(), "10.1.2.3:9000") {
 		t.Errorf("the detail is not in the log: %q", logged.String())
@@ -125,6 +128,9 @@ func TestReadyzFollowsTheServicesAtTheCheckersPace(t *testing.T) {
 			t.Fatalf("still %d %q after the store came back", code, body)
 		}
 		time.Sleep(every / 4)
+	}
+	if _, body := get(t, srv.URL+"/metrics"); !strings.Contains(body, "\n"+MetricReady+" 1\n") {
+		t.Errorf("ready: /metrics lacks %s 1", MetricReady)
 	}
 	// A failure that is not an *Unready says only "not ready".
 	if err := part(errors.New("temporal 10.0.0.1:7233: unavailable")); err != "" {

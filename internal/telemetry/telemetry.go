@@ -2,7 +2,10 @@
 // Prometheus metrics (the Temporal SDK's own, through its metrics handler,
 // and Forewarm's: loops by state, predictions, preparations by outcome,
 // warm and cold serves, wasted reserved memory-time, the champion model)
-// and the /healthz and /readyz endpoints Kubernetes probes.
+// and the /healthz and /readyz endpoints Kubernetes probes. Series are in
+// base units (bytes, seconds) and no label names an application or a
+// lease: a fleet has too many and they come and go (per-application
+// figures are in ClickHouse's history tables).
 package telemetry
 
 import (
@@ -26,16 +29,21 @@ import (
 
 // Names of Forewarm's own metrics (the dashboard queries these).
 const (
-	MetricLoops          = "forewarm_loops"
-	MetricPredictions    = "forewarm_predictions_total"
-	MetricPrepEvents     = "forewarm_preparation_events_total"
-	MetricServes         = "forewarm_serves_total"
-	MetricWastedMBSecond = "forewarm_wasted_mb_seconds_total"
-	MetricChampion       = "forewarm_champion_model_info"
-	MetricStoreErrors    = "forewarm_store_write_errors_total"
-	MetricHostListAge    = "forewarm_host_list_age_seconds"
-	MetricHostListStale  = "forewarm_host_list_stale_total"
+	MetricLoops         = "forewarm_loops"
+	MetricPredictions   = "forewarm_predictions_total"
+	MetricPrepEvents    = "forewarm_preparation_events_total"
+	MetricServes        = "forewarm_serves_total"
+	MetricWasted        = "forewarm_wasted_byte_seconds_total"
+	MetricChampion      = "forewarm_champion_model_info"
+	MetricStoreErrors   = "forewarm_store_write_errors_total"
+	MetricHostListAge   = "forewarm_host_list_age_seconds"
+	MetricHostListStale = "forewarm_host_list_stale_total"
+	MetricReady         = "forewarm_worker_ready"
 )
+
+// mib is the bytes of the records' MB (memory_mb is in MiB, as the
+// agents count it).
+const mib = 1 << 20
 
 // secondsBuckets suit the SDK's latencies (its timers are in seconds; the
 // OpenTelemetry default buckets are meant for milliseconds).
@@ -85,11 +93,11 @@ func New() (*Metrics, error) {
 		predictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPredictions,
 			Help: "Predictions recorded, by the loop's decision."}, []string{"decision"}),
 		prepEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPrepEvents,
-			Help: "Preparation events recorded, by event: reserved, validated, failed, claimed, released, expired."}, []string{"event"}),
+			Help: "Preparation events recorded, by event: reserved, validated, failed, claimed, extended, kept, released, expired."}, []string{"event"}),
 		serves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServes,
 			Help: "Requests served, warm (on a prepared lease) or cold."}, []string{"kind"}),
-		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWastedMBSecond,
-			Help: "Reserved memory-time of leases that expired unclaimed, MB·s."}),
+		wasted: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricWasted,
+			Help: "Memory-time leases held without serving, in byte-seconds: counted when a lease ends (released, expired or failed: its life less the time the host measured it busy; claimed by a request: until the claim)."}),
 		champion: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricChampion,
 			Help: "1 for the champion model version this worker serves, by kind."}, []string{"kind", "version"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStoreErrors,
@@ -118,16 +126,37 @@ func (m *Metrics) Prediction(decision string) {
 	}
 }
 
-// PreparationEvent counts one recorded preparation event; an expired
-// lease adds its memory-time to the wasted total.
-func (m *Metrics) PreparationEvent(event string, memoryMB, heldSeconds float64) {
+// PreparationEvent counts one recorded preparation event and adds the
+// lease's wasted memory-time (WastedByteSeconds) to the wasted total.
+func (m *Metrics) PreparationEvent(e records.PreparationEvent) {
 	if m == nil {
 		return
 	}
-	m.prepEvents.WithLabelValues(event).Inc()
-	if event == records.EventExpired && memoryMB > 0 && heldSeconds > 0 {
-		m.wasted.Add(memoryMB * heldSeconds)
+	m.prepEvents.WithLabelValues(e.Event).Inc()
+	if w := WastedByteSeconds(e); w > 0 {
+		m.wasted.Add(w)
 	}
+}
+
+// WastedByteSeconds is the memory-time a lease held without serving, as
+// the product counts waste (the simulator's: memory held while no request
+// runs, preparation included), read off the event that ends the lease's
+// life as a reservation: released, expired or failed, its whole held time
+// less what the host measured it busy (BusyMBs); claimed (a lease a
+// request took for itself, ended after it), the time until the claim. Other
+// events, and end events without memory or held time, waste nothing here.
+func WastedByteSeconds(e records.PreparationEvent) float64 {
+	if e.MemoryMB <= 0 || e.HeldSeconds <= 0 {
+		return 0
+	}
+	held := e.MemoryMB * e.HeldSeconds
+	switch e.Event {
+	case records.EventReleased, records.EventExpired, records.EventFailed:
+		return max(0, held-e.BusyMBs) * mib
+	case records.EventClaimed:
+		return held * mib
+	}
+	return 0
 }
 
 // Serve counts one served request.
@@ -188,6 +217,21 @@ func (m *Metrics) Handler(ready func(context.Context) error) http.Handler {
 }
 
 func (m *Metrics) handler(ready *readiness) http.Handler {
+	// /readyz's answer as a series too, so an alert needs no probe of its
+	// own; it reads the same bounded check.
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricReady,
+		Help: "1 when the worker is ready (/readyz answers ready: its workers run, Temporal and ClickHouse answer), else 0."},
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+			defer cancel()
+			if ready.state(ctx) != nil {
+				return 0
+			}
+			return 1
+		})
+	if err := m.Registry.Register(g); err != nil {
+		ready.logger().Warn("readiness gauge not registered", "metric", MetricReady, "err", err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

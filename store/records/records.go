@@ -44,6 +44,10 @@ type PreparationEvent struct {
 	ShadowMS      float64   `json:"shadow_ms"`
 	Reason        string    `json:"reason"`
 	HeldSeconds   float64   `json:"held_seconds"`
+	// BusyMBs is the memory-time (MB·s) the host measured the lease
+	// serving requests, on an end event the host answered; the worker's
+	// waste counter takes it out of the held time. Not stored.
+	BusyMBs float64 `json:"busy_mb_s,omitempty"`
 }
 
 // Preparation event kinds.

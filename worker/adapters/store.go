@@ -97,7 +97,7 @@ func (d *Store) RecordPreparationEvents(ctx context.Context, es []records.Prepar
 		return err
 	}
 	for _, e := range es {
-		d.Metrics.PreparationEvent(e.Event, e.MemoryMB, e.HeldSeconds)
+		d.Metrics.PreparationEvent(e)
 	}
 	return nil
 }
