@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/internal/jsonx"
 )
 
 // maxRequestMB bounds a request's size in claims and observations: what a
@@ -48,11 +49,18 @@ func decodePayload[T any](raw converter.RawValue) (T, error) {
 	return decodeStrict[T](p.GetData())
 }
 
-// decodeStrict decodes a JSON object into T: unknown fields, a field of the
-// wrong type, and a missing field that T requires (see required) are
-// refused, each naming the field; then T's own check, if it has one.
+// decodeStrict decodes a JSON object into T, its keys spelt either way
+// (snake_case or Go field names): unknown fields, a field of the wrong
+// type, and a missing field that T requires (see required) are refused,
+// each naming the field; then T's own check, if it has one.
 func decodeStrict[T any](data []byte) (T, error) {
 	var v T
+	// Operators write snake_case keys and "1m0s" durations (the style
+	// every output uses); workers and older clients send Go field names.
+	data, err := jsonx.GoKeys(data, reflect.TypeFor[T]())
+	if err != nil {
+		return v, err
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
 		return v, fmt.Errorf("payload %s is not a JSON object", truncate(data))

@@ -2,11 +2,14 @@ package workflows
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+
+	"github.com/forewarm/forewarm/internal/jsonx"
 )
 
 // FuzzDecodePayload feeds arbitrary payloads, under each encoding a client
@@ -96,8 +99,12 @@ func fuzzOne[T any](t *testing.T, raw converter.RawValue, data string) (T, bool)
 	if enc := string(raw.Payload().GetMetadata()[converter.MetadataEncoding]); enc != converter.MetadataEncodingJSON {
 		t.Fatalf("payload of encoding %q accepted: %+v", enc, v)
 	}
+	norm, err := jsonx.GoKeys([]byte(data), reflect.TypeFor[T]())
+	if err != nil {
+		t.Fatalf("accepted %q cannot be read: %v", data, err)
+	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(data), &fields); err != nil {
+	if err := json.Unmarshal(norm, &fields); err != nil {
 		t.Fatalf("accepted %q is not a JSON object: %v", data, err)
 	}
 	for _, name := range required(v) {

@@ -402,3 +402,56 @@ func decodeDuration(data json.RawMessage, v reflect.Value) error {
 	v.SetInt(int64(f))
 	return nil
 }
+
+// GoKeys rewrites a JSON object meant for a value of type t so that each
+// key naming one of t's fields (in the operator style, by Go name, or
+// either in another case) becomes the Go field name, and durations written
+// as "1m30s" become nanoseconds: the form encoding/json decodes strictly.
+// Nested structs are rewritten too. Keys naming no field are kept as they
+// are, so a strict decoder still refuses them; data that is not an object
+// is returned unchanged for the decoder to refuse.
+func GoKeys(data []byte, t reflect.Type) ([]byte, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == durationType:
+		var s string
+		if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '"' || json.Unmarshal(t, &s) != nil {
+			return data, nil // a number (nanoseconds), null, or for the decoder to refuse
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("duration %q: want one such as \"1m30s\"", s)
+		}
+		return json.Marshal(int64(d))
+	case t.Kind() != reflect.Struct || t == timeType:
+		return data, nil
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil || raw == nil {
+		return data, nil
+	}
+	out := make(map[string]json.RawMessage, len(raw))
+	for k, v := range raw {
+		out[k] = v
+	}
+	for _, f := range fields(t) {
+		r, ok := lookup(raw, f)
+		if !ok {
+			continue
+		}
+		for k := range raw { // every spelling of this field gives way to its Go name
+			if k == f.key || k == f.goName || strings.EqualFold(k, f.key) || strings.EqualFold(k, f.goName) {
+				delete(out, k)
+			}
+		}
+		ft := t.FieldByIndex(f.index).Type
+		v, err := GoKeys(r, ft)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", f.goName, err)
+		}
+		out[f.goName] = v
+	}
+	return json.Marshal(out)
+}

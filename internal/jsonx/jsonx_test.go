@@ -74,3 +74,27 @@ func TestSnake(t *testing.T) {
 		}
 	}
 }
+
+func TestGoKeysRewritesEitherSpellingToGoNames(t *testing.T) {
+	got, err := GoKeys([]byte(`{"lease_ttl":"1m30s","HOST_URL":"u","other":1}`), reflect.TypeFor[inner]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"HostURL":"u","LeaseTTL":90000000000,"other":1}`; string(got) != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	got, err = GoKeys([]byte(`{"inner":{"LeaseTTL":5},"bin":null}`), reflect.TypeFor[outer]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"Bin":null,"Inner":{"LeaseTTL":5}}`; string(got) != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if _, err := GoKeys([]byte(`{"inner":{"lease_ttl":"soon"}}`), reflect.TypeFor[outer]()); err == nil ||
+		err.Error() != `field Inner: field LeaseTTL: duration "soon": want one such as "1m30s"` {
+		t.Fatalf("a bad duration: %v", err)
+	}
+	if got, _ := GoKeys([]byte(`[1]`), reflect.TypeFor[outer]()); string(got) != `[1]` {
+		t.Fatalf("not an object: %s", got)
+	}
+}
