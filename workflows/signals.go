@@ -53,17 +53,17 @@ func decodePayload[T any](raw converter.RawValue) (T, error) {
 // (snake_case or Go field names): unknown fields, a field of the wrong
 // type, and a missing field that T requires (see required) are refused,
 // each naming the field; then T's own check, if it has one.
-func decodeStrict[T any](data []byte) (T, error) {
+func decodeStrict[T any](payload []byte) (T, error) {
 	var v T
 	// Operators write snake_case keys and "1m0s" durations (the style
 	// every output uses); workers and older clients send Go field names.
-	data, err := jsonx.GoKeys(data, reflect.TypeFor[T]())
+	data, err := jsonx.GoKeys(payload, reflect.TypeFor[T]())
 	if err != nil {
 		return v, err
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
-		return v, fmt.Errorf("payload %s is not a JSON object", truncate(data))
+		return v, fmt.Errorf("payload %s is not a JSON object", truncate(payload))
 	}
 	for _, name := range required(v) {
 		if raw, ok := fields[name]; !ok || string(raw) == "null" {
@@ -77,7 +77,7 @@ func decodeStrict[T any](data []byte) (T, error) {
 		if errors.As(err, &te) {
 			return v, fmt.Errorf("field %s: %s is not a %s", te.Field, te.Value, te.Type)
 		}
-		return v, fmt.Errorf("payload %s: %v", truncate(data), err)
+		return v, fmt.Errorf("payload %s: %v", truncate(payload), err)
 	}
 	if c, ok := any(&v).(interface{ check() error }); ok {
 		if err := c.check(); err != nil {
