@@ -57,6 +57,11 @@ var DefaultThresholds = []float64{0.002, 0.0027, 0.0036, 0.0049, 0.0066, 0.0089,
 // threshold.
 var DefaultFloors = []int{0, 1, 2, 5, 10}
 
+// DefaultTrustGaps is the sweep of ours' trust setting (idle stretches
+// before an application's forecast is used): trusting the pooled model
+// from an application's first request, and the default's wait.
+var DefaultTrustGaps = []int{0, policy.Default().TrustGaps}
+
 // DefaultMatchedWaste are the waste levels (% of the 10-minute keep-alive)
 // at which every curve's p75 is read off.
 var DefaultMatchedWaste = []float64{25, 50, 75, 100, 125, 150, 175, 200}
@@ -91,9 +96,13 @@ type EvalConfig struct {
 	HistRanges   []time.Duration
 	Thresholds   []float64 // ours and the per-application keep-alive
 	Floors       []int     // ours' keep-alive floors, bins
-	// Policy is ours' configuration; its Threshold and KeepAliveBins are
-	// swept, and one more setting is always in the sweep: threshold 1 with
-	// a floor of the reference keep-alive, which is that keep-alive.
+	// TrustGaps is ours' sweep of the idle stretches an application's
+	// history must hold before its forecast is used (nil: Policy's alone).
+	TrustGaps []int
+	// Policy is ours' configuration; its Threshold, KeepAliveBins and
+	// TrustGaps are swept, and one more setting is always in the sweep:
+	// threshold 1 with a floor of the reference keep-alive, which is that
+	// keep-alive.
 	Policy policy.Config
 	// SelectForecaster and TestForecaster are the demand model for each
 	// range (a model trained before Select, and one trained before Test).
@@ -129,6 +138,9 @@ func (c *EvalConfig) defaults() {
 	}
 	if c.Policy == (policy.Config{}) {
 		c.Policy = policy.Default()
+	}
+	if c.TrustGaps == nil {
+		c.TrustGaps = []int{c.Policy.TrustGaps}
 	}
 	if c.ColdRule == "" {
 		c.ColdRule = ColdFirst
@@ -261,21 +273,24 @@ func (c *EvalConfig) settings() ([]setting, error) {
 				return nil, fmt.Errorf("policy %q needs the demand model, and none was given", FamilyOurs)
 			}
 			type point struct {
-				th    float64
-				floor int
+				th           float64
+				floor, trust int
 			}
 			var pts []point
-			for _, k := range c.Floors {
-				for _, th := range c.Thresholds {
-					pts = append(pts, point{th, k})
+			for _, g := range c.TrustGaps {
+				for _, k := range c.Floors {
+					for _, th := range c.Thresholds {
+						pts = append(pts, point{th, k, g})
+					}
 				}
 			}
-			pts = append(pts, point{1, c.referenceFloor})
+			// Threshold 1 trusts no forecast: one such setting whatever the trust.
+			pts = append(pts, point{1, c.referenceFloor, c.Policy.TrustGaps})
 			for _, pt := range pts {
 				cfg := c.Policy
-				cfg.Threshold, cfg.KeepAliveBins = pt.th, pt.floor
+				cfg.Threshold, cfg.KeepAliveBins, cfg.TrustGaps = pt.th, pt.floor, pt.trust
 				if err := cfg.Validate(); err != nil {
-					return nil, fmt.Errorf("ours at threshold %v, floor %d: %w", pt.th, pt.floor, err)
+					return nil, fmt.Errorf("ours at threshold %v, floor %d, trust gaps %d: %w", pt.th, pt.floor, pt.trust, err)
 				}
 				out = append(out, setting{f, pt.th, func(fc *ForecastCache) Policy {
 					return NewOurs(fc, cfg)

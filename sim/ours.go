@@ -115,10 +115,15 @@ type Ours struct {
 // over a shared forecast cache.
 func NewOurs(cache *ForecastCache, cfg policy.Config) *Ours { return &Ours{Config: cfg, Cache: cache} }
 
+// Name is "ours-<threshold>", then "-k<floor>" with a keep-alive floor and
+// "-t<gaps>" when the trust setting is not the default's.
 func (p *Ours) Name() string {
 	name := "ours-" + strconv.FormatFloat(p.Config.Threshold, 'g', -1, 64)
 	if p.Config.KeepAliveBins > 0 {
 		name += "-k" + strconv.Itoa(p.Config.KeepAliveBins)
+	}
+	if p.Config.Threshold < 1 && p.Config.TrustGaps != policy.Default().TrustGaps {
+		name += "-t" + strconv.Itoa(p.Config.TrustGaps)
 	}
 	return name
 }

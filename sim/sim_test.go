@@ -800,3 +800,36 @@ func TestReadySecondsMakesLatePreparationsCold(t *testing.T) {
 		t.Errorf("half a bin late: %d then %d cold", a.Apps[0].ColdFirst, b.Apps[0].ColdFirst)
 	}
 }
+
+// The trust setting is swept like the threshold and the floor: each value
+// is a setting of its own (named "-t<gaps>" when not the default's), run
+// with that trust, and the keep-alive setting (threshold 1) appears once.
+func TestEvaluateSweepsTheTrustSetting(t *testing.T) {
+	m, err := trace.ParseMix("rare=0.5,session=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := trace.Synth(trace.SynthOptions{Apps: 40, Days: 3, Seed: 7, Mix: m})
+	fc := noisyForecaster{seed: 5}
+	rep, err := Evaluate(tr, EvalConfig{Select: Range{1440, 2880}, Test: Range{2880, 4320},
+		Families: []string{FamilyOurs}, Thresholds: []float64{0.05}, Floors: []int{0}, TrustGaps: []int{0, policy.Default().TrustGaps},
+		SelectForecaster: fc, TestForecaster: fc, Bootstrap: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Summary{}
+	for _, r := range rep.Rows {
+		if r.Range == RangeSelect {
+			by[r.Policy] = r
+		}
+	}
+	trusting, waiting := by["ours-0.05-t0"], by["ours-0.05"]
+	if len(by) != 3 || trusting.Requests == 0 || by["ours-1-k10"].Requests == 0 {
+		t.Fatalf("select rows %v: want ours-0.05-t0, ours-0.05 and ours-1-k10", by)
+	}
+	// Trusting every forecast at once decides differently from waiting for
+	// five gaps on a fleet of sparse applications: the setting reached Decide.
+	if trusting.WastedMBSec == waiting.WastedMBSec && trusting.ColdRequests == waiting.ColdRequests {
+		t.Errorf("trust 0 %+v and trust 5 %+v decided alike", trusting, waiting)
+	}
+}

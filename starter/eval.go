@@ -374,7 +374,7 @@ type sweepFlags struct {
 	matched []float64
 	floors  []int
 	obj     string
-	trust   int
+	trust   []int
 	fallbk  int
 	ready   float64
 	seeds   []uint
@@ -393,7 +393,7 @@ func (f *sweepFlags) register(fs *pflag.FlagSet) {
 	fs.IntSliceVar(&f.floors, "keep-alive-floors", sim.DefaultFloors, "ours: the sweep of the keep-alive floor, bins held after every bin with requests whatever the forecast (each with every threshold)")
 	fs.UintSliceVar(&f.seeds, "more-train-seeds", nil, "ours: train and evaluate again with each of these training seeds (twice the training each) and compare each with the baselines, paired")
 	fs.Float64Var(&f.ready, "late-ready-seconds", 30, "rerun every family's chosen setting on the test range with fresh preparations ready only this many seconds into their bin (0: no such run)")
-	fs.IntVar(&f.trust, "trust-gaps", policy.Default().TrustGaps, "ours: idle stretches between requests an application's last day must hold before its forecast is used")
+	fs.IntSliceVar(&f.trust, "trust-gaps", sim.DefaultTrustGaps, "ours: the sweep of the idle stretches between requests an application's last day must hold before its forecast is used (each with every threshold and floor)")
 	fs.IntVar(&f.fallbk, "fallback-bins", policy.Default().FallbackBins, "ours: the keep-alive, in bins, of an application whose forecast is not trusted")
 	fs.StringVar(&f.obj, "objective", string(policy.Default().Objective), "ours: what a cold start is worth: per_application (every application's cold-start rate counts equally, as in the p75) or per_request")
 	floatListVar(fs, &f.matched, "matched-waste", sim.DefaultMatchedWaste, "waste levels (% of the 10-minute keep-alive) at which each curve's p75 is read off")
@@ -436,9 +436,17 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 	if !(f.ready >= 0) {
 		return cfg, usageErr("--late-ready-seconds %v: must be >= 0", f.ready)
 	}
-	pc.TrustGaps, pc.FallbackBins = f.trust, f.fallbk
+	pc.FallbackBins = f.fallbk
 	if err := pc.Validate(); err != nil {
-		return cfg, usageErr("--trust-gaps %d, --fallback-bins %d: %v", f.trust, f.fallbk, err)
+		return cfg, usageErr("--fallback-bins %d: %v", f.fallbk, err)
+	}
+	if len(f.trust) == 0 {
+		return cfg, usageErr("--trust-gaps: give at least one value")
+	}
+	for _, g := range f.trust {
+		if g < 0 || g > policy.Limits.MaxTrustGaps {
+			return cfg, usageErr("--trust-gaps %d: each must be in [0, %d]", g, policy.Limits.MaxTrustGaps)
+		}
 	}
 	for _, k := range f.floors {
 		if k < 0 || k > policy.Limits.MaxKeepAliveBins {
@@ -461,7 +469,7 @@ func (f *sweepFlags) config() (sim.EvalConfig, error) {
 		}
 	}
 	return sim.EvalConfig{Families: fams, KeepAlives: kas, Thresholds: f.ths, HistRanges: hrs, OracleLead: f.lead,
-		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched, Floors: f.floors, ReadySeconds: f.ready}, nil
+		ColdRule: rule, Policy: pc, BudgetPct: f.budget, Bootstrap: boot, MatchedWaste: f.matched, Floors: f.floors, TrustGaps: f.trust, ReadySeconds: f.ready}, nil
 }
 
 // evaluate prepares the trace and the models and runs the evaluation.
