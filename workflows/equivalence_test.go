@@ -373,6 +373,17 @@ func TestLoopDecidesAsTheSimulatorOnSyntheticMixes(t *testing.T) {
 			require.Greater(t, held, 30, "too few held bins for the comparison to mean much")
 		})
 	}
+	// The other trust setting `starter eval` sweeps: every forecast used
+	// from an application's first request.
+	t.Run("session=0.7,rare=0.3 trusting at once", func(t *testing.T) {
+		m, err := trace.ParseMix("session=0.7,rare=0.3")
+		require.NoError(t, err)
+		tr := trace.Synth(trace.SynthOptions{Apps: 10, Days: 1, Seed: 12, Mix: m, Drift: 0.3})
+		cfg := policy.Default()
+		cfg.TrustGaps, cfg.Threshold = 0, 0.01
+		held, _ := compareWithSimulator(t, tr, seq(len(tr.Apps)), 540, 720, cfg)
+		require.Greater(t, held, 30, "too few held bins for the comparison to mean much")
+	})
 }
 
 // TestLoopDecidesAsTheSimulatorOnAzure does the same on real applications
