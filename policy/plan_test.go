@@ -76,7 +76,8 @@ func TestThresholdOneIsTheFixedKeepAlive(t *testing.T) {
 }
 
 func TestUntrustedApplicationsGetTheFallbackKeepAlive(t *testing.T) {
-	c := Default() // trust after 5 gaps, fallback 10 bins, floor 2
+	c := Default()
+	c.TrustGaps = 5 // trust after 5 gaps, fallback 10 bins, floor 2
 	few := ActivityOf([]float64{0, 1, 0, 0, 1, 0, 0, 0})
 	if c.Trusted(few) {
 		t.Fatalf("trusted after %d gaps", few.Gaps())

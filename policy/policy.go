@@ -125,7 +125,7 @@ type Config struct {
 // "ours" family before selection.
 func Default() Config {
 	return Config{Threshold: 0.05, ReferenceMB: 170, PrepareSeconds: 2, LookaheadBins: 10, SizePercentile: 0.95,
-		Objective: PerApplication, ReferenceRequestsPerDay: 24, KeepAliveBins: 2, FallbackBins: 10, TrustGaps: 5}
+		Objective: PerApplication, ReferenceRequestsPerDay: 24, KeepAliveBins: 2, FallbackBins: 10, TrustGaps: 2}
 }
 
 // Limits are the bounds Validate enforces, in one place for every caller

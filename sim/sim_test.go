@@ -823,12 +823,12 @@ func TestEvaluateSweepsTheTrustSetting(t *testing.T) {
 			by[r.Policy] = r
 		}
 	}
-	trusting, waiting := by["ours-0.05-t0"], by["ours-0.05"]
+	trusting, waiting := by["ours-0.05-t0"], by["ours-0.05"] // the default's wait has no suffix
 	if len(by) != 3 || trusting.Requests == 0 || by["ours-1-k10"].Requests == 0 {
 		t.Fatalf("select rows %v: want ours-0.05-t0, ours-0.05 and ours-1-k10", by)
 	}
 	// Trusting every forecast at once decides differently from waiting for
-	// five gaps on a fleet of sparse applications: the setting reached Decide.
+	// gaps on a fleet of sparse applications: the setting reached Decide.
 	if trusting.WastedMBSec == waiting.WastedMBSec && trusting.ColdRequests == waiting.ColdRequests {
 		t.Errorf("trust 0 %+v and trust 5 %+v decided alike", trusting, waiting)
 	}

@@ -274,7 +274,7 @@ func TestEvalOurs(t *testing.T) {
 	lib := testenv.ORTLib(t)
 	out, err := runStarter(t, "eval", "--onnxruntime-lib", lib, "--format", "synth", "--apps", "12", "--days", "1",
 		"--policies", "keepalive,ours,oracle", "--keepalive-minutes", "10", "--thresholds", "0.1,0.5",
-		"--keep-alive-floors", "0", "--trust-gaps", "5", "--samples", "600", "--epochs", "1", "--bootstrap", "20", "--json")
+		"--keep-alive-floors", "0", "--trust-gaps", "2", "--samples", "600", "--epochs", "1", "--bootstrap", "20", "--json")
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, out)
 	}
