@@ -182,6 +182,9 @@ type Result struct {
 	SpoolFilesLeft   *int   `json:"spool_files_left,omitempty"`  // after the gateway's graceful stop
 	ProcessesLeft    *int   `json:"processes_left,omitempty"`    // instance processes running after the soak
 	CgroupsLeft      *int   `json:"cgroups_left,omitempty"`      // agents' cgroups and instance folders after the soak
+	RouterLoops      *int   `json:"router_loops,omitempty"`      // loops whose state query said router mode, having woken
+	ColdArrivalBins  *int   `json:"cold_arrival_bins,omitempty"` // bins with arrivals at a loop holding nothing (wakes.go)
+	WakesLost        *int   `json:"wakes_lost,omitempty"`        // of which the loop did not wake within a bin of the bin's final
 }
 
 const bin = time.Second
