@@ -10,8 +10,8 @@ package main
 // A loop's wakes are the Forecast local activities in its history (every
 // run of it, continued as new or not): each one is a wake that closed the
 // bins before it and decided the bin it began in. The wake's time is the
-// start of the workflow task that recorded it (the loop's workflow.Now),
-// and the bin it decided is that time truncated to the bin. A forecast
+// loop's workflow.Now as it woke (see loopWakes.add), and the bin it
+// decided is that time truncated to the bin. A forecast
 // that failed (ClickHouse cut) is a wake too: the loop tries again at the
 // next bin, and the first that succeeds reads every bin since.
 //
@@ -155,44 +155,80 @@ func readLoopWakes(ctx context.Context, tc client.Client, app string) (loopWakes
 	}
 	lw.Router = first.Router
 	for _, events := range runs {
-		var taskStarted time.Time
-		for _, e := range events {
-			switch e.GetEventType() {
-			case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-				taskStarted = e.GetEventTime().AsTime()
-			case enumspb.EVENT_TYPE_MARKER_RECORDED:
-				m := e.GetMarkerRecordedEventAttributes()
-				var data struct{ ActivityType string }
-				if m.GetMarkerName() != "LocalActivity" || dc.FromPayloads(m.GetDetails()["data"], &data) != nil || data.ActivityType != workflows.ActivityForecast {
-					continue
-				}
-				w := loopWake{At: taskStarted}
-				if m.GetFailure() == nil {
-					var res activities.ForecastResult
-					if err := dc.FromPayloads(m.GetDetails()["result"], &res); err != nil {
-						return lw, fmt.Errorf("%s: forecast result at event %d: %w", id, e.GetEventId(), err)
-					}
-					w.Holds = res.Action.Holds()
-				}
-				lw.Wakes = append(lw.Wakes, w)
-			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-				s := e.GetWorkflowExecutionSignaledEventAttributes()
-				switch s.GetSignalName() {
-				case workflows.SignalWake:
-					var sig workflows.WakeSignal
-					if dc.FromPayloads(s.GetInput(), &sig) == nil && !sig.Bin.IsZero() {
-						lw.Signals = append(lw.Signals, sig.Bin)
-					}
-				case workflows.SignalStop:
-					if lw.End.IsZero() {
-						lw.End = e.GetEventTime().AsTime()
-					}
-				}
-			}
+		if err := lw.add(events); err != nil {
+			return lw, fmt.Errorf("%s: %w", id, err)
 		}
 	}
 	slices.SortFunc(lw.Signals, time.Time.Compare)
 	return lw, nil
+}
+
+// add reads the wakes, wake signals and stop of one run's history.
+//
+// A wake's time is the loop's workflow.Now as it woke: the start of its
+// workflow task, or, when the task ran more than one wake, the time at
+// which the previous wake's forecast ended (the SDK moves workflow.Now to
+// the end of each local activity, recorded in its marker as ReplayTime). A
+// long task does so when forecasts fail slowly (ClickHouse cut): the loop
+// retries at the next bin on a timer of zero, in the same task, and the
+// task's markers are all recorded when it completes. A forecast still
+// running when the SDK completed a long task (at 80% of its timeout) is
+// dated at the next task's start: later than it began, never earlier, so
+// the count errs towards lost wakes.
+func (lw *loopWakes) add(events []*historypb.HistoryEvent) error {
+	dc := converter.GetDefaultDataConverter()
+	var now time.Time
+	for _, e := range events {
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			now = later(now, e.GetEventTime().AsTime())
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			m := e.GetMarkerRecordedEventAttributes()
+			if m.GetMarkerName() != "LocalActivity" {
+				continue
+			}
+			var data struct {
+				ActivityType string
+				ReplayTime   time.Time
+			}
+			if err := dc.FromPayloads(m.GetDetails()["data"], &data); err != nil {
+				return fmt.Errorf("local activity marker at event %d: %w", e.GetEventId(), err)
+			}
+			if data.ActivityType == workflows.ActivityForecast {
+				w := loopWake{At: now}
+				if m.GetFailure() == nil {
+					var res activities.ForecastResult
+					if err := dc.FromPayloads(m.GetDetails()["result"], &res); err != nil {
+						return fmt.Errorf("forecast result at event %d: %w", e.GetEventId(), err)
+					}
+					w.Holds = res.Action.Holds()
+				}
+				lw.Wakes = append(lw.Wakes, w)
+			}
+			now = later(now, data.ReplayTime)
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			s := e.GetWorkflowExecutionSignaledEventAttributes()
+			switch s.GetSignalName() {
+			case workflows.SignalWake:
+				var sig workflows.WakeSignal
+				if dc.FromPayloads(s.GetInput(), &sig) == nil && !sig.Bin.IsZero() {
+					lw.Signals = append(lw.Signals, sig.Bin)
+				}
+			case workflows.SignalStop:
+				if lw.End.IsZero() {
+					lw.End = e.GetEventTime().AsTime()
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // busyBinsOf lists the starts of the bins in which app saw requests.

@@ -5,6 +5,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/policy"
+	"github.com/forewarm/forewarm/workflows"
 )
 
 // A cold arrival must wake its loop for one of the two bins after its
@@ -62,4 +72,62 @@ func TestJudgeWakesRefusesBadInput(t *testing.T) {
 	require.EqualError(t, err, "loop a: wakes out of order")
 	_, _, err = judgeWakes(loopWakes{App: "a"}, nil, 0)
 	require.EqualError(t, err, "bin width 0s: must be positive")
+}
+
+// The wakes of a history like a loop's during a ClickHouse cut: one long
+// workflow task ran a wake per bin (each forecast failing, each retry on a
+// timer of zero), its markers all recorded when it completed; each wake is
+// dated by the end of the forecast before it, not by the task's start.
+func TestWakesFromHistory(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 10, 12, 0, 0, time.UTC)
+	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	dc := converter.GetDefaultDataConverter()
+	id := int64(0)
+	ev := func(typ enumspb.EventType, when time.Time) *historypb.HistoryEvent {
+		id++
+		return &historypb.HistoryEvent{EventId: id, EventType: typ, EventTime: timestamppb.New(when)}
+	}
+	marker := func(typ string, replay time.Time, res *activities.ForecastResult) *historypb.HistoryEvent {
+		data, err := dc.ToPayloads(struct {
+			ActivityID, ActivityType string
+			ReplayTime               time.Time
+		}{"1", typ, replay})
+		require.NoError(t, err)
+		a := &historypb.MarkerRecordedEventAttributes{MarkerName: "LocalActivity", Details: map[string]*commonpb.Payloads{"data": data}}
+		if res == nil {
+			a.Failure = &failurepb.Failure{Message: "arrival mirror: connection refused"}
+		} else {
+			r, err := dc.ToPayloads(res)
+			require.NoError(t, err)
+			a.Details["result"] = r
+		}
+		e := ev(enumspb.EVENT_TYPE_MARKER_RECORDED, at(30))
+		e.Attributes = &historypb.HistoryEvent_MarkerRecordedEventAttributes{MarkerRecordedEventAttributes: a}
+		return e
+	}
+	signal := func(name string, when time.Time, v any) *historypb.HistoryEvent {
+		in, err := dc.ToPayloads(v)
+		require.NoError(t, err)
+		e := ev(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, when)
+		e.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{
+			WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{SignalName: name, Input: in}}
+		return e
+	}
+	events := []*historypb.HistoryEvent{
+		ev(enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, at(10.2)),
+		marker(workflows.ActivityForecast, at(10.21), &activities.ForecastResult{Action: policy.Keep}),
+		ev(enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, at(16.2)),
+		marker(workflows.ActivityForecast, at(17.2), nil),
+		marker("Other", at(17.3), nil), // another local activity moves the clock too
+		marker(workflows.ActivityForecast, at(18.2), nil),
+		signal(workflows.SignalWake, at(18.5), workflows.WakeSignal{Bin: at(19), Reason: "a request found no warm instance"}),
+		ev(enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, at(19.1)),
+		marker(workflows.ActivityForecast, at(19.25), &activities.ForecastResult{Action: policy.Idle}),
+		signal(workflows.SignalStop, at(40), workflows.StopSignal{Reason: "soak over"}),
+	}
+	var lw loopWakes
+	require.NoError(t, lw.add(events))
+	require.Equal(t, []loopWake{{At: at(10.2), Holds: true}, {At: at(16.2)}, {At: at(17.3)}, {At: at(19.1)}}, lw.Wakes)
+	require.Equal(t, []time.Time{at(19)}, lw.Signals)
+	require.Equal(t, at(40), lw.End)
 }
