@@ -50,7 +50,8 @@ test-k8s:
 # which the gateway (twice), a host agent and an instance process are
 # SIGKILLed and ClickHouse is cut for 15 s, at seeded random times; fails
 # unless every answered request is counted once in the arrivals, no lease,
-# instance process or cgroup is left and no workflow terminated.
+# instance process or cgroup is left, no workflow terminated and no router-
+# mode loop slept through a cold arrival (wakes_lost, deploy/README.md).
 # SOAK_ARGS go to the soak, e.g. SOAK_ARGS="--seed 42", or
 # SOAK_ARGS="--traffic workflows" (serve-request workflows, worker kills).
 SOAK_ARGS ?=

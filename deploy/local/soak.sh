@@ -7,8 +7,10 @@
 # host agent and one instance process and cutting ClickHouse for 15 s at
 # seeded random times, stops every loop, and prints one JSON
 # line last; non-zero exit unless every answered request was counted once
-# in the arrivals, no lease, instance process or cgroup is left and no
-# workflow was terminated. Arguments go to the soak (e.g. --seed 42,
+# in the arrivals, no lease, instance process or cgroup is left, no
+# workflow was terminated, every loop ran in router mode and no cold
+# arrival's wake was lost (wakes_lost, defined in deploy/README.md and
+# `soak --help`). Arguments go to the soak (e.g. --seed 42,
 # --duration 4m, --traffic workflows for the serve-request workflows);
 # logs in .state/soak/logs/.
 set -euo pipefail

@@ -124,13 +124,14 @@ func writeSpecs(dir, bin string, apps []string) error {
 	return nil
 }
 
-// countArrivals sums the arrivals of apps over [from, to).
-func countArrivals(ctx context.Context, st *store.Store, apps []string, from, to time.Time) (int64, error) {
+// countArrivals sums the arrivals of apps over [from, to); it returns
+// them by application too.
+func countArrivals(ctx context.Context, st *store.Store, apps []string, from, to time.Time) (int64, map[string]store.BusyBins, error) {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	busy, err := st.BusyBins(cctx, from, to, bin)
 	if err != nil {
-		return 0, fmt.Errorf("read the arrivals: %w", err)
+		return 0, nil, fmt.Errorf("read the arrivals: %w", err)
 	}
 	var n int64
 	for _, a := range apps {
@@ -138,7 +139,7 @@ func countArrivals(ctx context.Context, st *store.Store, apps []string, from, to
 			n += int64(c)
 		}
 	}
-	return n, nil
+	return n, busy, nil
 }
 
 // killInstance SIGKILLs one instance process (picked by r among the live
@@ -307,6 +308,18 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 		res.RequestsSent, sum.Sent, answered, h.ok.Load(), cut, h.refused.Load())
 
 	var problems []error
+	// The loops say themselves that they run in router mode and woke.
+	routerLoops := 0
+	for _, a := range e.loops {
+		st, err := loopState(ctx, e.tc, a)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Errorf("state of the loop of %s: %w", a, err))
+		case st.Router && st.Stats.Wakes > 0:
+			routerLoops++
+		}
+	}
+	res.RouterLoops = &routerLoops
 	for _, a := range e.loops {
 		if err := stopLoop(ctx, e.tc, a); err != nil {
 			problems = append(problems, err)
@@ -327,11 +340,16 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 		time.Sleep(500 * time.Millisecond)
 		res.LeasesLeft = leasesLeft(e.agents, e.agentURL, e.root)
 	}
-	counted, err := countArrivals(ctx, e.st, e.apps, startAt.Add(-bin), time.Now().Add(2*bin))
+	counted, busy, err := countArrivals(ctx, e.st, e.apps, startAt.Add(-bin), time.Now().Add(2*bin))
 	if err != nil {
 		return res, err
 	}
 	res.RequestsCounted = &counted
+	cold, lost, err := lostWakes(ctx, e.tc, e.loops, busy)
+	if err != nil {
+		return res, err
+	}
+	res.ColdArrivalBins, res.WakesLost = &cold, ptr(len(lost))
 	// Every process ends (agents stop their instances); then none of the
 	// sample's processes, cgroups or instance folders may be left.
 	e.procs.stopAll()
@@ -375,6 +393,12 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	}
 	if answered == 0 {
 		problems = append(problems, errors.New("no request was answered"))
+	}
+	if routerLoops != len(e.loops) {
+		problems = append(problems, fmt.Errorf("%d loops started, %d of them ran in router mode and woke", len(e.loops), routerLoops))
+	}
+	if len(lost) > 0 {
+		problems = append(problems, fmt.Errorf("%d of %d cold arrivals did not wake their loop within a bin of their bin becoming final, e.g. %s", len(lost), cold, lost[0]))
 	}
 	logf("done in %v", time.Since(e.began).Round(time.Second))
 	return res, errors.Join(problems...)

@@ -21,9 +21,11 @@
 // answered <= counted <= answered + cut), the spool is empty after the
 // gateway's graceful stop, no instance process, cgroup or instance folder
 // is left once everything stopped, no lease is left, no workflow of the
-// run was terminated or timed out:
+// run was terminated or timed out, every loop says (its state query) it
+// ran in router mode, and no loop holding nothing slept through an
+// arrival (wakes_lost; wakes.go and --help define it):
 //
-//	{"traffic":"gateway","requests_sent":N,"gateway_kills":2,"instance_kills":1,"requests_answered":A,"requests_cut":C,"requests_counted":A..A+C,"processes_left":0,"cgroups_left":0,"leases_left":0,"loops_terminated":0,...}
+//	{"traffic":"gateway","requests_sent":N,"gateway_kills":2,"instance_kills":1,"requests_answered":A,"requests_cut":C,"requests_counted":A..A+C,"processes_left":0,"cgroups_left":0,"leases_left":0,"loops_terminated":0,"router_loops":L,"cold_arrival_bins":B,"wakes_lost":0,...}
 //
 // --traffic workflows: each request goes through its own serve-request
 // workflow; the worker is SIGKILLed (twice), one host agent once, and
@@ -74,6 +76,24 @@ import (
 	"github.com/forewarm/forewarm/workflows"
 )
 
+const usage = `soak: runs Forewarm on the local stack while breaking it, and prints one
+JSON line last; non-zero exit unless every check of the mode passed
+(deploy/README.md, "The fault soak"). In the gateway mode besides:
+
+  router_loops       loops whose own state query, before they are stopped,
+                     says they run in router mode and have woken: all of them.
+  cold_arrival_bins  bins B with arrivals (stored in ClickHouse) of an
+                     application whose loop's last wake deciding B or an
+                     earlier bin held nothing (its history's Forecast local
+                     activities, each dated by the loop's clock as it woke;
+                     a failed forecast is a wake too).
+  wakes_lost         of those, the bins whose loop's next wake decided a bin
+                     after B+2 (more than one bin after B became final), or
+                     that saw no wake though the loop ran past B+2: must be 0.
+                     Bins before a loop's first wake and bins whose B+2 had
+                     not ended when the loop stopped are not judged.
+`
+
 type settings struct {
 	Temporal   config.Temporal
 	ClickHouse config.ClickHouse
@@ -111,6 +131,9 @@ func main() {
 func parseFlags(args []string) (settings, error) {
 	var s settings
 	fs := pflag.NewFlagSet("soak", pflag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "%s\nFlags:\n%s", usage, fs.FlagUsages())
+	}
 	s.Temporal.Flags(fs)
 	s.ClickHouse.Flags(fs)
 	var seed string
@@ -182,6 +205,9 @@ type Result struct {
 	SpoolFilesLeft   *int   `json:"spool_files_left,omitempty"`  // after the gateway's graceful stop
 	ProcessesLeft    *int   `json:"processes_left,omitempty"`    // instance processes running after the soak
 	CgroupsLeft      *int   `json:"cgroups_left,omitempty"`      // agents' cgroups and instance folders after the soak
+	RouterLoops      *int   `json:"router_loops,omitempty"`      // loops whose state query said router mode, having woken
+	ColdArrivalBins  *int   `json:"cold_arrival_bins,omitempty"` // bins with arrivals at a loop holding nothing (wakes.go)
+	WakesLost        *int   `json:"wakes_lost,omitempty"`        // of which the loop did not wake within a bin of the bin's final
 }
 
 const bin = time.Second
