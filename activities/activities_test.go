@@ -227,7 +227,7 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res.Candidates, 1)
 	require.Equal(t, "c", res.Candidates[0].Host)
-	require.Equal(t, []RejectedHost{{"a", "needs 300 MB, 100 MB free"}, {"b", "needs 300 MB, 100 MB free"}}, res.Rejected)
+	require.Equal(t, []RejectedHost{{Host: "a", Reason: "needs 300 MB, 100 MB free"}, {Host: "b", Reason: "needs 300 MB, 100 MB free"}}, res.Rejected)
 
 	_, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 600}, Exclude: []string{"d"}})
 	var ae *temporal.ApplicationError

@@ -12,33 +12,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/store/records"
-	"github.com/forewarm/forewarm/trace"
 )
-
-// AppProfile is what the loop and the hosts need to know about an application.
-type AppProfile struct {
-	App        string
-	MemoryMB   float64
-	DiskMB     float64
-	CPUMilli   int64
-	ReadRatio  float64
-	DurationMS float64
-	VolumeType string
-	RatePerMin float64 // recent requests per minute (0 when unknown)
-}
-
-// WithDefaults fills what is not known of a profile: the memory of a
-// typical application (trace.DefaultMemoryMB) and a quarter of the memory
-// as disk. It is the one place these defaults live.
-func (p AppProfile) WithDefaults() AppProfile {
-	if p.MemoryMB <= 0 {
-		p.MemoryMB = trace.DefaultMemoryMB
-	}
-	if p.DiskMB <= 0 {
-		p.DiskMB = p.MemoryMB / 4
-	}
-	return p
-}
 
 // HostInfo is a live host with its latest metrics.
 type HostInfo struct {
@@ -97,39 +71,6 @@ type HostReservation struct {
 	DiskMB   float64
 	CPUMilli int64
 	TTL      time.Duration
-}
-
-// HostServing asks a host to serve one request.
-type HostServing struct {
-	RequestID string
-	App       string
-	LeaseID   string // empty: cold
-	MemoryMB  float64
-	DiskMB    float64
-	ReadRatio float64
-	WorkMS    float64
-	// KeepID and KeepTTL (both or neither) keep a cold instance as a new
-	// lease; Keep*MB and KeepCPUMilli size it when larger than the request.
-	KeepID       string
-	KeepTTL      time.Duration
-	KeepMemoryMB float64
-	KeepDiskMB   float64
-	KeepCPUMilli int64
-}
-
-// HostServed is what a host reports after serving.
-type HostServed struct {
-	Warm    bool
-	SetupMS float64
-	WorkMS  float64
-	TotalMS float64
-	// FallbackCode says why a request naming a lease was served cold
-	// (lease_busy, lease_too_small, gone, not_found).
-	FallbackCode string
-	Kept         bool
-	KeptExpires  time.Time
-	KeepRefused  string
-	Replayed     bool
 }
 
 // HostReleased is what a host reports when releasing: whether this call
