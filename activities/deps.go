@@ -4,7 +4,11 @@
 // with their dependencies; each dependency is a small interface declared
 // here, so the workflow tests mock activities and the activity tests mock
 // the systems behind them. The worker adapts the real store, models and
-// host-agent client to these interfaces (worker/adapters).
+// host-agent client to these interfaces (worker/adapters). What passes
+// between workflows and activities (inputs, results, leases, error type
+// names) is defined in package activities/wire, without I/O, so workflow
+// code imports it instead of this package; the aliases in wire.go name it
+// here.
 package activities
 
 import (

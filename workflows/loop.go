@@ -1,7 +1,9 @@
 // Package workflows is Forewarm's deterministic orchestration: the
 // per-application prediction loop, the preparation of host leases, the
 // serve-request workflow and the training workflow. Every Temporal name is
-// in names.go; every side effect is an activity in package activities.
+// in names.go; every side effect is an activity in package activities,
+// which workflow code reaches only through the pure package
+// activities/wire (register.go declares the activities' signatures).
 package workflows
 
 import (
