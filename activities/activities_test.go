@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -79,7 +80,7 @@ func predictOnce(t *testing.T, p *Predictor) (ForecastResult, error) {
 func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
 	reg := &fakeRegistry{}
 	sink := &memRecorder{}
-	b := NewBatcher(sink.RecordPredictions, time.Hour, 100, slog.Default())
+	b := batch.New(sink.RecordPredictions, time.Hour, 100, slog.Default())
 	p := &Predictor{Models: reg, Predictions: b, CheckEvery: 20 * time.Millisecond}
 
 	_, err := predictOnce(t, p)
@@ -173,7 +174,7 @@ func (m *memRecorder) RecordAdjustments(_ context.Context, rows []records.Adjust
 
 func TestBatcherKeepsRowsWhileTheStoreIsDown(t *testing.T) {
 	rec := &memRecorder{fail: true}
-	b := NewBatcher(rec.RecordPredictions, 10*time.Millisecond, 5, slog.Default())
+	b := batch.New(rec.RecordPredictions, 10*time.Millisecond, 5, slog.Default())
 	for i := range 8 {
 		b.Add(records.Prediction{App: string(rune('a' + i))})
 	}
@@ -498,7 +499,7 @@ func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
 
 func TestHostActivitiesKeepTheEventsTheStoreRefused(t *testing.T) {
 	rec := &memRecorder{fail: true}
-	kept := NewBatcher(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
+	kept := batch.New(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
 	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1}}, Recorder: rec, Unrecorded: kept}
 	ctx := context.Background()
 	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})

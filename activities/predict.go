@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -24,7 +25,7 @@ import (
 type Predictor struct {
 	Models      ModelRegistry
 	History     HistoryReader
-	Predictions *Batcher[records.Prediction]
+	Predictions *batch.Batcher[records.Prediction]
 	// CheckEvery bounds how often the registry is asked for the champion's
 	// version (default 10 s): not a ClickHouse round trip per tick.
 	CheckEvery time.Duration

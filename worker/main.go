@@ -33,6 +33,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/keda"
@@ -310,9 +311,9 @@ func serveOps(addr string, m *telemetry.Metrics, ready func(context.Context) err
 // running is the started workers and what must be flushed when they stop.
 type running struct {
 	workers     []worker.Worker
-	predictions *activities.Batcher[records.Prediction]
-	events      *activities.Batcher[records.PreparationEvent] // refused by the store, written when it is back
-	watch       *activities.Watch                             // router-mode loops' arrival watch (nil: none)
+	predictions *batch.Batcher[records.Prediction]
+	events      *batch.Batcher[records.PreparationEvent] // refused by the store, written when it is back
+	watch       *activities.Watch                        // router-mode loops' arrival watch (nil: none)
 	stopWatch   context.CancelFunc
 	stopLearn   context.CancelFunc // the gateway learner (nil: none)
 	stopScaler  func()             // the KEDA scaler (nil: none)
@@ -387,7 +388,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			r.Stop()
 			return nil, err
 		}
-		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
+		r.predictions = batch.New(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
 		if d := s.metrics.Decisions(); d != nil {
@@ -404,7 +405,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			go w.Run(ctx)
 		}
 		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
-		r.events = activities.NewBatcher(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
+		r.events = batch.New(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
 		hosts := &activities.Hosts{Directory: dir, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
 			Clients: clients}
 		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
@@ -189,7 +190,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 
 	var mu sync.Mutex
 	var recs []records.Prediction
-	batch := activities.NewBatcher(func(_ context.Context, rows []records.Prediction) error {
+	batch := batch.New(func(_ context.Context, rows []records.Prediction) error {
 		mu.Lock()
 		defer mu.Unlock()
 		recs = append(recs, rows...)
