@@ -58,7 +58,7 @@ func PerformanceScore(nominalMS, measuredMS float64) float64 {
 }
 
 // NextAdjustment is score.NextAdjustment: the gateway's learner
-// (activities.GatewayLearner) applies the same rule.
+// (resident.GatewayLearner) applies the same rule.
 func NextAdjustment(old, expected, actual, tolerance, rate float64) (next float64, ok bool) {
 	return score.NextAdjustment(old, expected, actual, tolerance, rate)
 }
