@@ -8,7 +8,10 @@
 // between workflows and activities (inputs, results, leases, error type
 // names) is defined in package activities/wire, without I/O, so workflow
 // code imports it instead of this package; the aliases in wire.go name it
-// here.
+// here. The services that live in the worker beside the activities (the
+// arrival mirror and watch, the last-known host list, the gateway
+// learner) are in package worker/resident; the Forecast activity reaches
+// the watch through PlanWatch.
 package activities
 
 import (

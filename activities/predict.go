@@ -31,8 +31,8 @@ type Predictor struct {
 	CheckEvery time.Duration
 	Log        *slog.Logger
 	// Watch, when set, mirrors the recorded arrivals for router-mode loops
-	// and watches their plans (see Watch).
-	Watch *Watch
+	// and watches their plans (see PlanWatch; the worker's resident.Watch).
+	Watch PlanWatch
 	// Decisions, when set, counts the loops' decisions and their lag.
 	Decisions DecisionMetrics
 
@@ -215,12 +215,15 @@ func nextWake(in ForecastInput, holds bool, n, bins int) (int, string) {
 // last read.
 func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts, Counts, error) {
 	r := in.Router
-	if p.Watch == nil || p.Watch.Mirror == nil {
+	var mir Arrivals
+	if p.Watch != nil {
+		mir = p.Watch.Arrivals()
+	}
+	if mir == nil {
 		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: a router-mode loop needs a worker that mirrors the recorded arrivals (worker --arrivals-bin)", in.App))
 	}
-	mir := p.Watch.Mirror
-	if r.Bin != mir.Bin || r.Window < 1 || r.Window > MaxCountBins {
-		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.Bin))
+	if r.Bin != mir.BinWidth() || r.Window < 1 || r.Window > MaxCountBins {
+		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.BinWidth()))
 	}
 	if len(r.Seed) > 0 {
 		if err := mir.Seed(in.App, r.SeedEnd, r.Seed); err != nil {
@@ -240,6 +243,10 @@ func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts,
 	}
 	return counts, slices.Clone(counts[len(counts)-n:]), nil
 }
+
+// Champion is the model the loops forecast with (champion), for the
+// worker's watch of router-mode loops.
+func (p *Predictor) Champion(ctx context.Context) (DemandModel, error) { return p.champion(ctx) }
 
 // champion returns the cached model. Only the very first load happens
 // inline; afterwards the registry is asked in the background at most every

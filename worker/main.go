@@ -314,7 +314,7 @@ type running struct {
 	workers     []worker.Worker
 	predictions *batch.Batcher[records.Prediction]
 	events      *batch.Batcher[records.PreparationEvent] // refused by the store, written when it is back
-	watch       *activities.Watch                        // router-mode loops' arrival watch (nil: none)
+	watch       *resident.Watch                          // router-mode loops' arrival watch (nil: none)
 	stopWatch   context.CancelFunc
 	stopLearn   context.CancelFunc // the gateway learner (nil: none)
 	stopScaler  func()             // the KEDA scaler (nil: none)

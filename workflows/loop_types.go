@@ -448,7 +448,7 @@ const maxGone = 16
 // bin after the one now open) because a request may have changed what it
 // planned: a platform's router sends it for a request that found no warm
 // instance, the worker's arrival watch for router-mode loops (see
-// activities.Watch). A bin already decided is not decided again. Both
+// resident.Watch). A bin already decided is not decided again. Both
 // fields are required (Bin may be the zero time, Reason empty).
 type WakeSignal struct {
 	Bin    time.Time `payload:"required"`
