@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -79,7 +80,7 @@ func predictOnce(t *testing.T, p *Predictor) (ForecastResult, error) {
 func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
 	reg := &fakeRegistry{}
 	sink := &memRecorder{}
-	b := NewBatcher(sink.RecordPredictions, time.Hour, 100, slog.Default())
+	b := batch.New(sink.RecordPredictions, time.Hour, 100, slog.Default())
 	p := &Predictor{Models: reg, Predictions: b, CheckEvery: 20 * time.Millisecond}
 
 	_, err := predictOnce(t, p)
@@ -173,7 +174,7 @@ func (m *memRecorder) RecordAdjustments(_ context.Context, rows []records.Adjust
 
 func TestBatcherKeepsRowsWhileTheStoreIsDown(t *testing.T) {
 	rec := &memRecorder{fail: true}
-	b := NewBatcher(rec.RecordPredictions, 10*time.Millisecond, 5, slog.Default())
+	b := batch.New(rec.RecordPredictions, 10*time.Millisecond, 5, slog.Default())
 	for i := range 8 {
 		b.Add(records.Prediction{App: string(rune('a' + i))})
 	}
@@ -227,7 +228,7 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res.Candidates, 1)
 	require.Equal(t, "c", res.Candidates[0].Host)
-	require.Equal(t, []RejectedHost{{"a", "needs 300 MB, 100 MB free"}, {"b", "needs 300 MB, 100 MB free"}}, res.Rejected)
+	require.Equal(t, []RejectedHost{{Host: "a", Reason: "needs 300 MB, 100 MB free"}, {Host: "b", Reason: "needs 300 MB, 100 MB free"}}, res.Rejected)
 
 	_, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 600}, Exclude: []string{"d"}})
 	var ae *temporal.ApplicationError
@@ -498,7 +499,7 @@ func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
 
 func TestHostActivitiesKeepTheEventsTheStoreRefused(t *testing.T) {
 	rec := &memRecorder{fail: true}
-	kept := NewBatcher(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
+	kept := batch.New(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
 	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1}}, Recorder: rec, Unrecorded: kept}
 	ctx := context.Background()
 	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})

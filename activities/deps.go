@@ -4,7 +4,14 @@
 // with their dependencies; each dependency is a small interface declared
 // here, so the workflow tests mock activities and the activity tests mock
 // the systems behind them. The worker adapts the real store, models and
-// host-agent client to these interfaces (worker/adapters).
+// host-agent client to these interfaces (worker/adapters). What passes
+// between workflows and activities (inputs, results, leases, error type
+// names) is defined in package activities/wire, without I/O, so workflow
+// code imports it instead of this package; the aliases in wire.go name it
+// here. The services that live in the worker beside the activities (the
+// arrival mirror and watch, the last-known host list, the gateway
+// learner) are in package worker/resident; the Forecast activity reaches
+// the watch through PlanWatch.
 package activities
 
 import (
@@ -12,33 +19,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/store/records"
-	"github.com/forewarm/forewarm/trace"
 )
-
-// AppProfile is what the loop and the hosts need to know about an application.
-type AppProfile struct {
-	App        string
-	MemoryMB   float64
-	DiskMB     float64
-	CPUMilli   int64
-	ReadRatio  float64
-	DurationMS float64
-	VolumeType string
-	RatePerMin float64 // recent requests per minute (0 when unknown)
-}
-
-// WithDefaults fills what is not known of a profile: the memory of a
-// typical application (trace.DefaultMemoryMB) and a quarter of the memory
-// as disk. It is the one place these defaults live.
-func (p AppProfile) WithDefaults() AppProfile {
-	if p.MemoryMB <= 0 {
-		p.MemoryMB = trace.DefaultMemoryMB
-	}
-	if p.DiskMB <= 0 {
-		p.DiskMB = p.MemoryMB / 4
-	}
-	return p
-}
 
 // HostInfo is a live host with its latest metrics.
 type HostInfo struct {
@@ -97,39 +78,6 @@ type HostReservation struct {
 	DiskMB   float64
 	CPUMilli int64
 	TTL      time.Duration
-}
-
-// HostServing asks a host to serve one request.
-type HostServing struct {
-	RequestID string
-	App       string
-	LeaseID   string // empty: cold
-	MemoryMB  float64
-	DiskMB    float64
-	ReadRatio float64
-	WorkMS    float64
-	// KeepID and KeepTTL (both or neither) keep a cold instance as a new
-	// lease; Keep*MB and KeepCPUMilli size it when larger than the request.
-	KeepID       string
-	KeepTTL      time.Duration
-	KeepMemoryMB float64
-	KeepDiskMB   float64
-	KeepCPUMilli int64
-}
-
-// HostServed is what a host reports after serving.
-type HostServed struct {
-	Warm    bool
-	SetupMS float64
-	WorkMS  float64
-	TotalMS float64
-	// FallbackCode says why a request naming a lease was served cold
-	// (lease_busy, lease_too_small, gone, not_found).
-	FallbackCode string
-	Kept         bool
-	KeptExpires  time.Time
-	KeepRefused  string
-	Replayed     bool
 }
 
 // HostReleased is what a host reports when releasing: whether this call

@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -27,7 +28,7 @@ type Hosts struct {
 	// nor loses their events (unless the worker stops before the store is
 	// back: its Close logs and returns how many are lost); nil: a refused
 	// event fails the activity.
-	Unrecorded *Batcher[records.PreparationEvent]
+	Unrecorded *batch.Batcher[records.PreparationEvent]
 	Log        *slog.Logger
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,7 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -26,14 +25,14 @@ import (
 type Predictor struct {
 	Models      ModelRegistry
 	History     HistoryReader
-	Predictions *Batcher[records.Prediction]
+	Predictions *batch.Batcher[records.Prediction]
 	// CheckEvery bounds how often the registry is asked for the champion's
 	// version (default 10 s): not a ClickHouse round trip per tick.
 	CheckEvery time.Duration
 	Log        *slog.Logger
 	// Watch, when set, mirrors the recorded arrivals for router-mode loops
-	// and watches their plans (see Watch).
-	Watch *Watch
+	// and watches their plans (see PlanWatch; the worker's resident.Watch).
+	Watch PlanWatch
 	// Decisions, when set, counts the loops' decisions and their lag.
 	Decisions DecisionMetrics
 
@@ -152,48 +151,18 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 // it) plans what the hosts accept and wakes then to extend it.
 func leaseBins(in ForecastInput) int {
 	n := max(1, in.Lookahead, in.MaxSleep)
-	if fits := MaxLeaseBins(in.leaseBin()); fits >= 1 {
+	if fits := MaxLeaseBins(leaseBin(in)); fits >= 1 {
 		n = min(n, fits)
 	}
 	return n
 }
 
 // leaseBin is the width of the bins the loop's leases live in.
-func (in ForecastInput) leaseBin() time.Duration {
+func leaseBin(in ForecastInput) time.Duration {
 	if in.LeaseBin > 0 {
 		return in.LeaseBin
 	}
 	return in.Bin
-}
-
-// MaxLeaseBin is the widest bin a lease can be planned for at all: a bin,
-// its grace and its lead within api.MaxTTL.
-const MaxLeaseBin = api.MaxTTL / 3
-
-// MaxLeaseBins is how many bins ahead a loop of bin width bin may plan a
-// held instance's lease so that a host agent accepts it (api.MaxTTL): the
-// lease lives the bins planned, plus its grace (a bin, at least 5 s) and
-// a start up to a bin ahead of the bin it is for (a preparation's lead, at
-// most half a bin; a trace-clock loop's first decision, a bin). 0: not
-// even one bin fits (bin wider than MaxLeaseBin).
-func MaxLeaseBins(bin time.Duration) int {
-	if bin <= 0 || bin > MaxLeaseBin {
-		return 0
-	}
-	return max(0, int((api.MaxTTL-max(bin, 5*time.Second)-bin)/bin))
-}
-
-// LeaseLife is the longest a lease planned bins ahead at bin width bin may
-// be asked to live (see MaxLeaseBins); it saturates instead of wrapping.
-func LeaseLife(bins int, bin time.Duration) time.Duration {
-	if bins < 0 || bin <= 0 {
-		return 0
-	}
-	extra := max(bin, 5*time.Second) + bin
-	if extra < 0 || bin > (math.MaxInt64-extra)/time.Duration(max(1, bins)) {
-		return math.MaxInt64
-	}
-	return time.Duration(bins)*bin + extra
 }
 
 // decide lets policy.Config.Decide make the decision along the path, from
@@ -246,12 +215,15 @@ func nextWake(in ForecastInput, holds bool, n, bins int) (int, string) {
 // last read.
 func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts, Counts, error) {
 	r := in.Router
-	if p.Watch == nil || p.Watch.Mirror == nil {
+	var mir Arrivals
+	if p.Watch != nil {
+		mir = p.Watch.Arrivals()
+	}
+	if mir == nil {
 		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: a router-mode loop needs a worker that mirrors the recorded arrivals (worker --arrivals-bin)", in.App))
 	}
-	mir := p.Watch.Mirror
-	if r.Bin != mir.Bin || r.Window < 1 || r.Window > MaxCountBins {
-		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.Bin))
+	if r.Bin != mir.BinWidth() || r.Window < 1 || r.Window > MaxCountBins {
+		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.BinWidth()))
 	}
 	if len(r.Seed) > 0 {
 		if err := mir.Seed(in.App, r.SeedEnd, r.Seed); err != nil {
@@ -271,6 +243,10 @@ func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts,
 	}
 	return counts, slices.Clone(counts[len(counts)-n:]), nil
 }
+
+// Champion is the model the loops forecast with (champion), for the
+// worker's watch of router-mode loops.
+func (p *Predictor) Champion(ctx context.Context) (DemandModel, error) { return p.champion(ctx) }
 
 // champion returns the cached model. Only the very first load happens
 // inline; afterwards the registry is asked in the background at most every

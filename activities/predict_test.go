@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -44,4 +45,26 @@ func TestForecastPlansNoLeaseBeyondWhatAnAgentAccepts(t *testing.T) {
 			require.Equal(t, UntilHold, res.Until)
 		})
 	}
+}
+
+// lastCountModel answers 0.9 divided by the last bin's requests (0.9 when
+// it saw none).
+type lastCountModel struct{ v string }
+
+func (m lastCountModel) Predict(in []DemandQuery) ([]float64, error) {
+	out := make([]float64, len(in))
+	for i, q := range in {
+		out[i] = 0.9 / max(1, q.Counts[len(q.Counts)-1])
+	}
+	return out, nil
+}
+func (m lastCountModel) Version() string  { return m.v }
+func (m lastCountModel) HistoryBins() int { return 8 }
+func (m lastCountModel) HorizonBins() int { return 1 }
+
+type oneRegistry struct{ m DemandModel }
+
+func (r oneRegistry) ChampionVersion(context.Context) (string, error) { return r.m.Version(), nil }
+func (r oneRegistry) LoadDemand(context.Context, string) (DemandModel, error) {
+	return r.m, nil
 }

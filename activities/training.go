@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-
-	"github.com/forewarm/forewarm/internal/jsonx"
-	"github.com/forewarm/forewarm/models/lifecycle"
 )
 
 // Trainer is what the training activities need from the models and the
@@ -34,63 +31,12 @@ var ErrTooLarge = errors.New("too large to train on at once")
 // refusal of a range ends with it.
 const RangeHint = "choose a shorter range with `starter train --span` (or --from and --to), or a wider --bin"
 
-// DatasetSummary describes the stored history a training run will use.
-type DatasetSummary struct {
-	From, To         time.Time
-	Chosen           string // how the range was chosen, e.g. "the last 168h0m0s of stored history"
-	Bin              time.Duration
-	Apps             int
-	Bins             int
-	Requests         float64 // total requests in the activity history
-	RequestOutcomes  int     // served requests with a host outcome (affinity samples)
-	HostMetricsCount int
-}
-
-// MarshalJSON writes the operator JSON style.
-func (d DatasetSummary) MarshalJSON() ([]byte, error) { return jsonx.Marshal(d) }
-
-// UnmarshalJSON reads it, and the form histories recorded before it.
-func (d *DatasetSummary) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, d) }
-
-// TrainSpec is what to train on.
-type TrainSpec struct {
-	From, To time.Time
-	Bin      time.Duration
-	Epochs   int
-	Seed     int64
-}
-
 // TrainProgress is heartbeated; Checkpoint lets a retried attempt resume.
 type TrainProgress struct {
 	Epoch, Epochs int
 	Loss          float64
 	Checkpoint    []byte
 }
-
-// TrainedModel is a stored candidate and how it compares: the lifecycle's
-// one record of a comparison.
-type TrainedModel = lifecycle.Comparison
-
-// DescribeInput / DescribeResult: the data set a training run extracts.
-type DescribeInput struct {
-	From, To time.Time
-	// Span is how much recent history to read when From and To are zero
-	// (0: lifecycle.DefaultSpan).
-	Span time.Duration
-	Bin  time.Duration
-}
-type DescribeResult struct{ Dataset DatasetSummary }
-
-// TrainInput / TrainResult: one model trained into a candidate.
-type TrainInput struct{ Spec TrainSpec }
-type TrainResult struct {
-	Model   TrainedModel
-	Resumed bool // the attempt started from a heartbeat checkpoint
-}
-
-// PromoteInput / PromoteResult: make a candidate the champion.
-type PromoteInput struct{ Version string }
-type PromoteResult struct{}
 
 // Training runs the CPU-heavy work on the training task queue.
 type Training struct {

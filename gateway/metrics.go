@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -138,8 +138,8 @@ func (t *table) view() []TableEntry {
 
 // outcomeBatch writes the recorded requests in batches, keeping at most
 // 100,000 while the store is down.
-type outcomeBatch = activities.Batcher[records.GatewayRequest]
+type outcomeBatch = batch.Batcher[records.GatewayRequest]
 
 func newOutcomeBatch(write func(context.Context, []records.GatewayRequest) error, every time.Duration, log *slog.Logger) *outcomeBatch {
-	return activities.NewBatcher(write, every, 100_000, log)
+	return batch.New(write, every, 100_000, log)
 }

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/forewarm/forewarm/models/kind"
 )
 
-// Model kinds in the registry: the one name of each kind, used by the
-// registry rows, the models' own metadata and every command.
+// Model kinds in the registry (package kind holds them for pure code).
 const (
-	KindDemand   = "demand"
-	KindAffinity = "affinity"
+	KindDemand   = kind.Demand
+	KindAffinity = kind.Affinity
 )
 
 // ErrIncompatible marks a model this build cannot serve (unknown format or

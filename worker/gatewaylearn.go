@@ -12,6 +12,7 @@ import (
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/worker/adapters"
+	"github.com/forewarm/forewarm/worker/resident"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -36,7 +37,7 @@ func (a loopAdjuster) Adjusted(ctx context.Context, app, host string, adjustment
 // until the returned function is called.
 func startGatewayLearner(s settings, c client.Client, st *store.Store, directory activities.HostDirectory, logger *slog.Logger) context.CancelFunc {
 	scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
-	l := &activities.GatewayLearner{Store: adapters.GatewayLearnStore{Store: st}, Directory: directory, Affinity: scorer,
+	l := &resident.GatewayLearner{Store: adapters.GatewayLearnStore{Store: st}, Directory: directory, Affinity: scorer,
 		Loops: loopAdjuster{c}, Log: logger.With("part", "gateway-learner")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

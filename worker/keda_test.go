@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/keda"
+	"github.com/forewarm/forewarm/worker/resident"
 )
 
 // The host driver and the scaler's flags: refusals name the flag, the
@@ -48,7 +48,7 @@ func TestKEDAFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agents := &activities.LastKnownHosts{}
+	agents := &resident.LastKnownHosts{}
 	dir, clients, err = hostDriver(s, agents, reg, &running{}, slog.Default())
 	if f, ok := clients.(*keda.Feed); err != nil || !ok || f.Reg != reg || dir != agents {
 		t.Errorf("agents with the scaler: directory %T, clients %T, %v", dir, clients, err)

@@ -33,6 +33,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/keda"
@@ -42,6 +43,7 @@ import (
 	"github.com/forewarm/forewarm/store/chconn"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/worker/adapters"
+	"github.com/forewarm/forewarm/worker/resident"
 	"github.com/forewarm/forewarm/workflows"
 	"github.com/forewarm/forewarm/workflows/wfclient"
 )
@@ -73,7 +75,7 @@ type settings struct {
 	ArrivalsSpan int
 	// GatewayLearnEvery is how often a worker serving the training queue
 	// moves the affinity adjustments from the gateway's requests
-	// (activities.GatewayLearner); 0: never.
+	// (resident.GatewayLearner); 0: never.
 	GatewayLearnEvery time.Duration
 
 	// Agents is the host agents' trust: a root secret to derive each
@@ -112,7 +114,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.IntVar(&s.WorkflowTasks, "workflow-tasks", 200, "concurrent workflow tasks on the prediction queue")
 	fs.IntVar(&s.WorkflowPollers, "workflow-pollers", env.Int("FOREWARM_WORKFLOW_POLLERS", defaultWorkflowPollers), "workflow and activity task pollers on the prediction queue; 0: autoscaling with the server's backlog. A fixed count can leave the queue of new and moved loops unpolled for a minute at a time ($FOREWARM_WORKFLOW_POLLERS)")
 	fs.DurationVar(&s.ModelCheck, "model-check", 10*time.Second, "how often the registry is asked whether the champion changed")
-	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", env.Duration("FOREWARM_HOST_LIST_MAX_STALE", activities.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
+	fs.DurationVar(&s.HostMaxStale, "host-list-max-stale", env.Duration("FOREWARM_HOST_LIST_MAX_STALE", resident.DefaultMaxStale), "while ClickHouse is unreachable, preparations and cold serves use the last host list read, for at most this long after it was read ($FOREWARM_HOST_LIST_MAX_STALE)")
 	fs.Float64Var(&s.HoldoutFraction, "holdout", 0.2, "share of the training range held out for evaluation")
 	fs.IntVar(&s.TrainSamples, "train-samples", env.Int("FOREWARM_TRAIN_SAMPLES", 0), "training sequences per run (0: the trainer's default) ($FOREWARM_TRAIN_SAMPLES)")
 	fs.StringVar(&s.LogLevel, "log-level", config.Env("FOREWARM_LOG_LEVEL", "info"), "debug, info, warn or error ($FOREWARM_LOG_LEVEL)")
@@ -310,9 +312,9 @@ func serveOps(addr string, m *telemetry.Metrics, ready func(context.Context) err
 // running is the started workers and what must be flushed when they stop.
 type running struct {
 	workers     []worker.Worker
-	predictions *activities.Batcher[records.Prediction]
-	events      *activities.Batcher[records.PreparationEvent] // refused by the store, written when it is back
-	watch       *activities.Watch                             // router-mode loops' arrival watch (nil: none)
+	predictions *batch.Batcher[records.Prediction]
+	events      *batch.Batcher[records.PreparationEvent] // refused by the store, written when it is back
+	watch       *resident.Watch                          // router-mode loops' arrival watch (nil: none)
 	stopWatch   context.CancelFunc
 	stopLearn   context.CancelFunc // the gateway learner (nil: none)
 	stopScaler  func()             // the KEDA scaler (nil: none)
@@ -357,7 +359,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 	// Hosts are read at most every 2 s (a preparation burst across many
 	// loops is one query) and, while ClickHouse is unreachable, the last
 	// list read serves for HostMaxStale.
-	directory := &activities.LastKnownHosts{Source: deps, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
+	directory := &resident.LastKnownHosts{Source: deps, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
 		Observe: s.metrics.HostList}
 	if slices.Contains(s.Queues, "prediction") {
 		// Read the host list at once, so a ClickHouse outage soon after a
@@ -387,7 +389,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			r.Stop()
 			return nil, err
 		}
-		r.predictions = activities.NewBatcher(deps.RecordPredictions, time.Second, 200_000, logger)
+		r.predictions = batch.New(deps.RecordPredictions, time.Second, 200_000, logger)
 		predictor := &activities.Predictor{Models: &adapters.Registry{Src: st, UseORT: s.UseORT, Metrics: s.metrics}, History: deps,
 			Predictions: r.predictions, CheckEvery: s.ModelCheck, Log: logger}
 		if d := s.metrics.Decisions(); d != nil {
@@ -404,7 +406,7 @@ func start(s settings, c client.Client, st *store.Store, logger *slog.Logger) (*
 			go w.Run(ctx)
 		}
 		scorer := &adapters.AffinityScorer{Src: st, UseORT: s.UseORT, CheckEvery: s.ModelCheck, Log: logger, Metrics: s.metrics}
-		r.events = activities.NewBatcher(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
+		r.events = batch.New(deps.RecordPreparationEvents, 5*time.Second, 100_000, logger)
 		hosts := &activities.Hosts{Directory: dir, Affinity: scorer, Recorder: deps, Unrecorded: r.events, Log: logger,
 			Clients: clients}
 		requests := &activities.Requests{Claimer: wfclient.Claimer{C: c}, Recorder: deps}
@@ -456,7 +458,7 @@ func hostDriver(s settings, agents activities.HostDirectory, reg *keda.Registry,
 		// The nodes and their pods are listed at most every 2 s (a burst of
 		// preparations is one list), and the last list serves through an
 		// API server outage as the agents' does through ClickHouse's.
-		nodes := &activities.LastKnownHosts{Source: d, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
+		nodes := &resident.LastKnownHosts{Source: d, Fresh: 2 * time.Second, MaxStale: s.HostMaxStale, Log: logger,
 			Observe: s.metrics.HostList}
 		if reg != nil {
 			return nodes, &keda.Feed{Next: d, Reg: reg, Log: logger}, nil

@@ -17,11 +17,13 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
+	"github.com/forewarm/forewarm/worker/resident"
 )
 
 // hazardModel is a deterministic demand model, a function of the counts
@@ -118,12 +120,12 @@ func (m *memArrivals) add(app string, bin time.Time, n uint64) {
 	m.bins[app][bin.Unix()] += n
 }
 
-func (m *memArrivals) Arrivals(_ context.Context, from, to time.Time, bin time.Duration) (map[string]activities.BinCounts, error) {
+func (m *memArrivals) Arrivals(_ context.Context, from, to time.Time, bin time.Duration) (map[string]resident.BinCounts, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]activities.BinCounts{}
+	out := map[string]resident.BinCounts{}
 	for app, bins := range m.bins {
-		var bc activities.BinCounts
+		var bc resident.BinCounts
 		for _, s := range slices.Sorted(maps.Keys(bins)) {
 			if s >= from.Unix() && s < to.Unix() {
 				bc.Starts, bc.Counts = append(bc.Starts, s), append(bc.Counts, bins[s])
@@ -172,7 +174,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 	if m.router {
 		// A router-mode loop decides the bin open as it starts: start it
 		// within the grace of the first bin compared.
-		start = tr.BinStart(from).Add(activities.Grace(tr.Bin) / 4)
+		start = tr.BinStart(from).Add(resident.Grace(tr.Bin) / 4)
 	}
 	env.SetStartTime(start)
 	RegisterPrediction(env)
@@ -189,7 +191,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 
 	var mu sync.Mutex
 	var recs []records.Prediction
-	batch := activities.NewBatcher(func(_ context.Context, rows []records.Prediction) error {
+	batch := batch.New(func(_ context.Context, rows []records.Prediction) error {
 		mu.Lock()
 		defer mu.Unlock()
 		recs = append(recs, rows...)
@@ -223,10 +225,10 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 				store.add(a.ID, tr.BinStart(b), uint64(c))
 			}
 		}
-		watch := &activities.Watch{Mirror: &activities.Mirror{Reader: store, Bin: tr.Bin, Span: 1440},
+		watch := &resident.Watch{Mirror: &resident.Mirror{Reader: store, Bin: tr.Bin, Span: 1440},
 			Predictor: pred, Waker: envWaker{env, &out.woken}, Parallel: 1}
 		pred.Watch = watch
-		grace := activities.Grace(tr.Bin)
+		grace := resident.Grace(tr.Bin)
 		for b := max(from-1, recorded); b < to; b++ {
 			if c := a.Counts[b]; c > 0 {
 				// The router's batch for the bin lands within the grace.

@@ -1,7 +1,9 @@
 // Package workflows is Forewarm's deterministic orchestration: the
 // per-application prediction loop, the preparation of host leases, the
 // serve-request workflow and the training workflow. Every Temporal name is
-// in names.go; every side effect is an activity in package activities.
+// in names.go; every side effect is an activity in package activities,
+// which workflow code reaches only through the pure package
+// activities/wire (register.go declares the activities' signatures).
 package workflows
 
 import (
@@ -14,16 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
-)
-
-// Activity receivers: workflows name activities through nil pointers of the
-// worker's structs (only the method names matter).
-var (
-	predictor *activities.Predictor
-	hosts     *activities.Hosts
-	requests  *activities.Requests
-	training  *activities.Training
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 const (
@@ -73,10 +66,10 @@ type loop struct {
 // setup checks and completes the input, then registers the handlers.
 func (l *loop) setup(ctx workflow.Context) error {
 	if l.App == "" {
-		return temporal.NewNonRetryableApplicationError("loop input has no App", activities.ErrBadInput, nil)
+		return temporal.NewNonRetryableApplicationError("loop input has no App", wire.ErrBadInput, nil)
 	}
 	if err := ValidateBin(l.Bin); err != nil {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: %v", l.App, err), activities.ErrBadInput, nil)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: %v", l.App, err), wire.ErrBadInput, nil)
 	}
 	switch {
 	case l.Policy == (Policy{}):
@@ -91,7 +84,7 @@ func (l *loop) setup(ctx workflow.Context) error {
 	// plans its leases no longer than the agents accept; a change to it is
 	// checked.
 	if err := l.Policy.validateFor(l.Bin, l.Runs == 0); err != nil {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), activities.ErrBadInput, nil)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("loop %s: policy: %v", l.App, err), wire.ErrBadInput, nil)
 	}
 	if l.Window <= 0 {
 		l.Window = defaultWindow
@@ -117,8 +110,8 @@ func (l *loop) seed(ctx workflow.Context) {
 		Summary: fmt.Sprintf("load %s's last %d bins of %s before %s, its profile and adjustments",
 			l.App, l.Window, l.Bin, end.UTC().Format("15:04:05")),
 	})
-	var res activities.SeedResult
-	err := workflow.ExecuteActivity(actx, ActivitySeed, activities.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
+	var res wire.SeedResult
+	err := workflow.ExecuteActivity(actx, ActivitySeed, wire.SeedInput{App: l.App, End: end, Bins: l.Window, Bin: l.Bin}).Get(ctx, &res)
 	if err != nil {
 		l.LastError = "seed from stored history failed, starting from zeros: " + err.Error()
 		l.log.Warn("seed failed; starting from zeros", "error", err)

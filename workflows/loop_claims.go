@@ -11,7 +11,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -91,7 +91,7 @@ func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, e
 		if l.Profile.MemoryMB > 0 {
 			disk = l.Profile.DiskMB * size / l.Profile.MemoryMB
 		}
-		res.Keep = &activities.KeepPlan{
+		res.Keep = &wire.KeepPlan{
 			LeaseID:  keptLeaseID(l.App, in.RequestID),
 			TTL:      l.NextTick.Sub(now) + l.leaseGrace(),
 			MemoryMB: size, DiskMB: disk, CPUMilli: l.leaseCPUMilli(),
@@ -159,9 +159,9 @@ func (l *loop) observe(ctx workflow.Context, sig ObservationSignal) {
 		}
 	}
 	for _, id := range sig.Gone {
-		l.Leases = slices.DeleteFunc(l.Leases, func(ls activities.Lease) bool { return ls.LeaseID == id })
+		l.Leases = slices.DeleteFunc(l.Leases, func(ls wire.Lease) bool { return ls.LeaseID == id })
 	}
-	if k := sig.Kept; k != nil && k.LeaseID != "" && !slices.ContainsFunc(l.Leases, func(ls activities.Lease) bool { return ls.LeaseID == k.LeaseID }) {
+	if k := sig.Kept; k != nil && k.LeaseID != "" && !slices.ContainsFunc(l.Leases, func(ls wire.Lease) bool { return ls.LeaseID == k.LeaseID }) {
 		l.Stats.Kept++
 		if len(l.Leases) > 0 {
 			// The application already holds an instance: one is enough.

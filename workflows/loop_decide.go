@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -84,7 +84,7 @@ func (l *loop) forecastFailed(binStart time.Time, held bool, err error) {
 
 // decide takes the forecast's decision for the bin at binStart, carries
 // it out (unless dry-run) and plans the next wake.
-func (l *loop) decide(ctx workflow.Context, binStart time.Time, res activities.ForecastResult) {
+func (l *loop) decide(ctx workflow.Context, binStart time.Time, res wire.ForecastResult) {
 	l.Stats.Predictions++
 	if l.Router {
 		l.read(binStart, res.Counts)
@@ -110,7 +110,7 @@ func (l *loop) decide(ctx workflow.Context, binStart time.Time, res activities.F
 		l.prepWanted = false
 	}
 	next, reason := res.NextChange, ""
-	if res.Until != activities.UntilChange {
+	if res.Until != wire.UntilChange {
 		reason = untilReason(res.Until, next)
 	} else {
 		reason = l.planAhead(binStart, next, res)
@@ -150,7 +150,7 @@ func (l *loop) plannedAction() policy.Action {
 
 // forecast asks for the path ahead and the policy's decisions along it;
 // slept is how many bins the loop slept through since its last decision.
-func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, slept int) (activities.ForecastResult, error) {
+func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, slept int) (wire.ForecastResult, error) {
 	maxSleep := l.maxSleep()
 	bins := max(l.Policy.LookaheadBins, maxSleep)
 	if l.Policy.Ticking {
@@ -167,8 +167,8 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 		Summary: fmt.Sprintf("forecast %d bins from %s (%s, %d slept through)", bins, binStart.UTC().Format("15:04:05"), heldWord, slept),
 	})
 	next, featureBin := l.Clock.Map(binStart, l.Bin)
-	var res activities.ForecastResult
-	in := activities.ForecastInput{
+	var res wire.ForecastResult
+	in := wire.ForecastInput{
 		App: l.App, Counts: l.Recent, Next: next, Bin: featureBin, Bins: bins,
 		Held: held, Thresholds: l.thresholds(), Lookahead: l.Policy.LookaheadBins, DryRun: l.Policy.DryRun,
 		MaxSleep: l.firstSleep(maxSleep),
@@ -187,7 +187,7 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 	if l.Router {
 		// The last bin's requests are in the store: the activity reads them.
 		in.Counts, in.Held = nil, l.Holding
-		in.Router = &activities.RouterInput{Start: binStart, Bin: l.Bin, Window: l.Window, Since: l.ReadThrough}
+		in.Router = &wire.RouterInput{Start: binStart, Bin: l.Bin, Window: l.Window, Since: l.ReadThrough}
 		if !l.SeedEnd.IsZero() {
 			// Seeded from a trace: the bins of Recent before SeedEnd are
 			// that history, which the router never recorded.
@@ -205,7 +205,7 @@ func (l *loop) forecast(ctx workflow.Context, binStart time.Time, held bool, sle
 
 // read takes a router-mode loop's counts of the bins since its last read
 // (ending with the bin before binStart) into its own history.
-func (l *loop) read(binStart time.Time, counts activities.Counts) {
+func (l *loop) read(binStart time.Time, counts wire.Counts) {
 	switch k := len(counts); {
 	case k > len(l.Recent):
 		l.Recent = append(l.Recent[:0:0], counts[max(0, k-l.Window):]...)

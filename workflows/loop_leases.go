@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -19,7 +19,7 @@ import (
 // apply carries a decision out on the hosts. Leases live until the end of
 // the hold the policy planned, plus leaseGrace: if the loop is lost the
 // hosts free them soon after.
-func (l *loop) apply(ctx workflow.Context, binStart time.Time, res activities.ForecastResult) {
+func (l *loop) apply(ctx workflow.Context, binStart time.Time, res wire.ForecastResult) {
 	until := binStart.Add(time.Duration(max(1, res.HoldBins))*l.Bin + l.leaseGrace())
 	switch res.Action {
 	case policy.Prepare, policy.Keep:
@@ -48,22 +48,22 @@ func (l *loop) leaseGrace() time.Duration {
 
 // extend moves a lease's expiry on its host, in place (no new reservation,
 // no shadow request), in the background.
-func (l *loop) extend(ctx workflow.Context, ls activities.Lease, until time.Time) {
+func (l *loop) extend(ctx workflow.Context, ls wire.Lease, until time.Time) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{wire.ErrBadInput, wire.ErrHostRejected}},
 		Summary:             "extend " + ls.LeaseID,
 	})
-	fut := workflow.ExecuteActivity(actx, ActivityExtend, activities.ExtendInput{
+	fut := workflow.ExecuteActivity(actx, ActivityExtend, wire.ExtendInput{
 		LeaseID: ls.LeaseID, App: l.App, Host: ls.Host, HostURL: ls.HostURL, TTL: until.Sub(workflow.Now(ctx)),
 	})
 	l.jobs++
 	l.Stats.Extends++
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		defer func() { l.jobs-- }()
-		var res activities.ExtendResult
+		var res wire.ExtendResult
 		err := fut.Get(gctx, &res)
-		i := slices.IndexFunc(l.Leases, func(x activities.Lease) bool { return x.LeaseID == ls.LeaseID })
+		i := slices.IndexFunc(l.Leases, func(x wire.Lease) bool { return x.LeaseID == ls.LeaseID })
 		switch {
 		case err == nil && res.Extended:
 			if i >= 0 {
@@ -119,7 +119,7 @@ func (l *loop) releaseAll(ctx workflow.Context, reason string) {
 
 // expire drops leases past their expiry: their hosts have freed them.
 func (l *loop) expire(ctx workflow.Context, now time.Time) {
-	l.Leases = slices.DeleteFunc(l.Leases, func(ls activities.Lease) bool {
+	l.Leases = slices.DeleteFunc(l.Leases, func(ls wire.Lease) bool {
 		if ls.Expires.After(now) {
 			return false
 		}
@@ -134,13 +134,13 @@ func (l *loop) expire(ctx workflow.Context, now time.Time) {
 }
 
 // release gives a lease back in the background; the loop does not wait.
-func (l *loop) release(ctx workflow.Context, ls activities.Lease, event, reason string, held float64) {
+func (l *loop) release(ctx workflow.Context, ls wire.Lease, event, reason string, held float64) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 15 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{wire.ErrHostRejected}},
 		Summary:             event + " " + ls.LeaseID,
 	})
-	fut := workflow.ExecuteActivity(actx, ActivityRelease, activities.ReleaseInput{
+	fut := workflow.ExecuteActivity(actx, ActivityRelease, wire.ReleaseInput{
 		LeaseID: ls.LeaseID, App: l.App, Host: ls.Host, HostURL: ls.HostURL, Event: event, Reason: reason,
 		MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, HeldSeconds: held,
 	})

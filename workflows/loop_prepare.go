@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -22,7 +22,7 @@ import (
 // when it prepares, the preparation is started ahead of that bin (by the
 // lead time), so the instance is ready as the bin begins. It returns the
 // reason for the next wake.
-func (l *loop) planAhead(binStart time.Time, n int, res activities.ForecastResult) string {
+func (l *loop) planAhead(binStart time.Time, n int, res wire.ForecastResult) string {
 	path := res.Path
 	th := l.thresholds()
 	prepares := th.Decide(l.Holding, path[n]) == policy.Prepare

@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // run decides at each wake and sleeps in between. At a wake (the start of
@@ -268,9 +268,9 @@ func (l *loop) firstSleep(bound int) int {
 // ask for.
 func untilReason(until string, bins int) string {
 	switch until {
-	case activities.UntilHold:
+	case wire.UntilHold:
 		return fmt.Sprintf("extend the lease: it is planned %d bins ahead", bins)
-	case activities.UntilBound:
+	case wire.UntilBound:
 		return fmt.Sprintf("the bound on the sleep (%d bins): a new model reaches the loop by then", bins)
 	}
 	return "end of the forecast"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/policy"
 )
@@ -151,7 +151,7 @@ func (p Policy) Validate() error {
 // (api.MinTTL, api.MaxTTL). A held instance's lease is planned as far as
 // the loop may sleep (the longer of LookaheadBins and MaxSleepBins, which
 // is DefaultMaxSleepBins when 0), and lives that long plus its grace and
-// lead (activities.MaxLeaseBins says how many bins fit). A policy whose
+// lead (wire.MaxLeaseBins says how many bins fit). A policy whose
 // leases would be longer is refused, naming the settings to lower and how
 // far: every host would refuse its reserves, and its extends while the
 // loop sleeps through a planned hold.
@@ -181,10 +181,10 @@ func (p Policy) validateFor(bin time.Duration, leaseBound bool) error {
 func (p Policy) validateLease(bin time.Duration) error {
 	sleep := p.maxSleep()
 	planned := max(1, p.LookaheadBins, sleep)
-	fits := activities.MaxLeaseBins(bin)
+	fits := wire.MaxLeaseBins(bin)
 	if fits < 1 {
 		return fmt.Errorf("bin %v: a lease planned a single bin ahead may be asked to live %v with its grace and lead, beyond the %v a host agent accepts; use bins of at most %v",
-			bin, activities.LeaseLife(1, bin), api.MaxTTL, activities.MaxLeaseBin)
+			bin, wire.LeaseLife(1, bin), api.MaxTTL, wire.MaxLeaseBin)
 	}
 	if planned <= fits {
 		return nil
@@ -201,7 +201,7 @@ func (p Policy) validateLease(bin time.Duration) error {
 		settings, fields = append(settings, s), append(fields, "MaxSleepBins")
 	}
 	return fmt.Errorf("%s at %v bins: a held instance's lease may be planned %d bins ahead and asked to live %v with its grace and lead, beyond the %v a host agent accepts; lower %s to at most %d",
-		strings.Join(settings, " and "), bin, planned, activities.LeaseLife(planned, bin), api.MaxTTL, strings.Join(fields, " and "), fits)
+		strings.Join(settings, " and "), bin, planned, wire.LeaseLife(planned, bin), api.MaxTTL, strings.Join(fields, " and "), fits)
 }
 
 // ValidateBin refuses a bin width finer than a second: the shortest lease a
@@ -265,7 +265,7 @@ type LoopInput struct {
 	Bin     time.Duration // 1 s in demos and tests, 1 min in production
 	Window  int           // bins of recent activity kept: default 1440 (64 in loops from before the policy package), then what the model uses, at most 1440
 	Policy  Policy
-	Profile activities.AppProfile
+	Profile wire.AppProfile
 	// MaxTicksPerRun continues as new after this many wakes even when the
 	// server has not suggested it yet (default 1000). The name is from when
 	// the loop woke at every bin; it stays because it is serialized (running
@@ -287,8 +287,8 @@ type LoopInput struct {
 	// Carried state (zero on the first start).
 	Seeded bool // Recent, Profile and Adjustments hold stored history
 	// Recent is requests per bin, oldest first, len <= Window (compact in
-	// JSON: see activities.Counts).
-	Recent   activities.Counts
+	// JSON: see wire.Counts).
+	Recent   wire.Counts
 	Pending  float64   // requests observed in the bin now open
 	NextTick time.Time // end of the bin now open (a serialized name, like MaxTicksPerRun)
 	// Holding says the policy holds the application's instance through the
@@ -321,7 +321,7 @@ type LoopInput struct {
 	// Sizes are the latest request sizes (MB), newest last; leases are sized
 	// from them (Policy.SizePercentile).
 	Sizes           []float64
-	Leases          []activities.Lease
+	Leases          []wire.Lease
 	Adjustments     map[string]float64 // host -> observed affinity adjustment
 	LastProbability float64
 	LastDecision    string
@@ -414,7 +414,7 @@ type ObservationSignal struct {
 	Claimed bool
 	// Kept is the instance a cold request left behind as a lease of the
 	// application (the loop decides at the next bin whether to keep it).
-	Kept *activities.Lease
+	Kept *wire.Lease
 	// Gone names leases that failed to serve: the loop stops using them.
 	Gone []string
 }
@@ -448,7 +448,7 @@ const maxGone = 16
 // bin after the one now open) because a request may have changed what it
 // planned: a platform's router sends it for a request that found no warm
 // instance, the worker's arrival watch for router-mode loops (see
-// activities.Watch). A bin already decided is not decided again. Both
+// resident.Watch). A bin already decided is not decided again. Both
 // fields are required (Bin may be the zero time, Reason empty).
 type WakeSignal struct {
 	Bin    time.Time `payload:"required"`
@@ -479,7 +479,7 @@ type LoopStatus struct {
 	State           string
 	Bin             time.Duration
 	Policy          Policy
-	Profile         activities.AppProfile
+	Profile         wire.AppProfile
 	Recent          []float64
 	Pending         float64
 	NextTick        time.Time
@@ -492,7 +492,7 @@ type LoopStatus struct {
 	LastDecision    string
 	ModelVersion    string
 	LastError       string
-	Leases          []activities.Lease
+	Leases          []wire.Lease
 	Preparing       string
 	Adjustments     map[string]float64
 	Stats           LoopStats
@@ -531,8 +531,8 @@ func (c *ClaimUpdate) check() error {
 
 // ClaimUpdateResult is the claim-lease update's answer: the lease, or
 // Found=false (serve cold). It is the claim activity's result as well
-// (activities.ClaimResult: one type), whose LoopRunning the claimer sets.
-type ClaimUpdateResult = activities.ClaimResult
+// (wire.ClaimResult: one type), whose LoopRunning the claimer sets.
+type ClaimUpdateResult = wire.ClaimResult
 
 // TraceClock maps live bins onto a trace's bins: the live bin that starts at
 // RealStart stands for the trace bin that starts at TraceStart, and every

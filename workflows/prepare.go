@@ -9,14 +9,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store/records"
 )
 
 // PrepareInput asks for leases on the best TopN hosts for an application.
 type PrepareInput struct {
 	App         string
-	Profile     activities.AppProfile
+	Profile     wire.AppProfile
 	TopN        int
 	TTL         time.Duration
 	MaxShadowMS float64
@@ -37,7 +37,7 @@ type PrepareAttempt struct {
 
 // PrepareResult is the validated leases and every attempt, in order.
 type PrepareResult struct {
-	Leases   []activities.Lease
+	Leases   []wire.Lease
 	Attempts []PrepareAttempt
 }
 
@@ -65,7 +65,7 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 	logger := workflow.GetLogger(ctx)
 	if in.TopN <= 0 || in.TTL <= 0 || in.App == "" {
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("preparation: app %q, top-N %d, TTL %v: all are required", in.App, in.TopN, in.TTL), activities.ErrBadInput, nil)
+			fmt.Sprintf("preparation: app %q, top-N %d, TTL %v: all are required", in.App, in.TopN, in.TTL), wire.ErrBadInput, nil)
 	}
 	maxHosts := in.MaxHosts
 	if maxHosts <= 0 {
@@ -77,16 +77,16 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
-			NonRetryableErrorTypes: []string{activities.ErrHostRejected, activities.ErrBadInput, activities.ErrNoHosts}},
+			NonRetryableErrorTypes: []string{wire.ErrHostRejected, wire.ErrBadInput, wire.ErrNoHosts}},
 	})
-	var ranked activities.RankResult
+	var ranked wire.RankResult
 	rankFor := fmt.Sprintf("rank hosts for %d lease(s) of %s, %.0f MB", in.TopN, in.App, in.Profile.MemoryMB)
-	if err := workflow.ExecuteActivity(withSummary(quick, rankFor), ActivityRankHosts, activities.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(quick, rankFor), ActivityRankHosts, wire.RankInput{Profile: in.Profile, Adjustments: in.Adjustments}).Get(ctx, &ranked); err != nil {
 		return res, fmt.Errorf("rank hosts for %s: %w", in.App, err)
 	}
 
 	// held are reservations not (yet) handed back to the loop.
-	var held []activities.Lease
+	var held []wire.Lease
 	defer func() {
 		if len(held) == 0 {
 			return
@@ -116,21 +116,21 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		}
 		leaseID := LeaseID(id, c.Host)
 		attempt := PrepareAttempt{Host: c.Host, Score: c.Score}
-		ls := activities.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+		ls := wire.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 			MemoryMB: in.Profile.MemoryMB, DiskMB: in.Profile.DiskMB, CPUMilli: in.Profile.CPUMilli,
 			Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
 
 		rctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
 			StartToCloseTimeout: 10 * time.Second,
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
-				NonRetryableErrorTypes: []string{activities.ErrHostRejected, activities.ErrBadInput}},
+				NonRetryableErrorTypes: []string{wire.ErrHostRejected, wire.ErrBadInput}},
 			Summary: "reserve on " + c.Host,
 		})
-		var rr activities.ReserveResult
+		var rr wire.ReserveResult
 		// Held before the call: a reply lost after the host reserved must
 		// still be released.
 		held = append(held, ls)
-		err := workflow.ExecuteActivity(rctx, ActivityReserve, activities.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
+		err := workflow.ExecuteActivity(rctx, ActivityReserve, wire.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
 			MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, TTL: in.TTL}).Get(ctx, &rr)
 		if err != nil {
 			attempt.Outcome, attempt.Reason = "reserve-failed", rootMessage(err)
@@ -157,11 +157,11 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 30 * time.Second,
 			HeartbeatTimeout:    5 * time.Second,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: []string{wire.ErrBadInput}},
 			Summary:             "shadow request on " + c.Host,
 		})
-		var sr activities.ShadowResult
-		err = workflow.ExecuteActivity(sctx, ActivityShadow, activities.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+		var sr wire.ShadowResult
+		err = workflow.ExecuteActivity(sctx, ActivityShadow, wire.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 			ReadRatio: in.Profile.ReadRatio, SampleMB: in.SampleMB, MaxMS: in.MaxShadowMS}).Get(ctx, &sr)
 		if err == nil && sr.OK {
 			ls.ShadowMS = sr.ShadowMS
@@ -203,22 +203,22 @@ func upsertHost(ctx workflow.Context, host string) {
 
 // releaseNow releases a reservation and waits; errors are logged (the
 // host's own TTL frees the resources in the end).
-func releaseNow(ctx workflow.Context, ls activities.Lease, event, reason string) {
+func releaseNow(ctx workflow.Context, ls wire.Lease, event, reason string) {
 	releaseWith(ctx, ls, event, reason, 5)
 }
 
 // releaseWith is releaseNow with at most attempts tries.
-func releaseWith(ctx workflow.Context, ls activities.Lease, event, reason string, attempts int32) {
+func releaseWith(ctx workflow.Context, ls wire.Lease, event, reason string, attempts int32) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: attempts, NonRetryableErrorTypes: []string{activities.ErrHostRejected}},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: attempts, NonRetryableErrorTypes: []string{wire.ErrHostRejected}},
 		Summary:             "release " + ls.LeaseID,
 	})
 	held := 0.0
 	if !ls.Reserved.IsZero() {
 		held = workflow.Now(ctx).Sub(ls.Reserved).Seconds()
 	}
-	err := workflow.ExecuteActivity(actx, ActivityRelease, activities.ReleaseInput{LeaseID: ls.LeaseID, App: ls.App, Host: ls.Host, HostURL: ls.HostURL,
+	err := workflow.ExecuteActivity(actx, ActivityRelease, wire.ReleaseInput{LeaseID: ls.LeaseID, App: ls.App, Host: ls.Host, HostURL: ls.HostURL,
 		Event: event, Reason: reason, MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, HeldSeconds: held}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("release failed; the host's TTL will free it", "lease", ls.LeaseID, "error", err)

@@ -7,9 +7,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/agent/api"
-	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/affinity/score"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -57,10 +57,10 @@ func PerformanceScore(nominalMS, measuredMS float64) float64 {
 	return min(1, max(0, nominalMS/measuredMS))
 }
 
-// NextAdjustment is affinity.NextAdjustment: the gateway's learner
-// (activities.GatewayLearner) applies the same rule.
+// NextAdjustment is score.NextAdjustment: the gateway's learner
+// (resident.GatewayLearner) applies the same rule.
 func NextAdjustment(old, expected, actual, tolerance, rate float64) (next float64, ok bool) {
-	return affinity.NextAdjustment(old, expected, actual, tolerance, rate)
+	return score.NextAdjustment(old, expected, actual, tolerance, rate)
 }
 
 // ServeRequest claims a prepared lease from the application's loop (or goes
@@ -70,7 +70,7 @@ func NextAdjustment(old, expected, actual, tolerance, rate float64) (next float6
 func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) {
 	var res RequestResult
 	if in.RequestID == "" || in.App == "" {
-		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("request: app %q and request ID %q are required", in.App, in.RequestID), activities.ErrBadInput, nil)
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("request: app %q and request ID %q are required", in.App, in.RequestID), wire.ErrBadInput, nil)
 	}
 	if in.Tolerance <= 0 {
 		in.Tolerance = 0.15
@@ -82,7 +82,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
-			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected, activities.ErrNoHosts}},
+			NonRetryableErrorTypes: []string{wire.ErrBadInput, wire.ErrHostRejected, wire.ErrNoHosts}},
 	})
 
 	// Claim and serve are local activities (two fewer activity round trips
@@ -93,17 +93,17 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	}
 	quickOpts := workflow.GetActivityOptions(quick)
 
-	var claim activities.ClaimResult
+	var claim wire.ClaimResult
 	claimOpts := quickOpts
 	claimOpts.Summary = "claim a lease of " + in.App + " for request " + in.RequestID
-	claimIn := activities.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: true, SizeMB: in.MemoryMB, ArrivedAt: in.ArrivedAt}
+	claimIn := wire.ClaimInput{App: in.App, RequestID: in.RequestID, CountArrival: true, SizeMB: in.MemoryMB, ArrivedAt: in.ArrivedAt}
 	if err := call(claimOpts, ActivityClaimLease, claimIn).Get(ctx, &claim); err != nil {
 		logger.Warn("claim failed; serving cold", "error", err)
 	}
 
-	serve := func(host, url, leaseID string, keep *activities.KeepPlan) (activities.ServeResult, error) {
-		var sr activities.ServeResult
-		si := activities.ServeInput{Host: host, HostURL: url, HostServing: activities.HostServing{RequestID: in.RequestID, App: in.App,
+	serve := func(host, url, leaseID string, keep *wire.KeepPlan) (wire.ServeResult, error) {
+		var sr wire.ServeResult
+		si := wire.ServeInput{Host: host, HostURL: url, HostServing: wire.HostServing{RequestID: in.RequestID, App: in.App,
 			LeaseID: leaseID, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, WorkMS: in.WorkMS}}
 		si.LeaseStays = claim.Stays
 		if keep != nil {
@@ -113,16 +113,16 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		err := call(workflow.ActivityOptions{
 			StartToCloseTimeout: time.Duration(in.WorkMS)*time.Millisecond*4 + 30*time.Second,
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2,
-				NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrHostRejected}},
+				NonRetryableErrorTypes: []string{wire.ErrBadInput, wire.ErrHostRejected}},
 			Summary: "serve on " + host,
 		}, ActivityServe, si).Get(ctx, &sr)
 		return sr, err
 	}
 
-	var sr activities.ServeResult
+	var sr wire.ServeResult
 	var claimed *records.PreparationEvent
 	var gone []string
-	var kept *activities.Lease
+	var kept *wire.Lease
 	served := false
 	adjustment := 0.0
 	if claim.Found {
@@ -151,10 +151,10 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 		}
 	}
 	if !served {
-		var ranked activities.RankResult
-		profile := activities.AppProfile{App: in.App, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, DurationMS: in.WorkMS, VolumeType: in.VolumeType}
+		var ranked wire.RankResult
+		profile := wire.AppProfile{App: in.App, MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, ReadRatio: in.ReadRatio, DurationMS: in.WorkMS, VolumeType: in.VolumeType}
 		if err := workflow.ExecuteActivity(withSummary(quick, "rank hosts to serve "+in.App+" cold"), ActivityRankHosts,
-			activities.RankInput{Profile: profile, Adjustments: claim.Adjustments}).Get(ctx, &ranked); err != nil {
+			wire.RankInput{Profile: profile, Adjustments: claim.Adjustments}).Get(ctx, &ranked); err != nil {
 			return res, fmt.Errorf("no host to serve %s cold: %w", in.RequestID, err)
 		}
 		var err error
@@ -164,7 +164,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 				if sr.Kept && claim.Keep != nil {
 					now := workflow.Now(ctx)
 					k := claim.Keep
-					ls := activities.Lease{LeaseID: k.LeaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+					ls := wire.Lease{LeaseID: k.LeaseID, App: in.App, Host: c.Host, HostURL: c.URL,
 						MemoryMB: k.MemoryMB, DiskMB: k.DiskMB, CPUMilli: k.CPUMilli, Reserved: now, Expires: now.Add(k.TTL),
 						Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
 					if !sr.KeptExpires.IsZero() && sr.KeptExpires.Before(ls.Expires) {
@@ -193,7 +193,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	if !in.ArrivedAt.IsZero() {
 		at = in.ArrivedAt
 	}
-	rec := activities.RecordRequestInput{
+	rec := wire.RecordRequestInput{
 		Request: records.Request{Time: at, RequestID: in.RequestID, App: in.App, VolumeType: in.VolumeType,
 			SizeMB: in.MemoryMB, ReadRatio: in.ReadRatio, Host: res.Host, Warm: res.Warm, ExpectedScore: res.Expected,
 			SetupMS: res.SetupMS, WorkMS: res.WorkMS, LatencyMS: res.LatencyMS, Outcome: res.Outcome},
@@ -208,7 +208,7 @@ func ServeRequest(ctx workflow.Context, in RequestInput) (RequestResult, error) 
 	// The outcome must reach the store even across a ClickHouse restart.
 	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
-		RetryPolicy:            &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+		RetryPolicy:            &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, NonRetryableErrorTypes: []string{wire.ErrBadInput}},
 		ScheduleToCloseTimeout: 30 * time.Minute,
 		Summary:                "record request " + in.RequestID + ": " + res.Outcome,
 	})

@@ -7,25 +7,25 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/forewarm/forewarm/activities"
-	"github.com/forewarm/forewarm/models/lifecycle"
+	"github.com/forewarm/forewarm/activities/wire"
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 )
 
 // TrainingInput says what to train on. Zero From and To: the most recent
 // Span of stored history.
 type TrainingInput struct {
 	From, To time.Time
-	Span     time.Duration // with no From and To (0: lifecycle.DefaultSpan)
+	Span     time.Duration // with no From and To (0: rule.DefaultSpan)
 	Bin      time.Duration // default 1 min
 	Epochs   int           // 0: the trainer's default
 	Seed     int64
 	// MinAffinitySamples is how many served requests with outcomes are
 	// needed before the affinity model is trained (0:
-	// lifecycle.MinAffinityOutcomes).
+	// rule.MinAffinityOutcomes).
 	MinAffinitySamples int
 	// MinImprovement is the relative improvement of the primary metric a
 	// candidate needs over the champion to replace it (0:
-	// lifecycle.MinImprovement).
+	// rule.MinImprovement).
 	MinImprovement float64
 	// TrainTimeout bounds one training activity (default 2 h).
 	TrainTimeout time.Duration
@@ -47,7 +47,7 @@ type ModelDecision struct {
 
 // TrainingResult is the data set and the decision for each model.
 type TrainingResult struct {
-	Dataset  activities.DatasetSummary
+	Dataset  wire.DatasetSummary
 	Demand   ModelDecision
 	Affinity ModelDecision
 }
@@ -68,7 +68,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 		in.Bin = time.Minute
 	}
 	if in.MinAffinitySamples <= 0 {
-		in.MinAffinitySamples = lifecycle.MinAffinityOutcomes
+		in.MinAffinitySamples = rule.MinAffinityOutcomes
 	}
 	if in.TrainTimeout <= 0 {
 		in.TrainTimeout = 2 * time.Hour
@@ -85,26 +85,26 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 
 	quick := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{wire.ErrBadInput}},
 	})
-	var d activities.DescribeResult
-	if err := workflow.ExecuteActivity(withSummary(quick, "describe the data set, bins of "+in.Bin.String()), ActivityDescribe, activities.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
+	var d wire.DescribeResult
+	if err := workflow.ExecuteActivity(withSummary(quick, "describe the data set, bins of "+in.Bin.String()), ActivityDescribe, wire.DescribeInput{From: in.From, To: in.To, Span: in.Span, Bin: in.Bin}).Get(ctx, &d); err != nil {
 		return res, fmt.Errorf("extract the data set: %w", err)
 	}
 	res.Dataset = d.Dataset
-	spec := activities.TrainSpec{From: d.Dataset.From, To: d.Dataset.To, Bin: in.Bin, Epochs: in.Epochs, Seed: in.Seed}
+	spec := wire.TrainSpec{From: d.Dataset.From, To: d.Dataset.To, Bin: in.Bin, Epochs: in.Epochs, Seed: in.Seed}
 
 	long := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: in.TrainTimeout,
 		HeartbeatTimeout:    2 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
-			NonRetryableErrorTypes: []string{activities.ErrBadInput, activities.ErrNotEnough}},
+			NonRetryableErrorTypes: []string{wire.ErrBadInput, wire.ErrNotEnough}},
 	})
 
 	stage(fmt.Sprintf("training the demand model on %d apps × %d bins, %s .. %s (%s)", d.Dataset.Apps, d.Dataset.Bins,
 		d.Dataset.From.Format(time.RFC3339), d.Dataset.To.Format(time.RFC3339), d.Dataset.Chosen))
-	var dr activities.TrainResult
-	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), ActivityTrainDemand, activities.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
+	var dr wire.TrainResult
+	if err := workflow.ExecuteActivity(withSummary(long, "train demand model"), ActivityTrainDemand, wire.TrainInput{Spec: spec}).Get(ctx, &dr); err != nil {
 		return res, fmt.Errorf("train the demand model: %w", err)
 	}
 	res.Demand = judge(dr.Model, in.MinImprovement)
@@ -112,8 +112,8 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 
 	if d.Dataset.RequestOutcomes >= in.MinAffinitySamples {
 		stage(fmt.Sprintf("training the affinity model on %d request outcomes", d.Dataset.RequestOutcomes))
-		var ar activities.TrainResult
-		if err := workflow.ExecuteActivity(withSummary(long, "train affinity model"), ActivityTrainAffinity, activities.TrainInput{Spec: spec}).Get(ctx, &ar); err != nil {
+		var ar wire.TrainResult
+		if err := workflow.ExecuteActivity(withSummary(long, "train affinity model"), ActivityTrainAffinity, wire.TrainInput{Spec: spec}).Get(ctx, &ar); err != nil {
 			// The demand decision stands on its own.
 			res.Affinity = ModelDecision{Kind: "affinity", Reason: "training failed: " + rootMessage(err)}
 		} else {
@@ -128,7 +128,7 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 			continue
 		}
 		stage("publishing " + m.Candidate)
-		if err := workflow.ExecuteActivity(withSummary(quick, "publish "+m.Candidate), ActivityPromote, activities.PromoteInput{Version: m.Candidate}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(quick, "publish "+m.Candidate), ActivityPromote, wire.PromoteInput{Version: m.Candidate}).Get(ctx, nil); err != nil {
 			return res, fmt.Errorf("publish %s: %w", m.Candidate, err)
 		}
 	}
@@ -138,8 +138,8 @@ func Training(ctx workflow.Context, in TrainingInput) (TrainingResult, error) {
 
 // judge is the lifecycle's one publish rule, applied in workflow code (it
 // is pure) to what the training activity measured.
-func judge(m activities.TrainedModel, minImprovement float64) ModelDecision {
-	d := lifecycle.Decide(m, minImprovement)
-	return ModelDecision{Kind: m.Kind, Candidate: m.Version, Champion: m.Champion, Metric: lifecycle.PrimaryMetric(m.Kind),
+func judge(m wire.TrainedModel, minImprovement float64) ModelDecision {
+	d := rule.Decide(m, minImprovement)
+	return ModelDecision{Kind: m.Kind, Candidate: m.Version, Champion: m.Champion, Metric: rule.PrimaryMetric(m.Kind),
 		Metrics: m.Metrics, ChampionMetrics: m.ChampionMetrics, Baselines: m.Baselines, Published: d.Publish, Reason: d.Reason}
 }

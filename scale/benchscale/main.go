@@ -45,6 +45,7 @@ import (
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/trace"
+	"github.com/forewarm/forewarm/worker/resident"
 	"github.com/forewarm/forewarm/workflows"
 	"github.com/forewarm/forewarm/workflows/wfclient"
 )
@@ -253,7 +254,7 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 
 	// History up to the start, then a router reporting every bin as it ends.
 	liveStart := time.Now().Truncate(s.LiveBin)
-	router := &scale.Router{Fleet: fleet, Start: liveStart, Bin: s.LiveBin, Record: st.RecordArrivals, Grace: activities.Grace(s.LiveBin)}
+	router := &scale.Router{Fleet: fleet, Start: liveStart, Bin: s.LiveBin, Record: st.RecordArrivals, Grace: resident.Grace(s.LiveBin)}
 	t0 := time.Now()
 	rows, err := router.History(ctx, s.HistoryBins)
 	if err != nil {
@@ -359,7 +360,7 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 		}
 	}
 	log.Info("every loop made its first decision", "after_start", time.Since(t0).Round(time.Second))
-	settle := time.Now().Truncate(s.LiveBin).Add(time.Duration(s.Settle+1) * s.LiveBin).Add(activities.Grace(s.LiveBin) / 2)
+	settle := time.Now().Truncate(s.LiveBin).Add(time.Duration(s.Settle+1) * s.LiveBin).Add(resident.Grace(s.LiveBin) / 2)
 	if err := sleepUntil(ctx, settle, routerErr); err != nil {
 		return res, err
 	}
@@ -407,7 +408,7 @@ func (b *bench) fleetRun(ctx context.Context, c client.Client, fleet *scale.Flee
 	res.LiveBinSeconds, res.WindowBins = s.LiveBin.Seconds(), s.Window
 
 	// Decisions counted from the sampled loops' own state.
-	dc := scale.CountDecisions(a.loops, z.loops, s.LiveBin, activities.Grace(s.LiveBin))
+	dc := scale.CountDecisions(a.loops, z.loops, s.LiveBin, resident.Grace(s.LiveBin))
 	res.LoopsSampled, res.LoopsAdvanced = dc.Sampled, dc.Advanced
 	res.DecisionsDue, res.DecisionsCounted = dc.Due, dc.Counted
 	res.DecisionsPendingStart, res.DecisionsPendingEnd, res.DecisionsUnaccounted = dc.PendingStart, dc.PendingEnd, dc.Unaccounted()

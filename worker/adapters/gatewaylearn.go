@@ -5,10 +5,11 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/worker/resident"
 )
 
 // GatewayLearnStore is the store as the gateway learner uses it
-// (activities.GatewayLearnStore).
+// (resident.GatewayLearnStore).
 type GatewayLearnStore struct{ *store.Store }
 
 // Profiles are the stored application profiles by ID, as the loops and
@@ -25,4 +26,4 @@ func (g GatewayLearnStore) Profiles(ctx context.Context) (map[string]activities.
 	return out, nil
 }
 
-var _ activities.GatewayLearnStore = GatewayLearnStore{}
+var _ resident.GatewayLearnStore = GatewayLearnStore{}

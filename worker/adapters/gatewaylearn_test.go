@@ -11,6 +11,7 @@ import (
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
+	"github.com/forewarm/forewarm/worker/resident"
 )
 
 type liveHosts []activities.HostInfo
@@ -48,8 +49,8 @@ func TestGatewayLearnerOnTheStore(t *testing.T) {
 	}
 	require.NoError(t, st.RecordGatewayRequests(ctx, rows))
 	dir := liveHosts{{ID: "h1", Speed: 0.5}, {ID: "h2", Speed: 1}}
-	learner := func() *activities.GatewayLearner {
-		return &activities.GatewayLearner{Store: GatewayLearnStore{st}, Directory: dir, Affinity: hostScore{}}
+	learner := func() *resident.GatewayLearner {
+		return &resident.GatewayLearner{Store: GatewayLearnStore{st}, Directory: dir, Affinity: hostScore{}}
 	}
 	res, err := learner().Pass(ctx, now)
 	require.NoError(t, err)
@@ -68,11 +69,11 @@ func TestGatewayLearnerOnTheStore(t *testing.T) {
 
 	// A pass recorded but not written (the worker stopped in between):
 	// the next learner writes it as recorded, once.
-	last, ok, err := st.LastAdjustmentPass(ctx, activities.GatewayLearnerName)
+	last, ok, err := st.LastAdjustmentPass(ctx, resident.GatewayLearnerName)
 	require.NoError(t, err)
 	require.True(t, ok)
 	at := last.At.Add(time.Minute)
-	stopped := records.AdjustmentPass{Learner: activities.GatewayLearnerName, From: last.To, To: last.To.Add(time.Second), At: at, Rows: 1,
+	stopped := records.AdjustmentPass{Learner: resident.GatewayLearnerName, From: last.To, To: last.To.Add(time.Second), At: at, Rows: 1,
 		Adjustments: []records.Adjustment{{Time: at, App: "a", Host: "h1", NewAdjustment: 0.1, Reason: "recorded, never written"}}}
 	require.NoError(t, st.RecordAdjustmentPass(ctx, stopped))
 	res, err = learner().Pass(ctx, now.Add(2*time.Second))

@@ -36,7 +36,7 @@ const HostSeen = 30 * time.Second
 
 // Store adapts the store to activities.HistoryReader, Recorder (with
 // RequestChecker) and HostDirectory; it counts what it records in Metrics
-// (nil: nothing). The worker puts activities.LastKnownHosts in front of its
+// (nil: nothing). The worker puts resident.LastKnownHosts in front of its
 // LiveHosts: one query per burst, the last list during an outage.
 type Store struct {
 	St      StoreAPI

@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -76,8 +77,8 @@ func (s *learnStore) Adjustments(context.Context) (map[[2]string]float64, error)
 	return out, nil
 }
 
-func (s *learnStore) Profiles(context.Context) (map[string]AppProfile, error) {
-	return map[string]AppProfile{}, s.profileErr
+func (s *learnStore) Profiles(context.Context) (map[string]activities.AppProfile, error) {
+	return map[string]activities.AppProfile{}, s.profileErr
 }
 
 type toldLoops map[[2]string]float64
@@ -111,7 +112,7 @@ func TestGatewayLearnerPass(t *testing.T) {
 	}}
 	st.rows[1].StartMS = 900
 	told := toldLoops{}
-	l := &GatewayLearner{Store: st, Directory: fakeDirectory{hosts: []HostInfo{{ID: "h1", Speed: 0.5}, {ID: "h2", Speed: 0.9}}},
+	l := &GatewayLearner{Store: st, Directory: fakeDirectory{hosts: []activities.HostInfo{{ID: "h1", Speed: 0.5}, {ID: "h2", Speed: 0.9}}},
 		Affinity: speedAffinity{}, Loops: told}
 	now := learnT0.Add(time.Hour + 1500*time.Millisecond)
 	res, err := l.Pass(context.Background(), now)
@@ -140,7 +141,7 @@ func TestGatewayLearnerPass(t *testing.T) {
 // loops hear of it.
 func TestGatewayLearnerFinishesAnInterruptedPass(t *testing.T) {
 	st := &learnStore{usual: map[string]float64{"a": 10}, rows: []records.GatewayRequest{gatewayRow(0, "h1", records.GatewayWarm, 10)}}
-	dir := fakeDirectory{hosts: []HostInfo{{ID: "h1", Speed: 0.5}}}
+	dir := fakeDirectory{hosts: []activities.HostInfo{{ID: "h1", Speed: 0.5}}}
 	st.failApply = errors.New("store down")
 	l := &GatewayLearner{Store: st, Directory: dir, Affinity: speedAffinity{}}
 	now := learnT0.Add(time.Hour)
@@ -198,7 +199,7 @@ func TestGatewayActual(t *testing.T) {
 // learner goes on from its own: the rows are not learned again.
 func TestGatewayLearnerOutrunsALaggingReplica(t *testing.T) {
 	st := &learnStore{usual: map[string]float64{"a": 10}, rows: []records.GatewayRequest{gatewayRow(0, "h1", records.GatewayWarm, 10)}}
-	l := &GatewayLearner{Store: st, Directory: fakeDirectory{hosts: []HostInfo{{ID: "h1", Speed: 0.5}}}, Affinity: speedAffinity{}}
+	l := &GatewayLearner{Store: st, Directory: fakeDirectory{hosts: []activities.HostInfo{{ID: "h1", Speed: 0.5}}}, Affinity: speedAffinity{}}
 	now := learnT0.Add(time.Hour)
 	_, err := l.Pass(context.Background(), now)
 	require.NoError(t, err)
@@ -207,4 +208,18 @@ func TestGatewayLearnerOutrunsALaggingReplica(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 0, res.Rows)
 	require.Len(t, st.written, 1)
+}
+
+type fakeDirectory struct{ hosts []activities.HostInfo }
+
+func (d fakeDirectory) LiveHosts(context.Context) ([]activities.HostInfo, error) { return d.hosts, nil }
+
+type speedAffinity struct{}
+
+func (speedAffinity) Score(_ context.Context, _ activities.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
+	out := make([]float64, len(hs))
+	for i, h := range hs {
+		out[i] = h.Speed
+	}
+	return out, "speed", nil
 }

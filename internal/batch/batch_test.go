@@ -1,4 +1,4 @@
-package activities
+package batch
 
 import (
 	"context"
@@ -100,7 +100,7 @@ func (w *failingWriter) written() []int {
 func TestBatcherBacksOffDuringAnOutage(t *testing.T) {
 	w := &failingWriter{}
 	const capacity = 1000
-	b := NewBatcher(w.write, time.Hour, capacity, slog.New(&logRecords{}))
+	b := New(w.write, time.Hour, capacity, slog.New(&logRecords{}))
 	for i := range 5 * capacity { // 4500 adds past half full
 		b.Add(i)
 		if i%100 == 0 {
@@ -128,7 +128,7 @@ func TestBatcherBacksOffDuringAnOutage(t *testing.T) {
 func TestBatcherRetriesOnItsScheduleAndCatchesUp(t *testing.T) {
 	w := &failingWriter{}
 	const capacity = 100
-	b := NewBatcher(w.write, 10*time.Millisecond, capacity, slog.New(&logRecords{}))
+	b := New(w.write, 10*time.Millisecond, capacity, slog.New(&logRecords{}))
 	for i := range 80 {
 		b.Add(i)
 		time.Sleep(time.Millisecond)
@@ -160,7 +160,7 @@ func TestBatcherCloseReportsWhatItDropped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := &logRecords{}
 			w := &failingWriter{}
-			b := NewBatcher(w.write, time.Hour, tc.max, slog.New(logs))
+			b := New(w.write, time.Hour, tc.max, slog.New(logs))
 			for i := range tc.adds {
 				b.Add(i)
 			}

@@ -1,4 +1,4 @@
-package activities
+package wire
 
 import (
 	"encoding/json"

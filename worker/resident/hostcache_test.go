@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -9,19 +9,21 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/forewarm/forewarm/activities"
 )
 
 // scriptedDirectory answers LiveHosts from its fields; block, when set,
 // holds every call until it is closed.
 type scriptedDirectory struct {
 	mu    sync.Mutex
-	hosts []HostInfo
+	hosts []activities.HostInfo
 	err   error
 	block chan struct{}
 	calls atomic.Int32
 }
 
-func (d *scriptedDirectory) LiveHosts(ctx context.Context) ([]HostInfo, error) {
+func (d *scriptedDirectory) LiveHosts(ctx context.Context) ([]activities.HostInfo, error) {
 	d.calls.Add(1)
 	d.mu.Lock()
 	block, hs, err := d.block, d.hosts, d.err
@@ -36,7 +38,7 @@ func (d *scriptedDirectory) LiveHosts(ctx context.Context) ([]HostInfo, error) {
 	return hs, err
 }
 
-func (d *scriptedDirectory) set(hs []HostInfo, err error, block chan struct{}) {
+func (d *scriptedDirectory) set(hs []activities.HostInfo, err error, block chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.hosts, d.err, d.block = hs, err, block
@@ -92,7 +94,7 @@ func askTogether(t *testing.T, c *LastKnownHosts, n int) *sync.WaitGroup {
 	return &wg
 }
 
-var twoHosts = []HostInfo{{ID: "h1", URL: "http://127.0.0.1:1"}, {ID: "h2", URL: "http://127.0.0.1:2"}}
+var twoHosts = []activities.HostInfo{{ID: "h1", URL: "http://127.0.0.1:1"}, {ID: "h2", URL: "http://127.0.0.1:2"}}
 
 // While the directory is unreachable the last list read is used, for at
 // most MaxStale after that read; then every call fails, saying how old the
@@ -204,7 +206,7 @@ func TestLastKnownHostsHoldsNoLockAcrossTheDirectory(t *testing.T) {
 // failed the first preparations of a fleet started with its worker ("no
 // live host agent") although the hosts were registered.
 func TestLastKnownHostsWaitsRatherThanHandOutAnEmptyList(t *testing.T) {
-	src := &scriptedDirectory{hosts: []HostInfo{}}
+	src := &scriptedDirectory{hosts: []activities.HostInfo{}}
 	clk := &fakeClock{t: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
 	c := &LastKnownHosts{Source: src, Fresh: 2 * time.Second, Now: clk.Now}
 	ctx := context.Background()

@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -7,13 +7,15 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/forewarm/forewarm/activities"
 )
 
 // DefaultMaxStale is how old a last-known-good host list may be and still
 // be used while the host directory (ClickHouse) is unreachable.
 const DefaultMaxStale = 5 * time.Minute
 
-// LastKnownHosts is a HostDirectory in front of another (the store): it
+// LastKnownHosts is a activities.HostDirectory in front of another (the store): it
 // asks its source at most every Fresh, so a burst of preparations is one
 // query, and when the source fails it answers with the last list it read,
 // for up to MaxStale after that read, so preparations and cold serves go
@@ -22,7 +24,7 @@ const DefaultMaxStale = 5 * time.Minute
 // refreshes, the others get the list in hand, or wait for that read when
 // they have none or an empty one.
 type LastKnownHosts struct {
-	Source   HostDirectory
+	Source   activities.HostDirectory
 	Fresh    time.Duration // reuse a list this young without asking (0: always ask)
 	MaxStale time.Duration // serve a list this old when the source fails (0: DefaultMaxStale)
 	// Timeout bounds one ask of the source (0: 5 s), so a directory that
@@ -35,7 +37,7 @@ type LastKnownHosts struct {
 	Now     func() time.Time // the clock (nil: time.Now)
 
 	mu         sync.Mutex
-	hosts      []HostInfo
+	hosts      []activities.HostInfo
 	at         time.Time     // when hosts was read
 	refreshing chan struct{} // closed when the refresh in flight ends (nil: none)
 	failing    bool          // the last refresh failed (logged once per outage)
@@ -43,7 +45,7 @@ type LastKnownHosts struct {
 
 // LiveHosts answers the fresh list, a last-known-good one during an outage
 // of the source, or an error naming the outage and the list's age.
-func (c *LastKnownHosts) LiveHosts(ctx context.Context) ([]HostInfo, error) {
+func (c *LastKnownHosts) LiveHosts(ctx context.Context) ([]activities.HostInfo, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
@@ -81,7 +83,7 @@ func (c *LastKnownHosts) LiveHosts(ctx context.Context) ([]HostInfo, error) {
 }
 
 // refresh asks the source, outside the lock, and records the answer.
-func (c *LastKnownHosts) refresh(ctx context.Context, done chan struct{}) ([]HostInfo, error) {
+func (c *LastKnownHosts) refresh(ctx context.Context, done chan struct{}) ([]activities.HostInfo, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/policy"
 )
 
@@ -71,7 +72,7 @@ func TestMirrorFreezesEachBinOnce(t *testing.T) {
 	require.Equal(t, bin(0), m.Frozen())
 	w, err := m.Window("a", bin(0), 4)
 	require.NoError(t, err)
-	require.Equal(t, Counts{0, 2, 0, 1}, w)
+	require.Equal(t, activities.Counts{0, 2, 0, 1}, w)
 	require.True(t, m.Active("a", bin(-1), bin(0)))
 	require.False(t, m.Active("a", bin(-2), bin(-1)))
 	require.False(t, m.Active("b", bin(-5), bin(0)))
@@ -84,7 +85,7 @@ func TestMirrorFreezesEachBinOnce(t *testing.T) {
 	require.NoError(t, m.Freeze(ctx, bin(1)))
 	w, err = m.Window("a", bin(1), 3)
 	require.NoError(t, err)
-	require.Equal(t, Counts{0, 1, 3}, w)
+	require.Equal(t, activities.Counts{0, 1, 3}, w)
 
 	_, err = m.Window("a", bin(2), 3)
 	require.ErrorContains(t, err, "not frozen")
@@ -108,7 +109,7 @@ func TestMirrorForgetsBinsOlderThanItsSpan(t *testing.T) {
 	require.Equal(t, 1, m.Apps(), "old's only bin fell out of the span")
 	w, err := m.Window("new", bin(6), 8)
 	require.NoError(t, err)
-	require.Equal(t, Counts{0, 1, 0, 0, 0, 0, 0, 4}, w)
+	require.Equal(t, activities.Counts{0, 1, 0, 0, 0, 0, 0, 4}, w)
 }
 
 // A loop on a trace clock brings the history before its first live bin:
@@ -124,13 +125,13 @@ func TestMirrorReadsASeedBeforeTheLiveBins(t *testing.T) {
 	require.NoError(t, m.Freeze(ctx, bin(1)))
 	w, err := m.Window("a", bin(1), 6)
 	require.NoError(t, err)
-	require.Equal(t, Counts{0, 1, 0, 3, 5, 2}, w)
+	require.Equal(t, activities.Counts{0, 1, 0, 3, 5, 2}, w)
 	w, err = m.Window("b", bin(1), 2)
 	require.NoError(t, err)
-	require.Equal(t, Counts{0, 0}, w, "a seed is one application's")
+	require.Equal(t, activities.Counts{0, 0}, w, "a seed is one application's")
 
 	require.ErrorContains(t, m.Seed("a", bin(0).Add(time.Second), []float64{1}), "want a boundary of 1m0s bins")
-	require.ErrorContains(t, m.Seed("a", bin(0), make([]float64, MaxCountBins+1)), "at most")
+	require.ErrorContains(t, m.Seed("a", bin(0), make([]float64, activities.MaxCountBins+1)), "at most")
 
 	// Every seeded bin ends before the span: forgotten with the old bins.
 	require.NoError(t, m.Freeze(ctx, bin(9)))
@@ -140,14 +141,14 @@ func TestMirrorReadsASeedBeforeTheLiveBins(t *testing.T) {
 	require.False(t, kept)
 	w, err = m.Window("a", bin(9), 12)
 	require.NoError(t, err)
-	require.Equal(t, Counts{0, 0}, w[:2], "bins -3 and -2 were the seed's")
+	require.Equal(t, activities.Counts{0, 0}, w[:2], "bins -3 and -2 were the seed's")
 }
 
 // lastCountModel answers 0.9 divided by the last bin's requests (0.9 when
 // it saw none).
 type lastCountModel struct{ v string }
 
-func (m lastCountModel) Predict(in []DemandQuery) ([]float64, error) {
+func (m lastCountModel) Predict(in []activities.DemandQuery) ([]float64, error) {
 	out := make([]float64, len(in))
 	for i, q := range in {
 		out[i] = 0.9 / max(1, q.Counts[len(q.Counts)-1])
@@ -158,10 +159,10 @@ func (m lastCountModel) Version() string  { return m.v }
 func (m lastCountModel) HistoryBins() int { return 8 }
 func (m lastCountModel) HorizonBins() int { return 1 }
 
-type oneRegistry struct{ m DemandModel }
+type oneRegistry struct{ m activities.DemandModel }
 
 func (r oneRegistry) ChampionVersion(context.Context) (string, error) { return r.m.Version(), nil }
-func (r oneRegistry) LoadDemand(context.Context, string) (DemandModel, error) {
+func (r oneRegistry) LoadDemand(context.Context, string) (activities.DemandModel, error) {
 	return r.m, nil
 }
 
@@ -208,14 +209,14 @@ func TestWatchWakesOnlyWhenAnArrivalCanChangeADecision(t *testing.T) {
 	st := &memReports{}
 	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
 	waker := &recordingWaker{errs: map[string]error{"gone": ErrLoopGone, "flaky": errors.New("unavailable")}}
-	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	p := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 4}
 	p.Watch = w
 	ctx := context.Background()
 	require.NoError(t, w.Check(ctx, bin(0)))
 
 	plan := func(id string, holding bool, next int, model string) {
-		w.Register(Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(next), Bin: time.Minute, Holding: holding,
+		w.Register(activities.Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(next), Bin: time.Minute, Holding: holding,
 			Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: model})
 	}
 	plan("cold", false, 10, "v1")     // nothing held; a request comes
@@ -248,7 +249,7 @@ func TestWatchWakesOnlyWhenAnArrivalCanChangeADecision(t *testing.T) {
 	require.Equal(t, []wake{{"flaky", bin(2), WakeColdArrival}, {"keeps", bin(2), WakeBelowKeep}}, waker.take())
 
 	// A new plan replaces the old: the loop woke and decided.
-	w.Register(Plan{WorkflowID: "cold", App: "cold", Wake: bin(2), NextWake: bin(5), Bin: time.Minute, Holding: true,
+	w.Register(activities.Plan{WorkflowID: "cold", App: "cold", Wake: bin(2), NextWake: bin(5), Bin: time.Minute, Holding: true,
 		Keep: 0.5, Next: bin(2), ModelBin: time.Minute, Window: 8, Model: "v1"})
 	require.NoError(t, w.Check(ctx, bin(3)))
 	require.Empty(t, waker.take(), "nothing arrived since the new plan")
@@ -259,11 +260,11 @@ func TestWatchCatchesUpBoundaryByBoundary(t *testing.T) {
 	st := &memReports{}
 	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
 	waker := &recordingWaker{}
-	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	p := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
 	ctx := context.Background()
 	require.NoError(t, w.Check(ctx, bin(0)))
-	w.Register(Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
+	w.Register(activities.Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
 		Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
 	st.add("a", bin(1), 1)
 	require.NoError(t, w.Check(ctx, bin(4)))
@@ -278,26 +279,26 @@ func TestForecastInRouterMode(t *testing.T) {
 	st.add("a", bin(-2), 3)
 	st.add("a", bin(-1), 1)
 	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
-	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	p := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	w := &Watch{Mirror: m, Predictor: p, Waker: &recordingWaker{}}
 	p.Watch = w
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(p)
-	in := ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
-		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
+	in := activities.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
+		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &activities.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
 	v, err := env.ExecuteActivity(p.Forecast, in)
 	require.NoError(t, err)
-	var res ForecastResult
+	var res activities.ForecastResult
 	require.NoError(t, v.Get(&res))
 	require.True(t, res.Held, "the last bin saw a request")
-	require.Equal(t, Counts{1}, res.Counts, "only the bins since the last read")
+	require.Equal(t, activities.Counts{1}, res.Counts, "only the bins since the last read")
 	require.Equal(t, 3, res.NextChange, "held: the lease is planned as far as the loop may sleep, past the lookahead")
 	require.Equal(t, 3, res.HoldBins)
-	require.Equal(t, UntilHold, res.Until)
+	require.Equal(t, activities.UntilHold, res.Until)
 	require.Equal(t, 1, w.Stats().Plans)
 
-	p2 := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	p2 := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	env2 := suite.NewTestActivityEnvironment()
 	env2.RegisterActivity(p2)
 	_, err = env2.ExecuteActivity(p2.Forecast, in)
@@ -314,11 +315,11 @@ func TestWatchChecksABinALoopFrozeFirst(t *testing.T) {
 	st := &memReports{}
 	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
 	waker := &recordingWaker{}
-	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	p := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
 	ctx := context.Background()
 	require.NoError(t, w.Check(ctx, bin(0)))
-	w.Register(Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
+	w.Register(activities.Plan{WorkflowID: "a", App: "a", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
 		Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
 	st.add("a", bin(0), 1)
 	// Another loop wakes for bin 1 first: its forecast freezes bin 0.
@@ -328,7 +329,7 @@ func TestWatchChecksABinALoopFrozeFirst(t *testing.T) {
 
 	// The loop froze two more bins before the watch's next check: both are
 	// checked, each for its own arrivals.
-	w.Register(Plan{WorkflowID: "b", App: "b", Wake: bin(1), NextWake: bin(10), Bin: time.Minute,
+	w.Register(activities.Plan{WorkflowID: "b", App: "b", Wake: bin(1), NextWake: bin(10), Bin: time.Minute,
 		Keep: 0.5, Next: bin(1), ModelBin: time.Minute, Window: 8, Model: "v1"})
 	st.add("b", bin(1), 2)
 	require.NoError(t, m.Freeze(ctx, bin(3)))
@@ -359,7 +360,7 @@ func TestMirrorFreezesOnlyAfterTheGrace(t *testing.T) {
 // failingModel fails every prediction.
 type failingModel struct{ lastCountModel }
 
-func (failingModel) Predict([]DemandQuery) ([]float64, error) {
+func (failingModel) Predict([]activities.DemandQuery) ([]float64, error) {
 	return nil, errors.New("session closed")
 }
 
@@ -370,12 +371,12 @@ func TestWatchWakesColdLoopsWhenTheModelFails(t *testing.T) {
 	st := &memReports{}
 	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
 	waker := &recordingWaker{}
-	p := &Predictor{Models: oneRegistry{failingModel{lastCountModel{"v1"}}}}
+	p := &activities.Predictor{Models: oneRegistry{failingModel{lastCountModel{"v1"}}}}
 	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
 	ctx := context.Background()
 	require.NoError(t, w.Check(ctx, bin(0)))
 	for _, id := range []string{"held1", "cold", "held2"} {
-		w.Register(Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(10), Bin: time.Minute, Holding: id != "cold",
+		w.Register(activities.Plan{WorkflowID: id, App: id, Wake: bin(0), NextWake: bin(10), Bin: time.Minute, Holding: id != "cold",
 			Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
 		st.add(id, bin(0), 1)
 	}

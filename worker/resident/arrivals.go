@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/forewarm/forewarm/activities"
 )
 
 // Router-style arrivals: a platform's router records each application's
@@ -76,6 +78,9 @@ type busyBins struct {
 	idx []int64 // bin start / Bin
 	n   []float64
 }
+
+// BinWidth is Bin (activities.Arrivals).
+func (m *Mirror) BinWidth() time.Duration { return m.Bin }
 
 func (m *Mirror) span() int {
 	if m.Span <= 0 {
@@ -245,13 +250,13 @@ func (m *Mirror) add(rows map[string]BinCounts, from, to time.Time) {
 
 // Window is app's counts of the n bins before end (a frozen boundary),
 // oldest first; bins before the mirror's first are zeros.
-func (m *Mirror) Window(app string, end time.Time, n int) (Counts, error) {
+func (m *Mirror) Window(app string, end time.Time, n int) (activities.Counts, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if end.After(m.frozen) {
 		return nil, fmt.Errorf("arrival mirror: bins before %v are not frozen (frozen until %v)", end.UTC(), m.frozen.UTC())
 	}
-	out := make(Counts, n)
+	out := make(activities.Counts, n)
 	sec := int64(m.Bin / time.Second)
 	hi := end.Unix() / sec
 	lo := hi - int64(n)
@@ -283,8 +288,8 @@ func (m *Mirror) Window(app string, end time.Time, n int) (Counts, error) {
 // the mirror's span.
 func (m *Mirror) Seed(app string, end time.Time, counts []float64) error {
 	sec := int64(m.Bin / time.Second)
-	if sec <= 0 || !end.Equal(end.Truncate(m.Bin)) || len(counts) > MaxCountBins {
-		return fmt.Errorf("arrival mirror: seed of %s ending %v with %d bins: want a boundary of %v bins and at most %d bins", app, end.UTC(), len(counts), m.Bin, MaxCountBins)
+	if sec <= 0 || !end.Equal(end.Truncate(m.Bin)) || len(counts) > activities.MaxCountBins {
+		return fmt.Errorf("arrival mirror: seed of %s ending %v with %d bins: want a boundary of %v bins and at most %d bins", app, end.UTC(), len(counts), m.Bin, activities.MaxCountBins)
 	}
 	m.init()
 	m.mu.Lock()

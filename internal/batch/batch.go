@@ -1,4 +1,7 @@
-package activities
+// Package batch writes rows in bulk, late and bounded: what the worker's
+// activities and the gateway record but no state depends on. It is apart
+// from the activities because the gateway uses it too.
+package batch
 
 import (
 	"context"
@@ -48,9 +51,9 @@ type Batcher[T any] struct {
 // (raised to the interval when that is longer).
 const maxBackoff = time.Minute
 
-// NewBatcher starts a batcher that flushes every interval (or when max/2
+// New starts a batcher that flushes every interval (or when max/2
 // rows wait and no failed write asks to wait longer).
-func NewBatcher[T any](write func(context.Context, []T) error, interval time.Duration, max int, log *slog.Logger) *Batcher[T] {
+func New[T any](write func(context.Context, []T) error, interval time.Duration, max int, log *slog.Logger) *Batcher[T] {
 	b := &Batcher[T]{write: write, interval: interval, max: max, log: log,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
 	go b.run()

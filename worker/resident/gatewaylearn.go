@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -23,7 +24,7 @@ type GatewayLearnStore interface {
 	FirstGatewayRequests(ctx context.Context, from, to time.Time, limit int) ([]records.GatewayRequest, error)
 	GatewayUsualMS(ctx context.Context, apps []string, from, to time.Time) (map[string]float64, error)
 	Adjustments(ctx context.Context) (map[[2]string]float64, error)
-	Profiles(ctx context.Context) (map[string]AppProfile, error)
+	Profiles(ctx context.Context) (map[string]activities.AppProfile, error)
 }
 
 // AdjustmentNotifier tells an application's loop of a host's new
@@ -54,8 +55,8 @@ type AdjustmentNotifier interface {
 // each apply the same rows.
 type GatewayLearner struct {
 	Store     GatewayLearnStore
-	Directory HostDirectory
-	Affinity  AffinityScorer
+	Directory activities.HostDirectory
+	Affinity  activities.AffinityScorer
 	Loops     AdjustmentNotifier // nil: loops learn the adjustments when they next seed
 	Log       *slog.Logger
 	// Tolerance and Rate are NextAdjustment's (defaults 0.15 and 0.5, a
@@ -307,7 +308,7 @@ func (g *GatewayLearner) modelScores(ctx context.Context, apps map[string][]stri
 	if err != nil {
 		return nil, fmt.Errorf("list live hosts: %w", err)
 	}
-	byID := make(map[string]HostInfo, len(live))
+	byID := make(map[string]activities.HostInfo, len(live))
 	for _, h := range live {
 		byID[h.ID] = h
 	}
@@ -318,7 +319,7 @@ func (g *GatewayLearner) modelScores(ctx context.Context, apps map[string][]stri
 	minutes := max(rows[len(rows)-1].Time.Sub(rows[0].Time).Minutes(), 1)
 	out := map[[2]string]float64{}
 	for _, app := range appList {
-		var hosts []HostInfo
+		var hosts []activities.HostInfo
 		for _, id := range apps[app] {
 			if h, ok := byID[id]; ok {
 				hosts = append(hosts, h)

@@ -1,4 +1,4 @@
-package activities
+package resident
 
 import (
 	"context"
@@ -9,31 +9,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/policy"
 )
 
-// Plan is what a router-mode loop decided at its last wake and will do,
-// asleep, until its next: it holds an instance through every bin before
-// NextWake (Holding) or none. The Forecast activity registers it with the
-// worker's Watch.
-type Plan struct {
-	WorkflowID string
-	App        string
-	Wake       time.Time     // start of the bin decided at the wake (live time)
-	NextWake   time.Time     // start of the bin the loop decides next
-	Bin        time.Duration // the loop's bin (live)
-	Holding    bool
-	Keep       float64 // the application's keep threshold (without Policy)
-	// Policy, when set, is what the loop decides by (with MemoryMB): an
-	// arrival wakes a holding loop when policy.Config.Decide would let go.
-	Policy   *policy.Config
-	MemoryMB float64
-	// Next and ModelBin place Wake on the model's timeline (a trace clock
-	// maps live bins onto trace bins).
-	Next     time.Time
-	ModelBin time.Duration
-	Window   int    // bins of history the loop gives the model
-	Model    string // the model version that made the plan
+// Champion gives the demand model the loops forecast with.
+type Champion interface {
+	Champion(ctx context.Context) (activities.DemandModel, error)
+}
+
+// Arrivals is the watch's mirror, for the Forecast activity
+// (activities.PlanWatch); nil when it has none.
+func (w *Watch) Arrivals() activities.Arrivals {
+	if w.Mirror == nil {
+		return nil // not a nil *Mirror in an interface: the activity checks for nil
+	}
+	return w.Mirror
 }
 
 // Waker wakes a loop: it decides the bin that starts at bin (signal
@@ -70,7 +61,7 @@ const (
 // reports are in (Grace); the Forecast activity registers every plan.
 type Watch struct {
 	Mirror    *Mirror
-	Predictor *Predictor // the champion model the loops use
+	Predictor Champion // the champion model the loops use (activities.Predictor)
 	Waker     Waker
 	Log       *slog.Logger
 	// Parallel bounds the wake signals in flight (default 16).
@@ -86,7 +77,7 @@ type Watch struct {
 }
 
 type watched struct {
-	Plan
+	activities.Plan
 	woken bool // a wake was sent for this plan
 }
 
@@ -111,7 +102,7 @@ func (w *Watch) Stats() WatchStats {
 }
 
 // Register records a loop's plan, replacing its previous one.
-func (w *Watch) Register(p Plan) {
+func (w *Watch) Register(p activities.Plan) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.plans == nil {
@@ -185,8 +176,8 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 	var wake []due
 	var errs []error
 	var ask []*watched
-	var qs []DemandQuery
-	var model DemandModel
+	var qs []activities.DemandQuery
+	var model activities.DemandModel
 	for _, p := range asleep {
 		if !w.Mirror.Active(p.App, p.Wake, f) {
 			continue // nothing arrived: the plan stands
@@ -196,7 +187,7 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 			continue
 		}
 		if model == nil {
-			m, err := w.Predictor.champion(ctx)
+			m, err := w.Predictor.Champion(ctx)
 			if err != nil {
 				// No model to check with: wake them all, the loops decide.
 				wake = append(wake, due{p, WakeModelChanged})
@@ -214,7 +205,7 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 			continue
 		}
 		bins := int(f.Sub(p.Wake) / p.Bin)
-		qs = append(qs, DemandQuery{Counts: counts, Next: p.Next.Add(time.Duration(bins) * p.ModelBin), Bin: p.ModelBin})
+		qs = append(qs, activities.DemandQuery{Counts: counts, Next: p.Next.Add(time.Duration(bins) * p.ModelBin), Bin: p.ModelBin})
 		ask = append(ask, p)
 	}
 	if len(qs) > 0 {

@@ -1,12 +1,9 @@
-package activities
+package wire
 
 import (
-	"errors"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
-
-	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/affinity/score"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -20,18 +17,6 @@ const (
 	ErrNoHosts      = "NoHosts"      // no live host to prepare or serve on
 	ErrNotEnough    = "NotEnoughData"
 )
-
-// ErrNoChampion is returned by ModelRegistry.ChampionVersion when no
-// champion exists yet.
-var ErrNoChampion = errors.New("no champion model published")
-
-// BadInput marks err as a permanent input error (type ErrBadInput), for
-// adapters whose errors a retry cannot fix.
-func BadInput(err error) error { return nonRetryable(ErrBadInput, err) }
-
-func nonRetryable(kind string, err error) error {
-	return temporal.NewNonRetryableApplicationError(err.Error(), kind, err)
-}
 
 // Lease is a validated reservation on a host, held by a prediction loop.
 type Lease struct {
@@ -179,7 +164,7 @@ type RankInput struct {
 }
 
 // HostCandidate is one ranked host, with the parts of its score
-// (affinity.Parts).
+// (score.Parts).
 type HostCandidate struct {
 	Host       string
 	URL        string
@@ -190,13 +175,13 @@ type HostCandidate struct {
 }
 
 // Parts is the lease's expected score and what it is made of.
-func (l Lease) Parts() affinity.Parts {
-	return affinity.Parts{Model: l.ModelScore, Adjustment: l.Adjusted, Score: l.Score}
+func (l Lease) Parts() score.Parts {
+	return score.Parts{Model: l.ModelScore, Adjustment: l.Adjusted, Score: l.Score}
 }
 
 // Parts is the candidate's score and what it is made of.
-func (c HostCandidate) Parts() affinity.Parts {
-	return affinity.Parts{Model: c.ModelScore, Adjustment: c.Adjustment, Score: c.Score}
+func (c HostCandidate) Parts() score.Parts {
+	return score.Parts{Model: c.ModelScore, Adjustment: c.Adjustment, Score: c.Score}
 }
 
 // RejectedHost is a live host the capacity filter dropped, and why.
