@@ -31,23 +31,21 @@ func TestSignalsAcceptEitherSpelling(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 90*time.Second, *up.Change.LeaseTTL)
 
-	for payload, want := range map[string]string{
-		`{"threshold":"0.3"}`:                   "field Threshold: string is not a float64",
-		`{"treshold":0.3}`:                      "field Threshold is missing",
-		`{"threshold":0.3,"extra":1}`:           `unknown field "extra"`,
-		`{"change":{"lease_ttl":"soon"}}`:       `field Change: field LeaseTTL: duration "soon"`,
-		`{"change":{"top_n":"two"}}`:            "field Change.TopN: string is not a int",
-		`{"reason":"x","bin":"yesterday"}`:      "payload",
-		`{"change":{"lookahead_bins":5,"x":1}}`: `unknown field "x"`,
+	threshold := func(b []byte) error { _, err := decodeStrict[ThresholdSignal](b); return err }
+	policy := func(b []byte) error { _, err := decodeStrict[PolicyUpdate](b); return err }
+	wake := func(b []byte) error { _, err := decodeStrict[WakeSignal](b); return err }
+	for _, c := range []struct {
+		decode        func([]byte) error
+		payload, want string
+	}{
+		{threshold, `{"threshold":"0.3"}`, "field Threshold: string is not a float64"},
+		{threshold, `{"treshold":0.3}`, "field Threshold is missing"},
+		{threshold, `{"threshold":0.3,"extra":1}`, `unknown field "extra"`},
+		{policy, `{"change":{"lease_ttl":"soon"}}`, `field Change: field LeaseTTL: duration "soon"`},
+		{policy, `{"change":{"top_n":"two"}}`, "field Change.TopN: string is not a int"},
+		{policy, `{"change":{"lookahead_bins":5,"x":1}}`, `unknown field "x"`},
+		{wake, `{"reason":"x","bin":"yesterday"}`, `payload {"reason":"x","bin":"yesterday"}`},
 	} {
-		var err error
-		if payload[2] == 'r' {
-			_, err = decodeStrict[WakeSignal]([]byte(payload))
-		} else if payload[2] == 'c' {
-			_, err = decodeStrict[PolicyUpdate]([]byte(payload))
-		} else {
-			_, err = decodeStrict[ThresholdSignal]([]byte(payload))
-		}
-		require.ErrorContains(t, err, want, payload)
+		require.ErrorContains(t, c.decode([]byte(c.payload)), c.want, c.payload)
 	}
 }

@@ -442,7 +442,7 @@ func GoKeys(data []byte, t reflect.Type) ([]byte, error) {
 			continue
 		}
 		for k := range raw { // every spelling of this field gives way to its Go name
-			if k == f.key || k == f.goName || strings.EqualFold(k, f.key) || strings.EqualFold(k, f.goName) {
+			if strings.EqualFold(k, f.key) || strings.EqualFold(k, f.goName) {
 				delete(out, k)
 			}
 		}
