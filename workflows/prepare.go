@@ -62,7 +62,6 @@ func (r PrepareResult) Summary() string {
 // it reserved and does not hand back is released on every path, including
 // cancellation (through a disconnected context).
 func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err error) {
-	logger := workflow.GetLogger(ctx)
 	if in.TopN <= 0 || in.TTL <= 0 || in.App == "" {
 		return res, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("preparation: app %q, top-N %d, TTL %v: all are required", in.App, in.TopN, in.TTL), wire.ErrBadInput, nil)
@@ -101,84 +100,15 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 		}
 	}()
 
-	var rank strings.Builder
-	fmt.Fprintf(&rank, "%d candidate host(s) for %s, preparing %d:", len(ranked.Candidates), in.App, in.TopN)
-	for _, c := range ranked.Candidates {
-		fmt.Fprintf(&rank, " %s %s;", c.Host, c.Parts())
-	}
-	for _, r := range ranked.Rejected {
-		fmt.Fprintf(&rank, " %s cannot take it (%s);", r.Host, r.Reason)
-	}
-	workflow.SetCurrentDetails(ctx, strings.TrimSuffix(rank.String(), ";"))
+	workflow.SetCurrentDetails(ctx, rankDetails(in, ranked))
 	for _, c := range ranked.Candidates {
 		if len(res.Leases) >= in.TopN || len(res.Attempts) >= maxHosts || ctx.Err() != nil {
 			break
 		}
-		leaseID := LeaseID(id, c.Host)
-		attempt := PrepareAttempt{Host: c.Host, Score: c.Score}
-		ls := wire.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
-			MemoryMB: in.Profile.MemoryMB, DiskMB: in.Profile.DiskMB, CPUMilli: in.Profile.CPUMilli,
-			Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: ranked.ModelVersion}
-
-		rctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
-			StartToCloseTimeout: 10 * time.Second,
-			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
-				NonRetryableErrorTypes: []string{wire.ErrHostRejected, wire.ErrBadInput}},
-			Summary: "reserve on " + c.Host,
-		})
-		var rr wire.ReserveResult
-		// Held before the call: a reply lost after the host reserved must
-		// still be released.
-		held = append(held, ls)
-		err := workflow.ExecuteActivity(rctx, ActivityReserve, wire.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
-			MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, TTL: in.TTL}).Get(ctx, &rr)
-		if err != nil {
-			attempt.Outcome, attempt.Reason = "reserve-failed", rootMessage(err)
-			res.Attempts = append(res.Attempts, attempt)
-			logger.Warn("reserve failed; trying the next host", "host", c.Host, "error", err)
-			if ctx.Err() == nil {
-				// The reserve may have reached the host before its answer was
-				// lost: release it, but briefly — a host that did not answer
-				// three reserves is likely down (its TTL frees the rest) and
-				// the next host must not wait for it.
-				releaseWith(ctx, ls, records.EventFailed, "reserve failed: "+attempt.Reason, 2)
-				held = held[:len(held)-1]
-			}
-			continue
-		}
-		// The loop expires leases on workflow time; the host's own expiry
-		// (its clock) bounds it when earlier.
-		ls.Reserved = workflow.Now(ctx)
-		ls.Expires = ls.Reserved.Add(in.TTL)
-		if !rr.Expires.IsZero() && rr.Expires.Before(ls.Expires) {
-			ls.Expires = rr.Expires
-		}
-
-		sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 30 * time.Second,
-			HeartbeatTimeout:    5 * time.Second,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: []string{wire.ErrBadInput}},
-			Summary:             "shadow request on " + c.Host,
-		})
-		var sr wire.ShadowResult
-		err = workflow.ExecuteActivity(sctx, ActivityShadow, wire.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
-			ReadRatio: in.Profile.ReadRatio, SampleMB: in.SampleMB, MaxMS: in.MaxShadowMS}).Get(ctx, &sr)
-		if err == nil && sr.OK {
-			ls.ShadowMS = sr.ShadowMS
-			attempt.Outcome, attempt.ShadowMS = "prepared", sr.ShadowMS
-			res.Attempts = append(res.Attempts, attempt)
-			res.Leases = append(res.Leases, ls)
-			continue
-		}
-		attempt.Outcome, attempt.ShadowMS, attempt.Reason = "shadow-failed", sr.ShadowMS, sr.Reason
-		if err != nil {
-			attempt.Reason = rootMessage(err)
-		}
+		attempt, ls := tryHost(ctx, quick, in, LeaseID(id, c.Host), c, ranked.ModelVersion, &held)
 		res.Attempts = append(res.Attempts, attempt)
-		logger.Warn("shadow validation failed; releasing and trying the next host", "host", c.Host, "reason", attempt.Reason)
-		if ctx.Err() == nil {
-			releaseNow(ctx, ls, records.EventFailed, "shadow failed: "+attempt.Reason)
-			held = held[:len(held)-1]
+		if ls != nil {
+			res.Leases = append(res.Leases, *ls)
 		}
 	}
 	if ctx.Err() != nil {
@@ -191,6 +121,88 @@ func Preparation(ctx workflow.Context, in PrepareInput) (res PrepareResult, err 
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("prepared %d of %d: %s", len(res.Leases), in.TopN, res.Summary()))
 	return res, nil
+}
+
+// rankDetails is the Web UI's account of a ranking: every candidate with
+// its score's parts, every host that cannot take the lease and why.
+func rankDetails(in PrepareInput, ranked wire.RankResult) string {
+	var rank strings.Builder
+	fmt.Fprintf(&rank, "%d candidate host(s) for %s, preparing %d:", len(ranked.Candidates), in.App, in.TopN)
+	for _, c := range ranked.Candidates {
+		fmt.Fprintf(&rank, " %s %s;", c.Host, c.Parts())
+	}
+	for _, r := range ranked.Rejected {
+		fmt.Fprintf(&rank, " %s cannot take it (%s);", r.Host, r.Reason)
+	}
+	return strings.TrimSuffix(rank.String(), ";")
+}
+
+// tryHost reserves a lease on one candidate host and proves it with a
+// shadow request: the attempt, and the lease when it is ready. The lease
+// is in held from before the reserve (a reply lost after the host
+// reserved must still be released) until it fails and is released here.
+func tryHost(ctx, quick workflow.Context, in PrepareInput, leaseID string, c wire.HostCandidate, modelVersion string, held *[]wire.Lease) (PrepareAttempt, *wire.Lease) {
+	logger := workflow.GetLogger(ctx)
+	attempt := PrepareAttempt{Host: c.Host, Score: c.Score}
+	ls := wire.Lease{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+		MemoryMB: in.Profile.MemoryMB, DiskMB: in.Profile.DiskMB, CPUMilli: in.Profile.CPUMilli,
+		Score: c.Score, Adjusted: c.Adjustment, ModelScore: c.ModelScore, ModelVers: modelVersion}
+	drop := func(event, reason string, attempts int32) {
+		if ctx.Err() == nil {
+			releaseWith(ctx, ls, event, reason, attempts)
+			*held = (*held)[:len(*held)-1]
+		}
+	}
+
+	rctx := workflow.WithActivityOptions(quick, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3,
+			NonRetryableErrorTypes: []string{wire.ErrHostRejected, wire.ErrBadInput}},
+		Summary: "reserve on " + c.Host,
+	})
+	var rr wire.ReserveResult
+	*held = append(*held, ls)
+	err := workflow.ExecuteActivity(rctx, ActivityReserve, wire.ReserveInput{LeaseID: leaseID, App: in.App, Candidate: c,
+		MemoryMB: ls.MemoryMB, DiskMB: ls.DiskMB, CPUMilli: ls.CPUMilli, TTL: in.TTL}).Get(ctx, &rr)
+	if err != nil {
+		attempt.Outcome, attempt.Reason = "reserve-failed", rootMessage(err)
+		logger.Warn("reserve failed; trying the next host", "host", c.Host, "error", err)
+		// The reserve may have reached the host before its answer was
+		// lost: release it, but briefly — a host that did not answer
+		// three reserves is likely down (its TTL frees the rest) and
+		// the next host must not wait for it.
+		drop(records.EventFailed, "reserve failed: "+attempt.Reason, 2)
+		return attempt, nil
+	}
+	// The loop expires leases on workflow time; the host's own expiry
+	// (its clock) bounds it when earlier.
+	ls.Reserved = workflow.Now(ctx)
+	ls.Expires = ls.Reserved.Add(in.TTL)
+	if !rr.Expires.IsZero() && rr.Expires.Before(ls.Expires) {
+		ls.Expires = rr.Expires
+	}
+
+	sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		HeartbeatTimeout:    5 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2, NonRetryableErrorTypes: []string{wire.ErrBadInput}},
+		Summary:             "shadow request on " + c.Host,
+	})
+	var sr wire.ShadowResult
+	err = workflow.ExecuteActivity(sctx, ActivityShadow, wire.ShadowInput{LeaseID: leaseID, App: in.App, Host: c.Host, HostURL: c.URL,
+		ReadRatio: in.Profile.ReadRatio, SampleMB: in.SampleMB, MaxMS: in.MaxShadowMS}).Get(ctx, &sr)
+	if err == nil && sr.OK {
+		ls.ShadowMS = sr.ShadowMS
+		attempt.Outcome, attempt.ShadowMS = "prepared", sr.ShadowMS
+		return attempt, &ls
+	}
+	attempt.Outcome, attempt.ShadowMS, attempt.Reason = "shadow-failed", sr.ShadowMS, sr.Reason
+	if err != nil {
+		attempt.Reason = rootMessage(err)
+	}
+	logger.Warn("shadow validation failed; releasing and trying the next host", "host", c.Host, "reason", attempt.Reason)
+	drop(records.EventFailed, "shadow failed: "+attempt.Reason, 5)
+	return attempt, nil
 }
 
 // upsertHost tags the workflow with the host it prepared or served on, so
