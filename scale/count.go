@@ -16,7 +16,7 @@ type LoopCount struct {
 	At        time.Time // when the answer came back
 	Decisions int       // settled decisions, every outcome (LoopStats.Decisions summed)
 	Wakes     int
-	NextTick  time.Time // end of the last bin a wake settled
+	BinEnd  time.Time // end of the last bin a wake settled
 	NextWake  time.Time
 	// BoundWake: the next wake is the bound on the sleep, not a decision
 	// the policy planned.
@@ -66,7 +66,7 @@ func dueThrough(t time.Time, bin, grace time.Duration) time.Time {
 
 // pending is how many bins due by c.At no wake of the loop has settled.
 func (c LoopCount) pending(bin, grace time.Duration) int {
-	return int(dueThrough(c.At, bin, grace).Sub(c.NextTick) / bin)
+	return int(dueThrough(c.At, bin, grace).Sub(c.BinEnd) / bin)
 }
 
 // CountDecisions compares two snapshots of the same loops (by workflow

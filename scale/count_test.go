@@ -17,14 +17,14 @@ func TestCountDecisionsFromTwoSnapshots(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	a0, z0 := t0.Add(5*time.Second), t0.Add(35*time.Second) // bins 0..3 open; bins 1, 2, 3 fall due in between
 	a := map[string]LoopCount{
-		"busy":  {At: a0, Decisions: 10, Wakes: 10, NextTick: t0.Add(bin), NextWake: t0.Add(bin + grace)},
-		"sleep": {At: a0, Decisions: 4, Wakes: 1, NextTick: t0.Add(-2 * bin), NextWake: t0.Add(20 * bin)},
-		"bound": {At: a0, Decisions: 7, Wakes: 2, NextTick: t0.Add(-bin), NextWake: t0.Add(2*bin + grace), BoundWake: true},
+		"busy":  {At: a0, Decisions: 10, Wakes: 10, BinEnd: t0.Add(bin), NextWake: t0.Add(bin + grace)},
+		"sleep": {At: a0, Decisions: 4, Wakes: 1, BinEnd: t0.Add(-2 * bin), NextWake: t0.Add(20 * bin)},
+		"bound": {At: a0, Decisions: 7, Wakes: 2, BinEnd: t0.Add(-bin), NextWake: t0.Add(2*bin + grace), BoundWake: true},
 	}
 	z := map[string]LoopCount{
-		"busy":  {At: z0, Decisions: 13, Wakes: 13, NextTick: t0.Add(4 * bin), NextWake: t0.Add(4*bin + grace)},
-		"sleep": {At: z0, Decisions: 4, Wakes: 1, NextTick: t0.Add(-2 * bin), NextWake: t0.Add(20 * bin)},
-		"bound": {At: z0, Decisions: 11, Wakes: 3, NextTick: t0.Add(3 * bin), NextWake: t0.Add(40 * bin)},
+		"busy":  {At: z0, Decisions: 13, Wakes: 13, BinEnd: t0.Add(4 * bin), NextWake: t0.Add(4*bin + grace)},
+		"sleep": {At: z0, Decisions: 4, Wakes: 1, BinEnd: t0.Add(-2 * bin), NextWake: t0.Add(20 * bin)},
+		"bound": {At: z0, Decisions: 11, Wakes: 3, BinEnd: t0.Add(3 * bin), NextWake: t0.Add(40 * bin)},
 	}
 	d := CountDecisions(a, z, bin, grace)
 	if d.Sampled != 3 || d.Due != 9 || d.Counted != 7 {
@@ -46,8 +46,8 @@ func TestCountDecisionsFromTwoSnapshots(t *testing.T) {
 	// A loop whose wake is overdue by more than a bin is behind; one that
 	// answered at one end only is unanswered; a loop that counted a bin
 	// twice shows as unaccounted.
-	a["stuck"] = LoopCount{At: a0, Decisions: 3, NextTick: t0, NextWake: t0.Add(grace)}
-	z["stuck"] = LoopCount{At: z0, Decisions: 3, NextTick: t0, NextWake: t0.Add(grace)}
+	a["stuck"] = LoopCount{At: a0, Decisions: 3, BinEnd: t0, NextWake: t0.Add(grace)}
+	z["stuck"] = LoopCount{At: z0, Decisions: 3, BinEnd: t0, NextWake: t0.Add(grace)}
 	z["late"] = LoopCount{At: z0}
 	b := z["busy"]
 	b.Decisions++

@@ -301,7 +301,7 @@ ClickHouse query. A loop already running is left as it is and reported.`,
 	pf.register(fs)
 	fs.StringSliceVar(&apps, "app", nil, "application ID (repeatable, or comma-separated)")
 	fs.BoolVar(&all, "all", false, "every application in the store")
-	fs.DurationVar(&bin, "bin", time.Minute, "bin width: the loop ticks every bin")
+	fs.DurationVar(&bin, "bin", time.Minute, "bin width: the loop decides per bin")
 	fs.IntVar(&window, "window", 1440, "bins of recent activity the loop keeps: the demand model reads an application's idle times over a day of one-minute bins")
 	fs.StringVar(&taskQueue, "task-queue", workflows.PredictionTaskQueue, "prediction task queue")
 	fs.StringVar(&seedEnd, "seed-end", "", "seed the loops' recent activity from stored history ending at this RFC 3339 time (default: --all seeds up to now; --app loops seed themselves)")
@@ -400,7 +400,7 @@ func printStatus(w io.Writer, st workflows.LoopStatus) {
 	}
 	s := st.Stats
 	fmt.Fprintf(tw, "counters\t%d wakes, %d predictions (%d failed), %d preparations (%d failed), %d extensions, %d releases, %d kept after a cold request, %d claims, %d cold, %d expired, %.0f MB·s wasted\n",
-		s.Ticks, s.Predictions, s.PredictErrors, s.Preparations, s.PreparationsFailed, s.Extends, s.Released, s.Kept, s.Claims, s.Misses, s.Expired, s.WastedMBSeconds)
+		s.Wakes, s.Predictions, s.PredictErrors, s.Preparations, s.PreparationsFailed, s.Extends, s.Released, s.Kept, s.Claims, s.Misses, s.Expired, s.WastedMBSeconds)
 	fmt.Fprintf(tw, "decisions\tidle %d, prepare %d, keep %d, release %d (bins)\n", s.Decisions[0], s.Decisions[1], s.Decisions[2], s.Decisions[3])
 	if s.Refusals > 0 {
 		fmt.Fprintf(tw, "refused\t%d malformed signals or updates\n", s.Refusals)
@@ -578,7 +578,7 @@ func newLoopStopCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return emitJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s after %d ticks, %d preparations, %d claims, %d expired\n", id, res.Reason, res.Stats.Ticks, res.Stats.Preparations, res.Stats.Claims, res.Stats.Expired)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s after %d wakes, %d preparations, %d claims, %d expired\n", id, res.Reason, res.Stats.Wakes, res.Stats.Preparations, res.Stats.Claims, res.Stats.Expired)
 			return nil
 		},
 	}

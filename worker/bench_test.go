@@ -205,7 +205,7 @@ func (k *stack) snapshot(apps []string) loopSnapshot {
 				s.failed++
 				return
 			}
-			s.ticks += st.Stats.Ticks
+			s.ticks += st.Stats.Wakes
 			s.errors += st.Stats.PredictErrors
 			for i, c := range st.Stats.LagBuckets {
 				s.lag[i] += c

@@ -113,7 +113,7 @@ func TestWorkerLossOnCluster(t *testing.T) {
 	}
 	k.waitFor("two ticks and a lease on every loop", 3*clusterBin+30*time.Second, func() bool {
 		for _, a := range apps {
-			if st := k.status(a); st.Stats.Ticks < 2 || len(st.Leases) == 0 {
+			if st := k.status(a); st.Stats.Wakes < 2 || len(st.Leases) == 0 {
 				return false
 			}
 		}
@@ -151,7 +151,7 @@ func TestWorkerLossOnCluster(t *testing.T) {
 	time.Sleep(clusterBin / 2)
 	before := map[string]int{}
 	for _, a := range apps {
-		before[a] = k.status(a).Stats.Ticks
+		before[a] = k.status(a).Stats.Wakes
 	}
 	require.NoError(t, procs[0].Process.Signal(syscall.SIGKILL))
 	killed := time.Now()
@@ -169,7 +169,7 @@ func TestWorkerLossOnCluster(t *testing.T) {
 			v, err := k.c.QueryWorkflow(ctx, workflows.LoopWorkflowID(a), "", workflows.QueryState, workflows.StateQuery{})
 			cancel()
 			var st workflows.LoopStatus
-			if err == nil && v.Get(&st) == nil && st.Stats.Ticks > before[a] {
+			if err == nil && v.Get(&st) == nil && st.Stats.Wakes > before[a] {
 				recovered[a] = time.Since(killed)
 			}
 		}
@@ -185,7 +185,7 @@ func TestWorkerLossOnCluster(t *testing.T) {
 		lag := time.Duration(st.Stats.MaxLagMS * float64(time.Millisecond))
 		worst = max(worst, lag)
 		t.Logf("%s: %d ticks, max lag %v, skipped bins %d, lag buckets %v, ticking again %v after the kill",
-			a, st.Stats.Ticks, lag.Round(time.Millisecond), st.Stats.SkippedBins, st.Stats.LagBuckets, recovered[a].Round(time.Millisecond))
+			a, st.Stats.Wakes, lag.Round(time.Millisecond), st.Stats.SkippedBins, st.Stats.LagBuckets, recovered[a].Round(time.Millisecond))
 		require.Zero(t, st.Stats.SkippedBins, "%s skipped bins", a)
 		require.LessOrEqual(t, lag, 2*clusterBin, "%s lagged more than two bins", a)
 	}

@@ -340,7 +340,7 @@ func TestEndToEnd(t *testing.T) {
 	// its state must survive.
 	ticking := pol
 	ticking.Ticking = true
-	firstRun := k.startLoopInput(workflows.LoopInput{App: apps[2], Bin: time.Second, Policy: ticking, MaxTicksPerRun: 8})
+	firstRun := k.startLoopInput(workflows.LoopInput{App: apps[2], Bin: time.Second, Policy: ticking, MaxWakesPerRun: 8})
 	k.waitFor("a lease on every loop", 90*time.Second, func() bool {
 		for _, a := range apps {
 			if len(k.status(a).Leases) == 0 {
@@ -429,7 +429,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	c := k.status(apps[2])
 	require.GreaterOrEqual(t, c.Runs, 1, "the third loop continued as new")
-	require.Greater(t, c.Stats.Ticks, 8, "its counters were carried")
+	require.Greater(t, c.Stats.Wakes, 8, "its counters were carried")
 	// Busy (an extension in flight after every wake, requests arriving), it
 	// still continues as new within twice its limit of wakes per run, and
 	// the run's history stays bounded.

@@ -106,7 +106,7 @@ func TestFaultWorkerStopsMidPreparation(t *testing.T) {
 
 	k.sameLeaseAfterRestart(app, "only", preparing)
 	res := k.stopLoop(app)
-	t.Logf("loop after restart: %d ticks, %d preparations (%d failed), %d skipped bins", res.Stats.Ticks, res.Stats.Preparations, res.Stats.PreparationsFailed, res.Stats.SkippedBins)
+	t.Logf("loop after restart: %d ticks, %d preparations (%d failed), %d skipped bins", res.Stats.Wakes, res.Stats.Preparations, res.Stats.PreparationsFailed, res.Stats.SkippedBins)
 	require.Eventually(t, func() bool { return len(k.leasesOn("only")) == 0 }, 20*time.Second, 200*time.Millisecond, "no lease leaked")
 }
 

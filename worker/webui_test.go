@@ -37,7 +37,7 @@ func TestWebUIShowsLoopAndDetails(t *testing.T) {
 	pol := workflows.DefaultPolicy()
 	pol.Threshold = 0.42
 	k.startLoop(app, pol)
-	k.waitFor("the loop to tick", 60*time.Second, func() bool { return k.status(app).Stats.Ticks >= 2 })
+	k.waitFor("the loop to tick", 60*time.Second, func() bool { return k.status(app).Stats.Wakes >= 2 })
 
 	dir := config.Env("FOREWARM_ARTIFACTS", filepath.Join("..", "artifacts"))
 	dir = filepath.Join(dir, "webui")

@@ -199,14 +199,14 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 	}, time.Hour, 1<<20, slog.Default())
 	pred := &activities.Predictor{Models: oneModel{loopModel{newHazardModel()}}, Predictions: batch}
 	var out run
-	in := LoopInput{App: a.ID, Bin: tr.Bin, Window: 1440, Policy: pol, MaxTicksPerRun: 100000, Router: m.router}
+	in := LoopInput{App: a.ID, Bin: tr.Bin, Window: 1440, Policy: pol, MaxWakesPerRun: 100000, Router: m.router}
 	recorded := 0 // the first bin the router's store holds
 	if m.clock {
 		// Seeded as wfclient seeds a loop on a trace clock: the last seeded
 		// bin stands for the bin open until the clock starts.
 		in.Seeded, in.Recent, in.Pending = true, seed[max(0, len(seed)-1439):], float64(a.Counts[from-1])
 		in.Profile = activities.AppProfile{App: a.ID, MemoryMB: a.MemoryOrDefault()}.WithDefaults()
-		in.NextTick = tr.BinStart(from)
+		in.BinEnd = tr.BinStart(from)
 		in.Clock = &TraceClock{RealStart: tr.BinStart(from), TraceStart: tr.BinStart(from), TraceBin: tr.Bin}
 		in.SeedEnd = in.Clock.RealStart
 		recorded = from

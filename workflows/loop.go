@@ -89,8 +89,8 @@ func (l *loop) setup(ctx workflow.Context) error {
 	if l.Window <= 0 {
 		l.Window = defaultWindow
 	}
-	if l.MaxTicksPerRun <= 0 {
-		l.MaxTicksPerRun = defaultMaxWakesPerRun
+	if l.MaxWakesPerRun <= 0 {
+		l.MaxWakesPerRun = defaultMaxWakesPerRun
 	}
 	if l.Adjustments == nil {
 		l.Adjustments = map[string]float64{}

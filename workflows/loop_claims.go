@@ -19,13 +19,13 @@ import (
 // size: in the open bin, or in the closed bin they arrived in when their
 // report came late.
 func (l *loop) count(ctx workflow.Context, n, sizeMB float64, at time.Time) {
-	if l.NextTick.IsZero() {
+	if l.BinEnd.IsZero() {
 		// A request before the loop's first bin is open (it is still
 		// reading its history): that bin opens now.
-		l.NextTick = workflow.Now(ctx).Truncate(l.Bin).Add(l.Bin)
+		l.BinEnd = workflow.Now(ctx).Truncate(l.Bin).Add(l.Bin)
 	}
 	l.advance(workflow.Now(ctx))
-	open := l.NextTick.Add(-l.Bin)
+	open := l.BinEnd.Add(-l.Bin)
 	switch back := int((open.Sub(at) + l.Bin - 1) / l.Bin); {
 	case l.Router:
 		// The router records the requests: the loop reads them at its wake.
@@ -84,8 +84,8 @@ func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, e
 	l.Stats.Misses++
 	// One instance per application: keep this request's only when nothing
 	// is held, prepared or already kept in this bin.
-	if !l.draining && len(l.Leases) == 0 && l.preparing == "" && !l.keptIn.Equal(l.NextTick) {
-		l.keptIn = l.NextTick
+	if !l.draining && len(l.Leases) == 0 && l.preparing == "" && !l.keptIn.Equal(l.BinEnd) {
+		l.keptIn = l.BinEnd
 		size := max(l.leaseSizeMB(), in.SizeMB)
 		disk := 0.0
 		if l.Profile.MemoryMB > 0 {
@@ -93,7 +93,7 @@ func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, e
 		}
 		res.Keep = &wire.KeepPlan{
 			LeaseID:  keptLeaseID(l.App, in.RequestID),
-			TTL:      l.NextTick.Sub(now) + l.leaseGrace(),
+			TTL:      l.BinEnd.Sub(now) + l.leaseGrace(),
 			MemoryMB: size, DiskMB: disk, CPUMilli: l.leaseCPUMilli(),
 		}
 	}

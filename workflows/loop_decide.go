@@ -43,7 +43,6 @@ func (l *loop) closeBins(ctx workflow.Context, at time.Time) (binStart time.Time
 	if startup := l.Router && l.Stats.Wakes == 0; !startup {
 		l.recordLag(workflow.Now(ctx).Sub(l.NextWake))
 	}
-	l.Stats.Ticks++
 	l.Stats.Wakes++
 	// Bins the loop slept through followed the plan made at the last wake.
 	if !l.decided.IsZero() {
@@ -57,7 +56,7 @@ func (l *loop) closeBins(ctx workflow.Context, at time.Time) (binStart time.Time
 	}
 	l.advance(at)
 	l.AheadAt = time.Time{}
-	return l.NextTick.Add(-l.Bin), slept
+	return l.BinEnd.Add(-l.Bin), slept
 }
 
 // pause holds nothing new and lets go of what is held.
@@ -127,16 +126,16 @@ func (l *loop) decide(ctx workflow.Context, binStart time.Time, res wire.Forecas
 // However many bins ended (a worker down for days), at most a window of
 // them is pushed: the rest would fall out of Recent anyway.
 func (l *loop) advance(now time.Time) {
-	if l.NextTick.After(now) {
+	if l.BinEnd.After(now) {
 		return
 	}
-	ended := int64(now.Sub(l.NextTick)/l.Bin) + 1
+	ended := int64(now.Sub(l.BinEnd)/l.Bin) + 1
 	l.push(l.Pending)
 	l.Pending = 0
 	for range min(ended-1, int64(l.Window)) {
 		l.push(0)
 	}
-	l.NextTick = l.NextTick.Add(time.Duration(ended) * l.Bin)
+	l.BinEnd = l.BinEnd.Add(time.Duration(ended) * l.Bin)
 }
 
 // plannedAction is the decision of every bin the loop sleeps through: it

@@ -218,7 +218,7 @@ func TestLoopContinuesAsNewWhenBusy(t *testing.T) {
 		}, time.Duration(i)*time.Second+500*time.Millisecond)
 	}
 	const limit = 5
-	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-busy", Bin: time.Second, MaxTicksPerRun: limit,
+	env.ExecuteWorkflow(LoopWorkflowName, LoopInput{App: "app-busy", Bin: time.Second, MaxWakesPerRun: limit,
 		Policy: func() Policy { p := DefaultPolicy(); p.Ticking = true; return p }()})
 	err := env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError

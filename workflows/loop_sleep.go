@@ -45,30 +45,30 @@ func (l *loop) run(ctx workflow.Context) (LoopResult, error) {
 		}
 		at := workflow.Now(ctx)
 		if !s.early.IsZero() {
-			at, s.early = l.NextTick, time.Time{}
+			at, s.early = l.BinEnd, time.Time{}
 		}
 		l.wake(ctx, at)
-		if wakes >= l.MaxTicksPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if wakes >= l.MaxWakesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			return l.continueAsNew(ctx, s.receive, kick)
 		}
 	}
 }
 
-// planFirstWake opens the loop's first bin (zero NextTick: its first run)
+// planFirstWake opens the loop's first bin (zero BinEnd: its first run)
 // and plans its first decision.
 func (l *loop) planFirstWake(ctx workflow.Context) {
-	fresh := l.NextTick.IsZero()
+	fresh := l.BinEnd.IsZero()
 	if fresh {
-		l.NextTick = workflow.Now(ctx).Truncate(l.Bin).Add(l.Bin)
+		l.BinEnd = workflow.Now(ctx).Truncate(l.Bin).Add(l.Bin)
 	}
 	switch {
 	case fresh && l.Router:
 		// Its history is in the store: it decides the bin open as it
 		// starts, in this first task (once that bin's grace has passed),
 		// rather than a task later.
-		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()-l.Bin), "first decision"
-	case l.NextWake.Before(l.NextTick):
-		l.NextWake, l.WakeReason = l.NextTick.Add(l.grace()), "first decision"
+		l.NextWake, l.WakeReason = l.BinEnd.Add(l.grace()-l.Bin), "first decision"
+	case l.NextWake.Before(l.BinEnd):
+		l.NextWake, l.WakeReason = l.BinEnd.Add(l.grace()), "first decision"
 	}
 }
 
@@ -79,8 +79,8 @@ func (l *loop) planFirstWake(ctx workflow.Context) {
 // preparations contend for the hosts).
 func (l *loop) firstDecisionAhead(ctx workflow.Context) time.Time {
 	first := max(l.lead(), l.Bin)
-	if l.Clock != nil && !l.Router && l.Stats.Wakes == 0 && l.NextTick.Sub(workflow.Now(ctx)) > first {
-		return l.NextTick.Add(-first)
+	if l.Clock != nil && !l.Router && l.Stats.Wakes == 0 && l.BinEnd.Sub(workflow.Now(ctx)) > first {
+		return l.BinEnd.Add(-first)
 	}
 	return time.Time{}
 }
@@ -141,7 +141,7 @@ func (l *loop) sleep(ctx workflow.Context, s *sleeper) bool {
 // wakeSooner moves the next decision to the next bin: something arrived
 // that can change it.
 func (l *loop) wakeSooner(ctx workflow.Context) {
-	next := l.NextTick.Add(l.grace())
+	next := l.BinEnd.Add(l.grace())
 	if open := workflow.Now(ctx).Truncate(l.Bin).Add(l.grace()); l.Router && next.Before(open) {
 		// Not before the grace of the bin that just ended: its requests
 		// may still be on their way to the store.
@@ -196,7 +196,7 @@ func (l *loop) timerSummary(target, early time.Time) string {
 	}
 	switch {
 	case !early.IsZero() && target.Equal(early):
-		return fmt.Sprintf("sleep to %s: decide the first bin (%s) ahead; %s", at, l.NextTick.UTC().Format("15:04:05"), held)
+		return fmt.Sprintf("sleep to %s: decide the first bin (%s) ahead; %s", at, l.BinEnd.UTC().Format("15:04:05"), held)
 	case !l.AheadAt.IsZero() && target.Equal(l.AheadAt):
 		return fmt.Sprintf("sleep to %s: prepare ahead of bin %s; %s", at, l.AheadBin.UTC().Format("15:04:05"), held)
 	}
@@ -228,7 +228,7 @@ func (l *loop) onWake(ctx workflow.Context, sig WakeSignal) {
 	if sig.Bin.IsZero() {
 		at = now.Truncate(l.Bin).Add(l.Bin)
 	}
-	if at.Before(l.NextTick) {
+	if at.Before(l.BinEnd) {
 		return
 	}
 	if target := at.Add(l.grace()); target.Before(l.NextWake) {

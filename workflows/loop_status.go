@@ -117,7 +117,7 @@ func orDash(s string) string {
 func (l *loop) status() LoopStatus {
 	st := LoopStatus{
 		App: l.App, State: l.state(), Bin: l.Bin, Policy: l.Policy, Profile: l.Profile,
-		Recent: slices.Clone(l.Recent), Pending: l.Pending, NextTick: l.NextTick,
+		Recent: slices.Clone(l.Recent), Pending: l.Pending, BinEnd: l.BinEnd,
 		LastProbability: l.LastProbability, LastDecision: l.LastDecision, ModelVersion: l.ModelVersion,
 		LastError: l.LastError, Leases: slices.Clone(l.Leases), Preparing: l.preparing,
 		Adjustments: maps.Clone(l.Adjustments), Stats: l.Stats, Runs: l.Runs,

@@ -266,11 +266,9 @@ type LoopInput struct {
 	Window  int           // bins of recent activity kept: default 1440 (64 in loops from before the policy package), then what the model uses, at most 1440
 	Policy  Policy
 	Profile wire.AppProfile
-	// MaxTicksPerRun continues as new after this many wakes even when the
-	// server has not suggested it yet (default 1000). The name is from when
-	// the loop woke at every bin; it stays because it is serialized (running
-	// loops carry it, clients send it).
-	MaxTicksPerRun int
+	// MaxWakesPerRun continues as new after this many wakes even when the
+	// server has not suggested it yet (default 1000).
+	MaxWakesPerRun int `was:"MaxTicksPerRun"`
 	// FirstSleepBins, when > 0, bounds the sleep after the loop's first
 	// decision instead of the policy's bound (at most that bound). A fleet
 	// started at once gives each loop a draw in [1, SleepBound], so their
@@ -288,9 +286,9 @@ type LoopInput struct {
 	Seeded bool // Recent, Profile and Adjustments hold stored history
 	// Recent is requests per bin, oldest first, len <= Window (compact in
 	// JSON: see wire.Counts).
-	Recent   wire.Counts
-	Pending  float64   // requests observed in the bin now open
-	NextTick time.Time // end of the bin now open (a serialized name, like MaxTicksPerRun)
+	Recent  wire.Counts
+	Pending float64   // requests observed in the bin now open
+	BinEnd  time.Time `was:"NextTick"` // end of the bin now open
 	// Holding says the policy holds the application's instance through the
 	// open bin (its last decision was prepare or keep). With the requests of
 	// the bin it gives whether the application holds an instance as the next
@@ -333,7 +331,6 @@ type LoopInput struct {
 
 // LoopStats are the loop's counters since it was first started.
 type LoopStats struct {
-	Ticks              int // wakes (every run's; a serialized name: see Wakes)
 	Predictions        int
 	PredictErrors      int
 	Preparations       int
@@ -353,7 +350,7 @@ type LoopStats struct {
 	// loop sleeps), wakes, in-place extensions and instances kept after a
 	// cold request.
 	Decisions     [4]int // by policy.Action: idle, prepare, keep, release
-	Wakes         int
+	Wakes         int    `was:"Ticks"`
 	Extends       int
 	ExtendsFailed int
 	Released      int
@@ -482,7 +479,7 @@ type LoopStatus struct {
 	Profile         wire.AppProfile
 	Recent          []float64
 	Pending         float64
-	NextTick        time.Time
+	BinEnd          time.Time `was:"NextTick"`
 	Holding         bool
 	NextWake        time.Time
 	WakeReason      string

@@ -1,11 +1,13 @@
 package workflows
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -136,4 +138,38 @@ func scheduledWith(t *testing.T, evs []*historypb.HistoryEvent, activityType, wa
 		}
 	}
 	return false
+}
+
+// Loop inputs recorded under the names from when the loop woke at every
+// bin (next_tick, max_ticks_per_run, stats.ticks) read into today's
+// fields: a running loop carries its state across the rename.
+func TestRecordedLoopInputsReadUnderRenamedFields(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "loop-continued-as-new.json"))
+	require.NoError(t, err)
+	var h historypb.History
+	require.NoError(t, protojson.Unmarshal(b, &h))
+	checked := 0
+	for _, e := range h.Events {
+		a := e.GetWorkflowExecutionContinuedAsNewEventAttributes()
+		if a == nil {
+			continue
+		}
+		p := a.GetInput().GetPayloads()[0]
+		var old struct {
+			NextTick       time.Time `json:"next_tick"`
+			MaxTicksPerRun int       `json:"max_ticks_per_run"`
+			Stats          struct {
+				Ticks int `json:"ticks"`
+			} `json:"stats"`
+		}
+		require.NoError(t, json.Unmarshal(p.GetData(), &old))
+		require.False(t, old.NextTick.IsZero(), "the recorded input was written under next_tick")
+		var in LoopInput
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(p, &in))
+		require.True(t, in.BinEnd.Equal(old.NextTick), "BinEnd %v, recorded next_tick %v", in.BinEnd, old.NextTick)
+		require.Equal(t, old.MaxTicksPerRun, in.MaxWakesPerRun)
+		require.Equal(t, old.Stats.Ticks, in.Stats.Wakes)
+		checked++
+	}
+	require.NotZero(t, checked, "no continued-as-new input in the recorded history")
 }

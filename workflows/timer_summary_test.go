@@ -19,7 +19,7 @@ func TestTimerSummarySaysWhyTheLoopSleeps(t *testing.T) {
 	}
 	l := &loop{}
 	l.Bin = time.Minute
-	l.NextTick = at("12:01:00")
+	l.BinEnd = at("12:01:00")
 	l.NextWake, l.WakeReason = at("12:05:02"), "the policy keeps holding nothing until then"
 	require.Equal(t, "sleep to 12:05:02: decide bin 12:05:00 (the policy keeps holding nothing until then); nothing held",
 		l.timerSummary(l.NextWake, time.Time{}))

@@ -5,8 +5,10 @@
 //
 // Decoding also accepts the form written before this style: Go field
 // names as keys and durations as nanosecond numbers, so that workflow
-// histories recorded then still replay. A type opts in with two one-line
-// methods:
+// histories recorded then still replay. A field renamed since names its
+// former Go names in a `was:"Old,Older"` tag: decoding reads them too
+// (under the current name when both are there). A type opts in with two
+// one-line methods:
 //
 //	func (s State) MarshalJSON() ([]byte, error) { return jsonx.Marshal(s) }
 //	func (s *State) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, s) }
@@ -110,6 +112,7 @@ func Snake(name string) string {
 type field struct {
 	key       string
 	goName    string
+	was       []string // former Go names (tag was), read when decoding
 	omitEmpty bool
 	index     []int
 }
@@ -143,7 +146,11 @@ func fields(t reflect.Type) []field {
 		if name == "" {
 			name = Snake(f.Name)
 		}
-		out = append(out, field{key: name, goName: f.Name, omitEmpty: strings.Contains(opts, "omitempty"), index: []int{i}})
+		var was []string
+		if w := f.Tag.Get("was"); w != "" {
+			was = strings.Split(w, ",")
+		}
+		out = append(out, field{key: name, goName: f.Name, was: was, omitEmpty: strings.Contains(opts, "omitempty"), index: []int{i}})
 	}
 	return out
 }
@@ -300,7 +307,8 @@ func decodeStruct(data []byte, v reflect.Value) error {
 }
 
 // lookup finds a field's value under its key, its Go name, or (as
-// encoding/json does) either of them in another case.
+// encoding/json does) either of them in another case; then under a former
+// name, in either style.
 func lookup(raw map[string]json.RawMessage, f field) (json.RawMessage, bool) {
 	for _, k := range []string{f.key, f.goName} {
 		if r, ok := raw[k]; ok {
@@ -312,7 +320,28 @@ func lookup(raw map[string]json.RawMessage, f field) (json.RawMessage, bool) {
 			return r, true
 		}
 	}
+	for _, old := range f.was {
+		for k, r := range raw {
+			if strings.EqualFold(k, old) || strings.EqualFold(k, Snake(old)) {
+				return r, true
+			}
+		}
+	}
 	return nil, false
+}
+
+// spells says whether k is one of f's spellings: its key or Go name in any
+// case, or a former name in either style.
+func (f field) spells(k string) bool {
+	if strings.EqualFold(k, f.key) || strings.EqualFold(k, f.goName) {
+		return true
+	}
+	for _, old := range f.was {
+		if strings.EqualFold(k, old) || strings.EqualFold(k, Snake(old)) {
+			return true
+		}
+	}
+	return false
 }
 
 func decodeValue(data json.RawMessage, v reflect.Value) error {
@@ -442,7 +471,7 @@ func GoKeys(data []byte, t reflect.Type) ([]byte, error) {
 			continue
 		}
 		for k := range raw { // every spelling of this field gives way to its Go name
-			if strings.EqualFold(k, f.key) || strings.EqualFold(k, f.goName) {
+			if f.spells(k) {
 				delete(out, k)
 			}
 		}

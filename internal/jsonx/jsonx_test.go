@@ -98,3 +98,32 @@ func TestGoKeysRewritesEitherSpellingToGoNames(t *testing.T) {
 		t.Fatalf("not an object: %s", got)
 	}
 }
+
+type renamed struct {
+	BinEnd         time.Time `was:"NextTick"`
+	MaxWakesPerRun int       `was:"MaxTicksPerRun"`
+}
+
+func TestRenamedFieldsReadTheirFormerNames(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	want := renamed{BinEnd: at, MaxWakesPerRun: 7}
+	for _, in := range []string{
+		`{"NextTick":"2026-01-02T03:04:00Z","MaxTicksPerRun":7}`,                      // recorded before the rename
+		`{"next_tick":"2026-01-02T03:04:00Z","max_ticks_per_run":7}`,                  // its snake_case form
+		`{"bin_end":"2026-01-02T03:04:00Z","max_wakes_per_run":7}`,                    // today's
+		`{"bin_end":"2026-01-02T03:04:00Z","max_wakes_per_run":7,"MaxTicksPerRun":1}`, // both: the current name wins
+	} {
+		var got renamed
+		if err := Unmarshal([]byte(in), &got); err != nil || !got.BinEnd.Equal(want.BinEnd) || got.MaxWakesPerRun != want.MaxWakesPerRun {
+			t.Errorf("Unmarshal(%s) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	b, err := Marshal(want)
+	if err != nil || string(b) != `{"bin_end":"2026-01-02T03:04:00Z","max_wakes_per_run":7}` {
+		t.Errorf("Marshal = %s, %v: written under the current names only", b, err)
+	}
+	g, err := GoKeys([]byte(`{"max_ticks_per_run":7}`), reflect.TypeFor[renamed]())
+	if err != nil || string(g) != `{"MaxWakesPerRun":7}` {
+		t.Errorf("GoKeys = %s, %v; want the current Go name", g, err)
+	}
+}

@@ -819,7 +819,7 @@ func queryLoops(ctx context.Context, c client.Client, apps []string, log *slog.L
 			log.Warn("a sampled loop did not answer its status query", "app", app, "err", err)
 			return "", scale.LoopCount{}, false
 		}
-		lc := scale.LoopCount{At: time.Now(), Wakes: st.Stats.Wakes, NextTick: st.NextTick, NextWake: st.NextWake,
+		lc := scale.LoopCount{At: time.Now(), Wakes: st.Stats.Wakes, BinEnd: st.BinEnd, NextWake: st.NextWake,
 			BoundWake: scale.IsBoundReason(st.WakeReason)}
 		for _, n := range st.Stats.Decisions {
 			lc.Decisions += n

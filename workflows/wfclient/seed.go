@@ -117,7 +117,7 @@ func LoopInputs(ctx context.Context, src SeedSource, s Seed, now time.Time) ([]w
 		if in.Clock != nil {
 			// The loop decides the clock's first bin as it begins: the last
 			// stored bin stands for the bin open until then.
-			in.NextTick = s.ClockStart
+			in.BinEnd = s.ClockStart
 			in.SeedEnd = s.ClockStart // a router-mode loop's history before it is the seed
 			if n := len(in.Recent); n > 0 {
 				in.Pending = in.Recent[n-1]

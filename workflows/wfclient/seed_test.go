@@ -71,7 +71,7 @@ func TestLoopInputsContinueATraceOnItsClock(t *testing.T) {
 	if len(in) != 1 || in[0].App != "b" || in[0].Clock == nil || !in[0].Clock.TraceStart.Equal(end) || in[0].Clock.TraceBin != time.Minute {
 		t.Fatalf("%+v", in)
 	}
-	if !in[0].NextTick.Equal(start) || in[0].Pending != 2 || len(in[0].Recent) != 2 {
+	if !in[0].BinEnd.Equal(start) || in[0].Pending != 2 || len(in[0].Recent) != 2 {
 		t.Errorf("the last stored bin is the open one: %+v", in[0])
 	}
 	if _, err := LoopInputs(context.Background(), src, Seed{Apps: []string{"zz"}, Bin: time.Second, End: end}, now); err == nil || !strings.Contains(err.Error(), `application "zz" has no stored history`) {
