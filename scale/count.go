@@ -16,7 +16,7 @@ type LoopCount struct {
 	At        time.Time // when the answer came back
 	Decisions int       // settled decisions, every outcome (LoopStats.Decisions summed)
 	Wakes     int
-	BinEnd  time.Time // end of the last bin a wake settled
+	BinEnd    time.Time // end of the last bin a wake settled
 	NextWake  time.Time
 	// BoundWake: the next wake is the bound on the sleep, not a decision
 	// the policy planned.
