@@ -50,7 +50,7 @@ func (w loopWaker) Wake(ctx context.Context, id string, bin time.Time, reason st
 // read) before the workers start, so the first wakes of router-mode loops
 // do not wait for it, and builds the watch.
 func startWatch(s settings, c client.Client, st *store.Store, p *activities.Predictor, logger *slog.Logger) (*resident.Watch, error) {
-	m := &resident.Mirror{Reader: arrivalReader{st}, Bin: s.ArrivalsBin, Span: s.ArrivalsSpan}
+	m := &resident.Mirror{Reader: arrivalReader{st}, Bin: s.ArrivalsBin, Span: s.ArrivalsSpan, LateBins: s.ArrivalsLate}
 	w := &resident.Watch{Mirror: m, Predictor: p, Waker: loopWaker{c}, Log: logger}
 	p.Watch = w
 	began := time.Now()
@@ -60,7 +60,7 @@ func startWatch(s settings, c client.Client, st *store.Store, p *activities.Pred
 	if err := m.Freeze(ctx, through); err != nil {
 		return nil, fmt.Errorf("--arrivals-bin %v: load the recorded arrivals: %w", s.ArrivalsBin, err)
 	}
-	logger.Info("arrival mirror loaded", "bin", s.ArrivalsBin, "bins", s.ArrivalsSpan, "apps", m.Apps(), "took", time.Since(began).Round(time.Millisecond))
+	logger.Info("arrival mirror loaded", "bin", s.ArrivalsBin, "bins", s.ArrivalsSpan, "late_bins", m.LateWindow(), "apps", m.Apps(), "took", time.Since(began).Round(time.Millisecond))
 	stat := func(f func(resident.WatchStats) int64) func() float64 {
 		return func() float64 { return float64(f(w.Stats())) }
 	}
@@ -72,6 +72,7 @@ func startWatch(s settings, c client.Client, st *store.Store, p *activities.Pred
 			"below_keep":   stat(func(x resident.WatchStats) int64 { return x.BelowKeep }),
 			"model_change": stat(func(x resident.WatchStats) int64 { return x.ModelChange }),
 		},
+		Late: func() float64 { return float64(m.Stats().LateRequests) },
 	})
 	return w, nil
 }

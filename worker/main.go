@@ -70,9 +70,12 @@ type settings struct {
 	StickyTimeout   time.Duration // how long a task waits on this worker's sticky queue before any worker may take it
 	// ArrivalsBin, when set, mirrors the arrivals routers record in the
 	// store at that bin width, for router-mode loops, and runs the arrival
-	// watch that wakes them; ArrivalsSpan is how many bins it keeps.
+	// watch that wakes them; ArrivalsSpan is how many bins it keeps, and
+	// ArrivalsLate how many frozen bins it reads again for late arrivals
+	// (resident.Mirror.LateBins: 0 its default, -1 none).
 	ArrivalsBin  time.Duration
 	ArrivalsSpan int
+	ArrivalsLate int
 	// GatewayLearnEvery is how often a worker serving the training queue
 	// moves the affinity adjustments from the gateway's requests
 	// (resident.GatewayLearner); 0: never.
@@ -124,6 +127,7 @@ func parseFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.StickyTimeout, "sticky-timeout", env.Duration("FOREWARM_STICKY_TIMEOUT", 5*time.Second), "how long a loop's workflow task may wait for the worker that caches the loop before the server hands it to any worker, which must replay the loop's history. Raise it (e.g. 1m) when a bin's burst of wakes takes this worker longer than that to drain, or the burst turns into replays; after a crash, the dead worker's loops stay bound to it (their queries fail) up to this long ($FOREWARM_STICKY_TIMEOUT)")
 	fs.DurationVar(&s.ArrivalsBin, "arrivals-bin", env.Duration("FOREWARM_ARRIVALS_BIN", 0), "bin width of the arrivals a platform's router records in the store (e.g. 1m): mirror them for router-mode loops (starter loop start --router) and wake those loops when an arrival can change a decision; 0: no router-mode loops ($FOREWARM_ARRIVALS_BIN)")
 	fs.IntVar(&s.ArrivalsSpan, "arrivals-span", env.Int("FOREWARM_ARRIVALS_SPAN", 1440), "bins of recorded arrivals the worker keeps in memory: at least a loop's history window ($FOREWARM_ARRIVALS_SPAN)")
+	fs.IntVar(&s.ArrivalsLate, "arrivals-late-bins", env.Int("FOREWARM_ARRIVALS_LATE_BINS", 0), "frozen bins of recorded arrivals the worker reads again at each bin, for reports that came after their bin was frozen (a router restarted on its spool): they count in the next bin, and reports later than this reach training and reports only; 0: a minute's bins, at least 2; -1: none ($FOREWARM_ARRIVALS_LATE_BINS)")
 	fs.DurationVar(&s.GatewayLearnEvery, "gateway-learn-every", env.Duration("FOREWARM_GATEWAY_LEARN_EVERY", 30*time.Second), "on a worker serving the training queue, how often the affinity adjustments learn from the gateway's recorded requests; run it on one worker only (0 on the others): two would learn from every request twice; 0: never ($FOREWARM_GATEWAY_LEARN_EVERY)")
 	fs.StringVar(&s.Kube.Apps, "kube-apps", config.Env("FOREWARM_KUBE_APPS", ""), "with --hosts kubernetes: the applications file (JSON: each application's namespace, Deployment, PodTemplate or Knative Service, port and shadow request) ($FOREWARM_KUBE_APPS)")
 	fs.StringVar(&s.Kube.Config, "kubeconfig", config.Env("KUBECONFIG", ""), "with --hosts kubernetes: the kubeconfig file; empty: the pod's own service account ($KUBECONFIG)")
@@ -150,6 +154,9 @@ func parseFlags(args []string) (settings, error) {
 	}
 	if s.ArrivalsSpan < 1 || s.ArrivalsSpan > activities.MaxCountBins {
 		return s, fmt.Errorf("--arrivals-span %d: must be in [1, %d]", s.ArrivalsSpan, activities.MaxCountBins)
+	}
+	if s.ArrivalsLate < -1 || s.ArrivalsLate >= s.ArrivalsSpan {
+		return s, fmt.Errorf("--arrivals-late-bins %d: must be -1 (none), 0 (a minute's bins) or less than --arrivals-span %d", s.ArrivalsLate, s.ArrivalsSpan)
 	}
 	if s.GatewayLearnEvery < 0 {
 		return s, fmt.Errorf("--gateway-learn-every %v: must be >= 0", s.GatewayLearnEvery)

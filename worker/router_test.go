@@ -10,6 +10,8 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/store/storetest"
+	"github.com/forewarm/forewarm/worker/resident"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -74,5 +76,75 @@ func TestRouterModeEndToEnd(t *testing.T) {
 	if dir := os.Getenv("FOREWARM_RECORD_HISTORIES"); dir != "" {
 		k.stopLoop(apps[0])
 		k.recordHistories(dir, map[string]string{"router-loop.json": workflows.LoopWorkflowID(apps[0])})
+	}
+}
+
+// wakeRecorder records the loops the arrival watch wakes.
+type wakeRecorder struct{ woken []string }
+
+func (w *wakeRecorder) Wake(_ context.Context, id string, bin time.Time, _ string) error {
+	w.woken = append(w.woken, id+"@"+bin.UTC().Format("15:04"))
+	return nil
+}
+
+// A router's batch for a bin the worker's mirror has frozen already (a
+// gateway restarted on its spool writes the bin it died in seconds after
+// it ended) reaches the loops all the same, through ClickHouse and the
+// reader the worker mirrors with: the next freeze counts it in its first
+// bin, and the watch wakes the sleeping loop it concerns. Written twice
+// (a retry), it counts once; the frozen bin stays as it was.
+func TestMirrorHearsALateBatchInTheStore(t *testing.T) {
+	st := storetest.New(t)
+	base := time.Now().Truncate(time.Minute).Add(-30 * time.Minute)
+	b := func(k int) time.Time { return base.Add(time.Duration(k) * time.Minute) }
+	m := &resident.Mirror{Reader: arrivalReader{st}, Bin: time.Minute, Span: 60}
+	waker := &wakeRecorder{}
+	w := &resident.Watch{Mirror: m, Waker: waker, Parallel: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	record := func(batch, app string, bin time.Time, n uint64) {
+		t.Helper()
+		require.NoError(t, st.RecordArrivals(ctx, store.ArrivalBatch{Router: "gw", Batch: batch, Rows: []store.Arrival{{App: app, Bin: bin, Requests: n}}}))
+	}
+	require.NoError(t, w.Check(ctx, b(0)))
+	w.Register(activities.Plan{WorkflowID: "predict/a", App: "a", Wake: b(0), NextWake: b(30), Bin: time.Minute,
+		Keep: 0.5, Next: b(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	require.NoError(t, w.Check(ctx, b(1)))
+	require.Empty(t, waker.woken, "bin 0 frozen without a request of a")
+
+	record("dead-run/0", "a", b(0), 4) // the spool's replay, after the freeze
+	record("dead-run/0", "a", b(0), 4) // and its retry
+	record("next-run/1", "b", b(1), 1) // bin 1's own batch, on time: another app's
+	require.NoError(t, w.Check(ctx, b(2)))
+	require.Equal(t, []string{"predict/a@" + b(2).UTC().Format("15:04")}, waker.woken, "the late batch woke the loop holding nothing")
+	win, err := m.Window("a", b(2), 2)
+	require.NoError(t, err)
+	require.Equal(t, activities.Counts{0, 4}, win, "bin 0 as frozen; its late requests in bin 1")
+	win, err = m.Window("b", b(2), 2)
+	require.NoError(t, err)
+	require.Equal(t, activities.Counts{0, 1}, win)
+
+	require.NoError(t, w.Check(ctx, b(3)))
+	require.NoError(t, w.Check(ctx, b(4)))
+	win, err = m.Window("a", b(4), 4)
+	require.NoError(t, err)
+	require.Equal(t, activities.Counts{0, 4, 0, 0}, win, "read again, the batch counts no more")
+	require.Equal(t, resident.MirrorStats{LateRequests: 4, LateBins: 1}, m.Stats())
+	busy, err := st.BusyBins(ctx, b(0), b(2), time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, store.BusyBins{Starts: []int64{b(0).Unix()}, Counts: []uint64{4}}, busy["a"], "the store keeps the true bin")
+}
+
+func TestArrivalsLateBinsFlag(t *testing.T) {
+	q := []string{"--queues", "training"} // no host agent credentials needed
+	s, err := parseFlags(q)
+	require.NoError(t, err)
+	require.Zero(t, s.ArrivalsLate, "the mirror's default: a minute's bins, at least 2")
+	s, err = parseFlags(append(q, "--arrivals-late-bins", "-1"))
+	require.NoError(t, err)
+	require.Equal(t, -1, s.ArrivalsLate)
+	for _, bad := range [][]string{{"--arrivals-late-bins", "-2"}, {"--arrivals-span", "10", "--arrivals-late-bins", "10"}} {
+		_, err = parseFlags(append(q, bad...))
+		require.ErrorContains(t, err, "--arrivals-late-bins", "%v", bad)
 	}
 }

@@ -16,6 +16,7 @@ const (
 	MetricWatchPlans  = "forewarm_watch_plans"
 	MetricWatchChecks = "forewarm_watch_checks_total"
 	MetricWatchWakes  = "forewarm_watch_wakes_total"
+	MetricLateArrival = "forewarm_arrivals_late_total"
 )
 
 // lagBuckets resolve a decision's lag from milliseconds (a loop on time)
@@ -91,6 +92,9 @@ type WatchStats struct {
 	Plans  func() float64
 	Checks func() float64
 	Wakes  map[string]func() float64 // by reason
+	// Late is the requests the arrival mirror heard of after their bin
+	// was frozen (nil: not published).
+	Late func() float64
 }
 
 // Watch publishes the arrival watch's figures.
@@ -103,6 +107,10 @@ func (m *Metrics) Watch(s WatchStats) {
 			Help: "Plans of sleeping router-mode loops the arrival watch checks."}, s.Plans),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricWatchChecks,
 			Help: "Loops the arrival watch checked against the model after an arrival."}, s.Checks))
+	if s.Late != nil {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricLateArrival,
+			Help: "Requests the arrival mirror heard of after their bin was frozen, counted in the next bin it froze."}, s.Late))
+	}
 	for reason, f := range s.Wakes {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricWatchWakes,
 			Help: "Loops the arrival watch woke, by reason.", ConstLabels: prometheus.Labels{"reason": reason}}, f))

@@ -40,9 +40,19 @@ type BinCounts struct {
 // Mirror is the worker's copy of the recorded arrivals of recent bins, for
 // every application, read in bulk: once per bin, the bins that closed since
 // (a single query for all applications), so a loop's wake reads memory, not
-// the store. A bin is frozen once read: reports that reach the store after
-// it (later than Grace after the bin) are not seen by the loops, so every
-// decision about a bin, early or late, sees the same counts.
+// the store. A bin is frozen once read: its counts never change after, so
+// every decision about a bin, early or late, sees the same counts.
+//
+// A report that reaches the store after its bin was frozen (later than
+// Grace after the bin: a router restarted on its spool writes the bin it
+// died in when it starts again) is a late arrival. The same read that
+// freezes the next bins also reads the last LateBins frozen bins again,
+// and whatever it shows beyond what the mirror has heard of an
+// (application, bin) is counted in that application's first bin frozen by
+// the read: counted when heard of, so the loops and the watch see it like
+// any arrival of that bin, and no frozen bin changes. The store keeps the
+// true bin (training, reports). A report later than LateBins bins after
+// its bin is seen by training and reports only.
 type Mirror struct {
 	Reader ArrivalReader
 	Bin    time.Duration // the bins the router reports and router-mode loops decide
@@ -55,6 +65,13 @@ type Mirror struct {
 	// Timeout bounds one read of the store (default 2 minutes for the reads
 	// of the first load, 10 s after).
 	Timeout time.Duration
+	// LateBins is how many frozen bins before the first bin it freezes a
+	// freeze reads again, for late arrivals (0: DefaultLateBins; negative:
+	// none; at most Span-1). They ride on the freeze's first read (one
+	// query), within Chunk: a read never covers more than Chunk bins, so a
+	// catch-up, whose reads are whole chunks, reads none again, and a read
+	// that timed out (halving the chunk) makes room for fewer.
+	LateBins int
 
 	lock   chan struct{} // one freeze at a time, waited for with a context
 	mu     sync.RWMutex
@@ -63,6 +80,17 @@ type Mirror struct {
 	start  time.Time // the first bin held
 	apps   map[string]*busyBins
 	seeds  map[string]seedHistory
+	late   map[string]*lateHeard // applications with late arrivals in the bins still read again
+	// Late arrivals counted since the mirror started: requests, and the
+	// (application, bin) pairs they were reported for.
+	lateReqs, lateKeys int64
+}
+
+// lateHeard is what the mirror heard late of one application, by bin
+// index (start / Bin), for the bins a freeze may still read again.
+type lateHeard struct {
+	heard map[int64]uint64 // late requests reported for the bin
+	added map[int64]uint64 // late requests counted in the bin (reported for earlier bins)
 }
 
 // seedHistory is the history a loop brought with it for the bins before
@@ -96,6 +124,7 @@ func (m *Mirror) init() {
 		m.lock = make(chan struct{}, 1)
 		m.apps = map[string]*busyBins{}
 		m.seeds = map[string]seedHistory{}
+		m.late = map[string]*lateHeard{}
 	}
 }
 
@@ -162,15 +191,21 @@ func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 	}
 	// Catch up chunk by chunk, each frozen as it is read, so a store whose
 	// reads slow down with the bins they cover still lets the mirror catch
-	// up; a read that times out halves the chunk and is tried again.
-	for from.Before(through) {
+	// up; a read that times out halves the chunk and is tried again. The
+	// first read also reads the frozen bins just before again, for late
+	// arrivals, within the chunk.
+	for first := true; from.Before(through); {
 		n := m.chunkBins()
 		to := from.Add(time.Duration(n) * m.Bin)
 		if to.After(through) {
 			to = through
 		}
+		lo := from
+		if first {
+			lo = m.lateFrom(from, to, n)
+		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
-		rows, err := m.Reader.Arrivals(rctx, from, to, m.Bin)
+		rows, err := m.Reader.Arrivals(rctx, lo, to, m.Bin)
 		cancel()
 		if err != nil {
 			if n > 1 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
@@ -181,10 +216,76 @@ func (m *Mirror) Freeze(ctx context.Context, through time.Time) error {
 			}
 			return fmt.Errorf("arrival mirror: read bins %v – %v: %w", from.UTC(), to.UTC(), err)
 		}
-		m.add(rows, from, to)
-		from = to
+		m.add(rows, lo, from, to)
+		from, first = to, false
 	}
 	return nil
+}
+
+// DefaultLateWindow is how long after a bin ends a report of it is still
+// heard of by default: a router restarted on its spool (the gateway's
+// --spool) writes the bin it died in as it starts again, seconds to a
+// minute after.
+const DefaultLateWindow = time.Minute
+
+// DefaultLateBins is the frozen bins a freeze reads again by default: the
+// bins of DefaultLateWindow, at least 2.
+func DefaultLateBins(bin time.Duration) int {
+	if bin <= 0 {
+		return 2
+	}
+	return max(2, int((DefaultLateWindow+bin-1)/bin))
+}
+
+// LateWindow is how many frozen bins each freeze reads again: LateBins
+// with its default, at most Span-1.
+func (m *Mirror) LateWindow() int { return m.lateBins() }
+
+// lateBins is LateBins with its default, at most Span-1.
+func (m *Mirror) lateBins() int {
+	n := m.LateBins
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		n = DefaultLateBins(m.Bin)
+	}
+	return min(n, m.span()-1)
+}
+
+// lateFrom is where the first read of a freeze of [from, to), in reads of
+// n bins, begins: the frozen bins just before from that fit in the read,
+// at most lateBins of them, none held before the mirror's first. None when
+// nothing was frozen just before from (the first load, a catch-up after an
+// outage longer than the span).
+func (m *Mirror) lateFrom(from, to time.Time, n int) time.Time {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.frozen.IsZero() || !from.Equal(m.frozen) {
+		return from
+	}
+	k := min(m.lateBins(), n-int(to.Sub(from)/m.Bin))
+	if k <= 0 {
+		return from
+	}
+	lo := from.Add(-time.Duration(k) * m.Bin)
+	if lo.Before(m.start) {
+		lo = m.start
+	}
+	return lo
+}
+
+// MirrorStats are a Mirror's counters since it started.
+type MirrorStats struct {
+	LateRequests int64 // requests heard of after their bin was frozen (late arrivals)
+	LateBins     int64 // (application, bin) pairs they were reported for
+}
+
+// Stats returns the counters.
+func (m *Mirror) Stats() MirrorStats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return MirrorStats{LateRequests: m.lateReqs, LateBins: m.lateKeys}
 }
 
 // DefaultChunk is the most bins one read of a mirror covers by default.
@@ -203,25 +304,65 @@ func (m *Mirror) chunkBins() int {
 	return DefaultChunk
 }
 
-// add freezes the bins [from, to) just read.
-func (m *Mirror) add(rows map[string]BinCounts, from, to time.Time) {
+// add freezes the bins [from, to) just read, with the frozen bins
+// [lo, from) read again: their late arrivals are counted in from.
+func (m *Mirror) add(rows map[string]BinCounts, lo, from, to time.Time) {
 	sec := int64(m.Bin / time.Second)
 	keepFrom := to.Add(-time.Duration(m.span()) * m.Bin)
+	first, read := from.Unix()/sec, lo.Unix()/sec
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for app, bc := range rows {
 		b := m.apps[app]
-		if b == nil {
+		k := 0
+		var late uint64
+		for ; k < len(bc.Starts) && bc.Starts[k]/sec < first; k++ {
+			if i := bc.Starts[k] / sec; i >= read {
+				late += m.hearLate(app, b, i, bc.Counts[k])
+			}
+		}
+		if b == nil && (late > 0 || k < len(bc.Starts)) {
 			b = &busyBins{}
 			m.apps[app] = b
 		}
-		for k, s := range bc.Starts {
-			i := s / sec
+		if late > 0 && (len(b.idx) == 0 || first > b.idx[len(b.idx)-1]) {
+			// Counted in the app's first bin frozen now: no frozen bin
+			// changes, and no loop has read this one yet.
+			m.lateOf(app).added[first] += late
+			n := late
+			if k < len(bc.Starts) && bc.Starts[k]/sec == first {
+				n += bc.Counts[k]
+				k++
+			}
+			b.idx = append(b.idx, first)
+			b.n = append(b.n, float64(n))
+		}
+		for ; k < len(bc.Starts); k++ {
+			i := bc.Starts[k] / sec
 			if bc.Counts[k] == 0 || len(b.idx) > 0 && i <= b.idx[len(b.idx)-1] {
 				continue // not after what is frozen: cannot come from this read
 			}
 			b.idx = append(b.idx, i)
 			b.n = append(b.n, float64(bc.Counts[k]))
+		}
+	}
+	// Forget what was heard late of the bins no freeze reads again.
+	if len(m.late) > 0 {
+		oldest := to.Unix()/sec - int64(m.lateBins())
+		for app, la := range m.late {
+			for i := range la.heard {
+				if i < oldest {
+					delete(la.heard, i)
+				}
+			}
+			for i := range la.added {
+				if i < oldest {
+					delete(la.added, i)
+				}
+			}
+			if len(la.heard) == 0 && len(la.added) == 0 {
+				delete(m.late, app)
+			}
 		}
 	}
 	if m.start.IsZero() {
@@ -246,6 +387,46 @@ func (m *Mirror) add(rows map[string]BinCounts, from, to time.Time) {
 		m.start = keepFrom
 	}
 	m.frozen = to
+}
+
+// lateOf is app's late book, made on first use (under mu).
+func (m *Mirror) lateOf(app string) *lateHeard {
+	la := m.late[app]
+	if la == nil {
+		la = &lateHeard{heard: map[int64]uint64{}, added: map[int64]uint64{}}
+		m.late[app] = la
+	}
+	return la
+}
+
+// hearLate takes n, what a read shows now for app's frozen bin i, and
+// returns what of it the mirror had not heard of: what was frozen in bin
+// i (without the late arrivals counted in it) and what was heard late of
+// it before. A read that shows less (a replica that has not fetched a
+// part yet) adds nothing and forgets nothing: a count is never taken back
+// nor counted twice. Under mu.
+func (m *Mirror) hearLate(app string, b *busyBins, i int64, n uint64) uint64 {
+	var heard uint64
+	if b != nil {
+		if k, ok := slices.BinarySearch(b.idx, i); ok {
+			heard = uint64(b.n[k])
+		}
+	}
+	if la := m.late[app]; la != nil {
+		// What was counted in i late was reported for another bin.
+		heard = heard - min(heard, la.added[i]) + la.heard[i]
+	}
+	if n <= heard {
+		return 0
+	}
+	d := n - heard
+	la := m.lateOf(app)
+	if la.heard[i] == 0 {
+		m.lateKeys++
+	}
+	la.heard[i] += d
+	m.lateReqs += int64(d)
+	return d
 }
 
 // Window is app's counts of the n bins before end (a frozen boundary),

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -251,6 +252,7 @@ type gatewayEnv struct {
 	agentDir func(string) string
 	root     string
 	apps     []string
+	late     string // the idle application with a loop whose requests come just before each gateway kill
 	loops    []string
 	shapes   *shapes
 	r        *mrand.Rand
@@ -288,7 +290,9 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	}
 	startAt := future.Start
 	faultsDone := make(chan killCounts)
-	go func() { faultsDone <- e.procs.inject(e.plan, startAt, e.px, killInst) }()
+	spooled := &spooledBins{heard: map[time.Time]time.Time{}}
+	killGateway := func(kill func() bool) bool { return e.killGateway(h, kill, spooled) }
+	go func() { faultsDone <- e.procs.inject(e.plan, startAt, e.px, killInst, killGateway) }()
 	sum, err := replay.Run(ctx, future, replay.Options{Speed: 1, InFlight: 64, StartAt: startAt,
 		OnProgress: func(p replay.Progress) {
 			if p.BinsDone%30 == 0 {
@@ -297,6 +301,7 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 			}
 		}}, h.send)
 	kills := <-faultsDone
+	spooled.wg.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
@@ -345,11 +350,11 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 		return res, err
 	}
 	res.RequestsCounted = &counted
-	cold, lost, err := lostWakes(ctx, e.tc, e.loops, busy)
+	cold, late, lost, err := lostWakes(ctx, e.tc, e.loops, busy, spooled.heard)
 	if err != nil {
 		return res, err
 	}
-	res.ColdArrivalBins, res.WakesLost = &cold, ptr(len(lost))
+	res.ColdArrivalBins, res.WakesLost, res.LateArrivalBins = &cold, ptr(len(lost)), &late
 	// Every process ends (agents stop their instances); then none of the
 	// sample's processes, cgroups or instance folders may be left.
 	e.procs.stopAll()
@@ -400,8 +405,118 @@ func (e *gatewayEnv) run(ctx context.Context) (*Result, error) {
 	if len(lost) > 0 {
 		problems = append(problems, fmt.Errorf("%d of %d cold arrivals did not wake their loop within a bin of their bin becoming final, e.g. %s", len(lost), cold, lost[0]))
 	}
+	if kills["kill-gateway"] > 0 && late == 0 {
+		problems = append(problems, fmt.Errorf("%d gateway kills but no cold arrival bin written late by the restarted gateway's spool: the late path was not exercised (%d bins seen written late)", kills["kill-gateway"], len(spooled.heard)))
+	}
 	logf("done in %v", time.Since(e.began).Round(time.Second))
 	return res, errors.Join(problems...)
+}
+
+// killGateway SIGKILLs the gateway (with kill) early in a bin, just after
+// a request of the late application reached it: the gateway spools each
+// request before forwarding it and writes a bin's batch only once the bin
+// has ended, so that bin's counts reach the store only when the restarted
+// gateway replays its spool, after the workers' mirrors froze the bin.
+// The late application has a loop and no other requests, so its loop
+// holds nothing then (the first time at least): only the mirror's late
+// read can wake it. The store is watched for the bins the dead run left
+// (spooledBins.watch).
+func (e *gatewayEnv) killGateway(h *httpTraffic, kill func() bool, spooled *spooledBins) bool {
+	b := time.Now().Truncate(bin).Add(bin)
+	time.Sleep(time.Until(b.Add(bin / 20)))
+	spooled.wg.Go(func() {
+		if err := h.send(context.Background(), replay.Request{App: e.late, Bin: int(b.Unix()), Seq: -1}); err != nil {
+			logf("the request of %s sent before the gateway's kill: %v", e.late, err)
+		}
+	})
+	time.Sleep(bin * 3 / 10) // well within its bin
+	if !kill() {
+		return false
+	}
+	spooled.watch(e.st, e.apps, time.Now())
+	return true
+}
+
+// spooledBins are the bins a killed gateway's spool wrote when the gateway
+// started again, and when the soak first saw them in the store.
+type spooledBins struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	heard map[time.Time]time.Time // bin start → first seen in the store with the dead run's counts
+}
+
+// watch reads the arrivals of the two bins a gateway killed at killed may
+// have left unwritten (the one open, and the one before if its batch was
+// not written yet) every 100 ms, from before the gateway restarts until 2
+// s after their counts first grew (the replay writes one batch after the
+// other) or 40 s have passed; a bin whose count grew was written late,
+// and is dated by the first read that saw it grow.
+func (s *spooledBins) watch(st *store.Store, apps []string, killed time.Time) {
+	from := killed.Truncate(bin).Add(-bin)
+	sums := func() (map[time.Time]uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		busy, err := st.BusyBins(ctx, from, from.Add(2*bin), bin)
+		if err != nil {
+			return nil, err
+		}
+		out := map[time.Time]uint64{}
+		for _, a := range apps {
+			for k, t := range busy[a].Starts {
+				out[time.Unix(t, 0).UTC()] += busy[a].Counts[k]
+			}
+		}
+		return out, nil
+	}
+	s.wg.Go(func() {
+		time.Sleep(500 * time.Millisecond) // what the dead run had on its way landed
+		base, err := sums()
+		if err != nil {
+			logf("spooled bins after the gateway's kill: %v", err)
+			return
+		}
+		var first time.Time
+		until := killed.Add(40 * time.Second)
+		for time.Now().Before(until) {
+			time.Sleep(100 * time.Millisecond)
+			now, err := sums()
+			if err != nil {
+				continue
+			}
+			at := time.Now()
+			for b, n := range now {
+				if n > base[b] {
+					s.mu.Lock()
+					if _, ok := s.heard[b]; !ok {
+						s.heard[b] = at
+					}
+					s.mu.Unlock()
+					logf("the restarted gateway's spool wrote the bin of %s (%d requests more) by %s, %.1f s after it ended",
+						b.Format("15:04:05"), n-base[b], at.Format("15:04:05.000"), at.Sub(b.Add(bin)).Seconds())
+					base[b] = n
+				}
+			}
+			if first.IsZero() && len(s.heardSince(from)) > 0 {
+				first, until = at, at.Add(2*time.Second)
+			}
+		}
+		if first.IsZero() {
+			logf("no count of the bins the killed gateway left reached the store within 40 s of its kill")
+		}
+	})
+}
+
+// heardSince lists the bins from from on seen written late.
+func (s *spooledBins) heardSince(from time.Time) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Time
+	for b := range s.heard {
+		if !b.Before(from) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }

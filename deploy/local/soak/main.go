@@ -23,9 +23,12 @@
 // is left once everything stopped, no lease is left, no workflow of the
 // run was terminated or timed out, every loop says (its state query) it
 // ran in router mode, and no loop holding nothing slept through an
-// arrival (wakes_lost; wakes.go and --help define it):
+// arrival (wakes_lost; wakes.go and --help define it), those a killed
+// gateway's spool wrote late included (late_arrival_bins, at least one:
+// each gateway kill comes just after a request of an otherwise idle
+// application with a loop):
 //
-//	{"traffic":"gateway","requests_sent":N,"gateway_kills":2,"instance_kills":1,"requests_answered":A,"requests_cut":C,"requests_counted":A..A+C,"processes_left":0,"cgroups_left":0,"leases_left":0,"loops_terminated":0,"router_loops":L,"cold_arrival_bins":B,"wakes_lost":0,...}
+//	{"traffic":"gateway","requests_sent":N,"gateway_kills":2,"instance_kills":1,"requests_answered":A,"requests_cut":C,"requests_counted":A..A+C,"processes_left":0,"cgroups_left":0,"leases_left":0,"loops_terminated":0,"router_loops":L,"cold_arrival_bins":B,"wakes_lost":0,"late_arrival_bins":1..,...}
 //
 // --traffic workflows: each request goes through its own serve-request
 // workflow; the worker is SIGKILLed (twice), one host agent once, and
@@ -92,6 +95,13 @@ JSON line last; non-zero exit unless every check of the mode passed
                      that saw no wake though the loop ran past B+2: must be 0.
                      Bins before a loop's first wake and bins whose B+2 had
                      not ended when the loop stopped are not judged.
+  late_arrival_bins  of the cold arrival bins, those a killed gateway's spool
+                     wrote when it started again, after the workers froze
+                     them (the soak watches the store after each kill; a
+                     request of an otherwise idle application with a loop,
+                     sent just before, makes one). Final only once in the
+                     store: the loop must decide, within a bin, the first
+                     bin whose grace ends after that. At least 1.
 `
 
 type settings struct {
@@ -208,6 +218,7 @@ type Result struct {
 	RouterLoops      *int   `json:"router_loops,omitempty"`      // loops whose state query said router mode, having woken
 	ColdArrivalBins  *int   `json:"cold_arrival_bins,omitempty"` // bins with arrivals at a loop holding nothing (wakes.go)
 	WakesLost        *int   `json:"wakes_lost,omitempty"`        // of which the loop did not wake within a bin of the bin's final
+	LateArrivalBins  *int   `json:"late_arrival_bins,omitempty"` // of the cold arrival bins, those a restarted gateway's spool wrote late
 }
 
 const bin = time.Second
@@ -283,6 +294,9 @@ func run(s settings) (*Result, error) {
 	for i := range appIDs {
 		appIDs[i] = appID(prefix, i)
 	}
+	// The gateway mode's idle application with a loop: its only requests
+	// come just before each gateway kill (gatewayEnv.killGateway).
+	lateApp := prefix + "-late"
 	// Open to the instance user (the agents make their own folders 0711).
 	if err := os.MkdirAll(filepath.Join(s.StateDir, "agents"), 0o755); err != nil {
 		return nil, err
@@ -293,7 +307,7 @@ func run(s settings) (*Result, error) {
 		// Every application is a real process of the trivial sample.
 		specs := filepath.Join(s.StateDir, "specs")
 		_ = os.RemoveAll(specs)
-		if err := writeSpecs(specs, trivial, appIDs); err != nil {
+		if err := writeSpecs(specs, trivial, append(slices.Clone(appIDs), lateApp)); err != nil {
 			return nil, err
 		}
 		agentMode = []string{"--spec-dir", specs}
@@ -382,6 +396,12 @@ func run(s settings) (*Result, error) {
 		}
 		loops = append(loops, a.ID)
 	}
+	if gw {
+		if err := startLoop(ctx, tc, predictionQ, lateApp, gw); err != nil {
+			return nil, err
+		}
+		loops = append(loops, lateApp)
+	}
 	if err := waitFor("every loop deciding", 2*time.Minute, func() bool {
 		for _, a := range loops {
 			if st, err := loopState(ctx, tc, a); err != nil || st.Stats.Wakes == 0 {
@@ -419,7 +439,7 @@ func run(s settings) (*Result, error) {
 	logf("faults: %s", plan)
 	if gw {
 		e := gatewayEnv{s: s, st: st, tc: tc, px: px, procs: procs, agents: agents, agentURL: agentURL, agentDir: agentDir, root: root,
-			apps: appIDs, loops: loops, shapes: shapes, r: r, plan: plan, url: gwURL, spool: spoolDir, trivial: trivial,
+			apps: append(slices.Clone(appIDs), lateApp), late: lateApp, loops: loops, shapes: shapes, r: r, plan: plan, url: gwURL, spool: spoolDir, trivial: trivial,
 			logs: logs, began: began, queues: []string{predictionQ, trainingQ}}
 		return e.run(ctx)
 	}
@@ -451,7 +471,7 @@ func run(s settings) (*Result, error) {
 	}
 	startAt := future.Start
 	faultsDone := make(chan killCounts)
-	go func() { faultsDone <- procs.inject(plan, startAt, px, nil) }()
+	go func() { faultsDone <- procs.inject(plan, startAt, px, nil, nil) }()
 	sum, err := replay.Run(ctx, future, replay.Options{Speed: 1, InFlight: 64, StartAt: startAt,
 		OnProgress: func(p replay.Progress) {
 			if p.BinsDone%30 == 0 {
@@ -887,7 +907,9 @@ func (k killCounts) total() int {
 // inject carries the plan out from start on; it returns the SIGKILLs sent.
 // killInstance carries out kill-instance (nil: none planned): it says
 // whether an instance was killed and its lease ended by its agent.
-func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy, killInstance func() bool) killCounts {
+// killGateway, when set, carries out the SIGKILL of kill-gateway with
+// kill, which says whether the gateway was running.
+func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy, killInstance func() bool, killGateway func(kill func() bool) bool) killCounts {
 	kills := killCounts{}
 	for _, e := range plan {
 		time.Sleep(time.Until(start.Add(e.At)))
@@ -904,7 +926,11 @@ func (p *processes) inject(plan faults.Plan, start time.Time, px *faults.Proxy, 
 			case "kill-gateway":
 				name = "gateway"
 			}
-			if p.kill(name) {
+			kill := func() bool { return p.kill(name) }
+			if e.Kind == "kill-gateway" && killGateway != nil {
+				kill = func() bool { return killGateway(func() bool { return p.kill(name) }) }
+			}
+			if kill() {
 				logf("%v: SIGKILL %s", e.At.Round(time.Second), name)
 				kills[e.Kind]++
 			} else {

@@ -25,6 +25,16 @@ package main
 // next wake decided a bin after B+2, or when it made none though it ran
 // past the end of B+2. Bins before a loop's first wake, and bins whose
 // B+2 had not ended when the loop was stopped, are not judged.
+//
+// A bin a killed gateway's spool wrote when the gateway started again
+// reached the store after the arrival watch had checked it: it is a late
+// arrival, which the worker's mirror counts in the first bin it freezes
+// once the report is in the store (resident.Mirror.LateBins). Such a bin
+// becomes final then: the first boundary E whose grace ends after the
+// report was seen in the store, and the loop must decide E or E+1 (before
+// E+2 begins), by the same rule. The soak knows those bins by watching the
+// store after each gateway kill (spooledBins); every application's
+// arrivals in them are judged so.
 
 import (
 	"context"
@@ -39,6 +49,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/store"
+	"github.com/forewarm/forewarm/worker/resident"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -64,8 +75,9 @@ type loopWake struct {
 type lostWake struct {
 	App    string
 	Bin    time.Time // start of the arrival's bin
+	Heard  time.Time // when a restarted gateway's spool had written the bin (zero: on time)
 	Next   time.Time // the loop's next wake (zero: none before it stopped)
-	Signal bool      // a wake signal named one of the two bins after the arrival's
+	Signal bool      // a wake signal named one of the two bins after the arrival's final
 }
 
 func (w lostWake) String() string {
@@ -77,49 +89,73 @@ func (w lostWake) String() string {
 	if w.Signal {
 		sig = "a wake signal came"
 	}
-	return fmt.Sprintf("%s: arrival in the bin of %s, %s, %s", w.App, w.Bin.UTC().Format("15:04:05"), next, sig)
+	late := ""
+	if !w.Heard.IsZero() {
+		late = ", written late by a restarted gateway (in the store at " + w.Heard.UTC().Format("15:04:05.000") + ")"
+	}
+	return fmt.Sprintf("%s: arrival in the bin of %s%s, %s, %s", w.App, w.Bin.UTC().Format("15:04:05"), late, next, sig)
 }
 
 // judgeWakes returns the cold arrivals among busy (the starts of the bins
-// in which lw's application saw requests, in any order) and the lost
-// wakes among them, under the rule above.
-func judgeWakes(lw loopWakes, busy []time.Time, bin time.Duration) (cold int, lost []lostWake, err error) {
+// in which lw's application saw requests, in any order), how many of them
+// were late (spooled: the bins a restarted gateway wrote, and when they
+// were seen in the store) and the lost wakes among them, under the rule
+// above.
+func judgeWakes(lw loopWakes, busy []time.Time, spooled map[time.Time]time.Time, bin time.Duration) (cold, late int, lost []lostWake, err error) {
 	if bin <= 0 {
-		return 0, nil, fmt.Errorf("bin width %v: must be positive", bin)
+		return 0, 0, nil, fmt.Errorf("bin width %v: must be positive", bin)
 	}
 	if !slices.IsSortedFunc(lw.Wakes, func(a, b loopWake) int { return a.At.Compare(b.At) }) {
-		return 0, nil, fmt.Errorf("loop %s: wakes out of order", lw.App)
+		return 0, 0, nil, fmt.Errorf("loop %s: wakes out of order", lw.App)
 	}
 	bins := slices.Clone(busy)
 	slices.SortFunc(bins, time.Time.Compare)
 	for _, b := range slices.Compact(bins) {
 		if !b.Equal(b.Truncate(bin)) {
-			return 0, nil, fmt.Errorf("loop %s: arrival bin %v is not a boundary of %v bins", lw.App, b.UTC(), bin)
+			return 0, 0, nil, fmt.Errorf("loop %s: arrival bin %v is not a boundary of %v bins", lw.App, b.UTC(), bin)
 		}
 		// The plan in force: the last wake that decided b or a bin before.
 		k, _ := slices.BinarySearchFunc(lw.Wakes, b.Add(bin), func(w loopWake, t time.Time) int { return w.At.Compare(t) })
 		if k == 0 || lw.Wakes[k-1].Holds {
 			continue
 		}
-		due := b.Add(3 * bin) // the loop decides b+1 or b+2: before b+3 begins
+		final := b.Add(bin) // the boundary whose grace makes b final
+		heard, spool := spooled[b]
+		if spool {
+			// Final at the first boundary whose grace ends once the report
+			// is in the store.
+			t := heard.Add(-resident.Grace(bin))
+			e := t.Truncate(bin)
+			if e.Before(t) {
+				e = e.Add(bin)
+			}
+			final = later(final, e)
+		}
+		due := final.Add(2 * bin) // the loop decides final's bin or the next: before the one after begins
 		next := k < len(lw.Wakes)
 		if !lw.End.IsZero() && lw.End.Before(due) || !next && lw.End.IsZero() {
 			continue // stopped (or still running when read) before the wake was due
 		}
 		cold++
+		if spool {
+			late++
+		}
 		if next && lw.Wakes[k].At.Before(due) {
 			continue
 		}
 		w := lostWake{App: lw.App, Bin: b}
+		if spool {
+			w.Heard = heard
+		}
 		if next {
 			w.Next = lw.Wakes[k].At
 		}
 		for _, s := range lw.Signals {
-			w.Signal = w.Signal || !s.Before(b.Add(bin)) && s.Before(due)
+			w.Signal = w.Signal || !s.Before(final) && s.Before(due)
 		}
 		lost = append(lost, w)
 	}
-	return cold, lost, nil
+	return cold, late, lost, nil
 }
 
 // readLoopWakes reads the wakes of app's loop from its history, every run
@@ -243,31 +279,32 @@ func busyBinsOf(b store.BusyBins) []time.Time {
 }
 
 // lostWakes judges the wakes of every loop (read once the loops stopped)
-// against the arrivals in busy: it returns the cold arrivals and the
-// wakes lost, each logged.
-func lostWakes(ctx context.Context, tc client.Client, loops []string, busy map[string]store.BusyBins) (int, []lostWake, error) {
-	cold := 0
+// against the arrivals in busy, the bins in spooled written late by a
+// restarted gateway: it returns the cold arrivals, how many of them were
+// late, and the wakes lost, each logged.
+func lostWakes(ctx context.Context, tc client.Client, loops []string, busy map[string]store.BusyBins, spooled map[time.Time]time.Time) (int, int, []lostWake, error) {
+	cold, late := 0, 0
 	var lost []lostWake
 	for _, app := range loops {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		lw, err := readLoopWakes(rctx, tc, app)
 		cancel()
 		if err != nil {
-			return cold, lost, err
+			return cold, late, lost, err
 		}
 		if !lw.Router {
-			return cold, lost, fmt.Errorf("loop of %s: not started in router mode: its wakes cannot be judged by the arrivals", app)
+			return cold, late, lost, fmt.Errorf("loop of %s: not started in router mode: its wakes cannot be judged by the arrivals", app)
 		}
-		c, l, err := judgeWakes(lw, busyBinsOf(busy[app]), bin)
+		c, n, l, err := judgeWakes(lw, busyBinsOf(busy[app]), spooled, bin)
 		if err != nil {
-			return cold, lost, err
+			return cold, late, lost, err
 		}
 		for _, w := range l {
 			logf("wake lost: %s", w)
 		}
-		cold += c
+		cold, late = cold+c, late+n
 		lost = append(lost, l...)
 	}
-	logf("cold arrivals (a loop holding nothing): %d, of which %d slept through by their loop", cold, len(lost))
-	return cold, lost, nil
+	logf("cold arrivals (a loop holding nothing): %d (%d of them written late by a restarted gateway), of which %d slept through by their loop", cold, late, len(lost))
+	return cold, late, lost, nil
 }

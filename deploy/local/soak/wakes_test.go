@@ -42,16 +42,17 @@ func TestJudgeWakes(t *testing.T) {
 		at(31), // nothing after 30.2: lost (the loop ran until 60)
 		at(58), // due before 61, stopped at 60: not judged
 	}
-	cold, lost, err := judgeWakes(lw, busy, time.Second)
+	cold, late, lost, err := judgeWakes(lw, busy, nil, time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 5, cold, "the bins 3, 6, 8, 12 and 31")
+	require.Zero(t, late)
 	require.Equal(t, []lostWake{{App: "a", Bin: at(12), Next: at(20.2)}, {App: "a", Bin: at(31)}}, lost)
 
 	// Asleep through bins 2 and 3 after an arrival in bin 1: the next wake
 	// decides bin 4, two bins after the arrival's became final; the watch's
 	// signal for bin 2 did come.
 	lw = loopWakes{App: "b", End: at(60), Wakes: []loopWake{{At: at(0.2)}, {At: at(4.2)}}, Signals: []time.Time{at(2)}}
-	cold, lost, err = judgeWakes(lw, []time.Time{at(1)}, time.Second)
+	cold, _, lost, err = judgeWakes(lw, []time.Time{at(1)}, nil, time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 1, cold)
 	require.Equal(t, []lostWake{{App: "b", Bin: at(1), Next: at(4.2), Signal: true}}, lost)
@@ -59,18 +60,60 @@ func TestJudgeWakes(t *testing.T) {
 
 	// The wake for bin 3 comes at 3.999 (late in its bin): in time.
 	lw.Wakes[1].At = at(3.999)
-	_, lost, err = judgeWakes(lw, []time.Time{at(1)}, time.Second)
+	_, _, lost, err = judgeWakes(lw, []time.Time{at(1)}, nil, time.Second)
 	require.NoError(t, err)
 	require.Empty(t, lost)
 }
 
+// A bin a restarted gateway's spool wrote reached the store after the
+// watch had checked it: it becomes final at the first boundary whose grace
+// (0.2 s of a 1-s bin) ends once it is in the store, and its loop must
+// decide that boundary's bin or the next.
+func TestJudgeWakesOfASpooledBin(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	lw := loopWakes{App: "a", End: at(60), Wakes: []loopWake{{At: at(0.2)}, {At: at(7.3)}}, Signals: []time.Time{at(6)}}
+	busy := []time.Time{at(2)}
+
+	// In the store at 5.5: final at 6 (the grace of 5 ended at 5.2,
+	// before it), due before 8: the wake at 7.3 is in time. On time, the
+	// bin would have been due before 5.
+	cold, late, lost, err := judgeWakes(lw, busy, map[time.Time]time.Time{at(2): at(5.5)}, time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, cold)
+	require.Equal(t, 1, late)
+	require.Empty(t, lost)
+	_, late, lost, err = judgeWakes(lw, busy, nil, time.Second)
+	require.NoError(t, err)
+	require.Zero(t, late)
+	require.Len(t, lost, 1, "judged as on time: lost")
+
+	// In the store at 5.1: final at 5 (its grace ends at 5.2), due before
+	// 7: the wake at 7.3 is lost. The watch's signal for 6 came.
+	_, late, lost, err = judgeWakes(lw, busy, map[time.Time]time.Time{at(2): at(5.1)}, time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, late)
+	require.Equal(t, []lostWake{{App: "a", Bin: at(2), Heard: at(5.1), Next: at(7.3), Signal: true}}, lost)
+	require.Equal(t, "a: arrival in the bin of 10:00:02, written late by a restarted gateway (in the store at 10:00:05.100), next wake 10:00:07.300, a wake signal came", lost[0].String())
+
+	// Another bin of the map does not concern this arrival; a loop holding
+	// an instance is not judged, late or not.
+	_, late, _, err = judgeWakes(lw, busy, map[time.Time]time.Time{at(3): at(5.1)}, time.Second)
+	require.NoError(t, err)
+	require.Zero(t, late)
+	lw.Wakes[0].Holds = true
+	cold, late, lost, err = judgeWakes(lw, busy, map[time.Time]time.Time{at(2): at(5.1)}, time.Second)
+	require.NoError(t, err)
+	require.Zero(t, cold+late+len(lost))
+}
+
 func TestJudgeWakesRefusesBadInput(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-	_, _, err := judgeWakes(loopWakes{App: "a"}, []time.Time{t0.Add(500 * time.Millisecond)}, time.Second)
+	_, _, _, err := judgeWakes(loopWakes{App: "a"}, []time.Time{t0.Add(500 * time.Millisecond)}, nil, time.Second)
 	require.EqualError(t, err, "loop a: arrival bin 2026-12-07 10:00:00.5 +0000 UTC is not a boundary of 1s bins")
-	_, _, err = judgeWakes(loopWakes{App: "a", Wakes: []loopWake{{At: t0.Add(time.Second)}, {At: t0}}}, nil, time.Second)
+	_, _, _, err = judgeWakes(loopWakes{App: "a", Wakes: []loopWake{{At: t0.Add(time.Second)}, {At: t0}}}, nil, nil, time.Second)
 	require.EqualError(t, err, "loop a: wakes out of order")
-	_, _, err = judgeWakes(loopWakes{App: "a"}, nil, 0)
+	_, _, _, err = judgeWakes(loopWakes{App: "a"}, nil, nil, 0)
 	require.EqualError(t, err, "bin width 0s: must be positive")
 }
 
