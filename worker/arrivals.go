@@ -51,7 +51,11 @@ func (w loopWaker) Wake(ctx context.Context, id string, bin time.Time, reason st
 // do not wait for it, and builds the watch.
 func startWatch(s settings, c client.Client, st *store.Store, p *activities.Predictor, logger *slog.Logger) (*resident.Watch, error) {
 	m := &resident.Mirror{Reader: arrivalReader{st}, Bin: s.ArrivalsBin, Span: s.ArrivalsSpan, LateBins: s.ArrivalsLate}
-	w := &resident.Watch{Mirror: m, Predictor: p, Waker: loopWaker{c}, Log: logger}
+	// After a restart the watch knows no loop's plan until the loop wakes,
+	// at most a sleep bound later: until then it wakes a loop it has no
+	// plan for when its application's requests arrive.
+	w := &resident.Watch{Mirror: m, Predictor: p, Waker: loopWaker{c}, Log: logger,
+		LoopOf: workflows.LoopWorkflowID, Amnesia: time.Duration(workflows.DefaultMaxSleepBins) * s.ArrivalsBin}
 	p.Watch = w
 	began := time.Now()
 	through := time.Now().Add(-resident.Grace(s.ArrivalsBin)).Truncate(s.ArrivalsBin)
@@ -71,6 +75,7 @@ func startWatch(s settings, c client.Client, st *store.Store, p *activities.Pred
 			"cold":         stat(func(x resident.WatchStats) int64 { return x.Cold }),
 			"below_keep":   stat(func(x resident.WatchStats) int64 { return x.BelowKeep }),
 			"model_change": stat(func(x resident.WatchStats) int64 { return x.ModelChange }),
+			"unplanned":    stat(func(x resident.WatchStats) int64 { return x.Unplanned }),
 		},
 		Late: func() float64 { return float64(m.Stats().LateRequests) },
 	})

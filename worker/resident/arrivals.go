@@ -496,6 +496,22 @@ func (m *Mirror) Active(app string, from, to time.Time) bool {
 	return k < len(b.idx) && b.idx[k] < to.Unix()/sec
 }
 
+// ActiveApps lists the applications that saw a request in the frozen bins
+// [from, to), in no particular order.
+func (m *Mirror) ActiveApps(from, to time.Time) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	sec := int64(m.Bin / time.Second)
+	lo, hi := from.Unix()/sec, to.Unix()/sec
+	var out []string
+	for app, b := range m.apps {
+		if k, _ := slices.BinarySearch(b.idx, lo); k < len(b.idx) && b.idx[k] < hi {
+			out = append(out, app)
+		}
+	}
+	return out
+}
+
 // Apps is how many applications have busy bins in the mirror.
 func (m *Mirror) Apps() int {
 	m.mu.RLock()

@@ -41,6 +41,7 @@ const (
 	WakeColdArrival  = "a request found no warm instance"
 	WakeBelowKeep    = "a request changed the forecast: below the keep threshold"
 	WakeModelChanged = "a request arrived and the model changed"
+	WakeUnplanned    = "a request arrived and this worker had no plan of the loop (it restarted)"
 )
 
 // Watch wakes router-mode loops whose plan an arrival may have changed.
@@ -66,14 +67,24 @@ type Watch struct {
 	Log       *slog.Logger
 	// Parallel bounds the wake signals in flight (default 16).
 	Parallel int
+	// LoopOf, when set, names an application's loop (its workflow ID).
+	// Plans live in the worker's memory: a worker that starts (a rolling
+	// restart) knows none until each loop wakes and registers again, up to
+	// its sleep bound later. For Amnesia after its first check, the watch
+	// so wakes, once, the loop of every application with arrivals that it
+	// has no plan for: the loop decides again and registers its plan.
+	LoopOf  func(app string) string
+	Amnesia time.Duration
 
 	mu    sync.Mutex
 	plans map[string]*watched
 
-	checkMu sync.Mutex // one Check at a time
-	checked time.Time  // the last boundary checked (zero before the first)
+	checkMu sync.Mutex      // one Check at a time
+	checked time.Time       // the last boundary checked (zero before the first)
+	began   time.Time       // the first boundary checked
+	told    map[string]bool // loops woken for want of a plan, since the start
 
-	checks, wakes, cold, below, model, failed atomic.Int64
+	checks, wakes, cold, below, model, unplanned, failed atomic.Int64
 }
 
 type watched struct {
@@ -89,6 +100,7 @@ type WatchStats struct {
 	Cold        int64 // of which: a request found no warm instance
 	BelowKeep   int64 // of which: the model fell below the keep threshold
 	ModelChange int64 // of which: the plan was made by another model
+	Unplanned   int64 // of which: no plan yet since the worker started
 	Failed      int64 // wake signals that failed
 }
 
@@ -98,7 +110,7 @@ func (w *Watch) Stats() WatchStats {
 	n := len(w.plans)
 	w.mu.Unlock()
 	return WatchStats{Plans: n, Checks: w.checks.Load(), Wakes: w.wakes.Load(), Cold: w.cold.Load(),
-		BelowKeep: w.below.Load(), ModelChange: w.model.Load(), Failed: w.failed.Load()}
+		BelowKeep: w.below.Load(), ModelChange: w.model.Load(), Unplanned: w.unplanned.Load(), Failed: w.failed.Load()}
 }
 
 // Register records a loop's plan, replacing its previous one.
@@ -143,6 +155,9 @@ func (w *Watch) Check(ctx context.Context, through time.Time) error {
 	// Never further back than the mirror holds.
 	if oldest := frozen.Add(-time.Duration(w.Mirror.span()) * bin); from.Before(oldest) {
 		from = oldest
+	}
+	if w.began.IsZero() {
+		w.began = from.Add(bin)
 	}
 	for f := from.Add(bin); !f.After(frozen); f = f.Add(bin) {
 		errs = append(errs, w.check(ctx, f))
@@ -234,8 +249,37 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 			}
 		}
 	}
+	wake = append(wake, w.unplannedAt(f)...)
 	errs = append(errs, w.wake(ctx, f, wake))
 	return errors.Join(errs...)
+}
+
+// unplannedAt is, within Amnesia of the first boundary checked, the loops
+// of the applications with arrivals in the bin before f that the watch has
+// no plan for and has not woken yet. A wake too many decides what the loop
+// would anyway; one too few leaves it asleep to its bound.
+func (w *Watch) unplannedAt(f time.Time) []due {
+	if w.LoopOf == nil {
+		return nil
+	}
+	if !f.Before(w.began.Add(w.Amnesia)) {
+		w.mu.Lock()
+		w.told = nil // every loop has woken and registered since
+		w.mu.Unlock()
+		return nil
+	}
+	apps := w.Mirror.ActiveApps(f.Add(-w.Mirror.Bin), f)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []due
+	for _, app := range apps {
+		id := w.LoopOf(app)
+		if _, ok := w.plans[id]; ok || w.told[id] {
+			continue
+		}
+		out = append(out, due{&watched{Plan: activities.Plan{WorkflowID: id, App: app}}, WakeUnplanned})
+	}
+	return out
 }
 
 // keeps says whether a holding loop, given the counts up to now and the
@@ -265,6 +309,12 @@ func (w *Watch) wake(ctx context.Context, f time.Time, wake []due) error {
 		err := w.Waker.Wake(ctx, d.p.WorkflowID, f, d.reason)
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if d.reason == WakeUnplanned && (err == nil || errors.Is(err, ErrLoopGone)) {
+			if w.told == nil {
+				w.told = map[string]bool{}
+			}
+			w.told[d.p.WorkflowID] = true
+		}
 		switch {
 		case errors.Is(err, ErrLoopGone):
 			if w.plans[d.p.WorkflowID] == d.p {
@@ -286,6 +336,8 @@ func (w *Watch) wake(ctx context.Context, f time.Time, wake []due) error {
 				w.cold.Add(1)
 			case WakeBelowKeep:
 				w.below.Add(1)
+			case WakeUnplanned:
+				w.unplanned.Add(1)
 			default:
 				w.model.Add(1)
 			}

@@ -440,3 +440,39 @@ func TestMirrorCatchesUpInBoundedReads(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5.0, w[1440-300])
 }
+
+// A worker that starts knows no loop's plan until each loop wakes again
+// (its plans lived in the previous worker's memory). Within Amnesia of its
+// first check the watch wakes, once, the loop of every application with
+// arrivals it has no plan for; a loop it has a plan for is judged by that
+// plan; after Amnesia nothing is woken for want of a plan.
+func TestWatchWakesLoopsItHasNoPlanForAfterARestart(t *testing.T) {
+	st := &memReports{}
+	m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+	waker := &recordingWaker{errs: map[string]error{"predict/none": ErrLoopGone}}
+	p := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
+	w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1,
+		LoopOf: func(app string) string { return "predict/" + app }, Amnesia: 3 * time.Minute}
+	p.Watch = w
+	ctx := context.Background()
+	require.NoError(t, w.Check(ctx, bin(0)), "the worker starts: first check at bin 0")
+
+	w.Register(activities.Plan{WorkflowID: "predict/planned", App: "planned", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
+		Holding: true, Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	for _, app := range []string{"asleep", "planned", "none"} {
+		st.add(app, bin(0), 1)
+	}
+	require.NoError(t, w.Check(ctx, bin(1)))
+	require.Equal(t, []wake{{"predict/asleep", bin(1), WakeUnplanned}}, waker.take(),
+		"the sleeping loop without a plan here is woken; the planned one keeps (P 0.9 ≥ 0.5); a loop that is gone is not retried")
+
+	st.add("asleep", bin(1), 1)
+	st.add("none", bin(1), 1)
+	require.NoError(t, w.Check(ctx, bin(2)))
+	require.Empty(t, waker.take(), "each loop is woken for want of a plan once")
+
+	st.add("later", bin(3), 1)
+	require.NoError(t, w.Check(ctx, bin(4)))
+	require.Empty(t, waker.take(), "after Amnesia every loop has registered: no plan means no loop here")
+	require.Equal(t, int64(1), w.Stats().Unplanned)
+}
