@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/internal/batch"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -386,6 +387,7 @@ func (c *checkpointTrainer) Promote(context.Context, string) error { return nil 
 func TestTrainDemandResumesFromHeartbeat(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
+	env.SetDataConverter(payload.Converter())
 	tr := &checkpointTrainer{}
 	env.RegisterActivity(&Training{Trainer: tr})
 	env.SetHeartbeatDetails(TrainProgress{Epoch: 3, Checkpoint: []byte("epoch-3")})

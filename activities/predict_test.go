@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/agent/api"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 )
 
@@ -23,6 +24,7 @@ func TestForecastPlansNoLeaseBeyondWhatAnAgentAccepts(t *testing.T) {
 	p := &Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
+	env.SetDataConverter(payload.Converter())
 	env.RegisterActivity(p)
 	cfg := policy.Default()
 	cfg.Objective, cfg.TrustGaps = policy.PerRequest, 0 // the forecast decides

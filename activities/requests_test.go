@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -59,6 +60,7 @@ func (r *lossyRecorder) RecordAdjustments(context.Context, []records.Adjustment)
 func TestRecordRequestRetriedAfterALostAnswerWritesOnce(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetDataConverter(payload.Converter())
 	rec := &lossyRecorder{}
 	reqs := &Requests{Recorder: rec}
 	env.RegisterActivity(reqs)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/jsonx"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/workflows"
@@ -121,7 +121,7 @@ func TestLoopCommandsAgainstTheDevServer(t *testing.T) {
 		out, err := runStarter(t, "loop", "status", "--app", app, "--json")
 		require.NoError(t, err, out)
 		var st workflows.LoopStatus
-		require.NoError(t, json.Unmarshal([]byte(out), &st))
+		require.NoError(t, jsonx.Decode([]byte(out), &st))
 		return st
 	}
 	require.Eventually(t, func() bool { return status().Stats.Predictions > 0 }, 30*time.Second, 250*time.Millisecond)
@@ -179,7 +179,7 @@ func TestTrainCommandStartsTheTrainingWorkflow(t *testing.T) {
 		ev, err := c.GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT).Next()
 		require.NoError(t, err)
 		var in workflows.TrainingInput
-		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in))
+		require.NoError(t, payload.Converter().FromPayloads(ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in))
 		return in
 	}
 	in := started("--from", "2019-07-15T00:00:00Z", "--to", "2019-07-15T12:00:00Z", "--bin", "1m")
@@ -289,7 +289,7 @@ func TestRequestCommand(t *testing.T) {
 	out, err := runStarter(t, "request", "--app", "cli-app-"+suffix, "--work-ms", "40", "--task-queue", queue, "--json")
 	require.NoError(t, err, out)
 	var res workflows.RequestResult
-	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.NoError(t, jsonx.Decode([]byte(out), &res))
 	require.Equal(t, "cold", res.Outcome)
 	require.Equal(t, "h1", res.Host)
 	require.Equal(t, 0.5, res.Actual)

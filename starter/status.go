@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
@@ -149,7 +149,7 @@ func countLoops(ctx context.Context, c client.Client, into map[string]int) error
 		for _, e := range resp.Executions {
 			state := "unknown"
 			if p, ok := e.GetSearchAttributes().GetIndexedFields()[workflows.AttrLoopState.GetName()]; ok {
-				_ = converter.GetDefaultDataConverter().FromPayload(p, &state)
+				_ = payload.Converter().FromPayload(p, &state)
 			}
 			into[state]++
 		}

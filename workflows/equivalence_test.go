@@ -18,6 +18,7 @@ import (
 
 	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/internal/batch"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/sim"
@@ -170,6 +171,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 	a := tr.Apps[app]
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetDataConverter(payload.Converter())
 	start := tr.BinStart(from - 1).Add(5 * time.Second)
 	if m.router {
 		// A router-mode loop decides the bin open as it starts: start it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 	"strings"
 	"sync"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -224,7 +224,7 @@ func TestLoopContinuesAsNewWhenBusy(t *testing.T) {
 	var can *workflow.ContinueAsNewError
 	require.True(t, errors.As(err, &can), "want continue-as-new, got %v", err)
 	var next LoopInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NoError(t, payload.Converter().FromPayloads(can.Input, &next))
 	require.Equal(t, limit, next.Stats.Wakes, "continued at the limit")
 	require.LessOrEqual(t, len(next.Recent), 3+2*limit, "continued within twice the limit (3 bins were seeded)")
 	require.Equal(t, 1, next.Runs)
@@ -347,6 +347,7 @@ func TestClaimWaitsForThePreparationInFlight(t *testing.T) {
 func TestClaimWhileTheLoopIsStillSeeding(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetDataConverter(payload.Converter())
 	env.SetStartTime(t0)
 	RegisterPrediction(env)
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/payload"
 )
 
 var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
@@ -94,6 +95,7 @@ func (f *fakeHosts) releases() []activities.ReleaseInput {
 func newLoopEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetDataConverter(payload.Converter())
 	env.SetStartTime(t0)
 	RegisterPrediction(env)
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()

@@ -411,7 +411,9 @@ type ObservationSignal struct {
 	Claimed bool
 	// Kept is the instance a cold request left behind as a lease of the
 	// application (the loop decides at the next bin whether to keep it).
-	Kept *wire.Lease
+	// Read leniently: a field of Lease this release does not know is
+	// skipped, not refused (see decodeStrict).
+	Kept *wire.Lease `payload:"lenient"`
 	// Gone names leases that failed to serve: the loop stops using them.
 	Gone []string
 }

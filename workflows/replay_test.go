@@ -13,11 +13,12 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
+	"github.com/forewarm/forewarm/internal/payload"
 )
 
 // TestReplayRecordedHistories replays histories recorded from the real dev
@@ -29,7 +30,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	require.NotEmpty(t, files, "no recorded histories in testdata/")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
+			r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: payload.Converter()})
+			require.NoError(t, err)
 			RegisterPrediction(r)
 			RegisterTraining(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
@@ -78,14 +80,14 @@ func TestRecordedHistoriesCoverTheFaultPaths(t *testing.T) {
 				res.Attempts[1].Outcome == "prepared" && len(res.Leases) == 1
 		}},
 		{"preparation-cancelled.json", "a cancelled preparation that released its reservation", func(evs []*historypb.HistoryEvent) bool {
-			return hasEvent(evs, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED) && scheduledWith(t, evs, "Release", `"Reason":"preparation cancelled"`)
+			return hasEvent(evs, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED) && released(t, evs, func(in wire.ReleaseInput) bool { return in.Reason == "preparation cancelled" })
 		}},
 		{"loop-stopped-mid-preparation.json", "a stop that cancels the preparation in flight", func(evs []*historypb.HistoryEvent) bool {
 			var res LoopResult
 			return hasEvent(evs, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED) && decodeResult(t, evs, &res) && strings.HasPrefix(res.Reason, "stopped:")
 		}},
 		{"loop-lease-expired.json", "a lease released as expired", func(evs []*historypb.HistoryEvent) bool {
-			return scheduledWith(t, evs, "Release", `"Event":"expired"`)
+			return released(t, evs, func(in wire.ReleaseInput) bool { return in.Event == "expired" })
 		}},
 		{"request-cold.json", "a request served cold", func(evs []*historypb.HistoryEvent) bool {
 			var res RequestResult
@@ -116,25 +118,25 @@ func hasEvent(evs []*historypb.HistoryEvent, typ enumspb.EventType) bool {
 func decodeResult(t *testing.T, evs []*historypb.HistoryEvent, v any) bool {
 	for _, e := range evs {
 		if a := e.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
-			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.GetResult(), v))
+			require.NoError(t, payload.Converter().FromPayloads(a.GetResult(), v))
 			return true
 		}
 	}
 	return false
 }
 
-// scheduledWith says whether an activity of the type was scheduled with an
-// input whose JSON contains want.
-func scheduledWith(t *testing.T, evs []*historypb.HistoryEvent, activityType, want string) bool {
+// released says whether a Release was scheduled with an input that has
+// what is wanted (decoded, so a history recorded in either style reads).
+func released(t *testing.T, evs []*historypb.HistoryEvent, has func(wire.ReleaseInput) bool) bool {
 	for _, e := range evs {
 		a := e.GetActivityTaskScheduledEventAttributes()
-		if a == nil || a.GetActivityType().GetName() != activityType {
+		if a == nil || a.GetActivityType().GetName() != ActivityRelease {
 			continue
 		}
-		for _, p := range a.GetInput().GetPayloads() {
-			if strings.Contains(string(p.GetData()), want) {
-				return true
-			}
+		var in wire.ReleaseInput
+		require.NoError(t, payload.Converter().FromPayloads(a.GetInput(), &in))
+		if has(in) {
+			return true
 		}
 	}
 	return false
@@ -165,7 +167,7 @@ func TestRecordedLoopInputsReadUnderRenamedFields(t *testing.T) {
 		require.NoError(t, json.Unmarshal(p.GetData(), &old))
 		require.False(t, old.NextTick.IsZero(), "the recorded input was written under next_tick")
 		var in LoopInput
-		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(p, &in))
+		require.NoError(t, payload.Converter().FromPayload(p, &in))
 		require.True(t, in.BinEnd.Equal(old.NextTick), "BinEnd %v, recorded next_tick %v", in.BinEnd, old.NextTick)
 		require.Equal(t, old.MaxTicksPerRun, in.MaxWakesPerRun)
 		require.Equal(t, old.Stats.Ticks, in.Stats.Wakes)

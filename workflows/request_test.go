@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -30,6 +31,7 @@ func TestNextAdjustment(t *testing.T) {
 func newRequestEnv() *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetDataConverter(payload.Converter())
 	env.SetStartTime(t0)
 	RegisterPrediction(env)
 	return env

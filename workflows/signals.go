@@ -52,7 +52,11 @@ func decodePayload[T any](raw converter.RawValue) (T, error) {
 // decodeStrict decodes a JSON object into T, its keys spelt either way
 // (snake_case or Go field names): unknown fields, a field of the wrong
 // type, and a missing field that T requires (see required) are refused,
-// each naming the field; then T's own check, if it has one.
+// each naming the field; then T's own check, if it has one. A field
+// tagged `payload:"lenient"` (a value a worker built, such as an
+// observation's kept lease) is read as every payload is (package jsonx):
+// unknown fields inside it are skipped, so that a worker of a newer
+// release can still report it.
 func decodeStrict[T any](payload []byte) (T, error) {
 	var v T
 	// Operators write snake_case keys and "1m0s" durations (the style
@@ -70,14 +74,27 @@ func decodeStrict[T any](payload []byte) (T, error) {
 			return v, fmt.Errorf("field %s is missing", name)
 		}
 	}
+	var lenient []taggedField
+	for _, f := range tagged(v, "lenient") {
+		if raw, ok := fields[f.name]; ok {
+			lenient = append(lenient, taggedField{f.index, f.name, raw})
+			delete(fields, f.name)
+		}
+	}
+	if len(lenient) > 0 {
+		if data, err = json.Marshal(fields); err != nil {
+			return v, err
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return v, fmt.Errorf("field %s: %s is not a %s", te.Field, te.Value, te.Type)
+		return v, refusal(err, payload)
+	}
+	for _, f := range lenient {
+		if err := jsonx.Decode(f.raw, reflect.ValueOf(&v).Elem().Field(f.index).Addr().Interface()); err != nil {
+			return v, refusal(err, payload)
 		}
-		return v, fmt.Errorf("payload %s: %v", truncate(payload), err)
 	}
 	if c, ok := any(&v).(interface{ check() error }); ok {
 		if err := c.check(); err != nil {
@@ -87,19 +104,46 @@ func decodeStrict[T any](payload []byte) (T, error) {
 	return v, nil
 }
 
+// refusal names the field of a decoding error, or else the payload.
+func refusal(err error, payload []byte) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("field %s: %s is not a %s", te.Field, te.Value, te.Type)
+	}
+	return fmt.Errorf("payload %s: %v", truncate(payload), err)
+}
+
 // required lists the fields a payload must name: those of T tagged
 // `payload:"required"`.
 func required(v any) []string {
-	t := reflect.TypeOf(v)
 	var out []string
+	for _, f := range tagged(v, "required") {
+		out = append(out, f.name)
+	}
+	return out
+}
+
+// taggedField is a field of a payload's type: its index, its name in the
+// payload, and (for a lenient one) its value.
+type taggedField struct {
+	index int
+	name  string
+	raw   json.RawMessage
+}
+
+// tagged lists, in order, the fields of v's struct type tagged
+// `payload:"<tag>"`.
+func tagged(v any, tag string) []taggedField {
+	t := reflect.TypeOf(v)
+	var out []taggedField
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if f.Tag.Get("payload") == "required" {
+		if f.Tag.Get("payload") == tag {
 			name := f.Name
-			if tag := strings.Split(f.Tag.Get("json"), ",")[0]; tag != "" {
-				name = tag
+			if n := strings.Split(f.Tag.Get("json"), ",")[0]; n != "" {
+				name = n
 			}
-			out = append(out, name)
+			out = append(out, taggedField{index: i, name: name})
 		}
 	}
 	return out

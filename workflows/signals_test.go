@@ -49,3 +49,28 @@ func TestSignalsAcceptEitherSpelling(t *testing.T) {
 		require.ErrorContains(t, c.decode([]byte(c.payload)), c.want, c.payload)
 	}
 }
+
+// An observation's kept lease is a value a worker built: read as every
+// payload is, a field of Lease this release does not know is skipped (as
+// when Lease had its own UnmarshalJSON), while the observation's own
+// fields stay strict and a kept lease of the wrong shape is refused.
+func TestObservationKeptLeaseIsReadLeniently(t *testing.T) {
+	obs, err := decodeStrict[ObservationSignal]([]byte(`{"request_id":"r1","kept":{"lease_id":"a.1.h","host_url":"http://h","memory_mb":64,"expires":"2026-01-02T03:04:05Z","later_field":1}}`))
+	require.NoError(t, err)
+	require.Equal(t, "a.1.h", obs.Kept.LeaseID)
+	require.Equal(t, 64.0, obs.Kept.MemoryMB)
+	require.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), obs.Kept.Expires)
+	obs, err = decodeStrict[ObservationSignal]([]byte(`{"RequestID":"r1","Kept":{"LeaseID":"a.1.h","HostURL":"http://h","MemoryMB":64}}`))
+	require.NoError(t, err)
+	require.Equal(t, "a.1.h", obs.Kept.LeaseID)
+	obs, err = decodeStrict[ObservationSignal]([]byte(`{"RequestID":"r1","Kept":null}`))
+	require.NoError(t, err)
+	require.Nil(t, obs.Kept)
+
+	observation := func(b string) error { _, err := decodeStrict[ObservationSignal]([]byte(b)); return err }
+	kept := `"kept":{"lease_id":"a.1.h","host_url":"http://h","memory_mb":64}`
+	require.ErrorContains(t, observation(`{"request_id":"r1",`+kept+`,"extra":1}`), `unknown field "extra"`)
+	require.ErrorContains(t, observation(`{"request_id":"r1","kept":{"lease_id":"a.1.h","host_url":"http://h","memory_mb":"big"}}`), "string is not a float64")
+	require.ErrorContains(t, observation(`{"request_id":"r1","kept":[1]}`), "array is not a")
+	require.ErrorContains(t, observation(`{"request_id":"r1","kept":{"lease_id":"a.1.h"}}`), "field Kept: a kept lease needs")
+}

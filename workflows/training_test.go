@@ -10,11 +10,13 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/payload"
 )
 
 func newTrainingEnv() *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetDataConverter(payload.Converter())
 	env.SetStartTime(t0)
 	RegisterTraining(env)
 	return env

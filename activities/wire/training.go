@@ -3,7 +3,6 @@ package wire
 import (
 	"time"
 
-	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/models/lifecycle/rule"
 )
 
@@ -18,12 +17,6 @@ type DatasetSummary struct {
 	RequestOutcomes  int     // served requests with a host outcome (affinity samples)
 	HostMetricsCount int
 }
-
-// MarshalJSON writes the operator JSON style.
-func (d DatasetSummary) MarshalJSON() ([]byte, error) { return jsonx.Marshal(d) }
-
-// UnmarshalJSON reads it, and the form histories recorded before it.
-func (d *DatasetSummary) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, d) }
 
 // TrainSpec is what to train on.
 type TrainSpec struct {

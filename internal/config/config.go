@@ -19,6 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	tlog "go.temporal.io/sdk/log"
+
+	"github.com/forewarm/forewarm/internal/payload"
 )
 
 // Env returns the environment variable key, or def when it is unset or empty.
@@ -244,6 +246,9 @@ func (t Temporal) ClientOptions(logger *slog.Logger) (client.Options, error) {
 	if logger != nil {
 		opts.Logger = tlog.NewStructuredLogger(logger)
 	}
+	// Every payload in the operator JSON style (package payload): every
+	// client, and every worker built on one, reads and writes the same.
+	opts.DataConverter = payload.Converter()
 	return opts, nil
 }
 

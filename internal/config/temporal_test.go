@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/forewarm/forewarm/internal/config"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/internal/testenv"
 )
 
@@ -268,5 +269,18 @@ func TestHintsNameTheSettingsOffTheLocalStack(t *testing.T) {
 	}
 	if h := (config.Temporal{Address: "ns.tmprl.cloud:7233"}).Hint(); !strings.HasPrefix(h, "set --temporal-address / $TEMPORAL_ADDRESS") {
 		t.Errorf("remote Temporal hint %q", h)
+	}
+}
+
+// Every client the settings build (and every worker built on one) reads
+// and writes payloads in the operator JSON style.
+func TestTemporalClientsUseTheOneDataConverter(t *testing.T) {
+	clearTemporalEnv(t)
+	opts, _, err := temporalFromFlags(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.DataConverter != payload.Converter() {
+		t.Errorf("DataConverter = %T, want payload.Converter()", opts.DataConverter)
 	}
 }

@@ -7,15 +7,20 @@
 // names as keys and durations as nanosecond numbers, so that workflow
 // histories recorded then still replay. A field renamed since names its
 // former Go names in a `was:"Old,Older"` tag: decoding reads them too
-// (under the current name when both are there). A type opts in with two
-// one-line methods:
+// (under the current name when both are there).
 //
-//	func (s State) MarshalJSON() ([]byte, error) { return jsonx.Marshal(s) }
-//	func (s *State) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, s) }
+// Types do not opt in: every Temporal payload is written by Encode and
+// read by Decode (package internal/payload, the data converter of every
+// client, worker and replayer), and code that writes the style elsewhere
+// (the starter's --json) calls Encode itself. A type keeps its own form
+// by implementing json.Marshaler / json.Unmarshaler (or
+// encoding.TextMarshaler / TextUnmarshaler), as with encoding/json; such
+// a method must not call Encode or Decode on its own type.
 package jsonx
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -25,66 +30,39 @@ import (
 )
 
 var (
-	durationType    = reflect.TypeFor[time.Duration]()
-	timeType        = reflect.TypeFor[time.Time]()
-	marshalerType   = reflect.TypeFor[json.Marshaler]()
-	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	durationType        = reflect.TypeFor[time.Duration]()
+	timeType            = reflect.TypeFor[time.Time]()
+	marshalerType       = reflect.TypeFor[json.Marshaler]()
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// Marshal encodes v (a struct or a pointer to one) in the operator style.
-func Marshal(v any) ([]byte, error) {
-	rv := reflect.ValueOf(v)
-	for rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			return []byte("null"), nil
-		}
-		rv = rv.Elem()
-	}
-	if rv.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("jsonx: Marshal of %s, want a struct", rv.Type())
-	}
-	var buf bytes.Buffer
-	if err := encodeStruct(&buf, rv); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// Encode writes any value in the operator style: structs (also those with
-// their own MarshalJSON, and structs embedding them) field by field, the
-// rest as encoding/json does, with the values inside them in the style.
+// Encode writes any value in the operator style: structs field by field,
+// the rest as encoding/json does, with the values inside them in the
+// style. A value whose type has its own MarshalJSON (or MarshalText) is
+// written by it, at the top as inside.
 func Encode(v any) ([]byte, error) {
 	rv := reflect.ValueOf(v)
 	if !rv.IsValid() {
 		return []byte("null"), nil
 	}
-	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
-		if rv.IsNil() {
-			return []byte("null"), nil
-		}
-		rv = rv.Elem()
-	}
 	var buf bytes.Buffer
-	var err error
-	if rv.Kind() == reflect.Struct && rv.Type() != timeType {
-		err = encodeStruct(&buf, rv)
-	} else {
-		err = encodeValue(&buf, rv)
-	}
-	if err != nil {
+	if err := encodeValue(&buf, rv); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
-// Unmarshal decodes data into v (a pointer to a struct), accepting both the
-// operator style and the older one (Go field names, nanosecond durations).
-func Unmarshal(data []byte, v any) error {
+// Decode decodes data into v, a non-nil pointer to any value, accepting
+// both the operator style and the older one (Go field names, nanosecond
+// durations).
+func Decode(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("jsonx: Unmarshal into %T, want a pointer to a struct", v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("jsonx: Decode into %T, want a non-nil pointer", v)
 	}
-	return decodeStruct(data, rv.Elem())
+	return decodeValue(data, rv.Elem())
 }
 
 // Snake is a Go name in snake_case: LeaseTTL -> lease_ttl, ModelVers ->
@@ -202,6 +180,11 @@ func encodeValue(buf *bytes.Buffer, v reflect.Value) error {
 		buf.Write(b)
 		return nil
 	case v.Type().Implements(marshalerType) || v.Type() == timeType:
+		return marshalPlain(buf, v)
+	case v.Kind() != reflect.Pointer && v.CanAddr() && reflect.PointerTo(v.Type()).Implements(marshalerType):
+		return marshalPlain(buf, v.Addr()) // as encoding/json does for an addressable value
+	case v.Type().Implements(textMarshalerType),
+		v.Kind() != reflect.Pointer && v.CanAddr() && reflect.PointerTo(v.Type()).Implements(textMarshalerType):
 		return marshalPlain(buf, v)
 	}
 	switch v.Kind() {
@@ -349,7 +332,8 @@ func decodeValue(data json.RawMessage, v reflect.Value) error {
 	switch {
 	case t == durationType:
 		return decodeDuration(data, v)
-	case reflect.PointerTo(t).Implements(unmarshalerType) || t == timeType:
+	case reflect.PointerTo(t).Implements(unmarshalerType) || t == timeType ||
+		reflect.PointerTo(t).Implements(textUnmarshalerType):
 		return json.Unmarshal(data, v.Addr().Interface())
 	}
 	null := bytes.Equal(bytes.TrimSpace(data), []byte("null"))

@@ -1,6 +1,8 @@
 package jsonx
 
 import (
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -28,11 +30,11 @@ type outer struct {
 	unexposed int
 }
 
-func TestMarshalIsSnakeWithReadableDurations(t *testing.T) {
+func TestEncodeIsSnakeWithReadableDurations(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	v := outer{Base: Base{"m1"}, Bin: time.Second, Waits: []time.Duration{time.Minute}, Tagged: 3, Skip: 9,
 		Inner: inner{LeaseTTL: 90 * time.Second, HostURL: "u"}, ByHost: map[string]inner{"h-B": {HostURL: "x"}}, At: at, Raw: []byte("ab")}
-	b, err := Marshal(v)
+	b, err := Encode(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestMarshalIsSnakeWithReadableDurations(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
 	var back outer
-	if err := Unmarshal(b, &back); err != nil {
+	if err := Decode(b, &back); err != nil {
 		t.Fatal(err)
 	}
 	v.Skip = 0
@@ -51,18 +53,114 @@ func TestMarshalIsSnakeWithReadableDurations(t *testing.T) {
 	}
 }
 
-func TestUnmarshalAcceptsTheOlderForm(t *testing.T) {
+func TestDecodeAcceptsTheOlderForm(t *testing.T) {
 	old := `{"ModelVers":"m0","Bin":1000000000,"Waits":[60000000000],"Tagged":7,"tagged_count":4,"Inner":{"LeaseTTL":0,"HostURL":"h"},"Ptr":{"LeaseTTL":2000000000},"ByHost":{"a":{"LeaseTTL":3000000000}}}`
 	var v outer
-	if err := Unmarshal([]byte(old), &v); err != nil {
+	if err := Decode([]byte(old), &v); err != nil {
 		t.Fatal(err)
 	}
 	if v.ModelVers != "m0" || v.Bin != time.Second || v.Waits[0] != time.Minute || v.Tagged != 4 || v.Inner.HostURL != "h" ||
 		v.Ptr == nil || v.Ptr.LeaseTTL != 2*time.Second || v.ByHost["a"].LeaseTTL != 3*time.Second {
 		t.Errorf("decoded %+v", v)
 	}
-	if err := Unmarshal([]byte(`{"bin":"soon"}`), &v); err == nil {
+	if err := Decode([]byte(`{"bin":"soon"}`), &v); err == nil {
 		t.Error("a duration that is neither a number nor a Go duration was accepted")
+	}
+}
+
+// compact has its own form, as wire.Counts has.
+type compact []float64
+
+func (c compact) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf(`{"n":%d}`, len(c))), nil }
+func (c *compact) UnmarshalJSON(b []byte) error {
+	var s struct{ N int }
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*c = make(compact, s.N)
+	return nil
+}
+
+// metrics has its own MarshalJSON only, as models.Metrics has.
+type metrics struct{ LogLoss float64 }
+
+func (m metrics) MarshalJSON() ([]byte, error) { return []byte(`{"log_loss":null}`), nil }
+
+// level is written as text, as encoding/json writes an encoding.TextMarshaler.
+type level [2]byte
+
+func (l level) MarshalText() ([]byte, error) { return []byte{l[0], l[1]}, nil }
+func (l *level) UnmarshalText(b []byte) error {
+	if len(b) != 2 {
+		return fmt.Errorf("level %q", b)
+	}
+	copy(l[:], b)
+	return nil
+}
+
+// A type's own MarshalJSON, UnmarshalJSON or MarshalText is used at the top
+// as inside a value, and any value decodes, not only structs.
+func TestEncodeAndDecodeAnyValue(t *testing.T) {
+	type holder struct {
+		Counts compact
+		M      metrics
+		Level  level
+		ByApp  map[string]time.Duration
+	}
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{compact{0, 0, 0}, `{"n":3}`},
+		{&compact{0}, `{"n":1}`},
+		{metrics{LogLoss: 1}, `{"log_loss":null}`},
+		{level{'o', 'k'}, `"ok"`},
+		{holder{Counts: compact{0, 0}, Level: level{'h', 'i'}, ByApp: map[string]time.Duration{"a": time.Minute}},
+			`{"counts":{"n":2},"m":{"log_loss":null},"level":"hi","by_app":{"a":"1m0s"}}`},
+		{[]inner{{LeaseTTL: time.Second}}, `[{"lease_ttl":"1s","host_url":""}]`},
+		{90 * time.Second, `"1m30s"`},
+		{"text", `"text"`},
+		{nil, `null`},
+		{(*inner)(nil), `null`},
+	} {
+		b, err := Encode(c.v)
+		if err != nil {
+			t.Fatalf("Encode(%#v): %v", c.v, err)
+		}
+		if string(b) != c.want {
+			t.Errorf("Encode(%#v) = %s, want %s", c.v, b, c.want)
+		}
+	}
+
+	var h holder
+	if err := Decode([]byte(`{"Counts":{"n":2},"level":"hi","ByApp":{"a":60000000000}}`), &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Counts) != 2 || h.Level != (level{'h', 'i'}) || h.ByApp["a"] != time.Minute {
+		t.Errorf("decoded %+v", h)
+	}
+	var list []inner
+	if err := Decode([]byte(`[{"lease_ttl":"1s"},{"LeaseTTL":2000000000}]`), &list); err != nil || len(list) != 2 ||
+		list[0].LeaseTTL != time.Second || list[1].LeaseTTL != 2*time.Second {
+		t.Errorf("decoded %+v, %v", list, err)
+	}
+	var d time.Duration
+	if err := Decode([]byte(`"1m30s"`), &d); err != nil || d != 90*time.Second {
+		t.Errorf("decoded %v, %v", d, err)
+	}
+	var p *inner
+	if err := Decode([]byte(`{"host_url":"u"}`), &p); err != nil || p == nil || p.HostURL != "u" {
+		t.Errorf("decoded %+v, %v", p, err)
+	}
+	var anything any
+	if err := Decode([]byte(`{"a":[1]}`), &anything); err != nil || !reflect.DeepEqual(anything, map[string]any{"a": []any{1.0}}) {
+		t.Errorf("decoded %#v, %v", anything, err)
+	}
+	if err := Decode([]byte(`{}`), inner{}); err == nil {
+		t.Error("Decode into a value that is not a pointer")
+	}
+	if err := Decode([]byte(`{}`), (*inner)(nil)); err == nil {
+		t.Error("Decode into a nil pointer")
 	}
 }
 
@@ -114,13 +212,13 @@ func TestRenamedFieldsReadTheirFormerNames(t *testing.T) {
 		`{"bin_end":"2026-01-02T03:04:00Z","max_wakes_per_run":7,"MaxTicksPerRun":1}`, // both: the current name wins
 	} {
 		var got renamed
-		if err := Unmarshal([]byte(in), &got); err != nil || !got.BinEnd.Equal(want.BinEnd) || got.MaxWakesPerRun != want.MaxWakesPerRun {
-			t.Errorf("Unmarshal(%s) = %+v, %v; want %+v", in, got, err, want)
+		if err := Decode([]byte(in), &got); err != nil || !got.BinEnd.Equal(want.BinEnd) || got.MaxWakesPerRun != want.MaxWakesPerRun {
+			t.Errorf("Decode(%s) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
-	b, err := Marshal(want)
+	b, err := Encode(want)
 	if err != nil || string(b) != `{"bin_end":"2026-01-02T03:04:00Z","max_wakes_per_run":7}` {
-		t.Errorf("Marshal = %s, %v: written under the current names only", b, err)
+		t.Errorf("Encode = %s, %v: written under the current names only", b, err)
 	}
 	g, err := GoKeys([]byte(`{"max_ticks_per_run":7}`), reflect.TypeFor[renamed]())
 	if err != nil || string(g) != `{"MaxWakesPerRun":7}` {

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/models"
 	"log/slog"
 	"math"
@@ -271,7 +272,7 @@ func run(ctx context.Context, s settings, log *slog.Logger) (scale.Result, error
 	if err != nil {
 		return res, err
 	}
-	c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", s.Port), Logger: quiet{}})
+	c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", s.Port), Logger: quiet{}, DataConverter: payload.Converter()})
 	if err != nil {
 		return res, err
 	}
@@ -588,7 +589,7 @@ func (b *bench) devServer(ctx context.Context) (int, error) {
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", b.s.Port), Logger: quiet{}})
+		c, err := client.Dial(client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", b.s.Port), Logger: quiet{}, DataConverter: payload.Converter()})
 		if err == nil {
 			_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
 			c.Close()

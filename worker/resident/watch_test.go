@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 )
 
@@ -286,6 +287,7 @@ func TestForecastInRouterMode(t *testing.T) {
 	p.Watch = w
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
+	env.SetDataConverter(payload.Converter())
 	env.RegisterActivity(p)
 	in := activities.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
 		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &activities.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
@@ -302,6 +304,7 @@ func TestForecastInRouterMode(t *testing.T) {
 
 	p2 := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	env2 := suite.NewTestActivityEnvironment()
+	env2.SetDataConverter(payload.Converter())
 	env2.RegisterActivity(p2)
 	_, err = env2.ExecuteActivity(p2.Forecast, in)
 	require.ErrorContains(t, err, "worker --arrivals-bin")

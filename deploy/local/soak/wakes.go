@@ -45,9 +45,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/worker/resident"
 	"github.com/forewarm/forewarm/workflows"
@@ -184,7 +184,7 @@ func readLoopWakes(ctx context.Context, tc client.Client, app string) (loopWakes
 		}
 	}
 	slices.Reverse(runs)
-	dc := converter.GetDefaultDataConverter()
+	dc := payload.Converter()
 	var first workflows.LoopInput
 	if err := dc.FromPayloads(runs[0][0].GetWorkflowExecutionStartedEventAttributes().GetInput(), &first); err != nil {
 		return lw, fmt.Errorf("%s: start input: %w", id, err)
@@ -212,7 +212,7 @@ func readLoopWakes(ctx context.Context, tc client.Client, app string) (loopWakes
 // dated at the next task's start: later than it began, never earlier, so
 // the count errs towards lost wakes.
 func (lw *loopWakes) add(events []*historypb.HistoryEvent) error {
-	dc := converter.GetDefaultDataConverter()
+	dc := payload.Converter()
 	var now time.Time
 	for _, e := range events {
 		switch e.GetEventType() {

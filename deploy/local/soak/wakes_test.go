@@ -9,10 +9,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	failurepb "go.temporal.io/api/failure/v1"
 	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -124,7 +124,7 @@ func TestJudgeWakesRefusesBadInput(t *testing.T) {
 func TestWakesFromHistory(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 10, 12, 0, 0, time.UTC)
 	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
-	dc := converter.GetDefaultDataConverter()
+	dc := payload.Converter()
 	id := int64(0)
 	ev := func(typ enumspb.EventType, when time.Time) *historypb.HistoryEvent {
 		id++

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/models/kind"
 )
 
@@ -63,12 +62,6 @@ type Comparison struct {
 	ChampionMetrics map[string]float64 `json:",omitempty"`
 	ChampionNote    string             `json:",omitempty"`
 }
-
-// MarshalJSON writes the operator JSON style.
-func (c Comparison) MarshalJSON() ([]byte, error) { return jsonx.Marshal(c) }
-
-// UnmarshalJSON reads it, and the form histories recorded before it.
-func (c *Comparison) UnmarshalJSON(b []byte) error { return jsonx.Unmarshal(b, c) }
 
 // Decision is whether a candidate replaces the champion, and why.
 type Decision struct {

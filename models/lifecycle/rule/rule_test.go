@@ -1,10 +1,10 @@
 package rule
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/models/kind"
 )
 
@@ -38,17 +38,18 @@ func TestDecideIsTheOneRule(t *testing.T) {
 	}
 }
 
-// A comparison recorded by an older worker (Go field names) still decodes.
+// A comparison recorded by an older worker (Go field names) still decodes
+// in the operator style (package jsonx, which Temporal payloads go through).
 func TestComparisonReadsTheRecordedForm(t *testing.T) {
 	old := `{"Version":"d-2","Kind":"demand","Samples":2000,"Metrics":{"log_loss":0.2},"Baselines":{"recency_rate":{"log_loss":0.5}},"Champion":"d-1","ChampionMetrics":{"log_loss":0.4}}`
 	var c Comparison
-	if err := json.Unmarshal([]byte(old), &c); err != nil {
+	if err := jsonx.Decode([]byte(old), &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.ChampionMetrics["log_loss"] != 0.4 || c.Samples != 2000 || c.Baselines["recency_rate"]["log_loss"] != 0.5 {
 		t.Fatalf("decoded %+v", c)
 	}
-	b, _ := json.Marshal(c)
+	b, _ := jsonx.Encode(c)
 	if !strings.Contains(string(b), `"champion_metrics":{"log_loss":0.4}`) {
 		t.Errorf("encoded %s, want snake_case keys", b)
 	}
