@@ -71,8 +71,10 @@ type Watch struct {
 	// Plans live in the worker's memory: a worker that starts (a rolling
 	// restart) knows none until each loop wakes and registers again, up to
 	// its sleep bound later. For Amnesia after its first check, the watch
-	// so wakes, once, the loop of every application with arrivals that it
-	// has no plan for: the loop decides again and registers its plan.
+	// so wakes, once, the loop of every application with arrivals whose
+	// loop has not registered a plan with it since it started: the loop
+	// decides again and registers. (A loop started after the worker
+	// registers at its first decision, and is never woken so.)
 	LoopOf  func(app string) string
 	Amnesia time.Duration
 
@@ -82,7 +84,8 @@ type Watch struct {
 	checkMu sync.Mutex      // one Check at a time
 	checked time.Time       // the last boundary checked (zero before the first)
 	began   time.Time       // the first boundary checked
-	told    map[string]bool // loops woken for want of a plan, since the start
+	told    map[string]bool // loops registered or woken for want of a plan since the start; nil once Amnesia is over
+	forgot  bool            // Amnesia is over
 
 	checks, wakes, cold, below, model, unplanned, failed atomic.Int64
 }
@@ -121,6 +124,12 @@ func (w *Watch) Register(p activities.Plan) {
 		w.plans = map[string]*watched{}
 	}
 	w.plans[p.WorkflowID] = &watched{Plan: p}
+	if !w.forgot && w.LoopOf != nil {
+		if w.told == nil {
+			w.told = map[string]bool{}
+		}
+		w.told[p.WorkflowID] = true
+	}
 }
 
 // Check freezes the bins before through (a bin boundary, Grace after it at
@@ -255,8 +264,8 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 }
 
 // unplannedAt is, within Amnesia of the first boundary checked, the loops
-// of the applications with arrivals in the bin before f that the watch has
-// no plan for and has not woken yet. A wake too many decides what the loop
+// of the applications with arrivals in the bin before f that have not
+// registered a plan with the watch since it started, nor been woken so. A wake too many decides what the loop
 // would anyway; one too few leaves it asleep to its bound.
 func (w *Watch) unplannedAt(f time.Time) []due {
 	if w.LoopOf == nil {
@@ -264,7 +273,7 @@ func (w *Watch) unplannedAt(f time.Time) []due {
 	}
 	if !f.Before(w.began.Add(w.Amnesia)) {
 		w.mu.Lock()
-		w.told = nil // every loop has woken and registered since
+		w.told, w.forgot = nil, true // every loop has woken and registered since
 		w.mu.Unlock()
 		return nil
 	}
@@ -274,7 +283,7 @@ func (w *Watch) unplannedAt(f time.Time) []due {
 	var out []due
 	for _, app := range apps {
 		id := w.LoopOf(app)
-		if _, ok := w.plans[id]; ok || w.told[id] {
+		if w.told[id] {
 			continue
 		}
 		out = append(out, due{&watched{Plan: activities.Plan{WorkflowID: id, App: app}}, WakeUnplanned})

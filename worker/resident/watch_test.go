@@ -462,12 +462,16 @@ func TestWatchWakesLoopsItHasNoPlanForAfterARestart(t *testing.T) {
 
 	w.Register(activities.Plan{WorkflowID: "predict/planned", App: "planned", Wake: bin(0), NextWake: bin(10), Bin: time.Minute,
 		Holding: true, Keep: 0.5, Next: bin(0), ModelBin: time.Minute, Window: 8, Model: "v1"})
-	for _, app := range []string{"asleep", "planned", "none"} {
+	// A loop that registered since the start and is waking now (its plan
+	// is dropped as its wake passes) registers again by itself.
+	w.Register(activities.Plan{WorkflowID: "predict/waking", App: "waking", Wake: bin(-1), NextWake: bin(0).Add(30 * time.Second),
+		Bin: time.Minute, Keep: 0.5, Next: bin(-1), ModelBin: time.Minute, Window: 8, Model: "v1"})
+	for _, app := range []string{"asleep", "planned", "none", "waking"} {
 		st.add(app, bin(0), 1)
 	}
 	require.NoError(t, w.Check(ctx, bin(1)))
 	require.Equal(t, []wake{{"predict/asleep", bin(1), WakeUnplanned}}, waker.take(),
-		"the sleeping loop without a plan here is woken; the planned one keeps (P 0.9 ≥ 0.5); a loop that is gone is not retried")
+		"the sleeping loop never registered here is woken; the planned one keeps (P 0.9 ≥ 0.5); the waking one registers again; a loop that is gone is not retried")
 
 	st.add("asleep", bin(1), 1)
 	st.add("none", bin(1), 1)
