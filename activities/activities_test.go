@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
@@ -72,9 +73,9 @@ func (r *fakeRegistry) set(f func(*fakeRegistry)) {
 }
 
 // predictOnce decides one bin through the Forecast activity.
-func predictOnce(t *testing.T, p *Predictor) (ForecastResult, error) {
+func predictOnce(t *testing.T, p *Predictor) (wire.ForecastResult, error) {
 	t.Helper()
-	return p.Forecast(context.Background(), ForecastInput{App: "a", Counts: make([]float64, 10), Next: time.Unix(1_700_000_000, 0),
+	return p.Forecast(context.Background(), wire.ForecastInput{App: "a", Counts: make([]float64, 10), Next: time.Unix(1_700_000_000, 0),
 		Bin: time.Second, Bins: 1, Thresholds: policy.Thresholds{Keep: 0.05, Prepare: 0.05}})
 }
 
@@ -87,7 +88,7 @@ func TestPredictorCachesAndSwitchesChampion(t *testing.T) {
 	_, err := predictOnce(t, p)
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae))
-	require.Equal(t, ErrNoModel, ae.Type())
+	require.Equal(t, wire.ErrNoModel, ae.Type())
 	require.True(t, ae.NonRetryable())
 
 	reg.set(func(r *fakeRegistry) { r.champion = "v1" })
@@ -195,7 +196,7 @@ func (d fakeDirectory) LiveHosts(context.Context) ([]HostInfo, error) { return d
 
 type speedAffinity struct{}
 
-func (speedAffinity) Score(_ context.Context, _ AppProfile, hs []HostInfo) ([]float64, string, error) {
+func (speedAffinity) Score(_ context.Context, _ wire.AppProfile, hs []HostInfo) ([]float64, string, error) {
 	out := make([]float64, len(hs))
 	for i, h := range hs {
 		out[i] = h.Speed
@@ -210,7 +211,7 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 		{ID: "c", URL: "u-c", Speed: 0.8, FreeMemMB: 500},
 		{ID: "d", URL: "u-d", Speed: 0.95},
 	}}, Affinity: speedAffinity{}}
-	res, err := h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 100}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
+	res, err := h.RankHosts(context.Background(), wire.RankInput{Profile: wire.AppProfile{App: "x", MemoryMB: 100}, Adjustments: map[string]float64{"a": -0.3, "b": 0.5}, Exclude: []string{"d"}})
 	require.NoError(t, err)
 	var order []string
 	for _, c := range res.Candidates {
@@ -225,28 +226,28 @@ func TestRankHostsAppliesAdjustmentsAndExplains(t *testing.T) {
 
 	// Capacity first: a host that cannot take the application is not
 	// scored at all, and the ranking says why.
-	res, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 300}, Exclude: []string{"d"}})
+	res, err = h.RankHosts(context.Background(), wire.RankInput{Profile: wire.AppProfile{App: "x", MemoryMB: 300}, Exclude: []string{"d"}})
 	require.NoError(t, err)
 	require.Len(t, res.Candidates, 1)
 	require.Equal(t, "c", res.Candidates[0].Host)
-	require.Equal(t, []RejectedHost{{Host: "a", Reason: "needs 300 MB, 100 MB free"}, {Host: "b", Reason: "needs 300 MB, 100 MB free"}}, res.Rejected)
+	require.Equal(t, []wire.RejectedHost{{Host: "a", Reason: "needs 300 MB, 100 MB free"}, {Host: "b", Reason: "needs 300 MB, 100 MB free"}}, res.Rejected)
 
-	_, err = h.RankHosts(context.Background(), RankInput{Profile: AppProfile{App: "x", MemoryMB: 600}, Exclude: []string{"d"}})
+	_, err = h.RankHosts(context.Background(), wire.RankInput{Profile: wire.AppProfile{App: "x", MemoryMB: 600}, Exclude: []string{"d"}})
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae))
-	require.Equal(t, ErrNoHosts, ae.Type())
+	require.Equal(t, wire.ErrNoHosts, ae.Type())
 	require.Contains(t, err.Error(), "no live host can take x: a needs 600 MB, 100 MB free; b needs")
 
-	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), RankInput{})
+	_, err = (&Hosts{Directory: fakeDirectory{}, Affinity: speedAffinity{}}).RankHosts(context.Background(), wire.RankInput{})
 	require.True(t, errors.As(err, &ae))
-	require.Equal(t, ErrNoHosts, ae.Type())
+	require.Equal(t, wire.ErrNoHosts, ae.Type())
 }
 
 type scriptedClient struct {
 	shadowMS  float64
 	shadowErr error
 	relErr    error
-	served    HostServed
+	served    wire.HostServed
 	released  *[]string     // lease IDs released, when set
 	ended     *HostReleased // how the host says the lease ended before (then Extend finds it gone)
 }
@@ -257,7 +258,7 @@ func (c scriptedClient) Reserve(context.Context, HostReservation) (time.Time, er
 func (c scriptedClient) Shadow(context.Context, string, float64, float64) (float64, error) {
 	return c.shadowMS, c.shadowErr
 }
-func (c scriptedClient) Serve(context.Context, HostServing) (HostServed, error) {
+func (c scriptedClient) Serve(context.Context, wire.HostServing) (wire.HostServed, error) {
 	return c.served, nil
 }
 func (c scriptedClient) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
@@ -306,7 +307,7 @@ func TestShadowOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &memRecorder{}
 			h := &Hosts{Clients: scriptedClients{tc.c}, Recorder: rec}
-			res, err := h.Shadow(context.Background(), ShadowInput{LeaseID: "l", App: "x", Host: "h", MaxMS: 100})
+			res, err := h.Shadow(context.Background(), wire.ShadowInput{LeaseID: "l", App: "x", Host: "h", MaxMS: 100})
 			if tc.err {
 				require.Error(t, err)
 				require.Empty(t, rec.events)
@@ -324,7 +325,7 @@ func TestShadowOutcomes(t *testing.T) {
 func TestReleaseOfAnAlreadyGoneLease(t *testing.T) {
 	rec := &memRecorder{}
 	h := &Hosts{Clients: scriptedClients{scriptedClient{relErr: errNotFound}}, Recorder: rec}
-	res, err := h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: records.EventExpired, MemoryMB: 64, HeldSeconds: 10})
+	res, err := h.Release(context.Background(), wire.ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: records.EventExpired, MemoryMB: 64, HeldSeconds: 10})
 	require.NoError(t, err)
 	require.False(t, res.WasHeld)
 	require.Equal(t, records.EventExpired, rec.events[0].Event)
@@ -339,10 +340,10 @@ func TestALeaseThatFailedOnItsHostIsRecordedAsFailed(t *testing.T) {
 	ended := &HostReleased{State: "failed", Note: "killed: memory limit 64 MB", EndedAt: at, HeldSeconds: 7, BusyMBs: 5}
 	rec := &memRecorder{}
 	h := &Hosts{Clients: scriptedClients{scriptedClient{ended: ended}}, Recorder: rec}
-	res, err := h.Extend(context.Background(), ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
+	res, err := h.Extend(context.Background(), wire.ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
 	require.NoError(t, err)
 	require.True(t, res.Gone)
-	_, err = h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: records.EventExpired, MemoryMB: 64, HeldSeconds: 60})
+	_, err = h.Release(context.Background(), wire.ReleaseInput{LeaseID: "l", App: "x", Host: "h", Event: records.EventExpired, MemoryMB: 64, HeldSeconds: 60})
 	require.NoError(t, err)
 	require.Len(t, rec.events, 2)
 	for _, e := range rec.events {
@@ -359,7 +360,7 @@ func TestALeaseThatFailedOnItsHostIsRecordedAsFailed(t *testing.T) {
 func TestReleaseRecordsTheBusyMemoryTime(t *testing.T) {
 	rec := &memRecorder{}
 	h := &Hosts{Clients: scriptedClients{scriptedClient{ended: &HostReleased{Released: true, State: "released", RequestsServed: 3, BusyMBs: 300}}}, Recorder: rec}
-	_, err := h.Release(context.Background(), ReleaseInput{LeaseID: "l", App: "x", Host: "h", MemoryMB: 100, HeldSeconds: 10})
+	_, err := h.Release(context.Background(), wire.ReleaseInput{LeaseID: "l", App: "x", Host: "h", MemoryMB: 100, HeldSeconds: 10})
 	require.NoError(t, err)
 	require.Len(t, rec.events, 1)
 	e := rec.events[0]
@@ -370,17 +371,17 @@ func TestReleaseRecordsTheBusyMemoryTime(t *testing.T) {
 
 type checkpointTrainer struct{ gotResume []byte }
 
-func (c *checkpointTrainer) Describe(context.Context, DescribeInput) (DatasetSummary, error) {
-	return DatasetSummary{}, nil
+func (c *checkpointTrainer) Describe(context.Context, wire.DescribeInput) (wire.DatasetSummary, error) {
+	return wire.DatasetSummary{}, nil
 }
-func (c *checkpointTrainer) TrainDemand(_ context.Context, _ TrainSpec, resume []byte, progress func(TrainProgress)) (TrainedModel, error) {
+func (c *checkpointTrainer) TrainDemand(_ context.Context, _ wire.TrainSpec, resume []byte, progress func(TrainProgress)) (wire.TrainedModel, error) {
 	c.gotResume = resume
 	progress(TrainProgress{Epoch: 1, Checkpoint: []byte("epoch-1")})
 	progress(TrainProgress{Epoch: 2}) // within an epoch: no new checkpoint
-	return TrainedModel{Version: "d"}, nil
+	return wire.TrainedModel{Version: "d"}, nil
 }
-func (c *checkpointTrainer) TrainAffinity(context.Context, TrainSpec, func(TrainProgress)) (TrainedModel, error) {
-	return TrainedModel{}, ErrNotEnoughData
+func (c *checkpointTrainer) TrainAffinity(context.Context, wire.TrainSpec, func(TrainProgress)) (wire.TrainedModel, error) {
+	return wire.TrainedModel{}, ErrNotEnoughData
 }
 func (c *checkpointTrainer) Promote(context.Context, string) error { return nil }
 
@@ -391,17 +392,17 @@ func TestTrainDemandResumesFromHeartbeat(t *testing.T) {
 	tr := &checkpointTrainer{}
 	env.RegisterActivity(&Training{Trainer: tr})
 	env.SetHeartbeatDetails(TrainProgress{Epoch: 3, Checkpoint: []byte("epoch-3")})
-	v, err := env.ExecuteActivity((&Training{}).TrainDemand, TrainInput{})
+	v, err := env.ExecuteActivity((&Training{}).TrainDemand, wire.TrainInput{})
 	require.NoError(t, err)
-	var res TrainResult
+	var res wire.TrainResult
 	require.NoError(t, v.Get(&res))
 	require.True(t, res.Resumed)
 	require.Equal(t, []byte("epoch-3"), tr.gotResume)
 
-	_, err = env.ExecuteActivity((&Training{}).TrainAffinity, TrainInput{})
+	_, err = env.ExecuteActivity((&Training{}).TrainAffinity, wire.TrainInput{})
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae))
-	require.Equal(t, ErrNotEnough, ae.Type())
+	require.Equal(t, wire.ErrNotEnough, ae.Type())
 	require.True(t, ae.NonRetryable())
 }
 
@@ -413,7 +414,7 @@ func TestPredictBadInputIsNotRetried(t *testing.T) {
 	_, err := predictOnce(t, p)
 	ae, ok := err.(*temporal.ApplicationError)
 	require.True(t, ok, "top-level error %T %v is not an application error", err, err)
-	require.Equal(t, ErrBadInput, ae.Type())
+	require.Equal(t, wire.ErrBadInput, ae.Type())
 	require.True(t, ae.NonRetryable())
 	require.Contains(t, ae.Error(), "does not match the model's")
 }
@@ -433,7 +434,7 @@ func TestExtendOutcomes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Hosts{Clients: scriptedClients{scriptedClient{relErr: tc.err}}}
-			res, err := h.Extend(context.Background(), ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
+			res, err := h.Extend(context.Background(), wire.ExtendInput{LeaseID: "l", App: "x", Host: "h", HostURL: "http://h", TTL: time.Minute})
 			if tc.fails {
 				require.Error(t, err)
 				return
@@ -446,10 +447,10 @@ func TestExtendOutcomes(t *testing.T) {
 			}
 		})
 	}
-	_, err := (&Hosts{}).Extend(context.Background(), ExtendInput{LeaseID: "l", HostURL: "http://h"})
+	_, err := (&Hosts{}).Extend(context.Background(), wire.ExtendInput{LeaseID: "l", HostURL: "http://h"})
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae))
-	require.Equal(t, ErrBadInput, ae.Type())
+	require.Equal(t, wire.ErrBadInput, ae.Type())
 	require.Contains(t, ae.Error(), "TTL 0s")
 }
 
@@ -459,14 +460,14 @@ func TestExtendOutcomes(t *testing.T) {
 func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		in     ServeInput
-		served HostServed
+		in     wire.ServeInput
+		served wire.HostServed
 		want   []string
 	}{
-		{"warm, one request", ServeInput{HostServing: HostServing{LeaseID: "l1"}}, HostServed{Warm: true}, []string{"l1"}},
-		{"cold beside a too small lease", ServeInput{HostServing: HostServing{LeaseID: "l1"}}, HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
-		{"warm instance stays", ServeInput{HostServing: HostServing{LeaseID: "l1"}, LeaseStays: true}, HostServed{Warm: true}, nil},
-		{"cold, no lease", ServeInput{}, HostServed{}, nil},
+		{"warm, one request", wire.ServeInput{HostServing: wire.HostServing{LeaseID: "l1"}}, wire.HostServed{Warm: true}, []string{"l1"}},
+		{"cold beside a too small lease", wire.ServeInput{HostServing: wire.HostServing{LeaseID: "l1"}}, wire.HostServed{FallbackCode: "lease_too_small"}, []string{"l1"}},
+		{"warm instance stays", wire.ServeInput{HostServing: wire.HostServing{LeaseID: "l1"}, LeaseStays: true}, wire.HostServed{Warm: true}, nil},
+		{"cold, no lease", wire.ServeInput{}, wire.HostServed{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var released []string
@@ -487,15 +488,15 @@ func TestServeReleasesALeaseThatDoesNotStay(t *testing.T) {
 // written once the store is back, and the activity goes on.
 func TestHostActivitiesFailWhenTheirEventIsNotRecorded(t *testing.T) {
 	rec := &memRecorder{fail: true}
-	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1, served: HostServed{Kept: true}}}, Recorder: rec}
+	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1, served: wire.HostServed{Kept: true}}}, Recorder: rec}
 	ctx := context.Background()
-	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
+	_, err := h.Reserve(ctx, wire.ReserveInput{LeaseID: "l", App: "x", Candidate: wire.HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
 	require.ErrorContains(t, err, "record the reserved event of l: clickhouse down")
-	_, err = h.Shadow(ctx, ShadowInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	_, err = h.Shadow(ctx, wire.ShadowInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
 	require.ErrorContains(t, err, "record the validated event of l")
-	_, err = h.Release(ctx, ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	_, err = h.Release(ctx, wire.ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
 	require.ErrorContains(t, err, "record the released event of l")
-	_, err = h.Serve(ctx, ServeInput{Host: "h", HostURL: "u", HostServing: HostServing{RequestID: "r", App: "x", KeepID: "k", KeepTTL: time.Minute}})
+	_, err = h.Serve(ctx, wire.ServeInput{Host: "h", HostURL: "u", HostServing: wire.HostServing{RequestID: "r", App: "x", KeepID: "k", KeepTTL: time.Minute}})
 	require.ErrorContains(t, err, "record the kept event of k")
 }
 
@@ -504,9 +505,9 @@ func TestHostActivitiesKeepTheEventsTheStoreRefused(t *testing.T) {
 	kept := batch.New(rec.RecordPreparationEvents, time.Hour, 100, slog.Default())
 	h := &Hosts{Clients: scriptedClients{scriptedClient{shadowMS: 1}}, Recorder: rec, Unrecorded: kept}
 	ctx := context.Background()
-	_, err := h.Reserve(ctx, ReserveInput{LeaseID: "l", App: "x", Candidate: HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
+	_, err := h.Reserve(ctx, wire.ReserveInput{LeaseID: "l", App: "x", Candidate: wire.HostCandidate{Host: "h", URL: "u"}, TTL: time.Minute})
 	require.NoError(t, err, "the store's outage does not stop the reservation")
-	_, err = h.Release(ctx, ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
+	_, err = h.Release(ctx, wire.ReleaseInput{LeaseID: "l", App: "x", Host: "h", HostURL: "u"})
 	require.NoError(t, err)
 	rec.mu.Lock()
 	rec.fail = false

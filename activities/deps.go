@@ -7,8 +7,8 @@
 // host-agent client to these interfaces (worker/adapters). What passes
 // between workflows and activities (inputs, results, leases, error type
 // names) is defined in package activities/wire, without I/O, so workflow
-// code imports it instead of this package; the aliases in wire.go name it
-// here. The services that live in the worker beside the activities (the
+// code imports it instead of this package; activities and their callers
+// name it there too. The services that live in the worker beside the activities (the
 // arrival mirror and watch, the last-known host list, the gateway
 // learner) are in package worker/resident; the Forecast activity reaches
 // the watch through PlanWatch.
@@ -18,6 +18,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -62,7 +63,7 @@ type ModelRegistry interface {
 
 // AffinityScorer scores hosts for an application (0..1, higher is better).
 type AffinityScorer interface {
-	Score(ctx context.Context, app AppProfile, hosts []HostInfo) (scores []float64, version string, err error)
+	Score(ctx context.Context, app wire.AppProfile, hosts []HostInfo) (scores []float64, version string, err error)
 }
 
 // HostDirectory lists the live hosts (registered recently) with metrics.
@@ -101,7 +102,7 @@ type HostClient interface {
 	Reserve(ctx context.Context, r HostReservation) (expires time.Time, err error)
 	Shadow(ctx context.Context, leaseID string, readRatio, sampleMB float64) (shadowMS float64, err error)
 	Extend(ctx context.Context, leaseID, app string, ttl time.Duration) (expires time.Time, err error)
-	Serve(ctx context.Context, s HostServing) (HostServed, error)
+	Serve(ctx context.Context, s wire.HostServing) (wire.HostServed, error)
 	Release(ctx context.Context, leaseID string) (HostReleased, error)
 }
 
@@ -129,7 +130,7 @@ type Recorder interface {
 // HistoryReader reads what a loop needs when it starts.
 type HistoryReader interface {
 	RecentActivity(ctx context.Context, apps []string, end time.Time, bins int, bin time.Duration) (map[string][]float64, error)
-	AppProfile(ctx context.Context, app string) (AppProfile, bool, error)
+	AppProfile(ctx context.Context, app string) (wire.AppProfile, bool, error)
 	Adjustments(ctx context.Context, app string) (map[string]float64, error)
 }
 
@@ -137,7 +138,7 @@ type HistoryReader interface {
 // Found is false when the loop holds none; LoopRunning is false when no
 // loop runs for the application (the request goes cold either way).
 type LeaseClaimer interface {
-	Claim(ctx context.Context, in ClaimInput) (ClaimResult, error)
+	Claim(ctx context.Context, in wire.ClaimInput) (wire.ClaimResult, error)
 }
 
 // DecisionMetrics counts the loops' decisions: each wake settles bins (the

@@ -11,8 +11,9 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/batch"
-	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/affinity/score"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -33,47 +34,47 @@ type Hosts struct {
 }
 
 // RankHosts ranks the live hosts for the application in two steps: the
-// capacity filter drops the hosts that cannot take it (affinity.Fits; they
+// capacity filter drops the hosts that cannot take it (score.Fits; they
 // are listed in Rejected with why), then each remaining host is scored:
 // the affinity model's score plus the adjustment observed for this
-// (app, host) pair, clamped to [0, 1], every part kept (affinity.Parts);
+// (app, host) pair, clamped to [0, 1], every part kept (score.Parts);
 // best first, ties by free memory then host ID.
-func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error) {
+func (h *Hosts) RankHosts(ctx context.Context, in wire.RankInput) (wire.RankResult, error) {
 	live, err := h.Directory.LiveHosts(ctx)
 	if err != nil {
-		return RankResult{}, fmt.Errorf("list live hosts: %w", err)
+		return wire.RankResult{}, fmt.Errorf("list live hosts: %w", err)
 	}
 	// The directory's list may be shared (a cache): filter into a new one.
 	var hosts []HostInfo
-	var rejected []RejectedHost
+	var rejected []wire.RejectedHost
 	seen := 0
 	for _, x := range live {
 		if slices.Contains(in.Exclude, x.ID) {
 			continue
 		}
 		seen++
-		if ok, why := affinity.Fits(in.Profile.MemoryMB, x.FreeMemMB); ok {
+		if ok, why := score.Fits(in.Profile.MemoryMB, x.FreeMemMB); ok {
 			hosts = append(hosts, x)
 		} else {
-			rejected = append(rejected, RejectedHost{Host: x.ID, Reason: why})
+			rejected = append(rejected, wire.RejectedHost{Host: x.ID, Reason: why})
 		}
 	}
 	if seen == 0 {
-		return RankResult{}, nonRetryable(ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
+		return wire.RankResult{}, nonRetryable(wire.ErrNoHosts, errors.New("no live host agent (none registered in the last 30 s, or all excluded): start one with `hostagent`"))
 	}
 	if len(hosts) == 0 {
-		return RankResult{}, nonRetryable(ErrNoHosts, fmt.Errorf("no live host can take %s: %s", in.Profile.App, rejectedText(rejected)))
+		return wire.RankResult{}, nonRetryable(wire.ErrNoHosts, fmt.Errorf("no live host can take %s: %s", in.Profile.App, rejectedText(rejected)))
 	}
 	scores, version, err := h.Affinity.Score(ctx, in.Profile, hosts)
 	if err != nil {
-		return RankResult{}, fmt.Errorf("affinity scores for %s: %w", in.Profile.App, err)
+		return wire.RankResult{}, fmt.Errorf("affinity scores for %s: %w", in.Profile.App, err)
 	}
-	out := make([]HostCandidate, len(hosts))
+	out := make([]wire.HostCandidate, len(hosts))
 	for i, x := range hosts {
-		p := affinity.Combine(scores[i], in.Adjustments[x.ID])
-		out[i] = HostCandidate{Host: x.ID, URL: x.URL, ModelScore: p.Model, Adjustment: p.Adjustment, Score: p.Score, FreeMemMB: x.FreeMemMB}
+		p := score.Combine(scores[i], in.Adjustments[x.ID])
+		out[i] = wire.HostCandidate{Host: x.ID, URL: x.URL, ModelScore: p.Model, Adjustment: p.Adjustment, Score: p.Score, FreeMemMB: x.FreeMemMB}
 	}
-	slices.SortFunc(out, func(a, b HostCandidate) int {
+	slices.SortFunc(out, func(a, b wire.HostCandidate) int {
 		switch {
 		case a.Score != b.Score:
 			return cmpDesc(a.Score, b.Score)
@@ -82,10 +83,10 @@ func (h *Hosts) RankHosts(ctx context.Context, in RankInput) (RankResult, error)
 		}
 		return strings.Compare(a.Host, b.Host)
 	})
-	return RankResult{Candidates: out, Rejected: rejected, ModelVersion: version}, nil
+	return wire.RankResult{Candidates: out, Rejected: rejected, ModelVersion: version}, nil
 }
 
-func rejectedText(rs []RejectedHost) string {
+func rejectedText(rs []wire.RejectedHost) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
 		parts[i] = r.Host + " " + r.Reason
@@ -102,52 +103,52 @@ func cmpDesc(a, b float64) int {
 
 // Reserve asks the host for the resources. Idempotent per lease ID on the
 // host side, so a retry after a lost reply does not reserve twice.
-func (h *Hosts) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, error) {
+func (h *Hosts) Reserve(ctx context.Context, in wire.ReserveInput) (wire.ReserveResult, error) {
 	if in.LeaseID == "" || in.Candidate.URL == "" || in.TTL <= 0 {
-		return ReserveResult{}, nonRetryable(ErrBadInput, fmt.Errorf("reserve: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.Candidate.URL, in.TTL))
+		return wire.ReserveResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("reserve: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.Candidate.URL, in.TTL))
 	}
 	c := h.Clients.For(in.Candidate.Host, in.Candidate.URL)
 	expires, err := c.Reserve(ctx, HostReservation{LeaseID: in.LeaseID, App: in.App, MemoryMB: in.MemoryMB,
 		DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, TTL: in.TTL})
 	if err != nil {
 		if h.Clients.Permanent(err) {
-			return ReserveResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused lease %s: %w", in.Candidate.Host, in.LeaseID, err))
+			return wire.ReserveResult{}, nonRetryable(wire.ErrHostRejected, fmt.Errorf("host %s refused lease %s: %w", in.Candidate.Host, in.LeaseID, err))
 		}
-		return ReserveResult{}, fmt.Errorf("reserve lease %s on %s: %w", in.LeaseID, in.Candidate.Host, err)
+		return wire.ReserveResult{}, fmt.Errorf("reserve lease %s on %s: %w", in.LeaseID, in.Candidate.Host, err)
 	}
 	now := time.Now().UTC()
 	if err := h.record(ctx, records.PreparationEvent{Time: now, PreparationID: in.LeaseID, App: in.App, Host: in.Candidate.Host, Event: records.EventReserved,
 		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli,
 		Reason: fmt.Sprintf("score %.3f (model %.3f, adjustment %+.3f)", in.Candidate.Score, in.Candidate.ModelScore, in.Candidate.Adjustment)}); err != nil {
-		return ReserveResult{}, err
+		return wire.ReserveResult{}, err
 	}
-	return ReserveResult{Reserved: now, Expires: expires}, nil
+	return wire.ReserveResult{Reserved: now, Expires: expires}, nil
 }
 
 // Shadow runs a small slice of the expected work on the reservation and
 // heartbeats while it waits. A refused or too slow shadow is a result (the
 // workflow releases and moves on), not an error to retry.
-func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error) {
+func (h *Hosts) Shadow(ctx context.Context, in wire.ShadowInput) (wire.ShadowResult, error) {
 	stop := heartbeatEvery(ctx, time.Second, in.LeaseID)
 	defer stop()
 	ms, err := h.Clients.For(in.Host, in.HostURL).Shadow(ctx, in.LeaseID, in.ReadRatio, in.SampleMB)
-	var res ShadowResult
+	var res wire.ShadowResult
 	switch {
 	case err != nil && h.Clients.Permanent(err):
-		res = ShadowResult{Reason: "host refused the shadow request: " + err.Error()}
+		res = wire.ShadowResult{Reason: "host refused the shadow request: " + err.Error()}
 	case err != nil:
-		return ShadowResult{}, fmt.Errorf("shadow request for %s on %s: %w", in.LeaseID, in.Host, err)
+		return wire.ShadowResult{}, fmt.Errorf("shadow request for %s on %s: %w", in.LeaseID, in.Host, err)
 	case in.MaxMS > 0 && ms > in.MaxMS:
-		res = ShadowResult{ShadowMS: ms, Reason: fmt.Sprintf("shadow took %.1f ms, more than the %.1f ms allowed", ms, in.MaxMS)}
+		res = wire.ShadowResult{ShadowMS: ms, Reason: fmt.Sprintf("shadow took %.1f ms, more than the %.1f ms allowed", ms, in.MaxMS)}
 	default:
-		res = ShadowResult{OK: true, ShadowMS: ms}
+		res = wire.ShadowResult{OK: true, ShadowMS: ms}
 	}
 	ev := records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: records.EventValidated, ShadowMS: res.ShadowMS}
 	if !res.OK {
 		ev.Event, ev.Reason = records.EventFailed, res.Reason
 	}
 	if err := h.record(ctx, ev); err != nil {
-		return ShadowResult{}, err
+		return wire.ShadowResult{}, err
 	}
 	return res, nil
 }
@@ -155,16 +156,16 @@ func (h *Hosts) Shadow(ctx context.Context, in ShadowInput) (ShadowResult, error
 // Release gives the reservation back (a lease the host no longer knows is
 // already released) and records the event with how long it was held: an
 // "expired" event is wasted resource-time.
-func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
+func (h *Hosts) Release(ctx context.Context, in wire.ReleaseInput) (wire.ReleaseResult, error) {
 	rel, err := h.Clients.For(in.Host, in.HostURL).Release(ctx, in.LeaseID)
 	held := rel.Released
 	switch {
 	case err != nil && h.Clients.NotFound(err):
 		held = false
 	case err != nil && h.Clients.Permanent(err):
-		return ReleaseResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err))
+		return wire.ReleaseResult{}, nonRetryable(wire.ErrHostRejected, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err))
 	case err != nil:
-		return ReleaseResult{}, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err)
+		return wire.ReleaseResult{}, fmt.Errorf("release %s on %s: %w", in.LeaseID, in.Host, err)
 	}
 	ev := records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: in.Event,
 		MemoryMB: in.MemoryMB, DiskMB: in.DiskMB, CPUMilli: in.CPUMilli, Reason: in.Reason, HeldSeconds: in.HeldSeconds}
@@ -176,9 +177,9 @@ func (h *Hosts) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, er
 		ev.BusyMBs = rel.BusyMBs
 	}
 	if err := h.record(ctx, ev); err != nil {
-		return ReleaseResult{}, err
+		return wire.ReleaseResult{}, err
 	}
-	return ReleaseResult{WasHeld: held, RequestsServed: rel.RequestsServed, BusyMBs: rel.BusyMBs, IdleMBs: rel.IdleMBs,
+	return wire.ReleaseResult{WasHeld: held, RequestsServed: rel.RequestsServed, BusyMBs: rel.BusyMBs, IdleMBs: rel.IdleMBs,
 		Fallbacks: rel.Fallbacks}, nil
 }
 
@@ -216,9 +217,9 @@ func endedBefore(ev *records.PreparationEvent, rel HostReleased) {
 // Extend sets a live lease's expiry in place on its host: no new
 // reservation, no shadow. A refusal is a result, not an error to retry:
 // Gone when the host no longer holds the lease.
-func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error) {
+func (h *Hosts) Extend(ctx context.Context, in wire.ExtendInput) (wire.ExtendResult, error) {
 	if in.LeaseID == "" || in.HostURL == "" || in.TTL <= 0 {
-		return ExtendResult{}, nonRetryable(ErrBadInput, fmt.Errorf("extend: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.HostURL, in.TTL))
+		return wire.ExtendResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("extend: lease %q, host URL %q, TTL %v: all are required", in.LeaseID, in.HostURL, in.TTL))
 	}
 	c := h.Clients.For(in.Host, in.HostURL)
 	expires, err := c.Extend(ctx, in.LeaseID, in.App, in.TTL)
@@ -231,37 +232,37 @@ func (h *Hosts) Extend(ctx context.Context, in ExtendInput) (ExtendResult, error
 			ev := records.PreparationEvent{PreparationID: in.LeaseID, App: in.App, Host: in.Host, BusyMBs: rel.BusyMBs}
 			endedBefore(&ev, rel)
 			if err := h.record(ctx, ev); err != nil {
-				return ExtendResult{}, err
+				return wire.ExtendResult{}, err
 			}
 		}
-		return ExtendResult{Gone: true, Reason: err.Error()}, nil
+		return wire.ExtendResult{Gone: true, Reason: err.Error()}, nil
 	case err != nil && h.Clients.Permanent(err):
-		return ExtendResult{Reason: "host refused the extension: " + err.Error()}, nil
+		return wire.ExtendResult{Reason: "host refused the extension: " + err.Error()}, nil
 	case err != nil:
-		return ExtendResult{}, fmt.Errorf("extend %s on %s: %w", in.LeaseID, in.Host, err)
+		return wire.ExtendResult{}, fmt.Errorf("extend %s on %s: %w", in.LeaseID, in.Host, err)
 	}
 	if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.LeaseID, App: in.App, Host: in.Host, Event: records.EventExtended,
 		Reason: fmt.Sprintf("until %s", expires.UTC().Format(time.RFC3339Nano))}); err != nil {
-		return ExtendResult{}, err
+		return wire.ExtendResult{}, err
 	}
-	return ExtendResult{Extended: true, Expires: expires}, nil
+	return wire.ExtendResult{Extended: true, Expires: expires}, nil
 }
 
 // Serve runs the request on the host: warm on the lease when one is given
 // (the lease keeps serving afterwards), cold otherwise, keeping the cold
 // instance as a new lease when KeepID asks. The host runs a request ID
 // once, so a retried activity does not serve twice.
-func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
+func (h *Hosts) Serve(ctx context.Context, in wire.ServeInput) (wire.ServeResult, error) {
 	if in.HostURL == "" {
-		return ServeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
+		return wire.ServeResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("serve %s: no host URL", in.RequestID))
 	}
 	c := h.Clients.For(in.Host, in.HostURL)
 	r, err := c.Serve(ctx, in.HostServing)
 	if err != nil {
 		if h.Clients.Permanent(err) {
-			return ServeResult{}, nonRetryable(ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
+			return wire.ServeResult{}, nonRetryable(wire.ErrHostRejected, fmt.Errorf("host %s refused request %s: %w", in.Host, in.RequestID, err))
 		}
-		return ServeResult{}, fmt.Errorf("serve %s on %s: %w", in.RequestID, in.Host, err)
+		return wire.ServeResult{}, fmt.Errorf("serve %s on %s: %w", in.RequestID, in.Host, err)
 	}
 	if in.LeaseID != "" && !in.LeaseStays {
 		// The caller handed the lease to this request for good: end it,
@@ -277,7 +278,7 @@ func (h *Hosts) Serve(ctx context.Context, in ServeInput) (ServeResult, error) {
 		if err := h.record(ctx, records.PreparationEvent{Time: time.Now().UTC(), PreparationID: in.KeepID, App: in.App, Host: in.Host, Event: records.EventKept,
 			MemoryMB: max(in.KeepMemoryMB, in.MemoryMB), DiskMB: max(in.KeepDiskMB, in.DiskMB), CPUMilli: in.KeepCPUMilli,
 			Reason: "instance of cold request " + in.RequestID}); err != nil {
-			return ServeResult{}, err
+			return wire.ServeResult{}, err
 		}
 	}
 	return r, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/policy"
 )
 
@@ -53,5 +54,5 @@ type Arrivals interface {
 	// Freeze reads the bins before through, once each.
 	Freeze(ctx context.Context, through time.Time) error
 	// Window is the n bins of app before end, oldest first.
-	Window(app string, end time.Time, n int) (Counts, error)
+	Window(app string, end time.Time, n int) (wire.Counts, error)
 }

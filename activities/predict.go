@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/store/records"
@@ -49,22 +50,22 @@ type Predictor struct {
 // it (the loop's history followed by idle bins), and lets package policy
 // decide along that path: what to do now, how long a hold lasts, and when
 // the next decision falls. Run it as a local activity at every wake.
-func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastResult, error) {
+func (p *Predictor) Forecast(ctx context.Context, in wire.ForecastInput) (wire.ForecastResult, error) {
 	if in.App == "" || in.Bin <= 0 || in.Bins < 1 || in.Bins > 1440 || in.Next.IsZero() {
-		return ForecastResult{}, nonRetryable(ErrBadInput, fmt.Errorf("forecast: app %q, bin %v, bins %d (1..1440), next %v: all are required", in.App, in.Bin, in.Bins, in.Next))
+		return wire.ForecastResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("forecast: app %q, bin %v, bins %d (1..1440), next %v: all are required", in.App, in.Bin, in.Bins, in.Next))
 	}
 	counts, held := in.Counts, in.Held
-	var read Counts
+	var read wire.Counts
 	if in.Router != nil {
 		var err error
 		if counts, read, err = p.routerCounts(ctx, in); err != nil {
-			return ForecastResult{}, err
+			return wire.ForecastResult{}, err
 		}
 		held = held || len(counts) > 0 && counts[len(counts)-1] > 0
 	}
 	m, err := p.champion(ctx)
 	if err != nil {
-		return ForecastResult{}, err
+		return wire.ForecastResult{}, err
 	}
 	// One input per bin ahead: the history, then j idle bins.
 	ext := make([]float64, len(counts)+in.Bins-1)
@@ -78,14 +79,14 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 		err = fmt.Errorf("forecast %s with model %s: %w", in.App, m.Version(), err)
 		var app *temporal.ApplicationError
 		if errors.As(err, &app) && app.NonRetryable() {
-			return ForecastResult{}, nonRetryable(app.Type(), err)
+			return wire.ForecastResult{}, nonRetryable(app.Type(), err)
 		}
-		return ForecastResult{}, err
+		return wire.ForecastResult{}, err
 	}
 	if len(path) != in.Bins {
-		return ForecastResult{}, fmt.Errorf("forecast %s with model %s: %d outputs for %d inputs", in.App, m.Version(), len(path), in.Bins)
+		return wire.ForecastResult{}, fmt.Errorf("forecast %s with model %s: %d outputs for %d inputs", in.App, m.Version(), len(path), in.Bins)
 	}
-	res := ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), Counts: read, Held: held}
+	res := wire.ForecastResult{Path: path, ModelVersion: m.Version(), HistoryBins: m.HistoryBins(), Counts: read, Held: held}
 	var change int
 	if in.Policy != nil {
 		change = decide(in, &res, counts, m.HistoryBins())
@@ -102,7 +103,7 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 		// prepares next, over the hold from there: the rest need not weigh
 		// on its history.
 		keep := 1
-		if res.Until == UntilChange {
+		if res.Until == wire.UntilChange {
 			keep = min(len(path), res.NextChange+max(1, in.Lookahead))
 		}
 		res.Path = path[:keep:keep]
@@ -149,16 +150,16 @@ func (p *Predictor) Forecast(ctx context.Context, in ForecastInput) (ForecastRes
 // than a host agent keeps a lease (MaxLeaseBins): a loop the policy check
 // let through with a longer sleep (workflows.Policy.ValidateFor refuses
 // it) plans what the hosts accept and wakes then to extend it.
-func leaseBins(in ForecastInput) int {
+func leaseBins(in wire.ForecastInput) int {
 	n := max(1, in.Lookahead, in.MaxSleep)
-	if fits := MaxLeaseBins(leaseBin(in)); fits >= 1 {
+	if fits := wire.MaxLeaseBins(leaseBin(in)); fits >= 1 {
 		n = min(n, fits)
 	}
 	return n
 }
 
 // leaseBin is the width of the bins the loop's leases live in.
-func leaseBin(in ForecastInput) time.Duration {
+func leaseBin(in wire.ForecastInput) time.Duration {
 	if in.LeaseBin > 0 {
 		return in.LeaseBin
 	}
@@ -169,7 +170,7 @@ func leaseBin(in ForecastInput) time.Duration {
 // the application's activity over the model's window (window bins) of
 // counts, and plans what happens at the next change. It returns the next
 // change.
-func decide(in ForecastInput, res *ForecastResult, counts []float64, window int) int {
+func decide(in wire.ForecastInput, res *wire.ForecastResult, counts []float64, window int) int {
 	if window > 0 && len(counts) > window {
 		counts = counts[len(counts)-window:]
 	}
@@ -181,9 +182,9 @@ func decide(in ForecastInput, res *ForecastResult, counts []float64, window int)
 		at := s.After(n)
 		at.Held = d.Action.Holds()
 		if then := in.Policy.Decide(at, in.Bin, min(max(1, in.Lookahead), leaseBins(in))); then.Action == policy.Prepare {
-			res.Ahead = &Ahead{Prepare: true, HoldBins: then.HoldBins}
+			res.Ahead = &wire.Ahead{Prepare: true, HoldBins: then.HoldBins}
 		} else {
-			res.Ahead = &Ahead{}
+			res.Ahead = &wire.Ahead{}
 		}
 	}
 	return d.NextChange
@@ -192,42 +193,42 @@ func decide(in ForecastInput, res *ForecastResult, counts []float64, window int)
 // nextWake is how many bins from now the loop decides next, and why: the
 // first change along the path (n, of a path of bins), within the bound on
 // the sleep (MaxSleep, or how far the lease of a held instance is planned).
-func nextWake(in ForecastInput, holds bool, n, bins int) (int, string) {
+func nextWake(in wire.ForecastInput, holds bool, n, bins int) (int, string) {
 	if in.MaxSleep <= 0 {
 		if n >= bins {
-			return n, UntilEnd
+			return n, wire.UntilEnd
 		}
-		return n, UntilChange
+		return n, wire.UntilChange
 	}
 	switch {
 	case holds && n > leaseBins(in):
-		return leaseBins(in), UntilHold
+		return leaseBins(in), wire.UntilHold
 	case n > in.MaxSleep:
-		return in.MaxSleep, UntilBound
+		return in.MaxSleep, wire.UntilBound
 	case n >= bins:
-		return n, UntilBound
+		return n, wire.UntilBound
 	}
-	return n, UntilChange
+	return n, wire.UntilChange
 }
 
 // routerCounts is a router-mode loop's history from the arrival mirror:
 // the Window bins before the decided bin, and those of them since the loop
 // last read.
-func (p *Predictor) routerCounts(ctx context.Context, in ForecastInput) (Counts, Counts, error) {
+func (p *Predictor) routerCounts(ctx context.Context, in wire.ForecastInput) (wire.Counts, wire.Counts, error) {
 	r := in.Router
 	var mir Arrivals
 	if p.Watch != nil {
 		mir = p.Watch.Arrivals()
 	}
 	if mir == nil {
-		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: a router-mode loop needs a worker that mirrors the recorded arrivals (worker --arrivals-bin)", in.App))
+		return nil, nil, nonRetryable(wire.ErrBadInput, fmt.Errorf("forecast %s: a router-mode loop needs a worker that mirrors the recorded arrivals (worker --arrivals-bin)", in.App))
 	}
-	if r.Bin != mir.BinWidth() || r.Window < 1 || r.Window > MaxCountBins {
-		return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.BinWidth()))
+	if r.Bin != mir.BinWidth() || r.Window < 1 || r.Window > wire.MaxCountBins {
+		return nil, nil, nonRetryable(wire.ErrBadInput, fmt.Errorf("forecast %s: router-mode loop with %v bins and a window of %d: this worker mirrors %v bins (worker --arrivals-bin)", in.App, r.Bin, r.Window, mir.BinWidth()))
 	}
 	if len(r.Seed) > 0 {
 		if err := mir.Seed(in.App, r.SeedEnd, r.Seed); err != nil {
-			return nil, nil, nonRetryable(ErrBadInput, fmt.Errorf("forecast %s: %w", in.App, err))
+			return nil, nil, nonRetryable(wire.ErrBadInput, fmt.Errorf("forecast %s: %w", in.App, err))
 		}
 	}
 	if err := mir.Freeze(ctx, r.Start); err != nil {
@@ -303,7 +304,7 @@ func (p *Predictor) refresh(ctx context.Context) {
 	version, err := p.Models.ChampionVersion(ctx)
 	switch {
 	case errors.Is(err, ErrNoChampion):
-		set(nil, nonRetryable(ErrNoModel, errors.New("no demand model published yet: run `starter train --wait`")))
+		set(nil, nonRetryable(wire.ErrNoModel, errors.New("no demand model published yet: run `starter train --wait`")))
 		return
 	case err != nil && loaded != nil:
 		p.logger().Warn("model registry unreachable; keeping the loaded model", "version", loaded.Version(), "err", err)
@@ -319,7 +320,7 @@ func (p *Predictor) refresh(ctx context.Context) {
 	case err != nil && loaded != nil:
 		p.logger().Error("new champion fails to load; keeping the previous model", "version", version, "kept", loaded.Version(), "err", err)
 	case err != nil:
-		set(nil, nonRetryable(ErrNoModel, fmt.Errorf("load demand model %s: %w", version, err)))
+		set(nil, nonRetryable(wire.ErrNoModel, fmt.Errorf("load demand model %s: %w", version, err)))
 	default:
 		p.logger().Info("demand model loaded", "version", version)
 		set(m, nil)
@@ -341,26 +342,26 @@ func (p *Predictor) logger() *slog.Logger {
 // Seed reads, once per loop, the recent activity, the profile and the
 // observed host adjustments of an application. `starter loop start --all`
 // seeds every loop from one bulk query instead; this is the single-app path.
-func (p *Predictor) Seed(ctx context.Context, in SeedInput) (SeedResult, error) {
+func (p *Predictor) Seed(ctx context.Context, in wire.SeedInput) (wire.SeedResult, error) {
 	if in.App == "" || in.Bins <= 0 || in.Bin <= 0 {
-		return SeedResult{}, nonRetryable(ErrBadInput, fmt.Errorf("seed: app %q, bins %d, bin %v: all are required", in.App, in.Bins, in.Bin))
+		return wire.SeedResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("seed: app %q, bins %d, bin %v: all are required", in.App, in.Bins, in.Bin))
 	}
 	counts, err := p.History.RecentActivity(ctx, []string{in.App}, in.End, in.Bins, in.Bin)
 	if err != nil {
-		return SeedResult{}, fmt.Errorf("recent activity of %s: %w", in.App, err)
+		return wire.SeedResult{}, fmt.Errorf("recent activity of %s: %w", in.App, err)
 	}
 	prof, known, err := p.History.AppProfile(ctx, in.App)
 	if err != nil {
-		return SeedResult{}, fmt.Errorf("profile of %s: %w", in.App, err)
+		return wire.SeedResult{}, fmt.Errorf("profile of %s: %w", in.App, err)
 	}
 	adj, err := p.History.Adjustments(ctx, in.App)
 	if err != nil {
-		return SeedResult{}, fmt.Errorf("affinity adjustments of %s: %w", in.App, err)
+		return wire.SeedResult{}, fmt.Errorf("affinity adjustments of %s: %w", in.App, err)
 	}
 	c := counts[in.App]
 	if len(c) == 0 {
 		c = make([]float64, in.Bins)
 	}
 	prof.App = in.App
-	return SeedResult{Counts: c, Profile: prof, ProfileKnown: known, Adjustments: adj}, nil
+	return wire.SeedResult{Counts: c, Profile: prof, ProfileKnown: known, Adjustments: adj}, nil
 }

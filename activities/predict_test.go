@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
@@ -33,18 +34,18 @@ func TestForecastPlansNoLeaseBeyondWhatAnAgentAccepts(t *testing.T) {
 		policy *policy.Config
 	}{{"expected-value rule", nil}, {"policy.Config.Decide", &cfg}} {
 		t.Run(c.name, func(t *testing.T) {
-			in := ForecastInput{App: "a", Counts: []float64{0, 0, 1}, Next: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Bin: bin,
+			in := wire.ForecastInput{App: "a", Counts: []float64{0, 0, 1}, Next: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Bin: bin,
 				Bins: 1440, Held: true, Lookahead: 10, MaxSleep: 1440, Policy: c.policy, MemoryMB: 64,
 				Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}}
 			v, err := env.ExecuteActivity(p.Forecast, in)
 			require.NoError(t, err)
-			var res ForecastResult
+			var res wire.ForecastResult
 			require.NoError(t, v.Get(&res))
 			require.True(t, res.Action.Holds(), "P=0.9 along the path: held")
 			require.Equal(t, fits, res.HoldBins, "the hold is planned as far as a lease may live, not 1440 bins (48 h)")
 			require.LessOrEqual(t, time.Duration(res.HoldBins+2)*bin, api.MaxTTL)
 			require.Equal(t, fits, res.NextChange, "the loop wakes to extend the lease before it ends")
-			require.Equal(t, UntilHold, res.Until)
+			require.Equal(t, wire.UntilHold, res.Until)
 		})
 	}
 }

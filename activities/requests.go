@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -18,13 +19,13 @@ type Requests struct {
 
 // ClaimLease asks the application's loop for a live lease (an Update, so two
 // requests can never claim the same lease). No loop or no lease: cold.
-func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, error) {
+func (r *Requests) ClaimLease(ctx context.Context, in wire.ClaimInput) (wire.ClaimResult, error) {
 	if in.App == "" || in.RequestID == "" {
-		return ClaimResult{}, nonRetryable(ErrBadInput, fmt.Errorf("claim: app %q and request ID %q are required", in.App, in.RequestID))
+		return wire.ClaimResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("claim: app %q and request ID %q are required", in.App, in.RequestID))
 	}
 	res, err := r.Claimer.Claim(ctx, in)
 	if err != nil {
-		return ClaimResult{}, fmt.Errorf("claim a lease from the loop of %s: %w", in.App, err)
+		return wire.ClaimResult{}, fmt.Errorf("claim a lease from the loop of %s: %w", in.App, err)
 	}
 	return res, nil
 }
@@ -34,12 +35,12 @@ func (r *Requests) ClaimLease(ctx context.Context, in ClaimInput) (ClaimResult, 
 // before its answer was lost: a worker killed, ClickHouse cut) first asks
 // whether the request is already recorded, when the Recorder can tell
 // (RequestChecker), so the request row is written once.
-func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (RecordRequestResult, error) {
+func (r *Requests) RecordRequest(ctx context.Context, in wire.RecordRequestInput) (wire.RecordRequestResult, error) {
 	write := true
 	if c, ok := r.Recorder.(RequestChecker); ok && attempt(ctx) > 1 && in.Request.RequestID != "" {
 		done, err := c.RecordedRequests(ctx, []records.Request{in.Request})
 		if err != nil {
-			return RecordRequestResult{}, fmt.Errorf("check whether request %s is recorded: %w", in.Request.RequestID, err)
+			return wire.RecordRequestResult{}, fmt.Errorf("check whether request %s is recorded: %w", in.Request.RequestID, err)
 		}
 		if write = !done[in.Request.RequestID]; !write {
 			activity.GetLogger(ctx).Warn("request already recorded by an earlier attempt; not written again", "request", in.Request.RequestID)
@@ -47,20 +48,20 @@ func (r *Requests) RecordRequest(ctx context.Context, in RecordRequestInput) (Re
 	}
 	if write {
 		if err := r.Recorder.RecordRequests(ctx, []records.Request{in.Request}); err != nil {
-			return RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
+			return wire.RecordRequestResult{}, fmt.Errorf("record request %s: %w", in.Request.RequestID, err)
 		}
 	}
 	if in.Claimed != nil {
 		if err := r.Recorder.RecordPreparationEvents(ctx, []records.PreparationEvent{*in.Claimed}); err != nil {
-			return RecordRequestResult{}, fmt.Errorf("record claim of %s: %w", in.Claimed.PreparationID, err)
+			return wire.RecordRequestResult{}, fmt.Errorf("record claim of %s: %w", in.Claimed.PreparationID, err)
 		}
 	}
 	if in.Adjustment != nil {
 		if err := r.Recorder.RecordAdjustments(ctx, []records.Adjustment{*in.Adjustment}); err != nil {
-			return RecordRequestResult{}, fmt.Errorf("record adjustment %s/%s: %w", in.Adjustment.App, in.Adjustment.Host, err)
+			return wire.RecordRequestResult{}, fmt.Errorf("record adjustment %s/%s: %w", in.Adjustment.App, in.Adjustment.Host, err)
 		}
 	}
-	return RecordRequestResult{}, nil
+	return wire.RecordRequestResult{}, nil
 }
 
 // RequestChecker is what a Recorder may also do: say which of rows are

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -64,12 +65,12 @@ func TestRecordRequestRetriedAfterALostAnswerWritesOnce(t *testing.T) {
 	rec := &lossyRecorder{}
 	reqs := &Requests{Recorder: rec}
 	env.RegisterActivity(reqs)
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in RecordRequestInput) error {
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in wire.RecordRequestInput) error {
 		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Second,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Millisecond, MaximumAttempts: 5}})
 		return workflow.ExecuteActivity(ctx, reqs.RecordRequest, in).Get(ctx, nil)
 	}, workflow.RegisterOptions{Name: "record"})
-	in := RecordRequestInput{Request: records.Request{Time: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC), RequestID: "r-1", App: "a"}}
+	in := wire.RecordRequestInput{Request: records.Request{Time: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC), RequestID: "r-1", App: "a"}}
 	env.ExecuteWorkflow("record", in)
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, rec.rows, 1, "recorded once")

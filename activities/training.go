@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // Trainer is what the training activities need from the models and the
@@ -14,9 +16,9 @@ import (
 // range against the champion and the baselines, stored as a candidate), and
 // promote a candidate to champion.
 type Trainer interface {
-	Describe(ctx context.Context, in DescribeInput) (DatasetSummary, error)
-	TrainDemand(ctx context.Context, spec TrainSpec, resume []byte, progress func(TrainProgress)) (TrainedModel, error)
-	TrainAffinity(ctx context.Context, spec TrainSpec, progress func(TrainProgress)) (TrainedModel, error)
+	Describe(ctx context.Context, in wire.DescribeInput) (wire.DatasetSummary, error)
+	TrainDemand(ctx context.Context, spec wire.TrainSpec, resume []byte, progress func(TrainProgress)) (wire.TrainedModel, error)
+	TrainAffinity(ctx context.Context, spec wire.TrainSpec, progress func(TrainProgress)) (wire.TrainedModel, error)
 	Promote(ctx context.Context, version string) error
 }
 
@@ -45,21 +47,21 @@ type Training struct {
 
 // Describe extracts the data set summary (the rows stay in ClickHouse; the
 // training activity reads them itself rather than through Temporal's history).
-func (t *Training) Describe(ctx context.Context, in DescribeInput) (DescribeResult, error) {
+func (t *Training) Describe(ctx context.Context, in wire.DescribeInput) (wire.DescribeResult, error) {
 	bounded := !in.From.IsZero() && !in.To.IsZero()
 	if (bounded && !in.To.After(in.From)) || in.Bin <= 0 || in.Span < 0 {
-		return DescribeResult{}, nonRetryable(ErrBadInput, fmt.Errorf("describe: range %v..%v, span %v, bin %v: need from < to (or neither: the recent span) and a bin; %s", in.From, in.To, in.Span, in.Bin, RangeHint))
+		return wire.DescribeResult{}, nonRetryable(wire.ErrBadInput, fmt.Errorf("describe: range %v..%v, span %v, bin %v: need from < to (or neither: the recent span) and a bin; %s", in.From, in.To, in.Span, in.Bin, RangeHint))
 	}
 	d, err := t.Trainer.Describe(ctx, in)
 	if err != nil {
-		return DescribeResult{}, classifyTrainErr("describe stored history", err)
+		return wire.DescribeResult{}, classifyTrainErr("describe stored history", err)
 	}
-	return DescribeResult{Dataset: d}, nil
+	return wire.DescribeResult{Dataset: d}, nil
 }
 
 // TrainDemand trains the demand model, heartbeating progress with a
 // checkpoint; a retried attempt resumes from the last heartbeat's checkpoint.
-func (t *Training) TrainDemand(ctx context.Context, in TrainInput) (TrainResult, error) {
+func (t *Training) TrainDemand(ctx context.Context, in wire.TrainInput) (wire.TrainResult, error) {
 	var resume []byte
 	if activity.HasHeartbeatDetails(ctx) {
 		var last TrainProgress
@@ -79,31 +81,31 @@ func (t *Training) TrainDemand(ctx context.Context, in TrainInput) (TrainResult,
 		activity.RecordHeartbeat(ctx, p)
 	})
 	if err != nil {
-		return TrainResult{}, classifyTrainErr("train demand", err)
+		return wire.TrainResult{}, classifyTrainErr("train demand", err)
 	}
-	return TrainResult{Model: m, Resumed: resume != nil}, nil
+	return wire.TrainResult{Model: m, Resumed: resume != nil}, nil
 }
 
 // TrainAffinity trains the affinity model from served requests.
-func (t *Training) TrainAffinity(ctx context.Context, in TrainInput) (TrainResult, error) {
+func (t *Training) TrainAffinity(ctx context.Context, in wire.TrainInput) (wire.TrainResult, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second, TrainProgress{})
 	defer stop()
 	m, err := t.Trainer.TrainAffinity(ctx, in.Spec, func(p TrainProgress) { activity.RecordHeartbeat(ctx, p) })
 	if err != nil {
-		return TrainResult{}, classifyTrainErr("train affinity", err)
+		return wire.TrainResult{}, classifyTrainErr("train affinity", err)
 	}
-	return TrainResult{Model: m}, nil
+	return wire.TrainResult{Model: m}, nil
 }
 
 // Promote makes the candidate the champion (the registry retires the old one).
-func (t *Training) Promote(ctx context.Context, in PromoteInput) (PromoteResult, error) {
+func (t *Training) Promote(ctx context.Context, in wire.PromoteInput) (wire.PromoteResult, error) {
 	if in.Version == "" {
-		return PromoteResult{}, nonRetryable(ErrBadInput, errors.New("promote: no version"))
+		return wire.PromoteResult{}, nonRetryable(wire.ErrBadInput, errors.New("promote: no version"))
 	}
 	if err := t.Trainer.Promote(ctx, in.Version); err != nil {
-		return PromoteResult{}, fmt.Errorf("promote %s: %w", in.Version, err)
+		return wire.PromoteResult{}, fmt.Errorf("promote %s: %w", in.Version, err)
 	}
-	return PromoteResult{}, nil
+	return wire.PromoteResult{}, nil
 }
 
 // classifyTrainErr makes the failures a retry cannot fix non-retryable:
@@ -111,9 +113,9 @@ func (t *Training) Promote(ctx context.Context, in PromoteInput) (PromoteResult,
 func classifyTrainErr(what string, err error) error {
 	switch {
 	case errors.Is(err, ErrNotEnoughData):
-		return nonRetryable(ErrNotEnough, fmt.Errorf("%s: %w", what, err))
+		return nonRetryable(wire.ErrNotEnough, fmt.Errorf("%s: %w", what, err))
 	case errors.Is(err, ErrTooLarge):
-		return nonRetryable(ErrBadInput, fmt.Errorf("%s: %w; %s", what, err, RangeHint))
+		return nonRetryable(wire.ErrBadInput, fmt.Errorf("%s: %w; %s", what, err, RangeHint))
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // Feed wraps a host driver so the leases it makes open, extend and close
@@ -65,7 +66,7 @@ func (c feedClient) Extend(ctx context.Context, leaseID, app string, ttl time.Du
 	return expires, err
 }
 
-func (c feedClient) Serve(ctx context.Context, s activities.HostServing) (activities.HostServed, error) {
+func (c feedClient) Serve(ctx context.Context, s wire.HostServing) (wire.HostServed, error) {
 	r, err := c.next.Serve(ctx, s)
 	if err == nil && r.Kept && s.KeepID != "" {
 		c.open(s.App, s.KeepID, r.KeptExpires)
@@ -189,8 +190,8 @@ func (k kedaClient) Extend(_ context.Context, leaseID, app string, ttl time.Dura
 	return expires, nil
 }
 
-func (k kedaClient) Serve(_ context.Context, s activities.HostServing) (activities.HostServed, error) {
-	return activities.HostServed{}, permanent{fmt.Sprintf("request %s: requests reach %s through the cluster (KEDA scales its workload), not through Forewarm", s.RequestID, s.App)}
+func (k kedaClient) Serve(_ context.Context, s wire.HostServing) (wire.HostServed, error) {
+	return wire.HostServed{}, permanent{fmt.Sprintf("request %s: requests reach %s through the cluster (KEDA scales its workload), not through Forewarm", s.RequestID, s.App)}
 }
 
 func (k kedaClient) Release(_ context.Context, leaseID string) (activities.HostReleased, error) {
@@ -216,8 +217,8 @@ func (r refused) Shadow(context.Context, string, float64, float64) (float64, err
 func (r refused) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
 	return time.Time{}, r.err
 }
-func (r refused) Serve(context.Context, activities.HostServing) (activities.HostServed, error) {
-	return activities.HostServed{}, r.err
+func (r refused) Serve(context.Context, wire.HostServing) (wire.HostServed, error) {
+	return wire.HostServed{}, r.err
 }
 func (r refused) Release(context.Context, string) (activities.HostReleased, error) {
 	return activities.HostReleased{}, r.err

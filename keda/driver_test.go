@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -20,14 +21,14 @@ func TestPseudoDriverThroughTheActivities(t *testing.T) {
 	rec := &events{}
 	h := &activities.Hosts{Directory: Directory{}, Clients: clients, Recorder: rec}
 	ctx := context.Background()
-	cand := activities.HostCandidate{Host: HostID, URL: HostURL}
+	cand := wire.HostCandidate{Host: HostID, URL: HostURL}
 
-	_, err := h.Reserve(ctx, activities.ReserveInput{LeaseID: "a.1", App: "a", Candidate: cand, TTL: time.Hour})
+	_, err := h.Reserve(ctx, wire.ReserveInput{LeaseID: "a.1", App: "a", Candidate: cand, TTL: time.Hour})
 	require.NoError(t, err)
 
 	// Nobody asked: the shadow is refused, the reason recorded.
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	sr, err := h.Shadow(sctx, activities.ShadowInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL, MaxMS: 500})
+	sr, err := h.Shadow(sctx, wire.ShadowInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL, MaxMS: 500})
 	cancel()
 	require.NoError(t, err)
 	require.False(t, sr.OK)
@@ -40,22 +41,22 @@ func TestPseudoDriverThroughTheActivities(t *testing.T) {
 		_, _ = c.IsActive(context.Background(), ref("a"))
 	}()
 	sctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	sr, err = h.Shadow(sctx, activities.ShadowInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL, MaxMS: 500})
+	sr, err = h.Shadow(sctx, wire.ShadowInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL, MaxMS: 500})
 	cancel()
 	require.NoError(t, err)
 	require.True(t, sr.OK, sr.Reason)
 	require.GreaterOrEqual(t, sr.ShadowMS, 40.0)
 	t.Logf("shadow waited %.1f ms for KEDA's poll", sr.ShadowMS)
 
-	er, err := h.Extend(ctx, activities.ExtendInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL, TTL: 2 * time.Hour})
+	er, err := h.Extend(ctx, wire.ExtendInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL, TTL: 2 * time.Hour})
 	require.NoError(t, err)
 	require.True(t, er.Extended)
 	require.Equal(t, 1, reg.State("a").Live)
 
-	_, err = h.Serve(ctx, activities.ServeInput{HostServing: activities.HostServing{RequestID: "r1", App: "a"}, Host: HostID, HostURL: HostURL})
+	_, err = h.Serve(ctx, wire.ServeInput{HostServing: wire.HostServing{RequestID: "r1", App: "a"}, Host: HostID, HostURL: HostURL})
 	require.ErrorContains(t, err, "through the cluster")
 
-	rel, err := h.Release(ctx, activities.ReleaseInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL})
+	rel, err := h.Release(ctx, wire.ReleaseInput{LeaseID: "a.1", App: "a", Host: HostID, HostURL: HostURL})
 	require.NoError(t, err)
 	require.True(t, rel.WasHeld)
 	require.Equal(t, records.EventReleased, rec.last().Event)
@@ -65,16 +66,16 @@ func TestPseudoDriverThroughTheActivities(t *testing.T) {
 
 	// A lease that lapsed: the extension finds it gone, the release
 	// records it as expired.
-	_, err = h.Reserve(ctx, activities.ReserveInput{LeaseID: "a.2", App: "a", Candidate: cand, TTL: 20 * time.Millisecond})
+	_, err = h.Reserve(ctx, wire.ReserveInput{LeaseID: "a.2", App: "a", Candidate: cand, TTL: 20 * time.Millisecond})
 	require.NoError(t, err)
 	time.Sleep(30 * time.Millisecond)
-	er, err = h.Extend(ctx, activities.ExtendInput{LeaseID: "a.2", App: "a", Host: HostID, HostURL: HostURL, TTL: time.Hour})
+	er, err = h.Extend(ctx, wire.ExtendInput{LeaseID: "a.2", App: "a", Host: HostID, HostURL: HostURL, TTL: time.Hour})
 	require.NoError(t, err)
 	require.True(t, er.Gone)
 	require.Equal(t, records.EventExpired, rec.last().Event)
 
 	// Any other host is refused for good.
-	_, err = h.Reserve(ctx, activities.ReserveInput{LeaseID: "a.3", App: "a", Candidate: activities.HostCandidate{Host: "h1", URL: "https://h1"}, TTL: time.Hour})
+	_, err = h.Reserve(ctx, wire.ReserveInput{LeaseID: "a.3", App: "a", Candidate: wire.HostCandidate{Host: "h1", URL: "https://h1"}, TTL: time.Hour})
 	require.ErrorContains(t, err, "not the KEDA pseudo host")
 }
 

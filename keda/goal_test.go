@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -77,7 +78,7 @@ func replayOne(t *testing.T, tr *trace.Trace, i, from, to, window int, cfg polic
 	hosts := &activities.Hosts{Directory: Directory{}, Clients: &Clients{Reg: reg}}
 	live, err := hosts.Directory.LiveHosts(context.Background())
 	require.NoError(t, err)
-	cand := activities.HostCandidate{Host: live[0].ID, URL: live[0].URL, Score: 1, FreeMemMB: live[0].FreeMemMB}
+	cand := wire.HostCandidate{Host: live[0].ID, URL: live[0].URL, Score: 1, FreeMemMB: live[0].FreeMemMB}
 
 	// KEDA's external-push trigger: one stream for the app, drained.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -122,11 +123,11 @@ func replayOne(t *testing.T, tr *trace.Trace, i, from, to, window int, cfg polic
 		leaseN++
 		lease = a.ID + "." + time.Duration(leaseN).String()
 		ttl := tr.BinStart(b + hold).Add(grace).Sub(clk.Now())
-		_, err := hosts.Reserve(ctx, activities.ReserveInput{LeaseID: lease, App: a.ID, Candidate: cand, MemoryMB: a.MemoryMB, TTL: ttl})
+		_, err := hosts.Reserve(ctx, wire.ReserveInput{LeaseID: lease, App: a.ID, Candidate: cand, MemoryMB: a.MemoryMB, TTL: ttl})
 		require.NoError(t, err)
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 		defer scancel()
-		sr, err := hosts.Shadow(sctx, activities.ShadowInput{LeaseID: lease, App: a.ID, Host: cand.Host, HostURL: cand.URL, MaxMS: 500})
+		sr, err := hosts.Shadow(sctx, wire.ShadowInput{LeaseID: lease, App: a.ID, Host: cand.Host, HostURL: cand.URL, MaxMS: 500})
 		require.NoError(t, err)
 		require.True(t, sr.OK, "shadow of %s: %s", lease, sr.Reason)
 		out["preparations"]++
@@ -142,14 +143,14 @@ func replayOne(t *testing.T, tr *trace.Trace, i, from, to, window int, cfg polic
 		plan := cfg.Decide(s, bin, maxHold)
 		switch plan.Action {
 		case policy.Release:
-			res, err := hosts.Release(ctx, activities.ReleaseInput{LeaseID: lease, App: a.ID, Host: cand.Host, HostURL: cand.URL})
+			res, err := hosts.Release(ctx, wire.ReleaseInput{LeaseID: lease, App: a.ID, Host: cand.Host, HostURL: cand.URL})
 			require.NoError(t, err)
 			require.True(t, res.WasHeld)
 			lease = ""
 			out["releases"]++
 		case policy.Keep:
 			ttl := tr.BinStart(b + plan.HoldBins).Add(grace).Sub(clk.Now())
-			res, err := hosts.Extend(ctx, activities.ExtendInput{LeaseID: lease, App: a.ID, Host: cand.Host, HostURL: cand.URL, TTL: ttl})
+			res, err := hosts.Extend(ctx, wire.ExtendInput{LeaseID: lease, App: a.ID, Host: cand.Host, HostURL: cand.URL, TTL: ttl})
 			require.NoError(t, err)
 			require.True(t, res.Extended, "extend %s: %s", lease, res.Reason)
 		case policy.Prepare:

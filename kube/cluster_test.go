@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/appspec"
 	"github.com/forewarm/forewarm/internal/testenv"
 	"github.com/forewarm/forewarm/internal/testenv/kubetest"
@@ -78,7 +79,7 @@ func TestWarmPodLifecycle(t *testing.T) {
 		Affinity: &adapters.AffinityScorer{Src: noModels{}, CheckEvery: time.Hour, Log: slog.Default()}}
 	ctx := context.Background()
 
-	ranked, err := hosts.RankHosts(ctx, activities.RankInput{Profile: activities.AppProfile{App: "shop", MemoryMB: 256, DiskMB: 64, CPUMilli: 250}})
+	ranked, err := hosts.RankHosts(ctx, wire.RankInput{Profile: wire.AppProfile{App: "shop", MemoryMB: 256, DiskMB: 64, CPUMilli: 250}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +93,14 @@ func TestWarmPodLifecycle(t *testing.T) {
 	}
 
 	lease := uuid.NewString()
-	if _, err := hosts.Reserve(ctx, activities.ReserveInput{LeaseID: lease, App: "shop", Candidate: best, MemoryMB: 256, DiskMB: 64, CPUMilli: 250, TTL: time.Minute}); err != nil {
+	if _, err := hosts.Reserve(ctx, wire.ReserveInput{LeaseID: lease, App: "shop", Candidate: best, MemoryMB: 256, DiskMB: 64, CPUMilli: 250, TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	// A retried reserve (lost reply) finds the same pod.
-	if _, err := hosts.Reserve(ctx, activities.ReserveInput{LeaseID: lease, App: "shop", Candidate: best, MemoryMB: 256, TTL: time.Minute}); err != nil {
+	if _, err := hosts.Reserve(ctx, wire.ReserveInput{LeaseID: lease, App: "shop", Candidate: best, MemoryMB: 256, TTL: time.Minute}); err != nil {
 		t.Fatalf("retried reserve: %v", err)
 	}
-	sh, err := hosts.Shadow(ctx, activities.ShadowInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL, MaxMS: 30_000})
+	sh, err := hosts.Shadow(ctx, wire.ShadowInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL, MaxMS: 30_000})
 	if err != nil || !sh.OK {
 		t.Fatalf("shadow: %+v %v", sh, err)
 	}
@@ -142,7 +143,7 @@ func TestWarmPodLifecycle(t *testing.T) {
 		t.Errorf("free memory on %s %.0f MB, want 8192-256 (hosts %v)", big, free[big], free)
 	}
 
-	ext, err := hosts.Extend(ctx, activities.ExtendInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL, TTL: 5 * time.Minute})
+	ext, err := hosts.Extend(ctx, wire.ExtendInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL, TTL: 5 * time.Minute})
 	if err != nil || !ext.Extended {
 		t.Fatalf("extend: %+v %v", ext, err)
 	}
@@ -157,16 +158,16 @@ func TestWarmPodLifecycle(t *testing.T) {
 		t.Errorf("expiry annotation %q, want the extension's %s", after.Annotations[kube.AnnotationUntil], ext.Expires)
 	}
 
-	rel, err := hosts.Release(ctx, activities.ReleaseInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL})
+	rel, err := hosts.Release(ctx, wire.ReleaseInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL})
 	if err != nil || !rel.WasHeld {
 		t.Fatalf("release: %+v %v", rel, err)
 	}
 	kubetest.Gone(t, c.Client, ns, pod.Name, 30*time.Second)
 	// Released twice (a retry): the lease is known gone, not an error.
-	if rel, err := hosts.Release(ctx, activities.ReleaseInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL}); err != nil || rel.WasHeld {
+	if rel, err := hosts.Release(ctx, wire.ReleaseInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL}); err != nil || rel.WasHeld {
 		t.Fatalf("second release: %+v %v", rel, err)
 	}
-	if ext, err := hosts.Extend(ctx, activities.ExtendInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL, TTL: time.Minute}); err != nil || !ext.Gone {
+	if ext, err := hosts.Extend(ctx, wire.ExtendInput{LeaseID: lease, App: "shop", Host: best.Host, HostURL: best.URL, TTL: time.Minute}); err != nil || !ext.Gone {
 		t.Fatalf("extend after release: %+v %v, want gone", ext, err)
 	}
 	if left := kubetest.WarmPods(t, c.Client, ns); len(left) != 0 {

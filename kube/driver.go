@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // Labels and annotations the driver puts on what it creates.
@@ -323,8 +324,8 @@ func (c nodeClient) Extend(ctx context.Context, leaseID, app string, ttl time.Du
 
 // Serve is refused: requests reach the pods through the application's
 // Service, not through Forewarm.
-func (c nodeClient) Serve(context.Context, activities.HostServing) (activities.HostServed, error) {
-	return activities.HostServed{}, permanent(errors.New("the Kubernetes driver serves no request: requests reach the warm pods through the application's Service (run loops in router mode)"))
+func (c nodeClient) Serve(context.Context, wire.HostServing) (wire.HostServed, error) {
+	return wire.HostServed{}, permanent(errors.New("the Kubernetes driver serves no request: requests reach the warm pods through the application's Service (run loops in router mode)"))
 }
 
 // Release deletes the warm pod (or closes the window); a pod that had

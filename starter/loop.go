@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/policy"
 	"io"
 	"strconv"
@@ -18,7 +19,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/store"
@@ -131,12 +131,12 @@ func (p *policyFlags) policy() workflows.Policy {
 
 // fitBin lowers the defaults of --max-sleep-bins and --lookahead, where
 // they were not given, to what a host agent keeps a lease for at bins of
-// the given width (activities.MaxLeaseBins): a held instance's lease is
+// the given width (wire.MaxLeaseBins): a held instance's lease is
 // planned as far as the loop may sleep, and the default sleep of 60 bins
 // is 62 h of leases at one-hour bins, refused by every host. A value
 // given is kept, for ValidateFor to refuse. It returns what it lowered.
 func (p *policyFlags) fitBin(fs *pflag.FlagSet, pol workflows.Policy, bin time.Duration) (workflows.Policy, []string) {
-	fits := activities.MaxLeaseBins(bin)
+	fits := wire.MaxLeaseBins(bin)
 	if fits < 1 {
 		return pol, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/jsonx"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/internal/testenv"
@@ -93,8 +94,8 @@ type fakeHistory struct{}
 func (fakeHistory) RecentActivity(_ context.Context, apps []string, _ time.Time, bins int, _ time.Duration) (map[string][]float64, error) {
 	return map[string][]float64{apps[0]: make([]float64, bins)}, nil
 }
-func (fakeHistory) AppProfile(_ context.Context, app string) (activities.AppProfile, bool, error) {
-	return activities.AppProfile{App: app, MemoryMB: 64}, true, nil
+func (fakeHistory) AppProfile(_ context.Context, app string) (wire.AppProfile, bool, error) {
+	return wire.AppProfile{App: app, MemoryMB: 64}, true, nil
 }
 func (fakeHistory) Adjustments(context.Context, string) (map[string]float64, error) { return nil, nil }
 
@@ -224,7 +225,7 @@ func (oneHost) LiveHosts(context.Context) ([]activities.HostInfo, error) {
 
 type flatAffinity struct{}
 
-func (flatAffinity) Score(_ context.Context, _ activities.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
+func (flatAffinity) Score(_ context.Context, _ wire.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
 	out := make([]float64, len(hs))
 	for i := range out {
 		out[i] = 0.9
@@ -238,8 +239,8 @@ func (instantHost) Reserve(context.Context, activities.HostReservation) (time.Ti
 	return time.Time{}, nil
 }
 func (instantHost) Shadow(context.Context, string, float64, float64) (float64, error) { return 1, nil }
-func (instantHost) Serve(_ context.Context, s activities.HostServing) (activities.HostServed, error) {
-	return activities.HostServed{Warm: s.LeaseID != "", SetupMS: 2, WorkMS: 2 * s.WorkMS, TotalMS: 2 + 2*s.WorkMS}, nil
+func (instantHost) Serve(_ context.Context, s wire.HostServing) (wire.HostServed, error) {
+	return wire.HostServed{Warm: s.LeaseID != "", SetupMS: 2, WorkMS: 2 * s.WorkMS, TotalMS: 2 + 2*s.WorkMS}, nil
 }
 func (instantHost) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
 	return time.Time{}, nil
@@ -256,8 +257,8 @@ func (instantHosts) NotFound(error) bool                      { return false }
 
 type noLoop struct{}
 
-func (noLoop) Claim(context.Context, activities.ClaimInput) (activities.ClaimResult, error) {
-	return activities.ClaimResult{}, nil
+func (noLoop) Claim(context.Context, wire.ClaimInput) (wire.ClaimResult, error) {
+	return wire.ClaimResult{}, nil
 }
 
 type nopRecorder struct{}

@@ -19,6 +19,7 @@ import (
 	"github.com/forewarm/forewarm/models/affinitydata"
 	"github.com/forewarm/forewarm/models/demand"
 	"github.com/forewarm/forewarm/models/lifecycle"
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -142,7 +143,7 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 				return err
 			}
 			if tUntil.IsZero() {
-				tUntil = lifecycle.HeldOutFrom(tr, lifecycle.HoldoutFraction)
+				tUntil = lifecycle.HeldOutFrom(tr, rule.HoldoutFraction)
 			}
 			if !tUntil.After(tr.Start) || !tUntil.Before(tr.End()) {
 				return usageErr("--train-until %s: must fall inside the data, %s – %s", tUntil.Format(time.RFC3339), tr.Start.Format(time.RFC3339), tr.End().Format(time.RFC3339))
@@ -189,7 +190,7 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 				Spec: res.Spec, Epochs: res.Epochs, BestEpoch: res.BestEpoch, TrainSeqs: res.TrainSeqs, SeqPerSec: res.SeqPerSec,
 				TrainSeconds: trainSecs, Runtime: runtime, Model: *ev.Model, Baselines: ev.Baselines, ONNXBytes: len(onnx),
 				Champion: cmp.Champion, ChampionEval: cmp.ChampionEval}
-			decision := lifecycle.Decide(cmp.Comparison, 0)
+			decision := rule.Decide(cmp.Comparison, 0)
 			o.BeatsAll = !strings.Contains(decision.Reason, "baseline(s)")
 
 			if o.ONNXFile, err = writeONNX(out, onnx); err != nil {
@@ -223,7 +224,7 @@ candidate overrides the rule; --no-publish only trains and reports.`,
 	fs.BoolVar(&fromStore, "from-store", false, "train on the activity stored in ClickHouse instead of a trace file")
 	fs.StringVar(&from, "from", "", "--from-store: start of the history (RFC 3339; default: the last --span of it)")
 	fs.StringVar(&to, "to", "", "--from-store: end of the history (RFC 3339; default after the last stored bin)")
-	fs.DurationVar(&span, "span", lifecycle.DefaultSpan, "--from-store without --from: how much of the most recent stored history to read")
+	fs.DurationVar(&span, "span", rule.DefaultSpan, "--from-store without --from: how much of the most recent stored history to read")
 	fs.StringVar(&until, "train-until", "", "end of the training data, RFC 3339; evaluation runs from here to the end (default: the last fifth is held out)")
 	fs.StringVar(&status, "status", "auto", "registry status: auto, champion or candidate")
 	fs.StringVar(&vers, "version", "", "model version name (default demand-<UTC time>)")
@@ -241,12 +242,12 @@ func useORT(mf modelFlags) bool { return !mf.NoORT }
 // the lifecycle's decision, or by the status the operator asked for
 // (--status champion or candidate; auto keeps the decision). It returns the
 // model's status and why.
-func publishTrained(ctx context.Context, st *store.Store, status, version, kind, meta string, onnx []byte, metrics map[string]float64, d lifecycle.Decision) (string, string, error) {
+func publishTrained(ctx context.Context, st *store.Store, status, version, kind, meta string, onnx []byte, metrics map[string]float64, d rule.Decision) (string, string, error) {
 	switch status {
 	case store.StatusChampion:
-		d = lifecycle.Decision{Publish: true, Reason: "status champion requested"}
+		d = rule.Decision{Publish: true, Reason: "status champion requested"}
 	case store.StatusCandidate:
-		d = lifecycle.Decision{Reason: "status candidate requested"}
+		d = rule.Decision{Reason: "status candidate requested"}
 	}
 	if err := lifecycle.StoreCandidate(ctx, st, version, kind, meta, onnx, metrics); err != nil {
 		return "", "", err
@@ -494,7 +495,7 @@ beats every baseline's and the champion's (by 1%).`,
 					toT = time.Now().UTC()
 				}
 				if fromT.IsZero() {
-					fromT = toT.Add(-lifecycle.AffinityWindow)
+					fromT = toT.Add(-rule.AffinityWindow)
 				}
 				if samples, err = affinitydata.Samples(ctx, st, fromT, toT); err != nil {
 					return err
@@ -522,10 +523,10 @@ beats every baseline's and the champion's (by 1%).`,
 				return err
 			}
 			o := affinityTrainOutput{Version: res.Version, Source: source, Samples: len(samples), Metrics: res.Metrics(), Champion: cmp.Champion}
-			if mse, ok := cmp.ChampionMetrics[lifecycle.AffinityMetric]; ok {
+			if mse, ok := cmp.ChampionMetrics[rule.AffinityMetric]; ok {
 				o.ChampionMSE = &mse
 			}
-			decision := lifecycle.Decide(cmp, 0)
+			decision := rule.Decide(cmp, 0)
 			if o.ONNXFile, err = writeONNX(out, onnx); err != nil {
 				return err
 			}
@@ -543,7 +544,7 @@ beats every baseline's and the champion's (by 1%).`,
 			}
 			fmt.Fprintf(w, "affinity model %s trained on %s\n", o.Version, o.Source)
 			fmt.Fprintf(w, "held-out MSE: model %.4f, heuristic %.4f, mean %.4f (%d held out)\n",
-				cmp.Metrics[lifecycle.AffinityMetric], res.DefaultMSE, res.MeanMSE, res.ValN)
+				cmp.Metrics[rule.AffinityMetric], res.DefaultMSE, res.MeanMSE, res.ValN)
 			if o.ChampionMSE != nil {
 				fmt.Fprintf(w, "previous champion %s: %.4f\n", o.Champion, *o.ChampionMSE)
 			}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/forewarm/forewarm/models/lifecycle"
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/workflows"
 	"github.com/forewarm/forewarm/workflows/wfclient"
 )
@@ -95,7 +95,7 @@ trains on the most recent one.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&from, "from", "", "start of the training range, RFC 3339 (default: the last --span of stored history)")
-	fs.DurationVar(&in.Span, "span", lifecycle.DefaultSpan, "without --from and --to: how much of the most recent stored history to train on")
+	fs.DurationVar(&in.Span, "span", rule.DefaultSpan, "without --from and --to: how much of the most recent stored history to train on")
 	fs.StringVar(&to, "to", "", "end of the training range, RFC 3339")
 	fs.DurationVar(&in.Bin, "bin", time.Minute, "bin width of the training data")
 	fs.IntVar(&in.Epochs, "epochs", 0, "maximum epochs (0: the trainer's default)")

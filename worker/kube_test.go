@@ -21,7 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/testenv/kubetest"
 	"github.com/forewarm/forewarm/kube"
 	"github.com/forewarm/forewarm/store"
@@ -92,7 +92,7 @@ func TestLoopWarmsPodsOnKubernetes(t *testing.T) {
 		pol := workflows.DefaultPolicy()
 		pol.Threshold, pol.MaxSleepBins = 0.3, 4
 		k.startLoopInput(workflows.LoopInput{App: app, Bin: bin, Policy: pol, Router: true, Seeded: true,
-			Profile: activities.AppProfile{App: app, MemoryMB: 64, DiskMB: 16, CPUMilli: 100},
+			Profile: wire.AppProfile{App: app, MemoryMB: 64, DiskMB: 16, CPUMilli: 100},
 			Clock:   &workflows.TraceClock{RealStart: start, TraceStart: start, TraceBin: time.Second}})
 	}
 	warm := func(within time.Duration) *corev1.Pod {

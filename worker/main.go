@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/buildinfo"
 	"log/slog"
 	"net"
@@ -152,8 +153,8 @@ func parseFlags(args []string) (settings, error) {
 	if s.ArrivalsBin != 0 && (s.ArrivalsBin < time.Second || s.ArrivalsBin%time.Second != 0) {
 		return s, fmt.Errorf("--arrivals-bin %v: use whole seconds (or 0 for none)", s.ArrivalsBin)
 	}
-	if s.ArrivalsSpan < 1 || s.ArrivalsSpan > activities.MaxCountBins {
-		return s, fmt.Errorf("--arrivals-span %d: must be in [1, %d]", s.ArrivalsSpan, activities.MaxCountBins)
+	if s.ArrivalsSpan < 1 || s.ArrivalsSpan > wire.MaxCountBins {
+		return s, fmt.Errorf("--arrivals-span %d: must be in [1, %d]", s.ArrivalsSpan, wire.MaxCountBins)
 	}
 	if s.ArrivalsLate < -1 || s.ArrivalsLate >= s.ArrivalsSpan {
 		return s, fmt.Errorf("--arrivals-late-bins %d: must be -1 (none), 0 (a minute's bins) or less than --arrivals-span %d", s.ArrivalsLate, s.ArrivalsSpan)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
 	"github.com/forewarm/forewarm/worker/resident"
@@ -43,7 +44,7 @@ func TestRouterModeEndToEnd(t *testing.T) {
 	pol.DryRun, pol.Threshold = true, 0.5
 	for _, a := range apps {
 		k.startLoopInput(workflows.LoopInput{App: a, Bin: bin, Policy: pol, Router: true, Seeded: true,
-			Profile: activities.AppProfile{App: a, MemoryMB: 16, DiskMB: 4},
+			Profile: wire.AppProfile{App: a, MemoryMB: 16, DiskMB: 4},
 			Clock:   &workflows.TraceClock{RealStart: start, TraceStart: start, TraceBin: time.Second}})
 	}
 	k.waitFor("both loops' first decision", 3*bin, func() bool {
@@ -119,16 +120,16 @@ func TestMirrorHearsALateBatchInTheStore(t *testing.T) {
 	require.Equal(t, []string{"predict/a@" + b(2).UTC().Format("15:04")}, waker.woken, "the late batch woke the loop holding nothing")
 	win, err := m.Window("a", b(2), 2)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 4}, win, "bin 0 as frozen; its late requests in bin 1")
+	require.Equal(t, wire.Counts{0, 4}, win, "bin 0 as frozen; its late requests in bin 1")
 	win, err = m.Window("b", b(2), 2)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 1}, win)
+	require.Equal(t, wire.Counts{0, 1}, win)
 
 	require.NoError(t, w.Check(ctx, b(3)))
 	require.NoError(t, w.Check(ctx, b(4)))
 	win, err = m.Window("a", b(4), 4)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 4, 0, 0}, win, "read again, the batch counts no more")
+	require.Equal(t, wire.Counts{0, 4, 0, 0}, win, "read again, the batch counts no more")
 	require.Equal(t, resident.MirrorStats{LateRequests: 4, LateBins: 1}, m.Stats())
 	busy, err := st.BusyBins(ctx, b(0), b(2), time.Minute)
 	require.NoError(t, err)

@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/trace"
 	"github.com/forewarm/forewarm/workflows"
@@ -50,11 +50,11 @@ func TestTrainingWithTracesOfDifferentYears(t *testing.T) {
 	err = run.Get(ctx, nil)
 	var refusal *temporal.ApplicationError
 	for e := err; e != nil; e = errors.Unwrap(e) {
-		if a, ok := e.(*temporal.ApplicationError); ok && a.Type() == activities.ErrBadInput {
+		if a, ok := e.(*temporal.ApplicationError); ok && a.Type() == wire.ErrBadInput {
 			refusal = a
 		}
 	}
-	require.NotNil(t, refusal, "no %s refusal in %v", activities.ErrBadInput, err)
+	require.NotNil(t, refusal, "no %s refusal in %v", wire.ErrBadInput, err)
 	require.True(t, refusal.NonRetryable())
 	require.Contains(t, err.Error(), "too large")
 	require.Contains(t, err.Error(), "starter train --span")

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/batch"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/models/demand"
@@ -185,11 +186,11 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 	for i := range seed {
 		seed[i] = float64(a.Counts[i])
 	}
-	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).Return(activities.SeedResult{
-		Counts: seed, Profile: activities.AppProfile{MemoryMB: a.MemoryOrDefault()}, ProfileKnown: true}, nil)
+	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).Return(wire.SeedResult{
+		Counts: seed, Profile: wire.AppProfile{MemoryMB: a.MemoryOrDefault()}, ProfileKnown: true}, nil)
 	fh := newFakeHosts("h1", "h2")
 	fh.mock(env)
-	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(activities.ExtendResult{Extended: true}, nil).Maybe()
+	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(wire.ExtendResult{Extended: true}, nil).Maybe()
 
 	var mu sync.Mutex
 	var recs []records.Prediction
@@ -207,7 +208,7 @@ func loopDecisions(t *testing.T, tr *trace.Trace, app, from, to int, pol Policy,
 		// Seeded as wfclient seeds a loop on a trace clock: the last seeded
 		// bin stands for the bin open until the clock starts.
 		in.Seeded, in.Recent, in.Pending = true, seed[max(0, len(seed)-1439):], float64(a.Counts[from-1])
-		in.Profile = activities.AppProfile{App: a.ID, MemoryMB: a.MemoryOrDefault()}.WithDefaults()
+		in.Profile = wire.AppProfile{App: a.ID, MemoryMB: a.MemoryOrDefault()}.WithDefaults()
 		in.BinEnd = tr.BinStart(from)
 		in.Clock = &TraceClock{RealStart: tr.BinStart(from), TraceStart: tr.BinStart(from), TraceBin: tr.Bin}
 		in.SeedEnd = in.Clock.RealStart

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 	"strings"
@@ -47,18 +48,18 @@ func newPolicyLoopEnv(t *testing.T, model activities.DemandModel) (*testsuite.Te
 	fh := newFakeHosts("h1", "h2")
 	ex := &extends{}
 	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ExtendInput) (activities.ExtendResult, error) {
+		func(_ context.Context, in wire.ExtendInput) (wire.ExtendResult, error) {
 			ex.mu.Lock()
 			defer ex.mu.Unlock()
 			ex.calls = append(ex.calls, in)
-			return activities.ExtendResult{Extended: true}, nil
+			return wire.ExtendResult{Extended: true}, nil
 		}).Maybe()
 	return env, fh, ex
 }
 
 type extends struct {
 	mu    sync.Mutex
-	calls []activities.ExtendInput
+	calls []wire.ExtendInput
 }
 
 func (e *extends) count() int {
@@ -99,7 +100,7 @@ func TestLoopKeepsAWarmInstanceAndReleasesIt(t *testing.T) {
 		claimNow(t, env, "r4", 300, &cold)
 	}, 6500*time.Millisecond)
 	env.RegisterDelayedCallback(func() {
-		kept := activities.Lease{LeaseID: cold.Keep.LeaseID, App: "app-w", Host: "h2", HostURL: "http://h2", MemoryMB: cold.Keep.MemoryMB,
+		kept := wire.Lease{LeaseID: cold.Keep.LeaseID, App: "app-w", Host: "h2", HostURL: "http://h2", MemoryMB: cold.Keep.MemoryMB,
 			Reserved: t0.Add(6600 * time.Millisecond), Expires: t0.Add(6600 * time.Millisecond).Add(cold.Keep.TTL)}
 		env.SignalWorkflow(SignalObservation, ObservationSignal{RequestID: "r4", Claimed: true, Kept: &kept})
 	}, 6700*time.Millisecond)
@@ -210,7 +211,7 @@ func (slowModel) Predict(in []activities.DemandQuery) ([]float64, error) {
 func TestLoopContinuesAsNewWhenBusy(t *testing.T) {
 	env, fh, _ := newPolicyLoopEnv(t, slowModel{})
 	// Shadow requests take 40 s: a preparation is always in flight.
-	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(activities.ShadowResult{OK: true, ShadowMS: 5}, nil).After(40 * time.Second)
+	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(wire.ShadowResult{OK: true, ShadowMS: 5}, nil).After(40 * time.Second)
 	fh.mock(env)
 	for i := range 30 {
 		env.RegisterDelayedCallback(func() {
@@ -314,7 +315,7 @@ func TestClaimWaitsForThePreparationInFlight(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env, fh, _ := newPolicyLoopEnv(t, timerModel{})
-			env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).After(c.shadow).Return(activities.ShadowResult{OK: true, ShadowMS: 12}, nil)
+			env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).After(c.shadow).Return(wire.ShadowResult{OK: true, ShadowMS: 12}, nil)
 			fh.mock(env)
 			// The timer's request is due in the bin at 2 s; the preparation
 			// starts 300 ms ahead of it and the request arrives at 2 s.
@@ -351,12 +352,12 @@ func TestClaimWhileTheLoopIsStillSeeding(t *testing.T) {
 	env.SetStartTime(t0)
 	RegisterPrediction(env)
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
-	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).After(3*time.Second).Return(activities.SeedResult{
-		Counts: []float64{0, 1, 0}, Profile: activities.AppProfile{MemoryMB: 256, ReadRatio: 0.7}, ProfileKnown: true}, nil)
+	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).After(3*time.Second).Return(wire.SeedResult{
+		Counts: []float64{0, 1, 0}, Profile: wire.AppProfile{MemoryMB: 256, ReadRatio: 0.7}, ProfileKnown: true}, nil)
 	env.RegisterActivity(&activities.Predictor{Models: oneModel{recentModel{}}})
 	fh := newFakeHosts("h1", "h2")
 	fh.mock(env)
-	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(activities.ExtendResult{Extended: true}, nil).Maybe()
+	env.OnActivity(hosts.Extend, mock.Anything, mock.Anything).Return(wire.ExtendResult{Extended: true}, nil).Maybe()
 	var res ClaimUpdateResult
 	env.RegisterDelayedCallback(func() { claimNow(t, env, "early", 16, &res) }, 500*time.Millisecond)
 	var after LoopStatus
@@ -385,7 +386,7 @@ func rulePolicy() Policy {
 func TestLoopStopDuringPreparationLeaksNothing(t *testing.T) {
 	env, fh, _ := newPolicyLoopEnv(t, recentModel{})
 	// The shadow request takes 3 s; the stop arrives in the middle of it.
-	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(activities.ShadowResult{OK: true, ShadowMS: 5}, nil).After(3 * time.Second)
+	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(wire.ShadowResult{OK: true, ShadowMS: 5}, nil).After(3 * time.Second)
 	fh.mock(env)
 	// A request in the first bin: the wake after it prepares.
 	env.RegisterDelayedCallback(func() {

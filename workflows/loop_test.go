@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 )
 
@@ -20,57 +20,57 @@ var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 // fakeHosts is a scripted set of host agents behind the mocked activities.
 type fakeHosts struct {
 	mu         sync.Mutex
-	candidates []activities.HostCandidate
+	candidates []wire.HostCandidate
 	badShadow  map[string]bool // host -> shadow fails
 	reserved   map[string]bool // lease ID -> held
-	released   []activities.ReleaseInput
+	released   []wire.ReleaseInput
 }
 
 func newFakeHosts(names ...string) *fakeHosts {
 	f := &fakeHosts{badShadow: map[string]bool{}, reserved: map[string]bool{}}
 	for i, n := range names {
-		f.candidates = append(f.candidates, activities.HostCandidate{Host: n, URL: "http://" + n, ModelScore: 0.9 - 0.1*float64(i), Score: 0.9 - 0.1*float64(i)})
+		f.candidates = append(f.candidates, wire.HostCandidate{Host: n, URL: "http://" + n, ModelScore: 0.9 - 0.1*float64(i), Score: 0.9 - 0.1*float64(i)})
 	}
 	return f
 }
 
 func (f *fakeHosts) mock(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(hosts.RankHosts, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.RankInput) (activities.RankResult, error) {
+		func(_ context.Context, in wire.RankInput) (wire.RankResult, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			out := make([]activities.HostCandidate, len(f.candidates))
+			out := make([]wire.HostCandidate, len(f.candidates))
 			copy(out, f.candidates)
 			for i := range out {
 				out[i].Adjustment = in.Adjustments[out[i].Host]
 				out[i].Score += out[i].Adjustment
 			}
-			return activities.RankResult{Candidates: out, ModelVersion: "aff-1"}, nil
+			return wire.RankResult{Candidates: out, ModelVersion: "aff-1"}, nil
 		})
 	env.OnActivity(hosts.Reserve, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ReserveInput) (activities.ReserveResult, error) {
+		func(_ context.Context, in wire.ReserveInput) (wire.ReserveResult, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.reserved[in.LeaseID] = true
 			// Activities run on the wall clock, not the test's: leave the
 			// expiry to the workflow's clock.
-			return activities.ReserveResult{}, nil
+			return wire.ReserveResult{}, nil
 		})
 	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ShadowInput) (activities.ShadowResult, error) {
+		func(_ context.Context, in wire.ShadowInput) (wire.ShadowResult, error) {
 			if f.badShadow[in.Host] {
-				return activities.ShadowResult{OK: false, ShadowMS: 900, Reason: "too slow"}, nil
+				return wire.ShadowResult{OK: false, ShadowMS: 900, Reason: "too slow"}, nil
 			}
-			return activities.ShadowResult{OK: true, ShadowMS: 12}, nil
+			return wire.ShadowResult{OK: true, ShadowMS: 12}, nil
 		})
 	env.OnActivity(hosts.Release, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ReleaseInput) (activities.ReleaseResult, error) {
+		func(_ context.Context, in wire.ReleaseInput) (wire.ReleaseResult, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			held := f.reserved[in.LeaseID]
 			delete(f.reserved, in.LeaseID)
 			f.released = append(f.released, in)
-			return activities.ReleaseResult{WasHeld: held}, nil
+			return wire.ReleaseResult{WasHeld: held}, nil
 		})
 }
 
@@ -86,10 +86,10 @@ func (f *fakeHosts) held() []string {
 	return ids
 }
 
-func (f *fakeHosts) releases() []activities.ReleaseInput {
+func (f *fakeHosts) releases() []wire.ReleaseInput {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]activities.ReleaseInput(nil), f.released...)
+	return append([]wire.ReleaseInput(nil), f.released...)
 }
 
 func newLoopEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
@@ -99,8 +99,8 @@ func newLoopEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.SetStartTime(t0)
 	RegisterPrediction(env)
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
-	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).Return(activities.SeedResult{
-		Counts: []float64{0, 1, 0}, Profile: activities.AppProfile{MemoryMB: 256, ReadRatio: 0.7}, ProfileKnown: true,
+	env.OnActivity(predictor.Seed, mock.Anything, mock.Anything).Return(wire.SeedResult{
+		Counts: []float64{0, 1, 0}, Profile: wire.AppProfile{MemoryMB: 256, ReadRatio: 0.7}, ProfileKnown: true,
 		Adjustments: map[string]float64{"h2": 0.05}}, nil).Maybe()
 	return env
 }

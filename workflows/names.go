@@ -84,7 +84,7 @@ var (
 // `temporal workflow describe`; not searchable).
 const (
 	MemoBin     = "bin"     // bin width, e.g. "1m0s"
-	MemoProfile = "profile" // activities.AppProfile the loop started with
+	MemoProfile = "profile" // wire.AppProfile the loop started with
 )
 
 // Values of AttrLoopState.

@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 )
 
@@ -24,7 +24,7 @@ func newPrepEnv() *testsuite.TestWorkflowEnvironment {
 	return env
 }
 
-var prepIn = PrepareInput{App: "app-p", Profile: activities.AppProfile{MemoryMB: 128, DiskMB: 64, ReadRatio: 0.5}, TopN: 1, TTL: 30 * time.Second, MaxShadowMS: 100}
+var prepIn = PrepareInput{App: "app-p", Profile: wire.AppProfile{MemoryMB: 128, DiskMB: 64, ReadRatio: 0.5}, TopN: 1, TTL: 30 * time.Second, MaxShadowMS: 100}
 
 func TestPreparationFallsBackToNextHostAndReleasesTheFailedOne(t *testing.T) {
 	env := newPrepEnv()
@@ -54,8 +54,8 @@ func TestPreparationReleasesWhenReserveFailsForGood(t *testing.T) {
 	fh := newFakeHosts("full", "ok")
 	// "full" refuses (over capacity): not retried, released just in case, next host.
 	// (Specific mocks first: the first matching expectation wins.)
-	env.OnActivity(hosts.Reserve, mock.Anything, mock.MatchedBy(func(in activities.ReserveInput) bool { return in.Candidate.Host == "full" })).
-		Return(activities.ReserveResult{}, temporal.NewNonRetryableApplicationError("over capacity", activities.ErrHostRejected, nil)).Once()
+	env.OnActivity(hosts.Reserve, mock.Anything, mock.MatchedBy(func(in wire.ReserveInput) bool { return in.Candidate.Host == "full" })).
+		Return(wire.ReserveResult{}, temporal.NewNonRetryableApplicationError("over capacity", wire.ErrHostRejected, nil)).Once()
 	fh.mock(env)
 	env.ExecuteWorkflow(PreparationWorkflowName, prepIn)
 	require.NoError(t, env.GetWorkflowError())
@@ -71,9 +71,9 @@ func TestPreparationCancelledReleasesWhatItHolds(t *testing.T) {
 	fh := newFakeHosts("h1")
 	// The shadow request hangs until the workflow is cancelled.
 	env.OnActivity(hosts.Shadow, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, _ activities.ShadowInput) (activities.ShadowResult, error) {
+		func(ctx context.Context, _ wire.ShadowInput) (wire.ShadowResult, error) {
 			<-ctx.Done()
-			return activities.ShadowResult{}, ctx.Err()
+			return wire.ShadowResult{}, ctx.Err()
 		})
 	fh.mock(env)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 2*time.Second)
@@ -89,8 +89,8 @@ func TestPreparationCancelledReleasesWhatItHolds(t *testing.T) {
 
 func TestPreparationWithoutHosts(t *testing.T) {
 	env := newPrepEnv()
-	env.OnActivity(hosts.RankHosts, mock.Anything, mock.Anything).Return(activities.RankResult{},
-		temporal.NewNonRetryableApplicationError("no live host agent", activities.ErrNoHosts, nil))
+	env.OnActivity(hosts.RankHosts, mock.Anything, mock.Anything).Return(wire.RankResult{},
+		temporal.NewNonRetryableApplicationError("no live host agent", wire.ErrNoHosts, nil))
 	env.ExecuteWorkflow(PreparationWorkflowName, prepIn)
 	err := env.GetWorkflowError()
 	require.Error(t, err)

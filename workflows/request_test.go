@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/store/records"
 )
@@ -41,16 +41,16 @@ var reqIn = RequestInput{RequestID: "r-1", App: "app-r", MemoryMB: 128, DiskMB: 
 
 func TestServeRequestWarmSlowHostLowersAffinity(t *testing.T) {
 	env := newRequestEnv()
-	lease := activities.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", MemoryMB: 128, Score: 0.9, Adjusted: 0.1, Reserved: t0.Add(-5 * time.Second)}
-	env.OnActivity(requests.ClaimLease, mock.Anything, activities.ClaimInput{App: "app-r", RequestID: "r-1", CountArrival: true, SizeMB: 128}).
-		Return(activities.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
-	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in activities.ServeInput) bool { return in.LeaseID == lease.LeaseID && in.HostURL == "http://h1" })).
-		Return(activities.ServeResult{Warm: true, SetupMS: 1, WorkMS: 250, TotalMS: 251}, nil)
-	var recorded activities.RecordRequestInput
+	lease := wire.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", MemoryMB: 128, Score: 0.9, Adjusted: 0.1, Reserved: t0.Add(-5 * time.Second)}
+	env.OnActivity(requests.ClaimLease, mock.Anything, wire.ClaimInput{App: "app-r", RequestID: "r-1", CountArrival: true, SizeMB: 128}).
+		Return(wire.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
+	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in wire.ServeInput) bool { return in.LeaseID == lease.LeaseID && in.HostURL == "http://h1" })).
+		Return(wire.ServeResult{Warm: true, SetupMS: 1, WorkMS: 250, TotalMS: 251}, nil)
+	var recorded wire.RecordRequestInput
 	env.OnActivity(requests.RecordRequest, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.RecordRequestInput) (activities.RecordRequestResult, error) {
+		func(_ context.Context, in wire.RecordRequestInput) (wire.RecordRequestResult, error) {
 			recorded = in
-			return activities.RecordRequestResult{}, nil
+			return wire.RecordRequestResult{}, nil
 		})
 	var obs ObservationSignal
 	env.OnSignalExternalWorkflow(mock.Anything, "predict/app-r", "", SignalObservation, mock.Anything).Return(
@@ -83,14 +83,14 @@ func TestServeRequestWarmSlowHostLowersAffinity(t *testing.T) {
 
 func TestServeRequestColdWithoutLoop(t *testing.T) {
 	env := newRequestEnv()
-	env.OnActivity(requests.ClaimLease, mock.Anything, mock.Anything).Return(activities.ClaimResult{}, nil)
-	env.OnActivity(hosts.RankHosts, mock.Anything, mock.Anything).Return(activities.RankResult{Candidates: []activities.HostCandidate{
+	env.OnActivity(requests.ClaimLease, mock.Anything, mock.Anything).Return(wire.ClaimResult{}, nil)
+	env.OnActivity(hosts.RankHosts, mock.Anything, mock.Anything).Return(wire.RankResult{Candidates: []wire.HostCandidate{
 		{Host: "down", URL: "http://down", Score: 0.9}, {Host: "h2", URL: "http://h2", Score: 0.7}}}, nil)
-	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in activities.ServeInput) bool { return in.Host == "down" })).
-		Return(activities.ServeResult{}, errTransient)
-	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in activities.ServeInput) bool { return in.Host == "h2" && in.LeaseID == "" })).
-		Return(activities.ServeResult{Warm: false, SetupMS: 40, WorkMS: 140, TotalMS: 180}, nil)
-	env.OnActivity(requests.RecordRequest, mock.Anything, mock.Anything).Return(activities.RecordRequestResult{}, nil)
+	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in wire.ServeInput) bool { return in.Host == "down" })).
+		Return(wire.ServeResult{}, errTransient)
+	env.OnActivity(hosts.Serve, mock.Anything, mock.MatchedBy(func(in wire.ServeInput) bool { return in.Host == "h2" && in.LeaseID == "" })).
+		Return(wire.ServeResult{Warm: false, SetupMS: 40, WorkMS: 140, TotalMS: 180}, nil)
+	env.OnActivity(requests.RecordRequest, mock.Anything, mock.Anything).Return(wire.RecordRequestResult{}, nil)
 	env.OnSignalExternalWorkflow(mock.Anything, "predict/app-r", "", SignalObservation, mock.Anything).
 		Return(serviceerror.NewNotFound("workflow not found"))
 	env.ExecuteWorkflow(RequestWorkflowName, reqIn)
@@ -111,10 +111,10 @@ func (e errorString) Error() string { return string(e) }
 
 func TestServeRequestCountedByClaimSendsNoSignalWithoutAdjustment(t *testing.T) {
 	env := newRequestEnv()
-	lease := activities.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", Score: 0.9}
-	env.OnActivity(requests.ClaimLease, mock.Anything, mock.Anything).Return(activities.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
-	env.OnActivity(hosts.Serve, mock.Anything, mock.Anything).Return(activities.ServeResult{Warm: true, WorkMS: 105, TotalMS: 106}, nil)
-	env.OnActivity(requests.RecordRequest, mock.Anything, mock.Anything).Return(activities.RecordRequestResult{}, nil)
+	lease := wire.Lease{LeaseID: "app-r.1.h1", App: "app-r", Host: "h1", HostURL: "http://h1", Score: 0.9}
+	env.OnActivity(requests.ClaimLease, mock.Anything, mock.Anything).Return(wire.ClaimResult{Found: true, LoopRunning: true, Lease: lease}, nil)
+	env.OnActivity(hosts.Serve, mock.Anything, mock.Anything).Return(wire.ServeResult{Warm: true, WorkMS: 105, TotalMS: 106}, nil)
+	env.OnActivity(requests.RecordRequest, mock.Anything, mock.Anything).Return(wire.RecordRequestResult{}, nil)
 	// No OnSignalExternalWorkflow: a signal would fail the test.
 	env.ExecuteWorkflow(RequestWorkflowName, reqIn)
 	require.NoError(t, env.GetWorkflowError())

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // The wake timer's summary (its metadata in the Web UI) says what the wake
@@ -24,11 +24,11 @@ func TestTimerSummarySaysWhyTheLoopSleeps(t *testing.T) {
 	require.Equal(t, "sleep to 12:05:02: decide bin 12:05:00 (the policy keeps holding nothing until then); nothing held",
 		l.timerSummary(l.NextWake, time.Time{}))
 
-	l.Leases = []activities.Lease{{LeaseID: "a"}}
+	l.Leases = []wire.Lease{{LeaseID: "a"}}
 	l.AheadAt, l.AheadBin = at("12:04:40"), at("12:05:00")
 	require.Equal(t, "sleep to 12:04:40: prepare ahead of bin 12:05:00; holds 1 lease", l.timerSummary(l.AheadAt, time.Time{}))
 
-	l.Leases = append(l.Leases, activities.Lease{LeaseID: "b"})
+	l.Leases = append(l.Leases, wire.Lease{LeaseID: "b"})
 	early := at("12:00:00")
 	require.Equal(t, "sleep to 12:00:00: decide the first bin (12:01:00) ahead; holds 2 leases", l.timerSummary(early, early))
 

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 )
 
@@ -41,17 +41,17 @@ func TestTrainingPublishesOnlyWhenBetter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTrainingEnv()
-			env.OnActivity(training.Describe, mock.Anything, mock.Anything).Return(activities.DescribeResult{Dataset: activities.DatasetSummary{
+			env.OnActivity(training.Describe, mock.Anything, mock.Anything).Return(wire.DescribeResult{Dataset: wire.DatasetSummary{
 				From: t0.Add(-time.Hour), To: t0, Bin: time.Minute, Apps: 3, Bins: 60, RequestOutcomes: tc.outcomes}}, nil)
-			m := activities.TrainedModel{Version: "d-1", Kind: "demand", Metrics: map[string]float64{"log_loss": tc.cand}, Baselines: baselines, Champion: tc.champ}
+			m := wire.TrainedModel{Version: "d-1", Kind: "demand", Metrics: map[string]float64{"log_loss": tc.cand}, Baselines: baselines, Champion: tc.champ}
 			if tc.champ != "" {
 				m.ChampionMetrics = map[string]float64{"log_loss": tc.champLoss}
 			}
-			env.OnActivity(training.TrainDemand, mock.Anything, mock.Anything).Return(activities.TrainResult{Model: m}, nil)
+			env.OnActivity(training.TrainDemand, mock.Anything, mock.Anything).Return(wire.TrainResult{Model: m}, nil)
 			promoted := ""
-			env.OnActivity(training.Promote, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PromoteInput) (activities.PromoteResult, error) {
+			env.OnActivity(training.Promote, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.PromoteInput) (wire.PromoteResult, error) {
 				promoted = in.Version
-				return activities.PromoteResult{}, nil
+				return wire.PromoteResult{}, nil
 			}).Maybe()
 			env.ExecuteWorkflow(TrainingWorkflowName, TrainingInput{})
 			require.NoError(t, env.GetWorkflowError())
@@ -67,15 +67,15 @@ func TestTrainingPublishesOnlyWhenBetter(t *testing.T) {
 
 func TestTrainingTrainsAffinityWithEnoughOutcomes(t *testing.T) {
 	env := newTrainingEnv()
-	env.OnActivity(training.Describe, mock.Anything, mock.Anything).Return(activities.DescribeResult{Dataset: activities.DatasetSummary{RequestOutcomes: 500}}, nil)
-	env.OnActivity(training.TrainDemand, mock.Anything, mock.Anything).Return(activities.TrainResult{Model: activities.TrainedModel{
+	env.OnActivity(training.Describe, mock.Anything, mock.Anything).Return(wire.DescribeResult{Dataset: wire.DatasetSummary{RequestOutcomes: 500}}, nil)
+	env.OnActivity(training.TrainDemand, mock.Anything, mock.Anything).Return(wire.TrainResult{Model: wire.TrainedModel{
 		Version: "d-1", Kind: "demand", Metrics: map[string]float64{"log_loss": 0.3}}, Resumed: true}, nil)
-	env.OnActivity(training.TrainAffinity, mock.Anything, mock.Anything).Return(activities.TrainResult{Model: activities.TrainedModel{
+	env.OnActivity(training.TrainAffinity, mock.Anything, mock.Anything).Return(wire.TrainResult{Model: wire.TrainedModel{
 		Version: "a-1", Kind: "affinity", Metrics: map[string]float64{"mse": 0.02}, Baselines: map[string]map[string]float64{"heuristic": {"mse": 0.05}}}}, nil)
 	var promoted []string
-	env.OnActivity(training.Promote, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PromoteInput) (activities.PromoteResult, error) {
+	env.OnActivity(training.Promote, mock.Anything, mock.Anything).Return(func(_ context.Context, in wire.PromoteInput) (wire.PromoteResult, error) {
 		promoted = append(promoted, in.Version)
-		return activities.PromoteResult{}, nil
+		return wire.PromoteResult{}, nil
 	})
 	env.ExecuteWorkflow(TrainingWorkflowName, TrainingInput{})
 	require.NoError(t, env.GetWorkflowError())

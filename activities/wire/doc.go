@@ -3,5 +3,5 @@
 // they carry, the error type names workflows match on and the bounds both
 // sides plan with. It does no I/O, so workflow code imports it without the
 // store's driver or the models' runtime; package activities, which
-// implements the activities, names the same types through aliases.
+// implements the activities, and every caller name them here.
 package wire

@@ -34,7 +34,7 @@ type TrainedModel = rule.Comparison
 type DescribeInput struct {
 	From, To time.Time
 	// Span is how much recent history to read when From and To are zero
-	// (0: lifecycle.DefaultSpan).
+	// (0: rule.DefaultSpan).
 	Span time.Duration
 	Bin  time.Duration
 }

@@ -10,6 +10,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/forewarm/forewarm/models"
+	"github.com/forewarm/forewarm/models/affinity/score"
 	"github.com/forewarm/forewarm/models/demand"
 )
 
@@ -115,13 +116,13 @@ func TestDefaultAffinityRanksSensibly(t *testing.T) {
 		t.Errorf("scores idle %.3f busy %.3f: want idle > busy > 0", s[0], s[1])
 	}
 	// Whether the application fits is the capacity filter's question, not a score.
-	if ok, why := Fits(256, 100); ok || why != "needs 256 MB, 100 MB free" {
+	if ok, why := score.Fits(256, 100); ok || why != "needs 256 MB, 100 MB free" {
 		t.Errorf("Fits(256, 100) = %v, %q", ok, why)
 	}
-	if ok, _ := Fits(256, 0); !ok {
+	if ok, _ := score.Fits(256, 0); !ok {
 		t.Error("unknown free memory must fit: the host refuses what it cannot hold")
 	}
-	if p := Combine(0.8, 0.5); p.Score != 1 || p.String() != "1.00 (model 0.80, adjustment +0.50)" {
+	if p := score.Combine(0.8, 0.5); p.Score != 1 || p.String() != "1.00 (model 0.80, adjustment +0.50)" {
 		t.Errorf("Combine(0.8, 0.5) = %+v %s", p, p)
 	}
 	samples := Samples([]Observation{

@@ -7,6 +7,7 @@ import (
 
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/store"
 )
 
@@ -28,8 +29,8 @@ func (c *AffinityCandidate) Close() error { return closeModel(c.Model) }
 // TrainAffinity trains the affinity model on samples (in time order; the
 // latest part is held out), exports it and loads the exported bytes back.
 func TrainAffinity(ctx context.Context, samples []affinity.Sample, opt affinity.TrainOptions, useORT bool) (*AffinityCandidate, error) {
-	if len(samples) < MinAffinityOutcomes {
-		return nil, fmt.Errorf("%w: %d usable request outcomes, %d needed", ErrTooFewOutcomes, len(samples), MinAffinityOutcomes)
+	if len(samples) < rule.MinAffinityOutcomes {
+		return nil, fmt.Errorf("%w: %d usable request outcomes, %d needed", ErrTooFewOutcomes, len(samples), rule.MinAffinityOutcomes)
 	}
 	res, err := affinity.Train(ctx, samples, opt)
 	if err != nil {
@@ -48,16 +49,16 @@ func TrainAffinity(ctx context.Context, samples []affinity.Sample, opt affinity.
 
 // CompareAffinity scores the loaded candidate, the heuristic, the mean and
 // the champion on the same held-out samples.
-func CompareAffinity(ctx context.Context, champs ChampionSource, c *AffinityCandidate, useORT bool) (Comparison, error) {
+func CompareAffinity(ctx context.Context, champs ChampionSource, c *AffinityCandidate, useORT bool) (rule.Comparison, error) {
 	mse, err := heldOutMSE(c.Model, c.HeldOut)
 	if err != nil {
-		return Comparison{}, fmt.Errorf("score candidate %s: %w", c.Result.Version, err)
+		return rule.Comparison{}, fmt.Errorf("score candidate %s: %w", c.Result.Version, err)
 	}
-	out := Comparison{Version: c.Result.Version, Kind: models.KindAffinity, Samples: c.Result.TrainN,
-		Metrics: map[string]float64{AffinityMetric: mse},
+	out := rule.Comparison{Version: c.Result.Version, Kind: models.KindAffinity, Samples: c.Result.TrainN,
+		Metrics: map[string]float64{rule.AffinityMetric: mse},
 		Baselines: map[string]map[string]float64{
-			"heuristic": {AffinityMetric: c.Result.DefaultMSE},
-			"mean":      {AffinityMetric: c.Result.MeanMSE},
+			"heuristic": {rule.AffinityMetric: c.Result.DefaultMSE},
+			"mean":      {rule.AffinityMetric: c.Result.MeanMSE},
 		}}
 	if champs == nil {
 		return out, nil
@@ -67,7 +68,7 @@ func CompareAffinity(ctx context.Context, champs ChampionSource, c *AffinityCand
 	case errors.Is(err, store.ErrNoModel):
 		return out, nil
 	case err != nil:
-		return Comparison{}, fmt.Errorf("read the affinity champion: %w", err)
+		return rule.Comparison{}, fmt.Errorf("read the affinity champion: %w", err)
 	}
 	out.Champion = champ.Version
 	cm, err := affinity.Load(champ.ONNX, champ.Meta, useORT)
@@ -81,7 +82,7 @@ func CompareAffinity(ctx context.Context, champs ChampionSource, c *AffinityCand
 		out.ChampionNote = "it cannot score these samples: " + err.Error()
 		return out, nil
 	}
-	out.ChampionMetrics = map[string]float64{AffinityMetric: cmse}
+	out.ChampionMetrics = map[string]float64{rule.AffinityMetric: cmse}
 	return out, nil
 }
 

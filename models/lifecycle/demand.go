@@ -10,6 +10,7 @@ import (
 
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/trace"
 )
@@ -55,7 +56,7 @@ func TrainDemand(ctx context.Context, tr *trace.Trace, opt demand.TrainOptions, 
 // HoldoutFraction of tr.
 func HeldOutFrom(tr *trace.Trace, fraction float64) time.Time {
 	if fraction <= 0 || fraction >= 1 {
-		fraction = HoldoutFraction
+		fraction = rule.HoldoutFraction
 	}
 	return tr.BinStart(int(float64(tr.Bins) * (1 - fraction)))
 }
@@ -68,7 +69,7 @@ type ChampionSource interface {
 // DemandComparison is a demand candidate's Comparison and the evaluation
 // it comes from (points, positive rate, the champion's full metrics).
 type DemandComparison struct {
-	Comparison
+	rule.Comparison
 	Eval          *demand.Evaluation
 	ChampionEval  *models.Metrics
 	HeldOut       Range
@@ -83,7 +84,7 @@ func CompareDemand(ctx context.Context, champs ChampionSource, c *DemandCandidat
 		return nil, fmt.Errorf("evaluate candidate %s: %w", c.Result.Version, err)
 	}
 	out := &DemandComparison{
-		Comparison: Comparison{Version: c.Result.Version, Kind: models.KindDemand, Samples: c.Result.TrainSeqs,
+		Comparison: rule.Comparison{Version: c.Result.Version, Kind: models.KindDemand, Samples: c.Result.TrainSeqs,
 			Metrics: metricMap(*ev.Model), Baselines: map[string]map[string]float64{}},
 		Eval: ev, HeldOut: Range{From: ev.From, To: ev.To, Chosen: "held out"}, CandidateFlat: ev.Flat(),
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/models/demand"
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/models/modelstest"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/storetest"
@@ -23,7 +24,7 @@ func TestDemandLifecycleOnTheRegistry(t *testing.T) {
 	ctx := context.Background()
 	tr := trace.Synth(trace.SynthOptions{Apps: 16, Days: 2, Seed: 4, Mix: trace.Mix{Timer: 1}})
 	from := HeldOutFrom(tr, 0)
-	run := func(version string) (Decision, string) {
+	run := func(version string) (rule.Decision, string) {
 		t.Helper()
 		opt := demand.TrainOptions{Spec: demand.Spec{SeqLen: 32, Hidden: 16}, TrainUntil: from, Epochs: 6, Samples: 6000, Seed: 1, Version: version}
 		cand, err := TrainDemand(ctx, tr, opt, true, nil)
@@ -38,7 +39,7 @@ func TestDemandLifecycleOnTheRegistry(t *testing.T) {
 		if cmp.Eval.Points == 0 || len(cmp.Baselines) != 3 || !cmp.HeldOut.From.Equal(from) {
 			t.Fatalf("comparison %+v", cmp)
 		}
-		d := Decide(cmp.Comparison, 0)
+		d := rule.Decide(cmp.Comparison, 0)
 		if err := StoreCandidate(ctx, st, version, models.KindDemand, cand.Result.Meta(), cand.ONNX, cmp.CandidateFlat); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +65,7 @@ func TestDemandLifecycleOnTheRegistry(t *testing.T) {
 func TestAffinityLifecycleOnTheRegistry(t *testing.T) {
 	st := storetest.New(t)
 	ctx := context.Background()
-	if _, err := TrainAffinity(ctx, affinity.SynthSamples(MinAffinityOutcomes-1, 1), affinity.TrainOptions{}, false); err == nil ||
+	if _, err := TrainAffinity(ctx, affinity.SynthSamples(rule.MinAffinityOutcomes-1, 1), affinity.TrainOptions{}, false); err == nil ||
 		!strings.Contains(err.Error(), "49 usable request outcomes, 50 needed") {
 		t.Errorf("too few outcomes: %v", err)
 	}
@@ -76,10 +77,10 @@ func TestAffinityLifecycleOnTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := cmp.Baselines["heuristic"][AffinityMetric]; !ok || len(cand.HeldOut) != cand.Result.ValN {
+	if _, ok := cmp.Baselines["heuristic"][rule.AffinityMetric]; !ok || len(cand.HeldOut) != cand.Result.ValN {
 		t.Fatalf("comparison %+v", cmp)
 	}
-	d := Decide(cmp, 0)
+	d := rule.Decide(cmp, 0)
 	if !d.Publish {
 		t.Fatalf("a model trained on 800 synthetic samples does not beat the heuristic: %s", d.Reason)
 	}
@@ -90,7 +91,7 @@ func TestAffinityLifecycleOnTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := CompareAffinity(ctx, st, cand, false)
-	if err != nil || again.Champion != "aff-lc" || again.ChampionMetrics[AffinityMetric] != cmp.Metrics[AffinityMetric] {
+	if err != nil || again.Champion != "aff-lc" || again.ChampionMetrics[rule.AffinityMetric] != cmp.Metrics[rule.AffinityMetric] {
 		t.Errorf("the champion scored on the same samples: %+v, %v", again, err)
 	}
 }

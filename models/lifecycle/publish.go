@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/store"
 )
 
@@ -29,7 +30,7 @@ func StoreCandidate(ctx context.Context, reg Registry, version, kind, meta strin
 // Publish acts on a decision: a published candidate becomes its kind's
 // champion (the registry retires the previous one); otherwise nothing
 // changes. It returns the status the candidate ends with.
-func Publish(ctx context.Context, reg Registry, version string, d Decision) (string, error) {
+func Publish(ctx context.Context, reg Registry, version string, d rule.Decision) (string, error) {
 	if !d.Publish {
 		return store.StatusCandidate, nil
 	}

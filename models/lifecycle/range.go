@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -33,7 +34,7 @@ func ChooseRange(first, last, from, to time.Time, span, bin time.Duration) (Rang
 		return Range{}, fmt.Errorf("the store holds no activity")
 	}
 	if span <= 0 {
-		span = DefaultSpan
+		span = rule.DefaultSpan
 	}
 	end := last.Truncate(bin).Add(bin)
 	if !to.IsZero() {

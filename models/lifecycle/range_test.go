@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarm/forewarm/models/lifecycle/rule"
 	"github.com/forewarm/forewarm/trace"
 )
 
@@ -16,7 +17,7 @@ func TestChooseRangeReadsTheRecentSpan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := y2024.Add(48 * time.Hour); !r.To.Equal(want) || !r.From.Equal(want.Add(-DefaultSpan)) || !strings.Contains(r.Chosen, "the last 168h0m0s") {
+	if want := y2024.Add(48 * time.Hour); !r.To.Equal(want) || !r.From.Equal(want.Add(-rule.DefaultSpan)) || !strings.Contains(r.Chosen, "the last 168h0m0s") {
 		t.Errorf("default range %+v", r)
 	}
 	r, _ = ChooseRange(y2024, last, time.Time{}, time.Time{}, 30*24*time.Hour, time.Minute)

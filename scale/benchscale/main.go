@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/models"
 	"log/slog"
@@ -39,7 +40,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/forewarm/forewarm/activities"
 	"github.com/forewarm/forewarm/agent/api"
 	"github.com/forewarm/forewarm/internal/config"
 	"github.com/forewarm/forewarm/scale"
@@ -709,7 +709,7 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 				}
 				a := f.Apps[k]
 				in := workflows.LoopInput{App: a.ID, Bin: s.LiveBin, Window: 1440, Policy: pol, Seeded: true, Router: true,
-					Profile: activities.AppProfile{App: a.ID, MemoryMB: a.MemoryMB, DiskMB: a.MemoryMB / 4, ReadRatio: trace.DefaultReadRatio},
+					Profile: wire.AppProfile{App: a.ID, MemoryMB: a.MemoryMB, DiskMB: a.MemoryMB / 4, ReadRatio: trace.DefaultReadRatio},
 					Clock:   &workflows.TraceClock{RealStart: liveStart, TraceStart: f.TraceStart(k), TraceBin: time.Minute}}
 				if first != nil {
 					in.FirstSleepBins = first[k]

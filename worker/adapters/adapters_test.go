@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store"
@@ -63,7 +64,7 @@ func TestAdapterAffinityScorerHoldsNoLockAcrossTheRegistry(t *testing.T) {
 	reg := &blockingRegistry{release: make(chan struct{}), err: errors.New("dial tcp: connection refused")}
 	var warned warnings
 	a := &AffinityScorer{Src: reg, CheckEvery: time.Hour, Log: &warned}
-	app := activities.AppProfile{App: "a", MemoryMB: 64}
+	app := wire.AppProfile{App: "a", MemoryMB: 64}
 	hosts := []activities.HostInfo{{ID: "h1", MemoryMB: 4096, Speed: 1}, {ID: "h2", MemoryMB: 1024, Speed: 0.5}}
 
 	first := make(chan error, 1)
@@ -152,7 +153,7 @@ func TestHostClientsRefuseURLsOffTheAllowList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewHostClients(open, slog.Default()).For("h1", "http://203.0.113.7:7071").Serve(ctx, activities.HostServing{RequestID: "r", App: "a"})
+	_, err = NewHostClients(open, slog.Default()).For("h1", "http://203.0.113.7:7071").Serve(ctx, wire.HostServing{RequestID: "r", App: "a"})
 	var te *agentclient.TrustError
 	if !errors.As(err, &te) || te.Code != agentclient.CodeInsecureURL {
 		t.Errorf("plain HTTP off loopback: %v, want insecure_url", err)

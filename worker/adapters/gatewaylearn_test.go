@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/records"
 	"github.com/forewarm/forewarm/store/storetest"
@@ -21,7 +22,7 @@ func (h liveHosts) LiveHosts(context.Context) ([]activities.HostInfo, error) { r
 // hostScore scores each host its Speed.
 type hostScore struct{}
 
-func (hostScore) Score(_ context.Context, _ activities.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
+func (hostScore) Score(_ context.Context, _ wire.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
 	out := make([]float64, len(hs))
 	for i, h := range hs {
 		out[i] = h.Speed

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 )
 
@@ -76,15 +77,15 @@ func (h hostClient) Extend(ctx context.Context, leaseID, app string, ttl time.Du
 	return l.Expires, err
 }
 
-func (h hostClient) Serve(ctx context.Context, s activities.HostServing) (activities.HostServed, error) {
+func (h hostClient) Serve(ctx context.Context, s wire.HostServing) (wire.HostServed, error) {
 	r, err := h.c.Serve(ctx, agentclient.ServeRequest{RequestID: s.RequestID, App: s.App, PreparationID: s.LeaseID,
 		MemoryMB: s.MemoryMB, DiskMB: s.DiskMB, ReadRatio: s.ReadRatio, WorkMS: s.WorkMS, FallbackCold: s.LeaseID != "",
 		KeepID: s.KeepID, KeepTTLSeconds: s.KeepTTL.Seconds(), KeepMemoryMB: s.KeepMemoryMB, KeepDiskMB: s.KeepDiskMB,
 		KeepCPUMilli: s.KeepCPUMilli})
 	if err != nil {
-		return activities.HostServed{}, err
+		return wire.HostServed{}, err
 	}
-	return activities.HostServed{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS,
+	return wire.HostServed{Warm: r.Warm, SetupMS: r.SetupMS, WorkMS: r.WorkMS, TotalMS: r.TotalMS,
 		FallbackCode: r.FallbackCode, Kept: r.Kept, KeptExpires: r.KeptExpires, KeepRefused: r.KeepRefused, Replayed: r.Replayed}, nil
 }
 
@@ -110,8 +111,8 @@ func (r refusedClient) Shadow(context.Context, string, float64, float64) (float6
 func (r refusedClient) Extend(context.Context, string, string, time.Duration) (time.Time, error) {
 	return time.Time{}, r.err
 }
-func (r refusedClient) Serve(context.Context, activities.HostServing) (activities.HostServed, error) {
-	return activities.HostServed{}, r.err
+func (r refusedClient) Serve(context.Context, wire.HostServing) (wire.HostServed, error) {
+	return wire.HostServed{}, r.err
 }
 func (r refusedClient) Release(context.Context, string) (activities.HostReleased, error) {
 	return activities.HostReleased{}, r.err

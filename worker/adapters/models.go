@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/affinity"
@@ -151,7 +152,7 @@ func (a *AffinityScorer) check(ctx context.Context, m affinity.Model) affinity.M
 }
 
 // Score scores each host for the application (activities.AffinityScorer).
-func (a *AffinityScorer) Score(ctx context.Context, app activities.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {
+func (a *AffinityScorer) Score(ctx context.Context, app wire.AppProfile, hosts []activities.HostInfo) ([]float64, string, error) {
 	m := a.current(ctx)
 	in := make([]affinity.Input, len(hosts))
 	for i, h := range hosts {

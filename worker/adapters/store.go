@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/telemetry"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/store/records"
@@ -49,18 +50,18 @@ func (d *Store) RecentActivity(ctx context.Context, apps []string, end time.Time
 }
 
 // AppProfile is what the store knows of app, with the defaults for what it
-// does not (activities.AppProfile.WithDefaults); known says it knew app.
-func (d *Store) AppProfile(ctx context.Context, app string) (activities.AppProfile, bool, error) {
+// does not (wire.AppProfile.WithDefaults); known says it knew app.
+func (d *Store) AppProfile(ctx context.Context, app string) (wire.AppProfile, bool, error) {
 	ps, err := d.St.AppProfiles(ctx)
 	if err != nil {
-		return activities.AppProfile{}, false, err
+		return wire.AppProfile{}, false, err
 	}
 	for _, p := range ps {
 		if p.ID == app {
-			return activities.AppProfile{App: p.ID, MemoryMB: p.MemoryMB, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}.WithDefaults(), true, nil
+			return wire.AppProfile{App: p.ID, MemoryMB: p.MemoryMB, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}.WithDefaults(), true, nil
 		}
 	}
-	return activities.AppProfile{App: app}, false, nil
+	return wire.AppProfile{App: app}, false, nil
 }
 
 // Adjustments are app's observed affinity adjustments by host.

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/models"
 	"github.com/forewarm/forewarm/models/affinity"
 	"github.com/forewarm/forewarm/store"
@@ -79,9 +80,9 @@ func TestAdapterStoreProfilesAdjustmentsAndHosts(t *testing.T) {
 	p, known, err := d.AppProfile(ctx, "a")
 	require.NoError(t, err)
 	require.True(t, known)
-	require.Equal(t, activities.AppProfile{App: "a", MemoryMB: 400, DiskMB: 100, ReadRatio: 0.2, VolumeType: "ssd"}, p)
+	require.Equal(t, wire.AppProfile{App: "a", MemoryMB: 400, DiskMB: 100, ReadRatio: 0.2, VolumeType: "ssd"}, p)
 	p, _, _ = d.AppProfile(ctx, "b")
-	require.Equal(t, 170.0, p.MemoryMB, "unknown memory: the default (activities.AppProfile.WithDefaults)")
+	require.Equal(t, 170.0, p.MemoryMB, "unknown memory: the default (wire.AppProfile.WithDefaults)")
 	p, known, err = d.AppProfile(ctx, "zz")
 	require.NoError(t, err)
 	require.False(t, known)
@@ -178,7 +179,7 @@ func TestAdapterAffinityScorerFollowsTheChampion(t *testing.T) {
 	}}
 	var warned warnings
 	a := &AffinityScorer{Src: src, Log: &warned}
-	app := activities.AppProfile{App: "a", MemoryMB: 64, VolumeType: "ssd"}
+	app := wire.AppProfile{App: "a", MemoryMB: 64, VolumeType: "ssd"}
 	hosts := []activities.HostInfo{{ID: "h1", MemoryMB: 4096, Speed: 1}}
 	score := func() string {
 		t.Helper()

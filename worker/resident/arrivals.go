@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // Router-style arrivals: a platform's router records each application's
@@ -431,13 +431,13 @@ func (m *Mirror) hearLate(app string, b *busyBins, i int64, n uint64) uint64 {
 
 // Window is app's counts of the n bins before end (a frozen boundary),
 // oldest first; bins before the mirror's first are zeros.
-func (m *Mirror) Window(app string, end time.Time, n int) (activities.Counts, error) {
+func (m *Mirror) Window(app string, end time.Time, n int) (wire.Counts, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if end.After(m.frozen) {
 		return nil, fmt.Errorf("arrival mirror: bins before %v are not frozen (frozen until %v)", end.UTC(), m.frozen.UTC())
 	}
-	out := make(activities.Counts, n)
+	out := make(wire.Counts, n)
 	sec := int64(m.Bin / time.Second)
 	hi := end.Unix() / sec
 	lo := hi - int64(n)
@@ -469,8 +469,8 @@ func (m *Mirror) Window(app string, end time.Time, n int) (activities.Counts, er
 // the mirror's span.
 func (m *Mirror) Seed(app string, end time.Time, counts []float64) error {
 	sec := int64(m.Bin / time.Second)
-	if sec <= 0 || !end.Equal(end.Truncate(m.Bin)) || len(counts) > activities.MaxCountBins {
-		return fmt.Errorf("arrival mirror: seed of %s ending %v with %d bins: want a boundary of %v bins and at most %d bins", app, end.UTC(), len(counts), m.Bin, activities.MaxCountBins)
+	if sec <= 0 || !end.Equal(end.Truncate(m.Bin)) || len(counts) > wire.MaxCountBins {
+		return fmt.Errorf("arrival mirror: seed of %s ending %v with %d bins: want a boundary of %v bins and at most %d bins", app, end.UTC(), len(counts), m.Bin, wire.MaxCountBins)
 	}
 	m.init()
 	m.mu.Lock()

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/models/affinity"
+	"github.com/forewarm/forewarm/models/affinity/score"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -24,7 +26,7 @@ type GatewayLearnStore interface {
 	FirstGatewayRequests(ctx context.Context, from, to time.Time, limit int) ([]records.GatewayRequest, error)
 	GatewayUsualMS(ctx context.Context, apps []string, from, to time.Time) (map[string]float64, error)
 	Adjustments(ctx context.Context) (map[[2]string]float64, error)
-	Profiles(ctx context.Context) (map[string]activities.AppProfile, error)
+	Profiles(ctx context.Context) (map[string]wire.AppProfile, error)
 }
 
 // AdjustmentNotifier tells an application's loop of a host's new
@@ -36,7 +38,7 @@ type AdjustmentNotifier interface {
 
 // GatewayLearner moves the (application, host) affinity adjustments from
 // the gateway's requests, as a served request's workflow does from its
-// own (affinity.NextAdjustment), in passes over the recorded rows:
+// own (score.NextAdjustment), in passes over the recorded rows:
 //
 //   - expected: the affinity model's score of the host for the
 //     application's profile now, plus the pair's adjustment so far (what
@@ -273,8 +275,8 @@ func (g *GatewayLearner) learn(ctx context.Context, rows []records.GatewayReques
 		}
 		learned++
 		old := state[k]
-		expected := affinity.Combine(m, old).Score
-		next, ok := affinity.NextAdjustment(old, expected, actual, tol, rate)
+		expected := score.Combine(m, old).Score
+		next, ok := score.NextAdjustment(old, expected, actual, tol, rate)
 		if !ok {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store/records"
 )
 
@@ -77,8 +78,8 @@ func (s *learnStore) Adjustments(context.Context) (map[[2]string]float64, error)
 	return out, nil
 }
 
-func (s *learnStore) Profiles(context.Context) (map[string]activities.AppProfile, error) {
-	return map[string]activities.AppProfile{}, s.profileErr
+func (s *learnStore) Profiles(context.Context) (map[string]wire.AppProfile, error) {
+	return map[string]wire.AppProfile{}, s.profileErr
 }
 
 type toldLoops map[[2]string]float64
@@ -216,7 +217,7 @@ func (d fakeDirectory) LiveHosts(context.Context) ([]activities.HostInfo, error)
 
 type speedAffinity struct{}
 
-func (speedAffinity) Score(_ context.Context, _ activities.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
+func (speedAffinity) Score(_ context.Context, _ wire.AppProfile, hs []activities.HostInfo) ([]float64, string, error) {
 	out := make([]float64, len(hs))
 	for i, h := range hs {
 		out[i] = h.Speed

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 )
 
 // batchReports is a store routers report to in named batches, in memory,
@@ -115,10 +116,10 @@ func TestWatchWakesALoopOnALateArrival(t *testing.T) {
 	require.Equal(t, [2]time.Time{bin(-2), bin(2)}, st.lastRead(), "one read: bin 1 and the frozen bins before it, within the span held")
 	win, err := m.Window("a", bin(2), 3)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 2}, win[1:], "bin 0 stays frozen as read; its late requests count in bin 1")
+	require.Equal(t, wire.Counts{0, 2}, win[1:], "bin 0 stays frozen as read; its late requests count in bin 1")
 	win, err = m.Window("b", bin(2), 3)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{1, 0}, win[1:], "an on-time count is not late")
+	require.Equal(t, wire.Counts{1, 0}, win[1:], "an on-time count is not late")
 	require.Equal(t, MirrorStats{LateRequests: 2, LateBins: 1}, m.Stats())
 
 	// Read again at the next freezes, the batch counts no more; a late
@@ -129,7 +130,7 @@ func TestWatchWakesALoopOnALateArrival(t *testing.T) {
 	require.NoError(t, w.Check(ctx, bin(4)))
 	win, err = m.Window("a", bin(4), 5)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 2, 1, 0}, win[1:])
+	require.Equal(t, wire.Counts{0, 2, 1, 0}, win[1:])
 	require.Equal(t, MirrorStats{LateRequests: 3, LateBins: 1}, m.Stats())
 	require.Empty(t, waker.take(), "woken once: the loop registers its next plan")
 
@@ -138,7 +139,7 @@ func TestWatchWakesALoopOnALateArrival(t *testing.T) {
 	require.NoError(t, w.Check(ctx, bin(5)))
 	win, err = m.Window("a", bin(5), 1)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0}, win)
+	require.Equal(t, wire.Counts{0}, win)
 	require.Equal(t, int64(3), m.Stats().LateRequests)
 }
 
@@ -161,7 +162,7 @@ func TestMirrorLateReadsNeverCountBackOrTwice(t *testing.T) {
 	require.NoError(t, m.Freeze(ctx, bin(4)))
 	win, err := m.Window("a", bin(4), 4)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{3, 0, 2, 0}, win, "y counted once, in the bin frozen when it was seen")
+	require.Equal(t, wire.Counts{3, 0, 2, 0}, win, "y counted once, in the bin frozen when it was seen")
 	require.Equal(t, MirrorStats{LateRequests: 2, LateBins: 1}, m.Stats())
 
 	// Negative LateBins: none read again.

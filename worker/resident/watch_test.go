@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 )
@@ -73,7 +74,7 @@ func TestMirrorFreezesEachBinOnce(t *testing.T) {
 	require.Equal(t, bin(0), m.Frozen())
 	w, err := m.Window("a", bin(0), 4)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 2, 0, 1}, w)
+	require.Equal(t, wire.Counts{0, 2, 0, 1}, w)
 	require.True(t, m.Active("a", bin(-1), bin(0)))
 	require.False(t, m.Active("a", bin(-2), bin(-1)))
 	require.False(t, m.Active("b", bin(-5), bin(0)))
@@ -88,7 +89,7 @@ func TestMirrorFreezesEachBinOnce(t *testing.T) {
 	require.NoError(t, m.Freeze(ctx, bin(1)))
 	w, err = m.Window("a", bin(1), 3)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 1, 3 + 5}, w)
+	require.Equal(t, wire.Counts{0, 1, 3 + 5}, w)
 
 	_, err = m.Window("a", bin(2), 3)
 	require.ErrorContains(t, err, "not frozen")
@@ -112,7 +113,7 @@ func TestMirrorForgetsBinsOlderThanItsSpan(t *testing.T) {
 	require.Equal(t, 1, m.Apps(), "old's only bin fell out of the span")
 	w, err := m.Window("new", bin(6), 8)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 1, 0, 0, 0, 0, 0, 4}, w)
+	require.Equal(t, wire.Counts{0, 1, 0, 0, 0, 0, 0, 4}, w)
 }
 
 // A loop on a trace clock brings the history before its first live bin:
@@ -128,13 +129,13 @@ func TestMirrorReadsASeedBeforeTheLiveBins(t *testing.T) {
 	require.NoError(t, m.Freeze(ctx, bin(1)))
 	w, err := m.Window("a", bin(1), 6)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 1, 0, 3, 5, 2}, w)
+	require.Equal(t, wire.Counts{0, 1, 0, 3, 5, 2}, w)
 	w, err = m.Window("b", bin(1), 2)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 0}, w, "a seed is one application's")
+	require.Equal(t, wire.Counts{0, 0}, w, "a seed is one application's")
 
 	require.ErrorContains(t, m.Seed("a", bin(0).Add(time.Second), []float64{1}), "want a boundary of 1m0s bins")
-	require.ErrorContains(t, m.Seed("a", bin(0), make([]float64, activities.MaxCountBins+1)), "at most")
+	require.ErrorContains(t, m.Seed("a", bin(0), make([]float64, wire.MaxCountBins+1)), "at most")
 
 	// Every seeded bin ends before the span: forgotten with the old bins.
 	require.NoError(t, m.Freeze(ctx, bin(9)))
@@ -144,7 +145,7 @@ func TestMirrorReadsASeedBeforeTheLiveBins(t *testing.T) {
 	require.False(t, kept)
 	w, err = m.Window("a", bin(9), 12)
 	require.NoError(t, err)
-	require.Equal(t, activities.Counts{0, 0}, w[:2], "bins -3 and -2 were the seed's")
+	require.Equal(t, wire.Counts{0, 0}, w[:2], "bins -3 and -2 were the seed's")
 }
 
 // lastCountModel answers 0.9 divided by the last bin's requests (0.9 when
@@ -289,17 +290,17 @@ func TestForecastInRouterMode(t *testing.T) {
 	env := suite.NewTestActivityEnvironment()
 	env.SetDataConverter(payload.Converter())
 	env.RegisterActivity(p)
-	in := activities.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
-		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &activities.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
+	in := wire.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
+		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &wire.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
 	v, err := env.ExecuteActivity(p.Forecast, in)
 	require.NoError(t, err)
-	var res activities.ForecastResult
+	var res wire.ForecastResult
 	require.NoError(t, v.Get(&res))
 	require.True(t, res.Held, "the last bin saw a request")
-	require.Equal(t, activities.Counts{1}, res.Counts, "only the bins since the last read")
+	require.Equal(t, wire.Counts{1}, res.Counts, "only the bins since the last read")
 	require.Equal(t, 3, res.NextChange, "held: the lease is planned as far as the loop may sleep, past the lookahead")
 	require.Equal(t, 3, res.HoldBins)
-	require.Equal(t, activities.UntilHold, res.Until)
+	require.Equal(t, wire.UntilHold, res.Until)
 	require.Equal(t, 1, w.Stats().Plans)
 
 	p2 := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}

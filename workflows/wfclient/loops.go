@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/workflows"
 )
 
@@ -104,7 +104,7 @@ func UpdatePolicy(ctx context.Context, c client.Client, app string, change workf
 type Claimer struct{ C client.Client }
 
 // Claim asks the application's loop for a lease; no loop: a cold answer.
-func (cl Claimer) Claim(ctx context.Context, in activities.ClaimInput) (activities.ClaimResult, error) {
+func (cl Claimer) Claim(ctx context.Context, in wire.ClaimInput) (wire.ClaimResult, error) {
 	h, err := cl.C.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.LoopWorkflowID(in.App),
 		UpdateID:     "claim-" + in.RequestID,
@@ -114,17 +114,17 @@ func (cl Claimer) Claim(ctx context.Context, in activities.ClaimInput) (activiti
 	})
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return activities.ClaimResult{}, nil // no loop: cold
+		return wire.ClaimResult{}, nil // no loop: cold
 	}
 	if err != nil {
-		return activities.ClaimResult{}, err
+		return wire.ClaimResult{}, err
 	}
 	var res workflows.ClaimUpdateResult
 	if err := h.Get(ctx, &res); err != nil {
 		if errors.As(err, &nf) {
-			return activities.ClaimResult{}, nil
+			return wire.ClaimResult{}, nil
 		}
-		return activities.ClaimResult{}, err
+		return wire.ClaimResult{}, err
 	}
 	res.LoopRunning = true
 	return res, nil

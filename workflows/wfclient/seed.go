@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/workflows"
 )
@@ -103,7 +103,7 @@ func LoopInputs(ctx context.Context, src SeedSource, s Seed, now time.Time) ([]w
 	}
 	out := make([]workflows.LoopInput, len(profiles))
 	for i, p := range profiles {
-		prof := activities.AppProfile{App: p.ID, MemoryMB: p.MemoryMB, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}.WithDefaults()
+		prof := wire.AppProfile{App: p.ID, MemoryMB: p.MemoryMB, ReadRatio: p.ReadRatio, DurationMS: p.DurationMS, VolumeType: p.VolumeType}.WithDefaults()
 		prof.MemoryMB = max(1, prof.MemoryMB*scale)
 		prof.DiskMB = prof.MemoryMB / 4
 		adj := map[string]float64{}

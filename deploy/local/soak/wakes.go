@@ -46,7 +46,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/store"
 	"github.com/forewarm/forewarm/worker/resident"
@@ -233,7 +233,7 @@ func (lw *loopWakes) add(events []*historypb.HistoryEvent) error {
 			if data.ActivityType == workflows.ActivityForecast {
 				w := loopWake{At: now}
 				if m.GetFailure() == nil {
-					var res activities.ForecastResult
+					var res wire.ForecastResult
 					if err := dc.FromPayloads(m.GetDetails()["result"], &res); err != nil {
 						return fmt.Errorf("forecast result at event %d: %w", e.GetEventId(), err)
 					}

@@ -11,7 +11,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/internal/payload"
 	"github.com/forewarm/forewarm/policy"
 	"github.com/forewarm/forewarm/workflows"
@@ -130,7 +130,7 @@ func TestWakesFromHistory(t *testing.T) {
 		id++
 		return &historypb.HistoryEvent{EventId: id, EventType: typ, EventTime: timestamppb.New(when)}
 	}
-	marker := func(typ string, replay time.Time, res *activities.ForecastResult) *historypb.HistoryEvent {
+	marker := func(typ string, replay time.Time, res *wire.ForecastResult) *historypb.HistoryEvent {
 		data, err := dc.ToPayloads(struct {
 			ActivityID, ActivityType string
 			ReplayTime               time.Time
@@ -158,14 +158,14 @@ func TestWakesFromHistory(t *testing.T) {
 	}
 	events := []*historypb.HistoryEvent{
 		ev(enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, at(10.2)),
-		marker(workflows.ActivityForecast, at(10.21), &activities.ForecastResult{Action: policy.Keep}),
+		marker(workflows.ActivityForecast, at(10.21), &wire.ForecastResult{Action: policy.Keep}),
 		ev(enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, at(16.2)),
 		marker(workflows.ActivityForecast, at(17.2), nil),
 		marker("Other", at(17.3), nil), // another local activity moves the clock too
 		marker(workflows.ActivityForecast, at(18.2), nil),
 		signal(workflows.SignalWake, at(18.5), workflows.WakeSignal{Bin: at(19), Reason: "a request found no warm instance"}),
 		ev(enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED, at(19.1)),
-		marker(workflows.ActivityForecast, at(19.25), &activities.ForecastResult{Action: policy.Idle}),
+		marker(workflows.ActivityForecast, at(19.25), &wire.ForecastResult{Action: policy.Idle}),
 		signal(workflows.SignalStop, at(40), workflows.StopSignal{Reason: "soak over"}),
 	}
 	var lw loopWakes

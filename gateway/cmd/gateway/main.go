@@ -23,7 +23,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/forewarm/forewarm/activities"
+	"github.com/forewarm/forewarm/activities/wire"
 	"github.com/forewarm/forewarm/agent/api"
 	agentclient "github.com/forewarm/forewarm/agent/client"
 	"github.com/forewarm/forewarm/gateway"
@@ -359,7 +359,7 @@ func recordKept(st *store.Store) func(context.Context, gateway.Kept) error {
 func notifier(tc client.Client) func(context.Context, gateway.Kept) error {
 	return func(ctx context.Context, k gateway.Kept) error {
 		l := k.Lease
-		kept := &activities.Lease{LeaseID: l.PreparationID, App: k.App, Host: k.Host, HostURL: k.HostURL,
+		kept := &wire.Lease{LeaseID: l.PreparationID, App: k.App, Host: k.Host, HostURL: k.HostURL,
 			MemoryMB: l.MemoryMB, DiskMB: l.DiskMB, CPUMilli: l.CPUMilli, Reserved: l.Created, Expires: l.Expires}
 		err := tc.SignalWorkflow(ctx, workflows.LoopWorkflowID(k.App), "", workflows.SignalObservation,
 			workflows.ObservationSignal{RequestID: k.RequestID, Claimed: true, Kept: kept})
