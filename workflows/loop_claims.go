@@ -54,7 +54,9 @@ func (l *loop) claim(ctx workflow.Context, in ClaimUpdate) (ClaimUpdateResult, e
 	now := workflow.Now(ctx)
 	if in.CountArrival {
 		l.count(ctx, 1, in.SizeMB, in.ArrivedAt)
-		l.kick()
+		if l.kick != nil { // nil in the run's first task, before run starts: wakeEarly is read there
+			l.kick()
+		}
 	}
 	res := ClaimUpdateResult{Adjustments: maps.Clone(l.Adjustments), Stays: true}
 	best := l.bestLease(now, in.SizeMB)
