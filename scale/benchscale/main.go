@@ -627,10 +627,13 @@ func (b *bench) agents(ctx context.Context) error {
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return err
 		}
-		mb := strconv.Itoa(max(100000, b.s.Apps*2000))
+		// Room for every application's lease, within what an agent accepts
+		// (api.MaxSizeMB, api.MaxCPUMilli: 1 TiB, 1,024 cores); a fleet that
+		// holds more at once needs more agents (--agents).
+		mb := strconv.Itoa(min(api.MaxSizeMB, max(100000, b.s.Apps*2000)))
 		if _, err := b.background(id, b.s.AgentBin, []string{"HOSTAGENT_TOKEN=" + api.DeriveToken([]byte(b.root), id)},
 			"--host-id", id, "--listen", addr, "--advertise-url", "http://"+addr, "--memory-mb", mb, "--disk-mb", mb,
-			"--cpu-milli", strconv.Itoa(max(100000, b.s.Apps*4000)), "--alloc-scale", "0.001", "--sleep-work",
+			"--cpu-milli", strconv.Itoa(min(api.MaxCPUMilli, max(100000, b.s.Apps*4000))), "--alloc-scale", "0.001", "--sleep-work",
 			"--default-ttl", "1h", "--data-dir", dir, "--report-every", "2s", "--log-level", "warn",
 			"--clickhouse-addr", b.s.ClickHouse.Addr, "--clickhouse-database", b.s.ClickHouse.Database); err != nil {
 			return err
