@@ -265,8 +265,9 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 
 // unplannedAt is, within Amnesia of the first boundary checked, the loops
 // of the applications with arrivals in the bin before f that have not
-// registered a plan with the watch since it started, nor been woken so. A wake too many decides what the loop
-// would anyway; one too few leaves it asleep to its bound.
+// registered a plan with the watch since it started, nor been woken so.
+// A wake too many decides what the loop would anyway; one too few leaves
+// it asleep to its bound.
 func (w *Watch) unplannedAt(f time.Time) []due {
 	if w.LoopOf == nil {
 		return nil
@@ -318,7 +319,7 @@ func (w *Watch) wake(ctx context.Context, f time.Time, wake []due) error {
 		err := w.Waker.Wake(ctx, d.p.WorkflowID, f, d.reason)
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if d.reason == WakeUnplanned && (err == nil || errors.Is(err, ErrLoopGone)) {
+		if d.reason == WakeUnplanned && !w.forgot && (err == nil || errors.Is(err, ErrLoopGone)) {
 			if w.told == nil {
 				w.told = map[string]bool{}
 			}
