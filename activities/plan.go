@@ -19,7 +19,11 @@ type Plan struct {
 	NextWake   time.Time     // start of the bin the loop decides next
 	Bin        time.Duration // the loop's bin (live)
 	Holding    bool
-	Keep       float64 // the application's keep threshold (without Policy)
+	// ReleaseAt, when set, is the bin a holding plan lets go at if no
+	// request arrives first; the loop sleeps past it (to NextWake) and the
+	// watch wakes it then. Zero: the loop wakes for its next change itself.
+	ReleaseAt time.Time
+	Keep      float64 // the application's keep threshold (without Policy)
 	// Policy, when set, is what the loop decides by (with MemoryMB): an
 	// arrival wakes a holding loop when policy.Config.Decide would let go.
 	Policy   *policy.Config

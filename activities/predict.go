@@ -98,6 +98,13 @@ func (p *Predictor) Forecast(ctx context.Context, in wire.ForecastInput) (wire.F
 		change = 1 + policy.NextChange(in.Thresholds, res.Action.Holds(), path[1:])
 	}
 	res.NextChange, res.Until = nextWake(in, res.Action.Holds(), change, len(path))
+	var releaseAt time.Time
+	if in.Router != nil && p.Watch != nil {
+		if n := watchedHold(in, res); n > res.NextChange {
+			releaseAt = in.Router.Start.Add(time.Duration(res.NextChange) * in.Router.Bin)
+			res.NextChange, res.HoldBins, res.Until, res.Ahead = n, n, wire.UntilWatch, nil
+		}
+	}
 	if in.MaxSleep > 0 {
 		// The loop reads the path at the bin it decides and, when the policy
 		// prepares next, over the hold from there: the rest need not weigh
@@ -111,7 +118,7 @@ func (p *Predictor) Forecast(ctx context.Context, in wire.ForecastInput) (wire.F
 	if in.Router != nil && p.Watch != nil {
 		p.Watch.Register(Plan{WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, App: in.App,
 			Wake: in.Router.Start, NextWake: in.Router.Start.Add(time.Duration(res.NextChange) * in.Router.Bin), Bin: in.Router.Bin,
-			Holding: res.Action.Holds(), Keep: in.Thresholds.Keep, Policy: in.Policy, MemoryMB: in.MemoryMB, Next: in.Next, ModelBin: in.Bin,
+			Holding: res.Action.Holds(), ReleaseAt: releaseAt, Keep: in.Thresholds.Keep, Policy: in.Policy, MemoryMB: in.MemoryMB, Next: in.Next, ModelBin: in.Bin,
 			Window: in.Router.Window, Model: res.ModelVersion})
 	}
 	if p.Decisions != nil {
@@ -209,6 +216,31 @@ func nextWake(in wire.ForecastInput, holds bool, n, bins int) (int, string) {
 		return n, wire.UntilBound
 	}
 	return n, wire.UntilChange
+}
+
+// watchedHold is how many bins a held router-mode loop sleeps when a
+// request is likely (even odds or better, by the model's path) before its
+// planned release at res.NextChange: a busy application's release is
+// planned a bin or two ahead at every wake and a request nearly always
+// comes first, so waking for it would be a workflow task per bin. The
+// worker's arrival watch checks the loop at every bin after a request, as
+// it does any held loop, and wakes it at the planned release if none came,
+// so every bin is decided as before; the loop's own wake, a lookahead
+// after the release, is only the safety net for a worker that restarted
+// and forgot the plan (the instance is then let go up to a lookahead
+// late). 0: the loop wakes for its release itself.
+func watchedHold(in wire.ForecastInput, res wire.ForecastResult) int {
+	if !res.Action.Holds() || res.Until != wire.UntilChange || in.MaxSleep <= 0 || res.NextChange > len(res.Path) {
+		return 0
+	}
+	none := 1.0 // the chance that no request arrives before the release
+	for _, p := range res.Path[:res.NextChange] {
+		none *= 1 - p
+	}
+	if none > 0.5 {
+		return 0
+	}
+	return min(res.NextChange+max(1, in.Lookahead), leaseBins(in), in.MaxSleep)
 }
 
 // routerCounts is a router-mode loop's history from the arrival mirror:

@@ -76,6 +76,7 @@ func startWatch(s settings, c client.Client, st *store.Store, p *activities.Pred
 			"below_keep":   stat(func(x resident.WatchStats) int64 { return x.BelowKeep }),
 			"model_change": stat(func(x resident.WatchStats) int64 { return x.ModelChange }),
 			"unplanned":    stat(func(x resident.WatchStats) int64 { return x.Unplanned }),
+			"release":      stat(func(x resident.WatchStats) int64 { return x.Release }),
 		},
 		Late: func() float64 { return float64(m.Stats().LateRequests) },
 	})

@@ -341,6 +341,9 @@ func compareWithSimulator(t *testing.T, tr *trace.Trace, apps []int, from, to in
 					t.Errorf("decisions differ from the simulator's\n loop %s\n  sim %s", actionString(got.actions), actionString(want[i]))
 				}
 				wakes[m.name] += got.wakes
+				if m.router {
+					wakes[m.name+" (by the watch)"] += got.woken
+				}
 			})
 		}
 		for _, a := range want[i] {
@@ -405,7 +408,10 @@ func TestLoopDecidesAsTheSimulatorOnAzure(t *testing.T) {
 	held, wakes := compareWithSimulator(t, tr, apps, from, to, policy.Default())
 	require.Greater(t, held, 1000, "too few held bins for the comparison to mean much")
 	t.Logf("wakes over %d apps × %d bins: %v", len(apps), to-from, wakes)
-	require.Less(t, 4*wakes["router"], wakes["ticking"], "router-style loops should wake far less often than every bin")
+	// Held loops leave a release a request will likely overtake to the
+	// watch: busy applications do not wake every bin (4.0× fewer wakes
+	// than ticking before they did, 8.6× since).
+	require.Less(t, 8*wakes["router"], wakes["ticking"], "router-style loops should wake far less often than every bin")
 }
 
 // spreadByActivity picks n applications busy in [from, to), evenly by

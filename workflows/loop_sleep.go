@@ -272,6 +272,8 @@ func untilReason(until string, bins int) string {
 		return fmt.Sprintf("extend the lease: it is planned %d bins ahead", bins)
 	case wire.UntilBound:
 		return fmt.Sprintf("the bound on the sleep (%d bins): a new model reaches the loop by then", bins)
+	case wire.UntilWatch:
+		return fmt.Sprintf("held while requests keep coming: the arrival watch wakes the loop to let go, %d bins at the latest", bins)
 	}
 	return "end of the forecast"
 }

@@ -138,6 +138,10 @@ const (
 	UntilHold   = "hold"   // the lease is planned that far: extend it
 	UntilBound  = "bound"  // MaxSleep: a new model reaches the loop by then
 	UntilEnd    = "end"    // the end of the forecast (loops from before the bound)
+	// UntilWatch: a held router-mode loop sleeps past its planned release
+	// while requests are likely to keep it; the worker's arrival watch
+	// wakes it when it should let go (see activities.Plan.ReleaseAt).
+	UntilWatch = "watch"
 )
 
 // SeedInput asks for what a loop needs once, when it first starts.

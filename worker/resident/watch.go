@@ -42,6 +42,7 @@ const (
 	WakeBelowKeep    = "a request changed the forecast: below the keep threshold"
 	WakeModelChanged = "a request arrived and the model changed"
 	WakeUnplanned    = "a request arrived and this worker had no plan of the loop (it restarted)"
+	WakeRelease      = "its planned release came with no request since"
 )
 
 // Watch wakes router-mode loops whose plan an arrival may have changed.
@@ -55,7 +56,10 @@ const (
 //   - a loop holding an instance: it keeps it at the next bin only while
 //     the model, given the requests, still gives P ≥ its keep threshold.
 //     The Watch asks the model (one batch for every such loop) and wakes
-//     the loops below it, every bin until they wake.
+//     the loops below it, every bin until they wake;
+//   - a loop holding an instance past its planned release (ReleaseAt: a
+//     request was likely to come first): when none came, the release
+//     stands, and the Watch wakes the loop for it.
 //
 // So the loops decide exactly what they would deciding every bin, and wake
 // only when a decision changes. Check runs once per bin, after the bin's
@@ -87,7 +91,7 @@ type Watch struct {
 	told    map[string]bool // loops registered or woken for want of a plan since the start; nil once Amnesia is over
 	forgot  bool            // Amnesia is over
 
-	checks, wakes, cold, below, model, unplanned, failed atomic.Int64
+	checks, wakes, cold, below, model, unplanned, release, failed atomic.Int64
 }
 
 type watched struct {
@@ -104,6 +108,7 @@ type WatchStats struct {
 	BelowKeep   int64 // of which: the model fell below the keep threshold
 	ModelChange int64 // of which: the plan was made by another model
 	Unplanned   int64 // of which: no plan yet since the worker started
+	Release     int64 // of which: a planned release with no request since
 	Failed      int64 // wake signals that failed
 }
 
@@ -113,7 +118,8 @@ func (w *Watch) Stats() WatchStats {
 	n := len(w.plans)
 	w.mu.Unlock()
 	return WatchStats{Plans: n, Checks: w.checks.Load(), Wakes: w.wakes.Load(), Cold: w.cold.Load(),
-		BelowKeep: w.below.Load(), ModelChange: w.model.Load(), Unplanned: w.unplanned.Load(), Failed: w.failed.Load()}
+		BelowKeep: w.below.Load(), ModelChange: w.model.Load(), Unplanned: w.unplanned.Load(), Release: w.release.Load(),
+		Failed: w.failed.Load()}
 }
 
 // Register records a loop's plan, replacing its previous one.
@@ -204,7 +210,12 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 	var model activities.DemandModel
 	for _, p := range asleep {
 		if !w.Mirror.Active(p.App, p.Wake, f) {
-			continue // nothing arrived: the plan stands
+			// Nothing arrived: the plan stands, and with it a release
+			// the loop left to the watch.
+			if p.Holding && !p.ReleaseAt.IsZero() && !f.Before(p.ReleaseAt) {
+				wake = append(wake, due{p, WakeRelease})
+			}
+			continue
 		}
 		if !p.Holding {
 			wake = append(wake, due{p, WakeColdArrival})
@@ -252,7 +263,7 @@ func (w *Watch) check(ctx context.Context, f time.Time) error {
 				// A hair above the threshold also wakes: a batch of another
 				// size may round the last bit the other way, and a wake
 				// too many decides what the loop would anyway.
-				if !p.keeps(qs[lo+k].Counts, pr) {
+				if !p.keeps(qs[lo+k].Counts, pr, model.HistoryBins()) {
 					wake = append(wake, due{p, WakeBelowKeep})
 				}
 			}
@@ -293,8 +304,10 @@ func (w *Watch) unplannedAt(f time.Time) []due {
 }
 
 // keeps says whether a holding loop, given the counts up to now and the
-// chance of a request in this bin, would keep its instance.
-func (p *watched) keeps(counts []float64, pr float64) bool {
+// chance of a request in this bin, would keep its instance. Like the
+// Forecast activity, it reads the application's activity over the model's
+// window (window bins; 0: all the counts).
+func (p *watched) keeps(counts []float64, pr float64, window int) bool {
 	if p.Policy == nil {
 		return pr >= p.Keep*(1+1e-9)+1e-12
 	}
@@ -302,6 +315,9 @@ func (p *watched) keeps(counts []float64, pr float64) bool {
 	// last bit the other way, and a wake too many decides what the loop
 	// would anyway.
 	clear := (pr - 1e-12) / (1 + 1e-9)
+	if window > 0 && len(counts) > window {
+		counts = counts[len(counts)-window:]
+	}
 	s := policy.Situation{App: policy.App{MemoryMB: p.MemoryMB}, Held: true, Activity: policy.ActivityOf(counts), Path: []float64{clear}}
 	return p.Policy.Decide(s, p.ModelBin, 1).Action.Holds()
 }
@@ -348,6 +364,8 @@ func (w *Watch) wake(ctx context.Context, f time.Time, wake []due) error {
 				w.below.Add(1)
 			case WakeUnplanned:
 				w.unplanned.Add(1)
+			case WakeRelease:
+				w.release.Add(1)
 			default:
 				w.model.Add(1)
 			}

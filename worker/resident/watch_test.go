@@ -484,3 +484,76 @@ func TestWatchWakesLoopsItHasNoPlanForAfterARestart(t *testing.T) {
 	require.Empty(t, waker.take(), "after Amnesia every loop has registered: no plan means no loop here")
 	require.Equal(t, int64(1), w.Stats().Unplanned)
 }
+
+// busyModel gives a request in the next bin Busy when the last bin had one
+// and 0.1 when it had none.
+type busyModel struct {
+	lastCountModel
+	Busy float64
+}
+
+func (m busyModel) Predict(in []activities.DemandQuery) ([]float64, error) {
+	out := make([]float64, len(in))
+	for i, q := range in {
+		out[i] = 0.1
+		if q.Counts[len(q.Counts)-1] > 0 {
+			out[i] = m.Busy
+		}
+	}
+	return out, nil
+}
+
+// A held loop whose release a request will likely overtake sleeps past it
+// and leaves the release to the watch: the watch wakes it at the release
+// when no request came, and when requests came, at the first bin the
+// loop would let go. A loop whose release is likely (a request is not)
+// wakes for it itself.
+func TestWatchWakesAHeldLoopForTheReleaseItLeftToIt(t *testing.T) {
+	const id = "default-test-workflow-id" // the loop the test environment runs the forecast for
+	forecast := func(t *testing.T, busy float64) (wire.ForecastResult, *Watch, *memReports, *recordingWaker) {
+		st := &memReports{}
+		st.add("a", bin(-1), 1)
+		m := &Mirror{Reader: st, Bin: time.Minute, Span: 8}
+		waker := &recordingWaker{}
+		p := &activities.Predictor{Models: oneRegistry{busyModel{lastCountModel{"v1"}, busy}}}
+		w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
+		p.Watch = w
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.SetDataConverter(payload.Converter())
+		env.RegisterActivity(p)
+		in := wire.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 8, Lookahead: 2, MaxSleep: 6,
+			Thresholds: policy.Thresholds{Keep: 0.3, Prepare: 0.6}, Router: &wire.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4}}
+		v, err := env.ExecuteActivity(p.Forecast, in)
+		require.NoError(t, err)
+		var res wire.ForecastResult
+		require.NoError(t, v.Get(&res))
+		require.True(t, res.Action.Holds(), "the last bin saw a request")
+		return res, w, st, waker
+	}
+
+	t.Run("no request comes", func(t *testing.T) {
+		res, w, _, waker := forecast(t, 0.9)
+		require.Equal(t, wire.UntilWatch, res.Until, "a request is 90% likely before the release at bin 1")
+		require.Equal(t, 3, res.NextChange, "the release, then a lookahead of 2 bins as the safety net")
+		require.Equal(t, 3, res.HoldBins, "the lease lasts until the loop's own wake")
+		require.NoError(t, w.Check(context.Background(), bin(1)))
+		require.Equal(t, []wake{{id, bin(1), WakeRelease}}, waker.take(), "the release stands")
+		require.Equal(t, int64(1), w.Stats().Release)
+	})
+	t.Run("requests keep it", func(t *testing.T) {
+		_, w, st, waker := forecast(t, 0.9)
+		st.add("a", bin(0), 2)
+		require.NoError(t, w.Check(context.Background(), bin(1)))
+		require.Empty(t, waker.take(), "a request came: P 0.9 keeps the instance at bin 1")
+		require.NoError(t, w.Check(context.Background(), bin(2)))
+		require.Equal(t, []wake{{id, bin(2), WakeBelowKeep}}, waker.take(), "bin 1 was idle: P 0.1 lets go at bin 2")
+	})
+	t.Run("the release is likely", func(t *testing.T) {
+		res, w, _, waker := forecast(t, 0.4)
+		require.Equal(t, wire.UntilChange, res.Until, "a request is only 40% likely before the release")
+		require.Equal(t, 1, res.NextChange)
+		require.NoError(t, w.Check(context.Background(), bin(1)))
+		require.Empty(t, waker.take(), "the loop wakes for its release itself")
+	})
+}
