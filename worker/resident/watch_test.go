@@ -286,10 +286,7 @@ func TestForecastInRouterMode(t *testing.T) {
 	p := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
 	w := &Watch{Mirror: m, Predictor: p, Waker: &recordingWaker{}}
 	p.Watch = w
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.SetDataConverter(payload.Converter())
-	env.RegisterActivity(p)
+	env := activityEnv(p)
 	in := wire.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 4, Lookahead: 2, MaxSleep: 3,
 		Thresholds: policy.Thresholds{Keep: 0.5, Prepare: 0.6}, Router: &wire.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4, Since: bin(-1)}}
 	v, err := env.ExecuteActivity(p.Forecast, in)
@@ -304,9 +301,7 @@ func TestForecastInRouterMode(t *testing.T) {
 	require.Equal(t, 1, w.Stats().Plans)
 
 	p2 := &activities.Predictor{Models: oneRegistry{lastCountModel{"v1"}}}
-	env2 := suite.NewTestActivityEnvironment()
-	env2.SetDataConverter(payload.Converter())
-	env2.RegisterActivity(p2)
+	env2 := activityEnv(p2)
 	_, err = env2.ExecuteActivity(p2.Forecast, in)
 	require.ErrorContains(t, err, "worker --arrivals-bin")
 	in.Router.Bin = time.Second
@@ -485,6 +480,15 @@ func TestWatchWakesLoopsItHasNoPlanForAfterARestart(t *testing.T) {
 	require.Equal(t, int64(1), w.Stats().Unplanned)
 }
 
+// activityEnv runs p's activities with the workers' data converter.
+func activityEnv(p *activities.Predictor) *testsuite.TestActivityEnvironment {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.SetDataConverter(payload.Converter())
+	env.RegisterActivity(p)
+	return env
+}
+
 // busyModel gives a request in the next bin Busy when the last bin had one
 // and 0.1 when it had none.
 type busyModel struct {
@@ -518,10 +522,7 @@ func TestWatchWakesAHeldLoopForTheReleaseItLeftToIt(t *testing.T) {
 		p := &activities.Predictor{Models: oneRegistry{busyModel{lastCountModel{"v1"}, busy}}}
 		w := &Watch{Mirror: m, Predictor: p, Waker: waker, Parallel: 1}
 		p.Watch = w
-		var suite testsuite.WorkflowTestSuite
-		env := suite.NewTestActivityEnvironment()
-		env.SetDataConverter(payload.Converter())
-		env.RegisterActivity(p)
+		env := activityEnv(p)
 		in := wire.ForecastInput{App: "a", Next: bin(0), Bin: time.Minute, Bins: 8, Lookahead: 2, MaxSleep: 6,
 			Thresholds: policy.Thresholds{Keep: 0.3, Prepare: 0.6}, Router: &wire.RouterInput{Start: bin(0), Bin: time.Minute, Window: 4}}
 		v, err := env.ExecuteActivity(p.Forecast, in)
