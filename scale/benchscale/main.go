@@ -37,6 +37,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -717,12 +718,22 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 				if first != nil {
 					in.FirstSleepBins = first[k]
 				}
-				_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-					ID: workflows.LoopWorkflowID(a.ID), TaskQueue: workflows.PredictionTaskQueue,
-					WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-					TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(a.ID),
-						workflows.AttrLoopState.ValueSet(state), workflows.AttrThreshold.ValueSet(pol.Threshold)),
-				}, workflows.LoopWorkflowName, in)
+				// A start that timed out on a saturated server may have
+				// started the loop: the retry finds it (USE_EXISTING).
+				var err error
+				for attempt := 1; ; attempt++ {
+					_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+						ID: workflows.LoopWorkflowID(a.ID), TaskQueue: workflows.PredictionTaskQueue,
+						WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+						TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(a.ID),
+							workflows.AttrLoopState.ValueSet(state), workflows.AttrThreshold.ValueSet(pol.Threshold)),
+					}, workflows.LoopWorkflowName, in)
+					if err == nil || attempt == 5 || ctx.Err() != nil || !timedOut(err) {
+						break
+					}
+					slog.Warn("loop start timed out; trying again", "app", a.ID, "attempt", attempt)
+					time.Sleep(time.Duration(attempt) * time.Second)
+				}
 				if err != nil {
 					errs <- fmt.Errorf("start loop %s: %w", a.ID, err)
 					return
@@ -733,6 +744,13 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 	wg.Wait()
 	close(errs)
 	return errors.Join(<-errs)
+}
+
+// timedOut says whether err is a call's deadline passing: as the SDK
+// reports the server's, or as the context reports its own.
+func timedOut(err error) bool {
+	var de *serviceerror.DeadlineExceeded
+	return errors.As(err, &de) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // stopLoops terminates the fleet's loops and waits until none runs.
