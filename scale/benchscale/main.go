@@ -719,12 +719,17 @@ func startLoops(ctx context.Context, c client.Client, f *scale.Fleet, liveStart 
 					in.FirstSleepBins = first[k]
 				}
 				// A start that timed out on a saturated server may have
-				// started the loop: the retry finds it (USE_EXISTING).
+				// started the loop: a retry finds it (USE_EXISTING). The
+				// first attempt fails on a loop left from another fleet.
 				var err error
 				for attempt := 1; ; attempt++ {
+					conflict := enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL
+					if attempt > 1 {
+						conflict = enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+					}
 					_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 						ID: workflows.LoopWorkflowID(a.ID), TaskQueue: workflows.PredictionTaskQueue,
-						WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+						WorkflowIDConflictPolicy: conflict,
 						TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrApp.ValueSet(a.ID),
 							workflows.AttrLoopState.ValueSet(state), workflows.AttrThreshold.ValueSet(pol.Threshold)),
 					}, workflows.LoopWorkflowName, in)
